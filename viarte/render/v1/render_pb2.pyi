@@ -1,0 +1,304 @@
+from viarte.render.v1 import timeline_pb2 as _timeline_pb2
+from viarte.type.v1 import job_pb2 as _job_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class QualityPreset(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    QUALITY_PRESET_UNSPECIFIED: _ClassVar[QualityPreset]
+    QUALITY_PRESET_DRAFT: _ClassVar[QualityPreset]
+    QUALITY_PRESET_STANDARD: _ClassVar[QualityPreset]
+    QUALITY_PRESET_HIGH: _ClassVar[QualityPreset]
+
+class VideoCodec(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VIDEO_CODEC_UNSPECIFIED: _ClassVar[VideoCodec]
+    VIDEO_CODEC_H264: _ClassVar[VideoCodec]
+    VIDEO_CODEC_HEVC: _ClassVar[VideoCodec]
+QUALITY_PRESET_UNSPECIFIED: QualityPreset
+QUALITY_PRESET_DRAFT: QualityPreset
+QUALITY_PRESET_STANDARD: QualityPreset
+QUALITY_PRESET_HIGH: QualityPreset
+VIDEO_CODEC_UNSPECIFIED: VideoCodec
+VIDEO_CODEC_H264: VideoCodec
+VIDEO_CODEC_HEVC: VideoCodec
+
+class RenderParameters(_message.Message):
+    __slots__ = ("timeline", "quality", "codec", "output_width", "output_height", "output_fps", "upscale", "output_name", "project_id")
+    TIMELINE_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
+    CODEC_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FPS_FIELD_NUMBER: _ClassVar[int]
+    UPSCALE_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    timeline: _timeline_pb2.Timeline
+    quality: QualityPreset
+    codec: VideoCodec
+    output_width: int
+    output_height: int
+    output_fps: float
+    upscale: bool
+    output_name: str
+    project_id: str
+    def __init__(self, timeline: _Optional[_Union[_timeline_pb2.Timeline, _Mapping]] = ..., quality: _Optional[_Union[QualityPreset, str]] = ..., codec: _Optional[_Union[VideoCodec, str]] = ..., output_width: _Optional[int] = ..., output_height: _Optional[int] = ..., output_fps: _Optional[float] = ..., upscale: _Optional[bool] = ..., output_name: _Optional[str] = ..., project_id: _Optional[str] = ...) -> None: ...
+
+class RenderResult(_message.Message):
+    __slots__ = ("video_asset_id", "poster_asset_id", "duration_seconds", "width", "height", "fps", "frame_count", "encoder", "has_audio")
+    VIDEO_ASSET_ID_FIELD_NUMBER: _ClassVar[int]
+    POSTER_ASSET_ID_FIELD_NUMBER: _ClassVar[int]
+    DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    FPS_FIELD_NUMBER: _ClassVar[int]
+    FRAME_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ENCODER_FIELD_NUMBER: _ClassVar[int]
+    HAS_AUDIO_FIELD_NUMBER: _ClassVar[int]
+    video_asset_id: str
+    poster_asset_id: str
+    duration_seconds: float
+    width: int
+    height: int
+    fps: float
+    frame_count: int
+    encoder: str
+    has_audio: bool
+    def __init__(self, video_asset_id: _Optional[str] = ..., poster_asset_id: _Optional[str] = ..., duration_seconds: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., fps: _Optional[float] = ..., frame_count: _Optional[int] = ..., encoder: _Optional[str] = ..., has_audio: _Optional[bool] = ...) -> None: ...
+
+class RenderJob(_message.Message):
+    __slots__ = ("id", "owner_id", "request_id", "status", "parameters", "result")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    OWNER_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    owner_id: str
+    request_id: str
+    status: _job_pb2.JobStatus
+    parameters: RenderParameters
+    result: RenderResult
+    def __init__(self, id: _Optional[str] = ..., owner_id: _Optional[str] = ..., request_id: _Optional[str] = ..., status: _Optional[_Union[_job_pb2.JobStatus, _Mapping]] = ..., parameters: _Optional[_Union[RenderParameters, _Mapping]] = ..., result: _Optional[_Union[RenderResult, _Mapping]] = ...) -> None: ...
+
+class CreateRenderJobRequest(_message.Message):
+    __slots__ = ("parameters", "request_id", "priority")
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    parameters: RenderParameters
+    request_id: str
+    priority: int
+    def __init__(self, parameters: _Optional[_Union[RenderParameters, _Mapping]] = ..., request_id: _Optional[str] = ..., priority: _Optional[int] = ...) -> None: ...
+
+class CreateRenderJobResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: RenderJob
+    def __init__(self, job: _Optional[_Union[RenderJob, _Mapping]] = ...) -> None: ...
+
+class GetRenderJobRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class GetRenderJobResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: RenderJob
+    def __init__(self, job: _Optional[_Union[RenderJob, _Mapping]] = ...) -> None: ...
+
+class ListRenderJobsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token", "state")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    state: _job_pb2.JobState
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., state: _Optional[_Union[_job_pb2.JobState, str]] = ...) -> None: ...
+
+class ListRenderJobsResponse(_message.Message):
+    __slots__ = ("jobs", "next_page_token")
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[RenderJob]
+    next_page_token: str
+    def __init__(self, jobs: _Optional[_Iterable[_Union[RenderJob, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class CancelRenderJobRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class CancelRenderJobResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: RenderJob
+    def __init__(self, job: _Optional[_Union[RenderJob, _Mapping]] = ...) -> None: ...
+
+class WatchRenderJobRequest(_message.Message):
+    __slots__ = ("id", "after_sequence")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    after_sequence: int
+    def __init__(self, id: _Optional[str] = ..., after_sequence: _Optional[int] = ...) -> None: ...
+
+class WatchRenderJobResponse(_message.Message):
+    __slots__ = ("job", "event")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    job: RenderJob
+    event: _job_pb2.JobEvent
+    def __init__(self, job: _Optional[_Union[RenderJob, _Mapping]] = ..., event: _Optional[_Union[_job_pb2.JobEvent, _Mapping]] = ...) -> None: ...
+
+class RenderFrameRequest(_message.Message):
+    __slots__ = ("timeline", "time_seconds", "max_width")
+    TIMELINE_FIELD_NUMBER: _ClassVar[int]
+    TIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    timeline: _timeline_pb2.Timeline
+    time_seconds: float
+    max_width: int
+    def __init__(self, timeline: _Optional[_Union[_timeline_pb2.Timeline, _Mapping]] = ..., time_seconds: _Optional[float] = ..., max_width: _Optional[int] = ...) -> None: ...
+
+class RenderFrameResponse(_message.Message):
+    __slots__ = ("jpeg", "width", "height")
+    JPEG_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    jpeg: bytes
+    width: int
+    height: int
+    def __init__(self, jpeg: _Optional[bytes] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
+
+class UpscaleParameters(_message.Message):
+    __slots__ = ("video_asset_id", "scale", "tile_size", "tile_padding", "model", "output_name")
+    VIDEO_ASSET_ID_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    TILE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    TILE_PADDING_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
+    video_asset_id: str
+    scale: int
+    tile_size: int
+    tile_padding: int
+    model: str
+    output_name: str
+    def __init__(self, video_asset_id: _Optional[str] = ..., scale: _Optional[int] = ..., tile_size: _Optional[int] = ..., tile_padding: _Optional[int] = ..., model: _Optional[str] = ..., output_name: _Optional[str] = ...) -> None: ...
+
+class UpscaleResult(_message.Message):
+    __slots__ = ("video_asset_id", "width", "height", "frame_count", "fps")
+    VIDEO_ASSET_ID_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    FRAME_COUNT_FIELD_NUMBER: _ClassVar[int]
+    FPS_FIELD_NUMBER: _ClassVar[int]
+    video_asset_id: str
+    width: int
+    height: int
+    frame_count: int
+    fps: float
+    def __init__(self, video_asset_id: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., frame_count: _Optional[int] = ..., fps: _Optional[float] = ...) -> None: ...
+
+class UpscaleJob(_message.Message):
+    __slots__ = ("id", "owner_id", "request_id", "status", "parameters", "result")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    OWNER_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    owner_id: str
+    request_id: str
+    status: _job_pb2.JobStatus
+    parameters: UpscaleParameters
+    result: UpscaleResult
+    def __init__(self, id: _Optional[str] = ..., owner_id: _Optional[str] = ..., request_id: _Optional[str] = ..., status: _Optional[_Union[_job_pb2.JobStatus, _Mapping]] = ..., parameters: _Optional[_Union[UpscaleParameters, _Mapping]] = ..., result: _Optional[_Union[UpscaleResult, _Mapping]] = ...) -> None: ...
+
+class CreateUpscaleJobRequest(_message.Message):
+    __slots__ = ("parameters", "request_id", "priority")
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    parameters: UpscaleParameters
+    request_id: str
+    priority: int
+    def __init__(self, parameters: _Optional[_Union[UpscaleParameters, _Mapping]] = ..., request_id: _Optional[str] = ..., priority: _Optional[int] = ...) -> None: ...
+
+class CreateUpscaleJobResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: UpscaleJob
+    def __init__(self, job: _Optional[_Union[UpscaleJob, _Mapping]] = ...) -> None: ...
+
+class GetUpscaleJobRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class GetUpscaleJobResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: UpscaleJob
+    def __init__(self, job: _Optional[_Union[UpscaleJob, _Mapping]] = ...) -> None: ...
+
+class ListUpscaleJobsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token", "state")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    state: _job_pb2.JobState
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., state: _Optional[_Union[_job_pb2.JobState, str]] = ...) -> None: ...
+
+class ListUpscaleJobsResponse(_message.Message):
+    __slots__ = ("jobs", "next_page_token")
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[UpscaleJob]
+    next_page_token: str
+    def __init__(self, jobs: _Optional[_Iterable[_Union[UpscaleJob, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class CancelUpscaleJobRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class CancelUpscaleJobResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: UpscaleJob
+    def __init__(self, job: _Optional[_Union[UpscaleJob, _Mapping]] = ...) -> None: ...
+
+class WatchUpscaleJobRequest(_message.Message):
+    __slots__ = ("id", "after_sequence")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    after_sequence: int
+    def __init__(self, id: _Optional[str] = ..., after_sequence: _Optional[int] = ...) -> None: ...
+
+class WatchUpscaleJobResponse(_message.Message):
+    __slots__ = ("job", "event")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    job: UpscaleJob
+    event: _job_pb2.JobEvent
+    def __init__(self, job: _Optional[_Union[UpscaleJob, _Mapping]] = ..., event: _Optional[_Union[_job_pb2.JobEvent, _Mapping]] = ...) -> None: ...
