@@ -1,0 +1,10 @@
+"""Root pytest configuration: shared fixtures live in tests/fixtures/<area>.py, one module per area."""
+
+pytest_plugins = [
+    "tests.fixtures.auth",
+    "tests.fixtures.storage",
+    "tests.fixtures.inference",
+    "tests.fixtures.render",
+    "tests.fixtures.gateway",
+    "tests.fixtures.mesh",
+]
