@@ -1,0 +1,79 @@
+"""Database conventions: SQLModel tables, one SQLite file per service by default (any SQLAlchemy
+URL, PostgreSQL in production), Alembic migrations per service, blocking work off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+from sqlmodel import create_engine
+
+__all__ = ["make_engine", "run_alembic_env", "run_db", "upgrade"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def make_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            # WAL lets readers work while a writer commits; busy_timeout waits instead of failing.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def upgrade(engine: Engine, migrations_dir: Path) -> None:
+    """Apply the service's Alembic migrations up to head on ``engine``."""
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(migrations_dir))
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "head")
+
+
+def run_alembic_env(target_metadata: Any) -> None:
+    """The body of every service's ``migrations/env.py``: online migrations on the connection that
+    :func:`upgrade` passes in (or the URL given with ``alembic -x url=...``)."""
+    from alembic import context
+
+    connection = context.config.attributes.get("connection")
+    if connection is None:
+        url = context.get_x_argument(as_dictionary=True)["url"]
+        with make_engine(url).begin() as own:
+            _migrate(context, own, target_metadata)
+    else:
+        _migrate(context, connection, target_metadata)
+
+
+def _migrate(context: Any, connection: Any, target_metadata: Any) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def run_db(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run blocking database work in a thread so the event loop keeps serving streams."""
+    return await asyncio.to_thread(fn, *args, **kwargs)

@@ -1,0 +1,196 @@
+"""The edge interceptor: the one place where every RPC gets its request id, log line, metrics,
+caller identity and error mapping.
+
+Handlers raise :class:`~services.kit.errors.ServiceError`; anything else becomes INTERNAL (logged
+with its traceback, never sent to the client).
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import structlog
+
+from services.kit import auth as kit_auth
+from services.kit.config import ServiceConfig
+from services.kit.errors import ServiceError
+from services.kit.metrics import RPC_IN_FLIGHT, RPC_LATENCY, RPC_TOTAL
+
+__all__ = ["EdgeInterceptor", "MethodPolicy"]
+
+_log = structlog.get_logger("viarte.rpc")
+_ALWAYS_ANONYMOUS = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+@dataclass(frozen=True)
+class MethodPolicy:
+    anonymous: bool = False
+    internal: bool = False
+
+
+class _Metrics:
+    __slots__ = ("in_flight", "latency", "method", "service", "totals")
+
+    def __init__(self, service: str, method: str) -> None:
+        self.service, self.method = service, method
+        self.in_flight = RPC_IN_FLIGHT.labels(service, method)
+        self.latency = RPC_LATENCY.labels(service, method)
+        self.totals: dict[str, Any] = {}
+
+    def count(self, code: str) -> None:
+        counter = self.totals.get(code)
+        if counter is None:
+            counter = self.totals[code] = RPC_TOTAL.labels(self.service, self.method, code)
+        counter.inc()
+
+
+class EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    def __init__(
+        self,
+        config: ServiceConfig,
+        authenticator: kit_auth.Authenticator | None,
+        policies: dict[str, MethodPolicy],
+    ) -> None:
+        self._config = config
+        self._authenticator = authenticator
+        self._policies = policies
+        self._metrics: dict[str, _Metrics] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        method: str = details.method
+        if method.startswith(_ALWAYS_ANONYMOUS):
+            return handler
+        policy = self._policies.get(method, MethodPolicy())
+        metrics = self._metrics.get(method)
+        if metrics is None:
+            metrics = self._metrics[method] = _Metrics(self._config.service_name, method)
+        return _wrap(handler, _Edge(self, method, policy, metrics))
+
+
+class _Edge:
+    """Per-method state shared by every call of that method."""
+
+    __slots__ = ("interceptor", "method", "metrics", "policy")
+
+    def __init__(self, interceptor: EdgeInterceptor, method: str, policy: MethodPolicy, metrics: _Metrics) -> None:
+        self.interceptor, self.method, self.policy, self.metrics = interceptor, method, policy, metrics
+
+    async def enter(self, context: grpc.aio.ServicerContext) -> None:
+        metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+        kit_auth._request_id.set(metadata.get("x-request-id") or uuid.uuid4().hex)
+        authenticator = self.interceptor._authenticator
+        principal = await authenticator.authenticate(metadata) if authenticator is not None else None
+        kit_auth._principal.set(principal)
+        if self.policy.anonymous:
+            return
+        if principal is None:
+            raise ServiceError.unauthenticated("UNAUTHENTICATED", "credentials required", domain="viarte.auth")
+        if self.policy.internal and not principal.is_service:
+            raise ServiceError.permission_denied(
+                "PERMISSION_DENIED", "internal RPC: service credentials required", domain="viarte.auth"
+            )
+
+    async def fail(self, context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+        domain = self.interceptor._config.domain
+        if isinstance(exc, ServiceError):
+            await context.abort_with_status(exc.to_status(domain))
+        _log.error("rpc.unhandled", method=self.method, request_id=kit_auth.request_id(), exc_info=exc)
+        await context.abort_with_status(ServiceError.internal().to_status(domain))
+
+    def finish(self, context: grpc.aio.ServicerContext, started: float, error: BaseException | None) -> None:
+        elapsed = time.perf_counter() - started
+        code = _code_of(context, error)
+        self.metrics.count(code)
+        self.metrics.latency.observe(elapsed)
+        principal = kit_auth._principal.get()
+        _log.info(
+            "rpc",
+            method=self.method,
+            code=code,
+            ms=round(elapsed * 1000, 3),
+            request_id=kit_auth._request_id.get(),
+            principal=principal.subject if principal else None,
+        )
+
+
+def _code_of(context: grpc.aio.ServicerContext, error: BaseException | None) -> str:
+    if isinstance(error, ServiceError):
+        return error.code.name
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code.name
+    if error is not None:
+        return "CANCELLED" if isinstance(error, BaseException) and "Cancel" in type(error).__name__ else "INTERNAL"
+    return "OK"
+
+
+def _wrap(handler: grpc.RpcMethodHandler, edge: _Edge) -> grpc.RpcMethodHandler:
+    if handler.unary_unary is not None or handler.stream_unary is not None:
+        inner = handler.unary_unary or handler.stream_unary
+
+        async def unary_response(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            edge.metrics.in_flight.inc()
+            error: BaseException | None = None
+            try:
+                await edge.enter(context)
+                return await inner(request, context)
+            except BaseException as exc:
+                error = exc
+                if isinstance(exc, Exception) and not _is_abort(exc):
+                    await edge.fail(context, exc)
+                raise
+            finally:
+                edge.metrics.in_flight.dec()
+                edge.finish(context, started, error)
+
+        factory = (
+            grpc.unary_unary_rpc_method_handler if handler.unary_unary is not None else grpc.stream_unary_rpc_method_handler
+        )
+        return factory(unary_response, handler.request_deserializer, handler.response_serializer)
+
+    inner_stream = handler.unary_stream or handler.stream_stream
+
+    async def stream_response(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        started = time.perf_counter()
+        edge.metrics.in_flight.inc()
+        error: BaseException | None = None
+        try:
+            await edge.enter(context)
+            result = inner_stream(request, context)
+            if inspect.isasyncgen(result):
+                async for message in result:
+                    yield message
+            else:  # a coroutine that writes with context.write()
+                await result
+        except BaseException as exc:
+            error = exc
+            if isinstance(exc, Exception) and not _is_abort(exc):
+                await edge.fail(context, exc)
+            raise
+        finally:
+            edge.metrics.in_flight.dec()
+            edge.finish(context, started, error)
+
+    factory = (
+        grpc.unary_stream_rpc_method_handler if handler.unary_stream is not None else grpc.stream_stream_rpc_method_handler
+    )
+    return factory(stream_response, handler.request_deserializer, handler.response_serializer)
+
+
+def _is_abort(exc: BaseException) -> bool:
+    # grpc.aio signals context.abort() with this internal exception; it must pass through untouched.
+    return type(exc).__name__ == "AbortError"

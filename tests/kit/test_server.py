@@ -1,0 +1,205 @@
+"""The service kit over a real loopback server: health, reflection, auth policy, rich errors."""
+
+from __future__ import annotations
+
+import socket
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_status import rpc_status
+
+from services.kit.auth import Authenticator, Principal, PrincipalKind, current_principal
+from services.kit.config import ServiceConfig
+from services.kit.errors import ServiceError, Violations
+from services.kit.server import PortInUseError, Service, build_server, stop
+from services.kit.tokens import SigningKey, VerificationKey, issue_token
+from viarte.auth.v1 import auth_pb2, auth_pb2_grpc
+
+CONFIG = ServiceConfig(port=0, jwt_issuer="test-issuer", jwt_audience="test-aud")
+
+
+class StaticKeys:
+    def __init__(self, *keys: VerificationKey) -> None:
+        self.keys = {k.kid: k for k in keys}
+
+    async def get(self, kid: str) -> VerificationKey | None:
+        return self.keys.get(kid)
+
+
+async def _no_api_keys(api_key: str) -> Principal:
+    if api_key == "good-key":
+        return Principal("user-k", PrincipalKind.API_KEY, scopes=frozenset({"jobs:read"}), credential=("x-api-key", api_key))
+    raise ServiceError.unauthenticated("TOKEN_INVALID", "invalid API key")
+
+
+class Echo(auth_pb2_grpc.AuthServiceServicer):
+    """A toy AuthService: GetMe echoes the principal, Register raises rich errors."""
+
+    async def GetMe(self, request, context):
+        p = current_principal()
+        return auth_pb2.GetMeResponse(user=auth_pb2.User(id=p.subject), scopes=sorted(p.scopes))
+
+    async def Register(self, request, context):
+        v = Violations()
+        v.check("@" in request.email, "email", "must contain @")
+        v.check(len(request.password) >= 8, "password", "at least 8 characters")
+        v.raise_if_any("WEAK_PASSWORD")
+        raise ServiceError.resource_exhausted("TOO_MANY_ATTEMPTS", "slow down", retry_after=2.5)
+
+    async def Login(self, request, context):
+        raise RuntimeError("secret internal detail")
+
+    async def ListPublicKeys(self, request, context):
+        return auth_pb2.ListPublicKeysResponse(max_age_seconds=1)
+
+
+class Internal(auth_pb2_grpc.AuthInternalServiceServicer):
+    async def VerifyApiKey(self, request, context):
+        return auth_pb2.VerifyApiKeyResponse(api_key_id="k")
+
+
+@pytest.fixture(scope="module")
+def signing_key() -> SigningKey:
+    return SigningKey.generate()
+
+
+@pytest.fixture(scope="module")
+async def server(signing_key):
+    authenticator = Authenticator(
+        CONFIG, key_source=StaticKeys(signing_key.verification_key()), api_key_resolver=_no_api_keys
+    )
+    server, port = await build_server(
+        CONFIG,
+        [Service(Echo(), anonymous=frozenset({"Register", "Login", "ListPublicKeys"})), Service(Internal(), internal=True)],
+        authenticator=authenticator,
+    )
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    yield port, channel
+    await channel.close()
+    await stop(server, 0)
+
+
+def token(key: SigningKey, role: str = "user", **kw) -> str:
+    return issue_token(
+        key, subject=kw.pop("sub", "user-1"), issuer="test-issuer", audience="test-aud", ttl_seconds=60,
+        claims={"typ": "access", "role": role, **kw},
+    )
+
+
+async def test_health_reports_every_service(server):
+    _, channel = server
+    stub = health_pb2_grpc.HealthStub(channel)
+    for name in ("", "viarte.auth.v1.AuthService", "viarte.auth.v1.AuthInternalService"):
+        answer = await stub.Check(health_pb2.HealthCheckRequest(service=name))
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.Check(health_pb2.HealthCheckRequest(service="viarte.nope.v1.Nope"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_reflection_lists_services(server):
+    _, channel = server
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    responses = [r async for r in stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))]
+    names = {s.name for s in responses[0].list_services_response.service}
+    assert {"viarte.auth.v1.AuthService", "viarte.auth.v1.AuthInternalService", "grpc.health.v1.Health"} <= names
+
+
+async def test_anonymous_call_to_protected_method_is_unauthenticated(server):
+    _, channel = server
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await auth_pb2_grpc.AuthServiceStub(channel).GetMe(auth_pb2.GetMeRequest())
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert _info(err.value).reason == "UNAUTHENTICATED"
+
+
+async def test_valid_token_reaches_the_handler(server, signing_key):
+    _, channel = server
+    md = (("authorization", f"Bearer {token(signing_key, sub='alice')}"),)
+    answer = await auth_pb2_grpc.AuthServiceStub(channel).GetMe(auth_pb2.GetMeRequest(), metadata=md)
+    assert answer.user.id == "alice"
+
+
+async def test_token_from_unknown_key_is_refused(server):
+    _, channel = server
+    md = (("authorization", f"Bearer {token(SigningKey.generate())}"),)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await auth_pb2_grpc.AuthServiceStub(channel).GetMe(auth_pb2.GetMeRequest(), metadata=md)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert _info(err.value).domain == "viarte.auth"
+
+
+async def test_api_key_principal_carries_its_scopes(server):
+    _, channel = server
+    answer = await auth_pb2_grpc.AuthServiceStub(channel).GetMe(auth_pb2.GetMeRequest(), metadata=(("x-api-key", "good-key"),))
+    assert answer.user.id == "user-k" and list(answer.scopes) == ["jobs:read"]
+
+
+async def test_internal_service_requires_a_service_principal(server, signing_key):
+    _, channel = server
+    stub = auth_pb2_grpc.AuthInternalServiceStub(channel)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.VerifyApiKey(auth_pb2.VerifyApiKeyRequest(), metadata=(("authorization", f"Bearer {token(signing_key)}"),))
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    answer = await stub.VerifyApiKey(
+        auth_pb2.VerifyApiKeyRequest(), metadata=(("authorization", f"Bearer {token(signing_key, role='service')}"),)
+    )
+    assert answer.api_key_id == "k"
+
+
+async def test_violations_become_bad_request_details(server):
+    _, channel = server
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await auth_pb2_grpc.AuthServiceStub(channel).Register(auth_pb2.RegisterRequest(email="x", password="short"))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    info = _info(err.value)
+    assert (info.reason, info.domain) == ("WEAK_PASSWORD", "viarte.service")
+    fields = {v.field for v in _detail(err.value, error_details_pb2.BadRequest).field_violations}
+    assert fields == {"email", "password"}
+
+
+async def test_retry_info_travels_with_resource_exhausted(server):
+    _, channel = server
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await auth_pb2_grpc.AuthServiceStub(channel).Register(auth_pb2.RegisterRequest(email="a@b.c", password="long enough"))
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    retry = _detail(err.value, error_details_pb2.RetryInfo)
+    assert retry.retry_delay.ToMilliseconds() == 2500
+
+
+async def test_unexpected_exception_is_internal_without_leaking(server):
+    _, channel = server
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await auth_pb2_grpc.AuthServiceStub(channel).Login(auth_pb2.LoginRequest())
+    assert err.value.code() == grpc.StatusCode.INTERNAL
+    assert "secret" not in (err.value.details() or "")
+    assert _info(err.value).reason == "INTERNAL"
+
+
+async def test_second_server_on_a_taken_port_fails(server):
+    port, _ = server
+    with pytest.raises(PortInUseError):
+        await build_server(ServiceConfig(port=port), [Service(Echo())], authenticator=Authenticator(
+            CONFIG, key_source=StaticKeys(), api_key_resolver=_no_api_keys))
+    # and the original server still answers
+    with socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass
+
+
+def _detail(err: grpc.aio.AioRpcError, kind):
+    status = rpc_status.from_call(err)
+    assert status is not None
+    for any_ in status.details:
+        if any_.Is(kind.DESCRIPTOR):
+            out = kind()
+            any_.Unpack(out)
+            return out
+    raise AssertionError(f"no {kind.DESCRIPTOR.name} detail")
+
+
+def _info(err: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
+    return _detail(err, error_details_pb2.ErrorInfo)
