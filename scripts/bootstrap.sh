@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Idempotent setup of everything Viarte Studio needs on a fresh Debian machine:
+# system packages, the Python venv (CPU torch pinned first), npm tools and the editor's packages.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+VENV="$ROOT/.venv"
+TORCH_PIN="torch==2.13.0"   # the CPU wheel; anything unpinned would pull gigabytes of CUDA wheels
+STAMP_DIR="$ROOT/.cache/bootstrap"
+mkdir -p "$STAMP_DIR"
+log() { printf '\033[1m[bootstrap]\033[0m %s\n' "$*" >&2; }
+
+# 1. Debian packages: ffmpeg (encode/probe), chromium (browser tests), postgresql (DB tests), fonts (text clips).
+need_apt=()
+command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
+command -v chromium >/dev/null || need_apt+=(chromium)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)
+command -v node >/dev/null || need_apt+=(nodejs npm)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "apt-get install ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+# 2. Python: venv, torch first (pinned CPU build), then the project with all groups.
+[ -x "$VENV/bin/python" ] || { log "creating $VENV"; python3 -m venv "$VENV"; }
+PY="$VENV/bin/python"
+deps_hash="$(cat pyproject.toml | sha256sum | cut -c1-16)"
+if [ ! -f "$STAMP_DIR/python-$deps_hash" ]; then
+  log "installing $TORCH_PIN"
+  "$PY" -m pip install -q --disable-pip-version-check "$TORCH_PIN"
+  log "installing viarte-studio[server,ml,dev]"
+  "$PY" -m pip install -q --disable-pip-version-check -e ".[server,ml,dev]"
+  "$PY" -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+  rm -f "$STAMP_DIR"/python-*; touch "$STAMP_DIR/python-$deps_hash"
+fi
+
+# 3. npm: buf (protos lint) and the browser editor's packages.
+npm_install() {  # dir
+  local dir="$1" lock_hash
+  [ -f "$dir/package.json" ] || return 0
+  lock_hash="$(cat "$dir/package.json" "$dir/package-lock.json" 2>/dev/null | sha256sum | cut -c1-16)"
+  local stamp="$STAMP_DIR/npm-$(echo "$dir" | tr '/' '_')-$lock_hash"
+  if [ ! -f "$stamp" ] || [ ! -d "$dir/node_modules" ]; then
+    log "npm install in $dir"
+    if [ -f "$dir/package-lock.json" ]; then (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    else (cd "$dir" && npm install --no-audit --no-fund --loglevel=error); fi
+    rm -f "$STAMP_DIR/npm-$(echo "$dir" | tr '/' '_')-"*; touch "$stamp"
+  fi
+}
+npm_install "scripts/tools"
+npm_install "gateway/editor"
+log "ready"
