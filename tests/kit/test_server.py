@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 
 import grpc
 import pytest
@@ -203,3 +204,23 @@ def _detail(err: grpc.aio.AioRpcError, kind):
 
 def _info(err: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
     return _detail(err, error_details_pb2.ErrorInfo)
+
+
+async def test_probe_entry_point_reports_serving_and_down(server):
+    import asyncio
+
+    port, _ = server
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.kit.probe", f"127.0.0.1:{port}", "--service", "viarte.auth.v1.AuthService",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0 and out.strip() == b"SERVING"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.kit.probe", f"127.0.0.1:{free}", "--timeout", "1", stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 1 and out.strip() == b"NOT_SERVING"
