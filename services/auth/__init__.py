@@ -1,0 +1,1 @@
+"""The auth service: users, sessions, API keys and token signing keys."""

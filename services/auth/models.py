@@ -1,0 +1,111 @@
+"""Identity tables owned by the auth service (SQLModel; the schema itself is managed by Alembic)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+__all__ = [
+    "ApiKey",
+    "AuthSession",
+    "RefreshToken",
+    "SigningKeyRecord",
+    "User",
+    "as_utc",
+    "new_id",
+    "utcnow",
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite drops the zone on the way back; every stored time is UTC."""
+    if value is None:
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _time(nullable: bool = False, index: bool = False) -> sa.Column:  # type: ignore[type-arg]
+    return sa.Column(sa.DateTime(timezone=True), nullable=nullable, index=index)
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "auth_user"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    email: str = Field(max_length=320, sa_column_kwargs={"unique": True}, index=False)
+    display_name: str = Field(default="", max_length=200)
+    password_hash: str = Field(max_length=100)
+    role: str = Field(default="user", max_length=16)
+    disabled: bool = Field(default=False)
+    create_time: datetime = Field(default_factory=utcnow, sa_column=_time(index=True))
+    update_time: datetime = Field(default_factory=utcnow, sa_column=_time())
+
+
+class AuthSession(SQLModel, table=True):
+    """One login: the family of refresh tokens it rotates through, revoked as a whole."""
+
+    __tablename__ = "auth_session"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    user_id: str = Field(foreign_key="auth_user.id", index=True, max_length=36, ondelete="CASCADE")
+    create_time: datetime = Field(default_factory=utcnow, sa_column=_time())
+    expire_time: datetime = Field(sa_column=_time())
+    revoke_time: datetime | None = Field(default=None, sa_column=_time(nullable=True))
+    revoke_reason: str | None = Field(default=None, max_length=40)
+    client_address: str = Field(default="", max_length=100)
+
+
+class RefreshToken(SQLModel, table=True):
+    """A refresh token by its SHA-256; `rotate_time` set means it was spent (presenting it again = reuse)."""
+
+    __tablename__ = "auth_refresh_token"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    session_id: str = Field(foreign_key="auth_session.id", index=True, max_length=36, ondelete="CASCADE")
+    token_hash: str = Field(max_length=64, sa_column_kwargs={"unique": True})
+    create_time: datetime = Field(default_factory=utcnow, sa_column=_time())
+    expire_time: datetime = Field(sa_column=_time())
+    rotate_time: datetime | None = Field(default=None, sa_column=_time(nullable=True))
+
+
+class ApiKey(SQLModel, table=True):
+    """A partner API key; only the SHA-256 of its (256-bit random) secret is stored."""
+
+    __tablename__ = "auth_api_key"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    user_id: str = Field(foreign_key="auth_user.id", index=True, max_length=36, ondelete="CASCADE")
+    name: str = Field(max_length=100)
+    prefix: str = Field(max_length=16)
+    secret_hash: str = Field(max_length=64, sa_column_kwargs={"unique": True})
+    scopes: str = Field(default="", max_length=500)
+    create_time: datetime = Field(default_factory=utcnow, sa_column=_time())
+    expire_time: datetime | None = Field(default=None, sa_column=_time(nullable=True))
+    last_used_time: datetime | None = Field(default=None, sa_column=_time(nullable=True))
+    revoke_time: datetime | None = Field(default=None, sa_column=_time(nullable=True))
+
+
+class SigningKeyRecord(SQLModel, table=True):
+    """An Ed25519 token signing key. Exactly one is active (retire_time NULL); retired keys keep
+    verifying until `not_after`, when every token they signed has expired."""
+
+    __tablename__ = "auth_signing_key"
+
+    kid: str = Field(primary_key=True, max_length=64)
+    algorithm: str = Field(default="EdDSA", max_length=16)
+    private_key: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+    public_key: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+    create_time: datetime = Field(default_factory=utcnow, sa_column=_time())
+    retire_time: datetime | None = Field(default=None, sa_column=_time(nullable=True))
+    not_after: datetime | None = Field(default=None, sa_column=_time(nullable=True))

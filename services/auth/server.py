@@ -1,0 +1,95 @@
+"""Builds the auth service: database + migrations, signing keys, servicers, the kit server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+from pathlib import Path
+
+import grpc
+
+from services.auth.config import AuthConfig
+from services.auth.keys import KeyStore
+from services.auth.passwords import PasswordHasher, normalize_email
+from services.auth.servicer import AuthInternalServicer, AuthServicer, LocalApiKeyResolver
+from services.auth.store import EmailTakenError, Store
+from services.auth.throttle import LoginThrottle, ThrottleRule
+from services.kit.auth import Authenticator
+from services.kit.db import make_engine, run_db, upgrade
+from services.kit.logs import get_logger
+from services.kit.server import Service, add_shutdown_hook, build_server
+
+__all__ = ["MIGRATIONS", "build"]
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_log = get_logger("viarte.auth")
+
+
+def _throttle(config: AuthConfig) -> LoginThrottle:
+    window, lockout = float(config.login_window_seconds), float(config.login_lockout_seconds)
+    return LoginThrottle(
+        account=ThrottleRule(config.login_max_failures_per_account, window, lockout),
+        address=ThrottleRule(config.login_max_failures_per_address, window, lockout),
+    )
+
+
+def _bootstrap_admin(config: AuthConfig, store: Store, hasher: PasswordHasher) -> None:
+    """Creates the configured first admin once (idempotent across restarts and replicas)."""
+    email = normalize_email(config.bootstrap_admin_email) if config.bootstrap_admin_email else None
+    if email is None or not config.bootstrap_admin_password or store.user_by_email(email) is not None:
+        return
+    try:
+        store.create_user(email, hasher.hash(config.bootstrap_admin_password.reveal()), "admin", "admin")
+    except EmailTakenError:
+        return
+    _log.info("auth.bootstrap_admin_created", email=email)
+
+
+async def _key_maintenance(keys: KeyStore, interval: float) -> None:
+    """Rotates the signing key when it is due and drops keys that can no longer verify anything."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await run_db(keys.ensure_active)
+            await run_db(keys.prune)
+        except Exception:  # the database may be briefly down; try again next round
+            _log.exception("auth.key_maintenance_failed")
+
+
+async def build(config: AuthConfig) -> tuple[grpc.aio.Server, int]:
+    """1. database + migrations, 2. signing keys, 3. bootstrap admin, 4. servicers on the kit server."""
+    engine = make_engine(config.database())
+    await run_db(upgrade, engine, MIGRATIONS)
+    # A retired key must outlive every token it signed (plus the verifiers' clock leeway).
+    grace = timedelta(seconds=max(config.access_token_ttl_seconds, config.service_token_ttl_seconds) + 60)
+    keys = KeyStore(engine, timedelta(seconds=config.signing_key_rotation_seconds), grace)
+    await run_db(keys.ensure_active)
+    store = Store(engine)
+    hasher = await run_db(PasswordHasher, config.bcrypt_cost)
+    await run_db(_bootstrap_admin, config, store, hasher)
+    throttle = _throttle(config)
+    servicer = AuthServicer(config, store, keys, hasher, throttle)
+    internal = AuthInternalServicer(config, store, keys, throttle)
+    authenticator = Authenticator(config, key_source=keys, api_key_resolver=LocalApiKeyResolver(store))
+    server, port = await build_server(
+        config,
+        [
+            Service(servicer, anonymous=frozenset({"Register", "Login", "Refresh", "ListPublicKeys"})),
+            Service(internal, internal=True, anonymous=frozenset({"IssueServiceToken"})),
+        ],
+        authenticator=authenticator,
+    )
+    maintenance = asyncio.create_task(_key_maintenance(keys, config.key_check_interval_seconds))
+
+    async def _close() -> None:
+        maintenance.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await maintenance
+        await run_db(engine.dispose)
+
+    add_shutdown_hook(server, _close)
+    # Exposed for tests and the bench (key rotation, direct store checks); not part of the API.
+    server.auth_keys = keys  # type: ignore[attr-defined]
+    server.auth_store = store  # type: ignore[attr-defined]
+    return server, port

@@ -1,0 +1,486 @@
+"""gRPC handlers of AuthService and AuthInternalService."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import grpc
+from google.protobuf import timestamp_pb2
+
+from services.auth import credentials
+from services.auth.config import AuthConfig
+from services.auth.keys import KeyStore
+from services.auth.models import ApiKey, User, as_utc, utcnow
+from services.auth.passwords import PasswordHasher, PasswordPolicy, normalize_email
+from services.auth.reasons import Reason
+from services.auth.store import EmailTakenError, RefreshOutcome, Store
+from services.auth.throttle import LoginThrottle
+from services.kit.auth import Principal, PrincipalKind, current_principal
+from services.kit.db import run_db
+from services.kit.errors import FieldViolation, ServiceError, Violations
+from services.kit.pagination import decode_page_token, encode_page_token, page_size
+from services.kit.tokens import issue_token
+from viarte.auth.v1 import auth_pb2, auth_pb2_grpc
+
+__all__ = ["AuthInternalServicer", "AuthServicer", "Issuer", "LocalApiKeyResolver", "client_address"]
+
+_ROLE_TO_PROTO = {"user": auth_pb2.ROLE_USER, "admin": auth_pb2.ROLE_ADMIN}
+_PROTO_TO_ROLE = {v: k for k, v in _ROLE_TO_PROTO.items()}
+_SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+_INVALID_CREDENTIALS = "invalid email or password"
+
+
+def _ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    value = as_utc(value)
+    if value is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def user_proto(user: User) -> auth_pb2.User:
+    return auth_pb2.User(
+        id=user.id,
+        email=user.email,
+        display_name=user.display_name,
+        role=_ROLE_TO_PROTO.get(user.role, auth_pb2.ROLE_UNSPECIFIED),
+        disabled=user.disabled,
+        create_time=_ts(user.create_time),
+    )
+
+
+def api_key_proto(key: ApiKey) -> auth_pb2.ApiKey:
+    return auth_pb2.ApiKey(
+        id=key.id,
+        name=key.name,
+        prefix=key.prefix,
+        scopes=key.scopes.split(),
+        create_time=_ts(key.create_time),
+        last_used_time=_ts(key.last_used_time),
+        expire_time=_ts(key.expire_time),
+        revoked=key.revoke_time is not None,
+    )
+
+
+def client_address(context: grpc.aio.ServicerContext, trusted_proxies: tuple[str, ...]) -> str:
+    """The caller's IP; behind a trusted proxy, the last hop it appended to x-forwarded-for."""
+    peer = context.peer() or ""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv4":
+        address = rest.rsplit(":", 1)[0]
+    elif kind == "ipv6":
+        address = rest.rsplit(":", 1)[0].strip("[]")
+    else:
+        address = peer
+    if address in trusted_proxies:
+        for key, value in context.invocation_metadata() or ():
+            if key == "x-forwarded-for" and isinstance(value, str):
+                candidate = value.split(",")[-1].strip()
+                try:
+                    return str(ipaddress.ip_address(candidate))
+                except ValueError:
+                    break
+    return address
+
+
+@dataclass(frozen=True)
+class Issuer:
+    """Signs access tokens with the active key of the key store."""
+
+    config: AuthConfig
+    keys: KeyStore
+
+    def access_token(self, user: User, session_id: str) -> tuple[str, datetime]:
+        ttl = self.config.access_token_ttl_seconds
+        claims = {
+            "typ": "access",
+            "role": user.role,
+            "scope": " ".join(credentials.KNOWN_SCOPES),
+            "sid": session_id,
+            "email": user.email,
+        }
+        return self._issue(user.id, ttl, claims)
+
+    def service_token(self, service: str) -> tuple[str, datetime]:
+        claims = {"typ": "access", "role": "service", "scope": ""}
+        return self._issue(f"service:{service}", self.config.service_token_ttl_seconds, claims)
+
+    def _issue(self, subject: str, ttl: int, claims: dict[str, str]) -> tuple[str, datetime]:
+        now = utcnow().replace(microsecond=0)
+        token = issue_token(
+            self.keys.active,
+            subject=subject,
+            issuer=self.config.jwt_issuer,
+            audience=self.config.jwt_audience,
+            ttl_seconds=ttl,
+            claims=claims,
+            now=now.timestamp(),
+        )
+        return token, now + timedelta(seconds=ttl)
+
+
+class LocalApiKeyResolver:
+    """`services.kit.auth.ApiKeyResolver` for the auth server itself: reads its own table."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def __call__(self, api_key: str) -> Principal:
+        found = await run_db(self._store.resolve_api_key, credentials.digest(api_key))
+        if found is None:
+            raise ServiceError.unauthenticated(Reason.TOKEN_INVALID, "invalid API key")
+        key, user = found
+        return Principal(
+            subject=user.id,
+            kind=PrincipalKind.API_KEY,
+            role=user.role,
+            scopes=frozenset(key.scopes.split()),
+            email=user.email,
+            credential=("x-api-key", api_key),
+        )
+
+
+class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
+    def __init__(
+        self,
+        config: AuthConfig,
+        store: Store,
+        keys: KeyStore,
+        hasher: PasswordHasher,
+        throttle: LoginThrottle,
+        policy: PasswordPolicy | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.keys = keys
+        self.issuer = Issuer(config, keys)
+        self.hasher = hasher
+        self.throttle = throttle
+        self.policy = policy or PasswordPolicy()
+
+    # -- sign up / sign in ---------------------------------------------------------------------
+    async def Register(
+        self, request: auth_pb2.RegisterRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.RegisterResponse:
+        email = normalize_email(request.email)
+        if email is None:
+            raise ServiceError.invalid_argument(
+                Reason.INVALID_EMAIL,
+                "invalid email address",
+                violations=[FieldViolation("email", "not a valid address")],
+            )
+        problems = self.policy.problems(request.password, email)
+        if problems:
+            raise ServiceError.invalid_argument(
+                Reason.WEAK_PASSWORD,
+                "password " + "; ".join(problems),
+                violations=[FieldViolation("password", p) for p in problems],
+            )
+        display_name = request.display_name.strip()
+        v = Violations()
+        v.check(len(display_name) <= 200, "display_name", "must be at most 200 characters")
+        v.raise_if_any(Reason.INVALID_ARGUMENT)
+        password_hash = await run_db(self.hasher.hash, request.password)
+        try:
+            user = await run_db(self.store.create_user, email, password_hash, display_name, "user")
+        except EmailTakenError:
+            raise ServiceError.already_exists(
+                Reason.EMAIL_TAKEN, "an account with this email exists"
+            ) from None
+        tokens = await self._open_session(user, client_address(context, self.config.trusted_proxies))
+        return auth_pb2.RegisterResponse(user=user_proto(user), tokens=tokens)
+
+    async def Login(
+        self, request: auth_pb2.LoginRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.LoginResponse:
+        address = client_address(context, self.config.trusted_proxies)
+        # Invalid addresses are throttled and answered like unknown ones (no enumeration either way).
+        email = normalize_email(request.email) or request.email.strip().lower()[:320]
+        wait = self.throttle.retry_after(email, address)
+        if wait > 0:
+            raise ServiceError.resource_exhausted(
+                Reason.TOO_MANY_ATTEMPTS,
+                "too many failed sign-in attempts; try again later",
+                retry_after=wait,
+            )
+        user = await run_db(self.store.user_by_email, email)
+        # An unknown email is checked against a dummy hash: both failures cost one bcrypt round.
+        ok = await run_db(self.hasher.verify, request.password, user.password_hash if user else None)
+        if user is None or not ok:
+            self.throttle.record_failure(email, address)
+            raise ServiceError.unauthenticated(Reason.INVALID_CREDENTIALS, _INVALID_CREDENTIALS)
+        if user.disabled:
+            raise ServiceError.permission_denied(Reason.ACCOUNT_DISABLED, "this account is disabled")
+        self.throttle.record_success(email)
+        if self.hasher.needs_rehash(user.password_hash):
+            await run_db(
+                self.store.set_password_hash, user.id, await run_db(self.hasher.hash, request.password)
+            )
+        tokens = await self._open_session(user, address)
+        return auth_pb2.LoginResponse(user=user_proto(user), tokens=tokens)
+
+    async def _open_session(self, user: User, address: str) -> auth_pb2.TokenPair:
+        now = utcnow()
+        refresh = credentials.new_refresh_token()
+        refresh_expire = now + timedelta(seconds=self.config.refresh_token_ttl_seconds)
+        session_expire = now + timedelta(seconds=self.config.session_ttl_seconds)
+        session = await run_db(
+            self.store.create_session,
+            user.id,
+            session_expire,
+            credentials.digest(refresh),
+            min(refresh_expire, session_expire),
+            address,
+        )
+        return self._pair(user, session.id, refresh, min(refresh_expire, session_expire))
+
+    def _pair(
+        self, user: User, session_id: str, refresh: str, refresh_expire: datetime
+    ) -> auth_pb2.TokenPair:
+        access, access_expire = self.issuer.access_token(user, session_id)
+        return auth_pb2.TokenPair(
+            access_token=access,
+            access_token_expire_time=_ts(access_expire),
+            refresh_token=refresh,
+            refresh_token_expire_time=_ts(refresh_expire),
+            token_type="Bearer",
+        )
+
+    async def Refresh(
+        self, request: auth_pb2.RefreshRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.RefreshResponse:
+        token = request.refresh_token
+        if not token.startswith(credentials.REFRESH_PREFIX) or len(token) > 200:
+            raise ServiceError.unauthenticated(Reason.TOKEN_INVALID, "invalid refresh token")
+        successor = credentials.new_refresh_token()
+        expire = utcnow() + timedelta(seconds=self.config.refresh_token_ttl_seconds)
+        result = await run_db(
+            self.store.rotate_refresh, credentials.digest(token), credentials.digest(successor), expire
+        )
+        match result.outcome:
+            case RefreshOutcome.OK:
+                assert result.user is not None and result.session is not None
+                session_expire = as_utc(result.session.expire_time)
+                refresh_expire = min(expire, session_expire) if session_expire else expire
+                pair = self._pair(result.user, result.session.id, successor, refresh_expire)
+                return auth_pb2.RefreshResponse(tokens=pair)
+            case RefreshOutcome.EXPIRED:
+                raise ServiceError.unauthenticated(Reason.TOKEN_EXPIRED, "refresh token expired")
+            case RefreshOutcome.REVOKED:
+                raise ServiceError.unauthenticated(Reason.TOKEN_REVOKED, "session revoked")
+            case RefreshOutcome.REUSED:
+                raise ServiceError.unauthenticated(
+                    Reason.REFRESH_TOKEN_REUSED, "refresh token already used; the session has been revoked"
+                )
+            case _:
+                raise ServiceError.unauthenticated(Reason.TOKEN_INVALID, "invalid refresh token")
+
+    # -- the caller ----------------------------------------------------------------------------
+    async def _caller(self, *, user_session: bool = False) -> tuple[Principal, User]:
+        """The calling user, re-checked against the database (session alive, account enabled).
+
+        `user_session=True` refuses API keys (they cannot manage credentials).
+        """
+        principal = current_principal()
+        if principal.kind is PrincipalKind.SERVICE:
+            raise ServiceError.permission_denied(Reason.PERMISSION_DENIED, "a user credential is required")
+        if user_session and principal.kind is not PrincipalKind.USER:
+            raise ServiceError.permission_denied(
+                Reason.PERMISSION_DENIED, "API keys cannot manage credentials"
+            )
+        if principal.kind is PrincipalKind.USER:
+            alive = bool(principal.session_id) and await run_db(
+                self.store.session_active, principal.session_id
+            )
+            if not alive:
+                raise ServiceError.unauthenticated(Reason.TOKEN_REVOKED, "session revoked")
+        user = await run_db(self.store.user, principal.subject)
+        if user is None or user.disabled:
+            raise ServiceError.unauthenticated(Reason.TOKEN_REVOKED, "account disabled")
+        return principal, user
+
+    async def _admin(self) -> User:
+        _, user = await self._caller(user_session=True)
+        # The role is read from the database, so a demotion takes effect at once.
+        if user.role != "admin":
+            raise ServiceError.permission_denied(Reason.PERMISSION_DENIED, "admin role required")
+        return user
+
+    async def Logout(
+        self, request: auth_pb2.LogoutRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.LogoutResponse:
+        principal, _ = await self._caller(user_session=True)
+        await run_db(self.store.revoke_session, principal.session_id, "logout")
+        return auth_pb2.LogoutResponse()
+
+    async def GetMe(
+        self, request: auth_pb2.GetMeRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.GetMeResponse:
+        principal, user = await self._caller()
+        scopes = (
+            sorted(principal.scopes)
+            if principal.kind is PrincipalKind.API_KEY
+            else list(credentials.KNOWN_SCOPES)
+        )
+        return auth_pb2.GetMeResponse(user=user_proto(user), scopes=scopes)
+
+    async def ListPublicKeys(
+        self, request: auth_pb2.ListPublicKeysRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.ListPublicKeysResponse:
+        keys = []
+        for key in self.keys.verification_keys():
+            jwk = key.jwk()
+            proto = auth_pb2.PublicKey(
+                kid=key.kid, kty=jwk["kty"], alg=jwk["alg"], crv=jwk["crv"], x=jwk["x"]
+            )
+            if key.not_after is not None:
+                proto.not_after.FromSeconds(int(key.not_after))
+            keys.append(proto)
+        return auth_pb2.ListPublicKeysResponse(
+            keys=keys, max_age_seconds=self.config.public_keys_max_age_seconds
+        )
+
+    # -- API keys ------------------------------------------------------------------------------
+    async def CreateApiKey(
+        self, request: auth_pb2.CreateApiKeyRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.CreateApiKeyResponse:
+        _, user = await self._caller(user_session=True)
+        name = request.name.strip()
+        scopes = list(dict.fromkeys(request.scopes))
+        v = Violations()
+        v.check(0 < len(name) <= 100, "name", "must be 1 to 100 characters")
+        v.check(bool(scopes), "scopes", "at least one scope is required")
+        for i, scope in enumerate(scopes):
+            v.check(scope in credentials.KNOWN_SCOPES, f"scopes[{i}]", f"unknown scope {scope!r}")
+        v.check(
+            0 <= request.ttl_seconds <= 10 * 365 * 86_400, "ttl_seconds", "must be between 0 and 10 years"
+        )
+        v.raise_if_any(Reason.INVALID_ARGUMENT)
+        secret = credentials.new_api_key()
+        expire = utcnow() + timedelta(seconds=request.ttl_seconds) if request.ttl_seconds else None
+        key = await run_db(
+            self.store.create_api_key,
+            user.id,
+            name,
+            credentials.display_prefix(secret),
+            credentials.digest(secret),
+            scopes,
+            expire,
+        )
+        return auth_pb2.CreateApiKeyResponse(api_key=api_key_proto(key), secret=secret)
+
+    async def ListApiKeys(
+        self, request: auth_pb2.ListApiKeysRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.ListApiKeysResponse:
+        _, user = await self._caller(user_session=True)
+        keys = await run_db(self.store.list_api_keys, user.id)
+        return auth_pb2.ListApiKeysResponse(api_keys=[api_key_proto(k) for k in keys])
+
+    async def RevokeApiKey(
+        self, request: auth_pb2.RevokeApiKeyRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.RevokeApiKeyResponse:
+        _, user = await self._caller(user_session=True)
+        if not await run_db(self.store.revoke_api_key, user.id, request.id):
+            raise ServiceError.not_found(
+                Reason.API_KEY_NOT_FOUND, "API key not found", metadata={"id": request.id}
+            )
+        return auth_pb2.RevokeApiKeyResponse()
+
+    # -- admin ---------------------------------------------------------------------------------
+    async def ListUsers(
+        self, request: auth_pb2.ListUsersRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.ListUsersResponse:
+        await self._admin()
+        size = page_size(request.page_size)
+        cursor = decode_page_token(request.page_token, {"list": "users"})
+        after = None
+        if cursor is not None:
+            try:
+                after = (datetime.fromisoformat(cursor["t"]), str(cursor["id"]))
+            except (KeyError, TypeError, ValueError):
+                raise ServiceError.invalid_argument(
+                    Reason.INVALID_PAGE_TOKEN, "malformed page_token"
+                ) from None
+        users = await run_db(self.store.list_users, after, size + 1)
+        next_token = ""
+        if len(users) > size:
+            users = users[:size]
+            last = users[-1]
+            created = as_utc(last.create_time)
+            assert created is not None
+            next_token = encode_page_token({"t": created.isoformat(), "id": last.id}, {"list": "users"})
+        return auth_pb2.ListUsersResponse(users=[user_proto(u) for u in users], next_page_token=next_token)
+
+    async def UpdateUser(
+        self, request: auth_pb2.UpdateUserRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.UpdateUserResponse:
+        admin = await self._admin()
+        role = _PROTO_TO_ROLE.get(request.role) if request.role != auth_pb2.ROLE_UNSPECIFIED else None
+        v = Violations()
+        v.check(request.role == auth_pb2.ROLE_UNSPECIFIED or role is not None, "role", "unknown role")
+        # An admin locking themselves out would leave nobody to undo it.
+        v.check(
+            request.id != admin.id or ((role in (None, "admin")) and not request.disabled),
+            "id",
+            "admins cannot demote or disable themselves",
+        )
+        v.raise_if_any(Reason.INVALID_ARGUMENT)
+        user = await run_db(self.store.update_user, request.id, role, request.disabled)
+        if user is None:
+            raise ServiceError.not_found(Reason.USER_NOT_FOUND, "user not found", metadata={"id": request.id})
+        return auth_pb2.UpdateUserResponse(user=user_proto(user))
+
+
+class AuthInternalServicer(auth_pb2_grpc.AuthInternalServiceServicer):
+    def __init__(self, config: AuthConfig, store: Store, keys: KeyStore, throttle: LoginThrottle) -> None:
+        self.config = config
+        self.store = store
+        self.issuer = Issuer(config, keys)
+        self.throttle = throttle
+
+    async def VerifyApiKey(
+        self, request: auth_pb2.VerifyApiKeyRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.VerifyApiKeyResponse:
+        key = request.api_key
+        found = None
+        if key.startswith(credentials.API_KEY_PREFIX) and len(key) <= 200:
+            found = await run_db(self.store.resolve_api_key, credentials.digest(key))
+        if found is None:
+            raise ServiceError.unauthenticated(Reason.TOKEN_INVALID, "invalid API key")
+        api_key, user = found
+        return auth_pb2.VerifyApiKeyResponse(
+            user=user_proto(user),
+            api_key_id=api_key.id,
+            scopes=api_key.scopes.split(),
+            max_age_seconds=self.config.api_key_max_age_seconds,
+        )
+
+    async def IssueServiceToken(
+        self, request: auth_pb2.IssueServiceTokenRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.IssueServiceTokenResponse:
+        # Failures count against the caller's address like failed logins: the secret is guessable
+        # only by volume, and volume is what the throttle refuses.
+        address = "service:" + client_address(context, self.config.trusted_proxies)
+        wait = self.throttle.retry_after(address, address)
+        if wait > 0:
+            raise ServiceError.resource_exhausted(
+                Reason.TOO_MANY_ATTEMPTS, "too many failed attempts", retry_after=wait
+            )
+        expected = self.config.internal_secret.reveal().encode("utf-8")
+        presented = request.secret.encode("utf-8")
+        if not expected or not hmac.compare_digest(presented, expected):
+            self.throttle.record_failure(address, address)
+            raise ServiceError.unauthenticated(Reason.INVALID_CREDENTIALS, "invalid service credentials")
+        if not _SERVICE_NAME.match(request.service):
+            raise ServiceError.invalid_argument(
+                Reason.INVALID_ARGUMENT,
+                "invalid service name",
+                violations=[FieldViolation("service", "must match [a-z][a-z0-9-]*")],
+            )
+        token, expire = self.issuer.service_token(request.service)
+        return auth_pb2.IssueServiceTokenResponse(access_token=token, expire_time=_ts(expire))

@@ -1,0 +1,245 @@
+"""Database operations of the auth service. Synchronous (SQLAlchemy); handlers call them through
+`services.kit.db.run_db` so the event loop never blocks on the database."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from services.auth.models import ApiKey, AuthSession, RefreshToken, User, as_utc, utcnow
+
+__all__ = [
+    "EmailTakenError",
+    "RefreshOutcome",
+    "RefreshResult",
+    "Store",
+]
+
+
+class EmailTakenError(Exception):
+    """The (normalised) email already has an account."""
+
+
+class RefreshOutcome(enum.Enum):
+    OK = "ok"
+    INVALID = "invalid"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    REUSED = "reused"
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    outcome: RefreshOutcome
+    user: User | None = None
+    session: AuthSession | None = None
+
+
+# Writing last_used_time on every API call would turn reads into writes; minute resolution is plenty.
+_LAST_USED_RESOLUTION_SECONDS = 60
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def _session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    # -- users ---------------------------------------------------------------------------------
+    def create_user(self, email: str, password_hash: str, display_name: str, role: str) -> User:
+        user = User(email=email, password_hash=password_hash, display_name=display_name, role=role)
+        with self._session() as s:
+            s.add(user)
+            try:
+                s.commit()
+            except IntegrityError as e:
+                raise EmailTakenError(email) from e
+        return user
+
+    def user_by_email(self, email: str) -> User | None:
+        with self._session() as s:
+            return s.exec(select(User).where(User.email == email)).first()
+
+    def user(self, user_id: str) -> User | None:
+        with self._session() as s:
+            return s.get(User, user_id)
+
+    def set_password_hash(self, user_id: str, password_hash: str) -> None:
+        with self._session() as s, s.begin():
+            s.execute(sa.update(User).where(col(User.id) == user_id).values(password_hash=password_hash))
+
+    def list_users(self, after: tuple[datetime, str] | None, limit: int) -> list[User]:
+        """Users in creation order (keyset pagination on (create_time, id))."""
+        query = select(User).order_by(col(User.create_time), col(User.id)).limit(limit)
+        if after is not None:
+            t, uid = after
+            query = query.where(
+                sa.or_(col(User.create_time) > t, sa.and_(col(User.create_time) == t, col(User.id) > uid))
+            )
+        with self._session() as s:
+            return list(s.exec(query).all())
+
+    def update_user(self, user_id: str, role: str | None, disabled: bool) -> User | None:
+        """Applies the change; a role change or disabling revokes every session of the user."""
+        now = utcnow()
+        with self._session() as s, s.begin():
+            user = s.get(User, user_id, with_for_update=True)
+            if user is None:
+                return None
+            changed_role = role is not None and role != user.role
+            if role is not None:
+                user.role = role
+            newly_disabled = disabled and not user.disabled
+            user.disabled = disabled
+            user.update_time = now
+            if changed_role or newly_disabled:
+                self._revoke_user_sessions(s, user_id, "account_changed", now)
+        return user
+
+    # -- sessions and refresh tokens -----------------------------------------------------------
+    def create_session(
+        self,
+        user_id: str,
+        session_expire: datetime,
+        refresh_hash: str,
+        refresh_expire: datetime,
+        client_address: str,
+    ) -> AuthSession:
+        sess = AuthSession(user_id=user_id, expire_time=session_expire, client_address=client_address[:100])
+        with self._session() as s, s.begin():
+            s.add(sess)
+            s.flush()
+            s.add(RefreshToken(session_id=sess.id, token_hash=refresh_hash, expire_time=refresh_expire))
+        return sess
+
+    def session_active(self, session_id: str) -> bool:
+        with self._session() as s:
+            sess = s.get(AuthSession, session_id)
+            if sess is None or sess.revoke_time is not None:
+                return False
+            expire = as_utc(sess.expire_time)
+            return expire is not None and expire > utcnow()
+
+    def revoke_session(self, session_id: str, reason: str) -> None:
+        with self._session() as s, s.begin():
+            s.execute(
+                sa.update(AuthSession)
+                .where(col(AuthSession.id) == session_id, col(AuthSession.revoke_time).is_(None))
+                .values(revoke_time=utcnow(), revoke_reason=reason)
+            )
+
+    @staticmethod
+    def _revoke_user_sessions(s: Session, user_id: str, reason: str, now: datetime) -> None:
+        s.execute(
+            sa.update(AuthSession)
+            .where(col(AuthSession.user_id) == user_id, col(AuthSession.revoke_time).is_(None))
+            .values(revoke_time=now, revoke_reason=reason)
+        )
+
+    def rotate_refresh(self, token_hash: str, new_hash: str, new_expire: datetime) -> RefreshResult:
+        """Spends one refresh token and stores its successor, atomically.
+
+        A spent token presented again means it leaked (or the legitimate client lost a race with a
+        thief): the whole session family is revoked, so whoever holds the newer token loses it too.
+        """
+        now = utcnow()
+        with self._session() as s, s.begin():
+            token = s.exec(select(RefreshToken).where(RefreshToken.token_hash == token_hash)).first()
+            if token is None:
+                return RefreshResult(RefreshOutcome.INVALID)
+            sess = s.get(AuthSession, token.session_id)
+            if sess is None:
+                return RefreshResult(RefreshOutcome.INVALID)
+            if sess.revoke_time is not None:
+                return RefreshResult(RefreshOutcome.REVOKED)
+            if token.rotate_time is not None:
+                return self._reuse(s, sess, now)
+            token_expire, sess_expire = as_utc(token.expire_time), as_utc(sess.expire_time)
+            if (token_expire is not None and token_expire <= now) or (
+                sess_expire is not None and sess_expire <= now
+            ):
+                return RefreshResult(RefreshOutcome.EXPIRED)
+            # Conditional update: of two concurrent refreshes with one token, exactly one wins.
+            spent = s.execute(
+                sa.update(RefreshToken)
+                .where(col(RefreshToken.id) == token.id, col(RefreshToken.rotate_time).is_(None))
+                .values(rotate_time=now)
+            )
+            if spent.rowcount != 1:  # type: ignore[attr-defined]
+                return self._reuse(s, sess, now)
+            user = s.get(User, sess.user_id)
+            if user is None or user.disabled:
+                sess.revoke_time, sess.revoke_reason = now, "account_disabled"
+                return RefreshResult(RefreshOutcome.REVOKED)
+            expire = min(new_expire, sess_expire) if sess_expire is not None else new_expire
+            s.add(RefreshToken(session_id=sess.id, token_hash=new_hash, expire_time=expire))
+            return RefreshResult(RefreshOutcome.OK, user=user, session=sess)
+
+    @staticmethod
+    def _reuse(s: Session, sess: AuthSession, now: datetime) -> RefreshResult:
+        sess.revoke_time, sess.revoke_reason = now, "refresh_token_reused"
+        s.add(sess)
+        return RefreshResult(RefreshOutcome.REUSED)
+
+    # -- API keys ------------------------------------------------------------------------------
+    def create_api_key(
+        self,
+        user_id: str,
+        name: str,
+        prefix: str,
+        secret_hash: str,
+        scopes: Sequence[str],
+        expire_time: datetime | None,
+    ) -> ApiKey:
+        key = ApiKey(
+            user_id=user_id,
+            name=name,
+            prefix=prefix,
+            secret_hash=secret_hash,
+            scopes=" ".join(scopes),
+            expire_time=expire_time,
+        )
+        with self._session() as s, s.begin():
+            s.add(key)
+        return key
+
+    def list_api_keys(self, user_id: str) -> list[ApiKey]:
+        query = select(ApiKey).where(ApiKey.user_id == user_id).order_by(col(ApiKey.create_time))
+        with self._session() as s:
+            return list(s.exec(query).all())
+
+    def revoke_api_key(self, user_id: str, key_id: str) -> bool:
+        """False when the key does not exist or belongs to someone else (the same answer to both)."""
+        with self._session() as s, s.begin():
+            key = s.get(ApiKey, key_id)
+            if key is None or key.user_id != user_id:
+                return False
+            if key.revoke_time is None:
+                key.revoke_time = utcnow()
+        return True
+
+    def resolve_api_key(self, secret_hash: str) -> tuple[ApiKey, User] | None:
+        """The live key with this hash and its (enabled) owner; records the use."""
+        now = utcnow()
+        with self._session() as s, s.begin():
+            key = s.exec(select(ApiKey).where(ApiKey.secret_hash == secret_hash)).first()
+            if key is None or key.revoke_time is not None:
+                return None
+            expire = as_utc(key.expire_time)
+            if expire is not None and expire <= now:
+                return None
+            user = s.get(User, key.user_id)
+            if user is None or user.disabled:
+                return None
+            last = as_utc(key.last_used_time)
+            if last is None or (now - last).total_seconds() >= _LAST_USED_RESOLUTION_SECONDS:
+                key.last_used_time = now
+        return key, user
