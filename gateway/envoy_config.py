@@ -1,0 +1,444 @@
+"""Envoy bootstrap generation: gRPC-Web → HTTP/2 gRPC for the public services, plus the editor.
+
+One listener; HTTP filters grpc_web → cors → local rate limit → router. One HTTP/2 cluster per
+service with an active gRPC health check. Routes match public proto services by path prefix; the
+internal services (``AuthInternalService``, ``StorageInternalService``) have no route, so a request
+for them ends in Envoy's "no route" reply, which Envoy answers as gRPC UNIMPLEMENTED.
+
+The built editor is served by Envoy itself with one ``direct_response`` route per file (read when
+the config loads) and a SPA fallback to ``index.html`` for GET requests, so production has no
+extra process and no CORS.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import mimetypes
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gateway.config import GatewayConfig
+
+__all__ = [
+    "INTERNAL_SERVICES",
+    "PUBLIC_SERVICES",
+    "STREAMING_METHODS",
+    "Upstream",
+    "build_bootstrap",
+    "render_yaml",
+    "upstreams",
+]
+
+# Proto services reachable from browsers and partner SDKs, by upstream cluster.
+PUBLIC_SERVICES: dict[str, tuple[str, ...]] = {
+    "auth": ("viarte.auth.v1.AuthService",),
+    "storage": ("viarte.storage.v1.StorageService",),
+    "inference": (
+        "viarte.inference.v1.GenerationService",
+        "viarte.inference.v1.FaceSwapService",
+        "viarte.inference.v1.AssistantService",
+    ),
+    "render": (
+        "viarte.render.v1.RenderService",
+        "viarte.render.v1.UpscaleService",
+        "viarte.render.v1.ProjectService",
+    ),
+}
+
+# Service-to-service only: never routed (listed so tests can assert they stay unreachable).
+INTERNAL_SERVICES = ("viarte.auth.v1.AuthInternalService", "viarte.storage.v1.StorageInternalService")
+
+# Server-streaming methods get the long max stream duration; everything else is bounded by the
+# caller's grpc-timeout header (the route timeout is 0 so Envoy never cuts a call on its own).
+STREAMING_METHODS = (
+    "viarte.storage.v1.StorageService/DownloadAsset",
+    "viarte.inference.v1.GenerationService/WatchGenerationJob",
+    "viarte.inference.v1.FaceSwapService/WatchFaceSwapJob",
+    "viarte.inference.v1.AssistantService/Chat",
+    "viarte.render.v1.RenderService/WatchRenderJob",
+    "viarte.render.v1.UpscaleService/WatchUpscaleJob",
+)
+
+# Headers a gRPC-Web / Connect browser client sends, and the gRPC ones it must be able to read.
+CORS_ALLOW_HEADERS = (
+    "authorization,content-type,x-grpc-web,x-user-agent,grpc-timeout,x-api-key,x-request-id,"
+    "keep-alive,user-agent,cache-control,content-transfer-encoding,x-accept-content-transfer-encoding,"
+    "x-accept-response-streaming,connect-protocol-version,connect-timeout-ms"
+)
+CORS_EXPOSE_HEADERS = "grpc-status,grpc-message,grpc-status-details-bin,x-request-id"
+
+_HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+_CORS_POLICY = "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy"
+# Static files larger than this are not served by Envoy (the editor's chunks are far smaller).
+MAX_STATIC_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Upstream:
+    name: str
+    host: str
+    port: int
+
+
+def upstreams(config: GatewayConfig) -> list[Upstream]:
+    addresses = {
+        "auth": config.auth_address,
+        "storage": config.storage_address,
+        "inference": config.inference_address,
+        "render": config.render_address,
+    }
+    return [Upstream(name, *_split(address)) for name, address in addresses.items()]
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"upstream address must be host:port, got {address!r}")
+    return host.strip("[]"), int(port)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:g}s"
+
+
+def _cluster(upstream: Upstream, config: GatewayConfig) -> dict[str, Any]:
+    interval = _duration(config.health_check_interval_seconds)
+    return {
+        "name": upstream.name,
+        # STATIC for IPs; hostnames (compose service names) are resolved by Envoy.
+        "type": "STATIC" if _is_ip(upstream.host) else "STRICT_DNS",
+        "connect_timeout": "1s",
+        "lb_policy": "ROUND_ROBIN",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        },
+        "health_checks": [
+            {
+                "timeout": "1s",
+                "interval": interval,
+                # Without traffic Envoy would slow down to one check a minute.
+                "no_traffic_interval": interval,
+                "unhealthy_threshold": 2,
+                "healthy_threshold": 1,
+                "grpc_health_check": {"service_name": ""},
+            }
+        ],
+        "load_assignment": {
+            "cluster_name": upstream.name,
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {
+                            "endpoint": {
+                                "address": {
+                                    "socket_address": {"address": upstream.host, "port_value": upstream.port}
+                                }
+                            }
+                        }
+                    ]
+                }
+            ],
+        },
+    }
+
+
+def _grpc_routes(config: GatewayConfig) -> list[dict[str, Any]]:
+    stream_limit = {
+        "max_stream_duration": _duration(config.max_stream_duration_seconds),
+        # The client's grpc-timeout header is honoured, uncapped (0 = no cap).
+        "grpc_timeout_header_max": "0s",
+    }
+    unary_limit = {"grpc_timeout_header_max": "0s"}
+    routes: list[dict[str, Any]] = []
+    for cluster, services in PUBLIC_SERVICES.items():
+        for method in STREAMING_METHODS:
+            if method.split("/")[0] in services:
+                routes.append(
+                    {
+                        "name": method,
+                        "match": {"path": f"/{method}"},
+                        "route": {"cluster": cluster, "timeout": "0s", "max_stream_duration": stream_limit},
+                    }
+                )
+        for service in services:
+            routes.append(
+                {
+                    "name": service,
+                    "match": {"prefix": f"/{service}/"},
+                    "route": {"cluster": cluster, "timeout": "0s", "max_stream_duration": unary_limit},
+                }
+            )
+    return routes
+
+
+def _static_routes(static_dir: Path) -> list[dict[str, Any]]:
+    """One direct response per built file, then index.html for every other GET (client routing)."""
+    index = static_dir / "index.html"
+    if not index.is_file():
+        raise FileNotFoundError(f"{index} is missing: build the editor first (npm run build)")
+    routes: list[dict[str, Any]] = []
+    for path in sorted(p for p in static_dir.rglob("*") if p.is_file()):
+        if path.stat().st_size > MAX_STATIC_BYTES:
+            continue
+        url = "/" + path.relative_to(static_dir).as_posix()
+        # Vite's hashed chunks never change; everything else must be revalidated.
+        immutable = url.startswith("/assets/")
+        routes.append(_file_route({"path": url}, path, immutable=immutable))
+    routes.append(_file_route({"path": "/"}, index, immutable=False))
+    get_only = [{"name": ":method", "string_match": {"exact": "GET"}}]
+    routes.append(_file_route({"prefix": "/", "headers": get_only}, index, immutable=False))
+    return routes
+
+
+def _file_route(match: dict[str, Any], path: Path, *, immutable: bool) -> dict[str, Any]:
+    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    if content_type.startswith("text/") or content_type in ("application/javascript", "image/svg+xml"):
+        content_type += "; charset=utf-8"
+    cache = "public, max-age=31536000, immutable" if immutable else "no-cache"
+    return {
+        "match": match,
+        "direct_response": {"status": 200, "body": {"filename": str(path.resolve())}},
+        "response_headers_to_add": [
+            {
+                "header": {"key": "content-type", "value": content_type},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            },
+            {
+                "header": {"key": "cache-control", "value": cache},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            },
+            {"header": {"key": "x-content-type-options", "value": "nosniff"}},
+        ],
+    }
+
+
+def _cors_policy(origins: Iterable[str]) -> dict[str, Any]:
+    return {
+        "@type": _CORS_POLICY,
+        "allow_origin_string_match": [{"exact": origin} for origin in origins],
+        "allow_methods": "GET, PUT, DELETE, POST, OPTIONS",
+        "allow_headers": CORS_ALLOW_HEADERS,
+        "expose_headers": CORS_EXPOSE_HEADERS,
+        "max_age": "86400",
+    }
+
+
+def _http_filters(config: GatewayConfig) -> list[dict[str, Any]]:
+    filters: list[dict[str, Any]] = [
+        {
+            "name": "envoy.filters.http.grpc_web",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.grpc_web.v3.GrpcWeb"
+            },
+        },
+        {
+            "name": "envoy.filters.http.cors",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"},
+        },
+    ]
+    if config.rate_limit_per_second > 0:
+        filters.append(
+            {
+                "name": "envoy.filters.http.local_ratelimit",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+                    "stat_prefix": "gateway_rate_limit",
+                    "token_bucket": {
+                        "max_tokens": max(config.rate_limit_burst, config.rate_limit_per_second),
+                        "tokens_per_fill": config.rate_limit_per_second,
+                        "fill_interval": "1s",
+                    },
+                    "filter_enabled": {"default_value": {"numerator": 100, "denominator": "HUNDRED"}},
+                    "filter_enforced": {"default_value": {"numerator": 100, "denominator": "HUNDRED"}},
+                    # gRPC callers see RESOURCE_EXHAUSTED instead of UNAVAILABLE (HTTP 429's mapping).
+                    "rate_limited_as_resource_exhausted": True,
+                    "response_headers_to_add": [
+                        {
+                            "header": {"key": "x-ratelimit-limited", "value": "true"},
+                            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                        }
+                    ],
+                },
+            }
+        )
+    filters.append(
+        {
+            "name": "envoy.filters.http.router",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+        }
+    )
+    return filters
+
+
+# Envoy's own replies (no route, rate limited, upstream down) are plain HTTP errors for gRPC-Web
+# requests; rewrite them as trailers-only gRPC responses so every client reads a real grpc-status.
+_LOCAL_REPLY_CODES = (
+    (404, 12, "method not routed by the gateway"),  # UNIMPLEMENTED
+    (429, 8, "rate limited by the gateway"),  # RESOURCE_EXHAUSTED
+    (503, 14, "service unavailable"),  # UNAVAILABLE
+    (504, 4, "upstream timed out"),  # DEADLINE_EXCEEDED
+)
+
+
+def _local_reply_config() -> dict[str, Any]:
+    grpc_request = {
+        "header_filter": {"header": {"name": "content-type", "string_match": {"prefix": "application/grpc"}}}
+    }
+    mappers = []
+    for http_status, grpc_status, message in _LOCAL_REPLY_CODES:
+        status_filter = {
+            "status_code_filter": {
+                "comparison": {
+                    "op": "EQ",
+                    "value": {
+                        "default_value": http_status,
+                        "runtime_key": f"gateway.local_reply.{http_status}",
+                    },
+                }
+            }
+        }
+        mappers.append(
+            {
+                "filter": {"and_filter": {"filters": [status_filter, grpc_request]}},
+                "status_code": 200,
+                "headers_to_add": [
+                    {
+                        "header": {"key": "grpc-status", "value": str(grpc_status)},
+                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                    },
+                    {
+                        "header": {"key": "grpc-message", "value": message},
+                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                    },
+                    {
+                        "header": {"key": "content-type", "value": "application/grpc-web+proto"},
+                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                    },
+                ],
+                "body": {"inline_string": ""},
+            }
+        )
+    return {"mappers": mappers}
+
+
+def _connection_manager(config: GatewayConfig, static_dir: Path | None) -> dict[str, Any]:
+    routes = _grpc_routes(config)
+    if static_dir is not None:
+        routes += _static_routes(static_dir)
+    manager: dict[str, Any] = {
+        "@type": _HCM,
+        "stat_prefix": "gateway",
+        "codec_type": "AUTO",
+        # Watch streams may stay quiet for a while (queued jobs); bound them by max_stream_duration.
+        "stream_idle_timeout": _duration(config.max_stream_duration_seconds),
+        "route_config": {
+            "name": "viarte",
+            "max_direct_response_body_size_bytes": MAX_STATIC_BYTES,
+            "virtual_hosts": [
+                {
+                    "name": "viarte",
+                    "domains": ["*"],
+                    "routes": routes,
+                    "typed_per_filter_config": {"envoy.filters.http.cors": _cors_policy(config.cors_origins)},
+                }
+            ],
+        },
+        "http_filters": _http_filters(config),
+        "local_reply_config": _local_reply_config(),
+    }
+    if config.access_log:
+        manager["access_log"] = [
+            {
+                "name": "envoy.access_loggers.stdout",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+                    "log_format": {
+                        "json_format": {
+                            "time": "%START_TIME%",
+                            "method": "%REQ(:METHOD)%",
+                            "path": "%REQ(:PATH)%",
+                            "status": "%RESPONSE_CODE%",
+                            "grpc_status": "%GRPC_STATUS(NUMBER)%",
+                            "duration_ms": "%DURATION%",
+                            "upstream": "%UPSTREAM_CLUSTER%",
+                            "flags": "%RESPONSE_FLAGS%",
+                        }
+                    },
+                },
+            }
+        ]
+    return manager
+
+
+def _tls_transport(config: GatewayConfig) -> dict[str, Any]:
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            "common_tls_context": {
+                "alpn_protocols": ["h2", "http/1.1"],
+                "tls_certificates": [
+                    {
+                        "certificate_chain": {"filename": str(Path(config.tls_cert_file).resolve())},
+                        "private_key": {"filename": str(Path(config.tls_key_file).resolve())},
+                    }
+                ],
+            },
+        },
+    }
+
+
+def build_bootstrap(config: GatewayConfig) -> dict[str, Any]:
+    """The Envoy bootstrap (v3) for ``config`` as a plain dict."""
+    static_dir = Path(config.static_dir) if config.static_dir else None
+    chain: dict[str, Any] = {
+        "filters": [
+            {
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": _connection_manager(config, static_dir),
+            }
+        ]
+    }
+    if config.tls_enabled:
+        chain["transport_socket"] = _tls_transport(config)
+    admin: dict[str, Any] = {
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": config.admin_port}},
+    }
+    return {
+        "node": {"id": "viarte-gateway", "cluster": "viarte"},
+        "admin": admin,
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "gateway",
+                    "address": {"socket_address": {"address": config.host, "port_value": config.port}},
+                    "filter_chains": [chain],
+                }
+            ],
+            "clusters": [_cluster(upstream, config) for upstream in upstreams(config)],
+        },
+        "layered_runtime": {
+            "layers": [
+                {"name": "static", "static_layer": {"overload": {"global_downstream_max_connections": 10000}}}
+            ]
+        },
+    }
+
+
+def render_yaml(config: GatewayConfig) -> str:
+    return str(yaml.safe_dump(build_bootstrap(config), sort_keys=False))
