@@ -1,0 +1,191 @@
+"""Database layer on SQLite and a real PostgreSQL: migrations, rotation, reuse, keys, API keys."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlmodel import SQLModel
+
+from services.auth import credentials
+from services.auth.keys import KeyStore
+from services.auth.models import SigningKeyRecord, utcnow
+from services.auth.server import MIGRATIONS
+from services.auth.store import EmailTakenError, RefreshOutcome, Store
+from services.kit.db import make_engine, upgrade
+from services.kit.tokens import decode_token, issue_token
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    upgrade(engine, MIGRATIONS)
+    yield engine
+    engine.dispose()
+
+
+def _user(store: Store, email: str = "a@example.com") -> str:
+    return store.create_user(email, "hash", "", "user").id
+
+
+def test_migrations_match_the_models_and_are_idempotent(engine: Engine) -> None:
+    upgrade(engine, MIGRATIONS)  # a second run is a no-op
+    with engine.connect() as conn:
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), SQLModel.metadata
+        )
+    ours = [d for d in diff if "auth_" in repr(d)]
+    assert ours == []
+
+
+def test_email_is_unique(engine: Engine) -> None:
+    store = Store(engine)
+    _user(store)
+    with pytest.raises(EmailTakenError):
+        _user(store)
+
+
+def _session(store: Store, user_id: str) -> tuple[str, str]:
+    token = credentials.new_refresh_token()
+    later = utcnow() + timedelta(hours=1)
+    sess = store.create_session(user_id, later, credentials.digest(token), later, "127.0.0.1")
+    return sess.id, token
+
+
+def test_refresh_rotation_and_reuse_revokes_the_family(engine: Engine) -> None:
+    store = Store(engine)
+    sid, first = _session(store, _user(store))
+    second = credentials.new_refresh_token()
+    later = utcnow() + timedelta(hours=1)
+    ok = store.rotate_refresh(credentials.digest(first), credentials.digest(second), later)
+    assert ok.outcome is RefreshOutcome.OK and ok.session is not None and ok.session.id == sid
+    assert store.session_active(sid)
+    reused = store.rotate_refresh(credentials.digest(first), credentials.digest("rt_x"), later)
+    assert reused.outcome is RefreshOutcome.REUSED
+    assert not store.session_active(sid)
+    # The successor died with its family.
+    after = store.rotate_refresh(credentials.digest(second), credentials.digest("rt_y"), later)
+    assert after.outcome is RefreshOutcome.REVOKED
+    assert (
+        store.rotate_refresh(credentials.digest("rt_unknown"), "x", later).outcome is RefreshOutcome.INVALID
+    )
+
+
+def test_concurrent_refreshes_with_one_token_have_one_winner(engine: Engine) -> None:
+    store = Store(engine)
+    _, token = _session(store, _user(store))
+    later = utcnow() + timedelta(hours=1)
+    outcomes: list[RefreshOutcome] = []
+    barrier = threading.Barrier(4)
+
+    def spend() -> None:
+        barrier.wait()
+        new = credentials.new_refresh_token()
+        outcomes.append(
+            store.rotate_refresh(credentials.digest(token), credentials.digest(new), later).outcome
+        )
+
+    threads = [threading.Thread(target=spend) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.count(RefreshOutcome.OK) == 1, outcomes
+    assert set(outcomes) <= {RefreshOutcome.OK, RefreshOutcome.REUSED, RefreshOutcome.REVOKED}
+
+
+def test_expired_refresh_token(engine: Engine) -> None:
+    store = Store(engine)
+    user_id = _user(store)
+    token = credentials.new_refresh_token()
+    past, later = utcnow() - timedelta(seconds=1), utcnow() + timedelta(hours=1)
+    store.create_session(user_id, later, credentials.digest(token), past, "")
+    assert store.rotate_refresh(credentials.digest(token), "x", later).outcome is RefreshOutcome.EXPIRED
+
+
+def test_disabling_a_user_revokes_sessions_and_api_keys(engine: Engine) -> None:
+    store = Store(engine)
+    user_id = _user(store)
+    sid, _ = _session(store, user_id)
+    secret = credentials.new_api_key()
+    store.create_api_key(user_id, "k", "vk_", credentials.digest(secret), ["assets:read"], None)
+    assert store.resolve_api_key(credentials.digest(secret)) is not None
+    updated = store.update_user(user_id, None, True)
+    assert updated is not None and updated.disabled
+    assert not store.session_active(sid)
+    assert store.resolve_api_key(credentials.digest(secret)) is None
+
+
+def test_api_key_last_used_revoke_and_ownership(engine: Engine) -> None:
+    store = Store(engine)
+    owner, other = _user(store), _user(store, "b@example.com")
+    secret = credentials.new_api_key()
+    key = store.create_api_key(owner, "k", "vk_", credentials.digest(secret), ["jobs:read"], None)
+    assert key.last_used_time is None
+    found = store.resolve_api_key(credentials.digest(secret))
+    assert found is not None and found[0].last_used_time is not None
+    assert [k.id for k in store.list_api_keys(owner)] == [key.id]
+    assert not store.revoke_api_key(other, key.id)  # another user's key is "not found"
+    assert store.resolve_api_key(credentials.digest(secret)) is not None
+    assert store.revoke_api_key(owner, key.id)
+    assert store.resolve_api_key(credentials.digest(secret)) is None
+
+
+def test_api_key_expiry(engine: Engine) -> None:
+    store = Store(engine)
+    secret = credentials.new_api_key()
+    past = utcnow() - timedelta(seconds=1)
+    store.create_api_key(_user(store), "k", "vk_", credentials.digest(secret), ["jobs:read"], past)
+    assert store.resolve_api_key(credentials.digest(secret)) is None
+
+
+def test_list_users_keyset_pagination(engine: Engine) -> None:
+    store = Store(engine)
+    ids = [_user(store, f"u{i}@example.com") for i in range(5)]
+    first = store.list_users(None, 2)
+    second = store.list_users((first[-1].create_time, first[-1].id), 2)
+    third = store.list_users((second[-1].create_time, second[-1].id), 2)
+    assert [u.id for u in first + second + third] == ids
+
+
+async def test_key_rotation_keeps_retired_keys_until_not_after(engine: Engine) -> None:
+    keys = KeyStore(engine, rotation_period=timedelta(days=7), retire_grace=timedelta(minutes=16))
+    old = keys.ensure_active()
+    assert keys.ensure_active().kid == old.kid  # not due yet: no rotation
+    token = issue_token(old, subject="u", issuer="i", audience="a", ttl_seconds=60)
+    new = keys.rotate()
+    assert new.kid != old.kid and keys.active.kid == new.kid
+    listed = {k.kid: k for k in keys.verification_keys()}
+    assert set(listed) == {old.kid, new.kid}
+    assert listed[new.kid].not_after is None and listed[old.kid].not_after is not None
+    retired = await keys.get(old.kid)
+    assert retired is not None
+    assert decode_token(token, retired, issuer="i", audience="a")["sub"] == "u"
+    # A second process sees the same keys (they live in the database).
+    other = KeyStore(engine, rotation_period=timedelta(days=7), retire_grace=timedelta(minutes=16))
+    assert other.ensure_active().kid == new.kid
+    # Past not_after the retired key is gone from verification and, once pruned, from the table.
+    with engine.begin() as conn:
+        conn.execute(
+            update(SigningKeyRecord)
+            .where(SigningKeyRecord.kid == old.kid)  # type: ignore[arg-type]
+            .values(not_after=utcnow() - timedelta(seconds=1))
+        )
+    keys.reload()
+    assert await keys.get(old.kid) is None
+    assert [k.kid for k in keys.verification_keys()] == [new.kid]
+    assert keys.prune() == 1
+
+
+def test_an_overdue_key_rotates_at_startup(engine: Engine) -> None:
+    first = KeyStore(
+        engine, rotation_period=timedelta(days=7), retire_grace=timedelta(minutes=16)
+    ).ensure_active()
+    overdue = KeyStore(engine, rotation_period=timedelta(seconds=0), retire_grace=timedelta(minutes=16))
+    assert overdue.ensure_active().kid != first.kid
