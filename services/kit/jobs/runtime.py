@@ -1,0 +1,143 @@
+"""What a running job looks like to the code that executes it, and the executor seam.
+
+The scheduler hands each job to an :class:`Executor`. Today executors run in this process (a
+coroutine per job that may talk to local worker processes); a Ray executor would implement the
+same two members (``slots`` and ``execute``) with actors holding ``num_gpus``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol, runtime_checkable
+
+from services.kit.errors import ServiceError
+from services.kit.jobs.record import JobRecord
+from viarte.type.v1 import job_pb2
+
+__all__ = [
+    "Executor",
+    "Handler",
+    "HandlerExecutor",
+    "JobCancelled",
+    "RetryableJobError",
+    "RunningJob",
+]
+
+
+class JobCancelled(Exception):
+    """Raised by a handler that stopped because its job was cancelled."""
+
+
+class RetryableJobError(Exception):
+    """A failure worth another attempt (worker crash, lost device): the job is re-queued while
+    attempts remain, else it fails with ``error``."""
+
+    def __init__(self, error: ServiceError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class RunningJob:
+    """Handed to the executor: the job's inputs, a non-blocking event sink and the cancel flag."""
+
+    def __init__(self, record: JobRecord, sink: Callable[[job_pb2.Progress, bool], None]) -> None:
+        self.record = record
+        self._sink = sink
+        self._cancel = asyncio.Event()
+        self._callbacks: list[Callable[[], None]] = []
+        self._flush: Callable[[], Awaitable[None]] | None = None
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def owner(self) -> str:
+        return self.record.owner
+
+    @property
+    def kind(self) -> str:
+        return self.record.kind
+
+    @property
+    def parameters(self) -> bytes:
+        return self.record.parameters
+
+    @property
+    def attempt(self) -> int:
+        return self.record.attempts
+
+    def emit(self, progress: job_pb2.Progress, *, droppable: bool = False) -> None:
+        """Records a progress event. Never blocks: events are stored and fanned out in order by a
+        writer task; ``droppable`` ones (previews) are dropped if the writer falls behind."""
+        self._sink(progress, droppable)
+
+    async def flush(self) -> None:
+        """Waits until every emitted event is stored and published."""
+        if self._flush is not None:
+            await self._flush()
+
+    # -- cancellation ---------------------------------------------------------------------------
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        if self._cancel.is_set():
+            raise JobCancelled(self.id)
+
+    async def wait_cancelled(self) -> None:
+        await self._cancel.wait()
+
+    def on_cancel(self, callback: Callable[[], None]) -> None:
+        """Runs ``callback`` (at once if already cancelled) when the owner cancels the job."""
+        if self._cancel.is_set():
+            callback()
+        else:
+            self._callbacks.append(callback)
+
+    def _request_cancel(self) -> None:
+        if self._cancel.is_set():
+            return
+        self._cancel.set()
+        for callback in self._callbacks:
+            callback()
+
+
+Handler = Callable[[RunningJob], Awaitable[bytes]]
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs one job to completion and returns its serialised result message.
+
+    Raise :class:`JobCancelled` after honouring a cancel, :class:`RetryableJobError` for a failure
+    worth a retry, ``ServiceError`` for a failure the owner should see; anything else fails the job
+    with INTERNAL."""
+
+    @property
+    def slots(self) -> int: ...
+
+    async def execute(self, job: RunningJob) -> bytes: ...
+
+
+class HandlerExecutor:
+    """In-process executor: one coroutine handler per job kind, at most ``slots`` jobs at once."""
+
+    def __init__(self, handlers: Mapping[str, Handler], slots: int = 1) -> None:
+        self._handlers = dict(handlers)
+        self._slots = slots
+
+    @property
+    def slots(self) -> int:
+        return self._slots
+
+    def add_handler(self, kind: str, handler: Handler) -> None:
+        self._handlers[kind] = handler
+
+    async def execute(self, job: RunningJob) -> bytes:
+        handler = self._handlers.get(job.kind)
+        if handler is None:
+            raise ServiceError.internal("NO_HANDLER", f"no handler for job kind {job.kind!r}")
+        return await handler(job)

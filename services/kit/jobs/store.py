@@ -1,0 +1,212 @@
+"""Blocking database operations on the job tables (call them through ``services.kit.db.run_db``).
+
+Each write is one transaction that re-reads the row (FOR UPDATE where the backend has it), checks
+the state machine, appends the event with the next sequence number and updates the row, so a
+cancel racing the scheduler can never produce two sequences or an illegal transition.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from services.kit.jobs.record import JobRecord
+from services.kit.jobs.states import QUEUED, RUNNING, TERMINAL, check_transition
+from services.kit.jobs.tables import JobEventRow, JobRow
+from viarte.type.v1 import job_pb2
+
+__all__ = ["JobStore", "Transition"]
+
+
+@dataclass(frozen=True)
+class Transition:
+    record: JobRecord
+    event: job_pb2.JobEvent
+
+
+def _event(seq: int, now_us: int, state: int, progress: job_pb2.Progress,
+           error: job_pb2.JobError | None = None) -> job_pb2.JobEvent:
+    ev = job_pb2.JobEvent(sequence=seq, state=state, progress=progress, error=error)  # type: ignore[arg-type]
+    ev.time.FromMicroseconds(now_us)
+    return ev
+
+
+def _without_preview(progress: job_pb2.Progress) -> bytes:
+    if not progress.preview_jpeg:
+        return progress.SerializeToString()
+    slim = job_pb2.Progress()
+    slim.CopyFrom(progress)
+    slim.ClearField("preview_jpeg")
+    return slim.SerializeToString()
+
+
+def _close_stage(row: JobRow, now_us: int, next_stage: int | None) -> None:
+    """Adds the time spent in the row's current stage when the stage changes (or the job ends)."""
+    current = job_pb2.Progress.FromString(row.progress).stage if row.progress else 0
+    if next_stage is not None and next_stage == current:
+        return
+    if current and row.stage_since_us is not None and row.state == RUNNING:
+        durations = json.loads(row.stage_durations or "{}")
+        name = job_pb2.Stage.Name(current).removeprefix("STAGE_").lower()  # type: ignore[arg-type]
+        durations[name] = durations.get(name, 0.0) + (now_us - row.stage_since_us) / 1e6
+        row.stage_durations = json.dumps(durations)
+    row.stage_since_us = now_us
+
+
+class JobStore:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def _locked(self, session: Session, job_id: str) -> JobRow | None:
+        return session.exec(select(JobRow).where(JobRow.id == job_id).with_for_update()).first()
+
+    def _append(self, session: Session, row: JobRow, ev: job_pb2.JobEvent) -> None:
+        session.add(JobEventRow(job_id=row.id, seq=ev.sequence, payload=ev.SerializeToString(),
+                                time_us=ev.time.ToMicroseconds()))
+
+    # -- reads ----------------------------------------------------------------------------------
+    def get(self, job_id: str) -> JobRecord | None:
+        with Session(self._engine) as session:
+            row = session.get(JobRow, job_id)
+            return JobRecord.from_row(row) if row else None
+
+    def find(self, owner: str, kind: str, request_id: str) -> JobRecord | None:
+        with Session(self._engine) as session:
+            row = session.exec(
+                select(JobRow).where(JobRow.owner == owner, JobRow.kind == kind, JobRow.request_id == request_id)
+            ).first()
+            return JobRecord.from_row(row) if row else None
+
+    def list(self, owner: str, kinds: Sequence[str], *, state: int, limit: int,
+             before: tuple[int, str] | None) -> list[JobRecord]:
+        """Newest first; ``before`` is the (create_us, id) of the last job of the previous page."""
+        stmt = select(JobRow).where(JobRow.owner == owner, col(JobRow.kind).in_(kinds))
+        if state:
+            stmt = stmt.where(JobRow.state == state)
+        if before is not None:
+            t, jid = before
+            stmt = stmt.where(sa.or_(JobRow.create_us < t, sa.and_(JobRow.create_us == t, JobRow.id < jid)))
+        stmt = stmt.order_by(col(JobRow.create_us).desc(), col(JobRow.id).desc()).limit(limit)
+        with Session(self._engine) as session:
+            return [JobRecord.from_row(r) for r in session.exec(stmt)]
+
+    def in_state(self, state: int) -> list[JobRecord]:
+        with Session(self._engine) as session:
+            rows = session.exec(select(JobRow).where(JobRow.state == state).order_by(col(JobRow.create_us)))
+            return [JobRecord.from_row(r) for r in rows]
+
+    def events(self, job_id: str, after: int, upto: int | None = None) -> list[job_pb2.JobEvent]:
+        stmt = select(JobEventRow).where(JobEventRow.job_id == job_id, JobEventRow.seq > after)
+        if upto is not None:
+            stmt = stmt.where(JobEventRow.seq <= upto)
+        with Session(self._engine) as session:
+            rows = session.exec(stmt.order_by(col(JobEventRow.seq)))
+            return [job_pb2.JobEvent.FromString(r.payload) for r in rows]
+
+    # -- writes ---------------------------------------------------------------------------------
+    def create(self, *, owner: str, kind: str, request_id: str, parameters: bytes, priority: int,
+               now_us: int, progress: job_pb2.Progress) -> tuple[Transition | None, JobRecord]:
+        """Inserts a QUEUED job with event #1; an existing (owner, kind, request_id) job is returned
+        instead (with no transition)."""
+        if request_id:
+            existing = self.find(owner, kind, request_id)
+            if existing:
+                return None, existing
+        check_transition(job_pb2.JOB_STATE_UNSPECIFIED, QUEUED)
+        row = JobRow(
+            id=str(uuid.uuid4()), owner=owner, kind=kind, request_id=request_id or None, parameters=parameters,
+            state=QUEUED, priority=priority, create_us=now_us, update_us=now_us, last_sequence=1,
+            progress=_without_preview(progress), stage_since_us=now_us,
+        )
+        ev = _event(1, now_us, QUEUED, progress)
+        try:
+            with Session(self._engine) as session:
+                session.add(row)
+                session.flush()
+                self._append(session, row, ev)
+                session.commit()
+                record = JobRecord.from_row(row)
+        except IntegrityError:
+            existing = self.find(owner, kind, request_id)
+            if existing is None:
+                raise
+            return None, existing
+        return Transition(record, ev), record
+
+    def transition(
+        self,
+        job_id: str,
+        new_state: int,
+        *,
+        now_us: int,
+        expect: frozenset[int] | None = None,
+        progress: job_pb2.Progress | None = None,
+        error: job_pb2.JobError | None = None,
+        result: bytes | None = None,
+        count_attempt: bool = False,
+    ) -> Transition | None:
+        """Moves a job to ``new_state`` with an event; None when its state is not in ``expect``."""
+        with Session(self._engine) as session:
+            row = self._locked(session, job_id)
+            if row is None or (expect is not None and row.state not in expect):
+                return None
+            check_transition(row.state, new_state)
+            progress = progress if progress is not None else job_pb2.Progress()
+            _close_stage(row, now_us, None if new_state in TERMINAL else progress.stage)
+            row.state = new_state
+            row.update_us = now_us
+            row.last_sequence += 1
+            row.progress = _without_preview(progress)
+            if count_attempt:
+                row.attempts += 1
+            if new_state == RUNNING:
+                row.start_us = now_us
+            if new_state in TERMINAL:
+                row.end_us = now_us
+            if error is not None:
+                row.error = error.SerializeToString()
+            if result is not None:
+                row.result = result
+            ev = _event(row.last_sequence, now_us, new_state, progress, error)
+            self._append(session, row, ev)
+            session.add(row)
+            session.commit()
+            return Transition(JobRecord.from_row(row), ev)
+
+    def append(self, job_id: str, items: Sequence[job_pb2.Progress], now_us: int) -> list[job_pb2.JobEvent]:
+        """Appends progress events of a RUNNING job (dropped silently once it left RUNNING)."""
+        with Session(self._engine) as session:
+            row = self._locked(session, job_id)
+            if row is None or row.state != RUNNING or not items:
+                return []
+            events = []
+            for progress in items:
+                _close_stage(row, now_us, progress.stage)
+                row.last_sequence += 1
+                ev = _event(row.last_sequence, now_us, RUNNING, progress)
+                self._append(session, row, ev)
+                events.append(ev)
+            row.progress = _without_preview(items[-1])
+            row.update_us = now_us
+            session.add(row)
+            session.commit()
+            return events
+
+    def request_cancel(self, job_id: str, now_us: int) -> JobRecord | None:
+        with Session(self._engine) as session:
+            row = self._locked(session, job_id)
+            if row is None:
+                return None
+            if row.state == RUNNING and not row.cancel_requested:
+                row.cancel_requested = True
+                row.update_us = now_us
+                session.add(row)
+                session.commit()
+            return JobRecord.from_row(row)

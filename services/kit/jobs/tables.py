@@ -1,0 +1,102 @@
+"""The job tables, created in the owning service's database by its own Alembic migration.
+
+A service's migration calls :func:`create_job_tables` (and :func:`drop_job_tables` on downgrade);
+its ``env.py`` imports this module so the tables are on ``SQLModel.metadata``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+__all__ = ["JobEventRow", "JobRow", "create_job_tables", "drop_job_tables"]
+
+
+class JobRow(SQLModel, table=True):
+    __tablename__ = "job"
+    __table_args__ = (
+        sa.UniqueConstraint("owner", "kind", "request_id", name="uq_job_owner_kind_request"),
+        sa.Index("ix_job_owner_kind_create", "owner", "kind", "create_us"),
+        sa.Index("ix_job_state", "state"),
+    )
+
+    id: str = Field(primary_key=True, max_length=36)
+    owner: str = Field(max_length=64)
+    kind: str = Field(max_length=32)
+    # NULL when the client sent none (NULLs never collide in the unique constraint).
+    request_id: str | None = Field(default=None, max_length=128)
+    parameters: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+    state: int
+    priority: int = 0
+    attempts: int = 0
+    cancel_requested: bool = False
+    # Times are microseconds since the epoch: exact, sortable and the same on every backend.
+    create_us: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    update_us: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    start_us: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
+    end_us: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
+    stage_since_us: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
+    result: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary, nullable=True))
+    # viarte.type.v1.JobError / Progress, serialised.
+    error: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary, nullable=True))
+    progress: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary, nullable=True))
+    last_sequence: int = 0
+    # {"stage name": seconds}, JSON.
+    stage_durations: str = Field(default="{}", sa_column=sa.Column(sa.Text, nullable=False, server_default="{}"))
+
+
+class JobEventRow(SQLModel, table=True):
+    __tablename__ = "job_event"
+
+    job_id: str = Field(
+        sa_column=sa.Column(sa.String(36), sa.ForeignKey("job.id", ondelete="CASCADE"), primary_key=True)
+    )
+    seq: int = Field(sa_column=sa.Column(sa.Integer, primary_key=True, autoincrement=False))
+    # viarte.type.v1.JobEvent, serialised.
+    payload: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+    time_us: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+
+
+def create_job_tables(op: Any) -> None:
+    """Call from a service migration's ``upgrade()`` with ``alembic.op``."""
+    op.create_table(
+        "job",
+        sa.Column("id", sa.String(36), primary_key=True),
+        sa.Column("owner", sa.String(64), nullable=False),
+        sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("request_id", sa.String(128), nullable=True),
+        sa.Column("parameters", sa.LargeBinary, nullable=False),
+        sa.Column("state", sa.Integer, nullable=False),
+        sa.Column("priority", sa.Integer, nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("cancel_requested", sa.Boolean, nullable=False),
+        sa.Column("create_us", sa.BigInteger, nullable=False),
+        sa.Column("update_us", sa.BigInteger, nullable=False),
+        sa.Column("start_us", sa.BigInteger, nullable=True),
+        sa.Column("end_us", sa.BigInteger, nullable=True),
+        sa.Column("stage_since_us", sa.BigInteger, nullable=True),
+        sa.Column("result", sa.LargeBinary, nullable=True),
+        sa.Column("error", sa.LargeBinary, nullable=True),
+        sa.Column("progress", sa.LargeBinary, nullable=True),
+        sa.Column("last_sequence", sa.Integer, nullable=False),
+        sa.Column("stage_durations", sa.Text, nullable=False, server_default="{}"),
+        sa.UniqueConstraint("owner", "kind", "request_id", name="uq_job_owner_kind_request"),
+    )
+    op.create_index("ix_job_owner_kind_create", "job", ["owner", "kind", "create_us"])
+    op.create_index("ix_job_state", "job", ["state"])
+    op.create_table(
+        "job_event",
+        sa.Column("job_id", sa.String(36), sa.ForeignKey("job.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("payload", sa.LargeBinary, nullable=False),
+        sa.Column("time_us", sa.BigInteger, nullable=False),
+    )
+
+
+def drop_job_tables(op: Any) -> None:
+    op.drop_table("job_event")
+    op.drop_index("ix_job_state", table_name="job")
+    op.drop_index("ix_job_owner_kind_create", table_name="job")
+    op.drop_table("job")
