@@ -1,0 +1,264 @@
+"""The shared job pattern on a real SQLite database, with in-process executors."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+import pytest
+
+from services.kit.db import make_engine, upgrade
+from services.kit.errors import ServiceError
+from services.kit.jobs import (
+    CANCELLED,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    HandlerExecutor,
+    InvalidTransition,
+    JobCancelled,
+    JobRecord,
+    JobService,
+    JobSettings,
+    RetryableJobError,
+    RunningJob,
+    check_transition,
+)
+from services.kit.jobs.store import JobStore
+from viarte.type.v1 import job_pb2
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _engine(tmp_path: Path, name: str = "jobs.db"):  # type: ignore[no-untyped-def]
+    engine = make_engine(f"sqlite:///{tmp_path / name}")
+    upgrade(engine, MIGRATIONS)
+    return engine
+
+
+class Gate:
+    """A handler whose jobs emit `steps` events and then wait for the test to release them."""
+
+    def __init__(self, steps: int = 3, preview: bool = False) -> None:
+        self.steps = steps
+        self.preview = preview
+        self.started: asyncio.Queue[str] = asyncio.Queue()
+        self.release = asyncio.Event()
+        self.seen_attempts: list[int] = []
+
+    async def __call__(self, job: RunningJob) -> bytes:
+        self.seen_attempts.append(job.attempt)
+        await self.started.put(job.id)
+        for i in range(1, self.steps + 1):
+            job.emit(job_pb2.Progress(stage=job_pb2.STAGE_DENOISING, step=i, total_steps=self.steps))
+            if self.preview:
+                job.emit(job_pb2.Progress(stage=job_pb2.STAGE_DENOISING, step=i, preview_jpeg=b"x" * 10),
+                         droppable=True)
+        release = asyncio.create_task(self.release.wait())
+        cancelled = asyncio.create_task(job.wait_cancelled())
+        await asyncio.wait({release, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+        release.cancel()
+        cancelled.cancel()
+        job.raise_if_cancelled()
+        return b"result:" + job.parameters
+
+
+async def _service(tmp_path: Path, handler: Callable[..., object], **settings: int) -> JobService:
+    svc = JobService(_engine(tmp_path), HandlerExecutor({"demo": handler}, slots=1),  # type: ignore[dict-item]
+                     JobSettings(**settings))  # type: ignore[arg-type]
+    await svc.start()
+    return svc
+
+
+async def _collect(svc: JobService, owner: str, job_id: str, after: int = 0) -> list[object]:
+    return [item async for item in svc.watch(owner, "demo", job_id, after)]
+
+
+def test_state_machine_terminal_states_never_change() -> None:
+    check_transition(QUEUED, RUNNING)
+    check_transition(RUNNING, QUEUED)
+    for terminal in (SUCCEEDED, FAILED, CANCELLED):
+        for new in (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED):
+            with pytest.raises(InvalidTransition):
+                check_transition(terminal, new)
+    with pytest.raises(InvalidTransition):
+        check_transition(QUEUED, SUCCEEDED)
+
+
+async def test_job_runs_and_watch_replays_then_follows(tmp_path: Path) -> None:
+    gate = Gate(steps=3)
+    svc = await _service(tmp_path, gate)
+    try:
+        rec = await svc.create("alice", "demo", b"p1", request_id="r1")
+        await asyncio.wait_for(gate.started.get(), 5)
+        watcher = asyncio.create_task(_collect(svc, "alice", rec.id))
+        await asyncio.sleep(0.05)
+        gate.release.set()
+        items = await asyncio.wait_for(watcher, 5)
+        first, events = items[0], items[1:]
+        assert isinstance(first, JobRecord)
+        seqs = [e.sequence for e in events]  # type: ignore[attr-defined]
+        assert seqs == list(range(1, len(seqs) + 1))
+        states = [e.state for e in events]  # type: ignore[attr-defined]
+        assert states[0] == QUEUED and states[1] == RUNNING and states[-1] == SUCCEEDED
+        steps = [e.progress.step for e in events if e.progress.stage == job_pb2.STAGE_DENOISING]  # type: ignore[attr-defined]
+        assert steps == [1, 2, 3]
+        done = await svc.get("alice", "demo", rec.id)
+        assert done.state == SUCCEEDED and done.result == b"result:p1" and done.attempts == 1
+        status = done.status()
+        assert status.last_sequence == seqs[-1] and status.end_time.seconds > 0
+        assert "denoising" in status.stage_durations
+        # Reconnect after sequence 3: exactly the rest, current state first.
+        resumed = await _collect(svc, "alice", rec.id, after=3)
+        assert [e.sequence for e in resumed[1:]] == seqs[3:]  # type: ignore[attr-defined]
+        # Idempotent create returns the same job, nothing new queued.
+        again = await svc.create("alice", "demo", b"other", request_id="r1")
+        assert again.id == rec.id and again.parameters == b"p1"
+        # Another owner or kind: NOT_FOUND.
+        for owner, kind in (("bob", "demo"), ("alice", "other")):
+            with pytest.raises(ServiceError) as err:
+                await svc.get(owner, kind, rec.id)
+            assert err.value.code == grpc.StatusCode.NOT_FOUND and err.value.reason == "JOB_NOT_FOUND"
+    finally:
+        gate.release.set()
+        await svc.stop()
+
+
+async def test_cancel_queued_and_running_and_priorities(tmp_path: Path) -> None:
+    gate = Gate(steps=1)
+    svc = await _service(tmp_path, gate)
+    try:
+        running = await svc.create("alice", "demo", b"a")
+        assert await asyncio.wait_for(gate.started.get(), 5) == running.id
+        low = await svc.create("alice", "demo", b"low", priority=0)
+        high = await svc.create("alice", "demo", b"high", priority=5)
+        doomed = await svc.create("alice", "demo", b"doomed", priority=9)
+        assert svc.queue_position(doomed.id) == 1 and svc.queue_position(high.id) == 2
+        cancelled = await svc.cancel("alice", "demo", doomed.id)
+        assert cancelled.state == CANCELLED
+        assert (await svc.cancel("alice", "demo", doomed.id)).state == CANCELLED  # unchanged
+        flagged = await svc.cancel("alice", "demo", running.id)
+        assert flagged.state == RUNNING and flagged.cancel_requested
+        items = await asyncio.wait_for(_collect(svc, "alice", running.id), 5)
+        assert items[-1].state == CANCELLED  # type: ignore[union-attr]
+        # The queue resumes: higher priority first.
+        assert await asyncio.wait_for(gate.started.get(), 5) == high.id
+        gate.release.set()
+        assert await asyncio.wait_for(gate.started.get(), 5) == low.id
+        with pytest.raises(ServiceError) as err:
+            await svc.cancel("bob", "demo", low.id)
+        assert err.value.code == grpc.StatusCode.NOT_FOUND
+    finally:
+        gate.release.set()
+        await svc.stop()
+
+
+async def test_queue_limit_and_pagination(tmp_path: Path) -> None:
+    gate = Gate(steps=0)
+    svc = await _service(tmp_path, gate, max_queued=3)
+    try:
+        first = await svc.create("alice", "demo", b"0")
+        await asyncio.wait_for(gate.started.get(), 5)  # running: not counted as queued
+        ids = [first.id] + [(await svc.create("alice", "demo", str(i).encode())).id for i in range(1, 4)]
+        with pytest.raises(ServiceError) as err:
+            await svc.create("alice", "demo", b"overflow")
+        assert err.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and err.value.reason == "QUEUE_FULL"
+        assert err.value.retry_after and err.value.retry_after > 0
+        page1, token = await svc.list("alice", "demo", page_size_requested=3)
+        page2, token2 = await svc.list("alice", "demo", page_size_requested=3, page_token=token)
+        assert [r.id for r in page1 + page2] == ids[::-1] and token2 == ""
+        queued, _ = await svc.list("alice", "demo", state=QUEUED)
+        assert {r.id for r in queued} == set(ids[1:])
+        assert (await svc.list("bob", "demo"))[0] == []
+        with pytest.raises(ServiceError) as err:
+            await svc.list("alice", "demo", state=QUEUED, page_token=token)
+        assert err.value.reason == "INVALID_PAGE_TOKEN"
+    finally:
+        gate.release.set()
+        await svc.stop()
+
+
+async def test_slow_watcher_misses_no_state_change(tmp_path: Path) -> None:
+    gate = Gate(steps=50, preview=True)
+    svc = await _service(tmp_path, gate, watcher_buffer=4)
+    try:
+        rec = await svc.create("alice", "demo", b"x")
+        seen: list[job_pb2.JobEvent] = []
+        async for item in svc.watch("alice", "demo", rec.id):
+            if isinstance(item, job_pb2.JobEvent):
+                seen.append(item)
+                if item.sequence == 2:
+                    gate.release.set()
+                await asyncio.sleep(0.002)  # slower than the producer
+        seqs = [e.sequence for e in seen]
+        assert seqs == sorted(set(seqs))
+        assert seen[-1].state == SUCCEEDED
+        steps = [e.progress.step for e in seen if e.progress.stage == job_pb2.STAGE_DENOISING
+                 and not e.progress.preview_jpeg]
+        assert steps == list(range(1, 51))
+    finally:
+        await svc.stop()
+
+
+async def test_recovery_requeues_running_jobs_then_gives_up(tmp_path: Path) -> None:
+    engine = _engine(tmp_path)
+    store = JobStore(engine)
+    progress = job_pb2.Progress(stage=job_pb2.STAGE_QUEUED)
+    ids = []
+    for attempts in (0, 2):  # attempts before the "crash"
+        _, rec = store.create(owner="alice", kind="demo", request_id="", parameters=b"p", priority=0,
+                              now_us=1, progress=progress)
+        for start in range(attempts + 1):  # earlier starts that died; the last one left it RUNNING
+            store.transition(rec.id, RUNNING, now_us=2, count_attempt=True)
+            if start < attempts:
+                store.transition(rec.id, QUEUED, now_us=3)
+        ids.append(rec.id)
+    gate = Gate(steps=1)
+    gate.release.set()
+    svc = JobService(engine, HandlerExecutor({"demo": gate}), JobSettings(max_attempts=3))
+    await svc.start()
+    try:
+        items = await asyncio.wait_for(_collect(svc, "alice", ids[0]), 5)
+        states = [i.state for i in items[1:]]  # type: ignore[union-attr]
+        assert states[-1] == SUCCEEDED and QUEUED in states[2:]
+        assert (await svc.get("alice", "demo", ids[0])).attempts == 2
+        gave_up = await svc.get("alice", "demo", ids[1])
+        assert gave_up.state == FAILED and gave_up.error is not None and gave_up.error.reason == "WORKER_CRASHED"
+    finally:
+        await svc.stop()
+
+
+async def test_retryable_errors_retry_then_fail(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    async def flaky(job: RunningJob) -> bytes:
+        calls.append(job.attempt)
+        raise RetryableJobError(ServiceError.internal("WORKER_CRASHED", "worker died"))
+
+    async def refuses(job: RunningJob) -> bytes:
+        raise ServiceError.failed_precondition("NO_FACE_IN_SOURCE", "no face")
+
+    async def stops(job: RunningJob) -> bytes:
+        raise JobCancelled(job.id)
+
+    engine = _engine(tmp_path)
+    svc = JobService(engine, HandlerExecutor({"flaky": flaky, "refuses": refuses, "stops": stops}),
+                     JobSettings(max_attempts=2))
+    await svc.start()
+    try:
+        results = {}
+        for kind in ("flaky", "refuses", "stops"):
+            rec = await svc.create("alice", kind, b"")
+            items = [i async for i in svc.watch("alice", kind, rec.id)]
+            results[kind] = (await svc.get("alice", kind, rec.id), items)
+        flaky_rec, _ = results["flaky"]
+        assert calls == [1, 2] and flaky_rec.state == FAILED and flaky_rec.error.reason == "WORKER_CRASHED"  # type: ignore[union-attr]
+        refused, items = results["refuses"]
+        assert refused.state == FAILED and refused.error.code == "FAILED_PRECONDITION"  # type: ignore[union-attr]
+        assert items[-1].error.reason == "NO_FACE_IN_SOURCE"  # type: ignore[union-attr]
+        assert results["stops"][0].state == CANCELLED
+    finally:
+        await svc.stop()
