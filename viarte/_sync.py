@@ -1,0 +1,93 @@
+"""Runs the asyncio client on a private event-loop thread so the sync client shares its code.
+
+A KeyboardInterrupt in the calling thread cancels the running coroutine (which, for job helpers,
+cancels the job on the server) and waits briefly for that clean-up before re-raising.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from typing import Any, TypeVar
+
+__all__ = ["LoopThread"]
+
+T = TypeVar("T")
+
+
+class LoopThread:
+    """One daemon thread running one event loop."""
+
+    def __init__(self, cancel_grace: float = 10.0) -> None:
+        self.cancel_grace = cancel_grace
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._main, name="viarte-sdk-loop", daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("the sync client cannot be used from its own event loop")
+        holder: dict[str, asyncio.Task[Any]] = {}
+
+        async def main() -> T:
+            task = asyncio.current_task()
+            assert task is not None
+            holder["task"] = task
+            return await coro
+
+        future = asyncio.run_coroutine_threadsafe(main(), self.loop)
+        try:
+            return future.result()
+        except KeyboardInterrupt:
+            self._cancel(holder.get("task"), future)
+            raise
+
+    def _cancel(self, task: asyncio.Task[Any] | None, future: concurrent.futures.Future[Any]) -> None:
+        # Cancelling the task delivers CancelledError to the coroutine, whose handlers (e.g.
+        # "cancel the job on the server") then run; wait for them, bounded by cancel_grace.
+        if task is None:
+            future.cancel()
+            return
+        done = threading.Event()
+
+        def arm() -> None:
+            task.add_done_callback(lambda _t: done.set())
+            task.cancel()
+
+        self.loop.call_soon_threadsafe(arm)
+        done.wait(self.cancel_grace)
+
+    def iterate(self, agen: AsyncIterator[T]) -> Iterator[T]:
+        """A sync iterator over an async iterator living on the loop."""
+
+        async def step() -> T:
+            return await agen.__anext__()
+
+        try:
+            while True:
+                try:
+                    item = self.run(step())
+                except StopAsyncIteration:
+                    return
+                yield item
+        finally:
+            aclose = getattr(agen, "aclose", None)
+            if aclose is not None and self.loop.is_running():
+                try:
+                    self.run(aclose())
+                except (RuntimeError, KeyboardInterrupt):
+                    pass
+
+    def close(self) -> None:
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=5)
+        if not self.loop.is_running():
+            self.loop.close()
+
