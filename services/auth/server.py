@@ -90,6 +90,6 @@ async def build(config: AuthConfig) -> tuple[grpc.aio.Server, int]:
 
     add_shutdown_hook(server, _close)
     # Exposed for tests and the bench (key rotation, direct store checks); not part of the API.
-    server.auth_keys = keys  # type: ignore[attr-defined]
-    server.auth_store = store  # type: ignore[attr-defined]
+    server.auth_keys = keys
+    server.auth_store = store
     return server, port

@@ -145,7 +145,7 @@ class LocalApiKeyResolver:
         )
 
 
-class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
+class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
     def __init__(
         self,
         config: AuthConfig,
@@ -436,7 +436,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.UpdateUserResponse(user=user_proto(user))
 
 
-class AuthInternalServicer(auth_pb2_grpc.AuthInternalServiceServicer):
+class AuthInternalServicer(auth_pb2_grpc.AuthInternalServiceServicer):  # type: ignore[misc]
     def __init__(self, config: AuthConfig, store: Store, keys: KeyStore, throttle: LoginThrottle) -> None:
         self.config = config
         self.store = store

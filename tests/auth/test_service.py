@@ -12,8 +12,6 @@ import pytest_asyncio
 from tests.auth.helpers import expect_failure
 from viarte.auth.v1 import auth_pb2, auth_pb2_grpc
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
-
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def channel(auth_service) -> AsyncIterator[grpc.aio.Channel]:

@@ -1,0 +1,112 @@
+"""The auth service as deployed: on PostgreSQL, and as `python -m services.auth` from env config."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.auth.helpers import expect_failure
+from tests.fixtures.auth import running_auth, test_auth_config
+from viarte.auth.v1 import auth_pb2, auth_pb2_grpc
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.postgres
+async def test_auth_service_on_postgresql(tmp_path: Path, postgres_database: Callable[[], str]) -> None:
+    config = test_auth_config(str(tmp_path), database_url=postgres_database())
+    async with running_auth(config) as auth, grpc.aio.insecure_channel(auth.address) as channel:
+        stub = auth_pb2_grpc.AuthServiceStub(channel)
+        internal = auth_pb2_grpc.AuthInternalServiceStub(channel)
+        registered = await stub.Register(
+            auth_pb2.RegisterRequest(email="PG@viarte.test", password="postgres rocks")
+        )
+        login = await stub.Login(auth_pb2.LoginRequest(email="pg@viarte.test", password="postgres rocks"))
+        metadata = (("authorization", f"Bearer {login.tokens.access_token}"),)
+        assert (await stub.GetMe(auth_pb2.GetMeRequest(), metadata=metadata)).user.id == registered.user.id
+        rotated = await stub.Refresh(auth_pb2.RefreshRequest(refresh_token=login.tokens.refresh_token))
+        failure = await expect_failure(
+            stub.Refresh(auth_pb2.RefreshRequest(refresh_token=login.tokens.refresh_token))
+        )
+        assert failure.reason == "REFRESH_TOKEN_REUSED"
+        failure = await expect_failure(
+            stub.Refresh(auth_pb2.RefreshRequest(refresh_token=rotated.tokens.refresh_token))
+        )
+        assert failure.reason == "TOKEN_REVOKED"
+        fresh = (("authorization", f"Bearer {registered.tokens.access_token}"),)
+        key = await stub.CreateApiKey(
+            auth_pb2.CreateApiKeyRequest(name="pg", scopes=["jobs:read"]), metadata=fresh
+        )
+        service = await internal.IssueServiceToken(
+            auth_pb2.IssueServiceTokenRequest(service="render", secret=config.internal_secret.reveal())
+        )
+        verified = await internal.VerifyApiKey(
+            auth_pb2.VerifyApiKeyRequest(api_key=key.secret),
+            metadata=(("authorization", f"Bearer {service.access_token}"),),
+        )
+        assert verified.user.id == registered.user.id
+    # A restart on the same database keeps users and signing keys (migrations are idempotent).
+    async with running_auth(config) as auth, grpc.aio.insecure_channel(auth.address) as channel:
+        stub = auth_pb2_grpc.AuthServiceStub(channel)
+        me = await stub.GetMe(auth_pb2.GetMeRequest(), metadata=fresh)
+        assert me.user.email == "pg@viarte.test"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_python_m_services_auth_runs_from_environment_and_stops_on_sigterm(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {
+        "PYTHONPATH": str(REPO),
+        "VIARTE_AUTH_PORT": str(port),
+        "VIARTE_AUTH_METRICS_PORT": "-1",
+        "VIARTE_AUTH_DATA_DIR": str(tmp_path),
+        "VIARTE_AUTH_BCRYPT_COST": "4",
+        "VIARTE_LOG_LEVEL": "WARNING",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.auth",
+        cwd=str(REPO),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            for _ in range(150):
+                try:
+                    answer = await health.Check(
+                        health_pb2.HealthCheckRequest(service="viarte.auth.v1.AuthService"), timeout=1
+                    )
+                    if answer.status == health_pb2.HealthCheckResponse.SERVING:
+                        break
+                except grpc.aio.AioRpcError:
+                    await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("auth did not become healthy")
+            stub = auth_pb2_grpc.AuthServiceStub(channel)
+            await stub.Register(
+                auth_pb2.RegisterRequest(email="main@viarte.test", password="from the environment")
+            )
+        assert (tmp_path / "auth.db").exists()
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), timeout=30) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
