@@ -169,7 +169,8 @@ class FaceSwapEngine:
         face = self._largest_face(image)
         if face is None:
             raise ServiceError.failed_precondition("NO_FACE_IN_REFERENCE", "no face found in the reference image")
-        return np.asarray(face.normed_embedding, dtype=np.float32)
+        embedding: NDArray[np.float32] = np.asarray(face.normed_embedding, dtype=np.float32)
+        return embedding
 
     def has_face(self, image: Frame) -> bool:
         return bool(self.detect(image))
@@ -215,7 +216,8 @@ class FaceSwapEngine:
         rec = self._models.analysis.models["recognition"]
         crops = [face_align.norm_crop(bgr, landmark=f.kps, image_size=rec.input_size[0]) for f in faces]
         feats = np.asarray(rec.get_feat(crops), dtype=np.float32)
-        return feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
+        normed: NDArray[np.float32] = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
+        return normed
 
     def swap_frame(self, image: Frame, source: SourceFace, selector: FaceSelector) -> tuple[Frame, int]:
         """One RGB frame with the selected faces swapped, and how many were swapped."""

@@ -27,6 +27,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -117,12 +118,12 @@ class _Graph:
         self.inits.append(numpy_helper.from_array(arr, name))
         return name
 
-    def op(self, op_type: str, *inputs: str, **attrs: object) -> str:
+    def op(self, op_type: str, *inputs: str, **attrs: Any) -> str:
         out = self.name(op_type.lower())
         self.nodes.append(helper.make_node(op_type, list(inputs), [out], name=f"n{len(self.nodes)}_{out}", **attrs))
         return out
 
-    def output(self, op_type: str, inputs: list[str], out: str, **attrs: object) -> None:
+    def output(self, op_type: str, inputs: list[str], out: str, **attrs: Any) -> None:
         self.nodes.append(helper.make_node(op_type, inputs, [out], name=f"n{len(self.nodes)}_{out}", **attrs))
 
 
