@@ -41,7 +41,7 @@ class RetryableJobError(Exception):
 class RunningJob:
     """Handed to the executor: the job's inputs, a non-blocking event sink and the cancel flag."""
 
-    def __init__(self, record: JobRecord, sink: Callable[[job_pb2.Progress, bool], None]) -> None:
+    def __init__(self, record: JobRecord, sink: Callable[[job_pb2.Progress, bool, int | None], None]) -> None:
         self.record = record
         self._sink = sink
         self._cancel = asyncio.Event()
@@ -68,10 +68,11 @@ class RunningJob:
     def attempt(self) -> int:
         return self.record.attempts
 
-    def emit(self, progress: job_pb2.Progress, *, droppable: bool = False) -> None:
+    def emit(self, progress: job_pb2.Progress, *, droppable: bool = False, time_us: int | None = None) -> None:
         """Records a progress event. Never blocks: events are stored and fanned out in order by a
-        writer task; ``droppable`` ones (previews) are dropped if the writer falls behind."""
-        self._sink(progress, droppable)
+        writer task; ``droppable`` ones (previews) are dropped if the writer falls behind.
+        ``time_us``: when it happened (e.g. in a worker process); default now."""
+        self._sink(progress, droppable, time_us)
 
     async def flush(self) -> None:
         """Waits until every emitted event is stored and published."""

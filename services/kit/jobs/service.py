@@ -55,19 +55,19 @@ class _EventWriter:
     def __init__(self, service: JobService, job_id: str) -> None:
         self._service = service
         self._job_id = job_id
-        self._pending: deque[tuple[job_pb2.Progress, bool]] = deque()
+        self._pending: deque[tuple[job_pb2.Progress, bool, int]] = deque()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._closed = False
         self._task = asyncio.get_running_loop().create_task(self._run())
 
-    def put(self, progress: job_pb2.Progress, droppable: bool) -> None:
+    def put(self, progress: job_pb2.Progress, droppable: bool, time_us: int | None = None) -> None:
         if self._closed:
             return
         if droppable and len(self._pending) >= self._service.settings.pending_events_limit:
             return  # the store is behind: previews are the first thing to give up
-        self._pending.append((progress, droppable))
+        self._pending.append((progress, droppable, time_us or _now_us()))
         self._idle.clear()
         self._wake.set()
 
@@ -89,11 +89,11 @@ class _EventWriter:
                 batch = list(self._pending)
                 self._pending.clear()
                 try:
-                    events = await run_db(self._service._store.append, self._job_id, [p for p, _ in batch], _now_us())
+                    events = await run_db(self._service._store.append, self._job_id, [(p, t) for p, _, t in batch])
                 except Exception:  # a DB hiccup loses progress events, never the job
                     _log.exception("job_events_store_failed", job_id=self._job_id)
                     events = []
-                for ev, (_, droppable) in zip(events, batch, strict=False):
+                for ev, (_, droppable, _) in zip(events, batch, strict=False):
                     self._service.broker.publish(self._job_id, ev, droppable=droppable)
             self._idle.set()
 

@@ -55,9 +55,9 @@ def _close_stage(row: JobRow, now_us: int, next_stage: int | None) -> None:
     if current and row.stage_since_us is not None and row.state == RUNNING:
         durations = json.loads(row.stage_durations or "{}")
         name = job_pb2.Stage.Name(current).removeprefix("STAGE_").lower()  # type: ignore[arg-type]
-        durations[name] = durations.get(name, 0.0) + (now_us - row.stage_since_us) / 1e6
+        durations[name] = durations.get(name, 0.0) + max(0, now_us - row.stage_since_us) / 1e6
         row.stage_durations = json.dumps(durations)
-    row.stage_since_us = now_us
+    row.stage_since_us = max(now_us, row.stage_since_us or 0)
 
 
 class JobStore:
@@ -180,21 +180,21 @@ class JobStore:
             session.commit()
             return Transition(JobRecord.from_row(row), ev)
 
-    def append(self, job_id: str, items: Sequence[job_pb2.Progress], now_us: int) -> list[job_pb2.JobEvent]:
-        """Appends progress events of a RUNNING job (dropped silently once it left RUNNING)."""
+    def append(self, job_id: str, items: Sequence[tuple[job_pb2.Progress, int]]) -> list[job_pb2.JobEvent]:
+        """Appends (progress, time_us) events of a RUNNING job (dropped once it left RUNNING)."""
         with Session(self._engine) as session:
             row = self._locked(session, job_id)
             if row is None or row.state != RUNNING or not items:
                 return []
             events = []
-            for progress in items:
-                _close_stage(row, now_us, progress.stage)
+            for progress, time_us in items:
+                _close_stage(row, time_us, progress.stage)
                 row.last_sequence += 1
-                ev = _event(row.last_sequence, now_us, RUNNING, progress)
+                ev = _event(row.last_sequence, time_us, RUNNING, progress)
                 self._append(session, row, ev)
                 events.append(ev)
-            row.progress = _without_preview(items[-1])
-            row.update_us = now_us
+            row.progress = _without_preview(items[-1][0])
+            row.update_us = items[-1][1]
             session.add(row)
             session.commit()
             return events
