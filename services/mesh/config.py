@@ -1,0 +1,105 @@
+"""Configuration of the local dev mesh (environment prefix ``VIARTE_MESH_``, see services.kit.config)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from services.kit.config import Secret, ServiceConfig, env_names
+
+__all__ = ["GRPC_SERVICES", "MeshConfig", "to_environ"]
+
+# Start order: each service may call the ones before it.
+GRPC_SERVICES = ("auth", "storage", "inference", "render")
+
+
+@dataclass(frozen=True)
+class MeshConfig(ServiceConfig):
+    service_name: ClassVar[str] = "mesh"
+
+    # Logs, data and the mesh's state file live here (var/logs, var/data/<svc>, var/mesh/state.json).
+    state_dir: str = "var"
+    # Every port below is ignored when free_ports is set (tests, parallel meshes).
+    free_ports: bool = False
+    auth_port: int = 50051
+    storage_port: int = 50052
+    inference_port: int = 50053
+    render_port: int = 50054
+    # Metrics ports are 9101.. in order of GRPC_SERVICES; -1 = no metrics endpoints.
+    metrics_base_port: int = 9101
+    gateway_port: int = 8800
+    gateway_admin_port: int = 9901
+    s3_port: int = 8333
+    s3_access_key: str = "viarte-dev"
+    s3_secret_key: Secret = Secret("viarte-dev-secret")  # noqa: RUF009 (Secret is frozen)
+    # Which services to start (those whose package has no __main__ yet are skipped).
+    services: tuple[str, ...] = GRPC_SERVICES
+    s3: bool = True
+    gateway: bool = True
+    # "tiny" (random-weight local models, CPU, offline) or "real" (the registry's real model ids).
+    models: str = "tiny"
+    # Seconds to wait for each process's health check, and for each to stop before SIGKILL.
+    startup_timeout_seconds: float = 180.0
+    stop_timeout_seconds: float = 10.0
+    # Extra "VIARTE_...=value" assignments handed to every child (e.g. VIARTE_AUTH_BCRYPT_COST=4).
+    child_env: tuple[str, ...] = ()
+
+    @property
+    def root(self) -> Path:
+        return Path(self.state_dir).absolute()
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "mesh" / "state.json"
+
+    def service_data_dir(self, name: str) -> Path:
+        return self.root / "data" / name
+
+    def service_port(self, name: str) -> int:
+        return int(getattr(self, f"{name}_port"))
+
+    def service_metrics_port(self, name: str) -> int:
+        if self.metrics_base_port < 0:
+            return -1
+        return self.metrics_base_port + GRPC_SERVICES.index(name)
+
+    def child_overrides(self) -> dict[str, str]:
+        pairs = (item.split("=", 1) for item in self.child_env if "=" in item)
+        return {k.strip(): v for k, v in pairs}
+
+
+def to_environ(config: ServiceConfig, *, only_changed: bool = True) -> dict[str, str]:
+    """The environment variables that ``load_config`` turns back into ``config`` (the inverse of
+    load_config): how the mesh hands configs to child processes."""
+    out: dict[str, str] = {}
+    defaults = type(config)()
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if only_changed and value == getattr(defaults, f.name):
+            continue
+        out[env_names(type(config), f.name)[0]] = _format(value)
+    return out
+
+
+def _format(value: object) -> str:
+    if isinstance(value, Secret):
+        return value.reveal()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def merged(base: Mapping[str, str], *layers: Mapping[str, str]) -> dict[str, str]:
+    out = dict(base)
+    for layer in layers:
+        out.update(layer)
+    return out
