@@ -1,0 +1,61 @@
+"""Render service configuration (loaded from ``VIARTE_RENDER_*`` by the kit)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.kit.config import ServiceConfig
+
+__all__ = ["RenderConfig"]
+
+
+@dataclass(frozen=True)
+class RenderConfig(ServiceConfig):
+    service_name = "render"
+
+    port: int = 50054
+    # "" = sqlite:///<data_dir>/render.db
+    database_url: str = ""
+    # Scratch space for renders; "" = <data_dir>/render-work. Every job uses its own subfolder,
+    # removed when the job ends, whatever the outcome.
+    work_dir: str = ""
+    ffmpeg_binary: str = "ffmpeg"
+    ffprobe_binary: str = "ffprobe"
+    # Limits checked before any work.
+    max_width: int = 3840
+    max_height: int = 2160
+    max_fps: float = 60.0
+    max_duration_seconds: float = 600.0
+    max_tracks: int = 32
+    max_clips: int = 500
+    # "auto" = NVENC when a trial encode succeeds, else libx264/libx265; or a codec name.
+    video_encoder: str = "auto"
+    # Encoder threads for x264; 0 = ffmpeg's choice.
+    encoder_threads: int = 0
+    default_font_family: str = "DejaVu Sans"
+    # Seconds a RenderFrame preview may take.
+    frame_timeout_seconds: float = 30.0
+    # Presigned URL lifetime for inputs read by ffmpeg.
+    input_url_expire_seconds: int = 3600
+    # Jobs.
+    max_queued_jobs: int = 64
+    render_workers: int = 1
+    upscale_workers: int = 1
+    # Upscaler (Real-ESRGAN x2). The model folder holds <model>.pth files.
+    model_dir: str = ".cache/models"
+    upscale_model: str = "realesrgan-x2plus"
+    # "auto" = cuda when available, else cpu.
+    upscale_device: str = "auto"
+    upscale_batch_size: int = 4
+    upscale_fp16: bool = True
+    # Build the tiny random-weight model when the real weights are missing (offline/dev).
+    upscale_allow_tiny: bool = True
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or self.sqlite_url()
+
+    @property
+    def resolved_work_dir(self) -> Path:
+        return Path(self.work_dir) if self.work_dir else Path(self.data_dir) / "render-work"

@@ -1,0 +1,144 @@
+"""Timeline plan → MP4 (+ poster JPEG), and single preview frames, through ffmpeg."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ffmpeg
+
+from services.render.encoder import EncoderSettings
+from services.render.ffmpeg_runner import ProgressCallback, run_ffmpeg
+from services.render.timeline.compile import CompiledGraph, Window, compile_plan
+from services.render.timeline.plan import Plan
+
+__all__ = ["RenderOutput", "render_args", "render_frame", "render_plan", "scratch_dir"]
+
+_GLOBAL = ("-hide_banner", "-nostdin", "-loglevel", "error")
+
+
+@dataclass(frozen=True)
+class RenderOutput:
+    video: Path
+    poster: Path
+    duration: float
+    width: int
+    height: int
+    fps: float
+    frames: int
+    encoder: str
+    has_audio: bool
+
+
+def render_args(graph: CompiledGraph, out: Path, settings: EncoderSettings, *, ffmpeg_binary: str = "ffmpeg") -> list[str]:
+    """The one ffmpeg command: all inputs, one filter graph, H.264/AAC MP4 with faststart."""
+    streams: list[Any] = [graph.video] + ([graph.audio] if graph.audio is not None else [])
+    options: dict[str, Any] = {
+        "vcodec": settings.encoder,
+        "pix_fmt": "yuv420p",
+        "r": f"{graph.fps:g}",
+        "movflags": "+faststart",
+        **settings.options,
+    }
+    if graph.audio is not None:
+        options.update({"acodec": "aac", "b:a": "192k", "ar": 48000})
+    node = ffmpeg.output(*streams, str(out), **options)
+    return _command(node, ffmpeg_binary, "-y", "-progress", "pipe:1", "-nostats")
+
+
+async def render_plan(
+    plan: Plan,
+    workdir: Path,
+    settings: EncoderSettings,
+    *,
+    ffmpeg_binary: str = "ffmpeg",
+    on_progress: ProgressCallback | None = None,
+    cancel: asyncio.Event | None = None,
+    output_name: str = "render.mp4",
+) -> RenderOutput:
+    """Renders the whole plan into ``workdir`` (the caller removes the folder)."""
+    # Writes the text clips' files: off the event loop.
+    graph = await asyncio.to_thread(compile_plan, plan, workdir)
+    video = workdir / output_name
+    args = render_args(graph, video, settings, ffmpeg_binary=ffmpeg_binary)
+    poster = workdir / "poster.jpg"
+    try:
+        await run_ffmpeg(args, total_frames=graph.frames, on_progress=on_progress, cancel=cancel)
+        at = min(1.0, graph.duration / 2)
+        await run_ffmpeg(
+            [ffmpeg_binary, *_GLOBAL, "-y", "-ss", f"{at:.3f}", "-i", str(video), "-frames:v", "1", "-q:v", "3", str(poster)],
+            cancel=cancel,
+        )
+    except BaseException:
+        # A killed or failed ffmpeg leaves a partial file: nothing half-made survives.
+        _remove([video, poster])
+        raise
+    finally:
+        _remove(graph.text_files)
+    return RenderOutput(
+        video=video,
+        poster=poster,
+        duration=graph.duration,
+        width=graph.width,
+        height=graph.height,
+        fps=graph.fps,
+        frames=graph.frames,
+        encoder=settings.encoder,
+        has_audio=graph.audio is not None,
+    )
+
+
+async def render_frame(
+    plan: Plan,
+    time_seconds: float,
+    workdir: Path,
+    *,
+    max_width: int = 0,
+    ffmpeg_binary: str = "ffmpeg",
+    limit_seconds: float = 30.0,
+) -> tuple[bytes, int, int]:
+    """One JPEG of the timeline at ``time_seconds``: only the clips under the playhead are decoded,
+    each seeked to its frame (a transition is decoded from its start)."""
+    frame = min(max(round(time_seconds * plan.canvas.fps), 0), plan.canvas.frames - 1)
+    graph = await asyncio.to_thread(compile_plan, plan, workdir, window=Window(frame, frame + 1), audio=False)
+    video = graph.video
+    width, height = graph.width, graph.height
+    if max_width and max_width < width:
+        height = max(2, round(height * max_width / width / 2) * 2)
+        width = max_width - max_width % 2
+        video = video.filter("scale", width, height)
+    node = ffmpeg.output(video, "pipe:1", vframes=1, format="image2pipe", vcodec="mjpeg", **{"q:v": 3})
+    args = _command(node, ffmpeg_binary)
+    try:
+        jpeg = await run_ffmpeg(args, limit_seconds=limit_seconds)
+    finally:
+        await asyncio.to_thread(_remove, graph.text_files)
+    return jpeg, width, height
+
+
+def _command(node: Any, ffmpeg_binary: str, *extra: str) -> list[str]:
+    """ffmpeg-python puts global options last; ffmpeg wants them before the inputs."""
+    args = list(node.compile(cmd=ffmpeg_binary))
+    return [args[0], *_GLOBAL, *extra, *args[1:]]
+
+
+@contextmanager
+def scratch_dir(root: Path, prefix: str = "job-") -> Iterator[Path]:
+    """A private folder under ``root`` that is removed however the work ends."""
+    root.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)

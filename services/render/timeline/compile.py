@@ -1,0 +1,493 @@
+"""Compiles a :class:`Plan` into ONE ffmpeg filter graph, built with ffmpeg-python.
+
+Layout of the graph (z-order = track order):
+
+* the bottom video track, when all its clips are plain full-canvas pictures (no transform), is
+  the base itself: its groups (clips joined by ``xfade``) and background-coloured gaps are
+  concatenated, so no frame is composed twice;
+* otherwise the base is a ``color`` source and every group is ``overlay``-ed on it, shifted to
+  its start (``setpts``), positioned by keyframe expressions evaluated per frame;
+* text clips are ``drawtext`` on the composite; audio clips are trimmed, retimed, faded, delayed
+  and ``amix``-ed.
+
+Inputs are seeked (``-ss``/``-t`` on the input) so only the footage that is shown is decoded.
+Each stream runs in its first clip's local time until it is shifted onto the timeline, so fades
+and keyframes are written once in clip-local seconds. A :class:`Window` compiles only part of the
+timeline (the scrubber's single frame) with the same code.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ffmpeg
+
+from services.render.timeline import plan as P
+from services.render.timeline.expr import animated_expr, num
+
+__all__ = ["CompiledGraph", "Window", "compile_plan", "expand_window"]
+
+Stream = Any  # ffmpeg-python's FilterableStream (untyped library)
+
+
+@dataclass(frozen=True)
+class Window:
+    """Output frames [start, end) of the timeline."""
+
+    start: int
+    end: int
+
+    @property
+    def frames(self) -> int:
+        return self.end - self.start
+
+
+@dataclass
+class CompiledGraph:
+    video: Stream
+    audio: Stream | None
+    window: Window
+    width: int
+    height: int
+    fps: float
+    # Frames to drop from the graph's start (a window moved back to a transition's start).
+    skip_frames: int = 0
+    text_files: list[Path] = field(default_factory=list)
+
+    @property
+    def frames(self) -> int:
+        return self.window.frames - self.skip_frames
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.fps
+
+
+def expand_window(plan: P.Plan, start: int, end: int) -> Window:
+    """Widens [start, end) so that it never cuts through a transition (xfade needs both sides whole)."""
+    changed = True
+    while changed:
+        changed = False
+        for track in plan.tracks:
+            for clip in track.clips:
+                t = clip.transition_in
+                if t is None:
+                    continue
+                t0, t1 = clip.start, clip.start + t.frames
+                if t0 < start < t1:
+                    start, changed = t0, True
+                if t0 < end < t1:
+                    end, changed = t1, True
+    return Window(start, end)
+
+
+def compile_plan(
+    plan: P.Plan,
+    workdir: Path,
+    *,
+    window: Window | None = None,
+    audio: bool = True,
+) -> CompiledGraph:
+    """The whole timeline (or ``window`` of it) as ffmpeg-python streams."""
+    wanted = window or Window(0, plan.canvas.frames)
+    win = expand_window(plan, wanted.start, wanted.end)
+    workdir.mkdir(parents=True, exist_ok=True)
+    builder = _Builder(plan, win, workdir)
+    video = builder.video()
+    skip = wanted.start - win.start
+    if skip or win.end != wanted.end:
+        video = video.trim(start_frame=skip, end_frame=skip + wanted.frames).setpts("PTS-STARTPTS")
+    sound = builder.audio() if audio and skip == 0 and win.end == wanted.end else None
+    return CompiledGraph(
+        video=video,
+        audio=sound,
+        window=Window(win.start, win.start + skip + wanted.frames),
+        width=plan.canvas.width,
+        height=plan.canvas.height,
+        fps=plan.canvas.fps,
+        skip_frames=skip,
+        text_files=builder.text_files,
+    )
+
+
+@dataclass(frozen=True)
+class _Span:
+    """The part of a clip inside the window: local frames [offset, offset + frames)."""
+
+    clip: P.PlannedClip
+    offset: int
+    frames: int
+
+
+class _Builder:
+    def __init__(self, plan: P.Plan, window: Window, workdir: Path) -> None:
+        self.plan = plan
+        self.canvas = plan.canvas
+        self.win = window
+        self.fps = plan.canvas.fps
+        self.workdir = workdir
+        self.text_files: list[Path] = []
+        self._inputs: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
+        self._splits: dict[Any, list[Any]] = {}
+        self._input_counts = self._count_inputs()
+
+    # -- windowing ----------------------------------------------------------------------------
+    def span(self, clip: P.PlannedClip) -> _Span | None:
+        start, end = max(clip.start, self.win.start), min(clip.end, self.win.end)
+        if end <= start:
+            return None
+        return _Span(clip, start - clip.start, end - start)
+
+    def shift(self, clip: P.PlannedClip) -> float:
+        """Seconds from the clip's local time to output time."""
+        return (clip.start - self.win.start) / self.fps
+
+    def _input_key(self, span: _Span) -> tuple[str, tuple[tuple[str, str], ...]]:
+        clip = span.clip
+        assert clip.source is not None
+        if clip.kind is P.ClipKind.IMAGE:
+            return clip.source.location, ()
+        seek = clip.source_start + span.offset / self.fps * clip.speed
+        # Two spare source frames: the exact length is cut after retiming.
+        length = span.frames / self.fps * clip.speed + 2 / max(clip.source.info.fps or self.fps, 1.0)
+        kwargs = {"t": num(length)} | ({"ss": num(seek)} if seek > 0 else {})
+        return clip.source.location, tuple(sorted(kwargs.items()))
+
+    def _count_inputs(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], int]:
+        counts: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
+        for clip in self.plan.clips():
+            span = self.span(clip)
+            if span is not None and clip.source is not None:
+                key = self._input_key(span)
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def stream(self, span: _Span, kind: str) -> Stream:
+        """The clip's decoded video or audio. Clips that read the same seeked range share one
+        decoder through split/asplit (ffmpeg-python merges identical nodes, so this must be explicit)."""
+        key = self._input_key(span)
+        if key not in self._inputs:
+            location, kwargs = key
+            self._inputs[key] = ffmpeg.input(location, **dict(kwargs))
+        inp = self._inputs[key]
+        source = inp.video if kind == "v" else inp.audio
+        if self._input_counts.get(key, 1) <= 1:
+            return source
+        skey = (key, kind)
+        if skey not in self._splits:
+            self._splits[skey] = [source.split() if kind == "v" else source.asplit(), 0]
+        node, used = self._splits[skey]
+        self._splits[skey][1] = used + 1
+        return node[used]
+
+    # -- video --------------------------------------------------------------------------------
+    def video(self) -> Stream:
+        layers = [t for t in self.plan.tracks if t.kind is not P.TrackKind.AUDIO and not t.hidden]
+        if layers and layers[0].kind is P.TrackKind.VIDEO and all(_is_plain(c) for c in layers[0].clips):
+            out = self.base_track(layers[0])
+            layers = layers[1:]
+        else:
+            out = self.color(self.canvas.background, self.win.frames, 0)
+        for layer in layers:
+            if layer.kind is P.TrackKind.TEXT:
+                for clip in layer.clips:
+                    span = self.span(clip)
+                    if span is not None:
+                        out = self.drawtext(out, span)
+                continue
+            for group in layer.groups():
+                spans = [s for s in (self.span(c) for c in group) if s is not None]
+                if spans:
+                    out = self.overlay_group(out, spans)
+        return out.filter("format", "yuv420p")
+
+    def color(self, color: str, frames: int, local_offset: int, *, alpha: bool = False) -> Stream:
+        c = self.canvas
+        src = ffmpeg.input(
+            f"color=c={color}:s={c.width}x{c.height}:r={num(self.fps)}:d={num(frames / self.fps)}", f="lavfi"
+        ).video
+        src = src.filter("format", "yuva420p" if alpha else "yuv420p")
+        if local_offset:
+            src = src.setpts(f"PTS+{num(local_offset / self.fps)}/TB")
+        return src
+
+    def base_track(self, track: P.PlannedTrack) -> Stream:
+        """Gaps (background colour) and groups, concatenated: the track is the canvas."""
+        segments: list[Stream] = []
+        cursor = self.win.start
+        for group in track.groups():
+            spans = [s for s in (self.span(c) for c in group) if s is not None]
+            if not spans:
+                continue
+            first = spans[0].clip.start + spans[0].offset
+            if first > cursor:
+                segments.append(self.color(self.canvas.background, first - cursor, 0))
+            stream = self.group_stream(spans, mode="base")
+            segments.append(stream.setpts("PTS-STARTPTS"))
+            last = spans[-1]
+            cursor = last.clip.start + last.offset + last.frames
+        if cursor < self.win.end:
+            segments.append(self.color(self.canvas.background, self.win.end - cursor, 0))
+        if len(segments) == 1:
+            return segments[0]
+        return ffmpeg.concat(*segments, v=1, a=0)
+
+    def overlay_group(self, base: Stream, spans: list[_Span]) -> Stream:
+        first = spans[0].clip
+        if len(spans) == 1:
+            stream = self.picture(spans[0], mode="free")
+            shift = self.shift(first)
+            stream = stream.setpts(f"PTS+{num(shift)}/TB")
+            x, y, dynamic = self.position(first, shift)
+            return ffmpeg.overlay(base, stream, x=x, y=y, eof_action="pass", eval="frame" if dynamic else "init")
+        stream = self.group_stream(spans, mode="canvas")
+        stream = stream.setpts(f"PTS+{num(self.shift(first))}/TB")
+        return ffmpeg.overlay(base, stream, x=0, y=0, eof_action="pass", eval="init")
+
+    def group_stream(self, spans: list[_Span], *, mode: str) -> Stream:
+        """Clips joined by xfade, in the first clip's local time."""
+        out = self.picture(spans[0], mode=mode)
+        # Output length so far, in frames, counted from the first span's first frame.
+        length = spans[0].frames
+        for span in spans[1:]:
+            t = span.clip.transition_in
+            assert t is not None and span.offset == 0
+            nxt = self.picture(span, mode=mode)
+            offset = length - t.frames
+            out = ffmpeg.filter(
+                [out, nxt], "xfade", transition=t.kind, duration=num(t.frames / self.fps), offset=num(offset / self.fps)
+            )
+            length += span.frames - t.frames
+        return out
+
+    def picture(self, span: _Span, *, mode: str) -> Stream:
+        """One clip's frames, fitted and filtered, in clip-local time.
+
+        mode "base": opaque canvas-size frames (fades go to the background colour);
+        "canvas": canvas-size frames with alpha (for transitions above the base);
+        "free": the fitted picture alone, positioned later by the overlay.
+        """
+        clip = span.clip
+        info = clip.source.info if clip.source else None
+        assert info is not None
+        src = self.stream(span, "v")
+        static = mode != "base"
+        t = clip.transform
+        scale = t.scale.constant if static and t.scale.is_constant else 1.0
+        if clip.kind is P.ClipKind.VIDEO:
+            stream = self.retime(src, span)
+        else:
+            stream = src
+        if mode == "base":
+            pad_color: str | None = self.canvas.background
+        elif mode == "canvas" and t.is_identity:
+            stream, pad_color = stream.filter("format", "yuva420p"), "black@0"
+        else:
+            pad_color = None
+        stream = self.fit(stream, clip, info.width, info.height, scale, pad_color=pad_color)
+        stream = self.effects(stream, clip.filters)
+        if static and t.rotation.is_constant and t.rotation.constant:
+            a = math.radians(t.rotation.constant)
+            stream = stream.filter("format", "yuva420p").filter(
+                "rotate", a=num(a), ow=f"rotw({num(a)})", oh=f"roth({num(a)})", c="none"
+            )
+        if clip.kind is P.ClipKind.IMAGE:
+            # Everything above ran once on the still; now it becomes a clip.
+            stream = stream.filter("loop", loop=span.frames - 1, size=1, start=0)
+            stream = stream.setpts(f"(N+{span.offset})/{num(self.fps)}/TB").filter("fps", num(self.fps))
+        if mode == "base":
+            stream = self.fades(stream, clip, color=self.canvas.background)
+            return stream.filter("setsar", 1).filter("format", "yuv420p")
+        stream = stream.filter("format", "yuva420p")
+        if not t.rotation.is_constant:
+            stream = stream.filter(
+                "rotate", a=f"({animated_expr(t.rotation, 't')})*PI/180", ow="hypot(iw,ih)", oh="ow", c="none"
+            )
+        stream = self.opacity(stream, t.opacity)
+        stream = self.fades(stream, clip, color=None)
+        if not t.scale.is_constant:
+            # Last: frames change size from here on, and per-pixel filters (geq) size their
+            # buffers once; only overlay takes a new size per frame.
+            e = animated_expr(t.scale, "t")
+            stream = stream.filter(
+                "scale", w=f"max(2,trunc(iw*({e})/2)*2)", h=f"max(2,trunc(ih*({e})/2)*2)", eval="frame"
+            )
+        stream = stream.filter("setsar", 1)
+        if mode == "canvas" and not t.is_identity:
+            canvas = self.color("black@0", span.frames, span.offset, alpha=True)
+            x, y, dynamic = self.position(clip, 0.0)
+            stream = ffmpeg.overlay(canvas, stream, x=x, y=y, eof_action="pass", eval="frame" if dynamic else "init")
+        return stream
+
+    def retime(self, src: Stream, span: _Span) -> Stream:
+        """Seeked source → clip-local timestamps on the output frame grid, exactly span.frames long."""
+        speed = span.clip.speed
+        pts = "PTS-STARTPTS" if speed == 1 else f"(PTS-STARTPTS)/{num(speed)}"
+        if span.offset:
+            pts += f"+{num(span.offset / self.fps)}/TB"
+        stream = src.setpts(pts).filter("fps", num(self.fps))
+        # A source a frame short (container vs stream duration) repeats its last frame.
+        stream = stream.filter("tpad", stop=-1, stop_mode="clone")
+        return stream.trim(end_frame=span.frames)
+
+    def fit(self, stream: Stream, clip: P.PlannedClip, w: int, h: int, scale: float, *, pad_color: str | None) -> Stream:
+        cw, ch = self.canvas.width, self.canvas.height
+        if clip.fit is P.Fit.STRETCH:
+            tw, th = _even(cw * scale), _even(ch * scale)
+            return stream if (tw, th) == (w, h) else stream.filter("scale", tw, th)
+        k = (min if clip.fit is P.Fit.CONTAIN else max)(cw / w, ch / h) * scale
+        tw, th = _even(w * k), _even(h * k)
+        if (tw, th) != (w, h):
+            stream = stream.filter("scale", tw, th)
+        if clip.fit is P.Fit.COVER:
+            vw, vh = min(tw, _even(cw * scale)), min(th, _even(ch * scale))
+            if (vw, vh) != (tw, th):
+                stream = stream.crop(x=(tw - vw) // 2, y=(th - vh) // 2, width=vw, height=vh)
+            tw, th = vw, vh
+        if pad_color and (tw, th) != (cw, ch):
+            stream = stream.filter("pad", cw, ch, (cw - tw) // 2, (ch - th) // 2, color=pad_color)
+        return stream
+
+    @staticmethod
+    def effects(stream: Stream, f: P.ClipFilters) -> Stream:
+        if f.brightness or f.contrast != 1 or f.saturation != 1:
+            stream = stream.filter(
+                "eq", brightness=num(f.brightness), contrast=num(f.contrast), saturation=num(f.saturation)
+            )
+        if f.grayscale:
+            stream = stream.filter("hue", s=0)
+        if f.blur_sigma > 0:
+            stream = stream.filter("gblur", sigma=num(f.blur_sigma))
+        return stream
+
+    def opacity(self, stream: Stream, opacity: P.Animated) -> Stream:
+        if opacity.is_constant:
+            if opacity.constant >= 1:
+                return stream
+            return stream.filter("lut", a=f"val*{num(opacity.constant)}")
+        # Per-frame alpha needs a per-pixel expression (geq); only keyframed opacity pays for it.
+        e = animated_expr(opacity, "T")
+        return stream.filter("geq", lum="lum(X,Y)", cb="cb(X,Y)", cr="cr(X,Y)", a=f"alpha(X,Y)*({e})")
+
+    def fades(self, stream: Stream, clip: P.PlannedClip, *, color: str | None) -> Stream:
+        length = clip.frames / self.fps
+        extra: dict[str, Any] = {"color": color} if color else {"alpha": 1}
+        if clip.fade_in > 0:
+            stream = stream.filter("fade", type="in", start_time=0, duration=num(clip.fade_in), **extra)
+        if clip.fade_out > 0:
+            stream = stream.filter(
+                "fade", type="out", start_time=num(length - clip.fade_out), duration=num(clip.fade_out), **extra
+            )
+        return stream
+
+    def position(self, clip: P.PlannedClip, shift: float) -> tuple[str, str, bool]:
+        """Overlay x/y that centre the picture on (x, y) canvas fractions; t is shifted to clip time."""
+        t = clip.transform
+        local = f"(t-{num(shift)})" if shift > 0 else (f"(t+{num(-shift)})" if shift < 0 else "t")
+        x = f"main_w*({animated_expr(t.x, local)})-overlay_w/2"
+        y = f"main_h*({animated_expr(t.y, local)})-overlay_h/2"
+        dynamic = not (t.x.is_constant and t.y.is_constant and t.scale.is_constant and t.rotation.is_constant)
+        return x, y, dynamic
+
+    # -- text ---------------------------------------------------------------------------------
+    def drawtext(self, base: Stream, span: _Span) -> Stream:
+        clip = span.clip
+        spec = clip.text
+        assert spec is not None
+        path = self.workdir / f"text-{clip.track_index}-{clip.clip_index}.txt"
+        path.write_text(spec.text, encoding="utf-8")
+        self.text_files.append(path)
+        shift = self.shift(clip)
+        local = f"(t-{num(shift)})" if shift > 0 else (f"(t+{num(-shift)})" if shift < 0 else "t")
+        t = clip.transform
+        length = clip.frames / self.fps
+        alpha = animated_expr(t.opacity, local)
+        if clip.fade_in > 0:
+            alpha += f"*clip({local}/{num(clip.fade_in)},0,1)"
+        if clip.fade_out > 0:
+            alpha += f"*clip(({num(length)}-{local})/{num(clip.fade_out)},0,1)"
+        size = animated_expr(t.scale, local, scale=spec.font_size)
+        begin = (span.clip.start + span.offset - self.win.start) / self.fps
+        end = begin + span.frames / self.fps
+        kwargs: dict[str, Any] = {
+            "textfile": str(path),
+            "fontfile": spec.font_file,
+            "fontsize": size,
+            "fontcolor": spec.color,
+            "x": f"w*({animated_expr(t.x, local)})-text_w/2",
+            "y": f"h*({animated_expr(t.y, local)})-text_h/2",
+            "alpha": alpha,
+            "expansion": "none",
+            # Half a frame of slack each side: frame timestamps are exact multiples of 1/fps.
+            "enable": f"between(t,{num(begin - 0.5 / self.fps)},{num(end - 0.5 / self.fps)})",
+        }
+        if spec.box:
+            kwargs.update(box=1, boxcolor=spec.box_color, boxborderw=spec.box_padding)
+        return base.drawtext(**kwargs)
+
+    # -- audio --------------------------------------------------------------------------------
+    def audio(self) -> Stream | None:
+        parts: list[Stream] = []
+        for track in self.plan.tracks:
+            for i, clip in enumerate(track.clips):
+                span = self.span(clip)
+                if span is None or not clip.has_audio:
+                    continue
+                nxt = track.clips[i + 1] if i + 1 < len(track.clips) else None
+                out_xfade = nxt.transition_in.frames if nxt and nxt.transition_in else 0
+                parts.append(self.sound(span, out_xfade))
+        if not parts:
+            return None
+        mixed = parts[0] if len(parts) == 1 else ffmpeg.filter(parts, "amix", inputs=len(parts), normalize=0, duration="longest")
+        total = num(self.win.frames / self.fps)
+        return mixed.filter("apad", whole_dur=total).filter("atrim", end=total).filter(
+            "aformat", sample_rates=48000, channel_layouts="stereo"
+        )
+
+    def sound(self, span: _Span, out_xfade: int) -> Stream:
+        clip = span.clip
+        stream = self.stream(span, "a").filter("asetpts", "PTS-STARTPTS")
+        for factor in _atempo_factors(clip.speed):
+            stream = stream.filter("atempo", num(factor))
+        length = span.frames / self.fps
+        stream = stream.filter("atrim", end=num(length))
+        if clip.volume != 1:
+            stream = stream.filter("volume", num(clip.volume))
+        into = clip.transition_in.frames / self.fps if clip.transition_in else 0.0
+        fade_in = max(clip.fade_in, into) - span.offset / self.fps
+        fade_out = max(clip.fade_out, out_xfade / self.fps)
+        if fade_in > 0:
+            stream = stream.filter("afade", type="in", start_time=0, duration=num(fade_in))
+        if fade_out > 0:
+            start = clip.frames / self.fps - fade_out - span.offset / self.fps
+            stream = stream.filter("afade", type="out", start_time=num(max(start, 0.0)), duration=num(fade_out))
+        delay = round((clip.start + span.offset - self.win.start) / self.fps * 1000)
+        if delay:
+            stream = stream.filter("adelay", delays=delay, all=1)
+        return stream
+
+
+def _is_plain(clip: P.PlannedClip) -> bool:
+    """A clip that covers the canvas as an opaque picture (can be the base without overlay)."""
+    return clip.has_picture and clip.transform.is_identity
+
+
+def _even(x: float) -> int:
+    return max(2, round(x / 2) * 2)
+
+
+def _atempo_factors(speed: float) -> list[float]:
+    """atempo takes 0.5..2 per instance; chain instances for the rest."""
+    factors: list[float] = []
+    while speed > 2:
+        factors.append(2.0)
+        speed /= 2
+    while speed < 0.5:
+        factors.append(0.5)
+        speed /= 0.5
+    if abs(speed - 1) > 1e-9:
+        factors.append(speed)
+    return factors

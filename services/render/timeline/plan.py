@@ -1,0 +1,212 @@
+"""The validated, frame-quantised form of a timeline that the compiler turns into one filter graph.
+
+Every timeline time is rounded to the output frame grid here, once, so that concatenated and
+cross-faded segments add up to exact frame counts (no drift, duration within one frame).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from services.render.media import SourceInfo
+
+__all__ = [
+    "Animated",
+    "ClipFilters",
+    "ClipKind",
+    "Fit",
+    "Keyframe",
+    "Plan",
+    "PlannedCanvas",
+    "PlannedClip",
+    "PlannedTrack",
+    "Source",
+    "TextSpec",
+    "TrackKind",
+    "Transform",
+    "Transition",
+]
+
+
+class TrackKind(StrEnum):
+    VIDEO = "video"
+    TEXT = "text"
+    AUDIO = "audio"
+
+
+class ClipKind(StrEnum):
+    VIDEO = "video"
+    IMAGE = "image"
+    AUDIO = "audio"
+    TEXT = "text"
+
+
+class Fit(StrEnum):
+    CONTAIN = "contain"
+    COVER = "cover"
+    STRETCH = "stretch"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where ffmpeg reads an asset (presigned URL or local cache file) and what it holds."""
+
+    location: str
+    info: SourceInfo
+
+
+@dataclass(frozen=True)
+class Keyframe:
+    time: float
+    value: float
+    # "linear", "ease_in", "ease_out", "ease_in_out"
+    easing: str = "linear"
+
+
+@dataclass(frozen=True)
+class Animated:
+    """A constant (``keyframes`` empty) or a keyframed value; times are clip-local seconds."""
+
+    value: float
+    keyframes: tuple[Keyframe, ...] = ()
+
+    @property
+    def is_constant(self) -> bool:
+        return len(self.keyframes) <= 1
+
+    @property
+    def constant(self) -> float:
+        return self.keyframes[0].value if len(self.keyframes) == 1 else self.value
+
+
+@dataclass(frozen=True)
+class Transform:
+    x: Animated = Animated(0.5)
+    y: Animated = Animated(0.5)
+    scale: Animated = Animated(1.0)
+    rotation: Animated = Animated(0.0)
+    opacity: Animated = Animated(1.0)
+
+    @property
+    def is_identity(self) -> bool:
+        defaults = ((self.x, 0.5), (self.y, 0.5), (self.scale, 1.0), (self.rotation, 0.0), (self.opacity, 1.0))
+        return all(a.is_constant and a.constant == v for a, v in defaults)
+
+
+@dataclass(frozen=True)
+class ClipFilters:
+    brightness: float = 0.0
+    contrast: float = 1.0
+    saturation: float = 1.0
+    blur_sigma: float = 0.0
+    grayscale: bool = False
+
+    @property
+    def is_identity(self) -> bool:
+        return self == ClipFilters()
+
+
+@dataclass(frozen=True)
+class Transition:
+    # The xfade transition name ("fade", "fadeblack", "wipeleft", ...).
+    kind: str
+    frames: int
+
+
+@dataclass(frozen=True)
+class TextSpec:
+    text: str
+    font_file: str
+    font_size: float
+    color: str
+    box: bool = False
+    box_color: str = "0x000000@0.5"
+    box_padding: int = 0
+
+
+@dataclass(frozen=True)
+class PlannedClip:
+    track_index: int
+    clip_index: int
+    kind: ClipKind
+    # Timeline placement in output frames: [start, end).
+    start: int
+    end: int
+    source: Source | None = None
+    # Source trim in seconds (only the part that is shown or heard).
+    source_start: float = 0.0
+    source_end: float = 0.0
+    speed: float = 1.0
+    # Track gain x clip gain; 0 when the track is muted.
+    volume: float = 1.0
+    fit: Fit = Fit.CONTAIN
+    transform: Transform = Transform()
+    filters: ClipFilters = ClipFilters()
+    transition_in: Transition | None = None
+    text: TextSpec | None = None
+    fade_in: float = 0.0
+    fade_out: float = 0.0
+
+    @property
+    def frames(self) -> int:
+        return self.end - self.start
+
+    @property
+    def label(self) -> str:
+        return f"tracks[{self.track_index}].clips[{self.clip_index}]"
+
+    @property
+    def has_audio(self) -> bool:
+        return self.volume > 0 and self.source is not None and self.source.info.has_audio
+
+    @property
+    def has_picture(self) -> bool:
+        return self.kind in (ClipKind.VIDEO, ClipKind.IMAGE)
+
+
+@dataclass(frozen=True)
+class PlannedTrack:
+    index: int
+    kind: TrackKind
+    hidden: bool
+    clips: tuple[PlannedClip, ...]
+
+    def groups(self) -> list[list[PlannedClip]]:
+        """Runs of clips joined by transitions (each run becomes one stream)."""
+        runs: list[list[PlannedClip]] = []
+        for clip in self.clips:
+            if runs and clip.transition_in is not None:
+                runs[-1].append(clip)
+            else:
+                runs.append([clip])
+        return runs
+
+
+@dataclass(frozen=True)
+class PlannedCanvas:
+    width: int
+    height: int
+    fps: float
+    # ffmpeg colour ("0xRRGGBB").
+    background: str
+    frames: int
+    # Output pixels per canvas pixel (output size override); sizes in pixels are multiplied by it.
+    pixel_scale: float = 1.0
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.fps
+
+
+@dataclass(frozen=True)
+class Plan:
+    canvas: PlannedCanvas
+    tracks: tuple[PlannedTrack, ...] = field(default_factory=tuple)
+
+    @property
+    def has_audio(self) -> bool:
+        return any(c.has_audio for t in self.tracks for c in t.clips)
+
+    def clips(self) -> list[PlannedClip]:
+        return [c for t in self.tracks for c in t.clips]

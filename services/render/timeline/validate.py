@@ -1,0 +1,513 @@
+"""Timeline validation before any work (diffusers-style ``check_inputs``), then planning.
+
+``check_structure`` needs nothing but the message (run it before resolving assets);
+``plan_timeline`` also checks every clip against its probed source and returns the
+frame-quantised :class:`Plan`. Both raise ``ServiceError`` INVALID_ARGUMENT with ``BadRequest``
+field paths relative to the timeline, e.g. ``tracks[1].clips[3].source_end_seconds``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+from services.kit.errors import ServiceError, Violations
+from services.render.media import MediaKind
+from services.render.timeline import plan as P
+from viarte.render.v1 import timeline_pb2 as tl
+
+__all__ = [
+    "Limits",
+    "OutputOverrides",
+    "asset_ids",
+    "check_structure",
+    "font_file",
+    "parse_color",
+    "plan_timeline",
+]
+
+_HEX = re.compile(r"^#?([0-9a-fA-F]{6})([0-9a-fA-F]{2})?$")
+# Trims may run past the probed duration by this much (container vs stream rounding).
+_SOURCE_SLACK = 0.05
+_DEFAULT_FPS = 30.0
+
+_TRANSITIONS = {
+    tl.TRANSITION_KIND_CROSSFADE: "fade",
+    tl.TRANSITION_KIND_FADE_BLACK: "fadeblack",
+    tl.TRANSITION_KIND_WIPE_LEFT: "wipeleft",
+    tl.TRANSITION_KIND_WIPE_RIGHT: "wiperight",
+    tl.TRANSITION_KIND_WIPE_UP: "wipeup",
+    tl.TRANSITION_KIND_WIPE_DOWN: "wipedown",
+    tl.TRANSITION_KIND_SLIDE_LEFT: "slideleft",
+    tl.TRANSITION_KIND_SLIDE_RIGHT: "slideright",
+    tl.TRANSITION_KIND_SLIDE_UP: "slideup",
+    tl.TRANSITION_KIND_SLIDE_DOWN: "slidedown",
+}
+_EASINGS = {
+    tl.EASING_UNSPECIFIED: "linear",
+    tl.EASING_LINEAR: "linear",
+    tl.EASING_EASE_IN: "ease_in",
+    tl.EASING_EASE_OUT: "ease_out",
+    tl.EASING_EASE_IN_OUT: "ease_in_out",
+}
+_FITS = {
+    tl.FIT_UNSPECIFIED: P.Fit.CONTAIN,
+    tl.FIT_CONTAIN: P.Fit.CONTAIN,
+    tl.FIT_COVER: P.Fit.COVER,
+    tl.FIT_STRETCH: P.Fit.STRETCH,
+}
+_TRACK_KINDS = {tl.TRACK_KIND_VIDEO: P.TrackKind.VIDEO, tl.TRACK_KIND_TEXT: P.TrackKind.TEXT, tl.TRACK_KIND_AUDIO: P.TrackKind.AUDIO}
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_width: int = 3840
+    max_height: int = 2160
+    max_fps: float = 60.0
+    max_duration_seconds: float = 600.0
+    max_tracks: int = 32
+    max_clips: int = 500
+    default_font_family: str = "DejaVu Sans"
+
+
+@dataclass(frozen=True)
+class OutputOverrides:
+    """Output size and rate; 0 = the canvas's."""
+
+    width: int = 0
+    height: int = 0
+    fps: float = 0.0
+
+
+class _Checks:
+    """Violations plus the most specific reason seen (CANVAS_TOO_LARGE > TIMELINE_TOO_LONG > INVALID_TIMELINE)."""
+
+    def __init__(self) -> None:
+        self.v = Violations()
+        self.reason = "INVALID_TIMELINE"
+
+    def check(self, ok: bool, path: str, description: str, reason: str | None = None) -> bool:
+        if not ok:
+            self.v.add(path, description)
+            if reason and self.reason == "INVALID_TIMELINE":
+                self.reason = reason
+        return ok
+
+    def finite(self, path: str, *values: float) -> bool:
+        return self.check(all(math.isfinite(x) for x in values), path, "must be a finite number")
+
+    def raise_if_any(self) -> None:
+        self.v.raise_if_any(self.reason, None)
+
+
+def asset_ids(timeline: tl.Timeline) -> list[str]:
+    """Distinct asset ids the timeline references, in order of appearance."""
+    seen: dict[str, None] = {}
+    for track in timeline.tracks:
+        for clip in track.clips:
+            if clip.asset_id and track.kind in (tl.TRACK_KIND_VIDEO, tl.TRACK_KIND_AUDIO):
+                seen.setdefault(clip.asset_id, None)
+    return list(seen)
+
+
+def check_structure(timeline: tl.Timeline, limits: Limits, output: OutputOverrides = OutputOverrides()) -> None:
+    """Everything that can be checked without probing sources."""
+    checks = _Checks()
+    _check_canvas(checks, timeline, limits, output)
+    for ti, track in enumerate(timeline.tracks):
+        _check_track(checks, ti, track, limits)
+    checks.raise_if_any()
+
+
+def plan_timeline(
+    timeline: tl.Timeline,
+    sources: Mapping[str, P.Source],
+    limits: Limits,
+    output: OutputOverrides = OutputOverrides(),
+) -> P.Plan:
+    """Validates the timeline against its sources and returns the plan (raises ServiceError)."""
+    check_structure(timeline, limits, output)
+    checks = _Checks()
+    fps = output.fps or timeline.canvas.fps or _DEFAULT_FPS
+    width = output.width or timeline.canvas.width
+    height = output.height or timeline.canvas.height
+    pixel_scale = width / timeline.canvas.width
+    tracks: list[P.PlannedTrack] = []
+    for ti, track in enumerate(timeline.tracks):
+        tracks.append(_plan_track(checks, ti, track, sources, fps, pixel_scale, limits))
+    checks.raise_if_any()
+    end = max((c.end for t in tracks for c in t.clips), default=0)
+    frames = round(timeline.canvas.duration_seconds * fps) if timeline.canvas.duration_seconds > 0 else end
+    checks.check(frames > 0, "canvas.duration_seconds", "the timeline is empty: add a clip or set a duration")
+    checks.check(
+        frames / fps <= limits.max_duration_seconds + 1e-9,
+        "canvas.duration_seconds",
+        f"the timeline lasts {frames / fps:.3f} s; the limit is {limits.max_duration_seconds:g} s",
+        "TIMELINE_TOO_LONG",
+    )
+    checks.raise_if_any()
+    canvas = P.PlannedCanvas(width, height, fps, parse_color(timeline.canvas.background_color or "#000000"), frames, pixel_scale)
+    return P.Plan(canvas, tuple(_clip_to_canvas(t, frames) for t in tracks))
+
+
+# -- structure --------------------------------------------------------------------------------
+
+
+def _check_canvas(checks: _Checks, timeline: tl.Timeline, limits: Limits, output: OutputOverrides) -> None:
+    c = timeline.canvas
+    checks.check(timeline.HasField("canvas"), "canvas", "is required")
+    for name, value, limit in (("width", c.width, limits.max_width), ("height", c.height, limits.max_height)):
+        if checks.check(value > 0, f"canvas.{name}", "must be positive"):
+            checks.check(value % 2 == 0, f"canvas.{name}", "must be even (4:2:0 video)")
+            checks.check(value <= limit, f"canvas.{name}", f"must be at most {limit}", "CANVAS_TOO_LARGE")
+    if checks.finite("canvas.fps", c.fps):
+        checks.check(0 <= c.fps <= limits.max_fps, "canvas.fps", f"must be in (0, {limits.max_fps:g}]", "CANVAS_TOO_LARGE")
+    if checks.finite("canvas.duration_seconds", c.duration_seconds):
+        checks.check(c.duration_seconds >= 0, "canvas.duration_seconds", "must not be negative")
+        checks.check(
+            c.duration_seconds <= limits.max_duration_seconds,
+            "canvas.duration_seconds",
+            f"must be at most {limits.max_duration_seconds:g} s",
+            "TIMELINE_TOO_LONG",
+        )
+    checks.check(_valid_color(c.background_color, empty_ok=True), "canvas.background_color", "must be #rrggbb")
+    for name, value, limit in (("output_width", output.width, limits.max_width), ("output_height", output.height, limits.max_height)):
+        checks.check(value >= 0 and value % 2 == 0, name, "must be a positive even number or 0")
+        checks.check(value <= limit, name, f"must be at most {limit}", "CANVAS_TOO_LARGE")
+    checks.check(0 <= output.fps <= limits.max_fps, "output_fps", f"must be in [0, {limits.max_fps:g}]", "CANVAS_TOO_LARGE")
+    checks.check(len(timeline.tracks) <= limits.max_tracks, "tracks", f"at most {limits.max_tracks} tracks")
+    total = sum(len(t.clips) for t in timeline.tracks)
+    checks.check(total <= limits.max_clips, "tracks", f"at most {limits.max_clips} clips in all")
+
+
+def _check_track(checks: _Checks, ti: int, track: tl.Track, limits: Limits) -> None:
+    path = f"tracks[{ti}]"
+    if not checks.check(track.kind in _TRACK_KINDS, f"{path}.kind", "must be VIDEO, TEXT or AUDIO"):
+        return
+    if track.HasField("volume"):
+        checks.check(math.isfinite(track.volume) and 0 <= track.volume <= 10, f"{path}.volume", "must be in [0, 10]")
+    prev: tl.Clip | None = None
+    prev_len = 0.0
+    prev_out = 0.0  # transition length into the previous clip (a clip can't be in two overlapping transitions)
+    for ci, clip in enumerate(track.clips):
+        cpath = f"{path}.clips[{ci}]"
+        length = _check_clip(checks, cpath, track.kind, clip, ci == 0, limits)
+        if length is None:
+            prev = None
+            continue
+        if prev is not None:
+            d_in = clip.transition_in.duration_seconds if clip.HasField("transition_in") else 0.0
+            prev_end = prev.start_seconds + prev_len
+            checks.check(clip.start_seconds >= prev.start_seconds, f"{cpath}.start_seconds", "clips must be ordered by start time")
+            if d_in > 0:
+                checks.check(
+                    abs(prev_end - clip.start_seconds - d_in) <= 1e-3,
+                    f"{cpath}.transition_in.duration_seconds",
+                    f"the clip must start exactly {d_in:g} s before tracks[{ti}].clips[{ci - 1}] ends ({prev_end:g} s)",
+                )
+                checks.check(
+                    d_in <= length and d_in + prev_out <= prev_len + 1e-9,
+                    f"{cpath}.transition_in.duration_seconds",
+                    "the transition is longer than one of its clips",
+                )
+            else:
+                checks.check(
+                    clip.start_seconds >= prev_end - 1e-6,
+                    f"{cpath}.start_seconds",
+                    f"overlaps tracks[{ti}].clips[{ci - 1}] (ends at {prev_end:g} s) without a transition",
+                )
+            prev_out = d_in
+        prev, prev_len = clip, length
+
+
+def _check_clip(checks: _Checks, path: str, kind: int, clip: tl.Clip, first: bool, limits: Limits) -> float | None:
+    """Checks one clip's own fields; returns its timeline length when it can be known without the source."""
+    ok = checks.finite(path, clip.start_seconds, clip.source_start_seconds, clip.source_end_seconds, clip.duration_seconds, clip.fade_in_seconds, clip.fade_out_seconds)
+    if not ok:
+        return None
+    checks.check(clip.start_seconds >= 0, f"{path}.start_seconds", "must not be negative")
+    checks.check(clip.source_start_seconds >= 0, f"{path}.source_start_seconds", "must not be negative")
+    if checks.check(clip.source_end_seconds >= 0, f"{path}.source_end_seconds", "must not be negative") and clip.source_end_seconds:
+        checks.check(clip.source_end_seconds > clip.source_start_seconds, f"{path}.source_end_seconds", "must be after source_start_seconds")
+    checks.check(clip.duration_seconds >= 0, f"{path}.duration_seconds", "must not be negative")
+    speed = clip.speed if clip.HasField("speed") else 1.0
+    checks.check(math.isfinite(speed) and 0.25 <= speed <= 4, f"{path}.speed", "must be in [0.25, 4]")
+    if clip.HasField("volume"):
+        checks.check(math.isfinite(clip.volume) and 0 <= clip.volume <= 10, f"{path}.volume", "must be in [0, 10]")
+    checks.check(clip.fade_in_seconds >= 0, f"{path}.fade_in_seconds", "must not be negative")
+    checks.check(clip.fade_out_seconds >= 0, f"{path}.fade_out_seconds", "must not be negative")
+    _check_transform(checks, f"{path}.transform", clip.transform, kind)
+    _check_filters(checks, f"{path}.filters", clip.filters)
+    if clip.HasField("transition_in") and clip.transition_in.duration_seconds != 0:
+        t = clip.transition_in
+        checks.check(kind == tl.TRACK_KIND_VIDEO, f"{path}.transition_in", "transitions are for video tracks")
+        checks.check(not first, f"{path}.transition_in", "the first clip of a track has no clip to transition from")
+        checks.check(t.kind in _TRANSITIONS, f"{path}.transition_in.kind", "unknown transition")
+        checks.check(math.isfinite(t.duration_seconds) and t.duration_seconds > 0, f"{path}.transition_in.duration_seconds", "must be positive")
+    if kind == tl.TRACK_KIND_TEXT:
+        checks.check(not clip.asset_id, f"{path}.asset_id", "text clips have no asset")
+        checks.check(bool(clip.text.text.strip()), f"{path}.text.text", "is required")
+        checks.check(len(clip.text.text) <= 2000, f"{path}.text.text", "at most 2000 characters")
+        checks.check(0 <= clip.text.font_size <= 1000, f"{path}.text.font_size", "must be in [0, 1000] (0 = 48)")
+        checks.check(_valid_color(clip.text.color, empty_ok=True, alpha=True), f"{path}.text.color", "must be #rrggbb or #rrggbbaa")
+        checks.check(_valid_color(clip.text.box_color, empty_ok=True, alpha=True), f"{path}.text.box_color", "must be #rrggbb or #rrggbbaa")
+        checks.check(0 <= clip.text.box_padding <= 500, f"{path}.text.box_padding", "must be in [0, 500]")
+        if checks.check(clip.duration_seconds > 0, f"{path}.duration_seconds", "is required for text clips"):
+            _check_fades(checks, path, clip, clip.duration_seconds)
+            return clip.duration_seconds
+        return None
+    checks.check(bool(clip.asset_id), f"{path}.asset_id", "is required")
+    if clip.source_end_seconds > clip.source_start_seconds and math.isfinite(speed) and speed > 0:
+        length = (clip.source_end_seconds - clip.source_start_seconds) / speed
+        _check_fades(checks, path, clip, length)
+        return length
+    if clip.duration_seconds > 0:  # an image, or a source whose length is only known after probing
+        return clip.duration_seconds
+    return None
+
+
+def _check_fades(checks: _Checks, path: str, clip: tl.Clip, length: float) -> None:
+    checks.check(
+        clip.fade_in_seconds + clip.fade_out_seconds <= length + 1e-9,
+        f"{path}.fade_out_seconds",
+        f"fade in + fade out are longer than the clip ({length:g} s)",
+    )
+
+
+def _check_transform(checks: _Checks, path: str, t: tl.Transform, kind: int) -> None:
+    specs = (("x", -10.0, 10.0), ("y", -10.0, 10.0), ("scale", 0.0, 20.0), ("rotation_degrees", -36000.0, 36000.0), ("opacity", 0.0, 1.0))
+    for name, lo, hi in specs:
+        if not t.HasField(name):
+            continue
+        value: tl.AnimatedValue = getattr(t, name)
+        vpath = f"{path}.{name}"
+        checks.check(math.isfinite(value.value) and lo <= value.value <= hi, f"{vpath}.value", f"must be in [{lo:g}, {hi:g}]")
+        last = -1.0
+        for ki, kf in enumerate(value.keyframes):
+            kpath = f"{vpath}.keyframes[{ki}]"
+            checks.check(math.isfinite(kf.value) and lo <= kf.value <= hi, f"{kpath}.value", f"must be in [{lo:g}, {hi:g}]")
+            if checks.check(math.isfinite(kf.time_seconds) and kf.time_seconds >= 0, f"{kpath}.time_seconds", "must not be negative"):
+                checks.check(kf.time_seconds > last, f"{kpath}.time_seconds", "keyframes must be in increasing time order")
+                last = kf.time_seconds
+        if kind == tl.TRACK_KIND_TEXT and name == "rotation_degrees":
+            checks.check(not value.keyframes and value.value == 0, vpath, "text clips can't be rotated")
+
+
+def _check_filters(checks: _Checks, path: str, f: tl.ClipFilters) -> None:
+    checks.check(math.isfinite(f.brightness) and -1 <= f.brightness <= 1, f"{path}.brightness", "must be in [-1, 1]")
+    if f.HasField("contrast"):
+        checks.check(math.isfinite(f.contrast) and 0 <= f.contrast <= 4, f"{path}.contrast", "must be in [0, 4]")
+    if f.HasField("saturation"):
+        checks.check(math.isfinite(f.saturation) and 0 <= f.saturation <= 3, f"{path}.saturation", "must be in [0, 3]")
+    checks.check(math.isfinite(f.blur_sigma) and 0 <= f.blur_sigma <= 100, f"{path}.blur_sigma", "must be in [0, 100]")
+
+
+# -- planning against sources -------------------------------------------------------------------
+
+
+def _plan_track(
+    checks: _Checks,
+    ti: int,
+    track: tl.Track,
+    sources: Mapping[str, P.Source],
+    fps: float,
+    pixel_scale: float,
+    limits: Limits,
+) -> P.PlannedTrack:
+    kind = _TRACK_KINDS[track.kind]
+    gain = 0.0 if track.muted else (track.volume if track.HasField("volume") else 1.0)
+    clips: list[P.PlannedClip] = []
+    prev_end_frame = 0
+    for ci, clip in enumerate(track.clips):
+        path = f"tracks[{ti}].clips[{ci}]"
+        planned = _plan_clip(checks, path, ti, ci, kind, clip, sources, fps, pixel_scale, gain, limits)
+        if planned is None:
+            continue
+        if planned.transition_in is not None and clips:
+            # Quantised overlap = the transition: keeps xfade offsets on the frame grid.
+            frames = prev_end_frame - planned.start
+            checks.check(0 < frames < min(planned.frames, clips[-1].frames) + 1, f"{path}.transition_in.duration_seconds", "shorter than one frame or longer than a clip")
+            planned = _replace(planned, transition_in=P.Transition(planned.transition_in.kind, frames))
+        clips.append(planned)
+        prev_end_frame = planned.end
+    return P.PlannedTrack(ti, kind, track.hidden, tuple(clips))
+
+
+def _plan_clip(
+    checks: _Checks,
+    path: str,
+    ti: int,
+    ci: int,
+    kind: P.TrackKind,
+    clip: tl.Clip,
+    sources: Mapping[str, P.Source],
+    fps: float,
+    pixel_scale: float,
+    gain: float,
+    limits: Limits,
+) -> P.PlannedClip | None:
+    speed = clip.speed if clip.HasField("speed") else 1.0
+    volume = gain * (clip.volume if clip.HasField("volume") else 1.0)
+    start = round(clip.start_seconds * fps)
+    common = {
+        "track_index": ti,
+        "clip_index": ci,
+        "fit": _FITS.get(clip.fit, P.Fit.CONTAIN),
+        "transform": _transform(clip.transform),
+        "filters": _filters(clip.filters, pixel_scale),
+        "fade_in": clip.fade_in_seconds,
+        "fade_out": clip.fade_out_seconds,
+        "transition_in": _transition(clip),
+    }
+    if kind is P.TrackKind.TEXT:
+        end = start + round(clip.duration_seconds * fps)
+        if not checks.check(end > start, f"{path}.duration_seconds", "shorter than one frame"):
+            return None
+        text = _text(checks, path, clip.text, pixel_scale, limits)
+        return P.PlannedClip(kind=P.ClipKind.TEXT, start=start, end=end, text=text, volume=0.0, **common)  # type: ignore[arg-type]
+    source = sources.get(clip.asset_id)
+    if source is None:
+        raise ServiceError.not_found("ASSET_NOT_FOUND", f"asset {clip.asset_id} not found", metadata={"asset_id": clip.asset_id, "field": f"{path}.asset_id"})
+    info = source.info
+    if kind is P.TrackKind.AUDIO:
+        if not checks.check(info.has_audio, f"{path}.asset_id", "has no audio stream"):
+            return None
+        clip_kind = P.ClipKind.AUDIO
+    elif info.kind is MediaKind.AUDIO:
+        checks.check(False, f"{path}.asset_id", "is an audio asset: put it on an audio track")
+        return None
+    else:
+        clip_kind = P.ClipKind.IMAGE if info.kind is MediaKind.IMAGE else P.ClipKind.VIDEO
+    if clip_kind is P.ClipKind.IMAGE:
+        if not checks.check(clip.duration_seconds > 0, f"{path}.duration_seconds", "is required for image clips"):
+            return None
+        end = start + round(clip.duration_seconds * fps)
+        _check_fades(checks, path, clip, clip.duration_seconds)
+        src_start, src_end = 0.0, 0.0
+    else:
+        src_start = clip.source_start_seconds
+        src_end = clip.source_end_seconds or info.duration
+        ok = checks.check(src_start < info.duration, f"{path}.source_start_seconds", f"is beyond the source's duration ({info.duration:.3f} s)")
+        ok &= checks.check(src_end <= info.duration + _SOURCE_SLACK, f"{path}.source_end_seconds", f"is beyond the source's duration ({info.duration:.3f} s)")
+        if not ok or src_end <= src_start:
+            return None
+        src_end = min(src_end, info.duration)
+        length = (src_end - src_start) / speed
+        end = start + round(length * fps)
+        _check_fades(checks, path, clip, length)
+    if not checks.check(end > start, f"{path}.source_end_seconds", "the clip is shorter than one frame"):
+        return None
+    return P.PlannedClip(
+        kind=clip_kind,
+        start=start,
+        end=end,
+        source=source,
+        source_start=src_start,
+        source_end=src_end,
+        speed=speed,
+        volume=volume if info.has_audio else 0.0,
+        **common,  # type: ignore[arg-type]
+    )
+
+
+def _clip_to_canvas(track: P.PlannedTrack, frames: int) -> P.PlannedTrack:
+    """Drops what a set canvas duration cuts off (a transition into a dropped clip goes with it)."""
+    kept: list[P.PlannedClip] = []
+    for clip in track.clips:
+        if clip.start >= frames:
+            break
+        if clip.transition_in is not None and kept and kept[-1].end - clip.start != clip.transition_in.frames:
+            break  # the canvas ends inside this transition: the previous clip plays to the end
+        kept.append(_replace(clip, end=min(clip.end, frames)) if clip.end > frames else clip)
+    return P.PlannedTrack(track.index, track.kind, track.hidden, tuple(kept))
+
+
+def _transition(clip: tl.Clip) -> P.Transition | None:
+    t = clip.transition_in
+    if not clip.HasField("transition_in") or t.duration_seconds <= 0 or t.kind not in _TRANSITIONS:
+        return None
+    return P.Transition(_TRANSITIONS[t.kind], 0)
+
+
+def _animated(value: tl.AnimatedValue, default: float, present: bool) -> P.Animated:
+    if not present:
+        return P.Animated(default)
+    kfs = tuple(P.Keyframe(k.time_seconds, k.value, _EASINGS.get(k.easing, "linear")) for k in value.keyframes)
+    return P.Animated(value.value if not kfs else kfs[0].value, kfs)
+
+
+def _transform(t: tl.Transform) -> P.Transform:
+    return P.Transform(
+        x=_animated(t.x, 0.5, t.HasField("x")),
+        y=_animated(t.y, 0.5, t.HasField("y")),
+        scale=_animated(t.scale, 1.0, t.HasField("scale")),
+        rotation=_animated(t.rotation_degrees, 0.0, t.HasField("rotation_degrees")),
+        opacity=_animated(t.opacity, 1.0, t.HasField("opacity")),
+    )
+
+
+def _filters(f: tl.ClipFilters, pixel_scale: float) -> P.ClipFilters:
+    return P.ClipFilters(
+        brightness=f.brightness,
+        contrast=f.contrast if f.HasField("contrast") else 1.0,
+        saturation=f.saturation if f.HasField("saturation") else 1.0,
+        blur_sigma=f.blur_sigma * pixel_scale,
+        grayscale=f.grayscale,
+    )
+
+
+def _text(checks: _Checks, path: str, style: tl.TextStyle, pixel_scale: float, limits: Limits) -> P.TextSpec:
+    family = style.font_family or limits.default_font_family
+    font = font_file(family)
+    checks.check(font is not None, f"{path}.text.font_family", f"font {family!r} is not installed")
+    return P.TextSpec(
+        text=style.text,
+        font_file=font or "",
+        font_size=(style.font_size or 48.0) * pixel_scale,
+        color=parse_color(style.color or "#ffffff"),
+        box=style.box,
+        box_color=parse_color(style.box_color or "#00000080"),
+        box_padding=round(style.box_padding * pixel_scale),
+    )
+
+
+def _replace(clip: P.PlannedClip, **changes: object) -> P.PlannedClip:
+    from dataclasses import replace
+
+    return replace(clip, **changes)  # type: ignore[arg-type]
+
+
+def _valid_color(text: str, *, empty_ok: bool, alpha: bool = False) -> bool:
+    if not text:
+        return empty_ok
+    m = _HEX.match(text)
+    return bool(m) and (alpha or m.group(2) is None)
+
+
+def parse_color(text: str) -> str:
+    """``#rrggbb[aa]`` → ffmpeg's ``0xRRGGBB[@alpha]``."""
+    m = _HEX.match(text)
+    if not m:
+        raise ValueError(f"bad colour {text!r}")
+    rgb = m.group(1).upper()
+    return f"0x{rgb}" if m.group(2) is None else f"0x{rgb}@{int(m.group(2), 16) / 255:.4f}"
+
+
+@lru_cache(maxsize=64)
+def font_file(family: str) -> str | None:
+    """The font file fontconfig picks for ``family``, or None when no such family is installed."""
+    try:
+        done = subprocess.run(["fc-match", "-f", "%{family}\n%{file}", family], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = done.stdout.splitlines()
+    if done.returncode != 0 or len(lines) < 2:
+        return None
+    # fc-match always answers with something; only accept the family that was asked for.
+    families = {f.strip().lower() for f in lines[0].split(",")}
+    return lines[1] if family.strip().lower() in families else None
+
