@@ -1,0 +1,64 @@
+"""Frames → H.264 MP4 through an ffmpeg pipe, one frame at a time."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["EncodeError", "decode_mp4", "encode_mp4"]
+
+
+class EncodeError(RuntimeError):
+    pass
+
+
+def encode_mp4(
+    frames: Iterable[np.ndarray],
+    path: Path,
+    *,
+    width: int,
+    height: int,
+    fps: int,
+    total: int,
+    on_frame: Callable[[int, int], None] | None = None,
+    crf: int = 18,
+) -> None:
+    """Encodes RGB uint8 frames (H, W, 3) to ``path``; ``on_frame(i, total)`` after each frame."""
+    cmd = [
+        "ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
+        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "-",
+        "-an", "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p",
+        # Single-threaded x264 is deterministic: the same frames always give the same file.
+        "-threads", "1", "-movflags", "+faststart", str(path),
+    ]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdin is not None
+    try:
+        for i, frame in enumerate(frames, 1):
+            if frame.shape != (height, width, 3) or frame.dtype != np.uint8:
+                raise EncodeError(f"frame {i} is {frame.shape} {frame.dtype}, want ({height}, {width}, 3) uint8")
+            proc.stdin.write(np.ascontiguousarray(frame).tobytes())
+            if on_frame is not None:
+                on_frame(i, total)
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if proc.wait() != 0:
+        raise EncodeError(f"ffmpeg failed: {stderr.strip()[-500:]}")
+
+
+def decode_mp4(path: Path | str, width: int, height: int) -> np.ndarray:
+    """All frames of an MP4 as (F, H, W, 3) uint8 (tests and benches)."""
+    out = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        check=True, capture_output=True,
+    ).stdout
+    return np.frombuffer(out, dtype=np.uint8).reshape(-1, height, width, 3)

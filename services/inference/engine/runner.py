@@ -1,0 +1,241 @@
+"""Runs one generation on a loaded pipeline: check_inputs, seeded denoising with per-step
+callbacks (cancel + previews), latents kept before the VAE, per-frame decode.
+
+Denoising always asks the pipeline for ``output_type="latent"`` and decodes here, so a failed
+decode is retried from the kept latents without re-running the denoiser.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from services.inference.engine.cache import LoadedPipeline
+from services.inference.engine.policy import MemoryPolicy
+from services.inference.engine.previews import latent_preview_jpeg
+from services.inference.models.registry import Family, Task
+
+__all__ = [
+    "GenerationSpec",
+    "Interrupted",
+    "OutOfMemory",
+    "decode_latents",
+    "denoise",
+    "is_oom",
+    "to_uint8",
+]
+
+StepCallback = Callable[[int, int, Any], None]  # (step, total, latents)
+FrameCallback = Callable[[int, int], None]  # (frame, total)
+
+
+class Interrupted(Exception):
+    """The job was cancelled between denoising steps."""
+
+
+class OutOfMemory(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class GenerationSpec:
+    """Fully resolved parameters (defaults applied, seed drawn)."""
+
+    model_id: str
+    task: Task
+    prompt: str
+    negative_prompt: str
+    width: int
+    height: int
+    num_frames: int
+    fps: int
+    steps: int
+    guidance_scale: float
+    seed: int
+    preview_every: int = 0
+    motion_bucket_id: int = 127
+    noise_aug_strength: float = 0.02
+    min_guidance_scale: float = 1.0
+    max_guidance_scale: float = 3.0
+    decode_chunk_size: int = 0
+    flow_shift: float | None = None
+    guidance_scale_2: float | None = None
+
+    def fingerprint(self) -> str:
+        import hashlib
+        import json
+        from dataclasses import asdict
+
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def is_oom(exc: BaseException) -> bool:
+    import torch
+
+    if isinstance(exc, torch.cuda.OutOfMemoryError | OutOfMemory):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def _image(png: bytes | None, width: int, height: int) -> Any:
+    from PIL import Image
+
+    if png is None:
+        return None
+    img = Image.open(io.BytesIO(png)).convert("RGB")
+    return img.resize((width, height), Image.Resampling.LANCZOS) if img.size != (width, height) else img
+
+
+def _fresh_scheduler(loaded: LoadedPipeline, spec: GenerationSpec) -> None:
+    # Schedulers are stateful; a fresh one per run keeps runs independent and seeds reproducible.
+    overrides: dict[str, Any] = {}
+    if spec.flow_shift is not None and "flow_shift" in loaded.scheduler_config:
+        overrides["flow_shift"] = spec.flow_shift
+    pipe = loaded.pipe
+    pipe.scheduler = type(pipe.scheduler).from_config(loaded.scheduler_config, **overrides)
+
+
+def denoise(
+    loaded: LoadedPipeline,
+    spec: GenerationSpec,
+    *,
+    image_png: bytes | None,
+    on_step: StepCallback,
+    should_stop: Callable[[], bool],
+) -> Any:
+    """Runs the denoiser and returns the final latents ((B,C,F,h,w), SVD (B,F,C,h,w))."""
+    import torch
+
+    pipe, family = loaded.pipe, loaded.spec.family
+    _fresh_scheduler(loaded, spec)
+    generator = torch.Generator(device="cpu").manual_seed(spec.seed)
+    total = spec.steps
+    has_interrupt = hasattr(type(pipe), "interrupt")
+
+    def on_step_end(p: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        on_step(i + 1, total, kwargs.get("latents"))
+        if should_stop():
+            if not has_interrupt:
+                raise Interrupted()
+            p._interrupt = True  # the pipeline skips the remaining steps
+        return {}
+
+    def legacy(step: int, t: Any, latents: Any) -> None:
+        on_step(step + 1, total, latents)
+        if should_stop():
+            raise Interrupted()
+
+    common: dict[str, Any] = dict(height=spec.height, width=spec.width, num_frames=spec.num_frames,
+                                  num_inference_steps=spec.steps, generator=generator, output_type="latent")
+    image = _image(image_png, spec.width, spec.height)
+    if family is Family.MODELSCOPE:
+        out = pipe(prompt=spec.prompt, negative_prompt=spec.negative_prompt or None,
+                   guidance_scale=spec.guidance_scale, callback=legacy, callback_steps=1, **common)
+    elif family is Family.WAN:
+        kwargs: dict[str, Any] = dict(prompt=spec.prompt, negative_prompt=spec.negative_prompt or None,
+                                      guidance_scale=spec.guidance_scale, callback_on_step_end=on_step_end,
+                                      callback_on_step_end_tensor_inputs=["latents"], **common)
+        if spec.guidance_scale_2 is not None and getattr(pipe, "transformer_2", None) is not None:
+            kwargs["guidance_scale_2"] = spec.guidance_scale_2
+        if spec.task is Task.IMAGE_TO_VIDEO:
+            kwargs["image"] = image
+        out = pipe(**kwargs)
+    else:
+        out = pipe(image=image, min_guidance_scale=spec.min_guidance_scale,
+                   max_guidance_scale=spec.max_guidance_scale, fps=spec.fps, motion_bucket_id=spec.motion_bucket_id,
+                   noise_aug_strength=spec.noise_aug_strength, decode_chunk_size=spec.decode_chunk_size or None,
+                   callback_on_step_end=on_step_end, callback_on_step_end_tensor_inputs=["latents"], **common)
+    if should_stop():
+        raise Interrupted()
+    return out.frames
+
+
+def make_preview(loaded: LoadedPipeline, latents: Any) -> bytes:
+    return latent_preview_jpeg(latents, channels_first_frames=loaded.spec.family is not Family.SVD)
+
+
+def to_uint8(video_np: np.ndarray) -> np.ndarray:
+    """Post-processed float frames in [0, 1] → uint8 (like diffusers' numpy_to_pil)."""
+    return (video_np * 255).round().astype(np.uint8)
+
+
+def decode_latents(
+    loaded: LoadedPipeline, latents: Any, spec: GenerationSpec, policy: MemoryPolicy, on_frame: FrameCallback
+) -> np.ndarray:
+    """Kept latents → (F, H, W, 3) uint8 frames, reporting each decoded frame."""
+    import torch
+
+    pipe, family = loaded.pipe, loaded.spec.family
+    with torch.no_grad():
+        if family is Family.WAN:
+            video = _decode_wan(pipe, latents, spec.num_frames, on_frame)
+        elif family is Family.SVD:
+            chunk = spec.decode_chunk_size or policy.decode_chunk_size or spec.num_frames
+            video = _decode_svd(pipe, latents, spec.num_frames, chunk, on_frame)
+        else:
+            video = _decode_modelscope(pipe, latents, on_frame)
+        frames = pipe.video_processor.postprocess_video(video=video, output_type="np")
+    return to_uint8(np.asarray(frames)[0])
+
+
+def _decode_wan(pipe: Any, latents: Any, total: int, on_frame: FrameCallback) -> Any:
+    import torch
+
+    vae = pipe.vae
+    latents = latents.to(vae.device, dtype=vae.dtype)
+    mean = torch.tensor(vae.config.latents_mean).view(1, vae.config.z_dim, 1, 1, 1).to(latents.device, latents.dtype)
+    std = 1.0 / torch.tensor(vae.config.latents_std).view(1, vae.config.z_dim, 1, 1, 1).to(
+        latents.device, latents.dtype
+    )
+    latents = latents / std + mean
+    done = [0]
+    temporal = int(vae.config.scale_factor_temporal or 4)
+
+    def counted(module: Any, args: Any, output: Any) -> None:
+        # The causal VAE decodes one latent frame per decoder call: 1 frame first, then `temporal`.
+        upto = min(total, done[0] + (1 if done[0] == 0 else temporal))
+        for frame in range(done[0] + 1, upto + 1):
+            on_frame(frame, total)
+        done[0] = upto
+
+    handle = vae.decoder.register_forward_hook(counted)
+    try:
+        video = vae.decode(latents, return_dict=False)[0]
+    finally:
+        handle.remove()
+    for frame in range(done[0] + 1, total + 1):  # tiled decode calls the decoder per tile
+        on_frame(frame, total)
+    return video
+
+
+def _decode_svd(pipe: Any, latents: Any, num_frames: int, chunk: int, on_frame: FrameCallback) -> Any:
+    vae = pipe.vae
+    flat = latents.flatten(0, 1).to(vae.device, dtype=vae.dtype) / vae.config.scaling_factor
+    parts = []
+    for start in range(0, flat.shape[0], chunk):
+        piece = flat[start : start + chunk]
+        parts.append(vae.decode(piece, num_frames=piece.shape[0]).sample)
+        for frame in range(start + 1, start + piece.shape[0] + 1):
+            on_frame(frame, num_frames)
+    import torch
+
+    frames = torch.cat(parts, dim=0)
+    return frames.reshape(-1, num_frames, *frames.shape[1:]).permute(0, 2, 1, 3, 4).float()
+
+
+def _decode_modelscope(pipe: Any, latents: Any, on_frame: FrameCallback) -> Any:
+    import torch
+
+    vae = pipe.vae
+    latents = latents.to(vae.device, dtype=vae.dtype) / vae.config.scaling_factor
+    total = latents.shape[2]
+    frames = []
+    for f in range(total):
+        frames.append(vae.decode(latents[:, :, f]).sample)
+        on_frame(f + 1, total)
+    return torch.stack(frames, dim=2).float()

@@ -1,0 +1,44 @@
+"""What a task sees inside the worker process."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.inference.worker.protocol import TaskCancelled, TaskEvent, WorkerSettings
+from viarte.type.v1 import job_pb2
+
+__all__ = ["TaskContext"]
+
+
+@dataclass
+class TaskContext:
+    task_id: str
+    settings: WorkerSettings
+    send: Callable[[Any], None]
+    # Shared by every task of this worker: ModelCache, registry, ...
+    resources: dict[str, Any]
+    _cancel: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def device(self) -> str:
+        return self.settings.device
+
+    def emit(self, progress: job_pb2.Progress, *, droppable: bool = False) -> None:
+        """Queues an event for the server; never blocks the computation."""
+        self.send(TaskEvent(self.task_id, progress.SerializeToString(), droppable, time.time_ns() // 1000))
+        if self.settings.crash_at_stage and job_pb2.Stage.Name(progress.stage) == self.settings.crash_at_stage:  # type: ignore[arg-type]
+            import os
+
+            os._exit(17)  # fault injection for crash-recovery tests
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        if self._cancel.is_set():
+            raise TaskCancelled(self.task_id)

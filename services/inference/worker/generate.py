@@ -1,0 +1,236 @@
+"""The "generation" task: model loading, denoising, decode, optional face swap, MP4 encode.
+Runs inside a device worker process."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from services.inference.engine.cache import ModelCache, release_memory
+from services.inference.engine.encode import encode_mp4
+from services.inference.engine.policy import MemoryPolicy, apply_policy, choose_policy, next_policy
+from services.inference.engine.runner import (
+    GenerationSpec,
+    Interrupted,
+    decode_latents,
+    denoise,
+    is_oom,
+    make_preview,
+)
+from services.inference.models.registry import DEFAULT_REGISTRY_PATH, ModelRegistry, Task, load_registry
+from services.inference.worker.context import TaskContext
+from services.inference.worker.protocol import TaskCancelled
+from services.kit.errors import ServiceError
+from viarte.type.v1 import job_pb2
+
+__all__ = ["KIND", "run"]
+
+KIND = "generation"
+
+# Share of the whole job per stage, for Progress.fraction.
+_WEIGHTS = {"load": 0.05, "denoise": 0.65, "decode": 0.1, "swap": 0.1, "encode": 0.1}
+
+
+def _registry(ctx: TaskContext) -> ModelRegistry:
+    if "registry" not in ctx.resources:
+        ctx.resources["registry"] = load_registry(ctx.settings.registry_path or DEFAULT_REGISTRY_PATH)
+    return ctx.resources["registry"]  # type: ignore[no-any-return]
+
+
+def _cache(ctx: TaskContext) -> ModelCache:
+    if "models" not in ctx.resources:
+        s = ctx.settings
+        ctx.resources["models"] = ModelCache(Path(s.models_dir), s.device, s.cache_budget_bytes,
+                                             allow_download=s.allow_download)
+    return ctx.resources["models"]  # type: ignore[no-any-return]
+
+
+def _free_device_bytes(device: str) -> int | None:
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    free, _ = torch.cuda.mem_get_info(torch.device(device))
+    return int(free)
+
+
+def _spec(payload: dict[str, Any]) -> GenerationSpec:
+    data = dict(payload["spec"])
+    data["task"] = Task(data["task"])
+    return GenerationSpec(**data)
+
+
+class _Latents:
+    """Latents kept on disk between denoise and decode: a decode failure (or a worker crash during
+    decode) is retried from here without re-running the denoiser."""
+
+    def __init__(self, scratch: Path, job_id: str, spec: GenerationSpec) -> None:
+        self.path = scratch / "latents" / f"{job_id}-{spec.fingerprint()}.pt"
+
+    def load(self) -> Any:
+        if not self.path.exists():
+            return None
+        import torch
+
+        try:
+            return torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception:
+            return None
+
+    def save(self, latents: Any) -> None:
+        import torch
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        torch.save(latents.detach().cpu(), tmp)
+        tmp.replace(self.path)
+
+    def drop(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _progress(stage: int, fraction: float, **kw: Any) -> job_pb2.Progress:
+    return job_pb2.Progress(stage=stage, fraction=min(1.0, fraction), **kw)  # type: ignore[arg-type]
+
+
+def run(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
+    spec = _spec(payload)
+    model = _registry(ctx).get(spec.model_id)
+    if model is None:
+        raise ServiceError.invalid_argument("MODEL_NOT_FOUND", f"unknown model {spec.model_id!r}")
+    timings: dict[str, float] = {}
+    policy = choose_policy(ctx.settings.memory_policy, ctx.settings.dtype,
+                           estimated_bytes=model.estimated_memory_bytes, free_bytes=_free_device_bytes(ctx.device))
+    kept = _Latents(Path(ctx.settings.scratch_dir), payload["job_id"], spec)
+    latents = kept.load()
+    resumed = latents is not None
+
+    cache = _cache(ctx)
+    loaded, latents, policy = _load_and_denoise(ctx, cache, model, spec, payload, policy, latents, timings)
+    if not resumed:
+        kept.save(latents)
+    frames, policy = _decode(ctx, cache, loaded, latents, spec, policy, timings)
+    face_swap = None
+    if payload.get("face_swap"):
+        t0 = time.perf_counter()
+        frames, face_swap = _face_swap(ctx, frames, payload["face_swap"])
+        timings["face_swap"] = time.perf_counter() - t0
+
+    ctx.raise_if_cancelled()
+    t0 = time.perf_counter()
+    total = len(frames)
+    base = 1 - _WEIGHTS["encode"]
+
+    def encoded(i: int, n: int) -> None:
+        ctx.emit(_progress(job_pb2.STAGE_ENCODING, base + _WEIGHTS["encode"] * i / n, frame=i, total_frames=n))
+
+    out = Path(payload["output_path"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    encode_mp4(iter(frames), out, width=spec.width, height=spec.height, fps=spec.fps, total=total, on_frame=encoded)
+    timings["encode"] = time.perf_counter() - t0
+    kept.drop()
+    return {
+        "frame_count": total, "width": spec.width, "height": spec.height, "fps": spec.fps, "seed": spec.seed,
+        "memory_policy": policy.label, "device": ctx.device, "timings": timings, "face_swap": face_swap,
+        "resumed_from_latents": resumed,
+    }
+
+
+def _load_and_denoise(
+    ctx: TaskContext, cache: ModelCache, model: Any, spec: GenerationSpec, payload: dict[str, Any],
+    policy: MemoryPolicy, latents: Any, timings: dict[str, float],
+) -> tuple[Any, Any, MemoryPolicy]:
+    for attempt in (1, 2):
+        try:
+            if not cache.contains(model, spec.task, policy):
+                ctx.emit(_progress(job_pb2.STAGE_MODEL_LOADING, 0.0,
+                                   message=f"loading {model.id} on {ctx.device} ({policy.label})"))
+            t0 = time.perf_counter()
+            loaded = cache.get(model, spec.task, policy)
+            timings["model_loading"] = timings.get("model_loading", 0.0) + time.perf_counter() - t0
+            if latents is not None:
+                ctx.emit(_progress(job_pb2.STAGE_DENOISING, _WEIGHTS["load"] + _WEIGHTS["denoise"],
+                                   step=spec.steps, total_steps=spec.steps, message="resumed from kept latents"))
+                return loaded, latents, policy
+            t0 = time.perf_counter()
+            latents = denoise(loaded, spec, image_png=payload.get("image_png"),
+                              on_step=_step_reporter(ctx, loaded, spec), should_stop=lambda: ctx.cancelled)
+            timings["denoising"] = time.perf_counter() - t0
+            return loaded, latents, policy
+        except Interrupted:
+            raise TaskCancelled(ctx.task_id) from None
+        except Exception as exc:
+            if not is_oom(exc):
+                raise
+            stricter = next_policy(policy)
+            cache.clear()
+            release_memory()
+            if attempt == 2 or stricter is None:
+                raise ServiceError.resource_exhausted(
+                    "OUT_OF_MEMORY", f"{model.id} does not fit on {ctx.device} even with policy {policy.label}",
+                    metadata={"device": ctx.device, "policy": policy.label},
+                ) from None
+            ctx.emit(_progress(job_pb2.STAGE_MODEL_LOADING, 0.0,
+                               message=f"out of memory under {policy.label}; retrying with {stricter.label}"))
+            policy = stricter
+    raise AssertionError("unreachable")
+
+
+def _step_reporter(ctx: TaskContext, loaded: Any, spec: GenerationSpec) -> Any:
+    base, weight = _WEIGHTS["load"], _WEIGHTS["denoise"]
+
+    def on_step(step: int, total: int, latents: Any) -> None:
+        progress = _progress(job_pb2.STAGE_DENOISING, base + weight * step / total, step=step, total_steps=total)
+        ctx.emit(progress)
+        if spec.preview_every and latents is not None and (step % spec.preview_every == 0 or step == total):
+            preview = _progress(job_pb2.STAGE_DENOISING, progress.fraction, step=step, total_steps=total,
+                                preview_jpeg=make_preview(loaded, latents))
+            ctx.emit(preview, droppable=True)
+
+    return on_step
+
+
+def _decode(
+    ctx: TaskContext, cache: ModelCache, loaded: Any, latents: Any, spec: GenerationSpec, policy: MemoryPolicy,
+    timings: dict[str, float],
+) -> tuple[Any, MemoryPolicy]:
+    base = _WEIGHTS["load"] + _WEIGHTS["denoise"]
+
+    def decoded(frame: int, total: int) -> None:
+        ctx.emit(_progress(job_pb2.STAGE_DECODING, base + _WEIGHTS["decode"] * frame / total,
+                           frame=frame, total_frames=total))
+
+    ctx.raise_if_cancelled()
+    t0 = time.perf_counter()
+    try:
+        frames = decode_latents(loaded, latents, spec, policy, decoded)
+    except Exception as exc:
+        stricter = next_policy(policy)
+        if not is_oom(exc) or stricter is None:
+            if is_oom(exc):
+                raise ServiceError.resource_exhausted("OUT_OF_MEMORY", "VAE decode ran out of memory") from None
+            raise ServiceError.internal("DECODE_FAILED", f"VAE decode failed: {exc}"[:300]) from exc
+        # Same latents, a stricter VAE setting (tiling/slicing, smaller chunks): no re-denoising.
+        release_memory()
+        ctx.emit(_progress(job_pb2.STAGE_DECODING, base, message=f"decode out of memory; retrying with {stricter.label}"))
+        apply_policy(loaded.pipe, stricter, ctx.device)
+        try:
+            frames = decode_latents(loaded, latents, spec, stricter, decoded)
+        except Exception as again:
+            if is_oom(again):
+                raise ServiceError.resource_exhausted("OUT_OF_MEMORY", "VAE decode ran out of memory") from None
+            raise ServiceError.internal("DECODE_FAILED", f"VAE decode failed: {again}"[:300]) from again
+        policy = stricter
+    timings["decoding"] = time.perf_counter() - t0
+    return frames, policy
+
+
+def _face_swap(ctx: TaskContext, frames: Any, options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    try:
+        from services.inference.faceswap.engine import FaceSwapEngine  # the face-swap area's engine
+    except ImportError:
+        raise ServiceError.failed_precondition("FACE_MODELS_UNAVAILABLE", "face swap is not installed") from None
+    from services.inference.faceswap import generation_hook  # type: ignore[attr-defined]
+
+    return generation_hook.swap_frames(ctx, FaceSwapEngine, frames, options)  # type: ignore[no-any-return]

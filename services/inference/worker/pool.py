@@ -1,0 +1,217 @@
+"""Server side of the worker split: starts device workers, sends tasks, turns their events into
+job events and their deaths into retryable failures. Never imports torch."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from services.inference.worker.protocol import (
+    CancelTask,
+    Ready,
+    RunTask,
+    Stop,
+    TaskDone,
+    TaskEvent,
+    TaskFailed,
+    WorkerSettings,
+)
+from services.kit.errors import ServiceError
+from services.kit.jobs import JobCancelled, RetryableJobError, RunningJob
+from services.kit.logs import get_logger
+
+__all__ = ["LocalWorker", "TaskRunner", "WorkerPool"]
+
+_log = get_logger("viarte.inference.worker")
+EventFn = Callable[[TaskEvent], None]
+_CODES = {"INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION", "RESOURCE_EXHAUSTED", "UNAVAILABLE",
+          "INTERNAL", "DEADLINE_EXCEEDED", "PERMISSION_DENIED", "ABORTED", "OUT_OF_RANGE"}
+
+
+def _error(failed: TaskFailed) -> ServiceError:
+    import grpc
+
+    code = getattr(grpc.StatusCode, failed.code) if failed.code in _CODES else grpc.StatusCode.INTERNAL
+    return ServiceError(code, failed.reason, failed.message, metadata=failed.metadata)
+
+
+@dataclass
+class _Pending:
+    future: asyncio.Future[dict[str, Any]]
+    on_event: EventFn
+
+
+class LocalWorker:
+    """One worker process bound to one device. Restarted lazily after a crash."""
+
+    def __init__(self, settings: WorkerSettings, *, start_timeout: float = 120.0) -> None:
+        self.settings = settings
+        self._start_timeout = start_timeout
+        self._ctx = multiprocessing.get_context("spawn")
+        self._process: Any = None
+        self._conn: Any = None
+        self._send_lock = threading.Lock()
+        self._pending: dict[str, _Pending] = {}
+        self._ready: asyncio.Future[Ready] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.kinds: tuple[str, ...] = ()
+        self.restarts = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    async def start(self) -> None:
+        from services.inference.worker.process import worker_main
+
+        self._loop = asyncio.get_running_loop()
+        parent, child = self._ctx.Pipe(duplex=True)
+        self._conn = parent
+        self._ready = self._loop.create_future()
+        self._process = self._ctx.Process(target=worker_main, args=(child, self.settings), daemon=True,
+                                          name=f"viarte-worker-{self.settings.device}")
+        await asyncio.to_thread(self._process.start)
+        child.close()
+        threading.Thread(target=self._read, args=(parent, self._process), name="worker-reader", daemon=True).start()
+        ready = await asyncio.wait_for(self._ready, self._start_timeout)
+        self.kinds = ready.kinds
+        _log.info("worker_ready", pid=ready.pid, device=ready.device, kinds=list(ready.kinds))
+
+    def _read(self, conn: Any, process: Any) -> None:
+        assert self._loop is not None
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                break
+            self._loop.call_soon_threadsafe(self._dispatch, message)
+        process.join(timeout=5)
+        self._loop.call_soon_threadsafe(self._on_exit, process)
+
+    def _dispatch(self, message: Any) -> None:
+        if isinstance(message, Ready):
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_result(message)
+            return
+        pending = self._pending.get(message.task_id)
+        if pending is None:
+            return
+        if isinstance(message, TaskEvent):
+            pending.on_event(message)
+        elif isinstance(message, TaskDone):
+            self._pending.pop(message.task_id, None)
+            if not pending.future.done():
+                pending.future.set_result(message.result)
+        elif isinstance(message, TaskFailed):
+            self._pending.pop(message.task_id, None)
+            if not pending.future.done():
+                exc: BaseException = JobCancelled(message.task_id) if message.cancelled else _error(message)
+                pending.future.set_exception(exc)
+
+    def _on_exit(self, process: Any) -> None:
+        if process is not self._process:
+            return
+        code = process.exitcode
+        self._process = None
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(RuntimeError(f"worker exited during start (code {code})"))
+        if self._pending:
+            _log.warning("worker_crashed", exit_code=code, tasks=len(self._pending))
+        crash = RetryableJobError(ServiceError.internal("WORKER_CRASHED", f"the worker process died (exit code {code})"))
+        for pending in self._pending.values():
+            if not pending.future.done():
+                pending.future.set_exception(crash)
+        self._pending.clear()
+
+    def _send(self, message: Any) -> None:
+        with self._send_lock:
+            self._conn.send(message)
+
+    async def run(self, kind: str, payload: dict[str, Any], on_event: EventFn,
+                  job: RunningJob | None = None) -> dict[str, Any]:
+        """Runs one task on this worker; cancels it when ``job`` is cancelled."""
+        if not self.alive:
+            self.restarts += 1 if self._conn is not None else 0
+            await self.start()
+        assert self._loop is not None
+        task_id = uuid.uuid4().hex
+        future: asyncio.Future[dict[str, Any]] = self._loop.create_future()
+        self._pending[task_id] = _Pending(future, on_event)
+        if job is not None:
+            job.on_cancel(lambda: self._cancel(task_id))
+        try:
+            await asyncio.to_thread(self._send, RunTask(task_id, kind, payload))
+        except (OSError, EOFError) as exc:
+            self._pending.pop(task_id, None)
+            raise RetryableJobError(ServiceError.internal("WORKER_CRASHED", f"worker unreachable: {exc}")) from exc
+        return await future
+
+    def _cancel(self, task_id: str) -> None:
+        if task_id in self._pending and self.alive:
+            with contextlib.suppress(OSError, EOFError):
+                self._send(CancelTask(task_id))
+
+    async def stop(self, grace: float = 10.0) -> None:
+        process = self._process
+        if process is None:
+            return
+        with contextlib.suppress(OSError, EOFError):
+            await asyncio.to_thread(self._send, Stop())
+        await asyncio.to_thread(process.join, grace)
+        if process.is_alive():
+            process.kill()
+            await asyncio.to_thread(process.join, 5)
+        self._process = None
+
+
+class TaskRunner:
+    """The seam between jobs and devices. Today: local worker processes; a Ray implementation
+    would keep this interface and submit to actors with ``num_gpus`` instead."""
+
+    @property
+    def slots(self) -> int:
+        raise NotImplementedError
+
+    async def run(self, kind: str, payload: dict[str, Any], on_event: EventFn,
+                  job: RunningJob | None = None) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class WorkerPool(TaskRunner):
+    """One local worker process per device; a task runs on the first idle one."""
+
+    def __init__(self, settings: WorkerSettings, devices: Sequence[str] = ("cpu",)) -> None:
+        self.workers = [LocalWorker(replace(settings, device=d)) for d in devices]
+        self._idle: asyncio.Queue[LocalWorker] | None = None
+
+    @property
+    def slots(self) -> int:
+        return len(self.workers)
+
+    async def start(self) -> None:
+        self._idle = asyncio.Queue()
+        await asyncio.gather(*(w.start() for w in self.workers))
+        for worker in self.workers:
+            self._idle.put_nowait(worker)
+
+    async def run(self, kind: str, payload: dict[str, Any], on_event: EventFn,
+                  job: RunningJob | None = None) -> dict[str, Any]:
+        assert self._idle is not None, "WorkerPool.start() first"
+        worker = await self._idle.get()
+        try:
+            return await worker.run(kind, payload, on_event, job)
+        finally:
+            self._idle.put_nowait(worker)
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(w.stop() for w in self.workers), return_exceptions=True)

@@ -1,0 +1,117 @@
+"""The device worker process: receives tasks, runs them one at a time (the device lock), streams
+events back. Runs under the multiprocessing "spawn" context, so torch is imported only here."""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from multiprocessing.connection import Connection
+from typing import Any
+
+from services.inference.worker.context import TaskContext
+from services.inference.worker.protocol import (
+    CancelTask,
+    Ready,
+    RunTask,
+    Stop,
+    TaskCancelled,
+    TaskDone,
+    TaskFailed,
+    WorkerSettings,
+)
+
+__all__ = ["worker_main"]
+
+
+class _Sender:
+    """One thread owns the sending end, so computing threads never block on the pipe."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="worker-sender", daemon=True)
+        self._thread.start()
+
+    def send(self, message: Any) -> None:
+        self._queue.put(message)
+
+    def _run(self) -> None:
+        while True:
+            message = self._queue.get()
+            if message is None:
+                return
+            try:
+                self._conn.send(message)
+            except (OSError, EOFError):
+                os._exit(0)  # the server is gone
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=5)
+
+
+def _failure(task_id: str, exc: BaseException) -> TaskFailed:
+    from services.kit.errors import ServiceError
+
+    if isinstance(exc, TaskCancelled):
+        return TaskFailed(task_id, "CANCELLED", "CANCELLED", "cancelled", cancelled=True)
+    if isinstance(exc, ServiceError):
+        return TaskFailed(task_id, exc.code.name, exc.reason, exc.message, dict(exc.metadata))
+    return TaskFailed(task_id, "INTERNAL", "INTERNAL", f"{type(exc).__name__}: {exc}"[:500])
+
+
+def worker_main(conn: Connection, settings: WorkerSettings) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    if settings.threads:
+        import torch
+
+        torch.set_num_threads(settings.threads)
+    from services.inference.worker.tasks import load_task_table
+
+    table = load_task_table()
+    sender = _Sender(conn)
+    tasks: queue.SimpleQueue[RunTask | None] = queue.SimpleQueue()
+    contexts: dict[str, TaskContext] = {}
+    lock = threading.Lock()
+    resources: dict[str, Any] = {}
+
+    def receive() -> None:
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                os._exit(0)  # the server died: nothing left to report to
+            if isinstance(message, RunTask):
+                tasks.put(message)
+            elif isinstance(message, CancelTask):
+                with lock:
+                    ctx = contexts.get(message.task_id)
+                if ctx is not None:
+                    ctx._cancel.set()
+            elif isinstance(message, Stop):
+                tasks.put(None)
+                return
+
+    threading.Thread(target=receive, name="worker-receiver", daemon=True).start()
+    sender.send(Ready(os.getpid(), settings.device, tuple(sorted(table))))
+    while True:
+        task = tasks.get()
+        if task is None:
+            break
+        ctx = TaskContext(task.task_id, settings, sender.send, resources)
+        with lock:
+            contexts[task.task_id] = ctx
+        try:
+            fn = table.get(task.kind)
+            if fn is None:
+                raise KeyError(f"this worker has no task {task.kind!r}")
+            sender.send(TaskDone(task.task_id, fn(ctx, task.payload)))
+        except BaseException as exc:
+            sender.send(_failure(task.task_id, exc))
+        finally:
+            with lock:
+                contexts.pop(task.task_id, None)
+    sender.close()

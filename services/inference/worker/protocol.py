@@ -1,0 +1,100 @@
+"""Messages between the server and a device worker (pickled over a multiprocessing pipe).
+
+server → worker: ``RunTask``, ``CancelTask``, ``Stop``
+worker → server: ``Ready``, ``TaskEvent``, ``TaskDone``, ``TaskFailed``
+
+Task functions (the worker's task table, keyed by kind) have the signature
+``def run(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]`` and report progress with
+``ctx.emit(job_pb2.Progress(...), droppable=False)``. They raise ``ServiceError`` for failures the
+job owner should see and ``ctx.raise_if_cancelled()`` / ``TaskCancelled`` to stop on cancel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "CancelTask",
+    "Ready",
+    "RunTask",
+    "Stop",
+    "TaskCancelled",
+    "TaskDone",
+    "TaskEvent",
+    "TaskFailed",
+    "WorkerSettings",
+]
+
+
+class TaskCancelled(Exception):
+    """Raised inside a task that stopped because the job was cancelled."""
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    device: str = "cpu"
+    models_dir: Path = Path(".cache/models")
+    registry_path: Path | None = None
+    scratch_dir: Path = Path("var/inference")
+    # Model cache budget on the device (bytes).
+    cache_budget_bytes: int = 8 * 1024**3
+    # "auto" (by free device memory) or a ladder step name ("default", "vae_tiling", ...).
+    memory_policy: str = "auto"
+    dtype: str = "bf16"
+    allow_download: bool = False
+    # torch intra-op threads; 0 = torch's default.
+    threads: int = 0
+    # Tests: kill the worker (os._exit) when a task reaches this stage name ("" = never).
+    crash_at_stage: str = ""
+
+
+@dataclass(frozen=True)
+class RunTask:
+    task_id: str
+    kind: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CancelTask:
+    task_id: str
+
+
+@dataclass(frozen=True)
+class Stop:
+    pass
+
+
+@dataclass(frozen=True)
+class Ready:
+    pid: int
+    device: str
+    kinds: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    task_id: str
+    # viarte.type.v1.Progress, serialised.
+    progress: bytes
+    droppable: bool
+    # When it happened (worker clock, µs since the epoch).
+    time_us: int
+
+
+@dataclass(frozen=True)
+class TaskDone:
+    task_id: str
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TaskFailed:
+    task_id: str
+    code: str
+    reason: str
+    message: str
+    metadata: dict[str, str] = field(default_factory=dict)
+    cancelled: bool = False
