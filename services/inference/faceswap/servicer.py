@@ -1,0 +1,123 @@
+"""FaceSwapService on the shared job pattern (kind ``face_swap``).
+
+Create validates the parameters and the assets (through storage, as the caller: another user's
+asset is NOT_FOUND like a missing one; a target that is not an image or a video, or a face asset
+that is not an image, is INVALID_ARGUMENT UNSUPPORTED_MEDIA) before anything is queued. Whether the
+source image holds a face is decided by the job itself, first thing on the worker (the server
+process loads no models): such a job ends FAILED with FAILED_PRECONDITION NO_FACE_IN_SOURCE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+
+from services.inference.faceswap.storage import AssetStore
+from services.inference.faceswap.task import KIND
+from services.kit.auth import current_principal
+from services.kit.errors import ServiceError, Violations
+from services.kit.jobs import JobRecord, JobService, build_job_message
+from viarte.inference.v1 import face_swap_pb2, face_swap_pb2_grpc
+from viarte.type.v1 import asset_pb2
+
+__all__ = ["FaceSwapServicer", "check_face_swap_assets", "check_face_swap_options"]
+
+F = face_swap_pb2
+_MAX_NAME = 200
+_MAX_REQUEST_ID = 128
+
+
+def check_face_swap_options(options: F.FaceSwapOptions, v: Violations, prefix: str) -> None:
+    """Field checks of FaceSwapOptions (also used for GenerationParameters.face_swap)."""
+    v.check(bool(options.source_face_asset_id), f"{prefix}.source_face_asset_id", "required")
+    v.check(options.selector in F.FaceSelectorMode.values(), f"{prefix}.selector", "unknown selector mode")
+    v.check(0 <= options.face_index <= 1000, f"{prefix}.face_index", "must be in [0, 1000]")
+    v.check(0.0 <= options.similarity_threshold <= 1.0, f"{prefix}.similarity_threshold", "must be in [0, 1]")
+    if options.selector == F.FACE_SELECTOR_MODE_REFERENCE:
+        v.check(bool(options.reference_face_asset_id), f"{prefix}.reference_face_asset_id", "required in REFERENCE mode")
+
+
+async def check_face_swap_assets(store: AssetStore, owner: str, options: F.FaceSwapOptions) -> None:
+    """The face images exist, belong to `owner` and are images."""
+    await _require_kind(store, owner, options.source_face_asset_id, {asset_pb2.ASSET_KIND_IMAGE}, "source face")
+    if options.selector == F.FACE_SELECTOR_MODE_REFERENCE:
+        await _require_kind(store, owner, options.reference_face_asset_id, {asset_pb2.ASSET_KIND_IMAGE}, "reference face")
+
+
+async def _require_kind(store: AssetStore, owner: str, asset_id: str, kinds: set[int], what: str) -> None:
+    asset, _url = await store.resolve(owner, asset_id)
+    if asset.kind not in kinds:
+        raise ServiceError.invalid_argument(
+            "UNSUPPORTED_MEDIA",
+            f"the {what} asset is {asset_pb2.AssetKind.Name(asset.kind)} ({asset.content_type})",
+            metadata={"asset_id": asset_id, "content_type": asset.content_type},
+        )
+
+
+class FaceSwapServicer(face_swap_pb2_grpc.FaceSwapServiceServicer):  # type: ignore[misc]
+    def __init__(self, jobs: JobService, store: AssetStore) -> None:
+        self.jobs = jobs
+        self.store = store
+
+    def to_proto(self, rec: JobRecord) -> F.FaceSwapJob:
+        job: F.FaceSwapJob = build_job_message(
+            F.FaceSwapJob,
+            rec,
+            parameters=F.FaceSwapParameters.FromString(rec.parameters),
+            result=F.FaceSwapResult.FromString(rec.result) if rec.result else None,
+            queue_position=self.jobs.queue_position(rec.id),
+        )
+        return job
+
+    async def CreateFaceSwapJob(
+        self, request: F.CreateFaceSwapJobRequest, context: grpc.aio.ServicerContext
+    ) -> F.CreateFaceSwapJobResponse:
+        user = current_principal().user_id
+        params = request.parameters
+        # 1. fields
+        v = Violations()
+        v.check(bool(params.target_asset_id), "parameters.target_asset_id", "required")
+        check_face_swap_options(params.options, v, "parameters.options")
+        v.check(len(params.output_name) <= _MAX_NAME, "parameters.output_name", f"at most {_MAX_NAME} characters")
+        v.check(len(request.request_id) <= _MAX_REQUEST_ID, "request_id", f"at most {_MAX_REQUEST_ID} characters")
+        v.raise_if_any("INVALID_PARAMETERS", "invalid face swap parameters")
+        # 2. assets: the caller's own, of the right kinds
+        await _require_kind(
+            self.store, user, params.target_asset_id, {asset_pb2.ASSET_KIND_IMAGE, asset_pb2.ASSET_KIND_VIDEO}, "target"
+        )
+        await check_face_swap_assets(self.store, user, params.options)
+        # 3. queue (idempotent on request_id)
+        rec = await self.jobs.create(
+            user, KIND, params.SerializeToString(), request_id=request.request_id, priority=request.priority
+        )
+        return F.CreateFaceSwapJobResponse(job=self.to_proto(rec))
+
+    async def GetFaceSwapJob(self, request: F.GetFaceSwapJobRequest, context: grpc.aio.ServicerContext) -> F.GetFaceSwapJobResponse:
+        rec = await self.jobs.get(current_principal().user_id, KIND, request.id)
+        return F.GetFaceSwapJobResponse(job=self.to_proto(rec))
+
+    async def ListFaceSwapJobs(
+        self, request: F.ListFaceSwapJobsRequest, context: grpc.aio.ServicerContext
+    ) -> F.ListFaceSwapJobsResponse:
+        recs, token = await self.jobs.list(
+            current_principal().user_id, KIND, state=request.state,
+            page_size_requested=request.page_size, page_token=request.page_token,
+        )
+        return F.ListFaceSwapJobsResponse(jobs=[self.to_proto(r) for r in recs], next_page_token=token)
+
+    async def CancelFaceSwapJob(
+        self, request: F.CancelFaceSwapJobRequest, context: grpc.aio.ServicerContext
+    ) -> F.CancelFaceSwapJobResponse:
+        rec = await self.jobs.cancel(current_principal().user_id, KIND, request.id)
+        return F.CancelFaceSwapJobResponse(job=self.to_proto(rec))
+
+    async def WatchFaceSwapJob(
+        self, request: F.WatchFaceSwapJobRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[F.WatchFaceSwapJobResponse]:
+        user = current_principal().user_id
+        async for item in self.jobs.watch(user, KIND, request.id, after_sequence=request.after_sequence):
+            if isinstance(item, JobRecord):
+                yield F.WatchFaceSwapJobResponse(job=self.to_proto(item))
+            else:
+                yield F.WatchFaceSwapJobResponse(event=item)

@@ -1,0 +1,393 @@
+"""The face swap job (kind ``face_swap``): server-side handler + worker-side work.
+
+Split cog-style:
+- `run_face_swap_work(engine, work, ...)` is the worker-side part on local files (models loaded
+  once per worker). It checks the source face FIRST, so a source without a face fails the job with
+  FAILED_PRECONDITION NO_FACE_IN_SOURCE before any frame is decoded (the server process never
+  loads models, so Create cannot check faces itself).
+- `FaceSwapJobHandler` is the async handler the job service runs: fetch inputs from storage on
+  behalf of the owner, hand the work to a `FaceSwapRunner` (a worker process, or a thread for
+  tests and benches), forward progress as job events, store the output, return the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import queue
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import grpc
+import numpy as np
+from numpy.typing import NDArray
+
+from services.inference.faceswap.engine import (
+    DEFAULT_SIMILARITY_THRESHOLD,
+    FaceSelector,
+    FaceSwapCancelled,
+    FaceSwapEngine,
+    SelectorMode,
+    SourceFace,
+    SwapStats,
+)
+from services.inference.faceswap.media import decode_image
+from services.inference.faceswap.pipeline import Progress, swap_image, swap_video
+from services.inference.faceswap.settings import FaceSwapSettings, load_engine
+from services.inference.faceswap.storage import AssetStore
+from services.kit.errors import ServiceError
+from services.kit.jobs import JobCancelled, RunningJob
+from viarte.inference.v1 import face_swap_pb2
+from viarte.type.v1 import asset_pb2, job_pb2
+
+__all__ = [
+    "KIND",
+    "FaceSwapJobHandler",
+    "FaceSwapOutcome",
+    "FaceSwapRunner",
+    "FaceSwapWork",
+    "ProcessRunner",
+    "ThreadRunner",
+    "prepare_swap",
+    "result_proto",
+    "run_face_swap_work",
+    "selector_mode",
+    "swap_generated_frames",
+]
+
+KIND = "face_swap"
+_EMIT_INTERVAL = 0.1  # seconds between stored progress events (first and last always go out)
+
+
+# -- shared helpers (also used by the generation job's auto face swap) -------------------------
+def selector_mode(options: face_swap_pb2.FaceSwapOptions) -> SelectorMode:
+    return {
+        face_swap_pb2.FACE_SELECTOR_MODE_INDEX: SelectorMode.INDEX,
+        face_swap_pb2.FACE_SELECTOR_MODE_REFERENCE: SelectorMode.REFERENCE,
+    }.get(options.selector, SelectorMode.ALL)
+
+
+def prepare_swap(
+    engine: FaceSwapEngine,
+    options: face_swap_pb2.FaceSwapOptions,
+    source_image: NDArray[np.uint8],
+    reference_image: NDArray[np.uint8] | None = None,
+) -> tuple[SourceFace, FaceSelector]:
+    """The source identity and the selector; NO_FACE_IN_SOURCE / NO_FACE_IN_REFERENCE errors."""
+    source = engine.source_face(source_image)
+    mode = selector_mode(options)
+    reference = None
+    if mode is SelectorMode.REFERENCE:
+        if reference_image is None:
+            raise ServiceError.invalid_argument("INVALID_PARAMETERS", "REFERENCE mode needs a reference face image")
+        reference = engine.reference_embedding(reference_image)
+    threshold = options.similarity_threshold or DEFAULT_SIMILARITY_THRESHOLD
+    return source, FaceSelector(mode=mode, index=options.face_index, reference=reference, threshold=threshold)
+
+
+def result_proto(stats: SwapStats, asset_id: str = "") -> face_swap_pb2.FaceSwapResult:
+    return face_swap_pb2.FaceSwapResult(
+        asset_id=asset_id,
+        frame_count=stats.frame_count,
+        frames_swapped=stats.frames_swapped,
+        frames_without_face=stats.frames_without_face,
+        faces_swapped=stats.faces_swapped,
+    )
+
+
+def swap_generated_frames(
+    engine: FaceSwapEngine,
+    frames: list[NDArray[np.uint8]],
+    options: face_swap_pb2.FaceSwapOptions,
+    source_image: bytes,
+    reference_image: bytes | None = None,
+    on_frame: Callable[[int, int], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> tuple[list[NDArray[np.uint8]], face_swap_pb2.FaceSwapResult]:
+    """Auto face swap of a generation job: RGB frames in, swapped frames + summary out.
+
+    `on_frame(i, n)` after each frame (stage FACE_SWAP, frame i of n); `FaceSwapCancelled` when
+    `should_cancel()` turns true."""
+    source_rgb = decode_image(source_image)[0]
+    reference_rgb = decode_image(reference_image)[0] if reference_image else None
+    source, selector = prepare_swap(engine, options, source_rgb, reference_rgb)
+    stats = SwapStats()
+    total = len(frames)
+    callback = (lambda i, _s: on_frame(i, total)) if on_frame is not None else None
+    out = list(engine.swap_frames(frames, source, selector, on_frame=callback, should_cancel=should_cancel, stats=stats))
+    return out, result_proto(stats)
+
+
+# -- the worker-side work ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class FaceSwapWork:
+    """Everything a worker needs, as local files (picklable)."""
+
+    target_path: str
+    target_is_video: bool
+    source_path: str
+    output_dir: str
+    options: bytes  # FaceSwapOptions
+    reference_path: str = ""
+
+
+@dataclass(frozen=True)
+class FaceSwapOutcome:
+    output_path: str
+    content_type: str
+    suffix: str
+    frame_count: int
+    frames_swapped: int
+    frames_without_face: int
+    faces_swapped: int
+
+
+def _read_rgb(path: str) -> NDArray[np.uint8]:
+    return decode_image(Path(path).read_bytes())[0]
+
+
+def run_face_swap_work(
+    engine: FaceSwapEngine,
+    work: FaceSwapWork,
+    on_progress: Callable[[Progress], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> FaceSwapOutcome:
+    # 1. identities first: a source without a face fails before any frame is decoded
+    options = face_swap_pb2.FaceSwapOptions.FromString(work.options)
+    reference = _read_rgb(work.reference_path) if work.reference_path else None
+    source, selector = prepare_swap(engine, options, _read_rgb(work.source_path), reference)
+    # 2. swap: a video frame by frame through ffmpeg pipes, or one image
+    if work.target_is_video:
+        output = Path(work.output_dir) / "swapped.mp4"
+        result = swap_video(
+            engine, Path(work.target_path), output, source, selector, on_progress=on_progress, should_cancel=should_cancel
+        )
+        stats, content_type, suffix = result.stats, "video/mp4", ".mp4"
+    else:
+        data, content_type, suffix, stats = swap_image(engine, Path(work.target_path).read_bytes(), source, selector)
+        output = Path(work.output_dir) / f"swapped{suffix}"
+        output.write_bytes(data)
+        if on_progress is not None:
+            on_progress(Progress("face_swap", 1, 1))
+    return FaceSwapOutcome(
+        str(output), content_type, suffix, stats.frame_count, stats.frames_swapped, stats.frames_without_face, stats.faces_swapped
+    )
+
+
+# -- runners: where the work runs -------------------------------------------------------------
+class FaceSwapRunner(Protocol):
+    async def run(
+        self, work: FaceSwapWork, on_progress: Callable[[Progress], None], cancelled: Callable[[], bool]
+    ) -> FaceSwapOutcome: ...
+
+    async def close(self) -> None: ...
+
+
+class ThreadRunner:
+    """Runs the work in a thread of this process with one engine (tests, benches, the worker
+    process itself). Jobs run one at a time: the models are not shared between threads."""
+
+    def __init__(self, settings: FaceSwapSettings | None = None, engine: FaceSwapEngine | None = None) -> None:
+        if settings is None and engine is None:
+            raise ValueError("ThreadRunner needs settings or an engine")
+        self._settings = settings
+        self._engine = engine
+        self._lock = asyncio.Lock()
+
+    async def _get_engine(self) -> FaceSwapEngine:
+        if self._engine is None:
+            assert self._settings is not None
+            self._engine = await asyncio.to_thread(load_engine, self._settings)
+        return self._engine
+
+    async def run(
+        self, work: FaceSwapWork, on_progress: Callable[[Progress], None], cancelled: Callable[[], bool]
+    ) -> FaceSwapOutcome:
+        async with self._lock:
+            engine = await self._get_engine()
+            loop = asyncio.get_running_loop()
+            return await asyncio.to_thread(
+                run_face_swap_work, engine, work, lambda p: loop.call_soon_threadsafe(on_progress, p), cancelled
+            )
+
+    async def close(self) -> None:
+        self._engine = None
+
+
+# Worker-process globals (set by the pool initializer).
+_worker_engine: FaceSwapEngine | None = None
+_worker_progress: Any = None
+_worker_cancel: Any = None
+
+
+def _init_worker(settings: FaceSwapSettings, progress: Any, cancel: Any) -> None:
+    global _worker_engine, _worker_progress, _worker_cancel
+    _worker_engine = load_engine(settings)
+    _worker_progress, _worker_cancel = progress, cancel
+
+
+def _work_in_worker(work: FaceSwapWork) -> tuple[Any, ...]:
+    """Runs in the worker; errors travel back as plain tuples (ServiceError does not pickle)."""
+    assert _worker_engine is not None
+    try:
+        return ("ok", run_face_swap_work(_worker_engine, work, _worker_progress.put, _worker_cancel.is_set))
+    except FaceSwapCancelled:
+        return ("cancelled",)
+    except ServiceError as err:
+        return ("error", err.code.name, err.reason, err.message, dict(err.metadata))
+
+
+class ProcessRunner:
+    """One spawned worker process holding the engine (loaded once); progress and cancel travel
+    through a multiprocessing queue and event. A crashed worker fails the job and is replaced."""
+
+    def __init__(self, settings: FaceSwapSettings) -> None:
+        self._settings = settings
+        self._ctx = multiprocessing.get_context("spawn")
+        self._pool: ProcessPoolExecutor | None = None
+        self._progress: Any = None
+        self._cancel: Any = None
+        self._lock = asyncio.Lock()
+
+    def _ensure_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._progress, self._cancel = self._ctx.Queue(), self._ctx.Event()
+            self._pool = ProcessPoolExecutor(
+                1, mp_context=self._ctx, initializer=_init_worker, initargs=(self._settings, self._progress, self._cancel)
+            )
+        return self._pool
+
+    async def run(
+        self, work: FaceSwapWork, on_progress: Callable[[Progress], None], cancelled: Callable[[], bool]
+    ) -> FaceSwapOutcome:
+        async with self._lock:
+            pool = self._ensure_pool()
+            self._cancel.clear()
+            _drain(self._progress)
+            future = asyncio.wrap_future(pool.submit(_work_in_worker, work))
+            stop = threading.Event()
+            loop = asyncio.get_running_loop()
+            pump = asyncio.create_task(asyncio.to_thread(self._pump, loop, on_progress, cancelled, stop))
+            try:
+                answer = await future
+            except Exception as exc:  # the process died (BrokenProcessPool) or could not start
+                await self._reset()
+                raise ServiceError.internal("WORKER_CRASHED", "the face swap worker failed") from exc
+            finally:
+                stop.set()
+                await pump
+        if answer[0] == "cancelled":
+            raise FaceSwapCancelled()
+        if answer[0] == "error":
+            _, code, reason, message, metadata = answer
+            raise ServiceError(grpc.StatusCode[code], reason, message, metadata=metadata)
+        outcome: FaceSwapOutcome = answer[1]
+        return outcome
+
+    def _pump(self, loop: asyncio.AbstractEventLoop, on_progress: Callable[[Progress], None],
+              cancelled: Callable[[], bool], stop: threading.Event) -> None:
+        while not stop.is_set():
+            if cancelled():
+                self._cancel.set()
+            try:
+                item = self._progress.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            loop.call_soon_threadsafe(on_progress, item)
+
+    async def _reset(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await asyncio.to_thread(pool.shutdown, True, cancel_futures=True)
+
+    async def close(self) -> None:
+        await self._reset()
+
+
+def _drain(q: Any) -> None:
+    try:
+        while True:
+            q.get_nowait()
+    except queue.Empty:
+        pass
+
+
+# -- the server-side job handler ----------------------------------------------------------------
+_STAGES = {"face_swap": job_pb2.STAGE_FACE_SWAP, "encoding": job_pb2.STAGE_ENCODING}
+
+
+class FaceSwapJobHandler:
+    """`HandlerExecutor`-compatible handler for kind ``face_swap``."""
+
+    def __init__(self, store: AssetStore, runner: FaceSwapRunner, work_dir: Path | str | None = None) -> None:
+        self.store = store
+        self.runner = runner
+        self.work_dir = Path(work_dir) if work_dir else None
+
+    async def __call__(self, job: RunningJob) -> bytes:
+        params = face_swap_pb2.FaceSwapParameters.FromString(job.parameters)
+        if self.work_dir is not None:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="faceswap-", dir=self.work_dir) as tmp:
+            work = await self._fetch(job, params, Path(tmp))
+            job.raise_if_cancelled()
+            outcome = await self._swap(job, work)
+            job.emit(job_pb2.Progress(stage=job_pb2.STAGE_UPLOADING, fraction=0.95))
+            name = params.output_name or f"faceswap-{job.id[:8]}{outcome.suffix}"
+            if not name.endswith(outcome.suffix):
+                name += outcome.suffix
+            asset = await self.store.store(
+                job.owner, Path(outcome.output_path), name, outcome.content_type,
+                {"source": "face_swap", "job_id": job.id}, request_id=f"faceswap-{job.id}",
+            )
+        return face_swap_pb2.FaceSwapResult(
+            asset_id=asset.id,
+            frame_count=outcome.frame_count,
+            frames_swapped=outcome.frames_swapped,
+            frames_without_face=outcome.frames_without_face,
+            faces_swapped=outcome.faces_swapped,
+        ).SerializeToString()
+
+    async def _fetch(self, job: RunningJob, params: face_swap_pb2.FaceSwapParameters, tmp: Path) -> FaceSwapWork:
+        job.emit(job_pb2.Progress(stage=job_pb2.STAGE_FETCHING_INPUTS, fraction=0.0))
+        options = params.options
+        source = tmp / "source"
+        await self.store.fetch(job.owner, options.source_face_asset_id, source)
+        reference = ""
+        if options.selector == face_swap_pb2.FACE_SELECTOR_MODE_REFERENCE:
+            await self.store.fetch(job.owner, options.reference_face_asset_id, tmp / "reference")
+            reference = str(tmp / "reference")
+        target = tmp / "target"
+        asset = await self.store.fetch(job.owner, params.target_asset_id, target)
+        return FaceSwapWork(
+            target_path=str(target),
+            target_is_video=asset.kind == asset_pb2.ASSET_KIND_VIDEO,
+            source_path=str(source),
+            output_dir=str(tmp),
+            options=options.SerializeToString(),
+            reference_path=reference,
+        )
+
+    async def _swap(self, job: RunningJob, work: FaceSwapWork) -> FaceSwapOutcome:
+        last = [0.0]
+
+        def on_progress(p: Progress) -> None:
+            now = time.monotonic()
+            if p.stage == "face_swap" and 1 < p.frame < p.total_frames and now - last[0] < _EMIT_INTERVAL:
+                return  # per-frame events are throttled; the first and the last always go out
+            last[0] = now
+            fraction = 0.05 + 0.85 * p.frame / max(p.total_frames, 1) if p.stage == "face_swap" else 0.92
+            job.emit(job_pb2.Progress(
+                stage=_STAGES[p.stage], frame=p.frame, total_frames=p.total_frames, fps=p.fps, fraction=fraction
+            ))
+
+        try:
+            return await self.runner.run(work, on_progress, lambda: job.cancelled)
+        except FaceSwapCancelled:
+            raise JobCancelled(job.id) from None
