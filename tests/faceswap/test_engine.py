@@ -162,7 +162,7 @@ def test_swap_video_without_audio(engine: FaceSwapEngine, tmp_path: Path) -> Non
 @pytest.mark.parametrize(("fmt", "content_type"), [("PNG", "image/png"), ("JPEG", "image/jpeg")])
 def test_swap_image_keeps_format(engine: FaceSwapEngine, fmt: str, content_type: str) -> None:
     source = engine.source_face(face_image(128, 128, seed=2))
-    data, ctype, suffix, stats = swap_image(engine, image_bytes(face_image(120, 90, seed=1), fmt), source, FaceSelector())
+    data, ctype, _suffix, stats = swap_image(engine, image_bytes(face_image(120, 90, seed=1), fmt), source, FaceSelector())
     assert ctype == content_type and stats.frames_swapped == 1
     assert data.startswith(b"\x89PNG" if fmt == "PNG" else b"\xff\xd8")
 
