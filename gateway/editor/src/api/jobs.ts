@@ -1,0 +1,118 @@
+// Following a job's Watch stream (generation, render): the job first, then its events. A dropped
+// stream is resumed with the last sequence seen, so no event is missed or repeated.
+import { Code, ConnectError } from "@connectrpc/connect";
+import { JobState, Stage, type JobError, type JobEvent, type JobStatus, type Progress } from "../gen/viarte/type/v1/job_pb";
+
+export interface JobView {
+  state: JobState;
+  progress: Progress | undefined;
+  error: JobError | undefined;
+  lastSequence: bigint;
+  previewUrl: string | null;
+  events: number;
+}
+
+export type WatchMessage<J> = { payload: { case: "job"; value: J } | { case: "event"; value: JobEvent } | { case: undefined; value?: undefined } };
+
+export const TERMINAL = new Set([JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED]);
+
+export function initialView(status?: JobStatus): JobView {
+  return {
+    state: status?.state ?? JobState.QUEUED,
+    progress: status?.progress,
+    error: status?.error,
+    lastSequence: status?.lastSequence ?? 0n,
+    previewUrl: null,
+    events: 0,
+  };
+}
+
+function previewOf(progress: Progress | undefined, previous: string | null): string | null {
+  if (!progress || progress.previewJpeg.length === 0) return previous;
+  if (previous) URL.revokeObjectURL(previous);
+  return URL.createObjectURL(new Blob([progress.previewJpeg as Uint8Array<ArrayBuffer>], { type: "image/jpeg" }));
+}
+
+export async function followJob<J extends { status?: JobStatus }>(
+  watch: (afterSequence: bigint, signal: AbortSignal) => AsyncIterable<WatchMessage<J>>,
+  onJob: (job: J) => void,
+  onView: (view: JobView) => void,
+  signal: AbortSignal,
+): Promise<JobView> {
+  let view = initialView();
+  let attempts = 0;
+  while (!signal.aborted) {
+    try {
+      for await (const message of watch(view.lastSequence, signal)) {
+        attempts = 0;
+        if (message.payload.case === "job") {
+          const job = message.payload.value;
+          onJob(job);
+          const status = job.status;
+          view = {
+            ...view,
+            state: status?.state ?? view.state,
+            progress: status?.progress ?? view.progress,
+            error: status?.error ?? view.error,
+            lastSequence: status && status.lastSequence > view.lastSequence ? status.lastSequence : view.lastSequence,
+          };
+        } else if (message.payload.case === "event") {
+          const event = message.payload.value;
+          if (event.sequence <= view.lastSequence) continue;
+          view = {
+            ...view,
+            state: event.state,
+            progress: event.progress ?? view.progress,
+            error: event.error ?? view.error,
+            lastSequence: event.sequence,
+            previewUrl: previewOf(event.progress, view.previewUrl),
+            events: view.events + 1,
+          };
+        }
+        onView(view);
+      }
+      if (TERMINAL.has(view.state)) return view;
+    } catch (error) {
+      const err = ConnectError.from(error);
+      if (signal.aborted || err.code === Code.Canceled) break;
+      const transient = err.code === Code.Unavailable || err.code === Code.Unknown || err.code === Code.Internal;
+      if (!transient || attempts >= 5) throw error;
+    }
+    attempts += 1;
+    await new Promise((resolve) => setTimeout(resolve, 300 * attempts));
+  }
+  return view;
+}
+
+const STAGE_NAMES: Record<number, string> = {
+  [Stage.QUEUED]: "Queued",
+  [Stage.FETCHING_INPUTS]: "Fetching inputs",
+  [Stage.MODEL_LOADING]: "Loading model",
+  [Stage.DENOISING]: "Denoising",
+  [Stage.DECODING]: "Decoding frames",
+  [Stage.FACE_SWAP]: "Swapping faces",
+  [Stage.UPSCALING]: "Upscaling",
+  [Stage.RENDERING]: "Rendering",
+  [Stage.ENCODING]: "Encoding",
+  [Stage.UPLOADING]: "Saving",
+  [Stage.GENERATING_TEXT]: "Writing",
+};
+
+export function describeProgress(view: JobView): string {
+  if (view.state === JobState.SUCCEEDED) return "Done";
+  if (view.state === JobState.FAILED) return `Failed: ${view.error?.message || view.error?.reason || "unknown error"}`;
+  if (view.state === JobState.CANCELLED) return "Cancelled";
+  const p = view.progress;
+  if (!p) return "Queued";
+  const parts = [STAGE_NAMES[p.stage] ?? "Working"];
+  if (p.stage === Stage.QUEUED && p.queuePosition > 0) parts.push(`#${p.queuePosition} in queue`);
+  if (p.totalSteps > 0) parts.push(`step ${p.step}/${p.totalSteps}`);
+  if (p.totalFrames > 0) parts.push(`frame ${p.frame}/${p.totalFrames}`);
+  if (p.fps > 0) parts.push(`${p.fps.toFixed(1)} fps`);
+  if (p.eta) parts.push(`~${Number(p.eta.seconds)} s left`);
+  return parts.join(" · ");
+}
+
+export function stateName(state: JobState): string {
+  return JobState[state]?.toLowerCase() ?? "unknown";
+}

@@ -1,0 +1,437 @@
+import { Code } from "@connectrpc/connect";
+import { lazy, Suspense, useCallback, useEffect, useMemo, useRef, useState } from "react";
+import { Link, useNavigate, useParams } from "react-router-dom";
+import { kindName, useAssets } from "../api/assets";
+import { projects, render } from "../api/client";
+import { toUiError, type UiError } from "../api/errors";
+import { AssetThumb } from "../components/AssetThumb";
+import { ErrorBanner } from "../components/common";
+import { TimelineView } from "../components/TimelineView";
+import type { ProposedAction } from "../gen/viarte/inference/v1/assistant_pb";
+import { TransitionKind } from "../gen/viarte/render/v1/timeline_pb";
+import type { Asset } from "../gen/viarte/storage/v1/storage_pb";
+import {
+  addClip,
+  addTrack,
+  clipFromProto,
+  commit,
+  findClip,
+  firstFreeStart,
+  fromProto,
+  history,
+  makeClip,
+  redo,
+  removeClip,
+  setClipText,
+  setClipVolume,
+  setTransition,
+  splitClip,
+  timelineDuration,
+  TimelineError,
+  toProto,
+  trimEnd,
+  moveClip,
+  undo,
+  acceptsClip,
+  type AssetFacts,
+  type ClipType,
+  type History,
+  type Timeline,
+} from "../timeline/model";
+
+const AssistantPanel = lazy(() => import("../components/AssistantPanel"));
+
+type SaveState = "saved" | "pending" | "saving" | "conflict" | "error";
+
+export function assetFacts(asset: Asset): AssetFacts {
+  const kind = kindName(asset.kind);
+  return { name: asset.name, type: kind === "other" ? "image" : kind, duration: asset.media?.durationSeconds ?? 0 };
+}
+
+const TRANSITIONS: [TransitionKind, string][] = [
+  [TransitionKind.CROSSFADE, "Crossfade"],
+  [TransitionKind.FADE_BLACK, "Fade through black"],
+  [TransitionKind.WIPE_LEFT, "Wipe left"],
+  [TransitionKind.WIPE_RIGHT, "Wipe right"],
+  [TransitionKind.SLIDE_LEFT, "Slide left"],
+  [TransitionKind.SLIDE_RIGHT, "Slide right"],
+];
+
+export default function Editor() {
+  const { projectId = "" } = useParams();
+  const navigate = useNavigate();
+  const { assets, error: assetsError } = useAssets();
+  const facts = useMemo(() => new Map(assets.map((a) => [a.id, assetFacts(a)])), [assets]);
+  const [title, setTitle] = useState("");
+  const [hist, setHist] = useState<History<Timeline> | null>(null);
+  const [error, setError] = useState<UiError | null>(null);
+  const [notice, setNotice] = useState<string | null>(null);
+  const [saveState, setSaveState] = useState<SaveState>("saved");
+  const [selected, setSelected] = useState<string | null>(null);
+  const [playhead, setPlayhead] = useState(0);
+  const [pxPerSecond, setPxPerSecond] = useState(80);
+  const [snapping, setSnapping] = useState(true);
+  const [frame, setFrame] = useState<{ url: string | null; message: string }>({ url: null, message: "" });
+  const [showAssistant, setShowAssistant] = useState(false);
+  const etag = useRef("");
+  const saved = useRef<Timeline | null>(null);
+  const saving = useRef<Promise<void> | null>(null);
+  const timeline = hist?.present ?? null;
+
+  // ---- load ------------------------------------------------------------------------------------
+  useEffect(() => {
+    projects.getProject({ id: projectId }).then(
+      (reply) => {
+        const p = reply.project!;
+        etag.current = p.etag;
+        setTitle(p.title);
+        const loaded = fromProto(p.timeline!, new Map());
+        saved.current = loaded;
+        setHist(history(loaded));
+      },
+      (err) => setError(toUiError(err)),
+    );
+  }, [projectId]);
+
+  // Asset facts arrive after the project: fill in media lengths and names once they do.
+  useEffect(() => {
+    if (!timeline || facts.size === 0) return;
+    const needs = timeline.tracks.some((t) =>
+      t.clips.some((c) => {
+        const f = facts.get(c.assetId);
+        return f !== undefined && (f.name !== c.name || (f.duration > 0 && c.mediaDuration !== f.duration));
+      }),
+    );
+    if (!needs) return;
+    const refreshed = fromProto(toProto(timeline), facts);
+    saved.current = saved.current === timeline ? refreshed : saved.current;
+    setHist((h) => (h ? { ...h, present: refreshed } : h));
+  }, [facts, timeline]);
+
+  // ---- edits -----------------------------------------------------------------------------------
+  const apply = useCallback((op: (tl: Timeline) => Timeline) => {
+    setHist((h) => {
+      if (!h) return h;
+      try {
+        setNotice(null);
+        return commit(h, op(h.present));
+      } catch (err) {
+        if (err instanceof TimelineError) {
+          setNotice(err.message);
+          return h;
+        }
+        throw err;
+      }
+    });
+  }, []);
+
+  // ---- autosave with the project's etag ----------------------------------------------------------
+  const save = useCallback(
+    async (tl: Timeline): Promise<void> => {
+      if (saving.current) await saving.current;
+      if (tl === saved.current) return;
+      setSaveState("saving");
+      const attempt = (async () => {
+        try {
+          const reply = await projects.updateProject({
+            project: { id: projectId, title, timeline: toProto(tl), etag: etag.current },
+            updateMask: { paths: ["timeline"] },
+          });
+          etag.current = reply.project?.etag ?? etag.current;
+          saved.current = tl;
+          setSaveState("saved");
+        } catch (err) {
+          const ui = toUiError(err);
+          setError(ui);
+          setSaveState(ui.code === Code.Aborted ? "conflict" : "error");
+        }
+      })();
+      saving.current = attempt;
+      await attempt;
+      saving.current = null;
+    },
+    [projectId, title],
+  );
+
+  useEffect(() => {
+    if (!timeline || timeline === saved.current || saveState === "conflict") return;
+    setSaveState("pending");
+    const timer = window.setTimeout(() => void save(timeline), 600);
+    return () => window.clearTimeout(timer);
+  }, [timeline, save, saveState]);
+
+  async function reloadProject() {
+    setError(null);
+    const reply = await projects.getProject({ id: projectId });
+    etag.current = reply.project!.etag;
+    const loaded = fromProto(reply.project!.timeline!, facts);
+    saved.current = loaded;
+    setHist(history(loaded));
+    setSaveState("saved");
+  }
+
+  async function goExport() {
+    if (timeline && timeline !== saved.current) await save(timeline);
+    if (saved.current === timeline) navigate(`/projects/${projectId}/export`);
+  }
+
+  // ---- frame preview at the playhead (RenderService.RenderFrame) ---------------------------------
+  useEffect(() => {
+    if (!timeline) return;
+    const duration = timelineDuration(timeline);
+    if (duration === 0) {
+      setFrame({ url: null, message: "Add clips to see a preview" });
+      return;
+    }
+    const controller = new AbortController();
+    const timer = window.setTimeout(async () => {
+      try {
+        const reply = await render.renderFrame(
+          { timeline: toProto(timeline), timeSeconds: Math.min(playhead, Math.max(0, duration - 0.01)), maxWidth: 480 },
+          { signal: controller.signal },
+        );
+        const url = URL.createObjectURL(new Blob([reply.jpeg as Uint8Array<ArrayBuffer>], { type: "image/jpeg" }));
+        setFrame((f) => {
+          if (f.url) URL.revokeObjectURL(f.url);
+          return { url, message: "" };
+        });
+      } catch (err) {
+        if (!controller.signal.aborted) setFrame((f) => ({ ...f, message: toUiError(err).message }));
+      }
+    }, 200);
+    return () => {
+      controller.abort();
+      window.clearTimeout(timer);
+    };
+  }, [timeline, playhead]);
+
+  // ---- keyboard shortcuts --------------------------------------------------------------------------
+  useEffect(() => {
+    function onKey(event: KeyboardEvent) {
+      const target = event.target as HTMLElement;
+      if (["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName)) return;
+      const mod = event.ctrlKey || event.metaKey;
+      if (mod && event.key.toLowerCase() === "z") {
+        event.preventDefault();
+        setHist((h) => (h ? (event.shiftKey ? redo(h) : undo(h)) : h));
+      } else if (mod && event.key.toLowerCase() === "y") {
+        event.preventDefault();
+        setHist((h) => (h ? redo(h) : h));
+      } else if (event.key === "s" && selected) {
+        apply((tl) => splitClip(tl, selected, playhead));
+      } else if ((event.key === "Delete" || event.key === "Backspace") && selected) {
+        apply((tl) => removeClip(tl, selected));
+        setSelected(null);
+      }
+    }
+    window.addEventListener("keydown", onKey);
+    return () => window.removeEventListener("keydown", onKey);
+  }, [apply, selected, playhead]);
+
+  // ---- library → timeline ------------------------------------------------------------------------
+  function clipForAsset(asset: Asset, start: number) {
+    const f = assetFacts(asset);
+    return makeClip({ type: f.type as ClipType, assetId: asset.id, name: asset.name, start, mediaDuration: f.type === "image" ? 0 : f.duration, duration: f.type === "image" ? 3 : f.duration || 3 });
+  }
+
+  function placeAsset(assetId: string, trackId: string | null, at: number) {
+    const asset = assets.find((a) => a.id === assetId);
+    if (!asset || !timeline) return;
+    apply((tl) => {
+      const probe = clipForAsset(asset, 0);
+      const track = tl.tracks.find((t) => t.id === trackId) ?? tl.tracks.find((t) => acceptsClip(t, probe.type));
+      if (!track) throw new TimelineError("no track accepts this asset");
+      if (!acceptsClip(track, probe.type)) throw new TimelineError(`a ${probe.type} clip cannot go on ${track.name}`);
+      const clip = { ...probe, start: firstFreeStart(track, at, probe.duration) };
+      setSelected(clip.id);
+      return addClip(tl, track.id, clip);
+    });
+  }
+
+  function addText() {
+    apply((tl) => {
+      const track = tl.tracks.find((t) => t.type === "text") ?? null;
+      const next = track ? tl : addTrack(tl, "text");
+      const textTrack = next.tracks.find((t) => t.type === "text")!;
+      const clip = makeClip({ type: "text", text: "Title", name: "Title", start: firstFreeStart(textTrack, playhead, 3), duration: 3 });
+      setSelected(clip.id);
+      return addClip(next, textTrack.id, clip);
+    });
+  }
+
+  // ---- assistant actions, applied only after the user confirms in the panel ---------------------
+  function applyAction(action: ProposedAction) {
+    const a = action.action;
+    if (a.case === "startGeneration") {
+      navigate("/generate", { state: { parameters: a.value } });
+      return;
+    }
+    apply((tl) => {
+      if (a.case === "addClip" || a.case === "addText") {
+        const track = tl.tracks[a.value.trackIndex];
+        if (!track || !a.value.clip) throw new TimelineError("the assistant named a track that does not exist");
+        return addClip(tl, track.id, clipFromProto(a.value.clip, track.type, facts));
+      }
+      if (a.case === "applyTransition" && a.value.transition) {
+        return setTransition(tl, a.value.clipId, { kind: a.value.transition.kind, duration: a.value.transition.durationSeconds });
+      }
+      throw new TimelineError("unknown assistant action");
+    });
+  }
+
+  if (!hist || !timeline) {
+    return (
+      <section className="page">
+        <ErrorBanner error={error} />
+        {!error && <p>Loading project…</p>}
+      </section>
+    );
+  }
+
+  const selection = selected ? (() => {
+    try {
+      return findClip(timeline, selected);
+    } catch {
+      return null;
+    }
+  })() : null;
+
+  const saveLabel = { saved: "All changes saved", pending: "Unsaved changes", saving: "Saving…", conflict: "Not saved: conflict", error: "Not saved" }[saveState];
+  return (
+    <section className="editor" data-testid="editor-page">
+      <div className="editor-bar">
+        <Link to="/projects">← Projects</Link>
+        <strong className="title">{title}</strong>
+        <span className={`save-state ${saveState}`} data-testid="save-state" data-state={saveState}>
+          {saveLabel}
+        </span>
+        <span className="spacer" />
+        <button onClick={() => setHist(undo(hist))} disabled={hist.past.length === 0} data-testid="undo" title="Undo (Ctrl+Z)">↶ Undo</button>
+        <button onClick={() => setHist(redo(hist))} disabled={hist.future.length === 0} data-testid="redo" title="Redo (Ctrl+Shift+Z)">↷ Redo</button>
+        <button onClick={() => selected && apply((tl) => splitClip(tl, selected, playhead))} disabled={!selected} data-testid="split" title="Split at playhead (S)">✂ Split</button>
+        <button onClick={addText} data-testid="add-text">T Add text</button>
+        <button onClick={() => apply((tl) => addTrack(tl, "video"))}>+ Video track</button>
+        <button onClick={() => apply((tl) => addTrack(tl, "audio"))}>+ Audio track</button>
+        <label className="checkbox">
+          <input type="checkbox" checked={snapping} onChange={(e) => setSnapping(e.target.checked)} data-testid="snap-toggle" /> Snap
+        </label>
+        <button onClick={() => setPxPerSecond((z) => Math.max(10, z / 1.5))} data-testid="zoom-out" title="Zoom out">−</button>
+        <button onClick={() => setPxPerSecond((z) => Math.min(800, z * 1.5))} data-testid="zoom-in" title="Zoom in">+</button>
+        <button onClick={() => setShowAssistant((s) => !s)} data-testid="assistant-toggle">Assistant</button>
+        <button className="primary" onClick={() => void goExport()} data-testid="export-link">Export…</button>
+      </div>
+      <ErrorBanner error={error ?? assetsError} onClose={() => setError(null)} />
+      {saveState === "conflict" && (
+        <div className="error-banner" data-testid="conflict-banner">
+          Someone else saved this project.
+          <button onClick={() => void reloadProject()}>Reload the latest version</button>
+        </div>
+      )}
+      {notice && <div className="notice" data-testid="notice">{notice}</div>}
+      <div className="editor-main">
+        <aside className="library" data-testid="library">
+          <h3>Library</h3>
+          {assets.map((asset) => (
+            <div
+              key={asset.id}
+              className="library-item"
+              draggable
+              data-testid="library-item"
+              data-asset-id={asset.id}
+              data-kind={kindName(asset.kind)}
+              onDragStart={(e) => {
+                e.dataTransfer.setData("application/x-viarte-asset", asset.id);
+                e.dataTransfer.effectAllowed = "copy";
+              }}
+            >
+              <AssetThumb asset={asset} />
+              <span className="name" title={asset.name}>{asset.name}</span>
+              <button className="link small" onClick={() => placeAsset(asset.id, null, playhead)} title="Add at the playhead">+ Add</button>
+            </div>
+          ))}
+        </aside>
+        <div className="viewer">
+          <div className="frame" style={{ aspectRatio: `${timeline.canvas.width} / ${timeline.canvas.height}` }}>
+            {frame.url ? <img src={frame.url} alt="frame at the playhead" data-testid="frame-preview" /> : null}
+            {frame.message && <span className="frame-message">{frame.message}</span>}
+          </div>
+          <div className="muted small">
+            {playhead.toFixed(2)} s / {timelineDuration(timeline).toFixed(2)} s · {timeline.canvas.width}×{timeline.canvas.height} @ {timeline.canvas.fps} fps
+          </div>
+        </div>
+        <aside className="inspector" data-testid="inspector">
+          <h3>Inspector</h3>
+          {!selection && <p className="muted small">Select a clip.</p>}
+          {selection && (
+            <>
+              <p>
+                <strong>{selection.clip.name}</strong> <span className="muted">({selection.clip.type} on {selection.track.name})</span>
+              </p>
+              <label className="field">
+                <span className="label">Start (s)</span>
+                <input type="number" step={0.1} min={0} value={selection.clip.start} data-testid="clip-start" onChange={(e) => apply((tl) => moveClip(tl, selection.clip.id, selection.track.id, Number(e.target.value)))} />
+              </label>
+              <label className="field">
+                <span className="label">Duration (s)</span>
+                <input type="number" step={0.1} min={0.1} value={selection.clip.duration} data-testid="clip-duration" onChange={(e) => apply((tl) => trimEnd(tl, selection.clip.id, selection.clip.start + Number(e.target.value)))} />
+              </label>
+              {selection.clip.mediaDuration > 0 && <p className="muted small">Source {selection.clip.sourceStart.toFixed(2)}–{(selection.clip.sourceStart + selection.clip.duration).toFixed(2)} s of {selection.clip.mediaDuration.toFixed(2)} s</p>}
+              {selection.clip.type === "text" && (
+                <label className="field">
+                  <span className="label">Text</span>
+                  <input value={selection.clip.text} data-testid="clip-text" onChange={(e) => apply((tl) => setClipText(tl, selection.clip.id, e.target.value))} />
+                </label>
+              )}
+              {(selection.clip.type === "video" || selection.clip.type === "audio") && (
+                <label className="field">
+                  <span className="label">Volume {Math.round(selection.clip.volume * 100)}%</span>
+                  <input type="range" min={0} max={2} step={0.05} value={selection.clip.volume} onChange={(e) => apply((tl) => setClipVolume(tl, selection.clip.id, Number(e.target.value)))} />
+                </label>
+              )}
+              <label className="field">
+                <span className="label">Transition in</span>
+                <select
+                  value={selection.clip.transitionIn?.kind ?? 0}
+                  data-testid="clip-transition"
+                  onChange={(e) => {
+                    const kind = Number(e.target.value) as TransitionKind;
+                    apply((tl) => setTransition(tl, selection.clip.id, kind ? { kind, duration: selection.clip.transitionIn?.duration ?? 0.5 } : null));
+                  }}
+                >
+                  <option value={0}>None</option>
+                  {TRANSITIONS.map(([kind, label]) => (
+                    <option key={kind} value={kind}>{label}</option>
+                  ))}
+                </select>
+              </label>
+              {selection.clip.transitionIn && (
+                <label className="field">
+                  <span className="label">Transition length (s)</span>
+                  <input type="number" step={0.1} min={0.1} value={selection.clip.transitionIn.duration} onChange={(e) => apply((tl) => setTransition(tl, selection.clip.id, { kind: selection.clip.transitionIn!.kind, duration: Number(e.target.value) }))} />
+                </label>
+              )}
+              <button className="danger" onClick={() => { apply((tl) => removeClip(tl, selection.clip.id)); setSelected(null); }}>Delete clip</button>
+            </>
+          )}
+        </aside>
+      </div>
+      <TimelineView
+        timeline={timeline}
+        playhead={playhead}
+        pxPerSecond={pxPerSecond}
+        snapping={snapping}
+        selected={selected}
+        onSelect={setSelected}
+        onSeek={setPlayhead}
+        onCommit={(next) => setHist((h) => (h ? commit(h, next) : h))}
+        onApply={apply}
+        onDropAsset={placeAsset}
+      />
+      {showAssistant && (
+        <Suspense fallback={<div className="assistant">Loading assistant…</div>}>
+          <AssistantPanel projectId={projectId} title={title} timeline={timeline} assets={assets} onApply={applyAction} onClose={() => setShowAssistant(false)} />
+        </Suspense>
+      )}
+    </section>
+  );
+}
