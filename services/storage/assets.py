@@ -1,0 +1,541 @@
+"""Storage logic, free of gRPC: reserve -> write object -> verify -> commit, and the reads.
+
+Write order (what makes crashes safe):
+  1. a PENDING row is committed before any byte reaches S3 (so every object has a row);
+  2. the object (and thumbnail) are written and verified;
+  3. only then the row becomes READY (so a READY row always has its object).
+A crash between 2 and 3 leaves a PENDING row with an object: never listed, never downloadable, and
+removed by the janitor once expired. Deletion writes a DELETING tombstone first, then removes the
+objects, then the row; the janitor finishes interrupted deletions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from services.kit.db import run_db
+from services.kit.errors import ServiceError, Violations
+from services.kit.logs import get_logger
+from services.kit.pagination import decode_page_token, encode_page_token, page_size
+from services.storage import media
+from services.storage.config import StorageConfig
+from services.storage.keys import asset_prefix, object_key, sanitize_name, thumbnail_key
+from services.storage.models import AssetRow, Origin, State, as_utc, utcnow
+from services.storage.objectstore import ObjectStore
+from services.storage.reasons import Reason
+from services.storage.store import AssetStore, QuotaExceeded
+from viarte.storage.v1 import storage_pb2
+
+__all__ = ["Assets", "StepCallback", "UploadSpec", "timestamp"]
+
+_log = get_logger("viarte.storage")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+MAX_PARTS = 10_000
+MAX_LABELS = 32
+
+# Called after each numbered step of an ingest with (step name, asset id); raising interrupts it.
+StepCallback = Callable[[str, str], None]
+
+
+def timestamp(value: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(as_utc(value))
+    return ts
+
+
+@dataclass(frozen=True)
+class UploadSpec:
+    """What a client declares about a file (validated by `Assets.check_spec`)."""
+
+    name: str
+    content_type: str
+    size_bytes: int = 0
+    sha256: str = ""
+    request_id: str = ""
+    labels: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class PresignedUpload:
+    row: AssetRow
+    url: str
+    parts: list[tuple[int, str, int]]
+    expire_time: datetime
+
+
+class Assets:
+    def __init__(
+        self,
+        config: StorageConfig,
+        store: AssetStore,
+        objects: ObjectStore,
+        on_step: StepCallback | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.objects = objects
+        self.on_step = on_step
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _step(self, name: str, asset_id: str) -> None:
+        if self.on_step is not None:
+            self.on_step(name, asset_id)
+
+    # -- checks ------------------------------------------------------------------------------------
+    def check_spec(self, spec: UploadSpec, *, require_size_and_sha: bool) -> tuple[str, str]:
+        """1. Validates the declaration; returns (sanitised name, canonical content type)."""
+        v = Violations()
+        name = sanitize_name(spec.name)
+        v.check(bool(name), "name", "must contain at least one usable character")
+        v.check(len(spec.request_id) <= 200, "request_id", "at most 200 characters")
+        if require_size_and_sha:
+            v.check(spec.size_bytes > 0, "size_bytes", "must be positive")
+            v.check(bool(_SHA256.match(spec.sha256)), "sha256", "must be 64 lowercase hex digits")
+        else:
+            v.check(spec.size_bytes >= 0, "size_bytes", "must not be negative")
+            v.check(not spec.sha256 or bool(_SHA256.match(spec.sha256)), "sha256", "must be 64 lowercase hex digits")
+        labels = spec.labels or {}
+        v.check(len(labels) <= MAX_LABELS, "labels", f"at most {MAX_LABELS} labels")
+        v.check(all(0 < len(k) <= 63 and len(val) <= 256 for k, val in labels.items()), "labels", "key 1-63, value <= 256 chars")
+        v.raise_if_any(Reason.INVALID_ARGUMENT, "invalid upload metadata")
+        ctype = media.canonical_type(spec.content_type)
+        if ctype not in media.SUPPORTED_TYPES:
+            raise ServiceError.invalid_argument(
+                Reason.UNSUPPORTED_MEDIA_TYPE,
+                f"content type {spec.content_type!r} is not supported",
+                metadata={"content_type": spec.content_type, "supported": ",".join(media.SUPPORTED_TYPES)},
+            )
+        self._check_size(spec.size_bytes)
+        return name, ctype
+
+    def _check_size(self, size: int) -> None:
+        if size > self.config.max_object_bytes:
+            raise ServiceError.resource_exhausted(
+                Reason.OBJECT_TOO_LARGE,
+                f"objects are limited to {self.config.max_object_bytes} bytes",
+                metadata={"max_object_bytes": str(self.config.max_object_bytes), "size_bytes": str(size)},
+            )
+
+    def _quota_error(self, exc: QuotaExceeded) -> ServiceError:
+        if exc.which == "count":
+            return ServiceError.resource_exhausted(
+                Reason.QUOTA_COUNT_EXCEEDED,
+                f"asset count quota of {self.config.quota_count} reached",
+                metadata={"quota_count": str(self.config.quota_count), "count": str(exc.usage.count)},
+            )
+        return ServiceError.resource_exhausted(
+            Reason.QUOTA_BYTES_EXCEEDED,
+            f"storage quota of {self.config.quota_bytes} bytes exceeded",
+            metadata={"quota_bytes": str(self.config.quota_bytes), "used_bytes": str(exc.usage.bytes)},
+        )
+
+    async def _reserve(self, row: AssetRow) -> tuple[AssetRow, bool]:
+        try:
+            return await run_db(self.store.reserve, row, self.config.quota_bytes, self.config.quota_count)
+        except QuotaExceeded as exc:
+            raise self._quota_error(exc) from None
+
+    def _lock(self, asset_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(asset_id, asyncio.Lock())
+
+    def _expire_at(self) -> datetime:
+        return utcnow() + timedelta(seconds=self.config.upload_expire_seconds)
+
+    # -- presigned uploads -------------------------------------------------------------------------
+    async def create_upload(self, owner_id: str, spec: UploadSpec) -> PresignedUpload:
+        name, ctype = self.check_spec(spec, require_size_and_sha=True)
+        row = AssetRow(
+            owner_id=owner_id,
+            name=name,
+            content_type=ctype,
+            kind=media.kind_of(ctype),
+            size_bytes=spec.size_bytes,
+            sha256=spec.sha256,
+            origin=Origin.PRESIGNED,
+            request_id=spec.request_id or None,
+            labels_json=json.dumps(dict(spec.labels or {}), sort_keys=True),
+            expire_time=self._expire_at(),
+        )
+        row.object_key = object_key(owner_id, row.id, name)
+        multipart = spec.size_bytes > self.config.multipart_threshold_bytes
+        part_bytes = max(self.config.upload_part_bytes, math.ceil(spec.size_bytes / MAX_PARTS), 5 * 1024 * 1024)
+        if multipart:
+            row.part_count = math.ceil(spec.size_bytes / part_bytes)
+        row, created = await self._reserve(row)
+        if not created:
+            return self._replay_upload(row, spec, ctype, part_bytes)
+        if multipart:
+            try:
+                upload_id = await self.objects.create_multipart(row.object_key, ctype)
+            except BaseException:
+                await run_db(self.store.delete_row, row.id)
+                raise
+            await run_db(self.store.update, row.id, [State.PENDING], multipart_upload_id=upload_id)
+            row.multipart_upload_id = upload_id
+        return self._presigned(row, part_bytes)
+
+    def _replay_upload(self, row: AssetRow, spec: UploadSpec, ctype: str, part_bytes: int) -> PresignedUpload:
+        """Same request_id again: the same upload, when it declares the same file."""
+        if (row.size_bytes, row.sha256, row.content_type) != (spec.size_bytes, spec.sha256, ctype) and (
+            row.state == State.PENDING or row.sha256 != spec.sha256
+        ):
+            raise ServiceError.invalid_argument(
+                Reason.INVALID_ARGUMENT, "request_id was already used for a different upload"
+            )
+        if row.state != State.PENDING:  # already completed: nothing left to upload
+            return PresignedUpload(row, "", [], as_utc(row.update_time))
+        return self._presigned(row, part_bytes)
+
+    def _presigned(self, row: AssetRow, part_bytes: int) -> PresignedUpload:
+        assert row.expire_time is not None
+        expire = as_utc(row.expire_time)
+        seconds = max(1, int((expire - utcnow()).total_seconds()))
+        if not row.multipart_upload_id:
+            url = self.objects.presign_put(row.object_key, seconds, row.content_type)
+            return PresignedUpload(row, url, [], expire)
+        parts = []
+        for n in range(1, row.part_count + 1):
+            size = min(part_bytes, row.size_bytes - (n - 1) * part_bytes)
+            parts.append((n, self.objects.presign_part(row.object_key, row.multipart_upload_id, n, seconds), size))
+        return PresignedUpload(row, "", parts, expire)
+
+    async def complete_upload(self, owner_id: str, asset_id: str, parts: list[tuple[int, str]]) -> AssetRow:
+        async with self._lock(asset_id):
+            try:
+                return await self._complete(owner_id, asset_id, parts)
+            finally:
+                self._locks.pop(asset_id, None)
+
+    async def _complete(self, owner_id: str, asset_id: str, parts: list[tuple[int, str]]) -> AssetRow:
+        row = await run_db(self.store.get, asset_id, owner_id)
+        if row is None or row.origin != Origin.PRESIGNED or row.state == State.DELETING:
+            raise ServiceError.not_found(Reason.UPLOAD_NOT_FOUND, "upload not found", metadata={"asset_id": asset_id})
+        if row.state == State.READY:  # completed before: idempotent
+            return row
+        if row.expire_time is not None and as_utc(row.expire_time) < utcnow():
+            await self._discard(row)
+            raise ServiceError.failed_precondition(Reason.UPLOAD_EXPIRED, "the upload expired", metadata={"asset_id": asset_id})
+        # 1. assemble multipart uploads
+        if row.multipart_upload_id:
+            await self._finish_multipart(row, parts)
+        # 2. the object must be there
+        info = await self.objects.head(row.object_key)
+        if info is None:
+            raise ServiceError.failed_precondition(
+                Reason.UPLOAD_INCOMPLETE, "nothing was uploaded yet", metadata={"asset_id": asset_id}
+            )
+        # 3. verify, probe, thumbnail; anything wrong deletes the object and the upload
+        try:
+            if info.size != row.size_bytes:
+                raise ServiceError.invalid_argument(
+                    Reason.SIZE_MISMATCH,
+                    f"uploaded {info.size} bytes, declared {row.size_bytes}",
+                    metadata={"declared": str(row.size_bytes), "actual": str(info.size)},
+                )
+            self._check_sniffed(await self.objects.read(row.object_key, 0, media.SNIFF_BYTES), row.content_type)
+            size, sha = await self.objects.digest(row.object_key)
+            if sha != row.sha256:
+                raise ServiceError.invalid_argument(
+                    Reason.CHECKSUM_MISMATCH, "sha256 of the upload differs from the declared one",
+                    metadata={"declared": row.sha256, "actual": sha},
+                )
+            facts, has_thumb = await self._probe(row)
+            return await self._commit(row, size, sha, facts, has_thumb)
+        except ServiceError as exc:
+            if exc.reason != Reason.S3_UNAVAILABLE:
+                await self._discard(row)
+            raise
+
+    async def _finish_multipart(self, row: AssetRow, parts: list[tuple[int, str]]) -> None:
+        assert row.multipart_upload_id is not None
+        numbers = sorted(n for n, _ in parts)
+        if numbers != list(range(1, row.part_count + 1)):
+            raise ServiceError.failed_precondition(
+                Reason.UPLOAD_INCOMPLETE,
+                f"expected the ETags of parts 1..{row.part_count}",
+                metadata={"asset_id": row.id, "part_count": str(row.part_count)},
+            )
+        from botocore.exceptions import ClientError
+
+        try:
+            await self.objects.complete_multipart(row.object_key, row.multipart_upload_id, parts)
+        except ClientError as exc:
+            raise ServiceError.failed_precondition(
+                Reason.UPLOAD_INCOMPLETE, "S3 refused the parts (missing part or wrong ETag)",
+                metadata={"asset_id": row.id, "s3_error": str(exc.response.get("Error", {}).get("Code", ""))},
+            ) from None
+        await run_db(self.store.update, row.id, [State.PENDING], multipart_upload_id=None)
+        row.multipart_upload_id = None
+
+    # -- streamed uploads --------------------------------------------------------------------------
+    async def ingest(self, owner_id: str, spec: UploadSpec, chunks: AsyncIterator[bytes]) -> AssetRow:
+        """UploadAsset / StoreAsset: 1. check, 2. reserve, 3. stream to S3 (sniff first bytes, enforce
+        limits), 4. complete the object, 5. verify declared size/sha256, 6. probe + thumbnail, 7. commit."""
+        name, ctype = self.check_spec(spec, require_size_and_sha=False)
+        if spec.request_id:
+            done = await run_db(self.store.by_request_id, owner_id, spec.request_id)
+            if done is not None and done.state == State.READY:
+                async for _ in chunks:  # the client sends the bytes again; drop them
+                    pass
+                return done
+        row = AssetRow(
+            owner_id=owner_id,
+            name=name,
+            content_type=ctype,
+            kind=media.kind_of(ctype),
+            size_bytes=spec.size_bytes,
+            sha256=spec.sha256,
+            origin=Origin.STREAM,
+            request_id=spec.request_id or None,
+            labels_json=json.dumps(dict(spec.labels or {}), sort_keys=True),
+            expire_time=self._expire_at(),
+        )
+        row.object_key = object_key(owner_id, row.id, name)
+        row, created = await self._reserve(row)
+        if not created:
+            if row.state == State.READY:
+                return row
+            # The same request is still pending (an earlier attempt died): take it over.
+        self._step("reserved", row.id)
+        writer = self.objects.writer(
+            row.object_key, ctype, self.config.stream_part_bytes, self.config.stream_parts_in_flight
+        )
+        try:
+            limit = await self._byte_limit(owner_id, row)
+            head = bytearray()
+            async for chunk in chunks:
+                if len(head) < media.SNIFF_BYTES:
+                    head += chunk[: media.SNIFF_BYTES - len(head)]
+                    if len(head) >= media.SNIFF_BYTES:
+                        self._check_sniffed(bytes(head), ctype)
+                if writer.size + len(chunk) > limit:
+                    self._over_limit(writer.size + len(chunk), limit)
+                await writer.write(chunk)
+            if writer.size == 0:
+                raise ServiceError.invalid_argument(Reason.INVALID_ARGUMENT, "the upload is empty")
+            if len(head) < media.SNIFF_BYTES:
+                self._check_sniffed(bytes(head), ctype)
+            self._check_declared(spec, writer.size, writer.sha256)
+            await writer.close()
+            self._step("object_written", row.id)
+            facts, has_thumb = await self._probe(row)
+            self._step("verified", row.id)
+            committed = await self._commit(row, writer.size, writer.sha256, facts, has_thumb)
+            self._step("committed", row.id)
+            return committed
+        except BaseException:
+            # Tombstone + delete; with S3 down the tombstone stays for the janitor to finish.
+            await writer.abort()
+            await self._discard(row)
+            raise
+
+    async def _byte_limit(self, owner_id: str, row: AssetRow) -> int:
+        usage = await run_db(self.store.usage, owner_id)
+        # usage includes this row's declared size; the stream may use the rest of the quota.
+        quota_left = self.config.quota_bytes - (usage.bytes - row.size_bytes)
+        return min(self.config.max_object_bytes, quota_left)
+
+    def _over_limit(self, size: int, limit: int) -> None:
+        if limit >= self.config.max_object_bytes:
+            self._check_size(size)
+        raise ServiceError.resource_exhausted(
+            Reason.QUOTA_BYTES_EXCEEDED,
+            f"storage quota of {self.config.quota_bytes} bytes exceeded",
+            metadata={"quota_bytes": str(self.config.quota_bytes)},
+        )
+
+    @staticmethod
+    def _check_declared(spec: UploadSpec, size: int, sha: str) -> None:
+        if spec.size_bytes and size != spec.size_bytes:
+            raise ServiceError.invalid_argument(
+                Reason.SIZE_MISMATCH, f"received {size} bytes, declared {spec.size_bytes}",
+                metadata={"declared": str(spec.size_bytes), "actual": str(size)},
+            )
+        if spec.sha256 and sha != spec.sha256:
+            raise ServiceError.invalid_argument(
+                Reason.CHECKSUM_MISMATCH, "sha256 of the upload differs from the declared one",
+                metadata={"declared": spec.sha256, "actual": sha},
+            )
+
+    @staticmethod
+    def _check_sniffed(head: bytes, declared: str) -> None:
+        sniffed = media.sniff(head)
+        if sniffed is None:
+            raise ServiceError.invalid_argument(
+                Reason.UNSUPPORTED_MEDIA_TYPE, "the file is not a supported image, video or audio format",
+                metadata={"declared": declared},
+            )
+        if sniffed != declared:
+            raise ServiceError.invalid_argument(
+                Reason.CONTENT_TYPE_MISMATCH, f"declared {declared} but the file is {sniffed}",
+                metadata={"declared": declared, "sniffed": sniffed},
+            )
+
+    # -- shared steps ------------------------------------------------------------------------------
+    async def _probe(self, row: AssetRow) -> tuple[media.MediaFacts, bool]:
+        """ffprobe the stored object through a short-lived presigned URL, then a JPEG thumbnail."""
+        timeout = self.config.media_timeout_seconds
+        url = self.objects.internal_get_url(row.object_key, int(timeout) + 60)
+        try:
+            facts = await media.probe(url, row.content_type, ffprobe=self.config.ffprobe_binary, time_limit=timeout)
+        except media.MediaError as exc:
+            raise ServiceError.invalid_argument(
+                Reason.UNSUPPORTED_MEDIA_TYPE, f"the file does not decode as {row.content_type}",
+                metadata={"declared": row.content_type, "detail": str(exc)[:200]},
+            ) from None
+        if row.kind == media.AUDIO:
+            return facts, False
+        try:
+            jpeg = await media.thumbnail(
+                url, facts, max_px=self.config.thumbnail_max_px, ffmpeg=self.config.ffmpeg_binary, time_limit=timeout
+            )
+        except media.MediaError as exc:  # a decodable file without a usable frame still is an asset
+            _log.warning("storage.thumbnail_failed", asset_id=row.id, error=str(exc)[:200])
+            return facts, False
+        await self.objects.put(thumbnail_key(row.owner_id, row.id), jpeg, "image/jpeg")
+        return facts, True
+
+    async def _commit(
+        self, row: AssetRow, size: int, sha: str, facts: media.MediaFacts, has_thumb: bool
+    ) -> AssetRow:
+        values: dict[str, Any] = {
+            "state": State.READY,
+            "size_bytes": size,
+            "sha256": sha,
+            "media_json": facts.to_json(),
+            "has_thumbnail": has_thumb,
+            "expire_time": None,
+            "multipart_upload_id": None,
+        }
+        if not await run_db(self.store.update, row.id, [State.PENDING], **values):
+            # The janitor reaped the upload meanwhile (it outlived its expiry).
+            await self._discard(row)
+            raise ServiceError.failed_precondition(Reason.UPLOAD_EXPIRED, "the upload expired", metadata={"asset_id": row.id})
+        committed = await run_db(self.store.get, row.id)
+        assert committed is not None
+        _log.info("storage.asset_ready", asset_id=row.id, owner_id=row.owner_id, size_bytes=size, content_type=row.content_type)
+        return committed
+
+    async def _discard(self, row: AssetRow) -> None:
+        """Removes a failed upload: objects first (while the row still points at them), then the row.
+        If S3 is down the row stays PENDING/DELETING and the janitor finishes the job."""
+        try:
+            await run_db(self.store.update, row.id, [State.PENDING, State.READY], state=State.DELETING)
+            await self.objects.delete_prefix(asset_prefix(row.owner_id, row.id))
+            await run_db(self.store.delete_row, row.id)
+        except Exception:
+            _log.warning("storage.discard_deferred", asset_id=row.id)
+
+    # -- reads -------------------------------------------------------------------------------------
+    async def get(self, owner_id: str, asset_id: str, *, ready_only: bool = True) -> AssetRow:
+        row = await run_db(self.store.get, asset_id, owner_id) if asset_id else None
+        visible = row is not None and (
+            row.state == State.READY
+            or (not ready_only and row.state == State.PENDING and row.origin == Origin.PRESIGNED)
+        )
+        if row is None or not visible:
+            raise ServiceError.not_found(Reason.ASSET_NOT_FOUND, "asset not found", metadata={"asset_id": asset_id})
+        return row
+
+    async def list(
+        self, owner_id: str, kind: int, size: int, token: str
+    ) -> tuple[list[AssetRow], str, int]:
+        filters = {"owner": owner_id, "kind": kind}
+        cursor = decode_page_token(token, filters)
+        limit = page_size(size)
+        after = None
+        if cursor is not None:
+            try:
+                after = (datetime.fromisoformat(cursor["t"]), str(cursor["id"]))
+            except (KeyError, ValueError, TypeError):
+                raise ServiceError.invalid_argument(Reason.INVALID_PAGE_TOKEN, "malformed page_token") from None
+        rows = await run_db(self.store.list_ready, owner_id, kind, after, limit + 1)
+        next_token = ""
+        if len(rows) > limit:
+            rows = rows[:limit]
+            last = rows[-1]
+            next_token = encode_page_token({"t": as_utc(last.create_time).isoformat(), "id": last.id}, filters)
+        total = await run_db(self.store.ready_bytes, owner_id)
+        return rows, next_token, total
+
+    async def delete(self, owner_id: str, asset_id: str) -> None:
+        row = await self.get(owner_id, asset_id, ready_only=False)
+        # Tombstone first: from here on the asset is gone for the user, whatever happens next.
+        if not await run_db(self.store.update, row.id, [State.READY, State.PENDING], state=State.DELETING):
+            raise ServiceError.not_found(Reason.ASSET_NOT_FOUND, "asset not found", metadata={"asset_id": asset_id})
+        if row.multipart_upload_id:
+            await self.objects.abort_multipart(row.object_key, row.multipart_upload_id)
+        await self.objects.delete_prefix(asset_prefix(row.owner_id, row.id))
+        await run_db(self.store.delete_row, row.id)
+
+    def _target(self, row: AssetRow, thumbnail: bool) -> tuple[str, str, str]:
+        """(key, content type, file name) of the asset or of its thumbnail."""
+        if not thumbnail:
+            return row.object_key, row.content_type, row.name
+        if not row.has_thumbnail:
+            raise ServiceError.not_found(
+                Reason.ASSET_NOT_FOUND, "the asset has no thumbnail", metadata={"asset_id": row.id}
+            )
+        stem = row.name.rsplit(".", 1)[0] or "thumbnail"
+        return thumbnail_key(row.owner_id, row.id), "image/jpeg", f"{stem}.jpg"
+
+    async def open_download(
+        self, owner_id: str, asset_id: str, offset: int, length: int, thumbnail: bool
+    ) -> tuple[AssetRow, AsyncIterator[bytes]]:
+        row = await self.get(owner_id, asset_id)
+        key, _, _ = self._target(row, thumbnail)
+        size = row.size_bytes
+        if thumbnail:
+            info = await self.objects.head(key)
+            if info is None:
+                raise ServiceError.not_found(Reason.ASSET_NOT_FOUND, "thumbnail missing", metadata={"asset_id": row.id})
+            size = info.size
+        if offset < 0 or length < 0 or offset >= size:
+            raise ServiceError.out_of_range(
+                Reason.INVALID_RANGE, f"range starts outside the {size}-byte object",
+                metadata={"size_bytes": str(size), "offset": str(offset), "length": str(length)},
+            )
+        span = size - offset if length == 0 else min(length, size - offset)
+        return row, self.objects.iter_chunks(key, offset, span, self.config.download_chunk_bytes)
+
+    def download_url(
+        self, row: AssetRow, expire_seconds: int, attachment: bool, thumbnail: bool
+    ) -> tuple[str, datetime]:
+        if expire_seconds < 0 or expire_seconds > self.config.download_url_max_expire_seconds:
+            v = Violations()
+            v.add("expire_seconds", f"must be between 0 and {self.config.download_url_max_expire_seconds}")
+            v.raise_if_any(Reason.INVALID_ARGUMENT, "expiry out of range")
+        seconds = expire_seconds or self.config.download_url_expire_seconds
+        key, ctype, name = self._target(row, thumbnail)
+        url = self.objects.presign_get(key, seconds, name=name, content_type=ctype, attachment=attachment)
+        return url, utcnow() + timedelta(seconds=seconds)
+
+    # -- proto -------------------------------------------------------------------------------------
+    @staticmethod
+    def to_proto(row: AssetRow) -> storage_pb2.Asset:
+        state = storage_pb2.ASSET_STATE_READY if row.state == State.READY else storage_pb2.ASSET_STATE_PENDING
+        asset = storage_pb2.Asset(
+            id=row.id,
+            owner_id=row.owner_id,
+            name=row.name,
+            kind=row.kind,  # type: ignore[arg-type]
+            content_type=row.content_type,
+            size_bytes=row.size_bytes,
+            sha256=row.sha256,
+            state=state,
+            has_thumbnail=row.has_thumbnail,
+            create_time=timestamp(row.create_time),
+            labels=json.loads(row.labels_json or "{}"),
+        )
+        if row.media_json:
+            asset.media.CopyFrom(media.MediaFacts.from_json(row.media_json).to_proto())
+        return asset

@@ -1,0 +1,115 @@
+"""Reconciliation between the metadata and the bucket, run at startup and then periodically.
+
+1. PENDING rows past their expiry (abandoned uploads, or a crash between the S3 write and the
+   READY commit): abort their multipart upload, delete their objects, delete the row.
+2. DELETING tombstones (a deletion interrupted by a crash or by S3 being down): finish them.
+3. Objects and multipart uploads under `users/` whose asset id has no row at all, older than the
+   grace period: delete them (they can only come from outside the write protocol).
+Each step is idempotent; a failing step (S3 down) is retried on the next round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from services.kit.db import run_db
+from services.kit.errors import ServiceError
+from services.kit.logs import get_logger
+from services.storage.config import StorageConfig
+from services.storage.keys import asset_prefix
+from services.storage.models import State, as_utc, utcnow
+from services.storage.objectstore import ObjectStore
+from services.storage.store import AssetStore
+
+__all__ = ["Janitor", "ReconcileReport"]
+
+_log = get_logger("viarte.storage.janitor")
+
+
+@dataclass
+class ReconcileReport:
+    expired_uploads: list[str] = field(default_factory=list)
+    finished_deletions: list[str] = field(default_factory=list)
+    orphan_objects: list[str] = field(default_factory=list)
+    orphan_multipart_uploads: list[str] = field(default_factory=list)
+
+
+def _asset_id_of(key: str) -> str | None:
+    parts = key.split("/")
+    return parts[2] if len(parts) >= 4 and parts[0] == "users" else None
+
+
+class Janitor:
+    def __init__(self, config: StorageConfig, store: AssetStore, objects: ObjectStore) -> None:
+        self.config = config
+        self.store = store
+        self.objects = objects
+        self._task: asyncio.Task[None] | None = None
+
+    async def reconcile(self, *, orphan_grace_seconds: float | None = None) -> ReconcileReport:
+        report = ReconcileReport()
+        now = utcnow()
+        for row in await run_db(self.store.in_state, State.PENDING, now):
+            # Tombstone first, so a concurrent CompleteUpload cannot commit what is being removed.
+            if await run_db(self.store.update, row.id, [State.PENDING], state=State.DELETING):
+                await self._remove(row.id, row.owner_id, row.object_key, row.multipart_upload_id)
+                report.expired_uploads.append(row.id)
+        for row in await run_db(self.store.in_state, State.DELETING):
+            await self._remove(row.id, row.owner_id, row.object_key, row.multipart_upload_id)
+            report.finished_deletions.append(row.id)
+        grace = self.config.orphan_grace_seconds if orphan_grace_seconds is None else orphan_grace_seconds
+        await self._orphans(now - timedelta(seconds=grace), report)
+        if any((report.expired_uploads, report.finished_deletions, report.orphan_objects, report.orphan_multipart_uploads)):
+            _log.info(
+                "storage.reconciled",
+                expired_uploads=len(report.expired_uploads),
+                finished_deletions=len(report.finished_deletions),
+                orphan_objects=len(report.orphan_objects),
+                orphan_multipart_uploads=len(report.orphan_multipart_uploads),
+            )
+        return report
+
+    async def _remove(self, asset_id: str, owner_id: str, key: str, upload_id: str | None) -> None:
+        if upload_id:
+            await self.objects.abort_multipart(key, upload_id)
+        await self.objects.delete_prefix(asset_prefix(owner_id, asset_id))
+        await run_db(self.store.delete_row, asset_id)
+
+    async def _orphans(self, older_than: object, report: ReconcileReport) -> None:
+        objects = [o for o in await self.objects.list_objects("users/") if as_utc(o.last_modified) < older_than]  # type: ignore[operator]
+        uploads = [u for u in await self.objects.list_multipart_uploads("users/") if as_utc(u[2]) < older_than]  # type: ignore[operator]
+        ids = {i for i in (_asset_id_of(o.key) for o in objects) if i} | {
+            i for i in (_asset_id_of(u[0]) for u in uploads) if i
+        }
+        known = await run_db(self.store.existing_ids, ids)
+        stale = [o.key for o in objects if _asset_id_of(o.key) not in known]
+        for i in range(0, len(stale), 1000):
+            await self.objects.delete(*stale[i : i + 1000])
+        report.orphan_objects += stale
+        for key, upload_id, _ in uploads:
+            if _asset_id_of(key) not in known:
+                await self.objects.abort_multipart(key, upload_id)
+                report.orphan_multipart_uploads.append(upload_id)
+
+    # -- background loop ---------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name="storage-janitor")
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.reconcile()
+            except ServiceError as exc:  # S3 down: the next round retries
+                _log.warning("storage.janitor_deferred", reason=exc.reason)
+            except Exception:
+                _log.exception("storage.janitor_failed")
+            await asyncio.sleep(self.config.janitor_interval_seconds)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None

@@ -1,0 +1,252 @@
+"""Media facts: content-type sniffing from magic bytes, ffprobe metadata, ffmpeg JPEG thumbnails.
+
+Sniffing needs only the first bytes (so UploadAsset can reject a wrong type before storing anything);
+ffprobe then has to decode the container, which catches files that merely start with a valid magic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from viarte.type.v1 import asset_pb2
+
+__all__ = [
+    "SNIFF_BYTES",
+    "SUPPORTED_TYPES",
+    "MediaError",
+    "MediaFacts",
+    "canonical_type",
+    "kind_of",
+    "probe",
+    "sniff",
+    "thumbnail",
+]
+
+SNIFF_BYTES = 64
+
+IMAGE, VIDEO, AUDIO = asset_pb2.ASSET_KIND_IMAGE, asset_pb2.ASSET_KIND_VIDEO, asset_pb2.ASSET_KIND_AUDIO
+
+# Canonical content type -> (asset kind, ffprobe format names that may decode it).
+SUPPORTED_TYPES: dict[str, tuple[int, frozenset[str]]] = {
+    "image/png": (IMAGE, frozenset({"png_pipe", "image2", "apng"})),
+    "image/jpeg": (IMAGE, frozenset({"jpeg_pipe", "image2", "mjpeg"})),
+    "image/webp": (IMAGE, frozenset({"webp_pipe", "image2", "webp"})),
+    "video/mp4": (VIDEO, frozenset({"mov,mp4,m4a,3gp,3g2,mj2"})),
+    "video/quicktime": (VIDEO, frozenset({"mov,mp4,m4a,3gp,3g2,mj2"})),
+    "video/webm": (VIDEO, frozenset({"matroska,webm"})),
+    "audio/mpeg": (AUDIO, frozenset({"mp3"})),
+    "audio/wav": (AUDIO, frozenset({"wav"})),
+    "audio/aac": (AUDIO, frozenset({"aac"})),
+    "audio/mp4": (AUDIO, frozenset({"mov,mp4,m4a,3gp,3g2,mj2"})),
+    "audio/ogg": (AUDIO, frozenset({"ogg"})),
+}
+
+_ALIASES = {
+    "image/jpg": "image/jpeg",
+    "image/pjpeg": "image/jpeg",
+    "video/mov": "video/quicktime",
+    "audio/mp3": "audio/mpeg",
+    "audio/mpeg3": "audio/mpeg",
+    "audio/x-mpeg": "audio/mpeg",
+    "audio/x-wav": "audio/wav",
+    "audio/wave": "audio/wav",
+    "audio/vnd.wave": "audio/wav",
+    "audio/x-aac": "audio/aac",
+    "audio/aacp": "audio/aac",
+    "audio/x-m4a": "audio/mp4",
+    "audio/m4a": "audio/mp4",
+    "application/ogg": "audio/ogg",
+    "audio/vorbis": "audio/ogg",
+    "audio/opus": "audio/ogg",
+}
+
+_QUICKTIME_ATOMS = {b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"}
+_M4A_BRANDS = {b"M4A ", b"M4B ", b"M4P "}
+
+
+class MediaError(Exception):
+    """A file that cannot be decoded as the media type it claims to be."""
+
+
+def canonical_type(content_type: str) -> str:
+    """Lowercase, parameters dropped, aliases folded: `Audio/MP3; x=1` -> `audio/mpeg`."""
+    base = content_type.split(";", 1)[0].strip().lower()
+    return _ALIASES.get(base, base)
+
+
+def kind_of(content_type: str) -> int:
+    """The AssetKind of a supported (canonical) content type; UNSPECIFIED otherwise."""
+    entry = SUPPORTED_TYPES.get(canonical_type(content_type))
+    return entry[0] if entry else asset_pb2.ASSET_KIND_UNSPECIFIED
+
+
+def sniff(head: bytes) -> str | None:
+    """The canonical content type the first bytes of a file announce, or None when unsupported."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "audio/wav"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand == b"qt  ":
+            return "video/quicktime"
+        return "audio/mp4" if brand in _M4A_BRANDS else "video/mp4"
+    if head[4:8] in _QUICKTIME_ATOMS:
+        return "video/quicktime"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        # Matroska EBML header; the DocType element says "webm" for WebM files.
+        return "video/webm" if b"webm" in head[:SNIFF_BYTES] else None
+    if head.startswith(b"OggS"):
+        return "audio/ogg"
+    if head.startswith(b"ID3"):
+        return "audio/mpeg"
+    if len(head) >= 2 and head[0] == 0xFF:
+        if head[1] & 0xF6 == 0xF0:  # ADTS sync word, layer 00
+            return "audio/aac"
+        if head[1] & 0xE0 == 0xE0 and (head[1] >> 1) & 0x3:  # MPEG audio frame sync, layer I-III
+            return "audio/mpeg"
+    return None
+
+
+@dataclass(frozen=True)
+class MediaFacts:
+    format_name: str = ""
+    duration_seconds: float = 0.0
+    width: int = 0
+    height: int = 0
+    fps: float = 0.0
+    frame_count: int = 0
+    video_codec: str = ""
+    audio_codec: str = ""
+    has_audio: bool = False
+    sample_rate: int = 0
+    channels: int = 0
+
+    def to_proto(self) -> asset_pb2.MediaInfo:
+        return asset_pb2.MediaInfo(
+            duration_seconds=self.duration_seconds,
+            width=self.width,
+            height=self.height,
+            fps=self.fps,
+            frame_count=self.frame_count,
+            video_codec=self.video_codec,
+            audio_codec=self.audio_codec,
+            has_audio=self.has_audio,
+            sample_rate=self.sample_rate,
+            channels=self.channels,
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> MediaFacts:
+        return cls(**json.loads(text)) if text else cls()
+
+
+async def _run(argv: list[str], time_limit: float) -> bytes:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), time_limit)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        raise
+    if proc.returncode != 0:
+        raise MediaError(err.decode(errors="replace")[-300:].strip() or f"exit status {proc.returncode}")
+    return out
+
+
+def _rate(text: str) -> float:
+    try:
+        value = Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        return 0.0
+    return float(value) if value > 0 else 0.0
+
+
+def _facts(data: dict[str, Any]) -> MediaFacts:
+    fmt = data.get("format", {})
+    streams = data.get("streams", [])
+    # Attached cover art counts as a picture, not as a video stream.
+    video = next(
+        (s for s in streams if s.get("codec_type") == "video" and not s.get("disposition", {}).get("attached_pic")),
+        None,
+    )
+    audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
+    duration = float(fmt.get("duration") or 0.0)
+    facts: dict[str, Any] = {"format_name": fmt.get("format_name", ""), "duration_seconds": duration}
+    if video is not None:
+        fps = _rate(video.get("avg_frame_rate", "0/0")) or _rate(video.get("r_frame_rate", "0/0"))
+        frames = int(video.get("nb_frames") or 0) or (round(duration * fps) if duration and fps else 0)
+        facts.update(
+            width=int(video.get("width") or 0),
+            height=int(video.get("height") or 0),
+            fps=round(fps, 3),
+            frame_count=frames,
+            video_codec=video.get("codec_name", ""),
+        )
+    if audio is not None:
+        facts.update(
+            audio_codec=audio.get("codec_name", ""),
+            has_audio=True,
+            sample_rate=int(audio.get("sample_rate") or 0),
+            channels=int(audio.get("channels") or 0),
+        )
+    return MediaFacts(**facts)
+
+
+async def probe(source: str, content_type: str, *, ffprobe: str = "ffprobe", time_limit: float = 60.0) -> MediaFacts:
+    """ffprobe `source` (a path or an http(s) URL, e.g. a presigned GET) and check that it decodes as
+    `content_type`. Raises MediaError when it does not."""
+    ctype = canonical_type(content_type)
+    kind, formats = SUPPORTED_TYPES[ctype]
+    argv = [ffprobe, "-v", "error", "-print_format", "json", "-show_format", "-show_streams"]
+    if source.startswith(("http://", "https://")):
+        argv += ["-rw_timeout", str(int(time_limit * 1_000_000))]
+    try:
+        out = await _run([*argv, source], time_limit)
+        data = json.loads(out or b"{}")
+    except (TimeoutError, ValueError) as exc:
+        raise MediaError(f"ffprobe failed: {exc}") from exc
+    facts = _facts(data)
+    if facts.format_name not in formats:
+        raise MediaError(f"decodes as {facts.format_name or 'nothing'}, not {ctype}")
+    if kind in (IMAGE, VIDEO) and not facts.video_codec:
+        raise MediaError("no picture stream")
+    if kind == AUDIO and not facts.has_audio:
+        raise MediaError("no audio stream")
+    if kind == IMAGE:
+        facts = MediaFacts(**{**facts.__dict__, "duration_seconds": 0.0, "fps": 0.0, "frame_count": 1})
+    return facts
+
+
+async def thumbnail(
+    source: str, facts: MediaFacts, *, max_px: int = 320, ffmpeg: str = "ffmpeg", time_limit: float = 60.0
+) -> bytes:
+    """A JPEG at most `max_px` on its longer side: the image itself, or a frame of a video (a tenth
+    into it, at most 1 s, so a fade-in from black is skipped). Raises MediaError on failure."""
+    argv = [ffmpeg, "-nostdin", "-v", "error"]
+    if facts.duration_seconds > 0:
+        argv += ["-ss", f"{min(1.0, facts.duration_seconds / 10):.3f}"]
+    scale = f"scale='min({max_px},iw)':'min({max_px},ih)':force_original_aspect_ratio=decrease"
+    argv += ["-i", source, "-frames:v", "1", "-vf", scale, "-q:v", "4", "-f", "mjpeg", "pipe:1"]
+    try:
+        out = await _run(argv, time_limit)
+    except TimeoutError as exc:
+        raise MediaError("thumbnail timed out") from exc
+    if not out.startswith(b"\xff\xd8"):
+        raise MediaError("ffmpeg produced no JPEG")
+    return out

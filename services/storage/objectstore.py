@@ -1,0 +1,365 @@
+"""The S3 side: one boto3 client (blocking calls run in threads), errors mapped to gRPC statuses.
+
+Any S3-compatible server works unchanged: endpoint, region, bucket and credentials come from
+StorageConfig, addressing is path-style and signatures are SigV4.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ParamSpec, TypeVar
+from urllib.parse import quote
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from services.kit.errors import ServiceError
+from services.kit.logs import get_logger
+from services.storage.config import StorageConfig
+from services.storage.reasons import Reason
+
+__all__ = ["MultipartWriter", "ObjectInfo", "ObjectStore", "content_disposition"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+_log = get_logger("viarte.storage.s3")
+
+_MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchUpload"}
+_S3_BUSY = {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "503", "500"}
+MIN_PART_BYTES = 5 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    last_modified: datetime
+
+
+def content_disposition(name: str, attachment: bool) -> str:
+    """RFC 6266 header with an ASCII fallback and the UTF-8 name."""
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
+    kind = "attachment" if attachment else "inline"
+    return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+def _unavailable(exc: Exception) -> ServiceError:
+    _log.warning("s3.unavailable", error=type(exc).__name__, detail=str(exc)[:200])
+    return ServiceError.unavailable(Reason.S3_UNAVAILABLE, "object storage is unavailable", retry_after=1.0)
+
+
+def _is_missing(exc: ClientError) -> bool:
+    return str(exc.response.get("Error", {}).get("Code", "")) in _MISSING
+
+
+class ObjectStore:
+    def __init__(self, config: StorageConfig) -> None:
+        self.bucket = config.s3_bucket
+        boto_config = Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path"},
+            connect_timeout=config.s3_connect_timeout_seconds,
+            read_timeout=config.s3_read_timeout_seconds,
+            retries={"max_attempts": config.s3_max_attempts, "mode": "standard"},
+            max_pool_connections=32,
+        )
+        credentials = {
+            "aws_access_key_id": config.s3_access_key,
+            "aws_secret_access_key": config.s3_secret_key.reveal(),
+            "region_name": config.s3_region,
+        }
+        session = boto3.session.Session()
+        self.client = session.client("s3", endpoint_url=config.s3_endpoint, config=boto_config, **credentials)
+        # Presigning is local (no request); a separate client carries the host browsers can reach.
+        self._presigner = session.client(
+            "s3", endpoint_url=config.presign_endpoint(), config=boto_config, **credentials
+        )
+
+    # -- plumbing ----------------------------------------------------------------------------------
+    @staticmethod
+    def _call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in _S3_BUSY:
+                raise _unavailable(exc) from exc
+            raise
+        except BotoCoreError as exc:  # connection refused/reset, timeouts
+            raise _unavailable(exc) from exc
+
+    async def _run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        return await asyncio.to_thread(self._call, fn, *args, **kwargs)  # type: ignore[arg-type]
+
+    # -- bucket ------------------------------------------------------------------------------------
+    async def ensure_bucket(self) -> None:
+        try:
+            await self._run(self.client.head_bucket, Bucket=self.bucket)
+        except ClientError as exc:
+            if not _is_missing(exc) and str(exc.response.get("Error", {}).get("Code")) != "NoSuchBucket":
+                raise
+            _log.info("s3.create_bucket", bucket=self.bucket)
+            try:
+                await self._run(self.client.create_bucket, Bucket=self.bucket)
+            except ClientError as create_exc:
+                code = str(create_exc.response.get("Error", {}).get("Code", ""))
+                if code not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+                    raise
+
+    # -- objects -----------------------------------------------------------------------------------
+    async def head(self, key: str) -> ObjectInfo | None:
+        try:
+            r = await self._run(self.client.head_object, Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _is_missing(exc):
+                return None
+            raise
+        return ObjectInfo(key, int(r["ContentLength"]), r["LastModified"])
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        await self._run(self.client.put_object, Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+
+    async def delete(self, *keys: str) -> None:
+        if keys:
+            await self._run(
+                self.client.delete_objects,
+                Bucket=self.bucket,
+                Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True},
+            )
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Deletes every object under `prefix` and aborts its multipart uploads."""
+        keys = [o.key for o in await self.list_objects(prefix)]
+        for i in range(0, len(keys), 1000):
+            await self.delete(*keys[i : i + 1000])
+        for key, upload_id, _ in await self.list_multipart_uploads(prefix):
+            await self.abort_multipart(key, upload_id)
+        return len(keys)
+
+    async def list_objects(self, prefix: str) -> list[ObjectInfo]:
+        def run() -> list[ObjectInfo]:
+            found: list[ObjectInfo] = []
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                found += [ObjectInfo(o["Key"], int(o["Size"]), o["LastModified"]) for o in page.get("Contents", [])]
+            return found
+
+        return await self._run(run)
+
+    async def read(self, key: str, start: int = 0, length: int = 0) -> bytes:
+        """A small read (sniffing); [start, start+length) or to the end."""
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if start or length:
+            params["Range"] = f"bytes={start}-{start + length - 1 if length else ''}"
+
+        def run() -> bytes:
+            return bytes(self.client.get_object(**params)["Body"].read())
+
+        return await self._run(run)
+
+    async def iter_chunks(self, key: str, start: int, length: int, chunk_bytes: int) -> AsyncIterator[bytes]:
+        """Streams [start, start + length) in chunks, reading the next chunk from S3 while the caller
+        sends the current one (two chunks in memory at most)."""
+        if length <= 0:
+            return
+        params = {"Bucket": self.bucket, "Key": key, "Range": f"bytes={start}-{start + length - 1}"}
+        body = (await self._run(self.client.get_object, **params))["Body"]
+        try:
+            pending = asyncio.ensure_future(self._run(body.read, chunk_bytes))
+            while True:
+                chunk = await pending
+                if not chunk:
+                    return
+                pending = asyncio.ensure_future(self._run(body.read, chunk_bytes))
+                yield chunk
+        finally:
+            if not pending.done():
+                pending.cancel()
+            body.close()
+
+    async def digest(self, key: str, chunk_bytes: int = 1024 * 1024) -> tuple[int, str]:
+        """(size, sha256 hex) of an object, streamed."""
+
+        def run() -> tuple[int, str]:
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            h, size = hashlib.sha256(), 0
+            try:
+                for chunk in iter(lambda: body.read(chunk_bytes), b""):
+                    h.update(chunk)
+                    size += len(chunk)
+            finally:
+                body.close()
+            return size, h.hexdigest()
+
+        return await self._run(run)
+
+    # -- presigning --------------------------------------------------------------------------------
+    def presign_get(
+        self, key: str, expires: int, *, name: str, content_type: str, attachment: bool
+    ) -> str:
+        return str(
+            self._presigner.generate_presigned_url(
+                "get_object",
+                Params={
+                    "Bucket": self.bucket,
+                    "Key": key,
+                    "ResponseContentDisposition": content_disposition(name, attachment),
+                    "ResponseContentType": content_type,
+                },
+                ExpiresIn=expires,
+            )
+        )
+
+    def internal_get_url(self, key: str, expires: int) -> str:
+        """A presigned GET on the internal endpoint (ffprobe/ffmpeg read objects with it)."""
+        return str(
+            self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires
+            )
+        )
+
+    def presign_put(self, key: str, expires: int, content_type: str) -> str:
+        return str(
+            self._presigner.generate_presigned_url(
+                "put_object",
+                Params={"Bucket": self.bucket, "Key": key, "ContentType": content_type},
+                ExpiresIn=expires,
+            )
+        )
+
+    def presign_part(self, key: str, upload_id: str, part_number: int, expires: int) -> str:
+        return str(
+            self._presigner.generate_presigned_url(
+                "upload_part",
+                Params={"Bucket": self.bucket, "Key": key, "UploadId": upload_id, "PartNumber": part_number},
+                ExpiresIn=expires,
+            )
+        )
+
+    # -- multipart ---------------------------------------------------------------------------------
+    async def create_multipart(self, key: str, content_type: str) -> str:
+        r = await self._run(
+            self.client.create_multipart_upload, Bucket=self.bucket, Key=key, ContentType=content_type
+        )
+        return str(r["UploadId"])
+
+    async def upload_part(self, key: str, upload_id: str, part_number: int, data: bytes) -> str:
+        r = await self._run(
+            self.client.upload_part,
+            Bucket=self.bucket,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=part_number,
+            Body=data,
+        )
+        return str(r["ETag"])
+
+    async def complete_multipart(self, key: str, upload_id: str, parts: list[tuple[int, str]]) -> None:
+        await self._run(
+            self.client.complete_multipart_upload,
+            Bucket=self.bucket,
+            Key=key,
+            UploadId=upload_id,
+            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etag} for n, etag in sorted(parts)]},
+        )
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        try:
+            await self._run(self.client.abort_multipart_upload, Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except ClientError as exc:
+            if not _is_missing(exc):
+                raise
+
+    async def list_multipart_uploads(self, prefix: str) -> list[tuple[str, str, datetime]]:
+        def run() -> list[tuple[str, str, datetime]]:
+            found: list[tuple[str, str, datetime]] = []
+            for page in self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=prefix
+            ):
+                found += [(u["Key"], u["UploadId"], u["Initiated"]) for u in page.get("Uploads", [])]
+            return found
+
+        return await self._run(run)
+
+    def writer(self, key: str, content_type: str, part_bytes: int, parts_in_flight: int) -> MultipartWriter:
+        return MultipartWriter(self, key, content_type, max(part_bytes, MIN_PART_BYTES), max(1, parts_in_flight))
+
+
+class MultipartWriter:
+    """Streams bytes of unknown length to one S3 object with bounded memory: full parts are uploaded
+    while more bytes arrive, at most `parts_in_flight` at once; sha256 and size are computed on the way.
+    A stream shorter than one part becomes a single PUT."""
+
+    def __init__(
+        self, store: ObjectStore, key: str, content_type: str, part_bytes: int, parts_in_flight: int
+    ) -> None:
+        self.store, self.key, self.content_type = store, key, content_type
+        self.part_bytes, self.parts_in_flight = part_bytes, parts_in_flight
+        self.size = 0
+        self._sha = hashlib.sha256()
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._inflight: list[asyncio.Task[tuple[int, str]]] = []
+        self._parts: list[tuple[int, str]] = []
+        self._next_part = 1
+
+    @property
+    def sha256(self) -> str:
+        return self._sha.hexdigest()
+
+    async def write(self, data: bytes) -> None:
+        self._sha.update(data)
+        self.size += len(data)
+        self._buffer += data
+        while len(self._buffer) >= self.part_bytes:
+            part = bytes(self._buffer[: self.part_bytes])
+            del self._buffer[: self.part_bytes]
+            await self._send(part)
+
+    async def _send(self, part: bytes) -> None:
+        if self._upload_id is None:
+            self._upload_id = await self.store.create_multipart(self.key, self.content_type)
+        while len(self._inflight) >= self.parts_in_flight:
+            self._parts.append(await self._inflight.pop(0))
+        number, upload_id = self._next_part, self._upload_id
+        self._next_part += 1
+
+        async def upload() -> tuple[int, str]:
+            return number, await self.store.upload_part(self.key, upload_id, number, part)
+
+        self._inflight.append(asyncio.ensure_future(upload()))
+
+    async def close(self) -> None:
+        """Finishes the object (the bytes become visible under the key)."""
+        if self._upload_id is None:
+            await self.store.put(self.key, bytes(self._buffer), self.content_type)
+            self._buffer.clear()
+            return
+        if self._buffer:
+            await self._send(bytes(self._buffer))
+            self._buffer.clear()
+        while self._inflight:
+            self._parts.append(await self._inflight.pop(0))
+        await self.store.complete_multipart(self.key, self._upload_id, self._parts)
+
+    async def abort(self) -> None:
+        """Drops everything written so far (best effort: S3 may be the reason we abort)."""
+        for task in self._inflight:
+            task.cancel()
+        await asyncio.gather(*self._inflight, return_exceptions=True)
+        self._inflight.clear()
+        self._buffer.clear()
+        if self._upload_id is not None:
+            try:
+                await self.store.abort_multipart(self.key, self._upload_id)
+            except (ServiceError, ClientError):
+                _log.warning("s3.abort_failed", key=self.key)
+
+
+def _chunks(data: bytes, size: int) -> Iterator[bytes]:
+    for i in range(0, len(data), size):
+        yield data[i : i + size]
