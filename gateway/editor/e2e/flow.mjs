@@ -1,0 +1,224 @@
+// The whole editor flow in Debian's Chromium, driven by playwright-core (no browser download).
+//
+//   node e2e/flow.mjs --base http://127.0.0.1:8800 --artifacts DIR --image IMG.png --model tiny-i2v --out OUT.mp4
+//
+// Register → log in → upload an image → image-to-video generation (progress sampled as it streams)
+// → place the result and the image on two tracks → trim → text clip → export → download the MP4.
+// Writes DIR/result.json (what was observed; the pytest side asserts on it) and a screenshot per
+// page. Exits non-zero on the first failed step, with the error in result.json.
+import { chromium } from "playwright-core";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+
+const { values: args } = parseArgs({
+  options: {
+    base: { type: "string" },
+    artifacts: { type: "string" },
+    image: { type: "string" },
+    model: { type: "string", default: "" },
+    out: { type: "string" },
+    until: { type: "string", default: "" },
+    chromium: { type: "string", default: "/usr/bin/chromium" },
+    "job-timeout": { type: "string", default: "420" },
+  },
+});
+const jobTimeout = Number(args["job-timeout"]) * 1000;
+mkdirSync(args.artifacts, { recursive: true });
+
+const result = { steps: [], consoleErrors: [], generationProgress: [], renderProgress: [], error: null };
+const email = `e2e-${Date.now().toString(36)}@example.com`;
+const password = "correct horse battery staple 42";
+
+const browser = await chromium.launch({
+  executablePath: args.chromium,
+  headless: true,
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1400, height: 900 } });
+const page = await context.newPage();
+page.setDefaultTimeout(30_000);
+page.on("console", (msg) => {
+  if (msg.type() === "error") result.consoleErrors.push(`${msg.text()} @ ${msg.location().url ?? ""}`);
+});
+page.on("pageerror", (err) => result.consoleErrors.push(`pageerror: ${err.message}`));
+
+const shot = (name) => page.screenshot({ path: join(args.artifacts, `${name}.png`), fullPage: true });
+
+async function step(name, fn) {
+  const started = Date.now();
+  await fn();
+  result.steps.push({ name, seconds: (Date.now() - started) / 1000 });
+  if (args.until === name) throw new Error(`stopped after ${name} (--until)`);
+}
+
+// Sample a progress element until `done()` holds; keeps every distinct label seen.
+async function sampleProgress(selector, into, done, timeout) {
+  const deadline = Date.now() + timeout;
+  let last = "";
+  while (Date.now() < deadline) {
+    const label = await page.locator(selector).getAttribute("aria-valuenow").catch(() => null);
+    const text = await page.locator(`${selector} .progress-label`).textContent().catch(() => null);
+    const sample = `${label}|${text}`;
+    if (text && sample !== last) {
+      into.push({ t: Date.now(), percent: Number(label), label: text });
+      last = sample;
+    }
+    if (await done()) return;
+    await page.waitForTimeout(50);
+  }
+  throw new Error(`timed out waiting on ${selector}; last: ${last}`);
+}
+
+async function dragBy(locator, dx) {
+  const box = await locator.boundingBox();
+  const x = box.x + box.width / 2;
+  const y = box.y + box.height / 2;
+  await page.mouse.move(x, y);
+  await page.mouse.down();
+  for (let i = 1; i <= 10; i++) await page.mouse.move(x + (dx * i) / 10, y);
+  await page.mouse.up();
+}
+
+try {
+  await step("register", async () => {
+    await page.goto(`${args.base}/register`);
+    await page.getByTestId("register-form").waitFor();
+    await shot("01-register");
+    await page.fill("input[name=displayName]", "E2E");
+    await page.fill("input[name=email]", email);
+    await page.fill("input[name=password]", password);
+    await page.click("button[type=submit]");
+    await page.getByTestId("assets-page").waitFor();
+  });
+
+  await step("login", async () => {
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByTestId("login-form").waitFor();
+    await shot("02-login");
+    await page.fill("input[name=email]", email);
+    await page.fill("input[name=password]", "wrong password 123");
+    await page.click("button[type=submit]");
+    await page.getByTestId("error-banner").waitFor();
+    result.wrongPasswordReason = await page.getByTestId("error-banner").getAttribute("data-reason");
+    await page.fill("input[name=password]", password);
+    await page.click("button[type=submit]");
+    await page.getByTestId("assets-page").waitFor();
+    result.user = await page.getByTestId("current-user").textContent();
+  });
+
+  await step("upload", async () => {
+    await page.getByTestId("upload-input").setInputFiles(args.image);
+    const card = page.locator("[data-testid=asset-card][data-kind=image]");
+    await card.first().waitFor();
+    await page.locator("[data-testid=asset-card][data-kind=image] img").first().waitFor({ timeout: 15_000 }).catch(() => {});
+    result.imageAssetId = await card.first().getAttribute("data-asset-id");
+    await shot("03-library");
+  });
+
+  await step("generate", async () => {
+    await page.getByRole("link", { name: "Generate" }).click();
+    await page.getByTestId("generate-page").waitFor();
+    const select = page.getByTestId("model-select");
+    await page.waitForFunction(() => document.querySelectorAll("[data-testid=model-select] option").length > 0);
+    if (args.model) await select.selectOption(args.model);
+    await page.getByTestId("task-2").check(); // TASK_IMAGE_TO_VIDEO
+    await page.getByTestId("image-select").selectOption(result.imageAssetId);
+    await page.fill("textarea[name=prompt]", "a small red ball rolling across a wooden table");
+    await page.fill("input[name=seed]", "7");
+    await shot("04-generate-form");
+    await page.getByTestId("generate-button").click();
+    await page.getByTestId("job-panel").waitFor();
+    let midShot = false;
+    await sampleProgress(
+      "[data-testid=gen-progress]",
+      result.generationProgress,
+      async () => {
+        if (!midShot && result.generationProgress.some((p) => /step|frame/.test(p.label))) {
+          midShot = true;
+          await shot("05-generate-progress");
+        }
+        const state = await page.getByTestId("job-panel").getAttribute("data-state");
+        if (state === "failed" || state === "cancelled") throw new Error(`generation ${state}: ${await page.getByTestId("gen-status").textContent()}`);
+        return state === "succeeded";
+      },
+      jobTimeout,
+    );
+    await page.getByTestId("gen-result").waitFor();
+    await shot("06-generate-done");
+  });
+
+  await step("edit", async () => {
+    await page.getByRole("link", { name: "Projects" }).click();
+    await page.getByTestId("projects-page").waitFor();
+    await page.fill("input[name=title]", "E2E cut");
+    await page.getByTestId("new-project").click();
+    await page.getByTestId("editor-page").waitFor();
+    const video = page.locator("[data-testid=library-item][data-kind=video]").first();
+    const image = page.locator("[data-testid=library-item][data-kind=image]").first();
+    await video.waitFor();
+    await video.dragTo(page.getByTestId("lane-v1"), { targetPosition: { x: 5, y: 20 } });
+    await image.dragTo(page.getByTestId("lane-v2"), { targetPosition: { x: 5, y: 20 } });
+    const v1 = page.locator("[data-testid=lane-v1] [data-testid=clip]");
+    const v2 = page.locator("[data-testid=lane-v2] [data-testid=clip]");
+    await v1.first().waitFor();
+    await v2.first().waitFor();
+    result.clips = { v1: await v1.count(), v2: await v2.count() };
+
+    // Trim both: the end of the video (left edge drag would need a longer source) and the image.
+    const before = Number(await v1.first().getAttribute("data-duration"));
+    await dragBy(v1.first().getByTestId("trim-end"), -Math.max(8, (await v1.first().boundingBox()).width * 0.25));
+    const after = Number(await v1.first().getAttribute("data-duration"));
+    const imageBefore = Number(await v2.first().getAttribute("data-duration"));
+    await dragBy(v2.first().getByTestId("trim-end"), -60);
+    const imageAfter = Number(await v2.first().getAttribute("data-duration"));
+    result.trim = { videoBefore: before, videoAfter: after, imageBefore, imageAfter };
+
+    await page.getByTestId("add-text").click();
+    await page.getByTestId("clip-text").fill("Hello from Viarte");
+    result.textClips = await page.locator("[data-testid=lane-t1] [data-testid=clip][data-type=text]").count();
+
+    // Scrub to 0.5 s and wait for the server-rendered frame.
+    const ruler = page.getByTestId("ruler");
+    const rbox = await ruler.boundingBox();
+    await page.mouse.click(rbox.x + 40, rbox.y + rbox.height / 2);
+    await page.getByTestId("frame-preview").waitFor({ timeout: 30_000 });
+    await page.waitForSelector("[data-testid=save-state][data-state=saved]", { timeout: 30_000 });
+    await shot("07-editor");
+  });
+
+  await step("export", async () => {
+    await page.getByTestId("export-link").click();
+    await page.getByTestId("export-page").waitFor();
+    await page.getByTestId("quality-select").selectOption({ label: "Draft (fast)" });
+    await page.getByTestId("size-select").selectOption({ label: "640 × 360" });
+    await shot("08-export-form");
+    await page.getByTestId("start-export").click();
+    await page.getByTestId("render-panel").waitFor();
+    await sampleProgress(
+      "[data-testid=render-progress]",
+      result.renderProgress,
+      async () => {
+        const state = await page.getByTestId("render-panel").getAttribute("data-state");
+        if (state === "failed" || state === "cancelled") throw new Error(`render ${state}`);
+        return state === "succeeded";
+      },
+      jobTimeout,
+    );
+    await page.getByTestId("download-link").waitFor();
+    await shot("09-export-done");
+  });
+
+  await step("download", async () => {
+    const [download] = await Promise.all([page.waitForEvent("download", { timeout: 30_000 }), page.getByTestId("download-link").click()]);
+    await download.saveAs(args.out);
+    result.downloadName = download.suggestedFilename();
+  });
+} catch (err) {
+  result.error = String(err?.stack ?? err);
+  await shot("zz-failure").catch(() => {});
+} finally {
+  writeFileSync(join(args.artifacts, "result.json"), JSON.stringify(result, null, 2));
+  await browser.close();
+}
+process.exit(result.error && !result.error.includes("(--until)") ? 1 : 0);

@@ -1,0 +1,183 @@
+"""The editor in Debian's Chromium (playwright-core), against the real mesh behind the real Envoy.
+
+The browser side is `gateway/editor/e2e/flow.mjs`; it records what it saw in result.json and
+screenshots of each page under test-artifacts/editor-e2e*/; the assertions live here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from PIL import Image
+
+from gateway.config import GatewayConfig
+from gateway.envoy import EnvoyProcess
+from gateway.grpcweb import GrpcWebClient
+from viarte.auth.v1 import auth_pb2
+from viarte.inference.v1 import generation_pb2
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+
+ROOT = Path(__file__).resolve().parents[2]
+EDITOR = ROOT / "gateway" / "editor"
+CHROMIUM = Path("/usr/bin/chromium")
+MESH_SERVICES = ("auth", "storage", "inference", "render")
+
+
+def _skip_without_browser() -> None:
+    if not CHROMIUM.exists():
+        pytest.skip("Debian chromium is not installed")
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed")
+
+
+@pytest_asyncio.fixture(scope="module")
+async def editor_gateway(mesh: Any, editor_dist: Path, envoy_factory: Any) -> EnvoyProcess:
+    """Envoy serving the freshly built editor in front of the mesh's services."""
+    _skip_without_browser()
+    running = [name for name in MESH_SERVICES if name in mesh.services]
+    endpoints = mesh.endpoints
+    config = GatewayConfig(
+        port=0,
+        admin_port=0,
+        static_dir=str(editor_dist),
+        health_check_interval_seconds=0.5,
+        auth_address=endpoints["auth"],
+        storage_address=endpoints["storage"],
+        inference_address=endpoints.get("inference", endpoints["auth"]),
+        render_address=endpoints.get("render", endpoints["auth"]),
+    )
+    envoy = await envoy_factory(config)
+    await envoy.wait_healthy(running, within=60)
+    return envoy
+
+
+def _run_flow(envoy: EnvoyProcess, artifacts: Path, *extra: str, timeout: float) -> dict[str, Any]:
+    if artifacts.exists():
+        shutil.rmtree(artifacts)
+    image = artifacts.parent / f"{artifacts.name}-input.png"
+    artifacts.parent.mkdir(parents=True, exist_ok=True)
+    # A picture with structure (not a flat colour) so thumbnails and frames show something.
+    Image.radial_gradient("L").resize((96, 96)).convert("RGB").save(image)
+    command = [
+        "node", "e2e/flow.mjs",
+        "--base", envoy.url,
+        "--artifacts", str(artifacts),
+        "--image", str(image),
+        "--chromium", str(CHROMIUM),
+        *extra,
+    ]  # fmt: skip
+    completed = subprocess.run(
+        command, cwd=EDITOR, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    result_file = artifacts / "result.json"
+    if not result_file.exists():
+        pytest.fail(f"the browser flow did not report:\n{completed.stdout}\n{completed.stderr}")
+    result: dict[str, Any] = json.loads(result_file.read_text())
+    if completed.returncode != 0:
+        pytest.fail(f"browser flow failed: {result.get('error')}\nconsole: {result.get('consoleErrors')}")
+    return result
+
+
+async def test_sign_up_and_sign_in_in_chromium(editor_gateway: EnvoyProcess) -> None:
+    """Needs only auth and storage: registration, a refused password, login, an upload."""
+    artifacts = ROOT / "test-artifacts" / "editor-e2e-auth"
+    result = await asyncio.to_thread(_run_flow, editor_gateway, artifacts, "--until", "upload", timeout=180)
+    assert result["consoleErrors"] == []
+    assert [s["name"] for s in result["steps"]] == ["register", "login", "upload"]
+    assert result["wrongPasswordReason"] == "INVALID_CREDENTIALS"
+    assert result["user"].startswith("e2e-")
+    assert result["imageAssetId"]
+    for shot in ("01-register", "02-login", "03-library"):
+        assert (artifacts / f"{shot}.png").stat().st_size > 1000
+
+
+async def _tiny_i2v_model(envoy: EnvoyProcess) -> str:
+    async with GrpcWebClient(envoy.url) as client:
+        registered = await client.unary(
+            "/viarte.auth.v1.AuthService/Register",
+            auth_pb2.RegisterRequest(
+                email=f"probe-{uuid.uuid4().hex[:10]}@example.com", password="probe password 123"
+            ),
+            auth_pb2.RegisterResponse,
+        )
+        models = await client.unary(
+            "/viarte.inference.v1.GenerationService/ListModels",
+            generation_pb2.ListModelsRequest(),
+            generation_pb2.ListModelsResponse,
+            metadata=[("authorization", f"Bearer {registered.tokens.access_token}")],
+        )
+    for model in models.models:
+        if model.tiny and generation_pb2.TASK_IMAGE_TO_VIDEO in model.tasks:
+            return model.id
+    pytest.skip("the mesh serves no tiny image-to-video model")
+
+
+def _ffprobe(path: Path) -> dict[str, Any]:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return dict(json.loads(out))
+
+
+async def test_whole_flow_from_sign_up_to_downloaded_mp4(mesh: Any, editor_gateway: EnvoyProcess) -> None:
+    mesh.require(*MESH_SERVICES)
+    model = await _tiny_i2v_model(editor_gateway)
+    artifacts = ROOT / "test-artifacts" / "editor-e2e"
+    output = ROOT / "test-artifacts" / "editor-e2e-export.mp4"
+    output.unlink(missing_ok=True)
+    result = await asyncio.to_thread(
+        _run_flow, editor_gateway, artifacts, "--model", model, "--out", str(output), timeout=1200
+    )
+
+    assert result["consoleErrors"] == []
+    assert [s["name"] for s in result["steps"]] == [
+        "register",
+        "login",
+        "upload",
+        "generate",
+        "edit",
+        "export",
+        "download",
+    ]
+
+    # Progress arrived as it streamed: several distinct step/frame readings, spread over time.
+    progress = result["generationProgress"]
+    working = [p for p in progress if "step" in p["label"] or "frame" in p["label"]]
+    assert len({p["label"] for p in working}) >= 3, progress
+    assert working[-1]["t"] - working[0]["t"] > 0, progress
+    assert progress[-1]["percent"] == 100
+
+    assert result["clips"] == {"v1": 1, "v2": 1}
+    trim = result["trim"]
+    assert trim["videoAfter"] < trim["videoBefore"]
+    assert trim["imageAfter"] < trim["imageBefore"]
+    assert result["textClips"] == 1
+    assert result["renderProgress"][-1]["percent"] == 100
+
+    probe = _ffprobe(output)
+    video = next(s for s in probe["streams"] if s["codec_type"] == "video")
+    assert video["codec_name"] in ("h264", "hevc")
+    assert (video["width"], video["height"]) == (640, 360)
+    assert float(probe["format"]["duration"]) > 0.5
+    for shot in (
+        "01-register",
+        "02-login",
+        "03-library",
+        "04-generate-form",
+        "06-generate-done",
+        "07-editor",
+        "09-export-done",
+    ):
+        assert (artifacts / f"{shot}.png").exists(), shot
