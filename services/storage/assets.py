@@ -382,7 +382,8 @@ class Assets:
 
     # -- shared steps ------------------------------------------------------------------------------
     async def _probe(self, row: AssetRow) -> tuple[media.MediaFacts, bool]:
-        """ffprobe the stored object through a short-lived presigned URL, then a JPEG thumbnail."""
+        """ffprobe the stored object through a short-lived presigned URL, then a JPEG thumbnail (which
+        also proves that a picture actually decodes)."""
         timeout = self.config.media_timeout_seconds
         url = self.objects.internal_get_url(row.object_key, int(timeout) + 60)
         try:
@@ -398,9 +399,11 @@ class Assets:
             jpeg = await media.thumbnail(
                 url, facts, max_px=self.config.thumbnail_max_px, ffmpeg=self.config.ffmpeg_binary, time_limit=timeout
             )
-        except media.MediaError as exc:  # a decodable file without a usable frame still is an asset
-            _log.warning("storage.thumbnail_failed", asset_id=row.id, error=str(exc)[:200])
-            return facts, False
+        except media.MediaError as exc:  # headers parse but no picture decodes: a broken file
+            raise ServiceError.invalid_argument(
+                Reason.UNSUPPORTED_MEDIA_TYPE, f"no picture of the file decodes as {row.content_type}",
+                metadata={"declared": row.content_type, "detail": str(exc)[:200]},
+            ) from None
         await self.objects.put(thumbnail_key(row.owner_id, row.id), jpeg, "image/jpeg")
         return facts, True
 

@@ -1,0 +1,109 @@
+"""Sniffing, ffprobe facts, thumbnails and name sanitising on real files (no server)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.storage import media
+from services.storage.keys import object_key, sanitize_name, thumbnail_key
+from viarte.type.v1 import asset_pb2
+
+from .conftest import SAMPLES
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_sniff_recognises_each_supported_format(name: str, samples: dict[str, tuple[str, bytes]]) -> None:
+    ctype, data = samples[name]
+    assert media.sniff(data[: media.SNIFF_BYTES]) == ctype
+
+
+@pytest.mark.parametrize(
+    "head",
+    [b"", b"%PDF-1.7\n", b"GIF89a....", b"PK\x03\x04zip", b"\x1a\x45\xdf\xa3\x01\x00\x00matroska", b"hello world"],
+)
+def test_sniff_rejects_unsupported(head: bytes) -> None:
+    assert media.sniff(head) is None
+
+
+def test_canonical_types_and_kinds() -> None:
+    assert media.canonical_type("Image/JPG") == "image/jpeg"
+    assert media.canonical_type("audio/mp3; rate=44100") == "audio/mpeg"
+    assert media.canonical_type("audio/x-wav") == "audio/wav"
+    assert media.kind_of("video/quicktime") == asset_pb2.ASSET_KIND_VIDEO
+    assert media.kind_of("audio/ogg") == asset_pb2.ASSET_KIND_AUDIO
+    assert media.kind_of("application/pdf") == asset_pb2.ASSET_KIND_UNSPECIFIED
+
+
+async def test_probe_video_facts(media_dir: Path) -> None:
+    facts = await media.probe(str(media_dir / "video.mp4"), "video/mp4")
+    assert (facts.width, facts.height) == (64, 48)
+    assert facts.video_codec == "h264" and facts.audio_codec == "aac" and facts.has_audio
+    assert facts.fps == pytest.approx(10.0)
+    assert 0.4 <= facts.duration_seconds <= 0.7
+    assert 4 <= facts.frame_count <= 6
+    assert facts.sample_rate == 22050 and facts.channels == 1
+
+
+async def test_probe_image_and_audio_facts(media_dir: Path) -> None:
+    image = await media.probe(str(media_dir / "image.webp"), "image/webp")
+    assert (image.width, image.height, image.duration_seconds, image.frame_count) == (64, 48, 0.0, 1)
+    audio = await media.probe(str(media_dir / "audio.ogg"), "audio/ogg")
+    assert audio.audio_codec == "vorbis" and audio.video_codec == "" and audio.duration_seconds > 0.4
+
+
+async def test_probe_rejects_a_file_that_only_looks_right(tmp_path: Path, samples: dict[str, tuple[str, bytes]]) -> None:
+    fake = tmp_path / "fake.png"
+    fake.write_bytes(samples["image.png"][1][:40] + b"\x00garbage" * 50)
+    # The header parses, but no picture decodes: the thumbnail step is the decoding check.
+    facts = await media.probe(str(fake), "image/png")
+    with pytest.raises(media.MediaError):
+        await media.thumbnail(str(fake), facts)
+    # A real WAV is not an MP3, even if a client says so.
+    wav = tmp_path / "audio.mp3"
+    wav.write_bytes(samples["audio.wav"][1])
+    with pytest.raises(media.MediaError):
+        await media.probe(str(wav), "audio/mpeg")
+
+
+async def test_thumbnail_is_a_small_jpeg(media_dir: Path, tmp_path: Path) -> None:
+    facts = await media.probe(str(media_dir / "video.webm"), "video/webm")
+    jpeg = await media.thumbnail(str(media_dir / "video.webm"), facts, max_px=32)
+    assert jpeg.startswith(b"\xff\xd8")
+    thumb = tmp_path / "t.jpg"
+    thumb.write_bytes(jpeg)
+    tfacts = await media.probe(str(thumb), "image/jpeg")
+    assert (tfacts.width, tfacts.height) == (32, 24)
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("../../etc/passwd", "passwd"),
+        ("..\\..\\windows\\system32\\evil.png", "evil.png"),
+        ("/abs/path/pic.png", "pic.png"),
+        ("a/../../b.png", "b.png"),
+        (".hidden.png", "hidden.png"),
+        ("bad\x00name\x1f.png", "badname.png"),
+        ("semi;colon$(rm -rf).png", "semi_colon_(rm -rf).png"),
+        ("ｆｕｌｌｗｉｄｔｈ.png", "fullwidth.png"),
+        ("..", ""),
+        ("../", ""),
+        ("", ""),
+    ],
+)
+def test_sanitize_name(raw: str, clean: str) -> None:
+    assert sanitize_name(raw) == clean
+
+
+def test_long_names_keep_their_extension() -> None:
+    name = sanitize_name("x" * 500 + ".webm")
+    assert len(name) <= 128 and name.endswith(".webm")
+
+
+def test_keys_stay_under_the_owner_prefix() -> None:
+    key = object_key("u1", "a1", sanitize_name("../../../other-user/x.png"))
+    assert key == "users/u1/a1/x.png"
+    assert thumbnail_key("u1", "a1") == "users/u1/a1/.thumbnail.jpg"
+    assert sanitize_name(".thumbnail.jpg") != ".thumbnail.jpg"
