@@ -87,7 +87,7 @@ async def test_thumbnail_is_a_small_jpeg(media_dir: Path, tmp_path: Path) -> Non
         (".hidden.png", "hidden.png"),
         ("bad\x00name\x1f.png", "badname.png"),
         ("semi;colon$(rm -rf).png", "semi_colon_(rm -rf).png"),
-        ("ｆｕｌｌｗｉｄｔｈ.png", "fullwidth.png"),
+        ("\uff46\uff55\uff4c\uff4c.png", "full.png"),  # fullwidth letters fold to ASCII
         ("..", ""),
         ("../", ""),
         ("", ""),
