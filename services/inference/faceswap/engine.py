@@ -219,15 +219,16 @@ class FaceSwapEngine:
         normed: NDArray[np.float32] = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
         return normed
 
-    def swap_frame(self, image: Frame, source: SourceFace, selector: FaceSelector) -> tuple[Frame, int]:
-        """One RGB frame with the selected faces swapped, and how many were swapped."""
-        bgr = _bgr(image)
-        targets = self.select(bgr, self._detect_bgr(bgr), selector)
+    def swap_frame(self, image: Frame, source: SourceFace, selector: FaceSelector, *, bgr: bool = False) -> tuple[Frame, int]:
+        """One frame with the selected faces swapped, and how many were swapped. Frames are RGB;
+        `bgr=True` takes and returns BGR (the ffmpeg pipes decode to BGR to save two copies)."""
+        img = _checked(image) if bgr else _bgr(image)
+        targets = self.select(img, self._detect_bgr(img), selector)
         if not targets:
             return image, 0  # untouched
         for target in targets:
-            bgr = self._models.swapper.get(bgr, target, source.face, paste_back=True)
-        return np.ascontiguousarray(bgr[:, :, ::-1]), len(targets)
+            img = self._models.swapper.get(img, target, source.face, paste_back=True)
+        return (img if bgr else np.ascontiguousarray(img[:, :, ::-1])), len(targets)
 
     def swap_frames(
         self,
@@ -237,6 +238,8 @@ class FaceSwapEngine:
         on_frame: Callable[[int, SwapStats], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
         stats: SwapStats | None = None,
+        *,
+        bgr: bool = False,
     ) -> Iterator[Frame]:
         """Swaps frame by frame (lazily, so decode and encode can overlap with it).
 
@@ -248,14 +251,18 @@ class FaceSwapEngine:
         for frame in frames:
             if should_cancel is not None and should_cancel():
                 raise FaceSwapCancelled()
-            out, faces = self.swap_frame(frame, source, selector)
+            out, faces = self.swap_frame(frame, source, selector, bgr=bgr)
             stats.add(faces)
             if on_frame is not None:
                 on_frame(stats.frame_count, stats)
             yield out
 
 
-def _bgr(image: Frame) -> Frame:
+def _checked(image: Frame) -> Frame:
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ServiceError.invalid_argument("UNSUPPORTED_MEDIA", f"expected an RGB uint8 frame, got {image.shape}")
-    return np.ascontiguousarray(image[:, :, ::-1])
+        raise ServiceError.invalid_argument("UNSUPPORTED_MEDIA", f"expected a uint8 H x W x 3 frame, got {image.shape}")
+    return image
+
+
+def _bgr(image: Frame) -> Frame:
+    return np.ascontiguousarray(_checked(image)[:, :, ::-1])

@@ -62,9 +62,14 @@ def _run_json(cmd: list[str]) -> dict[str, object]:
 
 
 def probe_video(path: str | Path) -> VideoInfo:
-    """Facts of the first video stream (frames counted by demuxing, which is exact and cheap)."""
+    """Facts of the first video stream; the frame count from the container, else counted by demuxing."""
+    info = _probe(path, count=False)
+    return info if info.frame_count > 0 else _probe(path, count=True)
+
+
+def _probe(path: str | Path, *, count: bool) -> VideoInfo:
     data = _run_json(
-        ["ffprobe", "-v", "error", "-count_packets", "-show_streams", "-of", "json", str(path)]
+        ["ffprobe", "-v", "error", *(["-count_packets"] if count else []), "-show_streams", "-of", "json", str(path)]
     )
     streams = data.get("streams") or []
     assert isinstance(streams, list)
@@ -85,9 +90,9 @@ def probe_video(path: str | Path) -> VideoInfo:
     )
 
 
-def read_frames(path: str | Path, info: VideoInfo) -> Iterator[Frame]:
-    """RGB frames of a video, decoded by ffmpeg in a background thread."""
-    cmd = ["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "rgb24", "-vsync", "passthrough", "pipe:1"]
+def read_frames(path: str | Path, info: VideoInfo, pix_fmt: str = "rgb24") -> Iterator[Frame]:
+    """Frames of a video (RGB, or BGR with pix_fmt="bgr24"), decoded by ffmpeg in a background thread."""
+    cmd = ["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", pix_fmt, "-vsync", "passthrough", "pipe:1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     frames: queue.Queue[Frame | BaseException | None] = queue.Queue(maxsize=_QUEUE_FRAMES)
     size = info.width * info.height * 3
@@ -146,11 +151,12 @@ class FrameWriter:
         audio_codec: str = "",
         crf: int = 18,
         preset: str = "veryfast",
+        pix_fmt: str = "rgb24",
     ) -> None:
         self.width, self.height = width, height
         cmd = [
             "ffmpeg", "-v", "error", "-y",
-            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "pipe:0",
+            "-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", f"{width}x{height}", "-r", str(fps), "-i", "pipe:0",
         ]
         if audio_from is not None and audio_codec:
             cmd += ["-i", str(audio_from), "-map", "0:v:0", "-map", "1:a:0"]

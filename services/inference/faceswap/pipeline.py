@@ -66,10 +66,16 @@ def swap_video(
             on_progress(Progress("face_swap", i, max(total, i), i / elapsed if elapsed > 0 else 0.0))
 
     # 2. decode (thread) -> swap (here) -> encode (thread), overlapping all three
-    writer = FrameWriter(output, info.width, info.height, info.fps, audio_from=target, audio_codec=info.audio_codec)
+    # BGR end to end: insightface's order, so no per-frame channel swaps.
+    writer = FrameWriter(
+        output, info.width, info.height, info.fps, audio_from=target, audio_codec=info.audio_codec, pix_fmt="bgr24"
+    )
     try:
-        frames = read_frames(target, info)
-        for frame in engine.swap_frames(frames, source, selector, on_frame=on_frame, should_cancel=should_cancel, stats=stats):
+        frames = read_frames(target, info, pix_fmt="bgr24")
+        swapped = engine.swap_frames(
+            frames, source, selector, on_frame=on_frame, should_cancel=should_cancel, stats=stats, bgr=True
+        )
+        for frame in swapped:
             writer.write(frame)
     except BaseException:
         writer.abort()
