@@ -294,12 +294,11 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
                 Reason.PERMISSION_DENIED, "API keys cannot manage credentials"
             )
         if principal.kind is PrincipalKind.USER:
-            alive = bool(principal.session_id) and await run_db(
-                self.store.session_active, principal.session_id
-            )
-            if not alive:
+            user = await run_db(self.store.session_user, principal.session_id, principal.subject)
+            if user is None:
                 raise ServiceError.unauthenticated(Reason.TOKEN_REVOKED, "session revoked")
-        user = await run_db(self.store.user, principal.subject)
+        else:
+            user = await run_db(self.store.user, principal.subject)
         if user is None or user.disabled:
             raise ServiceError.unauthenticated(Reason.TOKEN_REVOKED, "account disabled")
         return principal, user

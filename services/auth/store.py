@@ -128,6 +128,22 @@ class Store:
             expire = as_utc(sess.expire_time)
             return expire is not None and expire > utcnow()
 
+    def session_user(self, session_id: str, user_id: str) -> User | None:
+        """The user of a live (not revoked, not expired) session, in one query: the hot path of
+        every authenticated auth RPC."""
+        query = (
+            select(User)
+            .join(AuthSession, col(AuthSession.user_id) == col(User.id))
+            .where(
+                col(AuthSession.id) == session_id,
+                col(User.id) == user_id,
+                col(AuthSession.revoke_time).is_(None),
+                col(AuthSession.expire_time) > utcnow(),
+            )
+        )
+        with self._session() as s:
+            return s.exec(query).first()
+
     def revoke_session(self, session_id: str, reason: str) -> None:
         with self._session() as s, s.begin():
             s.execute(

@@ -60,7 +60,10 @@ def _session(store: Store, user_id: str) -> tuple[str, str]:
 
 def test_refresh_rotation_and_reuse_revokes_the_family(engine: Engine) -> None:
     store = Store(engine)
-    sid, first = _session(store, _user(store))
+    user_id = _user(store)
+    sid, first = _session(store, user_id)
+    assert store.session_user(sid, user_id) is not None
+    assert store.session_user(sid, _user(store, "intruder@example.com")) is None
     second = credentials.new_refresh_token()
     later = utcnow() + timedelta(hours=1)
     ok = store.rotate_refresh(credentials.digest(first), credentials.digest(second), later)
@@ -68,7 +71,7 @@ def test_refresh_rotation_and_reuse_revokes_the_family(engine: Engine) -> None:
     assert store.session_active(sid)
     reused = store.rotate_refresh(credentials.digest(first), credentials.digest("rt_x"), later)
     assert reused.outcome is RefreshOutcome.REUSED
-    assert not store.session_active(sid)
+    assert not store.session_active(sid) and store.session_user(sid, user_id) is None
     # The successor died with its family.
     after = store.rotate_refresh(credentials.digest(second), credentials.digest("rt_y"), later)
     assert after.outcome is RefreshOutcome.REVOKED

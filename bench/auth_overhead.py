@@ -1,0 +1,242 @@
+"""What does the kit's edge (authentication, request id, JSON log line, metrics, error mapping) cost?
+
+Same run, same trivial handler (`GetMe` answering from the caller's identity, no database):
+  - plain: a bare `grpc.aio` server, no interceptors, no credentials;
+  - kit:   `services.kit.server.build_server` + `Authenticator` verifying a real access token issued by
+           the real auth service (Ed25519, keys fetched from ListPublicKeys and cached by kid).
+  - kit+cache: the same with a verified-token cache (a proposal for the kit, measured here);
+  - auth:  for reference, the real auth service's GetMe (also checks the session in the database).
+The servers run in a child process (one core), the load generator here; rounds alternate to cancel
+drift. Printed: requests/s, server CPU µs per request, the kit/plain throughput ratio (goal ≥ 0.9),
+and the p50 of one access-token verification in µs.
+
+    .venv/bin/python bench/auth_overhead.py [--seconds 3] [--rounds 3] [--concurrency 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import grpc
+
+from viarte.auth.v1 import auth_pb2, auth_pb2_grpc
+
+
+def _handler_base() -> type:
+    from services.kit.auth import optional_principal
+
+    class TrivialGetMe(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
+        async def GetMe(self, request: Any, context: Any) -> Any:
+            principal = optional_principal()
+            subject = principal.subject if principal is not None else "anonymous"
+            return auth_pb2.GetMeResponse(user=auth_pb2.User(id=subject), scopes=["assets:read"])
+
+    return TrivialGetMe
+
+
+def _caching_authenticator() -> type:
+    """What a verified-token cache in the kit's Authenticator would buy (a proposal, measured here):
+    the exact token string maps to its Principal until `exp`, so a client that reuses its token pays
+    the Ed25519 verification once. Bounded; expiry re-checked on every hit."""
+    from services.kit.auth import Authenticator
+
+    class CachingAuthenticator(Authenticator):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._verified: dict[str, tuple[float, Any]] = {}
+
+        async def verify_access_token(self, token: str) -> Any:
+            hit = self._verified.get(token)
+            if hit is not None and hit[0] > time.time():
+                return hit[1]
+            principal = await super().verify_access_token(token)
+            import jwt
+
+            expires = float(jwt.decode(token, options={"verify_signature": False})["exp"])
+            if len(self._verified) > 10_000:
+                self._verified.clear()
+            self._verified[token] = (expires, principal)
+            return principal
+
+    return CachingAuthenticator
+
+
+async def _serve(conn: Any, data_dir: str, log_level: str) -> None:
+    from services.auth.config import AuthConfig
+    from services.auth.server import build
+    from services.kit.auth import Authenticator, RemoteKeySource
+    from services.kit.config import ServiceConfig
+    from services.kit.logs import configure_logging
+    from services.kit.server import Service, build_server
+
+    @dataclass(frozen=True)
+    class BenchConfig(ServiceConfig):
+        service_name = "bench"
+
+    auth_config = AuthConfig(port=0, metrics_port=-1, data_dir=data_dir, bcrypt_cost=4, log_level=log_level)
+    configure_logging(auth_config)
+    auth_server, auth_port = await build(auth_config)
+    await auth_server.start()
+
+    handler = _handler_base()
+    plain = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    auth_pb2_grpc.add_AuthServiceServicer_to_server(handler(), plain)
+    plain_port = plain.add_insecure_port("127.0.0.1:0")
+    await plain.start()
+
+    kit_config = BenchConfig(port=0, auth_address=f"127.0.0.1:{auth_port}", log_level=log_level)
+    channel = grpc.aio.insecure_channel(kit_config.auth_address)
+    authenticator = Authenticator(kit_config, key_source=RemoteKeySource(channel), channel=channel)
+    kit, kit_port = await build_server(kit_config, [Service(handler())], authenticator=authenticator)
+    await kit.start()
+    cached_config = BenchConfig(port=0, auth_address=kit_config.auth_address, log_level=log_level)
+    cached_channel = grpc.aio.insecure_channel(kit_config.auth_address)
+    cached_auth = _caching_authenticator()(
+        cached_config, key_source=RemoteKeySource(cached_channel), channel=cached_channel
+    )
+    cached, cached_port = await build_server(cached_config, [Service(handler())], authenticator=cached_auth)
+    await cached.start()
+
+    conn.send({"auth": auth_port, "plain": plain_port, "kit": kit_port, "kit+cache": cached_port})
+    loop = asyncio.get_running_loop()
+    while True:  # answer CPU-time probes until told to stop
+        message = await loop.run_in_executor(None, conn.recv)
+        if message == "stop":
+            break
+        conn.send(time.process_time())
+
+
+def _server_process(conn: Any, data_dir: str, log_level: str) -> None:
+    # The per-RPC JSON log lines are rendered and written as in production, just not to the terminal.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    asyncio.run(_serve(conn, data_dir, log_level))
+
+
+async def _load(address: str, metadata: tuple[tuple[str, str], ...], seconds: float, concurrency: int) -> int:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = auth_pb2_grpc.AuthServiceStub(channel)
+        request = auth_pb2.GetMeRequest()
+        await stub.GetMe(request, metadata=metadata)  # warm: connection, key cache
+        deadline = time.perf_counter() + seconds
+        done = 0
+
+        async def worker() -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                await stub.GetMe(request, metadata=metadata)
+                done += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return done
+
+
+async def _token_verification_p50(token: str, auth_port: int, samples: int) -> tuple[float, float]:
+    """p50 µs of (a) Authenticator.verify_access_token with cached keys, (b) the bare decode."""
+    from services.kit.auth import Authenticator, RemoteKeySource
+    from services.kit.config import ServiceConfig
+    from services.kit.tokens import decode_token, unverified_kid
+
+    config = ServiceConfig(auth_address=f"127.0.0.1:{auth_port}")
+    channel = grpc.aio.insecure_channel(config.auth_address)
+    keys = RemoteKeySource(channel)
+    authenticator = Authenticator(config, key_source=keys, channel=channel)
+    await authenticator.verify_access_token(token)
+    full, bare = [], []
+    key = await keys.get(unverified_kid(token))
+    assert key is not None
+    for _ in range(samples):
+        t0 = time.perf_counter_ns()
+        await authenticator.verify_access_token(token)
+        t1 = time.perf_counter_ns()
+        decode_token(token, key, issuer=config.jwt_issuer, audience=config.jwt_audience)
+        t2 = time.perf_counter_ns()
+        full.append((t1 - t0) / 1000)
+        bare.append((t2 - t1) / 1000)
+    await authenticator.close()
+    return statistics.median(full), statistics.median(bare)
+
+
+async def main(args: argparse.Namespace) -> None:
+    parent, child = mp.Pipe()
+    data_dir = tempfile.mkdtemp(prefix="bench-auth-")
+    process = mp.get_context("spawn").Process(target=_server_process, args=(child, data_dir, args.log_level))
+    process.start()
+    ports = parent.recv()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{ports['auth']}") as channel:
+        stub = auth_pb2_grpc.AuthServiceStub(channel)
+        registered = await stub.Register(
+            auth_pb2.RegisterRequest(email="bench@viarte.test", password="load generator passphrase")
+        )
+    token = registered.tokens.access_token
+    authed = (("authorization", f"Bearer {token}"),)
+    variants = {
+        "plain": ((), ports["plain"]),
+        "kit": (authed, ports["kit"]),
+        "kit+cache": (authed, ports["kit+cache"]),
+        "auth": (authed, ports["auth"]),
+    }
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+    for _ in range(args.rounds):
+        for name, (metadata, port) in variants.items():
+            parent.send("cpu")
+            cpu0 = parent.recv()
+            t0 = time.perf_counter()
+            count = await _load(f"127.0.0.1:{port}", metadata, args.seconds, args.concurrency)
+            elapsed = time.perf_counter() - t0
+            parent.send("cpu")
+            cpu1 = parent.recv()
+            results[name].append((count / elapsed, (cpu1 - cpu0) / count * 1e6))
+    full_p50, bare_p50 = await _token_verification_p50(token, ports["auth"], args.samples)
+    parent.send("stop")
+    process.join(timeout=10)
+    if process.is_alive():
+        process.terminate()
+
+    def summary(name: str) -> tuple[float, float]:
+        return (
+            statistics.median(r[0] for r in results[name]),
+            statistics.median(r[1] for r in results[name]),
+        )
+
+    print(
+        f"auth overhead bench: {args.rounds} rounds x {args.seconds:.0f}s, concurrency {args.concurrency}, "
+        f"log level {args.log_level}, {os.cpu_count()} CPUs"
+    )
+    print(f"{'variant':<11}{'req/s':>10}{'server CPU µs/req':>20}")
+    for name in variants:
+        rps, cpu = summary(name)
+        print(f"{name:<11}{rps:>10.0f}{cpu:>20.1f}")
+    (plain_rps, plain_cpu), (kit_rps, kit_cpu) = summary("plain"), summary("kit")
+    print(f"throughput ratio kit/plain: {kit_rps / plain_rps:.3f} (goal >= 0.9)")
+    print(f"server CPU ratio kit/plain: {kit_cpu / plain_cpu:.3f}")
+    print(
+        f"throughput ratio kit+cache/plain (proposed token cache): {summary('kit+cache')[0] / plain_rps:.3f}"
+    )
+    print(
+        f"token verification p50: {full_p50:.1f} µs (Authenticator, cached key), {bare_p50:.1f} µs (decode only)"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--samples", type=int, default=3000)
+    parser.add_argument("--log-level", default="INFO")
+    asyncio.run(main(parser.parse_args()))
