@@ -1,0 +1,64 @@
+"""Builds the render service: database + migrations, the shared job service with the render and
+upscale handlers, the storage client, and the RenderService / UpscaleService / ProjectService
+servicers on the kit server."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import grpc
+
+from services.kit.auth import Authenticator, ServiceCredentials
+from services.kit.channels import insecure_channel
+from services.kit.db import make_engine, run_db, upgrade
+from services.kit.jobs import HandlerExecutor, JobService, JobSettings
+from services.kit.server import Service, add_shutdown_hook, build_server
+from services.render.config import RenderConfig
+from services.render.projects import ProjectServicer, ProjectStore
+from services.render.reasons import Reason
+from services.render.servicer import RenderServicer, UpscaleServicer
+from services.render.storage_client import StorageClient
+from services.render.tasks import RENDER, UPSCALE, RenderContext, run_render, run_upscale
+
+__all__ = ["MIGRATIONS", "build"]
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+async def build(config: RenderConfig) -> tuple[grpc.aio.Server, int]:
+    """1. database + migrations, 2. storage client, 3. job service (recovery + scheduler),
+    4. servicers on the kit server."""
+    engine = make_engine(config.resolved_database_url)
+    await run_db(upgrade, engine, MIGRATIONS)
+    config.resolved_work_dir.mkdir(parents=True, exist_ok=True)
+    auth_channel = insecure_channel(config.auth_address)
+    storage_channel = insecure_channel(config.storage_address)
+    credentials = ServiceCredentials(config, channel=auth_channel)
+    ctx = RenderContext(config, StorageClient(storage_channel, credentials, config.input_url_expire_seconds))
+    executor = HandlerExecutor(
+        {RENDER: functools.partial(run_render, ctx), UPSCALE: functools.partial(run_upscale, ctx)},
+        slots=max(1, config.render_workers),
+    )
+    jobs = JobService(engine, executor, JobSettings(max_queued=config.max_queued_jobs), not_found_reason=Reason.JOB_NOT_FOUND)
+    await jobs.start()
+    authenticator = Authenticator(config, channel=auth_channel)
+    server, port = await build_server(
+        config,
+        [
+            Service(RenderServicer(ctx, jobs)),
+            Service(UpscaleServicer(ctx, jobs)),
+            Service(ProjectServicer(ProjectStore(engine), max_tracks=config.max_tracks, max_clips=config.max_clips)),
+        ],
+        authenticator=authenticator,
+    )
+
+    async def _close() -> None:
+        await jobs.stop(config.grace_period_seconds)
+        await storage_channel.close()
+        await auth_channel.close()
+        await run_db(engine.dispose)
+
+    add_shutdown_hook(server, _close)
+    server.render_jobs = jobs  # exposed for tests (not part of the API)
+    return server, port

@@ -1,0 +1,177 @@
+"""RenderService and UpscaleService: validation up front, work in the shared job pattern.
+
+Transport (these servicers) → runner (the job handlers in ``services.render.tasks``) → worker
+(ffmpeg subprocesses; the upscaler's torch process). Everything that can be refused is refused
+before a job is queued: structure, limits, assets (NOT_FOUND for missing or foreign ones) and
+trims against each source's probed duration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from services.kit.auth import current_principal
+from services.kit.errors import ServiceError, Violations
+from services.kit.jobs import JobRecord, JobService, build_job_message
+from services.render.config import RenderConfig
+from services.render.pipeline import render_frame, scratch_dir
+from services.render.reasons import Reason
+from services.render.tasks import RENDER, UPSCALE, RenderContext, limits_of, overrides_of, resolve_sources
+from services.render.timeline.validate import check_structure, plan_timeline
+from viarte.render.v1 import render_pb2, render_pb2_grpc
+
+__all__ = ["RenderServicer", "UpscaleServicer"]
+
+
+def _render_job(jobs: JobService, rec: JobRecord) -> render_pb2.RenderJob:
+    return build_job_message(
+        render_pb2.RenderJob,
+        rec,
+        parameters=render_pb2.RenderParameters.FromString(rec.parameters),
+        result=render_pb2.RenderResult.FromString(rec.result) if rec.result else None,
+        queue_position=jobs.queue_position(rec.id),
+    )
+
+
+def _upscale_job(jobs: JobService, rec: JobRecord) -> render_pb2.UpscaleJob:
+    return build_job_message(
+        render_pb2.UpscaleJob,
+        rec,
+        parameters=render_pb2.UpscaleParameters.FromString(rec.parameters),
+        result=render_pb2.UpscaleResult.FromString(rec.result) if rec.result else None,
+        queue_position=jobs.queue_position(rec.id),
+    )
+
+
+def check_render_parameters(params: render_pb2.RenderParameters, config: RenderConfig) -> None:
+    v = Violations()
+    v.check(params.HasField("timeline"), "parameters.timeline", "is required")
+    v.check(params.quality in render_pb2.QualityPreset.values(), "parameters.quality", "unknown preset")
+    v.check(params.codec in render_pb2.VideoCodec.values(), "parameters.codec", "unknown codec")
+    v.check(len(params.output_name) <= 200, "parameters.output_name", "at most 200 characters")
+    v.raise_if_any(Reason.INVALID_TIMELINE)
+    check_structure(params.timeline, limits_of(config), overrides_of(params))
+
+
+class RenderServicer(render_pb2_grpc.RenderServiceServicer):
+    def __init__(self, ctx: RenderContext, jobs: JobService) -> None:
+        self.ctx = ctx
+        self.jobs = jobs
+
+    async def CreateRenderJob(self, request: render_pb2.CreateRenderJobRequest, context: grpc.aio.ServicerContext) -> render_pb2.CreateRenderJobResponse:
+        owner = current_principal().user_id
+        params = request.parameters
+        check_render_parameters(params, self.ctx.config)
+        sources = await resolve_sources(self.ctx, owner, params.timeline)
+        plan_timeline(params.timeline, sources, limits_of(self.ctx.config), overrides_of(params))
+        rec = await self.jobs.create(
+            owner, RENDER, params.SerializeToString(), request_id=request.request_id, priority=request.priority
+        )
+        return render_pb2.CreateRenderJobResponse(job=_render_job(self.jobs, rec))
+
+    async def GetRenderJob(self, request: render_pb2.GetRenderJobRequest, context: grpc.aio.ServicerContext) -> render_pb2.GetRenderJobResponse:
+        rec = await self.jobs.get(current_principal().user_id, RENDER, request.id)
+        return render_pb2.GetRenderJobResponse(job=_render_job(self.jobs, rec))
+
+    async def ListRenderJobs(self, request: render_pb2.ListRenderJobsRequest, context: grpc.aio.ServicerContext) -> render_pb2.ListRenderJobsResponse:
+        recs, token = await self.jobs.list(
+            current_principal().user_id, RENDER, state=request.state, page_size_requested=request.page_size,
+            page_token=request.page_token,
+        )
+        return render_pb2.ListRenderJobsResponse(jobs=[_render_job(self.jobs, r) for r in recs], next_page_token=token)
+
+    async def CancelRenderJob(self, request: render_pb2.CancelRenderJobRequest, context: grpc.aio.ServicerContext) -> render_pb2.CancelRenderJobResponse:
+        rec = await self.jobs.cancel(current_principal().user_id, RENDER, request.id)
+        return render_pb2.CancelRenderJobResponse(job=_render_job(self.jobs, rec))
+
+    async def WatchRenderJob(self, request: render_pb2.WatchRenderJobRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[render_pb2.WatchRenderJobResponse]:
+        async for item in self.jobs.watch(current_principal().user_id, RENDER, request.id, after_sequence=request.after_sequence):
+            if isinstance(item, JobRecord):
+                yield render_pb2.WatchRenderJobResponse(job=_render_job(self.jobs, item))
+            else:
+                yield render_pb2.WatchRenderJobResponse(event=item)
+
+    async def RenderFrame(self, request: render_pb2.RenderFrameRequest, context: grpc.aio.ServicerContext) -> render_pb2.RenderFrameResponse:
+        owner = current_principal().user_id
+        config = self.ctx.config
+        limits = limits_of(config)
+        v = Violations()
+        v.check(request.HasField("timeline"), "timeline", "is required")
+        v.check(request.time_seconds >= 0, "time_seconds", "must not be negative")
+        v.check(0 <= request.max_width <= config.max_width, "max_width", f"must be in [0, {config.max_width}]")
+        v.raise_if_any(Reason.INVALID_TIMELINE)
+        check_structure(request.timeline, limits)
+        sources = await resolve_sources(self.ctx, owner, request.timeline)
+        plan = plan_timeline(request.timeline, sources, limits)
+        if request.time_seconds >= plan.canvas.duration:
+            raise ServiceError.invalid_argument(
+                Reason.INVALID_TIMELINE, "time is outside the timeline",
+                violations=[_violation("time_seconds", f"must be below the timeline's {plan.canvas.duration:.3f} s")],
+            )
+        with scratch_dir(self.ctx.work_root, "frame-") as work:
+            jpeg, width, height = await render_frame(
+                plan, request.time_seconds, work, max_width=request.max_width or 0,
+                ffmpeg_binary=config.ffmpeg_binary, limit_seconds=config.frame_timeout_seconds,
+            )
+        return render_pb2.RenderFrameResponse(jpeg=jpeg, width=width, height=height)
+
+
+class UpscaleServicer(render_pb2_grpc.UpscaleServiceServicer):
+    def __init__(self, ctx: RenderContext, jobs: JobService) -> None:
+        self.ctx = ctx
+        self.jobs = jobs
+
+    async def CreateUpscaleJob(self, request: render_pb2.CreateUpscaleJobRequest, context: grpc.aio.ServicerContext) -> render_pb2.CreateUpscaleJobResponse:
+        owner = current_principal().user_id
+        p = request.parameters
+        v = Violations()
+        v.check(bool(p.video_asset_id), "parameters.video_asset_id", "is required")
+        v.check(p.scale in (0, 2), "parameters.scale", "only 2 is supported")
+        v.check(p.tile_size == 0 or 32 <= p.tile_size <= 2048, "parameters.tile_size", "0 (no tiling) or 32..2048")
+        v.check(0 <= p.tile_padding <= 128, "parameters.tile_padding", "must be in [0, 128]")
+        v.check(p.model in ("", self.ctx.config.upscale_model), "parameters.model", f"unknown model; available: {self.ctx.config.upscale_model}")
+        v.raise_if_any(Reason.INVALID_ARGUMENT)
+        resolved = await self.ctx.storage.resolve(owner, p.video_asset_id)
+        info = await self.ctx.source_info(resolved)
+        if not info.has_video or info.duration <= 0:
+            raise ServiceError.invalid_argument(
+                Reason.INVALID_ARGUMENT, "not a video", violations=[_violation("parameters.video_asset_id", "is not a video")]
+            )
+        if info.width * 2 > self.ctx.config.max_width or info.height * 2 > self.ctx.config.max_height:
+            raise ServiceError.invalid_argument(
+                Reason.CANVAS_TOO_LARGE, "the upscaled video would exceed the size limits",
+                violations=[_violation("parameters.video_asset_id", f"{info.width}x{info.height} doubled is over the limit")],
+            )
+        rec = await self.jobs.create(owner, UPSCALE, p.SerializeToString(), request_id=request.request_id, priority=request.priority)
+        return render_pb2.CreateUpscaleJobResponse(job=_upscale_job(self.jobs, rec))
+
+    async def GetUpscaleJob(self, request: render_pb2.GetUpscaleJobRequest, context: grpc.aio.ServicerContext) -> render_pb2.GetUpscaleJobResponse:
+        rec = await self.jobs.get(current_principal().user_id, UPSCALE, request.id)
+        return render_pb2.GetUpscaleJobResponse(job=_upscale_job(self.jobs, rec))
+
+    async def ListUpscaleJobs(self, request: render_pb2.ListUpscaleJobsRequest, context: grpc.aio.ServicerContext) -> render_pb2.ListUpscaleJobsResponse:
+        recs, token = await self.jobs.list(
+            current_principal().user_id, UPSCALE, state=request.state, page_size_requested=request.page_size,
+            page_token=request.page_token,
+        )
+        return render_pb2.ListUpscaleJobsResponse(jobs=[_upscale_job(self.jobs, r) for r in recs], next_page_token=token)
+
+    async def CancelUpscaleJob(self, request: render_pb2.CancelUpscaleJobRequest, context: grpc.aio.ServicerContext) -> render_pb2.CancelUpscaleJobResponse:
+        rec = await self.jobs.cancel(current_principal().user_id, UPSCALE, request.id)
+        return render_pb2.CancelUpscaleJobResponse(job=_upscale_job(self.jobs, rec))
+
+    async def WatchUpscaleJob(self, request: render_pb2.WatchUpscaleJobRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[render_pb2.WatchUpscaleJobResponse]:
+        async for item in self.jobs.watch(current_principal().user_id, UPSCALE, request.id, after_sequence=request.after_sequence):
+            if isinstance(item, JobRecord):
+                yield render_pb2.WatchUpscaleJobResponse(job=_upscale_job(self.jobs, item))
+            else:
+                yield render_pb2.WatchUpscaleJobResponse(event=item)
+
+
+def _violation(field: str, description: str) -> Any:
+    from services.kit.errors import FieldViolation
+
+    return FieldViolation(field, description)

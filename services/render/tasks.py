@@ -1,0 +1,208 @@
+"""Job handlers (the runner side): render and upscale jobs, executed by the kit's job service.
+
+Both read inputs through storage's presigned URLs (fresh ones each attempt), work in a private
+scratch folder that is removed however the job ends, report progress as job events, and store
+outputs through StoreAsset on behalf of the owner. Cancel kills ffmpeg (or the upscaler worker
+process) at once; nothing is stored after a cancel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from google.protobuf import duration_pb2
+
+from services.kit.errors import ServiceError
+from services.kit.jobs import JobCancelled, RunningJob
+from services.render.config import RenderConfig
+from services.render.encoder import Codec, Quality, encoder_settings, select_encoder
+from services.render.ffmpeg_runner import FFmpegCancelled, FFmpegError, FFmpegProgress
+from services.render.media import MediaError, SourceInfo, probe
+from services.render.pipeline import render_plan, scratch_dir
+from services.render.reasons import Reason
+from services.render.storage_client import ResolvedAsset, StorageClient
+from services.render.timeline.plan import Source
+from services.render.timeline.validate import Limits, OutputOverrides, asset_ids, plan_timeline
+from services.render.upscale.runner import UpscaleCancelled, UpscaleError, UpscaleProgress, upscale_video
+from viarte.render.v1 import render_pb2, timeline_pb2
+from viarte.type.v1 import job_pb2
+
+__all__ = ["RENDER", "UPSCALE", "RenderContext", "limits_of", "overrides_of", "resolve_sources", "run_render", "run_upscale"]
+
+RENDER = "render"
+UPSCALE = "upscale"
+
+_QUALITY = {
+    render_pb2.QUALITY_PRESET_UNSPECIFIED: Quality.STANDARD,
+    render_pb2.QUALITY_PRESET_DRAFT: Quality.DRAFT,
+    render_pb2.QUALITY_PRESET_STANDARD: Quality.STANDARD,
+    render_pb2.QUALITY_PRESET_HIGH: Quality.HIGH,
+}
+
+
+@dataclass
+class RenderContext:
+    config: RenderConfig
+    storage: StorageClient
+    # Probed facts by asset id (assets are immutable once stored).
+    _facts: dict[str, SourceInfo] = field(default_factory=dict)
+
+    @property
+    def work_root(self) -> Path:
+        return self.config.resolved_work_dir
+
+    async def source_info(self, resolved: ResolvedAsset) -> SourceInfo:
+        cached = self._facts.get(resolved.asset.id)
+        if cached is not None:
+            return cached
+        info = resolved.info()
+        if info is None:
+            try:
+                info = await asyncio.to_thread(probe, resolved.url, ffprobe=self.config.ffprobe_binary)
+            except MediaError as exc:
+                raise ServiceError.invalid_argument(
+                    Reason.INVALID_TIMELINE, f"asset {resolved.asset.id} is not readable media: {exc}",
+                    metadata={"asset_id": resolved.asset.id},
+                ) from None
+        self._facts[resolved.asset.id] = info
+        return info
+
+
+def limits_of(config: RenderConfig) -> Limits:
+    return Limits(
+        max_width=config.max_width, max_height=config.max_height, max_fps=config.max_fps,
+        max_duration_seconds=config.max_duration_seconds, max_tracks=config.max_tracks,
+        max_clips=config.max_clips, default_font_family=config.default_font_family,
+    )
+
+
+def overrides_of(params: render_pb2.RenderParameters) -> OutputOverrides:
+    return OutputOverrides(params.output_width, params.output_height, params.output_fps)
+
+
+async def resolve_sources(ctx: RenderContext, owner: str, timeline: timeline_pb2.Timeline) -> dict[str, Source]:
+    """Presigned URLs and media facts of every asset the timeline uses (NOT_FOUND for others')."""
+    ids = asset_ids(timeline)
+    resolved = await asyncio.gather(*(ctx.storage.resolve(owner, i) for i in ids))
+    infos = await asyncio.gather(*(ctx.source_info(r) for r in resolved))
+    return {i: Source(r.url, info) for i, r, info in zip(ids, resolved, infos, strict=True)}
+
+
+def _cancel_event(job: RunningJob) -> asyncio.Event:
+    event = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    job.on_cancel(lambda: loop.call_soon_threadsafe(event.set))
+    return event
+
+
+def _eta(seconds: float | None) -> duration_pb2.Duration | None:
+    if seconds is None:
+        return None
+    d = duration_pb2.Duration()
+    d.FromMilliseconds(int(seconds * 1000))
+    return d
+
+
+async def run_render(ctx: RenderContext, job: RunningJob) -> bytes:
+    config = ctx.config
+    params = render_pb2.RenderParameters.FromString(job.parameters)
+    # 1. inputs (fresh presigned URLs: a queued job may start after older ones expired)
+    job.emit(job_pb2.Progress(stage=job_pb2.STAGE_FETCHING_INPUTS, message="resolving inputs"))
+    sources = await resolve_sources(ctx, job.owner, params.timeline)
+    plan = plan_timeline(params.timeline, sources, limits_of(config), overrides_of(params))
+    codec = Codec.HEVC if params.codec == render_pb2.VIDEO_CODEC_HEVC else Codec.H264
+    encoder = await asyncio.to_thread(select_encoder, config.ffmpeg_binary, codec, config.video_encoder)
+    settings = encoder_settings(encoder, _QUALITY[params.quality], config.encoder_threads)
+    cancel = _cancel_event(job)
+    share = 0.7 if params.upscale else 0.95
+
+    def progress(p: FFmpegProgress) -> None:
+        job.emit(job_pb2.Progress(
+            stage=job_pb2.STAGE_RENDERING, frame=min(p.frame, p.total_frames), total_frames=p.total_frames,
+            fps=p.fps, speed=p.speed, eta=_eta(p.eta_seconds), fraction=share * p.fraction,
+            message=f"rendering with {encoder}",
+        ))
+
+    with scratch_dir(ctx.work_root, f"render-{job.id}-") as work:
+        # 2. one ffmpeg run
+        try:
+            out = await render_plan(
+                plan, work, settings, ffmpeg_binary=config.ffmpeg_binary, on_progress=progress, cancel=cancel,
+            )
+        except FFmpegCancelled:
+            raise JobCancelled() from None
+        except FFmpegError as exc:
+            raise ServiceError.internal(Reason.ENCODER_FAILED, f"ffmpeg failed: {str(exc)[-300:]}") from None
+        video, width, height = out.video, out.width, out.height
+        # 3. optional Real-ESRGAN x2 (the export option)
+        if params.upscale:
+            upscaled = work / "upscaled.mp4"
+            result = await _upscale(ctx, job, str(video), upscaled, 0, 10, cancel, base=share, share=0.25)
+            video, width, height = upscaled, result.width, result.height
+        job.raise_if_cancelled()
+        # 4. outputs, on behalf of the owner
+        job.emit(job_pb2.Progress(stage=job_pb2.STAGE_UPLOADING, fraction=0.97, message="storing the video"))
+        labels = {"source": "render", "job_id": job.id}
+        if params.project_id:
+            labels["project_id"] = params.project_id
+        name = params.output_name or "render.mp4"
+        asset = await ctx.storage.store(job.owner, video, name=name, content_type="video/mp4", labels=labels, request_id=f"{job.id}:video")
+        poster = await ctx.storage.store(
+            job.owner, out.poster, name=Path(name).stem + "-poster.jpg", content_type="image/jpeg",
+            labels=labels | {"role": "poster"}, request_id=f"{job.id}:poster",
+        )
+    return render_pb2.RenderResult(
+        video_asset_id=asset.id, poster_asset_id=poster.id, duration_seconds=out.duration, width=width,
+        height=height, fps=out.fps, frame_count=out.frames, encoder=encoder, has_audio=out.has_audio,
+    ).SerializeToString()
+
+
+async def _upscale(
+    ctx: RenderContext,
+    job: RunningJob,
+    source: str,
+    output: Path,
+    tile: int,
+    padding: int,
+    cancel: asyncio.Event,
+    *,
+    base: float = 0.0,
+    share: float = 0.95,
+) -> UpscaleProgress:
+    def progress(p: UpscaleProgress) -> None:
+        job.emit(job_pb2.Progress(
+            stage=job_pb2.STAGE_UPSCALING, frame=p.frame, total_frames=p.total_frames, fps=p.fps,
+            eta=_eta(p.eta_seconds), fraction=base + share * p.fraction, message=p.message,
+        ))
+
+    try:
+        return await upscale_video(ctx.config, source, output, tile_size=tile, tile_padding=padding, on_progress=progress, cancel=cancel)
+    except UpscaleCancelled:
+        raise JobCancelled() from None
+    except UpscaleError as exc:
+        raise ServiceError.internal(Reason.UPSCALE_FAILED, f"upscaling failed: {str(exc)[-300:]}") from None
+
+
+async def run_upscale(ctx: RenderContext, job: RunningJob) -> bytes:
+    params = render_pb2.UpscaleParameters.FromString(job.parameters)
+    job.emit(job_pb2.Progress(stage=job_pb2.STAGE_FETCHING_INPUTS, message="resolving the input"))
+    resolved = await ctx.storage.resolve(job.owner, params.video_asset_id)
+    cancel = _cancel_event(job)
+    with scratch_dir(ctx.work_root, f"upscale-{job.id}-") as work:
+        output = work / "upscaled.mp4"
+        result = await _upscale(ctx, job, resolved.url, output, params.tile_size, params.tile_padding or 10, cancel)
+        job.raise_if_cancelled()
+        job.emit(job_pb2.Progress(stage=job_pb2.STAGE_UPLOADING, fraction=0.97, message="storing the video"))
+        name = params.output_name or (Path(resolved.asset.name).stem + "-x2.mp4")
+        asset = await ctx.storage.store(
+            job.owner, output, name=name, content_type="video/mp4",
+            labels={"source": "upscale", "job_id": job.id, "input_asset_id": params.video_asset_id},
+            request_id=f"{job.id}:video",
+        )
+    return render_pb2.UpscaleResult(
+        video_asset_id=asset.id, width=result.width, height=result.height, frame_count=result.frame, fps=result.fps_out,
+    ).SerializeToString()
+
+

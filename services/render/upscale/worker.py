@@ -1,0 +1,186 @@
+"""The upscaler worker process: ``python -m services.render.upscale.worker '<json spec>'``.
+
+ffmpeg decodes to raw RGB frames on a pipe (a reader thread), the network upscales them in batches
+(tiles when asked; fp16 on CUDA), a writer thread feeds a second ffmpeg that encodes H.264 and
+copies the original audio. One JSON line per batch on stdout reports progress; the last line says
+``done``. The server kills this process to cancel.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import queue
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from services.render.media import probe
+from services.render.upscale.rrdbnet import RRDBNet, build_tiny, load_rrdbnet
+
+__all__ = ["Spec", "main", "upscale_batch", "upscale_file"]
+
+
+@dataclass(frozen=True)
+class Spec:
+    input: str
+    output: str
+    model_path: str
+    tiny_fallback: str = ""
+    tile_size: int = 0
+    tile_padding: int = 10
+    batch_size: int = 4
+    device: str = "auto"
+    fp16: bool = True
+    ffmpeg: str = "ffmpeg"
+    ffprobe: str = "ffprobe"
+    crf: int = 18
+    preset: str = "fast"
+
+
+def _device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+@torch.inference_mode()
+def upscale_batch(model: RRDBNet, frames: torch.Tensor, *, tile: int = 0, padding: int = 10) -> torch.Tensor:
+    """(B, 3, H, W) floats in [0, 1] → (B, 3, 2H, 2W), clamped. Tiles of ``tile`` input pixels
+    overlap by ``padding`` pixels of context each side (Real-ESRGAN's tiling)."""
+    _, _, h, w = frames.shape
+    # pixel-unshuffle needs even sides: reflect-pad one pixel and crop it off afterwards
+    ph, pw = h % 2, w % 2
+    x = F.pad(frames, (0, pw, 0, ph), mode="reflect") if ph or pw else frames
+    if tile <= 0 or (tile >= x.shape[2] and tile >= x.shape[3]):
+        out = model(x)
+    else:
+        out = _tiled(model, x, tile + tile % 2, padding + padding % 2)
+    return out[:, :, : 2 * h, : 2 * w].clamp_(0, 1)
+
+
+def _tiled(model: RRDBNet, x: torch.Tensor, tile: int, pad: int) -> torch.Tensor:
+    b, c, h, w = x.shape
+    out = x.new_zeros((b, c, 2 * h, 2 * w))
+    for ty in range(math.ceil(h / tile)):
+        for tx in range(math.ceil(w / tile)):
+            y0, x0 = ty * tile, tx * tile
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            py0, px0 = max(y0 - pad, 0), max(x0 - pad, 0)
+            py1, px1 = min(y1 + pad, h), min(x1 + pad, w)
+            piece = model(x[:, :, py0:py1, px0:px1])
+            oy, ox = 2 * (y0 - py0), 2 * (x0 - px0)
+            out[:, :, 2 * y0 : 2 * y1, 2 * x0 : 2 * x1] = piece[:, :, oy : oy + 2 * (y1 - y0), ox : ox + 2 * (x1 - x0)]
+    return out
+
+
+def load_model(spec: Spec, device: str) -> tuple[RRDBNet, str]:
+    path = Path(spec.model_path)
+    if not path.exists():
+        if not spec.tiny_fallback:
+            raise FileNotFoundError(f"upscaler weights not found: {path}")
+        path = build_tiny(Path(spec.tiny_fallback))
+    fp16 = spec.fp16 and device.startswith("cuda")
+    return load_rrdbnet(path, device=device, fp16=fp16), path.name
+
+
+def _emit(payload: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(payload) + "\n")
+    sys.stdout.flush()
+
+
+def upscale_file(spec: Spec, report: Any = _emit) -> dict[str, Any]:
+    info = probe(spec.input, ffprobe=spec.ffprobe)
+    if not info.has_video or info.duration <= 0:
+        raise ValueError("input is not a video")
+    device = _device(spec.device)
+    model, weights = load_model(spec, device)
+    dtype = next(model.parameters()).dtype
+    w, h, fps = info.width, info.height, info.fps or 30.0
+    total = max(1, round(info.duration * fps))
+    report({"event": "start", "total": total, "width": 2 * w, "height": 2 * h, "fps": fps, "device": device, "weights": weights})
+    decoder = subprocess.Popen(
+        [spec.ffmpeg, "-nostdin", "-loglevel", "error", "-i", spec.input, "-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
+        stdout=subprocess.PIPE,
+    )
+    encoder = subprocess.Popen(
+        [spec.ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{2 * w}x{2 * h}",
+         "-r", f"{fps:.6f}", "-i", "pipe:0", "-i", spec.input, "-map", "0:v:0", "-map", "1:a?", "-c:v", "libx264",
+         "-preset", spec.preset, "-crf", str(spec.crf), "-pix_fmt", "yuv420p", "-c:a", "copy", "-movflags", "+faststart",
+         spec.output],
+        stdin=subprocess.PIPE,
+    )
+    frame_bytes = w * h * 3
+    frames_in: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=spec.batch_size * 3)
+    frames_out: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=spec.batch_size * 3)
+
+    def read() -> None:  # decoding overlaps with the network
+        assert decoder.stdout is not None
+        while True:
+            raw = decoder.stdout.read(frame_bytes)
+            if len(raw) < frame_bytes:
+                break
+            frames_in.put(np.frombuffer(raw, np.uint8).reshape(h, w, 3))
+        frames_in.put(None)
+
+    def write() -> None:  # and so does encoding
+        assert encoder.stdin is not None
+        while (arr := frames_out.get()) is not None:
+            encoder.stdin.write(arr.tobytes())
+        encoder.stdin.close()
+
+    reader = threading.Thread(target=read, daemon=True)
+    writer = threading.Thread(target=write, daemon=True)
+    reader.start()
+    writer.start()
+    done, started, finished = 0, time.monotonic(), False
+    while not finished:
+        batch: list[np.ndarray] = []
+        while len(batch) < spec.batch_size:
+            item = frames_in.get()
+            if item is None:
+                finished = True
+                break
+            batch.append(item)
+        if not batch:
+            break
+        x = torch.from_numpy(np.stack(batch)).to(device).permute(0, 3, 1, 2).to(dtype).div_(255)
+        y = upscale_batch(model, x, tile=spec.tile_size, padding=spec.tile_padding)
+        out = (y * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        for arr in out:
+            frames_out.put(arr)
+        done += len(batch)
+        elapsed = time.monotonic() - started
+        report({"event": "progress", "frame": done, "total": max(total, done), "fps": done / elapsed if elapsed > 0 else 0.0})
+    frames_out.put(None)
+    writer.join()
+    reader.join()
+    if decoder.wait() != 0 or encoder.wait() != 0:
+        raise RuntimeError(f"ffmpeg failed (decoder {decoder.returncode}, encoder {encoder.returncode})")
+    result = {"event": "done", "frames": done, "width": 2 * w, "height": 2 * h, "video_fps": fps}
+    report(result)
+    return result
+
+
+def main(argv: list[str]) -> int:
+    spec = Spec(**json.loads(argv[1]))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads))
+    try:
+        upscale_file(spec)
+    except Exception as exc:  # reported to the server, which fails the job with UPSCALE_FAILED
+        sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))
