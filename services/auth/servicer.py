@@ -181,6 +181,12 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
                 "password " + "; ".join(problems),
                 violations=[FieldViolation("password", p) for p in problems],
             )
+        address = client_address(context, self.config.trusted_proxies)
+        wait = self.throttle.address_retry_after(address)
+        if wait > 0:
+            raise ServiceError.resource_exhausted(
+                Reason.TOO_MANY_ATTEMPTS, "too many failed attempts from this address", retry_after=wait
+            )
         display_name = request.display_name.strip()
         v = Violations()
         v.check(len(display_name) <= 200, "display_name", "must be at most 200 characters")
@@ -189,10 +195,13 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
         try:
             user = await run_db(self.store.create_user, email, password_hash, display_name, "user")
         except EmailTakenError:
+            # Probing Register for taken emails is enumeration: it counts against the address only
+            # (counting it against the account would let anyone lock a victim out).
+            self.throttle.record_address_failure(address)
             raise ServiceError.already_exists(
                 Reason.EMAIL_TAKEN, "an account with this email exists"
             ) from None
-        tokens = await self._open_session(user, client_address(context, self.config.trusted_proxies))
+        tokens = await self._open_session(user, address)
         return auth_pb2.RegisterResponse(user=user_proto(user), tokens=tokens)
 
     async def Login(
@@ -208,10 +217,12 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
                 "too many failed sign-in attempts; try again later",
                 retry_after=wait,
             )
+        # No account has a password this long (the policy caps it); don't hash megabytes for nothing.
+        password = request.password if len(request.password) <= self.policy.max_length else ""
         user = await run_db(self.store.user_by_email, email)
         # An unknown email is checked against a dummy hash: both failures cost one bcrypt round.
-        ok = await run_db(self.hasher.verify, request.password, user.password_hash if user else None)
-        if user is None or not ok:
+        ok = await run_db(self.hasher.verify, password, user.password_hash if user else None)
+        if user is None or not ok or not password:
             self.throttle.record_failure(email, address)
             raise ServiceError.unauthenticated(Reason.INVALID_CREDENTIALS, _INVALID_CREDENTIALS)
         if user.disabled:

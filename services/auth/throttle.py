@@ -88,5 +88,14 @@ class LoginThrottle:
         wait = max(self._account.fail(email), self._address.fail(address))
         return float(math.ceil(wait)) if wait > 0 else 0.0
 
+    def address_retry_after(self, address: str) -> float:
+        wait = self._address.retry_after(address)
+        return float(math.ceil(wait)) if wait > 0 else 0.0
+
+    def record_address_failure(self, address: str) -> float:
+        """A failure that must not count against any account (e.g. probing Register for taken emails)."""
+        wait = self._address.fail(address)
+        return float(math.ceil(wait)) if wait > 0 else 0.0
+
     def record_success(self, email: str) -> None:
         self._account.reset(email)

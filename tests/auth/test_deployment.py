@@ -110,3 +110,27 @@ async def test_python_m_services_auth_runs_from_environment_and_stops_on_sigterm
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_signing_key_rotates_on_schedule_while_old_tokens_keep_working(tmp_path: Path) -> None:
+    config = test_auth_config(str(tmp_path), signing_key_rotation_seconds=1, key_check_interval_seconds=0.2)
+    async with running_auth(config) as auth, grpc.aio.insecure_channel(auth.address) as channel:
+        stub = auth_pb2_grpc.AuthServiceStub(channel)
+
+        async def active_kid() -> str:
+            keys = (await stub.ListPublicKeys(auth_pb2.ListPublicKeysRequest())).keys
+            (active,) = [k.kid for k in keys if not k.HasField("not_after")]
+            return active
+
+        first = await active_kid()
+        registered = await stub.Register(
+            auth_pb2.RegisterRequest(email="cron@viarte.test", password="scheduled keys")
+        )
+        for _ in range(50):
+            await asyncio.sleep(0.1)
+            if await active_kid() != first:
+                break
+        else:
+            raise AssertionError("the signing key was not rotated on schedule")
+        metadata = (("authorization", f"Bearer {registered.tokens.access_token}"),)
+        assert (await stub.GetMe(auth_pb2.GetMeRequest(), metadata=metadata)).user.id == registered.user.id

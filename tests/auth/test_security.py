@@ -248,6 +248,25 @@ async def test_brute_force_locks_the_client_address(strict_auth) -> None:
     await strict_auth.Login(auth_pb2.LoginRequest(email=email, password=password), metadata=_from("10.2.0.2"))
 
 
+async def test_probing_register_for_taken_emails_locks_the_address_not_the_account(strict_auth) -> None:
+    email, password = await _register(strict_auth)
+    for _ in range(6):
+        failure = await expect_failure(
+            strict_auth.Register(
+                auth_pb2.RegisterRequest(email=email, password="probe probe"), metadata=_from("10.4.0.1")
+            )
+        )
+        assert failure.reason == "EMAIL_TAKEN"
+    failure = await expect_failure(
+        strict_auth.Register(
+            auth_pb2.RegisterRequest(email=email, password="probe probe"), metadata=_from("10.4.0.1")
+        )
+    )
+    assert (failure.code, failure.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_MANY_ATTEMPTS")
+    # The owner of the probed account is not locked out.
+    await strict_auth.Login(auth_pb2.LoginRequest(email=email, password=password), metadata=_from("10.4.0.2"))
+
+
 async def test_lockout_does_not_reveal_whether_an_account_exists(strict_auth) -> None:
     known, _ = await _register(strict_auth)
     unknown = f"ghost-{uuid.uuid4().hex[:8]}@viarte.test"

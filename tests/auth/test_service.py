@@ -103,6 +103,8 @@ async def test_login_with_any_case_and_long_passwords(stub) -> None:
         stub.Login(auth_pb2.LoginRequest(email=email, password=password[:-1] + "X"))
     )
     assert failure.reason == "INVALID_CREDENTIALS"
+    failure = await expect_failure(stub.Login(auth_pb2.LoginRequest(email=email, password=password * 100)))
+    assert failure.reason == "INVALID_CREDENTIALS"
 
 
 async def test_refresh_rotates_and_the_new_pair_works(stub, user_factory) -> None:
