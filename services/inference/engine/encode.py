@@ -55,10 +55,12 @@ def encode_mp4(
         raise EncodeError(f"ffmpeg failed: {stderr.strip()[-500:]}")
 
 
-def decode_mp4(path: Path | str, width: int, height: int) -> np.ndarray:
-    """All frames of an MP4 as (F, H, W, 3) uint8 (tests and benches)."""
+def decode_mp4(source: Path | str | bytes, width: int, height: int) -> np.ndarray:
+    """All frames of an MP4 (a path or the file's bytes) as (F, H, W, 3) uint8 (tests and benches)."""
+    data = source if isinstance(source, bytes) else None
     out = subprocess.run(
-        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-        check=True, capture_output=True,
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", "-" if data is not None else str(source),
+         "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        check=True, capture_output=True, input=data,
     ).stdout
     return np.frombuffer(out, dtype=np.uint8).reshape(-1, height, width, 3)

@@ -28,8 +28,9 @@ __all__ = ["KIND", "run"]
 
 KIND = "generation"
 
-# Share of the whole job per stage, for Progress.fraction.
-_WEIGHTS = {"load": 0.05, "denoise": 0.65, "decode": 0.1, "swap": 0.1, "encode": 0.1}
+# Share of the whole job per stage, for Progress.fraction (the last 3% are the upload).
+_WEIGHTS = {"load": 0.05, "denoise": 0.62, "decode": 0.1, "swap": 0.1, "encode": 0.1}
+_WORKER_END = 0.97
 
 
 def _registry(ctx: TaskContext) -> ModelRegistry:
@@ -120,7 +121,7 @@ def run(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
     ctx.raise_if_cancelled()
     t0 = time.perf_counter()
     total = len(frames)
-    base = 1 - _WEIGHTS["encode"]
+    base = _WORKER_END - _WEIGHTS["encode"]
 
     def encoded(i: int, n: int) -> None:
         ctx.emit(_progress(job_pb2.STAGE_ENCODING, base + _WEIGHTS["encode"] * i / n, frame=i, total_frames=n))
@@ -133,7 +134,7 @@ def run(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
     return {
         "frame_count": total, "width": spec.width, "height": spec.height, "fps": spec.fps, "seed": spec.seed,
         "memory_policy": policy.label, "device": ctx.device, "timings": timings, "face_swap": face_swap,
-        "resumed_from_latents": resumed,
+        "resumed_from_latents": resumed, "loaded_models": sorted(cache.loaded_ids()),
     }
 
 

@@ -61,6 +61,7 @@ class LocalWorker:
         self._ready: asyncio.Future[Ready] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.kinds: tuple[str, ...] = ()
+        self.device = settings.device
         self.restarts = 0
 
     @property
@@ -85,6 +86,7 @@ class LocalWorker:
         threading.Thread(target=self._read, args=(parent, self._process), name="worker-reader", daemon=True).start()
         ready = await asyncio.wait_for(self._ready, self._start_timeout)
         self.kinds = ready.kinds
+        self.device = ready.device
         _log.info("worker_ready", pid=ready.pid, device=ready.device, kinds=list(ready.kinds))
 
     def _read(self, conn: Any, process: Any) -> None:

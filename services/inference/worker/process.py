@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -61,14 +62,42 @@ def _failure(task_id: str, exc: BaseException) -> TaskFailed:
     return TaskFailed(task_id, "INTERNAL", "INTERNAL", f"{type(exc).__name__}: {exc}"[:500])
 
 
+def resolve_settings(settings: WorkerSettings) -> WorkerSettings:
+    """"auto" device → cuda:0 when CUDA is there, else cpu; "auto" dtype → bf16 where the device
+    supports it (CPU: bf16 is fast, fp16 is not), else fp16."""
+    import torch
+
+    device = settings.device
+    if device == "auto":
+        device = "cuda:0" if torch.cuda.is_available() else "cpu"
+    dtype = settings.dtype
+    if dtype == "auto":
+        dtype = "bf16" if device == "cpu" or torch.cuda.is_bf16_supported() else "fp16"
+    return replace(settings, device=device, dtype=dtype)
+
+
+def _warm_imports() -> None:
+    """Import the model stack before reporting ready, so the first job does not pay for it."""
+    import diffusers
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    for name in ("TextToVideoSDPipeline", "WanPipeline", "WanImageToVideoPipeline", "StableVideoDiffusionPipeline"):
+        getattr(diffusers, name)
+
+
 def worker_main(conn: Connection, settings: WorkerSettings) -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
+    settings = resolve_settings(settings)
     if settings.threads:
         import torch
 
         torch.set_num_threads(settings.threads)
+    _warm_imports()
     from services.inference.worker.tasks import load_task_table
 
     table = load_task_table()

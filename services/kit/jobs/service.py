@@ -222,6 +222,10 @@ class JobService:
             self._wake.set()
         return record
 
+    async def find(self, owner: str, kind: str, request_id: str) -> JobRecord | None:
+        """The owner's job created with ``request_id``, if any (idempotency checks before validation)."""
+        return await run_db(self._store.find, owner, kind, request_id) if request_id else None
+
     async def get(self, owner: str | None, kind: str | Sequence[str], job_id: str) -> JobRecord:
         """The job, or NOT_FOUND when it does not exist, is another owner's or another kind's.
         ``owner=None`` skips the owner check (service principals, admins)."""

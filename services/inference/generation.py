@@ -1,0 +1,121 @@
+"""The generation job handler (kind "generation"), server side: fetch inputs from storage on behalf
+of the owner, run the model work on a device worker, store the MP4, return the result."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import Any
+
+from services.inference.models.registry import ModelRegistry, Task
+from services.inference.worker.pool import TaskRunner
+from services.inference.worker.protocol import TaskEvent
+from services.kit.jobs import RunningJob
+from viarte.inference.v1 import face_swap_pb2
+from viarte.inference.v1 import generation_pb2 as gen_pb2
+from viarte.type.v1 import job_pb2
+
+__all__ = ["KIND", "GenerationHandler", "worker_spec"]
+
+KIND = "generation"
+
+
+def worker_spec(params: gen_pb2.GenerationParameters) -> dict[str, Any]:
+    """Resolved parameters → the worker's GenerationSpec fields (plain data, pickled)."""
+    task = Task.from_proto(params.task)
+    assert task is not None
+    spec: dict[str, Any] = {
+        "model_id": params.model, "task": task.value, "prompt": params.prompt,
+        "negative_prompt": params.negative_prompt, "width": params.width, "height": params.height,
+        "num_frames": params.num_frames, "fps": params.fps, "steps": params.num_inference_steps,
+        "guidance_scale": params.guidance_scale, "seed": params.seed, "preview_every": params.preview_every_n_steps,
+    }
+    if params.WhichOneof("family_parameters") == "svd":
+        svd = params.svd
+        spec.update(
+            motion_bucket_id=svd.motion_bucket_id if svd.HasField("motion_bucket_id") else 127,
+            noise_aug_strength=svd.noise_aug_strength if svd.HasField("noise_aug_strength") else 0.02,
+            min_guidance_scale=svd.min_guidance_scale if svd.HasField("min_guidance_scale") else 1.0,
+            max_guidance_scale=svd.max_guidance_scale if svd.HasField("max_guidance_scale") else params.guidance_scale,
+            decode_chunk_size=svd.decode_chunk_size,
+        )
+    else:
+        spec["max_guidance_scale"] = params.guidance_scale
+    if params.WhichOneof("family_parameters") == "wan":
+        if params.wan.HasField("flow_shift"):
+            spec["flow_shift"] = params.wan.flow_shift
+        if params.wan.HasField("guidance_scale_2"):
+            spec["guidance_scale_2"] = params.wan.guidance_scale_2
+    return spec
+
+
+class GenerationHandler:
+    """``HandlerExecutor`` handler for kind "generation"."""
+
+    def __init__(self, registry: ModelRegistry, runner: TaskRunner, store: Any, scratch_dir: Path) -> None:
+        self.registry = registry
+        self.runner = runner
+        self.store = store  # services.inference.faceswap.storage.AssetStore (ResolveAsset / StoreAsset)
+        self.scratch_dir = scratch_dir
+        # Models resident on the workers, as last reported (ListModels' `loaded`).
+        self.loaded: set[str] = set()
+
+    async def __call__(self, job: RunningJob) -> bytes:
+        params = gen_pb2.GenerationParameters.FromString(job.parameters)
+        work = self.scratch_dir / "jobs" / job.id
+        await asyncio.to_thread(work.mkdir, parents=True, exist_ok=True)
+        try:
+            payload = await self._payload(job, params, work)
+            job.raise_if_cancelled()
+            out = await self.runner.run(KIND, payload, lambda ev: _forward(job, ev), job)
+            self.loaded = set(out.get("loaded_models", ()))
+            job.emit(job_pb2.Progress(stage=job_pb2.STAGE_UPLOADING, fraction=0.98, message="storing the video"))
+            asset = await self.store.store(
+                job.owner, Path(payload["output_path"]), f"generation-{job.id[:8]}.mp4", "video/mp4",
+                {"source": "generation", "job_id": job.id, "model": params.model}, request_id=f"generation-{job.id}",
+            )
+        finally:
+            await asyncio.to_thread(_rmtree, work)
+        result = gen_pb2.GenerationResult(
+            video_asset_id=asset.id, frame_count=out["frame_count"], fps=out["fps"], seed=out["seed"],
+            width=out["width"], height=out["height"], memory_policy=out["memory_policy"], device=out["device"],
+        )
+        if out.get("face_swap"):
+            result.face_swap.CopyFrom(face_swap_pb2.FaceSwapResult.FromString(out["face_swap"]))
+        return result.SerializeToString()
+
+    async def _payload(self, job: RunningJob, params: gen_pb2.GenerationParameters, work: Path) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "job_id": job.id, "spec": worker_spec(params), "output_path": str(work / "output.mp4"),
+            "image_png": None, "face_swap": None,
+        }
+        needs_image = params.task == gen_pb2.TASK_IMAGE_TO_VIDEO
+        if needs_image or params.HasField("face_swap"):
+            job.emit(job_pb2.Progress(stage=job_pb2.STAGE_FETCHING_INPUTS, message="fetching inputs"))
+        if needs_image:
+            payload["image_png"] = await self._fetch(job.owner, params.image_asset_id, work / "image")
+        if params.HasField("face_swap"):
+            opts = params.face_swap
+            payload["face_swap"] = {
+                "options": opts.SerializeToString(),
+                "source": await self._fetch(job.owner, opts.source_face_asset_id, work / "source"),
+                "reference": (await self._fetch(job.owner, opts.reference_face_asset_id, work / "reference")
+                              if opts.reference_face_asset_id else None),
+            }
+        return payload
+
+    async def _fetch(self, owner: str, asset_id: str, path: Path) -> bytes:
+        await self.store.fetch(owner, asset_id, path)
+        return await asyncio.to_thread(path.read_bytes)
+
+
+def _forward(job: RunningJob, event: TaskEvent) -> None:
+    job.emit(job_pb2.Progress.FromString(event.progress), droppable=event.droppable, time_us=event.time_us)
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(path)

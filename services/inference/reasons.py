@@ -1,0 +1,24 @@
+"""ErrorInfo reasons of the inference service (domain "viarte.inference"), as listed in the protos."""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["Reason"]
+
+
+class Reason(enum.StrEnum):
+    MODEL_NOT_FOUND = "MODEL_NOT_FOUND"
+    TASK_NOT_SUPPORTED = "TASK_NOT_SUPPORTED"
+    INVALID_PARAMETERS = "INVALID_PARAMETERS"
+    IMAGE_REQUIRED = "IMAGE_REQUIRED"
+    ASSET_NOT_FOUND = "ASSET_NOT_FOUND"
+    JOB_NOT_FOUND = "JOB_NOT_FOUND"
+    QUEUE_FULL = "QUEUE_FULL"
+    OUT_OF_MEMORY = "OUT_OF_MEMORY"
+    WORKER_CRASHED = "WORKER_CRASHED"
+    DECODE_FAILED = "DECODE_FAILED"
+    NO_FACE_IN_SOURCE = "NO_FACE_IN_SOURCE"
+    STORAGE_UNAVAILABLE = "STORAGE_UNAVAILABLE"
+    INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN"
+    UNAUTHENTICATED = "UNAUTHENTICATED"

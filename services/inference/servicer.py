@@ -1,0 +1,111 @@
+"""GenerationService on the shared job pattern (kind "generation")."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+
+from services.inference.generation import KIND
+from services.inference.models.registry import ModelRegistry
+from services.inference.reasons import Reason
+from services.inference.validation import MAX_REQUEST_ID, check_generation
+from services.kit.auth import current_principal
+from services.kit.errors import FieldViolation, ServiceError
+from services.kit.jobs import JobRecord, JobService, build_job_message
+from viarte.inference.v1 import generation_pb2 as G
+from viarte.inference.v1 import generation_pb2_grpc
+from viarte.type.v1 import asset_pb2
+
+__all__ = ["GenerationServicer"]
+
+
+class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):  # type: ignore[misc]
+    def __init__(
+        self, registry: ModelRegistry, jobs: JobService, store: Any, *,
+        loaded_models: Callable[[], set[str]] = set, face_swap_available: bool = True,
+    ) -> None:
+        self.registry = registry
+        self.jobs = jobs
+        self.store = store
+        self._loaded = loaded_models
+        self._face_swap = face_swap_available
+
+    def to_proto(self, rec: JobRecord) -> G.GenerationJob:
+        job: G.GenerationJob = build_job_message(
+            G.GenerationJob, rec,
+            parameters=G.GenerationParameters.FromString(rec.parameters),
+            result=G.GenerationResult.FromString(rec.result) if rec.result else None,
+            queue_position=self.jobs.queue_position(rec.id),
+        )
+        return job
+
+    async def ListModels(self, request: G.ListModelsRequest, context: grpc.aio.ServicerContext) -> G.ListModelsResponse:
+        current_principal()
+        loaded = self._loaded()
+        return G.ListModelsResponse(models=[m.to_proto(loaded=m.id in loaded) for m in self.registry])
+
+    async def CreateGenerationJob(
+        self, request: G.CreateGenerationJobRequest, context: grpc.aio.ServicerContext
+    ) -> G.CreateGenerationJobResponse:
+        owner = current_principal().user_id
+        if len(request.request_id) > MAX_REQUEST_ID:
+            raise ServiceError.invalid_argument(
+                Reason.INVALID_PARAMETERS, "request_id is too long",
+                violations=(FieldViolation("request_id", f"at most {MAX_REQUEST_ID} characters"),),
+            )
+        if request.request_id:  # idempotent: the same request returns the same job, unchecked
+            existing = await self.jobs.find(owner, KIND, request.request_id)
+            if existing is not None:
+                return G.CreateGenerationJobResponse(job=self.to_proto(existing))
+        _, params = check_generation(request.parameters, self.registry, face_swap_available=self._face_swap)
+        await self._check_assets(owner, params)
+        rec = await self.jobs.create(owner, KIND, params.SerializeToString(), request_id=request.request_id,
+                                     priority=request.priority)
+        return G.CreateGenerationJobResponse(job=self.to_proto(rec))
+
+    async def _check_assets(self, owner: str, params: G.GenerationParameters) -> None:
+        """Input images exist, are the caller's and are images (nothing is queued otherwise)."""
+        wanted = [("parameters.image_asset_id", params.image_asset_id)]
+        if params.HasField("face_swap"):
+            wanted += [("parameters.face_swap.source_face_asset_id", params.face_swap.source_face_asset_id),
+                       ("parameters.face_swap.reference_face_asset_id", params.face_swap.reference_face_asset_id)]
+        for field, asset_id in wanted:
+            if not asset_id:
+                continue
+            asset, _ = await self.store.resolve(owner, asset_id)
+            if asset.kind != asset_pb2.ASSET_KIND_IMAGE:
+                raise ServiceError.invalid_argument(
+                    Reason.INVALID_PARAMETERS, f"{field} must be an image",
+                    violations=(FieldViolation(field, f"asset is {asset.content_type}, not an image"),),
+                )
+
+    async def GetGenerationJob(
+        self, request: G.GetGenerationJobRequest, context: grpc.aio.ServicerContext
+    ) -> G.GetGenerationJobResponse:
+        rec = await self.jobs.get(current_principal().user_id, KIND, request.id)
+        return G.GetGenerationJobResponse(job=self.to_proto(rec))
+
+    async def ListGenerationJobs(
+        self, request: G.ListGenerationJobsRequest, context: grpc.aio.ServicerContext
+    ) -> G.ListGenerationJobsResponse:
+        recs, token = await self.jobs.list(current_principal().user_id, KIND, state=request.state,
+                                           page_size_requested=request.page_size, page_token=request.page_token)
+        return G.ListGenerationJobsResponse(jobs=[self.to_proto(r) for r in recs], next_page_token=token)
+
+    async def CancelGenerationJob(
+        self, request: G.CancelGenerationJobRequest, context: grpc.aio.ServicerContext
+    ) -> G.CancelGenerationJobResponse:
+        rec = await self.jobs.cancel(current_principal().user_id, KIND, request.id)
+        return G.CancelGenerationJobResponse(job=self.to_proto(rec))
+
+    async def WatchGenerationJob(
+        self, request: G.WatchGenerationJobRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[G.WatchGenerationJobResponse]:
+        owner = current_principal().user_id
+        async for item in self.jobs.watch(owner, KIND, request.id, after_sequence=request.after_sequence):
+            if isinstance(item, JobRecord):
+                yield G.WatchGenerationJobResponse(job=self.to_proto(item))
+            else:
+                yield G.WatchGenerationJobResponse(event=item)
