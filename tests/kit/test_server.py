@@ -224,3 +224,32 @@ async def test_probe_entry_point_reports_serving_and_down(server):
     )
     out, _ = await proc.communicate()
     assert proc.returncode == 1 and out.strip() == b"NOT_SERVING"
+
+
+async def test_metrics_endpoint_counts_rpcs_by_code(server, signing_key):
+    import httpx
+
+    from services.kit.metrics import start_metrics_server
+
+    _, channel = server
+    metrics_port = start_metrics_server(0)
+    stub = auth_pb2_grpc.AuthServiceStub(channel)
+    md = (("authorization", f"Bearer {token(signing_key)}"),)
+    await stub.GetMe(auth_pb2.GetMeRequest(), metadata=md)
+    with pytest.raises(grpc.aio.AioRpcError):
+        await stub.GetMe(auth_pb2.GetMeRequest())
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+    method = "/viarte.auth.v1.AuthService/GetMe"
+    ok = _sample(text, "viarte_rpc_total", method, 'code="OK"')
+    denied = _sample(text, "viarte_rpc_total", method, 'code="UNAUTHENTICATED"')
+    assert ok >= 1 and denied >= 1
+    assert _sample(text, "viarte_rpc_duration_seconds_count", method) >= 2
+    assert _sample(text, "viarte_rpc_in_flight", method) == 0
+
+
+def _sample(text: str, name: str, method: str, *labels: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + "{") and f'method="{method}"' in line and all(lbl in line for lbl in labels):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no sample {name} {method} {labels}")
