@@ -80,12 +80,12 @@ def _probe(path: str | Path, *, count: bool) -> VideoInfo:
     rate = Fraction(str(video.get("avg_frame_rate") or "0/1"))
     if rate <= 0:
         rate = Fraction(str(video.get("r_frame_rate") or "25/1"))
-    count = int(video.get("nb_read_packets") or video.get("nb_frames") or 0)
+    frames = int(video.get("nb_read_packets") or video.get("nb_frames") or 0)
     return VideoInfo(
         width=int(video["width"]),
         height=int(video["height"]),
         fps=rate if rate > 0 else Fraction(25),
-        frame_count=count,
+        frame_count=frames,
         audio_codec=str(audio.get("codec_name", "")) if audio else "",
     )
 

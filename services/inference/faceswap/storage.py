@@ -95,7 +95,8 @@ class AssetStore:
                 # Quota or media checks of the owner's storage: the owner must see storage's reason.
                 raise ServiceError(exc.code(), _reason(exc) or "STORAGE_REJECTED", exc.details() or "") from None
             raise _unavailable(exc) from exc
-        return answer.asset
+        stored: storage_pb2.Asset = answer.asset
+        return stored
 
 
 def _reason(exc: grpc.aio.AioRpcError) -> str:

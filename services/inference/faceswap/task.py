@@ -212,9 +212,11 @@ class ThreadRunner:
         async with self._lock:
             engine = await self._get_engine()
             loop = asyncio.get_running_loop()
-            return await asyncio.to_thread(
-                run_face_swap_work, engine, work, lambda p: loop.call_soon_threadsafe(on_progress, p), cancelled
-            )
+
+            def forward(p: Progress) -> None:
+                loop.call_soon_threadsafe(on_progress, p)
+
+            return await asyncio.to_thread(run_face_swap_work, engine, work, forward, cancelled)
 
     async def close(self) -> None:
         self._engine = None
@@ -346,13 +348,14 @@ class FaceSwapJobHandler:
                 job.owner, Path(outcome.output_path), name, outcome.content_type,
                 {"source": "face_swap", "job_id": job.id}, request_id=f"faceswap-{job.id}",
             )
-        return face_swap_pb2.FaceSwapResult(
+        result: bytes = face_swap_pb2.FaceSwapResult(
             asset_id=asset.id,
             frame_count=outcome.frame_count,
             frames_swapped=outcome.frames_swapped,
             frames_without_face=outcome.frames_without_face,
             faces_swapped=outcome.faces_swapped,
         ).SerializeToString()
+        return result
 
     async def _fetch(self, job: RunningJob, params: face_swap_pb2.FaceSwapParameters, tmp: Path) -> FaceSwapWork:
         job.emit(job_pb2.Progress(stage=job_pb2.STAGE_FETCHING_INPUTS, fraction=0.0))
