@@ -54,6 +54,8 @@ COPY viarte/ viarte/
 COPY services/__init__.py services/__init__.py
 COPY services/kit/ services/kit/
 COPY services/inference/ services/inference/
+# The model pull job also reads the render config (where the upscaler weights go).
+COPY services/render/__init__.py services/render/config.py services/render/
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
