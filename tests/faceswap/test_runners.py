@@ -65,3 +65,13 @@ async def test_process_runner(face_settings: FaceSwapConfig, tmp_path: Path) -> 
             await runner.run(_work(tmp_path / "c", frames=60), lambda p: None, lambda: True)
     finally:
         await runner.close()
+
+
+async def test_process_runner_without_models_reports_face_models_unavailable(tmp_path: Path) -> None:
+    runner = ProcessRunner(FaceSwapConfig(face_models_dir=str(tmp_path / "empty")))
+    try:
+        with pytest.raises(ServiceError) as info:
+            await runner.run(_work(tmp_path, video=False), lambda p: None, lambda: False)
+        assert (info.value.code.name, info.value.reason) == ("FAILED_PRECONDITION", "FACE_MODELS_UNAVAILABLE")
+    finally:
+        await runner.close()

@@ -224,20 +224,25 @@ class ThreadRunner:
 
 # Worker-process globals (set by the pool initializer).
 _worker_engine: FaceSwapEngine | None = None
+_worker_error: ServiceError | None = None
 _worker_progress: Any = None
 _worker_cancel: Any = None
 
 
 def _init_worker(settings: FaceSwapSettings, progress: Any, cancel: Any) -> None:
-    global _worker_engine, _worker_progress, _worker_cancel
-    _worker_engine = load_engine(settings)
+    global _worker_engine, _worker_error, _worker_progress, _worker_cancel
     _worker_progress, _worker_cancel = progress, cancel
+    try:
+        _worker_engine = load_engine(settings)
+    except ServiceError as err:  # e.g. FACE_MODELS_UNAVAILABLE: reported per job, not a dead pool
+        _worker_error = err
 
 
 def _work_in_worker(work: FaceSwapWork) -> tuple[Any, ...]:
     """Runs in the worker; errors travel back as plain tuples (ServiceError does not pickle)."""
-    assert _worker_engine is not None
     try:
+        if _worker_engine is None:
+            raise _worker_error or ServiceError.internal("WORKER_CRASHED", "face models failed to load")
         return ("ok", run_face_swap_work(_worker_engine, work, _worker_progress.put, _worker_cancel.is_set))
     except FaceSwapCancelled:
         return ("cancelled",)
