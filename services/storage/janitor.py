@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from services.kit.db import run_db
 from services.kit.errors import ServiceError
@@ -48,9 +48,12 @@ class Janitor:
         self.objects = objects
         self._task: asyncio.Task[None] | None = None
 
-    async def reconcile(self, *, orphan_grace_seconds: float | None = None) -> ReconcileReport:
+    async def reconcile(
+        self, *, orphan_grace_seconds: float | None = None, now: datetime | None = None
+    ) -> ReconcileReport:
+        """One round; `now` may be moved forward (operators draining uploads, tests)."""
         report = ReconcileReport()
-        now = utcnow()
+        now = now or utcnow()
         for row in await run_db(self.store.in_state, State.PENDING, now):
             # Tombstone first, so a concurrent CompleteUpload cannot commit what is being removed.
             if await run_db(self.store.update, row.id, [State.PENDING], state=State.DELETING):
@@ -77,9 +80,9 @@ class Janitor:
         await self.objects.delete_prefix(asset_prefix(owner_id, asset_id))
         await run_db(self.store.delete_row, asset_id)
 
-    async def _orphans(self, older_than: object, report: ReconcileReport) -> None:
-        objects = [o for o in await self.objects.list_objects("users/") if as_utc(o.last_modified) < older_than]  # type: ignore[operator]
-        uploads = [u for u in await self.objects.list_multipart_uploads("users/") if as_utc(u[2]) < older_than]  # type: ignore[operator]
+    async def _orphans(self, older_than: datetime, report: ReconcileReport) -> None:
+        objects = [o for o in await self.objects.list_objects("users/") if as_utc(o.last_modified) < older_than]
+        uploads = [u for u in await self.objects.list_multipart_uploads("users/") if as_utc(u[2]) < older_than]
         ids = {i for i in (_asset_id_of(o.key) for o in objects) if i} | {
             i for i in (_asset_id_of(u[0]) for u in uploads) if i
         }
