@@ -26,7 +26,8 @@ async def upload_media(storage_service, user, render_media) -> dict[str, str]:
         ("blue", render_media.blue, "video/mp4"),
         ("tone", render_media.tone, "audio/mp4"),
     ):
-        ids[key] = await storage_service.upload(user, Path(src.location).read_bytes(), Path(src.location).name, ctype)
+        data = await asyncio.to_thread(Path(src.location).read_bytes)
+        ids[key] = await storage_service.upload(user, data, Path(src.location).name, ctype)
     return ids
 
 

@@ -117,10 +117,14 @@ def build_tiny(path: Path, *, num_feat: int = 8, num_block: int = 1, num_grow_ch
     if path.exists():
         return path
     torch.manual_seed(seed)
-    model = RRDBNet(scale=2, num_feat=num_feat, num_block=num_block, num_grow_ch=num_grow_ch)
+    model = RRDBNet(scale=2, num_feat=num_feat, num_block=num_block, num_grow_ch=num_grow_ch).eval()
     with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(0.1)  # basicsr's default_init_weights scale: keeps the random net's output tame
+        # Calibrate the last layer so outputs span the picture range (mean 0.5, std 0.2) instead of
+        # a near-constant grey: then comparing a stored video with the network says something.
+        probe_out = model(torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(seed)))
+        gain = 0.2 / float(probe_out.std().clamp_min(1e-6))
+        model.conv_last.weight.mul_(gain)
+        model.conv_last.bias.mul_(gain).add_(0.5 - float(probe_out.mean()) * gain)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save({"params_ema": model.state_dict()}, tmp)
