@@ -100,7 +100,8 @@ async def test_sign_up_and_sign_in_in_chromium(editor_gateway: EnvoyProcess) -> 
         assert (artifacts / f"{shot}.png").stat().st_size > 1000
 
 
-async def _tiny_i2v_model(envoy: EnvoyProcess) -> str:
+async def _tiny_i2v_model(envoy: EnvoyProcess) -> tuple[str, str]:
+    """A tiny image-to-video model and a prompt it accepts (SVD is image-conditioned only)."""
     async with GrpcWebClient(envoy.url) as client:
         registered = await client.unary(
             "/viarte.auth.v1.AuthService/Register",
@@ -115,10 +116,16 @@ async def _tiny_i2v_model(envoy: EnvoyProcess) -> str:
             generation_pb2.ListModelsResponse,
             metadata=[("authorization", f"Bearer {registered.tokens.access_token}")],
         )
-    for model in models.models:
-        if model.tiny and generation_pb2.TASK_IMAGE_TO_VIDEO in model.tasks:
-            return model.id
-    pytest.skip("the mesh serves no tiny image-to-video model")
+    candidates = [m for m in models.models if m.tiny and generation_pb2.TASK_IMAGE_TO_VIDEO in m.tasks]
+    # Prefer a model that also takes a text prompt (Wan TI2V), so the prompt field is exercised too.
+    candidates.sort(key=lambda m: m.family == generation_pb2.MODEL_FAMILY_SVD)
+    if not candidates:
+        pytest.skip("the mesh serves no tiny image-to-video model")
+    model = candidates[0]
+    prompt = (
+        "" if model.family == generation_pb2.MODEL_FAMILY_SVD else "a small red ball rolling across a table"
+    )
+    return model.id, prompt
 
 
 def _ffprobe(path: Path) -> dict[str, Any]:
@@ -133,12 +140,20 @@ def _ffprobe(path: Path) -> dict[str, Any]:
 
 async def test_whole_flow_from_sign_up_to_downloaded_mp4(mesh: Any, editor_gateway: EnvoyProcess) -> None:
     mesh.require(*MESH_SERVICES)
-    model = await _tiny_i2v_model(editor_gateway)
+    model, prompt = await _tiny_i2v_model(editor_gateway)
     artifacts = ROOT / "test-artifacts" / "editor-e2e"
     output = ROOT / "test-artifacts" / "editor-e2e-export.mp4"
     output.unlink(missing_ok=True)
     result = await asyncio.to_thread(
-        _run_flow, editor_gateway, artifacts, "--model", model, "--out", str(output), timeout=1200
+        _run_flow,
+        editor_gateway,
+        artifacts,
+        "--model",
+        model,
+        f"--prompt={prompt}",
+        "--out",
+        str(output),
+        timeout=1200,
     )
 
     assert result["consoleErrors"] == []

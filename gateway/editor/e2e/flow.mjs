@@ -17,6 +17,7 @@ const { values: args } = parseArgs({
     artifacts: { type: "string" },
     image: { type: "string" },
     model: { type: "string", default: "" },
+    prompt: { type: "string", default: "a small red ball rolling across a wooden table" },
     out: { type: "string" },
     until: { type: "string", default: "" },
     chromium: { type: "string", default: "/usr/bin/chromium" },
@@ -124,7 +125,7 @@ try {
     if (args.model) await select.selectOption(args.model);
     await page.getByTestId("task-2").check(); // TASK_IMAGE_TO_VIDEO
     await page.getByTestId("image-select").selectOption(result.imageAssetId);
-    await page.fill("textarea[name=prompt]", "a small red ball rolling across a wooden table");
+    await page.fill("textarea[name=prompt]", args.prompt);
     await page.fill("input[name=seed]", "7");
     await shot("04-generate-form");
     await page.getByTestId("generate-button").click();

@@ -159,12 +159,12 @@ export function TimelineView(props: Props) {
                 )}
                 {track.type !== "text" && (
                   <button className="link small" title="Mute" onClick={() => props.onApply((tl) => setTrackFlags(tl, track.id, { muted: !track.muted }))}>
-                    {track.muted ? "🔇" : "🔊"}
+                    {track.muted ? "Unmute" : "Mute"}
                   </button>
                 )}
                 {track.type !== "audio" && (
                   <button className="link small" title="Hide" onClick={() => props.onApply((tl) => setTrackFlags(tl, track.id, { hidden: !track.hidden }))}>
-                    {track.hidden ? "◌" : "◉"}
+                    {track.hidden ? "Show" : "Hide"}
                   </button>
                 )}
               </div>

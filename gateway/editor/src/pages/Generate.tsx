@@ -209,7 +209,7 @@ export default function Generate() {
         </Field>
         <div className="row">
           <button type="button" onClick={() => void magicPrompt()} disabled={assistantReason !== null || enhancing || !form.prompt} title={assistantReason ?? "Expand the idea into a detailed prompt"} data-testid="magic-prompt">
-            {enhancing ? "Thinking…" : "✨ Magic Prompt"}
+            {enhancing ? "Thinking…" : "Magic Prompt"}
           </button>
           {assistantReason && <span className="muted small">Magic Prompt unavailable: {assistantReason}</span>}
         </div>
