@@ -5,11 +5,14 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import timestamp_pb2
+from sqlalchemy import exc as sa_exc
 
 from services.auth import credentials
 from services.auth.config import AuthConfig
@@ -32,6 +35,17 @@ _ROLE_TO_PROTO = {"user": auth_pb2.ROLE_USER, "admin": auth_pb2.ROLE_ADMIN}
 _PROTO_TO_ROLE = {v: k for k, v in _ROLE_TO_PROTO.items()}
 _SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 _INVALID_CREDENTIALS = "invalid email or password"
+T = TypeVar("T")
+
+
+async def _db(fn: Callable[..., T], *args: Any) -> T:
+    """Database work off the event loop; a database that is down or unreachable is UNAVAILABLE."""
+    try:
+        return await run_db(fn, *args)
+    except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError) as exc:
+        raise ServiceError.unavailable(
+            Reason.DATABASE_UNAVAILABLE, "the identity database is unavailable", retry_after=1.0
+        ) from exc
 
 
 def _ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -131,7 +145,7 @@ class LocalApiKeyResolver:
         self._store = store
 
     async def __call__(self, api_key: str) -> Principal:
-        found = await run_db(self._store.resolve_api_key, credentials.digest(api_key))
+        found = await _db(self._store.resolve_api_key, credentials.digest(api_key))
         if found is None:
             raise ServiceError.unauthenticated(Reason.TOKEN_INVALID, "invalid API key")
         key, user = found
@@ -193,7 +207,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
         v.raise_if_any(Reason.INVALID_ARGUMENT)
         password_hash = await run_db(self.hasher.hash, request.password)
         try:
-            user = await run_db(self.store.create_user, email, password_hash, display_name, "user")
+            user = await _db(self.store.create_user, email, password_hash, display_name, "user")
         except EmailTakenError:
             # Probing Register for taken emails is enumeration: it counts against the address only
             # (counting it against the account would let anyone lock a victim out).
@@ -219,7 +233,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
             )
         # No account has a password this long (the policy caps it); don't hash megabytes for nothing.
         password = request.password if len(request.password) <= self.policy.max_length else ""
-        user = await run_db(self.store.user_by_email, email)
+        user = await _db(self.store.user_by_email, email)
         # An unknown email is checked against a dummy hash: both failures cost one bcrypt round.
         ok = await run_db(self.hasher.verify, password, user.password_hash if user else None)
         if user is None or not ok or not password:
@@ -229,9 +243,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
             raise ServiceError.permission_denied(Reason.ACCOUNT_DISABLED, "this account is disabled")
         self.throttle.record_success(email)
         if self.hasher.needs_rehash(user.password_hash):
-            await run_db(
-                self.store.set_password_hash, user.id, await run_db(self.hasher.hash, request.password)
-            )
+            await _db(self.store.set_password_hash, user.id, await run_db(self.hasher.hash, request.password))
         tokens = await self._open_session(user, address)
         return auth_pb2.LoginResponse(user=user_proto(user), tokens=tokens)
 
@@ -240,7 +252,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
         refresh = credentials.new_refresh_token()
         refresh_expire = now + timedelta(seconds=self.config.refresh_token_ttl_seconds)
         session_expire = now + timedelta(seconds=self.config.session_ttl_seconds)
-        session = await run_db(
+        session = await _db(
             self.store.create_session,
             user.id,
             session_expire,
@@ -270,7 +282,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
             raise ServiceError.unauthenticated(Reason.TOKEN_INVALID, "invalid refresh token")
         successor = credentials.new_refresh_token()
         expire = utcnow() + timedelta(seconds=self.config.refresh_token_ttl_seconds)
-        result = await run_db(
+        result = await _db(
             self.store.rotate_refresh, credentials.digest(token), credentials.digest(successor), expire
         )
         match result.outcome:
@@ -305,11 +317,11 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
                 Reason.PERMISSION_DENIED, "API keys cannot manage credentials"
             )
         if principal.kind is PrincipalKind.USER:
-            user = await run_db(self.store.session_user, principal.session_id, principal.subject)
+            user = await _db(self.store.session_user, principal.session_id, principal.subject)
             if user is None:
                 raise ServiceError.unauthenticated(Reason.TOKEN_REVOKED, "session revoked")
         else:
-            user = await run_db(self.store.user, principal.subject)
+            user = await _db(self.store.user, principal.subject)
         if user is None or user.disabled:
             raise ServiceError.unauthenticated(Reason.TOKEN_REVOKED, "account disabled")
         return principal, user
@@ -325,7 +337,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
         self, request: auth_pb2.LogoutRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.LogoutResponse:
         principal, _ = await self._caller(user_session=True)
-        await run_db(self.store.revoke_session, principal.session_id, "logout")
+        await _db(self.store.revoke_session, principal.session_id, "logout")
         return auth_pb2.LogoutResponse()
 
     async def GetMe(
@@ -373,7 +385,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
         v.raise_if_any(Reason.INVALID_ARGUMENT)
         secret = credentials.new_api_key()
         expire = utcnow() + timedelta(seconds=request.ttl_seconds) if request.ttl_seconds else None
-        key = await run_db(
+        key = await _db(
             self.store.create_api_key,
             user.id,
             name,
@@ -388,14 +400,14 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
         self, request: auth_pb2.ListApiKeysRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.ListApiKeysResponse:
         _, user = await self._caller(user_session=True)
-        keys = await run_db(self.store.list_api_keys, user.id)
+        keys = await _db(self.store.list_api_keys, user.id)
         return auth_pb2.ListApiKeysResponse(api_keys=[api_key_proto(k) for k in keys])
 
     async def RevokeApiKey(
         self, request: auth_pb2.RevokeApiKeyRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.RevokeApiKeyResponse:
         _, user = await self._caller(user_session=True)
-        if not await run_db(self.store.revoke_api_key, user.id, request.id):
+        if not await _db(self.store.revoke_api_key, user.id, request.id):
             raise ServiceError.not_found(
                 Reason.API_KEY_NOT_FOUND, "API key not found", metadata={"id": request.id}
             )
@@ -416,7 +428,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
                 raise ServiceError.invalid_argument(
                     Reason.INVALID_PAGE_TOKEN, "malformed page_token"
                 ) from None
-        users = await run_db(self.store.list_users, after, size + 1)
+        users = await _db(self.store.list_users, after, size + 1)
         next_token = ""
         if len(users) > size:
             users = users[:size]
@@ -440,7 +452,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
             "admins cannot demote or disable themselves",
         )
         v.raise_if_any(Reason.INVALID_ARGUMENT)
-        user = await run_db(self.store.update_user, request.id, role, request.disabled)
+        user = await _db(self.store.update_user, request.id, role, request.disabled)
         if user is None:
             raise ServiceError.not_found(Reason.USER_NOT_FOUND, "user not found", metadata={"id": request.id})
         return auth_pb2.UpdateUserResponse(user=user_proto(user))
@@ -459,7 +471,7 @@ class AuthInternalServicer(auth_pb2_grpc.AuthInternalServiceServicer):  # type: 
         key = request.api_key
         found = None
         if key.startswith(credentials.API_KEY_PREFIX) and len(key) <= 200:
-            found = await run_db(self.store.resolve_api_key, credentials.digest(key))
+            found = await _db(self.store.resolve_api_key, credentials.digest(key))
         if found is None:
             raise ServiceError.unauthenticated(Reason.TOKEN_INVALID, "invalid API key")
         api_key, user = found

@@ -60,6 +60,43 @@ async def test_auth_service_on_postgresql(tmp_path: Path, postgres_database: Cal
         assert me.user.email == "pg@viarte.test"
 
 
+@pytest.mark.postgres
+async def test_database_outage_is_unavailable_not_a_crash(
+    tmp_path: Path, postgres_database: Callable[[], str]
+) -> None:
+    import psycopg
+
+    url = postgres_database()
+    server_dsn, name = url.replace("postgresql+psycopg://", "postgresql://").rsplit("/", 1)
+    config = test_auth_config(str(tmp_path), database_url=url)
+    async with running_auth(config) as auth, grpc.aio.insecure_channel(auth.address) as channel:
+        stub = auth_pb2_grpc.AuthServiceStub(channel)
+        registered = await stub.Register(
+            auth_pb2.RegisterRequest(email="db@viarte.test", password="outage drill")
+        )
+        metadata = (("authorization", f"Bearer {registered.tokens.access_token}"),)
+        with psycopg.connect(server_dsn + "/postgres", autocommit=True) as admin:
+            # Cut the pooled connections and hide the database: every reconnect now fails.
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+            )
+            admin.execute(f'ALTER DATABASE "{name}" RENAME TO "{name}_away"')  # type: ignore[arg-type]
+        try:
+            for call in (
+                stub.GetMe(auth_pb2.GetMeRequest(), metadata=metadata),
+                stub.Login(auth_pb2.LoginRequest(email="db@viarte.test", password="outage drill")),
+            ):
+                failure = await expect_failure(call)
+                assert (failure.code, failure.reason) == (grpc.StatusCode.UNAVAILABLE, "DATABASE_UNAVAILABLE")
+                assert failure.retry_after is not None
+        finally:
+            with psycopg.connect(server_dsn + "/postgres", autocommit=True) as admin:
+                admin.execute(f'ALTER DATABASE "{name}_away" RENAME TO "{name}"')  # type: ignore[arg-type]
+        # Back in service without a restart.
+        me = await stub.GetMe(auth_pb2.GetMeRequest(), metadata=metadata)
+        assert me.user.id == registered.user.id
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

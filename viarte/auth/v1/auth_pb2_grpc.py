@@ -32,7 +32,9 @@ class AuthServiceStub:
     Reasons: INVALID_EMAIL, WEAK_PASSWORD, EMAIL_TAKEN, INVALID_CREDENTIALS, TOO_MANY_ATTEMPTS,
     TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_REVOKED, REFRESH_TOKEN_REUSED, UNAUTHENTICATED,
     PERMISSION_DENIED, MISSING_SCOPE, API_KEY_NOT_FOUND, USER_NOT_FOUND, INVALID_ARGUMENT,
-    INVALID_PAGE_TOKEN, ACCOUNT_DISABLED.
+    INVALID_PAGE_TOKEN, ACCOUNT_DISABLED, DATABASE_UNAVAILABLE.
+    Any RPC may fail with UNAVAILABLE (DATABASE_UNAVAILABLE, with RetryInfo) while the identity
+    database is unreachable.
 
     Access tokens are JWTs (EdDSA/Ed25519, `kid` in the header, `iss`/`aud`/`exp`/`nbf`/`iat`/`jti`,
     `sub` = user id, `role`, `scope`, `sid` = session id). Services verify them locally with the keys
@@ -110,7 +112,9 @@ class AuthServiceServicer:
     Reasons: INVALID_EMAIL, WEAK_PASSWORD, EMAIL_TAKEN, INVALID_CREDENTIALS, TOO_MANY_ATTEMPTS,
     TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_REVOKED, REFRESH_TOKEN_REUSED, UNAUTHENTICATED,
     PERMISSION_DENIED, MISSING_SCOPE, API_KEY_NOT_FOUND, USER_NOT_FOUND, INVALID_ARGUMENT,
-    INVALID_PAGE_TOKEN, ACCOUNT_DISABLED.
+    INVALID_PAGE_TOKEN, ACCOUNT_DISABLED, DATABASE_UNAVAILABLE.
+    Any RPC may fail with UNAVAILABLE (DATABASE_UNAVAILABLE, with RetryInfo) while the identity
+    database is unreachable.
 
     Access tokens are JWTs (EdDSA/Ed25519, `kid` in the header, `iss`/`aud`/`exp`/`nbf`/`iat`/`jti`,
     `sub` = user id, `role`, `scope`, `sid` = session id). Services verify them locally with the keys
@@ -282,7 +286,9 @@ class AuthService:
     Reasons: INVALID_EMAIL, WEAK_PASSWORD, EMAIL_TAKEN, INVALID_CREDENTIALS, TOO_MANY_ATTEMPTS,
     TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_REVOKED, REFRESH_TOKEN_REUSED, UNAUTHENTICATED,
     PERMISSION_DENIED, MISSING_SCOPE, API_KEY_NOT_FOUND, USER_NOT_FOUND, INVALID_ARGUMENT,
-    INVALID_PAGE_TOKEN, ACCOUNT_DISABLED.
+    INVALID_PAGE_TOKEN, ACCOUNT_DISABLED, DATABASE_UNAVAILABLE.
+    Any RPC may fail with UNAVAILABLE (DATABASE_UNAVAILABLE, with RetryInfo) while the identity
+    database is unreachable.
 
     Access tokens are JWTs (EdDSA/Ed25519, `kid` in the header, `iss`/`aud`/`exp`/`nbf`/`iat`/`jti`,
     `sub` = user id, `role`, `scope`, `sid` = session id). Services verify them locally with the keys
