@@ -1,22 +1,26 @@
-"""The worker-side work and its runners (a thread, and a real spawned worker process)."""
+"""The worker-side work and its runners (a thread, a dedicated spawned process, the inference
+service's own device worker pool)."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from services.inference.faceswap.engine import FaceSwapCancelled
-from services.inference.faceswap.pipeline import Progress
 from services.inference.faceswap.settings import FaceSwapConfig
-from services.inference.faceswap.task import FaceSwapWork, ProcessRunner, ThreadRunner
+from services.inference.faceswap.task import KIND, FaceSwapWork, PoolRunner, ProcessRunner, ThreadRunner
 from services.kit.errors import ServiceError
+from services.kit.jobs import JobRecord, RunningJob
 from tests.faceswap.helpers import face_image, image_bytes, make_video
 from viarte.inference.v1 import face_swap_pb2
+from viarte.type.v1 import job_pb2
 
 
 def _work(tmp: Path, *, source_face: bool = True, frames: int = 6, video: bool = True) -> FaceSwapWork:
+    tmp.mkdir(parents=True, exist_ok=True)
     source = tmp / "source.png"
     source.write_bytes(image_bytes(face_image(96, 96, seed=2, face=source_face)))
     if video:
@@ -28,22 +32,39 @@ def _work(tmp: Path, *, source_face: bool = True, frames: int = 6, video: bool =
     return FaceSwapWork(str(target), video, str(source), str(tmp), options.SerializeToString())
 
 
+def _job(events: list[job_pb2.Progress], cancelled: bool = False) -> RunningJob:
+    record = JobRecord(
+        id="job-1", owner="u", kind=KIND, request_id="", parameters=b"", state=job_pb2.JOB_STATE_RUNNING, priority=0,
+        attempts=1, cancel_requested=False, create_us=0, start_us=None, end_us=None, result=None, error=None,
+        progress=job_pb2.Progress(), last_sequence=0,
+    )
+    job = RunningJob(record, lambda progress, droppable, time_us=None: events.append(progress))
+    if cancelled:
+        job._request_cancel()
+    return job
+
+
+def _frames(events: list[job_pb2.Progress]) -> list[int]:
+    return [p.frame for p in events if p.stage == job_pb2.STAGE_FACE_SWAP]
+
+
 async def test_thread_runner_video(face_settings: FaceSwapConfig, tmp_path: Path) -> None:
-    runner = ThreadRunner(face_settings)
-    seen: list[Progress] = []
-    outcome = await runner.run(_work(tmp_path), seen.append, lambda: False)
+    events: list[job_pb2.Progress] = []
+    outcome = await ThreadRunner(face_settings).run(_work(tmp_path), _job(events))
+    await asyncio.sleep(0)  # events hop back onto the loop
     assert (outcome.frame_count, outcome.frames_swapped, outcome.frames_without_face) == (6, 3, 3)
     assert outcome.content_type == "video/mp4" and outcome.output_path.endswith(".mp4")
-    assert [p.frame for p in seen if p.stage == "face_swap"] == [1, 2, 3, 4, 5, 6]
+    frames = _frames(events)
+    assert frames[0] == 1 and frames[-1] == 6 and frames == sorted(frames)  # throttled, first and last kept
+    assert events[-1].stage == job_pb2.STAGE_ENCODING
 
 
 async def test_thread_runner_image_and_no_face(face_settings: FaceSwapConfig, tmp_path: Path) -> None:
     runner = ThreadRunner(face_settings)
-    outcome = await runner.run(_work(tmp_path, video=False), lambda p: None, lambda: False)
+    outcome = await runner.run(_work(tmp_path, video=False), _job([]))
     assert outcome.content_type == "image/jpeg" and outcome.faces_swapped == 1
-    (tmp_path / "b").mkdir()
     with pytest.raises(ServiceError) as info:
-        await runner.run(_work(tmp_path / "b", source_face=False), lambda p: None, lambda: False)
+        await runner.run(_work(tmp_path / "b", source_face=False), _job([]))
     assert info.value.reason == "NO_FACE_IN_SOURCE"
 
 
@@ -51,18 +72,16 @@ async def test_process_runner(face_settings: FaceSwapConfig, tmp_path: Path) -> 
     """One spawned worker: the models load once there; errors and cancels come back as such."""
     runner = ProcessRunner(face_settings)
     try:
-        seen: list[Progress] = []
-        outcome = await runner.run(_work(tmp_path), seen.append, lambda: False)
+        events: list[job_pb2.Progress] = []
+        outcome = await runner.run(_work(tmp_path), _job(events))
         assert (outcome.frame_count, outcome.frames_swapped) == (6, 3)
         await asyncio.sleep(0.1)
-        assert {p.stage for p in seen} >= {"face_swap"}
-        (tmp_path / "b").mkdir()
+        assert _frames(events)[-1] == 6
         with pytest.raises(ServiceError) as info:
-            await runner.run(_work(tmp_path / "b", source_face=False), lambda p: None, lambda: False)
+            await runner.run(_work(tmp_path / "b", source_face=False), _job([]))
         assert (info.value.code.name, info.value.reason) == ("FAILED_PRECONDITION", "NO_FACE_IN_SOURCE")
-        (tmp_path / "c").mkdir()
         with pytest.raises(FaceSwapCancelled):
-            await runner.run(_work(tmp_path / "c", frames=60), lambda p: None, lambda: True)
+            await runner.run(_work(tmp_path / "c", frames=60), _job([], cancelled=True))
     finally:
         await runner.close()
 
@@ -71,7 +90,27 @@ async def test_process_runner_without_models_reports_face_models_unavailable(tmp
     runner = ProcessRunner(FaceSwapConfig(face_models_dir=str(tmp_path / "empty")))
     try:
         with pytest.raises(ServiceError) as info:
-            await runner.run(_work(tmp_path, video=False), lambda p: None, lambda: False)
+            await runner.run(_work(tmp_path, video=False), _job([]))
         assert (info.value.code.name, info.value.reason) == ("FAILED_PRECONDITION", "FACE_MODELS_UNAVAILABLE")
     finally:
         await runner.close()
+
+
+async def test_pool_runner_on_the_inference_device_worker(face_settings: FaceSwapConfig, tmp_path: Path) -> None:
+    """Kind "face_swap" on the inference service's own worker process (its task table)."""
+    from services.inference.worker.pool import WorkerPool
+    from services.inference.worker.protocol import WorkerSettings
+
+    fields = {f.name for f in dataclasses.fields(WorkerSettings)}
+    face = {k: v for k, v in dataclasses.asdict(face_settings).items() if k.startswith("face_") and k in fields}
+    if "face_use_tiny" not in face:
+        pytest.skip("WorkerSettings has no face_* fields yet (the worker would look for the real pack)")
+    pool = WorkerPool(WorkerSettings(scratch_dir=tmp_path / "scratch", **face), ("cpu",))
+    await pool.start()
+    try:
+        events: list[job_pb2.Progress] = []
+        outcome = await PoolRunner(pool).run(_work(tmp_path), _job(events))
+        assert (outcome.frame_count, outcome.frames_swapped, outcome.frames_without_face) == (6, 3, 3)
+        assert _frames(events)[-1] == 6
+    finally:
+        await pool.stop()

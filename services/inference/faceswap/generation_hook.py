@@ -18,7 +18,7 @@ from services.inference.faceswap.task import swap_generated_frames
 from viarte.inference.v1 import face_swap_pb2
 from viarte.type.v1 import job_pb2
 
-__all__ = ["ENGINE_RESOURCE", "face_settings", "swap_frames"]
+__all__ = ["ENGINE_RESOURCE", "face_settings", "swap_frames", "worker_engine"]
 
 ENGINE_RESOURCE = "face_swap_engine"
 # Where the face swap stage sits in a generation job's overall fraction (after load, denoise, decode).
@@ -35,7 +35,8 @@ def face_settings(worker_settings: Any) -> FaceSwapConfig:
     return FaceSwapConfig(**values)
 
 
-def _engine(ctx: Any) -> FaceSwapEngine:
+def worker_engine(ctx: Any) -> FaceSwapEngine:
+    """The worker's face engine, loaded on first use and kept in `ctx.resources`."""
     engine = ctx.resources.get(ENGINE_RESOURCE)
     if engine is None:
         engine = ctx.resources[ENGINE_RESOURCE] = load_engine(face_settings(ctx.settings))
@@ -46,7 +47,7 @@ def swap_frames(ctx: Any, engine_cls: type[FaceSwapEngine], frames: Any, options
     """(swapped frames, serialized FaceSwapResult). `options`: {"options": FaceSwapOptions bytes,
     "source": image bytes, "reference": image bytes or None}."""
     del engine_cls  # the engine class is this module's; the parameter keeps the caller's seam
-    engine = _engine(ctx)
+    engine = worker_engine(ctx)
     started = time.perf_counter()
 
     def on_frame(i: int, n: int) -> None:

@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import queue
+import shutil
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -52,10 +53,13 @@ __all__ = [
     "FaceSwapOutcome",
     "FaceSwapRunner",
     "FaceSwapWork",
+    "PoolRunner",
     "ProcessRunner",
+    "ProgressEvents",
     "ThreadRunner",
     "prepare_swap",
     "result_proto",
+    "run",
     "run_face_swap_work",
     "selector_mode",
     "swap_generated_frames",
@@ -180,18 +184,82 @@ def run_face_swap_work(
     )
 
 
+# -- progress: pipeline ticks -> job events ------------------------------------------------------
+_STAGES = {"face_swap": job_pb2.STAGE_FACE_SWAP, "encoding": job_pb2.STAGE_ENCODING}
+
+
+class ProgressEvents:
+    """Turns pipeline ticks into job `Progress` events; per-frame events are throttled to one per
+    0.1 s (the first and the last frame always go out) so long videos do not flood the event log."""
+
+    def __init__(self, emit: Callable[[job_pb2.Progress], None]) -> None:
+        self._emit = emit
+        self._last = 0.0
+
+    def __call__(self, p: Progress) -> None:
+        now = time.monotonic()
+        if p.stage == "face_swap" and 1 < p.frame < p.total_frames and now - self._last < _EMIT_INTERVAL:
+            return
+        self._last = now
+        fraction = 0.05 + 0.85 * p.frame / max(p.total_frames, 1) if p.stage == "face_swap" else 0.92
+        self._emit(job_pb2.Progress(
+            stage=_STAGES[p.stage], frame=p.frame, total_frames=p.total_frames, fps=p.fps, fraction=fraction
+        ))
+
+
+def _threadsafe_emit(job: RunningJob) -> Callable[[job_pb2.Progress], None]:
+    """`job.emit` callable from any thread (RunningJob lives on the event loop)."""
+    loop = asyncio.get_running_loop()
+
+    def emit(progress: job_pb2.Progress) -> None:
+        loop.call_soon_threadsafe(job.emit, progress)
+
+    return emit
+
+
+# -- the task in the inference worker (worker/tasks.py: kind "face_swap" -> run) ----------------
+def run(ctx: Any, payload: dict[str, Any]) -> dict[str, Any]:
+    """Worker task: `payload` holds the `FaceSwapWork` fields; the engine is the worker's one
+    (in `ctx.resources`, shared with the generation job's auto face swap)."""
+    from services.inference.faceswap.generation_hook import worker_engine
+    from services.inference.worker.protocol import TaskCancelled
+
+    work = FaceSwapWork(**payload)
+    try:
+        outcome = run_face_swap_work(worker_engine(ctx), work, ProgressEvents(ctx.emit), lambda: bool(ctx.cancelled))
+    except FaceSwapCancelled:
+        raise TaskCancelled(ctx.task_id) from None
+    return asdict(outcome)
+
+
 # -- runners: where the work runs -------------------------------------------------------------
 class FaceSwapRunner(Protocol):
-    async def run(
-        self, work: FaceSwapWork, on_progress: Callable[[Progress], None], cancelled: Callable[[], bool]
-    ) -> FaceSwapOutcome: ...
+    async def run(self, work: FaceSwapWork, job: RunningJob) -> FaceSwapOutcome: ...
 
     async def close(self) -> None: ...
 
 
+class PoolRunner:
+    """Runs the work on the inference service's device workers (`WorkerPool`, kind "face_swap"):
+    one process per device holds every model, face models included."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    async def run(self, work: FaceSwapWork, job: RunningJob) -> FaceSwapOutcome:
+        def forward(event: Any) -> None:
+            job.emit(job_pb2.Progress.FromString(event.progress), droppable=event.droppable, time_us=event.time_us)
+
+        out = await self.pool.run(KIND, asdict(work), forward, job)
+        return FaceSwapOutcome(**{f.name: out[f.name] for f in fields(FaceSwapOutcome)})
+
+    async def close(self) -> None:
+        pass  # the pool belongs to the server
+
+
 class ThreadRunner:
-    """Runs the work in a thread of this process with one engine (tests, benches, the worker
-    process itself). Jobs run one at a time: the models are not shared between threads."""
+    """Runs the work in a thread of this process with one engine (tests, benches). Jobs run one
+    at a time: the models are not shared between threads."""
 
     def __init__(self, settings: FaceSwapSettings | None = None, engine: FaceSwapEngine | None = None) -> None:
         if settings is None and engine is None:
@@ -206,17 +274,11 @@ class ThreadRunner:
             self._engine = await asyncio.to_thread(load_engine, self._settings)
         return self._engine
 
-    async def run(
-        self, work: FaceSwapWork, on_progress: Callable[[Progress], None], cancelled: Callable[[], bool]
-    ) -> FaceSwapOutcome:
+    async def run(self, work: FaceSwapWork, job: RunningJob) -> FaceSwapOutcome:
         async with self._lock:
             engine = await self._get_engine()
-            loop = asyncio.get_running_loop()
-
-            def forward(p: Progress) -> None:
-                loop.call_soon_threadsafe(on_progress, p)
-
-            return await asyncio.to_thread(run_face_swap_work, engine, work, forward, cancelled)
+            events = ProgressEvents(_threadsafe_emit(job))
+            return await asyncio.to_thread(run_face_swap_work, engine, work, events, lambda: job.cancelled)
 
     async def close(self) -> None:
         self._engine = None
@@ -251,8 +313,9 @@ def _work_in_worker(work: FaceSwapWork) -> tuple[Any, ...]:
 
 
 class ProcessRunner:
-    """One spawned worker process holding the engine (loaded once); progress and cancel travel
-    through a multiprocessing queue and event. A crashed worker fails the job and is replaced."""
+    """A dedicated spawned worker process holding the face engine (loaded once), for deployments
+    that keep face swap off the generation workers; progress and cancel travel through a
+    multiprocessing queue and event. A crashed worker fails the job and is replaced."""
 
     def __init__(self, settings: FaceSwapSettings) -> None:
         self._settings = settings
@@ -270,17 +333,15 @@ class ProcessRunner:
             )
         return self._pool
 
-    async def run(
-        self, work: FaceSwapWork, on_progress: Callable[[Progress], None], cancelled: Callable[[], bool]
-    ) -> FaceSwapOutcome:
+    async def run(self, work: FaceSwapWork, job: RunningJob) -> FaceSwapOutcome:
         async with self._lock:
             pool = self._ensure_pool()
             self._cancel.clear()
             _drain(self._progress)
             future = asyncio.wrap_future(pool.submit(_work_in_worker, work))
             stop = threading.Event()
-            loop = asyncio.get_running_loop()
-            pump = asyncio.create_task(asyncio.to_thread(self._pump, loop, on_progress, cancelled, stop))
+            events = ProgressEvents(_threadsafe_emit(job))
+            pump = asyncio.create_task(asyncio.to_thread(self._pump, events, lambda: job.cancelled, stop))
             try:
                 answer = await future
             except Exception as exc:  # the process died (BrokenProcessPool) or could not start
@@ -297,8 +358,7 @@ class ProcessRunner:
         outcome: FaceSwapOutcome = answer[1]
         return outcome
 
-    def _pump(self, loop: asyncio.AbstractEventLoop, on_progress: Callable[[Progress], None],
-              cancelled: Callable[[], bool], stop: threading.Event) -> None:
+    def _pump(self, events: ProgressEvents, cancelled: Callable[[], bool], stop: threading.Event) -> None:
         while not stop.is_set():
             if cancelled():
                 self._cancel.set()
@@ -306,7 +366,7 @@ class ProcessRunner:
                 item = self._progress.get(timeout=0.05)
             except queue.Empty:
                 continue
-            loop.call_soon_threadsafe(on_progress, item)
+            events(item)
 
     async def _reset(self) -> None:
         pool, self._pool = self._pool, None
@@ -326,9 +386,6 @@ def _drain(q: Any) -> None:
 
 
 # -- the server-side job handler ----------------------------------------------------------------
-_STAGES = {"face_swap": job_pb2.STAGE_FACE_SWAP, "encoding": job_pb2.STAGE_ENCODING}
-
-
 class FaceSwapJobHandler:
     """`HandlerExecutor`-compatible handler for kind ``face_swap``."""
 
@@ -340,11 +397,15 @@ class FaceSwapJobHandler:
     async def __call__(self, job: RunningJob) -> bytes:
         params = face_swap_pb2.FaceSwapParameters.FromString(job.parameters)
         if self.work_dir is not None:
-            self.work_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="faceswap-", dir=self.work_dir) as tmp:
+            await asyncio.to_thread(self.work_dir.mkdir, parents=True, exist_ok=True)
+        tmp = await asyncio.to_thread(tempfile.mkdtemp, prefix="faceswap-", dir=self.work_dir)
+        try:
             work = await self._fetch(job, params, Path(tmp))
             job.raise_if_cancelled()
-            outcome = await self._swap(job, work)
+            try:
+                outcome = await self.runner.run(work, job)
+            except FaceSwapCancelled:
+                raise JobCancelled(job.id) from None
             job.emit(job_pb2.Progress(stage=job_pb2.STAGE_UPLOADING, fraction=0.95))
             name = params.output_name or f"faceswap-{job.id[:8]}{outcome.suffix}"
             if not name.endswith(outcome.suffix):
@@ -353,6 +414,8 @@ class FaceSwapJobHandler:
                 job.owner, Path(outcome.output_path), name, outcome.content_type,
                 {"source": "face_swap", "job_id": job.id}, request_id=f"faceswap-{job.id}",
             )
+        finally:
+            await asyncio.to_thread(shutil.rmtree, tmp, True)
         result: bytes = face_swap_pb2.FaceSwapResult(
             asset_id=asset.id,
             frame_count=outcome.frame_count,
@@ -381,21 +444,3 @@ class FaceSwapJobHandler:
             options=options.SerializeToString(),
             reference_path=reference,
         )
-
-    async def _swap(self, job: RunningJob, work: FaceSwapWork) -> FaceSwapOutcome:
-        last = [0.0]
-
-        def on_progress(p: Progress) -> None:
-            now = time.monotonic()
-            if p.stage == "face_swap" and 1 < p.frame < p.total_frames and now - last[0] < _EMIT_INTERVAL:
-                return  # per-frame events are throttled; the first and the last always go out
-            last[0] = now
-            fraction = 0.05 + 0.85 * p.frame / max(p.total_frames, 1) if p.stage == "face_swap" else 0.92
-            job.emit(job_pb2.Progress(
-                stage=_STAGES[p.stage], frame=p.frame, total_frames=p.total_frames, fps=p.fps, fraction=fraction
-            ))
-
-        try:
-            return await self.runner.run(work, on_progress, lambda: job.cancelled)
-        except FaceSwapCancelled:
-            raise JobCancelled(job.id) from None
