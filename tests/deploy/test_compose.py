@@ -234,3 +234,42 @@ def test_make_secrets_is_idempotent_and_rotates_one_secret(tmp_path: Path) -> No
     assert len(first) == len(make.GENERATED) + len(make.PROVIDED)
     with pytest.raises(ValueError):
         make.make_secrets(directory, rotate=["groq_api_key"])
+
+
+def test_compose_file_has_no_duplicate_keys() -> None:
+    """Compose v2 parses YAML strictly: a repeated key (e.g. two `<<` merges) is an error there."""
+    import yaml
+
+    class Strict(yaml.SafeLoader):
+        pass
+
+    def mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+        keys = [k.value for k, _ in node.value]
+        assert len(keys) == len(set(keys)), f"line {node.start_mark.line + 1}: repeated keys"
+        return loader.construct_mapping(node)
+
+    Strict.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    for path in (COMPOSE, COMPOSE_TLS):
+        yaml.load(path.read_text(), Strict)  # a SafeLoader subclass
+
+
+def test_pull_job_and_services_agree_on_the_models(model: dict[str, Any], secrets_dir: Path) -> None:
+    services = model["services"]
+    job = environment(services["models"])
+    inference_cls, render_cls = config_class("inference"), config_class("render")
+    pulled = load_config(inference_cls, job)
+    served = load_config(inference_cls, _resolve_secret_paths(environment(services["inference"]), secrets_dir))
+    for name in ("models_dir", "models", "registry_path", "face_models_dir", "face_pack", "face_swapper"):
+        assert getattr(pulled, name) == getattr(served, name), name
+    assert served.models and not served.build_tiny_models and not served.allow_download
+    assert job["HF_HOME"] == environment(services["inference"])["HF_HOME"]  # the same hub cache
+    upscaler = load_config(render_cls, _resolve_secret_paths(environment(services["render"]), secrets_dir))
+    pulled_render = load_config(render_cls, job)
+    assert (pulled_render.model_dir, pulled_render.upscale_model) == (upscaler.model_dir, upscaler.upscale_model)
+    assert not upscaler.upscale_allow_tiny
+    from services.inference.models.registry import load_registry
+
+    registry = load_registry()
+    for model_id in served.models:
+        spec = registry.get(model_id)
+        assert spec is not None and not spec.tiny, f"{model_id} must be a real registry model"
