@@ -10,13 +10,15 @@ STAMP_DIR="$ROOT/.cache/bootstrap"
 mkdir -p "$STAMP_DIR"
 log() { printf '\033[1m[bootstrap]\033[0m %s\n' "$*" >&2; }
 
-# 1. Debian packages: ffmpeg (encode/probe), chromium (browser tests), postgresql (DB tests), fonts (text clips).
+# 1. Debian packages: ffmpeg (encode/probe), chromium (browser tests), postgresql (DB tests), fonts (text clips),
+#    docker-compose (validates deploy/compose.yaml; no container engine needed).
 need_apt=()
 command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
 command -v chromium >/dev/null || need_apt+=(chromium)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)
 command -v node >/dev/null || need_apt+=(nodejs npm)
+command -v docker-compose >/dev/null || need_apt+=(docker-compose)  # tests/deploy: `docker-compose config`
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
