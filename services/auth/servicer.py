@@ -222,7 +222,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
         self, request: auth_pb2.LoginRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.LoginResponse:
         address = client_address(context, self.config.trusted_proxies)
-        # Invalid addresses are throttled and answered like unknown ones (no enumeration either way).
+        # Malformed emails are throttled and answered like unknown ones (no enumeration either way).
         email = normalize_email(request.email) or request.email.strip().lower()[:320]
         wait = self.throttle.retry_after(email, address)
         if wait > 0:
@@ -231,12 +231,12 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
                 "too many failed sign-in attempts; try again later",
                 retry_after=wait,
             )
-        # No account has a password this long (the policy caps it); don't hash megabytes for nothing.
-        password = request.password if len(request.password) <= self.policy.max_length else ""
-        user = await _db(self.store.user_by_email, email)
-        # An unknown email is checked against a dummy hash: both failures cost one bcrypt round.
-        ok = await run_db(self.hasher.verify, password, user.password_hash if user else None)
-        if user is None or not ok or not password:
+        self.throttle.begin(email, address)
+        try:
+            user = await self._check_password(email, request.password)
+        finally:
+            self.throttle.end(email, address)
+        if user is None:
             self.throttle.record_failure(email, address)
             raise ServiceError.unauthenticated(Reason.INVALID_CREDENTIALS, _INVALID_CREDENTIALS)
         if user.disabled:
@@ -246,6 +246,16 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
             await _db(self.store.set_password_hash, user.id, await run_db(self.hasher.hash, request.password))
         tokens = await self._open_session(user, address)
         return auth_pb2.LoginResponse(user=user_proto(user), tokens=tokens)
+
+    async def _check_password(self, email: str, password: str) -> User | None:
+        """The user if the password is theirs. An unknown email is checked against a dummy hash, so
+        both failures cost one bcrypt round."""
+        # No account has a password this long (the policy caps it); don't hash megabytes for nothing.
+        if len(password) > self.policy.max_length:
+            password = ""
+        user = await _db(self.store.user_by_email, email)
+        ok = await run_db(self.hasher.verify, password, user.password_hash if user else None)
+        return user if user is not None and ok and password else None
 
     async def _open_session(self, user: User, address: str) -> auth_pb2.TokenPair:
         now = utcnow()

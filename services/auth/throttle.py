@@ -11,6 +11,10 @@ from dataclasses import dataclass
 __all__ = ["LoginThrottle", "ThrottleRule"]
 
 
+# Suggested wait when the budget is taken by attempts still in flight (they finish within a second).
+_BUSY_RETRY_SECONDS = 1.0
+
+
 @dataclass(frozen=True)
 class ThrottleRule:
     """`max_failures` within `window_seconds` locks the key for `lockout_seconds`."""
@@ -34,12 +38,31 @@ class _Counter:
         self._clock = clock
         self._max_keys = max_keys
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._in_flight: dict[str, int] = {}
 
     def retry_after(self, key: str) -> float:
+        now = self._clock()
         entry = self._entries.get(key)
-        if entry is None:
-            return 0.0
-        return max(0.0, entry.locked_until - self._clock())
+        locked = max(0.0, entry.locked_until - now) if entry is not None else 0.0
+        if locked > 0:
+            return locked
+        # Attempts still being verified count as failures-to-be: a burst of concurrent guesses
+        # cannot all slip past the check before the first of them is recorded.
+        cutoff = now - self.rule.window_seconds
+        recent = sum(1 for t in entry.failures if t > cutoff) if entry is not None else 0
+        if recent + self._in_flight.get(key, 0) >= self.rule.max_failures:
+            return _BUSY_RETRY_SECONDS
+        return 0.0
+
+    def begin(self, key: str) -> None:
+        self._in_flight[key] = self._in_flight.get(key, 0) + 1
+
+    def end(self, key: str) -> None:
+        left = self._in_flight.get(key, 0) - 1
+        if left > 0:
+            self._in_flight[key] = left
+        else:
+            self._in_flight.pop(key, None)
 
     def fail(self, key: str) -> float:
         """Record one failure; the lockout it triggers in seconds, or 0."""
@@ -83,6 +106,15 @@ class LoginThrottle:
         """Seconds until a login for this account from this address may be tried; 0 = allowed now."""
         wait = max(self._account.retry_after(email), self._address.retry_after(address))
         return float(math.ceil(wait)) if wait > 0 else 0.0
+
+    def begin(self, email: str, address: str) -> None:
+        """An attempt is being verified; pair with `end` (in a finally)."""
+        self._account.begin(email)
+        self._address.begin(address)
+
+    def end(self, email: str, address: str) -> None:
+        self._account.end(email)
+        self._address.end(address)
 
     def record_failure(self, email: str, address: str) -> float:
         wait = max(self._account.fail(email), self._address.fail(address))

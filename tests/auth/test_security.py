@@ -4,6 +4,7 @@ a check that refuses everything fails the control)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -227,6 +228,21 @@ async def test_brute_force_locks_the_account(strict_auth) -> None:
     await strict_auth.Login(
         auth_pb2.LoginRequest(email=other, password=other_password), metadata=_from("10.1.0.9")
     )
+
+
+async def test_a_burst_of_concurrent_guesses_gets_no_more_than_the_limit(strict_auth) -> None:
+    email, _ = await _register(strict_auth)
+    calls = [
+        expect_failure(
+            strict_auth.Login(
+                auth_pb2.LoginRequest(email=email, password=f"burst {i}"), metadata=_from(f"10.5.0.{i}")
+            )
+        )
+        for i in range(12)
+    ]
+    reasons = [f.reason for f in await asyncio.gather(*calls)]
+    assert reasons.count("INVALID_CREDENTIALS") <= 3, reasons
+    assert reasons.count("TOO_MANY_ATTEMPTS") >= 9, reasons
 
 
 async def test_brute_force_locks_the_client_address(strict_auth) -> None:

@@ -94,6 +94,20 @@ def test_throttle_account_and_address() -> None:
     assert throttle.retry_after("other", "3.3.3.3") == 120
 
 
+def test_throttle_counts_attempts_in_flight() -> None:
+    throttle = LoginThrottle(ThrottleRule(3, 60, 30), ThrottleRule(10, 60, 30), clock=FakeClock())
+    for _ in range(3):
+        assert throttle.retry_after("a", "1.1.1.1") == 0
+        throttle.begin("a", "1.1.1.1")
+    assert throttle.retry_after("a", "1.1.1.2") > 0  # three guesses are already being checked
+    throttle.end("a", "1.1.1.1")
+    throttle.record_success("a")
+    assert throttle.retry_after("a", "1.1.1.2") == 0
+    throttle.end("a", "1.1.1.1")
+    throttle.end("a", "1.1.1.1")
+    assert throttle._account._in_flight == {} and throttle._address._in_flight == {}
+
+
 def test_throttle_memory_is_bounded() -> None:
     throttle = LoginThrottle(ThrottleRule(3, 60, 30), ThrottleRule(3, 60, 30), max_keys=10)
     for i in range(100):
