@@ -157,15 +157,8 @@ async def test_whole_flow_from_sign_up_to_downloaded_mp4(mesh: Any, editor_gatew
     )
 
     assert result["consoleErrors"] == []
-    assert [s["name"] for s in result["steps"]] == [
-        "register",
-        "login",
-        "upload",
-        "generate",
-        "edit",
-        "export",
-        "download",
-    ]
+    steps = ["register", "login", "upload", "generate", "edit", "export", "download", "conflict"]
+    assert [s["name"] for s in result["steps"]] == steps
 
     # Progress arrived as it streamed: several distinct step/frame readings, spread over time.
     progress = result["generationProgress"]
@@ -178,7 +171,11 @@ async def test_whole_flow_from_sign_up_to_downloaded_mp4(mesh: Any, editor_gatew
     trim = result["trim"]
     assert trim["videoAfter"] < trim["videoBefore"]
     assert trim["imageAfter"] < trim["imageBefore"]
+    assert result["undoRedo"] == {"undone": trim["imageBefore"], "redone": trim["imageAfter"]}
     assert result["textClips"] == 1
+    # The second tab saved first: the first tab's autosave is refused and the user is told.
+    assert result["conflictReason"] == "ETAG_MISMATCH"
+    assert result["textClipsAfterReload"] == 2
     assert result["renderProgress"][-1]["percent"] == 100
 
     probe = _ffprobe(output)

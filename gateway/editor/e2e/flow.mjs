@@ -175,6 +175,13 @@ try {
     const imageAfter = Number(await v2.first().getAttribute("data-duration"));
     result.trim = { videoBefore: before, videoAfter: after, imageBefore, imageAfter };
 
+    // Undo restores the image's length, redo trims it again.
+    await page.getByTestId("undo").click();
+    const undone = Number(await v2.first().getAttribute("data-duration"));
+    await page.getByTestId("redo").click();
+    const redone = Number(await v2.first().getAttribute("data-duration"));
+    result.undoRedo = { undone, redone };
+
     await page.getByTestId("add-text").click();
     await page.getByTestId("clip-text").fill("Hello from Viarte");
     result.textClips = await page.locator("[data-testid=lane-t1] [data-testid=clip][data-type=text]").count();
@@ -214,6 +221,30 @@ try {
     const [download] = await Promise.all([page.waitForEvent("download", { timeout: 30_000 }), page.getByTestId("download-link").click()]);
     await download.saveAs(args.out);
     result.downloadName = download.suggestedFilename();
+  });
+
+  // Two tabs on one project: the second saves first, so the first one's autosave is refused
+  // (ABORTED, ETAG_MISMATCH) and the editor says so instead of overwriting.
+  await step("conflict", async () => {
+    await page.getByRole("link", { name: "← Back to the editor" }).click();
+    await page.getByTestId("editor-page").waitFor();
+    const editorUrl = page.url();
+    const other = await context.newPage();
+    other.on("console", (msg) => {
+      if (msg.type() === "error") result.consoleErrors.push(`tab 2: ${msg.text()}`);
+    });
+    await other.goto(editorUrl);
+    await other.getByTestId("editor-page").waitFor();
+    await other.getByTestId("add-text").click();
+    await other.waitForSelector("[data-testid=save-state][data-state=saved]");
+    await page.getByTestId("add-text").click();
+    await page.getByTestId("conflict-banner").waitFor();
+    result.conflictReason = await page.getByTestId("error-banner").getAttribute("data-reason");
+    await shot("10-editor-conflict");
+    await page.getByTestId("conflict-banner").getByRole("button").click();
+    await page.waitForSelector("[data-testid=save-state][data-state=saved]");
+    result.textClipsAfterReload = await page.locator("[data-testid=lane-t1] [data-testid=clip]").count();
+    await other.close();
   });
 } catch (err) {
   result.error = String(err?.stack ?? err);
