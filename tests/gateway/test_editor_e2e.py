@@ -191,5 +191,6 @@ async def test_whole_flow_from_sign_up_to_downloaded_mp4(mesh: Any, editor_gatew
         "06-generate-done",
         "07-editor",
         "09-export-done",
+        "10-editor-conflict",
     ):
         assert (artifacts / f"{shot}.png").exists(), shot
