@@ -26,7 +26,7 @@ class AuthConfig(ServiceConfig):
     service_token_ttl_seconds: int = 600
     # The active signing key is replaced this often; the old one verifies until its tokens expired.
     signing_key_rotation_seconds: int = 7 * 86_400
-    # How often the server checks whether the key is due (and prunes keys past not_after).
+    # How often the server checks whether the key is due (and prunes old keys and expired sessions).
     key_check_interval_seconds: float = 3600.0
     # Cache lifetimes handed to verifiers (ListPublicKeys, VerifyApiKey): bound revocation lag.
     public_keys_max_age_seconds: int = 300

@@ -46,15 +46,17 @@ def _bootstrap_admin(config: AuthConfig, store: Store, hasher: PasswordHasher) -
     _log.info("auth.bootstrap_admin_created", email=email)
 
 
-async def _key_maintenance(keys: KeyStore, interval: float) -> None:
-    """Rotates the signing key when it is due and drops keys that can no longer verify anything."""
+async def _maintenance(keys: KeyStore, store: Store, interval: float) -> None:
+    """Rotates the signing key when it is due, drops keys that can no longer verify anything and
+    purges expired sessions."""
     while True:
         await asyncio.sleep(interval)
         try:
             await run_db(keys.ensure_active)
             await run_db(keys.prune)
+            await run_db(store.purge_expired)
         except Exception:  # the database may be briefly down; try again next round
-            _log.exception("auth.key_maintenance_failed")
+            _log.exception("auth.maintenance_failed")
 
 
 async def build(config: AuthConfig) -> tuple[grpc.aio.Server, int]:
@@ -80,7 +82,7 @@ async def build(config: AuthConfig) -> tuple[grpc.aio.Server, int]:
         ],
         authenticator=authenticator,
     )
-    maintenance = asyncio.create_task(_key_maintenance(keys, config.key_check_interval_seconds))
+    maintenance = asyncio.create_task(_maintenance(keys, store, config.key_check_interval_seconds))
 
     async def _close() -> None:
         maintenance.cancel()

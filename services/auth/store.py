@@ -205,6 +205,16 @@ class Store:
         s.add(sess)
         return RefreshResult(RefreshOutcome.REUSED)
 
+    def purge_expired(self) -> int:
+        """Deletes sessions and refresh tokens past their expiry (refused anyway); keeps tables small."""
+        now = utcnow()
+        with self._session() as s, s.begin():
+            tokens = s.execute(sa.delete(RefreshToken).where(col(RefreshToken.expire_time) < now))
+            expired = select(AuthSession.id).where(col(AuthSession.expire_time) < now)
+            family = s.execute(sa.delete(RefreshToken).where(col(RefreshToken.session_id).in_(expired)))
+            sessions = s.execute(sa.delete(AuthSession).where(col(AuthSession.expire_time) < now))
+        return sum(int(getattr(r, "rowcount", 0)) for r in (tokens, family, sessions))
+
     # -- API keys ------------------------------------------------------------------------------
     def create_api_key(
         self,

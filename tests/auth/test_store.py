@@ -112,6 +112,39 @@ def test_expired_refresh_token(engine: Engine) -> None:
     assert store.rotate_refresh(credentials.digest(token), "x", later).outcome is RefreshOutcome.EXPIRED
 
 
+def test_purge_expired_sessions_and_tokens(engine: Engine) -> None:
+    store = Store(engine)
+    user_id = _user(store)
+    live_sid, live_token = _session(store, user_id)
+    past, later = utcnow() - timedelta(seconds=1), utcnow() + timedelta(hours=1)
+    dead = store.create_session(user_id, past, credentials.digest("rt_dead"), later, "")
+    store.create_session(user_id, later, credentials.digest("rt_stale"), past, "")
+    assert store.purge_expired() == 3  # the stale token, the dead session's token, the dead session
+    assert store.session_active(live_sid) and not store.session_active(dead.id)
+    new = credentials.new_refresh_token()
+    assert (
+        store.rotate_refresh(credentials.digest(live_token), credentials.digest(new), later).outcome
+        is RefreshOutcome.OK
+    )
+
+
+def test_migrations_downgrade_and_upgrade_again(engine: Engine) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import inspect as sa_inspect
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "base")
+    assert not [t for t in sa_inspect(engine).get_table_names() if t.startswith("auth_")]
+    upgrade(engine, MIGRATIONS)
+    assert {"auth_user", "auth_session", "auth_refresh_token", "auth_api_key", "auth_signing_key"} <= set(
+        sa_inspect(engine).get_table_names()
+    )
+
+
 def test_disabling_a_user_revokes_sessions_and_api_keys(engine: Engine) -> None:
     store = Store(engine)
     user_id = _user(store)
