@@ -225,10 +225,11 @@ def materialize_copies(dockerfile: Dockerfile, ignore: DockerIgnore, target: Pat
 # compose
 
 
-def compose_model(*files: Path, tmp: Path) -> dict[str, Any]:
+def compose_model(*files: Path, tmp: Path, env_file: Path | None = None) -> dict[str, Any]:
     """`docker-compose config` of the files: the model compose itself resolved (anchors, defaults)."""
-    env_file = tmp / "empty.env"
-    env_file.write_text("")
+    if env_file is None:  # not the host's deploy/.env: the defaults written in compose
+        env_file = tmp / "empty.env"
+        env_file.write_text("")
     args = ["docker-compose", "--env-file", str(env_file)]
     for f in files:
         args += ["-f", str(f)]

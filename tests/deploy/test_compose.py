@@ -273,3 +273,13 @@ def test_pull_job_and_services_agree_on_the_models(model: dict[str, Any], secret
     for model_id in served.models:
         spec = registry.get(model_id)
         assert spec is not None and not spec.tiny, f"{model_id} must be a real registry model"
+
+
+def test_env_example_settings_all_reach_compose(tmp_path: Path) -> None:
+    example = DEPLOY / ".env.example"
+    names = [line.split("=", 1)[0] for line in example.read_text().splitlines() if line and not line.startswith("#")]
+    text = COMPOSE.read_text() + COMPOSE_TLS.read_text()
+    unused = [n for n in names if n != "COMPOSE_PROJECT_NAME" and "${" + n not in text]
+    assert not unused, f".env.example settings nobody reads: {unused}"
+    model = compose_model(COMPOSE, COMPOSE_TLS, tmp=tmp_path, env_file=example)
+    assert environment(model["services"]["inference"])["VIARTE_INFERENCE_MODELS"]
