@@ -52,7 +52,7 @@ class StorageConfig(ServiceConfig):
     # Streaming through the service: part size of the S3 multipart upload (>= 5 MiB), parts in
     # flight at once, and the chunk size of DownloadAsset messages. Memory per stream is bounded by
     # about stream_part_bytes * (stream_parts_in_flight + 1).
-    stream_part_bytes: int = 8 * MIB
+    stream_part_bytes: int = 5 * MIB
     stream_parts_in_flight: int = 2
     download_chunk_bytes: int = 1 * MIB
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
@@ -301,7 +301,9 @@ class MultipartWriter:
         self.part_bytes, self.parts_in_flight = part_bytes, parts_in_flight
         self.size = 0
         self._sha = hashlib.sha256()
-        self._buffer = bytearray()
+        # Received chunks not yet sent, joined only when a part is full (one copy per part).
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
         self._upload_id: str | None = None
         self._inflight: list[asyncio.Task[tuple[int, str]]] = []
         self._parts: list[tuple[int, str]] = []
@@ -314,11 +316,24 @@ class MultipartWriter:
     async def write(self, data: bytes) -> None:
         self._sha.update(data)
         self.size += len(data)
-        self._buffer += data
-        while len(self._buffer) >= self.part_bytes:
-            part = bytes(self._buffer[: self.part_bytes])
-            del self._buffer[: self.part_bytes]
-            await self._send(part)
+        self._pending.append(data)
+        self._pending_bytes += len(data)
+        if self._pending_bytes >= self.part_bytes:
+            joined = b"".join(self._pending)
+            self._pending.clear()
+            cut = len(joined) - len(joined) % self.part_bytes
+            exact = len(joined) == self.part_bytes  # the usual case: no slicing copy at all
+            for offset in range(0, cut, self.part_bytes):
+                await self._send(joined if exact else joined[offset : offset + self.part_bytes])
+            if cut < len(joined):
+                self._pending.append(joined[cut:])
+            self._pending_bytes = len(joined) - cut
+
+    def _take_pending(self) -> bytes:
+        data = b"".join(self._pending)
+        self._pending.clear()
+        self._pending_bytes = 0
+        return data
 
     async def _send(self, part: bytes) -> None:
         if self._upload_id is None:
@@ -336,12 +351,10 @@ class MultipartWriter:
     async def close(self) -> None:
         """Finishes the object (the bytes become visible under the key)."""
         if self._upload_id is None:
-            await self.store.put(self.key, bytes(self._buffer), self.content_type)
-            self._buffer.clear()
+            await self.store.put(self.key, self._take_pending(), self.content_type)
             return
-        if self._buffer:
-            await self._send(bytes(self._buffer))
-            self._buffer.clear()
+        if self._pending_bytes:
+            await self._send(self._take_pending())
         while self._inflight:
             self._parts.append(await self._inflight.pop(0))
         await self.store.complete_multipart(self.key, self._upload_id, self._parts)
@@ -352,14 +365,9 @@ class MultipartWriter:
             task.cancel()
         await asyncio.gather(*self._inflight, return_exceptions=True)
         self._inflight.clear()
-        self._buffer.clear()
+        self._take_pending()
         if self._upload_id is not None:
             try:
                 await self.store.abort_multipart(self.key, self._upload_id)
             except (ServiceError, ClientError):
                 _log.warning("s3.abort_failed", key=self.key)
-
-
-def _chunks(data: bytes, size: int) -> Iterator[bytes]:
-    for i in range(0, len(data), size):
-        yield data[i : i + size]

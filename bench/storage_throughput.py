@@ -1,0 +1,342 @@
+"""Storage throughput: gRPC streaming vs direct boto3 against the same SeaweedFS, in one run.
+
+    .venv/bin/python bench/storage_throughput.py [--mb 200] [--repeat 2]
+
+Starts SeaweedFS (free ports), an in-process auth server (to sign in a user) and the storage service
+as a subprocess (`python -m services.storage`, configured through its environment) so that its
+resident memory can be watched from outside. Prints, side by side:
+  - upload:   UploadAsset stream (incl. sha256, ffprobe, commit)  vs  boto3 upload_fileobj
+  - download: DownloadAsset stream                                 vs  boto3 download_fileobj
+  - presigned PUT with plain HTTP (http.client)                   vs  boto3 put_object
+and the service's peak RSS growth during the streaming transfers (goal: ratio >= 0.8, growth < 64 MB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import http.client
+import io
+import os
+import secrets
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+import grpc
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from services.auth.config import AuthConfig  # noqa: E402
+from services.auth.server import build as build_auth  # noqa: E402
+from services.kit.config import Secret  # noqa: E402
+from services.kit.probe import check  # noqa: E402
+from services.kit.server import stop  # noqa: E402
+from services.storage.s3server import free_port, start_s3_server  # noqa: E402
+from viarte.auth.v1 import auth_pb2, auth_pb2_grpc  # noqa: E402
+from viarte.storage.v1 import storage_pb2, storage_pb2_grpc  # noqa: E402
+
+MB = 1_000_000
+CHUNK = 1024 * 1024
+BUCKET = "viarte-bench"
+
+
+def wav_bytes(size: int) -> bytes:
+    """A valid 16-bit mono WAV of `size` bytes (noise), so the service's checks and ffprobe pass."""
+    data_len = size - 44
+    header = b"RIFF" + struct.pack("<I", 36 + data_len) + b"WAVE"
+    header += b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, 48_000, 96_000, 2, 16)
+    header += b"data" + struct.pack("<I", data_len)
+    return header + os.urandom(data_len)
+
+
+class RssWatcher:
+    """Samples VmRSS of a process every few ms in a thread; `peak_growth` is relative to the start."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.base = self.peak = self.rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def rss(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.rss())
+            time.sleep(0.005)
+
+    def __enter__(self) -> RssWatcher:
+        self.base = self.peak = self.rss()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak_growth(self) -> int:
+        return self.peak - self.base
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+async def atimed(coro: Any) -> tuple[float, Any]:
+    t = time.perf_counter()
+    result = await coro
+    return time.perf_counter() - t, result
+
+
+def storage_env(
+    port: int, data_dir: Path, s3: Any, auth: AuthConfig, auth_port: int, extra: dict[str, str]
+) -> dict[str, str]:
+    env = dict(os.environ)
+    values = {
+        "PORT": port,
+        "METRICS_PORT": -1,
+        "DATA_DIR": data_dir,
+        "LOG_LEVEL": "WARNING",
+        "AUTH_ADDRESS": f"127.0.0.1:{auth_port}",
+        "INTERNAL_SECRET": auth.internal_secret.reveal(),
+        "JWT_ISSUER": auth.jwt_issuer,
+        "JWT_AUDIENCE": auth.jwt_audience,
+        "S3_ENDPOINT": s3.endpoint,
+        "S3_ACCESS_KEY": s3.access_key,
+        "S3_SECRET_KEY": s3.secret_key,
+        "S3_BUCKET": BUCKET,
+        **extra,
+    }
+    env.update({f"VIARTE_STORAGE_{k}": str(v) for k, v in values.items()})
+    return env
+
+
+async def run(mb: int, repeat: int, extra: dict[str, str]) -> None:
+    size = mb * MB
+    tmp = Path(tempfile.mkdtemp(prefix="storage-bench-"))
+    print(f"payload: {size / MB:.0f} MB WAV; repeat {repeat}; SeaweedFS + storage service subprocess")
+    data = wav_bytes(size)
+    digest = hashlib.sha256(data).hexdigest()
+
+    s3 = await start_s3_server(tmp / "s3", 0, "bench-" + secrets.token_hex(4), secrets.token_urlsafe(24))
+    auth_config = AuthConfig(
+        port=0, metrics_port=-1, data_dir=str(tmp / "auth"), bcrypt_cost=4, log_level="WARNING",
+        internal_secret=Secret(secrets.token_urlsafe(16)),
+    )
+    auth_server, auth_port = await build_auth(auth_config)
+    await auth_server.start()
+    port = free_port()
+    service = subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is measured
+        [sys.executable, "-m", "services.storage"],
+        cwd=ROOT, env=storage_env(port, tmp / "storage", s3, auth_config, auth_port, extra),
+    )
+    try:
+        address = f"127.0.0.1:{port}"
+        for _ in range(300):
+            if await asyncio.to_thread(check, address, "", 0.5):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise RuntimeError("storage service did not become healthy")
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{auth_port}") as auth_channel:
+            registered = await auth_pb2_grpc.AuthServiceStub(auth_channel).Register(
+                auth_pb2.RegisterRequest(email=f"bench-{secrets.token_hex(4)}@viarte.test", password="pw-" + secrets.token_hex(8))
+            )
+        md = (("authorization", f"Bearer {registered.tokens.access_token}"),)
+        boto = boto3.client(
+            "s3", endpoint_url=s3.endpoint, aws_access_key_id=s3.access_key, aws_secret_access_key=s3.secret_key,
+            region_name="us-east-1", config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"),
+        )
+        transfer = TransferConfig()  # boto3 defaults: 8 MB parts, 10 threads
+        options = [("grpc.max_receive_message_length", 16 * CHUNK)]
+        async with grpc.aio.insecure_channel(address, options=options) as channel:
+            stub = storage_pb2_grpc.StorageServiceStub(channel)
+
+            async def grpc_upload() -> str:
+                async def requests() -> AsyncIterator[storage_pb2.UploadAssetRequest]:
+                    yield storage_pb2.UploadAssetRequest(
+                        metadata=storage_pb2.UploadMetadata(name="bench.wav", content_type="audio/wav", sha256=digest)
+                    )
+                    view = memoryview(data)
+                    for i in range(0, size, CHUNK):
+                        yield storage_pb2.UploadAssetRequest(chunk=bytes(view[i : i + CHUNK]))
+
+                answer = await stub.UploadAsset(requests(), metadata=md, timeout=600)
+                return str(answer.asset.id)
+
+            async def grpc_download(asset_id: str) -> int:
+                h, n = hashlib.sha256(), 0
+                async for m in stub.DownloadAsset(storage_pb2.DownloadAssetRequest(asset_id=asset_id), metadata=md, timeout=600):
+                    n += len(m.chunk)
+                    h.update(m.chunk)
+                assert n == size and h.hexdigest() == digest
+                return n
+
+            def boto_download() -> None:
+                h = hashlib.sha256()
+
+                class Sink(io.RawIOBase):
+                    def writable(self) -> bool:
+                        return True
+
+                    def write(self, b: Any) -> int:
+                        h.update(b)
+                        return len(b)
+
+                boto.download_fileobj(BUCKET, "bench/direct.wav", Sink(), Config=transfer)
+
+            def put_direct() -> None:
+                boto.put_object(Bucket=BUCKET, Key="bench/put.wav", Body=data, ContentType="audio/wav")
+
+            # Warm-up: one multipart-sized upload/download so that lazy imports, botocore's operation
+            # models, thread pools and connection pools are in place before memory is watched.
+            warm = await grpc_upload_small(stub, md)
+            async for _ in stub.DownloadAsset(storage_pb2.DownloadAssetRequest(asset_id=warm), metadata=md):
+                pass
+
+            results: dict[str, list[float]] = {k: [] for k in ("grpc_up", "boto_up", "grpc_down", "boto_down", "http_put", "boto_put")}
+            growth = {"upload": 0, "download": 0}
+            asset_id = ""
+            for _ in range(repeat):
+                watcher = RssWatcher(service.pid)
+                with watcher:
+                    t, asset_id = await atimed(grpc_upload())
+                results["grpc_up"].append(t)
+                growth["upload"] = max(growth["upload"], watcher.peak_growth)
+                results["boto_up"].append(await asyncio.to_thread(
+                    timed, lambda: boto.upload_fileobj(io.BytesIO(data), BUCKET, "bench/direct.wav", Config=transfer)
+                ))
+                watcher = RssWatcher(service.pid)
+                with watcher:
+                    t, _ = await atimed(grpc_download(asset_id))
+                results["grpc_down"].append(t)
+                growth["download"] = max(growth["download"], watcher.peak_growth)
+                results["boto_down"].append(await asyncio.to_thread(timed, boto_download))
+
+                created = await stub.CreateUpload(
+                    storage_pb2.CreateUploadRequest(name="p.wav", content_type="audio/wav", size_bytes=size, sha256=digest),
+                    metadata=md,
+                )
+                t, etags = await asyncio.to_thread(presigned_upload, created, data)
+                results["http_put"].append(t)
+                await stub.CompleteUpload(
+                    storage_pb2.CompleteUploadRequest(asset_id=created.asset_id, parts=etags), metadata=md
+                )
+                results["boto_put"].append(await asyncio.to_thread(timed, put_direct))
+                await stub.DeleteAsset(storage_pb2.DeleteAssetRequest(asset_id=asset_id), metadata=md)
+                await stub.DeleteAsset(storage_pb2.DeleteAssetRequest(asset_id=created.asset_id), metadata=md)
+        report(results, growth, size)
+    finally:
+        service.terminate()
+        service.wait(30)
+        await stop(auth_server, grace=0.5)
+        await s3.stop()
+
+
+def http_put(url: str, body: bytes | memoryview, headers: dict[str, str]) -> str:
+    """A presigned PUT with the standard library's HTTP client: no SDK, no signing on our side."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=600)
+    try:
+        conn.request("PUT", f"{parts.path}?{parts.query}", body=body, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"presigned PUT answered {response.status}")
+        return str(response.getheader("etag", ""))
+    finally:
+        conn.close()
+
+
+def presigned_upload(created: Any, data: bytes) -> tuple[float, list[Any]]:
+    """What a browser does: one PUT, or the parts' PUTs four at a time (like browsers' connection
+    limit per host). Returns (seconds, CompletedParts)."""
+    t = time.perf_counter()
+    if created.url:
+        http_put(created.url, data, dict(created.required_headers))
+        return time.perf_counter() - t, []
+    view, offsets, offset = memoryview(data), [], 0
+    for part in created.parts:
+        offsets.append((part, offset))
+        offset += part.size_bytes
+
+    def put(item: tuple[Any, int]) -> Any:
+        part, start = item
+        etag = http_put(part.url, view[start : start + part.size_bytes], {})
+        return storage_pb2.CompletedPart(part_number=part.part_number, etag=etag)
+
+    with ThreadPoolExecutor(4) as pool:
+        etags = list(pool.map(put, offsets))
+    return time.perf_counter() - t, etags
+
+
+async def grpc_upload_small(stub: Any, md: Any) -> str:
+    small = wav_bytes(24 * 1024 * 1024)
+
+    async def requests() -> AsyncIterator[storage_pb2.UploadAssetRequest]:
+        yield storage_pb2.UploadAssetRequest(metadata=storage_pb2.UploadMetadata(name="w.wav", content_type="audio/wav"))
+        for i in range(0, len(small), CHUNK):
+            yield storage_pb2.UploadAssetRequest(chunk=small[i : i + CHUNK])
+
+    return str((await stub.UploadAsset(requests(), metadata=md)).asset.id)
+
+
+def report(results: dict[str, list[float]], growth: dict[str, int], size: int) -> None:
+    def mbps(key: str) -> float:
+        return size / MB / statistics.median(results[key]) if results[key] else float("nan")
+
+    rows = [
+        ("upload", "gRPC UploadAsset", "grpc_up", "boto3 upload_fileobj", "boto_up"),
+        ("download", "gRPC DownloadAsset", "grpc_down", "boto3 download_fileobj", "boto_down"),
+        ("presigned PUT", "http.client PUT(s)", "http_put", "boto3 put_object", "boto_put"),
+    ]
+    print()
+    print(f"{'':14} {'ours':24} {'MB/s':>8}   {'baseline':24} {'MB/s':>8}   {'ratio':>6}  goal")
+    for label, ours, ok, base, bk in rows:
+        ratio = mbps(ok) / mbps(bk)
+        goal = ">=0.8 " + ("ok" if ratio >= 0.8 else "MISSED")
+        print(f"{label:14} {ours:24} {mbps(ok):8.1f}   {base:24} {mbps(bk):8.1f}   {ratio:6.2f}  {goal}")
+    print()
+    for phase, grown in growth.items():
+        verdict = "ok" if grown < 64 * 1024 * 1024 else "MISSED"
+        print(f"storage service peak RSS growth during {phase}: {grown / 2**20:6.1f} MiB  (goal < 64 MiB: {verdict})")
+    print("(times are medians; upload includes the service's sha256, ffprobe and metadata commit)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mb", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="extra StorageConfig field for the service, e.g. --set stream_part_bytes=5242880")
+    args = parser.parse_args()
+    extra = dict(item.split("=", 1) for item in args.set)
+    if extra:
+        print("service config:", extra)
+    asyncio.run(run(args.mb, args.repeat, {k.upper(): v for k, v in extra.items()}))
+
+
+if __name__ == "__main__":
+    main()
