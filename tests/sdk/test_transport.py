@@ -1,0 +1,253 @@
+"""The SDK's transport behaviour over a real loopback gRPC server with scripted failures."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+import pytest_asyncio
+
+from tests.sdk.scripted import Script, ScriptedGeneration, start_scripted
+from viarte import AsyncClient, Client, RetryPolicy, Tokens, generation_parameters
+from viarte._sync import LoopThread
+from viarte.errors import Cancelled, DeadlineExceeded, InvalidArgument, JobFailed, NotFound, Unavailable
+from viarte.inference.v1 import generation_pb2, generation_pb2_grpc
+from viarte.jobs import JobState, Stage
+
+FAST = RetryPolicy(initial_backoff=0.01, max_backoff=0.05, max_attempts=4)
+PARAMS = generation_parameters(model="tiny-wan-t2v", prompt="a red fox", num_frames=5)
+
+
+class Scripted:
+    def __init__(self, server: grpc.aio.Server, port: int, servicer: ScriptedGeneration) -> None:
+        self.server, self.port, self.servicer = server, port, servicer
+
+    @property
+    def record(self):  # type: ignore[no-untyped-def]
+        return self.servicer.record
+
+    def client(self, **kw) -> AsyncClient:  # type: ignore[no-untyped-def]
+        kw.setdefault("retry", FAST)
+        return AsyncClient({"inference": f"127.0.0.1:{self.port}"}, **kw)
+
+
+@pytest_asyncio.fixture
+async def scripted(request: pytest.FixtureRequest) -> AsyncIterator[Scripted]:
+    script = getattr(request, "param", None) or Script()
+    server, port, servicer = await start_scripted(script)
+    yield Scripted(server, port, servicer)
+    await server.stop(0)
+
+
+def with_script(**kw):  # type: ignore[no-untyped-def]
+    return pytest.mark.parametrize("scripted", [Script(**kw)], indirect=True, ids=[""])
+
+
+@with_script(unavailable_times=2, retry_after=0.3)
+async def test_unavailable_twice_then_success_honours_retry_info(scripted: Scripted) -> None:
+    async with scripted.client() as client:
+        models = await client.generation.list_models()
+    assert [m.id for m in models] == ["tiny-wan-t2v"]
+    times = scripted.record.attempts["ListModels"]
+    assert len(times) == 3
+    # The backoff is 10-50 ms, but the server's RetryInfo asked for 300 ms: it wins.
+    assert all(b - a >= 0.29 for a, b in zip(times, times[1:], strict=False))
+    # One logical call: every attempt carries the same request id.
+    ids = {md["x-request-id"] for md in scripted.record.metadata}
+    assert len(ids) == 1
+
+
+@with_script(unavailable_times=100)
+async def test_unavailable_gives_up_after_max_attempts(scripted: Scripted) -> None:
+    async with scripted.client(retry=RetryPolicy(initial_backoff=0.01, max_attempts=3)) as client:
+        with pytest.raises(Unavailable) as caught:
+            await client.generation.list_models()
+    assert caught.value.reason == "WARMING_UP"
+    assert caught.value.domain == "viarte.inference"
+    assert len(scripted.record.attempts["ListModels"]) == 3
+
+
+@with_script(create_unavailable_times=1)
+async def test_create_is_retried_with_its_request_id_and_makes_one_job(scripted: Scripted) -> None:
+    async with scripted.client() as client:
+        job = await client.generation.create(PARAMS)
+    ids = scripted.record.request_ids
+    assert len(ids) == 2 and ids[0] == ids[1] and len(ids[0]) >= 16
+    assert job.request_id == ids[0]
+    assert len(scripted.servicer.jobs) == 1
+
+
+@with_script(create_unavailable_times=1)
+async def test_call_without_request_id_is_never_retried(scripted: Scripted) -> None:
+    async with scripted.client() as client:
+        stub = client.transport.stub(generation_pb2_grpc.GenerationServiceStub, "inference")
+        request = generation_pb2.CreateGenerationJobRequest(parameters=PARAMS)  # no request_id
+        with pytest.raises(Unavailable):
+            await client.transport.unary(stub.CreateGenerationJob, request, retry=bool(request.request_id))
+    assert len(scripted.record.attempts["CreateGenerationJob"]) == 1
+
+
+@with_script(get_delay=3.0)
+async def test_per_call_deadline_expires(scripted: Scripted) -> None:
+    async with scripted.client() as client:
+        job = await client.generation.create(PARAMS)
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded):
+            await client.generation.get(job.id, timeout=0.3)
+        assert time.monotonic() - started < 2.0
+
+
+@with_script(get_delay=3.0)
+async def test_client_default_deadline_applies(scripted: Scripted) -> None:
+    async with scripted.client(timeout=0.3) as client:
+        job = await client.generation.create(PARAMS)
+        with pytest.raises(DeadlineExceeded):
+            await client.generation.get(job.id)
+
+
+@with_script()
+async def test_invalid_argument_carries_field_violations(scripted: Scripted) -> None:
+    bad = generation_parameters(model="tiny-wan-t2v", prompt="", width=17)
+    async with scripted.client() as client:
+        with pytest.raises(InvalidArgument) as caught:
+            await client.generation.create(bad)
+        with pytest.raises(NotFound) as missing:
+            await client.generation.get("nope")
+    err = caught.value
+    assert err.reason == "INVALID_PARAMETERS"
+    assert [(v.field, v.description) for v in err.field_violations] == [
+        ("parameters.width", "must be a multiple of 16"),
+        ("parameters.prompt", "must not be empty"),
+    ]
+    assert err.request_id  # the id the SDK sent, to find the server's log line
+    assert missing.value.reason == "JOB_NOT_FOUND"
+    assert len(scripted.record.attempts["CreateGenerationJob"]) == 1  # never retried
+
+
+@pytest.mark.parametrize(
+    "scripted", [Script(drop_after=3), Script(drop_after=3, drop_with_error=False)], indirect=True,
+    ids=["unavailable", "clean-end"],
+)
+async def test_watch_resumes_after_dropped_stream(scripted: Scripted) -> None:
+    async with scripted.client() as client:
+        job = await client.generation.create(PARAMS)
+        updates = [u async for u in client.generation.watch(job.id)]
+    assert scripted.record.after_sequences == [0, 3]
+    assert updates[0].snapshot and updates[0].state is JobState.QUEUED
+    sequences = [u.sequence for u in updates[1:]]
+    assert sequences == list(range(1, 9))  # every event once, in order, across the reconnect
+    steps = [u.step for u in updates if u.stage is Stage.DENOISING]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert updates[-1].terminal and updates[-1].job.result.video_asset_id == "asset-result"
+
+
+@with_script()
+async def test_run_returns_the_finished_job_with_progress(scripted: Scripted) -> None:
+    seen: list[str] = []
+    async with scripted.client() as client:
+        job = await client.generation.run(PARAMS, on_progress=lambda u: seen.append(u.describe()))
+    assert job.result.video_asset_id == "asset-result"
+    assert "denoising step 3/6" in seen and seen[-1] == "succeeded"
+
+
+@with_script(final_state=4)
+async def test_failed_job_raises_job_failed_with_reason(scripted: Scripted) -> None:
+    async with scripted.client() as client:
+        with pytest.raises(JobFailed) as caught:
+            await client.generation.run(PARAMS)
+    assert caught.value.reason == "OUT_OF_MEMORY"
+    assert caught.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert caught.value.job.status.state == 4
+
+
+@with_script(hang_watch=True)
+async def test_asyncio_cancellation_cancels_the_job(scripted: Scripted) -> None:
+    async with scripted.client() as client:
+        task = asyncio.create_task(client.generation.run(PARAMS))
+        while "WatchGenerationJob" not in scripted.record.attempts:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert scripted.record.cancels == ["job-1"]
+
+
+@with_script(hang_watch=True)
+async def test_wait_timeout_cancels_when_asked(scripted: Scripted) -> None:
+    async with scripted.client() as client:
+        with pytest.raises(DeadlineExceeded):
+            await client.generation.run(PARAMS, timeout=0.3)
+    assert scripted.record.cancels == ["job-1"]
+
+
+def test_sync_client_ctrl_c_cancels_the_job() -> None:
+    server_loop = LoopThread()
+    server, port, servicer = server_loop.run(start_scripted(Script(hang_watch=True)))
+    try:
+        def interrupt_when_watching() -> None:
+            deadline = time.monotonic() + 10
+            while "WatchGenerationJob" not in servicer.record.attempts and time.monotonic() < deadline:
+                time.sleep(0.01)
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C
+
+        with Client({"inference": f"127.0.0.1:{port}"}, retry=FAST) as client:
+            threading.Thread(target=interrupt_when_watching, daemon=True).start()
+            with pytest.raises(KeyboardInterrupt):
+                client.generation.run(PARAMS)
+        assert servicer.record.cancels == ["job-1"]
+    finally:
+        server_loop.run(server.stop(0))
+        server_loop.close()
+
+
+def test_sync_client_watch_and_errors() -> None:
+    server_loop = LoopThread()
+    server, port, _servicer = server_loop.run(start_scripted(Script(drop_after=2)))
+    try:
+        with Client({"inference": f"127.0.0.1:{port}"}, retry=FAST) as client:
+            job = client.generation.create(PARAMS)
+            updates = list(client.generation.watch(job.id))
+            assert updates[-1].state is JobState.SUCCEEDED
+            with pytest.raises(NotFound):
+                client.generation.get("missing")
+    finally:
+        server_loop.run(server.stop(0))
+        server_loop.close()
+
+
+# -- tokens, against the real auth service -------------------------------------------------------
+def _tokens(user, access_expires_in: float) -> Tokens:  # type: ignore[no-untyped-def]
+    now = time.time()
+    return Tokens(user.access_token, now + access_expires_in, user.refresh_token, now + 3600)
+
+
+@with_script()
+async def test_expired_token_is_refreshed_once_and_the_call_retried(scripted: Scripted, auth_service, user_factory) -> None:  # type: ignore[no-untyped-def]
+    user = await user_factory()
+    scripted.servicer.script.expired_tokens.add(user.access_token)
+    saved: list[Tokens] = []
+    endpoints = {"auth": auth_service.address, "inference": f"127.0.0.1:{scripted.port}"}
+    async with AsyncClient(endpoints, tokens=_tokens(user, 600), on_tokens=saved.append, retry=FAST) as client:
+        await client.generation.list_models()
+    assert len(saved) == 1 and saved[0].refresh_token != user.refresh_token
+    assert scripted.record.tokens == [user.access_token, saved[0].access_token]
+
+
+@with_script()
+async def test_token_near_expiry_is_refreshed_once_for_concurrent_calls(scripted: Scripted, auth_service, user_factory) -> None:  # type: ignore[no-untyped-def]
+    user = await user_factory()
+    saved: list[Tokens] = []
+    endpoints = {"auth": auth_service.address, "inference": f"127.0.0.1:{scripted.port}"}
+    async with AsyncClient(endpoints, tokens=_tokens(user, 5), on_tokens=saved.append, retry=FAST) as client:
+        await asyncio.gather(*(client.generation.list_models() for _ in range(5)))
+        # A second refresh with the rotated token would have revoked the session: this proves it didn't.
+        me = await client.auth.me()
+    assert me.user.id == user.id
+    assert len(saved) == 1
+    assert set(scripted.record.tokens) == {saved[0].access_token}
