@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ctypes
 import json
 import os
@@ -77,10 +78,12 @@ class WeedPorts:
 
     @classmethod
     def for_s3_port(cls, s3_port: int) -> WeedPorts:
-        """Defaults for the other ports, or all-free ports when `s3_port` is 0."""
-        if s3_port == 0:
-            return cls.free()
-        return cls(s3=s3_port)
+        """The defaults for S3 on 8333; all-free ports for 0; otherwise S3 on `s3_port` and free ports
+        for the internal components (a second instance must not collide with the default one)."""
+        if s3_port == cls.s3:
+            return cls()
+        free = cls.free()
+        return free if s3_port == 0 else dataclasses.replace(free, s3=s3_port)
 
     @classmethod
     def free(cls, host: str = "127.0.0.1") -> WeedPorts:
