@@ -64,7 +64,7 @@ class ChatClient:
     def configured(self) -> bool:
         return self._client is not None
 
-    def _require(self) -> groq.AsyncGroq:
+    def require(self) -> groq.AsyncGroq:
         if self._client is None:
             raise ServiceError.failed_precondition(
                 "ASSISTANT_NOT_CONFIGURED", "the assistant has no API key configured on this deployment"
@@ -73,14 +73,14 @@ class ChatClient:
 
     async def complete(self, messages: list[dict[str, Any]], **kwargs: Any) -> Any:
         """One non-streamed completion (a groq `ChatCompletion`)."""
-        client = self._require()
+        client = self.require()
         return await self._with_retries(
             lambda: client.chat.completions.create(model=self.model, messages=messages, stream=False, **kwargs)  # type: ignore[arg-type]
         )
 
     async def stream(self, messages: list[dict[str, Any]], **kwargs: Any) -> AsyncIterator[Any]:
         """Streamed chunks; retried only until the stream is open (nothing was sent on yet)."""
-        client = self._require()
+        client = self.require()
         chunks: Any = await self._with_retries(
             lambda: client.chat.completions.create(model=self.model, messages=messages, stream=True, **kwargs)  # type: ignore[arg-type]
         )

@@ -109,7 +109,7 @@ class AssistantServicer(assistant_pb2_grpc.AssistantServiceServicer):  # type: i
     ) -> assistant_pb2.EnhancePromptResponse:
         # 1. who, configured, valid, within the user's rate
         user = current_principal().user_id
-        self.client._require()
+        self.client.require()
         max_words = _check_enhance(request)
         self.limiter.acquire(user)
         # 2. ask the model for a JSON object
@@ -130,7 +130,7 @@ class AssistantServicer(assistant_pb2_grpc.AssistantServiceServicer):  # type: i
         self, request: assistant_pb2.ChatRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[assistant_pb2.ChatResponse]:
         user = current_principal().user_id
-        self.client._require()
+        self.client.require()
         _check_chat(request)
         self.limiter.acquire(user)
         messages = self._chat_messages(request)
