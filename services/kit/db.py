@@ -14,7 +14,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import create_engine
 
-__all__ = ["make_engine", "run_alembic_env", "run_db", "upgrade"]
+__all__ = ["make_engine", "run_alembic_env", "run_db", "upgrade", "version_table"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -50,6 +50,11 @@ def upgrade(engine: Engine, migrations_dir: Path) -> None:
         command.upgrade(cfg, "head")
 
 
+def version_table(script_location: str | Path) -> str:
+    """``alembic_version_<service>``: services sharing one database keep separate histories."""
+    return f"alembic_version_{Path(script_location).resolve().parent.name}"
+
+
 def run_alembic_env(target_metadata: Any) -> None:
     """The body of every service's ``migrations/env.py``: online migrations on the connection that
     :func:`upgrade` passes in (or the URL given with ``alembic -x url=...``)."""
@@ -68,6 +73,7 @@ def _migrate(context: Any, connection: Any, target_metadata: Any) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
+        version_table=version_table(context.config.get_main_option("script_location") or "."),
         render_as_batch=connection.dialect.name == "sqlite",
     )
     with context.begin_transaction():

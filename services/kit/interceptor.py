@@ -92,10 +92,16 @@ class _Edge:
         metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
         kit_auth._request_id.set(metadata.get("x-request-id") or uuid.uuid4().hex)
         authenticator = self.interceptor._authenticator
+        if self.policy.anonymous:
+            # A stale token sent along with Login or Refresh must not block the call that renews it.
+            try:
+                principal = await authenticator.authenticate(metadata) if authenticator is not None else None
+            except ServiceError:
+                principal = None
+            kit_auth._principal.set(principal)
+            return
         principal = await authenticator.authenticate(metadata) if authenticator is not None else None
         kit_auth._principal.set(principal)
-        if self.policy.anonymous:
-            return
         if principal is None:
             raise ServiceError.unauthenticated("UNAUTHENTICATED", "credentials required", domain="viarte.auth")
         if self.policy.internal and not principal.is_service:

@@ -253,3 +253,44 @@ def _sample(text: str, name: str, method: str, *labels: str) -> float:
         if line.startswith(name + "{") and f'method="{method}"' in line and all(lbl in line for lbl in labels):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"no sample {name} {method} {labels}")
+
+
+async def test_stale_token_does_not_block_anonymous_methods(server):
+    _, channel = server
+    md = (("authorization", "Bearer not-a-jwt"),)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await auth_pb2_grpc.AuthServiceStub(channel).Register(auth_pb2.RegisterRequest(email="x", password="y"), metadata=md)
+    assert _info(err.value).reason == "WEAK_PASSWORD"  # reached the handler
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await auth_pb2_grpc.AuthServiceStub(channel).GetMe(auth_pb2.GetMeRequest(), metadata=md)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_verified_tokens_are_cached_until_expiry(signing_key, monkeypatch):
+    import services.kit.auth as kit_auth_module
+
+    decoded = []
+    real_decode = kit_auth_module.decode_token
+
+    def counting_decode(*args, **kwargs):
+        decoded.append(1)
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(kit_auth_module, "decode_token", counting_decode)
+    keys = StaticKeys(signing_key.verification_key())
+    authenticator = Authenticator(CONFIG, key_source=keys, api_key_resolver=_no_api_keys)
+    fresh = token(signing_key, sub="cached")
+    first = await authenticator.verify_access_token(fresh)
+    second = await authenticator.verify_access_token(fresh)
+    assert first == second and first.subject == "cached"
+    assert len(decoded) == 1  # the second call was answered from the cache
+    # Retiring the key (emergency rotation) is honoured at once, cache or not.
+    keys.keys[signing_key.kid] = signing_key.verification_key(not_after=0.0)
+    with pytest.raises(ServiceError):
+        await authenticator.verify_access_token(fresh)
+    expired = issue_token(signing_key, subject="old", issuer="test-issuer", audience="test-aud", ttl_seconds=-60,
+                          claims={"typ": "access"})
+    for _ in range(2):
+        with pytest.raises(ServiceError) as err:
+            await authenticator.verify_access_token(expired)
+        assert err.value.reason == "TOKEN_EXPIRED"
