@@ -284,13 +284,13 @@ async def test_verified_tokens_are_cached_until_expiry(signing_key, monkeypatch)
     second = await authenticator.verify_access_token(fresh)
     assert first == second and first.subject == "cached"
     assert len(decoded) == 1  # the second call was answered from the cache
-    # Retiring the key (emergency rotation) is honoured at once, cache or not.
-    keys.keys[signing_key.kid] = signing_key.verification_key(not_after=0.0)
-    with pytest.raises(ServiceError):
-        await authenticator.verify_access_token(fresh)
     expired = issue_token(signing_key, subject="old", issuer="test-issuer", audience="test-aud", ttl_seconds=-60,
                           claims={"typ": "access"})
     for _ in range(2):
         with pytest.raises(ServiceError) as err:
             await authenticator.verify_access_token(expired)
         assert err.value.reason == "TOKEN_EXPIRED"
+    # Retiring the key (emergency rotation) is honoured at once, cache or not.
+    keys.keys[signing_key.kid] = signing_key.verification_key(not_after=0.0)
+    with pytest.raises(ServiceError):
+        await authenticator.verify_access_token(fresh)
