@@ -122,7 +122,11 @@ export default function Generate() {
             latest = j;
             setActive(j);
           },
-          setView,
+          (v) => {
+            setView(v);
+            // Keep the job list's badge in step with the stream.
+            setJobs((js) => js.map((x) => (x.id === job.id && x.status ? { ...x, status: { ...x.status, state: v.state } } : x)));
+          },
           controller.signal,
         );
         if (final.state === JobState.SUCCEEDED) {
