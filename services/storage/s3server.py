@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import ctypes
+import dataclasses
 import json
 import os
 import shutil
