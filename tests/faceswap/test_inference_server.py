@@ -1,0 +1,53 @@
+"""Face swap and the assistant as assembled in the real inference server (`build_inference`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import pytest
+import pytest_asyncio
+
+from tests.faceswap.helpers import face_image, image_bytes
+from tests.fixtures.inference import running_inference, test_inference_config
+from viarte.errors import from_rpc_error
+from viarte.inference.v1 import assistant_pb2, assistant_pb2_grpc, face_swap_pb2, face_swap_pb2_grpc
+from viarte.type.v1 import job_pb2
+
+F = face_swap_pb2
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def inference(tmp_path_factory: Any, auth_service: Any, storage_service: Any, face_settings: Any) -> Any:
+    config = test_inference_config(
+        tmp_path_factory.mktemp("inference-faces"), auth_service, storage_service,
+        face_models_dir=face_settings.face_models_dir, face_use_tiny=True, face_det_size=320,
+        face_providers=("CPUExecutionProvider",),
+    )
+    async with running_inference(config) as service:
+        yield service
+
+
+async def test_face_swap_job_on_the_inference_server(inference: Any, storage_service: Any, user_factory: Any) -> None:
+    user = await user_factory()
+    target = await storage_service.upload(user, image_bytes(face_image(96, 96, seed=1)), "t.png", "image/png")
+    source = await storage_service.upload(user, image_bytes(face_image(96, 96, seed=2)), "s.png", "image/png")
+    stub = face_swap_pb2_grpc.FaceSwapServiceStub(inference.channel)
+    params = F.FaceSwapParameters(target_asset_id=target, options=F.FaceSwapOptions(source_face_asset_id=source))
+    job = (await stub.CreateFaceSwapJob(F.CreateFaceSwapJobRequest(parameters=params), metadata=user.metadata)).job
+    async for _ in stub.WatchFaceSwapJob(F.WatchFaceSwapJobRequest(id=job.id), metadata=user.metadata, timeout=120):
+        pass
+    job = (await stub.GetFaceSwapJob(F.GetFaceSwapJobRequest(id=job.id), metadata=user.metadata)).job
+    assert job.status.state == job_pb2.JOB_STATE_SUCCEEDED, job.status.error
+    assert job.result.frames_swapped == 1
+    assert (await storage_service.download(user, job.result.asset_id)).startswith(b"\x89PNG")
+
+
+async def test_assistant_without_key_on_the_inference_server(inference: Any, user_factory: Any) -> None:
+    user = await user_factory()
+    stub = assistant_pb2_grpc.AssistantServiceStub(inference.channel)
+    status = await stub.GetAssistantStatus(assistant_pb2.GetAssistantStatusRequest(), metadata=user.metadata)
+    assert not status.available
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.EnhancePrompt(assistant_pb2.EnhancePromptRequest(idea="a cat"), metadata=user.metadata)
+    assert from_rpc_error(info.value).reason == "ASSISTANT_NOT_CONFIGURED"
