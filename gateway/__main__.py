@@ -1,4 +1,5 @@
-"""``python -m gateway`` runs Envoy in front of the mesh; ``python -m gateway config`` prints its YAML.
+"""``python -m gateway`` runs Envoy in front of the mesh; ``python -m gateway config`` prints its YAML;
+``python -m gateway build`` builds the editor it serves (when a source changed).
 
 Configuration comes from the environment like every service (``VIARTE_GATEWAY_*``, falling back to
 the mesh-wide ``VIARTE_*``: ``VIARTE_AUTH_ADDRESS`` ...).
@@ -12,6 +13,7 @@ import signal
 import sys
 
 from gateway.config import GatewayConfig
+from gateway.editor_build import ensure_editor_built
 from gateway.envoy import start_envoy
 from gateway.envoy_config import render_yaml
 from services.kit.config import load_config
@@ -35,6 +37,9 @@ async def _serve(config: GatewayConfig) -> None:
 
 def main(argv: list[str]) -> None:
     config = load_config(GatewayConfig)
+    if argv[1:2] == ["build"]:
+        print(ensure_editor_built())
+        return
     if argv[1:2] == ["config"]:
         sys.stdout.write(render_yaml(config))
         return
