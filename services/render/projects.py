@@ -162,7 +162,7 @@ def _check_project(project: project_pb2.Project, fields: tuple[str, ...], max_tr
     v.raise_if_any(Reason.INVALID_ARGUMENT)
 
 
-class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):
+class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):  # type: ignore[misc]
     def __init__(self, store: ProjectStore, *, max_tracks: int = 32, max_clips: int = 500) -> None:
         self.store = store
         self.max_tracks = max_tracks

@@ -56,7 +56,7 @@ def check_render_parameters(params: render_pb2.RenderParameters, config: RenderC
     check_structure(params.timeline, limits_of(config), overrides_of(params))
 
 
-class RenderServicer(render_pb2_grpc.RenderServiceServicer):
+class RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[misc]
     def __init__(self, ctx: RenderContext, jobs: JobService) -> None:
         self.ctx = ctx
         self.jobs = jobs
@@ -119,7 +119,7 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):
         return render_pb2.RenderFrameResponse(jpeg=jpeg, width=width, height=height)
 
 
-class UpscaleServicer(render_pb2_grpc.UpscaleServiceServicer):
+class UpscaleServicer(render_pb2_grpc.UpscaleServiceServicer):  # type: ignore[misc]
     def __init__(self, ctx: RenderContext, jobs: JobService) -> None:
         self.ctx = ctx
         self.jobs = jobs

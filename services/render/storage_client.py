@@ -86,7 +86,8 @@ class StorageClient:
             answer = await self._stub.StoreAsset(messages(), metadata=await self._credentials.metadata(), timeout=600)
         except grpc.aio.AioRpcError as exc:
             raise _map(exc, "") from None
-        return answer.asset
+        asset: storage_pb2.Asset = answer.asset
+        return asset
 
 
 def _digest(path: Path) -> tuple[int, str]:
@@ -112,9 +113,9 @@ def _reason(exc: grpc.aio.AioRpcError) -> str:
     from google.rpc import error_details_pb2
     from grpc_status import rpc_status
 
-    status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    status = rpc_status.from_call(exc)
     for detail in status.details if status else []:
         info = error_details_pb2.ErrorInfo()
         if detail.Unpack(info):
-            return info.reason
+            return str(info.reason)
     return ""

@@ -9,6 +9,7 @@ process) at once; nothing is stored after a cancel.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,8 +94,12 @@ async def resolve_sources(ctx: RenderContext, owner: str, timeline: timeline_pb2
 def _cancel_event(job: RunningJob) -> asyncio.Event:
     event = asyncio.Event()
     loop = asyncio.get_running_loop()
-    job.on_cancel(lambda: loop.call_soon_threadsafe(event.set))
+    job.on_cancel(lambda: _call_soon(loop, event.set))
     return event
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[[], object]) -> None:
+    loop.call_soon_threadsafe(fn)
 
 
 def _eta(seconds: float | None) -> duration_pb2.Duration | None:
@@ -139,8 +144,8 @@ async def run_render(ctx: RenderContext, job: RunningJob) -> bytes:
         # 3. optional Real-ESRGAN x2 (the export option)
         if params.upscale:
             upscaled = work / "upscaled.mp4"
-            result = await _upscale(ctx, job, str(video), upscaled, 0, 10, cancel, base=share, share=0.25)
-            video, width, height = upscaled, result.width, result.height
+            upscale = await _upscale(ctx, job, str(video), upscaled, 0, 10, cancel, base=share, share=0.25)
+            video, width, height = upscaled, upscale.width, upscale.height
         job.raise_if_cancelled()
         # 4. outputs, on behalf of the owner
         job.emit(job_pb2.Progress(stage=job_pb2.STAGE_UPLOADING, fraction=0.97, message="storing the video"))
@@ -153,10 +158,11 @@ async def run_render(ctx: RenderContext, job: RunningJob) -> bytes:
             job.owner, out.poster, name=Path(name).stem + "-poster.jpg", content_type="image/jpeg",
             labels=labels | {"role": "poster"}, request_id=f"{job.id}:poster",
         )
-    return render_pb2.RenderResult(
+    rendered: bytes = render_pb2.RenderResult(
         video_asset_id=asset.id, poster_asset_id=poster.id, duration_seconds=out.duration, width=width,
         height=height, fps=out.fps, frame_count=out.frames, encoder=encoder, has_audio=out.has_audio,
     ).SerializeToString()
+    return rendered
 
 
 async def _upscale(
@@ -201,8 +207,9 @@ async def run_upscale(ctx: RenderContext, job: RunningJob) -> bytes:
             labels={"source": "upscale", "job_id": job.id, "input_asset_id": params.video_asset_id},
             request_id=f"{job.id}:video",
         )
-    return render_pb2.UpscaleResult(
+    answer: bytes = render_pb2.UpscaleResult(
         video_asset_id=asset.id, width=result.width, height=result.height, frame_count=result.frame, fps=result.fps_out,
     ).SerializeToString()
+    return answer
 
 

@@ -154,3 +154,23 @@ async def test_render_frame_rpc(render_service, storage_service, user_factory, r
     err = from_rpc_error(info.value)
     assert err.reason == "INVALID_TIMELINE" and [f.field for f in err.field_violations] == ["time_seconds"]
     assert list(render_service.config.resolved_work_dir.iterdir()) == []
+
+
+async def test_export_with_upscale_option(render_service, storage_service, user_factory, render_media, tmp_path) -> None:
+    user = await user_factory()
+    ids = await upload_media(storage_service, user, render_media)
+    stub = render_pb2_grpc.RenderServiceStub(render_service.channel)
+    t = timeline(width=64, height=36)
+    track(t).clips.add(asset_id=ids["red"], source_end_seconds=0.5)
+    params = render_pb2.RenderParameters(timeline=t, quality=render_pb2.QUALITY_PRESET_DRAFT, upscale=True)
+    job = (await stub.CreateRenderJob(render_pb2.CreateRenderJobRequest(parameters=params), metadata=user.metadata)).job
+    stream = await watch_to_end(stub, user, job.id)
+    stages = [m.event.progress.stage for m in stream[1:]]
+    assert job_pb2.STAGE_RENDERING in stages and job_pb2.STAGE_UPSCALING in stages
+    assert stream[-1].event.state == job_pb2.JOB_STATE_SUCCEEDED
+    result = (await stub.GetRenderJob(render_pb2.GetRenderJobRequest(id=job.id), metadata=user.metadata)).job.result
+    assert (result.width, result.height, result.frame_count) == (128, 72, 15)
+    out = tmp_path / "x2.mp4"
+    out.write_bytes(await storage_service.download(user, result.video_asset_id))
+    facts = probe_file(out)
+    assert (facts["width"], facts["height"], facts["frames"]) == (128, 72, 15) and facts["has_audio"]

@@ -485,13 +485,13 @@ def _valid_color(text: str, *, empty_ok: bool, alpha: bool = False) -> bool:
     if not text:
         return empty_ok
     m = _HEX.match(text)
-    return bool(m) and (alpha or m.group(2) is None)
+    return m is not None and (alpha or m.group(2) is None)
 
 
 def parse_color(text: str) -> str:
     """``#rrggbb[aa]`` → ffmpeg's ``0xRRGGBB[@alpha]``."""
     m = _HEX.match(text)
-    if not m:
+    if m is None:
         raise ValueError(f"bad colour {text!r}")
     rgb = m.group(1).upper()
     return f"0x{rgb}" if m.group(2) is None else f"0x{rgb}@{int(m.group(2), 16) / 255:.4f}"

@@ -35,7 +35,8 @@ class ResidualDenseBlock(nn.Module):
         x3 = self.lrelu(self.conv3(torch.cat((x, x1, x2), 1)))
         x4 = self.lrelu(self.conv4(torch.cat((x, x1, x2, x3), 1)))
         x5 = self.conv5(torch.cat((x, x1, x2, x3, x4), 1))
-        return x5 * 0.2 + x
+        out: torch.Tensor = x5 * 0.2 + x
+        return out
 
 
 class RRDB(nn.Module):
@@ -46,7 +47,8 @@ class RRDB(nn.Module):
         self.rdb3 = ResidualDenseBlock(num_feat, num_grow_ch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.rdb3(self.rdb2(self.rdb1(x))) * 0.2 + x
+        out: torch.Tensor = self.rdb3(self.rdb2(self.rdb1(x))) * 0.2 + x
+        return out
 
 
 class RRDBNet(nn.Module):
@@ -76,15 +78,17 @@ class RRDBNet(nn.Module):
         feat = feat + self.conv_body(self.body(feat))
         feat = self.lrelu(self.conv_up1(F.interpolate(feat, scale_factor=2, mode="nearest")))
         feat = self.lrelu(self.conv_up2(F.interpolate(feat, scale_factor=2, mode="nearest")))
-        return self.conv_last(self.lrelu(self.conv_hr(feat)))
+        out: torch.Tensor = self.conv_last(self.lrelu(self.conv_hr(feat)))
+        return out
 
 
 def weights_of(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
     """Real-ESRGAN releases keep the EMA weights under ``params_ema`` (older ones ``params``)."""
     for key in ("params_ema", "params"):
         if key in checkpoint:
-            return checkpoint[key]  # type: ignore[no-any-return]
-    return checkpoint  # type: ignore[return-value]
+            weights: dict[str, torch.Tensor] = checkpoint[key]
+            return weights
+    return checkpoint
 
 
 def arch_from_state_dict(state: dict[str, torch.Tensor], scale: int = 2) -> dict[str, int]:
@@ -124,7 +128,9 @@ def build_tiny(path: Path, *, num_feat: int = 8, num_block: int = 1, num_grow_ch
         probe_out = model(torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(seed)))
         gain = 0.2 / float(probe_out.std().clamp_min(1e-6))
         model.conv_last.weight.mul_(gain)
-        model.conv_last.bias.mul_(gain).add_(0.5 - float(probe_out.mean()) * gain)
+        bias = model.conv_last.bias
+        assert bias is not None
+        bias.mul_(gain).add_(0.5 - float(probe_out.mean()) * gain)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save({"params_ema": model.state_dict()}, tmp)

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from services.render.config import RenderConfig
 
@@ -78,7 +79,7 @@ async def upscale_video(
         sys.executable, "-m", "services.render.upscale.worker", json.dumps(spec),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
     )
-    state = {"width": 0, "height": 0, "fps": 0.0, "total": 0, "message": ""}
+    state: dict[str, Any] = {"width": 0, "height": 0, "fps": 0.0, "total": 0, "message": ""}
     last = UpscaleProgress(0, 0, 0.0, 0, 0, 0.0)
 
     async def pump() -> bytes:

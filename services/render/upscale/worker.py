@@ -64,7 +64,8 @@ def upscale_batch(model: RRDBNet, frames: torch.Tensor, *, tile: int = 0, paddin
         out = model(x)
     else:
         out = _tiled(model, x, tile + tile % 2, padding + padding % 2)
-    return out[:, :, : 2 * h, : 2 * w].clamp_(0, 1)
+    result: torch.Tensor = out[:, :, : 2 * h, : 2 * w].clamp_(0, 1)
+    return result
 
 
 def _tiled(model: RRDBNet, x: torch.Tensor, tile: int, pad: int) -> torch.Tensor:
