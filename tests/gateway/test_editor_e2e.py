@@ -168,6 +168,7 @@ async def test_whole_flow_from_sign_up_to_downloaded_mp4(mesh: Any, editor_gatew
     assert progress[-1]["percent"] == 100
 
     assert result["clips"] == {"v1": 1, "v2": 1}
+    assert result["move"] == {"movedTo": "v1", "backTo": "v2"}  # dragged across tracks, then undone
     trim = result["trim"]
     assert trim["videoAfter"] < trim["videoBefore"]
     assert trim["imageAfter"] < trim["imageBefore"]

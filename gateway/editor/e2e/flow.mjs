@@ -166,6 +166,21 @@ try {
     await v2.first().waitFor();
     result.clips = { v1: await v1.count(), v2: await v2.count() };
 
+    // Move the image to the other track by dragging it (pointer events), then undo the move.
+    const imageId = await v2.first().getAttribute("data-clip-id");
+    const from = await v2.first().boundingBox();
+    const lane1 = await page.getByTestId("lane-v1").boundingBox();
+    await page.mouse.move(from.x + from.width / 2, from.y + from.height / 2);
+    await page.mouse.down();
+    for (let i = 1; i <= 10; i++) {
+      await page.mouse.move(from.x + from.width / 2 + i * 20, from.y + from.height / 2 + ((lane1.y - from.y) * i) / 10);
+    }
+    await page.mouse.up();
+    const movedTo = await page.locator(`[data-clip-id="${imageId}"]`).evaluate((el) => el.closest("[data-track-id]").dataset.trackId);
+    await page.getByTestId("undo").click();
+    const backTo = await page.locator(`[data-clip-id="${imageId}"]`).evaluate((el) => el.closest("[data-track-id]").dataset.trackId);
+    result.move = { movedTo, backTo };
+
     // Trim both: the end of the video (left edge drag would need a longer source) and the image.
     const before = Number(await v1.first().getAttribute("data-duration"));
     await dragBy(v1.first().getByTestId("trim-end"), -Math.max(8, (await v1.first().boundingBox()).width * 0.25));
