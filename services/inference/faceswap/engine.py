@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import logging
 import os
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+# insightface's face_align calls a scikit-image API that warns on every aligned face.
+warnings.filterwarnings("ignore", category=FutureWarning, module="insightface.utils.face_align")
 
 Frame = NDArray[np.uint8]
 DEFAULT_SIMILARITY_THRESHOLD = 0.3
