@@ -36,7 +36,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     VIARTE_LOG_FORMAT=json
 # Bytecode compiled at build time: the container may run with a read-only root filesystem.
 RUN python -m compileall -q viarte services
-USER viarte:viarte
+USER 10001:10001
 EXPOSE 50051 9101
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
   CMD ["python", "-m", "services.kit.probe", "127.0.0.1:50051"]

