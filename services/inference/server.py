@@ -56,6 +56,12 @@ def worker_settings(config: InferenceConfig) -> WorkerSettings:
         allow_download=config.allow_download,
         threads=config.worker_threads,
         crash_at_stage=config.fault_crash_at_stage,
+        face_models_dir=config.face_models_dir,
+        face_pack=config.face_pack,
+        face_swapper=config.face_swapper,
+        face_use_tiny=config.face_use_tiny,
+        face_det_size=config.face_det_size,
+        face_providers=config.face_providers,
     )
 
 
@@ -88,7 +94,8 @@ async def build_inference(config: InferenceConfig) -> tuple[grpc.aio.Server, int
     services = [Service(generation)]
     closers: list[Any] = []
     if face_task is not None and face_servicer is not None:
-        runner = face_task.ProcessRunner(config)
+        # Face swap runs on the same device workers as generation (one process per device).
+        runner = face_task.PoolRunner(pool) if hasattr(face_task, "PoolRunner") else face_task.ProcessRunner(config)
         executor.add_handler(face_task.KIND, face_task.FaceSwapJobHandler(store, runner, config.scratch_path / "faceswap"))
         services.append(Service(face_servicer.FaceSwapServicer(jobs, store)))
         closers.append(runner.close)

@@ -233,3 +233,29 @@ async def test_reconnect_with_after_sequence_misses_nothing(inference_service: A
     _, replay = await watch(stub, user, job.id)  # after the end: the whole log, same events
     assert [e.SerializeToString() for e in replay] == [e.SerializeToString() for e in head + tail]
     await asyncio.sleep(0)
+
+
+async def test_generation_with_auto_face_swap(
+    inference_service: Any, storage_service: Any, user_factory: Any
+) -> None:
+    faceswap_tiny = pytest.importorskip("services.inference.faceswap.tiny")
+    from tests.faceswap.helpers import image_bytes
+
+    user = await user_factory()
+    stub = inference_service.stub
+    source = await storage_service.upload(user, image_bytes(faceswap_tiny.face_image(96, 96, seed=2)), "face.png",
+                                          "image/png")
+    faceless = await storage_service.upload(user, image_bytes(faceswap_tiny.face_image(96, 96, face=False)),
+                                            "wall.png", "image/png")
+    base = {"model": "tiny-wan", "prompt": "a portrait", "num_inference_steps": 2}
+    job = await create(stub, user, face_swap={"source_face_asset_id": source}, **base)
+    _, events = await watch(stub, user, job.id)
+    assert events[-1].state == S.JOB_STATE_SUCCEEDED, events[-1]
+    assert _stages(events, S.STAGE_FACE_SWAP, "frame") == list(range(1, 10))
+    done = (await stub.GetGenerationJob(G.GetGenerationJobRequest(id=job.id), metadata=user.metadata)).job
+    swap = done.result.face_swap
+    assert swap.frame_count == 9 and swap.frames_swapped + swap.frames_without_face == 9
+    bad = await create(stub, user, face_swap={"source_face_asset_id": faceless}, **base)
+    _, events = await watch(stub, user, bad.id)
+    assert events[-1].state == S.JOB_STATE_FAILED
+    assert (events[-1].error.code, events[-1].error.reason) == ("FAILED_PRECONDITION", "NO_FACE_IN_SOURCE")

@@ -48,6 +48,13 @@ class WorkerSettings:
     threads: int = 0
     # Tests: kill the worker (os._exit) when a task reaches this stage name ("" = never).
     crash_at_stage: str = ""
+    # Face swap models (the same names as InferenceConfig; read by services.inference.faceswap).
+    face_models_dir: str = ""
+    face_pack: str = "buffalo_l"
+    face_swapper: str = "inswapper_128.onnx"
+    face_use_tiny: bool = False
+    face_det_size: int = 640
+    face_providers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
