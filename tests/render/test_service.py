@@ -25,6 +25,7 @@ async def upload_media(storage_service, user, render_media) -> dict[str, str]:
         ("red", render_media.red, "video/mp4"),
         ("blue", render_media.blue, "video/mp4"),
         ("tone", render_media.tone, "audio/mp4"),
+        ("green", render_media.green_png, "image/png"),
     ):
         data = await asyncio.to_thread(Path(src.location).read_bytes)
         ids[key] = await storage_service.upload(user, data, Path(src.location).name, ctype)
@@ -146,6 +147,11 @@ async def test_render_frame_rpc(render_service, storage_service, user_factory, r
     img = jpeg_rgb(answer.jpeg)
     assert (answer.width, answer.height) == (160, 90) and img.shape == (90, 160, 3)
     assert img[5, 5, 0] > 200 and img[5, 5, 2] < 60  # red under the playhead
+    still = track(t).clips.add(asset_id=ids["green"], start_seconds=0.4, duration_seconds=0.5)  # an image via its presigned URL
+    still.transform.scale.value = 0.25
+    answer = await stub.RenderFrame(render_pb2.RenderFrameRequest(timeline=t, time_seconds=0.5), metadata=user.metadata)
+    img = jpeg_rgb(answer.jpeg).astype(int)
+    assert img[45, 80, 1] > 200 and img[45, 80, 0] < 60 and img[5, 5, 0] > 200  # green still over the red clip
     small = await stub.RenderFrame(render_pb2.RenderFrameRequest(timeline=t, time_seconds=1.25, max_width=80), metadata=user.metadata)
     mid = jpeg_rgb(small.jpeg)[5, 5].astype(int)
     assert (small.width, small.height) == (80, 44) and 80 < mid[0] < 180 and 80 < mid[2] < 180  # crossfade midpoint
