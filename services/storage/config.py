@@ -32,6 +32,8 @@ class StorageConfig(ServiceConfig):
     s3_connect_timeout_seconds: float = 2.0
     s3_read_timeout_seconds: float = 30.0
     s3_max_attempts: int = 2
+    # Threads for blocking boto3 calls (their own pool: a slow S3 must not starve database work).
+    s3_threads: int = 32
     # Dev convenience: `python -m services.storage` starts SeaweedFS itself (data in <data_dir>/s3),
     # listening on the port of s3_endpoint, with the credentials above.
     s3_embedded: bool = False
@@ -66,6 +68,8 @@ class StorageConfig(ServiceConfig):
     janitor_interval_seconds: float = 60.0
     # An object without metadata older than this is an orphan (younger ones may be mid-upload).
     orphan_grace_seconds: float = 3600.0
+    # The orphan sweep lists the whole bucket, so it runs less often than the rest of the janitor.
+    orphan_sweep_interval_seconds: float = 3600.0
 
     def database(self) -> str:
         return self.database_url or self.sqlite_url()

@@ -11,6 +11,7 @@ Each step is idempotent; a failing step (S3 down) is retried on the next round.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -47,9 +48,10 @@ class Janitor:
         self.store = store
         self.objects = objects
         self._task: asyncio.Task[None] | None = None
+        self._last_sweep = float("-inf")
 
     async def reconcile(
-        self, *, orphan_grace_seconds: float | None = None, now: datetime | None = None
+        self, *, orphan_grace_seconds: float | None = None, now: datetime | None = None, sweep_orphans: bool = True
     ) -> ReconcileReport:
         """One round; `now` may be moved forward (operators draining uploads, tests)."""
         report = ReconcileReport()
@@ -62,8 +64,10 @@ class Janitor:
         for row in await run_db(self.store.in_state, State.DELETING):
             await self._remove(row.id, row.owner_id, row.object_key, row.multipart_upload_id)
             report.finished_deletions.append(row.id)
-        grace = self.config.orphan_grace_seconds if orphan_grace_seconds is None else orphan_grace_seconds
-        await self._orphans(now - timedelta(seconds=grace), report)
+        if sweep_orphans:
+            grace = self.config.orphan_grace_seconds if orphan_grace_seconds is None else orphan_grace_seconds
+            await self._orphans(now - timedelta(seconds=grace), report)
+            self._last_sweep = time.monotonic()
         if any((report.expired_uploads, report.finished_deletions, report.orphan_objects, report.orphan_multipart_uploads)):
             _log.info(
                 "storage.reconciled",
@@ -103,8 +107,9 @@ class Janitor:
 
     async def _loop(self) -> None:
         while True:
+            due = time.monotonic() - self._last_sweep >= self.config.orphan_sweep_interval_seconds
             try:
-                await self.reconcile()
+                await self.reconcile(sweep_orphans=due)
             except ServiceError as exc:  # S3 down: the next round retries
                 _log.warning("storage.janitor_deferred", reason=exc.reason)
             except Exception:

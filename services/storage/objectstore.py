@@ -7,8 +7,10 @@ StorageConfig, addressing is path-style and signatures are SigV4.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
@@ -66,7 +68,7 @@ class ObjectStore:
             connect_timeout=config.s3_connect_timeout_seconds,
             read_timeout=config.s3_read_timeout_seconds,
             retries={"max_attempts": config.s3_max_attempts, "mode": "standard"},
-            max_pool_connections=32,
+            max_pool_connections=max(10, config.s3_threads),
         )
         credentials = {
             "aws_access_key_id": config.s3_access_key,
@@ -79,6 +81,10 @@ class ObjectStore:
         self._presigner = session.client(
             "s3", endpoint_url=config.presign_endpoint(), config=boto_config, **credentials
         )
+        self._executor = ThreadPoolExecutor(max_workers=max(1, config.s3_threads), thread_name_prefix="s3")
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     # -- plumbing ----------------------------------------------------------------------------------
     @staticmethod
@@ -94,7 +100,8 @@ class ObjectStore:
             raise _unavailable(exc) from exc
 
     async def _run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        return await asyncio.to_thread(self._call, fn, *args, **kwargs)  # type: ignore[arg-type]
+        call = functools.partial(self._call, fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     # -- bucket ------------------------------------------------------------------------------------
     async def ensure_bucket(self) -> None:

@@ -47,6 +47,7 @@ async def build(config: StorageConfig, *, on_step: StepCallback | None = None) -
 
     async def close() -> None:
         await janitor.stop()
+        objects.close()
         engine.dispose()
 
     add_shutdown_hook(server, close)
