@@ -16,10 +16,10 @@ export function AuthProvider({ children }: { children: ReactNode }) {
   const [session, setState] = useState(getSession());
   useEffect(() => onSessionChange(setState), []);
 
-  // Silent refresh: rotate the tokens a minute before the access token expires.
+  // Silent refresh: rotate the tokens when 80% of the access token's remaining life has passed.
   useEffect(() => {
     if (!session) return;
-    const delay = Math.max(1_000, session.accessExpiresAt - Date.now() - 60_000);
+    const delay = Math.max(1_000, (session.accessExpiresAt - Date.now()) * 0.8);
     const timer = window.setTimeout(() => void refreshSession(), delay);
     return () => window.clearTimeout(timer);
   }, [session]);
