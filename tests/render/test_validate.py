@@ -129,3 +129,16 @@ def test_keyframes_must_increase(render_media, render_limits) -> None:
     c.transform.opacity.value = 2
     err = refused(t, render_media, render_limits)
     assert fields(err) == {"tracks[0].clips[0].transform.x.keyframes[1].time_seconds", "tracks[0].clips[0].transform.opacity.value"}
+
+
+def test_overlap_of_a_clip_that_plays_to_its_source_end(render_media, render_limits) -> None:
+    # source_end 0 = the source's end: its length (3 s) is known only after probing
+    t = timeline()
+    v = track(t)
+    v.clips.add(asset_id="red")
+    v.clips.add(asset_id="blue", start_seconds=2, source_end_seconds=1)
+    err = refused(t, render_media, render_limits)
+    assert fields(err) == {"tracks[0].clips[1].start_seconds"}
+    t.tracks[0].clips[1].transition_in.CopyFrom(crossfade(1.0))
+    plan = plan_timeline(t, render_media.sources(), render_limits)
+    assert plan.tracks[0].clips[1].transition_in.frames == 30 and plan.canvas.frames == 90

@@ -321,20 +321,34 @@ def _plan_track(
     kind = _TRACK_KINDS[track.kind]
     gain = 0.0 if track.muted else (track.volume if track.HasField("volume") else 1.0)
     clips: list[P.PlannedClip] = []
-    prev_end_frame = 0
     for ci, clip in enumerate(track.clips):
         path = f"tracks[{ti}].clips[{ci}]"
         planned = _plan_clip(checks, path, ti, ci, kind, clip, sources, fps, pixel_scale, gain, limits)
         if planned is None:
             continue
-        if planned.transition_in is not None and clips:
-            # Quantised overlap = the transition: keeps xfade offsets on the frame grid.
-            frames = prev_end_frame - planned.start
-            checks.check(0 < frames < min(planned.frames, clips[-1].frames) + 1, f"{path}.transition_in.duration_seconds", "shorter than one frame or longer than a clip")
-            planned = _replace(planned, transition_in=P.Transition(planned.transition_in.kind, frames))
+        if clips:
+            # Again on the frame grid: a clip that plays to its source's end has a length only
+            # now, so overlaps the structural pass could not see are caught here.
+            planned = _check_neighbours(checks, path, clips[-1], planned, clip, fps)
         clips.append(planned)
-        prev_end_frame = planned.end
     return P.PlannedTrack(ti, kind, track.hidden, tuple(clips))
+
+
+def _check_neighbours(
+    checks: _Checks, path: str, prev: P.PlannedClip, planned: P.PlannedClip, clip: tl.Clip, fps: float
+) -> P.PlannedClip:
+    other = f"tracks[{prev.track_index}].clips[{prev.clip_index}]"
+    if planned.transition_in is None:
+        checks.check(planned.start >= prev.end, f"{path}.start_seconds", f"overlaps {other} (ends at {prev.end / fps:g} s) without a transition")
+        return planned
+    # The quantised overlap is the transition: xfade offsets stay on the frame grid.
+    frames = prev.end - planned.start
+    expected = round(clip.transition_in.duration_seconds * fps)
+    field = f"{path}.transition_in.duration_seconds"
+    ok = checks.check(frames > 0 and abs(frames - expected) <= 1, field, f"the clip must start {clip.transition_in.duration_seconds:g} s before {other} ends ({prev.end / fps:g} s)")
+    prev_in = prev.transition_in.frames if prev.transition_in else 0
+    ok = checks.check(frames <= planned.frames and frames + prev_in <= prev.frames, field, "the transition is longer than one of its clips") and ok
+    return _replace(planned, transition_in=P.Transition(planned.transition_in.kind, frames)) if ok else planned
 
 
 def _plan_clip(
