@@ -1,0 +1,106 @@
+"""The engine in-process on the tiny models: policies, seeds, cancel between steps, and a decode
+that runs out of memory retried from the kept latents (no re-denoising)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from services.inference.engine.cache import ModelCache
+from services.inference.engine.policy import LADDER, choose_policy, next_policy
+from services.inference.engine.runner import GenerationSpec, Interrupted, decode_latents, denoise
+from services.inference.models.registry import Task, load_registry
+from services.inference.worker import generate
+from services.inference.worker.context import TaskContext
+from services.inference.worker.protocol import WorkerSettings
+from viarte.type.v1 import job_pb2
+
+GIB = 1024**3
+
+
+def test_policy_ladder_by_free_memory() -> None:
+    assert choose_policy("auto", "bf16", estimated_bytes=8 * GIB, free_bytes=None).name == "default"  # CPU
+    assert choose_policy("auto", "fp16", estimated_bytes=8 * GIB, free_bytes=80 * GIB).name == "default"
+    assert choose_policy("auto", "fp16", estimated_bytes=8 * GIB, free_bytes=6 * GIB).name == "vae_tiling"
+    assert choose_policy("auto", "fp16", estimated_bytes=20 * GIB, free_bytes=6 * GIB).name == "model_offload"
+    assert choose_policy("auto", "fp16", estimated_bytes=40 * GIB, free_bytes=6 * GIB).name == "sequential_offload"
+    names = []
+    policy: Any = choose_policy("default", "fp16", estimated_bytes=0, free_bytes=None)
+    while policy is not None:
+        names.append(policy.name)
+        assert policy.dtype == "fp16"
+        policy = next_policy(policy)
+    assert names == [p.name for p in LADDER]
+
+
+def test_registry_has_real_and_tiny_models() -> None:
+    registry = load_registry()
+    sources = {m.id: m.source for m in registry}
+    assert sources["modelscope-t2v-1.7b"] == "damo-vilab/text-to-video-ms-1.7b"
+    assert sources["wan2.1-t2v-1.3b"] == "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
+    assert sources["wan2.2-ti2v-5b"] == "Wan-AI/Wan2.2-TI2V-5B-Diffusers"
+    assert sources["svd-xt"] == "stabilityai/stable-video-diffusion-img2vid-xt"
+    wan22 = registry.get("wan2.2-ti2v-5b")
+    assert wan22 is not None and wan22.pipeline_class(Task.IMAGE_TO_VIDEO) == "WanImageToVideoPipeline"
+    assert wan22.resolve_path(Path("/nonexistent")) == "Wan-AI/Wan2.2-TI2V-5B-Diffusers"  # HF id when not local
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_models: Any) -> Any:
+    cache = ModelCache(tiny_models.models_dir, "cpu", 2 * GIB)
+    spec = tiny_models.registry.get("tiny-wan")
+    policy = choose_policy("default", "bf16", estimated_bytes=0, free_bytes=None)
+    return cache, cache.get(spec, Task.TEXT_TO_VIDEO, policy), policy
+
+
+def _spec(**kw: Any) -> GenerationSpec:
+    values: dict[str, Any] = dict(model_id="tiny-wan", task=Task.TEXT_TO_VIDEO, prompt="a cat", negative_prompt="",
+                                  width=64, height=64, num_frames=9, fps=8, steps=3, guidance_scale=5.0, seed=11)
+    values.update(kw)
+    return GenerationSpec(**values)
+
+
+def test_seeded_denoise_and_cancel_between_steps(loaded: Any) -> None:
+    _, pipe, _ = loaded
+    steps: list[int] = []
+    a = denoise(pipe, _spec(), image_png=None, on_step=lambda s, n, lat: steps.append(s), should_stop=lambda: False)
+    b = denoise(pipe, _spec(), image_png=None, on_step=lambda *a: None, should_stop=lambda: False)
+    c = denoise(pipe, _spec(seed=12), image_png=None, on_step=lambda *a: None, should_stop=lambda: False)
+    assert steps == [1, 2, 3] and (a == b).all() and not (a == c).all()
+    seen: list[int] = []
+    with pytest.raises(Interrupted):
+        denoise(pipe, _spec(steps=10), image_png=None, on_step=lambda s, n, lat: seen.append(s),
+                should_stop=lambda: len(seen) >= 2)
+    assert seen == [1, 2]  # interrupt honoured at the next step
+
+
+def test_decode_out_of_memory_is_retried_from_kept_latents(loaded: Any, tmp_path: Path) -> None:
+    cache, pipe, policy = loaded
+    spec = _spec()
+    latents = denoise(pipe, spec, image_png=None, on_step=lambda *a: None, should_stop=lambda: False)
+    expected = decode_latents(pipe, latents, spec, policy, lambda f, n: None)
+    sent: list[Any] = []
+    ctx = TaskContext("t1", WorkerSettings(scratch_dir=tmp_path), sent.append, {})
+    real = pipe.pipe.vae.decode
+    calls = [0]
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == 1:  # what a too-large decode does on a GPU
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(*args, **kwargs)
+
+    pipe.pipe.vae.decode = flaky
+    try:
+        frames, used = generate._decode(ctx, cache, pipe, latents, spec, policy, {})
+    finally:
+        pipe.pipe.vae.decode = real
+        pipe.pipe.vae.disable_tiling()
+        pipe.pipe.vae.disable_slicing()
+    assert calls[0] == 2 and used.name == "vae_tiling"
+    assert frames.shape == (9, 64, 64, 3) and np.abs(frames.astype(int) - expected.astype(int)).max() <= 2
+    messages = [job_pb2.Progress.FromString(e.progress).message for e in sent]
+    assert any("retrying with" in m for m in messages)
