@@ -9,6 +9,7 @@ process) at once; nothing is stored after a cancel.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,8 +48,9 @@ _QUALITY = {
 class RenderContext:
     config: RenderConfig
     storage: StorageClient
-    # Probed facts by asset id (assets are immutable once stored).
-    _facts: dict[str, SourceInfo] = field(default_factory=dict)
+    # Probed facts by asset id (assets are immutable once stored), least recently used dropped.
+    _facts: OrderedDict[str, SourceInfo] = field(default_factory=OrderedDict)
+    max_cached_facts: int = 4096
 
     @property
     def work_root(self) -> Path:
@@ -57,6 +59,7 @@ class RenderContext:
     async def source_info(self, resolved: ResolvedAsset) -> SourceInfo:
         cached = self._facts.get(resolved.asset.id)
         if cached is not None:
+            self._facts.move_to_end(resolved.asset.id)
             return cached
         info = resolved.info()
         if info is None:
@@ -68,6 +71,8 @@ class RenderContext:
                     metadata={"asset_id": resolved.asset.id},
                 ) from None
         self._facts[resolved.asset.id] = info
+        while len(self._facts) > self.max_cached_facts:
+            self._facts.popitem(last=False)
         return info
 
 
