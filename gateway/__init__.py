@@ -1,6 +1,5 @@
-"""The browser-facing gateway: Envoy (gRPC-Web → gRPC) config and launcher, and the editor build."""
+"""The browser-facing gateway: Envoy (gRPC-Web → gRPC) config and launcher, and the editor build.
 
-from gateway.config import GatewayConfig
-from gateway.envoy import EnvoyProcess, start_envoy, validate_config
-
-__all__ = ["EnvoyProcess", "GatewayConfig", "start_envoy", "validate_config"]
+Import the submodules directly (``gateway.config``, ``gateway.envoy_config``, ``gateway.envoy``):
+this package stays import-free so the deploy image can ship only the config generator.
+"""
