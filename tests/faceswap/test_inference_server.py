@@ -51,3 +51,39 @@ async def test_assistant_without_key_on_the_inference_server(inference: Any, use
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.EnhancePrompt(assistant_pb2.EnhancePromptRequest(idea="a cat"), metadata=user.metadata)
     assert from_rpc_error(info.value).reason == "ASSISTANT_NOT_CONFIGURED"
+
+
+def _worker_has_face_settings() -> bool:
+    import dataclasses
+
+    from services.inference.worker.protocol import WorkerSettings
+
+    return "face_use_tiny" in {f.name for f in dataclasses.fields(WorkerSettings)}
+
+
+async def test_generation_with_auto_face_swap(inference: Any, storage_service: Any, user_factory: Any) -> None:
+    """A generation job with face_swap runs the swap on its frames as its own stage (frame i of n)."""
+    if not _worker_has_face_settings():
+        pytest.skip("WorkerSettings has no face_* fields yet: the worker would look for the real pack")
+    from viarte.inference.v1 import generation_pb2 as G
+
+    user = await user_factory()
+    source = await storage_service.upload(user, image_bytes(face_image(96, 96, seed=2)), "s.png", "image/png")
+    params = G.GenerationParameters(
+        model="tiny-modelscope", task=G.TASK_TEXT_TO_VIDEO, prompt="a face", num_inference_steps=2, num_frames=4,
+        seed=3, face_swap=F.FaceSwapOptions(source_face_asset_id=source),
+    )
+    stub = inference.stub
+    job = (await stub.CreateGenerationJob(G.CreateGenerationJobRequest(parameters=params), metadata=user.metadata)).job
+    events = []
+    async for item in stub.WatchGenerationJob(G.WatchGenerationJobRequest(id=job.id), metadata=user.metadata, timeout=300):
+        if item.WhichOneof("payload") == "event":
+            events.append(item.event)
+    job = (await stub.GetGenerationJob(G.GetGenerationJobRequest(id=job.id), metadata=user.metadata)).job
+    assert job.status.state == job_pb2.JOB_STATE_SUCCEEDED, job.status.error
+    swap = [(e.progress.frame, e.progress.total_frames) for e in events if e.progress.stage == job_pb2.STAGE_FACE_SWAP]
+    assert swap == [(i, 4) for i in range(1, 5)]
+    stages = [e.progress.stage for e in events]
+    assert stages.index(job_pb2.STAGE_DECODING) < stages.index(job_pb2.STAGE_FACE_SWAP) < stages.index(job_pb2.STAGE_ENCODING)
+    fs = job.result.face_swap
+    assert fs.frame_count == 4 and fs.frames_swapped + fs.frames_without_face == 4
