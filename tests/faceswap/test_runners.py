@@ -1,17 +1,15 @@
-"""The worker-side work and its runners (a thread, a dedicated spawned process, the inference
-service's own device worker pool)."""
+"""The worker-side work and its runners (a thread, a dedicated spawned process)."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from pathlib import Path
 
 import pytest
 
 from services.inference.faceswap.engine import FaceSwapCancelled
 from services.inference.faceswap.settings import FaceSwapConfig
-from services.inference.faceswap.task import KIND, FaceSwapWork, PoolRunner, ProcessRunner, ThreadRunner
+from services.inference.faceswap.task import KIND, FaceSwapWork, ProcessRunner, ThreadRunner
 from services.kit.errors import ServiceError
 from services.kit.jobs import JobRecord, RunningJob
 from tests.faceswap.helpers import face_image, image_bytes, make_video
@@ -96,21 +94,5 @@ async def test_process_runner_without_models_reports_face_models_unavailable(tmp
         await runner.close()
 
 
-async def test_pool_runner_on_the_inference_device_worker(face_settings: FaceSwapConfig, tmp_path: Path) -> None:
-    """Kind "face_swap" on the inference service's own worker process (its task table)."""
-    from services.inference.worker.pool import WorkerPool
-    from services.inference.worker.protocol import WorkerSettings
-
-    fields = {f.name for f in dataclasses.fields(WorkerSettings)}
-    face = {k: v for k, v in dataclasses.asdict(face_settings).items() if k.startswith("face_") and k in fields}
-    if "face_use_tiny" not in face:
-        pytest.skip("WorkerSettings has no face_* fields yet (the worker would look for the real pack)")
-    pool = WorkerPool(WorkerSettings(scratch_dir=tmp_path / "scratch", **face), ("cpu",))
-    await pool.start()
-    try:
-        events: list[job_pb2.Progress] = []
-        outcome = await PoolRunner(pool).run(_work(tmp_path), _job(events))
-        assert (outcome.frame_count, outcome.frames_swapped, outcome.frames_without_face) == (6, 3, 3)
-        assert _frames(events)[-1] == 6
-    finally:
-        await pool.stop()
+# PoolRunner (the inference device workers) is exercised through the assembled server in
+# test_inference_server.py.
