@@ -227,7 +227,7 @@ def _parse_enhanced(completion: Any) -> tuple[str, str]:
     try:
         content = completion.choices[0].message.content or ""
         data = json.loads(content)
-        prompt, negative = data["prompt"], data.get("negative_prompt", "")
+        prompt, negative = data["prompt"], data.get("negative_prompt") or ""
     except (AttributeError, IndexError, KeyError, TypeError, json.JSONDecodeError):
         raise ServiceError.unavailable("UPSTREAM_MALFORMED", "the language model did not answer with a prompt") from None
     if not isinstance(prompt, str) or not prompt.strip() or not isinstance(negative, str):
