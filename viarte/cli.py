@@ -651,10 +651,16 @@ def _asset_ref(c: Ctx, value: str | None) -> str:
 _TASK_NAMES = {generation_pb2.TASK_TEXT_TO_VIDEO: "t2v", generation_pb2.TASK_IMAGE_TO_VIDEO: "i2v"}
 
 
-@app.command()
+models_app = typer.Typer(help="The video models this deployment serves.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.callback(invoke_without_command=True)
 @handled
 def models(ctx: typer.Context) -> None:
-    """The video models this deployment serves."""
+    """The video models this deployment serves (`viarte models pull` downloads their weights)."""
+    if ctx.invoked_subcommand is not None:
+        return
     c = _ctx(ctx)
     found = c.client().generation.list_models()
 
@@ -670,6 +676,18 @@ def models(ctx: typer.Context) -> None:
         c.out.print(table)
 
     c.emit({"models": found}, human)
+
+
+@models_app.command(
+    "pull", add_help_option=False, context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def models_pull(ctx: typer.Context) -> None:
+    """Download the served models' weights ahead of time, checksum-verified (server extras; see --help)."""
+    try:  # lazily: the SDK itself never imports server code
+        from services.inference.models.pull import main as pull_main
+    except ImportError as exc:
+        fail(f"`viarte models pull` runs next to the services (pip install 'viarte-studio[server,ml]'): {exc}")
+    raise typer.Exit(pull_main(list(ctx.args)))
 
 
 def _pick_model(c: Ctx, model: str | None, task: str) -> Any:

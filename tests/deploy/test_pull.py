@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import re
+import socket
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -245,3 +246,22 @@ def test_command_pulls_the_registry_model(
     assert pull.main([*args, "--verify"]) == 0
     assert "verified" in capsys.readouterr().out
     assert pull.main(["--model", "no-such-model", "--models-dir", str(tmp_path / "models")]) == 2
+
+
+def test_viarte_models_pull_runs_the_job_and_models_still_lists(
+    tiny_models, hub: FakeHub, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    from viarte.cli import main as viarte
+
+    hub.add(_pipeline_repo(tiny_models.paths["tiny-modelscope"], MODELSCOPE_REPO))
+    with pytest.raises(SystemExit) as pulled:
+        viarte(["models", "pull", "--model", "modelscope-t2v-1.7b", "--endpoint", hub.endpoint, "--cache-dir",
+                str(tmp_path / "hub"), "--models-dir", str(tmp_path / "models"), "--no-artifacts"])
+    assert pulled.value.code == 0
+    assert (tmp_path / "models" / ".pull" / "modelscope-t2v-1.7b.json").is_file()
+    with socket.socket() as s:  # `viarte models` (the listing) still reaches the mesh: UNAVAILABLE → 7
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    with pytest.raises(SystemExit) as listed:
+        viarte(["--endpoint", f"127.0.0.1:{closed}", "models"])
+    assert listed.value.code == 7
