@@ -157,7 +157,7 @@ async def test_whole_flow_from_sign_up_to_downloaded_mp4(mesh: Any, editor_gatew
     )
 
     assert result["consoleErrors"] == []
-    steps = ["register", "login", "upload", "generate", "edit", "export", "download", "conflict"]
+    steps = ["register", "login", "upload", "generate", "cancel", "edit", "export", "download", "conflict"]
     assert [s["name"] for s in result["steps"]] == steps
 
     # Progress arrived as it streamed: several distinct step/frame readings, spread over time.
@@ -166,6 +166,7 @@ async def test_whole_flow_from_sign_up_to_downloaded_mp4(mesh: Any, editor_gatew
     assert len({p["label"] for p in working}) >= 3, progress
     assert working[-1]["t"] - working[0]["t"] > 0, progress
     assert progress[-1]["percent"] == 100
+    assert result["cancelledAt"] == "Cancelled"  # a second, 40-step job cancelled mid-denoising
 
     assert result["clips"] == {"v1": 1, "v2": 1}
     assert result["move"] == {"movedTo": "v1", "backTo": "v2"}  # dragged across tracks, then undone

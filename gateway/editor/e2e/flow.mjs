@@ -149,6 +149,20 @@ try {
     await shot("06-generate-done");
   });
 
+  // A second, longer generation, cancelled while it denoises.
+  await step("cancel", async () => {
+    await page.fill("input[name=steps]", "40");
+    await page.getByTestId("generate-button").click();
+    await page.waitForFunction(() => {
+      const panel = document.querySelector("[data-testid=job-panel]");
+      const status = document.querySelector("[data-testid=gen-status]")?.textContent ?? "";
+      return panel?.getAttribute("data-state") === "running" && /step \d+\/40/.test(status);
+    }, null, { timeout: jobTimeout });
+    await page.getByTestId("cancel-button").click();
+    await page.waitForSelector("[data-testid=job-panel][data-state=cancelled]", { timeout: 60_000 });
+    result.cancelledAt = await page.getByTestId("gen-status").textContent();
+  });
+
   await step("edit", async () => {
     await page.getByRole("link", { name: "Projects" }).click();
     await page.getByTestId("projects-page").waitFor();
