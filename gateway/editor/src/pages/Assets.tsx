@@ -34,7 +34,7 @@ export default function Assets() {
           setUploads((u) => u.map((x) => (x.name === file.name ? { ...x, fraction } : x))),
         );
       } catch (err) {
-        setError(err instanceof Error && !("code" in err) ? { code: 2, reason: "", message: err.message, fields: {}, retryAfterSeconds: null } : toUiError(err));
+        setError(toUiError(err)); // XHR failures arrive as plain Errors: their message is shown as is
       } finally {
         setUploads((u) => u.filter((x) => x.name !== file.name));
       }
