@@ -83,7 +83,7 @@ class GenerationHandler:
         )
         if out.get("face_swap"):
             result.face_swap.CopyFrom(face_swap_pb2.FaceSwapResult.FromString(out["face_swap"]))
-        return result.SerializeToString()
+        return bytes(result.SerializeToString())
 
     async def _payload(self, job: RunningJob, params: gen_pb2.GenerationParameters, work: Path) -> dict[str, Any]:
         payload: dict[str, Any] = {

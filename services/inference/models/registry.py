@@ -53,9 +53,10 @@ class Task(enum.StrEnum):
 
     @classmethod
     def from_proto(cls, value: int) -> Task | None:
-        return {gen_pb2.TASK_TEXT_TO_VIDEO: cls.TEXT_TO_VIDEO, gen_pb2.TASK_IMAGE_TO_VIDEO: cls.IMAGE_TO_VIDEO}.get(
-            value
-        )
+        known: dict[int, Task] = {
+            int(gen_pb2.TASK_TEXT_TO_VIDEO): cls.TEXT_TO_VIDEO, int(gen_pb2.TASK_IMAGE_TO_VIDEO): cls.IMAGE_TO_VIDEO,
+        }
+        return known.get(int(value))
 
 
 # Which diffusers pipeline class runs each (family, task).

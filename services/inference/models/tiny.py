@@ -1,3 +1,4 @@
+# mypy: disable-error-code="no-untyped-call"
 """Tiny random-weight versions of each model family, built from configs with the real classes.
 
 They are saved with `save_pretrained` and loaded back through the normal `from_pretrained` path,

@@ -30,7 +30,7 @@ class TaskContext:
     def emit(self, progress: job_pb2.Progress, *, droppable: bool = False) -> None:
         """Queues an event for the server; never blocks the computation."""
         self.send(TaskEvent(self.task_id, progress.SerializeToString(), droppable, time.time_ns() // 1000))
-        if self.settings.crash_at_stage and job_pb2.Stage.Name(progress.stage) == self.settings.crash_at_stage:  # type: ignore[arg-type]
+        if self.settings.crash_at_stage and job_pb2.Stage.Name(progress.stage) == self.settings.crash_at_stage:
             import os
 
             os._exit(17)  # fault injection for crash-recovery tests

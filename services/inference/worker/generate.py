@@ -227,11 +227,11 @@ def _decode(
     return frames, policy
 
 
-def _face_swap(ctx: TaskContext, frames: Any, options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+def _face_swap(ctx: TaskContext, frames: Any, options: dict[str, Any]) -> tuple[Any, bytes]:
     try:
         from services.inference.faceswap.engine import FaceSwapEngine  # the face-swap area's engine
     except ImportError:
         raise ServiceError.failed_precondition("FACE_MODELS_UNAVAILABLE", "face swap is not installed") from None
-    from services.inference.faceswap import generation_hook  # type: ignore[attr-defined]
+    from services.inference.faceswap import generation_hook
 
-    return generation_hook.swap_frames(ctx, FaceSwapEngine, frames, options)  # type: ignore[no-any-return]
+    return generation_hook.swap_frames(ctx, FaceSwapEngine, frames, options)

@@ -249,7 +249,7 @@ class JobService:
         cursor = decode_page_token(page_token, filters)
         limit = page_size(page_size_requested)
         before = (int(cursor["t"]), str(cursor["id"])) if cursor else None
-        records = await run_db(self._store.list, owner, kinds, state=state, limit=limit + 1, before=before)
+        records = await run_db(self._store.page, owner, kinds, state=state, limit=limit + 1, before=before)
         token = ""
         if len(records) > limit:
             records = records[:limit]
@@ -285,19 +285,19 @@ class JobService:
             record = await self.get(owner, kind, job_id)
             yield record
             last = max(after_sequence, 0)
-            for ev in await run_db(self._store.events, job_id, last, record.last_sequence):
-                yield ev
-                last = ev.sequence
+            for stored in await run_db(self._store.events, job_id, last, record.last_sequence):
+                yield stored
+                last = stored.sequence
             if record.terminal:
                 return
             while True:
                 ev = await sub.next()
                 if ev is None:  # lagged: catch up from the log
                     replay = await run_db(self._store.events, job_id, last)
-                    for stored in replay:
-                        yield stored
-                        last = stored.sequence
-                        if is_terminal(stored.state):
+                    for caught_up in replay:
+                        yield caught_up
+                        last = caught_up.sequence
+                        if is_terminal(caught_up.state):
                             return
                     continue
                 if ev.sequence <= last:

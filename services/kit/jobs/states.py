@@ -48,7 +48,7 @@ def is_terminal(state: int) -> bool:
 
 
 def state_name(state: int) -> str:
-    return job_pb2.JobState.Name(state)  # type: ignore[arg-type]
+    return str(job_pb2.JobState.Name(state))
 
 
 def check_transition(current: int, new: int) -> None:

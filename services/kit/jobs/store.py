@@ -40,11 +40,11 @@ def _event(seq: int, now_us: int, state: int, progress: job_pb2.Progress,
 
 def _without_preview(progress: job_pb2.Progress) -> bytes:
     if not progress.preview_jpeg:
-        return progress.SerializeToString()
+        return bytes(progress.SerializeToString())
     slim = job_pb2.Progress()
     slim.CopyFrom(progress)
     slim.ClearField("preview_jpeg")
-    return slim.SerializeToString()
+    return bytes(slim.SerializeToString())
 
 
 def _close_stage(row: JobRow, now_us: int, next_stage: int | None) -> None:
@@ -54,7 +54,7 @@ def _close_stage(row: JobRow, now_us: int, next_stage: int | None) -> None:
         return
     if current and row.stage_since_us is not None and row.state == RUNNING:
         durations = json.loads(row.stage_durations or "{}")
-        name = job_pb2.Stage.Name(current).removeprefix("STAGE_").lower()  # type: ignore[arg-type]
+        name = job_pb2.Stage.Name(current).removeprefix("STAGE_").lower()
         durations[name] = durations.get(name, 0.0) + max(0, now_us - row.stage_since_us) / 1e6
         row.stage_durations = json.dumps(durations)
     row.stage_since_us = max(now_us, row.stage_since_us or 0)
@@ -84,7 +84,7 @@ class JobStore:
             ).first()
             return JobRecord.from_row(row) if row else None
 
-    def list(self, owner: str, kinds: Sequence[str], *, state: int, limit: int,
+    def page(self, owner: str, kinds: Sequence[str], *, state: int, limit: int,
              before: tuple[int, str] | None) -> list[JobRecord]:
         """Newest first; ``before`` is the (create_us, id) of the last job of the previous page."""
         stmt = select(JobRow).where(JobRow.owner == owner, col(JobRow.kind).in_(kinds))
@@ -92,7 +92,8 @@ class JobStore:
             stmt = stmt.where(JobRow.state == state)
         if before is not None:
             t, jid = before
-            stmt = stmt.where(sa.or_(JobRow.create_us < t, sa.and_(JobRow.create_us == t, JobRow.id < jid)))
+            created, ident = col(JobRow.create_us), col(JobRow.id)
+            stmt = stmt.where(sa.or_(created < t, sa.and_(created == t, ident < jid)))
         stmt = stmt.order_by(col(JobRow.create_us).desc(), col(JobRow.id).desc()).limit(limit)
         with Session(self._engine) as session:
             return [JobRecord.from_row(r) for r in session.exec(stmt)]
