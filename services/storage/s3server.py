@@ -279,7 +279,7 @@ class S3Server:
         except OSError:
             return ""
 
-    def stop_sync(self, timeout: float = 3.0) -> None:
+    def stop_sync(self, timeout: float = 1.0) -> None:
         """SIGTERM, then SIGKILL after `timeout` seconds: weed's filer waits ~15 s for the S3
         gateway's metadata stream on a graceful stop; its writes are already on disk by then."""
         proc, self._process = self._process, None
@@ -311,7 +311,7 @@ class S3Server:
             await self.stop()
             raise
 
-    async def stop(self, grace: float = 3.0) -> None:
+    async def stop(self, grace: float = 1.0) -> None:
         await asyncio.to_thread(self.stop_sync, grace)
 
     async def kill(self) -> None:

@@ -394,3 +394,22 @@ async def test_internal_store_and_resolve_for_services_only(
     with pytest.raises(grpc.aio.AioRpcError) as exc:
         await storage_service.stub.ListAssets(storage_pb2.ListAssetsRequest(), metadata=service_md)
     assert exc.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_api_key_scopes_are_enforced(storage_service: Any, auth_service: Any, user_factory: Any, samples: Any) -> None:
+    from viarte.auth.v1 import auth_pb2, auth_pb2_grpc
+
+    owner = await user_factory()
+    asset_id = await storage_service.upload(owner, samples["image.png"][1], "p.png", "image/png")
+    async with grpc.aio.insecure_channel(auth_service.address) as channel:
+        created = await auth_pb2_grpc.AuthServiceStub(channel).CreateApiKey(
+            auth_pb2.CreateApiKeyRequest(name="reader", scopes=["assets:read"]), metadata=owner.metadata
+        )
+    reader = (("x-api-key", created.secret),)
+    assert await storage_service.download(reader, asset_id) == samples["image.png"][1]
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await storage_service.upload(reader, samples["image.png"][1], "q.png", "image/png")
+    assert exc.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await storage_service.stub.DeleteAsset(storage_pb2.DeleteAssetRequest(asset_id=asset_id), metadata=reader)
+    assert exc.value.code() == grpc.StatusCode.PERMISSION_DENIED
