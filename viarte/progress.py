@@ -57,8 +57,8 @@ class JobProgressView:
         )
         self._title = title
         self._overall: TaskID | None = None
-        self._stage: TaskID | None = None
-        self._stage_name: Stage | None = None
+        self._stages: dict[Stage, TaskID] = {}
+        self._current: Stage | None = None
 
     def __enter__(self) -> JobProgressView:
         self._progress.__enter__()
@@ -76,17 +76,30 @@ class JobProgressView:
             detail=f"{update.state.name.lower()}",
         )
         counts = update.counter()
-        if update.stage is not Stage.UNSPECIFIED and update.stage != self._stage_name:
-            if self._stage is not None:
-                self._progress.update(self._stage, completed=self._progress.tasks[self._stage].total)
-            self._stage = self._progress.add_task(f"  {update.stage.label}", total=counts[1] if counts else None, detail=detail, eta=None)
-            self._stage_name = update.stage
-        if self._stage is not None and counts is not None and update.stage == self._stage_name:
+        stage = update.stage
+        if stage is not Stage.UNSPECIFIED and stage is not self._current:
+            self._finish_current()
+            if stage not in self._stages:  # one row per stage, even when a job comes back to one
+                self._stages[stage] = self._progress.add_task(
+                    f"  {stage.label}", total=counts[1] if counts else None, detail=detail, eta=None
+                )
+            self._current = stage
+        task = self._stages.get(stage)
+        if task is not None:
             fps = f"{update.fps:.1f} fps" if update.fps else ""
-            self._progress.update(self._stage, total=counts[1], completed=counts[0], detail=fps or detail, eta=update.eta_seconds)
-        if update.terminal and self._stage is not None and update.state.name == "SUCCEEDED":
-            task = self._progress.tasks[self._stage]
-            self._progress.update(self._stage, completed=task.total or 1, total=task.total or 1)
+            if counts is not None:
+                self._progress.update(task, total=counts[1], completed=counts[0], detail=fps or detail, eta=update.eta_seconds)
+            else:
+                self._progress.update(task, detail=detail)
+        if update.terminal and update.state.name == "SUCCEEDED":
+            self._finish_current()
+
+    def _finish_current(self) -> None:
+        """A stage that is over shows as complete (a stage without counts gets a 1/1 bar)."""
+        task = self._stages.get(self._current) if self._current is not None else None
+        if task is not None:
+            total = next(t.total for t in self._progress.tasks if t.id == task) or 1
+            self._progress.update(task, total=total, completed=total)
 
 
 class TransferProgress:

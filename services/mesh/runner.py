@@ -131,6 +131,38 @@ def config_class(name: str) -> type[ServiceConfig] | None:
     return None
 
 
+def registry_model_ids(tiny: bool) -> list[str]:
+    """Model ids of the inference registry whose weights are tiny (``source: tiny:...``) or real."""
+    import yaml
+
+    path = REPO_ROOT / "services" / "inference" / "models" / "registry.yaml"
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    entries = data.get("models", []) if isinstance(data, dict) else []
+    return [
+        str(m["id"]) for m in entries
+        if isinstance(m, dict) and "id" in m and str(m.get("source", "")).startswith("tiny:") == tiny
+    ]
+
+
+def _model_mode(mode: str) -> dict[str, object]:
+    """Config values per models mode. tiny: random-weight models built locally, CPU, offline.
+    real: the registry's real weights (GPU machine; downloads allowed)."""
+    tiny = mode == "tiny"
+    values: dict[str, object] = {
+        "build_tiny_models": tiny,
+        "face_use_tiny": tiny,
+        "upscale_allow_tiny": tiny,
+        "allow_download": not tiny,
+    }
+    ids = registry_model_ids(tiny)
+    if ids:
+        values["models"] = ",".join(ids)
+    return values
+
+
 def _die_with_parent() -> None:
     # Linux: the child gets SIGTERM when the supervisor dies, so a crash leaves no strays.
     with contextlib.suppress(Exception):
@@ -182,24 +214,17 @@ class Supervisor:
             "internal_secret": self._internal_secret,
             "jwt_issuer": cfg.jwt_issuer,
             "jwt_audience": cfg.jwt_audience,
-            "models": cfg.models,
-            "model_set": cfg.models,
         }
         for other in GRPC_SERVICES:
             values[f"{other}_address"] = self.state.endpoints[other]
         if self.state.s3_endpoint:
             values.update(
                 s3_endpoint=self.state.s3_endpoint,
-                s3_endpoint_url=self.state.s3_endpoint,
                 s3_access_key=cfg.s3_access_key,
-                s3_access_key_id=cfg.s3_access_key,
                 s3_secret_key=cfg.s3_secret_key.reveal(),
-                s3_secret_access_key=cfg.s3_secret_key.reveal(),
+                s3_embedded=False,
             )
-        if cfg.models == "tiny":
-            values.update(upscale_allow_tiny=True, allow_tiny=True, tiny_models=True)
-        else:
-            values.update(upscale_allow_tiny=False, allow_tiny=False, tiny_models=False)
+        values.update(_model_mode(cfg.models))
         cls = config_class(name)
         fields = {f.name for f in dataclasses.fields(cls or ServiceConfig)}
         env: dict[str, str] = {}
