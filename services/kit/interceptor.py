@@ -8,8 +8,8 @@ with its traceback, never sent to the client).
 from __future__ import annotations
 
 import inspect
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +20,7 @@ import structlog
 from services.kit import auth as kit_auth
 from services.kit.config import ServiceConfig
 from services.kit.errors import ServiceError
+from services.kit.logs import access_log
 from services.kit.metrics import RPC_IN_FLIGHT, RPC_LATENCY, RPC_TOTAL
 
 __all__ = ["EdgeInterceptor", "MethodPolicy"]
@@ -60,7 +61,7 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self._config = config
         self._authenticator = authenticator
         self._policies = policies
-        self._metrics: dict[str, _Metrics] = {}
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -73,11 +74,14 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         method: str = details.method
         if method.startswith(_ALWAYS_ANONYMOUS):
             return handler
+        # Generic handlers return the same handler object per method: wrap it once, not per call.
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
         policy = self._policies.get(method, MethodPolicy())
-        metrics = self._metrics.get(method)
-        if metrics is None:
-            metrics = self._metrics[method] = _Metrics(self._config.service_name, method)
-        return _wrap(handler, _Edge(self, method, policy, metrics))
+        wrapped = _wrap(handler, _Edge(self, method, policy, _Metrics(self._config.service_name, method)))
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
 
 
 class _Edge:
@@ -90,7 +94,7 @@ class _Edge:
 
     async def enter(self, context: grpc.aio.ServicerContext) -> None:
         metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
-        kit_auth._request_id.set(metadata.get("x-request-id") or uuid.uuid4().hex)
+        kit_auth._request_id.set(metadata.get("x-request-id") or os.urandom(12).hex())
         authenticator = self.interceptor._authenticator
         if self.policy.anonymous:
             # A stale token sent along with Login or Refresh must not block the call that renews it.
@@ -122,13 +126,16 @@ class _Edge:
         self.metrics.count(code)
         self.metrics.latency.observe(elapsed)
         principal = kit_auth._principal.get()
-        _log.info(
-            "rpc",
-            method=self.method,
-            code=code,
-            ms=round(elapsed * 1000, 3),
-            request_id=kit_auth._request_id.get(),
-            principal=principal.subject if principal else None,
+        access_log(
+            {
+                "event": "rpc",
+                "service": self.metrics.service,
+                "method": self.method,
+                "code": code,
+                "ms": round(elapsed * 1000, 3),
+                "request_id": kit_auth._request_id.get(),
+                "principal": principal.subject if principal else None,
+            }
         )
 
 

@@ -294,3 +294,22 @@ async def test_verified_tokens_are_cached_until_expiry(signing_key, monkeypatch)
     keys.keys[signing_key.kid] = signing_key.verification_key(not_after=0.0)
     with pytest.raises(ServiceError):
         await authenticator.verify_access_token(fresh)
+
+
+async def test_access_log_is_one_json_line_per_rpc_with_the_request_id(server, signing_key, capfd):
+    import json
+
+    from services.kit.logs import configure_logging
+
+    configure_logging(ServiceConfig(log_level="INFO"))
+    _, channel = server
+    md = (("authorization", f"Bearer {token(signing_key, sub='logged')}"), ("x-request-id", "req-123"))
+    capfd.readouterr()
+    await auth_pb2_grpc.AuthServiceStub(channel).GetMe(auth_pb2.GetMeRequest(), metadata=md)
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
+    access = [rec for rec in lines if rec.get("event") == "rpc" and rec.get("request_id") == "req-123"]
+    assert len(access) == 1
+    assert access[0]["method"] == "/viarte.auth.v1.AuthService/GetMe"
+    assert access[0]["code"] == "OK" and access[0]["principal"] == "logged" and access[0]["level"] == "info"
+    assert "Bearer" not in json.dumps(lines)  # credentials never reach the logs
+    configure_logging(ServiceConfig(log_level="WARNING"))
