@@ -12,6 +12,7 @@ objects, then the row; the janitor finishes interrupted deletions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import re
@@ -84,7 +85,7 @@ class Assets:
         self.store = store
         self.objects = objects
         self.on_step = on_step
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
 
     def _step(self, name: str, asset_id: str) -> None:
         if self.on_step is not None:
@@ -144,8 +145,18 @@ class Assets:
         except QuotaExceeded as exc:
             raise self._quota_error(exc) from None
 
-    def _lock(self, asset_id: str) -> asyncio.Lock:
-        return self._locks.setdefault(asset_id, asyncio.Lock())
+    @contextlib.asynccontextmanager
+    async def _exclusive(self, asset_id: str) -> AsyncIterator[None]:
+        """One operation at a time per asset within this process (complete, retried streams)."""
+        entry = self._locks.setdefault(asset_id, (asyncio.Lock(), [0]))
+        entry[1][0] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1][0] -= 1
+            if entry[1][0] == 0:
+                self._locks.pop(asset_id, None)
 
     def _expire_at(self) -> datetime:
         return utcnow() + timedelta(seconds=self.config.upload_expire_seconds)
@@ -209,11 +220,8 @@ class Assets:
         return PresignedUpload(row, "", parts, expire)
 
     async def complete_upload(self, owner_id: str, asset_id: str, parts: list[tuple[int, str]]) -> AssetRow:
-        async with self._lock(asset_id):
-            try:
-                return await self._complete(owner_id, asset_id, parts)
-            finally:
-                self._locks.pop(asset_id, None)
+        async with self._exclusive(asset_id):
+            return await self._complete(owner_id, asset_id, parts)
 
     async def _complete(self, owner_id: str, asset_id: str, parts: list[tuple[int, str]]) -> AssetRow:
         row = await run_db(self.store.get, asset_id, owner_id)
@@ -284,9 +292,40 @@ class Assets:
         if spec.request_id:
             done = await run_db(self.store.by_request_id, owner_id, spec.request_id)
             if done is not None and done.state == State.READY:
+                self._check_same_request(done, spec, name, ctype)
                 async for _ in chunks:  # the client sends the bytes again; drop them
                     pass
                 return done
+        for _ in range(2):
+            row, created = await self._reserve(self._stream_row(owner_id, spec, name, ctype))
+            async with self._exclusive(row.id):
+                if created:
+                    return await self._stream(row, spec, ctype, chunks)
+                self._check_same_request(row, spec, name, ctype)
+                # A retry of the same request: we waited for an attempt still running in this
+                # process; return its result, or take an abandoned upload over.
+                current = await run_db(self.store.get, row.id, owner_id)
+                if current is not None and current.state == State.READY:
+                    async for _ in chunks:
+                        pass
+                    return current
+                if current is not None and current.state == State.PENDING:
+                    return await self._stream(current, spec, ctype, chunks)
+            # The earlier attempt failed and was removed meanwhile: reserve afresh.
+        raise ServiceError.aborted(Reason.INVALID_ARGUMENT, "concurrent attempts of one request_id; retry")
+
+    @staticmethod
+    def _check_same_request(row: AssetRow, spec: UploadSpec, name: str, ctype: str) -> None:
+        same = row.origin == Origin.STREAM and row.content_type == ctype and row.name == name
+        if row.state == State.READY:
+            same = same and (not spec.sha256 or spec.sha256 == row.sha256)
+            same = same and (not spec.size_bytes or spec.size_bytes == row.size_bytes)
+        if not same:
+            raise ServiceError.invalid_argument(
+                Reason.INVALID_ARGUMENT, "request_id was already used for a different upload"
+            )
+
+    def _stream_row(self, owner_id: str, spec: UploadSpec, name: str, ctype: str) -> AssetRow:
         row = AssetRow(
             owner_id=owner_id,
             name=name,
@@ -300,11 +339,10 @@ class Assets:
             expire_time=self._expire_at(),
         )
         row.object_key = object_key(owner_id, row.id, name)
-        row, created = await self._reserve(row)
-        if not created:
-            if row.state == State.READY:
-                return row
-            # The same request is still pending (an earlier attempt died): take it over.
+        return row
+
+    async def _stream(self, row: AssetRow, spec: UploadSpec, ctype: str, chunks: AsyncIterator[bytes]) -> AssetRow:
+        owner_id = row.owner_id
         self._step("reserved", row.id)
         writer = self.objects.writer(
             row.object_key, ctype, self.config.stream_part_bytes, self.config.stream_parts_in_flight

@@ -165,6 +165,23 @@ async def test_upload_asset_is_idempotent_on_request_id(storage_service: Any, us
     assert [x.id for x in listed.assets] == [a.id]
 
 
+async def test_concurrent_retries_of_one_request_make_one_asset(storage_service: Any, user_factory: Any, samples: Any) -> None:
+    owner = await user_factory()
+    _, data = samples["video.webm"]
+    answers = await asyncio.gather(
+        *(storage_service.upload_asset(owner, data, "v.webm", "video/webm", request_id="retry-me") for _ in range(3))
+    )
+    assert len({a.asset.id for a in answers}) == 1
+    assert [r.id for r in rows(storage_service) if r.owner_id == owner.id] == [answers[0].asset.id]
+    # The same request id for another file is refused.
+    await expect_error(
+        storage_service.upload_asset(owner, samples["image.png"][1], "p.png", "image/png", request_id="retry-me"),
+        INVALID,
+        "INVALID_ARGUMENT",
+    )
+    assert_consistent(storage_service)
+
+
 async def test_list_newest_first_with_kind_filter_and_pages(storage_service: Any, user_factory: Any, samples: Any) -> None:
     owner = await user_factory()
     ids = []
