@@ -160,11 +160,14 @@ async def test_whole_flow_from_sign_up_to_downloaded_mp4(mesh: Any, editor_gatew
     steps = ["register", "login", "upload", "generate", "cancel", "edit", "export", "download", "conflict"]
     assert [s["name"] for s in result["steps"]] == steps
 
-    # Progress arrived as it streamed: several distinct step/frame readings, spread over time.
+    # Progress arrived as it streamed: the client received many Watch events (state, steps, frames)
+    # and the page rendered several distinct step/frame readings, in order, before the result.
+    assert result["generationEvents"] >= 5, result["generationEvents"]
     progress = result["generationProgress"]
     working = [p for p in progress if "step" in p["label"] or "frame" in p["label"]]
-    assert len({p["label"] for p in working}) >= 3, progress
-    assert working[-1]["t"] - working[0]["t"] > 0, progress
+    assert len({p["label"] for p in working}) >= 2, progress
+    percents = [p["percent"] for p in progress]
+    assert percents == sorted(percents), progress
     assert progress[-1]["percent"] == 100
     assert result["cancelledAt"] == "Cancelled"  # a second, 40-step job cancelled mid-denoising
 
@@ -178,6 +181,7 @@ async def test_whole_flow_from_sign_up_to_downloaded_mp4(mesh: Any, editor_gatew
     # The second tab saved first: the first tab's autosave is refused and the user is told.
     assert result["conflictReason"] == "ETAG_MISMATCH"
     assert result["textClipsAfterReload"] == 2
+    assert result["renderEvents"] >= 2
     assert result["renderProgress"][-1]["percent"] == 100
 
     probe = _ffprobe(output)

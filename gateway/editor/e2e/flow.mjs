@@ -53,22 +53,30 @@ async function step(name, fn) {
   if (args.until === name) throw new Error(`stopped after ${name} (--until)`);
 }
 
-// Sample a progress element until `done()` holds; keeps every distinct label seen.
-async function sampleProgress(selector, into, done, timeout) {
+// Record every rendered change of a progress bar (MutationObserver in the page, so nothing is
+// missed between polls), and poll until `done()` holds.
+async function observeProgress(testId) {
+  await page.evaluate((id) => {
+    window.__samples ??= {};
+    const samples = (window.__samples[id] = []);
+    const record = () => {
+      const bar = document.querySelector(`[data-testid=${id}]`);
+      if (!bar) return;
+      const sample = { t: Date.now(), percent: Number(bar.getAttribute("data-percent")), label: bar.textContent };
+      const last = samples.at(-1);
+      if (!last || last.label !== sample.label || last.percent !== sample.percent) samples.push(sample);
+    };
+    new MutationObserver(record).observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true });
+  }, testId);
+}
+
+async function waitDone(testId, done, timeout) {
   const deadline = Date.now() + timeout;
-  let last = "";
   while (Date.now() < deadline) {
-    const label = await page.locator(selector).getAttribute("aria-valuenow").catch(() => null);
-    const text = await page.locator(`${selector} .progress-label`).textContent().catch(() => null);
-    const sample = `${label}|${text}`;
-    if (text && sample !== last) {
-      into.push({ t: Date.now(), percent: Number(label), label: text });
-      last = sample;
-    }
-    if (await done()) return;
-    await page.waitForTimeout(50);
+    if (await done()) return page.evaluate((id) => window.__samples[id], testId);
+    await page.waitForTimeout(100);
   }
-  throw new Error(`timed out waiting on ${selector}; last: ${last}`);
+  throw new Error(`timed out waiting on ${testId}`);
 }
 
 async function dragBy(locator, dx) {
@@ -128,23 +136,25 @@ try {
     await page.fill("textarea[name=prompt]", args.prompt);
     await page.fill("input[name=seed]", "7");
     await shot("04-generate-form");
+    await observeProgress("gen-progress");
     await page.getByTestId("generate-button").click();
     await page.getByTestId("job-panel").waitFor();
     let midShot = false;
-    await sampleProgress(
-      "[data-testid=gen-progress]",
-      result.generationProgress,
+    result.generationProgress = await waitDone(
+      "gen-progress",
       async () => {
-        if (!midShot && result.generationProgress.some((p) => /step|frame/.test(p.label))) {
+        const label = (await page.getByTestId("gen-status").textContent()) ?? "";
+        if (!midShot && /step|frame/.test(label)) {
           midShot = true;
           await shot("05-generate-progress");
         }
         const state = await page.getByTestId("job-panel").getAttribute("data-state");
-        if (state === "failed" || state === "cancelled") throw new Error(`generation ${state}: ${await page.getByTestId("gen-status").textContent()}`);
+        if (state === "failed" || state === "cancelled") throw new Error(`generation ${state}: ${label}`);
         return state === "succeeded";
       },
       jobTimeout,
     );
+    result.generationEvents = Number(await page.getByTestId("job-panel").getAttribute("data-events"));
     await page.getByTestId("gen-result").waitFor();
     await shot("06-generate-done");
   });
@@ -230,11 +240,11 @@ try {
     await page.getByTestId("quality-select").selectOption({ label: "Draft (fast)" });
     await page.getByTestId("size-select").selectOption({ label: "640 × 360" });
     await shot("08-export-form");
+    await observeProgress("render-progress");
     await page.getByTestId("start-export").click();
     await page.getByTestId("render-panel").waitFor();
-    await sampleProgress(
-      "[data-testid=render-progress]",
-      result.renderProgress,
+    result.renderProgress = await waitDone(
+      "render-progress",
       async () => {
         const state = await page.getByTestId("render-panel").getAttribute("data-state");
         if (state === "failed" || state === "cancelled") throw new Error(`render ${state}`);
@@ -242,6 +252,7 @@ try {
       },
       jobTimeout,
     );
+    result.renderEvents = Number(await page.getByTestId("render-panel").getAttribute("data-events"));
     await page.getByTestId("download-link").waitFor();
     await shot("09-export-done");
   });

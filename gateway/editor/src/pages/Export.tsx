@@ -123,7 +123,7 @@ export default function Export() {
         </button>
       </div>
       {view && (
-        <div className="card" data-testid="render-panel" data-state={stateName(view.state)}>
+        <div className="card" data-testid="render-panel" data-state={stateName(view.state)} data-events={view.events}>
           <ProgressBar fraction={view.state === JobState.SUCCEEDED ? 1 : (view.progress?.fraction ?? 0)} label={describeProgress(view)} testId="render-progress" />
           {running && (
             <button className="danger" onClick={() => void cancel()}>

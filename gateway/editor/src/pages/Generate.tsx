@@ -271,7 +271,7 @@ export default function Generate() {
 
       <div className="gen-side">
         {active && view && (
-          <div className="card" data-testid="job-panel" data-job-id={active.id} data-state={stateName(view.state)}>
+          <div className="card" data-testid="job-panel" data-job-id={active.id} data-state={stateName(view.state)} data-events={view.events}>
             <h2>Current job</h2>
             <ProgressBar fraction={view.state === JobState.SUCCEEDED ? 1 : (view.progress?.fraction ?? 0)} label={describeProgress(view)} testId="gen-progress" />
             <p className="muted small" data-testid="gen-status">
