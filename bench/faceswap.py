@@ -15,6 +15,7 @@ Rounds alternate to cancel drift; printed: frames/s of each and the job/raw time
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -161,7 +162,10 @@ def main() -> None:
     print(f"{'path':<6}{'median s':>10}{'frames/s':>10}")
     print(f"{'raw':<6}{raw:>10.3f}{n / raw:>10.1f}")
     print(f"{'job':<6}{job:>10.3f}{n / job:>10.1f}")
-    print(f"job/raw time ratio: {job / raw:.3f}  (goal <= 1.1)")
+    ratios = sorted(j / r for j, r in zip(job_times, raw_times, strict=True))
+    print(f"job/raw time ratio: {job / raw:.3f} (median of rounds {statistics.median(ratios):.3f}, "
+          f"range {ratios[0]:.3f}..{ratios[-1]:.3f}; goal <= 1.1)")
+    print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":
