@@ -169,6 +169,9 @@ async def test_whole_flow_from_sign_up_to_downloaded_mp4(mesh: Any, editor_gatew
     percents = [p["percent"] for p in progress]
     assert percents == sorted(percents), progress
     assert progress[-1]["percent"] == 100
+    # The refused width came back as a BadRequest violation, shown next to the Width field.
+    assert result["widthBannerReason"] == "INVALID_PARAMETERS"
+    assert result["widthViolation"]
     assert result["cancelledAt"] == "Cancelled"  # a second, 40-step job cancelled mid-denoising
 
     assert result["clips"] == {"v1": 1, "v2": 1}

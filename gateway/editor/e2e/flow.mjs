@@ -135,7 +135,16 @@ try {
     await page.getByTestId("image-select").selectOption(result.imageAssetId);
     await page.fill("textarea[name=prompt]", args.prompt);
     await page.fill("input[name=seed]", "7");
+    // A width the model refuses: the BadRequest field violation shows next to the Width field.
+    const width = await page.inputValue("input[name=width]");
+    await page.fill("input[name=width]", String(Number(width) + 1));
+    await page.getByTestId("generate-button").click();
+    const violation = page.locator("label.field.invalid", { has: page.locator("input[name=width]") }).locator(".violation");
+    await violation.waitFor();
+    result.widthViolation = await violation.textContent();
+    result.widthBannerReason = await page.getByTestId("error-banner").getAttribute("data-reason");
     await shot("04-generate-form");
+    await page.fill("input[name=width]", width);
     await observeProgress("gen-progress");
     await page.getByTestId("generate-button").click();
     await page.getByTestId("job-panel").waitFor();

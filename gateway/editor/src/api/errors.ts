@@ -35,6 +35,7 @@ const REASON_MESSAGES: Record<string, string> = {
   MODEL_NOT_FOUND: "This model is not available.",
   IMAGE_REQUIRED: "Pick an input image for image-to-video.",
   INVALID_TIMELINE: "The timeline has a problem.",
+  INVALID_PARAMETERS: "Some settings are not valid: see the highlighted fields.",
   TIMELINE_TOO_LONG: "The timeline is too long to render.",
   CANVAS_TOO_LARGE: "The output size is too large.",
   NO_FACE_IN_SOURCE: "No face was found in the source face image.",
