@@ -224,3 +224,27 @@ async def test_cancel_a_running_job(faceswap: Any, storage_service: Any, user_fa
     assert job.status.state == job_pb2.JOB_STATE_CANCELLED
     frames = [e.progress.frame for e in events if e.progress.stage == job_pb2.STAGE_FACE_SWAP]
     assert max(frames) < 240 and job_pb2.STAGE_UPLOADING not in [e.progress.stage for e in events]
+
+
+async def test_storage_down_is_unavailable(auth_service: Any, user_factory: Any, tmp_path: Path, face_settings: FaceSwapConfig) -> None:
+    user = await user_factory()
+    config = FaceSwapConfig(
+        port=0, log_level="WARNING", data_dir=str(tmp_path), auth_address=auth_service.address,
+        storage_address="127.0.0.1:1", internal_secret=auth_service.config.internal_secret,
+        jwt_issuer=auth_service.config.jwt_issuer, jwt_audience=auth_service.config.jwt_audience,
+    )
+    engine = make_engine(f"sqlite:///{tmp_path / 'inference.db'}")
+    upgrade(engine, MIGRATIONS)
+    store = AssetStore(config)
+    jobs = JobService(engine, HandlerExecutor({KIND: FaceSwapJobHandler(store, ProcessRunner(face_settings))}))
+    server, port = await build_server(config, [Service(FaceSwapServicer(jobs, store))])
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = face_swap_pb2_grpc.FaceSwapServiceStub(channel)
+            err = await _error(stub.CreateFaceSwapJob(F.CreateFaceSwapJobRequest(parameters=_params("a", "b")), metadata=user.metadata))
+        assert (err.code, err.reason) == (grpc.StatusCode.UNAVAILABLE, "STORAGE_UNAVAILABLE")
+    finally:
+        await stop(server, grace=0.2)
+        await store.close()
+        engine.dispose()
