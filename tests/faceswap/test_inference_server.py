@@ -53,18 +53,8 @@ async def test_assistant_without_key_on_the_inference_server(inference: Any, use
     assert from_rpc_error(info.value).reason == "ASSISTANT_NOT_CONFIGURED"
 
 
-def _worker_has_face_settings() -> bool:
-    import dataclasses
-
-    from services.inference.worker.protocol import WorkerSettings
-
-    return "face_use_tiny" in {f.name for f in dataclasses.fields(WorkerSettings)}
-
-
 async def test_generation_with_auto_face_swap(inference: Any, storage_service: Any, user_factory: Any) -> None:
     """A generation job with face_swap runs the swap on its frames as its own stage (frame i of n)."""
-    if not _worker_has_face_settings():
-        pytest.skip("WorkerSettings has no face_* fields yet: the worker would look for the real pack")
     from viarte.inference.v1 import generation_pb2 as G
 
     user = await user_factory()
