@@ -6,10 +6,8 @@ from typing import Any
 
 import grpc
 import pytest
-import pytest_asyncio
 
 from tests.faceswap.helpers import face_image, image_bytes
-from tests.fixtures.inference import running_inference, test_inference_config
 from viarte.errors import from_rpc_error
 from viarte.inference.v1 import assistant_pb2, assistant_pb2_grpc, face_swap_pb2, face_swap_pb2_grpc
 from viarte.type.v1 import job_pb2
@@ -17,15 +15,10 @@ from viarte.type.v1 import job_pb2
 F = face_swap_pb2
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def inference(tmp_path_factory: Any, auth_service: Any, storage_service: Any, face_settings: Any) -> Any:
-    config = test_inference_config(
-        tmp_path_factory.mktemp("inference-faces"), auth_service, storage_service,
-        face_models_dir=face_settings.face_models_dir, face_use_tiny=True, face_det_size=320,
-        face_providers=("CPUExecutionProvider",),
-    )
-    async with running_inference(config) as service:
-        yield service
+@pytest.fixture
+def inference(inference_service: Any) -> Any:
+    """The shared inference server (its config uses the tiny face models)."""
+    return inference_service
 
 
 async def test_face_swap_job_on_the_inference_server(inference: Any, storage_service: Any, user_factory: Any) -> None:
