@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -225,11 +226,15 @@ def bench_render(seconds: float, skip_moviepy: bool, rounds: int) -> None:
             print(f"  moviepy / hand      : {movie / hand:7.2f}x")
 
 
+def _stamp(seen: list[float]) -> Callable[[object], None]:
+    return lambda _progress: seen.append(time.perf_counter())
+
+
 def _fmt(values: list[float]) -> str:
     return "[" + ", ".join(f"{v:.2f}" for v in values) + "]"
 
 
-def bench_upscale(frames: int, size: tuple[int, int]) -> None:
+def bench_upscale(frames: int, size: tuple[int, int], rounds: int) -> None:
     import numpy as np
     import torch
 
@@ -251,19 +256,32 @@ def bench_upscale(frames: int, size: tuple[int, int]) -> None:
                              capture_output=True, check=True).stdout
         arr = torch.from_numpy(np.frombuffer(raw, np.uint8).reshape(-1, h, w, 3).copy()).permute(0, 3, 1, 2)
         model = load_rrdbnet(weights)
-        t0 = time.perf_counter()
-        for i in range(0, len(arr), batch):
-            upscale_batch(model, arr[i : i + batch].float() / 255)
-        raw_s = time.perf_counter() - t0
-        seen: list[float] = []
-        t0 = time.perf_counter()
-        result = asyncio.run(upscale_video(config, str(clip), root / "out.mp4", on_progress=lambda p: seen.append(time.perf_counter())))
-        service_s = time.perf_counter() - t0
-        steady = (seen[-1] - seen[0]) / max(result.frame - batch, 1) * result.frame if len(seen) > 1 else service_s
-        print(f"upscale x2 RRDBNet 64f/23b, {len(arr)} frames {w}x{h} -> {2 * w}x{2 * h}, batch {batch}, {torch.get_num_threads()} threads")
-        print(f"  raw loop            : {raw_s:7.2f} s  {len(arr) / raw_s:6.2f} frames/s")
-        print(f"  service (end to end): {service_s:7.2f} s  {result.frame / service_s:6.2f} frames/s   ratio {service_s / raw_s:5.2f}x (goal <= 1.10x)")
-        print(f"  service (steady)    : {steady:7.2f} s  {result.frame / steady:6.2f} frames/s   ratio {steady / raw_s:5.2f}x  (without worker start + model load)")
+        upscale_batch(model, arr[:1].float() / 255)  # warm-up, as the worker's first batch is
+        raw_times: list[float] = []
+        service_times: list[float] = []
+        steady_times: list[float] = []
+        frames = len(arr)
+        for _ in range(rounds):  # interleaved, best of each (shared machine)
+            t0 = time.perf_counter()
+            for i in range(0, frames, batch):
+                upscale_batch(model, arr[i : i + batch].float() / 255)
+            raw_times.append(time.perf_counter() - t0)
+            seen: list[float] = []
+            t0 = time.perf_counter()
+            result = asyncio.run(upscale_video(config, str(clip), root / "out.mp4", on_progress=_stamp(seen)))
+            service_times.append(time.perf_counter() - t0)
+            assert result.frame == frames and (result.width, result.height) == (2 * w, 2 * h)
+            # Progress comes per frame as it reaches the encoder; from the end of the first batch on
+            # the pipeline is in its steady state (worker started, torch imported, model loaded).
+            steady_times.append((seen[-1] - seen[batch - 1]) / (frames - batch) * frames)
+        raw_s, service_s, steady = min(raw_times), min(service_times), min(steady_times)
+        print(f"upscale x2 RRDBNet 64f/23b, {frames} frames {w}x{h} -> {2 * w}x{2 * h}, batch {batch}, "
+              f"{torch.get_num_threads()} threads, best of {rounds} interleaved rounds")
+        print(f"  raw loop            : {raw_s:7.2f} s  {frames / raw_s:6.2f} frames/s   rounds {_fmt(raw_times)}")
+        print(f"  service (steady)    : {steady:7.2f} s  {frames / steady:6.2f} frames/s   ratio {steady / raw_s:5.2f}x (goal <= 1.10x)"
+              f"   rounds {_fmt(steady_times)}")
+        print(f"  service (end to end): {service_s:7.2f} s  {frames / service_s:6.2f} frames/s   ratio {service_s / raw_s:5.2f}x"
+              f"  (+ worker process start, torch import, model load)")
 
 
 def main() -> None:
@@ -271,14 +289,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--skip-moviepy", action="store_true")
     parser.add_argument("--skip-upscale", action="store_true")
+    parser.add_argument("--skip-render", action="store_true")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--upscale-frames", type=int, default=24)
-    parser.add_argument("--upscale-size", default="96x54")
+    parser.add_argument("--upscale-size", default="64x36")
     args = parser.parse_args()
-    bench_render(args.seconds, args.skip_moviepy, args.rounds)
+    if not args.skip_render:
+        bench_render(args.seconds, args.skip_moviepy, args.rounds)
     if not args.skip_upscale:
         w, h = (int(v) for v in args.upscale_size.split("x"))
-        bench_upscale(args.upscale_frames, (w, h))
+        bench_upscale(args.upscale_frames, (w, h), args.rounds)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 ffmpeg decodes to raw RGB frames on a pipe (a reader thread), the network upscales them in batches
 (tiles when asked; fp16 on CUDA), a writer thread feeds a second ffmpeg that encodes H.264 and
-copies the original audio. One JSON line per batch on stdout reports progress; the last line says
-``done``. The server kills this process to cancel.
+copies the original audio. One JSON line per frame (once it reached the encoder) reports progress on stdout; the last line
+says ``done``. The server kills this process to cancel.
 """
 
 from __future__ import annotations
@@ -93,9 +93,13 @@ def load_model(spec: Spec, device: str) -> tuple[RRDBNet, str]:
     return load_rrdbnet(path, device=device, fp16=fp16), path.name
 
 
+_emit_lock = threading.Lock()
+
+
 def _emit(payload: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(payload) + "\n")
-    sys.stdout.flush()
+    with _emit_lock:  # the writer thread reports too
+        sys.stdout.write(json.dumps(payload) + "\n")
+        sys.stdout.flush()
 
 
 def upscale_file(spec: Spec, report: Any = _emit) -> dict[str, Any]:
@@ -132,17 +136,24 @@ def upscale_file(spec: Spec, report: Any = _emit) -> dict[str, Any]:
             frames_in.put(np.frombuffer(raw, np.uint8).reshape(h, w, 3))
         frames_in.put(None)
 
-    def write() -> None:  # and so does encoding
+    written = 0
+    started = time.monotonic()
+
+    def write() -> None:  # and so does encoding; a frame counts as done once it reached the encoder
+        nonlocal written
         assert encoder.stdin is not None
         while (arr := frames_out.get()) is not None:
             encoder.stdin.write(arr.tobytes())
+            written += 1
+            elapsed = time.monotonic() - started
+            report({"event": "progress", "frame": written, "total": max(total, written), "fps": written / elapsed if elapsed > 0 else 0.0})
         encoder.stdin.close()
 
     reader = threading.Thread(target=read, daemon=True)
     writer = threading.Thread(target=write, daemon=True)
     reader.start()
     writer.start()
-    done, started, finished = 0, time.monotonic(), False
+    done, finished = 0, False
     while not finished:
         batch: list[np.ndarray] = []
         while len(batch) < spec.batch_size:
@@ -159,8 +170,6 @@ def upscale_file(spec: Spec, report: Any = _emit) -> dict[str, Any]:
         for arr in out:
             frames_out.put(arr)
         done += len(batch)
-        elapsed = time.monotonic() - started
-        report({"event": "progress", "frame": done, "total": max(total, done), "fps": done / elapsed if elapsed > 0 else 0.0})
     frames_out.put(None)
     writer.join()
     reader.join()
