@@ -54,4 +54,6 @@ npm_install() {  # dir
 }
 npm_install "scripts/tools"
 npm_install "gateway/editor"
+# 4. The editor the gateway serves (a no-op when dist/ is newer than every source).
+if [ -f gateway/editor/package.json ]; then "$PY" -m gateway build >/dev/null; fi
 log "ready"
