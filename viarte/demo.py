@@ -112,16 +112,19 @@ def _tiny_shape(model: Any, side: int) -> _Shape:
 
 def build_timeline(
     first: str, first_seconds: float, second: str, second_seconds: float, audio: str | None, *,
-    width: int = 256, height: int = 256, fps: float = 8.0, crossfade: float = 0.5,
+    width: int = 256, height: int = 256, fps: float = 8.0, crossfade: float = 0.5, stills: bool = False,
 ) -> timeline_pb2.Timeline:
-    """Two clips with a crossfade, a title on a text track and (optionally) a soundtrack."""
+    """Two clips with a crossfade, a title on a text track and (optionally) a soundtrack.
+    ``stills``: the clips are images, which need an explicit length on the timeline."""
     fade = min(crossfade, first_seconds / 2, second_seconds / 2)
     second_start = max(first_seconds - fade, 0.0)
     total = second_start + second_seconds
     video = timeline_pb2.Track(id="video", kind=timeline_pb2.TRACK_KIND_VIDEO, name="Video", clips=[
-        timeline_pb2.Clip(id="i2v", asset_id=first, start_seconds=0.0, fit=timeline_pb2.FIT_COVER, fade_in_seconds=0.25),
+        timeline_pb2.Clip(id="i2v", asset_id=first, start_seconds=0.0, fit=timeline_pb2.FIT_COVER, fade_in_seconds=0.25,
+                          duration_seconds=first_seconds if stills else 0.0),
         timeline_pb2.Clip(
             id="t2v", asset_id=second, start_seconds=second_start, fit=timeline_pb2.FIT_COVER, fade_out_seconds=0.25,
+            duration_seconds=second_seconds if stills else 0.0,
             transition_in=timeline_pb2.Transition(kind=timeline_pb2.TRANSITION_KIND_CROSSFADE, duration_seconds=fade),
         ),
     ])  # fmt: skip
@@ -298,7 +301,8 @@ def _render_and_upscale(
         return summary.assets.get("i2v", summary.assets["face"])
     (first, first_s), (second, second_s) = videos
     with steps.step("render", "Render a timeline: crossfade, title, soundtrack"):
-        timeline = build_timeline(first, first_s, second, second_s, summary.assets.get("soundtrack"))
+        stills = "inference" not in running  # without generation the clips are the uploaded image
+        timeline = build_timeline(first, first_s, second, second_s, summary.assets.get("soundtrack"), stills=stills)
         params = render_pb2.RenderParameters(timeline=timeline, quality=render_pb2.QUALITY_PRESET_STANDARD,
                                              output_name="viarte-demo-render.mp4")  # fmt: skip
         job = _job(con, client, "render", params, "render timeline")

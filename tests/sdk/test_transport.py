@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import threading
@@ -16,7 +17,7 @@ import pytest_asyncio
 from tests.sdk.scripted import Script, ScriptedGeneration, start_scripted
 from viarte import AsyncClient, Client, RetryPolicy, Tokens, generation_parameters
 from viarte._sync import LoopThread
-from viarte.errors import Cancelled, DeadlineExceeded, InvalidArgument, JobFailed, NotFound, Unavailable
+from viarte.errors import DeadlineExceeded, InvalidArgument, JobFailed, NotFound, Unavailable
 from viarte.inference.v1 import generation_pb2, generation_pb2_grpc
 from viarte.jobs import JobState, Stage
 
@@ -57,7 +58,7 @@ async def test_unavailable_twice_then_success_honours_retry_info(scripted: Scrip
     times = scripted.record.attempts["ListModels"]
     assert len(times) == 3
     # The backoff is 10-50 ms, but the server's RetryInfo asked for 300 ms: it wins.
-    assert all(b - a >= 0.29 for a, b in zip(times, times[1:], strict=False))
+    assert all(b - a >= 0.29 for a, b in itertools.pairwise(times))
     # One logical call: every attempt carries the same request id.
     ids = {md["x-request-id"] for md in scripted.record.metadata}
     assert len(ids) == 1
@@ -170,7 +171,7 @@ async def test_failed_job_raises_job_failed_with_reason(scripted: Scripted) -> N
 async def test_asyncio_cancellation_cancels_the_job(scripted: Scripted) -> None:
     async with scripted.client() as client:
         task = asyncio.create_task(client.generation.run(PARAMS))
-        while "WatchGenerationJob" not in scripted.record.attempts:
+        while "WatchGenerationJob" not in scripted.record.attempts:  # noqa: ASYNC110 - polling a record
             await asyncio.sleep(0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -1,0 +1,219 @@
+"""The SDK against the real mesh (every service as its own process, started by the dev runner).
+
+Each test registers its own user. Job tests use the tiny local models at their smallest sizes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+
+from tests.fixtures.mesh import MeshUser, RunningMesh
+from viarte import AsyncClient, Client, JobState, Stage, generation_parameters
+from viarte.demo import FACE_IMAGE, SOUNDTRACK, build_timeline
+from viarte.errors import (
+    Aborted,
+    AlreadyExists,
+    Cancelled,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
+from viarte.render.v1 import render_pb2
+
+pytestmark = pytest.mark.e2e
+
+T2V = dict(model="tiny-modelscope", prompt="a red fox in the snow", width=64, height=64, num_frames=4, seed=3)
+
+
+def signed_in(mesh: RunningMesh, user: MeshUser) -> Client:
+    client = mesh.client()
+    client.auth.register(user.email, user.password)
+    return client
+
+
+def test_auth_session_and_api_keys(mesh: RunningMesh, mesh_user: MeshUser) -> None:
+    mesh.require("auth")
+    saved = []
+    with mesh.client(on_tokens=saved.append) as client:
+        user = client.auth.register(mesh_user.email, mesh_user.password, display_name="Ada")
+        assert client.auth.me().user.id == user.id
+        with pytest.raises(AlreadyExists) as taken:
+            client.auth.register(mesh_user.email, mesh_user.password)
+        assert taken.value.reason == "EMAIL_TAKEN"
+        old = client.credentials.tokens
+        client.auth.refresh()
+        assert client.credentials.tokens.refresh_token != old.refresh_token
+        assert len(saved) == 2  # register, then the refresh
+        key, secret = client.api_keys.create("ci", ["assets:read"])
+        assert secret.startswith(key.prefix.rstrip(".")[:4])
+        assert [k.id for k in client.api_keys.list()] == [key.id]
+        assert {k.kid for k in client.auth.public_keys().keys}
+        client.auth.logout()
+        with pytest.raises(Unauthenticated):
+            client.auth.me()
+    with mesh.client(api_key=secret) as partner:
+        me = partner.auth.me()
+        assert me.user.id == user.id and list(me.scopes) == ["assets:read"]
+        if "storage" in mesh.services:
+            with pytest.raises(PermissionDenied) as denied:
+                partner.assets.upload(b"abc", name="a.txt", content_type="text/plain")
+            assert denied.value.reason == "MISSING_SCOPE"
+    with mesh.client() as client:
+        client.auth.login(mesh_user.email, mesh_user.password)
+        client.api_keys.revoke(key.id)
+    with mesh.client(api_key=secret) as partner, pytest.raises(Unauthenticated):
+        partner.auth.me()
+
+
+def test_wrong_password_is_unauthenticated(mesh: RunningMesh, mesh_user: MeshUser) -> None:
+    mesh.require("auth")
+    with signed_in(mesh, mesh_user) as client, pytest.raises(Unauthenticated) as caught:
+        client.auth.login(mesh_user.email, "not the password at all")
+    assert caught.value.reason == "INVALID_CREDENTIALS"
+
+
+def test_assets_upload_download_both_ways(mesh: RunningMesh, mesh_user: MeshUser, tmp_path: Path) -> None:
+    mesh.require("auth", "storage")
+    data = FACE_IMAGE.read_bytes()
+    seen: list[tuple[int, int]] = []
+    with signed_in(mesh, mesh_user) as client:
+        streamed = client.assets.upload(FACE_IMAGE, progress=lambda d, t: seen.append((d, t)))
+        presigned = client.assets.upload(SOUNDTRACK, method="presigned")
+        assert seen[-1] == (len(data), len(data))
+        assert streamed.sha256 == hashlib.sha256(data).hexdigest()
+        assert streamed.media.width == 256 and presigned.media.duration_seconds > 5
+        assert client.assets.get(streamed.id).name == "demo_face.png"
+        assert {a.id for a in client.assets.list_all()} >= {streamed.id, presigned.id}
+        assert [a.id for a in client.assets.list(kind="audio").items] == [presigned.id]
+        assert client.assets.read(streamed.id) == data
+        target = client.assets.download(presigned.id, tmp_path)
+        assert target == tmp_path / "demo_tone.m4a" and target.read_bytes() == SOUNDTRACK.read_bytes()
+        via_url = client.assets.download(streamed.id, tmp_path / "via-url.png", method="url")
+        assert via_url.read_bytes() == data
+        url = client.assets.url(streamed.id, attachment=True)
+        assert httpx.get(url, timeout=10).content == data
+        assert client.assets.read(streamed.id, thumbnail=True)[:2] == b"\xff\xd8"  # a JPEG
+        client.assets.delete(presigned.id)
+        with pytest.raises(NotFound) as gone:
+            client.assets.get(presigned.id)
+        assert gone.value.reason == "ASSET_NOT_FOUND"
+    with signed_in(mesh, MeshUser("other-" + mesh_user.email, mesh_user.password)) as other:
+        with pytest.raises(NotFound):  # another user's asset looks exactly like a missing one
+            other.assets.read(streamed.id)
+
+
+async def test_async_client_generation_with_progress(mesh: RunningMesh, mesh_user: MeshUser) -> None:
+    mesh.require("auth", "storage", "inference")
+    async with AsyncClient(mesh.endpoints) as client:
+        await client.auth.register(mesh_user.email, mesh_user.password)
+        models = {m.id: m for m in await client.generation.list_models()}
+        assert "tiny-modelscope" in models and models["tiny-modelscope"].tiny
+        updates = []
+        job = await client.generation.run(generation_parameters(**T2V), on_progress=updates.append)  # type: ignore[arg-type]
+        assert job.status.state == JobState.SUCCEEDED
+        steps = [u.step for u in updates if u.stage is Stage.DENOISING and not u.snapshot]
+        assert steps == [1, 2, 3, 4]  # the tiny model's default: 4 denoising steps, each reported once
+        assert {Stage.MODEL_LOADING, Stage.DECODING, Stage.ENCODING, Stage.UPLOADING} <= {u.stage for u in updates} | {Stage.MODEL_LOADING}
+        assert updates[-1].terminal and updates[-1].job.result.video_asset_id == job.result.video_asset_id
+        sequences = [u.sequence for u in updates if not u.snapshot]
+        assert sequences == list(range(1, sequences[-1] + 1))  # every event once, in order
+        asset = await client.assets.get(job.result.video_asset_id)
+        assert asset.media.frame_count == 4 and asset.media.width == 64
+        # Watching a finished job gives its final snapshot, result included.
+        replay = [u async for u in client.generation.watch(job.id, after_sequence=sequences[1])]
+        assert len(replay) == 1 and replay[0].terminal and replay[0].job.result.video_asset_id
+        page = await client.generation.list(state="succeeded")
+        assert job.id in {j.id for j in page.items}
+
+
+def test_invalid_generation_parameters_carry_field_violations(mesh: RunningMesh, mesh_user: MeshUser) -> None:
+    mesh.require("auth", "inference")
+    bad = generation_parameters(model="tiny-modelscope", prompt="x", width=70, height=64, num_inference_steps=10_000)
+    with signed_in(mesh, mesh_user) as client:
+        with pytest.raises(InvalidArgument) as caught:
+            client.generation.create(bad)
+        with pytest.raises(InvalidArgument) as unknown:
+            client.generation.create(generation_parameters(model="no-such-model", prompt="x"))
+    fields = {v.field for v in caught.value.field_violations}
+    assert caught.value.reason == "INVALID_PARAMETERS"
+    assert any("width" in f for f in fields) and any("num_inference_steps" in f for f in fields)
+    assert unknown.value.reason == "MODEL_NOT_FOUND"
+
+
+def test_cancel_queued_and_running_jobs(mesh: RunningMesh, mesh_user: MeshUser) -> None:
+    mesh.require("auth", "inference")
+    with signed_in(mesh, mesh_user) as client:
+        first = client.generation.create(generation_parameters(**{**T2V, "num_inference_steps": 12}))  # type: ignore[arg-type]
+        second = client.generation.create(generation_parameters(**T2V))  # type: ignore[arg-type]
+        # One CPU worker: the second job waits in the queue, and cancelling it there is immediate.
+        assert client.generation.cancel(second.id).status.state == JobState.CANCELLED
+        with pytest.raises(Cancelled):
+            client.generation.wait(second.id, timeout=30)
+        for update in client.generation.watch(first.id):
+            if update.stage is Stage.DENOISING and update.step >= 1:
+                break
+        client.generation.cancel(first.id)  # running: stops at its next denoising step
+        with pytest.raises(Cancelled):
+            client.generation.wait(first.id, timeout=120)
+        assert client.generation.get(first.id).status.state == JobState.CANCELLED
+
+
+def test_face_swap_render_frame_and_upscale(mesh: RunningMesh, mesh_user: MeshUser) -> None:
+    mesh.require("auth", "storage", "inference", "render")
+    from viarte.client import face_swap_options
+    from viarte.inference.v1 import face_swap_pb2
+
+    with signed_in(mesh, mesh_user) as client:
+        face = client.assets.upload(FACE_IMAGE)
+        tone = client.assets.upload(SOUNDTRACK)
+        swapped = client.face_swap.run(face_swap_pb2.FaceSwapParameters(
+            target_asset_id=face.id, options=face_swap_options(face.id), output_name="swapped.png"))  # fmt: skip
+        assert swapped.result.faces_swapped == 1
+        timeline = build_timeline(face.id, 1.0, swapped.result.asset_id, 1.0, tone.id, width=128, height=128, stills=True)
+        frame = client.render.frame(timeline, 0.5, max_width=64)
+        assert frame.jpeg[:2] == b"\xff\xd8" and frame.width == 64
+        rendered = client.render.run(render_pb2.RenderParameters(timeline=timeline, quality=render_pb2.QUALITY_PRESET_DRAFT))
+        assert rendered.result.has_audio and rendered.result.width == 128
+        upscaled = client.upscale.run(render_pb2.UpscaleParameters(video_asset_id=rendered.result.video_asset_id, scale=2))
+        assert (upscaled.result.width, upscaled.result.height) == (256, 256)
+        kinds = {j.id for j in client.render.list().items} | {j.id for j in client.upscale.list().items}
+        assert {rendered.id, upscaled.id} <= kinds
+
+
+def test_projects_with_etags(mesh: RunningMesh, mesh_user: MeshUser) -> None:
+    mesh.require("auth", "render")
+    with signed_in(mesh, mesh_user) as client:
+        project = client.projects.create("Holiday cut")
+        assert client.projects.get(project.id).title == "Holiday cut"
+        stale = client.projects.get(project.id)
+        project.title = "Holiday cut v2"
+        saved = client.projects.update(project, fields=["title"])
+        assert saved.etag != stale.etag
+        stale.title = "lost update"
+        with pytest.raises(Aborted) as conflict:
+            client.projects.update(stale, fields=["title"])
+        assert conflict.value.reason == "ETAG_MISMATCH"
+        assert [p.id for p in client.projects.list().items] == [project.id]
+        client.projects.delete(project.id)
+        with pytest.raises(NotFound):
+            client.projects.get(project.id)
+
+
+def test_assistant_reports_its_status(mesh: RunningMesh, mesh_user: MeshUser) -> None:
+    mesh.require("auth", "inference")
+    with signed_in(mesh, mesh_user) as client:
+        status = client.assistant.status()
+    assert status.available is False and status.reason  # no API key in the test mesh
+
+
+def test_unauthenticated_call_is_rejected_with_a_reason(mesh: RunningMesh) -> None:
+    mesh.require("auth", "storage")
+    with mesh.client() as client, pytest.raises(Unauthenticated) as caught:
+        client.assets.list()
+    assert caught.value.code is grpc.StatusCode.UNAUTHENTICATED and caught.value.reason
