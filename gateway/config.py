@@ -31,6 +31,8 @@ class GatewayConfig(ServiceConfig):
     admin_port: int = 9901
     inference_address: str = "127.0.0.1:50053"
     render_address: str = "127.0.0.1:50054"
+    # An assistant-only server (services.inference AssistantConfig); "" = AssistantService on inference.
+    assistant_address: str = ""
     # Built editor (vite build output) served on the same origin; "" = no static files.
     static_dir: str = DEFAULT_STATIC_DIR
     # Origins allowed cross-origin (the editor's dev server); production serves the editor itself.

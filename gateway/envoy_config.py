@@ -30,6 +30,7 @@ __all__ = [
     "Upstream",
     "build_bootstrap",
     "render_yaml",
+    "service_clusters",
     "upstreams",
 ]
 
@@ -84,6 +85,18 @@ class Upstream:
     port: int
 
 
+ASSISTANT_SERVICE = "viarte.inference.v1.AssistantService"
+
+
+def service_clusters(config: GatewayConfig) -> dict[str, tuple[str, ...]]:
+    """Cluster → proto services; the assistant gets its own cluster when it runs on its own server."""
+    clusters = dict(PUBLIC_SERVICES)
+    if config.assistant_address:
+        clusters["inference"] = tuple(s for s in clusters["inference"] if s != ASSISTANT_SERVICE)
+        clusters["assistant"] = (ASSISTANT_SERVICE,)
+    return clusters
+
+
 def upstreams(config: GatewayConfig) -> list[Upstream]:
     addresses = {
         "auth": config.auth_address,
@@ -91,6 +104,8 @@ def upstreams(config: GatewayConfig) -> list[Upstream]:
         "inference": config.inference_address,
         "render": config.render_address,
     }
+    if config.assistant_address:
+        addresses["assistant"] = config.assistant_address
     return [Upstream(name, *_split(address)) for name, address in addresses.items()]
 
 
@@ -165,7 +180,7 @@ def _grpc_routes(config: GatewayConfig) -> list[dict[str, Any]]:
     }
     unary_limit = {"grpc_timeout_header_max": "0s"}
     routes: list[dict[str, Any]] = []
-    for cluster, services in PUBLIC_SERVICES.items():
+    for cluster, services in service_clusters(config).items():
         for method in STREAMING_METHODS:
             if method.split("/")[0] in services:
                 routes.append(

@@ -144,3 +144,14 @@ def test_envoy_rejects_a_broken_config(tmp_path: Path) -> None:
     missing = tmp_path / "nope.pem"
     with pytest.raises(EnvoyError, match="rejected"):
         validate_config(GatewayConfig(static_dir="", tls_cert_file=str(missing), tls_key_file=str(missing)))
+
+
+def test_assistant_can_have_its_own_upstream() -> None:
+    routes = _routes(build_bootstrap(GatewayConfig(static_dir="", assistant_address="127.0.0.1:50060")))
+    clusters = {r["match"].get("prefix") or r["match"]["path"]: r["route"]["cluster"] for r in routes}
+    assert clusters["/viarte.inference.v1.AssistantService/"] == "assistant"
+    assert clusters["/viarte.inference.v1.AssistantService/Chat"] == "assistant"
+    assert clusters["/viarte.inference.v1.GenerationService/"] == "inference"
+    default = _routes(build_bootstrap(GatewayConfig(static_dir="")))
+    assert all(r["route"]["cluster"] != "assistant" for r in default)
+    validate_config(GatewayConfig(static_dir="", assistant_address="127.0.0.1:50060"))
