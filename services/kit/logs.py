@@ -35,7 +35,7 @@ def configure_logging(config: ServiceConfig) -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=(
-            structlog.PrintLoggerFactory(file=sys.stderr) if console else structlog.BytesLoggerFactory(file=sys.stderr.buffer)
+            structlog.PrintLoggerFactory(file=_StderrText()) if console else structlog.BytesLoggerFactory(file=_StderrBytes())
         ),
         cache_logger_on_first_use=True,
     )
@@ -62,7 +62,7 @@ _access_sink: Any = None
 def _json_access(fields: dict[str, Any]) -> None:
     fields["level"] = "info"
     fields["timestamp"] = datetime.now(UTC).isoformat()
-    sys.stderr.buffer.write(orjson.dumps(fields) + b"\n")
+    _StderrBytes().write(orjson.dumps(fields) + b"\n")
 
 
 def _console_access(fields: dict[str, Any]) -> None:
@@ -72,4 +72,25 @@ def _console_access(fields: dict[str, Any]) -> None:
 def access_log(fields: dict[str, Any]) -> None:
     """Write one access line (``fields`` must include ``event``); a no-op above INFO."""
     if _access_sink is not None:
-        _access_sink(fields)
+        try:
+            _access_sink(fields)
+        except (OSError, ValueError, AttributeError):  # a broken log stream must never fail the RPC it describes
+            pass
+
+
+class _StderrBytes:
+    """stderr resolved at each write, so a redirected or replaced sys.stderr is followed."""
+
+    def write(self, data: bytes) -> None:
+        sys.stderr.buffer.write(data)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+class _StderrText:
+    def write(self, data: str) -> None:
+        sys.stderr.write(data)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
