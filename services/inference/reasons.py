@@ -9,6 +9,8 @@ __all__ = ["Reason"]
 
 class Reason(enum.StrEnum):
     MODEL_NOT_FOUND = "MODEL_NOT_FOUND"
+    # The model is in the registry but its weights are not on this deployment.
+    MODEL_UNAVAILABLE = "MODEL_UNAVAILABLE"
     TASK_NOT_SUPPORTED = "TASK_NOT_SUPPORTED"
     INVALID_PARAMETERS = "INVALID_PARAMETERS"
     IMAGE_REQUIRED = "IMAGE_REQUIRED"

@@ -54,6 +54,7 @@ def worker_settings(config: InferenceConfig) -> WorkerSettings:
         memory_policy=config.memory_policy,
         dtype=config.dtype,
         allow_download=config.allow_download,
+        build_tiny_models=config.build_tiny_models,
         threads=config.worker_threads,
         crash_at_stage=config.fault_crash_at_stage,
         face_models_dir=config.face_models_dir,

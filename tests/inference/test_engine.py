@@ -104,3 +104,26 @@ def test_decode_out_of_memory_is_retried_from_kept_latents(loaded: Any, tmp_path
     assert frames.shape == (9, 64, 64, 3) and np.abs(frames.astype(int) - expected.astype(int)).max() <= 2
     messages = [job_pb2.Progress.FromString(e.progress).message for e in sent]
     assert any("retrying with" in m for m in messages)
+
+
+def test_model_cache_evicts_least_recently_used_and_reports_missing_weights(tiny_models: Any, tmp_path: Path) -> None:
+    from services.kit.errors import ServiceError
+
+    registry = tiny_models.registry
+    policy = choose_policy("default", "bf16", estimated_bytes=0, free_bytes=None)
+    probe = ModelCache(tiny_models.models_dir, "cpu", 1 << 40)
+    wan = probe.get(registry.get("tiny-wan"), Task.TEXT_TO_VIDEO, policy).nbytes
+    svd = probe.get(registry.get("tiny-svd"), Task.IMAGE_TO_VIDEO, policy).nbytes
+    cache = ModelCache(tiny_models.models_dir, "cpu", max(wan, svd) + min(wan, svd) // 2)  # room for one
+    cache.get(registry.get("tiny-wan"), Task.TEXT_TO_VIDEO, policy)
+    cache.get(registry.get("tiny-svd"), Task.IMAGE_TO_VIDEO, policy)
+    assert cache.loaded_ids() == {"tiny-svd"} and cache.used_bytes() <= cache.budget_bytes
+    # A registry model whose weights are not here (offline, no download): a clear job error.
+    offline = ModelCache(tmp_path, "cpu", 1 << 40, allow_download=False)
+    with pytest.raises(ServiceError) as err:
+        offline.get(registry.get("wan2.1-t2v-1.3b"), Task.TEXT_TO_VIDEO, policy)
+    assert err.value.reason == "MODEL_UNAVAILABLE" and err.value.code.name == "FAILED_PRECONDITION"
+    no_build = ModelCache(tmp_path, "cpu", 1 << 40, build_tiny=False)
+    with pytest.raises(ServiceError) as err:
+        no_build.get(registry.get("tiny-wan"), Task.TEXT_TO_VIDEO, policy)
+    assert err.value.reason == "MODEL_UNAVAILABLE"

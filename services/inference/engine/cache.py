@@ -11,6 +11,7 @@ from typing import Any
 
 from services.inference.engine.policy import MemoryPolicy, apply_policy, torch_dtype
 from services.inference.models.registry import ModelSpec, Task
+from services.kit.errors import ServiceError
 
 __all__ = ["LoadedPipeline", "ModelCache", "pipeline_bytes"]
 
@@ -38,11 +39,13 @@ def pipeline_bytes(pipe: Any) -> int:
 
 
 class ModelCache:
-    def __init__(self, models_dir: Path, device: str, budget_bytes: int, *, allow_download: bool = False) -> None:
+    def __init__(self, models_dir: Path, device: str, budget_bytes: int, *, allow_download: bool = False,
+                 build_tiny: bool = True) -> None:
         self.models_dir = models_dir
         self.device = device
         self.budget_bytes = budget_bytes
         self.allow_download = allow_download
+        self.build_tiny = build_tiny
         self._entries: OrderedDict[tuple[str, str, str], LoadedPipeline] = OrderedDict()
 
     def loaded_ids(self) -> set[str]:
@@ -76,8 +79,13 @@ class ModelCache:
     def _load(self, spec: ModelSpec, task: Task, policy: MemoryPolicy) -> Any:
         import diffusers
 
+        from services.inference.engine.runner import is_oom
+
         source = spec.resolve_path(self.models_dir)
         if spec.tiny and not Path(source).exists():
+            if not self.build_tiny:
+                raise ServiceError.failed_precondition(
+                    "MODEL_UNAVAILABLE", f"{spec.id} is not built in {self.models_dir} (build_tiny_models is off)")
             from services.inference.models.tiny import build_tiny_model
 
             build_tiny_model(spec, self.models_dir)
@@ -87,7 +95,16 @@ class ModelCache:
             kwargs["variant"] = spec.variant
         if not Path(source).exists():
             kwargs["local_files_only"] = not self.allow_download
-        pipe = cls.from_pretrained(source, **kwargs)
+        try:
+            pipe = cls.from_pretrained(source, **kwargs)
+        except Exception as exc:
+            if is_oom(exc):
+                raise
+            # Weights missing or incomplete: say so instead of an opaque INTERNAL.
+            raise ServiceError.failed_precondition(
+                "MODEL_UNAVAILABLE", f"the weights of {spec.id} are not available here ({type(exc).__name__})",
+                metadata={"model": spec.id, "source": source},
+            ) from exc
         pipe.set_progress_bar_config(disable=True)
         apply_policy(pipe, policy, self.device)
         return pipe

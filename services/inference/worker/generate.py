@@ -43,7 +43,7 @@ def _cache(ctx: TaskContext) -> ModelCache:
     if "models" not in ctx.resources:
         s = ctx.settings
         ctx.resources["models"] = ModelCache(Path(s.models_dir), s.device, s.cache_budget_bytes,
-                                             allow_download=s.allow_download)
+                                             allow_download=s.allow_download, build_tiny=s.build_tiny_models)
     return ctx.resources["models"]  # type: ignore[no-any-return]
 
 

@@ -44,6 +44,8 @@ class WorkerSettings:
     memory_policy: str = "auto"
     dtype: str = "bf16"
     allow_download: bool = False
+    # Build missing tiny models on first use (offline default); off in production.
+    build_tiny_models: bool = True
     # torch intra-op threads; 0 = torch's default.
     threads: int = 0
     # Tests: kill the worker (os._exit) when a task reaches this stage name ("" = never).

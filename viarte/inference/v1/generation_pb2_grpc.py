@@ -28,7 +28,7 @@ if _version_not_supported:
 class GenerationServiceStub:
     """Text-to-video and image-to-video generation jobs on diffusion models.
 
-    ErrorInfo domain "viarte.inference". Reasons: MODEL_NOT_FOUND, TASK_NOT_SUPPORTED,
+    ErrorInfo domain "viarte.inference". Reasons: MODEL_NOT_FOUND, MODEL_UNAVAILABLE, TASK_NOT_SUPPORTED,
     INVALID_PARAMETERS (with BadRequest field violations), IMAGE_REQUIRED, ASSET_NOT_FOUND,
     JOB_NOT_FOUND, QUEUE_FULL (with RetryInfo), OUT_OF_MEMORY, WORKER_CRASHED, DECODE_FAILED,
     NO_FACE_IN_SOURCE, STORAGE_UNAVAILABLE, INVALID_PAGE_TOKEN, UNAUTHENTICATED.
@@ -75,7 +75,7 @@ class GenerationServiceStub:
 class GenerationServiceServicer:
     """Text-to-video and image-to-video generation jobs on diffusion models.
 
-    ErrorInfo domain "viarte.inference". Reasons: MODEL_NOT_FOUND, TASK_NOT_SUPPORTED,
+    ErrorInfo domain "viarte.inference". Reasons: MODEL_NOT_FOUND, MODEL_UNAVAILABLE, TASK_NOT_SUPPORTED,
     INVALID_PARAMETERS (with BadRequest field violations), IMAGE_REQUIRED, ASSET_NOT_FOUND,
     JOB_NOT_FOUND, QUEUE_FULL (with RetryInfo), OUT_OF_MEMORY, WORKER_CRASHED, DECODE_FAILED,
     NO_FACE_IN_SOURCE, STORAGE_UNAVAILABLE, INVALID_PAGE_TOKEN, UNAUTHENTICATED.
@@ -178,7 +178,7 @@ def add_GenerationServiceServicer_to_server(servicer, server):
 class GenerationService:
     """Text-to-video and image-to-video generation jobs on diffusion models.
 
-    ErrorInfo domain "viarte.inference". Reasons: MODEL_NOT_FOUND, TASK_NOT_SUPPORTED,
+    ErrorInfo domain "viarte.inference". Reasons: MODEL_NOT_FOUND, MODEL_UNAVAILABLE, TASK_NOT_SUPPORTED,
     INVALID_PARAMETERS (with BadRequest field violations), IMAGE_REQUIRED, ASSET_NOT_FOUND,
     JOB_NOT_FOUND, QUEUE_FULL (with RetryInfo), OUT_OF_MEMORY, WORKER_CRASHED, DECODE_FAILED,
     NO_FACE_IN_SOURCE, STORAGE_UNAVAILABLE, INVALID_PAGE_TOKEN, UNAUTHENTICATED.
