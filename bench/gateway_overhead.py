@@ -62,7 +62,7 @@ async def _grpc_latencies(
 ) -> list[float]:
     latencies = []
     async for reply in stub.WatchRenderJob(render_pb2.WatchRenderJobRequest(id=f"{count}:{interval}")):
-        latencies.append(time.time() - reply.event.time.ToDatetime().timestamp())
+        latencies.append(time.time() - reply.event.time.ToNanoseconds() / 1e9)
     return latencies
 
 
@@ -70,7 +70,7 @@ async def _web_latencies(client: GrpcWebClient, count: int, interval: float) -> 
     latencies = []
     request = render_pb2.WatchRenderJobRequest(id=f"{count}:{interval}")
     async for received in client.server_stream(WATCH, request, render_pb2.WatchRenderJobResponse):
-        latencies.append(time.time() - received.message.event.time.ToDatetime().timestamp())
+        latencies.append(time.time() - received.message.event.time.ToNanoseconds() / 1e9)
     return latencies
 
 
