@@ -41,7 +41,7 @@ class AuthConfig(ServiceConfig):
     # Created as an admin at startup if the email has no account yet (never from Register, which
     # does not prove ownership of an address).
     bootstrap_admin_email: str = ""
-    bootstrap_admin_password: Secret = Secret("")  # noqa: RUF009 (Secret is frozen)
+    bootstrap_admin_password: Secret = Secret("")
 
     def database(self) -> str:
         return self.database_url or self.sqlite_url()

@@ -55,7 +55,7 @@ class InferenceConfig(ServiceConfig):
     face_providers: tuple[str, ...] = ()
 
     # Assistant (services.inference.assistant.settings.AssistantSettings).
-    assistant_api_key: Secret = Secret("")  # noqa: RUF009 (immutable)
+    assistant_api_key: Secret = Secret("")
     assistant_model: str = "llama-3.3-70b-versatile"
     assistant_base_url: str = "https://api.groq.com"
     assistant_chat_path: str = "/openai/v1/chat/completions"

@@ -210,9 +210,9 @@ class Authenticator:
             from services.kit.channels import insecure_channel
 
             self._channel = self._channel or insecure_channel(config.auth_address)
-        self._keys: KeySource = key_source or RemoteKeySource(self._channel)  # type: ignore[arg-type]
+        self._keys: KeySource = key_source or RemoteKeySource(self._channel)
         self._api_keys: ApiKeyResolver = api_key_resolver or _RemoteApiKeys(
-            self._channel, ServiceCredentials(config, channel=self._channel)  # type: ignore[arg-type]
+            self._channel, ServiceCredentials(config, channel=self._channel)
         )
         # Verified access tokens → (valid until, principal, kid). An Ed25519 verify costs ~100 µs; a
         # browser sends the same token on every call until it refreshes it.

@@ -141,10 +141,10 @@ class _Edge:
 
 def _code_of(context: grpc.aio.ServicerContext, error: BaseException | None) -> str:
     if isinstance(error, ServiceError):
-        return error.code.name
+        return str(error.code.name)
     code = context.code()
     if isinstance(code, grpc.StatusCode):
-        return code.name
+        return str(code.name)
     if error is not None:
         return "CANCELLED" if isinstance(error, BaseException) and "Cancel" in type(error).__name__ else "INTERNAL"
     return "OK"

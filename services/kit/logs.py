@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, BinaryIO, TextIO, cast
 
 import orjson
 import structlog
@@ -35,7 +35,9 @@ def configure_logging(config: ServiceConfig) -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=(
-            structlog.PrintLoggerFactory(file=_StderrText()) if console else structlog.BytesLoggerFactory(file=_StderrBytes())
+            structlog.PrintLoggerFactory(file=cast(TextIO, _StderrText()))
+            if console
+            else structlog.BytesLoggerFactory(file=cast(BinaryIO, _StderrBytes()))
         ),
         cache_logger_on_first_use=True,
     )

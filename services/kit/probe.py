@@ -22,7 +22,7 @@ def check(address: str, service: str = "", timeout: float = 3.0) -> bool:
             )
         except grpc.RpcError:
             return False
-    return answer.status == health_pb2.HealthCheckResponse.SERVING
+    return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -61,11 +61,12 @@ class Service:
     def descriptor(self) -> ServiceDescriptor:
         base = self._generated_base
         pb2 = importlib.import_module(base.__module__.removesuffix("_grpc"))
-        return pb2.DESCRIPTOR.services_by_name[base.__name__.removesuffix("Servicer")]  # type: ignore[no-any-return]
+        descriptor: ServiceDescriptor = pb2.DESCRIPTOR.services_by_name[base.__name__.removesuffix("Servicer")]
+        return descriptor
 
     @property
     def full_name(self) -> str:
-        return self.descriptor.full_name
+        return str(self.descriptor.full_name)
 
     def register(self, server: grpc.aio.Server) -> None:
         base = self._generated_base

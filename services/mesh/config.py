@@ -34,7 +34,7 @@ class MeshConfig(ServiceConfig):
     gateway_admin_port: int = 9901
     s3_port: int = 8333
     s3_access_key: str = "viarte-dev"
-    s3_secret_key: Secret = Secret("viarte-dev-secret")  # noqa: RUF009 (Secret is frozen)
+    s3_secret_key: Secret = Secret("viarte-dev-secret")
     # Which services to start (those whose package has no __main__ yet are skipped).
     services: tuple[str, ...] = GRPC_SERVICES
     s3: bool = True

@@ -27,7 +27,7 @@ class StorageConfig(ServiceConfig):
     s3_region: str = "us-east-1"
     s3_bucket: str = "viarte-assets"
     s3_access_key: str = "viarte-dev"
-    s3_secret_key: Secret = Secret("viarte-dev-secret")  # noqa: RUF009 (Secret is frozen)
+    s3_secret_key: Secret = Secret("viarte-dev-secret")
     # Seconds before a connection attempt / a read counts as S3 being unavailable.
     s3_connect_timeout_seconds: float = 2.0
     s3_read_timeout_seconds: float = 30.0

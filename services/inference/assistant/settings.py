@@ -39,7 +39,7 @@ class AssistantConfig(ServiceConfig):
 
     service_name = "inference"
     # Groq key; empty = the assistant is off (FAILED_PRECONDITION ASSISTANT_NOT_CONFIGURED).
-    assistant_api_key: Secret = Secret("")  # noqa: RUF009 (immutable)
+    assistant_api_key: Secret = Secret("")
     # Llama 3 family on Groq; any model of an OpenAI-compatible server (vLLM, llama.cpp, Ollama).
     assistant_model: str = "llama-3.3-70b-versatile"
     assistant_base_url: str = "https://api.groq.com"
