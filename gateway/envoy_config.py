@@ -359,6 +359,10 @@ def _connection_manager(config: GatewayConfig, static_dir: Path | None) -> dict[
         "@type": _HCM,
         "stat_prefix": "gateway",
         "codec_type": "AUTO",
+        # Envoy appends the real peer address to x-forwarded-for (auth throttles per client address
+        # and trusts only the last hop appended by this proxy, so a client cannot spoof its address).
+        "use_remote_address": True,
+        "xff_num_trusted_hops": 0,
         # Watch streams may stay quiet for a while (queued jobs); bound them by max_stream_duration.
         "stream_idle_timeout": _duration(config.max_stream_duration_seconds),
         "route_config": {

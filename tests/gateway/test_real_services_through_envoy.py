@@ -96,3 +96,43 @@ async def test_download_streams_chunks_and_isolation_holds(
     assert received[0].message.asset.id == asset_id
     assert hidden.code is grpc.StatusCode.NOT_FOUND
     assert hidden.reason == "ASSET_NOT_FOUND"
+
+
+async def test_a_client_cannot_spoof_its_address_past_envoy(tmp_path, envoy_factory) -> None:
+    """Auth throttles per client address and trusts Envoy's appended x-forwarded-for hop: a forged
+    header must not give each attempt a fresh address."""
+    from tests.fixtures.auth import running_auth, test_auth_config
+
+    config = test_auth_config(
+        str(tmp_path),
+        trusted_proxies=("127.0.0.1",),
+        login_max_failures_per_address=3,
+        login_max_failures_per_account=100,
+    )
+    async with running_auth(config) as auth:
+        gateway = GatewayConfig(
+            port=0,
+            admin_port=0,
+            static_dir="",
+            health_check_interval_seconds=0.5,
+            auth_address=auth.address,
+            storage_address=auth.address,
+            inference_address=auth.address,
+            render_address=auth.address,
+        )
+        envoy = await envoy_factory(gateway)
+        await envoy.wait_healthy(["auth"])
+        codes = []
+        async with GrpcWebClient(envoy.url) as client:
+            for attempt in range(6):
+                try:
+                    await client.unary(
+                        AUTH + "Login",
+                        auth_pb2.LoginRequest(email=f"nobody{attempt}@viarte.test", password="wrong password 1"),
+                        auth_pb2.LoginResponse,
+                        metadata=(("x-forwarded-for", f"198.51.100.{attempt}"),),
+                    )
+                except GrpcWebError as error:
+                    codes.append(error.code)
+    assert codes[:3] == [grpc.StatusCode.UNAUTHENTICATED] * 3
+    assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes[3:]
