@@ -8,6 +8,7 @@ cancelled). ``--json`` (anywhere on the line) prints machine-readable results on
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import functools
 import json
@@ -19,7 +20,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
-import click
 import typer
 from google.protobuf import json_format
 from google.protobuf.message import Message
@@ -164,6 +164,9 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+_CURRENT: contextvars.ContextVar[Ctx] = contextvars.ContextVar("viarte_cli_ctx")
+
+
 def _ctx(ctx: typer.Context) -> Ctx:
     obj = ctx.find_root().obj
     assert isinstance(obj, Ctx)
@@ -179,8 +182,7 @@ def handled(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        ctx = next((a for a in [*args, *kwargs.values()] if isinstance(a, typer.Context)), None)
-        c = _ctx(ctx) if ctx is not None else None
+        c = _CURRENT.get(None)
         try:
             return fn(*args, **kwargs)
         except KeyboardInterrupt:
@@ -249,6 +251,7 @@ def root(
     base = dataclasses.replace(base, **{k: v for k, v in explicit.items() if v})
     tls_config = TlsConfig.from_files(ca=ca_cert) if (tls or ca_cert) else None
     ctx.obj = Ctx(json_output, profile, base, state_dir, api_key, timeout, tls_config, gateway_url)
+    _CURRENT.set(ctx.obj)  # for `handled`, which wraps the commands
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1166,17 +1169,9 @@ def _hoist_json(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The ``viarte`` entry point (Typer in standalone mode: usage errors exit 2)."""
     args = _hoist_json(list(sys.argv[1:] if argv is None else argv))
-    command = typer.main.get_command(app)
-    try:
-        code = command.main(args=args, prog_name="viarte", standalone_mode=False)
-    except click.exceptions.Abort:
-        sys.exit(130)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.exceptions.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
+    app(args=args, prog_name="viarte")
+
+if __name__ == "__main__":
+    main()

@@ -18,9 +18,9 @@ __all__ = ["Profile", "Session", "default_config_path", "mesh_endpoints"]
 
 
 def default_config_path() -> Path:
-    import click  # typer's dependency; knows each platform's config folder
+    import typer  # knows each platform's config folder
 
-    return Path(click.get_app_dir("viarte")) / "config.json"
+    return Path(typer.get_app_dir("viarte")) / "config.json"
 
 
 @dataclass

@@ -280,7 +280,7 @@ class Transport:
             attempt += 1
             md = await self.metadata(request_id, True)
             try:
-                return await method(requests(), timeout=self._remaining(deadline, request_id), metadata=md)
+                return await _send_stream(method, requests(), self._remaining(deadline, request_id), md)
             except grpc.RpcError as exc:
                 err = _decode(exc, request_id)
             if not await self._after_failure(
@@ -319,6 +319,29 @@ class Transport:
             ):
                 raise err
             refreshed = True
+
+
+async def _send_stream(
+    method: Any, requests: AsyncIterator[Any] | Iterable[Any], deadline: float | None, md: Metadata
+) -> Any:
+    """Writes the request stream message by message. When the server answers early (e.g.
+    PERMISSION_DENIED before reading the body) a write fails with INTERNAL "Internal error from
+    Core"; the call's own status, awaited afterwards, is the server's real answer."""
+    call = method(timeout=deadline, metadata=md)
+    try:
+        if isinstance(requests, AsyncIterator):
+            async for message in requests:
+                await call.write(message)
+        else:
+            for message in requests:
+                await call.write(message)
+        await call.done_writing()
+    except (grpc.RpcError, asyncio.InvalidStateError, grpc.aio.UsageError):
+        pass  # the call already ended (a failed write reports INTERNAL); its real status is awaited below
+    except BaseException:
+        call.cancel()
+        raise
+    return await call
 
 
 def _decode(exc: grpc.RpcError, request_id: str) -> ViarteError:

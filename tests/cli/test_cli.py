@@ -1,0 +1,144 @@
+"""The ``viarte`` CLI through Typer's CliRunner and as a subprocess, against the real mesh.
+
+The CLI finds the mesh through ``--state-dir`` (the dev runner's state file) and keeps its session
+in the file given by ``--config``, so each test is isolated in its own temp folder.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.fixtures.mesh import MeshUser, RunningMesh
+from viarte.cli import _hoist_json, app
+from viarte.demo import FACE_IMAGE
+
+pytestmark = pytest.mark.e2e
+runner = CliRunner()
+
+
+class Cli:
+    def __init__(self, mesh: RunningMesh, tmp: Path) -> None:
+        self.base = ["--state-dir", str(mesh.state_dir), "--config", str(tmp / "viarte.json")]
+        self.tmp = tmp
+
+    def __call__(self, *args: str, code: int = 0, stdin: str | None = None) -> str:
+        """Runs the CLI; returns stdout (stderr when a failure is expected: errors go there)."""
+        argv = _hoist_json([*self.base, *args])
+        result = runner.invoke(app, argv, input=stdin)
+        assert result.exit_code == code, f"{args}: exit {result.exit_code}\n{result.output}\n{result.exception!r}"
+        return result.stdout if code == 0 else result.stderr
+
+    def json(self, *args: str, code: int = 0) -> dict:  # type: ignore[type-arg]
+        return json.loads(self("--json", *args, code=code))  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def cli(mesh: RunningMesh, tmp_path: Path) -> Cli:
+    mesh.require("auth")
+    return Cli(mesh, tmp_path)
+
+
+def test_help_and_usage_errors(cli: Cli) -> None:
+    assert "generate" in cli("--help")
+    cli("generate", code=2)  # missing PROMPT
+    cli("up", "--models", "huge", code=2)
+    cli("assets", "list", "--kind", "pictures", code=2)
+    cli("jobs", "list", "--state", "sleeping", code=2)
+
+
+def test_register_whoami_and_session_file(cli: Cli, mesh_user: MeshUser) -> None:
+    out = cli.json("register", "--email", mesh_user.email, "--password", mesh_user.password)
+    assert out["email"] == mesh_user.email
+    me = cli.json("whoami")
+    assert me["user"]["id"] == out["id"] and "assets:write" in me["scopes"]
+    saved = json.loads((cli.tmp / "viarte.json").read_text())
+    assert (cli.tmp / "viarte.json").stat().st_mode & 0o077 == 0  # holds refresh tokens: owner only
+    assert [s["email"] for s in saved["sessions"].values()] == [mesh_user.email]
+    cli("refresh")
+    cli("logout")
+    cli("whoami", code=3)  # not signed in
+    cli("login", stdin=f"{mesh_user.email}\n{mesh_user.password}\n")  # prompted
+    assert cli.json("whoami")["user"]["email"] == mesh_user.email
+    cli("login", "--email", mesh_user.email, "--password", "wrong password here", code=3)
+
+
+def test_api_keys_and_assets(cli: Cli, mesh: RunningMesh, mesh_user: MeshUser) -> None:
+    mesh.require("storage")
+    cli("register", "--email", mesh_user.email, "--password", mesh_user.password)
+    created = cli.json("api-keys", "create", "reader", "-s", "assets:read")
+    assert created["secret"] and created["api_key"]["scopes"] == ["assets:read"]
+    uploaded = cli.json("assets", "upload", str(FACE_IMAGE))
+    asset_id = uploaded["assets"][0]["id"]
+    listed = cli.json("assets", "list", "--kind", "image")
+    assert [a["id"] for a in listed["assets"]] == [asset_id]
+    # The API key reads but cannot write.
+    as_key = ["--api-key", created["secret"]]
+    assert cli.json(*as_key, "assets", "info", asset_id)["id"] == asset_id
+    cli(*as_key, "assets", "upload", str(FACE_IMAGE), code=3)
+    out = cli.json("assets", "download", asset_id, str(cli.tmp / "face.png"))
+    assert Path(out["path"]).read_bytes() == FACE_IMAGE.read_bytes()
+    cli.json("assets", "download", asset_id, str(cli.tmp / "via-url.png"), "--via-url")
+    assert (cli.tmp / "via-url.png").read_bytes() == FACE_IMAGE.read_bytes()
+    cli("assets", "rm", asset_id)
+    cli("assets", "info", asset_id, code=4)
+    keys = cli.json("api-keys", "list")["api_keys"]
+    cli("api-keys", "revoke", keys[0]["id"])
+    # Auth answers for revoked keys at once (other services cache verdicts for up to 30 s).
+    cli(*as_key, "whoami", code=3)
+
+
+def test_generate_and_jobs_commands(cli: Cli, mesh: RunningMesh, mesh_user: MeshUser) -> None:
+    mesh.require("storage", "inference")
+    cli("register", "--email", mesh_user.email, "--password", mesh_user.password)
+    models = cli.json("models")["models"]
+    assert "tiny-wan" in {m["id"] for m in models}
+    bad = cli.json("generate", "x", "--model", "tiny-modelscope", "--width", "70", code=5)
+    assert bad["reason"] == "INVALID_PARAMETERS" and bad["field_violations"]
+    out = cli.json(
+        "generate", "a fox", "--model", "tiny-modelscope", "--width", "64", "--height", "64", "--frames", "4",
+        "--seed", "5", "--download", str(cli.tmp),
+    )
+    job = out["job"]
+    assert job["status"]["state"] == "JOB_STATE_SUCCEEDED" and job["parameters"]["seed"] == "5"
+    assert Path(out["downloaded"]).stat().st_size > 0
+    listed = cli.json("jobs", "list", "--kind", "generation")
+    assert [j["job"]["id"] for j in listed["jobs"]] == [job["id"]]
+    assert cli.json("jobs", "get", job["id"])["kind"] == "generation"
+    cli("jobs", "watch", job["id"])  # a finished job: its final snapshot, exit 0
+    queued = cli.json("generate", "later", "--model", "tiny-modelscope", "--width", "64", "--height", "64",
+                      "--frames", "4", "--detach")  # fmt: skip
+    cancelled = cli.json("jobs", "cancel", queued["id"])["jobs"][0]["job"]
+    assert cancelled["status"]["state"] in ("JOB_STATE_CANCELLED", "JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED")
+    cli("jobs", "get", "no-such-job", code=4)
+
+
+def test_subprocess_json_and_exit_codes(mesh: RunningMesh, mesh_user: MeshUser, tmp_path: Path) -> None:
+    mesh.require("auth")
+    base = [sys.executable, "-m", "viarte.cli", "--state-dir", str(mesh.state_dir), "--config", str(tmp_path / "c.json")]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*base, *args], capture_output=True, text=True, timeout=120, check=False)
+
+    reg = run("register", "--email", mesh_user.email, "--password", mesh_user.password, "--json")
+    assert reg.returncode == 0, reg.stderr
+    assert json.loads(reg.stdout)["email"] == mesh_user.email
+    status = run("status", "--json")
+    assert status.returncode == 0, status.stderr
+    state = json.loads(status.stdout)
+    assert state["state"] == "ready"
+    assert {p["name"] for p in state["processes"] if p["healthy"]} >= {"auth"}
+    missing = run("--json", "jobs", "get", "nope")
+    assert missing.returncode == 4 and json.loads(missing.stderr)["reason"] == "JOB_NOT_FOUND"
+    usage = run("generate")
+    assert usage.returncode == 2 and "Usage: viarte generate" in usage.stderr
+
+
+def test_hoist_json_accepts_the_flag_anywhere() -> None:
+    assert _hoist_json(["assets", "list", "--json"]) == ["--json", "assets", "list"]
+    assert _hoist_json(["generate", "--", "--json"]) == ["generate", "--", "--json"]
