@@ -282,12 +282,17 @@ def up(
     models: Annotated[str | None, typer.Option(help="tiny (offline CPU models) or real (GPU weights).")] = None,
     free_ports: Annotated[bool | None, typer.Option(help="Pick free ports instead of the defaults.")] = None,
     gateway: Annotated[bool | None, typer.Option(help="Start Envoy (gRPC-Web + the editor).")] = None,
+    s3: Annotated[bool | None, typer.Option(help="Start the embedded S3 server (SeaweedFS).")] = None,
+    only: Annotated[list[str] | None, typer.Option(help="Start only these services (repeatable).")] = None,
 ) -> None:
     """Start the local mesh: S3, every service that exists, Envoy; waits on health checks."""
     c = _ctx(ctx)
     if models not in (None, "tiny", "real"):
         fail("--models must be 'tiny' or 'real'")
-    config = _mesh_config(c, models=models, free_ports=free_ports, gateway=gateway)
+    services = tuple(only) if only else None
+    if services and not set(services) <= {"auth", "storage", "inference", "render"}:
+        fail("--only takes auth, storage, inference or render")
+    config = _mesh_config(c, models=models, free_ports=free_ports, gateway=gateway, s3=s3, services=services)
     mesh = _mesh()
     if foreground:
         c.info("starting the mesh (Ctrl-C stops it)…")

@@ -1,0 +1,95 @@
+"""The dev runner from the outside: ``viarte up`` / ``status`` / ``down`` in separate processes,
+skipped services, stale state after a crash, and the shared ``mesh`` fixture's health."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from services.mesh import MeshConfig, status, stop
+from services.mesh.control import _alive
+from services.mesh.runner import service_exists
+from tests.fixtures.mesh import RunningMesh
+
+pytestmark = pytest.mark.e2e
+
+
+def viarte(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "viarte", "--state-dir", str(state_dir), *args],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+def test_session_mesh_is_healthy(mesh: RunningMesh) -> None:
+    state, rows = status(mesh.state_dir)
+    assert state is not None and state.state == "ready"
+    grpc_rows = [r for r in rows if r.kind == "grpc" and r.status == "running"]
+    assert grpc_rows and all(r.healthy for r in grpc_rows)
+    assert {r.name for r in grpc_rows} == {n for n in ("auth", "storage", "inference", "render") if service_exists(n)}
+    for row in grpc_rows:
+        assert Path(row.log).exists() and '"server.started"' in Path(row.log).read_text()
+    assert mesh.gateway_url.startswith("http://127.0.0.1:")
+
+
+def test_up_status_down_from_separate_processes(tmp_path: Path) -> None:
+    # A small mesh: auth only, no S3 or Envoy, so this test stays quick.
+    small = ("--json", "up", "--free-ports", "--only", "auth", "--no-s3", "--no-gateway")
+    up = viarte(tmp_path, *small)
+    assert up.returncode == 0, up.stderr
+    state = json.loads(up.stdout)
+    statuses = {p["name"]: p["status"] for p in state["processes"]}
+    assert statuses == {"auth": "running", "storage": "skipped", "inference": "skipped", "render": "skipped"}
+
+    shown = viarte(tmp_path, "--json", "status")
+    assert shown.returncode == 0, shown.stderr
+    rows = {p["name"]: p for p in json.loads(shown.stdout)["processes"]}
+    assert rows["auth"]["healthy"] is True
+    auth_pid, supervisor = rows["auth"]["pid"], state["supervisor_pid"]
+    # A second `up` in the same folder returns the running mesh instead of starting another.
+    assert json.loads(viarte(tmp_path, *small).stdout)["supervisor_pid"] == supervisor
+
+    down = viarte(tmp_path, "down")
+    assert down.returncode == 0, down.stderr
+    assert not _alive(auth_pid, "services.auth") and not _alive(supervisor, "services.mesh")
+    assert viarte(tmp_path, "status").returncode == 1  # recorded, but stopped
+
+
+def test_children_die_with_a_killed_supervisor_and_down_cleans_up(tmp_path: Path) -> None:
+    config = MeshConfig(state_dir=str(tmp_path), free_ports=True, services=("auth",), s3=False, gateway=False)
+    from services.mesh import start
+
+    state = start(config)
+    auth = state.process("auth")
+    assert auth is not None and auth.pid
+    os.kill(state.supervisor_pid, signal.SIGKILL)  # a crash: no orderly shutdown
+    deadline = time.monotonic() + 15
+    while _alive(auth.pid, "services.auth") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(auth.pid, "services.auth")  # PR_SET_PDEATHSIG took it down
+    found, _rows = status(tmp_path)
+    assert found is not None and found.state == "dead"
+    assert stop(tmp_path) is not None  # nothing left to kill, but the state is settled
+    assert status(tmp_path)[0].state == "stopped"  # type: ignore[union-attr]
+
+
+def test_failed_service_fails_the_start_with_its_log(tmp_path: Path) -> None:
+    from services.mesh import MeshError, start
+
+    # An auth config the service rejects at startup: the mesh must fail fast and stop everything.
+    config = MeshConfig(
+        state_dir=str(tmp_path), free_ports=True, services=("auth",), s3=False, gateway=False,
+        child_env=("VIARTE_AUTH_BCRYPT_COST=not-a-number",), startup_timeout_seconds=60,
+    )  # fmt: skip
+    with pytest.raises(MeshError) as caught:
+        start(config)
+    assert "auth" in str(caught.value) and "BCRYPT_COST" in str(caught.value)
+    final, _ = status(tmp_path)
+    assert final is not None and final.state == "failed"
