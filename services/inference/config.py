@@ -37,7 +37,7 @@ class InferenceConfig(ServiceConfig):
     # "auto" = fp16 on CUDA (bf16 where supported), bf16 on CPU; or fp32 / bf16 / fp16.
     dtype: str = "auto"
     allow_download: bool = False
-    # torch intra-op threads per worker; 0 = torch's default.
+    # torch intra-op threads per worker; 0 = all cores but one on CPU, torch's default on CUDA.
     worker_threads: int = 0
     max_queued: int = 100
     max_attempts: int = 3

@@ -73,7 +73,12 @@ def resolve_settings(settings: WorkerSettings) -> WorkerSettings:
     dtype = settings.dtype
     if dtype == "auto":
         dtype = "bf16" if device == "cpu" or torch.cuda.is_bf16_supported() else "fp16"
-    return replace(settings, device=device, dtype=dtype)
+    threads = settings.threads
+    if threads == 0 and device == "cpu":
+        # Leave a core to the server: OpenMP regions on every core stall whenever the server
+        # handles an event, which cost the tiny models 2-3x on a 2-core machine.
+        threads = max(1, (os.cpu_count() or 2) - 1)
+    return replace(settings, device=device, dtype=dtype, threads=threads)
 
 
 def _warm_imports() -> None:

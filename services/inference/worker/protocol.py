@@ -46,7 +46,7 @@ class WorkerSettings:
     allow_download: bool = False
     # Build missing tiny models on first use (offline default); off in production.
     build_tiny_models: bool = True
-    # torch intra-op threads; 0 = torch's default.
+    # torch intra-op threads; 0 = all cores but one on CPU (the server's), torch's default on CUDA.
     threads: int = 0
     # Tests: kill the worker (os._exit) when a task reaches this stage name ("" = never).
     crash_at_stage: str = ""
