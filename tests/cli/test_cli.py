@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,38 @@ def test_subprocess_json_and_exit_codes(mesh: RunningMesh, mesh_user: MeshUser, 
 def test_hoist_json_accepts_the_flag_anywhere() -> None:
     assert _hoist_json(["assets", "list", "--json"]) == ["--json", "assets", "list"]
     assert _hoist_json(["generate", "--", "--json"]) == ["generate", "--", "--json"]
+
+
+def test_ctrl_c_cancels_the_job_and_exits_130(mesh: RunningMesh, mesh_user: MeshUser, tmp_path: Path) -> None:
+    mesh.require("auth", "inference")
+    import signal
+
+    from viarte import Stage
+
+    base = [sys.executable, "-m", "viarte", "--state-dir", str(mesh.state_dir), "--config", str(tmp_path / "c.json")]
+    subprocess.run([*base, "register", "--email", mesh_user.email, "--password", mesh_user.password], check=True, timeout=60)
+    proc = subprocess.Popen(
+        [*base, "generate", "slow", "--model", "tiny-modelscope", "--width", "64", "--height", "64", "--frames", "4", "--steps", "40"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        with mesh.client() as client:
+            client.auth.login(mesh_user.email, mesh_user.password)
+            deadline = time.monotonic() + 60
+            while not (jobs := client.generation.list().items) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            (job,) = jobs
+            for update in client.generation.watch(job.id):
+                if update.stage is Stage.DENOISING:
+                    break
+            proc.send_signal(signal.SIGINT)  # Ctrl-C
+            _out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 130, err[-2000:]
+            assert f"cancelled job {job.id}" in err
+            deadline = time.monotonic() + 60
+            while client.generation.get(job.id).status.state != 5 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert client.generation.get(job.id).status.state == 5  # JOB_STATE_CANCELLED
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -217,3 +217,15 @@ def test_unauthenticated_call_is_rejected_with_a_reason(mesh: RunningMesh) -> No
     with mesh.client() as client, pytest.raises(Unauthenticated) as caught:
         client.assets.list()
     assert caught.value.code is grpc.StatusCode.UNAUTHENTICATED and caught.value.reason
+
+
+def test_one_address_for_everything_through_envoy(mesh: RunningMesh, mesh_user: MeshUser) -> None:
+    mesh.require("auth", "storage", "inference")
+    if not mesh.gateway_url:
+        pytest.skip("the mesh runs without Envoy")
+    with Client(mesh.gateway_url.removeprefix("http://")) as client:
+        client.auth.register(mesh_user.email, mesh_user.password)
+        asset = client.assets.upload(FACE_IMAGE)
+        assert client.assets.read(asset.id) == FACE_IMAGE.read_bytes()
+        job = client.generation.run(generation_parameters(**T2V))  # type: ignore[arg-type]  # the Watch stream via Envoy
+        assert job.status.state == JobState.SUCCEEDED
