@@ -167,7 +167,7 @@ async def test_bad_input_is_rejected_and_nothing_is_queued(
         ({"model": "tiny-modelscope", "prompt": "x", "task": G.TASK_IMAGE_TO_VIDEO},
          grpc.StatusCode.INVALID_ARGUMENT, "TASK_NOT_SUPPORTED", {"parameters.task"}),
         ({"model": "tiny-svd"}, grpc.StatusCode.INVALID_ARGUMENT, "IMAGE_REQUIRED", {"parameters.image_asset_id"}),
-        ({"model": "tiny-wan", "prompt": " ", "width": 48, "num_frames": 8, "seed": -1, "num_inference_steps": 99},
+        ({"model": "tiny-wan", "prompt": " ", "width": 48, "num_frames": 8, "seed": -1, "num_inference_steps": 101},
          grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PARAMETERS",
          {"parameters.prompt", "parameters.width", "parameters.num_frames", "parameters.seed",
           "parameters.num_inference_steps"}),
