@@ -127,3 +127,19 @@ def test_model_cache_evicts_least_recently_used_and_reports_missing_weights(tiny
     with pytest.raises(ServiceError) as err:
         no_build.get(registry.get("tiny-wan"), Task.TEXT_TO_VIDEO, policy)
     assert err.value.reason == "MODEL_UNAVAILABLE"
+
+
+@pytest.mark.parametrize(("model", "task"), [("tiny-svd", Task.IMAGE_TO_VIDEO), ("tiny-modelscope", Task.TEXT_TO_VIDEO)])
+def test_cancel_without_pipeline_interrupt(tiny_models: Any, model: str, task: Task) -> None:
+    """SVD (callback_on_step_end, no interrupt flag) and ModelScope (legacy callback) stop too."""
+    from tests.inference.helpers import png
+
+    cache = ModelCache(tiny_models.models_dir, "cpu", 2 * GIB)
+    policy = choose_policy("default", "bf16", estimated_bytes=0, free_bytes=None)
+    loaded_pipe = cache.get(tiny_models.registry.get(model), task, policy)
+    spec = _spec(model_id=model, task=task, steps=8, num_frames=4, prompt="" if model == "tiny-svd" else "a cat")
+    seen: list[int] = []
+    with pytest.raises(Interrupted):
+        denoise(loaded_pipe, spec, image_png=png() if task is Task.IMAGE_TO_VIDEO else None,
+                on_step=lambda s, n, lat: seen.append(s), should_stop=lambda: len(seen) >= 2)
+    assert seen == [1, 2]
