@@ -249,6 +249,7 @@ class Supervisor:
             if cfg.gateway:
                 await self._start_gateway()
         except BaseException as exc:
+            self._say(f"failed: {exc}")
             self.state.state, self.state.error = "failed", str(exc)
             self._save()
             await self.stop()
@@ -256,8 +257,22 @@ class Supervisor:
             self._save()
             raise
         self.state.state = "ready"
+        self._say("ready")
         self._save()
         return self.state
+
+    def _say(self, message: str) -> None:
+        """One line per lifecycle event on the supervisor's stdout (logs/mesh.log when detached)."""
+        print(f"{time.strftime('%H:%M:%S')} mesh: {message}", flush=True)
+
+    def _link_log(self, name: str, target: Path) -> Path:
+        """Every process's log is reachable as logs/<name>.log, wherever the process writes it."""
+        link = self.config.logs_dir / f"{name}.log"
+        with contextlib.suppress(OSError):
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(target)
+        return link
 
     def _save(self) -> None:
         write_state(self.config.state_file, self.state)
@@ -280,7 +295,9 @@ class Supervisor:
             startup_timeout=self.config.startup_timeout_seconds,
         )
         self.state.s3_endpoint = self._s3.endpoint
-        info.status, info.pid, info.address, info.log = "running", self._s3.pid, self._s3.endpoint, str(self._s3.log_path)
+        info.status, info.pid, info.address = "running", self._s3.pid, self._s3.endpoint
+        info.log = str(self._link_log("s3", Path(self._s3.log_path)))
+        self._say(f"s3 ready at {info.address}")
         self._save()
 
     async def _start_service(self, name: str) -> None:
@@ -291,6 +308,7 @@ class Supervisor:
             return
         if not service_exists(name):
             info.status, info.note = "skipped", f"services/{name}/__main__.py does not exist yet"
+            self._say(f"{name} skipped: {info.note}")
             return
         self.config.service_data_dir(name).mkdir(parents=True, exist_ok=True)
         log_path = self.config.logs_dir / f"{name}.log"
@@ -311,6 +329,7 @@ class Supervisor:
             info.status, info.note = "failed", str(exc)
             raise
         info.status = "running"
+        self._say(f"{name} serving on {info.address}")
         self._save()
 
     async def _wait_serving(self, name: str, proc: asyncio.subprocess.Process, address: str) -> None:
@@ -358,7 +377,8 @@ class Supervisor:
         await self._envoy.wait_healthy(running, within=self.config.startup_timeout_seconds)
         self.state.gateway_url = self._envoy.url
         info.status, info.pid, info.address = "running", self._envoy.process.pid, self._envoy.url
-        info.log = str(self._envoy.log_path)
+        info.log = str(self._link_log("gateway", Path(self._envoy.log_path)))
+        self._say(f"gateway ready at {info.address}")
         self._save()
 
     # -- run --------------------------------------------------------------------------------
@@ -425,6 +445,7 @@ class Supervisor:
         self._log_files.clear()
         if self.state.state != "failed":
             self.state.state = "stopped"
+        self._say("stopped")
         self._save()
 
     def _mark(self, name: str, status: str) -> None:
