@@ -137,8 +137,18 @@ async def test_cancel_queued_and_running_and_priorities(tmp_path: Path) -> None:
         high = await svc.create("alice", "demo", b"high", priority=5)
         doomed = await svc.create("alice", "demo", b"doomed", priority=9)
         assert svc.queue_position(doomed.id) == 1 and svc.queue_position(high.id) == 2
+        assert (low.progress.queue_position, high.progress.queue_position, doomed.progress.queue_position) == (1, 1, 1)
         cancelled = await svc.cancel("alice", "demo", doomed.id)
         assert cancelled.state == CANCELLED
+        # Watchers of a queued job see it move (1 → 3 as higher priorities arrive → 2 after the cancel).
+        positions: list[int] = []
+        for _ in range(100):
+            events = svc._store.events(low.id, 0)
+            positions = [e.progress.queue_position for e in events if e.state == QUEUED]
+            if positions[-1:] == [2]:
+                break
+            await asyncio.sleep(0.02)
+        assert positions[0] == 1 and positions[-1] == 2 and set(positions) <= {1, 2, 3}  # bursts coalesce
         assert (await svc.cancel("alice", "demo", doomed.id)).state == CANCELLED  # unchanged
         flagged = await svc.cancel("alice", "demo", running.id)
         assert flagged.state == RUNNING and flagged.cancel_requested

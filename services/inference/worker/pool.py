@@ -62,6 +62,7 @@ class LocalWorker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.kinds: tuple[str, ...] = ()
         self.device = settings.device
+        self.cuda_devices = 0
         self.restarts = 0
 
     @property
@@ -87,6 +88,7 @@ class LocalWorker:
         ready = await asyncio.wait_for(self._ready, self._start_timeout)
         self.kinds = ready.kinds
         self.device = ready.device
+        self.cuda_devices = ready.cuda_devices
         _log.info("worker_ready", pid=ready.pid, device=ready.device, kinds=list(ready.kinds))
 
     def _read(self, conn: Any, process: Any) -> None:
@@ -203,6 +205,12 @@ class WorkerPool(TaskRunner):
     async def start(self) -> None:
         self._idle = asyncio.Queue()
         await asyncio.gather(*(w.start() for w in self.workers))
+        first = self.workers[0] if len(self.workers) == 1 else None
+        if first is not None and first.settings.device == "auto" and first.device == "cuda:0":
+            # "auto": the first worker resolved to cuda:0; every other visible GPU gets its own.
+            extra = [LocalWorker(replace(first.settings, device=f"cuda:{i}")) for i in range(1, first.cuda_devices)]
+            await asyncio.gather(*(w.start() for w in extra))
+            self.workers += extra
         for worker in self.workers:
             self._idle.put_nowait(worker)
 

@@ -130,7 +130,10 @@ def worker_main(conn: Connection, settings: WorkerSettings) -> None:
                 return
 
     threading.Thread(target=receive, name="worker-receiver", daemon=True).start()
-    sender.send(Ready(os.getpid(), settings.device, tuple(sorted(table))))
+    import torch
+
+    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    sender.send(Ready(os.getpid(), settings.device, tuple(sorted(table)), cuda))
     while True:
         task = tasks.get()
         if task is None:

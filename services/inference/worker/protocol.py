@@ -81,6 +81,8 @@ class Ready:
     pid: int
     device: str
     kinds: tuple[str, ...]
+    # CUDA devices this process sees (lets the server start one worker per GPU without torch).
+    cuda_devices: int = 0
 
 
 @dataclass(frozen=True)

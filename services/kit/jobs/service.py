@@ -43,6 +43,8 @@ class JobSettings:
     pending_events_limit: int = 512
     # Highest priority a caller may ask for (0..max_priority).
     max_priority: int = 10
+    # Queued jobs (the first N) that get an event whenever their queue position changes.
+    announce_positions: int = 20
 
 
 def _now_us() -> int:
@@ -113,8 +115,10 @@ class _Queue:
             self._members.add(record.id)
             heapq.heappush(self._heap, (-record.priority, record.create_us, record.id))
 
-    def discard(self, job_id: str) -> None:
+    def discard(self, job_id: str) -> bool:
+        found = job_id in self._members
         self._members.discard(job_id)  # lazily skipped when popped
+        return found
 
     def pop(self) -> str | None:
         while self._heap:
@@ -127,8 +131,15 @@ class _Queue:
     def position(self, job_id: str) -> int:
         if job_id not in self._members:
             return 0
-        ordered = sorted(e for e in self._heap if e[2] in self._members)
-        return next(i for i, e in enumerate(ordered, 1) if e[2] == job_id)
+        return next(i for i, jid in enumerate(self.ordered(), 1) if jid == job_id)
+
+    def ordered(self, limit: int | None = None) -> list[str]:
+        entries = sorted(e for e in self._heap if e[2] in self._members)
+        return [e[2] for e in entries[:limit]]
+
+    def ahead_of_new(self, priority: int) -> int:
+        """How many queued jobs run before a job created now with ``priority``."""
+        return sum(1 for p, _, jid in self._heap if jid in self._members and -p >= priority)
 
 
 class JobService:
@@ -151,13 +162,18 @@ class JobService:
         self._running: dict[str, RunningJob] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
+        self._positions: dict[str, int] = {}
+        self._positions_changed = asyncio.Event()
+        self._announcer: asyncio.Task[None] | None = None
         self._scheduler: asyncio.Task[None] | None = None
         self._stopping = False
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
         await self.recover()
-        self._scheduler = asyncio.get_running_loop().create_task(self._schedule())
+        loop = asyncio.get_running_loop()
+        self._scheduler = loop.create_task(self._schedule())
+        self._announcer = loop.create_task(self._announce_positions())
 
     async def recover(self) -> None:
         """Jobs left RUNNING by a dead process go back to the queue (or fail past max_attempts);
@@ -174,16 +190,18 @@ class JobService:
                 await self._requeue(record.id, "re-queued after a service restart")
         for record in await run_db(self._store.in_state, QUEUED):
             self._queue.push(record)
-        self._wake.set()
+            self._positions[record.id] = record.progress.queue_position
+        self._queue_changed()
 
     async def stop(self, grace_seconds: float = 5.0) -> None:
         """Stops scheduling; running jobs get ``grace_seconds`` to finish, then go back to QUEUED
         (the next start runs them again)."""
         self._stopping = True
-        if self._scheduler is not None:
-            self._scheduler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._scheduler
+        for background in (self._scheduler, self._announcer):
+            if background is not None:
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
         tasks = list(self._tasks.values())
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
@@ -211,7 +229,8 @@ class JobService:
                 retry_after=self.settings.queue_full_retry_seconds,
                 metadata={"max_queued": str(self.settings.max_queued)},
             )
-        progress = job_pb2.Progress(stage=job_pb2.STAGE_QUEUED, queue_position=len(self._queue) + 1)
+        position = self._queue.ahead_of_new(priority) + 1
+        progress = job_pb2.Progress(stage=job_pb2.STAGE_QUEUED, queue_position=position)
         transition, record = await run_db(
             self._store.create, owner=owner, kind=kind, request_id=request_id, parameters=parameters,
             priority=priority, now_us=_now_us(), progress=progress,
@@ -219,7 +238,8 @@ class JobService:
         if transition is not None:
             self.broker.publish(record.id, transition.event)
             self._queue.push(record)
-            self._wake.set()
+            self._positions[record.id] = position
+            self._queue_changed()
         return record
 
     async def find(self, owner: str, kind: str, request_id: str) -> JobRecord | None:
@@ -308,6 +328,33 @@ class JobService:
                     return
 
     # -- scheduling -----------------------------------------------------------------------------
+    def _queue_changed(self) -> None:
+        self._wake.set()
+        self._positions_changed.set()
+
+    async def _announce_positions(self) -> None:
+        """Queued jobs whose position moved (one started, was cancelled, or a higher priority job
+        arrived) get a QUEUED event with the new position, so watchers see the queue move."""
+        while True:
+            await self._positions_changed.wait()
+            self._positions_changed.clear()
+            await asyncio.sleep(0)  # coalesce a burst of queue changes
+            ordered = self._queue.ordered(self.settings.announce_positions)
+            for gone in set(self._positions) - set(ordered):
+                del self._positions[gone]
+            for position, job_id in enumerate(ordered, 1):
+                if self._positions.get(job_id) == position:
+                    continue
+                self._positions[job_id] = position
+                progress = job_pb2.Progress(stage=job_pb2.STAGE_QUEUED, queue_position=position)
+                try:
+                    events = await run_db(self._store.append, job_id, [(progress, _now_us())], QUEUED)
+                except Exception:
+                    _log.exception("queue_position_event_failed", job_id=job_id)
+                    continue
+                for ev in events:
+                    self.broker.publish(job_id, ev)
+
     async def _schedule(self) -> None:
         while not self._stopping:
             await self._wake.wait()
@@ -320,6 +367,7 @@ class JobService:
                     self._store.transition, job_id, RUNNING, now_us=_now_us(), expect=frozenset({QUEUED}),
                     progress=job_pb2.Progress(message="starting"), count_attempt=True,
                 )
+                self._positions_changed.set()
                 if started is None:
                     continue  # cancelled while queued
                 self.broker.publish(job_id, started.event)
@@ -373,7 +421,7 @@ class JobService:
             self.broker.publish(job_id, moved.event)
             if push:
                 self._queue.push(moved.record)
-                self._wake.set()
+                self._queue_changed()
 
     async def _finish(
         self, job_id: str, state: int, *, expect: frozenset[int] | None = None,
@@ -385,7 +433,8 @@ class JobService:
             expect=expect or frozenset({QUEUED, RUNNING}), progress=progress, error=error, result=result,
         )
         if done is not None:
-            self._queue.discard(job_id)
+            if self._queue.discard(job_id):
+                self._positions_changed.set()
             self.broker.publish(job_id, done.event)
         return done
 

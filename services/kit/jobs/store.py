@@ -181,17 +181,19 @@ class JobStore:
             session.commit()
             return Transition(JobRecord.from_row(row), ev)
 
-    def append(self, job_id: str, items: Sequence[tuple[job_pb2.Progress, int]]) -> list[job_pb2.JobEvent]:
-        """Appends (progress, time_us) events of a RUNNING job (dropped once it left RUNNING)."""
+    def append(self, job_id: str, items: Sequence[tuple[job_pb2.Progress, int]],
+               state: int = RUNNING) -> list[job_pb2.JobEvent]:
+        """Appends (progress, time_us) events of a job in ``state`` (dropped once it left it):
+        RUNNING jobs' progress, QUEUED jobs' queue positions."""
         with Session(self._engine) as session:
             row = self._locked(session, job_id)
-            if row is None or row.state != RUNNING or not items:
+            if row is None or row.state != state or not items:
                 return []
             events = []
             for progress, time_us in items:
                 _close_stage(row, time_us, progress.stage)
                 row.last_sequence += 1
-                ev = _event(row.last_sequence, time_us, RUNNING, progress)
+                ev = _event(row.last_sequence, time_us, state, progress)
                 self._append(session, row, ev)
                 events.append(ev)
             row.progress = _without_preview(items[-1][0])
