@@ -119,6 +119,23 @@ def test_generate_and_jobs_commands(cli: Cli, mesh: RunningMesh, mesh_user: Mesh
     cli("jobs", "get", "no-such-job", code=4)
 
 
+def test_generate_with_magic_prompt(cli: Cli, mesh: RunningMesh, mesh_user: MeshUser) -> None:
+    mesh.require("inference")
+    from tests.fakes.chat_server import Reply
+
+    cli("register", "--email", mesh_user.email, "--password", mesh_user.password)
+    mesh.chat.script(Reply(content='{"prompt": "a fox leaping over a frozen stream, cinematic", '
+                                   '"negative_prompt": "watermark"}'))  # fmt: skip
+    out = cli.json("generate", "fox", "--magic-prompt", "--model", "tiny-modelscope", "--width", "64",
+                   "--height", "64", "--frames", "4", "--detach")  # fmt: skip
+    assert out["parameters"]["prompt"] == "a fox leaping over a frozen stream, cinematic"
+    assert out["parameters"]["negative_prompt"] == "watermark"
+    assert "fox" in json.dumps(mesh.chat.requests[0].body)
+    cli("jobs", "cancel", out["id"])
+    mesh.chat.script(Reply(content="Hello from the assistant."))
+    assert "Hello from the assistant." in cli("assistant", "chat", "hi")
+
+
 def test_subprocess_json_and_exit_codes(mesh: RunningMesh, mesh_user: MeshUser, tmp_path: Path) -> None:
     mesh.require("auth")
     base = [sys.executable, "-m", "viarte.cli", "--state-dir", str(mesh.state_dir), "--config", str(tmp_path / "c.json")]

@@ -6,6 +6,7 @@ Each test registers its own user. Job tests use the tiny local models at their s
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import grpc
@@ -205,11 +206,23 @@ def test_projects_with_etags(mesh: RunningMesh, mesh_user: MeshUser) -> None:
             client.projects.get(project.id)
 
 
-def test_assistant_reports_its_status(mesh: RunningMesh, mesh_user: MeshUser) -> None:
+def test_assistant_enhance_and_chat(mesh: RunningMesh, mesh_user: MeshUser) -> None:
     mesh.require("auth", "inference")
+    from tests.fakes.chat_server import Reply
+
     with signed_in(mesh, mesh_user) as client:
         status = client.assistant.status()
-    assert status.available is False and status.reason  # no API key in the test mesh
+        assert status.available, status.reason
+        mesh.chat.script(Reply(content='{"prompt": "a red fox trotting through fresh snow, golden hour", '
+                                       '"negative_prompt": "blurry, low quality"}'))  # fmt: skip
+        enhanced = client.assistant.enhance_prompt("fox in snow")
+        assert enhanced.prompt.startswith("a red fox trotting") and enhanced.negative_prompt == "blurry, low quality"
+        assert "fox in snow" in json.dumps(mesh.chat.requests[0].body)
+        mesh.chat.script(Reply(content="Try a crossfade between the two clips."))
+        answer = list(client.assistant.chat([("user", "how do I join my clips?")]))
+        text = "".join(m.delta for m in answer if m.WhichOneof("payload") == "delta")
+        assert text == "Try a crossfade between the two clips."
+        assert answer[-1].finish_reason == "stop"
 
 
 def test_unauthenticated_call_is_rejected_with_a_reason(mesh: RunningMesh) -> None:
