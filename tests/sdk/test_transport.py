@@ -252,3 +252,52 @@ async def test_token_near_expiry_is_refreshed_once_for_concurrent_calls(scripted
     assert me.user.id == user.id
     assert len(saved) == 1
     assert set(scripted.record.tokens) == {saved[0].access_token}
+
+
+def _self_signed(tmp_path) -> tuple[bytes, bytes]:  # type: ignore[no-untyped-def]
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "viarte.test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("viarte.test")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+async def test_tls_channel_verifies_the_server_certificate(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from viarte import TlsConfig
+
+    cert, key = _self_signed(tmp_path)
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    servicer = ScriptedGeneration(Script())
+    generation_pb2_grpc.add_GenerationServiceServicer_to_server(servicer, server)
+    port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key, cert)]))
+    await server.start()
+    try:
+        (tmp_path / "ca.pem").write_bytes(cert)
+        tls = TlsConfig.from_files(ca=tmp_path / "ca.pem", server_name="viarte.test")
+        async with AsyncClient({"inference": f"127.0.0.1:{port}"}, tls=tls, retry=FAST) as client:
+            assert [m.id for m in await client.generation.list_models()] == ["tiny-wan-t2v"]
+        # Plaintext against the TLS port, and TLS with the system roots, both fail: never silently insecure.
+        async with AsyncClient({"inference": f"127.0.0.1:{port}"}, retry=FAST, timeout=2) as plain:
+            with pytest.raises(Unavailable):
+                await plain.generation.list_models()
+        untrusted = TlsConfig(server_name="viarte.test")
+        async with AsyncClient({"inference": f"127.0.0.1:{port}"}, tls=untrusted, retry=FAST, timeout=2) as client:
+            with pytest.raises(Unavailable):
+                await client.generation.list_models()
+    finally:
+        await server.stop(0)
