@@ -143,3 +143,20 @@ def test_cancel_without_pipeline_interrupt(tiny_models: Any, model: str, task: T
         denoise(loaded_pipe, spec, image_png=png() if task is Task.IMAGE_TO_VIDEO else None,
                 on_step=lambda s, n, lat: seen.append(s), should_stop=lambda: len(seen) >= 2)
     assert seen == [1, 2]
+
+
+@pytest.mark.gpu
+def test_cuda_policies_run_the_same_pipeline(tiny_models: Any) -> None:
+    """On a CUDA machine: fp16 by default, then each stricter policy of the ladder still runs."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    registry = tiny_models.registry
+    for name in ("default", "vae_tiling", "model_offload", "sequential_offload"):
+        cache = ModelCache(tiny_models.models_dir, "cuda:0", 8 * GIB)
+        policy = choose_policy(name, "fp16", estimated_bytes=0, free_bytes=None)
+        pipe = cache.get(registry.get("tiny-wan"), Task.TEXT_TO_VIDEO, policy)
+        latents = denoise(pipe, _spec(), image_png=None, on_step=lambda *a: None, should_stop=lambda: False)
+        frames = decode_latents(pipe, latents, _spec(), policy, lambda f, n: None)
+        assert frames.shape == (9, 64, 64, 3)
+        cache.clear()
