@@ -109,6 +109,37 @@ def test_assets_upload_download_both_ways(mesh: RunningMesh, mesh_user: MeshUser
             other.assets.read(streamed.id)
 
 
+def test_presigned_multipart_upload(
+    mesh: RunningMesh, mesh_user: MeshUser, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mesh.require("auth", "storage")
+    import subprocess
+
+    import viarte.client
+
+    puts: list[int] = []
+    real_put = viarte.client._put
+
+    async def counted_put(http, url, body, *args):  # type: ignore[no-untyped-def]
+        puts.append(len(body))  # observe the real PUTs (one per part), change nothing
+        return await real_put(http, url, body, *args)
+
+    monkeypatch.setattr(viarte.client, "_put", counted_put)
+
+    wav = tmp_path / "long.wav"  # 40 s of 16-bit stereo: about 7 MiB, above the 6 MiB multipart threshold
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=40", "-ac", "2",
+                    "-c:a", "pcm_s16le", str(wav)], check=True, timeout=60)  # fmt: skip
+    size = wav.stat().st_size
+    seen: list[tuple[int, int]] = []
+    with signed_in(mesh, mesh_user) as client:
+        asset = client.assets.upload(wav, method="presigned", progress=lambda d, t: seen.append((d, t)))
+        assert asset.size_bytes == size and asset.sha256 == hashlib.sha256(wav.read_bytes()).hexdigest()
+        assert asset.media.duration_seconds == pytest.approx(40, abs=0.1)
+        assert client.assets.read(asset.id) == wav.read_bytes()
+    assert seen[-1] == (size, size)
+    assert puts == [5 * 1024 * 1024, size - 5 * 1024 * 1024]  # two parts, straight to S3
+
+
 async def test_async_client_generation_with_progress(mesh: RunningMesh, mesh_user: MeshUser) -> None:
     mesh.require("auth", "storage", "inference")
     async with AsyncClient(mesh.endpoints) as client:
