@@ -20,6 +20,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from viarte.inference.v1 import generation_pb2, generation_pb2_grpc
+from viarte.storage.v1 import storage_pb2, storage_pb2_grpc
 from viarte.type.v1 import job_pb2
 
 
@@ -199,3 +200,45 @@ async def start_scripted(script: Script) -> tuple[grpc.aio.Server, int, Scripted
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     return server, port, servicer
+
+
+class ScriptedStorage(storage_pb2_grpc.StorageServiceServicer):
+    """DownloadAsset drops the first stream after ``drop_after`` chunks; UploadAsset fails the first
+    ``upload_unavailable_times`` attempts after reading the whole body. Records offsets and uploads."""
+
+    def __init__(self, data: bytes, *, chunk: int = 1000, drop_after: int = 3, upload_unavailable_times: int = 0) -> None:
+        self.data, self.chunk, self.drop_after = data, chunk, drop_after
+        self.upload_unavailable_times = upload_unavailable_times
+        self.offsets: list[int] = []
+        self.uploads: list[tuple[str, bytes]] = []  # (request_id, body) per attempt
+
+    async def DownloadAsset(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        self.offsets.append(request.offset)
+        first = len(self.offsets) == 1
+        asset = storage_pb2.Asset(id=request.asset_id, name="clip.bin", size_bytes=len(self.data))
+        yield storage_pb2.DownloadAssetResponse(asset=asset)
+        for n, start in enumerate(range(request.offset, len(self.data), self.chunk)):
+            if first and n == self.drop_after:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "connection reset")
+            yield storage_pb2.DownloadAssetResponse(chunk=self.data[start : start + self.chunk])
+
+    async def UploadAsset(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
+        meta, body = None, b""
+        async for message in request_iterator:
+            if message.HasField("metadata"):
+                meta = message.metadata
+            else:
+                body += message.chunk
+        assert meta is not None
+        self.uploads.append((meta.request_id, body))
+        if len(self.uploads) <= self.upload_unavailable_times:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "storage restarting")
+        return storage_pb2.UploadAssetResponse(asset=storage_pb2.Asset(id="a1", name=meta.name, size_bytes=len(body), sha256=meta.sha256))
+
+
+async def start_storage(servicer: ScriptedStorage) -> tuple[grpc.aio.Server, int]:
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    storage_pb2_grpc.add_StorageServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, port

@@ -301,3 +301,37 @@ async def test_tls_channel_verifies_the_server_certificate(tmp_path) -> None:  #
                 await client.generation.list_models()
     finally:
         await server.stop(0)
+
+
+async def test_download_resumes_from_the_byte_it_reached(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os as _os
+
+    from tests.sdk.scripted import ScriptedStorage, start_storage
+
+    data = _os.urandom(10_500)
+    servicer = ScriptedStorage(data, chunk=1000, drop_after=3)
+    server, port = await start_storage(servicer)
+    try:
+        async with AsyncClient({"storage": f"127.0.0.1:{port}"}, retry=FAST) as client:
+            path = await client.assets.download("a1", tmp_path / "out.bin")
+        assert path.read_bytes() == data
+        assert servicer.offsets == [0, 3000]  # the second stream starts where the first one broke
+        assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]  # no partial file left behind
+    finally:
+        await server.stop(0)
+
+
+async def test_stream_upload_is_retried_whole_with_the_same_request_id() -> None:
+    from tests.sdk.scripted import ScriptedStorage, start_storage
+
+    servicer = ScriptedStorage(b"", upload_unavailable_times=1)
+    server, port = await start_storage(servicer)
+    body = bytes(range(256)) * 2000
+    try:
+        async with AsyncClient({"storage": f"127.0.0.1:{port}"}, retry=FAST) as client:
+            asset = await client.assets.upload(body, name="blob.bin", chunk_size=64 * 1024)
+        assert asset.size_bytes == len(body)
+        (id1, body1), (id2, body2) = servicer.uploads
+        assert id1 == id2 and len(id1) >= 16 and body1 == body2 == body
+    finally:
+        await server.stop(0)
