@@ -3,13 +3,13 @@
 ``AsyncClient`` is the asyncio client; ``Client`` is the same client for synchronous code (it runs
 the asyncio client on a private loop thread, so both behave identically).
 
-    from viarte import Client
+    from viarte import Client, generation_parameters
 
     with Client("127.0.0.1:8800") as client:          # one address (Envoy) or Endpoints(...)
         client.auth.login("ada@example.com", "correct horse battery")
         image = client.assets.upload("face.png")
         job = client.generation.run(
-            generation_parameters(model="tiny-wan-i2v", image_asset_id=image.id, prompt="a smile"),
+            generation_parameters(model="tiny-wan", image_asset_id=image.id, prompt="a smile"),
             on_progress=lambda p: print(p.describe()),
         )
         client.assets.download(job.result.video_asset_id, "out.mp4")
