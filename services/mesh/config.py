@@ -44,6 +44,9 @@ class MeshConfig(ServiceConfig):
     # Seconds to wait for each process's health check, and for each to stop before SIGKILL.
     startup_timeout_seconds: float = 180.0
     stop_timeout_seconds: float = 10.0
+    # A service that fails its health check is stopped and reported, and the others start anyway
+    # (test sessions); by default the whole start fails.
+    keep_going: bool = False
     # Extra "VIARTE_...=value" assignments handed to every child (e.g. VIARTE_AUTH_BCRYPT_COST=4).
     child_env: tuple[str, ...] = ()
 

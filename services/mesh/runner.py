@@ -327,7 +327,14 @@ class Supervisor:
             await self._wait_serving(name, proc, info.address)
         except MeshError as exc:
             info.status, info.note = "failed", str(exc)
-            raise
+            if not self.config.keep_going:
+                raise
+            # Test sessions keep the rest of the mesh up: the other services' tests still run,
+            # and the mesh's own tests report this one as not running.
+            self._say(f"{name} failed, continuing without it: {exc}")
+            await _terminate(self._procs.pop(name), self.config.stop_timeout_seconds)
+            self._save()
+            return
         info.status = "running"
         self._say(f"{name} serving on {info.address}")
         self._save()

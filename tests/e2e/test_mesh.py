@@ -93,3 +93,19 @@ def test_failed_service_fails_the_start_with_its_log(tmp_path: Path) -> None:
     assert "auth" in str(caught.value) and "BCRYPT_COST" in str(caught.value)
     final, _ = status(tmp_path)
     assert final is not None and final.state == "failed"
+
+
+def test_keep_going_starts_the_rest_without_the_failed_service(tmp_path: Path) -> None:
+    from services.mesh import start
+
+    config = MeshConfig(
+        state_dir=str(tmp_path), free_ports=True, services=("auth", "render"), s3=False, gateway=False, keep_going=True,
+        child_env=("VIARTE_AUTH_BCRYPT_COST=not-a-number",), startup_timeout_seconds=60,
+    )  # fmt: skip
+    try:
+        state = start(config)
+        statuses = {p.name: p.status for p in state.processes}
+        assert statuses["auth"] == "failed" and statuses["render"] == "running"
+        assert "BCRYPT_COST" in state.process("auth").note  # type: ignore[union-attr]
+    finally:
+        stop(tmp_path)
