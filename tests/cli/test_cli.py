@@ -69,6 +69,22 @@ def test_register_whoami_and_session_file(cli: Cli, mesh_user: MeshUser) -> None
     cli("login", "--email", mesh_user.email, "--password", "wrong password here", code=3)
 
 
+def test_users_admin_commands(cli: Cli, mesh: RunningMesh, mesh_user: MeshUser) -> None:
+    created = cli.json("register", "--email", mesh_user.email, "--password", mesh_user.password)
+    cli("users", "list", code=3)  # PERMISSION_DENIED for a plain user
+    email, password = mesh.admin
+    cli("login", "--email", email, "--password", password)
+    users = {u["email"]: u for u in cli.json("users", "list", "--page-size", "1000")["users"]}
+    assert users[mesh_user.email]["id"] == created["id"]
+    updated = cli.json("users", "update", created["id"], "--role", "admin")
+    assert updated["role"] == "ROLE_ADMIN"
+    cli("users", "update", created["id"], "--role", "owner", code=2)
+    disabled = cli.json("users", "update", created["id"], "--disable")
+    assert disabled["disabled"] is True
+    cli("login", "--email", mesh_user.email, "--password", mesh_user.password, code=3)  # ACCOUNT_DISABLED
+    assert cli.json("public-keys")["keys"]
+
+
 def test_api_keys_and_assets(cli: Cli, mesh: RunningMesh, mesh_user: MeshUser) -> None:
     mesh.require("storage")
     cli("register", "--email", mesh_user.email, "--password", mesh_user.password)
