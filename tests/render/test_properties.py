@@ -13,10 +13,13 @@ from hypothesis import strategies as st
 from services.kit.errors import ServiceError
 from services.render.encoder import Quality, encoder_settings
 from services.render.pipeline import render_frame, render_plan, scratch_dir
+from services.render.timeline.plan import Keyframe
+from services.render.timeline.ramp import MIN_RATE, SpeedRamp
 from services.render.timeline.validate import Limits, plan_timeline
 from tests.fixtures.render import jpeg_rgb, make_media, probe_file
 from viarte.render.v1 import timeline_pb2 as tl
 
+EASINGS = {tl.EASING_EASE_IN: "ease_in", tl.EASING_EASE_OUT: "ease_out", tl.EASING_EASE_IN_OUT: "ease_in_out"}
 X264 = encoder_settings("libx264", Quality.DRAFT)
 LIMITS = Limits(max_width=320, max_height=180, max_duration_seconds=4)
 
@@ -49,6 +52,14 @@ def clip(draw: st.DrawFn, kind: int, start: float) -> tl.Clip:
         c.duration_seconds = draw(st.sampled_from([0.0, 0.7, 0.7]))
         if draw(st.booleans()):
             c.speed = draw(st.sampled_from([0.5, 1.5, 2.0, 2.0, 0.5, 1.5, 5.0]))
+        if draw(st.sampled_from([False, False, True])):  # a speed ramp (rarely alongside speed: refused)
+            if draw(st.sampled_from([True] * 12 + [False])):
+                c.ClearField("speed")
+            rate = st.sampled_from([0.5, 1.0, 2.0, 3.0] * 4 + [0.05])
+            c.filters.speed_keyframes.extend([
+                tl.Keyframe(time_seconds=draw(st.sampled_from([0.0, 0.2])), value=draw(rate)),
+                tl.Keyframe(time_seconds=draw(st.sampled_from([0.3, 0.6] * 6 + [0.1])), value=draw(rate), easing=draw(st.sampled_from(list(tl.Easing.values())))),
+            ])
     if draw(st.booleans()):
         c.fit = draw(st.sampled_from(list(tl.Fit.values())))
         c.transform.x.CopyFrom(draw(animated(0.0, 1.0)))
@@ -81,6 +92,10 @@ def timelines(draw: st.DrawFn) -> tl.Timeline:
                 c.start_seconds = round(cursor - overlap, 2)
                 c.transition_in.CopyFrom(tl.Transition(kind=draw(st.sampled_from(list(tl.TransitionKind.values())[1:])), duration_seconds=overlap))
             length = c.duration_seconds or max(c.source_end_seconds - c.source_start_seconds, 0) / (c.speed or 1)
+            kfs = c.filters.speed_keyframes
+            if len(kfs) == 2 and kfs[0].time_seconds < kfs[1].time_seconds and min(kfs[0].value, kfs[1].value) >= MIN_RATE:
+                ramp = SpeedRamp(tuple(Keyframe(k.time_seconds, k.value, EASINGS.get(k.easing, "linear")) for k in kfs))
+                length = ramp.time_for(max(c.source_end_seconds - c.source_start_seconds, 0))
             cursor = c.start_seconds + length
     return t
 

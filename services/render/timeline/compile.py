@@ -150,9 +150,11 @@ class _Builder:
         assert clip.source is not None
         if clip.kind is P.ClipKind.IMAGE:
             return clip.source.location, ()
-        seek = clip.source_start + span.offset / self.fps * clip.speed
+        begin = clip.source_offset(span.offset / self.fps)
+        seek = clip.source_start + begin
         # Two spare source frames: the exact length is cut after retiming.
-        length = span.frames / self.fps * clip.speed + 2 / max(clip.source.info.fps or self.fps, 1.0)
+        used = clip.source_offset((span.offset + span.frames) / self.fps) - begin
+        length = used + 2 / max(clip.source.info.fps or self.fps, 1.0)
         kwargs = {"t": num(length)} | ({"ss": num(seek)} if seek > 0 else {})
         return clip.source.location, tuple(sorted(kwargs.items()))
 
@@ -297,7 +299,8 @@ class _Builder:
         if clip.kind is P.ClipKind.IMAGE:
             # Everything above ran once on the still; now it becomes a clip.
             stream = stream.filter("loop", loop=span.frames - 1, size=1, start=0)
-            stream = stream.setpts(f"(N+{span.offset})/{num(self.fps)}/TB").filter("fps", num(self.fps))
+            # A fine time base first: the still's own (1/25) can't hold multiples of 1/fps.
+            stream = stream.filter("settb", "AVTB").setpts(f"(N+{span.offset})/{num(self.fps)}/TB").filter("fps", num(self.fps))
         if mode == "base":
             stream = self.fades(stream, clip, color=self.canvas.background)
             return stream.filter("setsar", 1).filter("format", "yuv420p")
@@ -324,10 +327,16 @@ class _Builder:
 
     def retime(self, src: Stream, span: _Span) -> Stream:
         """Seeked source → clip-local timestamps on the output frame grid, exactly span.frames long."""
-        speed = span.clip.speed
-        pts = "PTS-STARTPTS" if speed == 1 else f"(PTS-STARTPTS)/{num(speed)}"
-        if span.offset:
-            pts += f"+{num(span.offset / self.fps)}/TB"
+        clip = span.clip
+        local = span.offset / self.fps
+        if clip.ramp is not None:
+            # Each frame goes to S^-1(its source time), solved per frame inside ffmpeg; the horizon
+            # only has to lie past the spare frames read after the span's end.
+            pts = clip.ramp.pts_expr(local, local + span.frames / self.fps + 60)
+        else:
+            pts = "PTS-STARTPTS" if clip.speed == 1 else f"(PTS-STARTPTS)/{num(clip.speed)}"
+            if span.offset:
+                pts += f"+{num(local)}/TB"
         stream = src.setpts(pts).filter("fps", num(self.fps))
         # A source a frame short (container vs stream duration) repeats its last frame.
         stream = stream.filter("tpad", stop=-1, stop_mode="clone")
@@ -450,9 +459,12 @@ class _Builder:
     def sound(self, span: _Span, out_xfade: int) -> Stream:
         clip = span.clip
         stream = self.stream(span, "a").filter("asetpts", "PTS-STARTPTS")
-        for factor in _atempo_factors(clip.speed):
-            stream = stream.filter("atempo", num(factor))
         length = span.frames / self.fps
+        if clip.ramp is not None:
+            stream = self.ramped_sound(stream, span)
+        else:
+            for factor in _atempo_factors(clip.speed):
+                stream = stream.filter("atempo", num(factor))
         stream = stream.filter("atrim", end=num(length))
         if clip.volume != 1:
             stream = stream.filter("volume", num(clip.volume))
@@ -468,6 +480,25 @@ class _Builder:
         if delay:
             stream = stream.filter("adelay", delays=delay, all=1)
         return stream
+
+    def ramped_sound(self, stream: Stream, span: _Span) -> Stream:
+        """Short pieces of the ramp, each time-stretched at its mean rate (pitch kept), exactly as
+        long as the picture's piece, concatenated."""
+        ramp = span.clip.ramp
+        assert ramp is not None
+        t0 = span.offset / self.fps
+        pieces = ramp.pieces(t0, t0 + span.frames / self.fps)
+        s0 = ramp.source_at(t0)
+        split = stream.asplit() if len(pieces) > 1 else None
+        parts: list[Stream] = []
+        for i, (a, b) in enumerate(pieces):
+            x0, x1 = ramp.source_at(a) - s0, ramp.source_at(b) - s0
+            part = (split[i] if split is not None else stream).filter("atrim", start=num(x0), end=num(x1))
+            part = part.filter("asetpts", "PTS-STARTPTS")
+            for factor in _atempo_factors((x1 - x0) / (b - a)):
+                part = part.filter("atempo", num(factor))
+            parts.append(part.filter("apad", whole_dur=num(b - a)).filter("atrim", end=num(b - a)))
+        return parts[0] if len(parts) == 1 else ffmpeg.concat(*parts, v=0, a=1)
 
 
 def _is_plain(clip: P.PlannedClip) -> bool:

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from services.render.media import SourceInfo
+
+if TYPE_CHECKING:
+    from services.render.timeline.ramp import SpeedRamp
 
 __all__ = [
     "Animated",
@@ -138,6 +142,8 @@ class PlannedClip:
     source_start: float = 0.0
     source_end: float = 0.0
     speed: float = 1.0
+    # Keyframed speed (replaces ``speed``); None = constant speed.
+    ramp: SpeedRamp | None = None
     # Track gain x clip gain; 0 when the track is muted.
     volume: float = 1.0
     fit: Fit = Fit.CONTAIN
@@ -151,6 +157,10 @@ class PlannedClip:
     @property
     def frames(self) -> int:
         return self.end - self.start
+
+    def source_offset(self, t: float) -> float:
+        """Source seconds (after source_start) played at clip-local output time ``t``."""
+        return self.ramp.source_at(t) if self.ramp is not None else t * self.speed
 
     @property
     def label(self) -> str:

@@ -18,6 +18,7 @@ from functools import lru_cache
 from services.kit.errors import ServiceError, Violations
 from services.render.media import MediaKind
 from services.render.timeline import plan as P
+from services.render.timeline.ramp import MAX_RATE, MIN_RATE, SpeedRamp
 from viarte.render.v1 import timeline_pb2 as tl
 
 __all__ = [
@@ -236,6 +237,8 @@ def _check_clip(checks: _Checks, path: str, kind: int, clip: tl.Clip, first: boo
     checks.check(clip.duration_seconds >= 0, f"{path}.duration_seconds", "must not be negative")
     speed = clip.speed if clip.HasField("speed") else 1.0
     checks.check(math.isfinite(speed) and 0.25 <= speed <= 4, f"{path}.speed", "must be in [0.25, 4]")
+    ramp_ok = _check_ramp(checks, path, clip, kind)
+    ramp = _ramp(clip.filters) if ramp_ok else None
     if clip.HasField("volume"):
         checks.check(math.isfinite(clip.volume) and 0 <= clip.volume <= 10, f"{path}.volume", "must be in [0, 10]")
     checks.check(clip.fade_in_seconds >= 0, f"{path}.fade_in_seconds", "must not be negative")
@@ -261,13 +264,52 @@ def _check_clip(checks: _Checks, path: str, kind: int, clip: tl.Clip, first: boo
             return clip.duration_seconds
         return None
     checks.check(bool(clip.asset_id), f"{path}.asset_id", "is required")
+    if not ramp_ok:
+        return None
     if clip.source_end_seconds > clip.source_start_seconds and math.isfinite(speed) and speed > 0:
-        length = (clip.source_end_seconds - clip.source_start_seconds) / speed
+        trim = clip.source_end_seconds - clip.source_start_seconds
+        length = ramp.time_for(trim) if ramp is not None else trim / _constant_speed(clip)
         _check_fades(checks, path, clip, length)
         return length
-    if clip.duration_seconds > 0:  # an image, or a source whose length is only known after probing
+    if clip.duration_seconds > 0:  # an image, a ramp given its length, or a source only known after probing
         return clip.duration_seconds
     return None
+
+
+def _check_ramp(checks: _Checks, path: str, clip: tl.Clip, kind: int) -> bool:
+    """Speed keyframes: rates in [MIN_RATE, MAX_RATE], times >= 0 and strictly increasing."""
+    kfs = clip.filters.speed_keyframes
+    if not kfs:
+        return True
+    base = f"{path}.filters.speed_keyframes"
+    ok = checks.check(kind != tl.TRACK_KIND_TEXT, base, "text clips have no speed")
+    ok = checks.check(not clip.HasField("speed"), f"{path}.speed", "set either speed or filters.speed_keyframes") and ok
+    last = -1.0
+    for ki, kf in enumerate(kfs):
+        kpath = f"{base}[{ki}]"
+        ok = checks.check(
+            math.isfinite(kf.value) and MIN_RATE <= kf.value <= MAX_RATE, f"{kpath}.value", f"must be in [{MIN_RATE:g}, {MAX_RATE:g}]"
+        ) and ok
+        if checks.check(math.isfinite(kf.time_seconds) and kf.time_seconds >= 0, f"{kpath}.time_seconds", "must not be negative"):
+            ok = checks.check(kf.time_seconds > last, f"{kpath}.time_seconds", "keyframes must be in increasing time order") and ok
+            last = kf.time_seconds
+        else:
+            ok = False
+        ok = checks.check(kf.easing in _EASINGS, f"{kpath}.easing", "unknown easing") and ok
+    return ok
+
+
+def _ramp(f: tl.ClipFilters) -> SpeedRamp | None:
+    """The validated ramp; None for no keyframes or a single one (a constant rate)."""
+    if len(f.speed_keyframes) < 2:
+        return None
+    return SpeedRamp(tuple(P.Keyframe(k.time_seconds, k.value, _EASINGS[k.easing]) for k in f.speed_keyframes))
+
+
+def _constant_speed(clip: tl.Clip) -> float:
+    if len(clip.filters.speed_keyframes) == 1:
+        return float(clip.filters.speed_keyframes[0].value)
+    return clip.speed if clip.HasField("speed") else 1.0
 
 
 def _check_fades(checks: _Checks, path: str, clip: tl.Clip, length: float) -> None:
@@ -364,7 +406,8 @@ def _plan_clip(
     gain: float,
     limits: Limits,
 ) -> P.PlannedClip | None:
-    speed = clip.speed if clip.HasField("speed") else 1.0
+    speed = _constant_speed(clip)
+    ramp = _ramp(clip.filters)
     volume = gain * (clip.volume if clip.HasField("volume") else 1.0)
     start = round(clip.start_seconds * fps)
     common = {
@@ -401,16 +444,13 @@ def _plan_clip(
             return None
         end = start + round(clip.duration_seconds * fps)
         _check_fades(checks, path, clip, clip.duration_seconds)
+        checks.check(not clip.filters.speed_keyframes, f"{path}.filters.speed_keyframes", "images have no speed")
         src_start, src_end = 0.0, 0.0
     else:
-        src_start = clip.source_start_seconds
-        src_end = clip.source_end_seconds or info.duration
-        ok = checks.check(src_start < info.duration, f"{path}.source_start_seconds", f"is beyond the source's duration ({info.duration:.3f} s)")
-        ok &= checks.check(src_end <= info.duration + _SOURCE_SLACK, f"{path}.source_end_seconds", f"is beyond the source's duration ({info.duration:.3f} s)")
-        if not ok or src_end <= src_start:
+        span = _plan_trim(checks, path, clip, info.duration, speed, ramp)
+        if span is None:
             return None
-        src_end = min(src_end, info.duration)
-        length = (src_end - src_start) / speed
+        src_start, src_end, length = span
         end = start + round(length * fps)
         _check_fades(checks, path, clip, length)
     if not checks.check(end > start, f"{path}.source_end_seconds", "the clip is shorter than one frame"):
@@ -423,9 +463,37 @@ def _plan_clip(
         source_start=src_start,
         source_end=src_end,
         speed=speed,
+        ramp=ramp if clip_kind is not P.ClipKind.IMAGE else None,
         volume=volume if info.has_audio else 0.0,
         **common,  # type: ignore[arg-type]
     )
+
+
+def _plan_trim(
+    checks: _Checks, path: str, clip: tl.Clip, duration: float, speed: float, ramp: SpeedRamp | None
+) -> tuple[float, float, float] | None:
+    """(source start, source end, timeline length) of a video/audio clip, inside its source."""
+    src_start = clip.source_start_seconds
+    beyond = f"is beyond the source's duration ({duration:.3f} s)"
+    ok = checks.check(src_start < duration, f"{path}.source_start_seconds", beyond)
+    if ramp is not None and not clip.source_end_seconds and clip.duration_seconds > 0 and ok:
+        # The length is given: the ramp decides how much source it plays, which must exist.
+        length = clip.duration_seconds
+        used = ramp.source_at(length)
+        if not checks.check(
+            src_start + used <= duration + _SOURCE_SLACK,
+            f"{path}.filters.speed_keyframes[{ramp.keyframe_at(ramp.time_for(duration - src_start))}].value",
+            f"the ramp plays {used:.3f} s of source from {src_start:g} s in {length:g} s; the source lasts {duration:.3f} s",
+        ):
+            return None
+        return src_start, min(src_start + used, duration), length
+    src_end = clip.source_end_seconds or duration
+    ok = checks.check(src_end <= duration + _SOURCE_SLACK, f"{path}.source_end_seconds", beyond) and ok
+    if not ok or src_end <= src_start:
+        return None
+    src_end = min(src_end, duration)
+    length = ramp.time_for(src_end - src_start) if ramp is not None else (src_end - src_start) / speed
+    return src_start, src_end, length
 
 
 def _clip_to_canvas(track: P.PlannedTrack, frames: int) -> P.PlannedTrack:
