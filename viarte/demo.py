@@ -57,6 +57,8 @@ class DemoSummary:
     seconds: dict[str, float] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     ffprobe: dict[str, Any] = field(default_factory=dict)
+    # The first generated clip's size and rate: the render's canvas with real models.
+    canvas: tuple[int, int, int] = (0, 0, 0)
 
 
 class _Steps:
@@ -236,7 +238,7 @@ def _tour(
             con.print(f"  {path.name} → {asset.id} ({asset.media.width or '-'}x{asset.media.height or '-'}, "
                       f"{asset.size_bytes:,} bytes)", highlight=False)  # fmt: skip
     videos = _generate(con, steps, client, summary, running, tiny)
-    final = _render_and_upscale(con, steps, client, summary, running, videos)
+    final = _render_and_upscale(con, steps, client, summary, running, videos, tiny)
     with steps.step("download", "Download the MP4"):
         output.mkdir(parents=True, exist_ok=True)
         target = output / OUTPUT_NAME
@@ -271,6 +273,7 @@ def _generate(
         )  # fmt: skip
         job = _job(con, client, "generation", params, f"i2v + face swap ({i2v.id})")
         summary.jobs["i2v"] = job.id
+        summary.canvas = (job.result.width, job.result.height, job.result.fps)
         fs = job.result.face_swap
         con.print(f"  video {job.result.video_asset_id}: {job.result.frame_count} frames @ {job.result.fps} fps, "
                   f"{job.result.width}x{job.result.height}, seed {job.result.seed}, {job.result.device}; "
@@ -293,7 +296,8 @@ def _generate(
 
 
 def _render_and_upscale(
-    con: Console, steps: _Steps, client: Client, summary: DemoSummary, running: set[str], videos: list[tuple[str, float]]
+    con: Console, steps: _Steps, client: Client, summary: DemoSummary, running: set[str],
+    videos: list[tuple[str, float]], tiny: bool,
 ) -> str:
     if "render" not in running:
         steps.skip("Render the timeline", "the render service is not running")
@@ -302,7 +306,11 @@ def _render_and_upscale(
     (first, first_s), (second, second_s) = videos
     with steps.step("render", "Render a timeline: crossfade, title, soundtrack"):
         stills = "inference" not in running  # without generation the clips are the uploaded image
-        timeline = build_timeline(first, first_s, second, second_s, summary.assets.get("soundtrack"), stills=stills)
+        width, height, fps = summary.canvas
+        if tiny or not width:  # tiny clips are 64-128 px: compose them on a 256 px canvas
+            width, height, fps = 256, 256, 8
+        timeline = build_timeline(first, first_s, second, second_s, summary.assets.get("soundtrack"),
+                                  width=width, height=height, fps=fps, stills=stills)  # fmt: skip
         params = render_pb2.RenderParameters(timeline=timeline, quality=render_pb2.QUALITY_PRESET_STANDARD,
                                              output_name="viarte-demo-render.mp4")  # fmt: skip
         job = _job(con, client, "render", params, "render timeline")
