@@ -51,6 +51,9 @@ class RenderConfig(ServiceConfig):
     upscale_fp16: bool = True
     # Build the tiny random-weight model when the real weights are missing (offline/dev).
     upscale_allow_tiny: bool = True
+    # Seconds an upscaler worker process stays warm (torch imported, weights loaded) after a job;
+    # 0 = a new process per job.
+    upscale_worker_idle_seconds: float = 300.0
 
     @property
     def resolved_database_url(self) -> str:

@@ -20,6 +20,7 @@ from services.render.reasons import Reason
 from services.render.servicer import RenderServicer, UpscaleServicer
 from services.render.storage_client import StorageClient
 from services.render.tasks import RENDER, UPSCALE, RenderContext, run_render, run_upscale
+from services.render.upscale.runner import UpscalePool
 
 __all__ = ["MIGRATIONS", "build"]
 
@@ -35,7 +36,8 @@ async def build(config: RenderConfig) -> tuple[grpc.aio.Server, int]:
     auth_channel = insecure_channel(config.auth_address)
     storage_channel = insecure_channel(config.storage_address)
     credentials = ServiceCredentials(config, channel=auth_channel)
-    ctx = RenderContext(config, StorageClient(storage_channel, credentials, config.input_url_expire_seconds))
+    pool = UpscalePool(config.upscale_worker_idle_seconds)
+    ctx = RenderContext(config, StorageClient(storage_channel, credentials, config.input_url_expire_seconds), pool)
     executor = HandlerExecutor(
         {RENDER: functools.partial(run_render, ctx), UPSCALE: functools.partial(run_upscale, ctx)},
         slots=max(1, config.render_workers),
@@ -55,6 +57,7 @@ async def build(config: RenderConfig) -> tuple[grpc.aio.Server, int]:
 
     async def _close() -> None:
         await jobs.stop(config.grace_period_seconds)
+        await pool.close()
         await storage_channel.close()
         await auth_channel.close()
         await run_db(engine.dispose)

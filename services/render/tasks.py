@@ -27,7 +27,13 @@ from services.render.reasons import Reason
 from services.render.storage_client import ResolvedAsset, StorageClient
 from services.render.timeline.plan import Source
 from services.render.timeline.validate import Limits, OutputOverrides, asset_ids, plan_timeline
-from services.render.upscale.runner import UpscaleCancelled, UpscaleError, UpscaleProgress, upscale_video
+from services.render.upscale.runner import (
+    UpscaleCancelled,
+    UpscaleError,
+    UpscalePool,
+    UpscaleProgress,
+    upscale_video,
+)
 from viarte.render.v1 import render_pb2, timeline_pb2
 from viarte.type.v1 import job_pb2
 
@@ -48,6 +54,8 @@ _QUALITY = {
 class RenderContext:
     config: RenderConfig
     storage: StorageClient
+    # Warm upscaler workers, shared by upscale jobs and the export's upscale option.
+    upscale_pool: UpscalePool | None = None
     # Probed facts by asset id (assets are immutable once stored), least recently used dropped.
     _facts: OrderedDict[str, SourceInfo] = field(default_factory=OrderedDict)
     max_cached_facts: int = 4096
@@ -189,7 +197,10 @@ async def _upscale(
         ))
 
     try:
-        return await upscale_video(ctx.config, source, output, tile_size=tile, tile_padding=padding, on_progress=progress, cancel=cancel)
+        return await upscale_video(
+            ctx.config, source, output, tile_size=tile, tile_padding=padding, on_progress=progress, cancel=cancel,
+            pool=ctx.upscale_pool,
+        )
     except UpscaleCancelled:
         raise JobCancelled() from None
     except UpscaleError as exc:

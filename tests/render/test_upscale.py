@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -12,6 +15,7 @@ import pytest
 import torch
 
 from services.render.upscale.rrdbnet import RRDBNet, arch_from_state_dict, load_rrdbnet
+from services.render.upscale.runner import UpscaleCancelled, UpscaleError, UpscalePool, upscale_video
 from services.render.upscale.worker import upscale_batch
 from tests.fixtures.render import probe_file
 from viarte.errors import from_rpc_error
@@ -87,3 +91,65 @@ async def test_upscale_job_doubles_and_matches_the_network(render_service, stora
     # and it is not just any upscale: a plain bicubic x2 of the same frames is far off
     bicubic = torch.nn.functional.interpolate(inputs, scale_factor=2, mode="bicubic").clamp(0, 1) * 255
     assert np.abs(produced.astype(float) - bicubic.permute(0, 2, 3, 1).numpy()).mean() > 4 * diff.mean()
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live processes of a process group (the worker leads its own, with its ffmpeg children)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                members.append(int(entry.name))
+    return members
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_warm_worker_reused_restarted_after_crash_and_cancel(render_service, render_media, tiny_upscaler, tmp_path) -> None:
+    config = replace(render_service.config, upscale_worker_idle_seconds=30)
+    src = render_media.small.location
+    pool = UpscalePool(config.upscale_worker_idle_seconds)
+    try:
+        # 1. two jobs, one process: the second skips the start (torch import, weights)
+        first = await upscale_video(config, src, tmp_path / "a.mp4", pool=pool)
+        [pid] = pool.idle_pids
+        second = await upscale_video(config, src, tmp_path / "b.mp4", pool=pool)
+        assert pool.idle_pids == [pid] and pool.started == 1
+        assert first.frame == second.frame == 15 and probe_file(tmp_path / "b.mp4")["frames"] == 15
+        # 2. cancel kills the worker and its ffmpegs at once and leaves no partial file
+        cancel = asyncio.Event()
+        with pytest.raises(UpscaleCancelled):
+            await asyncio.wait_for(upscale_video(config, src, tmp_path / "c.mp4", pool=pool,
+                                                 on_progress=lambda p: cancel.set(), cancel=cancel), 60)
+        assert not (tmp_path / "c.mp4").exists() and pool.idle_pids == [] and _group_members(pid) == []
+        # 3. the next job starts a fresh worker
+        await upscale_video(config, src, tmp_path / "d.mp4", pool=pool)
+        [fresh] = pool.idle_pids
+        assert fresh != pid and pool.started == 2
+        # 4. a worker that died while idle is replaced, not reused
+        os.kill(fresh, signal.SIGKILL)
+        await asyncio.sleep(0.2)
+        await upscale_video(config, src, tmp_path / "e.mp4", pool=pool)
+        assert pool.started == 3 and probe_file(tmp_path / "e.mp4")["frames"] == 15
+        # 5. a failing job (no video) fails cleanly on the warm worker, which is then retired
+        [warm] = pool.idle_pids
+        with pytest.raises(UpscaleError, match="not a video"):
+            await upscale_video(config, str(Path(render_media.tone.location)), tmp_path / "f.mp4", pool=pool)
+        assert not (tmp_path / "f.mp4").exists() and _group_members(warm) == []
+        await upscale_video(config, src, tmp_path / "g.mp4", pool=pool)
+        assert pool.started == 4 and pool.idle_pids != [warm]
+    finally:
+        await pool.close()
+    # 6. bounded idle time: retired after it
+    short = UpscalePool(0.3)
+    try:
+        await upscale_video(config, src, tmp_path / "h.mp4", pool=short)
+        [pid] = short.idle_pids
+        await asyncio.sleep(1.5)
+        assert short.idle_pids == [] and _group_members(pid) == []
+    finally:
+        await short.close()

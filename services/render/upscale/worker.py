@@ -1,15 +1,20 @@
-"""The upscaler worker process: ``python -m services.render.upscale.worker '<json spec>'``.
+"""The upscaler worker process: ``python -m services.render.upscale.worker --serve`` (warm: one JSON
+spec per stdin line, jobs one after another, torch imported and models loaded once) or
+``python -m services.render.upscale.worker '<json spec>'`` (one job).
 
 ffmpeg decodes to raw RGB frames on a pipe (a reader thread), the network upscales them in batches
 (tiles when asked; fp16 on CUDA), a writer thread feeds a second ffmpeg that encodes H.264 and
-copies the original audio. One JSON line per frame (once it reached the encoder) reports progress on stdout; the last line
-says ``done``. The server kills this process to cancel.
+copies the original audio. One JSON line per frame (once it reached the encoder) reports progress on stdout; each job
+ends with a ``done`` or ``error`` line. After an error the process exits (threads or pipes of the
+failed job may be stuck), so a warm worker only ever carries on from clean successes. The server
+kills the process group (this process and its two ffmpeg children) to cancel.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import queue
 import subprocess
 import sys
@@ -83,7 +88,19 @@ def _tiled(model: RRDBNet, x: torch.Tensor, tile: int, pad: int) -> torch.Tensor
     return out
 
 
+_models: dict[tuple[str, str, str, bool], tuple[RRDBNet, str]] = {}
+
+
 def load_model(spec: Spec, device: str) -> tuple[RRDBNet, str]:
+    """Loaded once per process and kept (a warm worker serves many jobs with the same weights)."""
+    key = (spec.model_path, spec.tiny_fallback, device, spec.fp16)
+    if key not in _models:
+        _models.clear()  # one model at a time: weights are big
+        _models[key] = _load_model(spec, device)
+    return _models[key]
+
+
+def _load_model(spec: Spec, device: str) -> tuple[RRDBNet, str]:
     path = Path(spec.model_path)
     if not path.exists():
         if not spec.tiny_fallback:
@@ -153,6 +170,21 @@ def upscale_file(spec: Spec, report: Any = _emit) -> dict[str, Any]:
     writer = threading.Thread(target=write, daemon=True)
     reader.start()
     writer.start()
+    done = _run_batches(spec, model, device, dtype, frames_in, frames_out)  # on error the process exits
+    frames_out.put(None)
+    writer.join()
+    reader.join()
+    if decoder.wait() != 0 or encoder.wait() != 0:
+        raise RuntimeError(f"ffmpeg failed (decoder {decoder.returncode}, encoder {encoder.returncode})")
+    result = {"event": "done", "frames": done, "width": 2 * w, "height": 2 * h, "video_fps": fps}
+    report(result)
+    return result
+
+
+def _run_batches(
+    spec: Spec, model: RRDBNet, device: str, dtype: torch.dtype,
+    frames_in: queue.Queue[np.ndarray | None], frames_out: queue.Queue[np.ndarray | None],
+) -> int:
     done, finished = 0, False
     while not finished:
         batch: list[np.ndarray] = []
@@ -170,20 +202,27 @@ def upscale_file(spec: Spec, report: Any = _emit) -> dict[str, Any]:
         for arr in out:
             frames_out.put(arr)
         done += len(batch)
-    frames_out.put(None)
-    writer.join()
-    reader.join()
-    if decoder.wait() != 0 or encoder.wait() != 0:
-        raise RuntimeError(f"ffmpeg failed (decoder {decoder.returncode}, encoder {encoder.returncode})")
-    result = {"event": "done", "frames": done, "width": 2 * w, "height": 2 * h, "video_fps": fps}
-    report(result)
-    return result
+    return done
+
+
+def serve(lines: Any = sys.stdin) -> int:
+    """Jobs one per line until stdin closes (the server went away or retired this worker)."""
+    _emit({"event": "ready", "pid": os.getpid()})
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            upscale_file(Spec(**json.loads(line)))
+        except Exception as exc:  # the server fails the job with UPSCALE_FAILED and starts a fresh worker
+            _emit({"event": "error", "message": f"{type(exc).__name__}: {exc}"})
+            return 1
+    return 0
 
 
 def main(argv: list[str]) -> int:
+    if argv[1:] == ["--serve"]:
+        return serve()
     spec = Spec(**json.loads(argv[1]))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, threads))
     try:
         upscale_file(spec)
     except Exception as exc:  # reported to the server, which fails the job with UPSCALE_FAILED
