@@ -146,8 +146,11 @@ class UpscaleWorker:
         state: dict[str, Any] = {"width": 0, "height": 0, "fps": 0.0, "total": 0, "message": ""}
         last = UpscaleProgress(0, 0, 0.0, 0, 0, 0.0)
         async for raw in self.proc.stdout:
-            event = json.loads(raw)
-            kind = event["event"]
+            try:
+                event = json.loads(raw)
+                kind = event["event"]
+            except (ValueError, KeyError, TypeError):
+                continue  # not ours (a library printing to stdout): only JSON events count
             if kind == "ready":
                 continue
             if kind == "error":
@@ -165,7 +168,8 @@ class UpscaleWorker:
             if on_progress is not None:
                 on_progress(last)
         code = await self.proc.wait()
-        await asyncio.wait_for(self._drain, 5)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._drain), 5)
         raise UpscaleError(self.stderr_tail() or f"worker exited with {code}")
 
 
