@@ -135,16 +135,29 @@ async def test_warm_worker_reused_restarted_after_crash_and_cancel(render_servic
         await asyncio.sleep(0.2)
         await upscale_video(config, src, tmp_path / "e.mp4", pool=pool)
         assert pool.started == 3 and probe_file(tmp_path / "e.mp4")["frames"] == 15
-        # 5. a failing job (no video) fails cleanly on the warm worker, which is then retired
+        # 5. a worker that crashes mid-job fails that job (its ffmpegs go too), and is replaced
+        busy: list[int] = []
+
+        def crash(_progress: object) -> None:
+            if not busy:
+                busy.extend(pool.busy_pids)
+                os.kill(busy[0], signal.SIGKILL)
+
+        with pytest.raises(UpscaleError):
+            await asyncio.wait_for(upscale_video(config, src, tmp_path / "x.mp4", pool=pool, on_progress=crash), 60)
+        assert not (tmp_path / "x.mp4").exists() and _group_members(busy[0]) == [] and pool.idle_pids == []
+        await upscale_video(config, src, tmp_path / "y.mp4", pool=pool)
+        assert pool.started == 4
+        # 6. a failing job (no video) fails cleanly on the warm worker, which is then retired
         [warm] = pool.idle_pids
         with pytest.raises(UpscaleError, match="not a video"):
             await upscale_video(config, str(Path(render_media.tone.location)), tmp_path / "f.mp4", pool=pool)
         assert not (tmp_path / "f.mp4").exists() and _group_members(warm) == []
         await upscale_video(config, src, tmp_path / "g.mp4", pool=pool)
-        assert pool.started == 4 and pool.idle_pids != [warm]
+        assert pool.started == 5 and pool.idle_pids != [warm]
     finally:
         await pool.close()
-    # 6. bounded idle time: retired after it
+    # 7. bounded idle time: retired after it
     short = UpscalePool(0.3)
     try:
         await upscale_video(config, src, tmp_path / "h.mp4", pool=short)

@@ -185,6 +185,7 @@ class UpscalePool:
         self.idle_seconds = idle_seconds
         self.started = 0
         self._idle: list[UpscaleWorker] = []
+        self._busy: set[UpscaleWorker] = set()
         self._timers: dict[int, asyncio.Task[None]] = {}
         self._retiring: set[asyncio.Task[None]] = set()
 
@@ -192,7 +193,16 @@ class UpscalePool:
     def idle_pids(self) -> list[int]:
         return [w.pid for w in self._idle]
 
+    @property
+    def busy_pids(self) -> list[int]:
+        return [w.pid for w in self._busy]
+
     async def acquire(self) -> UpscaleWorker:
+        worker = await self._take()
+        self._busy.add(worker)
+        return worker
+
+    async def _take(self) -> UpscaleWorker:
         while self._idle:
             worker = self._idle.pop()
             self._timers.pop(worker.pid).cancel()
@@ -203,6 +213,7 @@ class UpscalePool:
         return await UpscaleWorker.start()
 
     def release(self, worker: UpscaleWorker) -> None:
+        self._busy.discard(worker)
         if not worker.alive or self.idle_seconds <= 0:
             self._retire(worker)
             return
