@@ -15,6 +15,10 @@ weights (the real file can't be downloaded here; the compute is identical). Goal
 Also per job: a cold worker process (started for the job: Python + torch import + weights load)
 vs the service's warm worker (kept between jobs by UpscalePool), and the time the warm one saves.
 
+Speed ramp: a 20 s clip under a keyframed speed ramp (one setpts root() expression, audio in
+atempo pieces) vs the same footage at the constant speed that gives the same length: the price of
+the ramp (goal: close to 1.0x).
+
 Source media are generated once with ffmpeg lavfi into .cache/bench-render/.
 Run: .venv/bin/python bench/render_vs_peers.py [--seconds 60] [--rounds 2] [--skip-moviepy] [--upscale-frames 24]
 """
@@ -228,6 +232,45 @@ def bench_render(seconds: float, skip_moviepy: bool, rounds: int) -> None:
             print(f"  moviepy / hand      : {movie / hand:7.2f}x")
 
 
+def bench_ramp(seconds: float, rounds: int) -> None:
+    src = make_sources(seconds)
+    sources = {"a": Source(str(src["a"]), probe(str(src["a"])))}
+    out_len = min(20.0, seconds / 3)
+    kfs = [tl.Keyframe(time_seconds=0, value=0.5), tl.Keyframe(time_seconds=out_len / 3, value=2.0, easing=tl.EASING_EASE_IN_OUT),
+           tl.Keyframe(time_seconds=2 * out_len / 3, value=1.0, easing=tl.EASING_EASE_OUT)]
+
+    def build(ramped: bool, trim: float) -> tl.Timeline:
+        t = tl.Timeline(canvas=tl.Canvas(width=W, height=H, fps=FPS))
+        c = t.tracks.add(kind=tl.TRACK_KIND_VIDEO).clips.add(asset_id="a", source_start_seconds=2, source_end_seconds=2 + trim)
+        if ramped:
+            c.filters.speed_keyframes.extend(kfs)
+        else:
+            c.speed = trim / out_len
+        return t
+
+    from services.render.timeline.plan import Keyframe
+    from services.render.timeline.ramp import SpeedRamp
+
+    ease = {tl.EASING_UNSPECIFIED: "linear", tl.EASING_EASE_IN_OUT: "ease_in_out", tl.EASING_EASE_OUT: "ease_out"}
+    trim = SpeedRamp(tuple(Keyframe(k.time_seconds, k.value, ease[k.easing]) for k in kfs)).source_at(out_len)
+    ramp_times: list[float] = []
+    const_times: list[float] = []
+    facts: dict[bool, str] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(rounds):
+            for ramped, times in ((False, const_times), (True, ramp_times)):
+                t0 = time.perf_counter()
+                plan = plan_timeline(build(ramped, trim), sources, Limits())
+                out = asyncio.run(render_plan(plan, Path(tmp) / f"{ramped}-{i}", EncoderSettings("libx264", dict(X264))))
+                times.append(time.perf_counter() - t0)
+                facts[ramped] = check(out.video, out_len)
+    ramp, const = min(ramp_times), min(const_times)
+    print(f"speed ramp {out_len:g}s {W}x{H}@{FPS} ({trim:.2f} s of source), best of {rounds} interleaved rounds")
+    print(f"  constant speed      : {const:7.2f} s   {facts[False]}   rounds {_fmt(const_times)}")
+    print(f"  ramp (0.5x-2x-1x)   : {ramp:7.2f} s   {facts[True]}   rounds {_fmt(ramp_times)}")
+    print(f"  ramp / constant     : {ramp / const:7.2f}x")
+
+
 def _stamp(seen: list[float]) -> Callable[[object], None]:
     return lambda _progress: seen.append(time.perf_counter())
 
@@ -318,12 +361,15 @@ def main() -> None:
     parser.add_argument("--skip-moviepy", action="store_true")
     parser.add_argument("--skip-upscale", action="store_true")
     parser.add_argument("--skip-render", action="store_true")
+    parser.add_argument("--skip-ramp", action="store_true")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--upscale-frames", type=int, default=24)
     parser.add_argument("--upscale-size", default="64x36")
     args = parser.parse_args()
     if not args.skip_render:
         bench_render(args.seconds, args.skip_moviepy, args.rounds)
+    if not args.skip_ramp:
+        bench_ramp(args.seconds, args.rounds)
     if not args.skip_upscale:
         w, h = (int(v) for v in args.upscale_size.split("x"))
         bench_upscale(args.upscale_frames, (w, h), args.rounds)

@@ -108,6 +108,15 @@ async def test_bad_timelines_are_refused_before_queueing(render_service, storage
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.CreateRenderJob(render_pb2.CreateRenderJobRequest(parameters=render_pb2.RenderParameters(timeline=big)), metadata=user.metadata)
     assert from_rpc_error(info.value).reason == "CANVAS_TOO_LARGE"
+    # a speed ramp that would play more than the 3 s source in its given length
+    ramped = timeline()
+    c = track(ramped).clips.add(asset_id=ids["blue"], duration_seconds=2)
+    c.filters.speed_keyframes.extend([tl.Keyframe(time_seconds=0, value=1), tl.Keyframe(time_seconds=1, value=4)])
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.CreateRenderJob(render_pb2.CreateRenderJobRequest(parameters=render_pb2.RenderParameters(timeline=ramped)), metadata=user.metadata)
+    err = from_rpc_error(info.value)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [f.field for f in err.field_violations] == ["tracks[0].clips[0].filters.speed_keyframes[1].value"]
     assert list((await stub.ListRenderJobs(render_pb2.ListRenderJobsRequest(), metadata=user.metadata)).jobs) == []
 
 
