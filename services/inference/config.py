@@ -43,8 +43,16 @@ class InferenceConfig(ServiceConfig):
     max_attempts: int = 3
     queue_full_retry_seconds: float = 5.0
     max_priority: int = 10
+    # A worker that reports nothing on its task for this long is killed; the job is retried like a
+    # crash (bounded by max_attempts). 0 = never. Real model loads are silent for minutes.
+    worker_stall_timeout_seconds: float = 900.0
+    # A cancelled job whose worker has not stopped after this long gets its worker killed.
+    worker_cancel_grace_seconds: float = 30.0
     # Test-only fault injection: the worker dies when a job reaches this stage (e.g. STAGE_DECODING).
     fault_crash_at_stage: str = ""
+    # Test-only fault injection: the worker freezes for fault_stall_seconds at this stage.
+    fault_stall_at_stage: str = ""
+    fault_stall_seconds: float = 3600.0
 
     # Face swap (services.inference.faceswap.settings.FaceSwapSettings).
     face_models_dir: str = ""

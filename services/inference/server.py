@@ -21,6 +21,7 @@ from services.kit.db import make_engine, upgrade
 from services.kit.jobs import HandlerExecutor, JobService, JobSettings
 from services.kit.logs import get_logger
 from services.kit.server import Service, add_shutdown_hook, build_server
+from services.kit.storage_client import StorageClient
 
 __all__ = ["Inference", "build", "build_inference"]
 
@@ -56,7 +57,11 @@ def worker_settings(config: InferenceConfig) -> WorkerSettings:
         allow_download=config.allow_download,
         build_tiny_models=config.build_tiny_models,
         threads=config.worker_threads,
+        stall_timeout=config.worker_stall_timeout_seconds,
+        cancel_grace=config.worker_cancel_grace_seconds,
         crash_at_stage=config.fault_crash_at_stage,
+        stall_at_stage=config.fault_stall_at_stage,
+        stall_seconds=config.fault_stall_seconds,
         face_models_dir=config.face_models_dir,
         face_pack=config.face_pack,
         face_swapper=config.face_swapper,
@@ -77,10 +82,7 @@ async def build_inference(config: InferenceConfig) -> tuple[grpc.aio.Server, int
     registry = _registry(config)
     engine = make_engine(config.db_url)
     upgrade(engine, MIGRATIONS)
-    storage = _optional("services.inference.faceswap.storage")
-    if storage is None:
-        raise RuntimeError("services.inference.faceswap.storage (the storage client) is missing")
-    store = storage.AssetStore(config)
+    store = StorageClient(config)
     pool = WorkerPool(worker_settings(config), config.devices)
     await pool.start()
     handler = GenerationHandler(registry, pool, store, config.scratch_path)

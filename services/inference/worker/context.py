@@ -34,6 +34,8 @@ class TaskContext:
             import os
 
             os._exit(17)  # fault injection for crash-recovery tests
+        if self.settings.stall_at_stage and job_pb2.Stage.Name(progress.stage) == self.settings.stall_at_stage:
+            time.sleep(self.settings.stall_seconds)  # fault injection: a hang that ignores cancel
 
     @property
     def cancelled(self) -> bool:

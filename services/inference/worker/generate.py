@@ -124,6 +124,7 @@ def run(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
     base = _WORKER_END - _WEIGHTS["encode"]
 
     def encoded(i: int, n: int) -> None:
+        ctx.raise_if_cancelled()  # encode_mp4 kills ffmpeg on the way out
         ctx.emit(_progress(job_pb2.STAGE_ENCODING, base + _WEIGHTS["encode"] * i / n, frame=i, total_frames=n))
 
     out = Path(payload["output_path"])
@@ -150,6 +151,7 @@ def _load_and_denoise(
             t0 = time.perf_counter()
             loaded = cache.get(model, spec.task, policy)
             timings["model_loading"] = timings.get("model_loading", 0.0) + time.perf_counter() - t0
+            ctx.raise_if_cancelled()  # cancelled during the load: not a single step
             if latents is not None:
                 ctx.emit(_progress(job_pb2.STAGE_DENOISING, _WEIGHTS["load"] + _WEIGHTS["denoise"],
                                    step=spec.steps, total_steps=spec.steps, message="resumed from kept latents"))
@@ -199,6 +201,7 @@ def _decode(
     base = _WEIGHTS["load"] + _WEIGHTS["denoise"]
 
     def decoded(frame: int, total: int) -> None:
+        ctx.raise_if_cancelled()
         ctx.emit(_progress(job_pb2.STAGE_DECODING, base + _WEIGHTS["decode"] * frame / total,
                            frame=frame, total_frames=total))
 
@@ -206,6 +209,8 @@ def _decode(
     t0 = time.perf_counter()
     try:
         frames = decode_latents(loaded, latents, spec, policy, decoded)
+    except TaskCancelled:
+        raise
     except Exception as exc:
         stricter = next_policy(policy)
         if not is_oom(exc) or stricter is None:
@@ -218,6 +223,8 @@ def _decode(
         apply_policy(loaded.pipe, stricter, ctx.device)
         try:
             frames = decode_latents(loaded, latents, spec, stricter, decoded)
+        except TaskCancelled:
+            raise
         except Exception as again:
             if is_oom(again):
                 raise ServiceError.resource_exhausted("OUT_OF_MEMORY", "VAE decode ran out of memory") from None

@@ -45,6 +45,8 @@ def _error(failed: TaskFailed) -> ServiceError:
 class _Pending:
     future: asyncio.Future[dict[str, Any]]
     on_event: EventFn
+    # Loop time of the last message about this task (the stall watchdog's clock).
+    last_seen: float = 0.0
 
 
 class LocalWorker:
@@ -110,6 +112,8 @@ class LocalWorker:
         pending = self._pending.get(message.task_id)
         if pending is None:
             return
+        assert self._loop is not None
+        pending.last_seen = self._loop.time()
         if isinstance(message, TaskEvent):
             pending.on_event(message)
         elif isinstance(message, TaskDone):
@@ -143,22 +147,71 @@ class LocalWorker:
 
     async def run(self, kind: str, payload: dict[str, Any], on_event: EventFn,
                   job: RunningJob | None = None) -> dict[str, Any]:
-        """Runs one task on this worker; cancels it when ``job`` is cancelled."""
+        """Runs one task on this worker; cancels it when ``job`` is cancelled, whenever that
+        happens; kills the worker when the task stalls or ignores a cancel."""
+        if job is not None:
+            job.raise_if_cancelled()
         if not self.alive:
             self.restarts += 1 if self._conn is not None else 0
             await self.start()
         assert self._loop is not None
         task_id = uuid.uuid4().hex
         future: asyncio.Future[dict[str, Any]] = self._loop.create_future()
-        self._pending[task_id] = _Pending(future, on_event)
-        if job is not None:
-            job.on_cancel(lambda: self._cancel(task_id))
+        pending = _Pending(future, on_event, self._loop.time())
+        self._pending[task_id] = pending
         try:
             await asyncio.to_thread(self._send, RunTask(task_id, kind, payload))
         except (OSError, EOFError) as exc:
             self._pending.pop(task_id, None)
             raise RetryableJobError(ServiceError.internal("WORKER_CRASHED", f"worker unreachable: {exc}")) from exc
-        return await future
+        if job is not None:
+            # Registered only once RunTask is on the pipe, so a CancelTask can never overtake it
+            # (a job cancelled meanwhile gets its CancelTask sent right here).
+            job.on_cancel(lambda: self._cancel(task_id))
+        return await self._watch(task_id, pending, job)
+
+    async def _watch(self, task_id: str, pending: _Pending, job: RunningJob | None) -> dict[str, Any]:
+        """Waits for the task's outcome; a task silent for ``stall_timeout`` or still running
+        ``cancel_grace`` after a cancel gets its worker killed (the device is freed either way)."""
+        assert self._loop is not None
+        stall, grace = self.settings.stall_timeout, self.settings.cancel_grace
+        tick = max(0.05, min(1.0, (min(stall, grace) if stall > 0 else grace) / 4))
+        cancelled_at: float | None = None
+        while True:
+            done, _ = await asyncio.wait({pending.future}, timeout=tick)
+            if done:
+                try:
+                    return pending.future.result()
+                except RetryableJobError:
+                    if job is not None and job.cancelled:
+                        raise JobCancelled(job.id) from None  # died after a cancel: never re-queue it
+                    raise
+            now = self._loop.time()
+            if job is not None and job.cancelled:
+                cancelled_at = now if cancelled_at is None else cancelled_at
+                if now - cancelled_at >= grace:
+                    await self._kill(task_id, "cancel_ignored")
+                    raise JobCancelled(job.id)
+            if stall > 0 and now - pending.last_seen >= stall:
+                await self._kill(task_id, "stalled")
+                if job is not None and job.cancelled:
+                    raise JobCancelled(job.id)
+                raise RetryableJobError(ServiceError.internal(
+                    "WORKER_STALLED", f"the worker reported nothing for {stall:g} s and was restarted"))
+
+    async def _kill(self, task_id: str, why: str) -> None:
+        process, self._process = self._process, None
+        self._pending.pop(task_id, None)
+        _log.warning("worker_killed", reason=why, pid=process.pid if process is not None else None, task_id=task_id)
+        if process is not None:
+            process.kill()
+            await asyncio.to_thread(process.join, 10)
+        # Whatever else was pending on it is lost with the process: retry it like a crash.
+        crash = RetryableJobError(ServiceError.internal("WORKER_CRASHED", f"the worker was killed ({why})"))
+        for other in self._pending.values():
+            if not other.future.done():
+                other.future.set_exception(crash)
+        self._pending.clear()
 
     def _cancel(self, task_id: str) -> None:
         if task_id in self._pending and self.alive:
@@ -217,11 +270,32 @@ class WorkerPool(TaskRunner):
     async def run(self, kind: str, payload: dict[str, Any], on_event: EventFn,
                   job: RunningJob | None = None) -> dict[str, Any]:
         assert self._idle is not None, "WorkerPool.start() first"
-        worker = await self._idle.get()
+        worker = await self._acquire(job)
         try:
             return await worker.run(kind, payload, on_event, job)
         finally:
             self._idle.put_nowait(worker)
+
+    async def _acquire(self, job: RunningJob | None) -> LocalWorker:
+        """The next idle worker; a job cancelled while it waits for one stops waiting."""
+        assert self._idle is not None
+        if job is None:
+            return await self._idle.get()
+        job.raise_if_cancelled()
+        get = asyncio.ensure_future(self._idle.get())
+        cancelled = asyncio.ensure_future(job.wait_cancelled())
+        try:
+            await asyncio.wait({get, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            cancelled.cancel()
+            if not get.done():
+                get.cancel()  # nothing taken: asyncio.Queue.get is cancel-safe
+        worker = get.result() if get.done() and not get.cancelled() else None
+        if worker is not None and not job.cancelled:
+            return worker
+        if worker is not None:
+            self._idle.put_nowait(worker)
+        raise JobCancelled(job.id)
 
     async def stop(self) -> None:
         await asyncio.gather(*(w.stop() for w in self.workers), return_exceptions=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from collections import deque
 from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
@@ -108,7 +109,10 @@ def worker_main(conn: Connection, settings: WorkerSettings) -> None:
     table = load_task_table()
     sender = _Sender(conn)
     tasks: queue.SimpleQueue[RunTask | None] = queue.SimpleQueue()
+    # A task's context exists from the moment its RunTask arrives, so a cancel for a task that is
+    # waiting to start is never lost; a cancel that overtakes its RunTask is remembered (bounded).
     contexts: dict[str, TaskContext] = {}
+    early_cancels: deque[str] = deque(maxlen=256)
     lock = threading.Lock()
     resources: dict[str, Any] = {}
 
@@ -119,12 +123,19 @@ def worker_main(conn: Connection, settings: WorkerSettings) -> None:
             except (EOFError, OSError):
                 os._exit(0)  # the server died: nothing left to report to
             if isinstance(message, RunTask):
+                ctx = TaskContext(message.task_id, settings, sender.send, resources)
+                with lock:
+                    if message.task_id in early_cancels:
+                        ctx._cancel.set()
+                    contexts[message.task_id] = ctx
                 tasks.put(message)
             elif isinstance(message, CancelTask):
                 with lock:
-                    ctx = contexts.get(message.task_id)
-                if ctx is not None:
-                    ctx._cancel.set()
+                    known = contexts.get(message.task_id)
+                    if known is None:
+                        early_cancels.append(message.task_id)
+                if known is not None:
+                    known._cancel.set()
             elif isinstance(message, Stop):
                 tasks.put(None)
                 return
@@ -138,10 +149,10 @@ def worker_main(conn: Connection, settings: WorkerSettings) -> None:
         task = tasks.get()
         if task is None:
             break
-        ctx = TaskContext(task.task_id, settings, sender.send, resources)
         with lock:
-            contexts[task.task_id] = ctx
+            ctx = contexts[task.task_id]
         try:
+            ctx.raise_if_cancelled()  # cancelled before it started: no model work at all
             fn = table.get(task.kind)
             if fn is None:
                 raise KeyError(f"this worker has no task {task.kind!r}")

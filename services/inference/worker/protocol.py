@@ -48,8 +48,17 @@ class WorkerSettings:
     build_tiny_models: bool = True
     # torch intra-op threads; 0 = all cores but one on CPU (the server's), torch's default on CUDA.
     threads: int = 0
+    # Server side: a task that reports nothing for this long is a hung worker: it is killed and the
+    # task fails as retryable (0 = never). Generous by default: a real model load reports nothing.
+    stall_timeout: float = 900.0
+    # Server side: a cancelled task whose worker has not stopped after this long (stuck in a model
+    # load or a C call that never checks the flag) gets its worker killed.
+    cancel_grace: float = 30.0
     # Tests: kill the worker (os._exit) when a task reaches this stage name ("" = never).
     crash_at_stage: str = ""
+    # Tests: the task freezes (sleeps, deaf to cancel) for stall_seconds when it reaches this stage.
+    stall_at_stage: str = ""
+    stall_seconds: float = 3600.0
     # Face swap models (the same names as InferenceConfig; read by services.inference.faceswap).
     face_models_dir: str = ""
     face_pack: str = "buffalo_l"
