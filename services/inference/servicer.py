@@ -74,7 +74,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):  # type
         for field, asset_id in wanted:
             if not asset_id:
                 continue
-            asset, _ = await self.store.resolve(owner, asset_id)
+            asset = (await self.store.resolve(owner, asset_id)).asset
             if asset.kind != asset_pb2.ASSET_KIND_IMAGE:
                 raise ServiceError.invalid_argument(
                     Reason.INVALID_PARAMETERS, f"{field} must be an image",

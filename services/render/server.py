@@ -14,11 +14,11 @@ from services.kit.channels import insecure_channel
 from services.kit.db import make_engine, run_db, upgrade
 from services.kit.jobs import HandlerExecutor, JobService, JobSettings
 from services.kit.server import Service, add_shutdown_hook, build_server
+from services.kit.storage_client import StorageClient
 from services.render.config import RenderConfig
 from services.render.projects import ProjectServicer, ProjectStore
 from services.render.reasons import Reason
 from services.render.servicer import RenderServicer, UpscaleServicer
-from services.render.storage_client import StorageClient
 from services.render.tasks import RENDER, UPSCALE, RenderContext, run_render, run_upscale
 from services.render.upscale.runner import UpscalePool
 
@@ -34,10 +34,10 @@ async def build(config: RenderConfig) -> tuple[grpc.aio.Server, int]:
     await run_db(upgrade, engine, MIGRATIONS)
     config.resolved_work_dir.mkdir(parents=True, exist_ok=True)
     auth_channel = insecure_channel(config.auth_address)
-    storage_channel = insecure_channel(config.storage_address)
     credentials = ServiceCredentials(config, channel=auth_channel)
     pool = UpscalePool(config.upscale_worker_idle_seconds)
-    ctx = RenderContext(config, StorageClient(storage_channel, credentials, config.input_url_expire_seconds), pool)
+    storage = StorageClient(config, credentials=credentials, url_expire_seconds=config.input_url_expire_seconds)
+    ctx = RenderContext(config, storage, pool)
     executor = HandlerExecutor(
         {RENDER: functools.partial(run_render, ctx), UPSCALE: functools.partial(run_upscale, ctx)},
         slots=max(1, config.render_workers),
@@ -58,7 +58,7 @@ async def build(config: RenderConfig) -> tuple[grpc.aio.Server, int]:
     async def _close() -> None:
         await jobs.stop(config.grace_period_seconds)
         await pool.close()
-        await storage_channel.close()
+        await storage.close()
         await auth_channel.close()
         await run_db(engine.dispose)
 

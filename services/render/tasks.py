@@ -18,13 +18,13 @@ from google.protobuf import duration_pb2
 
 from services.kit.errors import ServiceError
 from services.kit.jobs import JobCancelled, RunningJob
+from services.kit.storage_client import ResolvedAsset, StorageClient
 from services.render.config import RenderConfig
 from services.render.encoder import Codec, Quality, encoder_settings, select_encoder
 from services.render.ffmpeg_runner import FFmpegCancelled, FFmpegError, FFmpegProgress
-from services.render.media import MediaError, SourceInfo, probe
+from services.render.media import MediaError, MediaKind, SourceInfo, probe
 from services.render.pipeline import render_plan, scratch_dir
 from services.render.reasons import Reason
-from services.render.storage_client import ResolvedAsset, StorageClient
 from services.render.timeline.plan import Source
 from services.render.timeline.validate import Limits, OutputOverrides, asset_ids, plan_timeline
 from services.render.upscale.runner import (
@@ -35,9 +35,13 @@ from services.render.upscale.runner import (
     upscale_video,
 )
 from viarte.render.v1 import render_pb2, timeline_pb2
-from viarte.type.v1 import job_pb2
+from viarte.storage.v1 import storage_pb2
+from viarte.type.v1 import asset_pb2, job_pb2
 
-__all__ = ["RENDER", "UPSCALE", "RenderContext", "limits_of", "overrides_of", "resolve_sources", "run_render", "run_upscale"]
+__all__ = [
+    "RENDER", "UPSCALE", "RenderContext", "limits_of", "overrides_of", "resolve_sources", "run_render", "run_upscale",
+    "stored_info",
+]
 
 RENDER = "render"
 UPSCALE = "upscale"
@@ -48,6 +52,18 @@ _QUALITY = {
     render_pb2.QUALITY_PRESET_STANDARD: Quality.STANDARD,
     render_pb2.QUALITY_PRESET_HIGH: Quality.HIGH,
 }
+_KINDS = {asset_pb2.ASSET_KIND_VIDEO: MediaKind.VIDEO, asset_pb2.ASSET_KIND_IMAGE: MediaKind.IMAGE, asset_pb2.ASSET_KIND_AUDIO: MediaKind.AUDIO}
+
+
+def stored_info(asset: storage_pb2.Asset) -> SourceInfo | None:
+    """Media facts storage probed at upload (None when it has none: probe the URL instead)."""
+    kind = _KINDS.get(asset.kind)
+    m = asset.media
+    if kind is None or (kind is not MediaKind.IMAGE and m.duration_seconds <= 0):
+        return None
+    if kind is not MediaKind.AUDIO and (m.width <= 0 or m.height <= 0):
+        return None
+    return SourceInfo(kind, m.duration_seconds if kind is not MediaKind.IMAGE else 0.0, m.width, m.height, m.fps, m.has_audio)
 
 
 @dataclass
@@ -69,7 +85,7 @@ class RenderContext:
         if cached is not None:
             self._facts.move_to_end(resolved.asset.id)
             return cached
-        info = resolved.info()
+        info = stored_info(resolved.asset)
         if info is None:
             try:
                 info = await asyncio.to_thread(probe, resolved.url, ffprobe=self.config.ffprobe_binary)

@@ -18,11 +18,11 @@ import pytest_asyncio
 
 from services.inference.faceswap.servicer import FaceSwapServicer
 from services.inference.faceswap.settings import FaceSwapConfig
-from services.inference.faceswap.storage import AssetStore
 from services.inference.faceswap.task import KIND, FaceSwapJobHandler, ProcessRunner
 from services.kit.db import make_engine, upgrade
 from services.kit.jobs import HandlerExecutor, JobService
 from services.kit.server import Service, build_server, stop
+from services.kit.storage_client import StorageClient
 from tests.faceswap.helpers import face_image, image_bytes, make_video
 from viarte.errors import from_rpc_error
 from viarte.inference.v1 import face_swap_pb2, face_swap_pb2_grpc
@@ -47,7 +47,7 @@ async def faceswap(
     )
     engine = make_engine(f"sqlite:///{base / 'inference.db'}")
     upgrade(engine, MIGRATIONS)
-    store = AssetStore(config)
+    store = StorageClient(config)
     runner = ProcessRunner(config)
     jobs = JobService(engine, HandlerExecutor({KIND: FaceSwapJobHandler(store, runner, base / "work")}, slots=1))
     await jobs.start()
@@ -235,7 +235,7 @@ async def test_storage_down_is_unavailable(auth_service: Any, user_factory: Any,
     )
     engine = make_engine(f"sqlite:///{tmp_path / 'inference.db'}")
     upgrade(engine, MIGRATIONS)
-    store = AssetStore(config)
+    store = StorageClient(config)
     jobs = JobService(engine, HandlerExecutor({KIND: FaceSwapJobHandler(store, ProcessRunner(face_settings))}))
     server, port = await build_server(config, [Service(FaceSwapServicer(jobs, store))])
     await server.start()

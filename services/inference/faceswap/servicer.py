@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from services.inference.faceswap.storage import AssetStore
 from services.inference.faceswap.task import KIND
 from services.kit.auth import current_principal
 from services.kit.errors import ServiceError, Violations
 from services.kit.jobs import JobRecord, JobService, build_job_message
+from services.kit.storage_client import StorageClient
 from viarte.inference.v1 import face_swap_pb2, face_swap_pb2_grpc
 from viarte.type.v1 import asset_pb2
 
@@ -38,15 +38,15 @@ def check_face_swap_options(options: F.FaceSwapOptions, v: Violations, prefix: s
         v.check(bool(options.reference_face_asset_id), f"{prefix}.reference_face_asset_id", "required in REFERENCE mode")
 
 
-async def check_face_swap_assets(store: AssetStore, owner: str, options: F.FaceSwapOptions) -> None:
+async def check_face_swap_assets(store: StorageClient, owner: str, options: F.FaceSwapOptions) -> None:
     """The face images exist, belong to `owner` and are images."""
     await _require_kind(store, owner, options.source_face_asset_id, {asset_pb2.ASSET_KIND_IMAGE}, "source face")
     if options.selector == F.FACE_SELECTOR_MODE_REFERENCE:
         await _require_kind(store, owner, options.reference_face_asset_id, {asset_pb2.ASSET_KIND_IMAGE}, "reference face")
 
 
-async def _require_kind(store: AssetStore, owner: str, asset_id: str, kinds: set[int], what: str) -> None:
-    asset, _url = await store.resolve(owner, asset_id)
+async def _require_kind(store: StorageClient, owner: str, asset_id: str, kinds: set[int], what: str) -> None:
+    asset = (await store.resolve(owner, asset_id)).asset
     if asset.kind not in kinds:
         raise ServiceError.invalid_argument(
             "UNSUPPORTED_MEDIA",
@@ -56,7 +56,7 @@ async def _require_kind(store: AssetStore, owner: str, asset_id: str, kinds: set
 
 
 class FaceSwapServicer(face_swap_pb2_grpc.FaceSwapServiceServicer):  # type: ignore[misc]
-    def __init__(self, jobs: JobService, store: AssetStore) -> None:
+    def __init__(self, jobs: JobService, store: StorageClient) -> None:
         self.jobs = jobs
         self.store = store
 

@@ -41,9 +41,9 @@ from services.inference.faceswap.engine import (
 from services.inference.faceswap.media import decode_image
 from services.inference.faceswap.pipeline import Progress, swap_image, swap_video
 from services.inference.faceswap.settings import FaceSwapSettings, load_engine
-from services.inference.faceswap.storage import AssetStore
 from services.kit.errors import ServiceError
 from services.kit.jobs import JobCancelled, RunningJob
+from services.kit.storage_client import StorageClient
 from viarte.inference.v1 import face_swap_pb2
 from viarte.type.v1 import asset_pb2, job_pb2
 
@@ -389,7 +389,7 @@ def _drain(q: Any) -> None:
 class FaceSwapJobHandler:
     """`HandlerExecutor`-compatible handler for kind ``face_swap``."""
 
-    def __init__(self, store: AssetStore, runner: FaceSwapRunner, work_dir: Path | str | None = None) -> None:
+    def __init__(self, store: StorageClient, runner: FaceSwapRunner, work_dir: Path | str | None = None) -> None:
         self.store = store
         self.runner = runner
         self.work_dir = Path(work_dir) if work_dir else None
