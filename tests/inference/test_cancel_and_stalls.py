@@ -140,7 +140,7 @@ async def test_cancel_during_encode_stops_before_the_upload(
     """The encoder pauses on its first frame (as a long encode would); a cancel then stops it at the
     next frame, not after the encode and the upload (the grace period is long: no kill helps)."""
     config = test_inference_config(tmp_path, auth_service, storage_service, models=("tiny-wan",),
-                                   fault_stall_at_stage="STAGE_ENCODING", fault_stall_seconds=1.5,
+                                   fault_stall_at_stage="STAGE_ENCODING", fault_stall_seconds=3.0,
                                    worker_cancel_grace_seconds=120.0)
     user = await user_factory()
     async with running_inference(config) as service:
