@@ -272,3 +272,28 @@ async def test_retryable_errors_retry_then_fail(tmp_path: Path) -> None:
         assert results["stops"][0].state == CANCELLED
     finally:
         await svc.stop()
+
+
+async def test_cancel_during_a_failing_attempt_is_not_retried(tmp_path: Path) -> None:
+    attempts: list[int] = []
+    started = asyncio.Event()
+
+    async def crashes_after_cancel(job: RunningJob) -> bytes:
+        attempts.append(job.attempt)
+        started.set()
+        await job.wait_cancelled()
+        # The worker dies while the cancel is on its way: a retryable failure after a cancel.
+        raise RetryableJobError(ServiceError.internal("WORKER_CRASHED", "worker died"))
+
+    svc = JobService(_engine(tmp_path), HandlerExecutor({"k": crashes_after_cancel}), JobSettings(max_attempts=3))
+    await svc.start()
+    try:
+        rec = await svc.create("alice", "k", b"")
+        await asyncio.wait_for(started.wait(), 10)
+        await svc.cancel("alice", "k", rec.id)
+        items = [i async for i in svc.watch("alice", "k", rec.id)]
+        final = await svc.get("alice", "k", rec.id)
+        assert final.state == CANCELLED and attempts == [1]
+        assert items[-1].state == job_pb2.JOB_STATE_CANCELLED  # type: ignore[union-attr]
+    finally:
+        await svc.stop()

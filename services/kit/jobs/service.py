@@ -390,7 +390,10 @@ class JobService:
             await self._finish(record.id, CANCELLED, progress=job_pb2.Progress(message="cancelled"))
         except RetryableJobError as exc:
             await writer.close()
-            if record.attempts < self.settings.max_attempts and not self._stopping:
+            if job.cancelled:
+                # The owner cancelled while the attempt was failing: honour the cancel, don't retry.
+                await self._finish(record.id, CANCELLED, progress=job_pb2.Progress(message="cancelled"))
+            elif record.attempts < self.settings.max_attempts and not self._stopping:
                 await self._requeue(record.id, f"retrying after: {exc.error.message}")
             else:
                 await self._finish(record.id, FAILED, error=exc.error.to_job_error())
