@@ -13,7 +13,7 @@ from services.inference.reasons import Reason
 from services.inference.validation import MAX_REQUEST_ID, check_generation
 from services.kit.auth import current_principal
 from services.kit.errors import FieldViolation, ServiceError
-from services.kit.jobs import JobRecord, JobService, build_job_message
+from services.kit.jobs import JobRpc, JobService
 from viarte.inference.v1 import generation_pb2 as G
 from viarte.inference.v1 import generation_pb2_grpc
 from viarte.type.v1 import asset_pb2
@@ -31,15 +31,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):  # type
         self.store = store
         self._loaded = loaded_models
         self._face_swap = face_swap_available
-
-    def to_proto(self, rec: JobRecord) -> G.GenerationJob:
-        job: G.GenerationJob = build_job_message(
-            G.GenerationJob, rec,
-            parameters=G.GenerationParameters.FromString(rec.parameters),
-            result=G.GenerationResult.FromString(rec.result) if rec.result else None,
-            queue_position=self.jobs.queue_position(rec.id),
-        )
-        return job
+        self.rpc = JobRpc(jobs, KIND, G.GenerationJob, G.GenerationParameters, G.GenerationResult)
 
     async def ListModels(self, request: G.ListModelsRequest, context: grpc.aio.ServicerContext) -> G.ListModelsResponse:
         current_principal()
@@ -58,12 +50,12 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):  # type
         if request.request_id:  # idempotent: the same request returns the same job, unchecked
             existing = await self.jobs.find(owner, KIND, request.request_id)
             if existing is not None:
-                return G.CreateGenerationJobResponse(job=self.to_proto(existing))
+                return G.CreateGenerationJobResponse(job=self.rpc.to_proto(existing))
         _, params = check_generation(request.parameters, self.registry, face_swap_available=self._face_swap)
         await self._check_assets(owner, params)
         rec = await self.jobs.create(owner, KIND, params.SerializeToString(), request_id=request.request_id,
                                      priority=request.priority)
-        return G.CreateGenerationJobResponse(job=self.to_proto(rec))
+        return G.CreateGenerationJobResponse(job=self.rpc.to_proto(rec))
 
     async def _check_assets(self, owner: str, params: G.GenerationParameters) -> None:
         """Input images exist, are the caller's and are images (nothing is queued otherwise)."""
@@ -84,28 +76,20 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):  # type
     async def GetGenerationJob(
         self, request: G.GetGenerationJobRequest, context: grpc.aio.ServicerContext
     ) -> G.GetGenerationJobResponse:
-        rec = await self.jobs.get(current_principal().user_id, KIND, request.id)
-        return G.GetGenerationJobResponse(job=self.to_proto(rec))
+        return await self.rpc.get(request, G.GetGenerationJobResponse)
 
     async def ListGenerationJobs(
         self, request: G.ListGenerationJobsRequest, context: grpc.aio.ServicerContext
     ) -> G.ListGenerationJobsResponse:
-        recs, token = await self.jobs.list(current_principal().user_id, KIND, state=request.state,
-                                           page_size_requested=request.page_size, page_token=request.page_token)
-        return G.ListGenerationJobsResponse(jobs=[self.to_proto(r) for r in recs], next_page_token=token)
+        return await self.rpc.list(request, G.ListGenerationJobsResponse)
 
     async def CancelGenerationJob(
         self, request: G.CancelGenerationJobRequest, context: grpc.aio.ServicerContext
     ) -> G.CancelGenerationJobResponse:
-        rec = await self.jobs.cancel(current_principal().user_id, KIND, request.id)
-        return G.CancelGenerationJobResponse(job=self.to_proto(rec))
+        return await self.rpc.cancel(request, G.CancelGenerationJobResponse)
 
     async def WatchGenerationJob(
         self, request: G.WatchGenerationJobRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[G.WatchGenerationJobResponse]:
-        owner = current_principal().user_id
-        async for item in self.jobs.watch(owner, KIND, request.id, after_sequence=request.after_sequence):
-            if isinstance(item, JobRecord):
-                yield G.WatchGenerationJobResponse(job=self.to_proto(item))
-            else:
-                yield G.WatchGenerationJobResponse(event=item)
+        async for response in self.rpc.watch(request, G.WatchGenerationJobResponse):
+            yield response

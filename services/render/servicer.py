@@ -15,7 +15,7 @@ import grpc
 
 from services.kit.auth import current_principal
 from services.kit.errors import ServiceError, Violations
-from services.kit.jobs import JobRecord, JobService, build_job_message
+from services.kit.jobs import JobRpc, JobService
 from services.render.config import RenderConfig
 from services.render.pipeline import render_frame, scratch_dir
 from services.render.reasons import Reason
@@ -24,26 +24,6 @@ from services.render.timeline.validate import check_structure, plan_timeline
 from viarte.render.v1 import render_pb2, render_pb2_grpc
 
 __all__ = ["RenderServicer", "UpscaleServicer"]
-
-
-def _render_job(jobs: JobService, rec: JobRecord) -> render_pb2.RenderJob:
-    return build_job_message(
-        render_pb2.RenderJob,
-        rec,
-        parameters=render_pb2.RenderParameters.FromString(rec.parameters),
-        result=render_pb2.RenderResult.FromString(rec.result) if rec.result else None,
-        queue_position=jobs.queue_position(rec.id),
-    )
-
-
-def _upscale_job(jobs: JobService, rec: JobRecord) -> render_pb2.UpscaleJob:
-    return build_job_message(
-        render_pb2.UpscaleJob,
-        rec,
-        parameters=render_pb2.UpscaleParameters.FromString(rec.parameters),
-        result=render_pb2.UpscaleResult.FromString(rec.result) if rec.result else None,
-        queue_position=jobs.queue_position(rec.id),
-    )
 
 
 def check_render_parameters(params: render_pb2.RenderParameters, config: RenderConfig) -> None:
@@ -60,6 +40,7 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[mis
     def __init__(self, ctx: RenderContext, jobs: JobService) -> None:
         self.ctx = ctx
         self.jobs = jobs
+        self.rpc = JobRpc(jobs, RENDER, render_pb2.RenderJob, render_pb2.RenderParameters, render_pb2.RenderResult)
 
     async def CreateRenderJob(self, request: render_pb2.CreateRenderJobRequest, context: grpc.aio.ServicerContext) -> render_pb2.CreateRenderJobResponse:
         owner = current_principal().user_id
@@ -70,29 +51,20 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[mis
         rec = await self.jobs.create(
             owner, RENDER, params.SerializeToString(), request_id=request.request_id, priority=request.priority
         )
-        return render_pb2.CreateRenderJobResponse(job=_render_job(self.jobs, rec))
+        return render_pb2.CreateRenderJobResponse(job=self.rpc.to_proto(rec))
 
     async def GetRenderJob(self, request: render_pb2.GetRenderJobRequest, context: grpc.aio.ServicerContext) -> render_pb2.GetRenderJobResponse:
-        rec = await self.jobs.get(current_principal().user_id, RENDER, request.id)
-        return render_pb2.GetRenderJobResponse(job=_render_job(self.jobs, rec))
+        return await self.rpc.get(request, render_pb2.GetRenderJobResponse)
 
     async def ListRenderJobs(self, request: render_pb2.ListRenderJobsRequest, context: grpc.aio.ServicerContext) -> render_pb2.ListRenderJobsResponse:
-        recs, token = await self.jobs.list(
-            current_principal().user_id, RENDER, state=request.state, page_size_requested=request.page_size,
-            page_token=request.page_token,
-        )
-        return render_pb2.ListRenderJobsResponse(jobs=[_render_job(self.jobs, r) for r in recs], next_page_token=token)
+        return await self.rpc.list(request, render_pb2.ListRenderJobsResponse)
 
     async def CancelRenderJob(self, request: render_pb2.CancelRenderJobRequest, context: grpc.aio.ServicerContext) -> render_pb2.CancelRenderJobResponse:
-        rec = await self.jobs.cancel(current_principal().user_id, RENDER, request.id)
-        return render_pb2.CancelRenderJobResponse(job=_render_job(self.jobs, rec))
+        return await self.rpc.cancel(request, render_pb2.CancelRenderJobResponse)
 
     async def WatchRenderJob(self, request: render_pb2.WatchRenderJobRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[render_pb2.WatchRenderJobResponse]:
-        async for item in self.jobs.watch(current_principal().user_id, RENDER, request.id, after_sequence=request.after_sequence):
-            if isinstance(item, JobRecord):
-                yield render_pb2.WatchRenderJobResponse(job=_render_job(self.jobs, item))
-            else:
-                yield render_pb2.WatchRenderJobResponse(event=item)
+        async for response in self.rpc.watch(request, render_pb2.WatchRenderJobResponse):
+            yield response
 
     async def RenderFrame(self, request: render_pb2.RenderFrameRequest, context: grpc.aio.ServicerContext) -> render_pb2.RenderFrameResponse:
         owner = current_principal().user_id
@@ -123,6 +95,7 @@ class UpscaleServicer(render_pb2_grpc.UpscaleServiceServicer):  # type: ignore[m
     def __init__(self, ctx: RenderContext, jobs: JobService) -> None:
         self.ctx = ctx
         self.jobs = jobs
+        self.rpc = JobRpc(jobs, UPSCALE, render_pb2.UpscaleJob, render_pb2.UpscaleParameters, render_pb2.UpscaleResult)
 
     async def CreateUpscaleJob(self, request: render_pb2.CreateUpscaleJobRequest, context: grpc.aio.ServicerContext) -> render_pb2.CreateUpscaleJobResponse:
         owner = current_principal().user_id
@@ -146,29 +119,20 @@ class UpscaleServicer(render_pb2_grpc.UpscaleServiceServicer):  # type: ignore[m
                 violations=[_violation("parameters.video_asset_id", f"{info.width}x{info.height} doubled is over the limit")],
             )
         rec = await self.jobs.create(owner, UPSCALE, p.SerializeToString(), request_id=request.request_id, priority=request.priority)
-        return render_pb2.CreateUpscaleJobResponse(job=_upscale_job(self.jobs, rec))
+        return render_pb2.CreateUpscaleJobResponse(job=self.rpc.to_proto(rec))
 
     async def GetUpscaleJob(self, request: render_pb2.GetUpscaleJobRequest, context: grpc.aio.ServicerContext) -> render_pb2.GetUpscaleJobResponse:
-        rec = await self.jobs.get(current_principal().user_id, UPSCALE, request.id)
-        return render_pb2.GetUpscaleJobResponse(job=_upscale_job(self.jobs, rec))
+        return await self.rpc.get(request, render_pb2.GetUpscaleJobResponse)
 
     async def ListUpscaleJobs(self, request: render_pb2.ListUpscaleJobsRequest, context: grpc.aio.ServicerContext) -> render_pb2.ListUpscaleJobsResponse:
-        recs, token = await self.jobs.list(
-            current_principal().user_id, UPSCALE, state=request.state, page_size_requested=request.page_size,
-            page_token=request.page_token,
-        )
-        return render_pb2.ListUpscaleJobsResponse(jobs=[_upscale_job(self.jobs, r) for r in recs], next_page_token=token)
+        return await self.rpc.list(request, render_pb2.ListUpscaleJobsResponse)
 
     async def CancelUpscaleJob(self, request: render_pb2.CancelUpscaleJobRequest, context: grpc.aio.ServicerContext) -> render_pb2.CancelUpscaleJobResponse:
-        rec = await self.jobs.cancel(current_principal().user_id, UPSCALE, request.id)
-        return render_pb2.CancelUpscaleJobResponse(job=_upscale_job(self.jobs, rec))
+        return await self.rpc.cancel(request, render_pb2.CancelUpscaleJobResponse)
 
     async def WatchUpscaleJob(self, request: render_pb2.WatchUpscaleJobRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[render_pb2.WatchUpscaleJobResponse]:
-        async for item in self.jobs.watch(current_principal().user_id, UPSCALE, request.id, after_sequence=request.after_sequence):
-            if isinstance(item, JobRecord):
-                yield render_pb2.WatchUpscaleJobResponse(job=_upscale_job(self.jobs, item))
-            else:
-                yield render_pb2.WatchUpscaleJobResponse(event=item)
+        async for response in self.rpc.watch(request, render_pb2.WatchUpscaleJobResponse):
+            yield response
 
 
 def _violation(field: str, description: str) -> Any:

@@ -16,7 +16,7 @@ import grpc
 from services.inference.faceswap.task import KIND
 from services.kit.auth import current_principal
 from services.kit.errors import ServiceError, Violations
-from services.kit.jobs import JobRecord, JobService, build_job_message
+from services.kit.jobs import JobRpc, JobService
 from services.kit.storage_client import StorageClient
 from viarte.inference.v1 import face_swap_pb2, face_swap_pb2_grpc
 from viarte.type.v1 import asset_pb2
@@ -59,16 +59,7 @@ class FaceSwapServicer(face_swap_pb2_grpc.FaceSwapServiceServicer):  # type: ign
     def __init__(self, jobs: JobService, store: StorageClient) -> None:
         self.jobs = jobs
         self.store = store
-
-    def to_proto(self, rec: JobRecord) -> F.FaceSwapJob:
-        job: F.FaceSwapJob = build_job_message(
-            F.FaceSwapJob,
-            rec,
-            parameters=F.FaceSwapParameters.FromString(rec.parameters),
-            result=F.FaceSwapResult.FromString(rec.result) if rec.result else None,
-            queue_position=self.jobs.queue_position(rec.id),
-        )
-        return job
+        self.rpc = JobRpc(jobs, KIND, F.FaceSwapJob, F.FaceSwapParameters, F.FaceSwapResult)
 
     async def CreateFaceSwapJob(
         self, request: F.CreateFaceSwapJobRequest, context: grpc.aio.ServicerContext
@@ -91,33 +82,23 @@ class FaceSwapServicer(face_swap_pb2_grpc.FaceSwapServiceServicer):  # type: ign
         rec = await self.jobs.create(
             user, KIND, params.SerializeToString(), request_id=request.request_id, priority=request.priority
         )
-        return F.CreateFaceSwapJobResponse(job=self.to_proto(rec))
+        return F.CreateFaceSwapJobResponse(job=self.rpc.to_proto(rec))
 
     async def GetFaceSwapJob(self, request: F.GetFaceSwapJobRequest, context: grpc.aio.ServicerContext) -> F.GetFaceSwapJobResponse:
-        rec = await self.jobs.get(current_principal().user_id, KIND, request.id)
-        return F.GetFaceSwapJobResponse(job=self.to_proto(rec))
+        return await self.rpc.get(request, F.GetFaceSwapJobResponse)
 
     async def ListFaceSwapJobs(
         self, request: F.ListFaceSwapJobsRequest, context: grpc.aio.ServicerContext
     ) -> F.ListFaceSwapJobsResponse:
-        recs, token = await self.jobs.list(
-            current_principal().user_id, KIND, state=request.state,
-            page_size_requested=request.page_size, page_token=request.page_token,
-        )
-        return F.ListFaceSwapJobsResponse(jobs=[self.to_proto(r) for r in recs], next_page_token=token)
+        return await self.rpc.list(request, F.ListFaceSwapJobsResponse)
 
     async def CancelFaceSwapJob(
         self, request: F.CancelFaceSwapJobRequest, context: grpc.aio.ServicerContext
     ) -> F.CancelFaceSwapJobResponse:
-        rec = await self.jobs.cancel(current_principal().user_id, KIND, request.id)
-        return F.CancelFaceSwapJobResponse(job=self.to_proto(rec))
+        return await self.rpc.cancel(request, F.CancelFaceSwapJobResponse)
 
     async def WatchFaceSwapJob(
         self, request: F.WatchFaceSwapJobRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[F.WatchFaceSwapJobResponse]:
-        user = current_principal().user_id
-        async for item in self.jobs.watch(user, KIND, request.id, after_sequence=request.after_sequence):
-            if isinstance(item, JobRecord):
-                yield F.WatchFaceSwapJobResponse(job=self.to_proto(item))
-            else:
-                yield F.WatchFaceSwapJobResponse(event=item)
+        async for response in self.rpc.watch(request, F.WatchFaceSwapJobResponse):
+            yield response

@@ -1,8 +1,9 @@
 """The shared job pattern (inference and render): tables, state machine, broker, Watch, scheduler,
-recovery, executor seam. See README.md."""
+recovery, executor seam, the Get/List/Cancel/Watch RPC glue. See README.md."""
 
 from services.kit.jobs.broker import Broker, Subscription
 from services.kit.jobs.record import JobRecord, build_job_message
+from services.kit.jobs.rpc import JobRpc
 from services.kit.jobs.runtime import (
     Executor,
     Handler,
@@ -41,6 +42,7 @@ __all__ = [
     "JobEventRow",
     "JobRecord",
     "JobRow",
+    "JobRpc",
     "JobService",
     "JobSettings",
     "RetryableJobError",

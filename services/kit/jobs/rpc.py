@@ -1,0 +1,85 @@
+"""Get / List / Cancel / Watch of one job resource: the gRPC glue every job servicer shares.
+
+A servicer keeps its own Create (validation differs per resource) and answers the other four
+methods with one call each::
+
+    self.rpc = JobRpc(jobs, "render", render_pb2.RenderJob, render_pb2.RenderParameters, render_pb2.RenderResult)
+
+    async def GetRenderJob(self, request, context):
+        return await self.rpc.get(request, render_pb2.GetRenderJobResponse)
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from google.protobuf.message import Message
+
+from services.kit.auth import current_principal
+from services.kit.jobs.record import JobRecord, build_job_message
+from services.kit.jobs.service import JobService
+
+__all__ = ["JobRpc"]
+
+J = TypeVar("J", bound=Message)  # the resource message (GenerationJob, RenderJob, ...)
+R = TypeVar("R")  # a response message
+
+
+class _ByIdRequest(Protocol):
+    id: str
+
+
+class _ListRequest(Protocol):
+    state: int
+    page_size: int
+    page_token: str
+
+
+class _WatchRequest(Protocol):
+    id: str
+    after_sequence: int
+
+
+@dataclass(frozen=True)
+class JobRpc(Generic[J]):
+    """One job resource of kind ``kind``: stored parameters/result bytes decode with the
+    ``parameters`` / ``result`` message classes into a ``job`` message. Every call acts for the
+    current principal (another user's job is NOT_FOUND, like a missing one)."""
+
+    jobs: JobService
+    kind: str
+    job: Callable[..., J]
+    parameters: type[Message]
+    result: type[Message]
+
+    def to_proto(self, record: JobRecord) -> J:
+        return build_job_message(
+            self.job, record,
+            parameters=self.parameters.FromString(record.parameters),
+            result=self.result.FromString(record.result) if record.result else None,
+            queue_position=self.jobs.queue_position(record.id),
+        )
+
+    async def get(self, request: _ByIdRequest, response: Callable[..., R]) -> R:
+        record = await self.jobs.get(current_principal().user_id, self.kind, request.id)
+        return response(job=self.to_proto(record))
+
+    async def list(self, request: _ListRequest, response: Callable[..., R]) -> R:
+        records, token = await self.jobs.list(
+            current_principal().user_id, self.kind, state=request.state,
+            page_size_requested=request.page_size, page_token=request.page_token,
+        )
+        return response(jobs=[self.to_proto(r) for r in records], next_page_token=token)
+
+    async def cancel(self, request: _ByIdRequest, response: Callable[..., R]) -> R:
+        record = await self.jobs.cancel(current_principal().user_id, self.kind, request.id)
+        return response(job=self.to_proto(record))
+
+    async def watch(self, request: _WatchRequest, response: Callable[..., R]) -> AsyncIterator[R]:
+        """``response(job=...)`` with the current state first, then ``response(event=...)`` per event
+        until the job is terminal."""
+        owner = current_principal().user_id
+        async for item in self.jobs.watch(owner, self.kind, request.id, after_sequence=request.after_sequence):
+            yield response(job=self.to_proto(item)) if isinstance(item, JobRecord) else response(event=item)
