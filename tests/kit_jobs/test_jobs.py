@@ -132,7 +132,7 @@ async def test_cancel_queued_and_running_and_priorities(tmp_path: Path) -> None:
     svc = await _service(tmp_path, gate)
     try:
         running = await svc.create("alice", "demo", b"a")
-        assert await asyncio.wait_for(gate.started.get(), 5) == running.id
+        assert await asyncio.wait_for(gate.started.get(), 20) == running.id
         low = await svc.create("alice", "demo", b"low", priority=0)
         high = await svc.create("alice", "demo", b"high", priority=5)
         doomed = await svc.create("alice", "demo", b"doomed", priority=9)
@@ -142,7 +142,7 @@ async def test_cancel_queued_and_running_and_priorities(tmp_path: Path) -> None:
         assert cancelled.state == CANCELLED
         # Watchers of a queued job see it move (1 → 3 as higher priorities arrive → 2 after the cancel).
         positions: list[int] = []
-        for _ in range(100):
+        for _ in range(500):  # up to 10 s: the position events are written by a background task
             events = svc._store.events(low.id, 0)
             positions = [e.progress.queue_position for e in events if e.state == QUEUED]
             if positions[-1:] == [2]:
@@ -152,12 +152,12 @@ async def test_cancel_queued_and_running_and_priorities(tmp_path: Path) -> None:
         assert (await svc.cancel("alice", "demo", doomed.id)).state == CANCELLED  # unchanged
         flagged = await svc.cancel("alice", "demo", running.id)
         assert flagged.state == RUNNING and flagged.cancel_requested
-        items = await asyncio.wait_for(_collect(svc, "alice", running.id), 5)
+        items = await asyncio.wait_for(_collect(svc, "alice", running.id), 20)
         assert items[-1].state == CANCELLED  # type: ignore[union-attr]
         # The queue resumes: higher priority first.
-        assert await asyncio.wait_for(gate.started.get(), 5) == high.id
+        assert await asyncio.wait_for(gate.started.get(), 20) == high.id
         gate.release.set()
-        assert await asyncio.wait_for(gate.started.get(), 5) == low.id
+        assert await asyncio.wait_for(gate.started.get(), 20) == low.id
         with pytest.raises(ServiceError) as err:
             await svc.cancel("bob", "demo", low.id)
         assert err.value.code == grpc.StatusCode.NOT_FOUND
