@@ -435,7 +435,7 @@ class Assets:
             return facts, False
         try:
             jpeg = await media.thumbnail(
-                url, facts, max_px=self.config.thumbnail_max_px, ffmpeg=self.config.ffmpeg_binary, time_limit=timeout
+                url, facts, row.content_type, max_px=self.config.thumbnail_max_px, ffmpeg=self.config.ffmpeg_binary, time_limit=timeout
             )
         except media.MediaError as exc:  # headers parse but no picture decodes: a broken file
             raise ServiceError.invalid_argument(

@@ -1,7 +1,10 @@
 """Media facts: content-type sniffing from magic bytes, ffprobe metadata, ffmpeg JPEG thumbnails.
 
 Sniffing needs only the first bytes (so UploadAsset can reject a wrong type before storing anything);
-ffprobe then has to decode the container, which catches files that merely start with a valid magic.
+it is the `filetype` library's. ffprobe then has to decode the container, which catches files that
+merely start with a valid magic. ffprobe and ffmpeg open the object only as the sniffed type (the
+demuxer is forced) through its one URL (kit.media_input): an ID3 tag followed by an HLS playlist
+sniffs as MP3, is read by the MP3 demuxer, fails to decode, and no segment URL is ever requested.
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+import filetype
+
+from services.kit.media_input import media_input, scrub
 from viarte.type.v1 import asset_pb2
 
 __all__ = [
@@ -65,8 +71,11 @@ _ALIASES = {
     "audio/opus": "audio/ogg",
 }
 
+# What `filetype` names differently from our canonical types (any other ftyp brand is an MP4, as the
+# mov demuxer reads them all).
+_SNIFFED_ALIASES = {"video/x-m4v": "video/mp4", "video/3gpp": "video/mp4"}
+# QuickTime files from before the ftyp box open with one of these atoms; `filetype` knows only ftyp.
 _QUICKTIME_ATOMS = {b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"}
-_M4A_BRANDS = {b"M4A ", b"M4B ", b"M4P "}
 
 
 class MediaError(Exception):
@@ -87,34 +96,14 @@ def kind_of(content_type: str) -> int:
 
 def sniff(head: bytes) -> str | None:
     """The canonical content type the first bytes of a file announce, or None when unsupported."""
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-        return "audio/wav"
-    if head[4:8] == b"ftyp":
-        brand = head[8:12]
-        if brand == b"qt  ":
-            return "video/quicktime"
-        return "audio/mp4" if brand in _M4A_BRANDS else "video/mp4"
-    if head[4:8] in _QUICKTIME_ATOMS:
-        return "video/quicktime"
-    if head.startswith(b"\x1a\x45\xdf\xa3"):
-        # Matroska EBML header; the DocType element says "webm" for WebM files.
-        return "video/webm" if b"webm" in head[:SNIFF_BYTES] else None
-    if head.startswith(b"OggS"):
-        return "audio/ogg"
-    if head.startswith(b"ID3"):
-        return "audio/mpeg"
-    if len(head) >= 2 and head[0] == 0xFF:
-        if head[1] & 0xF6 == 0xF0:  # ADTS sync word, layer 00
-            return "audio/aac"
-        if head[1] & 0xE0 == 0xE0 and (head[1] >> 1) & 0x3:  # MPEG audio frame sync, layer I-III
-            return "audio/mpeg"
-    return None
+    found = filetype.guess(head) if head else None
+    if found is not None:
+        ctype = canonical_type(_SNIFFED_ALIASES.get(found.mime, found.mime))
+    elif head[4:8] in _QUICKTIME_ATOMS:
+        ctype = "video/quicktime"
+    else:
+        return None
+    return ctype if ctype in SUPPORTED_TYPES else None
 
 
 @dataclass(frozen=True)
@@ -153,7 +142,7 @@ class MediaFacts:
         return cls(**json.loads(text)) if text else cls()
 
 
-async def _run(argv: list[str], time_limit: float) -> bytes:
+async def _run(argv: list[str], time_limit: float, *sources: str) -> bytes:
     proc = await asyncio.create_subprocess_exec(
         *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
@@ -165,7 +154,8 @@ async def _run(argv: list[str], time_limit: float) -> bytes:
         await proc.wait()
         raise
     if proc.returncode != 0:
-        raise MediaError(err.decode(errors="replace")[-300:].strip() or f"exit status {proc.returncode}")
+        # stderr quotes the presigned URL and heap addresses: scrubbed before it can reach a client.
+        raise MediaError(scrub(err, *sources) or f"exit status {proc.returncode}")
     return out
 
 
@@ -214,10 +204,10 @@ async def probe(source: str, content_type: str, *, ffprobe: str = "ffprobe", tim
     ctype = canonical_type(content_type)
     kind, formats = SUPPORTED_TYPES[ctype]
     argv = [ffprobe, "-v", "error", "-print_format", "json", "-show_format", "-show_streams"]
-    if source.startswith(("http://", "https://")):
-        argv += ["-rw_timeout", str(int(time_limit * 1_000_000))]
+    inp = media_input(ctype, source, rw_timeout_seconds=time_limit)
+    argv += inp.ffprobe_args()
     try:
-        out = await _run([*argv, source], time_limit)
+        out = await _run(argv, time_limit, source, inp.location)
         data = json.loads(out or b"{}")
     except (TimeoutError, ValueError) as exc:
         raise MediaError(f"ffprobe failed: {exc}") from exc
@@ -234,7 +224,13 @@ async def probe(source: str, content_type: str, *, ffprobe: str = "ffprobe", tim
 
 
 async def thumbnail(
-    source: str, facts: MediaFacts, *, max_px: int = 320, ffmpeg: str = "ffmpeg", time_limit: float = 60.0
+    source: str,
+    facts: MediaFacts,
+    content_type: str,
+    *,
+    max_px: int = 320,
+    ffmpeg: str = "ffmpeg",
+    time_limit: float = 60.0,
 ) -> bytes:
     """A JPEG at most `max_px` on its longer side: the image itself, or a frame of a video (a tenth
     into it, at most 1 s, so a fade-in from black is skipped). Raises MediaError on failure."""
@@ -242,9 +238,10 @@ async def thumbnail(
     if facts.duration_seconds > 0:
         argv += ["-ss", f"{min(1.0, facts.duration_seconds / 10):.3f}"]
     scale = f"scale='min({max_px},iw)':'min({max_px},ih)':force_original_aspect_ratio=decrease"
-    argv += ["-i", source, "-frames:v", "1", "-vf", scale, "-q:v", "4", "-f", "mjpeg", "pipe:1"]
+    inp = media_input(canonical_type(content_type), source, rw_timeout_seconds=time_limit)
+    argv += [*inp.ffmpeg_args(), "-frames:v", "1", "-vf", scale, "-q:v", "4", "-f", "mjpeg", "pipe:1"]
     try:
-        out = await _run(argv, time_limit)
+        out = await _run(argv, time_limit, source, inp.location)
     except TimeoutError as exc:
         raise MediaError("thumbnail timed out") from exc
     if not out.startswith(b"\xff\xd8"):

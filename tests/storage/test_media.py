@@ -59,7 +59,7 @@ async def test_probe_rejects_a_file_that_only_looks_right(tmp_path: Path, sample
     # The header parses, but no picture decodes: the thumbnail step is the decoding check.
     facts = await media.probe(str(fake), "image/png")
     with pytest.raises(media.MediaError):
-        await media.thumbnail(str(fake), facts)
+        await media.thumbnail(str(fake), facts, "image/png")
     # A real WAV is not an MP3, even if a client says so.
     wav = tmp_path / "audio.mp3"
     wav.write_bytes(samples["audio.wav"][1])
@@ -69,7 +69,7 @@ async def test_probe_rejects_a_file_that_only_looks_right(tmp_path: Path, sample
 
 async def test_thumbnail_is_a_small_jpeg(media_dir: Path, tmp_path: Path) -> None:
     facts = await media.probe(str(media_dir / "video.webm"), "video/webm")
-    jpeg = await media.thumbnail(str(media_dir / "video.webm"), facts, max_px=32)
+    jpeg = await media.thumbnail(str(media_dir / "video.webm"), facts, "video/webm", max_px=32)
     assert jpeg.startswith(b"\xff\xd8")
     thumb = tmp_path / "t.jpg"
     thumb.write_bytes(jpeg)
