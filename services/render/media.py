@@ -1,4 +1,7 @@
-"""Media facts of timeline sources, probed with ffprobe (blocking: call through ``asyncio.to_thread``)."""
+"""Media facts of timeline sources, probed with ffprobe (blocking: call through ``asyncio.to_thread``).
+
+Sources are user media: ffprobe opens them only as the type storage recorded (kit.media_input), and
+its stderr is scrubbed before it becomes a message."""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ import json
 import subprocess
 from dataclasses import dataclass
 from enum import StrEnum
+
+from services.kit.media_input import UnsupportedMedia, media_input, scrub
 
 __all__ = ["MediaError", "MediaKind", "SourceInfo", "probe"]
 
@@ -39,16 +44,25 @@ class SourceInfo:
         return self.kind in (MediaKind.VIDEO, MediaKind.IMAGE)
 
 
-def probe(location: str, *, ffprobe: str = "ffprobe", timeout: float = 30.0) -> SourceInfo:
-    """Probes a local path or URL."""
-    cmd = [ffprobe, "-v", "error", "-print_format", "json", "-show_format", "-show_streams", location]
+def probe(location: str, content_type: str, *, ffprobe: str = "ffprobe", timeout: float = 30.0) -> SourceInfo:
+    """Probes a local path or URL holding ``content_type`` (as storage recorded it)."""
+    try:
+        inp = media_input(content_type, location, rw_timeout_seconds=timeout)
+    except UnsupportedMedia as exc:
+        raise MediaError(str(exc)) from None
+    cmd = [ffprobe, "-v", "error", "-print_format", "json", "-show_format", "-show_streams", *inp.ffprobe_args()]
     try:
         done = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise MediaError(f"ffprobe failed: {exc}") from exc
+    except subprocess.TimeoutExpired:
+        raise MediaError(f"ffprobe took longer than {timeout:g} s") from None
+    except OSError as exc:
+        raise MediaError(f"ffprobe failed to start: {exc.strerror}") from None
     if done.returncode != 0:
-        raise MediaError(done.stderr.decode(errors="replace").strip()[-500:] or "ffprobe failed")
-    return parse_probe(json.loads(done.stdout or b"{}"))
+        raise MediaError(scrub(done.stderr, location, inp.location) or "ffprobe failed")
+    try:
+        return parse_probe(json.loads(done.stdout or b"{}"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MediaError(f"unreadable stream facts ({type(exc).__name__})") from None
 
 
 def parse_probe(data: dict[str, object]) -> SourceInfo:

@@ -13,6 +13,7 @@ from typing import Any
 
 import ffmpeg
 
+from services.kit.media_input import media_input
 from services.render.encoder import EncoderSettings
 from services.render.ffmpeg_runner import ProgressCallback, run_ffmpeg
 from services.render.timeline.compile import CompiledGraph, Window, compile_plan
@@ -72,7 +73,7 @@ async def render_plan(
         await run_ffmpeg(args, total_frames=graph.frames, on_progress=on_progress, cancel=cancel)
         at = min(1.0, graph.duration / 2)
         await run_ffmpeg(
-            [ffmpeg_binary, *_GLOBAL, "-y", "-ss", f"{at:.3f}", "-i", str(video), "-frames:v", "1", "-q:v", "3", str(poster)],
+            [ffmpeg_binary, *_GLOBAL, "-y", "-ss", f"{at:.3f}", *media_input("video/mp4", str(video)).ffmpeg_args(), "-frames:v", "1", "-q:v", "3", str(poster)],
             cancel=cancel,
         )
     except BaseException:

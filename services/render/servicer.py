@@ -17,6 +17,7 @@ from services.kit.auth import current_principal
 from services.kit.errors import ServiceError, Violations
 from services.kit.jobs import JobRpc, JobService
 from services.render.config import RenderConfig
+from services.render.ffmpeg_runner import FFmpegError
 from services.render.pipeline import render_frame, scratch_dir
 from services.render.reasons import Reason
 from services.render.tasks import RENDER, UPSCALE, RenderContext, limits_of, overrides_of, resolve_sources
@@ -84,10 +85,14 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[mis
                 violations=[_violation("time_seconds", f"must be below the timeline's {plan.canvas.duration:.3f} s")],
             )
         with scratch_dir(self.ctx.work_root, "frame-") as work:
-            jpeg, width, height = await render_frame(
-                plan, request.time_seconds, work, max_width=request.max_width or 0,
-                ffmpeg_binary=config.ffmpeg_binary, limit_seconds=config.frame_timeout_seconds,
-            )
+            try:
+                jpeg, width, height = await render_frame(
+                    plan, request.time_seconds, work, max_width=request.max_width or 0,
+                    ffmpeg_binary=config.ffmpeg_binary, limit_seconds=config.frame_timeout_seconds,
+                )
+            except FFmpegError as exc:
+                # An asset that no longer decodes is the caller's INVALID_ARGUMENT, not our INTERNAL.
+                raise await self.ctx.ffmpeg_failed(exc, sources) from None
         return render_pb2.RenderFrameResponse(jpeg=jpeg, width=width, height=height)
 
 

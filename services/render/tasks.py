@@ -18,6 +18,7 @@ from google.protobuf import duration_pb2
 
 from services.kit.errors import ServiceError
 from services.kit.jobs import JobCancelled, RunningJob
+from services.kit.media_input import scrub
 from services.kit.storage_client import ResolvedAsset, StorageClient
 from services.render.config import RenderConfig
 from services.render.encoder import Codec, Quality, encoder_settings, select_encoder
@@ -39,8 +40,8 @@ from viarte.storage.v1 import storage_pb2
 from viarte.type.v1 import asset_pb2, job_pb2
 
 __all__ = [
-    "RENDER", "UPSCALE", "RenderContext", "limits_of", "overrides_of", "resolve_sources", "run_render", "run_upscale",
-    "stored_info",
+    "RENDER", "UPSCALE", "RenderContext", "ffmpeg_failed", "limits_of", "overrides_of", "resolve_sources", "run_render",
+    "run_upscale", "stored_info", "unreadable_asset",
 ]
 
 RENDER = "render"
@@ -88,16 +89,38 @@ class RenderContext:
         info = stored_info(resolved.asset)
         if info is None:
             try:
-                info = await asyncio.to_thread(probe, resolved.url, ffprobe=self.config.ffprobe_binary)
+                info = await self.probe(resolved.url, resolved.asset.content_type)
             except MediaError as exc:
-                raise ServiceError.invalid_argument(
-                    Reason.INVALID_TIMELINE, f"asset {resolved.asset.id} is not readable media: {exc}",
-                    metadata={"asset_id": resolved.asset.id},
-                ) from None
+                raise unreadable_asset(resolved.asset.id, exc) from None
         self._facts[resolved.asset.id] = info
         while len(self._facts) > self.max_cached_facts:
             self._facts.popitem(last=False)
         return info
+
+    async def probe(self, location: str, content_type: str) -> SourceInfo:
+        return await asyncio.to_thread(probe, location, content_type, ffprobe=self.config.ffprobe_binary)
+
+    async def ffmpeg_failed(self, exc: FFmpegError, sources: dict[str, Source]) -> ServiceError:
+        """The error to answer when ffmpeg failed on a timeline: the first source that no longer
+        opens as its recorded type (bytes replaced behind storage's back, say) is the caller's
+        INVALID_ARGUMENT; otherwise it is ours, ENCODER_FAILED, with stderr scrubbed."""
+        for asset_id, source in sources.items():
+            try:
+                await self.probe(source.location, source.content_type)
+            except MediaError as bad:
+                self._facts.pop(asset_id, None)
+                return unreadable_asset(asset_id, bad)
+        return ffmpeg_failed(exc, *(s.location for s in sources.values()))
+
+
+def unreadable_asset(asset_id: str, exc: Exception) -> ServiceError:
+    return ServiceError.invalid_argument(
+        Reason.INVALID_TIMELINE, f"asset {asset_id} is not readable media: {exc}", metadata={"asset_id": asset_id}
+    )
+
+
+def ffmpeg_failed(exc: FFmpegError, *sources: str) -> ServiceError:
+    return ServiceError.internal(Reason.ENCODER_FAILED, f"ffmpeg failed: {scrub(str(exc), *sources)}")
 
 
 def limits_of(config: RenderConfig) -> Limits:
@@ -117,7 +140,7 @@ async def resolve_sources(ctx: RenderContext, owner: str, timeline: timeline_pb2
     ids = asset_ids(timeline)
     resolved = await asyncio.gather(*(ctx.storage.resolve(owner, i) for i in ids))
     infos = await asyncio.gather(*(ctx.source_info(r) for r in resolved))
-    return {i: Source(r.url, info) for i, r, info in zip(ids, resolved, infos, strict=True)}
+    return {i: Source(r.url, info, r.asset.content_type) for i, r, info in zip(ids, resolved, infos, strict=True)}
 
 
 def _cancel_event(job: RunningJob) -> asyncio.Event:
@@ -168,12 +191,12 @@ async def run_render(ctx: RenderContext, job: RunningJob) -> bytes:
         except FFmpegCancelled:
             raise JobCancelled() from None
         except FFmpegError as exc:
-            raise ServiceError.internal(Reason.ENCODER_FAILED, f"ffmpeg failed: {str(exc)[-300:]}") from None
+            raise await ctx.ffmpeg_failed(exc, sources) from None
         video, width, height = out.video, out.width, out.height
         # 3. optional Real-ESRGAN x2 (the export option)
         if params.upscale:
             upscaled = work / "upscaled.mp4"
-            upscale = await _upscale(ctx, job, str(video), upscaled, 0, 10, cancel, base=share, share=0.25)
+            upscale = await _upscale(ctx, job, str(video), "video/mp4", upscaled, 0, 10, cancel, base=share, share=0.25)
             video, width, height = upscaled, upscale.width, upscale.height
         job.raise_if_cancelled()
         # 4. outputs, on behalf of the owner
@@ -198,6 +221,7 @@ async def _upscale(
     ctx: RenderContext,
     job: RunningJob,
     source: str,
+    content_type: str,
     output: Path,
     tile: int,
     padding: int,
@@ -214,13 +238,13 @@ async def _upscale(
 
     try:
         return await upscale_video(
-            ctx.config, source, output, tile_size=tile, tile_padding=padding, on_progress=progress, cancel=cancel,
+            ctx.config, source, content_type, output, tile_size=tile, tile_padding=padding, on_progress=progress, cancel=cancel,
             pool=ctx.upscale_pool,
         )
     except UpscaleCancelled:
         raise JobCancelled() from None
     except UpscaleError as exc:
-        raise ServiceError.internal(Reason.UPSCALE_FAILED, f"upscaling failed: {str(exc)[-300:]}") from None
+        raise ServiceError.internal(Reason.UPSCALE_FAILED, f"upscaling failed: {scrub(str(exc), source)}") from None
 
 
 async def run_upscale(ctx: RenderContext, job: RunningJob) -> bytes:
@@ -230,7 +254,7 @@ async def run_upscale(ctx: RenderContext, job: RunningJob) -> bytes:
     cancel = _cancel_event(job)
     with scratch_dir(ctx.work_root, f"upscale-{job.id}-") as work:
         output = work / "upscaled.mp4"
-        result = await _upscale(ctx, job, resolved.url, output, params.tile_size, params.tile_padding or 10, cancel)
+        result = await _upscale(ctx, job, resolved.url, resolved.asset.content_type, output, params.tile_size, params.tile_padding or 10, cancel)
         job.raise_if_cancelled()
         job.emit(job_pb2.Progress(stage=job_pb2.STAGE_UPLOADING, fraction=0.97, message="storing the video"))
         name = params.output_name or (Path(resolved.asset.name).stem + "-x2.mp4")

@@ -42,7 +42,7 @@ def clock(tmp_path_factory: pytest.TempPathFactory, render_media) -> dict[str, S
          "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(path)],
         check=True,
     )
-    return render_media.sources() | {"clock": Source(str(path), probe(str(path)))}
+    return render_media.sources() | {"clock": Source(str(path), probe(str(path), "video/mp4"), "video/mp4")}
 
 
 def source_time(path: Path | str, t: float, fps: float = 30.0) -> float:

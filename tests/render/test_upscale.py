@@ -120,29 +120,29 @@ def _group_members(pgid: int) -> list[int]:
 @pytest.mark.asyncio(loop_scope="session")
 async def test_warm_worker_reused_restarted_after_crash_and_cancel(render_service, render_media, tiny_upscaler, tmp_path) -> None:
     config = replace(render_service.config, upscale_worker_idle_seconds=30)
-    src = render_media.small.location
+    src, ctype = render_media.small.location, render_media.small.content_type
     pool = UpscalePool(config.upscale_worker_idle_seconds)
     try:
         # 1. two jobs, one process: the second skips the start (torch import, weights)
-        first = await upscale_video(config, src, tmp_path / "a.mp4", pool=pool)
+        first = await upscale_video(config, src, ctype, tmp_path / "a.mp4", pool=pool)
         [pid] = pool.idle_pids
-        second = await upscale_video(config, src, tmp_path / "b.mp4", pool=pool)
+        second = await upscale_video(config, src, ctype, tmp_path / "b.mp4", pool=pool)
         assert pool.idle_pids == [pid] and pool.started == 1
         assert first.frame == second.frame == 15 and probe_file(tmp_path / "b.mp4")["frames"] == 15
         # 2. cancel kills the worker and its ffmpegs at once and leaves no partial file
         cancel = asyncio.Event()
         with pytest.raises(UpscaleCancelled):
-            await asyncio.wait_for(upscale_video(config, src, tmp_path / "c.mp4", pool=pool,
+            await asyncio.wait_for(upscale_video(config, src, ctype, tmp_path / "c.mp4", pool=pool,
                                                  on_progress=lambda p: cancel.set(), cancel=cancel), 60)
         assert not (tmp_path / "c.mp4").exists() and pool.idle_pids == [] and await _group_after_exit(pid) == []
         # 3. the next job starts a fresh worker
-        await upscale_video(config, src, tmp_path / "d.mp4", pool=pool)
+        await upscale_video(config, src, ctype, tmp_path / "d.mp4", pool=pool)
         [fresh] = pool.idle_pids
         assert fresh != pid and pool.started == 2
         # 4. a worker that died while idle is replaced, not reused
         os.kill(fresh, signal.SIGKILL)
         await asyncio.sleep(0.2)
-        await upscale_video(config, src, tmp_path / "e.mp4", pool=pool)
+        await upscale_video(config, src, ctype, tmp_path / "e.mp4", pool=pool)
         assert pool.started == 3 and probe_file(tmp_path / "e.mp4")["frames"] == 15
         # 5. a worker that crashes mid-job fails that job (its ffmpegs go too), and is replaced
         busy: list[int] = []
@@ -153,23 +153,23 @@ async def test_warm_worker_reused_restarted_after_crash_and_cancel(render_servic
                 os.kill(busy[0], signal.SIGKILL)
 
         with pytest.raises(UpscaleError):
-            await asyncio.wait_for(upscale_video(config, src, tmp_path / "x.mp4", pool=pool, on_progress=crash), 60)
+            await asyncio.wait_for(upscale_video(config, src, ctype, tmp_path / "x.mp4", pool=pool, on_progress=crash), 60)
         assert not (tmp_path / "x.mp4").exists() and await _group_after_exit(busy[0]) == [] and pool.idle_pids == []
-        await upscale_video(config, src, tmp_path / "y.mp4", pool=pool)
+        await upscale_video(config, src, ctype, tmp_path / "y.mp4", pool=pool)
         assert pool.started == 4
         # 6. a failing job (no video) fails cleanly on the warm worker, which is then retired
         [warm] = pool.idle_pids
         with pytest.raises(UpscaleError, match="not a video"):
-            await upscale_video(config, str(Path(render_media.tone.location)), tmp_path / "f.mp4", pool=pool)
+            await upscale_video(config, str(Path(render_media.tone.location)), render_media.tone.content_type, tmp_path / "f.mp4", pool=pool)
         assert not (tmp_path / "f.mp4").exists() and await _group_after_exit(warm) == []
-        await upscale_video(config, src, tmp_path / "g.mp4", pool=pool)
+        await upscale_video(config, src, ctype, tmp_path / "g.mp4", pool=pool)
         assert pool.started == 5 and pool.idle_pids != [warm]
     finally:
         await pool.close()
     # 7. bounded idle time: retired after it
     short = UpscalePool(0.3)
     try:
-        await upscale_video(config, src, tmp_path / "h.mp4", pool=short)
+        await upscale_video(config, src, ctype, tmp_path / "h.mp4", pool=short)
         [pid] = short.idle_pids
         await asyncio.sleep(1.5)
         assert short.idle_pids == [] and await _group_after_exit(pid) == []

@@ -148,15 +148,17 @@ class _Builder:
     def _input_key(self, span: _Span) -> tuple[str, tuple[tuple[str, str], ...]]:
         clip = span.clip
         assert clip.source is not None
+        # The forced demuxer and protocol whitelist of user media (kit.media_input), never ffmpeg's guess.
+        inp = clip.source.input()
         if clip.kind is P.ClipKind.IMAGE:
-            return clip.source.location, ()
+            return inp.location, inp.options
         begin = clip.source_offset(span.offset / self.fps)
         seek = clip.source_start + begin
         # Two spare source frames: the exact length is cut after retiming.
         used = clip.source_offset((span.offset + span.frames) / self.fps) - begin
         length = used + 2 / max(clip.source.info.fps or self.fps, 1.0)
-        kwargs = {"t": num(length)} | ({"ss": num(seek)} if seek > 0 else {})
-        return clip.source.location, tuple(sorted(kwargs.items()))
+        kwargs = {"t": num(length)} | ({"ss": num(seek)} if seek > 0 else {}) | inp.kwargs()
+        return inp.location, tuple(sorted(kwargs.items()))
 
     def _count_inputs(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], int]:
         counts: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}

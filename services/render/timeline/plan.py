@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from services.kit.media_input import MediaInput, media_input
 from services.render.media import SourceInfo
 
 if TYPE_CHECKING:
@@ -58,6 +59,11 @@ class Source:
 
     location: str
     info: SourceInfo
+    # As storage sniffed and recorded it: ffmpeg opens the asset as this type only.
+    content_type: str
+
+    def input(self) -> MediaInput:
+        return media_input(self.content_type, self.location)
 
 
 @dataclass(frozen=True)

@@ -242,6 +242,7 @@ class UpscalePool:
 async def upscale_video(
     config: RenderConfig,
     source: str,
+    content_type: str,
     output: Path,
     *,
     tile_size: int = 0,
@@ -250,11 +251,12 @@ async def upscale_video(
     cancel: asyncio.Event | None = None,
     pool: UpscalePool | None = None,
 ) -> UpscaleProgress:
-    """Upscales ``source`` into ``output`` on a warm worker from ``pool`` (or a one-off process)."""
+    """Upscales ``source`` (holding ``content_type``, as storage recorded it) into ``output`` on a warm
+    worker from ``pool`` (or a one-off process)."""
     real, tiny = model_paths(config)
     # The worker's Spec fields, as JSON (importing the worker module would import torch here).
     spec = {
-        "input": source, "output": str(output), "model_path": str(real), "tiny_fallback": str(tiny) if tiny else "",
+        "input": source, "content_type": content_type, "output": str(output), "model_path": str(real), "tiny_fallback": str(tiny) if tiny else "",
         "tile_size": tile_size, "tile_padding": tile_padding, "batch_size": config.upscale_batch_size,
         "device": config.upscale_device, "fp16": config.upscale_fp16, "ffmpeg": config.ffmpeg_binary,
         "ffprobe": config.ffprobe_binary,

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from services.kit.media_input import media_input
 from services.render.media import probe
 from services.render.upscale.rrdbnet import RRDBNet, build_tiny, load_rrdbnet
 
@@ -38,6 +39,8 @@ __all__ = ["Spec", "main", "upscale_batch", "upscale_file"]
 class Spec:
     input: str
     output: str
+    # Of the input, as storage recorded it: ffmpeg opens it as this type only (kit.media_input).
+    content_type: str
     model_path: str
     tiny_fallback: str = ""
     tile_size: int = 0
@@ -120,7 +123,8 @@ def _emit(payload: dict[str, Any]) -> None:
 
 
 def upscale_file(spec: Spec, report: Any = _emit) -> dict[str, Any]:
-    info = probe(spec.input, ffprobe=spec.ffprobe)
+    info = probe(spec.input, spec.content_type, ffprobe=spec.ffprobe)
+    source = media_input(spec.content_type, spec.input).ffmpeg_args()
     if not info.has_video or info.duration <= 0:
         raise ValueError("input is not a video")
     device = _device(spec.device)
@@ -130,12 +134,12 @@ def upscale_file(spec: Spec, report: Any = _emit) -> dict[str, Any]:
     total = max(1, round(info.duration * fps))
     report({"event": "start", "total": total, "width": 2 * w, "height": 2 * h, "fps": fps, "device": device, "weights": weights})
     decoder = subprocess.Popen(
-        [spec.ffmpeg, "-nostdin", "-loglevel", "error", "-i", spec.input, "-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
+        [spec.ffmpeg, "-nostdin", "-loglevel", "error", *source, "-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
         stdout=subprocess.PIPE,
     )
     encoder = subprocess.Popen(
         [spec.ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{2 * w}x{2 * h}",
-         "-r", f"{fps:.6f}", "-i", "pipe:0", "-i", spec.input, "-map", "0:v:0", "-map", "1:a?", "-c:v", "libx264",
+         "-r", f"{fps:.6f}", "-i", "pipe:0", *source, "-map", "0:v:0", "-map", "1:a?", "-c:v", "libx264",
          "-preset", spec.preset, "-crf", str(spec.crf), "-pix_fmt", "yuv420p", "-c:a", "copy", "-movflags", "+faststart",
          spec.output],
         stdin=subprocess.PIPE,
