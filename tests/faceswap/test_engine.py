@@ -134,12 +134,12 @@ def test_swap_video_keeps_audio_timing_and_counts(engine: FaceSwapEngine, tmp_pa
     target = make_video(tmp_path / "in.mp4", frames, fps=12)
     source = engine.source_face(face_image(128, 128, seed=2))
     ticks = []
-    result = swap_video(engine, target, tmp_path / "out.mp4", source, FaceSelector(), on_progress=ticks.append)
+    result = swap_video(engine, target, "video/mp4", tmp_path / "out.mp4", source, FaceSelector(), on_progress=ticks.append)
     stats = result.stats
     assert (stats.frame_count, stats.frames_swapped, stats.frames_without_face) == (12, 8, 4)
     assert [t.frame for t in ticks if t.stage == "face_swap"] == list(range(1, 13))
     assert {t.total_frames for t in ticks} == {12} and ticks[-1].stage == "encoding"
-    info = probe_video(result.path)
+    info = probe_video(result.path, "video/mp4")
     assert (info.width, info.height, info.fps, info.frame_count) == (w, h, Fraction(12), 12)
     kinds = {s["codec_type"]: s["codec_name"] for s in _streams(result.path)}
     assert kinds == {"video": "h264", "audio": "aac"}
@@ -155,7 +155,7 @@ def test_swap_video_keeps_audio_timing_and_counts(engine: FaceSwapEngine, tmp_pa
 def test_swap_video_without_audio(engine: FaceSwapEngine, tmp_path: Path) -> None:
     target = make_video(tmp_path / "silent.mp4", [face_image(64, 64, seed=1)] * 3, audio=False)
     source = engine.source_face(face_image(64, 64, seed=2))
-    result = swap_video(engine, target, tmp_path / "out.mp4", source, FaceSelector())
+    result = swap_video(engine, target, "video/mp4", tmp_path / "out.mp4", source, FaceSelector())
     assert [s["codec_type"] for s in _streams(result.path)] == ["video"] and result.stats.frames_swapped == 3
 
 
@@ -171,7 +171,7 @@ def test_unsupported_media(engine: FaceSwapEngine, tmp_path: Path) -> None:
     bogus = tmp_path / "notes.mp4"
     bogus.write_text("not a video")
     with pytest.raises(ServiceError) as info:
-        probe_video(bogus)
+        probe_video(bogus, "video/mp4")
     assert info.value.reason == "UNSUPPORTED_MEDIA"
     with pytest.raises(ServiceError) as info:
         swap_image(engine, b"GIF89a-not-really", engine.source_face(face_image(64, 64, seed=2)), FaceSelector())

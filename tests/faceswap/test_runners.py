@@ -27,7 +27,8 @@ def _work(tmp: Path, *, source_face: bool = True, frames: int = 6, video: bool =
         target = tmp / "target.jpg"
         target.write_bytes(image_bytes(face_image(96, 64, seed=1), "JPEG"))
     options = face_swap_pb2.FaceSwapOptions(source_face_asset_id="s", selector=face_swap_pb2.FACE_SELECTOR_MODE_ALL)
-    return FaceSwapWork(str(target), video, str(source), str(tmp), options.SerializeToString())
+    ctype = "video/mp4" if video else "image/jpeg"
+    return FaceSwapWork(str(target), video, str(source), str(tmp), options.SerializeToString(), ctype)
 
 
 def _job(events: list[job_pb2.Progress], cancelled: bool = False) -> RunningJob:

@@ -3,6 +3,10 @@
 Decoding and encoding run in their own threads with small bounded queues so that ffmpeg works while
 the models run (onnxruntime and OpenCV release the GIL); that overlap is what keeps the job path
 close to a bare loop over the models.
+
+The target is user media: ffprobe/ffmpeg open it only as the type storage recorded, from the local
+file only (kit.media_input), so a playlist naming `file:///etc/...` or a URL is never followed; their
+stderr is scrubbed before it goes into a job error.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from services.kit.errors import ServiceError
+from services.kit.media_input import MediaInput, UnsupportedMedia, media_input, scrub
 
 __all__ = [
     "IMAGE_FORMATS",
@@ -29,6 +34,7 @@ __all__ = [
     "VideoInfo",
     "decode_image",
     "encode_image",
+    "open_input",
     "probe_video",
     "read_frames",
 ]
@@ -51,25 +57,34 @@ class VideoInfo:
     audio_codec: str  # "" = no audio stream
 
 
+def open_input(path: str | Path, content_type: str) -> MediaInput:
+    """How ffmpeg opens the local copy of a target recorded as `content_type`."""
+    try:
+        return media_input(content_type, str(path))
+    except UnsupportedMedia as exc:
+        raise ServiceError.invalid_argument("UNSUPPORTED_MEDIA", f"cannot read the media: {exc}") from None
+
+
 def _run_json(cmd: list[str]) -> dict[str, object]:
     proc = subprocess.run(cmd, capture_output=True, check=False)
     if proc.returncode != 0:
         raise ServiceError.invalid_argument(
-            "UNSUPPORTED_MEDIA", f"cannot read the media: {proc.stderr.decode(errors='replace')[-300:]}"
+            "UNSUPPORTED_MEDIA", f"cannot read the media: {scrub(proc.stderr, cmd[-1])}"
         )
     data: dict[str, object] = json.loads(proc.stdout or b"{}")
     return data
 
 
-def probe_video(path: str | Path) -> VideoInfo:
+def probe_video(path: str | Path, content_type: str) -> VideoInfo:
     """Facts of the first video stream; the frame count from the container, else counted by demuxing."""
-    info = _probe(path, count=False)
-    return info if info.frame_count > 0 else _probe(path, count=True)
+    source = open_input(path, content_type)
+    info = _probe(source, count=False)
+    return info if info.frame_count > 0 else _probe(source, count=True)
 
 
-def _probe(path: str | Path, *, count: bool) -> VideoInfo:
+def _probe(source: MediaInput, *, count: bool) -> VideoInfo:
     data = _run_json(
-        ["ffprobe", "-v", "error", *(["-count_packets"] if count else []), "-show_streams", "-of", "json", str(path)]
+        ["ffprobe", "-v", "error", *(["-count_packets"] if count else []), "-show_streams", "-of", "json", *source.ffprobe_args()]
     )
     streams = data.get("streams") or []
     assert isinstance(streams, list)
@@ -90,9 +105,9 @@ def _probe(path: str | Path, *, count: bool) -> VideoInfo:
     )
 
 
-def read_frames(path: str | Path, info: VideoInfo, pix_fmt: str = "rgb24") -> Iterator[Frame]:
+def read_frames(source: MediaInput, info: VideoInfo, pix_fmt: str = "rgb24") -> Iterator[Frame]:
     """Frames of a video (RGB, or BGR with pix_fmt="bgr24"), decoded by ffmpeg in a background thread."""
-    cmd = ["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", pix_fmt, "-vsync", "passthrough", "pipe:1"]
+    cmd = ["ffmpeg", "-v", "error", "-nostdin", *source.ffmpeg_args(), "-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", pix_fmt, "-vsync", "passthrough", "pipe:1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     frames: queue.Queue[Frame | BaseException | None] = queue.Queue(maxsize=_QUEUE_FRAMES)
     size = info.width * info.height * 3
@@ -119,7 +134,7 @@ def read_frames(path: str | Path, info: VideoInfo, pix_fmt: str = "rgb24") -> It
             yield item
         if proc.wait() != 0:
             err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-            raise ServiceError.invalid_argument("UNSUPPORTED_MEDIA", f"decoding failed: {err[-300:]}")
+            raise ServiceError.invalid_argument("UNSUPPORTED_MEDIA", f"decoding failed: {scrub(err, source.location)}")
     finally:
         stop.set()
         _drain(frames)
@@ -147,7 +162,7 @@ class FrameWriter:
         height: int,
         fps: Fraction,
         *,
-        audio_from: str | Path | None = None,
+        audio_from: MediaInput | None = None,
         audio_codec: str = "",
         crf: int = 18,
         preset: str = "veryfast",
@@ -159,7 +174,7 @@ class FrameWriter:
             "-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", f"{width}x{height}", "-r", str(fps), "-i", "pipe:0",
         ]
         if audio_from is not None and audio_codec:
-            cmd += ["-i", str(audio_from), "-map", "0:v:0", "-map", "1:a:0"]
+            cmd += [*audio_from.ffmpeg_args(), "-map", "0:v:0", "-map", "1:a:0"]
             cmd += ["-c:a", "copy"] if audio_codec in _MP4_AUDIO else ["-c:a", "aac", "-b:a", "192k"]
         # yuv420p needs even sizes; pad by one pixel rather than rescale.
         cmd += [
@@ -214,7 +229,7 @@ class FrameWriter:
         if self._proc.poll() is None:
             self._proc.kill()
         err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
-        return ServiceError.internal("ENCODE_FAILED", f"encoding failed: {err[-300:] or self._error}")
+        return ServiceError.internal("ENCODE_FAILED", f"encoding failed: {scrub(err) or self._error}")
 
 
 def _drain_bytes(q: queue.Queue[bytes | None]) -> None:

@@ -16,6 +16,7 @@ from services.inference.faceswap.media import (
     FrameWriter,
     decode_image,
     encode_image,
+    open_input,
     probe_video,
     read_frames,
 )
@@ -46,6 +47,7 @@ class VideoOutput:
 def swap_video(
     engine: FaceSwapEngine,
     target: Path,
+    content_type: str,
     output: Path,
     source: SourceFace,
     selector: FaceSelector,
@@ -53,9 +55,11 @@ def swap_video(
     on_progress: OnProgress | None = None,
     should_cancel: Callable[[], bool] | None = None,
 ) -> VideoOutput:
-    """Swaps faces in every frame of `target` into an H.264 MP4 with the target's own audio."""
+    """Swaps faces in every frame of `target` (a local file of `content_type`, as storage recorded it)
+    into an H.264 MP4 with the target's own audio."""
     # 1. probe (frame count for "frame i of n", fps and audio for the encoder)
-    info = probe_video(target)
+    info = probe_video(target, content_type)
+    source_input = open_input(target, content_type)
     total = info.frame_count
     started = time.perf_counter()
     stats = SwapStats()
@@ -68,10 +72,10 @@ def swap_video(
     # 2. decode (thread) -> swap (here) -> encode (thread), overlapping all three
     # BGR end to end: insightface's order, so no per-frame channel swaps.
     writer = FrameWriter(
-        output, info.width, info.height, info.fps, audio_from=target, audio_codec=info.audio_codec, pix_fmt="bgr24"
+        output, info.width, info.height, info.fps, audio_from=source_input, audio_codec=info.audio_codec, pix_fmt="bgr24"
     )
     try:
-        frames = read_frames(target, info, pix_fmt="bgr24")
+        frames = read_frames(source_input, info, pix_fmt="bgr24")
         swapped = engine.swap_frames(
             frames, source, selector, on_frame=on_frame, should_cancel=should_cancel, stats=stats, bgr=True
         )

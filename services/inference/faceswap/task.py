@@ -138,6 +138,8 @@ class FaceSwapWork:
     source_path: str
     output_dir: str
     options: bytes  # FaceSwapOptions
+    # As storage sniffed and recorded it: ffmpeg opens the target as this type only.
+    target_content_type: str
     reference_path: str = ""
 
 
@@ -170,7 +172,7 @@ def run_face_swap_work(
     if work.target_is_video:
         output = Path(work.output_dir) / "swapped.mp4"
         result = swap_video(
-            engine, Path(work.target_path), output, source, selector, on_progress=on_progress, should_cancel=should_cancel
+            engine, Path(work.target_path), work.target_content_type, output, source, selector, on_progress=on_progress, should_cancel=should_cancel
         )
         stats, content_type, suffix = result.stats, "video/mp4", ".mp4"
     else:
@@ -439,6 +441,7 @@ class FaceSwapJobHandler:
         return FaceSwapWork(
             target_path=str(target),
             target_is_video=asset.kind == asset_pb2.ASSET_KIND_VIDEO,
+            target_content_type=asset.content_type,
             source_path=str(source),
             output_dir=str(tmp),
             options=options.SerializeToString(),
