@@ -18,12 +18,16 @@ LEAK_PATTERNS = (re.compile(r"X-Amz-", re.I), re.compile(r"\b0x[0-9a-f]{6,}", re
 class CountingServer:
     def __init__(self) -> None:
         self.paths: list[str] = []
+        # Paths served with a body and not counted (e.g. the playlist itself); everything else counts.
+        self.routes: dict[str, bytes] = {}
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                server.paths.append(self.path)
-                body = b"\x00" * 188  # something segment-shaped
+                body = server.routes.get(self.path)
+                if body is None:
+                    server.paths.append(self.path)
+                    body = b"\x00" * 188  # something segment-shaped
                 self.send_response(200)
                 self.send_header("Content-Type", "video/mp2t")
                 self.send_header("Content-Length", str(len(body)))

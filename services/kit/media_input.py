@@ -77,7 +77,7 @@ class MediaInput:
 
 
 def media_input(content_type: str, source: str, *, rw_timeout_seconds: float = 0.0) -> MediaInput:
-    """How to open ``source`` (a local path, or one http(s) URL such as a presigned GET) that storage
+    """How to open ``source`` (a local path, standard input as ``-``, or one http(s) URL such as a presigned GET) that storage
     recorded as ``content_type``. Raises UnsupportedMedia for an unknown type or another scheme."""
     demuxer = demuxer_for(content_type)
     scheme = urlsplit(source).scheme.lower() if "://" in source else ""
@@ -86,6 +86,8 @@ def media_input(content_type: str, source: str, *, rw_timeout_seconds: float = 0
         if rw_timeout_seconds > 0:
             options.append(("rw_timeout", str(int(rw_timeout_seconds * 1_000_000))))
         return MediaInput(source, tuple(options))
+    if source in ("-", "pipe:", "pipe:0"):
+        return MediaInput("pipe:0", (("f", demuxer), ("protocol_whitelist", "pipe")))
     if scheme or not source:
         raise UnsupportedMedia("media is read from a local file or an http(s) URL only")
     # "file:" keeps a path with a colon in it from being read as another protocol's URL.
@@ -95,7 +97,7 @@ def media_input(content_type: str, source: str, *, rw_timeout_seconds: float = 0
 # URLs of any scheme, the query pieces of a presigned URL, host:port pairs, heap addresses.
 _URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"]*")
 _AMZ = re.compile(r"X-Amz-[A-Za-z-]*=?[^\s&'\"]*")
-_HOST_PORT = re.compile(r"\b(?:\d{1,3}(?:\.\d{1,3}){3}|localhost|\[[0-9a-fA-F:]+\])(?::\d{1,5})?\b")
+_HOST_PORT = re.compile(r"(?:\b(?:\d{1,3}(?:\.\d{1,3}){3}|localhost)\b|\[[0-9a-fA-F:]+\])(?::\d{1,5}\b)?")
 _CONTEXT = re.compile(r"\[([\w,. -]+?) @ 0x[0-9a-fA-F]+\]")
 _ADDRESS = re.compile(r"\b0x[0-9a-fA-F]{6,}\b")
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from services.kit.media_input import media_input
+
 __all__ = ["EncodeError", "decode_mp4", "encode_mp4"]
 
 
@@ -58,9 +60,9 @@ def encode_mp4(
 def decode_mp4(source: Path | str | bytes, width: int, height: int) -> np.ndarray:
     """All frames of an MP4 (a path or the file's bytes) as (F, H, W, 3) uint8 (tests and benches)."""
     data = source if isinstance(source, bytes) else None
+    inp = media_input("video/mp4", "-" if data is not None else str(source))
     out = subprocess.run(
-        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", "-" if data is not None else str(source),
-         "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", *inp.ffmpeg_args(), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
         check=True, capture_output=True, input=data,
     ).stdout
     return np.frombuffer(out, dtype=np.uint8).reshape(-1, height, width, 3)
