@@ -35,6 +35,7 @@ from viarte.errors import (
     FailedPrecondition,
     InvalidArgument,
     JobFailed,
+    MissingScope,
     NotFound,
     PermissionDenied,
     ResourceExhausted,
@@ -47,6 +48,7 @@ from viarte.jobs import JobProgress, JobState
 from viarte.profile import Profile, Session, default_config_path, mesh_endpoints
 from viarte.progress import JobProgressView, TransferProgress
 from viarte.render.v1 import render_pb2
+from viarte.scopes import SCOPES
 from viarte.timeline import load_timeline
 from viarte.transport import Endpoints, TlsConfig
 
@@ -213,6 +215,8 @@ def _report(c: Ctx | None, exc: ViarteError) -> None:
         console.print(f"  retry after {exc.retry_after:g}s", highlight=False)
     if isinstance(exc, Unauthenticated):
         console.print("  hint: `viarte login` (or pass --api-key)")
+    if isinstance(exc, MissingScope):
+        console.print(f"  hint: use a key created with `viarte api-keys create NAME -s {exc.scope}`", highlight=False)
     if isinstance(exc, Unavailable) and c is not None:
         console.print(f"  hint: is the mesh up? `viarte status` (auth at {c.endpoints.auth})")
 
@@ -489,7 +493,7 @@ def users_update(
 def api_keys_create(
     ctx: typer.Context,
     name: str,
-    scope: Annotated[list[str] | None, typer.Option("--scope", "-s", help="assets:read, assets:write, jobs:read, jobs:write, assistant")] = None,
+    scope: Annotated[list[str] | None, typer.Option("--scope", "-s", help="Repeatable; one of " + ", ".join(SCOPES) + " (see `api-keys scopes`).")] = None,
     ttl: Annotated[int, typer.Option(help="Lifetime in seconds; 0 = never expires.")] = 0,
 ) -> None:
     """Create an API key; its secret is shown once."""
@@ -497,6 +501,21 @@ def api_keys_create(
     key, secret = c.client().api_keys.create(name, scope or [], ttl_seconds=ttl)
     c.emit({"api_key": key, "secret": secret},
            lambda: c.out.print(f"created {key.id} ({key.name}); secret (shown once):\n{secret}", highlight=False))  # fmt: skip
+
+
+@api_keys_app.command("scopes")
+@handled
+def api_keys_scopes(ctx: typer.Context) -> None:
+    """The scopes an API key can be granted, and what each allows."""
+    c = _ctx(ctx)
+
+    def human() -> None:
+        table = Table("scope", "allows")
+        for name, allows in SCOPES.items():
+            table.add_row(name, allows)
+        c.out.print(table)
+
+    c.emit({"scopes": [{"name": name, "allows": allows} for name, allows in SCOPES.items()]}, human)
 
 
 @api_keys_app.command("list")

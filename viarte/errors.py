@@ -16,7 +16,9 @@ class                         gRPC status              notes
 ``Conflict``                  ALREADY_EXISTS, ABORTED  base of the two below
 ``AlreadyExists``             ALREADY_EXISTS           e.g. EMAIL_TAKEN
 ``Aborted``                   ABORTED                  e.g. ETAG_MISMATCH (reload and retry)
-``PermissionDenied``          PERMISSION_DENIED        e.g. MISSING_SCOPE, ACCOUNT_DISABLED
+``PermissionDenied``          PERMISSION_DENIED        e.g. ACCOUNT_DISABLED
+``MissingScope``              PERMISSION_DENIED        MISSING_SCOPE: the API key lacks ``scope``
+                                                       (see :mod:`viarte.scopes`)
 ``Unauthenticated``           UNAUTHENTICATED          e.g. TOKEN_EXPIRED, INVALID_CREDENTIALS
 ``ResourceExhausted``         RESOURCE_EXHAUSTED       base of the two below
 ``QuotaExceeded``             RESOURCE_EXHAUSTED       QUOTA_BYTES_EXCEEDED, QUOTA_COUNT_EXCEEDED,
@@ -71,6 +73,7 @@ __all__ = [
     "Internal",
     "InvalidArgument",
     "JobFailed",
+    "MissingScope",
     "NotFound",
     "OutOfRange",
     "PermissionDenied",
@@ -199,6 +202,14 @@ class PermissionDenied(ViarteError):
     default_code = grpc.StatusCode.PERMISSION_DENIED
 
 
+class MissingScope(PermissionDenied):
+    """An API key called an RPC outside its scopes; create a key with ``scope`` to call it."""
+
+    @property
+    def scope(self) -> str:
+        return str(self.metadata.get("scope", ""))
+
+
 class Unauthenticated(ViarteError):
     default_code = grpc.StatusCode.UNAUTHENTICATED
 
@@ -275,6 +286,7 @@ _BY_REASON: dict[str, type[ViarteError]] = {
     "RATE_LIMITED": RateLimited,
     "UPSTREAM_RATE_LIMITED": RateLimited,
     "QUEUE_FULL": RateLimited,
+    "MISSING_SCOPE": MissingScope,
 }
 
 _CODE_BY_NUMBER: dict[int, grpc.StatusCode] = {c.value[0]: c for c in grpc.StatusCode}

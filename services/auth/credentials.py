@@ -10,6 +10,8 @@ import hashlib
 import hmac
 import secrets
 
+from viarte.scopes import SCOPES
+
 __all__ = [
     "API_KEY_PREFIX",
     "KNOWN_SCOPES",
@@ -23,7 +25,8 @@ __all__ = [
 
 REFRESH_PREFIX = "rt_"
 API_KEY_PREFIX = "vk_"
-KNOWN_SCOPES: tuple[str, ...] = ("assets:read", "assets:write", "jobs:read", "jobs:write", "assistant")
+# The grantable scopes: one vocabulary (viarte/scopes.py), enforced per RPC by services/kit/scopes.py.
+KNOWN_SCOPES: tuple[str, ...] = tuple(SCOPES)
 
 
 def _new(prefix: str) -> str:

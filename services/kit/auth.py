@@ -73,14 +73,9 @@ class Principal:
         return self.kind is PrincipalKind.SERVICE
 
     def has_scope(self, scope: str) -> bool:
-        # User tokens carry every scope; API keys only those granted at creation.
+        # User tokens carry every scope; API keys only those granted at creation. The edge
+        # interceptor checks each RPC's scope (services/kit/scopes.py); handlers need not.
         return self.kind is not PrincipalKind.API_KEY or scope in self.scopes
-
-    def require_scope(self, scope: str) -> None:
-        if not self.has_scope(scope):
-            raise ServiceError.permission_denied(
-                "MISSING_SCOPE", f"the API key lacks scope {scope!r}", metadata={"scope": scope}, domain=AUTH_DOMAIN
-            )
 
 
 _principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("viarte_principal", default=None)

@@ -22,6 +22,7 @@ from services.kit.config import ServiceConfig
 from services.kit.errors import ServiceError
 from services.kit.logs import access_log
 from services.kit.metrics import RPC_IN_FLIGHT, RPC_LATENCY, RPC_TOTAL
+from services.kit.scopes import check_scope
 
 __all__ = ["EdgeInterceptor", "MethodPolicy"]
 
@@ -112,6 +113,8 @@ class _Edge:
             raise ServiceError.permission_denied(
                 "PERMISSION_DENIED", "internal RPC: service credentials required", domain="viarte.auth"
             )
+        # API keys only reach the RPCs their scopes grant (the one table in services/kit/scopes.py).
+        check_scope(principal, self.method)
 
     async def fail(self, context: grpc.aio.ServicerContext, exc: BaseException) -> None:
         domain = self.interceptor._config.domain

@@ -15,13 +15,9 @@ from viarte.storage.v1 import storage_pb2, storage_pb2_grpc
 
 __all__ = ["StorageInternalServicer", "StorageServicer"]
 
-READ, WRITE = "assets:read", "assets:write"
-
-
-def _user(scope: str) -> str:
-    principal = current_principal()
-    principal.require_scope(scope)
-    return principal.user_id
+def _user() -> str:
+    # API-key scopes were checked by the edge interceptor (services/kit/scopes.py) before this runs.
+    return current_principal().user_id
 
 
 def _spec(meta: storage_pb2.UploadMetadata) -> UploadSpec:
@@ -64,7 +60,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):  # type: ignore[
     async def CreateUpload(
         self, request: storage_pb2.CreateUploadRequest, context: grpc.aio.ServicerContext
     ) -> storage_pb2.CreateUploadResponse:
-        owner = _user(WRITE)
+        owner = _user()
         spec = UploadSpec(
             name=request.name,
             content_type=request.content_type,
@@ -85,7 +81,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):  # type: ignore[
     async def CompleteUpload(
         self, request: storage_pb2.CompleteUploadRequest, context: grpc.aio.ServicerContext
     ) -> storage_pb2.CompleteUploadResponse:
-        owner = _user(WRITE)
+        owner = _user()
         parts = [(p.part_number, p.etag) for p in request.parts]
         row = await self.assets.complete_upload(owner, request.asset_id, parts)
         return storage_pb2.CompleteUploadResponse(asset=self.assets.to_proto(row))
@@ -93,7 +89,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):  # type: ignore[
     async def UploadAsset(
         self, request_iterator: AsyncIterator[storage_pb2.UploadAssetRequest], context: grpc.aio.ServicerContext
     ) -> storage_pb2.UploadAssetResponse:
-        owner = _user(WRITE)
+        owner = _user()
         meta, chunks = await _split(request_iterator, "metadata")
         row = await self.assets.ingest(owner, _spec(meta), chunks)
         return storage_pb2.UploadAssetResponse(asset=self.assets.to_proto(row))
@@ -101,7 +97,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):  # type: ignore[
     async def DownloadAsset(
         self, request: storage_pb2.DownloadAssetRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[storage_pb2.DownloadAssetResponse]:
-        owner = _user(READ)
+        owner = _user()
         row, chunks = await self.assets.open_download(
             owner, request.asset_id, request.offset, request.length, request.thumbnail
         )
@@ -116,14 +112,14 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):  # type: ignore[
     async def GetAsset(
         self, request: storage_pb2.GetAssetRequest, context: grpc.aio.ServicerContext
     ) -> storage_pb2.GetAssetResponse:
-        owner = _user(READ)
+        owner = _user()
         row = await self.assets.get(owner, request.asset_id, ready_only=False)
         return storage_pb2.GetAssetResponse(asset=self.assets.to_proto(row))
 
     async def ListAssets(
         self, request: storage_pb2.ListAssetsRequest, context: grpc.aio.ServicerContext
     ) -> storage_pb2.ListAssetsResponse:
-        owner = _user(READ)
+        owner = _user()
         rows, token, total = await self.assets.list(owner, request.kind, request.page_size, request.page_token)
         return storage_pb2.ListAssetsResponse(
             assets=[self.assets.to_proto(r) for r in rows], next_page_token=token, total_bytes=total
@@ -132,14 +128,14 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):  # type: ignore[
     async def DeleteAsset(
         self, request: storage_pb2.DeleteAssetRequest, context: grpc.aio.ServicerContext
     ) -> storage_pb2.DeleteAssetResponse:
-        owner = _user(WRITE)
+        owner = _user()
         await self.assets.delete(owner, request.asset_id)
         return storage_pb2.DeleteAssetResponse()
 
     async def GetDownloadUrl(
         self, request: storage_pb2.GetDownloadUrlRequest, context: grpc.aio.ServicerContext
     ) -> storage_pb2.GetDownloadUrlResponse:
-        owner = _user(READ)
+        owner = _user()
         row = await self.assets.get(owner, request.asset_id)
         url, expire = self.assets.download_url(row, request.expire_seconds, request.attachment, request.thumbnail)
         return storage_pb2.GetDownloadUrlResponse(url=url, expire_time=timestamp(expire))

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from tests.fixtures.mesh import MeshUser, RunningMesh
 from viarte.cli import _hoist_json, app
 from viarte.demo import FACE_IMAGE
+from viarte.scopes import SCOPES
 
 pytestmark = pytest.mark.e2e
 runner = CliRunner()
@@ -88,6 +89,10 @@ def test_users_admin_commands(cli: Cli, mesh: RunningMesh, mesh_user: MeshUser) 
 def test_api_keys_and_assets(cli: Cli, mesh: RunningMesh, mesh_user: MeshUser) -> None:
     mesh.require("storage")
     cli("register", "--email", mesh_user.email, "--password", mesh_user.password)
+    assert [s["name"] for s in cli.json("api-keys", "scopes")["scopes"]] == list(SCOPES)
+    assert "projects:write" in cli("api-keys", "scopes")
+    refused = cli("api-keys", "create", "typo", "-s", "assets:reed", code=5)
+    assert "scopes[0]" in refused and "assets:read" in refused  # the field path and the choices
     created = cli.json("api-keys", "create", "reader", "-s", "assets:read")
     assert created["secret"] and created["api_key"]["scopes"] == ["assets:read"]
     uploaded = cli.json("assets", "upload", str(FACE_IMAGE))
@@ -97,7 +102,8 @@ def test_api_keys_and_assets(cli: Cli, mesh: RunningMesh, mesh_user: MeshUser) -
     # The API key reads but cannot write.
     as_key = ["--api-key", created["secret"]]
     assert cli.json(*as_key, "assets", "info", asset_id)["id"] == asset_id
-    cli(*as_key, "assets", "upload", str(FACE_IMAGE), code=3)
+    denied = cli(*as_key, "assets", "upload", str(FACE_IMAGE), code=3)
+    assert "MISSING_SCOPE" in denied and "-s assets:write" in denied
     out = cli.json("assets", "download", asset_id, str(cli.tmp / "face.png"))
     assert Path(out["path"]).read_bytes() == FACE_IMAGE.read_bytes()
     cli.json("assets", "download", asset_id, str(cli.tmp / "via-url.png"), "--via-url")

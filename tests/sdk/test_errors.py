@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from google.rpc import status_pb2
+from google.rpc import error_details_pb2, status_pb2
 
 from tests.sdk.scripted import rich_status
 from viarte.errors import (
@@ -14,7 +14,9 @@ from viarte.errors import (
     Internal,
     InvalidArgument,
     JobFailed,
+    MissingScope,
     OutOfRange,
+    PermissionDenied,
     QuotaExceeded,
     RateLimited,
     ResourceExhausted,
@@ -43,6 +45,8 @@ def decoded(code: grpc.StatusCode, **kw) -> ViarteError:  # type: ignore[no-unty
         (grpc.StatusCode.ALREADY_EXISTS, "EMAIL_TAKEN", None, AlreadyExists),
         (grpc.StatusCode.ABORTED, "ETAG_MISMATCH", None, Aborted),
         (grpc.StatusCode.OUT_OF_RANGE, "INVALID_RANGE", None, OutOfRange),
+        (grpc.StatusCode.PERMISSION_DENIED, "MISSING_SCOPE", None, MissingScope),
+        (grpc.StatusCode.PERMISSION_DENIED, "ACCOUNT_DISABLED", None, PermissionDenied),
         (grpc.StatusCode.UNKNOWN, "", None, Internal),
         # A reason never moves an error to another status family.
         (grpc.StatusCode.UNAVAILABLE, "QUEUE_FULL", None, Unavailable),
@@ -66,6 +70,15 @@ def test_details_are_all_kept() -> None:
     assert "tracks[1].clips[3].source_end_seconds" in str(err)
     assert err.to_dict()["field_violations"][0]["field"].startswith("tracks[1]")
     assert issubclass(Aborted, Conflict) and issubclass(AlreadyExists, Conflict)
+
+
+def test_missing_scope_names_the_scope() -> None:
+    status = status_pb2.Status(code=7, message="the API key lacks scope 'jobs:write'")
+    status.details.add().Pack(
+        error_details_pb2.ErrorInfo(reason="MISSING_SCOPE", domain="viarte.auth", metadata={"scope": "jobs:write"})
+    )
+    err = from_status(grpc.StatusCode.PERMISSION_DENIED, status.message, status)
+    assert isinstance(err, MissingScope) and isinstance(err, PermissionDenied) and err.scope == "jobs:write"
 
 
 def test_status_without_details_still_maps() -> None:

@@ -40,6 +40,19 @@ class AuthServiceStub:
     `sub` = user id, `role`, `scope`, `sid` = session id). Services verify them locally with the keys
     from ListPublicKeys. Send them as `authorization: Bearer <token>`; partner backends send API keys
     as `x-api-key: <key>` instead.
+
+    API-key scopes. A signed-in user holds every scope; an API key only those granted at CreateApiKey.
+    Every service checks them before the handler runs (one table, services/kit/scopes.py), and a call
+    outside them answers PERMISSION_DENIED with reason MISSING_SCOPE and `metadata["scope"]`:
+    assets:read     StorageService GetAsset, ListAssets, DownloadAsset, GetDownloadUrl
+    assets:write    StorageService CreateUpload, CompleteUpload, UploadAsset, DeleteAsset
+    jobs:read       Get/List/Watch of generation, face swap, render and upscale jobs
+    jobs:write      Create/Cancel of those jobs (results are stored as new assets), RenderFrame
+    projects:read   ProjectService GetProject, ListProjects
+    projects:write  ProjectService CreateProject, UpdateProject, DeleteProject
+    assistant       AssistantService EnhancePrompt, Chat, GetAssistantStatus
+    No scope: GetMe, ListPublicKeys, ListModels (and the anonymous Register, Login, Refresh).
+    API keys never call Logout, the API-key RPCs or the admin RPCs (PERMISSION_DENIED).
     """
 
     def __init__(self, channel):
@@ -120,6 +133,19 @@ class AuthServiceServicer:
     `sub` = user id, `role`, `scope`, `sid` = session id). Services verify them locally with the keys
     from ListPublicKeys. Send them as `authorization: Bearer <token>`; partner backends send API keys
     as `x-api-key: <key>` instead.
+
+    API-key scopes. A signed-in user holds every scope; an API key only those granted at CreateApiKey.
+    Every service checks them before the handler runs (one table, services/kit/scopes.py), and a call
+    outside them answers PERMISSION_DENIED with reason MISSING_SCOPE and `metadata["scope"]`:
+    assets:read     StorageService GetAsset, ListAssets, DownloadAsset, GetDownloadUrl
+    assets:write    StorageService CreateUpload, CompleteUpload, UploadAsset, DeleteAsset
+    jobs:read       Get/List/Watch of generation, face swap, render and upscale jobs
+    jobs:write      Create/Cancel of those jobs (results are stored as new assets), RenderFrame
+    projects:read   ProjectService GetProject, ListProjects
+    projects:write  ProjectService CreateProject, UpdateProject, DeleteProject
+    assistant       AssistantService EnhancePrompt, Chat, GetAssistantStatus
+    No scope: GetMe, ListPublicKeys, ListModels (and the anonymous Register, Login, Refresh).
+    API keys never call Logout, the API-key RPCs or the admin RPCs (PERMISSION_DENIED).
     """
 
     def Register(self, request, context):
@@ -174,7 +200,7 @@ class AuthServiceServicer:
 
     def CreateApiKey(self, request, context):
         """Creates an API key for the caller. The secret is returned once and stored hashed.
-        Errors: UNAUTHENTICATED, INVALID_ARGUMENT (unknown scope, empty name),
+        Errors: UNAUTHENTICATED, INVALID_ARGUMENT (unknown scope: field `scopes[i]`; empty name),
         PERMISSION_DENIED (API keys cannot create API keys).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -294,6 +320,19 @@ class AuthService:
     `sub` = user id, `role`, `scope`, `sid` = session id). Services verify them locally with the keys
     from ListPublicKeys. Send them as `authorization: Bearer <token>`; partner backends send API keys
     as `x-api-key: <key>` instead.
+
+    API-key scopes. A signed-in user holds every scope; an API key only those granted at CreateApiKey.
+    Every service checks them before the handler runs (one table, services/kit/scopes.py), and a call
+    outside them answers PERMISSION_DENIED with reason MISSING_SCOPE and `metadata["scope"]`:
+    assets:read     StorageService GetAsset, ListAssets, DownloadAsset, GetDownloadUrl
+    assets:write    StorageService CreateUpload, CompleteUpload, UploadAsset, DeleteAsset
+    jobs:read       Get/List/Watch of generation, face swap, render and upscale jobs
+    jobs:write      Create/Cancel of those jobs (results are stored as new assets), RenderFrame
+    projects:read   ProjectService GetProject, ListProjects
+    projects:write  ProjectService CreateProject, UpdateProject, DeleteProject
+    assistant       AssistantService EnhancePrompt, Chat, GetAssistantStatus
+    No scope: GetMe, ListPublicKeys, ListModels (and the anonymous Register, Login, Refresh).
+    API keys never call Logout, the API-key RPCs or the admin RPCs (PERMISSION_DENIED).
     """
 
     @staticmethod

@@ -33,6 +33,7 @@ class AssistantServiceStub:
     UPSTREAM_RATE_LIMITED (with RetryInfo), UPSTREAM_TIMEOUT, UPSTREAM_UNAVAILABLE,
     UPSTREAM_MALFORMED, RATE_LIMITED (per-user limit, with RetryInfo), INVALID_ARGUMENT,
     UNAUTHENTICATED.
+    API keys need scope "assistant" for every RPC here (else PERMISSION_DENIED, MISSING_SCOPE).
     """
 
     def __init__(self, channel):
@@ -66,6 +67,7 @@ class AssistantServiceServicer:
     UPSTREAM_RATE_LIMITED (with RetryInfo), UPSTREAM_TIMEOUT, UPSTREAM_UNAVAILABLE,
     UPSTREAM_MALFORMED, RATE_LIMITED (per-user limit, with RetryInfo), INVALID_ARGUMENT,
     UNAUTHENTICATED.
+    API keys need scope "assistant" for every RPC here (else PERMISSION_DENIED, MISSING_SCOPE).
     """
 
     def EnhancePrompt(self, request, context):
@@ -129,6 +131,7 @@ class AssistantService:
     UPSTREAM_RATE_LIMITED (with RetryInfo), UPSTREAM_TIMEOUT, UPSTREAM_UNAVAILABLE,
     UPSTREAM_MALFORMED, RATE_LIMITED (per-user limit, with RetryInfo), INVALID_ARGUMENT,
     UNAUTHENTICATED.
+    API keys need scope "assistant" for every RPC here (else PERMISSION_DENIED, MISSING_SCOPE).
     """
 
     @staticmethod

@@ -32,6 +32,8 @@ class GenerationServiceStub:
     INVALID_PARAMETERS (with BadRequest field violations), IMAGE_REQUIRED, ASSET_NOT_FOUND,
     JOB_NOT_FOUND, QUEUE_FULL (with RetryInfo), OUT_OF_MEMORY, WORKER_CRASHED, DECODE_FAILED,
     NO_FACE_IN_SOURCE, STORAGE_UNAVAILABLE, INVALID_PAGE_TOKEN, UNAUTHENTICATED.
+    API keys need scope "jobs:write" to create and cancel, "jobs:read" to get, list and watch; ListModels
+    needs none (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).
     """
 
     def __init__(self, channel):
@@ -79,6 +81,8 @@ class GenerationServiceServicer:
     INVALID_PARAMETERS (with BadRequest field violations), IMAGE_REQUIRED, ASSET_NOT_FOUND,
     JOB_NOT_FOUND, QUEUE_FULL (with RetryInfo), OUT_OF_MEMORY, WORKER_CRASHED, DECODE_FAILED,
     NO_FACE_IN_SOURCE, STORAGE_UNAVAILABLE, INVALID_PAGE_TOKEN, UNAUTHENTICATED.
+    API keys need scope "jobs:write" to create and cancel, "jobs:read" to get, list and watch; ListModels
+    needs none (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).
     """
 
     def ListModels(self, request, context):
@@ -182,6 +186,8 @@ class GenerationService:
     INVALID_PARAMETERS (with BadRequest field violations), IMAGE_REQUIRED, ASSET_NOT_FOUND,
     JOB_NOT_FOUND, QUEUE_FULL (with RetryInfo), OUT_OF_MEMORY, WORKER_CRASHED, DECODE_FAILED,
     NO_FACE_IN_SOURCE, STORAGE_UNAVAILABLE, INVALID_PAGE_TOKEN, UNAUTHENTICATED.
+    API keys need scope "jobs:write" to create and cancel, "jobs:read" to get, list and watch; ListModels
+    needs none (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).
     """
 
     @staticmethod

@@ -30,6 +30,8 @@ class ProjectServiceStub:
 
     ErrorInfo domain "viarte.render". Reasons: PROJECT_NOT_FOUND, ETAG_MISMATCH, INVALID_ARGUMENT,
     INVALID_PAGE_TOKEN, UNAUTHENTICATED.
+    API keys need scope "projects:read" to get and list, "projects:write" to create, update and delete
+    (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).
     """
 
     def __init__(self, channel):
@@ -70,6 +72,8 @@ class ProjectServiceServicer:
 
     ErrorInfo domain "viarte.render". Reasons: PROJECT_NOT_FOUND, ETAG_MISMATCH, INVALID_ARGUMENT,
     INVALID_PAGE_TOKEN, UNAUTHENTICATED.
+    API keys need scope "projects:read" to get and list, "projects:write" to create, update and delete
+    (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).
     """
 
     def CreateProject(self, request, context):
@@ -152,6 +156,8 @@ class ProjectService:
 
     ErrorInfo domain "viarte.render". Reasons: PROJECT_NOT_FOUND, ETAG_MISMATCH, INVALID_ARGUMENT,
     INVALID_PAGE_TOKEN, UNAUTHENTICATED.
+    API keys need scope "projects:read" to get and list, "projects:write" to create, update and delete
+    (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).
     """
 
     @staticmethod

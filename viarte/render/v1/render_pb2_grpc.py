@@ -32,6 +32,8 @@ class RenderServiceStub:
     `tracks[1].clips[3].source_end_seconds`), ASSET_NOT_FOUND, CANVAS_TOO_LARGE, TIMELINE_TOO_LONG,
     JOB_NOT_FOUND, QUEUE_FULL (with RetryInfo), INVALID_PAGE_TOKEN, ENCODER_FAILED, UPSCALE_FAILED,
     STORAGE_UNAVAILABLE, UNAUTHENTICATED.
+    API keys need scope "jobs:write" to create and cancel jobs and for RenderFrame, "jobs:read" to get,
+    list and watch jobs (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).
     """
 
     def __init__(self, channel):
@@ -79,6 +81,8 @@ class RenderServiceServicer:
     `tracks[1].clips[3].source_end_seconds`), ASSET_NOT_FOUND, CANVAS_TOO_LARGE, TIMELINE_TOO_LONG,
     JOB_NOT_FOUND, QUEUE_FULL (with RetryInfo), INVALID_PAGE_TOKEN, ENCODER_FAILED, UPSCALE_FAILED,
     STORAGE_UNAVAILABLE, UNAUTHENTICATED.
+    API keys need scope "jobs:write" to create and cancel jobs and for RenderFrame, "jobs:read" to get,
+    list and watch jobs (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).
     """
 
     def CreateRenderJob(self, request, context):
@@ -178,6 +182,8 @@ class RenderService:
     `tracks[1].clips[3].source_end_seconds`), ASSET_NOT_FOUND, CANVAS_TOO_LARGE, TIMELINE_TOO_LONG,
     JOB_NOT_FOUND, QUEUE_FULL (with RetryInfo), INVALID_PAGE_TOKEN, ENCODER_FAILED, UPSCALE_FAILED,
     STORAGE_UNAVAILABLE, UNAUTHENTICATED.
+    API keys need scope "jobs:write" to create and cancel jobs and for RenderFrame, "jobs:read" to get,
+    list and watch jobs (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).
     """
 
     @staticmethod
@@ -345,7 +351,7 @@ class RenderService:
 
 class UpscaleServiceStub:
     """Real-ESRGAN super-resolution of a video asset.
-    Errors as RenderService; UPSCALE_FAILED when the network fails.
+    Errors as RenderService; UPSCALE_FAILED when the network fails. API-key scopes as RenderService's jobs.
     """
 
     def __init__(self, channel):
@@ -383,7 +389,7 @@ class UpscaleServiceStub:
 
 class UpscaleServiceServicer:
     """Real-ESRGAN super-resolution of a video asset.
-    Errors as RenderService; UPSCALE_FAILED when the network fails.
+    Errors as RenderService; UPSCALE_FAILED when the network fails. API-key scopes as RenderService's jobs.
     """
 
     def CreateUpscaleJob(self, request, context):
@@ -460,7 +466,7 @@ def add_UpscaleServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class UpscaleService:
     """Real-ESRGAN super-resolution of a video asset.
-    Errors as RenderService; UPSCALE_FAILED when the network fails.
+    Errors as RenderService; UPSCALE_FAILED when the network fails. API-key scopes as RenderService's jobs.
     """
 
     @staticmethod

@@ -34,6 +34,8 @@ class StorageServiceStub:
     UPLOAD_INCOMPLETE, SIZE_MISMATCH, CHECKSUM_MISMATCH, UNSUPPORTED_MEDIA_TYPE, CONTENT_TYPE_MISMATCH,
     OBJECT_TOO_LARGE, QUOTA_BYTES_EXCEEDED, QUOTA_COUNT_EXCEEDED, INVALID_RANGE, INVALID_ARGUMENT,
     INVALID_PAGE_TOKEN, S3_UNAVAILABLE, UNAUTHENTICATED.
+    API keys need scope "assets:read" to get, list and download, "assets:write" to upload and delete
+    (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).
     """
 
     def __init__(self, channel):
@@ -93,6 +95,8 @@ class StorageServiceServicer:
     UPLOAD_INCOMPLETE, SIZE_MISMATCH, CHECKSUM_MISMATCH, UNSUPPORTED_MEDIA_TYPE, CONTENT_TYPE_MISMATCH,
     OBJECT_TOO_LARGE, QUOTA_BYTES_EXCEEDED, QUOTA_COUNT_EXCEEDED, INVALID_RANGE, INVALID_ARGUMENT,
     INVALID_PAGE_TOKEN, S3_UNAVAILABLE, UNAUTHENTICATED.
+    API keys need scope "assets:read" to get, list and download, "assets:write" to upload and delete
+    (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).
     """
 
     def CreateUpload(self, request, context):
@@ -224,6 +228,8 @@ class StorageService:
     UPLOAD_INCOMPLETE, SIZE_MISMATCH, CHECKSUM_MISMATCH, UNSUPPORTED_MEDIA_TYPE, CONTENT_TYPE_MISMATCH,
     OBJECT_TOO_LARGE, QUOTA_BYTES_EXCEEDED, QUOTA_COUNT_EXCEEDED, INVALID_RANGE, INVALID_ARGUMENT,
     INVALID_PAGE_TOKEN, S3_UNAVAILABLE, UNAUTHENTICATED.
+    API keys need scope "assets:read" to get, list and download, "assets:write" to upload and delete
+    (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).
     """
 
     @staticmethod
