@@ -6,7 +6,7 @@ Random values for everything the mesh generates itself (internal secret, databas
 keys, the first admin's password); empty files for the keys you bring (Groq, Hugging Face) — fill
 those in. Existing files are kept, so running it again is safe; ``--rotate NAME`` replaces one
 (see deploy/README.md, "Key rotation", for the order of restarts). Files derived from others (the
-database URLs, SeaweedFS's identities file) are always rewritten from their sources.
+database URLs, SeaweedFS's identities file and security.toml) are always rewritten from their sources.
 
 The folder is made 0700 (nobody else on the host can read it) and the files 0644, because compose
 bind-mounts each file into /run/secrets/ with its host mode and the services run as uid 10001.
@@ -15,6 +15,7 @@ bind-mounts each file into /run/secrets/ with its host mode and the services run
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import secrets
 import sys
@@ -31,6 +32,9 @@ GENERATED = (
     "postgres_password",
     "s3_access_key",
     "s3_secret_key",
+    # SeaweedFS's own HTTP APIs (volume writes, filer reads/writes) require JWTs signed with keys
+    # derived from this one: see seaweedfs_security.toml below.
+    "s3_jwt_key",
     "admin_password",
     *(f"{db}_db_password" for db in DATABASES),
 )
@@ -46,6 +50,21 @@ def _random(name: str) -> str:
 def _write(path: Path, text: str) -> None:
     path.write_text(text)
     path.chmod(0o644)
+
+
+def _seaweedfs_security(root: str) -> str:
+    """SeaweedFS security.toml: the volume servers accept writes only with a JWT from the master,
+    the filer reads and writes only with one from the S3 gateway (same derivation as the embedded
+    launcher, services/storage/s3server.py `jwt_env`)."""
+
+    def derive(purpose: str) -> str:
+        return hashlib.sha256(f"{purpose}:{root}".encode()).hexdigest()
+
+    return (
+        f'[jwt.signing]\nkey = "{derive("volume-write")}"\nexpires_after_seconds = 10\n\n'
+        f'[jwt.filer_signing]\nkey = "{derive("filer-write")}"\nexpires_after_seconds = 10\n\n'
+        f'[jwt.filer_signing.read]\nkey = "{derive("filer-read")}"\nexpires_after_seconds = 10\n'
+    )
 
 
 def make_secrets(directory: Path, rotate: Sequence[str] = ()) -> list[Path]:
@@ -79,6 +98,7 @@ def make_secrets(directory: Path, rotate: Sequence[str] = ()) -> list[Path]:
         ]
     }
     _write(directory / "s3_identities.json", json.dumps(identities, indent=2) + "\n")
+    _write(directory / "seaweedfs_security.toml", _seaweedfs_security(value["s3_jwt_key"]))
     return written
 
 

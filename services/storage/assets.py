@@ -2,10 +2,13 @@
 
 Write order (what makes crashes safe):
   1. a PENDING row is committed before any byte reaches S3 (so every object has a row);
-  2. the object (and thumbnail) are written and verified;
-  3. only then the row becomes READY (so a READY row always has its object).
-A crash between 2 and 3 leaves a PENDING row with an object: never listed, never downloadable, and
-removed by the janitor once expired. Deletion writes a DELETING tombstone first, then removes the
+  2. the bytes land on the asset's staging key (presigned PUT/parts or the stream), are copied
+     server-side to the final key, the staging object is deleted, and the final object (and its
+     thumbnail) are verified: size, sha256, sniffed type, ffprobe, a decoded frame (`promote`);
+  3. only then the row becomes READY (so a READY row always has its object, exactly as described).
+A crash between 2 and 3 leaves a PENDING row with objects: never listed, never downloadable, and
+removed by the janitor once expired. No URL handed out can write a final key, so a READY asset's
+bytes never change. Deletion writes a DELETING tombstone first, then removes the
 objects, then the row; the janitor finishes interrupted deletions.
 """
 
@@ -29,9 +32,10 @@ from services.kit.logs import get_logger
 from services.kit.pagination import decode_page_token, encode_page_token, page_size
 from services.storage import media
 from services.storage.config import StorageConfig
-from services.storage.keys import asset_prefix, object_key, sanitize_name, thumbnail_key
+from services.storage.keys import asset_prefixes, object_key, sanitize_name, thumbnail_key
 from services.storage.models import AssetRow, Origin, State, as_utc, utcnow
 from services.storage.objectstore import ObjectStore
+from services.storage.promote import Promoter
 from services.storage.reasons import Reason
 from services.storage.store import AssetStore, QuotaExceeded
 from viarte.storage.v1 import storage_pb2
@@ -84,6 +88,7 @@ class Assets:
         self.config = config
         self.store = store
         self.objects = objects
+        self.promoter = Promoter(objects)
         self.on_step = on_step
         self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
 
@@ -186,7 +191,7 @@ class Assets:
             return self._replay_upload(row, spec, ctype, part_bytes)
         if multipart:
             try:
-                upload_id = await self.objects.create_multipart(row.object_key, ctype)
+                upload_id = await self.objects.create_multipart(self.promoter.staging_key(row), ctype)
             except BaseException:
                 await run_db(self.store.delete_row, row.id)
                 raise
@@ -210,13 +215,14 @@ class Assets:
         assert row.expire_time is not None
         expire = as_utc(row.expire_time)
         seconds = max(1, int((expire - utcnow()).total_seconds()))
+        staged = self.promoter.staging_key(row)  # never the final key: see module docstring
         if not row.multipart_upload_id:
-            url = self.objects.presign_put(row.object_key, seconds, row.content_type)
+            url = self.objects.presign_put(staged, seconds, row.content_type)
             return PresignedUpload(row, url, [], expire)
         parts = []
         for n in range(1, row.part_count + 1):
             size = min(part_bytes, row.size_bytes - (n - 1) * part_bytes)
-            parts.append((n, self.objects.presign_part(row.object_key, row.multipart_upload_id, n, seconds), size))
+            parts.append((n, self.objects.presign_part(staged, row.multipart_upload_id, n, seconds), size))
         return PresignedUpload(row, "", parts, expire)
 
     async def complete_upload(self, owner_id: str, asset_id: str, parts: list[tuple[int, str]]) -> AssetRow:
@@ -235,31 +241,19 @@ class Assets:
         # 1. assemble multipart uploads
         if row.multipart_upload_id:
             await self._finish_multipart(row, parts)
-        # 2. the object must be there
-        info = await self.objects.head(row.object_key)
-        if info is None:
-            raise ServiceError.failed_precondition(
-                Reason.UPLOAD_INCOMPLETE, "nothing was uploaded yet", metadata={"asset_id": asset_id}
-            )
-        # 3. verify, probe, thumbnail; anything wrong deletes the object and the upload
+        # 2. something must have been uploaded (nothing yet: the upload stays open)
+        size = await self.promoter.stage_size(row)
+        # 3. move to the final key, verify, probe, thumbnail; anything wrong deletes the upload
         try:
-            if info.size != row.size_bytes:
+            if size != row.size_bytes:  # cheap early refusal, before any copy
                 raise ServiceError.invalid_argument(
                     Reason.SIZE_MISMATCH,
-                    f"uploaded {info.size} bytes, declared {row.size_bytes}",
-                    metadata={"declared": str(row.size_bytes), "actual": str(info.size)},
+                    f"uploaded {size} bytes, declared {row.size_bytes}",
+                    metadata={"declared": str(row.size_bytes), "actual": str(size)},
                 )
-            self._check_sniffed(await self.objects.read(row.object_key, 0, media.SNIFF_BYTES), row.content_type)
-            size, sha = await self.objects.digest(row.object_key)
-            if sha != row.sha256:
-                raise ServiceError.invalid_argument(
-                    Reason.CHECKSUM_MISMATCH, "sha256 of the upload differs from the declared one",
-                    metadata={"declared": row.sha256, "actual": sha},
-                )
-            facts, has_thumb = await self._probe(row)
-            return await self._commit(row, size, sha, facts, has_thumb)
+            return await self._promote(row, row.size_bytes, row.sha256)
         except ServiceError as exc:
-            if exc.reason != Reason.S3_UNAVAILABLE:
+            if exc.reason not in (Reason.S3_UNAVAILABLE, Reason.UPLOAD_INCOMPLETE):
                 await self._discard(row)
             raise
 
@@ -275,7 +269,7 @@ class Assets:
         from botocore.exceptions import ClientError
 
         try:
-            await self.objects.complete_multipart(row.object_key, row.multipart_upload_id, parts)
+            await self.objects.complete_multipart(self.promoter.staging_key(row), row.multipart_upload_id, parts)
         except ClientError as exc:
             raise ServiceError.failed_precondition(
                 Reason.UPLOAD_INCOMPLETE, "S3 refused the parts (missing part or wrong ETag)",
@@ -345,7 +339,7 @@ class Assets:
         owner_id = row.owner_id
         self._step("reserved", row.id)
         writer = self.objects.writer(
-            row.object_key, ctype, self.config.stream_part_bytes, self.config.stream_parts_in_flight
+            self.promoter.staging_key(row), ctype, self.config.stream_part_bytes, self.config.stream_parts_in_flight
         )
         try:
             limit = await self._byte_limit(owner_id, row)
@@ -365,9 +359,7 @@ class Assets:
             self._check_declared(spec, writer.size, writer.sha256)
             await writer.close()
             self._step("object_written", row.id)
-            facts, has_thumb = await self._probe(row)
-            self._step("verified", row.id)
-            committed = await self._commit(row, writer.size, writer.sha256, facts, has_thumb)
+            committed = await self._promote(row, writer.size, writer.sha256)
             self._step("committed", row.id)
             return committed
         except BaseException:
@@ -419,6 +411,15 @@ class Assets:
             )
 
     # -- shared steps ------------------------------------------------------------------------------
+    async def _promote(self, row: AssetRow, size: int, sha: str) -> AssetRow:
+        """Staged bytes -> final key; commits only what was verified there (see `promote`)."""
+        await self.promoter.move(row)
+        size, sha, head = await self.promoter.verify(row, size, sha)
+        self._check_sniffed(head, row.content_type)
+        facts, has_thumb = await self._probe(row)
+        self._step("verified", row.id)
+        return await self._commit(row, size, sha, facts, has_thumb)
+
     async def _probe(self, row: AssetRow) -> tuple[media.MediaFacts, bool]:
         """ffprobe the stored object through a short-lived presigned URL, then a JPEG thumbnail (which
         also proves that a picture actually decodes)."""
@@ -471,7 +472,7 @@ class Assets:
         If S3 is down the row stays PENDING/DELETING and the janitor finishes the job."""
         try:
             await run_db(self.store.update, row.id, [State.PENDING, State.READY], state=State.DELETING)
-            await self.objects.delete_prefix(asset_prefix(row.owner_id, row.id))
+            await self.objects.delete_prefixes(*asset_prefixes(row.owner_id, row.id))
             await run_db(self.store.delete_row, row.id)
         except Exception:
             _log.warning("storage.discard_deferred", asset_id=row.id)
@@ -514,8 +515,8 @@ class Assets:
         if not await run_db(self.store.update, row.id, [State.READY, State.PENDING], state=State.DELETING):
             raise ServiceError.not_found(Reason.ASSET_NOT_FOUND, "asset not found", metadata={"asset_id": asset_id})
         if row.multipart_upload_id:
-            await self.objects.abort_multipart(row.object_key, row.multipart_upload_id)
-        await self.objects.delete_prefix(asset_prefix(row.owner_id, row.id))
+            await self.objects.abort_multipart(self.promoter.staging_key(row), row.multipart_upload_id)
+        await self.objects.delete_prefixes(*asset_prefixes(row.owner_id, row.id))
         await run_db(self.store.delete_row, row.id)
 
     def _target(self, row: AssetRow, thumbnail: bool) -> tuple[str, str, str]:

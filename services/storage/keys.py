@@ -1,11 +1,30 @@
-"""Object keys, derived server-side only: `users/<user id>/<asset id>/<sanitised name>`."""
+"""Object keys, derived server-side only.
+
+- `users/<user id>/<asset id>/<sanitised name>`: an asset's final object (and its thumbnail). Only the
+  storage service writes here (server-side copy, thumbnails); no URL it hands out can write it.
+- `staging/<user id>/<asset id>/<sanitised name>`: where uploads land (presigned PUT/parts, streams)
+  until CompleteUpload / the stream end copies them to the final key. A presigned URL stays valid
+  until it expires, so re-using it after completion only re-creates a staging object, which never
+  becomes part of the asset and which the janitor reaps.
+"""
 
 from __future__ import annotations
 
 import re
 import unicodedata
 
-__all__ = ["MAX_NAME_CHARS", "asset_prefix", "object_key", "sanitize_name", "thumbnail_key"]
+__all__ = [
+    "MAX_NAME_CHARS",
+    "PREFIXES",
+    "asset_id_of",
+    "asset_prefix",
+    "asset_prefixes",
+    "object_key",
+    "sanitize_name",
+    "staging_key",
+    "staging_prefix",
+    "thumbnail_key",
+]
 
 MAX_NAME_CHARS = 128
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ ()+\-]+")
@@ -30,8 +49,31 @@ def sanitize_name(name: str) -> str:
     return name
 
 
+FINAL, STAGING = "users", "staging"
+PREFIXES = (f"{FINAL}/", f"{STAGING}/")
+
+
 def asset_prefix(owner_id: str, asset_id: str) -> str:
-    return f"users/{owner_id}/{asset_id}/"
+    return f"{FINAL}/{owner_id}/{asset_id}/"
+
+
+def staging_prefix(owner_id: str, asset_id: str) -> str:
+    return f"{STAGING}/{owner_id}/{asset_id}/"
+
+
+def asset_prefixes(owner_id: str, asset_id: str) -> tuple[str, str]:
+    """Everything one asset may own in the bucket (removed together on deletion)."""
+    return asset_prefix(owner_id, asset_id), staging_prefix(owner_id, asset_id)
+
+
+def staging_key(owner_id: str, asset_id: str, name: str) -> str:
+    return staging_prefix(owner_id, asset_id) + name
+
+
+def asset_id_of(key: str) -> str | None:
+    """The asset id in a final or staging key (None for anything else in the bucket)."""
+    parts = key.split("/")
+    return parts[2] if len(parts) >= 4 and parts[0] in (FINAL, STAGING) and parts[2] else None
 
 
 def object_key(owner_id: str, asset_id: str, name: str) -> str:

@@ -7,6 +7,7 @@ StorageConfig, addressing is path-style and signatures are SigV4.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 from collections.abc import AsyncIterator, Callable
@@ -34,6 +35,9 @@ _log = get_logger("viarte.storage.s3")
 _MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchUpload"}
 _S3_BUSY = {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "503", "500"}
 MIN_PART_BYTES = 5 * 1024 * 1024
+# S3's CopyObject copies at most 5 GiB; larger objects are copied part by part (UploadPartCopy).
+MAX_SINGLE_COPY_BYTES = 5 * 1024**3
+COPY_PART_BYTES = 512 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,9 @@ class ObjectStore:
                 Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True},
             )
 
+    async def delete_prefixes(self, *prefixes: str) -> int:
+        return sum([await self.delete_prefix(prefix) for prefix in prefixes])
+
     async def delete_prefix(self, prefix: str) -> int:
         """Deletes every object under `prefix` and aborts its multipart uploads."""
         keys = [o.key for o in await self.list_objects(prefix)]
@@ -188,21 +195,68 @@ class ObjectStore:
                 pending.cancel()
             body.close()
 
-    async def digest(self, key: str, chunk_bytes: int = 1024 * 1024) -> tuple[int, str]:
-        """(size, sha256 hex) of an object, streamed."""
+    async def digest(self, key: str, head_bytes: int = 0, chunk_bytes: int = 1024 * 1024) -> tuple[int, str, bytes]:
+        """(size, sha256 hex, first `head_bytes` bytes) of an object, from one streamed read: the
+        three describe the same bytes even if the object were replaced meanwhile."""
 
-        def run() -> tuple[int, str]:
+        def run() -> tuple[int, str, bytes]:
             body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
-            h, size = hashlib.sha256(), 0
+            h, size, head = hashlib.sha256(), 0, b""
             try:
                 for chunk in iter(lambda: body.read(chunk_bytes), b""):
+                    if len(head) < head_bytes:
+                        head += chunk[: head_bytes - len(head)]
                     h.update(chunk)
                     size += len(chunk)
             finally:
                 body.close()
-            return size, h.hexdigest()
+            return size, h.hexdigest(), head
 
         return await self._run(run)
+
+    async def copy(
+        self,
+        source: str,
+        dest: str,
+        content_type: str,
+        size: int,
+        *,
+        max_single_copy_bytes: int = MAX_SINGLE_COPY_BYTES,
+        part_bytes: int = COPY_PART_BYTES,
+    ) -> None:
+        """Server-side copy of `source` (`size` bytes, from a HEAD just before) to `dest`; the bytes
+        never pass through this process. The content type is set afresh (metadata replaced)."""
+        if size <= max_single_copy_bytes:
+            await self._run(
+                self.client.copy_object,
+                Bucket=self.bucket,
+                Key=dest,
+                CopySource={"Bucket": self.bucket, "Key": source},
+                MetadataDirective="REPLACE",
+                ContentType=content_type,
+            )
+            return
+        part_bytes = max(part_bytes, MIN_PART_BYTES)
+        upload_id = await self.create_multipart(dest, content_type)
+        try:
+            parts: list[tuple[int, str]] = []
+            for number, start in enumerate(range(0, size, part_bytes), start=1):
+                end = min(start + part_bytes, size) - 1
+                r = await self._run(
+                    self.client.upload_part_copy,
+                    Bucket=self.bucket,
+                    Key=dest,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    CopySource={"Bucket": self.bucket, "Key": source},
+                    CopySourceRange=f"bytes={start}-{end}",
+                )
+                parts.append((number, str(r["CopyPartResult"]["ETag"])))
+            await self.complete_multipart(dest, upload_id, parts)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.abort_multipart(dest, upload_id)
+            raise
 
     # -- presigning --------------------------------------------------------------------------------
     def presign_get(

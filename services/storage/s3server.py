@@ -5,6 +5,11 @@ master, a volume server, a filer and the S3 gateway, each with an HTTP and a gRP
 binds to loopback, data lives in the given directory and S3 requests must be signed with the given
 credentials (an identities file passed as `-s3.config`; anonymous requests get 403).
 
+Defence in depth behind S3's signatures: SeaweedFS's own HTTP APIs are JWT-protected (`jwt_env`):
+the volume servers accept writes only with a JWT signed by the master, and the filer accepts reads
+and writes only with one signed by the S3 gateway, so nothing that reaches those ports directly (an
+SSRF through a media URL, another local process) can write, replace or read objects past S3's auth.
+
     async with await start_s3_server(data_dir, 8333, "key", "secret") as s3:
         boto3.client("s3", endpoint_url=s3.endpoint, ...)
 """
@@ -17,6 +22,7 @@ import ctypes
 import dataclasses
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -36,6 +42,7 @@ __all__ = [
     "WeedPorts",
     "find_weed",
     "free_port",
+    "jwt_env",
     "start_s3_server",
 ]
 
@@ -117,6 +124,23 @@ def _identities(access_key: str, secret_key: str) -> dict[str, object]:
     }
 
 
+def jwt_env(signing_key: str) -> dict[str, str]:
+    """SeaweedFS `security.toml` settings as environment variables (a set variable wins over the
+    file): one key per purpose, derived from `signing_key`. See `weed scaffold -config=security`."""
+    import hashlib
+
+    def derive(purpose: str) -> str:
+        return hashlib.sha256(f"{purpose}:{signing_key}".encode()).hexdigest()
+
+    return {
+        # master -> volume: writes on a volume server need a JWT the master issued with the fid.
+        "WEED_JWT_SIGNING_KEY": derive("volume-write"),
+        # S3 gateway -> filer: filer HTTP writes and reads need a JWT signed by the gateway.
+        "WEED_JWT_FILER_SIGNING_KEY": derive("filer-write"),
+        "WEED_JWT_FILER_SIGNING_READ_KEY": derive("filer-read"),
+    }
+
+
 def _die_with_parent() -> None:
     # Linux: SIGTERM the server when the process that launched it dies (no stray weed after a crash).
     with contextlib.suppress(Exception):
@@ -150,6 +174,8 @@ class S3Server:
         self.startup_timeout = startup_timeout
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        # Only this process tree ever needs it: JWTs live seconds, so a fresh key per instance.
+        self._jwt_key = secrets.token_hex(32)
 
     # -- facts -------------------------------------------------------------------------------------
     @property
@@ -230,6 +256,8 @@ class S3Server:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=self.data_dir,
+            # The environment, not the command line: `ps` shows arguments to every local user.
+            env={**os.environ, **jwt_env(self._jwt_key)},
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
 

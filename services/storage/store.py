@@ -113,6 +113,16 @@ class AssetStore:
                 found |= set(s.exec(select(AssetRow.id).where(col(AssetRow.id).in_(ids[i : i + 500]))).all())
         return found
 
+    def ids_not_in_state(self, ids: Iterable[str], state: State) -> set[str]:
+        """Those of `ids` whose row exists in another state than `state`."""
+        ids = list(ids)
+        found: set[str] = set()
+        with self._session() as s:
+            for i in range(0, len(ids), 500):
+                stmt = select(AssetRow.id).where(col(AssetRow.id).in_(ids[i : i + 500]), col(AssetRow.state) != state)
+                found |= set(s.exec(stmt).all())
+        return found
+
     def all_rows(self) -> list[AssetRow]:
         with self._session() as s:
             return list(s.exec(select(AssetRow)).all())

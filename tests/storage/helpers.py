@@ -76,8 +76,9 @@ def rows(service: Any) -> list[Any]:
 
 
 def assert_consistent(service: Any) -> None:
-    """Every READY row has its object with the recorded size and sha256, and every object under
-    users/ belongs to a row (no metadata without object, no orphan)."""
+    """Every READY row has its object with the recorded size and sha256, every object under
+    users/ belongs to a row (no metadata without object, no orphan), and staging/ holds only
+    objects of uploads still PENDING."""
     client = s3_client(service)
     bucket = service.config.s3_bucket
     all_rows = rows(service)
@@ -91,6 +92,9 @@ def assert_consistent(service: Any) -> None:
         asset_id = key.split("/")[2]
         assert asset_id in by_id, f"orphan object {key}"
         assert key.startswith(f"users/{by_id[asset_id].owner_id}/{asset_id}/")
+    for key in object_keys(service, "staging/"):
+        asset_id = key.split("/")[2]
+        assert asset_id in by_id and by_id[asset_id].state == "pending", f"stale staging object {key}"
 
 
 def sha256(data: bytes) -> str:

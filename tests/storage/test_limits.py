@@ -140,11 +140,14 @@ async def test_janitor_removes_uploads_never_completed(small: Any, user_factory:
     async with httpx.AsyncClient(timeout=30) as http:
         assert (await http.put(single.url, content=data, headers=dict(single.required_headers))).status_code == 200
         assert (await http.put(multi.parts[0].url, content=big[: 5 * MIB])).status_code == 200
-    assert object_keys(small, f"users/{owner.id}/") and multipart_uploads(small, f"users/{owner.id}/")
+    # Uploads land on staging keys, never on the final ones.
+    assert object_keys(small, f"staging/{owner.id}/") and multipart_uploads(small, f"staging/{owner.id}/")
+    assert object_keys(small, f"users/{owner.id}/") == []
     await wait_until(lambda: not any(r.owner_id == owner.id for r in rows(small)))
     assert [r for r in rows(small) if r.owner_id == owner.id] == []
-    assert object_keys(small, f"users/{owner.id}/") == []
-    assert multipart_uploads(small, f"users/{owner.id}/") == []
+    for prefix in (f"users/{owner.id}/", f"staging/{owner.id}/"):
+        assert object_keys(small, prefix) == []
+        assert multipart_uploads(small, prefix) == []
     for asset_id in (single.asset_id, multi.asset_id):
         await expect_error(
             small.stub.CompleteUpload(storage_pb2.CompleteUploadRequest(asset_id=asset_id), metadata=owner.metadata),
