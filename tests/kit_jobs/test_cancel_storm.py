@@ -212,3 +212,9 @@ async def test_a_failed_dispatch_loses_no_job(tmp_path: Path, monkeypatch: pytes
     finally:
         release.set()
         await svc.stop()
+
+
+@pytest.mark.postgres
+async def test_create_cancel_storm_on_postgresql(postgres_database: Callable[[], str]) -> None:
+    """Row locks instead of SQLite's database lock: the same storm, the same guarantees."""
+    await _storm(postgres_database(), _migrate, pairs=300, early=40)
