@@ -76,10 +76,12 @@ class JobStore:
         the job exists and is in one of ``states``; returns the locked, current row, else None.
         Must be the transaction's first statement (see the module docstring)."""
         claim = (sa.update(JobRow).where(col(JobRow.id) == job_id)
-                 .values(last_sequence=col(JobRow.last_sequence) + events))
+                 .values(last_sequence=col(JobRow.last_sequence) + events)
+                 # No ORM synchronisation: it could read the row BEFORE the UPDATE takes the lock.
+                 .execution_options(synchronize_session=False))
         if states is not None:
             claim = claim.where(col(JobRow.state).in_(states))
-        if session.execute(claim).rowcount != 1:  # type: ignore[attr-defined]
+        if session.exec(claim).rowcount != 1:
             return None
         return session.exec(
             select(JobRow).where(JobRow.id == job_id).execution_options(populate_existing=True)
@@ -151,8 +153,8 @@ class JobStore:
                 session.add(row)
                 session.flush()
                 self._append(session, row, ev)
-                session.commit()
                 record = JobRecord.from_row(row)
+                session.commit()
         except IntegrityError:
             existing = self.find(owner, kind, request_id)
             if existing is None:
@@ -196,8 +198,9 @@ class JobStore:
             ev = _event(row.last_sequence, now_us, new_state, progress, error)
             self._append(session, row, ev)
             session.add(row)
+            record = JobRecord.from_row(row)  # as of this transition, not re-read after the commit
             session.commit()
-            return Transition(JobRecord.from_row(row), ev)
+            return Transition(record, ev)
 
     def append(self, job_id: str, items: Sequence[tuple[job_pb2.Progress, int]],
                state: int = RUNNING) -> list[job_pb2.JobEvent]:
@@ -225,10 +228,11 @@ class JobStore:
         """Flags a RUNNING job for cancellation (once); returns the job as it is now."""
         with Session(self._engine) as session:
             # One conditional UPDATE, the same atomic check-and-set on every backend.
-            session.execute(
+            session.exec(
                 sa.update(JobRow)
                 .where(col(JobRow.id) == job_id, col(JobRow.state) == RUNNING, ~col(JobRow.cancel_requested))
                 .values(cancel_requested=True, update_us=now_us)
+                .execution_options(synchronize_session=False)
             )
             row = session.get(JobRow, job_id, populate_existing=True)  # under the write lock: current
             record = JobRecord.from_row(row) if row else None
