@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import heapq
 import time
+import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -45,6 +46,10 @@ class JobSettings:
     max_priority: int = 10
     # Queued jobs (the first N) that get an event whenever their queue position changes.
     announce_positions: int = 20
+
+
+# Pause before the scheduler retries after a failed dispatch (database error).
+_DISPATCH_RETRY_SECONDS = 0.5
 
 
 def _now_us() -> int:
@@ -105,28 +110,35 @@ class _Queue:
 
     def __init__(self) -> None:
         self._heap: list[tuple[int, int, str]] = []
-        self._members: set[str] = set()
+        # id -> its live heap entry; entries of discarded (or re-pushed) ids are skipped lazily.
+        self._members: dict[str, tuple[int, int, str]] = {}
 
     def __len__(self) -> int:
         return len(self._members)
 
     def push(self, record: JobRecord) -> None:
         if record.id not in self._members:
-            self._members.add(record.id)
-            heapq.heappush(self._heap, (-record.priority, record.create_us, record.id))
+            entry = (-record.priority, record.create_us, record.id)
+            self._members[record.id] = entry
+            heapq.heappush(self._heap, entry)
 
     def discard(self, job_id: str) -> bool:
-        found = job_id in self._members
-        self._members.discard(job_id)  # lazily skipped when popped
-        return found
+        return self._members.pop(job_id, None) is not None
 
-    def pop(self) -> str | None:
+    def pop(self) -> tuple[int, int, str] | None:
+        """The next entry, (-priority, create_us, job_id), removed from the queue."""
         while self._heap:
-            _, _, job_id = heapq.heappop(self._heap)
-            if job_id in self._members:
-                self._members.discard(job_id)
-                return job_id
+            entry = heapq.heappop(self._heap)
+            if self._members.get(entry[2]) is entry:
+                del self._members[entry[2]]
+                return entry
         return None
+
+    def restore(self, entry: tuple[int, int, str]) -> None:
+        """Puts a popped entry back in its place (its dispatch failed)."""
+        if entry[2] not in self._members:
+            self._members[entry[2]] = entry
+            heapq.heappush(self._heap, entry)
 
     def position(self, job_id: str) -> int:
         if job_id not in self._members:
@@ -134,12 +146,11 @@ class _Queue:
         return next(i for i, jid in enumerate(self.ordered(), 1) if jid == job_id)
 
     def ordered(self, limit: int | None = None) -> list[str]:
-        entries = sorted(e for e in self._heap if e[2] in self._members)
-        return [e[2] for e in entries[:limit]]
+        return [e[2] for e in sorted(self._members.values())[:limit]]
 
     def ahead_of_new(self, priority: int) -> int:
         """How many queued jobs run before a job created now with ``priority``."""
-        return sum(1 for p, _, jid in self._heap if jid in self._members and -p >= priority)
+        return sum(1 for p, _, _ in self._members.values() if -p >= priority)
 
 
 class JobService:
@@ -160,6 +171,8 @@ class JobService:
         self._queue = _Queue()
         self._not_found = not_found_reason
         self._running: dict[str, RunningJob] = {}
+        # Ids being created -> finished (cancelled) before create() could queue them.
+        self._creating: dict[str, bool] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._positions: dict[str, int] = {}
@@ -231,15 +244,24 @@ class JobService:
             )
         position = self._queue.ahead_of_new(priority) + 1
         progress = job_pb2.Progress(stage=job_pb2.STAGE_QUEUED, queue_position=position)
-        transition, record = await run_db(
-            self._store.create, owner=owner, kind=kind, request_id=request_id, parameters=parameters,
-            priority=priority, now_us=_now_us(), progress=progress,
-        )
+        # The job is visible (List, find by request id) from its commit on, before this coroutine
+        # resumes: a cancel may finish it in between. Knowing the id up front lets _finish mark it,
+        # so a job that already ended is never pushed into the queue.
+        job_id = str(uuid.uuid4())
+        self._creating[job_id] = False
+        try:
+            transition, record = await run_db(
+                self._store.create, owner=owner, kind=kind, request_id=request_id, parameters=parameters,
+                priority=priority, now_us=_now_us(), progress=progress, job_id=job_id,
+            )
+        finally:
+            finished_meanwhile = self._creating.pop(job_id)
         if transition is not None:
             self.broker.publish(record.id, transition.event)
-            self._queue.push(record)
-            self._positions[record.id] = position
-            self._queue_changed()
+            if not finished_meanwhile:
+                self._queue.push(record)
+                self._positions[record.id] = position
+                self._queue_changed()
         return record
 
     async def find(self, owner: str, kind: str, request_id: str) -> JobRecord | None:
@@ -360,13 +382,23 @@ class JobService:
             await self._wake.wait()
             self._wake.clear()
             while len(self._tasks) < self.executor.slots:
-                job_id = self._queue.pop()
-                if job_id is None:
+                entry = self._queue.pop()
+                if entry is None:
                     break
-                started = await run_db(
-                    self._store.transition, job_id, RUNNING, now_us=_now_us(), expect=frozenset({QUEUED}),
-                    progress=job_pb2.Progress(message="starting"), count_attempt=True,
-                )
+                job_id = entry[2]
+                try:
+                    started = await run_db(
+                        self._store.transition, job_id, RUNNING, now_us=_now_us(), expect=frozenset({QUEUED}),
+                        progress=job_pb2.Progress(message="starting"), count_attempt=True,
+                    )
+                except Exception:
+                    # Nothing was stored (one transaction): the job is still QUEUED in the database,
+                    # so it goes back into the queue and the scheduler lives on to retry it.
+                    _log.exception("job_dispatch_failed", job_id=job_id)
+                    self._queue.restore(entry)
+                    await asyncio.sleep(_DISPATCH_RETRY_SECONDS)  # don't hammer a failing database
+                    self._wake.set()
+                    break
                 self._positions_changed.set()
                 if started is None:
                     continue  # cancelled while queued
@@ -436,6 +468,8 @@ class JobService:
             expect=expect or frozenset({QUEUED, RUNNING}), progress=progress, error=error, result=result,
         )
         if done is not None:
+            if job_id in self._creating:
+                self._creating[job_id] = True  # create() must not queue it
             if self._queue.discard(job_id):
                 self._positions_changed.set()
             self.broker.publish(job_id, done.event)

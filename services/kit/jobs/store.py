@@ -1,15 +1,21 @@
 """Blocking database operations on the job tables (call them through ``services.kit.db.run_db``).
 
-Each write is one transaction that re-reads the row (FOR UPDATE where the backend has it), checks
-the state machine, appends the event with the next sequence number and updates the row, so a
-cancel racing the scheduler can never produce two sequences or an illegal transition.
+Sequence numbers come from the row's ``last_sequence`` counter, and every write that appends events
+is one transaction whose FIRST statement is ``UPDATE job SET last_sequence = last_sequence + n
+WHERE id = ? [AND state IN (...)]``: the database itself reserves the numbers and decides the state
+precondition atomically. That UPDATE takes the row lock on PostgreSQL (any number of replicas) and
+the database write lock on SQLite before anything is read (SQLite ignores ``FOR UPDATE``, and a
+read-then-write transaction there lets two writers read the same counter), so the row read next is
+current and stays so until commit. The state change, its event and the counter move together or
+not at all: a cancel racing the scheduler, the queue-position announcer or a job's event writer can
+never reuse a sequence, lose a write or make an illegal transition.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -64,8 +70,22 @@ class JobStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def _locked(self, session: Session, job_id: str) -> JobRow | None:
-        return session.exec(select(JobRow).where(JobRow.id == job_id).with_for_update()).first()
+    def _claim(self, session: Session, job_id: str, events: int,
+               states: Collection[int] | None) -> JobRow | None:
+        """Reserves ``events`` sequence numbers (the row's new ``last_sequence`` is the highest) if
+        the job exists and is in one of ``states``; returns the locked, current row, else None.
+        Must be the transaction's first statement (see the module docstring)."""
+        claim = (sa.update(JobRow).where(col(JobRow.id) == job_id)
+                 .values(last_sequence=col(JobRow.last_sequence) + events)
+                 # No ORM synchronisation: it could read the row BEFORE the UPDATE takes the lock.
+                 .execution_options(synchronize_session=False))
+        if states is not None:
+            claim = claim.where(col(JobRow.state).in_(states))
+        if session.exec(claim).rowcount != 1:
+            return None
+        return session.exec(
+            select(JobRow).where(JobRow.id == job_id).execution_options(populate_existing=True)
+        ).one()
 
     def _append(self, session: Session, row: JobRow, ev: job_pb2.JobEvent) -> None:
         session.add(JobEventRow(job_id=row.id, seq=ev.sequence, payload=ev.SerializeToString(),
@@ -113,16 +133,17 @@ class JobStore:
 
     # -- writes ---------------------------------------------------------------------------------
     def create(self, *, owner: str, kind: str, request_id: str, parameters: bytes, priority: int,
-               now_us: int, progress: job_pb2.Progress) -> tuple[Transition | None, JobRecord]:
-        """Inserts a QUEUED job with event #1; an existing (owner, kind, request_id) job is returned
-        instead (with no transition)."""
+               now_us: int, progress: job_pb2.Progress,
+               job_id: str | None = None) -> tuple[Transition | None, JobRecord]:
+        """Inserts a QUEUED job (id ``job_id``, default a new UUID) with event #1; an existing
+        (owner, kind, request_id) job is returned instead (with no transition)."""
         if request_id:
             existing = self.find(owner, kind, request_id)
             if existing:
                 return None, existing
         check_transition(job_pb2.JOB_STATE_UNSPECIFIED, QUEUED)
         row = JobRow(
-            id=str(uuid.uuid4()), owner=owner, kind=kind, request_id=request_id or None, parameters=parameters,
+            id=job_id or str(uuid.uuid4()), owner=owner, kind=kind, request_id=request_id or None, parameters=parameters,
             state=QUEUED, priority=priority, create_us=now_us, update_us=now_us, last_sequence=1,
             progress=_without_preview(progress), stage_since_us=now_us,
         )
@@ -132,8 +153,8 @@ class JobStore:
                 session.add(row)
                 session.flush()
                 self._append(session, row, ev)
-                session.commit()
                 record = JobRecord.from_row(row)
+                session.commit()
         except IntegrityError:
             existing = self.find(owner, kind, request_id)
             if existing is None:
@@ -155,15 +176,14 @@ class JobStore:
     ) -> Transition | None:
         """Moves a job to ``new_state`` with an event; None when its state is not in ``expect``."""
         with Session(self._engine) as session:
-            row = self._locked(session, job_id)
-            if row is None or (expect is not None and row.state not in expect):
+            row = self._claim(session, job_id, 1, expect)
+            if row is None:
                 return None
-            check_transition(row.state, new_state)
+            check_transition(row.state, new_state)  # raises: the session rolls the claim back
             progress = progress if progress is not None else job_pb2.Progress()
             _close_stage(row, now_us, None if new_state in TERMINAL else progress.stage)
             row.state = new_state
             row.update_us = now_us
-            row.last_sequence += 1
             row.progress = _without_preview(progress)
             if count_attempt:
                 row.attempts += 1
@@ -178,22 +198,24 @@ class JobStore:
             ev = _event(row.last_sequence, now_us, new_state, progress, error)
             self._append(session, row, ev)
             session.add(row)
+            record = JobRecord.from_row(row)  # as of this transition, not re-read after the commit
             session.commit()
-            return Transition(JobRecord.from_row(row), ev)
+            return Transition(record, ev)
 
     def append(self, job_id: str, items: Sequence[tuple[job_pb2.Progress, int]],
                state: int = RUNNING) -> list[job_pb2.JobEvent]:
         """Appends (progress, time_us) events of a job in ``state`` (dropped once it left it):
         RUNNING jobs' progress, QUEUED jobs' queue positions."""
+        if not items:
+            return []
         with Session(self._engine) as session:
-            row = self._locked(session, job_id)
-            if row is None or row.state != state or not items:
+            row = self._claim(session, job_id, len(items), (state,))
+            if row is None:
                 return []
             events = []
-            for progress, time_us in items:
+            for seq, (progress, time_us) in enumerate(items, row.last_sequence - len(items) + 1):
                 _close_stage(row, time_us, progress.stage)
-                row.last_sequence += 1
-                ev = _event(row.last_sequence, time_us, state, progress)
+                ev = _event(seq, time_us, state, progress)
                 self._append(session, row, ev)
                 events.append(ev)
             row.progress = _without_preview(items[-1][0])
@@ -203,13 +225,16 @@ class JobStore:
             return events
 
     def request_cancel(self, job_id: str, now_us: int) -> JobRecord | None:
+        """Flags a RUNNING job for cancellation (once); returns the job as it is now."""
         with Session(self._engine) as session:
-            row = self._locked(session, job_id)
-            if row is None:
-                return None
-            if row.state == RUNNING and not row.cancel_requested:
-                row.cancel_requested = True
-                row.update_us = now_us
-                session.add(row)
-                session.commit()
-            return JobRecord.from_row(row)
+            # One conditional UPDATE, the same atomic check-and-set on every backend.
+            session.exec(
+                sa.update(JobRow)
+                .where(col(JobRow.id) == job_id, col(JobRow.state) == RUNNING, ~col(JobRow.cancel_requested))
+                .values(cancel_requested=True, update_us=now_us)
+                .execution_options(synchronize_session=False)
+            )
+            row = session.get(JobRow, job_id, populate_existing=True)  # under the write lock: current
+            record = JobRecord.from_row(row) if row else None
+            session.commit()
+            return record
