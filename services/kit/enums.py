@@ -19,6 +19,12 @@ __all__ = ["check_enums", "enum_violations"]
 _MAX_VIOLATIONS = 20
 
 
+def _repeated(field: FieldDescriptor) -> bool:
+    # protobuf 7 dropped ``label``; older 5.x releases lack ``is_repeated``.
+    is_repeated = getattr(field, "is_repeated", None)
+    return bool(is_repeated) if is_repeated is not None else field.label == FieldDescriptor.LABEL_REPEATED
+
+
 def _bad(field: FieldDescriptor, value: int) -> bool:
     return value not in field.enum_type.values_by_number
 
@@ -41,14 +47,14 @@ def _walk(message: Message, prefix: str, out: list[FieldViolation]) -> None:
             return
         path = f"{prefix}{field.name}"
         if field.type == FieldDescriptor.TYPE_ENUM:
-            if field.label == FieldDescriptor.LABEL_REPEATED:
+            if _repeated(field):
                 out.extend(FieldViolation(f"{path}[{i}]", _describe(field, v)) for i, v in enumerate(value) if _bad(field, v))
             elif _bad(field, value):
                 out.append(FieldViolation(path, _describe(field, value)))
         elif field.type == FieldDescriptor.TYPE_MESSAGE and _may_hold_enums(field.message_type):
             if _is_map(field):
                 _walk_map(field, value, path, out)
-            elif field.label == FieldDescriptor.LABEL_REPEATED:
+            elif _repeated(field):
                 for i, item in enumerate(value):
                     _walk(item, f"{path}[{i}].", out)
             else:
