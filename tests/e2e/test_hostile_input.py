@@ -53,6 +53,8 @@ class Caller:
     metadata: tuple[tuple[str, str], ...]
     email: str = ""
     password: str = ""
+    # Real values for string fields by name ("model"), so generated requests reach deeper checks.
+    known: dict[str, list[str]] | None = None
 
     def fresh_session(self) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {_login(self.mesh, self.channels['auth'], self.email, self.password)}"),)
@@ -97,7 +99,12 @@ def caller(mesh: RunningMesh) -> Iterator[Caller]:
             response_deserializer=auth_pb2.RegisterResponse.FromString,
         )(auth_pb2.RegisterRequest(email=email, password=password), timeout=30)
         token = _login(mesh, auth, email, password)
-        yield Caller(mesh, channels, (("authorization", f"Bearer {token}"),), email, password)
+        models = channels["inference"].unary_unary(
+            "/viarte.inference.v1.GenerationService/ListModels", request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=generation_pb2.ListModelsResponse.FromString,
+        )(generation_pb2.ListModelsRequest(), timeout=30, metadata=(("authorization", f"Bearer {token}"),))
+        known = {"model": [m.id for m in models.models]}
+        yield Caller(mesh, channels, (("authorization", f"Bearer {token}"),), email, password, known)
     finally:
         for channel in channels.values():
             channel.close()
@@ -151,9 +158,7 @@ def test_forged_page_tokens_are_invalid_page_token(caller: Caller, method: Metho
 @pytest.mark.parametrize(
     ("full", "message", "field"),
     [
-        ("viarte.inference.v1.GenerationService/CreateGenerationJob",
-         generation_pb2.CreateGenerationJobRequest(parameters=generation_pb2.GenerationParameters(task=99, prompt="x")),
-         "parameters.task"),
+        ("viarte.inference.v1.GenerationService/CreateGenerationJob", "task", "parameters.task"),
         ("viarte.storage.v1.StorageService/ListAssets", storage_pb2.ListAssetsRequest(kind=99), "kind"),
         ("viarte.inference.v1.GenerationService/ListGenerationJobs",
          generation_pb2.ListGenerationJobsRequest(state=99), "state"),
@@ -163,7 +168,12 @@ def test_forged_page_tokens_are_invalid_page_token(caller: Caller, method: Metho
 )
 def test_unknown_enum_numbers_are_refused_with_their_path(caller: Caller, full: str, message: Any, field: str) -> None:
     request = message
-    if request is None:
+    if message == "task":  # a real model: the unknown task used to reach the pipeline lookup
+        model = (caller.known or {}).get("model", [""])[0]
+        request = generation_pb2.CreateGenerationJobRequest(
+            parameters=generation_pb2.GenerationParameters(model=model, task=99, prompt="x")
+        )
+    elif request is None:
         request = project_pb2.CreateProjectRequest(project=project_pb2.Project(title="t"))
         clips = request.project.timeline.tracks.add(kind=1).clips
         clips.add(asset_id="a")
@@ -212,8 +222,10 @@ _TEXT = st.one_of(
 )
 
 
-def _scalar(field: FieldDescriptor) -> st.SearchStrategy[Any]:
+def _scalar(field: FieldDescriptor, known: dict[str, list[str]]) -> st.SearchStrategy[Any]:
     kind = field.type
+    if kind == FieldDescriptor.TYPE_STRING and known.get(field.name):
+        return st.one_of(st.sampled_from(known[field.name]), _TEXT)
     if kind in _INT_RANGES:
         lo, hi = _INT_RANGES[kind]
         return st.one_of(st.integers(-3, 1000), st.sampled_from([lo, hi, -1, 2**31 - 1]).filter(lambda v: lo <= v <= hi),
@@ -232,7 +244,7 @@ def _scalar(field: FieldDescriptor) -> st.SearchStrategy[Any]:
 
 
 @st.composite
-def _message(draw: st.DrawFn, descriptor: Descriptor, depth: int = 0) -> Message:
+def _message(draw: st.DrawFn, descriptor: Descriptor, known: dict[str, list[str]], depth: int = 0) -> Message:
     msg = message_factory.GetMessageClass(descriptor)()
     for field in descriptor.fields:
         if not draw(st.booleans()):
@@ -243,24 +255,24 @@ def _message(draw: st.DrawFn, descriptor: Descriptor, depth: int = 0) -> Message
             repeated = field.label == FieldDescriptor.LABEL_REPEATED
         if is_map:
             key_f, value_f = field.message_type.fields_by_name["key"], field.message_type.fields_by_name["value"]
-            for key in draw(st.lists(_scalar(key_f), max_size=2)):
+            for key in draw(st.lists(_scalar(key_f, known), max_size=2)):
                 if value_f.message_type is not None:
                     if depth < 3:
-                        getattr(msg, field.name)[key].CopyFrom(draw(_message(value_f.message_type, depth + 1)))
+                        getattr(msg, field.name)[key].CopyFrom(draw(_message(value_f.message_type, known, depth + 1)))
                 else:
-                    getattr(msg, field.name)[key] = draw(_scalar(value_f))
+                    getattr(msg, field.name)[key] = draw(_scalar(value_f, known))
         elif field.message_type is not None:
             if depth >= 3:
                 continue
             if repeated:
-                for item in draw(st.lists(_message(field.message_type, depth + 1), max_size=3)):
+                for item in draw(st.lists(_message(field.message_type, known, depth + 1), max_size=3)):
                     getattr(msg, field.name).add().CopyFrom(item)
             else:
-                getattr(msg, field.name).CopyFrom(draw(_message(field.message_type, depth + 1)))
+                getattr(msg, field.name).CopyFrom(draw(_message(field.message_type, known, depth + 1)))
         elif repeated:
-            getattr(msg, field.name).extend(draw(st.lists(_scalar(field), max_size=4)))
+            getattr(msg, field.name).extend(draw(st.lists(_scalar(field, known), max_size=4)))
         else:
-            setattr(msg, field.name, draw(_scalar(field)))
+            setattr(msg, field.name, draw(_scalar(field, known)))
     return msg
 
 
@@ -281,7 +293,7 @@ _CREDENTIAL_RPCS = frozenset({"Login", "Refresh"})
 @pytest.mark.parametrize("method", public_methods(), ids=lambda m: f"{m.containing_service.name}.{m.name}")
 def test_no_request_ends_internal(caller: Caller, method: MethodDescriptor) -> None:
     metadata = caller.fresh_session()
-    requests = _message(method.input_type)
+    requests = _message(method.input_type, caller.known or {})
     if method.client_streaming:
         requests = st.lists(requests, min_size=1, max_size=3)  # type: ignore[assignment]
 
