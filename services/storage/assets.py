@@ -479,7 +479,8 @@ class Assets:
 
     # -- reads -------------------------------------------------------------------------------------
     async def get(self, owner_id: str, asset_id: str, *, ready_only: bool = True) -> AssetRow:
-        row = await run_db(self.store.get, asset_id, owner_id) if asset_id else None
+        # Ids are UUIDs: anything longer is not one of ours and needs no database lookup.
+        row = await run_db(self.store.get, asset_id, owner_id) if 0 < len(asset_id) <= 64 else None
         visible = row is not None and (
             row.state == State.READY
             or (not ready_only and row.state == State.PENDING and row.origin == Origin.PRESIGNED)
