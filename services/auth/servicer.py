@@ -25,7 +25,7 @@ from services.auth.throttle import LoginThrottle
 from services.kit.auth import Principal, PrincipalKind, current_principal
 from services.kit.db import run_db
 from services.kit.errors import FieldViolation, ServiceError, Violations
-from services.kit.pagination import decode_page_token, encode_page_token, page_size
+from services.kit.pagination import PageTokens, page_size
 from services.kit.tokens import issue_token
 from viarte.auth.v1 import auth_pb2, auth_pb2_grpc
 
@@ -176,6 +176,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
         self.hasher = hasher
         self.throttle = throttle
         self.policy = policy or PasswordPolicy()
+        self.page_tokens = PageTokens.for_service(config)
 
     # -- sign up / sign in ---------------------------------------------------------------------
     async def Register(
@@ -432,15 +433,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
     ) -> auth_pb2.ListUsersResponse:
         await self._admin()
         size = page_size(request.page_size)
-        cursor = decode_page_token(request.page_token, {"list": "users"})
-        after = None
-        if cursor is not None:
-            try:
-                after = (datetime.fromisoformat(cursor["t"]), str(cursor["id"]))
-            except (KeyError, TypeError, ValueError):
-                raise ServiceError.invalid_argument(
-                    Reason.INVALID_PAGE_TOKEN, "malformed page_token"
-                ) from None
+        cursor = self.page_tokens.decode(request.page_token, {"list": "users"}, {"t": datetime, "id": str})
+        after = (cursor["t"], cursor["id"]) if cursor is not None else None
         users = await _db(self.store.list_users, after, size + 1)
         next_token = ""
         if len(users) > size:
@@ -448,7 +442,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
             last = users[-1]
             created = as_utc(last.create_time)
             assert created is not None
-            next_token = encode_page_token({"t": created.isoformat(), "id": last.id}, {"list": "users"})
+            next_token = self.page_tokens.encode({"t": created, "id": last.id}, {"list": "users"})
         return auth_pb2.ListUsersResponse(users=[user_proto(u) for u in users], next_page_token=next_token)
 
     async def UpdateUser(

@@ -20,6 +20,7 @@ from services.inference.worker.protocol import WorkerSettings
 from services.kit.db import make_engine, upgrade
 from services.kit.jobs import HandlerExecutor, JobService, JobSettings
 from services.kit.logs import get_logger
+from services.kit.pagination import PageTokens
 from services.kit.server import Service, add_shutdown_hook, build_server
 from services.kit.storage_client import StorageClient
 
@@ -90,7 +91,7 @@ async def build_inference(config: InferenceConfig) -> tuple[grpc.aio.Server, int
     jobs = JobService(engine, executor, JobSettings(
         max_queued=config.max_queued, max_attempts=config.max_attempts,
         queue_full_retry_seconds=config.queue_full_retry_seconds, max_priority=config.max_priority,
-    ))
+    ), page_tokens=PageTokens.for_service(config))
     face_task, face_servicer = _optional("services.inference.faceswap.task"), _optional("services.inference.faceswap.servicer")
     generation = GenerationServicer(registry, jobs, store, loaded_models=lambda: handler.loaded,
                                     face_swap_available=face_task is not None)

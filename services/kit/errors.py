@@ -19,7 +19,20 @@ from grpc_status import rpc_status
 
 from viarte.type.v1 import job_pb2
 
-__all__ = ["FieldViolation", "ServiceError", "Violations"]
+__all__ = ["FieldViolation", "ServiceError", "Violations", "cap"]
+
+# Errors echo client input (ids, names, paths). Everything a client sees travels in the status
+# trailers, which clients refuse beyond ~8 KiB (a confusing error instead of ours), so each
+# echoed piece is capped here, the one place every error passes through.
+MAX_MESSAGE_CHARS = 300
+MAX_VALUE_CHARS = 128
+MAX_VIOLATIONS = 10
+_ELLIPSIS = "…"
+
+
+def cap(text: str, limit: int = MAX_VALUE_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, ending with an ellipsis when it was cut."""
+    return text if len(text) <= limit else text[: limit - 1] + _ELLIPSIS
 
 
 @dataclass(frozen=True)
@@ -42,6 +55,11 @@ class ServiceError(Exception):
     domain: str | None = None
 
     def __post_init__(self) -> None:
+        self.message = cap(self.message, MAX_MESSAGE_CHARS)
+        self.metadata = {cap(str(k)): cap(str(v)) for k, v in self.metadata.items()}
+        self.field_violations = tuple(
+            FieldViolation(cap(v.field), cap(v.description)) for v in self.field_violations[:MAX_VIOLATIONS]
+        )
         super().__init__(self.message)
 
     def __str__(self) -> str:

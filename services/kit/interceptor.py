@@ -19,6 +19,7 @@ import structlog
 
 from services.kit import auth as kit_auth
 from services.kit.config import ServiceConfig
+from services.kit.enums import check_enums
 from services.kit.errors import ServiceError
 from services.kit.logs import access_log
 from services.kit.metrics import RPC_IN_FLIGHT, RPC_LATENCY, RPC_TOTAL
@@ -156,6 +157,7 @@ def _code_of(context: grpc.aio.ServicerContext, error: BaseException | None) -> 
 def _wrap(handler: grpc.RpcMethodHandler, edge: _Edge) -> grpc.RpcMethodHandler:
     if handler.unary_unary is not None or handler.stream_unary is not None:
         inner = handler.unary_unary or handler.stream_unary
+        client_streaming = handler.unary_unary is None
 
         async def unary_response(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
@@ -163,7 +165,7 @@ def _wrap(handler: grpc.RpcMethodHandler, edge: _Edge) -> grpc.RpcMethodHandler:
             error: BaseException | None = None
             try:
                 await edge.enter(context)
-                return await inner(request, context)
+                return await inner(_checked(request, client_streaming), context)
             except BaseException as exc:
                 error = exc
                 if isinstance(exc, Exception) and not _is_abort(exc):
@@ -179,6 +181,7 @@ def _wrap(handler: grpc.RpcMethodHandler, edge: _Edge) -> grpc.RpcMethodHandler:
         return factory(unary_response, handler.request_deserializer, handler.response_serializer)
 
     inner_stream = handler.unary_stream or handler.stream_stream
+    client_streams = handler.unary_stream is None
 
     async def stream_response(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         started = time.perf_counter()
@@ -186,7 +189,7 @@ def _wrap(handler: grpc.RpcMethodHandler, edge: _Edge) -> grpc.RpcMethodHandler:
         error: BaseException | None = None
         try:
             await edge.enter(context)
-            result = inner_stream(request, context)
+            result = inner_stream(_checked(request, client_streams), context)
             if inspect.isasyncgen(result):
                 async for message in result:
                     yield message
@@ -205,6 +208,21 @@ def _wrap(handler: grpc.RpcMethodHandler, edge: _Edge) -> grpc.RpcMethodHandler:
         grpc.unary_stream_rpc_method_handler if handler.unary_stream is not None else grpc.stream_stream_rpc_method_handler
     )
     return factory(stream_response, handler.request_deserializer, handler.response_serializer)
+
+
+def _checked(request: Any, streaming: bool) -> Any:
+    """The request with every enum field checked (unknown numbers → INVALID_ARGUMENT); a request
+    stream is checked message by message as the handler reads it."""
+    if not streaming:
+        check_enums(request)
+        return request
+
+    async def each() -> AsyncIterator[Any]:
+        async for message in request:
+            check_enums(message)
+            yield message
+
+    return each()
 
 
 def _is_abort(exc: BaseException) -> bool:

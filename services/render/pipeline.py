@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +40,11 @@ class RenderOutput:
     has_audio: bool
 
 
-def render_args(graph: CompiledGraph, out: Path, settings: EncoderSettings, *, ffmpeg_binary: str = "ffmpeg") -> list[str]:
-    """The one ffmpeg command: all inputs, one filter graph, H.264/AAC MP4 with faststart."""
+def render_args(
+    graph: CompiledGraph, out: Path, settings: EncoderSettings, *, ffmpeg_binary: str = "ffmpeg", workdir: Path
+) -> list[str]:
+    """The one ffmpeg command: all inputs, one filter graph (read from a file in ``workdir``),
+    H.264/AAC MP4 with faststart."""
     streams: list[Any] = [graph.video] + ([graph.audio] if graph.audio is not None else [])
     options: dict[str, Any] = {
         "vcodec": settings.encoder,
@@ -50,7 +56,7 @@ def render_args(graph: CompiledGraph, out: Path, settings: EncoderSettings, *, f
     if graph.audio is not None:
         options.update({"acodec": "aac", "b:a": "192k", "ar": 48000})
     node = ffmpeg.output(*streams, str(out), **options)
-    return _command(node, ffmpeg_binary, "-y", "-progress", "pipe:1", "-nostats")
+    return _command(node, ffmpeg_binary, workdir, "-y", "-progress", "pipe:1", "-nostats")
 
 
 async def render_plan(
@@ -67,7 +73,7 @@ async def render_plan(
     # Writes the text clips' files: off the event loop.
     graph = await asyncio.to_thread(compile_plan, plan, workdir)
     video = workdir / output_name
-    args = render_args(graph, video, settings, ffmpeg_binary=ffmpeg_binary)
+    args = render_args(graph, video, settings, ffmpeg_binary=ffmpeg_binary, workdir=workdir)
     poster = workdir / "poster.jpg"
     try:
         await run_ffmpeg(args, total_frames=graph.frames, on_progress=on_progress, cancel=cancel)
@@ -115,7 +121,7 @@ async def render_frame(
         width = max_width - max_width % 2
         video = video.filter("scale", width, height)
     node = ffmpeg.output(video, "pipe:1", vframes=1, format="image2pipe", vcodec="mjpeg", **{"q:v": 3})
-    args = _command(node, ffmpeg_binary)
+    args = _command(node, ffmpeg_binary, workdir)
     try:
         jpeg = await run_ffmpeg(args, limit_seconds=limit_seconds)
     finally:
@@ -123,10 +129,31 @@ async def render_frame(
     return jpeg, width, height
 
 
-def _command(node: Any, ffmpeg_binary: str, *extra: str) -> list[str]:
-    """ffmpeg-python puts global options last; ffmpeg wants them before the inputs."""
+def _command(node: Any, ffmpeg_binary: str, workdir: Path, *extra: str) -> list[str]:
+    """ffmpeg-python puts global options last; ffmpeg wants them before the inputs.
+
+    The filter graph goes to ffmpeg in a file: a legal timeline (keyframes become expression
+    terms) can make it longer than the kernel's limit for one argument / all of them (exec
+    fails with "Argument list too long"), and a file has no such limit."""
     args = list(node.compile(cmd=ffmpeg_binary))
+    if "-filter_complex" in args:
+        at = args.index("-filter_complex")
+        script = Path(tempfile.mkstemp(prefix="graph-", suffix=".txt", dir=workdir)[1])
+        script.write_text(args[at + 1], encoding="utf-8")
+        args[at : at + 2] = [_script_option(ffmpeg_binary), str(script)]
     return [args[0], *_GLOBAL, *extra, *args[1:]]
+
+
+@lru_cache(maxsize=8)
+def _script_option(ffmpeg_binary: str) -> str:
+    """ffmpeg 7 reads any option's value from a file with ``-/option``; older ones only know
+    ``-filter_complex_script`` (deprecated in 7, so newer binaries get the new spelling)."""
+    try:
+        done = subprocess.run([ffmpeg_binary, "-hide_banner", "-version"], capture_output=True, text=True, timeout=30, check=False)
+        match = re.match(r"ffmpeg version n?(\d+)\.", done.stdout)
+    except (OSError, subprocess.TimeoutExpired):
+        match = None
+    return "-/filter_complex" if match is not None and int(match.group(1)) >= 7 else "-filter_complex_script"
 
 
 @contextmanager

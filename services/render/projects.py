@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 from services.kit.auth import current_principal
 from services.kit.db import run_db
 from services.kit.errors import ServiceError, Violations
-from services.kit.pagination import decode_page_token, encode_page_token, page_size
+from services.kit.pagination import PageTokens, page_size
 from services.render.models import ProjectRow
 from services.render.reasons import Reason
 from viarte.render.v1 import project_pb2, project_pb2_grpc, timeline_pb2
@@ -103,7 +103,7 @@ class ProjectStore:
     def list(self, owner: str, limit: int, cursor: dict[str, object] | None) -> list[ProjectRow]:
         query = select(ProjectRow).where(ProjectRow.owner_id == owner)
         if cursor is not None:
-            us, pid = int(cursor["u"]), str(cursor["i"])  # type: ignore[call-overload]
+            us, pid = cursor["u"], cursor["i"]
             query = query.where(
                 (col(ProjectRow.update_us) < us) | ((col(ProjectRow.update_us) == us) & (col(ProjectRow.id) < pid))
             )
@@ -163,8 +163,9 @@ def _check_project(project: project_pb2.Project, fields: tuple[str, ...], max_tr
 
 
 class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):  # type: ignore[misc]
-    def __init__(self, store: ProjectStore, *, max_tracks: int = 32, max_clips: int = 500) -> None:
+    def __init__(self, store: ProjectStore, page_tokens: PageTokens, *, max_tracks: int = 32, max_clips: int = 500) -> None:
         self.store = store
+        self.page_tokens = page_tokens
         self.max_tracks = max_tracks
         self.max_clips = max_clips
 
@@ -188,13 +189,13 @@ class ProjectServicer(project_pb2_grpc.ProjectServiceServicer):  # type: ignore[
     async def ListProjects(self, request: project_pb2.ListProjectsRequest, context: grpc.aio.ServicerContext) -> project_pb2.ListProjectsResponse:
         owner = current_principal().user_id
         filters = {"owner": owner, "kind": "project"}
-        cursor = decode_page_token(request.page_token, filters)
+        cursor = self.page_tokens.decode(request.page_token, filters, {"u": int, "i": str})
         limit = page_size(request.page_size)
         rows = await run_db(self.store.list, owner, limit, cursor)
         token = ""
         if len(rows) > limit:
             rows = rows[:limit]
-            token = encode_page_token({"u": rows[-1].update_us, "i": rows[-1].id}, filters)
+            token = self.page_tokens.encode({"u": rows[-1].update_us, "i": rows[-1].id}, filters)
         return project_pb2.ListProjectsResponse(projects=[to_proto(r) for r in rows], next_page_token=token)
 
     async def UpdateProject(self, request: project_pb2.UpdateProjectRequest, context: grpc.aio.ServicerContext) -> project_pb2.UpdateProjectResponse:

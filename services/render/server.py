@@ -13,6 +13,7 @@ from services.kit.auth import Authenticator, ServiceCredentials
 from services.kit.channels import insecure_channel
 from services.kit.db import make_engine, run_db, upgrade
 from services.kit.jobs import HandlerExecutor, JobService, JobSettings
+from services.kit.pagination import PageTokens
 from services.kit.server import Service, add_shutdown_hook, build_server
 from services.kit.storage_client import StorageClient
 from services.render.config import RenderConfig
@@ -42,7 +43,8 @@ async def build(config: RenderConfig) -> tuple[grpc.aio.Server, int]:
         {RENDER: functools.partial(run_render, ctx), UPSCALE: functools.partial(run_upscale, ctx)},
         slots=max(1, config.render_workers),
     )
-    jobs = JobService(engine, executor, JobSettings(max_queued=config.max_queued_jobs), not_found_reason=Reason.JOB_NOT_FOUND)
+    jobs = JobService(engine, executor, JobSettings(max_queued=config.max_queued_jobs), not_found_reason=Reason.JOB_NOT_FOUND,
+                      page_tokens=PageTokens.for_service(config))
     await jobs.start()
     authenticator = Authenticator(config, channel=auth_channel)
     server, port = await build_server(
@@ -50,7 +52,9 @@ async def build(config: RenderConfig) -> tuple[grpc.aio.Server, int]:
         [
             Service(RenderServicer(ctx, jobs)),
             Service(UpscaleServicer(ctx, jobs)),
-            Service(ProjectServicer(ProjectStore(engine), max_tracks=config.max_tracks, max_clips=config.max_clips)),
+            Service(ProjectServicer(
+                ProjectStore(engine), PageTokens.for_service(config), max_tracks=config.max_tracks, max_clips=config.max_clips
+            )),
         ],
         authenticator=authenticator,
     )

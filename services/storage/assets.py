@@ -29,7 +29,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from services.kit.db import run_db
 from services.kit.errors import ServiceError, Violations
 from services.kit.logs import get_logger
-from services.kit.pagination import decode_page_token, encode_page_token, page_size
+from services.kit.pagination import PageTokens, page_size
 from services.storage import media
 from services.storage.config import StorageConfig
 from services.storage.keys import asset_prefixes, object_key, sanitize_name, thumbnail_key
@@ -90,6 +90,7 @@ class Assets:
         self.objects = objects
         self.promoter = Promoter(objects)
         self.on_step = on_step
+        self.page_tokens = PageTokens.for_service(config)
         self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
 
     def _step(self, name: str, asset_id: str) -> None:
@@ -479,7 +480,8 @@ class Assets:
 
     # -- reads -------------------------------------------------------------------------------------
     async def get(self, owner_id: str, asset_id: str, *, ready_only: bool = True) -> AssetRow:
-        row = await run_db(self.store.get, asset_id, owner_id) if asset_id else None
+        # Ids are UUIDs: anything longer is not one of ours and needs no database lookup.
+        row = await run_db(self.store.get, asset_id, owner_id) if 0 < len(asset_id) <= 64 else None
         visible = row is not None and (
             row.state == State.READY
             or (not ready_only and row.state == State.PENDING and row.origin == Origin.PRESIGNED)
@@ -492,20 +494,15 @@ class Assets:
         self, owner_id: str, kind: int, size: int, token: str
     ) -> tuple[list[AssetRow], str, int]:
         filters = {"owner": owner_id, "kind": kind}
-        cursor = decode_page_token(token, filters)
+        cursor = self.page_tokens.decode(token, filters, {"t": datetime, "id": str})
         limit = page_size(size)
-        after = None
-        if cursor is not None:
-            try:
-                after = (datetime.fromisoformat(cursor["t"]), str(cursor["id"]))
-            except (KeyError, ValueError, TypeError):
-                raise ServiceError.invalid_argument(Reason.INVALID_PAGE_TOKEN, "malformed page_token") from None
+        after = (cursor["t"], cursor["id"]) if cursor is not None else None
         rows = await run_db(self.store.list_ready, owner_id, kind, after, limit + 1)
         next_token = ""
         if len(rows) > limit:
             rows = rows[:limit]
             last = rows[-1]
-            next_token = encode_page_token({"t": as_utc(last.create_time).isoformat(), "id": last.id}, filters)
+            next_token = self.page_tokens.encode({"t": as_utc(last.create_time), "id": last.id}, filters)
         total = await run_db(self.store.ready_bytes, owner_id)
         return rows, next_token, total
 

@@ -22,7 +22,7 @@ from services.kit.jobs.runtime import Executor, JobCancelled, RetryableJobError,
 from services.kit.jobs.states import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, is_terminal
 from services.kit.jobs.store import JobStore, Transition
 from services.kit.logs import get_logger
-from services.kit.pagination import decode_page_token, encode_page_token, page_size
+from services.kit.pagination import PageTokens, page_size
 from viarte.type.v1 import job_pb2
 
 __all__ = ["JobService", "JobSettings"]
@@ -163,7 +163,10 @@ class JobService:
         settings: JobSettings | None = None,
         *,
         not_found_reason: str = "JOB_NOT_FOUND",
+        page_tokens: PageTokens | None = None,
     ) -> None:
+        # Servers pass PageTokens.for_service(config) so tokens survive restarts and replicas.
+        self.page_tokens = page_tokens or PageTokens.ephemeral()
         self.settings = settings or JobSettings()
         self.executor = executor
         self.broker = Broker(self.settings.watcher_buffer)
@@ -288,15 +291,15 @@ class JobService:
         """The owner's jobs newest first, optionally in one state; returns (jobs, next_page_token)."""
         kinds = [kind] if isinstance(kind, str) else list(kind)
         filters = {"owner": owner, "kinds": kinds, "state": state}
-        cursor = decode_page_token(page_token, filters)
+        cursor = self.page_tokens.decode(page_token, filters, {"t": int, "id": str})
         limit = page_size(page_size_requested)
-        before = (int(cursor["t"]), str(cursor["id"])) if cursor else None
+        before = (cursor["t"], cursor["id"]) if cursor else None
         records = await run_db(self._store.page, owner, kinds, state=state, limit=limit + 1, before=before)
         token = ""
         if len(records) > limit:
             records = records[:limit]
             last = records[-1]
-            token = encode_page_token({"t": last.create_us, "id": last.id}, filters)
+            token = self.page_tokens.encode({"t": last.create_us, "id": last.id}, filters)
         return records, token
 
     async def cancel(self, owner: str | None, kind: str | Sequence[str], job_id: str) -> JobRecord:

@@ -54,15 +54,23 @@ def _segment(a: Keyframe, b: Keyframe, t: str) -> str:
     return f"{num(a.value)}+{num(b.value - a.value)}*({_ease_expr(p, b.easing)})"
 
 
+def _segments(pairs: list[tuple[Keyframe, Keyframe]], t: str) -> str:
+    """The segment holding ``t`` (first keyframe <= t < last one), chosen by a balanced tree of
+    ``if``s: ffmpeg's parser refuses expressions nested ~100 deep, which a chain of one ``if``
+    per keyframe reaches at ~95 keyframes; a tree nests log2(keyframes) deep."""
+    if len(pairs) == 1:
+        return _segment(*pairs[0], t)
+    mid = len(pairs) // 2
+    return f"if(lt({t},{num(pairs[mid][0].time)}),{_segments(pairs[:mid], t)},{_segments(pairs[mid:], t)})"
+
+
 def animated_expr(value: Animated, t: str = "t", scale: float = 1.0, offset: float = 0.0) -> str:
     """``offset + scale * value(t)`` as an ffmpeg expression of the clip-local time ``t``."""
     kfs = value.keyframes
     if len(kfs) <= 1:
         return num(offset + scale * value.constant)
-    expr = num(kfs[-1].value)
-    for a, b in reversed(list(itertools.pairwise(kfs))):
-        expr = f"if(lt({t},{num(b.time)}),{_segment(a, b, t)},{expr})"
-    expr = f"if(lt({t},{num(kfs[0].time)}),{num(kfs[0].value)},{expr})"
+    inside = _segments(list(itertools.pairwise(kfs)), t)
+    expr = f"if(lt({t},{num(kfs[0].time)}),{num(kfs[0].value)},if(lt({t},{num(kfs[-1].time)}),{inside},{num(kfs[-1].value)}))"
     if scale == 1.0 and offset == 0.0:
         return expr
     return f"{num(offset)}+{num(scale)}*({expr})"

@@ -9,16 +9,14 @@ field paths relative to the timeline, e.g. ``tracks[1].clips[3].source_end_secon
 from __future__ import annotations
 
 import math
-import re
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 
 from services.kit.errors import ServiceError, Violations
 from services.render.media import MediaKind
 from services.render.timeline import plan as P
 from services.render.timeline.ramp import MAX_RATE, MIN_RATE, SpeedRamp
+from services.render.timeline.style import font_file, parse_color, valid_color
 from viarte.render.v1 import timeline_pb2 as tl
 
 __all__ = [
@@ -31,10 +29,13 @@ __all__ = [
     "plan_timeline",
 ]
 
-_HEX = re.compile(r"^#?([0-9a-fA-F]{6})([0-9a-fA-F]{2})?$")
 # Trims may run past the probed duration by this much (container vs stream rounding).
 _SOURCE_SLACK = 0.05
 _DEFAULT_FPS = 30.0
+# Any time in a timeline (a clip's start, trims, fades, keyframes, transitions): far past the
+# longest render, small enough that seconds * fps stays a float and rounds to an int.
+MAX_SECONDS = 86400.0
+_CLIP_TIMES = ("start_seconds", "source_start_seconds", "source_end_seconds", "duration_seconds", "fade_in_seconds", "fade_out_seconds")
 
 _TRANSITIONS = {
     tl.TRANSITION_KIND_CROSSFADE: "fade",
@@ -72,6 +73,8 @@ class Limits:
     max_duration_seconds: float = 600.0
     max_tracks: int = 32
     max_clips: int = 500
+    # Per animated value and per speed ramp: each keyframe becomes ffmpeg expression terms.
+    max_keyframes: int = 100
     default_font_family: str = "DejaVu Sans"
 
 
@@ -98,8 +101,11 @@ class _Checks:
                 self.reason = reason
         return ok
 
-    def finite(self, path: str, *values: float) -> bool:
-        return self.check(all(math.isfinite(x) for x in values), path, "must be a finite number")
+    def seconds(self, path: str, value: float) -> bool:
+        return self.check(math.isfinite(value) and abs(value) <= MAX_SECONDS, path, f"must be a finite number of seconds, at most {MAX_SECONDS:g}")
+
+    def keyframes(self, path: str, count: int, limits: Limits) -> bool:
+        return self.check(count <= limits.max_keyframes, path, f"at most {limits.max_keyframes} keyframes")
 
     def raise_if_any(self) -> None:
         self.v.raise_if_any(self.reason, None)
@@ -165,9 +171,9 @@ def _check_canvas(checks: _Checks, timeline: tl.Timeline, limits: Limits, output
         if checks.check(value > 0, f"canvas.{name}", "must be positive"):
             checks.check(value % 2 == 0, f"canvas.{name}", "must be even (4:2:0 video)")
             checks.check(value <= limit, f"canvas.{name}", f"must be at most {limit}", "CANVAS_TOO_LARGE")
-    if checks.finite("canvas.fps", c.fps):
+    if checks.check(math.isfinite(c.fps), "canvas.fps", "must be a finite number"):
         checks.check(0 <= c.fps <= limits.max_fps, "canvas.fps", f"must be in (0, {limits.max_fps:g}]", "CANVAS_TOO_LARGE")
-    if checks.finite("canvas.duration_seconds", c.duration_seconds):
+    if checks.check(math.isfinite(c.duration_seconds), "canvas.duration_seconds", "must be a finite number"):
         checks.check(c.duration_seconds >= 0, "canvas.duration_seconds", "must not be negative")
         checks.check(
             c.duration_seconds <= limits.max_duration_seconds,
@@ -175,7 +181,7 @@ def _check_canvas(checks: _Checks, timeline: tl.Timeline, limits: Limits, output
             f"must be at most {limits.max_duration_seconds:g} s",
             "TIMELINE_TOO_LONG",
         )
-    checks.check(_valid_color(c.background_color, empty_ok=True), "canvas.background_color", "must be #rrggbb")
+    checks.check(valid_color(c.background_color, empty_ok=True), "canvas.background_color", "must be #rrggbb")
     for name, value, limit in (("output_width", output.width, limits.max_width), ("output_height", output.height, limits.max_height)):
         checks.check(value >= 0 and value % 2 == 0, name, "must be a positive even number or 0")
         checks.check(value <= limit, name, f"must be at most {limit}", "CANVAS_TOO_LARGE")
@@ -227,8 +233,7 @@ def _check_track(checks: _Checks, ti: int, track: tl.Track, limits: Limits) -> N
 
 def _check_clip(checks: _Checks, path: str, kind: int, clip: tl.Clip, first: bool, limits: Limits) -> float | None:
     """Checks one clip's own fields; returns its timeline length when it can be known without the source."""
-    ok = checks.finite(path, clip.start_seconds, clip.source_start_seconds, clip.source_end_seconds, clip.duration_seconds, clip.fade_in_seconds, clip.fade_out_seconds)
-    if not ok:
+    if not all([checks.seconds(f"{path}.{name}", getattr(clip, name)) for name in _CLIP_TIMES]):
         return None
     checks.check(clip.start_seconds >= 0, f"{path}.start_seconds", "must not be negative")
     checks.check(clip.source_start_seconds >= 0, f"{path}.source_start_seconds", "must not be negative")
@@ -237,27 +242,28 @@ def _check_clip(checks: _Checks, path: str, kind: int, clip: tl.Clip, first: boo
     checks.check(clip.duration_seconds >= 0, f"{path}.duration_seconds", "must not be negative")
     speed = clip.speed if clip.HasField("speed") else 1.0
     checks.check(math.isfinite(speed) and 0.25 <= speed <= 4, f"{path}.speed", "must be in [0.25, 4]")
-    ramp_ok = _check_ramp(checks, path, clip, kind)
+    ramp_ok = _check_ramp(checks, path, clip, kind, limits)
     ramp = _ramp(clip.filters) if ramp_ok else None
     if clip.HasField("volume"):
         checks.check(math.isfinite(clip.volume) and 0 <= clip.volume <= 10, f"{path}.volume", "must be in [0, 10]")
     checks.check(clip.fade_in_seconds >= 0, f"{path}.fade_in_seconds", "must not be negative")
     checks.check(clip.fade_out_seconds >= 0, f"{path}.fade_out_seconds", "must not be negative")
-    _check_transform(checks, f"{path}.transform", clip.transform, kind)
+    _check_transform(checks, f"{path}.transform", clip.transform, kind, limits)
     _check_filters(checks, f"{path}.filters", clip.filters)
     if clip.HasField("transition_in") and clip.transition_in.duration_seconds != 0:
         t = clip.transition_in
         checks.check(kind == tl.TRACK_KIND_VIDEO, f"{path}.transition_in", "transitions are for video tracks")
         checks.check(not first, f"{path}.transition_in", "the first clip of a track has no clip to transition from")
         checks.check(t.kind in _TRANSITIONS, f"{path}.transition_in.kind", "unknown transition")
-        checks.check(math.isfinite(t.duration_seconds) and t.duration_seconds > 0, f"{path}.transition_in.duration_seconds", "must be positive")
+        if checks.seconds(f"{path}.transition_in.duration_seconds", t.duration_seconds):
+            checks.check(t.duration_seconds > 0, f"{path}.transition_in.duration_seconds", "must be positive")
     if kind == tl.TRACK_KIND_TEXT:
         checks.check(not clip.asset_id, f"{path}.asset_id", "text clips have no asset")
         checks.check(bool(clip.text.text.strip()), f"{path}.text.text", "is required")
         checks.check(len(clip.text.text) <= 2000, f"{path}.text.text", "at most 2000 characters")
         checks.check(0 <= clip.text.font_size <= 1000, f"{path}.text.font_size", "must be in [0, 1000] (0 = 48)")
-        checks.check(_valid_color(clip.text.color, empty_ok=True, alpha=True), f"{path}.text.color", "must be #rrggbb or #rrggbbaa")
-        checks.check(_valid_color(clip.text.box_color, empty_ok=True, alpha=True), f"{path}.text.box_color", "must be #rrggbb or #rrggbbaa")
+        checks.check(valid_color(clip.text.color, empty_ok=True, alpha=True), f"{path}.text.color", "must be #rrggbb or #rrggbbaa")
+        checks.check(valid_color(clip.text.box_color, empty_ok=True, alpha=True), f"{path}.text.box_color", "must be #rrggbb or #rrggbbaa")
         checks.check(0 <= clip.text.box_padding <= 500, f"{path}.text.box_padding", "must be in [0, 500]")
         if checks.check(clip.duration_seconds > 0, f"{path}.duration_seconds", "is required for text clips"):
             _check_fades(checks, path, clip, clip.duration_seconds)
@@ -276,7 +282,7 @@ def _check_clip(checks: _Checks, path: str, kind: int, clip: tl.Clip, first: boo
     return None
 
 
-def _check_ramp(checks: _Checks, path: str, clip: tl.Clip, kind: int) -> bool:
+def _check_ramp(checks: _Checks, path: str, clip: tl.Clip, kind: int, limits: Limits) -> bool:
     """Speed keyframes: rates in [MIN_RATE, MAX_RATE], times >= 0 and strictly increasing."""
     kfs = clip.filters.speed_keyframes
     if not kfs:
@@ -284,13 +290,15 @@ def _check_ramp(checks: _Checks, path: str, clip: tl.Clip, kind: int) -> bool:
     base = f"{path}.filters.speed_keyframes"
     ok = checks.check(kind != tl.TRACK_KIND_TEXT, base, "text clips have no speed")
     ok = checks.check(not clip.HasField("speed"), f"{path}.speed", "set either speed or filters.speed_keyframes") and ok
+    if not checks.keyframes(base, len(kfs), limits):
+        return False  # one violation, not one per keyframe
     last = -1.0
     for ki, kf in enumerate(kfs):
         kpath = f"{base}[{ki}]"
         ok = checks.check(
             math.isfinite(kf.value) and MIN_RATE <= kf.value <= MAX_RATE, f"{kpath}.value", f"must be in [{MIN_RATE:g}, {MAX_RATE:g}]"
         ) and ok
-        if checks.check(math.isfinite(kf.time_seconds) and kf.time_seconds >= 0, f"{kpath}.time_seconds", "must not be negative"):
+        if checks.seconds(f"{kpath}.time_seconds", kf.time_seconds) and checks.check(kf.time_seconds >= 0, f"{kpath}.time_seconds", "must not be negative"):
             ok = checks.check(kf.time_seconds > last, f"{kpath}.time_seconds", "keyframes must be in increasing time order") and ok
             last = kf.time_seconds
         else:
@@ -320,7 +328,7 @@ def _check_fades(checks: _Checks, path: str, clip: tl.Clip, length: float) -> No
     )
 
 
-def _check_transform(checks: _Checks, path: str, t: tl.Transform, kind: int) -> None:
+def _check_transform(checks: _Checks, path: str, t: tl.Transform, kind: int, limits: Limits) -> None:
     specs = (("x", -10.0, 10.0), ("y", -10.0, 10.0), ("scale", 0.0, 20.0), ("rotation_degrees", -36000.0, 36000.0), ("opacity", 0.0, 1.0))
     for name, lo, hi in specs:
         if not t.HasField(name):
@@ -329,10 +337,12 @@ def _check_transform(checks: _Checks, path: str, t: tl.Transform, kind: int) -> 
         vpath = f"{path}.{name}"
         checks.check(math.isfinite(value.value) and lo <= value.value <= hi, f"{vpath}.value", f"must be in [{lo:g}, {hi:g}]")
         last = -1.0
+        if not checks.keyframes(f"{vpath}.keyframes", len(value.keyframes), limits):
+            continue
         for ki, kf in enumerate(value.keyframes):
             kpath = f"{vpath}.keyframes[{ki}]"
             checks.check(math.isfinite(kf.value) and lo <= kf.value <= hi, f"{kpath}.value", f"must be in [{lo:g}, {hi:g}]")
-            if checks.check(math.isfinite(kf.time_seconds) and kf.time_seconds >= 0, f"{kpath}.time_seconds", "must not be negative"):
+            if checks.seconds(f"{kpath}.time_seconds", kf.time_seconds) and checks.check(kf.time_seconds >= 0, f"{kpath}.time_seconds", "must not be negative"):
                 checks.check(kf.time_seconds > last, f"{kpath}.time_seconds", "keyframes must be in increasing time order")
                 last = kf.time_seconds
         if kind == tl.TRACK_KIND_TEXT and name == "rotation_degrees":
@@ -561,35 +571,3 @@ def _replace(clip: P.PlannedClip, **changes: object) -> P.PlannedClip:
     from dataclasses import replace
 
     return replace(clip, **changes)  # type: ignore[arg-type]
-
-
-def _valid_color(text: str, *, empty_ok: bool, alpha: bool = False) -> bool:
-    if not text:
-        return empty_ok
-    m = _HEX.match(text)
-    return m is not None and (alpha or m.group(2) is None)
-
-
-def parse_color(text: str) -> str:
-    """``#rrggbb[aa]`` → ffmpeg's ``0xRRGGBB[@alpha]``."""
-    m = _HEX.match(text)
-    if m is None:
-        raise ValueError(f"bad colour {text!r}")
-    rgb = m.group(1).upper()
-    return f"0x{rgb}" if m.group(2) is None else f"0x{rgb}@{int(m.group(2), 16) / 255:.4f}"
-
-
-@lru_cache(maxsize=64)
-def font_file(family: str) -> str | None:
-    """The font file fontconfig picks for ``family``, or None when no such family is installed."""
-    try:
-        done = subprocess.run(["fc-match", "-f", "%{family}\n%{file}", family], capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    lines = done.stdout.splitlines()
-    if done.returncode != 0 or len(lines) < 2:
-        return None
-    # fc-match always answers with something; only accept the family that was asked for.
-    families = {f.strip().lower() for f in lines[0].split(",")}
-    return lines[1] if family.strip().lower() in families else None
-
