@@ -10,9 +10,10 @@ from pathlib import Path
 import grpc
 
 from services.auth.config import AuthConfig
+from services.auth.feed import RevocationFeed
 from services.auth.keys import KeyStore
 from services.auth.passwords import PasswordHasher, normalize_email
-from services.auth.servicer import AuthInternalServicer, AuthServicer, LocalApiKeyResolver
+from services.auth.servicer import AuthInternalServicer, AuthServicer, LocalApiKeyResolver, database
 from services.auth.store import EmailTakenError, Store
 from services.auth.throttle import LoginThrottle, ThrottleRule
 from services.kit.auth import Authenticator
@@ -67,12 +68,14 @@ async def build(config: AuthConfig) -> tuple[grpc.aio.Server, int]:
     grace = timedelta(seconds=max(config.access_token_ttl_seconds, config.service_token_ttl_seconds) + 60)
     keys = KeyStore(engine, timedelta(seconds=config.signing_key_rotation_seconds), grace)
     await run_db(keys.ensure_active)
-    store = Store(engine)
+    # A revocation outlives every credential it names (tokens, verifiers' API-key caches).
+    store = Store(engine, revocation_ttl=grace + timedelta(seconds=config.api_key_max_age_seconds))
     hasher = await run_db(PasswordHasher, config.bcrypt_cost)
     await run_db(_bootstrap_admin, config, store, hasher)
     throttle = _throttle(config)
-    servicer = AuthServicer(config, store, keys, hasher, throttle)
-    internal = AuthInternalServicer(config, store, keys, throttle)
+    feed = RevocationFeed(store, database)
+    servicer = AuthServicer(config, store, keys, hasher, throttle, feed)
+    internal = AuthInternalServicer(config, store, keys, throttle, feed)
     authenticator = Authenticator(config, key_source=keys, api_key_resolver=LocalApiKeyResolver(store))
     server, port = await build_server(
         config,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -16,6 +16,7 @@ from sqlalchemy import exc as sa_exc
 
 from services.auth import credentials
 from services.auth.config import AuthConfig
+from services.auth.feed import RevocationFeed
 from services.auth.keys import KeyStore
 from services.auth.models import ApiKey, User, as_utc, utcnow
 from services.auth.passwords import PasswordHasher, PasswordPolicy, normalize_email
@@ -29,7 +30,7 @@ from services.kit.pagination import decode_page_token, encode_page_token, page_s
 from services.kit.tokens import issue_token
 from viarte.auth.v1 import auth_pb2, auth_pb2_grpc
 
-__all__ = ["AuthInternalServicer", "AuthServicer", "Issuer", "LocalApiKeyResolver", "client_address"]
+__all__ = ["AuthInternalServicer", "AuthServicer", "Issuer", "LocalApiKeyResolver", "client_address", "database"]
 
 _ROLE_TO_PROTO = {"user": auth_pb2.ROLE_USER, "admin": auth_pb2.ROLE_ADMIN}
 _PROTO_TO_ROLE = {v: k for k, v in _ROLE_TO_PROTO.items()}
@@ -38,7 +39,7 @@ _INVALID_CREDENTIALS = "invalid email or password"
 T = TypeVar("T")
 
 
-async def _db(fn: Callable[..., T], *args: Any) -> T:
+async def database(fn: Callable[..., T], *args: Any) -> T:
     """Database work off the event loop; a database that is down or unreachable is UNAVAILABLE."""
     try:
         return await run_db(fn, *args)
@@ -145,7 +146,7 @@ class LocalApiKeyResolver:
         self._store = store
 
     async def __call__(self, api_key: str) -> Principal:
-        found = await _db(self._store.resolve_api_key, credentials.digest(api_key))
+        found = await database(self._store.resolve_api_key, credentials.digest(api_key))
         if found is None:
             raise ServiceError.unauthenticated(Reason.TOKEN_INVALID, "invalid API key")
         key, user = found
@@ -167,8 +168,10 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
         keys: KeyStore,
         hasher: PasswordHasher,
         throttle: LoginThrottle,
+        feed: RevocationFeed,
         policy: PasswordPolicy | None = None,
     ) -> None:
+        self.feed = feed
         self.config = config
         self.store = store
         self.keys = keys
@@ -207,7 +210,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
         v.raise_if_any(Reason.INVALID_ARGUMENT)
         password_hash = await run_db(self.hasher.hash, request.password)
         try:
-            user = await _db(self.store.create_user, email, password_hash, display_name, "user")
+            user = await database(self.store.create_user, email, password_hash, display_name, "user")
         except EmailTakenError:
             # Probing Register for taken emails is enumeration: it counts against the address only
             # (counting it against the account would let anyone lock a victim out).
@@ -243,7 +246,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
             raise ServiceError.permission_denied(Reason.ACCOUNT_DISABLED, "this account is disabled")
         self.throttle.record_success(email)
         if self.hasher.needs_rehash(user.password_hash):
-            await _db(self.store.set_password_hash, user.id, await run_db(self.hasher.hash, request.password))
+            await database(self.store.set_password_hash, user.id, await run_db(self.hasher.hash, request.password))
         tokens = await self._open_session(user, address)
         return auth_pb2.LoginResponse(user=user_proto(user), tokens=tokens)
 
@@ -253,7 +256,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
         # No account has a password this long (the policy caps it); don't hash megabytes for nothing.
         if len(password) > self.policy.max_length:
             password = ""
-        user = await _db(self.store.user_by_email, email)
+        user = await database(self.store.user_by_email, email)
         ok = await run_db(self.hasher.verify, password, user.password_hash if user else None)
         return user if user is not None and ok and password else None
 
@@ -262,7 +265,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
         refresh = credentials.new_refresh_token()
         refresh_expire = now + timedelta(seconds=self.config.refresh_token_ttl_seconds)
         session_expire = now + timedelta(seconds=self.config.session_ttl_seconds)
-        session = await _db(
+        session = await database(
             self.store.create_session,
             user.id,
             session_expire,
@@ -292,9 +295,11 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
             raise ServiceError.unauthenticated(Reason.TOKEN_INVALID, "invalid refresh token")
         successor = credentials.new_refresh_token()
         expire = utcnow() + timedelta(seconds=self.config.refresh_token_ttl_seconds)
-        result = await _db(
+        result = await database(
             self.store.rotate_refresh, credentials.digest(token), credentials.digest(successor), expire
         )
+        if result.outcome in (RefreshOutcome.REUSED, RefreshOutcome.REVOKED):
+            self.feed.notify()  # the family was revoked just now (reuse, or a disabled account)
         match result.outcome:
             case RefreshOutcome.OK:
                 assert result.user is not None and result.session is not None
@@ -327,11 +332,11 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
                 Reason.PERMISSION_DENIED, "API keys cannot manage credentials"
             )
         if principal.kind is PrincipalKind.USER:
-            user = await _db(self.store.session_user, principal.session_id, principal.subject)
+            user = await database(self.store.session_user, principal.session_id, principal.subject)
             if user is None:
                 raise ServiceError.unauthenticated(Reason.TOKEN_REVOKED, "session revoked")
         else:
-            user = await _db(self.store.user, principal.subject)
+            user = await database(self.store.user, principal.subject)
         if user is None or user.disabled:
             raise ServiceError.unauthenticated(Reason.TOKEN_REVOKED, "account disabled")
         return principal, user
@@ -347,7 +352,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
         self, request: auth_pb2.LogoutRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.LogoutResponse:
         principal, _ = await self._caller(user_session=True)
-        await _db(self.store.revoke_session, principal.session_id, "logout")
+        await database(self.store.revoke_session, principal.session_id, "logout")
+        self.feed.notify()
         return auth_pb2.LogoutResponse()
 
     async def GetMe(
@@ -395,7 +401,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
         v.raise_if_any(Reason.INVALID_ARGUMENT)
         secret = credentials.new_api_key()
         expire = utcnow() + timedelta(seconds=request.ttl_seconds) if request.ttl_seconds else None
-        key = await _db(
+        key = await database(
             self.store.create_api_key,
             user.id,
             name,
@@ -410,17 +416,18 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
         self, request: auth_pb2.ListApiKeysRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.ListApiKeysResponse:
         _, user = await self._caller(user_session=True)
-        keys = await _db(self.store.list_api_keys, user.id)
+        keys = await database(self.store.list_api_keys, user.id)
         return auth_pb2.ListApiKeysResponse(api_keys=[api_key_proto(k) for k in keys])
 
     async def RevokeApiKey(
         self, request: auth_pb2.RevokeApiKeyRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.RevokeApiKeyResponse:
         _, user = await self._caller(user_session=True)
-        if not await _db(self.store.revoke_api_key, user.id, request.id):
+        if not await database(self.store.revoke_api_key, user.id, request.id):
             raise ServiceError.not_found(
-                Reason.API_KEY_NOT_FOUND, "API key not found", metadata={"id": request.id}
+                Reason.API_KEY_NOT_FOUND, "API key not found", metadata={"id": request.id[:100]}
             )
+        self.feed.notify()
         return auth_pb2.RevokeApiKeyResponse()
 
     # -- admin ---------------------------------------------------------------------------------
@@ -438,7 +445,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
                 raise ServiceError.invalid_argument(
                     Reason.INVALID_PAGE_TOKEN, "malformed page_token"
                 ) from None
-        users = await _db(self.store.list_users, after, size + 1)
+        users = await database(self.store.list_users, after, size + 1)
         next_token = ""
         if len(users) > size:
             users = users[:size]
@@ -462,14 +469,18 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
             "admins cannot demote or disable themselves",
         )
         v.raise_if_any(Reason.INVALID_ARGUMENT)
-        user = await _db(self.store.update_user, request.id, role, request.disabled)
+        user = await database(self.store.update_user, request.id, role, request.disabled)
+        self.feed.notify()
         if user is None:
             raise ServiceError.not_found(Reason.USER_NOT_FOUND, "user not found", metadata={"id": request.id})
         return auth_pb2.UpdateUserResponse(user=user_proto(user))
 
 
 class AuthInternalServicer(auth_pb2_grpc.AuthInternalServiceServicer):  # type: ignore[misc]
-    def __init__(self, config: AuthConfig, store: Store, keys: KeyStore, throttle: LoginThrottle) -> None:
+    def __init__(
+        self, config: AuthConfig, store: Store, keys: KeyStore, throttle: LoginThrottle, feed: RevocationFeed
+    ) -> None:
+        self.feed = feed
         self.config = config
         self.store = store
         self.issuer = Issuer(config, keys)
@@ -481,7 +492,7 @@ class AuthInternalServicer(auth_pb2_grpc.AuthInternalServiceServicer):  # type: 
         key = request.api_key
         found = None
         if key.startswith(credentials.API_KEY_PREFIX) and len(key) <= 200:
-            found = await _db(self.store.resolve_api_key, credentials.digest(key))
+            found = await database(self.store.resolve_api_key, credentials.digest(key))
         if found is None:
             raise ServiceError.unauthenticated(Reason.TOKEN_INVALID, "invalid API key")
         api_key, user = found
@@ -516,3 +527,15 @@ class AuthInternalServicer(auth_pb2_grpc.AuthInternalServiceServicer):  # type: 
             )
         token, expire = self.issuer.service_token(request.service)
         return auth_pb2.IssueServiceTokenResponse(access_token=token, expire_time=_ts(expire))
+
+    async def WatchRevocations(
+        self, request: auth_pb2.WatchRevocationsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[auth_pb2.WatchRevocationsResponse]:
+        if request.after_sequence < 0:
+            raise ServiceError.invalid_argument(
+                Reason.INVALID_ARGUMENT,
+                "after_sequence must not be negative",
+                violations=[FieldViolation("after_sequence", "must be >= 0")],
+            )
+        async for response in self.feed.stream(request.after_sequence):
+            yield response
