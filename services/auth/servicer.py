@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from services.auth.models import ApiKey, User, as_utc, utcnow
 from services.auth.passwords import PasswordHasher, PasswordPolicy, normalize_email
 from services.auth.reasons import Reason
 from services.auth.store import EmailTakenError, RefreshOutcome, Store
-from services.auth.throttle import LoginThrottle
+from services.auth.throttle import LoginThrottle, client_address, parse_networks
 from services.kit.auth import Principal, PrincipalKind, current_principal
 from services.kit.db import run_db
 from services.kit.errors import FieldViolation, ServiceError, Violations
@@ -31,6 +30,10 @@ from services.kit.tokens import issue_token
 from viarte.auth.v1 import auth_pb2, auth_pb2_grpc
 
 __all__ = ["AuthInternalServicer", "AuthServicer", "Issuer", "LocalApiKeyResolver", "client_address", "database"]
+
+
+def _too_many(message: str, wait: float) -> ServiceError:
+    return ServiceError.resource_exhausted(Reason.TOO_MANY_ATTEMPTS, message, retry_after=wait)
 
 _ROLE_TO_PROTO = {"user": auth_pb2.ROLE_USER, "admin": auth_pb2.ROLE_ADMIN}
 _PROTO_TO_ROLE = {v: k for k, v in _ROLE_TO_PROTO.items()}
@@ -80,27 +83,6 @@ def api_key_proto(key: ApiKey) -> auth_pb2.ApiKey:
         expire_time=_ts(key.expire_time),
         revoked=key.revoke_time is not None,
     )
-
-
-def client_address(context: grpc.aio.ServicerContext, trusted_proxies: tuple[str, ...]) -> str:
-    """The caller's IP; behind a trusted proxy, the last hop it appended to x-forwarded-for."""
-    peer = context.peer() or ""
-    kind, _, rest = peer.partition(":")
-    if kind == "ipv4":
-        address = rest.rsplit(":", 1)[0]
-    elif kind == "ipv6":
-        address = rest.rsplit(":", 1)[0].strip("[]")
-    else:
-        address = peer
-    if address in trusted_proxies:
-        for key, value in context.invocation_metadata() or ():
-            if key == "x-forwarded-for" and isinstance(value, str):
-                candidate = value.split(",")[-1].strip()
-                try:
-                    return str(ipaddress.ip_address(candidate))
-                except ValueError:
-                    break
-    return address
 
 
 @dataclass(frozen=True)
@@ -173,6 +155,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
     ) -> None:
         self.feed = feed
         self.config = config
+        self.trusted = parse_networks(config.trusted_proxies)
         self.store = store
         self.keys = keys
         self.issuer = Issuer(config, keys)
@@ -198,12 +181,10 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
                 "password " + "; ".join(problems),
                 violations=[FieldViolation("password", p) for p in problems],
             )
-        address = client_address(context, self.config.trusted_proxies)
-        wait = self.throttle.address_retry_after(address)
+        address = client_address(context, self.trusted)
+        wait = await database(self.throttle.waiting, self.throttle.address_key(address))
         if wait > 0:
-            raise ServiceError.resource_exhausted(
-                Reason.TOO_MANY_ATTEMPTS, "too many failed attempts from this address", retry_after=wait
-            )
+            raise _too_many("too many failed attempts from this address", wait)
         display_name = request.display_name.strip()
         v = Violations()
         v.check(len(display_name) <= 200, "display_name", "must be at most 200 characters")
@@ -214,7 +195,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
         except EmailTakenError:
             # Probing Register for taken emails is enumeration: it counts against the address only
             # (counting it against the account would let anyone lock a victim out).
-            self.throttle.record_address_failure(address)
+            await database(self.throttle.charge, self.throttle.address_key(address))
             raise ServiceError.already_exists(
                 Reason.EMAIL_TAKEN, "an account with this email exists"
             ) from None
@@ -224,27 +205,20 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
     async def Login(
         self, request: auth_pb2.LoginRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.LoginResponse:
-        address = client_address(context, self.config.trusted_proxies)
+        address = client_address(context, self.trusted)
         # Malformed emails are throttled and answered like unknown ones (no enumeration either way).
         email = normalize_email(request.email) or request.email.strip().lower()[:320]
-        wait = self.throttle.retry_after(email, address)
+        account_key, address_key = self.throttle.login_keys(email, address)
+        # Charged before the check, settled on success: concurrent guesses cannot outrun the count.
+        wait = await database(self.throttle.attempt, account_key, address_key)
         if wait > 0:
-            raise ServiceError.resource_exhausted(
-                Reason.TOO_MANY_ATTEMPTS,
-                "too many failed sign-in attempts; try again later",
-                retry_after=wait,
-            )
-        self.throttle.begin(email, address)
-        try:
-            user = await self._check_password(email, request.password)
-        finally:
-            self.throttle.end(email, address)
+            raise _too_many("too many failed sign-in attempts; try again later", wait)
+        user = await self._check_password(email, request.password)
         if user is None:
-            self.throttle.record_failure(email, address)
             raise ServiceError.unauthenticated(Reason.INVALID_CREDENTIALS, _INVALID_CREDENTIALS)
+        await database(self.throttle.succeeded, account_key, address_key)
         if user.disabled:
             raise ServiceError.permission_denied(Reason.ACCOUNT_DISABLED, "this account is disabled")
-        self.throttle.record_success(email)
         if self.hasher.needs_rehash(user.password_hash):
             await database(self.store.set_password_hash, user.id, await run_db(self.hasher.hash, request.password))
         tokens = await self._open_session(user, address)
@@ -482,6 +456,7 @@ class AuthInternalServicer(auth_pb2_grpc.AuthInternalServiceServicer):  # type: 
     ) -> None:
         self.feed = feed
         self.config = config
+        self.trusted = parse_networks(config.trusted_proxies)
         self.store = store
         self.issuer = Issuer(config, keys)
         self.throttle = throttle
@@ -506,18 +481,16 @@ class AuthInternalServicer(auth_pb2_grpc.AuthInternalServiceServicer):  # type: 
     async def IssueServiceToken(
         self, request: auth_pb2.IssueServiceTokenRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.IssueServiceTokenResponse:
-        # Failures count against the caller's address like failed logins: the secret is guessable
-        # only by volume, and volume is what the throttle refuses.
-        address = "service:" + client_address(context, self.config.trusted_proxies)
-        wait = self.throttle.retry_after(address, address)
+        # Wrong secrets are throttled per client address, never per service name: an anonymous
+        # caller elsewhere cannot make a service's own token fetches wait.
+        key = self.throttle.service_key(client_address(context, self.trusted))
+        wait = await database(self.throttle.waiting, key)
         if wait > 0:
-            raise ServiceError.resource_exhausted(
-                Reason.TOO_MANY_ATTEMPTS, "too many failed attempts", retry_after=wait
-            )
+            raise _too_many("too many failed attempts", wait)
         expected = self.config.internal_secret.reveal().encode("utf-8")
         presented = request.secret.encode("utf-8")
         if not expected or not hmac.compare_digest(presented, expected):
-            self.throttle.record_failure(address, address)
+            await database(self.throttle.charge, key)
             raise ServiceError.unauthenticated(Reason.INVALID_CREDENTIALS, "invalid service credentials")
         if not _SERVICE_NAME.match(request.service):
             raise ServiceError.invalid_argument(
