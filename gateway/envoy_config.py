@@ -130,7 +130,7 @@ def _duration(seconds: float) -> str:
 
 def _cluster(upstream: Upstream, config: GatewayConfig) -> dict[str, Any]:
     interval = _duration(config.health_check_interval_seconds)
-    cluster = {
+    cluster: dict[str, Any] = {
         "name": upstream.name,
         # STATIC for IPs; hostnames (compose service names) are resolved by Envoy.
         "type": "STATIC" if _is_ip(upstream.host) else "STRICT_DNS",

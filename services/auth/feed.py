@@ -30,7 +30,7 @@ _BATCH = 500
 
 def _ts(value: datetime) -> timestamp_pb2.Timestamp:
     stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(as_utc(value))  # type: ignore[arg-type]
+    stamp.FromDatetime(as_utc(value))
     return stamp
 
 

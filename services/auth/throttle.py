@@ -86,7 +86,7 @@ class BackoffRule:
         over = failures - self.free_failures
         if over < 0:
             return 0.0
-        return min(self.max_delay, self.base_delay * 2 ** min(over, 40))
+        return float(min(self.max_delay, self.base_delay * 2 ** min(over, 40)))
 
 
 def _wait(seconds: float) -> float:
