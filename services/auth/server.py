@@ -8,13 +8,15 @@ from datetime import timedelta
 from pathlib import Path
 
 import grpc
+from sqlalchemy.engine import Engine
 
 from services.auth.config import AuthConfig
+from services.auth.feed import RevocationFeed
 from services.auth.keys import KeyStore
 from services.auth.passwords import PasswordHasher, normalize_email
-from services.auth.servicer import AuthInternalServicer, AuthServicer, LocalApiKeyResolver
+from services.auth.servicer import AuthInternalServicer, AuthServicer, LocalApiKeyResolver, database
 from services.auth.store import EmailTakenError, Store
-from services.auth.throttle import LoginThrottle, ThrottleRule
+from services.auth.throttle import BackoffRule, LoginThrottle, parse_networks
 from services.kit.auth import Authenticator
 from services.kit.db import make_engine, run_db, upgrade
 from services.kit.logs import get_logger
@@ -26,11 +28,17 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 _log = get_logger("viarte.auth")
 
 
-def _throttle(config: AuthConfig) -> LoginThrottle:
-    window, lockout = float(config.login_window_seconds), float(config.login_lockout_seconds)
+def _throttle(config: AuthConfig, engine: Engine) -> LoginThrottle:
+    window, base, most = (
+        float(config.login_window_seconds),
+        config.login_backoff_base_seconds,
+        config.login_backoff_max_seconds,
+    )
     return LoginThrottle(
-        account=ThrottleRule(config.login_max_failures_per_account, window, lockout),
-        address=ThrottleRule(config.login_max_failures_per_address, window, lockout),
+        engine,
+        account=BackoffRule(config.login_max_failures_per_account, base, most, window),
+        address=BackoffRule(config.login_max_failures_per_address, base, most, window),
+        service=BackoffRule(config.service_secret_max_failures, base, most, window),
     )
 
 
@@ -46,7 +54,7 @@ def _bootstrap_admin(config: AuthConfig, store: Store, hasher: PasswordHasher) -
     _log.info("auth.bootstrap_admin_created", email=email)
 
 
-async def _maintenance(keys: KeyStore, store: Store, interval: float) -> None:
+async def _maintenance(keys: KeyStore, store: Store, throttle: LoginThrottle, interval: float) -> None:
     """Rotates the signing key when it is due, drops keys that can no longer verify anything and
     purges expired sessions."""
     while True:
@@ -55,6 +63,7 @@ async def _maintenance(keys: KeyStore, store: Store, interval: float) -> None:
             await run_db(keys.ensure_active)
             await run_db(keys.prune)
             await run_db(store.purge_expired)
+            await run_db(throttle.purge)
         except Exception:  # the database may be briefly down; try again next round
             _log.exception("auth.maintenance_failed")
 
@@ -67,12 +76,15 @@ async def build(config: AuthConfig) -> tuple[grpc.aio.Server, int]:
     grace = timedelta(seconds=max(config.access_token_ttl_seconds, config.service_token_ttl_seconds) + 60)
     keys = KeyStore(engine, timedelta(seconds=config.signing_key_rotation_seconds), grace)
     await run_db(keys.ensure_active)
-    store = Store(engine)
+    # A revocation outlives every credential it names (tokens, verifiers' API-key caches).
+    store = Store(engine, revocation_ttl=grace + timedelta(seconds=config.api_key_max_age_seconds))
     hasher = await run_db(PasswordHasher, config.bcrypt_cost)
     await run_db(_bootstrap_admin, config, store, hasher)
-    throttle = _throttle(config)
-    servicer = AuthServicer(config, store, keys, hasher, throttle)
-    internal = AuthInternalServicer(config, store, keys, throttle)
+    parse_networks(config.trusted_proxies)  # a malformed CIDR fails the start, not the first login
+    throttle = _throttle(config, engine)
+    feed = RevocationFeed(store, database)
+    servicer = AuthServicer(config, store, keys, hasher, throttle, feed)
+    internal = AuthInternalServicer(config, store, keys, throttle, feed)
     authenticator = Authenticator(config, key_source=keys, api_key_resolver=LocalApiKeyResolver(store))
     server, port = await build_server(
         config,
@@ -82,7 +94,7 @@ async def build(config: AuthConfig) -> tuple[grpc.aio.Server, int]:
         ],
         authenticator=authenticator,
     )
-    maintenance = asyncio.create_task(_maintenance(keys, store, config.key_check_interval_seconds))
+    maintenance = asyncio.create_task(_maintenance(keys, store, throttle, config.key_check_interval_seconds))
 
     async def _close() -> None:
         maintenance.cancel()

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -16,12 +15,13 @@ from sqlalchemy import exc as sa_exc
 
 from services.auth import credentials
 from services.auth.config import AuthConfig
+from services.auth.feed import RevocationFeed
 from services.auth.keys import KeyStore
 from services.auth.models import ApiKey, User, as_utc, utcnow
 from services.auth.passwords import PasswordHasher, PasswordPolicy, normalize_email
 from services.auth.reasons import Reason
 from services.auth.store import EmailTakenError, RefreshOutcome, Store
-from services.auth.throttle import LoginThrottle
+from services.auth.throttle import LoginThrottle, client_address, parse_networks
 from services.kit.auth import Principal, PrincipalKind, current_principal
 from services.kit.db import run_db
 from services.kit.errors import FieldViolation, ServiceError, Violations
@@ -29,7 +29,11 @@ from services.kit.pagination import PageTokens, page_size
 from services.kit.tokens import issue_token
 from viarte.auth.v1 import auth_pb2, auth_pb2_grpc
 
-__all__ = ["AuthInternalServicer", "AuthServicer", "Issuer", "LocalApiKeyResolver", "client_address"]
+__all__ = ["AuthInternalServicer", "AuthServicer", "Issuer", "LocalApiKeyResolver", "client_address", "database"]
+
+
+def _too_many(message: str, wait: float) -> ServiceError:
+    return ServiceError.resource_exhausted(Reason.TOO_MANY_ATTEMPTS, message, retry_after=wait)
 
 _ROLE_TO_PROTO = {"user": auth_pb2.ROLE_USER, "admin": auth_pb2.ROLE_ADMIN}
 _PROTO_TO_ROLE = {v: k for k, v in _ROLE_TO_PROTO.items()}
@@ -38,7 +42,7 @@ _INVALID_CREDENTIALS = "invalid email or password"
 T = TypeVar("T")
 
 
-async def _db(fn: Callable[..., T], *args: Any) -> T:
+async def database(fn: Callable[..., T], *args: Any) -> T:
     """Database work off the event loop; a database that is down or unreachable is UNAVAILABLE."""
     try:
         return await run_db(fn, *args)
@@ -79,27 +83,6 @@ def api_key_proto(key: ApiKey) -> auth_pb2.ApiKey:
         expire_time=_ts(key.expire_time),
         revoked=key.revoke_time is not None,
     )
-
-
-def client_address(context: grpc.aio.ServicerContext, trusted_proxies: tuple[str, ...]) -> str:
-    """The caller's IP; behind a trusted proxy, the last hop it appended to x-forwarded-for."""
-    peer = context.peer() or ""
-    kind, _, rest = peer.partition(":")
-    if kind == "ipv4":
-        address = rest.rsplit(":", 1)[0]
-    elif kind == "ipv6":
-        address = rest.rsplit(":", 1)[0].strip("[]")
-    else:
-        address = peer
-    if address in trusted_proxies:
-        for key, value in context.invocation_metadata() or ():
-            if key == "x-forwarded-for" and isinstance(value, str):
-                candidate = value.split(",")[-1].strip()
-                try:
-                    return str(ipaddress.ip_address(candidate))
-                except ValueError:
-                    break
-    return address
 
 
 @dataclass(frozen=True)
@@ -145,7 +128,7 @@ class LocalApiKeyResolver:
         self._store = store
 
     async def __call__(self, api_key: str) -> Principal:
-        found = await _db(self._store.resolve_api_key, credentials.digest(api_key))
+        found = await database(self._store.resolve_api_key, credentials.digest(api_key))
         if found is None:
             raise ServiceError.unauthenticated(Reason.TOKEN_INVALID, "invalid API key")
         key, user = found
@@ -167,9 +150,12 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
         keys: KeyStore,
         hasher: PasswordHasher,
         throttle: LoginThrottle,
+        feed: RevocationFeed,
         policy: PasswordPolicy | None = None,
     ) -> None:
+        self.feed = feed
         self.config = config
+        self.trusted = parse_networks(config.trusted_proxies)
         self.store = store
         self.keys = keys
         self.issuer = Issuer(config, keys)
@@ -196,23 +182,21 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
                 "password " + "; ".join(problems),
                 violations=[FieldViolation("password", p) for p in problems],
             )
-        address = client_address(context, self.config.trusted_proxies)
-        wait = self.throttle.address_retry_after(address)
+        address = client_address(context, self.trusted)
+        wait = await database(self.throttle.waiting, self.throttle.address_key(address))
         if wait > 0:
-            raise ServiceError.resource_exhausted(
-                Reason.TOO_MANY_ATTEMPTS, "too many failed attempts from this address", retry_after=wait
-            )
+            raise _too_many("too many failed attempts from this address", wait)
         display_name = request.display_name.strip()
         v = Violations()
         v.check(len(display_name) <= 200, "display_name", "must be at most 200 characters")
         v.raise_if_any(Reason.INVALID_ARGUMENT)
         password_hash = await run_db(self.hasher.hash, request.password)
         try:
-            user = await _db(self.store.create_user, email, password_hash, display_name, "user")
+            user = await database(self.store.create_user, email, password_hash, display_name, "user")
         except EmailTakenError:
             # Probing Register for taken emails is enumeration: it counts against the address only
             # (counting it against the account would let anyone lock a victim out).
-            self.throttle.record_address_failure(address)
+            await database(self.throttle.charge, self.throttle.address_key(address))
             raise ServiceError.already_exists(
                 Reason.EMAIL_TAKEN, "an account with this email exists"
             ) from None
@@ -222,29 +206,22 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
     async def Login(
         self, request: auth_pb2.LoginRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.LoginResponse:
-        address = client_address(context, self.config.trusted_proxies)
+        address = client_address(context, self.trusted)
         # Malformed emails are throttled and answered like unknown ones (no enumeration either way).
         email = normalize_email(request.email) or request.email.strip().lower()[:320]
-        wait = self.throttle.retry_after(email, address)
+        account_key, address_key = self.throttle.login_keys(email, address)
+        # Charged before the check, settled on success: concurrent guesses cannot outrun the count.
+        wait = await database(self.throttle.attempt, account_key, address_key)
         if wait > 0:
-            raise ServiceError.resource_exhausted(
-                Reason.TOO_MANY_ATTEMPTS,
-                "too many failed sign-in attempts; try again later",
-                retry_after=wait,
-            )
-        self.throttle.begin(email, address)
-        try:
-            user = await self._check_password(email, request.password)
-        finally:
-            self.throttle.end(email, address)
+            raise _too_many("too many failed sign-in attempts; try again later", wait)
+        user = await self._check_password(email, request.password)
         if user is None:
-            self.throttle.record_failure(email, address)
             raise ServiceError.unauthenticated(Reason.INVALID_CREDENTIALS, _INVALID_CREDENTIALS)
+        await database(self.throttle.succeeded, account_key, address_key)
         if user.disabled:
             raise ServiceError.permission_denied(Reason.ACCOUNT_DISABLED, "this account is disabled")
-        self.throttle.record_success(email)
         if self.hasher.needs_rehash(user.password_hash):
-            await _db(self.store.set_password_hash, user.id, await run_db(self.hasher.hash, request.password))
+            await database(self.store.set_password_hash, user.id, await run_db(self.hasher.hash, request.password))
         tokens = await self._open_session(user, address)
         return auth_pb2.LoginResponse(user=user_proto(user), tokens=tokens)
 
@@ -254,7 +231,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
         # No account has a password this long (the policy caps it); don't hash megabytes for nothing.
         if len(password) > self.policy.max_length:
             password = ""
-        user = await _db(self.store.user_by_email, email)
+        user = await database(self.store.user_by_email, email)
         ok = await run_db(self.hasher.verify, password, user.password_hash if user else None)
         return user if user is not None and ok and password else None
 
@@ -263,7 +240,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
         refresh = credentials.new_refresh_token()
         refresh_expire = now + timedelta(seconds=self.config.refresh_token_ttl_seconds)
         session_expire = now + timedelta(seconds=self.config.session_ttl_seconds)
-        session = await _db(
+        session = await database(
             self.store.create_session,
             user.id,
             session_expire,
@@ -293,9 +270,11 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
             raise ServiceError.unauthenticated(Reason.TOKEN_INVALID, "invalid refresh token")
         successor = credentials.new_refresh_token()
         expire = utcnow() + timedelta(seconds=self.config.refresh_token_ttl_seconds)
-        result = await _db(
+        result = await database(
             self.store.rotate_refresh, credentials.digest(token), credentials.digest(successor), expire
         )
+        if result.outcome in (RefreshOutcome.REUSED, RefreshOutcome.REVOKED):
+            self.feed.notify()  # the family was revoked just now (reuse, or a disabled account)
         match result.outcome:
             case RefreshOutcome.OK:
                 assert result.user is not None and result.session is not None
@@ -328,11 +307,11 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
                 Reason.PERMISSION_DENIED, "API keys cannot manage credentials"
             )
         if principal.kind is PrincipalKind.USER:
-            user = await _db(self.store.session_user, principal.session_id, principal.subject)
+            user = await database(self.store.session_user, principal.session_id, principal.subject)
             if user is None:
                 raise ServiceError.unauthenticated(Reason.TOKEN_REVOKED, "session revoked")
         else:
-            user = await _db(self.store.user, principal.subject)
+            user = await database(self.store.user, principal.subject)
         if user is None or user.disabled:
             raise ServiceError.unauthenticated(Reason.TOKEN_REVOKED, "account disabled")
         return principal, user
@@ -348,7 +327,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
         self, request: auth_pb2.LogoutRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.LogoutResponse:
         principal, _ = await self._caller(user_session=True)
-        await _db(self.store.revoke_session, principal.session_id, "logout")
+        await database(self.store.revoke_session, principal.session_id, "logout")
+        self.feed.notify()
         return auth_pb2.LogoutResponse()
 
     async def GetMe(
@@ -399,7 +379,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
         v.raise_if_any(Reason.INVALID_ARGUMENT)
         secret = credentials.new_api_key()
         expire = utcnow() + timedelta(seconds=request.ttl_seconds) if request.ttl_seconds else None
-        key = await _db(
+        key = await database(
             self.store.create_api_key,
             user.id,
             name,
@@ -414,17 +394,18 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
         self, request: auth_pb2.ListApiKeysRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.ListApiKeysResponse:
         _, user = await self._caller(user_session=True)
-        keys = await _db(self.store.list_api_keys, user.id)
+        keys = await database(self.store.list_api_keys, user.id)
         return auth_pb2.ListApiKeysResponse(api_keys=[api_key_proto(k) for k in keys])
 
     async def RevokeApiKey(
         self, request: auth_pb2.RevokeApiKeyRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.RevokeApiKeyResponse:
         _, user = await self._caller(user_session=True)
-        if not await _db(self.store.revoke_api_key, user.id, request.id):
+        if not await database(self.store.revoke_api_key, user.id, request.id):
             raise ServiceError.not_found(
-                Reason.API_KEY_NOT_FOUND, "API key not found", metadata={"id": request.id}
+                Reason.API_KEY_NOT_FOUND, "API key not found", metadata={"id": request.id[:100]}
             )
+        self.feed.notify()
         return auth_pb2.RevokeApiKeyResponse()
 
     # -- admin ---------------------------------------------------------------------------------
@@ -435,7 +416,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
         size = page_size(request.page_size)
         cursor = self.page_tokens.decode(request.page_token, {"list": "users"}, {"t": datetime, "id": str})
         after = (cursor["t"], cursor["id"]) if cursor is not None else None
-        users = await _db(self.store.list_users, after, size + 1)
+        users = await database(self.store.list_users, after, size + 1)
         next_token = ""
         if len(users) > size:
             users = users[:size]
@@ -459,15 +440,20 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
             "admins cannot demote or disable themselves",
         )
         v.raise_if_any(Reason.INVALID_ARGUMENT)
-        user = await _db(self.store.update_user, request.id, role, request.disabled)
+        user = await database(self.store.update_user, request.id, role, request.disabled)
+        self.feed.notify()
         if user is None:
             raise ServiceError.not_found(Reason.USER_NOT_FOUND, "user not found", metadata={"id": request.id})
         return auth_pb2.UpdateUserResponse(user=user_proto(user))
 
 
 class AuthInternalServicer(auth_pb2_grpc.AuthInternalServiceServicer):  # type: ignore[misc]
-    def __init__(self, config: AuthConfig, store: Store, keys: KeyStore, throttle: LoginThrottle) -> None:
+    def __init__(
+        self, config: AuthConfig, store: Store, keys: KeyStore, throttle: LoginThrottle, feed: RevocationFeed
+    ) -> None:
+        self.feed = feed
         self.config = config
+        self.trusted = parse_networks(config.trusted_proxies)
         self.store = store
         self.issuer = Issuer(config, keys)
         self.throttle = throttle
@@ -478,7 +464,7 @@ class AuthInternalServicer(auth_pb2_grpc.AuthInternalServiceServicer):  # type: 
         key = request.api_key
         found = None
         if key.startswith(credentials.API_KEY_PREFIX) and len(key) <= 200:
-            found = await _db(self.store.resolve_api_key, credentials.digest(key))
+            found = await database(self.store.resolve_api_key, credentials.digest(key))
         if found is None:
             raise ServiceError.unauthenticated(Reason.TOKEN_INVALID, "invalid API key")
         api_key, user = found
@@ -492,18 +478,16 @@ class AuthInternalServicer(auth_pb2_grpc.AuthInternalServiceServicer):  # type: 
     async def IssueServiceToken(
         self, request: auth_pb2.IssueServiceTokenRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.IssueServiceTokenResponse:
-        # Failures count against the caller's address like failed logins: the secret is guessable
-        # only by volume, and volume is what the throttle refuses.
-        address = "service:" + client_address(context, self.config.trusted_proxies)
-        wait = self.throttle.retry_after(address, address)
+        # Wrong secrets are throttled per client address, never per service name: an anonymous
+        # caller elsewhere cannot make a service's own token fetches wait.
+        key = self.throttle.service_key(client_address(context, self.trusted))
+        wait = await database(self.throttle.waiting, key)
         if wait > 0:
-            raise ServiceError.resource_exhausted(
-                Reason.TOO_MANY_ATTEMPTS, "too many failed attempts", retry_after=wait
-            )
+            raise _too_many("too many failed attempts", wait)
         expected = self.config.internal_secret.reveal().encode("utf-8")
         presented = request.secret.encode("utf-8")
         if not expected or not hmac.compare_digest(presented, expected):
-            self.throttle.record_failure(address, address)
+            await database(self.throttle.charge, key)
             raise ServiceError.unauthenticated(Reason.INVALID_CREDENTIALS, "invalid service credentials")
         if not _SERVICE_NAME.match(request.service):
             raise ServiceError.invalid_argument(
@@ -513,3 +497,15 @@ class AuthInternalServicer(auth_pb2_grpc.AuthInternalServiceServicer):  # type: 
             )
         token, expire = self.issuer.service_token(request.service)
         return auth_pb2.IssueServiceTokenResponse(access_token=token, expire_time=_ts(expire))
+
+    async def WatchRevocations(
+        self, request: auth_pb2.WatchRevocationsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[auth_pb2.WatchRevocationsResponse]:
+        if request.after_sequence < 0:
+            raise ServiceError.invalid_argument(
+                Reason.INVALID_ARGUMENT,
+                "after_sequence must not be negative",
+                violations=[FieldViolation("after_sequence", "must be >= 0")],
+            )
+        async for response in self.feed.stream(request.after_sequence):
+            yield response

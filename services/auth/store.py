@@ -6,14 +6,14 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from services.auth.models import ApiKey, AuthSession, RefreshToken, User, as_utc, utcnow
+from services.auth.models import ApiKey, AuthSession, RefreshToken, Revocation, User, as_utc, utcnow
 
 __all__ = [
     "EmailTakenError",
@@ -47,8 +47,11 @@ _LAST_USED_RESOLUTION_SECONDS = 60
 
 
 class Store:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, revocation_ttl: timedelta = timedelta(minutes=16)) -> None:
         self.engine = engine
+        # How long a revocation stays in the feed: longer than any credential it names can live
+        # (access token TTL, a verifier's API-key cache) plus clock leeway.
+        self.revocation_ttl = revocation_ttl
 
     def _session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
@@ -102,6 +105,9 @@ class Store:
             user.update_time = now
             if changed_role or newly_disabled:
                 self._revoke_user_sessions(s, user_id, "account_changed", now)
+                # The access tokens already out carry the old role (or a disabled account): every
+                # service must refuse them, and the user's API keys, now.
+                self._record(s, "user", user_id, now)
         return user
 
     # -- sessions and refresh tokens -----------------------------------------------------------
@@ -145,12 +151,15 @@ class Store:
             return s.exec(query).first()
 
     def revoke_session(self, session_id: str, reason: str) -> None:
+        now = utcnow()
         with self._session() as s, s.begin():
-            s.execute(
+            done = s.execute(
                 sa.update(AuthSession)
                 .where(col(AuthSession.id) == session_id, col(AuthSession.revoke_time).is_(None))
-                .values(revoke_time=utcnow(), revoke_reason=reason)
+                .values(revoke_time=now, revoke_reason=reason)
             )
+            if done.rowcount == 1:  # type: ignore[attr-defined]
+                self._record(s, "session", session_id, now)
 
     @staticmethod
     def _revoke_user_sessions(s: Session, user_id: str, reason: str, now: datetime) -> None:
@@ -194,15 +203,16 @@ class Store:
             user = s.get(User, sess.user_id)
             if user is None or user.disabled:
                 sess.revoke_time, sess.revoke_reason = now, "account_disabled"
+                self._record(s, "session", sess.id, now)
                 return RefreshResult(RefreshOutcome.REVOKED)
             expire = min(new_expire, sess_expire) if sess_expire is not None else new_expire
             s.add(RefreshToken(session_id=sess.id, token_hash=new_hash, expire_time=expire))
             return RefreshResult(RefreshOutcome.OK, user=user, session=sess)
 
-    @staticmethod
-    def _reuse(s: Session, sess: AuthSession, now: datetime) -> RefreshResult:
+    def _reuse(self, s: Session, sess: AuthSession, now: datetime) -> RefreshResult:
         sess.revoke_time, sess.revoke_reason = now, "refresh_token_reused"
         s.add(sess)
+        self._record(s, "session", sess.id, now)
         return RefreshResult(RefreshOutcome.REUSED)
 
     def purge_expired(self) -> int:
@@ -213,7 +223,8 @@ class Store:
             expired = select(AuthSession.id).where(col(AuthSession.expire_time) < now)
             family = s.execute(sa.delete(RefreshToken).where(col(RefreshToken.session_id).in_(expired)))
             sessions = s.execute(sa.delete(AuthSession).where(col(AuthSession.expire_time) < now))
-        return sum(int(getattr(r, "rowcount", 0)) for r in (tokens, family, sessions))
+            revocations = s.execute(sa.delete(Revocation).where(col(Revocation.expire_time) < now))
+        return sum(int(getattr(r, "rowcount", 0)) for r in (tokens, family, sessions, revocations))
 
     # -- API keys ------------------------------------------------------------------------------
     def create_api_key(
@@ -250,6 +261,7 @@ class Store:
                 return False
             if key.revoke_time is None:
                 key.revoke_time = utcnow()
+                self._record(s, "api_key", key.id, key.revoke_time)
         return True
 
     def resolve_api_key(self, secret_hash: str) -> tuple[ApiKey, User] | None:
@@ -269,3 +281,23 @@ class Store:
             if last is None or (now - last).total_seconds() >= _LAST_USED_RESOLUTION_SECONDS:
                 key.last_used_time = now
         return key, user
+
+    # -- the revocation feed -------------------------------------------------------------------
+    def _record(self, s: Session, kind: str, target: str, now: datetime) -> None:
+        """Adds a feed entry in the caller's transaction: stored if and only if the revocation is."""
+        s.add(Revocation(kind=kind, target=target, revoke_time=now, expire_time=now + self.revocation_ttl))
+
+    def revocations_after(self, sequence: int, limit: int) -> list[Revocation]:
+        """Feed entries after `sequence` that are still in force, in sequence order."""
+        query = (
+            select(Revocation)
+            .where(col(Revocation.sequence) > sequence, col(Revocation.expire_time) > utcnow())
+            .order_by(col(Revocation.sequence))
+            .limit(limit)
+        )
+        with self._session() as s:
+            return list(s.exec(query).all())
+
+    def last_revocation_sequence(self) -> int:
+        with self._session() as s:
+            return int(s.exec(select(sa.func.max(Revocation.sequence))).one() or 0)

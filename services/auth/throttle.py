@@ -1,133 +1,209 @@
-"""Login throttling: failed attempts per account and per client address, with lockouts."""
+"""Throttling of password logins and service-secret guesses: exponential backoff, never a lockout.
+
+Keys (in the `auth_throttle` table, so every auth replica shares them):
+- ``login:<email>|<address>``: failed logins for one account from one client address. Guessing
+  from another address does not slow the owner down, so nobody can lock the owner out.
+- ``address:<address>``: all failed logins and taken-email Register probes from one address (the
+  budget that stops password spraying across accounts).
+- ``service-secret:<address>``: wrong `IssueServiceToken` secrets from one address; never keyed by
+  the service name, so anonymous callers cannot throttle a service's identity.
+
+An attempt is charged *before* the password is checked, atomically, so a burst of concurrent
+guesses gets no more than the free ones, on one replica or many; a success clears the account key
+and refunds the address. After `free_failures` failures every further one doubles the wait
+(`base_delay`, capped at `max_delay`); a key that has seen no failure for `forget_after` starts over.
+The client address comes from the direct peer, or from the hop a trusted proxy (Envoy) appended to
+x-forwarded-for when, and only when, the peer is one of `trusted_proxies` (CIDRs). The dev runner
+makes Envoy connect from its own loopback address (127.0.0.2) so that it alone is trusted.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import math
-import time
-from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-__all__ = ["LoginThrottle", "ThrottleRule"]
+import grpc
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col
+
+from services.auth.models import ThrottleEntry, as_utc, utcnow
+
+__all__ = ["BackoffRule", "LoginThrottle", "Network", "client_address", "parse_networks"]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-# Suggested wait when the budget is taken by attempts still in flight (they finish within a second).
-_BUSY_RETRY_SECONDS = 1.0
+def parse_networks(values: Sequence[str]) -> tuple[Network, ...]:
+    """`trusted_proxies` entries ("172.28.0.10", "10.0.0.0/8", "::1"); a bad one fails startup."""
+    try:
+        return tuple(ipaddress.ip_network(v.strip(), strict=False) for v in values if v.strip())
+    except ValueError as exc:
+        raise ValueError(f"trusted_proxies: {exc}") from None
+
+
+def _peer_ip(peer: str) -> str:
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv4":
+        return rest.rsplit(":", 1)[0]
+    if kind == "ipv6":
+        return rest.rsplit(":", 1)[0].strip("[]")
+    return peer
+
+
+def client_address(context: grpc.aio.ServicerContext, trusted: Sequence[Network]) -> str:
+    """The caller's IP. Only when the direct peer is a trusted proxy: the last x-forwarded-for hop,
+    the one the proxy appended (Envoy: use_remote_address, xff_num_trusted_hops 0). Not
+    x-envoy-external-address: Envoy passes that header through from clients it deems internal
+    (private or loopback addresses, e.g. behind a NAT), so a client could choose it."""
+    address = _peer_ip(context.peer() or "")
+    try:
+        peer = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if not any(peer in net for net in trusted):
+        return address
+    headers = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+    candidate = headers.get("x-forwarded-for", "").split(",")[-1]
+    try:
+        return str(ipaddress.ip_address(candidate.strip()))
+    except ValueError:
+        return address
 
 
 @dataclass(frozen=True)
-class ThrottleRule:
-    """`max_failures` within `window_seconds` locks the key for `lockout_seconds`."""
+class BackoffRule:
+    free_failures: int
+    base_delay: float
+    max_delay: float
+    forget_after: float
 
-    max_failures: int
-    window_seconds: float
-    lockout_seconds: float
+    def delay(self, failures: int) -> float:
+        """Seconds the next attempt waits after `failures` failures."""
+        over = failures - self.free_failures
+        if over < 0:
+            return 0.0
+        return float(min(self.max_delay, self.base_delay * 2 ** min(over, 40)))
 
 
-@dataclass
-class _Entry:
-    failures: list[float]
-    locked_until: float = 0.0
-
-
-class _Counter:
-    """Sliding-window failure counter per key, bounded in memory (oldest keys are evicted)."""
-
-    def __init__(self, rule: ThrottleRule, clock: Callable[[], float], max_keys: int) -> None:
-        self.rule = rule
-        self._clock = clock
-        self._max_keys = max_keys
-        self._entries: OrderedDict[str, _Entry] = OrderedDict()
-        self._in_flight: dict[str, int] = {}
-
-    def retry_after(self, key: str) -> float:
-        now = self._clock()
-        entry = self._entries.get(key)
-        locked = max(0.0, entry.locked_until - now) if entry is not None else 0.0
-        if locked > 0:
-            return locked
-        # Attempts still being verified count as failures-to-be: a burst of concurrent guesses
-        # cannot all slip past the check before the first of them is recorded.
-        cutoff = now - self.rule.window_seconds
-        recent = sum(1 for t in entry.failures if t > cutoff) if entry is not None else 0
-        if recent + self._in_flight.get(key, 0) >= self.rule.max_failures:
-            return _BUSY_RETRY_SECONDS
-        return 0.0
-
-    def begin(self, key: str) -> None:
-        self._in_flight[key] = self._in_flight.get(key, 0) + 1
-
-    def end(self, key: str) -> None:
-        left = self._in_flight.get(key, 0) - 1
-        if left > 0:
-            self._in_flight[key] = left
-        else:
-            self._in_flight.pop(key, None)
-
-    def fail(self, key: str) -> float:
-        """Record one failure; the lockout it triggers in seconds, or 0."""
-        now = self._clock()
-        entry = self._entries.pop(key, None) or _Entry(failures=[])
-        self._entries[key] = entry
-        cutoff = now - self.rule.window_seconds
-        entry.failures = [t for t in entry.failures if t > cutoff]
-        entry.failures.append(now)
-        if len(entry.failures) >= self.rule.max_failures:
-            entry.locked_until = now + self.rule.lockout_seconds
-            entry.failures.clear()
-        while len(self._entries) > self._max_keys:
-            self._entries.popitem(last=False)
-        return max(0.0, entry.locked_until - now)
-
-    def reset(self, key: str) -> None:
-        self._entries.pop(key, None)
+def _wait(seconds: float) -> float:
+    return float(math.ceil(seconds)) if seconds > 0 else 0.0
 
 
 class LoginThrottle:
-    """Per-account and per-address lockouts.
-
-    Accounts are keyed by the normalised email whether or not it exists, so a lockout reveals
-    nothing. A successful login clears the account's counter but not the address's, so one address
-    cannot spray passwords across accounts. State is per process: one auth replica per database
-    today; a shared store (Redis, DB table) slots in behind the same three methods.
-    """
+    """Synchronous (database); the servicer calls it through `run_db`."""
 
     def __init__(
         self,
-        account: ThrottleRule,
-        address: ThrottleRule,
-        clock: Callable[[], float] = time.monotonic,
-        max_keys: int = 100_000,
+        engine: Engine,
+        account: BackoffRule,
+        address: BackoffRule,
+        service: BackoffRule,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        self._account = _Counter(account, clock, max_keys)
-        self._address = _Counter(address, clock, max_keys)
+        self._engine = engine
+        self._rules = {"login": account, "address": address, "service-secret": service}
+        self._clock = clock
 
-    def retry_after(self, email: str, address: str) -> float:
-        """Seconds until a login for this account from this address may be tried; 0 = allowed now."""
-        wait = max(self._account.retry_after(email), self._address.retry_after(address))
-        return float(math.ceil(wait)) if wait > 0 else 0.0
+    def _rule(self, key: str) -> BackoffRule:
+        return self._rules[key.split(":", 1)[0]]
 
-    def begin(self, email: str, address: str) -> None:
-        """An attempt is being verified; pair with `end` (in a finally)."""
-        self._account.begin(email)
-        self._address.begin(address)
+    # -- keys ------------------------------------------------------------------------------------
+    @staticmethod
+    def login_keys(email: str, address: str) -> tuple[str, str]:
+        return f"login:{email[:320]}|{address}", f"address:{address}"
 
-    def end(self, email: str, address: str) -> None:
-        self._account.end(email)
-        self._address.end(address)
+    @staticmethod
+    def address_key(address: str) -> str:
+        return f"address:{address}"
 
-    def record_failure(self, email: str, address: str) -> float:
-        wait = max(self._account.fail(email), self._address.fail(address))
-        return float(math.ceil(wait)) if wait > 0 else 0.0
+    @staticmethod
+    def service_key(address: str) -> str:
+        return f"service-secret:{address}"
 
-    def address_retry_after(self, address: str) -> float:
-        wait = self._address.retry_after(address)
-        return float(math.ceil(wait)) if wait > 0 else 0.0
+    # -- operations ------------------------------------------------------------------------------
+    def attempt(self, *keys: str) -> float:
+        """Charges one failure to every key, unless one of them is waiting: then charges nothing
+        and returns the wait in seconds. A success is settled with `succeeded`."""
+        now = self._clock()
+        with Session(self._engine) as s, s.begin():
+            rows = self._lock(s, keys, now)
+            wait = max((self._blocked_for(row, now) for row in rows), default=0.0)
+            if wait > 0:
+                return _wait(wait)
+            for row in rows:
+                self._charge(row, now)
+        return 0.0
 
-    def record_address_failure(self, address: str) -> float:
-        """A failure that must not count against any account (e.g. probing Register for taken emails)."""
-        wait = self._address.fail(address)
-        return float(math.ceil(wait)) if wait > 0 else 0.0
+    def waiting(self, key: str) -> float:
+        """The wait of one key, charging nothing."""
+        now = self._clock()
+        with Session(self._engine) as s:
+            row = s.get(ThrottleEntry, key)
+            return _wait(self._blocked_for(row, now)) if row is not None else 0.0
 
-    def record_success(self, email: str) -> None:
-        self._account.reset(email)
+    def charge(self, key: str) -> None:
+        """One failure that was not announced by `attempt` (e.g. a taken email at Register)."""
+        now = self._clock()
+        with Session(self._engine) as s, s.begin():
+            for row in self._lock(s, (key,), now):
+                self._charge(row, now)
+
+    def succeeded(self, clear: str, refund: str) -> None:
+        """The attempt was good: forget `clear` (the account from this address) and give back the
+        failure charged to `refund` (the address budget)."""
+        with Session(self._engine) as s, s.begin():
+            s.execute(sa.delete(ThrottleEntry).where(col(ThrottleEntry.key) == clear))
+            row = s.get(ThrottleEntry, refund, with_for_update=True)
+            if row is not None and row.failures > 0:
+                row.failures -= 1
+                if self._rule(refund).delay(row.failures) == 0:
+                    row.blocked_until = None
+
+    def purge(self) -> int:
+        """Drops keys idle longer than their rule's `forget_after` (they would start over anyway)."""
+        longest = max(r.forget_after for r in self._rules.values())
+        cutoff = self._clock() - timedelta(seconds=longest)
+        with Session(self._engine) as s, s.begin():
+            done = s.execute(sa.delete(ThrottleEntry).where(col(ThrottleEntry.last_failure_time) < cutoff))
+        return int(getattr(done, "rowcount", 0))
+
+    # -- internals -------------------------------------------------------------------------------
+    def _lock(self, s: Session, keys: Sequence[str], now: datetime) -> list[ThrottleEntry]:
+        """The rows of `keys`, created if missing and locked for this transaction. The insert comes
+        first so SQLite takes its write lock at once (a read-then-write transaction could not
+        upgrade under concurrency); PostgreSQL locks the rows with FOR UPDATE."""
+        dialect = s.get_bind().dialect.name
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+        for key in sorted(set(keys)):  # a fixed order: two transactions never wait on each other
+            s.execute(
+                insert(ThrottleEntry)
+                .values(key=key, failures=0, last_failure_time=now, blocked_until=None)
+                .on_conflict_do_nothing(index_elements=["key"])
+            )
+        rows = []
+        for key in keys:
+            row = s.get(ThrottleEntry, key, with_for_update=True, populate_existing=True)
+            assert row is not None
+            last = as_utc(row.last_failure_time)
+            if last is not None and (now - last).total_seconds() > self._rule(key).forget_after:
+                row.failures, row.blocked_until = 0, None
+            rows.append(row)
+        return rows
+
+    @staticmethod
+    def _blocked_for(row: ThrottleEntry, now: datetime) -> float:
+        until = as_utc(row.blocked_until)
+        return (until - now).total_seconds() if until is not None and until > now else 0.0
+
+    def _charge(self, row: ThrottleEntry, now: datetime) -> None:
+        row.failures += 1
+        row.last_failure_time = now
+        delay = self._rule(row.key).delay(row.failures)
+        row.blocked_until = now + timedelta(seconds=delay) if delay > 0 else None

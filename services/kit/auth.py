@@ -2,8 +2,10 @@
 
 Access tokens are verified locally with the auth service's public keys (fetched by ``kid`` from
 ``AuthService.ListPublicKeys`` and cached). API keys are resolved through
-``AuthInternalService.VerifyApiKey`` and cached briefly. Internal RPCs require a service token that
-auth issues to holders of the mesh's internal secret (``ServiceCredentials``).
+``AuthInternalService.VerifyApiKey`` and cached briefly. Revocations (logout, refresh-token reuse,
+disabled users, revoked API keys) arrive over auth's revocation feed (``services.kit.revocations``)
+and are enforced on every call, cached or not. Internal RPCs require a service token that auth
+issues to holders of the mesh's internal secret (``ServiceCredentials``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import grpc
 
 from services.kit.config import ServiceConfig
 from services.kit.errors import ServiceError
+from services.kit.revocations import RevocationFollower, RevocationList, Revoked
 from services.kit.tokens import TokenError, VerificationKey, decode_token, unverified_kid
 from viarte.auth.v1 import auth_pb2, auth_pb2_grpc
 
@@ -156,16 +159,32 @@ class RemoteKeySource:
             self._max_age = float(response.max_age_seconds)
 
 
+def _revoked() -> ServiceError:
+    return ServiceError.unauthenticated("TOKEN_REVOKED", "the credential has been revoked", domain=AUTH_DOMAIN)
+
+
 class _RemoteApiKeys:
-    def __init__(self, channel: grpc.aio.Channel, credentials: ServiceCredentials) -> None:
+    def __init__(
+        self, channel: grpc.aio.Channel, credentials: ServiceCredentials, revocations: RevocationList
+    ) -> None:
         self._stub = auth_pb2_grpc.AuthInternalServiceStub(channel)
         self._credentials = credentials
-        self._cache: dict[str, tuple[float, Principal]] = {}
+        self._revocations = revocations
+        # secret → (valid until (monotonic), principal, key id, asked at (wall clock))
+        self._cache: dict[str, tuple[float, Principal, str, float]] = {}
+
+    def purge(self, revoked: Revoked) -> None:
+        for secret, (_, principal, key_id, _) in list(self._cache.items()):
+            if key_id == revoked.api_key_id or principal.subject == revoked.user_id:
+                del self._cache[secret]
 
     async def __call__(self, api_key: str) -> Principal:
         cached = self._cache.get(api_key)
         if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
+            if not self._revocations.api_key_revoked(cached[2], cached[1].subject, cached[3]):
+                return cached[1]
+            del self._cache[api_key]
+        asked_at = time.time()
         try:
             answer = await self._stub.VerifyApiKey(
                 auth_pb2.VerifyApiKeyRequest(api_key=api_key), metadata=await self._credentials.metadata(), timeout=5
@@ -182,9 +201,14 @@ class _RemoteApiKeys:
             email=answer.user.email,
             credential=("x-api-key", api_key),
         )
+        # A revocation that arrived while this answer was on its way wins over the answer.
+        if self._revocations.api_key_revoked(answer.api_key_id, principal.subject, asked_at):
+            raise _revoked()
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[api_key] = (time.monotonic() + max(answer.max_age_seconds, 0), principal)
+        self._cache[api_key] = (
+            time.monotonic() + max(answer.max_age_seconds, 0), principal, answer.api_key_id, asked_at
+        )
         return principal
 
 
@@ -198,20 +222,50 @@ class Authenticator:
         key_source: KeySource | None = None,
         api_key_resolver: ApiKeyResolver | None = None,
         channel: grpc.aio.Channel | None = None,
+        follow_revocations: bool | None = None,
     ) -> None:
+        """``follow_revocations``: subscribe to auth's revocation feed on `start` (default: when the
+        keys come from auth, i.e. everywhere but in auth itself, which checks its own tables)."""
         self._config = config
         self._channel = channel
-        if key_source is None or api_key_resolver is None:
+        if follow_revocations is None:
+            follow_revocations = key_source is None
+        if key_source is None or api_key_resolver is None or follow_revocations:
             from services.kit.channels import insecure_channel
 
             self._channel = self._channel or insecure_channel(config.auth_address)
+        self.revocations = RevocationList()
+        self.revocations.on_revoked(self._purge)
+        credentials = ServiceCredentials(config, channel=self._channel) if self._channel is not None else None
         self._keys: KeySource = key_source or RemoteKeySource(self._channel)
-        self._api_keys: ApiKeyResolver = api_key_resolver or _RemoteApiKeys(
-            self._channel, ServiceCredentials(config, channel=self._channel)
-        )
-        # Verified access tokens → (valid until, principal, kid). An Ed25519 verify costs ~100 µs; a
-        # browser sends the same token on every call until it refreshes it.
-        self._verified: dict[str, tuple[float, Principal, str]] = {}
+        self._remote_api_keys: _RemoteApiKeys | None = None
+        if api_key_resolver is None:
+            assert credentials is not None and self._channel is not None
+            self._remote_api_keys = _RemoteApiKeys(self._channel, credentials, self.revocations)
+        self._api_keys: ApiKeyResolver = api_key_resolver or self._remote_api_keys  # type: ignore[assignment]
+        self.follower: RevocationFollower | None = None
+        if follow_revocations:
+            assert credentials is not None and self._channel is not None
+            self.follower = RevocationFollower(self._channel, credentials.metadata, self.revocations)
+        # Verified access tokens → (valid until, principal, kid, issued at). An Ed25519 verify costs
+        # ~100 µs; a browser sends the same token on every call until it refreshes it.
+        self._verified: dict[str, tuple[float, Principal, str, float]] = {}
+
+    def start(self) -> None:
+        """Subscribes to the revocation feed (needs a running event loop; `build_server` calls it)."""
+        if self.follower is not None:
+            self.follower.start()
+
+    def _purge(self, revoked: Revoked) -> None:
+        """Drops cached verifications a revocation hits (the checks on every call refuse them anyway;
+        purging keeps the caches from holding dead entries)."""
+        for token, (_, principal, _, issued_at) in list(self._verified.items()):
+            if principal.session_id == revoked.session_id or (
+                principal.subject == revoked.user_id and issued_at <= revoked.revoke_time
+            ):
+                del self._verified[token]
+        if self._remote_api_keys is not None:
+            self._remote_api_keys.purge(revoked)
 
     async def authenticate(self, metadata: Mapping[str, str]) -> Principal | None:
         authorization = metadata.get("authorization", "")
@@ -228,20 +282,24 @@ class Authenticator:
     async def verify_access_token(self, token: str) -> Principal:
         cached = self._verified.get(token)
         if cached is not None:
-            valid_until, principal, kid = cached
+            valid_until, principal, kid, issued_at = cached
             # The key lookup is a dict hit; it keeps an emergency key retirement immediate.
             key = await self._keys.get(kid)
             now = time.time()
             if now < valid_until and key is not None and (key.not_after is None or now <= key.not_after):
+                if self.revocations.token_revoked(principal.subject, principal.session_id, issued_at):
+                    raise _revoked()
                 return principal
             del self._verified[token]
-        principal, valid_until, kid = await self._verify_uncached(token)
+        principal, valid_until, kid, issued_at = await self._verify_uncached(token)
+        if self.revocations.token_revoked(principal.subject, principal.session_id, issued_at):
+            raise _revoked()
         if len(self._verified) >= _MAX_CACHED_TOKENS:
             self._verified.clear()
-        self._verified[token] = (valid_until, principal, kid)
+        self._verified[token] = (valid_until, principal, kid, issued_at)
         return principal
 
-    async def _verify_uncached(self, token: str) -> tuple[Principal, float, str]:
+    async def _verify_uncached(self, token: str) -> tuple[Principal, float, str, float]:
         try:
             kid = unverified_kid(token)
             key = await self._keys.get(kid)
@@ -267,9 +325,11 @@ class Authenticator:
             session_id=str(claims.get("sid", "")),
             email=str(claims.get("email", "")),
             credential=("authorization", f"Bearer {token}"),
-        ), valid_until, kid
+        ), valid_until, kid, float(claims.get("iat", 0))
 
     async def close(self) -> None:
+        if self.follower is not None:
+            await self.follower.close()
         if self._channel is not None:
             await self._channel.close()
 

@@ -123,6 +123,9 @@ async def build_server(
     port = _bind(server, config)
     _health[server] = health_servicer
     _hooks[server] = [authenticator.close]
+    # Every service follows auth's revocation feed from its start (auth itself reads its tables).
+    authenticator.start()
+    server.authenticator = authenticator  # exposed for tests (feed state); not part of the API
     return server, port
 
 

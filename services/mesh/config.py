@@ -39,6 +39,11 @@ class MeshConfig(ServiceConfig):
     services: tuple[str, ...] = GRPC_SERVICES
     s3: bool = True
     gateway: bool = True
+    # Envoy connects to the services from this loopback address, and auth trusts the client address
+    # Envoy appends to x-forwarded-for from this peer only (trusted_proxies); every other local
+    # caller's headers are ignored. "" = the OS picks and auth trusts nobody (e.g. macOS, where only
+    # 127.0.0.1 is configured on lo0).
+    gateway_source_address: str = "127.0.0.2"
     # "tiny" (random-weight local models, CPU, offline) or "real" (the registry's real model ids).
     models: str = "tiny"
     # Seconds to wait for each process's health check, and for each to stop before SIGKILL.

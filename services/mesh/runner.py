@@ -217,6 +217,8 @@ class Supervisor:
         }
         for other in GRPC_SERVICES:
             values[f"{other}_address"] = self.state.endpoints[other]
+        if cfg.gateway and cfg.gateway_source_address:
+            values["trusted_proxies"] = cfg.gateway_source_address
         if self.state.s3_endpoint:
             values.update(
                 s3_endpoint=self.state.s3_endpoint,
@@ -375,6 +377,7 @@ class Supervisor:
             storage_address=self.state.endpoints["storage"],
             inference_address=self.state.endpoints["inference"],
             render_address=self.state.endpoints["render"],
+            upstream_source_address=self.config.gateway_source_address,
         )
         info.status = "starting"
         self._save()

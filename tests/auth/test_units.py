@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
 import pytest
 
 from services.auth.credentials import digest, digests_equal, display_prefix, new_api_key, new_refresh_token
 from services.auth.passwords import PasswordHasher, PasswordPolicy, normalize_email
-from services.auth.servicer import client_address
-from services.auth.throttle import LoginThrottle, ThrottleRule
+from services.auth.server import MIGRATIONS
+from services.auth.throttle import BackoffRule, LoginThrottle, client_address, parse_networks
+from services.kit.db import make_engine, upgrade
 
 
 @pytest.mark.parametrize(
@@ -62,57 +66,76 @@ def test_password_hasher() -> None:
 
 class FakeClock:
     def __init__(self) -> None:
-        self.now = 1000.0
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
 
-    def __call__(self) -> float:
+    def __call__(self) -> datetime:
         return self.now
 
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
 
-def test_throttle_account_and_address() -> None:
+
+def _throttle(tmp_path: Path, clock: FakeClock) -> LoginThrottle:
+    engine = make_engine(f"sqlite:///{tmp_path / 'auth.db'}")
+    upgrade(engine, MIGRATIONS)
+    return LoginThrottle(
+        engine,
+        account=BackoffRule(3, 1.0, 60.0, 900.0),
+        address=BackoffRule(5, 1.0, 60.0, 900.0),
+        service=BackoffRule(2, 1.0, 60.0, 900.0),
+        clock=clock,
+    )
+
+
+def test_backoff_doubles_after_the_free_failures_and_is_capped() -> None:
+    rule = BackoffRule(3, 1.0, 60.0, 900.0)
+    assert [rule.delay(n) for n in range(1, 11)] == [0, 0, 1, 2, 4, 8, 16, 32, 60, 60]
+
+
+def test_throttle_backs_off_one_account_from_one_address_only(tmp_path: Path) -> None:
     clock = FakeClock()
-    throttle = LoginThrottle(ThrottleRule(3, 60, 30), ThrottleRule(5, 60, 120), clock=clock)
-    assert throttle.retry_after("a", "1.1.1.1") == 0
-    throttle.record_failure("a", "1.1.1.1")
-    throttle.record_failure("a", "1.1.1.2")
-    assert throttle.retry_after("a", "1.1.1.3") == 0
-    assert throttle.record_failure("a", "1.1.1.3") == 30
-    assert throttle.retry_after("a", "9.9.9.9") == 30
-    assert throttle.retry_after("b", "1.1.1.1") == 0
-    clock.now += 31
-    assert throttle.retry_after("a", "1.1.1.1") == 0
-    # Failures age out of the window.
-    throttle.record_failure("c", "2.2.2.2")
-    throttle.record_failure("c", "2.2.2.2")
-    clock.now += 61
-    throttle.record_failure("c", "2.2.2.3")
-    assert throttle.retry_after("c", "2.2.2.4") == 0
-    # Success resets the account but not the address.
-    for i in range(4):
-        throttle.record_failure(f"spray{i}", "3.3.3.3")
-    throttle.record_success("spray0")
-    assert throttle.record_failure("d", "3.3.3.3") == 120
-    assert throttle.retry_after("other", "3.3.3.3") == 120
+    throttle = _throttle(tmp_path, clock)
+    attacker = throttle.login_keys("victim@x.test", "203.0.113.9")
+    owner = throttle.login_keys("victim@x.test", "198.51.100.1")
+    assert [throttle.attempt(*attacker) for _ in range(3)] == [0, 0, 0]  # charged, all failed
+    assert throttle.attempt(*attacker) == 1  # waits, and is not charged for waiting
+    # The owner, elsewhere, is not slowed down at all; a success forgets the owner's key.
+    assert throttle.attempt(*owner) == 0
+    throttle.succeeded(*owner)
+    clock.advance(1)
+    assert throttle.attempt(*attacker) == 0  # the 4th failure...
+    assert throttle.attempt(*attacker) == 2  # ...doubles the wait
+    clock.advance(2)
+    assert throttle.attempt(*attacker) == 0
+    assert throttle.attempt(*attacker) == 4
+    clock.advance(901)  # a quiet window: the key starts over
+    assert throttle.attempt(*attacker) == 0
 
 
-def test_throttle_counts_attempts_in_flight() -> None:
-    throttle = LoginThrottle(ThrottleRule(3, 60, 30), ThrottleRule(10, 60, 30), clock=FakeClock())
-    for _ in range(3):
-        assert throttle.retry_after("a", "1.1.1.1") == 0
-        throttle.begin("a", "1.1.1.1")
-    assert throttle.retry_after("a", "1.1.1.2") > 0  # three guesses are already being checked
-    throttle.end("a", "1.1.1.1")
-    throttle.record_success("a")
-    assert throttle.retry_after("a", "1.1.1.2") == 0
-    throttle.end("a", "1.1.1.1")
-    throttle.end("a", "1.1.1.1")
-    assert throttle._account._in_flight == {} and throttle._address._in_flight == {}
+def test_throttle_address_budget_spans_accounts(tmp_path: Path) -> None:
+    clock = FakeClock()
+    throttle = _throttle(tmp_path, clock)
+    for i in range(5):  # spraying: one guess per account from one address
+        assert throttle.attempt(*throttle.login_keys(f"u{i}@x.test", "203.0.113.9")) == 0
+    assert throttle.attempt(*throttle.login_keys("fresh@x.test", "203.0.113.9")) == 1
+    assert throttle.attempt(*throttle.login_keys("fresh@x.test", "203.0.113.10")) == 0
 
 
-def test_throttle_memory_is_bounded() -> None:
-    throttle = LoginThrottle(ThrottleRule(3, 60, 30), ThrottleRule(3, 60, 30), max_keys=10)
-    for i in range(100):
-        throttle.record_failure(f"user{i}", f"10.0.0.{i}")
-    assert len(throttle._account._entries) == 10 and len(throttle._address._entries) == 10
+def test_a_success_refunds_the_address_budget(tmp_path: Path) -> None:
+    throttle = _throttle(tmp_path, FakeClock())
+    for i in range(20):  # busy but honest address (a NAT): every login succeeds
+        keys = throttle.login_keys(f"u{i}@x.test", "198.51.100.1")
+        assert throttle.attempt(*keys) == 0
+        throttle.succeeded(*keys)
+    assert throttle.waiting(throttle.address_key("198.51.100.1")) == 0
+
+
+def test_service_secret_guesses_are_keyed_by_address(tmp_path: Path) -> None:
+    throttle = _throttle(tmp_path, FakeClock())
+    for _ in range(2):
+        throttle.charge(throttle.service_key("203.0.113.9"))
+    assert throttle.waiting(throttle.service_key("203.0.113.9")) == 1
+    assert throttle.waiting(throttle.service_key("10.0.0.5")) == 0
 
 
 class FakeContext:
@@ -128,11 +151,20 @@ class FakeContext:
 
 def test_client_address_trusts_forwarded_for_only_from_trusted_proxies() -> None:
     forwarded = (("x-forwarded-for", "6.6.6.6, 198.51.100.7"),)
+    envoy = parse_networks(["127.0.0.2"])
     assert client_address(FakeContext("ipv4:127.0.0.1:5555", forwarded), ()) == "127.0.0.1"  # type: ignore[arg-type]
-    assert client_address(FakeContext("ipv4:127.0.0.1:5555", forwarded), ("127.0.0.1",)) == "198.51.100.7"  # type: ignore[arg-type]
+    assert client_address(FakeContext("ipv4:127.0.0.1:5555", forwarded), envoy) == "127.0.0.1"  # type: ignore[arg-type]
+    assert client_address(FakeContext("ipv4:127.0.0.2:5555", forwarded), envoy) == "198.51.100.7"  # type: ignore[arg-type]
+    subnet = parse_networks(["10.0.0.0/8"])
+    assert client_address(FakeContext("ipv4:10.9.8.7:1", forwarded), subnet) == "198.51.100.7"  # type: ignore[arg-type]
+    # Envoy passes a client's own x-envoy-external-address through from "internal" addresses.
+    chosen = (*forwarded, ("x-envoy-external-address", "203.0.113.5"))
+    assert client_address(FakeContext("ipv4:10.9.8.7:1", chosen), subnet) == "198.51.100.7"  # type: ignore[arg-type]
     assert client_address(FakeContext("ipv6:[::1]:5555"), ()) == "::1"  # type: ignore[arg-type]
     bogus = (("x-forwarded-for", "not-an-ip"),)
-    assert client_address(FakeContext("ipv4:10.0.0.1:1", bogus), ("10.0.0.1",)) == "10.0.0.1"  # type: ignore[arg-type]
+    assert client_address(FakeContext("ipv4:10.0.0.1:1", bogus), subnet) == "10.0.0.1"  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="trusted_proxies"):
+        parse_networks(["envoy"])
 
 
 def test_opaque_credentials() -> None:

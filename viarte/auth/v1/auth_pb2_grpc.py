@@ -653,6 +653,11 @@ class AuthInternalServiceStub:
                 request_serializer=viarte_dot_auth_dot_v1_dot_auth__pb2.IssueServiceTokenRequest.SerializeToString,
                 response_deserializer=viarte_dot_auth_dot_v1_dot_auth__pb2.IssueServiceTokenResponse.FromString,
                 _registered_method=True)
+        self.WatchRevocations = channel.unary_stream(
+                '/viarte.auth.v1.AuthInternalService/WatchRevocations',
+                request_serializer=viarte_dot_auth_dot_v1_dot_auth__pb2.WatchRevocationsRequest.SerializeToString,
+                response_deserializer=viarte_dot_auth_dot_v1_dot_auth__pb2.WatchRevocationsResponse.FromString,
+                _registered_method=True)
 
 
 class AuthInternalServiceServicer:
@@ -676,6 +681,20 @@ class AuthInternalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchRevocations(self, request, context):
+        """The revocation feed: every revocation stored after `after_sequence` (logouts, revoked refresh
+        families, disabled or changed users, revoked API keys), then new ones as they happen. Services
+        subscribe at start and purge their verified-token and API-key caches, so a revoked credential
+        stops working everywhere within a second; on a reconnect they pass the last sequence they saw
+        and get what they missed. Revocations are kept until no credential they name can still be valid.
+        The first message answers at once (possibly empty, `caught_up` = true), so a subscriber knows
+        when it is current.
+        Errors: PERMISSION_DENIED (caller is not a service), INVALID_ARGUMENT (negative after_sequence).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthInternalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -688,6 +707,11 @@ def add_AuthInternalServiceServicer_to_server(servicer, server):
                     servicer.IssueServiceToken,
                     request_deserializer=viarte_dot_auth_dot_v1_dot_auth__pb2.IssueServiceTokenRequest.FromString,
                     response_serializer=viarte_dot_auth_dot_v1_dot_auth__pb2.IssueServiceTokenResponse.SerializeToString,
+            ),
+            'WatchRevocations': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRevocations,
+                    request_deserializer=viarte_dot_auth_dot_v1_dot_auth__pb2.WatchRevocationsRequest.FromString,
+                    response_serializer=viarte_dot_auth_dot_v1_dot_auth__pb2.WatchRevocationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -745,6 +769,33 @@ class AuthInternalService:
             '/viarte.auth.v1.AuthInternalService/IssueServiceToken',
             viarte_dot_auth_dot_v1_dot_auth__pb2.IssueServiceTokenRequest.SerializeToString,
             viarte_dot_auth_dot_v1_dot_auth__pb2.IssueServiceTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRevocations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/viarte.auth.v1.AuthInternalService/WatchRevocations',
+            viarte_dot_auth_dot_v1_dot_auth__pb2.WatchRevocationsRequest.SerializeToString,
+            viarte_dot_auth_dot_v1_dot_auth__pb2.WatchRevocationsResponse.FromString,
             options,
             channel_credentials,
             insecure,
