@@ -62,7 +62,6 @@ class _SyncMethod(Generic[Params, T]):
     """
 
     def __init__(self, fn: Callable[..., Any], iterate: bool) -> None:
-        self._name = fn.__name__
         self._iterate = iterate
         # What help(), IDEs and inspect.signature read, on the class attribute and on each bound call.
         self.__wrapped__ = fn
@@ -73,10 +72,10 @@ class _SyncMethod(Generic[Params, T]):
         self._bound_signature = self.__signature__.replace(parameters=list(self.__signature__.parameters.values())[1:])
 
     def __set_name__(self, owner: type, name: str) -> None:
-        if name != self._name:
+        if name != self.__name__:
             # The call goes to the async resource's method of the same name (so a subclass's
             # override is the one that runs); a different name would silently call another method.
-            raise TypeError(f"{owner.__name__}.{name} = sync(...{self._name}): names must match")
+            raise TypeError(f"{owner.__name__}.{name} = sync(...{self.__name__}): names must match")
         self.__qualname__ = f"{owner.__qualname__}.{name}"
 
     @overload
@@ -88,18 +87,18 @@ class _SyncMethod(Generic[Params, T]):
     def __get__(self, obj: SyncResource[Any] | None, owner: type | None = None) -> Any:
         if obj is None:
             return self
-        method = getattr(obj._a, self._name)
-        loop = obj._loop
+        # The async method is looked up at each call, so the sync twin never holds a stale one.
+        inner, loop, name = obj._a, obj._loop, self.__name__
         if self._iterate:
             def call(*args: Any, **kwargs: Any) -> Any:
-                return loop.iterate(method(*args, **kwargs))
+                return loop.iterate(getattr(inner, name)(*args, **kwargs))
         else:
             def call(*args: Any, **kwargs: Any) -> Any:
-                return loop.run(method(*args, **kwargs))
+                return loop.run(getattr(inner, name)(*args, **kwargs))
         functools.update_wrapper(call, self.__wrapped__)
         call.__qualname__ = self.__qualname__
         call.__signature__ = self._bound_signature  # type: ignore[attr-defined]
-        obj.__dict__[self._name] = call
+        obj.__dict__[self.__name__] = call
         return call
 
     def __repr__(self) -> str:

@@ -166,12 +166,10 @@ class Client:
         self.aio.use_credentials(ApiKeyCredentials(api_key))
 
     def jobs(self, kind: str) -> Jobs[Any, Any]:
-        resources: dict[str, Jobs[Any, Any]] = {
-            "generation": self.generation, "face_swap": self.face_swap, "render": self.render, "upscale": self.upscale,
-        }
-        if kind not in resources:
-            raise ClientError(f"unknown job kind {kind!r}; one of {sorted(resources)}")
-        return resources[kind]
+        """The job resource for ``generation``, ``face_swap``, ``render`` or ``upscale``."""
+        inner = self.aio.jobs(kind)  # the one list of kinds (and its error for an unknown one)
+        twins: tuple[Jobs[Any, Any], ...] = (self.generation, self.face_swap, self.render, self.upscale)
+        return next(twin for twin in twins if twin._a is inner)
 
     def wait_ready(self, services: Iterable[str] = ("auth",), timeout: float = 30.0) -> None:
         self._loop.run(self.aio.wait_ready(services, timeout))
