@@ -115,16 +115,16 @@ def test_presigned_multipart_upload(
     mesh.require("auth", "storage")
     import subprocess
 
-    import viarte.client
+    import viarte.client.assets
 
     puts: list[int] = []
-    real_put = viarte.client._put
+    real_put = viarte.client.assets._put
 
     async def counted_put(http, url, body, *args):  # type: ignore[no-untyped-def]
         puts.append(len(body))  # observe the real PUTs (one per part), change nothing
         return await real_put(http, url, body, *args)
 
-    monkeypatch.setattr(viarte.client, "_put", counted_put)
+    monkeypatch.setattr(viarte.client.assets, "_put", counted_put)
 
     wav = tmp_path / "long.wav"  # 40 s of 16-bit stereo: about 7 MiB, above the 6 MiB multipart threshold
     subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=40", "-ac", "2",
