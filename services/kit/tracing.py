@@ -24,11 +24,13 @@ from typing import Any
 import grpc
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import NonRecordingSpan, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 __all__ = [
+    "JobTrace",
     "StageSpans",
+    "TaskTrace",
     "client_interceptors",
     "configure_tracing",
     "context_from_traceparent",
@@ -260,7 +262,50 @@ class StageSpans:
         self._stage = ""
 
 
-def remote_span(traceparent: str) -> Span:
-    """A non-recording stand-in for the remote parent a ``traceparent`` names (or an invalid span)."""
-    ctx = context_from_traceparent(traceparent)
-    return trace.get_current_span(ctx) if ctx is not None else NonRecordingSpan(trace.INVALID_SPAN_CONTEXT)
+class TaskTrace:
+    """A unit of work in another process (a worker task): one span under the sender's
+    ``traceparent`` and one child span per stage (``stage(name)`` whenever it changes)."""
+
+    def __init__(self, name: str, traceparent: str, prefix: str = "", **attributes: Any) -> None:
+        self.span = tracer.start_span(
+            name, context=context_from_traceparent(traceparent), attributes=attributes or None
+        )
+        self._stages = StageSpans(self.span, prefix)
+
+    def stage(self, name: str) -> None:
+        self._stages.enter(name)
+
+    def end(self, error: str = "") -> None:
+        self._stages.close(error)
+        if error:
+            self.span.set_status(Status(StatusCode.ERROR, error))
+        self.span.end()
+
+
+# -- jobs -----------------------------------------------------------------------------------------
+class JobTrace:
+    """A job's place in its trace: created with the job (child of the Create RPC's span, or a new
+    root for jobs recovered after a restart); ``job.queued`` lasts until dispatch, ``job.run``
+    until the executor returns, and the executor's own spans (worker stages, storage calls) nest
+    under ``job.run``."""
+
+    __slots__ = ("_attributes", "_parent", "_queued")
+
+    def __init__(self, job_id: str, kind: str) -> None:
+        self._parent = otel_context.get_current()
+        self._attributes = {"viarte.job_id": job_id, "viarte.job_kind": kind}
+        self._queued: Span | None = tracer.start_span("job.queued", context=self._parent, attributes=self._attributes)
+
+    def dispatched(self) -> None:
+        if self._queued is not None:
+            self._queued.end()
+            self._queued = None
+
+    def run(self, attempt: int) -> Span:
+        """Opens ``job.run`` and makes it current in the calling task (the job's own task)."""
+        self.dispatched()
+        span = tracer.start_span(
+            "job.run", context=self._parent, attributes={**self._attributes, "viarte.job_attempt": attempt}
+        )
+        otel_context.attach(trace.set_span_in_context(span, self._parent))
+        return span

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
+from services.kit import tracing
 from services.kit.db import run_db
 from services.kit.errors import FieldViolation, ServiceError
 from services.kit.jobs.broker import Broker
@@ -167,6 +168,8 @@ class JobService:
         self._announcer: asyncio.Task[None] | None = None
         self._scheduler: asyncio.Task[None] | None = None
         self._stopping = False
+        # Trace context of jobs created by this process (a recovered job starts a new trace).
+        self._traces: dict[str, tracing.JobTrace] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -236,6 +239,7 @@ class JobService:
             priority=priority, now_us=_now_us(), progress=progress,
         )
         if transition is not None:
+            self._traces[record.id] = tracing.JobTrace(record.id, kind)
             self.broker.publish(record.id, transition.event)
             self._queue.push(record)
             self._positions[record.id] = position
@@ -374,6 +378,8 @@ class JobService:
                 self._tasks[job_id] = asyncio.get_running_loop().create_task(self._run(started.record))
 
     async def _run(self, record: JobRecord) -> None:
+        # This task is the job's own: the run span stays current for everything the executor does.
+        span = (self._traces.pop(record.id, None) or tracing.JobTrace(record.id, record.kind)).run(record.attempts)
         writer = _EventWriter(self, record.id)
         job = RunningJob(record, writer.put)
         job._flush = writer.flush
@@ -411,6 +417,7 @@ class JobService:
             await writer.close()
             await self._finish(record.id, FAILED, error=ServiceError.internal().to_job_error())
         finally:
+            span.end()
             self._running.pop(record.id, None)
             self._tasks.pop(record.id, None)
             self._wake.set()
@@ -436,6 +443,9 @@ class JobService:
             expect=expect or frozenset({QUEUED, RUNNING}), progress=progress, error=error, result=result,
         )
         if done is not None:
+            queued = self._traces.pop(job_id, None)
+            if queued is not None:
+                queued.dispatched()  # cancelled while queued
             if self._queue.discard(job_id):
                 self._positions_changed.set()
             self.broker.publish(job_id, done.event)
