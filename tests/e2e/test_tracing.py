@@ -8,70 +8,27 @@ the worker process's stage spans and storage's StoreAsset; each service's log li
 from __future__ import annotations
 
 import json
-import threading
-import time
 import uuid
 from collections.abc import Iterator
-from concurrent import futures
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
 import pytest
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from services.mesh import MeshConfig, start, stop
+from tests.fakes.otlp_collector import Collector, running_collector, wait_for
 from tests.fixtures.mesh import _CHILD_ENV
 from viarte import Client, JobState, generation_parameters
 
 pytestmark = pytest.mark.e2e
 
 
-@dataclass(frozen=True)
-class ExportedSpan:
-    service: str
-    name: str
-    trace_id: str
-    span_id: str
-    parent_id: str
-    attributes: dict[str, object]
-
-
-@dataclass
-class Collector(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
-    spans: list[ExportedSpan] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def Export(self, request, context):
-        with self.lock:
-            for resource_spans in request.resource_spans:
-                attrs = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
-                for scope in resource_spans.scope_spans:
-                    for s in scope.spans:
-                        self.spans.append(ExportedSpan(
-                            attrs.get("service.name", ""), s.name, s.trace_id.hex(), s.span_id.hex(),
-                            s.parent_span_id.hex(),
-                            {a.key: a.value.string_value or a.value.int_value for a in s.attributes},
-                        ))
-        return trace_service_pb2.ExportTraceServiceResponse()
-
-    def of_trace(self, trace_id: str) -> list[ExportedSpan]:
-        with self.lock:
-            return [s for s in self.spans if s.trace_id == trace_id]
-
-
 @pytest.fixture(scope="module")
 def collector() -> Iterator[tuple[Collector, int]]:
-    servicer = Collector()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield servicer, port
-    server.stop(0)
+    with running_collector() as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -86,15 +43,6 @@ def traced_mesh(tmp_path_factory: pytest.TempPathFactory, collector: tuple[Colle
         yield state
     finally:
         stop(state_dir)
-
-
-def _wait_for(predicate, what: str, limit: float = 120.0) -> None:
-    # Liveness bound only (batches leave every 0.5 s; a loaded machine may take much longer).
-    deadline = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.25)
 
 
 def test_generation_job_is_one_trace_across_services_and_the_worker(traced_mesh, collector) -> None:
@@ -126,7 +74,7 @@ def test_generation_job_is_one_trace_across_services_and_the_worker(traced_mesh,
             ("inference-worker", "worker.generation"),
             ("storage", "viarte.storage.v1.StorageInternalService/StoreAsset"),
         } <= names
-    _wait_for(complete, "the job's spans from inference, its worker and storage")
+    wait_for(complete, "the job's spans from inference, its worker and storage")
 
     got = spans.of_trace(trace_id)
     by_id = {s.span_id: s for s in got}
