@@ -138,10 +138,9 @@ class _Edge:
             "request_id": kit_auth._request_id.get(),
             "principal": principal.subject if principal else None,
         }
-        ids = tracing.log_ids()
+        ids = tracing.end_rpc_span(code, {"viarte.request_id": fields["request_id"], "enduser.id": fields["principal"]})
         if ids is not None:
             fields["trace_id"], fields["span_id"] = ids
-        tracing.end_rpc_span(code, {"viarte.request_id": fields["request_id"], "enduser.id": fields["principal"]})
         access_log(fields)
 
 

@@ -131,13 +131,16 @@ def start_rpc_span(method: str, metadata: Mapping[str, str]) -> None:
     _rpc.set((span, token))
 
 
-def end_rpc_span(code: str, attributes: Mapping[str, Any]) -> None:
-    """Ends the current RPC's span with its status code (a no-op when none was opened)."""
+def end_rpc_span(code: str, attributes: Mapping[str, Any]) -> tuple[str, str] | None:
+    """Ends the current RPC's span with its status code; returns its (trace_id, span_id) for the
+    access line (None, at no cost, when the RPC had no trace context)."""
     current = _rpc.get()
     if current is None:
-        return
+        return None
     span, token = current
     _rpc.set(None)
+    sc = span.get_span_context()
+    ids = (format(sc.trace_id, "032x"), format(sc.span_id, "016x"))
     if span.is_recording():
         span.set_attribute("rpc.grpc.status_code", getattr(grpc.StatusCode, code, grpc.StatusCode.UNKNOWN).value[0])
         for key, value in attributes.items():
@@ -150,6 +153,7 @@ def end_rpc_span(code: str, attributes: Mapping[str, Any]) -> None:
         otel_context.detach(token)  # type: ignore[arg-type]
     except ValueError:  # a stream finalised in another context: the RPC's context dies with it anyway
         pass
+    return ids
 
 
 # -- client spans (the kit's channels) ------------------------------------------------------------
