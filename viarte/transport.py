@@ -46,6 +46,7 @@ __all__ = [
     "Transport",
 ]
 
+_otel_inject: Callable[[dict[str, str]], None] | None
 try:  # optional: the SDK must stay importable (and cheap) without OpenTelemetry
     from opentelemetry.propagate import inject as _otel_inject
 except ImportError:  # pragma: no cover - exercised in environments without opentelemetry-api

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, TextIO, cast
 
@@ -55,7 +56,7 @@ def configure_logging(config: ServiceConfig) -> None:
     logging.basicConfig(level=max(level, logging.WARNING), stream=sys.stderr, format="%(message)s", force=True)
 
 
-def _add_trace_ids(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def _add_trace_ids(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Joins a line to its trace: an RPC's, a job's or a worker task's (see services.kit.tracing)."""
     ids = tracing.log_ids()
     if ids is not None:

@@ -107,11 +107,12 @@ def worker_main(conn: Connection, settings: WorkerSettings) -> None:
     from services.inference.worker.tasks import load_task_table
 
     table = load_task_table()
-    tracing = None
+    tracing: Any = None
     if settings.otlp_endpoint:
         # Only when tracing is on: the worker then exports its own spans (the SDK is light: no torch).
-        from services.kit import tracing
+        import services.kit.tracing as tracing_module
 
+        tracing = tracing_module
         tracing.configure_tracing("inference-worker", settings.otlp_endpoint)
     sender = _Sender(conn)
     tasks: queue.SimpleQueue[RunTask | None] = queue.SimpleQueue()
