@@ -65,8 +65,9 @@ STREAMING_METHODS = (
 )
 
 # Headers a gRPC-Web / Connect browser client sends, and the gRPC ones it must be able to read.
+# traceparent/tracestate: W3C Trace Context from the editor, passed through to the services.
 CORS_ALLOW_HEADERS = (
-    "authorization,content-type,x-grpc-web,x-user-agent,grpc-timeout,x-api-key,x-request-id,"
+    "authorization,content-type,x-grpc-web,x-user-agent,grpc-timeout,x-api-key,x-request-id,traceparent,tracestate,"
     "keep-alive,user-agent,cache-control,content-transfer-encoding,x-accept-content-transfer-encoding,"
     "x-accept-response-streaming,connect-protocol-version,connect-timeout-ms"
 )

@@ -5,6 +5,12 @@ them through Envoy). Unary calls get an overall deadline, a fresh ``x-request-id
 credentials' metadata, and are retried with exponential backoff and jitter on UNAVAILABLE (the
 server's ``RetryInfo`` delay wins when it is longer). A call is retried only when it is safe:
 reads, or creates that carry a ``request_id`` the server deduplicates on.
+
+Tracing: when ``opentelemetry-api`` is importable, every call carries the caller's current trace
+context as a W3C ``traceparent`` (through the application's configured propagator), so an
+application's span becomes the parent of the services' spans. The SDK does not depend on it and
+starts no trace of its own: without a current span there is nothing to send, and the services
+start the trace at their edge.
 """
 
 from __future__ import annotations
@@ -39,6 +45,12 @@ __all__ = [
     "TlsConfig",
     "Transport",
 ]
+
+_otel_inject: Callable[[dict[str, str]], None] | None
+try:  # optional: the SDK must stay importable (and cheap) without OpenTelemetry
+    from opentelemetry.propagate import inject as _otel_inject
+except ImportError:  # pragma: no cover - exercised in environments without opentelemetry-api
+    _otel_inject = None
 
 SERVICES = ("auth", "storage", "inference", "render")
 USER_AGENT = "viarte-python/0.1"
@@ -198,7 +210,7 @@ class Transport:
         md: Metadata = (("x-request-id", request_id),)
         if authenticate and self.credentials is not None:
             md += await self.credentials.metadata()
-        return md
+        return md + trace_metadata()
 
     def _deadline(self, timeout: Any) -> float | None:
         value = self.timeout if timeout is _DEFAULT else timeout
@@ -342,6 +354,18 @@ async def _send_stream(
         call.cancel()
         raise
     return await call
+
+
+def trace_metadata() -> Metadata:
+    """``traceparent`` (and ``tracestate``, baggage...) of the caller's current OpenTelemetry
+    context; empty without opentelemetry-api or outside a span. Every call's metadata goes through
+    ``Transport.metadata``, so this is the one place (cheaper than an aio interceptor per channel,
+    which costs a task per call)."""
+    if _otel_inject is None:
+        return ()
+    carrier: dict[str, str] = {}
+    _otel_inject(carrier)
+    return tuple(carrier.items())
 
 
 def _decode(exc: grpc.RpcError, request_id: str) -> ViarteError:

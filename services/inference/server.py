@@ -69,6 +69,7 @@ def worker_settings(config: InferenceConfig) -> WorkerSettings:
         face_use_tiny=config.face_use_tiny,
         face_det_size=config.face_det_size,
         face_providers=config.face_providers,
+        otlp_endpoint=config.otlp_endpoint,
     )
 
 

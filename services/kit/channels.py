@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import grpc
 
+from services.kit import tracing
+
 __all__ = ["CHANNEL_OPTIONS", "insecure_channel", "secure_channel"]
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -17,10 +19,13 @@ CHANNEL_OPTIONS: tuple[tuple[str, int | str], ...] = (
 )
 
 
+# Interceptors are taken when a channel opens: services open theirs after serve() configured tracing.
 def insecure_channel(address: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=tracing.client_interceptors())
 
 
 def secure_channel(address: str, root_certificates: bytes | None = None) -> grpc.aio.Channel:
     credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
-    return grpc.aio.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
+    return grpc.aio.secure_channel(
+        address, credentials, options=CHANNEL_OPTIONS, interceptors=tracing.client_interceptors()
+    )

@@ -66,6 +66,9 @@ class ServiceConfig:
     internal_secret: Secret = Secret("dev-internal-secret-change-me")
     # Maximum concurrent RPCs; 0 = unlimited.
     max_concurrent_rpcs: int = 0
+    # OpenTelemetry: export spans over OTLP/gRPC to this collector ("http://host:4317"; https:// for
+    # TLS). "" = tracing off (nothing recorded or exported; an incoming traceparent still reaches logs).
+    otlp_endpoint: str = ""
 
     @property
     def domain(self) -> str:

@@ -18,6 +18,7 @@ import grpc
 import structlog
 
 from services.kit import auth as kit_auth
+from services.kit import tracing
 from services.kit.config import ServiceConfig
 from services.kit.enums import check_enums
 from services.kit.errors import ServiceError
@@ -97,6 +98,8 @@ class _Edge:
     async def enter(self, context: grpc.aio.ServicerContext) -> None:
         metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
         kit_auth._request_id.set(metadata.get("x-request-id") or os.urandom(12).hex())
+        # First, so authentication failures are traced too; ended in finish().
+        tracing.start_rpc_span(self.method, metadata)
         authenticator = self.interceptor._authenticator
         if self.policy.anonymous:
             # A stale token sent along with Login or Refresh must not block the call that renews it.
@@ -130,17 +133,19 @@ class _Edge:
         self.metrics.count(code)
         self.metrics.latency.observe(elapsed)
         principal = kit_auth._principal.get()
-        access_log(
-            {
-                "event": "rpc",
-                "service": self.metrics.service,
-                "method": self.method,
-                "code": code,
-                "ms": round(elapsed * 1000, 3),
-                "request_id": kit_auth._request_id.get(),
-                "principal": principal.subject if principal else None,
-            }
-        )
+        fields = {
+            "event": "rpc",
+            "service": self.metrics.service,
+            "method": self.method,
+            "code": code,
+            "ms": round(elapsed * 1000, 3),
+            "request_id": kit_auth._request_id.get(),
+            "principal": principal.subject if principal else None,
+        }
+        ids = tracing.end_rpc_span(code, {"viarte.request_id": fields["request_id"], "enduser.id": fields["principal"]})
+        if ids is not None:
+            fields["trace_id"], fields["span_id"] = ids
+        access_log(fields)
 
 
 def _code_of(context: grpc.aio.ServicerContext, error: BaseException | None) -> str:

@@ -1,15 +1,18 @@
-"""Structured logs: one JSON object per line on stderr, with the request id bound per RPC."""
+"""Structured logs: one JSON object per line on stderr, with the request id bound per RPC and the
+current trace and span ids (``trace_id``, ``span_id``) on every line written inside a trace."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, TextIO, cast
 
 import orjson
 import structlog
 
+from services.kit import tracing
 from services.kit.config import ServiceConfig
 
 __all__ = ["access_log", "configure_logging", "get_logger"]
@@ -28,6 +31,7 @@ def configure_logging(config: ServiceConfig) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            _add_trace_ids,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
@@ -50,6 +54,15 @@ def configure_logging(config: ServiceConfig) -> None:
     else:
         _access_sink = _json_access
     logging.basicConfig(level=max(level, logging.WARNING), stream=sys.stderr, format="%(message)s", force=True)
+
+
+def _add_trace_ids(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Joins a line to its trace: an RPC's, a job's or a worker task's (see services.kit.tracing)."""
+    ids = tracing.log_ids()
+    if ids is not None:
+        event.setdefault("trace_id", ids[0])
+        event.setdefault("span_id", ids[1])
+    return event
 
 
 def get_logger(name: str) -> Any:

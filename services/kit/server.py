@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from services.kit.auth import Authenticator
 from services.kit.channels import MAX_MESSAGE_BYTES
@@ -28,6 +29,7 @@ from services.kit.config import ServiceConfig, load_config
 from services.kit.interceptor import EdgeInterceptor, MethodPolicy
 from services.kit.logs import configure_logging, get_logger
 from services.kit.metrics import start_metrics_server
+from services.kit.tracing import configure_tracing, shutdown_tracing
 
 __all__ = ["PortInUseError", "Service", "add_shutdown_hook", "build_server", "health_of", "run", "serve", "stop"]
 
@@ -117,9 +119,7 @@ async def build_server(
     names = [s.full_name for s in services]
     for name in [*names, ""]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection(
-        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
-    )
+    _enable_reflection(server, [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name])
     port = _bind(server, config)
     _health[server] = health_servicer
     _hooks[server] = [authenticator.close]
@@ -127,6 +127,48 @@ async def build_server(
     authenticator.start()
     server.authenticator = authenticator  # exposed for tests (feed state); not part of the API
     return server, port
+
+
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+def _enable_reflection(server: grpc.aio.Server, names: list[str]) -> None:
+    """Server reflection as ``grpc.reflection.v1`` (what current grpcurl and buf ask for first) and
+    ``v1alpha`` (older clients). grpcio-reflection ships only v1alpha; v1 is the same protocol under
+    a new package (identical messages and field numbers), so one servicer answers both, v1 through
+    a generic handler with the v1alpha (de)serialisers."""
+    _register_v1_descriptor()
+    servicer = reflection.aio.ReflectionServicer([*names, REFLECTION_V1, reflection.SERVICE_NAME])
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    v1 = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": v1}),))
+
+
+def _register_v1_descriptor() -> None:
+    """Puts grpc/reflection/v1/reflection.proto (v1alpha's file under the v1 package) in the default
+    descriptor pool, so clients can also resolve the v1 service itself through reflection."""
+    pool = descriptor_pool.Default()
+    try:
+        pool.FindServiceByName(REFLECTION_V1)
+        return
+    except KeyError:
+        pass
+    proto = descriptor_pb2.FileDescriptorProto()
+    reflection_pb2.DESCRIPTOR.CopyToProto(proto)
+    proto.name, proto.package = "grpc/reflection/v1/reflection.proto", "grpc.reflection.v1"
+    proto.options.Clear()
+    for message in proto.message_type:
+        for f in message.field:
+            if f.type_name:
+                f.type_name = f.type_name.replace(".grpc.reflection.v1alpha.", ".grpc.reflection.v1.")
+    for method in proto.service[0].method:
+        method.input_type = method.input_type.replace(".grpc.reflection.v1alpha.", ".grpc.reflection.v1.")
+        method.output_type = method.output_type.replace(".grpc.reflection.v1alpha.", ".grpc.reflection.v1.")
+    pool.Add(proto)
 
 
 def _bind(server: grpc.aio.Server, config: ServiceConfig) -> int:
@@ -173,6 +215,7 @@ Builder = Callable[[C], Awaitable[tuple[grpc.aio.Server, int]]]
 async def serve(config: C, build: Builder[C], *, ready: Callable[[int], Any] | None = None) -> None:
     """Build, start and run a service until SIGTERM/SIGINT, then stop it gracefully."""
     configure_logging(config)
+    configure_tracing(config.service_name, config.otlp_endpoint)  # before build: channels take its interceptors
     server, port = await build(config)
     await server.start()
     metrics_port = start_metrics_server(config.metrics_port, config.host) if config.metrics_port >= 0 else None
@@ -186,6 +229,7 @@ async def serve(config: C, build: Builder[C], *, ready: Callable[[int], Any] | N
     await stopping.wait()
     _log.info("server.stopping", grace_seconds=config.grace_period_seconds)
     await stop(server, config.grace_period_seconds)
+    shutdown_tracing()  # exports the spans still buffered
     _log.info("server.stopped")
 
 

@@ -149,6 +149,22 @@ async def test_cors_preflight_and_exposed_headers(envoy: EnvoyProcess) -> None:
     assert {"grpc-status", "grpc-message", "grpc-status-details-bin"} <= set(exposed)
 
 
+async def test_cors_preflight_allows_the_trace_context_headers(envoy: EnvoyProcess) -> None:
+    # The editor sends W3C traceparent on every call; a browser refuses the call unless the
+    # preflight allows it.
+    async with httpx.AsyncClient(base_url=envoy.url) as http:
+        preflight = await http.options(
+            GET_JOB,
+            headers={
+                "origin": ORIGIN,
+                "access-control-request-method": "POST",
+                "access-control-request-headers": "content-type,x-grpc-web,traceparent,tracestate",
+            },
+        )
+    allowed = {h.strip() for h in preflight.headers["access-control-allow-headers"].split(",")}
+    assert {"traceparent", "tracestate"} <= allowed
+
+
 async def test_editor_is_served_on_the_same_origin(envoy: EnvoyProcess) -> None:
     async with httpx.AsyncClient(base_url=envoy.url) as http:
         index = await http.get("/")

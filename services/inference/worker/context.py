@@ -22,6 +22,8 @@ class TaskContext:
     # Shared by every task of this worker: ModelCache, registry, ...
     resources: dict[str, Any]
     _cancel: threading.Event = field(default_factory=threading.Event)
+    # services.kit.tracing.TaskTrace when tracing is on: a span per stage the task reports.
+    trace: Any = None
 
     @property
     def device(self) -> str:
@@ -29,6 +31,8 @@ class TaskContext:
 
     def emit(self, progress: job_pb2.Progress, *, droppable: bool = False) -> None:
         """Queues an event for the server; never blocks the computation."""
+        if self.trace is not None and progress.stage:
+            self.trace.stage(job_pb2.Stage.Name(progress.stage).removeprefix("STAGE_").lower())
         self.send(TaskEvent(self.task_id, progress.SerializeToString(), droppable, time.time_ns() // 1000))
         if self.settings.crash_at_stage and job_pb2.Stage.Name(progress.stage) == self.settings.crash_at_stage:
             import os

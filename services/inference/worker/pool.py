@@ -22,6 +22,7 @@ from services.inference.worker.protocol import (
     TaskFailed,
     WorkerSettings,
 )
+from services.kit import tracing
 from services.kit.errors import ServiceError
 from services.kit.jobs import JobCancelled, RetryableJobError, RunningJob
 from services.kit.logs import get_logger
@@ -160,7 +161,8 @@ class LocalWorker:
         pending = _Pending(future, on_event, self._loop.time())
         self._pending[task_id] = pending
         try:
-            await asyncio.to_thread(self._send, RunTask(task_id, kind, payload))
+            # The job's current span (job.run) becomes the parent of the worker's task span.
+            await asyncio.to_thread(self._send, RunTask(task_id, kind, payload, tracing.current_traceparent()))
         except (OSError, EOFError) as exc:
             self._pending.pop(task_id, None)
             raise RetryableJobError(ServiceError.internal("WORKER_CRASHED", f"worker unreachable: {exc}")) from exc

@@ -107,6 +107,13 @@ def worker_main(conn: Connection, settings: WorkerSettings) -> None:
     from services.inference.worker.tasks import load_task_table
 
     table = load_task_table()
+    tracing: Any = None
+    if settings.otlp_endpoint:
+        # Only when tracing is on: the worker then exports its own spans (the SDK is light: no torch).
+        import services.kit.tracing as tracing_module
+
+        tracing = tracing_module
+        tracing.configure_tracing("inference-worker", settings.otlp_endpoint)
     sender = _Sender(conn)
     tasks: queue.SimpleQueue[RunTask | None] = queue.SimpleQueue()
     # A task's context exists from the moment its RunTask arrives, so a cancel for a task that is
@@ -151,6 +158,11 @@ def worker_main(conn: Connection, settings: WorkerSettings) -> None:
             break
         with lock:
             ctx = contexts[task.task_id]
+        if tracing is not None:
+            ctx.trace = tracing.TaskTrace(
+                f"worker.{task.kind}", task.traceparent, "worker.", **{"viarte.device": settings.device}
+            )
+        error = ""
         try:
             ctx.raise_if_cancelled()  # cancelled before it started: no model work at all
             fn = table.get(task.kind)
@@ -158,8 +170,13 @@ def worker_main(conn: Connection, settings: WorkerSettings) -> None:
                 raise KeyError(f"this worker has no task {task.kind!r}")
             sender.send(TaskDone(task.task_id, fn(ctx, task.payload)))
         except BaseException as exc:
-            sender.send(_failure(task.task_id, exc))
+            failure = _failure(task.task_id, exc)
+            error = failure.reason
+            sender.send(failure)
         finally:
             with lock:
                 contexts.pop(task.task_id, None)
+            if ctx.trace is not None:
+                ctx.trace.end(error)
+                tracing.flush()  # the worker may be killed before a batch would leave on its own
     sender.close()

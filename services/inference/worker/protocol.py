@@ -66,6 +66,8 @@ class WorkerSettings:
     face_use_tiny: bool = False
     face_det_size: int = 640
     face_providers: tuple[str, ...] = ()
+    # OpenTelemetry: the worker exports its task and stage spans here too ("" = tracing off).
+    otlp_endpoint: str = ""
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,8 @@ class RunTask:
     task_id: str
     kind: str
     payload: dict[str, Any]
+    # W3C traceparent of the job's span: the worker's spans join the job's trace ("" = none).
+    traceparent: str = ""
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
+from services.kit import tracing
 from services.kit.db import run_db
 from services.kit.errors import FieldViolation, ServiceError
 from services.kit.jobs.broker import Broker
@@ -183,6 +184,8 @@ class JobService:
         self._announcer: asyncio.Task[None] | None = None
         self._scheduler: asyncio.Task[None] | None = None
         self._stopping = False
+        # Trace context of jobs created by this process (a recovered job starts a new trace).
+        self._traces: dict[str, tracing.JobTrace] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -260,6 +263,7 @@ class JobService:
         finally:
             finished_meanwhile = self._creating.pop(job_id)
         if transition is not None:
+            self._traces[record.id] = tracing.JobTrace(record.id, kind)
             self.broker.publish(record.id, transition.event)
             if not finished_meanwhile:
                 self._queue.push(record)
@@ -409,6 +413,8 @@ class JobService:
                 self._tasks[job_id] = asyncio.get_running_loop().create_task(self._run(started.record))
 
     async def _run(self, record: JobRecord) -> None:
+        # This task is the job's own: the run span stays current for everything the executor does.
+        span = (self._traces.pop(record.id, None) or tracing.JobTrace(record.id, record.kind)).run(record.attempts)
         writer = _EventWriter(self, record.id)
         job = RunningJob(record, writer.put)
         job._flush = writer.flush
@@ -446,6 +452,7 @@ class JobService:
             await writer.close()
             await self._finish(record.id, FAILED, error=ServiceError.internal().to_job_error())
         finally:
+            span.end()
             self._running.pop(record.id, None)
             self._tasks.pop(record.id, None)
             self._wake.set()
@@ -473,6 +480,9 @@ class JobService:
         if done is not None:
             if job_id in self._creating:
                 self._creating[job_id] = True  # create() must not queue it
+            queued = self._traces.pop(job_id, None)
+            if queued is not None:
+                queued.dispatched()  # cancelled while queued
             if self._queue.discard(job_id):
                 self._positions_changed.set()
             self.broker.publish(job_id, done.event)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from services.kit import tracing
 from services.render.config import RenderConfig
 
 __all__ = ["UpscaleCancelled", "UpscaleError", "UpscalePool", "UpscaleProgress", "UpscaleWorker", "model_paths", "upscale_video"]
@@ -260,6 +261,8 @@ async def upscale_video(
         "tile_size": tile_size, "tile_padding": tile_padding, "batch_size": config.upscale_batch_size,
         "device": config.upscale_device, "fp16": config.upscale_fp16, "ffmpeg": config.ffmpeg_binary,
         "ffprobe": config.ffprobe_binary,
+        # The worker's spans join the job's trace (exported to the same collector as the service).
+        "traceparent": tracing.current_traceparent(), "otlp_endpoint": config.otlp_endpoint,
     }
     own = pool is None
     pool = UpscalePool(0) if pool is None else pool

@@ -52,6 +52,9 @@ class Spec:
     ffprobe: str = "ffprobe"
     crf: int = 18
     preset: str = "fast"
+    # Tracing: the job's W3C traceparent and where to export this process's spans ("" = off).
+    traceparent: str = ""
+    otlp_endpoint: str = ""
 
 
 def _device(name: str) -> str:
@@ -122,12 +125,34 @@ def _emit(payload: dict[str, Any]) -> None:
         sys.stdout.flush()
 
 
-def upscale_file(spec: Spec, report: Any = _emit) -> dict[str, Any]:
+def _traced(spec: Spec, report: Any = _emit) -> dict[str, Any]:
+    """``upscale_file`` inside an ``upscale`` span (child of the job's) with a span per stage."""
+    if not spec.otlp_endpoint:
+        return upscale_file(spec, report)
+    from services.kit import tracing
+
+    tracing.configure_tracing("render-upscale-worker", spec.otlp_endpoint)
+    trace = tracing.TaskTrace("worker.upscale", spec.traceparent, "worker.")
+    error = ""
+    try:
+        return upscale_file(spec, report, trace.stage)
+    except BaseException as exc:
+        error = type(exc).__name__
+        raise
+    finally:
+        trace.end(error)
+        tracing.flush()  # the server kills this process group on cancel or error
+
+
+def upscale_file(spec: Spec, report: Any = _emit, stage: Any = None) -> dict[str, Any]:
+    stage = stage or (lambda _name: None)
+    stage("probe")
     info = probe(spec.input, spec.content_type, ffprobe=spec.ffprobe)
     source = media_input(spec.content_type, spec.input).ffmpeg_args()
     if not info.has_video or info.duration <= 0:
         raise ValueError("input is not a video")
     device = _device(spec.device)
+    stage("model_loading")
     model, weights = load_model(spec, device)
     dtype = next(model.parameters()).dtype
     w, h, fps = info.width, info.height, info.fps or 30.0
@@ -170,6 +195,7 @@ def upscale_file(spec: Spec, report: Any = _emit) -> dict[str, Any]:
             report({"event": "progress", "frame": written, "total": max(total, written), "fps": written / elapsed if elapsed > 0 else 0.0})
         encoder.stdin.close()
 
+    stage("upscaling")  # decode, network and encode overlap (three threads): one stage
     reader = threading.Thread(target=read, daemon=True)
     writer = threading.Thread(target=write, daemon=True)
     reader.start()
@@ -216,7 +242,7 @@ def serve(lines: Any = sys.stdin) -> int:
         if not line.strip():
             continue
         try:
-            upscale_file(Spec(**json.loads(line)))
+            _traced(Spec(**json.loads(line)))
         except Exception as exc:  # the server fails the job with UPSCALE_FAILED and starts a fresh worker
             _emit({"event": "error", "message": f"{type(exc).__name__}: {exc}"})
             return 1
@@ -228,7 +254,7 @@ def main(argv: list[str]) -> int:
         return serve()
     spec = Spec(**json.loads(argv[1]))
     try:
-        upscale_file(spec)
+        _traced(spec)
     except Exception as exc:  # reported to the server, which fails the job with UPSCALE_FAILED
         sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
         return 1

@@ -9,11 +9,12 @@ import { ProjectService } from "../gen/viarte/render/v1/project_pb";
 import { RenderService, UpscaleService } from "../gen/viarte/render/v1/render_pb";
 import { StorageService } from "../gen/viarte/storage/v1/storage_pb";
 import { getSession, sessionFromTokens, setSession } from "./session";
+import { withTraceparent } from "./tracing";
 
 const configured = import.meta.env.VITE_GATEWAY_URL as string | undefined;
 export const gatewayUrl = configured || (import.meta.env.DEV ? "http://127.0.0.1:8800" : window.location.origin);
 
-const plainTransport = createGrpcWebTransport({ baseUrl: gatewayUrl });
+const plainTransport = createGrpcWebTransport({ baseUrl: gatewayUrl, interceptors: [withTraceparent] });
 const authClient = createClient(AuthService, plainTransport);
 
 let refreshing: Promise<boolean> | null = null;
@@ -60,7 +61,7 @@ const withToken: Interceptor = (next) => async (req) => {
   }
 };
 
-const transport = createGrpcWebTransport({ baseUrl: gatewayUrl, interceptors: [withToken] });
+const transport = createGrpcWebTransport({ baseUrl: gatewayUrl, interceptors: [withTraceparent, withToken] });
 
 export const auth = createClient(AuthService, transport);
 export const storage = createClient(StorageService, transport);
