@@ -27,7 +27,8 @@ async def test_upscale_worker_spans_join_the_callers_trace(render_service, rende
         pool = UpscalePool(0)
         token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(root)))
         try:
-            done = await upscale_video(config, render_media.small.location, tmp_path / "up.mp4", pool=pool)
+            done = await upscale_video(config, render_media.small.location, render_media.small.content_type,
+                                       tmp_path / "up.mp4", pool=pool)
         finally:
             otel_context.detach(token)
             await pool.close()
