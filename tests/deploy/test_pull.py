@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from services.inference.models import pull
-from services.inference.models.pull import Artifact, ChecksumError, Hub, RemoteFile, select_files
+import studio_dev.models_pull as pull
 from services.inference.models.registry import load_registry
+from studio_dev.models_pull import Artifact, ChecksumError, Hub, RemoteFile, select_files
 from tests.deploy.fakehub import FakeHub, Repo
 
 MODELSCOPE_REPO = "damo-vilab/text-to-video-ms-1.7b"  # the registry's real source, served locally

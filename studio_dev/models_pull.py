@@ -1,6 +1,6 @@
 """Download the configured real weights into the model volume ahead of time, checked against checksums.
 
-    python -m services.inference.models.pull [--model ID ...] [--update] [--verify] [--dry-run]
+    python -m studio_dev.models_pull [--model ID ...] [--update] [--verify] [--dry-run]
     viarte models pull ...                       (the same command through the CLI)
 
 Services never download at request time (compose runs them with ``HF_HUB_OFFLINE=1``): this job
@@ -597,7 +597,7 @@ def _selected_models(registry: ModelRegistry, requested: Sequence[str], configur
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m services.inference.models.pull", description=(__doc__ or "").split("\n\n")[0]
+        prog="python -m studio_dev.models_pull", description=(__doc__ or "").split("\n\n")[0]
     )
     parser.add_argument("--model", action="append", default=[], help="a registry id (repeatable); default: the served models")
     parser.add_argument("--revision", default="main", help="branch, tag or commit to pull (default main)")
