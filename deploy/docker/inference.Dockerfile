@@ -58,7 +58,7 @@ COPY services/inference/ services/inference/
 # The model pull job (the repository's dev tooling, run by compose's `models` service) also reads
 # the render config (where the upscaler weights go).
 COPY services/render/__init__.py services/render/config.py services/render/
-COPY studio_dev/__init__.py studio_dev/models_pull.py studio_dev/
+COPY studio_dev/__init__.py studio_dev/models_pull.py studio_dev/model_artifacts.py studio_dev/
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
