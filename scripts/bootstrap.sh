@@ -33,8 +33,8 @@ deps_hash="$(cat pyproject.toml | sha256sum | cut -c1-16)"
 if [ ! -f "$STAMP_DIR/python-$deps_hash" ]; then
   log "installing $TORCH_PIN"
   "$PY" -m pip install -q --disable-pip-version-check "$TORCH_PIN"
-  log "installing viarte-studio[server,ml,dev]"
-  "$PY" -m pip install -q --disable-pip-version-check -e ".[server,ml,dev]"
+  log "installing viarte-studio[server,ml,dev,cli]"
+  "$PY" -m pip install -q --disable-pip-version-check -e ".[server,ml,dev,cli]"
   "$PY" -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
   rm -f "$STAMP_DIR"/python-*; touch "$STAMP_DIR/python-$deps_hash"
 fi

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import ast
+import json
+import os
 import re
 import subprocess
 import sys
+import tomllib
+from importlib import metadata
 from pathlib import Path
 
+from packaging.requirements import Requirement
+
 ROOT = Path(__file__).resolve().parent.parent
-PYTHON_TREES = ("services", "viarte", "gateway", "bench", "tests", "scripts")
+PYTHON_TREES = ("services", "viarte", "gateway", "studio_dev", "bench", "tests", "scripts")
 # The kit's config loader is the only reader. Handing the whole environment down to a child process
 # (PATH, HOME, locale: `dict(os.environ)`, `**os.environ`) is not reading configuration.
 ENVIRONMENT_READERS = {"services/kit/config.py"}
@@ -44,9 +51,144 @@ def test_ruff_is_clean():
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
 
 
-def test_mypy_is_clean_on_services_sdk_and_gateway():
+def test_mypy_is_clean_on_services_sdk_gateway_and_dev_tooling():
     result = subprocess.run(
-        [sys.executable, "-m", "mypy", "services", "viarte", "gateway"],
+        [sys.executable, "-m", "mypy", "services", "viarte", "gateway", "studio_dev"],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+
+
+# ---------------------------------------------------------------------------------------------
+# The SDK on the ground floor: `viarte` stands on its declared dependencies alone.
+# ---------------------------------------------------------------------------------------------
+ABOVE_THE_SDK = ("services", "gateway", "studio_dev")
+
+
+def _imported_modules(tree: ast.AST) -> list[tuple[int, str]]:
+    """Absolute imports, and modules named to importlib.import_module / find_spec / __import__."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.lineno, node.module))
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if name in ("import_module", "find_spec", "__import__") and isinstance(node.args[0].value, str):
+                found.append((node.lineno, node.args[0].value))
+    return found
+
+
+def test_the_sdk_imports_nothing_above_it():
+    offenders = []
+    for path in sorted((ROOT / "viarte").rglob("*.py")):
+        for line, module in _imported_modules(ast.parse(path.read_text(), str(path))):
+            if module.split(".")[0] in ABOVE_THE_SDK:
+                offenders.append(f"{path.relative_to(ROOT)}:{line}: {module}")
+    assert not offenders, "viarte/ must not import services/, gateway/ or studio_dev/:\n" + "\n".join(offenders)
+
+
+def _closure(requirements: list[str]) -> list[metadata.Distribution]:
+    """The installed distributions of these requirements and, recursively, of what they require."""
+    seen: dict[str, metadata.Distribution] = {}
+    todo = [Requirement(r) for r in requirements]
+    while todo:
+        req = todo.pop()
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue
+        dist = metadata.distribution(req.name)
+        key = dist.metadata["Name"].lower().replace("_", "-")
+        if key not in seen:
+            seen[key] = dist
+            todo += [Requirement(r) for r in dist.requires or []]
+    return list(seen.values())
+
+
+def _link_distributions(dists: list[metadata.Distribution], site: Path) -> None:
+    """Symlinks the distributions' top-level entries into site (namespace packages such as google/
+    one level down, so that only these distributions' parts of them appear)."""
+    for dist in dists:
+        root = Path(str(dist.locate_file("")))
+        for file in dist.files or []:
+            parts = Path(str(file)).parts
+            if not parts or parts[0] in ("..", "__pycache__") or parts[0].endswith(".pth"):
+                continue
+            top = root / parts[0]
+            if top.is_dir() and not (top / "__init__.py").exists() and not parts[0].endswith(".dist-info") and len(parts) > 2:
+                (site / parts[0]).mkdir(exist_ok=True)
+                link, target = site / parts[0] / parts[1], top / parts[1]
+            else:
+                link, target = site / parts[0], top
+            if not link.exists() and target.exists():
+                link.symlink_to(target)
+
+
+def _run(python: Path, code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    # -I: no PYTHONPATH, no user site, not the working directory: the venv's site-packages only.
+    env = {"PATH": os.defpath, "HOME": str(cwd), "LANG": "C.UTF-8"}
+    return subprocess.run([str(python), "-I", "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+_PROBE = """
+import importlib.util, json, sys
+{imports}
+above = ("services", "gateway", "studio_dev", "typer", "rich", "click", "torch")
+print(json.dumps({{"importable": [m for m in above if importlib.util.find_spec(m) is not None],
+                  "loaded": sorted({{m.split(".")[0] for m in sys.modules}} & set(above))}}))
+"""
+
+
+def test_the_sdk_imports_in_a_venv_with_only_its_own_dependencies(tmp_path: Path):
+    """A venv holding only the SDK's declared dependencies (and theirs) plus the repository's viarte/:
+    the SDK imports, nothing above it is there; the CLI then asks for its extra, and with the extra
+    but without the dev tooling it says where the dev commands come from."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")], check=True, timeout=120)
+    python = tmp_path / "venv" / "bin" / "python"
+    (site,) = (tmp_path / "venv" / "lib").glob("python3*/site-packages")
+    _link_distributions(_closure(project["dependencies"]), site)
+    (site / "viarte").symlink_to(ROOT / "viarte")
+
+    sdk = _run(python, _PROBE.format(imports=(
+        "import viarte\nfrom viarte import AsyncClient, Client, Endpoints, generation_parameters\n"
+        "from viarte.errors import InvalidArgument\nfrom viarte.timeline import load_timeline\n"
+        "Client('127.0.0.1:1').close()"
+    )), tmp_path)  # fmt: skip
+    assert sdk.returncode == 0, sdk.stderr[-3000:]
+    assert json.loads(sdk.stdout) == {"importable": [], "loaded": []}
+
+    # The console script's target without the [cli] extra: an install hint, not a traceback.
+    bare = _run(python, "from viarte.cli import main; main(['--help'])", tmp_path)
+    assert bare.returncode == 1 and "Traceback" not in bare.stderr, bare.stderr[-3000:]
+    assert "pip install 'viarte-studio[cli]'" in bare.stderr
+
+    _link_distributions(_closure(project["optional-dependencies"]["cli"]), site)
+    listed = _run(python, "from viarte.cli import main; main(['--help'])", tmp_path)
+    assert listed.returncode == 0 and "generate" in listed.stdout, listed.stderr[-3000:]
+    assert " up " not in listed.stdout and " demo " not in listed.stdout  # dev commands are not offered here
+    for argv, command in ((["up", "--models", "tiny"], "up"), (["--json", "models", "pull", "--dry-run"], "models pull")):
+        run = _run(python, f"from viarte.cli import main; main({argv!r})", tmp_path)
+        assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-3000:]
+        said = " ".join(run.stderr.split())  # as one line, however the console wrapped it
+        assert f"`viarte {command}` is part of the Viarte Studio repository's dev tooling" in said
+        assert "studio_dev" in said and "pip install -e '.[server,cli]'" in said
+    probe = _run(python, _PROBE.format(imports="import viarte.cli.commands"), tmp_path)
+    importable = json.loads(probe.stdout)["importable"]
+    assert {"typer", "rich"} <= set(importable) and not set(importable) & {*ABOVE_THE_SDK, "torch"}, probe.stderr
+
+
+def test_the_dev_tooling_registers_its_commands_through_the_entry_point():
+    """pyproject.toml declares studio_dev.cli:register in the `viarte.cli` group and the installed
+    metadata carries it (after `pip install -e .`, which scripts/bootstrap.sh runs on each change)."""
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["viarte.cli"]
+    installed = {e.name: e.value for e in metadata.entry_points(group="viarte.cli")}
+    assert installed == declared, "reinstall the project (scripts/bootstrap.sh) to register its entry points"
+    from viarte.cli import app
+    from viarte.cli.models import models_app
+
+    commands = {info.name or info.callback.__name__: info.callback for info in app.registered_commands if info.callback}
+    assert {"up", "down", "status", "demo"} <= set(commands)
+    assert all(commands[c].__module__ == "studio_dev.cli" for c in ("up", "down", "status", "demo"))
+    pull = next(i for i in models_app.registered_commands if i.name == "pull")
+    assert pull.callback is not None and pull.callback.__module__ == "studio_dev.cli"

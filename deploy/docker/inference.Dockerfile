@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1.7
 # Inference service: text/image-to-video generation, face swap, the prompt assistant.
 # gRPC :50053, Prometheus metrics :9103. One worker process per GPU; weights come from the model
-# volume (/models), filled ahead of time by `python -m services.inference.models.pull`.
+# volume (/models), filled ahead of time by `python -m studio_dev.models_pull`.
 # Build from the repository root: docker build -f deploy/docker/inference.Dockerfile -t viarte/inference .
 ARG CUDA_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.9.7
@@ -55,8 +55,10 @@ COPY viarte/ viarte/
 COPY services/__init__.py services/__init__.py
 COPY services/kit/ services/kit/
 COPY services/inference/ services/inference/
-# The model pull job also reads the render config (where the upscaler weights go).
+# The model pull job (the repository's dev tooling, run by compose's `models` service) also reads
+# the render config (where the upscaler weights go).
 COPY services/render/__init__.py services/render/config.py services/render/
+COPY studio_dev/__init__.py studio_dev/models_pull.py studio_dev/model_artifacts.py studio_dev/
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -66,7 +68,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     HF_HOME=/models/huggingface \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility,video
-RUN python -m compileall -q viarte services
+RUN python -m compileall -q viarte services studio_dev
 USER 10001:10001
 EXPOSE 50053 9103
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \

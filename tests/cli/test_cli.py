@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from studio_dev.demo import FACE_IMAGE
 from tests.fixtures.mesh import MeshUser, RunningMesh
 from viarte.cli import _hoist_json, app
-from viarte.demo import FACE_IMAGE
 from viarte.scopes import SCOPES
 
 pytestmark = pytest.mark.e2e

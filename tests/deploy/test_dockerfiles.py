@@ -35,7 +35,7 @@ GPU_IMAGES = ("inference", "render")
 ENTRY_MODULES = {
     "auth": ["services.auth.__main__", "services.auth.server"],
     "storage": ["services.storage.__main__", "services.storage.server"],
-    "inference": ["services.inference.__main__", "services.inference.server", "services.inference.models.pull"],
+    "inference": ["services.inference.__main__", "services.inference.server", "studio_dev.models_pull"],
     "render": ["services.render.__main__", "services.render.server"],
 }
 

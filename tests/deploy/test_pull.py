@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from services.inference.models import pull
-from services.inference.models.pull import Artifact, ChecksumError, Hub, RemoteFile, select_files
+import studio_dev.models_pull as pull
 from services.inference.models.registry import load_registry
+from studio_dev import model_artifacts
+from studio_dev.model_artifacts import Artifact
+from studio_dev.models_pull import ChecksumError, Hub, RemoteFile, select_files
 from tests.deploy.fakehub import FakeHub, Repo
 
 MODELSCOPE_REPO = "damo-vilab/text-to-video-ms-1.7b"  # the registry's real source, served locally
@@ -180,21 +182,21 @@ def test_release_url_artifact_resumes_unpacks_and_is_pinned(hub: FakeHub, tmp_pa
     part.parent.mkdir(parents=True)
     part.write_bytes(archive[:1000])  # an earlier run stopped here
 
-    result = pull.pull_artifact(Hub(), artifact, tmp_path / "models")
+    result = model_artifacts.pull_artifact(Hub(), artifact, tmp_path / "models")
 
     assert result.status == "downloaded"
     assert hub.gets("buffalo_l.zip") == ["bytes=1000-"]
     assert sorted(p.name for p in target.iterdir()) == ["det_10g.onnx", "w600k_r50.onnx"]  # top folder dropped
     assert not part.exists()
-    assert pull.pull_artifact(Hub(), artifact, tmp_path / "models").status == "up to date"
-    assert pull.pull_artifact(Hub(), artifact, tmp_path / "models", verify=True).status == "verified"
+    assert model_artifacts.pull_artifact(Hub(), artifact, tmp_path / "models").status == "up to date"
+    assert model_artifacts.pull_artifact(Hub(), artifact, tmp_path / "models", verify=True).status == "verified"
     (target / "det_10g.onnx").write_bytes(b"x")  # damaged on disk → verify downloads it again
-    assert pull.pull_artifact(Hub(), artifact, tmp_path / "models", verify=True).status == "downloaded"
+    assert model_artifacts.pull_artifact(Hub(), artifact, tmp_path / "models", verify=True).status == "downloaded"
     assert (target / "det_10g.onnx").read_bytes() == b"d" * 5000
 
     wrong = dataclasses.replace(artifact, id="faces-wrong", target=tmp_path / "other", sha256="0" * 64)
     with pytest.raises(ChecksumError):
-        pull.pull_artifact(Hub(), wrong, tmp_path / "models")
+        model_artifacts.pull_artifact(Hub(), wrong, tmp_path / "models")
     assert not (tmp_path / "other").exists()
 
 
@@ -206,7 +208,7 @@ def test_dropped_hub_download_resumes_with_a_range_request(hub: FakeHub, tmp_pat
     repo = hub.add(Repo("viarte-test/big", {"weights.pth": weights}))
     hub.cut_after["weights.pth"] = constants.DOWNLOAD_CHUNK_SIZE + 777  # the connection drops mid-file
     artifact = Artifact(id="big", target=tmp_path / "big.pth", hf_repo=repo.repo_id, hf_file="weights.pth")
-    result = pull.pull_artifact(Hub(endpoint=hub.endpoint, cache_dir=tmp_path / "hub"), artifact, tmp_path / "m")
+    result = model_artifacts.pull_artifact(Hub(endpoint=hub.endpoint, cache_dir=tmp_path / "hub"), artifact, tmp_path / "m")
     assert result.status == "downloaded"
     assert hub.gets("weights.pth") == ["", f"bytes={constants.DOWNLOAD_CHUNK_SIZE}-"]
     assert artifact.target.read_bytes() == weights
@@ -218,20 +220,20 @@ def test_hub_file_artifact_and_default_artifacts(hub: FakeHub, tmp_path: Path) -
     artifact = Artifact(id="upscaler", target=tmp_path / "upscale" / "RealESRGAN_x2plus.pth",
                         hf_repo=repo.repo_id, hf_file="RealESRGAN_x2plus.pth")
     client = Hub(endpoint=hub.endpoint, cache_dir=tmp_path / "hub")
-    assert pull.pull_artifact(client, artifact, tmp_path / "models").status == "downloaded"
+    assert model_artifacts.pull_artifact(client, artifact, tmp_path / "models").status == "downloaded"
     assert artifact.target.read_bytes() == weights
     hub.tamper["RealESRGAN_x2plus.pth"] = b"E" * len(weights)
     other = dataclasses.replace(artifact, id="upscaler-2", target=tmp_path / "u2.pth")
     client2 = Hub(endpoint=hub.endpoint, cache_dir=tmp_path / "hub2")
     with pytest.raises(ChecksumError):
-        pull.pull_artifact(client2, other, tmp_path / "models")
+        model_artifacts.pull_artifact(client2, other, tmp_path / "models")
 
     values = {"face_models_dir": "/m/faces", "face_pack": "buffalo_l", "render_model_dir": "/m/up",
               "upscale_model": "realesrgan-x2plus"}
-    defaults = {a.id: a for a in pull.load_artifacts(pull.DEFAULT_ARTIFACTS, values)}
+    defaults = {a.id: a for a in model_artifacts.load_artifacts(model_artifacts.DEFAULT_ARTIFACTS, values)}
     assert defaults["face-analysis-buffalo_l"].target == Path("/m/faces/buffalo_l")
     assert defaults["realesrgan-x2plus"].target == Path("/m/up/RealESRGAN_x2plus.pth")
-    other_pack = pull.load_artifacts(pull.DEFAULT_ARTIFACTS, {**values, "face_pack": "antelopev2"})
+    other_pack = model_artifacts.load_artifacts(model_artifacts.DEFAULT_ARTIFACTS, {**values, "face_pack": "antelopev2"})
     assert [a.id for a in other_pack] == ["realesrgan-x2plus"]
 
 

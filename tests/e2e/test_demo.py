@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from studio_dev.demo import OUTPUT_NAME, ffprobe_summary
 from tests.fixtures.mesh import RunningMesh
-from viarte.demo import OUTPUT_NAME, ffprobe_summary
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +46,7 @@ def test_demo_produces_the_upscaled_mp4(mesh: RunningMesh, tmp_path: Path) -> No
     assert summary["ffprobe"]["streams"] == probe["streams"]
     # The demo did not stop a mesh it did not start.
     assert mesh.services >= {"auth", "storage", "inference", "render"}
-    from services.mesh import status
+    from studio_dev.mesh import status
 
     state, _rows = status(mesh.state_dir)
     assert state is not None and state.state == "ready"

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from services.mesh import MeshConfig, status, stop
-from services.mesh.control import _alive
-from services.mesh.runner import service_exists
+from studio_dev.mesh import MeshConfig, status, stop
+from studio_dev.mesh.control import _alive
+from studio_dev.mesh.runner import service_exists
 from tests.fixtures.mesh import RunningMesh
 
 pytestmark = pytest.mark.e2e
@@ -58,13 +58,13 @@ def test_up_status_down_from_separate_processes(tmp_path: Path) -> None:
 
     down = viarte(tmp_path, "down")
     assert down.returncode == 0, down.stderr
-    assert not _alive(auth_pid, "services.auth") and not _alive(supervisor, "services.mesh")
+    assert not _alive(auth_pid, "services.auth") and not _alive(supervisor, "studio_dev.mesh")
     assert viarte(tmp_path, "status").returncode == 1  # recorded, but stopped
 
 
 def test_children_die_with_a_killed_supervisor_and_down_cleans_up(tmp_path: Path) -> None:
     config = MeshConfig(state_dir=str(tmp_path), free_ports=True, services=("auth",), s3=False, gateway=False)
-    from services.mesh import start
+    from studio_dev.mesh import start
 
     state = start(config)
     auth = state.process("auth")
@@ -81,7 +81,7 @@ def test_children_die_with_a_killed_supervisor_and_down_cleans_up(tmp_path: Path
 
 
 def test_failed_service_fails_the_start_with_its_log(tmp_path: Path) -> None:
-    from services.mesh import MeshError, start
+    from studio_dev.mesh import MeshError, start
 
     # An auth config the service rejects at startup: the mesh must fail fast and stop everything.
     config = MeshConfig(
@@ -96,7 +96,7 @@ def test_failed_service_fails_the_start_with_its_log(tmp_path: Path) -> None:
 
 
 def test_keep_going_starts_the_rest_without_the_failed_service(tmp_path: Path) -> None:
-    from services.mesh import start
+    from studio_dev.mesh import start
 
     config = MeshConfig(
         state_dir=str(tmp_path), free_ports=True, services=("auth", "render"), s3=False, gateway=False, keep_going=True,

@@ -13,9 +13,9 @@ import grpc
 import httpx
 import pytest
 
+from studio_dev.demo import FACE_IMAGE, SOUNDTRACK, build_timeline
 from tests.fixtures.mesh import MeshUser, RunningMesh
 from viarte import AsyncClient, Client, JobState, Stage, generation_parameters
-from viarte.demo import FACE_IMAGE, SOUNDTRACK, build_timeline
 from viarte.errors import (
     Aborted,
     AlreadyExists,

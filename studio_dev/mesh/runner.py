@@ -1,6 +1,6 @@
 """The dev mesh supervisor: starts every process of the local mesh, watches them, stops them.
 
-One supervisor process (``python -m services.mesh supervise``) owns the mesh: the embedded S3
+One supervisor process (``python -m studio_dev.mesh supervise``) owns the mesh: the embedded S3
 server (SeaweedFS), one ``python -m services.<svc>`` per service that exists, and Envoy when the
 gateway package is present. It starts them in dependency order, waits on each one's health
 (gRPC ``grpc.health.v1`` for services, signed S3 requests, Envoy's active health checks), writes
@@ -34,7 +34,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.kit.config import ENV_PREFIX, ServiceConfig
-from services.mesh.config import GRPC_SERVICES, MeshConfig
+from studio_dev.mesh.config import GRPC_SERVICES, MeshConfig
 
 __all__ = ["REPO_ROOT", "MeshError", "MeshState", "ProcessInfo", "Supervisor", "read_state", "write_state"]
 

@@ -1,6 +1,6 @@
 """Start, inspect and stop the dev mesh from any shell (``viarte up|status|down``, the demo, tests).
 
-``start`` launches the supervisor (``python -m services.mesh supervise``) detached from the caller
+``start`` launches the supervisor (``python -m studio_dev.mesh supervise``) detached from the caller
 and waits until it reports ``ready`` (or ``failed``) in the state file; ``stop`` signals the
 supervisor recorded there and, should it be gone, the processes it recorded (each pid checked
 against its command line first, so a recycled pid is never signalled).
@@ -22,8 +22,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.mesh.config import MeshConfig, to_environ
-from services.mesh.runner import (
+from studio_dev.mesh.config import MeshConfig, to_environ
+from studio_dev.mesh.runner import (
     REPO_ROOT,
     MeshError,
     MeshState,
@@ -35,7 +35,7 @@ from services.mesh.runner import (
 
 __all__ = ["ProcessStatus", "is_running", "run_foreground", "start", "status", "stop"]
 
-SUPERVISOR_MATCH = "services.mesh"
+SUPERVISOR_MATCH = "studio_dev.mesh"
 
 
 def _cmdline(pid: int) -> str:
@@ -89,7 +89,7 @@ def start(config: MeshConfig, *, on_progress: Callable[[MeshState], None] | None
     env["VIARTE_MESH_STATE_DIR"] = str(config.root)
     with (config.logs_dir / "mesh.log").open("ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "services.mesh", "supervise"],
+            [sys.executable, "-m", "studio_dev.mesh", "supervise"],
             cwd=str(REPO_ROOT), env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip

@@ -6,7 +6,7 @@
   above 127.5); real detectors see a cartoon face.
 - ``demo_tone.m4a``: 6 s of a soft A major chord (AAC, 44.1 kHz stereo), made with ffmpeg's sine source.
 
-    .venv/bin/python viarte/assets/make_assets.py
+    .venv/bin/python studio_dev/assets/make_assets.py
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``python -m services.mesh supervise|up|down|status`` (config from ``VIARTE_MESH_*``).
+"""``python -m studio_dev.mesh supervise|up|down|status`` (config from ``VIARTE_MESH_*``).
 
 ``supervise`` is what ``viarte up`` launches in the background; ``up`` starts it detached and
 returns when the mesh is ready; ``down`` stops it; ``status`` prints the state file's view.
@@ -10,9 +10,9 @@ import asyncio
 import sys
 
 from services.kit.config import load_config
-from services.mesh.config import MeshConfig
-from services.mesh.control import start, status, stop
-from services.mesh.runner import MeshError, Supervisor
+from studio_dev.mesh.config import MeshConfig
+from studio_dev.mesh.control import start, status, stop
+from studio_dev.mesh.runner import MeshError, Supervisor
 
 
 def main(argv: list[str]) -> int:

@@ -30,10 +30,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from viarte.cli.progress import JobProgressView, TransferProgress
 from viarte.client import Client, face_swap_options, generation_parameters
 from viarte.errors import ClientError
 from viarte.inference.v1 import generation_pb2
-from viarte.progress import JobProgressView, TransferProgress
 from viarte.render.v1 import render_pb2, timeline_pb2
 
 __all__ = ["ASSETS_DIR", "DemoSummary", "build_timeline", "ffprobe_summary", "run_demo"]
@@ -191,7 +191,7 @@ def run_demo(
     client_factory: Callable[[dict[str, str]], Client] | None = None,
 ) -> DemoSummary:
     """Runs the tour; returns what it made. Stops the mesh afterwards if it started it."""
-    import services.mesh as mesh  # the dev runner lives in the repository, next to the services
+    import studio_dev.mesh as mesh
 
     con = console or Console()
     summary = DemoSummary()
