@@ -17,7 +17,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from services.mesh import MeshConfig, start, stop
+from studio_dev.mesh import MeshConfig, start, stop
 from tests.fakes.otlp_collector import Collector, running_collector, wait_for
 from tests.fixtures.mesh import _CHILD_ENV
 from viarte import Client, JobState, generation_parameters
