@@ -231,16 +231,17 @@ def root(
     render_address: Annotated[str | None, typer.Option(envvar="VIARTE_RENDER_ADDRESS", help="Render service address.")] = None,
     api_key: Annotated[str | None, typer.Option(envvar="VIARTE_API_KEY", help="Authenticate with an API key instead of a login.")] = None,
     config: Annotated[Path | None, typer.Option("--config", envvar="VIARTE_CONFIG", help="CLI state file (sessions).")] = None,
-    state_dir: Annotated[Path, typer.Option(envvar="VIARTE_STATE_DIR", help="The dev mesh's state folder.")] = Path("var"),
+    state_dir: Annotated[Path | None, typer.Option(help="The dev mesh's state folder [default: the mesh config's VIARTE_MESH_STATE_DIR, else ./var].")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
     timeout: Annotated[float, typer.Option(help="Deadline of each call, in seconds.")] = 30.0,
     tls: Annotated[bool, typer.Option(help="Use TLS (system roots unless --ca-cert).")] = False,
     ca_cert: Annotated[Path | None, typer.Option(help="PEM roots for TLS.")] = None,
 ) -> None:
+    state_dir = _state_dir(state_dir)
     profile = Profile.load(config or default_config_path())
     values: dict[str, str] = dict(profile.endpoints)
     gateway_url = ""
-    running = mesh_endpoints(state_dir.absolute())
+    running = mesh_endpoints(state_dir)
     if running is not None:
         values.update(running[0])
         gateway_url = running[1]
@@ -257,6 +258,22 @@ def root(
 # ---------------------------------------------------------------------------------------------
 # The dev mesh
 # ---------------------------------------------------------------------------------------------
+def _state_dir(flag: Path | None) -> Path:
+    """``--state-dir``, else the dev mesh config's: MeshConfig is the one reader of its variable
+    (VIARTE_MESH_STATE_DIR), so the CLI and the runner it starts can never disagree on the folder."""
+    if flag is not None:
+        return flag.absolute()
+    try:
+        from services.kit.config import ConfigError, load_config
+        from services.mesh.config import MeshConfig
+    except ImportError:  # the SDK installed without the repository: there is no dev mesh to find
+        return Path("var").absolute()
+    try:
+        return Path(load_config(MeshConfig).state_dir).absolute()
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 def _mesh() -> Any:
     try:
         import services.mesh as mesh
