@@ -231,7 +231,7 @@ def root(
     render_address: Annotated[str | None, typer.Option(envvar="VIARTE_RENDER_ADDRESS", help="Render service address.")] = None,
     api_key: Annotated[str | None, typer.Option(envvar="VIARTE_API_KEY", help="Authenticate with an API key instead of a login.")] = None,
     config: Annotated[Path | None, typer.Option("--config", envvar="VIARTE_CONFIG", help="CLI state file (sessions).")] = None,
-    state_dir: Annotated[Path | None, typer.Option(help="The dev mesh's state folder [default: the mesh config's VIARTE_MESH_STATE_DIR, else ./var].")] = None,
+    state_dir: Annotated[Path | None, typer.Option(help="The dev mesh's state folder (default: the mesh config's VIARTE_MESH_STATE_DIR, else ./var).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
     timeout: Annotated[float, typer.Option(help="Deadline of each call, in seconds.")] = 30.0,
     tls: Annotated[bool, typer.Option(help="Use TLS (system roots unless --ca-cert).")] = False,
