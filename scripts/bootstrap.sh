@@ -5,7 +5,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 VENV="$ROOT/.venv"
-TORCH_PIN="torch==2.13.0"   # the CPU wheel; anything unpinned would pull gigabytes of CUDA wheels
+# The lock's torch is the CPU build; PyPI's torch would pull gigabytes of CUDA libraries.
+TORCH_CPU_INDEX="https://download.pytorch.org/whl/cpu"
 STAMP_DIR="$ROOT/.cache/bootstrap"
 mkdir -p "$STAMP_DIR"
 log() { printf '\033[1m[bootstrap]\033[0m %s\n' "$*" >&2; }
@@ -26,16 +27,27 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
-# 2. Python: venv, torch first (pinned CPU build), then the project with all groups.
+# 2. Python: the venv from requirements.lock (every dependency of every extra, pinned with hashes;
+#    refresh it with `.venv/bin/python deploy/lock.py refresh`), then the project itself without deps.
+#    torch first, on its own: the lock pins the CPU build (+cpu), which is not on PyPI; pip finds it
+#    through its find-links (a local wheel) or PyTorch's CPU index, which no other package needs.
 [ -x "$VENV/bin/python" ] || { log "creating $VENV"; python3 -m venv "$VENV"; }
 PY="$VENV/bin/python"
-deps_hash="$(cat pyproject.toml | sha256sum | cut -c1-16)"
+PIP=("$PY" -m pip install -q --disable-pip-version-check --require-hashes --no-deps)
+deps_hash="$(cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)"
 if [ ! -f "$STAMP_DIR/python-$deps_hash" ]; then
-  log "installing $TORCH_PIN"
-  "$PY" -m pip install -q --disable-pip-version-check "$TORCH_PIN"
-  log "installing viarte-studio[server,ml,dev,cli]"
-  "$PY" -m pip install -q --disable-pip-version-check -e ".[server,ml,dev,cli]"
-  "$PY" -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+  torch_pin="torch==$("$PY" deploy/lock.py version torch)"
+  if [ "$("$PY" -m pip list --format=freeze 2>/dev/null | grep -i '^torch==')" != "$torch_pin" ]; then
+    log "installing $torch_pin"
+    "$PY" deploy/lock.py select --only torch >"$STAMP_DIR/torch.txt"
+    "${PIP[@]}" --extra-index-url "$TORCH_CPU_INDEX" -r "$STAMP_DIR/torch.txt"
+  fi
+  log "installing requirements.lock"
+  "${PIP[@]}" -r requirements.lock
+  # Build with the locked setuptools: an isolated build would fetch an unpinned one.
+  "$PY" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+  "$PY" -m pip check
+  "$PY" deploy/lock.py check
   rm -f "$STAMP_DIR"/python-*; touch "$STAMP_DIR/python-$deps_hash"
 fi
 

