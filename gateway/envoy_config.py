@@ -180,25 +180,27 @@ def _endpoint_cluster(upstream: Upstream, config: GatewayConfig, connect_timeout
 def _cluster(upstream: Upstream, config: GatewayConfig) -> dict[str, Any]:
     interval = _duration(config.health_check_interval_seconds)
     cluster = _endpoint_cluster(upstream, config, "1s")
-    cluster.update({
-        "typed_extension_protocol_options": {
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                "explicit_http_config": {"http2_protocol_options": {}},
-            }
-        },
-        "health_checks": [
-            {
-                "timeout": "1s",
-                "interval": interval,
-                # Without traffic Envoy would slow down to one check a minute.
-                "no_traffic_interval": interval,
-                "unhealthy_threshold": 2,
-                "healthy_threshold": 1,
-                "grpc_health_check": {"service_name": ""},
-            }
-        ],
-    })
+    cluster.update(
+        {
+            "typed_extension_protocol_options": {
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": {"http2_protocol_options": {}},
+                }
+            },
+            "health_checks": [
+                {
+                    "timeout": "1s",
+                    "interval": interval,
+                    # Without traffic Envoy would slow down to one check a minute.
+                    "no_traffic_interval": interval,
+                    "unhealthy_threshold": 2,
+                    "healthy_threshold": 1,
+                    "grpc_health_check": {"service_name": ""},
+                }
+            ],
+        }
+    )
     return cluster
 
 
@@ -503,7 +505,9 @@ def _s3_front_manager(config: GatewayConfig) -> dict[str, Any]:
         "http_filters": [
             {
                 "name": "envoy.filters.http.router",
-                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                },
             }
         ],
     }
@@ -530,7 +534,9 @@ def build_bootstrap(config: GatewayConfig) -> dict[str, Any]:
     listeners = [_listener("gateway", config, config.port, _connection_manager(config, static_dir))]
     clusters = [_cluster(upstream, config) for upstream in upstreams(config)]
     if config.s3_front_enabled:
-        listeners.append(_listener(S3_FRONT_LISTENER, config, config.s3_front_port, _s3_front_manager(config)))
+        listeners.append(
+            _listener(S3_FRONT_LISTENER, config, config.s3_front_port, _s3_front_manager(config))
+        )
         s3 = Upstream(S3_FRONT_CLUSTER, *_split(config.s3_front_upstream))
         clusters.append(_endpoint_cluster(s3, config, "2s"))
     admin: dict[str, Any] = {

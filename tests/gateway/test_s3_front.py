@@ -35,7 +35,9 @@ def _listeners(config: GatewayConfig) -> dict[str, dict[str, Any]]:
 
 
 def _front_manager(config: GatewayConfig) -> dict[str, Any]:
-    manager: dict[str, Any] = _listeners(config)[S3_FRONT_LISTENER]["filter_chains"][0]["filters"][0]["typed_config"]
+    manager: dict[str, Any] = _listeners(config)[S3_FRONT_LISTENER]["filter_chains"][0]["filters"][0][
+        "typed_config"
+    ]
     return manager
 
 
@@ -64,7 +66,8 @@ def test_front_proxies_verbatim_and_adds_the_safety_headers() -> None:
     # SigV4 signs Host, path and query: nothing may rewrite or normalise them.
     assert manager["normalize_path"] is False and manager["merge_slashes"] is False
     assert manager["path_with_escaped_slashes_action"] == "KEEP_UNCHANGED"
-    assert [f["name"] for f in manager["http_filters"]] == ["envoy.filters.http.router"]  # nothing buffers bodies
+    # Nothing buffers bodies: uploads and downloads stream.
+    assert [f["name"] for f in manager["http_filters"]] == ["envoy.filters.http.router"]
     host = manager["route_config"]["virtual_hosts"][0]
     added = {h["header"]["key"]: h["header"]["value"] for h in host["response_headers_to_add"]}
     assert added == {"x-content-type-options": "nosniff"}
@@ -72,10 +75,17 @@ def test_front_proxies_verbatim_and_adds_the_safety_headers() -> None:
         assert route["match"]["prefix"] == "/"
         assert route["route"]["cluster"] == S3_FRONT_CLUSTER and "host_rewrite_literal" not in route["route"]
         assert route["route"]["timeout"] == "0s" and route["route"]["idle_timeout"] == "120s"
-    reads = {r["match"]["headers"][0]["string_match"]["exact"]: r for r in host["routes"] if "headers" in r["match"]}
+    reads = {
+        r["match"]["headers"][0]["string_match"]["exact"]: r
+        for r in host["routes"]
+        if "headers" in r["match"]
+    }
     assert set(reads) == {"GET", "HEAD"}
     for route in reads.values():
-        assert route["response_headers_to_add"][0]["header"] == {"key": "content-security-policy", "value": "sandbox"}
+        assert route["response_headers_to_add"][0]["header"] == {
+            "key": "content-security-policy",
+            "value": "sandbox",
+        }
     assert "headers" not in host["routes"][-1]["match"]  # every other method (PUT, POST, OPTIONS) too
     clusters = {c["name"]: c for c in build_bootstrap(config)["static_resources"]["clusters"]}
     s3 = clusters[S3_FRONT_CLUSTER]
@@ -86,7 +96,9 @@ def test_front_proxies_verbatim_and_adds_the_safety_headers() -> None:
 
 
 def test_front_configs_validate(tmp_path: Path) -> None:
-    validate_config(GatewayConfig(static_dir="", s3_front_upstream="127.0.0.1:8333", upstream_source_address="127.0.0.2"))
+    validate_config(
+        GatewayConfig(static_dir="", s3_front_upstream="127.0.0.1:8333", upstream_source_address="127.0.0.2")
+    )
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
@@ -177,7 +189,8 @@ def test_multipart_presigned_upload_through_the_front(
 ) -> None:
     front = _front(mesh)
     puts = _record_puts(monkeypatch)
-    wav = tmp_path / "long.wav"  # 40 s of 16-bit stereo: about 7 MiB, above the mesh's 6 MiB multipart threshold
+    # 40 s of 16-bit stereo: about 7 MiB, above the mesh's 6 MiB multipart threshold.
+    wav = tmp_path / "long.wav"
     subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=frequency=330:duration=40", "-ac", "2",
                     "-c:a", "pcm_s16le", str(wav)], check=True, timeout=120)  # fmt: skip
     data = wav.read_bytes()
