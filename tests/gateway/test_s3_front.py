@@ -22,6 +22,7 @@ from gateway.envoy import validate_config
 from gateway.envoy_config import S3_FRONT_CLUSTER, S3_FRONT_LISTENER, build_bootstrap
 from services.kit.config import load_config
 from tests.fixtures.mesh import MeshUser, RunningMesh
+from tests.gateway.test_envoy_config import _self_signed
 from viarte.demo import FACE_IMAGE
 
 pytestmark = pytest.mark.timeout(600)
@@ -99,12 +100,7 @@ def test_front_configs_validate(tmp_path: Path) -> None:
     validate_config(
         GatewayConfig(static_dir="", s3_front_upstream="127.0.0.1:8333", upstream_source_address="127.0.0.2")
     )
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
-         "-subj", "/CN=studio.example", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
+    cert, key = _self_signed(tmp_path)
     tls = GatewayConfig(
         static_dir="", s3_front_upstream="s3:8333", tls_cert_file=str(cert), tls_key_file=str(key)
     )
