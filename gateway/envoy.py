@@ -30,7 +30,7 @@ from types import TracebackType
 import httpx
 
 from gateway.config import GatewayConfig
-from gateway.envoy_config import render_yaml
+from gateway.envoy_config import S3_FRONT_LISTENER, render_yaml
 
 __all__ = ["EnvoyError", "EnvoyProcess", "envoy_binary", "start_envoy", "validate_config", "write_config"]
 
@@ -93,12 +93,22 @@ class EnvoyProcess:
     workdir: Path
     port: int = 0
     admin_port: int = 0
+    # The S3 front's listener port (0 when the config has no S3 front).
+    s3_front_port: int = 0
     _owns_workdir: bool = field(default=False, repr=False)
 
     @property
     def url(self) -> str:
         scheme = "https" if self.config.tls_enabled else "http"
         return f"{scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def s3_front_url(self) -> str:
+        """Where browsers reach S3 (storage's s3_public_endpoint); "" without an S3 front."""
+        if not self.s3_front_port:
+            return ""
+        scheme = "https" if self.config.tls_enabled else "http"
+        return f"{scheme}://127.0.0.1:{self.s3_front_port}"
 
     @property
     def admin_url(self) -> str:
@@ -203,7 +213,11 @@ async def _wait_ready(envoy: EnvoyProcess, admin_path: Path, within: float) -> N
                 with contextlib.suppress(httpx.HTTPError):
                     ready = await client.get(f"{envoy.admin_url}/ready")
                     if ready.status_code == 200:
-                        envoy.port = await _listener_port(client, envoy.admin_url)
+                        ports = await _listener_ports(client, envoy.admin_url)
+                        if "gateway" not in ports:
+                            raise EnvoyError("envoy has no 'gateway' listener")
+                        envoy.port = ports["gateway"]
+                        envoy.s3_front_port = ports.get(S3_FRONT_LISTENER, 0)
                         return
             await asyncio.sleep(0.05)
     raise EnvoyError(f"envoy not ready after {within}s")
@@ -213,10 +227,11 @@ def _read_address(path: Path) -> str:
     return path.read_text().strip() if path.exists() else ""
 
 
-async def _listener_port(client: httpx.AsyncClient, admin_url: str) -> int:
+async def _listener_ports(client: httpx.AsyncClient, admin_url: str) -> dict[str, int]:
+    """Listener name → the port it is bound to (resolves the 0 = free port ones)."""
     reply = await client.get(f"{admin_url}/listeners", params={"format": "json"})
     reply.raise_for_status()
-    for listener in reply.json()["listener_statuses"]:
-        if listener["name"] == "gateway":
-            return int(listener["local_address"]["socket_address"]["port_value"])
-    raise EnvoyError("envoy has no 'gateway' listener")
+    return {
+        listener["name"]: int(listener["local_address"]["socket_address"]["port_value"])
+        for listener in reply.json()["listener_statuses"]
+    }

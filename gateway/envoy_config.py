@@ -5,6 +5,11 @@ service with an active gRPC health check. Routes match public proto services by 
 internal services (``AuthInternalService``, ``StorageInternalService``) have no route, so a request
 for them ends in Envoy's "no route" reply, which Envoy answers as gRPC UNIMPLEMENTED.
 
+With ``s3_front_upstream`` set, a second listener (the S3 front) proxies S3 for browsers: every
+request goes verbatim (Host, path, query) to the S3 server, so presigned SigV4 URLs signed for the
+front's host verify at the server, and every response gains ``X-Content-Type-Options: nosniff``
+(GET/HEAD also ``Content-Security-Policy: sandbox``), which SeaweedFS cannot send itself.
+
 The built editor is served by Envoy itself with one ``direct_response`` route per file (read when
 the config loads) and a SPA fallback to ``index.html`` for GET requests, so production has no
 extra process and no CORS.
@@ -26,6 +31,8 @@ from gateway.config import GatewayConfig
 __all__ = [
     "INTERNAL_SERVICES",
     "PUBLIC_SERVICES",
+    "S3_FRONT_CLUSTER",
+    "S3_FRONT_LISTENER",
     "STREAMING_METHODS",
     "Upstream",
     "build_bootstrap",
@@ -79,6 +86,16 @@ _CORS_POLICY = "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPo
 MAX_STATIC_BYTES = 16 * 1024 * 1024
 
 
+# Names of the S3 front's listener and upstream cluster (the admin API reports the listener's port).
+S3_FRONT_LISTENER = "s3_front"
+S3_FRONT_CLUSTER = "s3"
+# Added to every S3 front response: browsers must never sniff a stored file into another type (a
+# PNG with HTML appended stays an image). GET/HEAD responses (the stored files) also get a sandbox
+# CSP, so a file that is ever opened as a document runs no script and has an opaque origin.
+S3_FRONT_HEADERS = (("x-content-type-options", "nosniff"),)
+S3_FRONT_READ_HEADERS = (("content-security-policy", "sandbox"),)
+
+
 @dataclass(frozen=True)
 class Upstream:
     name: str
@@ -129,31 +146,14 @@ def _duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-def _cluster(upstream: Upstream, config: GatewayConfig) -> dict[str, Any]:
-    interval = _duration(config.health_check_interval_seconds)
+def _endpoint_cluster(upstream: Upstream, config: GatewayConfig, connect_timeout: str) -> dict[str, Any]:
+    """A cluster of one endpoint (a compose service name may resolve to several replicas)."""
     cluster: dict[str, Any] = {
         "name": upstream.name,
         # STATIC for IPs; hostnames (compose service names) are resolved by Envoy.
         "type": "STATIC" if _is_ip(upstream.host) else "STRICT_DNS",
-        "connect_timeout": "1s",
+        "connect_timeout": connect_timeout,
         "lb_policy": "ROUND_ROBIN",
-        "typed_extension_protocol_options": {
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                "explicit_http_config": {"http2_protocol_options": {}},
-            }
-        },
-        "health_checks": [
-            {
-                "timeout": "1s",
-                "interval": interval,
-                # Without traffic Envoy would slow down to one check a minute.
-                "no_traffic_interval": interval,
-                "unhealthy_threshold": 2,
-                "healthy_threshold": 1,
-                "grpc_health_check": {"service_name": ""},
-            }
-        ],
         "load_assignment": {
             "cluster_name": upstream.name,
             "endpoints": [
@@ -175,6 +175,33 @@ def _cluster(upstream: Upstream, config: GatewayConfig) -> dict[str, Any]:
         cluster["upstream_bind_config"] = {
             "source_address": {"address": config.upstream_source_address, "port_value": 0}
         }
+    return cluster
+
+
+def _cluster(upstream: Upstream, config: GatewayConfig) -> dict[str, Any]:
+    interval = _duration(config.health_check_interval_seconds)
+    cluster = _endpoint_cluster(upstream, config, "1s")
+    cluster.update(
+        {
+            "typed_extension_protocol_options": {
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": {"http2_protocol_options": {}},
+                }
+            },
+            "health_checks": [
+                {
+                    "timeout": "1s",
+                    "interval": interval,
+                    # Without traffic Envoy would slow down to one check a minute.
+                    "no_traffic_interval": interval,
+                    "unhealthy_threshold": 2,
+                    "healthy_threshold": 1,
+                    "grpc_health_check": {"service_name": ""},
+                }
+            ],
+        }
+    )
     return cluster
 
 
@@ -429,35 +456,97 @@ def _tls_transport(config: GatewayConfig) -> dict[str, Any]:
     }
 
 
-def build_bootstrap(config: GatewayConfig) -> dict[str, Any]:
-    """The Envoy bootstrap (v3) for ``config`` as a plain dict."""
-    static_dir = Path(config.static_dir) if config.static_dir else None
-    chain: dict[str, Any] = {
-        "filters": [
+def _headers(pairs: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
+    return [
+        {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+        for key, value in pairs
+    ]
+
+
+def _s3_front_manager(config: GatewayConfig) -> dict[str, Any]:
+    """HTTP/1.1 + HTTP/2 → S3, verbatim. SigV4 (presigned URLs included) signs the Host header, the
+    path and the query, so nothing here may rewrite them: no host rewrite (Envoy keeps Host by
+    default), no path normalisation, no slash merging, escaped slashes kept. No body-buffering
+    filter either: uploads and downloads of any size stream with Envoy's flow control. CORS stays
+    the S3 server's (SeaweedFS answers preflights for any origin; the signature is the credential)."""
+    idle = _duration(config.s3_front_idle_timeout_seconds)
+    route = {"cluster": S3_FRONT_CLUSTER, "timeout": "0s", "idle_timeout": idle}
+    reads = [
+        {
+            "name": f"s3_{method.lower()}",
+            "match": {"prefix": "/", "headers": [{"name": ":method", "string_match": {"exact": method}}]},
+            "route": route,
+            "response_headers_to_add": _headers(S3_FRONT_READ_HEADERS),
+        }
+        for method in ("GET", "HEAD")
+    ]
+    manager: dict[str, Any] = {
+        "@type": _HCM,
+        "stat_prefix": S3_FRONT_LISTENER,
+        "codec_type": "AUTO",
+        # x-forwarded-for/-proto from this hop only; a client's own values are not trusted.
+        "use_remote_address": True,
+        "xff_num_trusted_hops": 0,
+        "normalize_path": False,
+        "merge_slashes": False,
+        "path_with_escaped_slashes_action": "KEEP_UNCHANGED",
+        "stream_idle_timeout": idle,
+        "request_timeout": "0s",
+        "route_config": {
+            "name": S3_FRONT_LISTENER,
+            "virtual_hosts": [
+                {
+                    "name": S3_FRONT_LISTENER,
+                    "domains": ["*"],
+                    "routes": [*reads, {"name": "s3", "match": {"prefix": "/"}, "route": route}],
+                    "response_headers_to_add": _headers(S3_FRONT_HEADERS),
+                }
+            ],
+        },
+        "http_filters": [
             {
-                "name": "envoy.filters.network.http_connection_manager",
-                "typed_config": _connection_manager(config, static_dir),
+                "name": "envoy.filters.http.router",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                },
             }
-        ]
+        ],
+    }
+    return manager
+
+
+def _listener(name: str, config: GatewayConfig, port: int, manager: dict[str, Any]) -> dict[str, Any]:
+    chain: dict[str, Any] = {
+        "filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": manager}]
     }
     if config.tls_enabled:
         chain["transport_socket"] = _tls_transport(config)
+    return {
+        "name": name,
+        "address": {"socket_address": {"address": config.host, "port_value": port}},
+        "filter_chains": [chain],
+    }
+
+
+def build_bootstrap(config: GatewayConfig) -> dict[str, Any]:
+    """The Envoy bootstrap (v3) for ``config`` as a plain dict."""
+    static_dir = Path(config.static_dir) if config.static_dir else None
+    # The gateway listener stays first (deploy checks and the admin lookups rely on its name only).
+    listeners = [_listener("gateway", config, config.port, _connection_manager(config, static_dir))]
+    clusters = [_cluster(upstream, config) for upstream in upstreams(config)]
+    if config.s3_front_enabled:
+        listeners.append(
+            _listener(S3_FRONT_LISTENER, config, config.s3_front_port, _s3_front_manager(config))
+        )
+        s3 = Upstream(S3_FRONT_CLUSTER, *_split(config.s3_front_upstream))
+        clusters.append(_endpoint_cluster(s3, config, "2s"))
     admin: dict[str, Any] = {
         "address": {"socket_address": {"address": "127.0.0.1", "port_value": config.admin_port}},
     }
     return {
         "node": {"id": "viarte-gateway", "cluster": "viarte"},
         "admin": admin,
-        "static_resources": {
-            "listeners": [
-                {
-                    "name": "gateway",
-                    "address": {"socket_address": {"address": config.host, "port_value": config.port}},
-                    "filter_chains": [chain],
-                }
-            ],
-            "clusters": [_cluster(upstream, config) for upstream in upstreams(config)],
-        },
+        "static_resources": {"listeners": listeners, "clusters": clusters},
         "layered_runtime": {
             "layers": [
                 {"name": "static", "static_layer": {"overload": {"global_downstream_max_connections": 10000}}}

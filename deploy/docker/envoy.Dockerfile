@@ -2,7 +2,8 @@
 # Envoy gateway: gRPC-Web → gRPC for browsers, gRPC for partner SDKs, and the built editor on the
 # same origin. The config comes from the dev mesh's own generator (gateway/envoy_config.py) through
 # deploy/envoy/generate.py, run here against the editor build so every static route names a file
-# that exists in this image. Listener :8800, admin 127.0.0.1:9901 (inside the container only).
+# that exists in this image. Listener :8800, S3 front :8801 (presigned URLs, nosniff added),
+# admin 127.0.0.1:9901 (inside the container only).
 # Build from the repository root: docker build -f deploy/docker/envoy.Dockerfile -t viarte/envoy .
 # TLS: --build-arg TLS=true; the certificate and key are mounted at run time as the secrets
 # tls_cert and tls_key (see deploy/compose.tls.yaml), never baked in.
@@ -49,7 +50,7 @@ COPY --from=config /out/envoy.yaml /etc/envoy/envoy.yaml
 RUN if [ "$TLS" != "true" ]; then envoy --mode validate -c /etc/envoy/envoy.yaml --disable-hot-restart -l error; fi
 # The image's unprivileged envoy user.
 USER 101
-EXPOSE 8800
+EXPOSE 8800 8801
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9901 && printf 'GET /ready HTTP/1.0\\r\\n\\r\\n' >&3 && grep -q LIVE <&3"]
 CMD ["envoy", "-c", "/etc/envoy/envoy.yaml", "--disable-hot-restart", "-l", "info", "--service-cluster", "viarte", "--service-node", "gateway"]

@@ -546,14 +546,23 @@ class Assets:
         span = size - offset if length == 0 else min(length, size - offset)
         return row, self.objects.iter_chunks(key, offset, span, self.config.download_chunk_bytes)
 
-    def download_url(
-        self, row: AssetRow, expire_seconds: int, attachment: bool, thumbnail: bool
-    ) -> tuple[str, datetime]:
+    def _url_seconds(self, expire_seconds: int) -> int:
         if expire_seconds < 0 or expire_seconds > self.config.download_url_max_expire_seconds:
             v = Violations()
             v.add("expire_seconds", f"must be between 0 and {self.config.download_url_max_expire_seconds}")
             v.raise_if_any(Reason.INVALID_ARGUMENT, "expiry out of range")
-        seconds = expire_seconds or self.config.download_url_expire_seconds
+        return expire_seconds or self.config.download_url_expire_seconds
+
+    def internal_url(self, row: AssetRow, expire_seconds: int) -> tuple[str, datetime]:
+        """A GET URL on the internal S3 endpoint, for services (ResolveAsset): they reach S3
+        directly, not through the browser-facing endpoint (s3_public_endpoint, e.g. Envoy)."""
+        seconds = self._url_seconds(expire_seconds)
+        return self.objects.internal_get_url(row.object_key, seconds), utcnow() + timedelta(seconds=seconds)
+
+    def download_url(
+        self, row: AssetRow, expire_seconds: int, attachment: bool, thumbnail: bool
+    ) -> tuple[str, datetime]:
+        seconds = self._url_seconds(expire_seconds)
         key, ctype, name = self._target(row, thumbnail)
         url = self.objects.presign_get(key, seconds, name=name, content_type=ctype, attachment=attachment)
         return url, utcnow() + timedelta(seconds=seconds)

@@ -167,5 +167,5 @@ class StorageInternalServicer(storage_pb2_grpc.StorageInternalServiceServicer): 
     ) -> storage_pb2.ResolveAssetResponse:
         owner = self._owner(request.owner_id)
         row = await self.assets.get(owner, request.asset_id)
-        url, _ = self.assets.download_url(row, request.expire_seconds, False, False)
+        url, _ = self.assets.internal_url(row, request.expire_seconds)
         return storage_pb2.ResolveAssetResponse(asset=self.assets.to_proto(row), url=url)

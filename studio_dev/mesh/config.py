@@ -32,6 +32,9 @@ class MeshConfig(ServiceConfig):
     metrics_base_port: int = 9101
     gateway_port: int = 8800
     gateway_admin_port: int = 9901
+    # Envoy's S3 front (browsers' presigned uploads and downloads, with nosniff): storage signs its
+    # presigned URLs for it whenever the gateway runs; services still reach S3 directly.
+    gateway_s3_front_port: int = 8801
     s3_port: int = 8333
     s3_access_key: str = "viarte-dev"
     s3_secret_key: Secret = Secret("viarte-dev-secret")

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -70,6 +71,8 @@ class MeshState:
     endpoints: dict[str, str] = field(default_factory=dict)
     gateway_url: str = ""
     s3_endpoint: str = ""
+    # Where browsers reach S3 (Envoy's S3 front); "" = s3_endpoint itself.
+    s3_public_endpoint: str = ""
     processes: list[ProcessInfo] = field(default_factory=list)
     version: int = STATE_VERSION
 
@@ -196,6 +199,10 @@ class Supervisor:
             self._ports[name] = free_port() if self.config.free_ports else self.config.service_port(name)
         for name in GRPC_SERVICES:
             self.state.endpoints[name] = f"{self.config.host}:{self._ports[name]}"
+        if self.config.gateway and self.config.s3 and importlib.util.find_spec("gateway") is not None:
+            # Known before storage starts: it signs presigned URLs for this host:port.
+            self._ports["s3_front"] = free_port() if self.config.free_ports else self.config.gateway_s3_front_port
+            self.state.s3_public_endpoint = f"http://127.0.0.1:{self._ports['s3_front']}"
 
     def _metrics_port(self, name: str) -> int:
         return -1 if self.config.free_ports else self.config.service_metrics_port(name)
@@ -225,6 +232,7 @@ class Supervisor:
                 s3_access_key=cfg.s3_access_key,
                 s3_secret_key=cfg.s3_secret_key.reveal(),
                 s3_embedded=False,
+                s3_public_endpoint=self.state.s3_public_endpoint,
             )
         values.update(_model_mode(cfg.models))
         cls = config_class(name)
@@ -378,6 +386,8 @@ class Supervisor:
             inference_address=self.state.endpoints["inference"],
             render_address=self.state.endpoints["render"],
             upstream_source_address=self.config.gateway_source_address,
+            s3_front_upstream=urlsplit(self.state.s3_endpoint).netloc if self.state.s3_public_endpoint else "",
+            s3_front_port=self._ports.get("s3_front", 0),
         )
         info.status = "starting"
         self._save()

@@ -129,3 +129,37 @@ def test_image_builds_the_same_config_with_the_tested_envoy_release() -> None:
     version = subprocess.run([envoy_binary(), "--version"], capture_output=True, text=True, check=True).stdout
     tested = re.search(r"/(\d+\.\d+\.\d+)/", version)
     assert tested is not None and image == f"envoyproxy/envoy:v{tested[1]}"
+
+
+def test_browsers_reach_s3_only_through_the_envoy_front(tmp_path: Path) -> None:
+    """SeaweedFS is not published; Envoy's S3 front is, at the address storage signs presigned URLs
+    for, and it proxies to the S3 endpoint storage itself uses."""
+    from urllib.parse import urlsplit
+
+    from gateway.envoy_config import S3_FRONT_CLUSTER, S3_FRONT_LISTENER
+    from tests.deploy.helpers import environment
+
+    out = generate.generate(generate.compose_gateway_config(), tmp_path / "envoy.yaml")
+    bootstrap = _bootstrap(out)
+    listeners = {item["name"]: item for item in bootstrap["static_resources"]["listeners"]}
+    front = listeners[S3_FRONT_LISTENER]["address"]["socket_address"]
+    clusters = {c["name"]: c for c in bootstrap["static_resources"]["clusters"]}
+    upstream = clusters[S3_FRONT_CLUSTER]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    model = compose_model(COMPOSE, tmp=tmp_path)
+    services = model["services"]
+    assert not services["s3"].get("ports"), "SeaweedFS must not be published: browsers use the S3 front"
+    storage = environment(services["storage"])
+    internal = urlsplit(storage["VIARTE_STORAGE_S3_ENDPOINT"])
+    assert upstream["address"]["socket_address"] == {"address": internal.hostname, "port_value": internal.port}
+    published = dict(_published(p) for p in services["envoy"]["ports"])
+    assert front["address"] == "0.0.0.0" and front["port_value"] in published
+    public = urlsplit(storage["VIARTE_STORAGE_S3_PUBLIC_ENDPOINT"])
+    assert published[front["port_value"]] == (public.hostname, public.port) == ("127.0.0.1", 8801)  # loopback by default
+
+
+def _published(port: Any) -> tuple[int, tuple[str, int]]:
+    """container port → (host ip, host port) of a compose port, long or short syntax."""
+    if isinstance(port, dict):
+        return int(port["target"]), (str(port.get("host_ip", "")), int(port["published"]))
+    host_ip, host_port, target = str(port).split("/")[0].rsplit(":", 2)
+    return int(target), (host_ip, int(host_port))

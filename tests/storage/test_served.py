@@ -4,6 +4,7 @@ type and a safe Content-Disposition come back, so a PNG with HTML appended is ha
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -37,3 +38,32 @@ async def test_png_with_html_is_served_as_a_png_with_a_safe_disposition(
             fallback = disposition.split('filename="', 1)[1].split('"', 1)[0]
             assert fallback.endswith(".png") and not set(fallback) & set('"\\\r\n;')
             assert "filename*=UTF-8''" in disposition and disposition.endswith(".png")
+
+
+async def test_services_get_internal_urls_and_browsers_public_ones(
+    storage_service: Any, auth_service: Any, user_factory: Any, samples: Any, tmp_path: Path
+) -> None:
+    """With a public endpoint (Envoy's S3 front) configured, only URLs for browsers name it:
+    ResolveAsset (render, inference) hands out the internal endpoint, so service reads never
+    detour through the gateway, and work while the public endpoint is unreachable."""
+    from services.kit.auth import ServiceCredentials
+    from tests.fixtures.storage import running_storage, test_storage_config
+
+    s3 = storage_service.s3
+    public = "http://127.0.0.1:9"  # discard port: nothing listens there
+    config = test_storage_config(tmp_path, s3, auth_service, s3_public_endpoint=public)
+    owner = await user_factory()
+    _, png = samples["image.png"]
+    async with running_storage(config, s3) as storage:
+        asset_id = await storage.upload(owner, png, "a.png", "image/png")
+        browser = await storage.stub.GetDownloadUrl(
+            storage_pb2.GetDownloadUrlRequest(asset_id=asset_id), metadata=owner.metadata
+        )
+        assert browser.url.startswith(public + "/")
+        service_md = await ServiceCredentials(config).metadata()
+        resolved = await storage.internal_stub.ResolveAsset(
+            storage_pb2.ResolveAssetRequest(owner_id=owner.id, asset_id=asset_id, expire_seconds=60), metadata=service_md
+        )
+        assert resolved.url.startswith(s3.endpoint + "/")
+        async with httpx.AsyncClient(timeout=30) as http:
+            assert (await http.get(resolved.url)).content == png
