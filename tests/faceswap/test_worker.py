@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from services.inference.config import InferenceConfig
-from services.inference.faceswap import worker as generation_hook
+from services.inference.faceswap import worker as faceswap_worker
 from services.inference.faceswap.engine import FaceSwapEngine
 from services.inference.worker.config import WorkerConfig
 from services.inference.worker.context import TaskContext
@@ -19,7 +19,7 @@ from viarte.type.v1 import job_pb2
 
 
 def _ctx(engine: FaceSwapEngine, sent: list) -> TaskContext:
-    return TaskContext("task-1", WorkerSetup(), sent.append, {generation_hook.ENGINE_RESOURCE: engine})
+    return TaskContext("task-1", WorkerSetup(), sent.append, {faceswap_worker.ENGINE_RESOURCE: engine})
 
 
 def _options(**kw: object) -> FaceSwapInputs:
@@ -30,7 +30,7 @@ def _options(**kw: object) -> FaceSwapInputs:
 def test_swaps_generated_frames_with_face_swap_stage(engine: FaceSwapEngine) -> None:
     frames = np.stack([face_image(64, 64, seed=1, face=i != 2) for i in range(4)])
     sent: list = []
-    out, result_bytes = generation_hook.swap_frames(_ctx(engine, sent), frames, _options())
+    out, result_bytes = faceswap_worker.swap_frames(_ctx(engine, sent), frames, _options())
     result = face_swap_pb2.FaceSwapResult.FromString(result_bytes)
     assert (result.frame_count, result.frames_swapped, result.frames_without_face) == (4, 3, 1)
     assert len(out) == 4 and out[0].shape == (64, 64, 3) and not np.array_equal(out[0], frames[0])
@@ -44,10 +44,10 @@ def test_cancel_and_no_face_in_source(engine: FaceSwapEngine) -> None:
     ctx = _ctx(engine, [])
     ctx._cancel.set()
     with pytest.raises(TaskCancelled):
-        generation_hook.swap_frames(ctx, frames, _options())
+        faceswap_worker.swap_frames(ctx, frames, _options())
     opts = replace(_options(), source=image_bytes(face_image(96, 96, face=False)))
     with pytest.raises(Exception) as info:
-        generation_hook.swap_frames(_ctx(engine, []), frames, opts)
+        faceswap_worker.swap_frames(_ctx(engine, []), frames, opts)
     assert getattr(info.value, "reason", "") == "NO_FACE_IN_SOURCE"
 
 
