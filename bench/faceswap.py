@@ -28,11 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from services.inference.faceswap.engine import FaceSwapEngine
+from services.inference.faceswap.config import FaceSwapConfig
+from services.inference.faceswap.engine import FaceSwapEngine, load_engine
 from services.inference.faceswap.media import decode_image
-from services.inference.faceswap.settings import FaceSwapConfig, load_engine
-from services.inference.faceswap.task import FaceSwapWork, run_face_swap_work
 from services.inference.faceswap.tiny import face_image
+from services.inference.faceswap.worker import run_face_swap_work
+from services.inference.worker.protocol import FaceSwapWork
 from viarte.inference.v1 import face_swap_pb2
 
 

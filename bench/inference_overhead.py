@@ -72,7 +72,7 @@ class Direct:
         self.pipe.set_progress_bar_config(disable=True)
 
     def run(self, p: dict[str, Any], out: Path) -> float:
-        from services.inference.engine.runner import to_uint8
+        from services.inference.engine.diffusion import to_uint8
 
         t0 = time.perf_counter()
         frames = self.pipe(

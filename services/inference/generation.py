@@ -10,25 +10,26 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from services.inference.models.registry import ModelRegistry, Task
-from services.inference.worker.pool import TaskRunner
-from services.inference.worker.protocol import TaskEvent
+from services.inference.worker.pool import WorkRunner
+from services.inference.worker.protocol import FaceSwapInputs, GenerationSpec, GenerationWork, TaskEvent
 from services.kit.jobs import JobCancelled, RunningJob
+from services.kit.storage_client import StorageClient
 from viarte.inference.v1 import face_swap_pb2
 from viarte.inference.v1 import generation_pb2 as gen_pb2
 from viarte.type.v1 import job_pb2
 
-__all__ = ["KIND", "GenerationHandler", "worker_spec"]
+__all__ = ["KIND", "GenerationHandler", "generation_spec"]
 
-KIND = "generation"
+KIND = GenerationWork.kind
 T = TypeVar("T")
 
 
-def worker_spec(params: gen_pb2.GenerationParameters) -> dict[str, Any]:
-    """Resolved parameters → the worker's GenerationSpec fields (plain data, pickled)."""
+def generation_spec(params: gen_pb2.GenerationParameters) -> GenerationSpec:
+    """Resolved parameters (defaults applied, seed drawn at Create) → the worker's spec."""
     task = Task.from_proto(params.task)
     assert task is not None
     spec: dict[str, Any] = {
-        "model_id": params.model, "task": task.value, "prompt": params.prompt,
+        "model_id": params.model, "task": task, "prompt": params.prompt,
         "negative_prompt": params.negative_prompt, "width": params.width, "height": params.height,
         "num_frames": params.num_frames, "fps": params.fps, "steps": params.num_inference_steps,
         "guidance_scale": params.guidance_scale, "seed": params.seed, "preview_every": params.preview_every_n_steps,
@@ -49,74 +50,71 @@ def worker_spec(params: gen_pb2.GenerationParameters) -> dict[str, Any]:
             spec["flow_shift"] = params.wan.flow_shift
         if params.wan.HasField("guidance_scale_2"):
             spec["guidance_scale_2"] = params.wan.guidance_scale_2
-    return spec
+    return GenerationSpec(**spec)
 
 
 class GenerationHandler:
     """``HandlerExecutor`` handler for kind "generation"."""
 
-    def __init__(self, registry: ModelRegistry, runner: TaskRunner, store: Any, scratch_dir: Path) -> None:
+    def __init__(self, registry: ModelRegistry, runner: WorkRunner, store: StorageClient, scratch_dir: Path) -> None:
         self.registry = registry
         self.runner = runner
-        self.store = store  # services.kit.storage_client.StorageClient (ResolveAsset / StoreAsset)
+        self.store = store
         self.scratch_dir = scratch_dir
         # Models resident on the workers, as last reported (ListModels' `loaded`).
         self.loaded: set[str] = set()
 
     async def __call__(self, job: RunningJob) -> bytes:
         params = gen_pb2.GenerationParameters.FromString(job.parameters)
-        work = self.scratch_dir / "jobs" / job.id
-        await asyncio.to_thread(work.mkdir, parents=True, exist_ok=True)
+        folder = self.scratch_dir / "jobs" / job.id
+        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
         try:
-            payload = await self._payload(job, params, work)
+            work = await self._work(job, params, folder)
             job.raise_if_cancelled()
-            out = await self.runner.run(KIND, payload, lambda ev: _forward(job, ev), job)
-            self.loaded = set(out.get("loaded_models", ()))
+            out = await self.runner.run(work, lambda ev: _forward(job, ev), job)
+            self.loaded = set(out.loaded_models)
             job.raise_if_cancelled()
             job.emit(job_pb2.Progress(stage=job_pb2.STAGE_UPLOADING, fraction=0.98, message="storing the video"))
             asset = await _unless_cancelled(job, self.store.store(
-                job.owner, Path(payload["output_path"]), f"generation-{job.id[:8]}.mp4", "video/mp4",
+                job.owner, Path(work.output_path), f"generation-{job.id[:8]}.mp4", "video/mp4",
                 {"source": "generation", "job_id": job.id, "model": params.model}, request_id=f"generation-{job.id}",
             ))
         finally:
-            await asyncio.to_thread(_rmtree, work)
+            await asyncio.to_thread(_rmtree, folder)
         result = gen_pb2.GenerationResult(
-            video_asset_id=asset.id, frame_count=out["frame_count"], fps=out["fps"], seed=out["seed"],
-            width=out["width"], height=out["height"], memory_policy=out["memory_policy"], device=out["device"],
+            video_asset_id=asset.id, frame_count=out.frame_count, fps=out.fps, seed=out.seed,
+            width=out.width, height=out.height, memory_policy=out.memory_policy, device=out.device,
         )
-        if out.get("face_swap"):
-            result.face_swap.CopyFrom(face_swap_pb2.FaceSwapResult.FromString(out["face_swap"]))
+        if out.face_swap:
+            result.face_swap.CopyFrom(face_swap_pb2.FaceSwapResult.FromString(out.face_swap))
         return bytes(result.SerializeToString())
 
-    async def _payload(self, job: RunningJob, params: gen_pb2.GenerationParameters, work: Path) -> dict[str, Any]:
-        payload: dict[str, Any] = {
-            "job_id": job.id, "spec": worker_spec(params), "output_path": str(work / "output.mp4"),
-            "image_png": None, "face_swap": None,
-        }
+    async def _work(self, job: RunningJob, params: gen_pb2.GenerationParameters, folder: Path) -> GenerationWork:
         needs_image = params.task == gen_pb2.TASK_IMAGE_TO_VIDEO
         if needs_image or params.HasField("face_swap"):
             job.emit(job_pb2.Progress(stage=job_pb2.STAGE_FETCHING_INPUTS, message="fetching inputs"))
-        if needs_image:
-            payload["image_png"] = await self._fetch(job.owner, params.image_asset_id, work / "image")
+        image_png = await self._fetch(job.owner, params.image_asset_id, folder / "image") if needs_image else None
+        face_swap = None
         if params.HasField("face_swap"):
             opts = params.face_swap
-            payload["face_swap"] = {
-                "options": opts.SerializeToString(),
-                "source": await self._fetch(job.owner, opts.source_face_asset_id, work / "source"),
-                "reference": (await self._fetch(job.owner, opts.reference_face_asset_id, work / "reference")
-                              if opts.reference_face_asset_id else None),
-            }
-        return payload
+            face_swap = FaceSwapInputs(
+                options=opts.SerializeToString(),
+                source=await self._fetch(job.owner, opts.source_face_asset_id, folder / "source"),
+                reference=(await self._fetch(job.owner, opts.reference_face_asset_id, folder / "reference")
+                           if opts.reference_face_asset_id else None),
+            )
+        return GenerationWork(job_id=job.id, spec=generation_spec(params), output_path=str(folder / "output.mp4"),
+                              image_png=image_png, face_swap=face_swap)
 
     async def _fetch(self, owner: str, asset_id: str, path: Path) -> bytes:
         await self.store.fetch(owner, asset_id, path)
         return await asyncio.to_thread(path.read_bytes)
 
 
-async def _unless_cancelled(job: RunningJob, work: Coroutine[Any, Any, T]) -> T:
-    """Awaits ``work``; a cancel meanwhile aborts it (the gRPC call is cancelled) and ends the job
+async def _unless_cancelled(job: RunningJob, call: Coroutine[Any, Any, T]) -> T:
+    """Awaits ``call``; a cancel meanwhile aborts it (the gRPC call is cancelled) and ends the job
     CANCELLED at once instead of after the upload."""
-    task = asyncio.ensure_future(work)
+    task = asyncio.ensure_future(call)
     cancelled = asyncio.ensure_future(job.wait_cancelled())
     try:
         await asyncio.wait({task, cancelled}, return_when=asyncio.FIRST_COMPLETED)

@@ -12,7 +12,7 @@ import pytest
 import pytest_asyncio
 
 from services.inference.assistant.servicer import AssistantServicer
-from services.inference.assistant.settings import AssistantConfig
+from services.inference.config import InferenceConfig
 from services.inference.models.registry import load_registry
 from services.kit.config import Secret
 from services.kit.server import Service, build_server, stop
@@ -33,7 +33,7 @@ def chat(fake_chat: FakeChatServer) -> FakeChatServer:
     return fake_chat
 
 
-def assistant_config(auth_service: Any, fake: FakeChatServer, **overrides: Any) -> AssistantConfig:
+def assistant_config(auth_service: Any, fake: FakeChatServer, **overrides: Any) -> InferenceConfig:
     values: dict[str, Any] = {
         "port": 0,
         "log_level": "WARNING",
@@ -48,15 +48,15 @@ def assistant_config(auth_service: Any, fake: FakeChatServer, **overrides: Any) 
         "assistant_user_requests_per_minute": 1000,
     }
     values.update(overrides)
-    return AssistantConfig(**values)
+    return InferenceConfig(**values)
 
 
 StubFactory = Callable[..., Awaitable[assistant_pb2_grpc.AssistantServiceStub]]
 
 
 @asynccontextmanager
-async def running_assistant(config: AssistantConfig) -> AsyncIterator[assistant_pb2_grpc.AssistantServiceStub]:
-    servicer = AssistantServicer(config, registry=load_registry().only(["tiny-wan", "tiny-modelscope"]))
+async def running_assistant(config: InferenceConfig) -> AsyncIterator[assistant_pb2_grpc.AssistantServiceStub]:
+    servicer = AssistantServicer(config.assistant, registry=load_registry().only(["tiny-wan", "tiny-modelscope"]))
     server, port = await build_server(config, [Service(servicer)])
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
@@ -74,5 +74,5 @@ async def assistant(auth_service: Any, fake_chat: FakeChatServer) -> AsyncIterat
         yield stub
 
 
-def with_overrides(config: AssistantConfig, **overrides: Any) -> AssistantConfig:
+def with_overrides(config: InferenceConfig, **overrides: Any) -> InferenceConfig:
     return dataclasses.replace(config, **overrides)

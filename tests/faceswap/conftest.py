@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from services.inference.faceswap.config import FaceSwapConfig
 from services.inference.faceswap.engine import FaceSwapEngine
-from services.inference.faceswap.settings import FaceSwapConfig
 from services.inference.faceswap.tiny import TinyFaceModels, build_tiny_face_models
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from services.inference.faceswap.engine import FaceSwapEngine
-from services.inference.faceswap.task import FaceSwapWork, run_face_swap_work
+from services.inference.faceswap.worker import run_face_swap_work
+from services.inference.worker.protocol import FaceSwapWork
 from services.kit.errors import ServiceError
 from tests.faceswap.helpers import face_image, image_bytes
 from tests.hostile_media import hls_playlist, id3_then, leaks

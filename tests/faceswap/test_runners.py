@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from services.inference.faceswap.config import FaceSwapConfig
 from services.inference.faceswap.engine import FaceSwapCancelled
-from services.inference.faceswap.settings import FaceSwapConfig
-from services.inference.faceswap.task import KIND, FaceSwapWork, ProcessRunner, ThreadRunner
+from services.inference.faceswap.handler import KIND
+from services.inference.worker.protocol import FaceSwapWork
 from services.kit.errors import ServiceError
 from services.kit.jobs import JobRecord, RunningJob
 from tests.faceswap.helpers import face_image, image_bytes, make_video
+from tests.faceswap.runners import ProcessRunner, ThreadRunner
 from viarte.inference.v1 import face_swap_pb2
 from viarte.type.v1 import job_pb2
 

@@ -16,14 +16,16 @@ import grpc
 import pytest
 import pytest_asyncio
 
+from services.inference.config import InferenceConfig
+from services.inference.faceswap.config import FaceSwapConfig
+from services.inference.faceswap.handler import KIND, FaceSwapHandler
 from services.inference.faceswap.servicer import FaceSwapServicer
-from services.inference.faceswap.settings import FaceSwapConfig
-from services.inference.faceswap.task import KIND, FaceSwapJobHandler, ProcessRunner
 from services.kit.db import make_engine, upgrade
 from services.kit.jobs import HandlerExecutor, JobService
 from services.kit.server import Service, build_server, stop
 from services.kit.storage_client import StorageClient
 from tests.faceswap.helpers import face_image, image_bytes, make_video
+from tests.faceswap.runners import ProcessRunner
 from viarte.errors import from_rpc_error
 from viarte.inference.v1 import face_swap_pb2, face_swap_pb2_grpc
 from viarte.type.v1 import job_pb2
@@ -37,7 +39,7 @@ async def faceswap(
     tmp_path_factory: pytest.TempPathFactory, auth_service: Any, storage_service: Any, face_settings: FaceSwapConfig
 ) -> AsyncIterator[face_swap_pb2_grpc.FaceSwapServiceStub]:
     base = tmp_path_factory.mktemp("faceswap")
-    config = FaceSwapConfig(
+    config = InferenceConfig(
         port=0, log_level="WARNING", data_dir=str(base),
         auth_address=auth_service.address, storage_address=storage_service.address,
         internal_secret=auth_service.config.internal_secret,
@@ -48,8 +50,8 @@ async def faceswap(
     engine = make_engine(f"sqlite:///{base / 'inference.db'}")
     upgrade(engine, MIGRATIONS)
     store = StorageClient(config)
-    runner = ProcessRunner(config)
-    jobs = JobService(engine, HandlerExecutor({KIND: FaceSwapJobHandler(store, runner, base / "work")}, slots=1))
+    runner = ProcessRunner(config.face)
+    jobs = JobService(engine, HandlerExecutor({KIND: FaceSwapHandler(store, runner, base / "work")}, slots=1))
     await jobs.start()
     server, port = await build_server(config, [Service(FaceSwapServicer(jobs, store))])
     await server.start()
@@ -228,7 +230,7 @@ async def test_cancel_a_running_job(faceswap: Any, storage_service: Any, user_fa
 
 async def test_storage_down_is_unavailable(auth_service: Any, user_factory: Any, tmp_path: Path, face_settings: FaceSwapConfig) -> None:
     user = await user_factory()
-    config = FaceSwapConfig(
+    config = InferenceConfig(
         port=0, log_level="WARNING", data_dir=str(tmp_path), auth_address=auth_service.address,
         storage_address="127.0.0.1:1", internal_secret=auth_service.config.internal_secret,
         jwt_issuer=auth_service.config.jwt_issuer, jwt_audience=auth_service.config.jwt_audience,
@@ -236,7 +238,7 @@ async def test_storage_down_is_unavailable(auth_service: Any, user_factory: Any,
     engine = make_engine(f"sqlite:///{tmp_path / 'inference.db'}")
     upgrade(engine, MIGRATIONS)
     store = StorageClient(config)
-    jobs = JobService(engine, HandlerExecutor({KIND: FaceSwapJobHandler(store, ProcessRunner(face_settings))}))
+    jobs = JobService(engine, HandlerExecutor({KIND: FaceSwapHandler(store, ProcessRunner(face_settings))}))
     server, port = await build_server(config, [Service(FaceSwapServicer(jobs, store))])
     await server.start()
     try:

@@ -16,7 +16,7 @@ import pytest_asyncio
 from gateway.config import GatewayConfig
 from gateway.envoy import EnvoyProcess
 from services.inference.assistant.servicer import AssistantServicer
-from services.inference.assistant.settings import AssistantConfig
+from services.inference.config import InferenceConfig
 from services.inference.models.registry import load_registry
 from services.kit.config import Secret
 from services.kit.server import Service, build_server, stop
@@ -40,7 +40,7 @@ async def assistant_gateway(
     _skip_without_browser()
     mesh.require("auth", "storage", "inference", "render")
     endpoints = mesh.endpoints
-    config = AssistantConfig(
+    config = InferenceConfig(
         port=0,
         log_level="WARNING",
         auth_address=endpoints["auth"],
@@ -49,7 +49,7 @@ async def assistant_gateway(
         assistant_model="llama-3.1-8b-instant",
         assistant_user_requests_per_minute=1000,
     )
-    servicer = AssistantServicer(config, registry=load_registry().only(["tiny-wan", "tiny-modelscope"]))
+    servicer = AssistantServicer(config.assistant, registry=load_registry().only(["tiny-wan", "tiny-modelscope"]))
     server, port = await build_server(config, [Service(servicer)])
     await server.start()
     gateway = GatewayConfig(

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from services.inference.generation import KIND, worker_spec
+from services.inference.generation import KIND, generation_spec
 from services.inference.worker.pool import _Pending
-from services.inference.worker.protocol import CancelTask, RunTask, TaskEvent
+from services.inference.worker.protocol import CancelTask, GenerationWork, RunTask, TaskEvent
 from services.kit.jobs import JobCancelled, RunningJob
 from services.kit.jobs.record import JobRecord
 from tests.fixtures.inference import running_inference, test_inference_config
@@ -38,12 +38,11 @@ async def _cancel(stub: Any, user: Any, job_id: str) -> None:
     await stub.CancelGenerationJob(G.CancelGenerationJobRequest(id=job_id), metadata=user.metadata, timeout=30)
 
 
-async def _payload(service: Any, user: Any, tmp_path: Path) -> dict[str, Any]:
-    """A real generation payload: the resolved parameters of a job (cancelled while queued or not)."""
+async def _work(service: Any, user: Any, tmp_path: Path) -> GenerationWork:
+    """A real generation work: the resolved parameters of a job (cancelled while queued or not)."""
     job = await create(service.stub, user, model="tiny-wan", prompt="a boat", num_inference_steps=2)
     await _cancel(service.stub, user, job.id)
-    return {"job_id": job.id, "spec": worker_spec(job.parameters), "output_path": str(tmp_path / "out.mp4"),
-            "image_png": None, "face_swap": None}
+    return GenerationWork(job_id=job.id, spec=generation_spec(job.parameters), output_path=str(tmp_path / "out.mp4"))
 
 
 def _running_job(job_id: str) -> RunningJob:
@@ -54,7 +53,7 @@ def _running_job(job_id: str) -> RunningJob:
 
 
 async def test_cancel_straight_after_create_ends_cancelled(inference_service: Any, user_factory: Any) -> None:
-    """The SDK engineer's report: create, cancel at once (model warm). Every cancel moment from
+    """Reported from the SDK: create, cancel at once (model warm). Every cancel moment from
     'before the worker got the task' onwards ends CANCELLED, without running the 50 steps."""
     user = await user_factory()
     stub = inference_service.stub
@@ -80,13 +79,13 @@ async def test_worker_drops_no_cancel_that_overtakes_its_task(
     """Both orders on the pipe: a job already cancelled when it reaches the pool never runs, and a
     CancelTask the worker receives before its RunTask still cancels that task."""
     user = await user_factory()
-    payload = await _payload(inference_service, user, tmp_path)
+    work = await _work(inference_service, user, tmp_path)
     pool = inference_service.parts.pool
-    job = _running_job(payload["job_id"])
+    job = _running_job(work.job_id)
     job._request_cancel()
     events: list[TaskEvent] = []
     with pytest.raises(JobCancelled):
-        await asyncio.wait_for(pool.run(KIND, payload, events.append, job), 60)
+        await asyncio.wait_for(pool.run(work, events.append, job), 60)
     assert events == []
 
     worker = await pool._idle.get()  # the raw protocol, on an idle worker
@@ -94,7 +93,7 @@ async def test_worker_drops_no_cancel_that_overtakes_its_task(
         result: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         worker._pending["overtaken"] = _Pending(result, events.append)
         worker._send(CancelTask("overtaken"))
-        worker._send(RunTask("overtaken", KIND, payload))
+        worker._send(RunTask("overtaken", work))
         with pytest.raises(JobCancelled):
             await asyncio.wait_for(result, 60)
         assert events == []

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from services.inference.engine.cache import ModelCache
+from services.inference.engine.diffusion import Interrupted, decode_latents, denoise
 from services.inference.engine.policy import LADDER, choose_policy, next_policy
-from services.inference.engine.runner import GenerationSpec, Interrupted, decode_latents, denoise
 from services.inference.models.registry import Task, load_registry
 from services.inference.worker import generate
 from services.inference.worker.context import TaskContext
-from services.inference.worker.protocol import WorkerSettings
+from services.inference.worker.protocol import GenerationSpec, WorkerSetup
 from viarte.type.v1 import job_pb2
 
 GIB = 1024**3
@@ -83,7 +83,7 @@ def test_decode_out_of_memory_is_retried_from_kept_latents(loaded: Any, tmp_path
     latents = denoise(pipe, spec, image_png=None, on_step=lambda *a: None, should_stop=lambda: False)
     expected = decode_latents(pipe, latents, spec, policy, lambda f, n: None)
     sent: list[Any] = []
-    ctx = TaskContext("t1", WorkerSettings(scratch_dir=tmp_path), sent.append, {})
+    ctx = TaskContext("t1", WorkerSetup(scratch_dir=tmp_path), sent.append, {})
     real = pipe.pipe.vae.decode
     calls = [0]
 

@@ -19,7 +19,7 @@ import groq
 import httpx
 import pydantic
 
-from services.inference.assistant.settings import AssistantSettings
+from services.inference.assistant.config import AssistantConfig
 from services.kit.errors import ServiceError
 
 __all__ = ["ChatClient", "upstream_error"]
@@ -44,19 +44,19 @@ class _PathTransport(httpx.AsyncHTTPTransport):
 
 
 class ChatClient:
-    def __init__(self, settings: AssistantSettings) -> None:
-        self.settings = settings
-        self.model = settings.assistant_model
+    def __init__(self, config: AssistantConfig) -> None:
+        self.config = config
+        self.model = config.assistant_model
         self._client: groq.AsyncGroq | None = None
-        if settings.assistant_api_key:
+        if config.assistant_api_key:
             self._client = groq.AsyncGroq(
-                api_key=settings.assistant_api_key.reveal(),
-                base_url=settings.assistant_base_url,
-                timeout=settings.assistant_timeout_seconds,
+                api_key=config.assistant_api_key.reveal(),
+                base_url=config.assistant_base_url,
+                timeout=config.assistant_timeout_seconds,
                 max_retries=0,
                 http_client=httpx.AsyncClient(
-                    transport=_PathTransport(settings.assistant_chat_path),
-                    timeout=settings.assistant_timeout_seconds,
+                    transport=_PathTransport(config.assistant_chat_path),
+                    timeout=config.assistant_timeout_seconds,
                 ),
             )
 
@@ -107,13 +107,13 @@ class ChatClient:
 
     def _retry_wait(self, error: ServiceError, attempt: int) -> float | None:
         """Seconds to wait before retrying, or None to give up now."""
-        if attempt >= self.settings.assistant_max_retries:
+        if attempt >= self.config.assistant_max_retries:
             return None
         if error.reason == "UPSTREAM_RATE_LIMITED":
             wait = error.retry_after or _DEFAULT_RETRY_AFTER
-            return wait if wait <= self.settings.assistant_max_retry_wait_seconds else None
+            return wait if wait <= self.config.assistant_max_retry_wait_seconds else None
         if error.reason == "UPSTREAM_UNAVAILABLE":
-            return float(min(0.25 * 2**attempt, self.settings.assistant_max_retry_wait_seconds))
+            return float(min(0.25 * 2**attempt, self.config.assistant_max_retry_wait_seconds))
         return None  # a timeout already cost the whole budget; malformed answers won't improve
 
     async def close(self) -> None:

@@ -12,6 +12,7 @@ import grpc
 
 from services.inference.assistant.actions import TOOLS, GenerationValidator, RejectedAction, parse_action
 from services.inference.assistant.client import ChatClient, upstream_error
+from services.inference.assistant.config import AssistantConfig
 from services.inference.assistant.prompts import (
     DEFAULT_MAX_WORDS,
     MAX_WORDS,
@@ -20,7 +21,6 @@ from services.inference.assistant.prompts import (
     family_negative,
 )
 from services.inference.assistant.ratelimit import UserRateLimiter
-from services.inference.assistant.settings import AssistantSettings
 from services.inference.models.registry import ModelRegistry, Task
 from services.kit.auth import current_principal
 from services.kit.errors import ServiceError, Violations
@@ -78,7 +78,7 @@ class AssistantServicer(assistant_pb2_grpc.AssistantServiceServicer):  # type: i
 
     def __init__(
         self,
-        config: AssistantSettings,
+        config: AssistantConfig,
         *,
         registry: ModelRegistry | None = None,
         validate_generation: GenerationValidator | None = None,

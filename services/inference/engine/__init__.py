@@ -1,4 +1,4 @@
-"""The model engine: memory policies, model cache, pipeline runner, previews and the MP4 encoder.
+"""The model engine: memory policies, model cache, diffusion (denoise, decode), previews, MP4 encoder.
 
 Imports torch (through its submodules): load only inside worker processes, tests and benches.
 """

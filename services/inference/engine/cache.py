@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.inference.engine.policy import MemoryPolicy, apply_policy, torch_dtype
+from services.inference.engine.policy import MemoryPolicy, apply_policy, is_oom, torch_dtype
 from services.inference.models.registry import ModelSpec, Task
 from services.kit.errors import ServiceError
 
@@ -79,7 +79,6 @@ class ModelCache:
     def _load(self, spec: ModelSpec, task: Task, policy: MemoryPolicy) -> Any:
         import diffusers
 
-        from services.inference.engine.runner import is_oom
 
         source = spec.resolve_path(self.models_dir)
         if spec.tiny and not Path(source).exists():

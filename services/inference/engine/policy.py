@@ -1,7 +1,7 @@
 """Memory policies: how a pipeline is placed on a device, from fastest to most frugal.
 
 The starting policy comes from config and the device's free memory; after an out-of-memory error
-the runner retries once with the next stricter policy of the ladder.
+the generation work retries once with the next stricter policy of the ladder.
 """
 
 from __future__ import annotations
@@ -9,7 +9,30 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-__all__ = ["LADDER", "MemoryPolicy", "apply_policy", "choose_policy", "next_policy", "torch_dtype"]
+__all__ = [
+    "LADDER",
+    "MemoryPolicy",
+    "OutOfMemory",
+    "apply_policy",
+    "choose_policy",
+    "is_oom",
+    "next_policy",
+    "torch_dtype",
+]
+
+
+class OutOfMemory(Exception):
+    """Raised by code that detects on its own that a device is out of memory."""
+
+
+def is_oom(exc: BaseException) -> bool:
+    """Whether `exc` means the device ran out of memory (the ladder's cue for the next policy)."""
+    import torch
+
+    if isinstance(exc, torch.cuda.OutOfMemoryError | OutOfMemory):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
 @dataclass(frozen=True)

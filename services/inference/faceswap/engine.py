@@ -19,10 +19,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from services.inference.faceswap.config import FaceSwapConfig
 from services.kit.errors import ServiceError
 
 __all__ = [
     "DEFAULT_SIMILARITY_THRESHOLD",
+    "FaceModelPaths",
     "FaceSelector",
     "FaceSwapCancelled",
     "FaceSwapEngine",
@@ -30,6 +32,8 @@ __all__ = [
     "SourceFace",
     "SwapStats",
     "default_providers",
+    "load_engine",
+    "model_paths",
 ]
 
 log = logging.getLogger(__name__)
@@ -269,3 +273,26 @@ def _checked(image: Frame) -> Frame:
 
 def _bgr(image: Frame) -> Frame:
     return np.ascontiguousarray(_checked(image)[:, :, ::-1])
+
+
+@dataclass(frozen=True)
+class FaceModelPaths:
+    models_dir: Path
+    swapper_path: Path
+
+
+def model_paths(config: FaceSwapConfig) -> FaceModelPaths:
+    """Where the models are; builds the tiny ones on first use when `face_use_tiny`."""
+    from services.inference.faceswap.tiny import build_tiny_face_models, default_cache_dir
+
+    root = Path(config.face_models_dir) if config.face_models_dir else default_cache_dir()
+    if config.face_use_tiny:
+        tiny = build_tiny_face_models(root)
+        return FaceModelPaths(tiny.models_dir, tiny.swapper_path)
+    return FaceModelPaths(root / config.face_pack, root / config.face_swapper)
+
+
+def load_engine(config: FaceSwapConfig) -> FaceSwapEngine:
+    paths = model_paths(config)
+    size = config.face_det_size
+    return FaceSwapEngine(paths.models_dir, paths.swapper_path, list(config.face_providers) or None, det_size=(size, size))

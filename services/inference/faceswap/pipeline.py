@@ -1,7 +1,7 @@
 """The face swap pipeline on local files: decode -> swap per frame -> encode (video), or one image.
 
 Numbered steps, diffusers-style; progress callbacks may interrupt (`should_cancel`). Storage and
-job bookkeeping live in `task.py`; this module only knows files, frames and the engine.
+job bookkeeping live in `worker.py` and `handler.py`; this module only knows files, frames and the engine.
 """
 
 from __future__ import annotations

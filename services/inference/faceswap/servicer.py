@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from services.inference.faceswap.task import KIND
+from services.inference.faceswap.handler import KIND
 from services.kit.auth import current_principal
 from services.kit.errors import ServiceError, Violations
 from services.kit.jobs import JobRpc, JobService

@@ -1,4 +1,4 @@
-"""What a task sees inside the worker process."""
+"""What a work function sees inside the worker process (one task: one run of one work)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.inference.worker.protocol import TaskCancelled, TaskEvent, WorkerSettings
+from services.inference.worker.config import WorkerConfig
+from services.inference.worker.protocol import TaskCancelled, TaskEvent, WorkerSetup
 from viarte.type.v1 import job_pb2
 
 __all__ = ["TaskContext"]
@@ -17,7 +18,7 @@ __all__ = ["TaskContext"]
 @dataclass
 class TaskContext:
     task_id: str
-    settings: WorkerSettings
+    setup: WorkerSetup
     send: Callable[[Any], None]
     # Shared by every task of this worker: ModelCache, registry, ...
     resources: dict[str, Any]
@@ -27,19 +28,24 @@ class TaskContext:
 
     @property
     def device(self) -> str:
-        return self.settings.device
+        return self.setup.device
+
+    @property
+    def config(self) -> WorkerConfig:
+        return self.setup.config
 
     def emit(self, progress: job_pb2.Progress, *, droppable: bool = False) -> None:
         """Queues an event for the server; never blocks the computation."""
         if self.trace is not None and progress.stage:
             self.trace.stage(job_pb2.Stage.Name(progress.stage).removeprefix("STAGE_").lower())
         self.send(TaskEvent(self.task_id, progress.SerializeToString(), droppable, time.time_ns() // 1000))
-        if self.settings.crash_at_stage and job_pb2.Stage.Name(progress.stage) == self.settings.crash_at_stage:
+        stage = job_pb2.Stage.Name(progress.stage)
+        if self.config.fault_crash_at_stage and stage == self.config.fault_crash_at_stage:
             import os
 
             os._exit(17)  # fault injection for crash-recovery tests
-        if self.settings.stall_at_stage and job_pb2.Stage.Name(progress.stage) == self.settings.stall_at_stage:
-            time.sleep(self.settings.stall_seconds)  # fault injection: a hang that ignores cancel
+        if self.config.fault_stall_at_stage and stage == self.config.fault_stall_at_stage:
+            time.sleep(self.config.fault_stall_seconds)  # fault injection: a hang that ignores cancel
 
     @property
     def cancelled(self) -> bool:

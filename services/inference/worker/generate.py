@@ -1,5 +1,5 @@
-"""The "generation" task: model loading, denoising, decode, optional face swap, MP4 encode.
-Runs inside a device worker process."""
+"""The generation work function: model loading, denoising, decode, optional face swap, MP4
+encode. Runs inside a device worker process."""
 
 from __future__ import annotations
 
@@ -8,25 +8,22 @@ from pathlib import Path
 from typing import Any
 
 from services.inference.engine.cache import ModelCache, release_memory
+from services.inference.engine.diffusion import Interrupted, decode_latents, denoise, make_preview
 from services.inference.engine.encode import encode_mp4
-from services.inference.engine.policy import MemoryPolicy, apply_policy, choose_policy, next_policy
-from services.inference.engine.runner import (
-    GenerationSpec,
-    Interrupted,
-    decode_latents,
-    denoise,
-    is_oom,
-    make_preview,
-)
-from services.inference.models.registry import DEFAULT_REGISTRY_PATH, ModelRegistry, Task, load_registry
+from services.inference.engine.policy import MemoryPolicy, apply_policy, choose_policy, is_oom, next_policy
+from services.inference.faceswap.worker import swap_frames
+from services.inference.models.registry import DEFAULT_REGISTRY_PATH, ModelRegistry, load_registry
 from services.inference.worker.context import TaskContext
-from services.inference.worker.protocol import TaskCancelled
+from services.inference.worker.protocol import (
+    GenerationOutcome,
+    GenerationSpec,
+    GenerationWork,
+    TaskCancelled,
+)
 from services.kit.errors import ServiceError
 from viarte.type.v1 import job_pb2
 
-__all__ = ["KIND", "run"]
-
-KIND = "generation"
+__all__ = ["run"]
 
 # Share of the whole job per stage, for Progress.fraction (the last 3% are the upload).
 _WEIGHTS = {"load": 0.05, "denoise": 0.62, "decode": 0.1, "swap": 0.1, "encode": 0.1}
@@ -35,15 +32,15 @@ _WORKER_END = 0.97
 
 def _registry(ctx: TaskContext) -> ModelRegistry:
     if "registry" not in ctx.resources:
-        ctx.resources["registry"] = load_registry(ctx.settings.registry_path or DEFAULT_REGISTRY_PATH)
+        ctx.resources["registry"] = load_registry(ctx.config.registry_path or DEFAULT_REGISTRY_PATH)
     return ctx.resources["registry"]  # type: ignore[no-any-return]
 
 
 def _cache(ctx: TaskContext) -> ModelCache:
     if "models" not in ctx.resources:
-        s = ctx.settings
-        ctx.resources["models"] = ModelCache(Path(s.models_dir), s.device, s.cache_budget_bytes,
-                                             allow_download=s.allow_download, build_tiny=s.build_tiny_models)
+        c = ctx.config
+        ctx.resources["models"] = ModelCache(c.models_path, ctx.device, c.cache_budget_bytes,
+                                             allow_download=c.allow_download, build_tiny=c.build_tiny_models)
     return ctx.resources["models"]  # type: ignore[no-any-return]
 
 
@@ -54,12 +51,6 @@ def _free_device_bytes(device: str) -> int | None:
 
     free, _ = torch.cuda.mem_get_info(torch.device(device))
     return int(free)
-
-
-def _spec(payload: dict[str, Any]) -> GenerationSpec:
-    data = dict(payload["spec"])
-    data["task"] = Task(data["task"])
-    return GenerationSpec(**data)
 
 
 class _Latents:
@@ -95,27 +86,27 @@ def _progress(stage: int, fraction: float, **kw: Any) -> job_pb2.Progress:
     return job_pb2.Progress(stage=stage, fraction=min(1.0, fraction), **kw)  # type: ignore[arg-type]
 
 
-def run(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
-    spec = _spec(payload)
+def run(ctx: TaskContext, work: GenerationWork) -> GenerationOutcome:
+    spec = work.spec
     model = _registry(ctx).get(spec.model_id)
     if model is None:
         raise ServiceError.invalid_argument("MODEL_NOT_FOUND", f"unknown model {spec.model_id!r}")
     timings: dict[str, float] = {}
-    policy = choose_policy(ctx.settings.memory_policy, ctx.settings.dtype,
+    policy = choose_policy(ctx.config.memory_policy, ctx.config.dtype,
                            estimated_bytes=model.estimated_memory_bytes, free_bytes=_free_device_bytes(ctx.device))
-    kept = _Latents(Path(ctx.settings.scratch_dir), payload["job_id"], spec)
+    kept = _Latents(ctx.setup.scratch_dir, work.job_id, spec)
     latents = kept.load()
     resumed = latents is not None
 
     cache = _cache(ctx)
-    loaded, latents, policy = _load_and_denoise(ctx, cache, model, spec, payload, policy, latents, timings)
+    loaded, latents, policy = _load_and_denoise(ctx, cache, model, work, policy, latents, timings)
     if not resumed:
         kept.save(latents)
     frames, policy = _decode(ctx, cache, loaded, latents, spec, policy, timings)
     face_swap = None
-    if payload.get("face_swap"):
+    if work.face_swap is not None:
         t0 = time.perf_counter()
-        frames, face_swap = _face_swap(ctx, frames, payload["face_swap"])
+        frames, face_swap = swap_frames(ctx, frames, work.face_swap)
         timings["face_swap"] = time.perf_counter() - t0
 
     ctx.raise_if_cancelled()
@@ -127,22 +118,23 @@ def run(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
         ctx.raise_if_cancelled()  # encode_mp4 kills ffmpeg on the way out
         ctx.emit(_progress(job_pb2.STAGE_ENCODING, base + _WEIGHTS["encode"] * i / n, frame=i, total_frames=n))
 
-    out = Path(payload["output_path"])
+    out = Path(work.output_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     encode_mp4(iter(frames), out, width=spec.width, height=spec.height, fps=spec.fps, total=total, on_frame=encoded)
     timings["encode"] = time.perf_counter() - t0
     kept.drop()
-    return {
-        "frame_count": total, "width": spec.width, "height": spec.height, "fps": spec.fps, "seed": spec.seed,
-        "memory_policy": policy.label, "device": ctx.device, "timings": timings, "face_swap": face_swap,
-        "resumed_from_latents": resumed, "loaded_models": sorted(cache.loaded_ids()),
-    }
+    return GenerationOutcome(
+        frame_count=total, width=spec.width, height=spec.height, fps=spec.fps, seed=spec.seed,
+        memory_policy=policy.label, device=ctx.device, timings=timings, face_swap=face_swap,
+        resumed_from_latents=resumed, loaded_models=tuple(sorted(cache.loaded_ids())),
+    )
 
 
 def _load_and_denoise(
-    ctx: TaskContext, cache: ModelCache, model: Any, spec: GenerationSpec, payload: dict[str, Any],
+    ctx: TaskContext, cache: ModelCache, model: Any, work: GenerationWork,
     policy: MemoryPolicy, latents: Any, timings: dict[str, float],
 ) -> tuple[Any, Any, MemoryPolicy]:
+    spec = work.spec
     for attempt in (1, 2):
         try:
             if not cache.contains(model, spec.task, policy):
@@ -157,7 +149,7 @@ def _load_and_denoise(
                                    step=spec.steps, total_steps=spec.steps, message="resumed from kept latents"))
                 return loaded, latents, policy
             t0 = time.perf_counter()
-            latents = denoise(loaded, spec, image_png=payload.get("image_png"),
+            latents = denoise(loaded, spec, image_png=work.image_png,
                               on_step=_step_reporter(ctx, loaded, spec), should_stop=lambda: ctx.cancelled)
             timings["denoising"] = time.perf_counter() - t0
             return loaded, latents, policy
@@ -232,13 +224,3 @@ def _decode(
         policy = stricter
     timings["decoding"] = time.perf_counter() - t0
     return frames, policy
-
-
-def _face_swap(ctx: TaskContext, frames: Any, options: dict[str, Any]) -> tuple[Any, bytes]:
-    try:
-        from services.inference.faceswap.engine import FaceSwapEngine  # the face-swap area's engine
-    except ImportError:
-        raise ServiceError.failed_precondition("FACE_MODELS_UNAVAILABLE", "face swap is not installed") from None
-    from services.inference.faceswap import generation_hook
-
-    return generation_hook.swap_frames(ctx, FaceSwapEngine, frames, options)

@@ -1,5 +1,5 @@
-"""Server side of the worker split: starts device workers, sends tasks, turns their events into
-job events and their deaths into retryable failures. Never imports torch."""
+"""Server side of the worker split: starts device workers, sends them typed work, turns their
+events into job events and their deaths into retryable failures. Never imports torch."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from services.inference.worker.protocol import (
     CancelTask,
@@ -20,17 +20,19 @@ from services.inference.worker.protocol import (
     TaskDone,
     TaskEvent,
     TaskFailed,
-    WorkerSettings,
+    Work,
+    WorkerSetup,
 )
 from services.kit import tracing
 from services.kit.errors import ServiceError
 from services.kit.jobs import JobCancelled, RetryableJobError, RunningJob
 from services.kit.logs import get_logger
 
-__all__ = ["LocalWorker", "TaskRunner", "WorkerPool"]
+__all__ = ["LocalWorker", "WorkRunner", "WorkerPool"]
 
 _log = get_logger("viarte.inference.worker")
 EventFn = Callable[[TaskEvent], None]
+OutcomeT = TypeVar("OutcomeT")
 _CODES = {"INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION", "RESOURCE_EXHAUSTED", "UNAVAILABLE",
           "INTERNAL", "DEADLINE_EXCEEDED", "PERMISSION_DENIED", "ABORTED", "OUT_OF_RANGE"}
 
@@ -44,7 +46,7 @@ def _error(failed: TaskFailed) -> ServiceError:
 
 @dataclass
 class _Pending:
-    future: asyncio.Future[dict[str, Any]]
+    future: asyncio.Future[Any]
     on_event: EventFn
     # Loop time of the last message about this task (the stall watchdog's clock).
     last_seen: float = 0.0
@@ -53,8 +55,8 @@ class _Pending:
 class LocalWorker:
     """One worker process bound to one device. Restarted lazily after a crash."""
 
-    def __init__(self, settings: WorkerSettings, *, start_timeout: float = 120.0) -> None:
-        self.settings = settings
+    def __init__(self, setup: WorkerSetup, *, start_timeout: float = 120.0) -> None:
+        self.setup = setup
         self._start_timeout = start_timeout
         self._ctx = multiprocessing.get_context("spawn")
         self._process: Any = None
@@ -64,7 +66,7 @@ class LocalWorker:
         self._ready: asyncio.Future[Ready] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.kinds: tuple[str, ...] = ()
-        self.device = settings.device
+        self.device = setup.device
         self.cuda_devices = 0
         self.restarts = 0
 
@@ -83,8 +85,8 @@ class LocalWorker:
         parent, child = self._ctx.Pipe(duplex=True)
         self._conn = parent
         self._ready = self._loop.create_future()
-        self._process = self._ctx.Process(target=worker_main, args=(child, self.settings), daemon=True,
-                                          name=f"viarte-worker-{self.settings.device}")
+        self._process = self._ctx.Process(target=worker_main, args=(child, self.setup), daemon=True,
+                                          name=f"viarte-worker-{self.setup.device}")
         await asyncio.to_thread(self._process.start)
         child.close()
         threading.Thread(target=self._read, args=(parent, self._process), name="worker-reader", daemon=True).start()
@@ -120,7 +122,7 @@ class LocalWorker:
         elif isinstance(message, TaskDone):
             self._pending.pop(message.task_id, None)
             if not pending.future.done():
-                pending.future.set_result(message.result)
+                pending.future.set_result(message.outcome)
         elif isinstance(message, TaskFailed):
             self._pending.pop(message.task_id, None)
             if not pending.future.done():
@@ -146,9 +148,8 @@ class LocalWorker:
         with self._send_lock:
             self._conn.send(message)
 
-    async def run(self, kind: str, payload: dict[str, Any], on_event: EventFn,
-                  job: RunningJob | None = None) -> dict[str, Any]:
-        """Runs one task on this worker; cancels it when ``job`` is cancelled, whenever that
+    async def run(self, work: Work[OutcomeT], on_event: EventFn, job: RunningJob | None = None) -> OutcomeT:
+        """Runs `work` as one task on this worker; cancels it when ``job`` is cancelled, whenever that
         happens; kills the worker when the task stalls or ignores a cancel."""
         if job is not None:
             job.raise_if_cancelled()
@@ -157,12 +158,12 @@ class LocalWorker:
             await self.start()
         assert self._loop is not None
         task_id = uuid.uuid4().hex
-        future: asyncio.Future[dict[str, Any]] = self._loop.create_future()
+        future: asyncio.Future[OutcomeT] = self._loop.create_future()
         pending = _Pending(future, on_event, self._loop.time())
         self._pending[task_id] = pending
         try:
             # The job's current span (job.run) becomes the parent of the worker's task span.
-            await asyncio.to_thread(self._send, RunTask(task_id, kind, payload, tracing.current_traceparent()))
+            await asyncio.to_thread(self._send, RunTask(task_id, work, tracing.current_traceparent()))
         except (OSError, EOFError) as exc:
             self._pending.pop(task_id, None)
             raise RetryableJobError(ServiceError.internal("WORKER_CRASHED", f"worker unreachable: {exc}")) from exc
@@ -170,13 +171,14 @@ class LocalWorker:
             # Registered only once RunTask is on the pipe, so a CancelTask can never overtake it
             # (a job cancelled meanwhile gets its CancelTask sent right here).
             job.on_cancel(lambda: self._cancel(task_id))
-        return await self._watch(task_id, pending, job)
+        outcome: OutcomeT = await self._watch(task_id, pending, job)  # the work function's own type
+        return outcome
 
-    async def _watch(self, task_id: str, pending: _Pending, job: RunningJob | None) -> dict[str, Any]:
+    async def _watch(self, task_id: str, pending: _Pending, job: RunningJob | None) -> Any:
         """Waits for the task's outcome; a task silent for ``stall_timeout`` or still running
         ``cancel_grace`` after a cancel gets its worker killed (the device is freed either way)."""
         assert self._loop is not None
-        stall, grace = self.settings.stall_timeout, self.settings.cancel_grace
+        stall, grace = self.setup.config.worker_stall_timeout_seconds, self.setup.config.worker_cancel_grace_seconds
         tick = max(0.05, min(1.0, (min(stall, grace) if stall > 0 else grace) / 4))
         cancelled_at: float | None = None
         while True:
@@ -233,24 +235,23 @@ class LocalWorker:
         self._process = None
 
 
-class TaskRunner:
-    """The seam between jobs and devices. Today: local worker processes; a Ray implementation
-    would keep this interface and submit to actors with ``num_gpus`` instead."""
+class WorkRunner:
+    """Where work runs: the seam between jobs and devices. Today: local worker processes; a Ray
+    implementation would keep this interface and submit the same work to actors with ``num_gpus``."""
 
     @property
     def slots(self) -> int:
         raise NotImplementedError
 
-    async def run(self, kind: str, payload: dict[str, Any], on_event: EventFn,
-                  job: RunningJob | None = None) -> dict[str, Any]:
+    async def run(self, work: Work[OutcomeT], on_event: EventFn, job: RunningJob | None = None) -> OutcomeT:
         raise NotImplementedError
 
 
-class WorkerPool(TaskRunner):
-    """One local worker process per device; a task runs on the first idle one."""
+class WorkerPool(WorkRunner):
+    """One local worker process per device; a work runs on the first idle one."""
 
-    def __init__(self, settings: WorkerSettings, devices: Sequence[str] = ("cpu",)) -> None:
-        self.workers = [LocalWorker(replace(settings, device=d)) for d in devices]
+    def __init__(self, setup: WorkerSetup, devices: Sequence[str] = ("cpu",)) -> None:
+        self.workers = [LocalWorker(replace(setup, device=d)) for d in devices]
         self._idle: asyncio.Queue[LocalWorker] | None = None
 
     @property
@@ -261,20 +262,19 @@ class WorkerPool(TaskRunner):
         self._idle = asyncio.Queue()
         await asyncio.gather(*(w.start() for w in self.workers))
         first = self.workers[0] if len(self.workers) == 1 else None
-        if first is not None and first.settings.device == "auto" and first.device == "cuda:0":
+        if first is not None and first.setup.device == "auto" and first.device == "cuda:0":
             # "auto": the first worker resolved to cuda:0; every other visible GPU gets its own.
-            extra = [LocalWorker(replace(first.settings, device=f"cuda:{i}")) for i in range(1, first.cuda_devices)]
+            extra = [LocalWorker(replace(first.setup, device=f"cuda:{i}")) for i in range(1, first.cuda_devices)]
             await asyncio.gather(*(w.start() for w in extra))
             self.workers += extra
         for worker in self.workers:
             self._idle.put_nowait(worker)
 
-    async def run(self, kind: str, payload: dict[str, Any], on_event: EventFn,
-                  job: RunningJob | None = None) -> dict[str, Any]:
+    async def run(self, work: Work[OutcomeT], on_event: EventFn, job: RunningJob | None = None) -> OutcomeT:
         assert self._idle is not None, "WorkerPool.start() first"
         worker = await self._acquire(job)
         try:
-            return await worker.run(kind, payload, on_event, job)
+            return await worker.run(work, on_event, job)
         finally:
             self._idle.put_nowait(worker)
 

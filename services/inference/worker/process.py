@@ -1,4 +1,4 @@
-"""The device worker process: receives tasks, runs them one at a time (the device lock), streams
+"""The device worker process: receives work, runs one task at a time (the device lock), streams
 events back. Runs under the multiprocessing "spawn" context, so torch is imported only here."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from services.inference.worker.protocol import (
     TaskCancelled,
     TaskDone,
     TaskFailed,
-    WorkerSettings,
+    WorkerSetup,
 )
 
 __all__ = ["worker_main"]
@@ -63,23 +63,23 @@ def _failure(task_id: str, exc: BaseException) -> TaskFailed:
     return TaskFailed(task_id, "INTERNAL", "INTERNAL", f"{type(exc).__name__}: {exc}"[:500])
 
 
-def resolve_settings(settings: WorkerSettings) -> WorkerSettings:
+def resolve_setup(setup: WorkerSetup) -> WorkerSetup:
     """"auto" device → cuda:0 when CUDA is there, else cpu; "auto" dtype → bf16 where the device
     supports it (CPU: bf16 is fast, fp16 is not), else fp16."""
     import torch
 
-    device = settings.device
+    device = setup.device
     if device == "auto":
         device = "cuda:0" if torch.cuda.is_available() else "cpu"
-    dtype = settings.dtype
+    dtype = setup.config.dtype
     if dtype == "auto":
         dtype = "bf16" if device == "cpu" or torch.cuda.is_bf16_supported() else "fp16"
-    threads = settings.threads
+    threads = setup.config.worker_threads
     if threads == 0 and device == "cpu":
         # Leave a core to the server: OpenMP regions on every core stall whenever the server
         # handles an event, which cost the tiny models 2-3x on a 2-core machine.
         threads = max(1, (os.cpu_count() or 2) - 1)
-    return replace(settings, device=device, dtype=dtype, threads=threads)
+    return replace(setup, device=device, config=replace(setup.config, dtype=dtype, worker_threads=threads))
 
 
 def _warm_imports() -> None:
@@ -94,26 +94,26 @@ def _warm_imports() -> None:
         getattr(diffusers, name)
 
 
-def worker_main(conn: Connection, settings: WorkerSettings) -> None:
+def worker_main(conn: Connection, setup: WorkerSetup) -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    settings = resolve_settings(settings)
-    if settings.threads:
+    setup = resolve_setup(setup)
+    if setup.config.worker_threads:
         import torch
 
-        torch.set_num_threads(settings.threads)
+        torch.set_num_threads(setup.config.worker_threads)
     _warm_imports()
-    from services.inference.worker.tasks import load_task_table
+    from services.inference.worker.functions import WORK_FUNCTIONS
 
-    table = load_task_table()
+    table = WORK_FUNCTIONS
     tracing: Any = None
-    if settings.otlp_endpoint:
+    if setup.otlp_endpoint:
         # Only when tracing is on: the worker then exports its own spans (the SDK is light: no torch).
         import services.kit.tracing as tracing_module
 
         tracing = tracing_module
-        tracing.configure_tracing("inference-worker", settings.otlp_endpoint)
+        tracing.configure_tracing("inference-worker", setup.otlp_endpoint)
     sender = _Sender(conn)
     tasks: queue.SimpleQueue[RunTask | None] = queue.SimpleQueue()
     # A task's context exists from the moment its RunTask arrives, so a cancel for a task that is
@@ -130,7 +130,7 @@ def worker_main(conn: Connection, settings: WorkerSettings) -> None:
             except (EOFError, OSError):
                 os._exit(0)  # the server died: nothing left to report to
             if isinstance(message, RunTask):
-                ctx = TaskContext(message.task_id, settings, sender.send, resources)
+                ctx = TaskContext(message.task_id, setup, sender.send, resources)
                 with lock:
                     if message.task_id in early_cancels:
                         ctx._cancel.set()
@@ -151,7 +151,7 @@ def worker_main(conn: Connection, settings: WorkerSettings) -> None:
     import torch
 
     cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    sender.send(Ready(os.getpid(), settings.device, tuple(sorted(table)), cuda))
+    sender.send(Ready(os.getpid(), setup.device, tuple(sorted(table)), cuda))
     while True:
         task = tasks.get()
         if task is None:
@@ -160,15 +160,15 @@ def worker_main(conn: Connection, settings: WorkerSettings) -> None:
             ctx = contexts[task.task_id]
         if tracing is not None:
             ctx.trace = tracing.TaskTrace(
-                f"worker.{task.kind}", task.traceparent, "worker.", **{"viarte.device": settings.device}
+                f"worker.{task.work.kind}", task.traceparent, "worker.", **{"viarte.device": setup.device}
             )
         error = ""
         try:
             ctx.raise_if_cancelled()  # cancelled before it started: no model work at all
-            fn = table.get(task.kind)
+            fn = table.get(task.work.kind)
             if fn is None:
-                raise KeyError(f"this worker has no task {task.kind!r}")
-            sender.send(TaskDone(task.task_id, fn(ctx, task.payload)))
+                raise KeyError(f"this worker has no work function for {task.work.kind!r}")
+            sender.send(TaskDone(task.task_id, fn(ctx, task.work)))
         except BaseException as exc:
             failure = _failure(task.task_id, exc)
             error = failure.reason

@@ -1,11 +1,12 @@
-"""Messages between the server and a device worker (pickled over a multiprocessing pipe).
+"""Messages between the server and a device worker (pickled over a multiprocessing pipe), and the
+typed work they carry (cog's typed prediction input, one frozen dataclass per kind).
 
-server → worker: ``RunTask``, ``CancelTask``, ``Stop``
-worker → server: ``Ready``, ``TaskEvent``, ``TaskDone``, ``TaskFailed``
+server → worker: ``RunTask(task_id, work)``, ``CancelTask``, ``Stop``
+worker → server: ``Ready``, ``TaskEvent``, ``TaskDone(task_id, outcome)``, ``TaskFailed``
 
-Task functions (the worker's task table, keyed by kind) have the signature
-``def run(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]`` and report progress with
-``ctx.emit(job_pb2.Progress(...), droppable=False)``. They raise ``ServiceError`` for failures the
+A work function (the worker's table in ``worker/functions.py``, keyed by ``Work.kind``) has the
+signature ``def run(ctx: TaskContext, work: SomeWork) -> SomeOutcome`` and reports progress with
+``ctx.emit(job_pb2.Progress(...), droppable=False)``. It raises ``ServiceError`` for failures the
 job owner should see and ``ctx.raise_if_cancelled()`` / ``TaskCancelled`` to stop on cancel.
 """
 
@@ -13,10 +14,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar
+
+from services.inference.models.registry import Task
+from services.inference.worker.config import WorkerConfig
 
 __all__ = [
     "CancelTask",
+    "FaceSwapInputs",
+    "FaceSwapOutcome",
+    "FaceSwapWork",
+    "GenerationOutcome",
+    "GenerationSpec",
+    "GenerationWork",
     "Ready",
     "RunTask",
     "Stop",
@@ -24,57 +34,141 @@ __all__ = [
     "TaskDone",
     "TaskEvent",
     "TaskFailed",
-    "WorkerSettings",
+    "Work",
+    "WorkerSetup",
 ]
+
+OutcomeT = TypeVar("OutcomeT")
 
 
 class TaskCancelled(Exception):
-    """Raised inside a task that stopped because the job was cancelled."""
+    """Raised inside a work function that stopped because the job was cancelled."""
 
 
 @dataclass(frozen=True)
-class WorkerSettings:
+class WorkerSetup:
+    """What one device worker process starts with: the service's `WorkerConfig` whole, plus what
+    differs per process."""
+
+    config: WorkerConfig = field(default_factory=WorkerConfig)
+    # "cpu", "cuda:0", ... or "auto" (resolved inside the worker, which may import torch).
     device: str = "cpu"
-    models_dir: Path = Path(".cache/models")
-    registry_path: Path | None = None
+    # Kept latents and other per-job files.
     scratch_dir: Path = Path("var/inference")
-    # Model cache budget on the device (bytes).
-    cache_budget_bytes: int = 8 * 1024**3
-    # "auto" (by free device memory) or a ladder step name ("default", "vae_tiling", ...).
-    memory_policy: str = "auto"
-    dtype: str = "bf16"
-    allow_download: bool = False
-    # Build missing tiny models on first use (offline default); off in production.
-    build_tiny_models: bool = True
-    # torch intra-op threads; 0 = all cores but one on CPU (the server's), torch's default on CUDA.
-    threads: int = 0
-    # Server side: a task that reports nothing for this long is a hung worker: it is killed and the
-    # task fails as retryable (0 = never). Generous by default: a real model load reports nothing.
-    stall_timeout: float = 900.0
-    # Server side: a cancelled task whose worker has not stopped after this long (stuck in a model
-    # load or a C call that never checks the flag) gets its worker killed.
-    cancel_grace: float = 30.0
-    # Tests: kill the worker (os._exit) when a task reaches this stage name ("" = never).
-    crash_at_stage: str = ""
-    # Tests: the task freezes (sleeps, deaf to cancel) for stall_seconds when it reaches this stage.
-    stall_at_stage: str = ""
-    stall_seconds: float = 3600.0
-    # Face swap models (the same names as InferenceConfig; read by services.inference.faceswap).
-    face_models_dir: str = ""
-    face_pack: str = "buffalo_l"
-    face_swapper: str = "inswapper_128.onnx"
-    face_use_tiny: bool = False
-    face_det_size: int = 640
-    face_providers: tuple[str, ...] = ()
-    # OpenTelemetry: the worker exports its task and stage spans here too ("" = tracing off).
+    # OpenTelemetry: the worker exports its task and stage spans here ("" = tracing off).
     otlp_endpoint: str = ""
 
 
+# -- typed work --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Work(Generic[OutcomeT]):
+    """One unit of work for a device worker; `OutcomeT` is the outcome type its work function returns."""
+
+    kind: ClassVar[str]
+
+
+@dataclass(frozen=True)
+class GenerationSpec:
+    """Fully resolved generation parameters (defaults applied, seed drawn)."""
+
+    model_id: str
+    task: Task
+    prompt: str
+    negative_prompt: str
+    width: int
+    height: int
+    num_frames: int
+    fps: int
+    steps: int
+    guidance_scale: float
+    seed: int
+    preview_every: int = 0
+    motion_bucket_id: int = 127
+    noise_aug_strength: float = 0.02
+    min_guidance_scale: float = 1.0
+    max_guidance_scale: float = 3.0
+    decode_chunk_size: int = 0
+    flow_shift: float | None = None
+    guidance_scale_2: float | None = None
+
+    def fingerprint(self) -> str:
+        import hashlib
+        import json
+        from dataclasses import asdict
+
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class FaceSwapInputs:
+    """A generation job's auto face swap: the options and the face images, as bytes."""
+
+    options: bytes  # FaceSwapOptions
+    source: bytes
+    reference: bytes | None = None
+
+
+@dataclass(frozen=True)
+class GenerationOutcome:
+    frame_count: int
+    width: int
+    height: int
+    fps: int
+    seed: int
+    memory_policy: str
+    device: str
+    timings: dict[str, float]
+    # Serialized FaceSwapResult of the auto face swap; None without one.
+    face_swap: bytes | None
+    resumed_from_latents: bool
+    # Models resident on the worker afterwards (ListModels' `loaded`).
+    loaded_models: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GenerationWork(Work[GenerationOutcome]):
+    kind: ClassVar[str] = "generation"
+
+    job_id: str
+    spec: GenerationSpec
+    output_path: str
+    # The image-to-video input image.
+    image_png: bytes | None = None
+    face_swap: FaceSwapInputs | None = None
+
+
+@dataclass(frozen=True)
+class FaceSwapOutcome:
+    output_path: str
+    content_type: str
+    suffix: str
+    frame_count: int
+    frames_swapped: int
+    frames_without_face: int
+    faces_swapped: int
+
+
+@dataclass(frozen=True)
+class FaceSwapWork(Work[FaceSwapOutcome]):
+    """A face swap job's work, as local files."""
+
+    kind: ClassVar[str] = "face_swap"
+
+    target_path: str
+    target_is_video: bool
+    source_path: str
+    output_dir: str
+    options: bytes  # FaceSwapOptions
+    # As storage sniffed and recorded it: ffmpeg opens the target as this type only.
+    target_content_type: str
+    reference_path: str = ""
+
+
+# -- messages ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RunTask:
     task_id: str
-    kind: str
-    payload: dict[str, Any]
+    work: Work[Any]
     # W3C traceparent of the job's span: the worker's spans join the job's trace ("" = none).
     traceparent: str = ""
 
@@ -111,7 +205,7 @@ class TaskEvent:
 @dataclass(frozen=True)
 class TaskDone:
     task_id: str
-    result: dict[str, Any] = field(default_factory=dict)
+    outcome: Any
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,14 +17,12 @@ from services.inference.engine.cache import LoadedPipeline
 from services.inference.engine.policy import MemoryPolicy
 from services.inference.engine.previews import latent_preview_jpeg
 from services.inference.models.registry import Family, Task
+from services.inference.worker.protocol import GenerationSpec
 
 __all__ = [
-    "GenerationSpec",
     "Interrupted",
-    "OutOfMemory",
     "decode_latents",
     "denoise",
-    "is_oom",
     "to_uint8",
 ]
 
@@ -35,51 +32,6 @@ FrameCallback = Callable[[int, int], None]  # (frame, total)
 
 class Interrupted(Exception):
     """The job was cancelled between denoising steps."""
-
-
-class OutOfMemory(Exception):
-    pass
-
-
-@dataclass(frozen=True)
-class GenerationSpec:
-    """Fully resolved parameters (defaults applied, seed drawn)."""
-
-    model_id: str
-    task: Task
-    prompt: str
-    negative_prompt: str
-    width: int
-    height: int
-    num_frames: int
-    fps: int
-    steps: int
-    guidance_scale: float
-    seed: int
-    preview_every: int = 0
-    motion_bucket_id: int = 127
-    noise_aug_strength: float = 0.02
-    min_guidance_scale: float = 1.0
-    max_guidance_scale: float = 3.0
-    decode_chunk_size: int = 0
-    flow_shift: float | None = None
-    guidance_scale_2: float | None = None
-
-    def fingerprint(self) -> str:
-        import hashlib
-        import json
-        from dataclasses import asdict
-
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()[:24]
-
-
-def is_oom(exc: BaseException) -> bool:
-    import torch
-
-    if isinstance(exc, torch.cuda.OutOfMemoryError | OutOfMemory):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
 def _image(png: bytes | None, width: int, height: int) -> Any:

@@ -1,0 +1,56 @@
+"""WorkerConfig: what a device worker process needs, one part of the inference service's config.
+
+Declared once here (the face models in `FaceSwapConfig`, which this part includes); `InferenceConfig`
+is composed of it, so the environment names stay flat (``VIARTE_INFERENCE_DTYPE``,
+``VIARTE_INFERENCE_FACE_PACK`` ...), and the server hands `config.worker` to each worker whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.inference.faceswap.config import FaceSwapConfig
+
+__all__ = ["REPO_ROOT", "WorkerConfig"]
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+@dataclass(frozen=True)
+class WorkerConfig(FaceSwapConfig):
+    # "" = the built-in services/inference/models/registry.yaml
+    registry_path: str = ""
+    # Local weights (and the tiny models); "" = <repo>/.cache/models
+    models_dir: str = ""
+    # Build the tiny random-weight models when missing (offline default); off in production.
+    build_tiny_models: bool = True
+    # Model cache budget per device.
+    model_cache_gib: float = 8.0
+    # "auto" (chosen by free device memory) or a ladder step: default, vae_tiling, model_offload,
+    # sequential_offload.
+    memory_policy: str = "auto"
+    # "auto" = fp16 on CUDA (bf16 where supported), bf16 on CPU; or fp32 / bf16 / fp16.
+    dtype: str = "auto"
+    allow_download: bool = False
+    # torch intra-op threads per worker; 0 = all cores but one on CPU, torch's default on CUDA.
+    worker_threads: int = 0
+    # Server side: a worker that reports nothing on its task for this long is killed; the job is
+    # retried like a crash (bounded by max_attempts). 0 = never. Real model loads are silent for minutes.
+    worker_stall_timeout_seconds: float = 900.0
+    # Server side: a cancelled job whose worker has not stopped after this long (stuck in a model
+    # load or a C call that never checks the flag) gets its worker killed.
+    worker_cancel_grace_seconds: float = 30.0
+    # Test-only fault injection: the worker dies when a job reaches this stage (e.g. STAGE_DECODING).
+    fault_crash_at_stage: str = ""
+    # Test-only fault injection: the worker freezes (deaf to cancel) for fault_stall_seconds here.
+    fault_stall_at_stage: str = ""
+    fault_stall_seconds: float = 3600.0
+
+    @property
+    def models_path(self) -> Path:
+        return Path(self.models_dir) if self.models_dir else REPO_ROOT / ".cache" / "models"
+
+    @property
+    def cache_budget_bytes(self) -> int:
+        return int(self.model_cache_gib * 1024**3)

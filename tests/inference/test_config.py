@@ -1,0 +1,53 @@
+"""InferenceConfig is composed of parts declared once; the environment names stay flat, and each
+device worker receives its part whole (no service secret rides along)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from services.inference.assistant.config import AssistantConfig
+from services.inference.config import InferenceConfig
+from services.inference.faceswap.config import FaceSwapConfig
+from services.inference.server import worker_setup
+from services.inference.worker.config import WorkerConfig
+from services.kit.config import Secret, load_config
+
+
+def test_each_field_is_declared_in_one_part() -> None:
+    own = {f.name for f in dataclasses.fields(InferenceConfig)}
+    parts = [FaceSwapConfig, AssistantConfig, WorkerConfig]
+    for part in parts:
+        assert {f.name for f in dataclasses.fields(part)} <= own, part.__name__
+    face = {f.name for f in dataclasses.fields(FaceSwapConfig)}
+    assistant = {f.name for f in dataclasses.fields(AssistantConfig)}
+    assert face == {n for n in own if n.startswith("face_")}
+    assert assistant == {n for n in own if n.startswith("assistant_")}
+
+
+def test_flat_environment_names_reach_the_parts() -> None:
+    env = {
+        "VIARTE_INFERENCE_FACE_PACK": "antelopev2",
+        "VIARTE_INFERENCE_FACE_PROVIDERS": "CPUExecutionProvider",
+        "VIARTE_INFERENCE_ASSISTANT_API_KEY": "gsk-secret",
+        "VIARTE_INFERENCE_ASSISTANT_MAX_RETRIES": "5",
+        "VIARTE_INFERENCE_DTYPE": "fp16",
+        "VIARTE_INFERENCE_WORKER_STALL_TIMEOUT_SECONDS": "12",
+        "VIARTE_INFERENCE_FAULT_CRASH_AT_STAGE": "STAGE_DECODING",
+        "VIARTE_INTERNAL_SECRET": "mesh-secret",
+    }
+    config = load_config(InferenceConfig, env)
+    assert config.face == FaceSwapConfig(face_pack="antelopev2", face_providers=("CPUExecutionProvider",))
+    assert config.assistant.assistant_api_key == Secret("gsk-secret") and config.assistant.assistant_max_retries == 5
+    worker = config.worker
+    assert (worker.dtype, worker.worker_stall_timeout_seconds, worker.fault_crash_at_stage) == ("fp16", 12.0, "STAGE_DECODING")
+    assert worker.face_pack == "antelopev2"
+
+
+def test_workers_receive_the_worker_part_whole_and_nothing_else(tmp_path) -> None:
+    config = InferenceConfig(data_dir=str(tmp_path), face_det_size=320, memory_policy="vae_tiling", models_dir="/m",
+                             assistant_api_key=Secret("gsk-secret"))
+    setup = worker_setup(config)
+    assert type(setup.config) is WorkerConfig and setup.config == config.worker
+    assert (setup.config.face_det_size, setup.config.memory_policy, str(setup.config.models_path)) == (320, "vae_tiling", "/m")
+    assert setup.scratch_dir == tmp_path / "inference"
+    assert "gsk-secret" not in repr(dataclasses.asdict(setup)) and not hasattr(setup.config, "internal_secret")
