@@ -87,7 +87,7 @@ async def render_plan(
         _remove([video, poster])
         raise
     finally:
-        _remove(graph.text_files)
+        _remove([*graph.text_files, *_graph_scripts(args)])
     return RenderOutput(
         video=video,
         poster=poster,
@@ -142,6 +142,11 @@ def _command(node: Any, ffmpeg_binary: str, workdir: Path, *extra: str) -> list[
         script.write_text(args[at + 1], encoding="utf-8")
         args[at : at + 2] = [_script_option(ffmpeg_binary), str(script)]
     return [args[0], *_GLOBAL, *extra, *args[1:]]
+
+
+def _graph_scripts(args: list[str]) -> list[Path]:
+    """The filter-graph file `_command` wrote for these arguments (none for a graph-less command)."""
+    return [Path(args[i + 1]) for i, arg in enumerate(args[:-1]) if arg in ("-/filter_complex", "-filter_complex_script")]
 
 
 @lru_cache(maxsize=8)
