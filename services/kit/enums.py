@@ -63,7 +63,7 @@ def _walk(message: Message, prefix: str, out: list[FieldViolation]) -> None:
 
 
 def _is_map(field: FieldDescriptor) -> bool:
-    return field.message_type.GetOptions().map_entry
+    return bool(field.message_type.GetOptions().map_entry)
 
 
 def _walk_map(field: FieldDescriptor, value: object, path: str, out: list[FieldViolation]) -> None:
