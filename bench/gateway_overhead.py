@@ -22,17 +22,21 @@ import asyncio
 import json
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+# The test upstream lives in tests/ (not shipped): run from a checkout, like the other benches.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import grpc
 
 from gateway.config import GatewayConfig
 from gateway.envoy import start_envoy
 from gateway.grpcweb import GrpcWebClient
-from gateway.testing import build_test_upstream
+from tests.fakes.gateway_upstream import build_test_upstream
 from viarte.render.v1 import render_pb2, render_pb2_grpc
 
 EDITOR = Path(__file__).resolve().parents[1] / "gateway" / "editor"

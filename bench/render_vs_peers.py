@@ -39,12 +39,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from services.render.config import RenderConfig  # noqa: E402
-from services.render.encoder import EncoderSettings  # noqa: E402
+from services.render.encoder import EncoderOptions  # noqa: E402
 from services.render.media import probe  # noqa: E402
 from services.render.pipeline import render_plan  # noqa: E402
 from services.render.timeline.plan import Source  # noqa: E402
 from services.render.timeline.validate import Limits, font_file, plan_timeline  # noqa: E402
-from services.render.upscale.runner import UpscalePool, upscale_video  # noqa: E402
+from services.render.upscale.pool import UpscalePool, upscale_video  # noqa: E402
 from viarte.render.v1 import timeline_pb2 as tl  # noqa: E402
 
 CACHE = ROOT / ".cache" / "bench-render"
@@ -117,7 +117,7 @@ async def run_service(edit: Edit, src: dict[str, Path], out_dir: Path) -> float:
     sources = {k: Source(str(p), probe(str(p))) for k, p in src.items()}
     t0 = time.perf_counter()
     plan = plan_timeline(timeline(edit), sources, Limits())
-    await render_plan(plan, out_dir, EncoderSettings("libx264", dict(X264)))
+    await render_plan(plan, out_dir, EncoderOptions("libx264", dict(X264)))
     return time.perf_counter() - t0
 
 
@@ -261,7 +261,7 @@ def bench_ramp(seconds: float, rounds: int) -> None:
             for ramped, times in ((False, const_times), (True, ramp_times)):
                 t0 = time.perf_counter()
                 plan = plan_timeline(build(ramped, trim), sources, Limits())
-                out = asyncio.run(render_plan(plan, Path(tmp) / f"{ramped}-{i}", EncoderSettings("libx264", dict(X264))))
+                out = asyncio.run(render_plan(plan, Path(tmp) / f"{ramped}-{i}", EncoderOptions("libx264", dict(X264))))
                 times.append(time.perf_counter() - t0)
                 facts[ramped] = check(out.video, out_len)
     ramp, const = min(ramp_times), min(const_times)

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from services.inference.models.registry import ModelRegistry, Task
 from services.inference.worker.pool import WorkRunner
 from services.inference.worker.protocol import FaceSwapInputs, GenerationSpec, GenerationWork, TaskEvent
-from services.kit.jobs import JobCancelled, RunningJob
+from services.kit.jobs import RunningJob
 from services.kit.storage_client import StorageClient
 from viarte.inference.v1 import face_swap_pb2
 from viarte.inference.v1 import generation_pb2 as gen_pb2
@@ -21,7 +20,6 @@ from viarte.type.v1 import job_pb2
 __all__ = ["KIND", "GenerationHandler", "generation_spec"]
 
 KIND = GenerationWork.kind
-T = TypeVar("T")
 
 
 def generation_spec(params: gen_pb2.GenerationParameters) -> GenerationSpec:
@@ -75,7 +73,8 @@ class GenerationHandler:
             self.loaded = set(out.loaded_models)
             job.raise_if_cancelled()
             job.emit(job_pb2.Progress(stage=job_pb2.STAGE_UPLOADING, fraction=0.98, message="storing the video"))
-            asset = await _unless_cancelled(job, self.store.store(
+            # A cancel during the upload aborts it: the job ends CANCELLED at once, not after the upload.
+            asset = await job.unless_cancelled(self.store.store(
                 job.owner, Path(work.output_path), f"generation-{job.id[:8]}.mp4", "video/mp4",
                 {"source": "generation", "job_id": job.id, "model": params.model}, request_id=f"generation-{job.id}",
             ))
@@ -109,24 +108,6 @@ class GenerationHandler:
     async def _fetch(self, owner: str, asset_id: str, path: Path) -> bytes:
         await self.store.fetch(owner, asset_id, path)
         return await asyncio.to_thread(path.read_bytes)
-
-
-async def _unless_cancelled(job: RunningJob, call: Coroutine[Any, Any, T]) -> T:
-    """Awaits ``call``; a cancel meanwhile aborts it (the gRPC call is cancelled) and ends the job
-    CANCELLED at once instead of after the upload."""
-    task = asyncio.ensure_future(call)
-    cancelled = asyncio.ensure_future(job.wait_cancelled())
-    try:
-        await asyncio.wait({task, cancelled}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        cancelled.cancel()
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-    if job.cancelled:
-        raise JobCancelled(job.id)
-    return task.result()
 
 
 def _forward(job: RunningJob, event: TaskEvent) -> None:

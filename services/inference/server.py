@@ -20,7 +20,7 @@ from services.inference.validation import check_parameters
 from services.inference.worker.pool import WorkerPool
 from services.inference.worker.protocol import FaceSwapWork, GenerationWork, WorkerSetup
 from services.kit.db import make_engine, upgrade
-from services.kit.jobs import HandlerExecutor, JobService, JobSettings
+from services.kit.jobs import HandlerExecutor, JobConfig, JobService
 from services.kit.logs import get_logger
 from services.kit.pagination import PageTokens
 from services.kit.server import Service, add_shutdown_hook, build_server
@@ -68,7 +68,7 @@ async def build_inference(config: InferenceConfig) -> tuple[grpc.aio.Server, int
         GenerationWork.kind: generation_handler,
         FaceSwapWork.kind: FaceSwapHandler(store, face_runner, config.scratch_path / "faceswap"),
     }, slots=pool.slots)
-    jobs = JobService(engine, executor, JobSettings(
+    jobs = JobService(engine, executor, JobConfig(
         max_queued=config.max_queued, max_attempts=config.max_attempts,
         queue_full_retry_seconds=config.queue_full_retry_seconds, max_priority=config.max_priority,
     ), page_tokens=PageTokens.for_service(config))

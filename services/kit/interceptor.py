@@ -159,26 +159,43 @@ def _code_of(context: grpc.aio.ServicerContext, error: BaseException | None) -> 
     return "OK"
 
 
+class _Call:
+    """One call's edge: in-flight gauge, identity, error mapping, then metrics and the access line.
+    Unary and streaming handlers both run inside ``async with _Call(edge, context):``."""
+
+    __slots__ = ("context", "edge", "started")
+
+    def __init__(self, edge: _Edge, context: grpc.aio.ServicerContext) -> None:
+        self.edge, self.context = edge, context
+
+    async def __aenter__(self) -> None:
+        self.started = time.perf_counter()
+        self.edge.metrics.in_flight.inc()
+        try:
+            await self.edge.enter(self.context)
+        except BaseException as exc:
+            # `async with` skips __aexit__ when __aenter__ raises: a refused call is counted here.
+            await self.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+
+    async def __aexit__(self, _type: type[BaseException] | None, exc: BaseException | None, _tb: Any) -> bool:
+        try:
+            if isinstance(exc, Exception) and not _is_abort(exc):
+                await self.edge.fail(self.context, exc)  # aborts the call: raises
+        finally:
+            self.edge.metrics.in_flight.dec()
+            self.edge.finish(self.context, self.started, exc)
+        return False
+
+
 def _wrap(handler: grpc.RpcMethodHandler, edge: _Edge) -> grpc.RpcMethodHandler:
     if handler.unary_unary is not None or handler.stream_unary is not None:
         inner = handler.unary_unary or handler.stream_unary
         client_streaming = handler.unary_unary is None
 
         async def unary_response(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            started = time.perf_counter()
-            edge.metrics.in_flight.inc()
-            error: BaseException | None = None
-            try:
-                await edge.enter(context)
+            async with _Call(edge, context):
                 return await inner(_checked(request, client_streaming), context)
-            except BaseException as exc:
-                error = exc
-                if isinstance(exc, Exception) and not _is_abort(exc):
-                    await edge.fail(context, exc)
-                raise
-            finally:
-                edge.metrics.in_flight.dec()
-                edge.finish(context, started, error)
 
         factory = (
             grpc.unary_unary_rpc_method_handler if handler.unary_unary is not None else grpc.stream_unary_rpc_method_handler
@@ -189,25 +206,13 @@ def _wrap(handler: grpc.RpcMethodHandler, edge: _Edge) -> grpc.RpcMethodHandler:
     client_streams = handler.unary_stream is None
 
     async def stream_response(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        started = time.perf_counter()
-        edge.metrics.in_flight.inc()
-        error: BaseException | None = None
-        try:
-            await edge.enter(context)
+        async with _Call(edge, context):
             result = inner_stream(_checked(request, client_streams), context)
             if inspect.isasyncgen(result):
                 async for message in result:
                     yield message
             else:  # a coroutine that writes with context.write()
                 await result
-        except BaseException as exc:
-            error = exc
-            if isinstance(exc, Exception) and not _is_abort(exc):
-                await edge.fail(context, exc)
-            raise
-        finally:
-            edge.metrics.in_flight.dec()
-            edge.finish(context, started, error)
 
     factory = (
         grpc.unary_stream_rpc_method_handler if handler.unary_stream is not None else grpc.stream_stream_rpc_method_handler

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
 
-__all__ = ["Codec", "EncoderSettings", "Quality", "encoder_settings", "nvenc_works", "select_encoder"]
+__all__ = ["Codec", "EncoderOptions", "Quality", "encoder_options", "nvenc_works", "select_encoder"]
 
 
 class Quality(StrEnum):
@@ -29,7 +29,7 @@ _NV = {Quality.DRAFT: ("p1", 30), Quality.STANDARD: ("p4", 23), Quality.HIGH: ("
 
 
 @dataclass(frozen=True)
-class EncoderSettings:
+class EncoderOptions:
     encoder: str
     # Output options for ffmpeg-python (``preset``, ``crf``, ...).
     options: dict[str, str | int] = field(default_factory=dict)
@@ -55,14 +55,14 @@ def select_encoder(ffmpeg: str, codec: Codec, configured: str = "auto") -> str:
     return nvenc if nvenc_works(ffmpeg, nvenc) else _SOFTWARE[codec]
 
 
-def encoder_settings(encoder: str, quality: Quality, threads: int = 0) -> EncoderSettings:
+def encoder_options(encoder: str, quality: Quality, threads: int = 0) -> EncoderOptions:
     if encoder.endswith("_nvenc"):
         preset, cq = _NV[quality]
-        return EncoderSettings(encoder, {"preset": preset, "rc": "vbr", "cq": cq, "b:v": 0})
+        return EncoderOptions(encoder, {"preset": preset, "rc": "vbr", "cq": cq, "b:v": 0})
     preset, crf = _X26X[quality]
     if encoder == "libx265":
         crf += 5  # x265's CRF scale sits about 5 below x264's for the same quality
     options: dict[str, str | int] = {"preset": preset, "crf": crf}
     if threads:
         options["threads"] = threads
-    return EncoderSettings(encoder, options)
+    return EncoderOptions(encoder, options)

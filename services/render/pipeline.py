@@ -17,8 +17,8 @@ from typing import Any
 import ffmpeg
 
 from services.kit.media_input import media_input
-from services.render.encoder import EncoderSettings
-from services.render.ffmpeg_runner import ProgressCallback, run_ffmpeg
+from services.render.encoder import EncoderOptions
+from services.render.ffmpeg_process import ProgressCallback, run_ffmpeg
 from services.render.timeline.compile import CompiledGraph, Window, compile_plan
 from services.render.timeline.plan import Plan
 
@@ -41,17 +41,17 @@ class RenderOutput:
 
 
 def render_args(
-    graph: CompiledGraph, out: Path, settings: EncoderSettings, *, ffmpeg_binary: str = "ffmpeg", workdir: Path
+    graph: CompiledGraph, out: Path, encoding: EncoderOptions, *, ffmpeg_binary: str = "ffmpeg", workdir: Path
 ) -> list[str]:
     """The one ffmpeg command: all inputs, one filter graph (read from a file in ``workdir``),
     H.264/AAC MP4 with faststart."""
     streams: list[Any] = [graph.video] + ([graph.audio] if graph.audio is not None else [])
     options: dict[str, Any] = {
-        "vcodec": settings.encoder,
+        "vcodec": encoding.encoder,
         "pix_fmt": "yuv420p",
         "r": f"{graph.fps:g}",
         "movflags": "+faststart",
-        **settings.options,
+        **encoding.options,
     }
     if graph.audio is not None:
         options.update({"acodec": "aac", "b:a": "192k", "ar": 48000})
@@ -62,7 +62,7 @@ def render_args(
 async def render_plan(
     plan: Plan,
     workdir: Path,
-    settings: EncoderSettings,
+    encoding: EncoderOptions,
     *,
     ffmpeg_binary: str = "ffmpeg",
     on_progress: ProgressCallback | None = None,
@@ -73,7 +73,7 @@ async def render_plan(
     # Writes the text clips' files: off the event loop.
     graph = await asyncio.to_thread(compile_plan, plan, workdir)
     video = workdir / output_name
-    args = render_args(graph, video, settings, ffmpeg_binary=ffmpeg_binary, workdir=workdir)
+    args = render_args(graph, video, encoding, ffmpeg_binary=ffmpeg_binary, workdir=workdir)
     poster = workdir / "poster.jpg"
     try:
         await run_ffmpeg(args, total_frames=graph.frames, on_progress=on_progress, cancel=cancel)
@@ -87,7 +87,7 @@ async def render_plan(
         _remove([video, poster])
         raise
     finally:
-        _remove(graph.text_files)
+        _remove([*graph.text_files, *_graph_scripts(args)])
     return RenderOutput(
         video=video,
         poster=poster,
@@ -96,7 +96,7 @@ async def render_plan(
         height=graph.height,
         fps=graph.fps,
         frames=graph.frames,
-        encoder=settings.encoder,
+        encoder=encoding.encoder,
         has_audio=graph.audio is not None,
     )
 
@@ -142,6 +142,11 @@ def _command(node: Any, ffmpeg_binary: str, workdir: Path, *extra: str) -> list[
         script.write_text(args[at + 1], encoding="utf-8")
         args[at : at + 2] = [_script_option(ffmpeg_binary), str(script)]
     return [args[0], *_GLOBAL, *extra, *args[1:]]
+
+
+def _graph_scripts(args: list[str]) -> list[Path]:
+    """The filter-graph file `_command` wrote for these arguments (none for a graph-less command)."""
+    return [Path(args[i + 1]) for i, arg in enumerate(args[:-1]) if arg in ("-/filter_complex", "-filter_complex_script")]
 
 
 @lru_cache(maxsize=8)

@@ -12,16 +12,16 @@ import grpc
 from services.kit.auth import Authenticator, ServiceCredentials
 from services.kit.channels import insecure_channel
 from services.kit.db import make_engine, run_db, upgrade
-from services.kit.jobs import HandlerExecutor, JobService, JobSettings
+from services.kit.jobs import HandlerExecutor, JobConfig, JobService
 from services.kit.pagination import PageTokens
 from services.kit.server import Service, add_shutdown_hook, build_server
 from services.kit.storage_client import StorageClient
 from services.render.config import RenderConfig
+from services.render.handlers import RENDER, UPSCALE, RenderContext, handle_render, handle_upscale
 from services.render.projects import ProjectServicer, ProjectStore
 from services.render.reasons import Reason
 from services.render.servicer import RenderServicer, UpscaleServicer
-from services.render.tasks import RENDER, UPSCALE, RenderContext, run_render, run_upscale
-from services.render.upscale.runner import UpscalePool
+from services.render.upscale.pool import UpscalePool
 
 __all__ = ["MIGRATIONS", "build"]
 
@@ -40,10 +40,10 @@ async def build(config: RenderConfig) -> tuple[grpc.aio.Server, int]:
     storage = StorageClient(config, credentials=credentials, url_expire_seconds=config.input_url_expire_seconds)
     ctx = RenderContext(config, storage, pool)
     executor = HandlerExecutor(
-        {RENDER: functools.partial(run_render, ctx), UPSCALE: functools.partial(run_upscale, ctx)},
+        {RENDER: functools.partial(handle_render, ctx), UPSCALE: functools.partial(handle_upscale, ctx)},
         slots=max(1, config.render_workers),
     )
-    jobs = JobService(engine, executor, JobSettings(max_queued=config.max_queued_jobs), not_found_reason=Reason.JOB_NOT_FOUND,
+    jobs = JobService(engine, executor, JobConfig(max_queued=config.max_queued_jobs), not_found_reason=Reason.JOB_NOT_FOUND,
                       page_tokens=PageTokens.for_service(config))
     await jobs.start()
     authenticator = Authenticator(config, channel=auth_channel)

@@ -1,7 +1,7 @@
 """RenderService and UpscaleService: validation up front, work in the shared job pattern.
 
-Transport (these servicers) → runner (the job handlers in ``services.render.tasks``) → worker
-(ffmpeg subprocesses; the upscaler's torch process). Everything that can be refused is refused
+Transport (these servicers) → handlers (one per job kind, ``services.render.handlers``) → worker
+processes (ffmpeg subprocesses; the upscaler's torch process from its pool). Everything that can be refused is refused
 before a job is queued: structure, limits, assets (NOT_FOUND for missing or foreign ones) and
 trims against each source's probed duration.
 """
@@ -17,10 +17,10 @@ from services.kit.auth import current_principal
 from services.kit.errors import ServiceError, Violations
 from services.kit.jobs import JobRpc, JobService
 from services.render.config import RenderConfig
-from services.render.ffmpeg_runner import FFmpegError
+from services.render.ffmpeg_process import FFmpegError
+from services.render.handlers import RENDER, UPSCALE, RenderContext, limits_of, overrides_of, resolve_sources
 from services.render.pipeline import render_frame, scratch_dir
 from services.render.reasons import Reason
-from services.render.tasks import RENDER, UPSCALE, RenderContext, limits_of, overrides_of, resolve_sources
 from services.render.timeline.validate import check_structure, plan_timeline
 from viarte.render.v1 import render_pb2, render_pb2_grpc
 

@@ -170,19 +170,7 @@ class Assets:
     # -- presigned uploads -------------------------------------------------------------------------
     async def create_upload(self, owner_id: str, spec: UploadSpec) -> PresignedUpload:
         name, ctype = self.check_spec(spec, require_size_and_sha=True)
-        row = AssetRow(
-            owner_id=owner_id,
-            name=name,
-            content_type=ctype,
-            kind=media.kind_of(ctype),
-            size_bytes=spec.size_bytes,
-            sha256=spec.sha256,
-            origin=Origin.PRESIGNED,
-            request_id=spec.request_id or None,
-            labels_json=json.dumps(dict(spec.labels or {}), sort_keys=True),
-            expire_time=self._expire_at(),
-        )
-        row.object_key = object_key(owner_id, row.id, name)
+        row = self._new_row(owner_id, spec, name, ctype, Origin.PRESIGNED)
         multipart = spec.size_bytes > self.config.multipart_threshold_bytes
         part_bytes = max(self.config.upload_part_bytes, math.ceil(spec.size_bytes / MAX_PARTS), 5 * 1024 * 1024)
         if multipart:
@@ -292,7 +280,7 @@ class Assets:
                     pass
                 return done
         for _ in range(2):
-            row, created = await self._reserve(self._stream_row(owner_id, spec, name, ctype))
+            row, created = await self._reserve(self._new_row(owner_id, spec, name, ctype, Origin.STREAM))
             async with self._exclusive(row.id):
                 if created:
                     return await self._stream(row, spec, ctype, chunks)
@@ -320,7 +308,8 @@ class Assets:
                 Reason.INVALID_ARGUMENT, "request_id was already used for a different upload"
             )
 
-    def _stream_row(self, owner_id: str, spec: UploadSpec, name: str, ctype: str) -> AssetRow:
+    def _new_row(self, owner_id: str, spec: UploadSpec, name: str, ctype: str, origin: Origin) -> AssetRow:
+        """A PENDING asset row for an upload (presigned or streamed), expiring if never completed."""
         row = AssetRow(
             owner_id=owner_id,
             name=name,
@@ -328,7 +317,7 @@ class Assets:
             kind=media.kind_of(ctype),
             size_bytes=spec.size_bytes,
             sha256=spec.sha256,
-            origin=Origin.STREAM,
+            origin=origin,
             request_id=spec.request_id or None,
             labels_json=json.dumps(dict(spec.labels or {}), sort_keys=True),
             expire_time=self._expire_at(),

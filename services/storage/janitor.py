@@ -91,8 +91,7 @@ class Janitor:
         not exist are left to the orphan sweep and its grace period."""
         objects = await self.objects.list_objects(f"{STAGING}/")
         uploads = await self.objects.list_multipart_uploads(f"{STAGING}/")
-        found = {asset_id_of(o.key) for o in objects} | {asset_id_of(u[0]) for u in uploads}
-        ids = {i for i in found if i is not None}
+        ids = {i for i in (*(asset_id_of(o.key) for o in objects), *(asset_id_of(u[0]) for u in uploads)) if i is not None}
         if not ids:
             return
         done = await run_db(self.store.ids_not_in_state, ids, State.PENDING)

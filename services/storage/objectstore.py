@@ -356,9 +356,9 @@ class MultipartWriter:
     A stream shorter than one part becomes a single PUT."""
 
     def __init__(
-        self, store: ObjectStore, key: str, content_type: str, part_bytes: int, parts_in_flight: int
+        self, objects: ObjectStore, key: str, content_type: str, part_bytes: int, parts_in_flight: int
     ) -> None:
-        self.store, self.key, self.content_type = store, key, content_type
+        self.objects, self.key, self.content_type = objects, key, content_type
         self.part_bytes, self.parts_in_flight = part_bytes, parts_in_flight
         self.size = 0
         self._sha = hashlib.sha256()
@@ -398,27 +398,27 @@ class MultipartWriter:
 
     async def _send(self, part: bytes) -> None:
         if self._upload_id is None:
-            self._upload_id = await self.store.create_multipart(self.key, self.content_type)
+            self._upload_id = await self.objects.create_multipart(self.key, self.content_type)
         while len(self._inflight) >= self.parts_in_flight:
             self._parts.append(await self._inflight.pop(0))
         number, upload_id = self._next_part, self._upload_id
         self._next_part += 1
 
         async def upload() -> tuple[int, str]:
-            return number, await self.store.upload_part(self.key, upload_id, number, part)
+            return number, await self.objects.upload_part(self.key, upload_id, number, part)
 
         self._inflight.append(asyncio.ensure_future(upload()))
 
     async def close(self) -> None:
         """Finishes the object (the bytes become visible under the key)."""
         if self._upload_id is None:
-            await self.store.put(self.key, self._take_pending(), self.content_type)
+            await self.objects.put(self.key, self._take_pending(), self.content_type)
             return
         if self._pending_bytes:
             await self._send(self._take_pending())
         while self._inflight:
             self._parts.append(await self._inflight.pop(0))
-        await self.store.complete_multipart(self.key, self._upload_id, self._parts)
+        await self.objects.complete_multipart(self.key, self._upload_id, self._parts)
 
     async def abort(self) -> None:
         """Drops everything written so far (best effort: S3 may be the reason we abort)."""
@@ -429,6 +429,6 @@ class MultipartWriter:
         self._take_pending()
         if self._upload_id is not None:
             try:
-                await self.store.abort_multipart(self.key, self._upload_id)
+                await self.objects.abort_multipart(self.key, self._upload_id)
             except (ServiceError, ClientError):
                 _log.warning("s3.abort_failed", key=self.key)

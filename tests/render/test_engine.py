@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.render.encoder import Quality, encoder_settings
-from services.render.ffmpeg_runner import FFmpegCancelled, FFmpegProgress
+from services.render.encoder import Quality, encoder_options
+from services.render.ffmpeg_process import FFmpegCancelled, FFmpegProgress
 from services.render.pipeline import RenderOutput, render_frame, render_plan, scratch_dir
 from services.render.timeline.expr import evaluate
 from services.render.timeline.plan import Plan
@@ -18,7 +18,7 @@ from tests.fixtures.render import frame_rgb, jpeg_rgb, probe_file
 from tests.render.timelines import crossfade, timeline, track
 from viarte.render.v1 import timeline_pb2 as tl
 
-X264 = encoder_settings("libx264", Quality.DRAFT)
+X264 = encoder_options("libx264", Quality.DRAFT)
 RED, BLUE, GREEN = np.array([255, 0, 0]), np.array([0, 0, 255]), np.array([0, 255, 0])
 
 

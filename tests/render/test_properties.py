@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.kit.errors import ServiceError
-from services.render.encoder import Quality, encoder_settings
+from services.render.encoder import Quality, encoder_options
 from services.render.pipeline import render_frame, render_plan, scratch_dir
 from services.render.timeline.plan import Keyframe
 from services.render.timeline.ramp import MIN_RATE, SpeedRamp
@@ -20,7 +20,7 @@ from tests.fixtures.render import jpeg_rgb, make_media, probe_file
 from viarte.render.v1 import timeline_pb2 as tl
 
 EASINGS = {tl.EASING_EASE_IN: "ease_in", tl.EASING_EASE_OUT: "ease_out", tl.EASING_EASE_IN_OUT: "ease_in_out"}
-X264 = encoder_settings("libx264", Quality.DRAFT)
+X264 = encoder_options("libx264", Quality.DRAFT)
 LIMITS = Limits(max_width=320, max_height=180, max_duration_seconds=4)
 
 times = st.floats(min_value=-0.3, max_value=2.5, allow_nan=False).map(lambda x: round(x, 2))

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.kit.errors import ServiceError
-from services.render.encoder import Quality, encoder_settings
+from services.render.encoder import Quality, encoder_options
 from services.render.media import probe
 from services.render.pipeline import render_frame, render_plan
 from services.render.timeline.expr import evaluate
@@ -27,7 +27,7 @@ from tests.fixtures.render import frame_rgb, jpeg_rgb, probe_file
 from tests.render.timelines import crossfade, timeline, track
 from viarte.render.v1 import timeline_pb2 as tl
 
-X264 = encoder_settings("libx264", Quality.DRAFT)
+X264 = encoder_options("libx264", Quality.DRAFT)
 CLOCK_SECONDS = 4.0
 _EASE = {tl.EASING_UNSPECIFIED: "linear", tl.EASING_LINEAR: "linear", tl.EASING_EASE_IN: "ease_in", tl.EASING_EASE_OUT: "ease_out", tl.EASING_EASE_IN_OUT: "ease_in_out"}
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
+from services.render.upscale.pool import UpscaleCancelled, UpscaleError, UpscalePool, upscale_video
 from services.render.upscale.rrdbnet import RRDBNet, arch_from_state_dict, load_rrdbnet
-from services.render.upscale.runner import UpscaleCancelled, UpscaleError, UpscalePool, upscale_video
 from services.render.upscale.worker import upscale_batch
 from tests.fixtures.render import probe_file
 from viarte.errors import from_rpc_error

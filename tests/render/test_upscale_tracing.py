@@ -11,7 +11,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from services.render.upscale.runner import UpscalePool, upscale_video
+from services.render.upscale.pool import UpscalePool, upscale_video
 from tests.fakes.otlp_collector import running_collector, wait_for
 
 

@@ -284,20 +284,8 @@ class WorkerPool(WorkRunner):
         if job is None:
             return await self._idle.get()
         job.raise_if_cancelled()
-        get = asyncio.ensure_future(self._idle.get())
-        cancelled = asyncio.ensure_future(job.wait_cancelled())
-        try:
-            await asyncio.wait({get, cancelled}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            cancelled.cancel()
-            if not get.done():
-                get.cancel()  # nothing taken: asyncio.Queue.get is cancel-safe
-        worker = get.result() if get.done() and not get.cancelled() else None
-        if worker is not None and not job.cancelled:
-            return worker
-        if worker is not None:
-            self._idle.put_nowait(worker)
-        raise JobCancelled(job.id)
+        # asyncio.Queue.get is cancel-safe; a worker taken just as the job was cancelled goes back.
+        return await job.unless_cancelled(self._idle.get(), release=self._idle.put_nowait)
 
     async def stop(self) -> None:
         await asyncio.gather(*(w.stop() for w in self.workers), return_exceptions=True)

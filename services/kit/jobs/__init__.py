@@ -12,7 +12,7 @@ from services.kit.jobs.runtime import (
     RetryableJobError,
     RunningJob,
 )
-from services.kit.jobs.service import JobService, JobSettings
+from services.kit.jobs.service import JobConfig, JobService
 from services.kit.jobs.states import (
     CANCELLED,
     FAILED,
@@ -39,12 +39,12 @@ __all__ = [
     "HandlerExecutor",
     "InvalidTransition",
     "JobCancelled",
+    "JobConfig",
     "JobEventRow",
     "JobRecord",
     "JobRow",
     "JobRpc",
     "JobService",
-    "JobSettings",
     "RetryableJobError",
     "RunningJob",
     "Subscription",

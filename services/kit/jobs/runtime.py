@@ -8,8 +8,9 @@ same two members (``slots`` and ``execute``) with actors holding ``num_gpus``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from services.kit.errors import ServiceError
 from services.kit.jobs.record import JobRecord
@@ -23,6 +24,8 @@ __all__ = [
     "RetryableJobError",
     "RunningJob",
 ]
+
+T = TypeVar("T")
 
 
 class JobCancelled(Exception):
@@ -90,6 +93,26 @@ class RunningJob:
 
     async def wait_cancelled(self) -> None:
         await self._cancel.wait()
+
+    async def unless_cancelled(self, work: Awaitable[T], *, release: Callable[[T], None] | None = None) -> T:
+        """Awaits ``work``; a cancel meanwhile stops it (cancelled and awaited) and raises
+        :class:`JobCancelled` at once instead of after the work. A result that arrived anyway goes to
+        ``release`` (e.g. a worker back to its pool) so nothing taken is lost."""
+        task = asyncio.ensure_future(work)
+        cancelled = asyncio.ensure_future(self._cancel.wait())
+        try:
+            await asyncio.wait({task, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            cancelled.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if self.cancelled:
+            if release is not None and task.done() and not task.cancelled() and task.exception() is None:
+                release(task.result())
+            raise JobCancelled(self.id)
+        return task.result()
 
     def on_cancel(self, callback: Callable[[], None]) -> None:
         """Runs ``callback`` (at once if already cancelled) when the owner cancels the job."""

@@ -26,13 +26,15 @@ from services.kit.logs import get_logger
 from services.kit.pagination import PageTokens, page_size
 from viarte.type.v1 import job_pb2
 
-__all__ = ["JobService", "JobSettings"]
+__all__ = ["JobConfig", "JobService"]
 
 _log = get_logger("viarte.jobs")
 
 
 @dataclass(frozen=True)
-class JobSettings:
+class JobConfig:
+    """The job service's limits; each service fills it from its own config dataclass."""
+
     # Jobs waiting in the queue (all owners and kinds) before Create answers QUEUE_FULL.
     max_queued: int = 100
     # Worker starts per job (crash retries and restarts count) before it fails for good.
@@ -73,7 +75,7 @@ class _EventWriter:
     def put(self, progress: job_pb2.Progress, droppable: bool, time_us: int | None = None) -> None:
         if self._closed:
             return
-        if droppable and len(self._pending) >= self._service.settings.pending_events_limit:
+        if droppable and len(self._pending) >= self._service.config.pending_events_limit:
             return  # the store is behind: previews are the first thing to give up
         self._pending.append((progress, droppable, time_us or _now_us()))
         self._idle.clear()
@@ -161,16 +163,16 @@ class JobService:
         self,
         engine: Engine,
         executor: Executor,
-        settings: JobSettings | None = None,
+        config: JobConfig | None = None,
         *,
         not_found_reason: str = "JOB_NOT_FOUND",
         page_tokens: PageTokens | None = None,
     ) -> None:
         # Servers pass PageTokens.for_service(config) so tokens survive restarts and replicas.
         self.page_tokens = page_tokens or PageTokens.ephemeral()
-        self.settings = settings or JobSettings()
+        self.config = config or JobConfig()
         self.executor = executor
-        self.broker = Broker(self.settings.watcher_buffer)
+        self.broker = Broker(self.config.watcher_buffer)
         self._store = JobStore(engine)
         self._queue = _Queue()
         self._not_found = not_found_reason
@@ -200,7 +202,7 @@ class JobService:
         for record in await run_db(self._store.in_state, RUNNING):
             if record.cancel_requested:
                 await self._finish(record.id, CANCELLED, progress=job_pb2.Progress(message="cancelled"))
-            elif record.attempts >= self.settings.max_attempts:
+            elif record.attempts >= self.config.max_attempts:
                 err = ServiceError.internal(
                     "WORKER_CRASHED", f"the job was interrupted {record.attempts} times; giving up"
                 ).to_job_error()
@@ -233,20 +235,20 @@ class JobService:
         self, owner: str, kind: str, parameters: bytes, *, request_id: str = "", priority: int = 0
     ) -> JobRecord:
         """Queues a job; the same (owner, kind, request_id) returns the existing job."""
-        if not 0 <= priority <= self.settings.max_priority:
+        if not 0 <= priority <= self.config.max_priority:
             raise ServiceError.invalid_argument(
-                "INVALID_PARAMETERS", f"priority must be within 0..{self.settings.max_priority}",
-                violations=(FieldViolation("priority", f"must be within 0..{self.settings.max_priority}"),),
+                "INVALID_PARAMETERS", f"priority must be within 0..{self.config.max_priority}",
+                violations=(FieldViolation("priority", f"must be within 0..{self.config.max_priority}"),),
             )
         if request_id:
             existing = await run_db(self._store.find, owner, kind, request_id)
             if existing is not None:
                 return existing
-        if len(self._queue) >= self.settings.max_queued:
+        if len(self._queue) >= self.config.max_queued:
             raise ServiceError.resource_exhausted(
                 "QUEUE_FULL", f"the queue holds {len(self._queue)} jobs; retry later",
-                retry_after=self.settings.queue_full_retry_seconds,
-                metadata={"max_queued": str(self.settings.max_queued)},
+                retry_after=self.config.queue_full_retry_seconds,
+                metadata={"max_queued": str(self.config.max_queued)},
             )
         position = self._queue.ahead_of_new(priority) + 1
         progress = job_pb2.Progress(stage=job_pb2.STAGE_QUEUED, queue_position=position)
@@ -368,7 +370,7 @@ class JobService:
             await self._positions_changed.wait()
             self._positions_changed.clear()
             await asyncio.sleep(0)  # coalesce a burst of queue changes
-            ordered = self._queue.ordered(self.settings.announce_positions)
+            ordered = self._queue.ordered(self.config.announce_positions)
             for gone in set(self._positions) - set(ordered):
                 del self._positions[gone]
             for position, job_id in enumerate(ordered, 1):
@@ -434,7 +436,7 @@ class JobService:
             if job.cancelled:
                 # The owner cancelled while the attempt was failing: honour the cancel, don't retry.
                 await self._finish(record.id, CANCELLED, progress=job_pb2.Progress(message="cancelled"))
-            elif record.attempts < self.settings.max_attempts and not self._stopping:
+            elif record.attempts < self.config.max_attempts and not self._stopping:
                 await self._requeue(record.id, f"retrying after: {exc.error.message}")
             else:
                 await self._finish(record.id, FAILED, error=exc.error.to_job_error())

@@ -1,6 +1,6 @@
-"""The upscaler worker process: ``python -m services.render.upscale.worker --serve`` (warm: one JSON
-spec per stdin line, jobs one after another, torch imported and models loaded once) or
-``python -m services.render.upscale.worker '<json spec>'`` (one job).
+"""The upscaler worker process: ``python -m services.render.upscale.worker --serve`` (warm: one
+``UpscaleWork`` as JSON per stdin line, jobs one after another, torch imported and models loaded once) or
+``python -m services.render.upscale.worker '<UpscaleWork as JSON>'`` (one job).
 
 ffmpeg decodes to raw RGB frames on a pipe (a reader thread), the network upscales them in batches
 (tiles when asked; fp16 on CUDA), a writer thread feeds a second ffmpeg that encodes H.264 and
@@ -20,7 +20,6 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,30 +30,9 @@ from torch.nn import functional as F
 from services.kit.media_input import media_input
 from services.render.media import probe
 from services.render.upscale.rrdbnet import RRDBNet, build_tiny, load_rrdbnet
+from services.render.upscale.work import UpscaleWork
 
-__all__ = ["Spec", "main", "upscale_batch", "upscale_file"]
-
-
-@dataclass(frozen=True)
-class Spec:
-    input: str
-    output: str
-    # Of the input, as storage recorded it: ffmpeg opens it as this type only (kit.media_input).
-    content_type: str
-    model_path: str
-    tiny_fallback: str = ""
-    tile_size: int = 0
-    tile_padding: int = 10
-    batch_size: int = 4
-    device: str = "auto"
-    fp16: bool = True
-    ffmpeg: str = "ffmpeg"
-    ffprobe: str = "ffprobe"
-    crf: int = 18
-    preset: str = "fast"
-    # Tracing: the job's W3C traceparent and where to export this process's spans ("" = off).
-    traceparent: str = ""
-    otlp_endpoint: str = ""
+__all__ = ["main", "upscale_batch", "upscale_file"]
 
 
 def _device(name: str) -> str:
@@ -97,22 +75,22 @@ def _tiled(model: RRDBNet, x: torch.Tensor, tile: int, pad: int) -> torch.Tensor
 _models: dict[tuple[str, str, str, bool], tuple[RRDBNet, str]] = {}
 
 
-def load_model(spec: Spec, device: str) -> tuple[RRDBNet, str]:
+def load_model(work: UpscaleWork, device: str) -> tuple[RRDBNet, str]:
     """Loaded once per process and kept (a warm worker serves many jobs with the same weights)."""
-    key = (spec.model_path, spec.tiny_fallback, device, spec.fp16)
+    key = (work.model_path, work.tiny_fallback, device, work.fp16)
     if key not in _models:
         _models.clear()  # one model at a time: weights are big
-        _models[key] = _load_model(spec, device)
+        _models[key] = _load_model(work, device)
     return _models[key]
 
 
-def _load_model(spec: Spec, device: str) -> tuple[RRDBNet, str]:
-    path = Path(spec.model_path)
+def _load_model(work: UpscaleWork, device: str) -> tuple[RRDBNet, str]:
+    path = Path(work.model_path)
     if not path.exists():
-        if not spec.tiny_fallback:
+        if not work.tiny_fallback:
             raise FileNotFoundError(f"upscaler weights not found: {path}")
-        path = build_tiny(Path(spec.tiny_fallback))
-    fp16 = spec.fp16 and device.startswith("cuda")
+        path = build_tiny(Path(work.tiny_fallback))
+    fp16 = work.fp16 and device.startswith("cuda")
     return load_rrdbnet(path, device=device, fp16=fp16), path.name
 
 
@@ -125,17 +103,17 @@ def _emit(payload: dict[str, Any]) -> None:
         sys.stdout.flush()
 
 
-def _traced(spec: Spec, report: Any = _emit) -> dict[str, Any]:
+def _traced(work: UpscaleWork, report: Any = _emit) -> dict[str, Any]:
     """``upscale_file`` inside an ``upscale`` span (child of the job's) with a span per stage."""
-    if not spec.otlp_endpoint:
-        return upscale_file(spec, report)
+    if not work.otlp_endpoint:
+        return upscale_file(work, report)
     from services.kit import tracing
 
-    tracing.configure_tracing("render-upscale-worker", spec.otlp_endpoint)
-    trace = tracing.TaskTrace("worker.upscale", spec.traceparent, "worker.")
+    tracing.configure_tracing("render-upscale-worker", work.otlp_endpoint)
+    trace = tracing.TaskTrace("worker.upscale", work.traceparent, "worker.")
     error = ""
     try:
-        return upscale_file(spec, report, trace.stage)
+        return upscale_file(work, report, trace.stage)
     except BaseException as exc:
         error = type(exc).__name__
         raise
@@ -144,34 +122,34 @@ def _traced(spec: Spec, report: Any = _emit) -> dict[str, Any]:
         tracing.flush()  # the server kills this process group on cancel or error
 
 
-def upscale_file(spec: Spec, report: Any = _emit, stage: Any = None) -> dict[str, Any]:
+def upscale_file(work: UpscaleWork, report: Any = _emit, stage: Any = None) -> dict[str, Any]:
     stage = stage or (lambda _name: None)
     stage("probe")
-    info = probe(spec.input, spec.content_type, ffprobe=spec.ffprobe)
-    source = media_input(spec.content_type, spec.input).ffmpeg_args()
+    info = probe(work.input, work.content_type, ffprobe=work.ffprobe)
+    source = media_input(work.content_type, work.input).ffmpeg_args()
     if not info.has_video or info.duration <= 0:
         raise ValueError("input is not a video")
-    device = _device(spec.device)
+    device = _device(work.device)
     stage("model_loading")
-    model, weights = load_model(spec, device)
+    model, weights = load_model(work, device)
     dtype = next(model.parameters()).dtype
     w, h, fps = info.width, info.height, info.fps or 30.0
     total = max(1, round(info.duration * fps))
     report({"event": "start", "total": total, "width": 2 * w, "height": 2 * h, "fps": fps, "device": device, "weights": weights})
     decoder = subprocess.Popen(
-        [spec.ffmpeg, "-nostdin", "-loglevel", "error", *source, "-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
+        [work.ffmpeg, "-nostdin", "-loglevel", "error", *source, "-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
         stdout=subprocess.PIPE,
     )
     encoder = subprocess.Popen(
-        [spec.ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{2 * w}x{2 * h}",
+        [work.ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{2 * w}x{2 * h}",
          "-r", f"{fps:.6f}", "-i", "pipe:0", *source, "-map", "0:v:0", "-map", "1:a?", "-c:v", "libx264",
-         "-preset", spec.preset, "-crf", str(spec.crf), "-pix_fmt", "yuv420p", "-c:a", "copy", "-movflags", "+faststart",
-         spec.output],
+         "-preset", work.preset, "-crf", str(work.crf), "-pix_fmt", "yuv420p", "-c:a", "copy", "-movflags", "+faststart",
+         work.output],
         stdin=subprocess.PIPE,
     )
     frame_bytes = w * h * 3
-    frames_in: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=spec.batch_size * 3)
-    frames_out: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=spec.batch_size * 3)
+    frames_in: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=work.batch_size * 3)
+    frames_out: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=work.batch_size * 3)
 
     def read() -> None:  # decoding overlaps with the network
         assert decoder.stdout is not None
@@ -200,7 +178,7 @@ def upscale_file(spec: Spec, report: Any = _emit, stage: Any = None) -> dict[str
     writer = threading.Thread(target=write, daemon=True)
     reader.start()
     writer.start()
-    done = _run_batches(spec, model, device, dtype, frames_in, frames_out)  # on error the process exits
+    done = _run_batches(work, model, device, dtype, frames_in, frames_out)  # on error the process exits
     frames_out.put(None)
     writer.join()
     reader.join()
@@ -212,13 +190,13 @@ def upscale_file(spec: Spec, report: Any = _emit, stage: Any = None) -> dict[str
 
 
 def _run_batches(
-    spec: Spec, model: RRDBNet, device: str, dtype: torch.dtype,
+    work: UpscaleWork, model: RRDBNet, device: str, dtype: torch.dtype,
     frames_in: queue.Queue[np.ndarray | None], frames_out: queue.Queue[np.ndarray | None],
 ) -> int:
     done, finished = 0, False
     while not finished:
         batch: list[np.ndarray] = []
-        while len(batch) < spec.batch_size:
+        while len(batch) < work.batch_size:
             item = frames_in.get()
             if item is None:
                 finished = True
@@ -227,7 +205,7 @@ def _run_batches(
         if not batch:
             break
         x = torch.from_numpy(np.stack(batch)).to(device).permute(0, 3, 1, 2).to(dtype).div_(255)
-        y = upscale_batch(model, x, tile=spec.tile_size, padding=spec.tile_padding)
+        y = upscale_batch(model, x, tile=work.tile_size, padding=work.tile_padding)
         out = (y * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         for arr in out:
             frames_out.put(arr)
@@ -242,7 +220,7 @@ def serve(lines: Any = sys.stdin) -> int:
         if not line.strip():
             continue
         try:
-            _traced(Spec(**json.loads(line)))
+            _traced(UpscaleWork.from_json(line))
         except Exception as exc:  # the server fails the job with UPSCALE_FAILED and starts a fresh worker
             _emit({"event": "error", "message": f"{type(exc).__name__}: {exc}"})
             return 1
@@ -252,9 +230,9 @@ def serve(lines: Any = sys.stdin) -> int:
 def main(argv: list[str]) -> int:
     if argv[1:] == ["--serve"]:
         return serve()
-    spec = Spec(**json.loads(argv[1]))
+    work = UpscaleWork.from_json(argv[1])
     try:
-        _traced(spec)
+        _traced(work)
     except Exception as exc:  # reported to the server, which fails the job with UPSCALE_FAILED
         sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
         return 1

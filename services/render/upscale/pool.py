@@ -1,5 +1,5 @@
-"""Server side of upscaling: spawns the worker process (torch never loads in the server), turns
-its JSON lines into progress, kills it on cancel."""
+"""Server side of upscaling: a pool of warm worker processes (torch never loads in the server); each
+job's ``UpscaleWork`` goes to one of them, its JSON lines become progress, a cancel kills it."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from typing import Any
 
 from services.kit import tracing
 from services.render.config import RenderConfig
+from services.render.upscale.work import UpscaleWork
 
 __all__ = ["UpscaleCancelled", "UpscaleError", "UpscalePool", "UpscaleProgress", "UpscaleWorker", "model_paths", "upscale_video"]
 
@@ -112,35 +113,35 @@ class UpscaleWorker:
         await self.kill()
 
     async def run(
-        self, spec: dict[str, Any], output: Path, on_progress: Callable[[UpscaleProgress], None] | None,
+        self, work: UpscaleWork, output: Path, on_progress: Callable[[UpscaleProgress], None] | None,
         cancel: asyncio.Event | None,
     ) -> UpscaleProgress:
         """One job. Raises UpscaleCancelled (after killing the process) or UpscaleError; either way the
         partial output is removed and this worker must not be reused."""
         assert self.proc.stdin is not None
         self.jobs += 1
-        work = asyncio.ensure_future(self._events(spec, on_progress))
+        events = asyncio.ensure_future(self._events(work, on_progress))
         waiter = asyncio.ensure_future(cancel.wait()) if cancel is not None else None
         try:
-            done, _ = await asyncio.wait({work} | ({waiter} if waiter else set()), return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({events} | ({waiter} if waiter else set()), return_when=asyncio.FIRST_COMPLETED)
             if waiter is not None and waiter in done:
                 raise UpscaleCancelled()
-            return work.result()
+            return events.result()
         except BaseException:
             await self.kill()
-            work.cancel()
+            events.cancel()
             with contextlib.suppress(BaseException):
-                await work
+                await events
             _discard(output)
             raise
         finally:
             if waiter is not None:
                 waiter.cancel()
 
-    async def _events(self, spec: dict[str, Any], on_progress: Callable[[UpscaleProgress], None] | None) -> UpscaleProgress:
+    async def _events(self, work: UpscaleWork, on_progress: Callable[[UpscaleProgress], None] | None) -> UpscaleProgress:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         try:
-            self.proc.stdin.write(json.dumps(spec).encode() + b"\n")
+            self.proc.stdin.write(work.to_json().encode() + b"\n")
             await self.proc.stdin.drain()
         except (BrokenPipeError, ConnectionResetError):
             pass  # it died: reported below from its stderr
@@ -255,20 +256,19 @@ async def upscale_video(
     """Upscales ``source`` (holding ``content_type``, as storage recorded it) into ``output`` on a warm
     worker from ``pool`` (or a one-off process)."""
     real, tiny = model_paths(config)
-    # The worker's Spec fields, as JSON (importing the worker module would import torch here).
-    spec = {
-        "input": source, "content_type": content_type, "output": str(output), "model_path": str(real), "tiny_fallback": str(tiny) if tiny else "",
-        "tile_size": tile_size, "tile_padding": tile_padding, "batch_size": config.upscale_batch_size,
-        "device": config.upscale_device, "fp16": config.upscale_fp16, "ffmpeg": config.ffmpeg_binary,
-        "ffprobe": config.ffprobe_binary,
+    work = UpscaleWork(
+        input=source, content_type=content_type, output=str(output), model_path=str(real), tiny_fallback=str(tiny) if tiny else "",
+        tile_size=tile_size, tile_padding=tile_padding, batch_size=config.upscale_batch_size,
+        device=config.upscale_device, fp16=config.upscale_fp16, ffmpeg=config.ffmpeg_binary,
+        ffprobe=config.ffprobe_binary,
         # The worker's spans join the job's trace (exported to the same collector as the service).
-        "traceparent": tracing.current_traceparent(), "otlp_endpoint": config.otlp_endpoint,
-    }
+        traceparent=tracing.current_traceparent(), otlp_endpoint=config.otlp_endpoint,
+    )
     own = pool is None
     pool = UpscalePool(0) if pool is None else pool
     worker = await pool.acquire()
     try:
-        return await worker.run(spec, output, on_progress, cancel)
+        return await worker.run(work, output, on_progress, cancel)
     finally:
         pool.release(worker)  # a killed worker is retired; a healthy one stays warm (unless idle_seconds is 0)
         if own:

@@ -1,4 +1,5 @@
-"""Job handlers (the runner side): render and upscale jobs, executed by the kit's job service.
+"""Job handlers: the server-side logic of the render and upscale job kinds, run by the kit's job
+service (``HandlerExecutor``).
 
 Both read inputs through storage's presigned URLs (fresh ones each attempt), work in a private
 scratch folder that is removed however the job ends, report progress as job events, and store
@@ -21,14 +22,14 @@ from services.kit.jobs import JobCancelled, RunningJob
 from services.kit.media_input import scrub
 from services.kit.storage_client import ResolvedAsset, StorageClient
 from services.render.config import RenderConfig
-from services.render.encoder import Codec, Quality, encoder_settings, select_encoder
-from services.render.ffmpeg_runner import FFmpegCancelled, FFmpegError, FFmpegProgress
+from services.render.encoder import Codec, Quality, encoder_options, select_encoder
+from services.render.ffmpeg_process import FFmpegCancelled, FFmpegError, FFmpegProgress
 from services.render.media import MediaError, MediaKind, SourceInfo, probe
 from services.render.pipeline import render_plan, scratch_dir
 from services.render.reasons import Reason
 from services.render.timeline.plan import Source
 from services.render.timeline.validate import Limits, OutputOverrides, asset_ids, plan_timeline
-from services.render.upscale.runner import (
+from services.render.upscale.pool import (
     UpscaleCancelled,
     UpscaleError,
     UpscalePool,
@@ -40,8 +41,17 @@ from viarte.storage.v1 import storage_pb2
 from viarte.type.v1 import asset_pb2, job_pb2
 
 __all__ = [
-    "RENDER", "UPSCALE", "RenderContext", "ffmpeg_failed", "limits_of", "overrides_of", "resolve_sources", "run_render",
-    "run_upscale", "stored_info", "unreadable_asset",
+    "RENDER",
+    "UPSCALE",
+    "RenderContext",
+    "ffmpeg_failed",
+    "handle_render",
+    "handle_upscale",
+    "limits_of",
+    "overrides_of",
+    "resolve_sources",
+    "stored_info",
+    "unreadable_asset",
 ]
 
 RENDER = "render"
@@ -162,7 +172,7 @@ def _eta(seconds: float | None) -> duration_pb2.Duration | None:
     return d
 
 
-async def run_render(ctx: RenderContext, job: RunningJob) -> bytes:
+async def handle_render(ctx: RenderContext, job: RunningJob) -> bytes:
     config = ctx.config
     params = render_pb2.RenderParameters.FromString(job.parameters)
     # 1. inputs (fresh presigned URLs: a queued job may start after older ones expired)
@@ -171,7 +181,7 @@ async def run_render(ctx: RenderContext, job: RunningJob) -> bytes:
     plan = plan_timeline(params.timeline, sources, limits_of(config), overrides_of(params))
     codec = Codec.HEVC if params.codec == render_pb2.VIDEO_CODEC_HEVC else Codec.H264
     encoder = await asyncio.to_thread(select_encoder, config.ffmpeg_binary, codec, config.video_encoder)
-    settings = encoder_settings(encoder, _QUALITY[params.quality], config.encoder_threads)
+    encoding = encoder_options(encoder, _QUALITY[params.quality], config.encoder_threads)
     cancel = _cancel_event(job)
     share = 0.7 if params.upscale else 0.95
 
@@ -186,7 +196,7 @@ async def run_render(ctx: RenderContext, job: RunningJob) -> bytes:
         # 2. one ffmpeg run
         try:
             out = await render_plan(
-                plan, work, settings, ffmpeg_binary=config.ffmpeg_binary, on_progress=progress, cancel=cancel,
+                plan, work, encoding, ffmpeg_binary=config.ffmpeg_binary, on_progress=progress, cancel=cancel,
             )
         except FFmpegCancelled:
             raise JobCancelled() from None
@@ -247,7 +257,7 @@ async def _upscale(
         raise ServiceError.internal(Reason.UPSCALE_FAILED, f"upscaling failed: {scrub(str(exc), source)}") from None
 
 
-async def run_upscale(ctx: RenderContext, job: RunningJob) -> bytes:
+async def handle_upscale(ctx: RenderContext, job: RunningJob) -> bytes:
     params = render_pb2.UpscaleParameters.FromString(job.parameters)
     job.emit(job_pb2.Progress(stage=job_pb2.STAGE_FETCHING_INPUTS, message="resolving the input"))
     resolved = await ctx.storage.resolve(job.owner, params.video_asset_id)

@@ -23,9 +23,9 @@ from services.kit.jobs import (
     QUEUED,
     RUNNING,
     HandlerExecutor,
+    JobConfig,
     JobRecord,
     JobService,
-    JobSettings,
     RunningJob,
     is_terminal,
 )
@@ -97,7 +97,7 @@ async def _settled(svc: JobService, ids: list[str], deadline_s: float) -> dict[s
 async def _storm(engine_url: str, migrate: Callable[[str], None], pairs: int, early: int) -> None:
     migrate(engine_url)
     svc = JobService(make_engine(engine_url), HandlerExecutor({"demo": _short_job}, slots=2),
-                     JobSettings(max_queued=pairs + early + 10))
+                     JobConfig(max_queued=pairs + early + 10))
     await svc.start()
     try:
         delays = itertools.cycle(DELAYS)

@@ -20,9 +20,9 @@ from services.kit.jobs import (
     HandlerExecutor,
     InvalidTransition,
     JobCancelled,
+    JobConfig,
     JobRecord,
     JobService,
-    JobSettings,
     RetryableJobError,
     RunningJob,
     check_transition,
@@ -68,7 +68,7 @@ class Gate:
 
 async def _service(tmp_path: Path, handler: Callable[..., object], **settings: int) -> JobService:
     svc = JobService(_engine(tmp_path), HandlerExecutor({"demo": handler}, slots=1),  # type: ignore[dict-item]
-                     JobSettings(**settings))  # type: ignore[arg-type]
+                     JobConfig(**settings))  # type: ignore[arg-type]
     await svc.start()
     return svc
 
@@ -228,7 +228,7 @@ async def test_recovery_requeues_running_jobs_then_gives_up(tmp_path: Path) -> N
         ids.append(rec.id)
     gate = Gate(steps=1)
     gate.release.set()
-    svc = JobService(engine, HandlerExecutor({"demo": gate}), JobSettings(max_attempts=3))
+    svc = JobService(engine, HandlerExecutor({"demo": gate}), JobConfig(max_attempts=3))
     await svc.start()
     try:
         items = await asyncio.wait_for(_collect(svc, "alice", ids[0]), 5)
@@ -256,7 +256,7 @@ async def test_retryable_errors_retry_then_fail(tmp_path: Path) -> None:
 
     engine = _engine(tmp_path)
     svc = JobService(engine, HandlerExecutor({"flaky": flaky, "refuses": refuses, "stops": stops}),
-                     JobSettings(max_attempts=2))
+                     JobConfig(max_attempts=2))
     await svc.start()
     try:
         results = {}
@@ -285,7 +285,7 @@ async def test_cancel_during_a_failing_attempt_is_not_retried(tmp_path: Path) ->
         # The worker dies while the cancel is on its way: a retryable failure after a cancel.
         raise RetryableJobError(ServiceError.internal("WORKER_CRASHED", "worker died"))
 
-    svc = JobService(_engine(tmp_path), HandlerExecutor({"k": crashes_after_cancel}), JobSettings(max_attempts=3))
+    svc = JobService(_engine(tmp_path), HandlerExecutor({"k": crashes_after_cancel}), JobConfig(max_attempts=3))
     await svc.start()
     try:
         rec = await svc.create("alice", "k", b"")
