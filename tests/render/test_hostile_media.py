@@ -43,23 +43,32 @@ async def test_a_replaced_asset_that_is_a_playlist_is_refused_without_any_reques
     endpoint = urlsplit(storage_service.config.s3_endpoint).netloc
     with counting_server() as segments:
         await _replace_bytes(storage_service, asset_id, hls_playlist(segments.url("/seg0.ts"), segments.url("/dir/assign.mp4")))
-        # 1. a preview frame: the caller's error, not INTERNAL
-        with pytest.raises(grpc.aio.AioRpcError) as info:
-            await stub.RenderFrame(render_pb2.RenderFrameRequest(timeline=t, time_seconds=0.5), metadata=user.metadata, timeout=120)
-        err = from_rpc_error(info.value)
-        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (info.value.code(), info.value.details())
-        assert err.reason == "INVALID_TIMELINE" and err.metadata.get("asset_id") == asset_id
-        text = _error_text(info.value.details() or "", err.reason, dict(err.metadata))
-        assert not leaks(text, endpoint), text
-        # 2. a render job fails with the same clear error
-        params = render_pb2.RenderParameters(timeline=t, quality=render_pb2.QUALITY_PRESET_DRAFT)
-        created = await stub.CreateRenderJob(render_pb2.CreateRenderJobRequest(parameters=params), metadata=user.metadata)
-        async for _ in stub.WatchRenderJob(render_pb2.WatchRenderJobRequest(id=created.job.id), metadata=user.metadata, timeout=120):
-            pass
-        job = (await stub.GetRenderJob(render_pb2.GetRenderJobRequest(id=created.job.id), metadata=user.metadata)).job
-        assert job.status.state == job_pb2.JOB_STATE_FAILED, job.status
-        error = job.status.error
-        assert (error.code, error.reason) == ("INVALID_ARGUMENT", "INVALID_TIMELINE"), error
-        text = _error_text(error.message, error.reason, dict(error.metadata))
-        assert not leaks(text, endpoint), text
+        try:
+            await _probe_the_replaced_asset(stub, user, t, asset_id, endpoint)
+        finally:
+            # The storage fixture is shared by the session: its consistency checks must find the recorded bytes.
+            await _replace_bytes(storage_service, asset_id, data)
         assert segments.hits == 0, segments.paths
+
+
+async def _probe_the_replaced_asset(stub, user, t, asset_id: str, endpoint: str) -> None:
+    """RenderFrame and a render job over the replaced asset: a clear caller error, nothing internal."""
+    # 1. a preview frame: the caller's error, not INTERNAL
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.RenderFrame(render_pb2.RenderFrameRequest(timeline=t, time_seconds=0.5), metadata=user.metadata, timeout=120)
+    err = from_rpc_error(info.value)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (info.value.code(), info.value.details())
+    assert err.reason == "INVALID_TIMELINE" and err.metadata.get("asset_id") == asset_id
+    text = _error_text(info.value.details() or "", err.reason, dict(err.metadata))
+    assert not leaks(text, endpoint), text
+    # 2. a render job fails with the same clear error
+    params = render_pb2.RenderParameters(timeline=t, quality=render_pb2.QUALITY_PRESET_DRAFT)
+    created = await stub.CreateRenderJob(render_pb2.CreateRenderJobRequest(parameters=params), metadata=user.metadata)
+    async for _ in stub.WatchRenderJob(render_pb2.WatchRenderJobRequest(id=created.job.id), metadata=user.metadata, timeout=120):
+        pass
+    job = (await stub.GetRenderJob(render_pb2.GetRenderJobRequest(id=created.job.id), metadata=user.metadata)).job
+    assert job.status.state == job_pb2.JOB_STATE_FAILED, job.status
+    error = job.status.error
+    assert (error.code, error.reason) == ("INVALID_ARGUMENT", "INVALID_TIMELINE"), error
+    text = _error_text(error.message, error.reason, dict(error.metadata))
+    assert not leaks(text, endpoint), text
