@@ -107,7 +107,7 @@ async def build_inference(config: InferenceConfig) -> tuple[grpc.aio.Server, int
     if assistant is not None:
         from services.inference.validation import check_parameters
 
-        servicer = assistant.AssistantServicer(config, registry=registry,
+        servicer = assistant.AssistantServicer(config, engine=engine, registry=registry,
                                                validate_generation=lambda p: check_parameters(p, registry))
         services.append(Service(servicer))
         closers.append(servicer.close)
