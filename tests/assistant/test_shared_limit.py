@@ -64,7 +64,9 @@ async def test_limit_trips_after_the_same_count_across_two_replicas(
             answer = await _enhance(replicas[i % 2], alice)
             assert not isinstance(answer, grpc.aio.AioRpcError), answer
         for stub in replicas:
-            err = from_rpc_error(await _enhance(stub, alice))
+            answer = await _enhance(stub, alice)
+            assert isinstance(answer, grpc.aio.AioRpcError), "a replica let the user past the limit"
+            err = from_rpc_error(answer)
             assert (err.code, err.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED")
             assert err.retry_after is not None and 0 < err.retry_after <= 60 / PER_MINUTE
         # A concurrent burst spread over both replicas gets exactly one bucket's worth.
