@@ -180,7 +180,9 @@ class LoginThrottle:
         rows = []
         for key in keys:
             row = s.get(ThrottleEntry, key, with_for_update=True, populate_existing=True)
-            assert row is not None
+            while row is None:  # `purge` on another replica removed an idle key in between
+                insert_missing(s, ThrottleEntry, "key", key=key, failures=0, last_failure_time=now, blocked_until=None)
+                row = s.get(ThrottleEntry, key, with_for_update=True, populate_existing=True)
             last = as_utc(row.last_failure_time)
             if last is not None and (now - last).total_seconds() > self._rule(key).forget_after:
                 row.failures, row.blocked_until = 0, None
