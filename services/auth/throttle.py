@@ -31,6 +31,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from services.auth.models import ThrottleEntry, as_utc, utcnow
+from services.kit.db import insert_missing
 
 __all__ = ["BackoffRule", "LoginThrottle", "Network", "client_address", "parse_networks"]
 
@@ -173,24 +174,15 @@ class LoginThrottle:
 
     # -- internals -------------------------------------------------------------------------------
     def _lock(self, s: Session, keys: Sequence[str], now: datetime) -> list[ThrottleEntry]:
-        """The rows of `keys`, created if missing and locked for this transaction. The insert comes
-        first so SQLite takes its write lock at once (a read-then-write transaction could not
-        upgrade under concurrency); PostgreSQL locks the rows with FOR UPDATE."""
-        dialect = s.get_bind().dialect.name
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+        """The rows of `keys`, created if missing and locked for this transaction (`insert_missing`)."""
         for key in sorted(set(keys)):  # a fixed order: two transactions never wait on each other
-            s.execute(
-                insert(ThrottleEntry)
-                .values(key=key, failures=0, last_failure_time=now, blocked_until=None)
-                .on_conflict_do_nothing(index_elements=["key"])
-            )
+            insert_missing(s, ThrottleEntry, "key", key=key, failures=0, last_failure_time=now, blocked_until=None)
         rows = []
         for key in keys:
             row = s.get(ThrottleEntry, key, with_for_update=True, populate_existing=True)
-            assert row is not None
+            while row is None:  # `purge` on another replica removed an idle key in between
+                insert_missing(s, ThrottleEntry, "key", key=key, failures=0, last_failure_time=now, blocked_until=None)
+                row = s.get(ThrottleEntry, key, with_for_update=True, populate_existing=True)
             last = as_utc(row.last_failure_time)
             if last is not None and (now - last).total_seconds() > self._rule(key).forget_after:
                 row.failures, row.blocked_until = 0, None

@@ -74,7 +74,7 @@ async def build_inference(config: InferenceConfig) -> tuple[grpc.aio.Server, int
     ), page_tokens=PageTokens.for_service(config))
     generation = GenerationServicer(registry, jobs, store, loaded_models=lambda: generation_handler.loaded,
                                     face_swap_available=True)
-    assistant = AssistantServicer(config.assistant, registry=registry,
+    assistant = AssistantServicer(config.assistant, engine=engine, registry=registry,
                                   validate_generation=lambda p: check_parameters(p, registry))
     services = [Service(generation), Service(FaceSwapServicer(jobs, store)), Service(assistant)]
     closers: list[Any] = [face_runner.close, assistant.close]

@@ -12,9 +12,10 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session
 from sqlmodel import create_engine
 
-__all__ = ["make_engine", "run_alembic_env", "run_db", "upgrade", "version_table"]
+__all__ = ["insert_missing", "make_engine", "run_alembic_env", "run_db", "upgrade", "version_table"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -39,6 +40,20 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def insert_missing(session: Session, model: Any, key: str, /, **values: Any) -> None:
+    """``INSERT ... ON CONFLICT (key) DO NOTHING``: creates a row that concurrent transactions, in this
+    process or another replica, may create too. The first step of every shared limit (throttles,
+    rate buckets, quota owners): insert the row if missing, then lock it (``session.get(...,
+    with_for_update=True, populate_existing=True)``; PostgreSQL: ``SELECT ... FOR UPDATE``) and decide.
+    Inserting first also makes SQLite take its write lock at once, so the transaction never has to
+    upgrade a read lock under concurrency (which fails with "database is locked")."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    session.execute(insert(model).values(**values).on_conflict_do_nothing(index_elements=[key]))
 
 
 def upgrade(engine: Engine, migrations_dir: Path) -> None:

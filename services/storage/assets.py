@@ -360,7 +360,8 @@ class Assets:
 
     async def _byte_limit(self, owner_id: str, row: AssetRow) -> int:
         usage = await run_db(self.store.usage, owner_id)
-        # usage includes this row's declared size; the stream may use the rest of the quota.
+        # usage includes this row's declared size; the stream may use the rest of the quota. An early
+        # cut-off only: concurrent streams are held to the quota when they commit (`commit_ready`).
         quota_left = self.config.quota_bytes - (usage.bytes - row.size_bytes)
         return min(self.config.max_object_bytes, quota_left)
 
@@ -448,7 +449,11 @@ class Assets:
             "expire_time": None,
             "multipart_upload_id": None,
         }
-        if not await run_db(self.store.update, row.id, [State.PENDING], **values):
+        try:
+            committed_now = await run_db(self.store.commit_ready, row.id, row.owner_id, self.config.quota_bytes, **values)
+        except QuotaExceeded as exc:  # concurrent uploads took the room first (callers discard)
+            raise self._quota_error(exc) from None
+        if not committed_now:
             # The janitor reaped the upload meanwhile (it outlived its expiry).
             await self._discard(row)
             raise ServiceError.failed_precondition(Reason.UPLOAD_EXPIRED, "the upload expired", metadata={"asset_id": row.id})

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-__all__ = ["AssetRow", "Origin", "State", "as_utc", "new_id", "utcnow"]
+__all__ = ["AssetRow", "Origin", "QuotaOwner", "State", "as_utc", "new_id", "utcnow"]
 
 
 def utcnow() -> datetime:
@@ -74,3 +74,14 @@ class AssetRow(SQLModel, table=True):
     update_time: datetime = Field(default_factory=utcnow, sa_column=_time())
     # PENDING rows only: after this the upload is abandoned and the janitor removes it.
     expire_time: datetime | None = Field(default=None, sa_column=_time(nullable=True, index=True))
+
+
+class QuotaOwner(SQLModel, table=True):
+    """One row per owner, locked (``SELECT ... FOR UPDATE``) by every transaction that checks the
+    owner's quota and then reserves or commits bytes: so the check and the write are one step across
+    all replicas on one database. Usage itself is always summed from the asset rows (no counter that
+    could drift from them)."""
+
+    __tablename__ = "storage_quota_owner"
+
+    owner_id: str = Field(primary_key=True, max_length=64)

@@ -1,8 +1,12 @@
-"""Asset metadata access (blocking; the servicer calls it through `services.kit.db.run_db`)."""
+"""Asset metadata access (blocking; the servicer calls it through `services.kit.db.run_db`).
+
+Quotas hold across replicas on one database: every write that adds to an owner's usage (`reserve`,
+`commit_ready`) first locks the owner's `storage_quota_owner` row, then sums the owner's rows, checks
+and writes in the same transaction. Two replicas (or two threads) reserving for one owner so take
+turns; other owners are not held up on PostgreSQL (SQLite serialises all writers anyway)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,7 +17,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from services.storage.models import AssetRow, State, utcnow
+from services.kit.db import insert_missing
+from services.storage.models import AssetRow, QuotaOwner, State, utcnow
 
 __all__ = ["AssetStore", "QuotaExceeded", "Usage"]
 
@@ -37,8 +42,6 @@ _COUNTED = (State.PENDING, State.READY)
 class AssetStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        # Quota check + insert must not interleave between two uploads of the same process.
-        self._reserve_lock = threading.Lock()
 
     def _session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
@@ -57,10 +60,14 @@ class AssetStore:
                 select(AssetRow).where(col(AssetRow.owner_id) == owner_id, col(AssetRow.request_id) == request_id)
             ).first()
 
-    def usage(self, owner_id: str, session: Session | None = None) -> Usage:
+    def usage(self, owner_id: str, session: Session | None = None, excluding: str | None = None) -> Usage:
+        """Bytes and count of the owner's PENDING (declared sizes) and READY assets; without the
+        owner's lock (see `_lock_owner`) only an estimate."""
         stmt = sa.select(sa.func.coalesce(sa.func.sum(AssetRow.size_bytes), 0), sa.func.count()).where(
             col(AssetRow.owner_id) == owner_id, col(AssetRow.state).in_(_COUNTED)
         )
+        if excluding is not None:
+            stmt = stmt.where(col(AssetRow.id) != excluding)
         if session is not None:
             total, count = session.execute(stmt).one()
         else:
@@ -132,7 +139,8 @@ class AssetStore:
         """Inserts a PENDING row within the owner's quota. Idempotent on (owner, request_id): returns
         (existing row, False) when that request was seen before, else (row, True).
         Raises QuotaExceeded."""
-        with self._reserve_lock, self._session() as s:
+        with self._session() as s:
+            self._lock_owner(s, row.owner_id)
             if row.request_id:
                 existing = s.exec(
                     select(AssetRow).where(
@@ -158,6 +166,31 @@ class AssetStore:
                     raise
                 return existing, False
             return row, True
+
+    def commit_ready(self, asset_id: str, owner_id: str, quota_bytes: int, **values: Any) -> bool:
+        """PENDING -> `values` (READY with the verified `size_bytes`), provided the owner's other
+        assets leave room for that size: an upload that declared no size reserved none, so this is
+        where concurrent undeclared streams are held to the quota. False when the row is no longer
+        PENDING (the janitor reaped it). Raises QuotaExceeded."""
+        values.setdefault("update_time", utcnow())
+        with self._session() as s:
+            self._lock_owner(s, owner_id)
+            others = self.usage(owner_id, s, excluding=asset_id)
+            if others.bytes + int(values["size_bytes"]) > quota_bytes:
+                raise QuotaExceeded("bytes", others)
+            result = s.execute(
+                sa.update(AssetRow)
+                .where(col(AssetRow.id) == asset_id, col(AssetRow.state) == State.PENDING)
+                .values(**values)
+            )
+            s.commit()
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    @staticmethod
+    def _lock_owner(s: Session, owner_id: str) -> None:
+        """Holds the owner's quota row until the transaction ends (see the module docstring)."""
+        insert_missing(s, QuotaOwner, "owner_id", owner_id=owner_id)
+        s.get(QuotaOwner, owner_id, with_for_update=True, populate_existing=True)
 
     def update(self, asset_id: str, expect: Sequence[State], **values: Any) -> bool:
         """Compare-and-set: updates the row only while its state is one of `expect`."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,7 +15,9 @@ import pytest_asyncio
 from services.inference.assistant.servicer import AssistantServicer
 from services.inference.config import InferenceConfig
 from services.inference.models.registry import load_registry
+from services.inference.server import MIGRATIONS
 from services.kit.config import Secret
+from services.kit.db import make_engine, upgrade
 from services.kit.server import Service, build_server, stop
 from tests.fakes.chat_server import FakeChatServer
 from viarte.inference.v1 import assistant_pb2_grpc
@@ -55,17 +58,27 @@ StubFactory = Callable[..., Awaitable[assistant_pb2_grpc.AssistantServiceStub]]
 
 
 @asynccontextmanager
-async def running_assistant(config: InferenceConfig) -> AsyncIterator[assistant_pb2_grpc.AssistantServiceStub]:
-    servicer = AssistantServicer(config.assistant, registry=load_registry().only(["tiny-wan", "tiny-modelscope"]))
-    server, port = await build_server(config, [Service(servicer)])
-    await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    try:
-        yield assistant_pb2_grpc.AssistantServiceStub(channel)
-    finally:
-        await channel.close()
-        await stop(server, grace=0.2)
-        await servicer.close()
+async def running_assistant(
+    config: InferenceConfig, database_url: str | None = None
+) -> AsyncIterator[assistant_pb2_grpc.AssistantServiceStub]:
+    """An assistant server on its own database engine: `database_url` (several servers on one URL
+    act as replicas), else a fresh SQLite file."""
+    with tempfile.TemporaryDirectory(prefix="viarte-assistant-") as scratch:
+        engine = make_engine(database_url or f"sqlite:///{scratch}/inference.db")
+        upgrade(engine, MIGRATIONS)
+        servicer = AssistantServicer(
+            config.assistant, engine=engine, registry=load_registry().only(["tiny-wan", "tiny-modelscope"])
+        )
+        server, port = await build_server(config, [Service(servicer)])
+        await server.start()
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        try:
+            yield assistant_pb2_grpc.AssistantServiceStub(channel)
+        finally:
+            await channel.close()
+            await stop(server, grace=0.2)
+            await servicer.close()
+            engine.dispose()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -18,7 +18,9 @@ from gateway.envoy import EnvoyProcess
 from services.inference.assistant.servicer import AssistantServicer
 from services.inference.config import InferenceConfig
 from services.inference.models.registry import load_registry
+from services.inference.server import MIGRATIONS
 from services.kit.config import Secret
+from services.kit.db import make_engine, upgrade
 from services.kit.server import Service, build_server, stop
 from tests.fakes.chat_server import FakeChatServer, Reply, ToolCall
 from tests.gateway.test_editor_e2e import CHROMIUM, EDITOR, ROOT, _skip_without_browser
@@ -35,7 +37,7 @@ def chat_stand_in() -> Iterator[FakeChatServer]:
 
 @pytest_asyncio.fixture(scope="module")
 async def assistant_gateway(
-    mesh: Any, editor_dist: Path, envoy_factory: Any, chat_stand_in
+    mesh: Any, editor_dist: Path, envoy_factory: Any, tmp_path_factory: pytest.TempPathFactory, chat_stand_in
 ) -> AsyncIterator[EnvoyProcess]:
     _skip_without_browser()
     mesh.require("auth", "storage", "inference", "render")
@@ -49,7 +51,9 @@ async def assistant_gateway(
         assistant_model="llama-3.1-8b-instant",
         assistant_user_requests_per_minute=1000,
     )
-    servicer = AssistantServicer(config.assistant, registry=load_registry().only(["tiny-wan", "tiny-modelscope"]))
+    engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('assistant')}/inference.db")
+    upgrade(engine, MIGRATIONS)
+    servicer = AssistantServicer(config.assistant, engine=engine, registry=load_registry().only(["tiny-wan", "tiny-modelscope"]))
     server, port = await build_server(config, [Service(servicer)])
     await server.start()
     gateway = GatewayConfig(
@@ -69,6 +73,7 @@ async def assistant_gateway(
     await envoy.stop()
     await stop(server, grace=0.2)
     await servicer.close()
+    engine.dispose()
 
 
 async def test_magic_prompt_and_confirmed_assistant_action(

@@ -21,9 +21,9 @@ from gateway.config import GatewayConfig
 from gateway.envoy import validate_config
 from gateway.envoy_config import S3_FRONT_CLUSTER, S3_FRONT_LISTENER, build_bootstrap
 from services.kit.config import load_config
+from studio_dev.demo import FACE_IMAGE
 from tests.fixtures.mesh import MeshUser, RunningMesh
 from tests.gateway.test_envoy_config import _self_signed
-from viarte.demo import FACE_IMAGE
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -97,6 +97,12 @@ def assert_consistent(service: Any) -> None:
         assert asset_id in by_id and by_id[asset_id].state == "pending", f"stale staging object {key}"
 
 
+def wav_of(samples: Any, size: int) -> bytes:
+    """A valid WAV header followed by filler up to `size` bytes (sniffs as audio/wav)."""
+    head = samples["audio.wav"][1]
+    return head + bytes(size - len(head))
+
+
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

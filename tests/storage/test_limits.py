@@ -14,7 +14,16 @@ import pytest_asyncio
 from tests.fixtures.storage import running_storage, test_storage_config
 from viarte.storage.v1 import storage_pb2
 
-from .helpers import assert_consistent, expect_error, multipart_uploads, object_keys, rows, sha256, wait_until
+from .helpers import (
+    assert_consistent,
+    expect_error,
+    multipart_uploads,
+    object_keys,
+    rows,
+    sha256,
+    wait_until,
+    wav_of,
+)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -41,12 +50,6 @@ async def small(tmp_path_factory: pytest.TempPathFactory, storage_service: Any, 
     )
     async with running_storage(config, storage_service.s3) as service:
         yield service
-
-
-def wav_of(samples: Any, size: int) -> bytes:
-    """A valid WAV header followed by filler up to `size` bytes (sniffs as audio/wav)."""
-    head = samples["audio.wav"][1]
-    return head + bytes(size - len(head))
 
 
 async def test_object_too_large(small: Any, user_factory: Any, samples: Any) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from sqlalchemy.engine import Engine
 
 from services.inference.assistant.actions import TOOLS, GenerationValidator, RejectedAction, parse_action
 from services.inference.assistant.client import ChatClient, upstream_error
@@ -23,6 +24,7 @@ from services.inference.assistant.prompts import (
 from services.inference.assistant.ratelimit import UserRateLimiter
 from services.inference.models.registry import ModelRegistry, Task
 from services.kit.auth import current_principal
+from services.kit.db import run_db
 from services.kit.errors import ServiceError, Violations
 from viarte.inference.v1 import assistant_pb2, assistant_pb2_grpc, generation_pb2
 
@@ -80,15 +82,16 @@ class AssistantServicer(assistant_pb2_grpc.AssistantServiceServicer):  # type: i
         self,
         config: AssistantConfig,
         *,
+        engine: Engine,
         registry: ModelRegistry | None = None,
         validate_generation: GenerationValidator | None = None,
-        limiter: UserRateLimiter | None = None,
     ) -> None:
         self.config = config
         self.client = ChatClient(config)
         self.models = [m.id for m in registry] if registry is not None else []
         self.validate_generation = validate_generation or (registry_validator(registry) if registry else None)
-        self.limiter = limiter or UserRateLimiter(config.assistant_user_requests_per_minute)
+        # In the inference database: every replica draws from the user's one bucket.
+        self.limiter = UserRateLimiter(engine, config.assistant_user_requests_per_minute)
 
     async def close(self) -> None:
         await self.client.close()
@@ -111,7 +114,7 @@ class AssistantServicer(assistant_pb2_grpc.AssistantServiceServicer):  # type: i
         user = current_principal().user_id
         self.client.require()
         max_words = _check_enhance(request)
-        self.limiter.acquire(user)
+        await run_db(self.limiter.acquire, user)
         # 2. ask the model for a JSON object
         completion = await self.client.complete(
             enhance_messages(request.idea.strip(), request.family, max_words),
@@ -132,7 +135,7 @@ class AssistantServicer(assistant_pb2_grpc.AssistantServiceServicer):  # type: i
         user = current_principal().user_id
         self.client.require()
         _check_chat(request)
-        self.limiter.acquire(user)
+        await run_db(self.limiter.acquire, user)
         messages = self._chat_messages(request)
         calls: dict[int, _ToolCall] = {}
         finish = "stop"
