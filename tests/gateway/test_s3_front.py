@@ -128,16 +128,16 @@ def _signed_in(mesh: RunningMesh, user: MeshUser) -> Any:
 
 def _record_puts(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     """The SDK's presigned PUTs (URL, body size), observed and passed on unchanged."""
-    import viarte.client
+    import viarte.client.assets
 
     puts: list[tuple[str, int]] = []
-    real_put = viarte.client._put
+    real_put = viarte.client.assets._put
 
     async def recorded(http: Any, url: str, body: bytes, *args: Any) -> Any:
         puts.append((url, len(body)))
         return await real_put(http, url, body, *args)
 
-    monkeypatch.setattr(viarte.client, "_put", recorded)
+    monkeypatch.setattr(viarte.client.assets, "_put", recorded)
     return puts
 
 

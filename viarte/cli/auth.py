@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from viarte.cli.common import Ctx, app, context, enum_name, handled
+from viarte.cli.common import Ctx, NewPassword, Password, app, context, enum_name, handled
 from viarte.cli.profile import Session
 
 
@@ -25,7 +25,7 @@ def _sign_in(c: Ctx, email: str, password: str, register: bool, display_name: st
 def login(
     ctx: typer.Context,
     email: Annotated[str, typer.Option(prompt=True, help="Account email.")],
-    password: Annotated[str, typer.Option(prompt=True, hide_input=True, envvar="VIARTE_PASSWORD", help="Password.")],
+    password: Password,
 ) -> None:
     """Sign in; the session is saved in the CLI's config file and refreshed automatically."""
     c = context(ctx)
@@ -38,7 +38,7 @@ def login(
 def register(
     ctx: typer.Context,
     email: Annotated[str, typer.Option(prompt=True, help="Account email.")],
-    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True, envvar="VIARTE_PASSWORD")],
+    password: NewPassword,
     display_name: Annotated[str, typer.Option(help="Name shown in the editor.")] = "",
 ) -> None:
     """Create an account and sign in."""

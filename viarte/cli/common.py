@@ -213,6 +213,14 @@ def set_default_state_dir(reader: Callable[[], Path]) -> None:
     _default_state_dir[0] = reader
 
 
+# The password options of `login` and `register`, declared here with every other environment name
+# the CLI reads (this module is the CLI's one reader of the environment).
+Password = Annotated[str, typer.Option(prompt=True, hide_input=True, envvar="VIARTE_PASSWORD", help="Password.")]
+NewPassword = Annotated[
+    str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True, envvar="VIARTE_PASSWORD", help="Password.")
+]
+
+
 @app.callback()
 def root(
     ctx: typer.Context,
