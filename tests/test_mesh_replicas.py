@@ -21,11 +21,13 @@ from pathlib import Path
 
 import grpc
 import pytest
+from typer.testing import CliRunner
 
 from gateway.grpcweb import GrpcWebClient, GrpcWebError
 from studio_dev.mesh import MeshConfig, MeshError, MeshState, start, status, stop
 from viarte import AsyncClient, JobState, generation_parameters
 from viarte.auth.v1 import auth_pb2
+from viarte.cli import app
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(900)]
 
@@ -95,6 +97,10 @@ def test_replicas_on_sqlite_are_refused_before_anything_starts(tmp_path: Path) -
     assert done.returncode != 0
     assert "inference: 2 replicas need a shared PostgreSQL" in done.stderr and "--postgres" in done.stderr
     assert not (tmp_path / "logs" / "inference-1.log").exists()  # refused, not started and failed
+    # The CLI: `viarte up --replicas 2` without --postgres.
+    result = CliRunner().invoke(app, ["--state-dir", str(tmp_path), "up", "--replicas", "2", "--free-ports"])
+    assert result.exit_code == 1, result.output
+    assert "need a shared PostgreSQL" in result.stderr
 
 
 def test_status_lists_every_replica_healthy(replica_mesh: ReplicaMesh) -> None:
