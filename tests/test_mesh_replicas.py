@@ -174,7 +174,7 @@ async def test_twenty_concurrent_creates_over_both_replicas_run_once_each(replic
             (one if i % 2 else two).generation.create(generation_parameters(**{**T2V, "seed": i}))  # type: ignore[arg-type]
             for i in range(20)
         ))  # fmt: skip
-        done = await asyncio.gather(*(one.generation.wait(j.id, timeout=600) for j in jobs))
+        done = await asyncio.gather(*(one.generation.wait(j.id, timeout=400) for j in jobs))
         assert all(JobState(j.status.state) is JobState.SUCCEEDED for j in done)
         results = [j.result.video_asset_id for j in done]
         assert len(set(results)) == 20
@@ -227,10 +227,11 @@ async def test_kill_9_mid_job_finishes_on_the_other_replica_and_the_watch_resume
         except Exception as exc:  # the SDK's Unavailable
             assert "navailable" in type(exc).__name__, exc
         final = None
-        async for update in two.generation.watch(job.id, after_sequence=seen[-1]):
-            if not update.snapshot:
-                seen.append(update.sequence)
-            final = update
+        async with asyncio.timeout(300):  # lease expiry + the rest of a tiny job; a hang fails here
+            async for update in two.generation.watch(job.id, after_sequence=seen[-1]):
+                if not update.snapshot:
+                    seen.append(update.sequence)
+                final = update
         assert final is not None and final.terminal and final.job.status.state == JobState.SUCCEEDED
         assert seen == list(range(seen[0], seen[-1] + 1)), f"gap or duplicate in {seen}"
         assert await _video_assets(two) == [final.job.result.video_asset_id]
