@@ -7,7 +7,8 @@ driven through Envoy with the SDK, the way browsers and partners reach the studi
      no model). Reported as create+get pairs per second (the cancel keeps the queue short so the
      render workers do not eat the CPU the API is measured on; every configuration pays it alike).
   2. Dispatch latency: N jobs one at a time on an idle queue, create → the first RUNNING event on
-     a Watch opened right after Create returns (p50/p99, ms).
+     a Watch opened right after Create returns (p50/p99, ms; "missed": no RUNNING event within
+     10 s, i.e. the Watch landed on a replica that does not see the other's live events).
 Printed side by side with the ratios the issue asks for: PG-2 vs PG-1 (goal ≥ 1.6x throughput) and
 PG-1 vs SQLite-1, and dispatch p99 (goal < 50 ms). No assertion: a shared machine's numbers are
 reported, not judged. Render runs with its default worker count per replica.
@@ -21,6 +22,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -55,6 +57,7 @@ class Result:
     pairs_per_second: float
     errors: int
     dispatch_ms: list[float]
+    missed: int
 
     def percentile(self, p: float) -> float:
         ordered = sorted(self.dispatch_ms)
@@ -82,18 +85,28 @@ async def throughput(address: str, tokens: object, seconds: float, clients: int)
     return sum(counts) / (time.monotonic() - began), sum(errors)
 
 
-async def dispatch(address: str, tokens: object, samples: int) -> list[float]:
-    params, out = tiny_job(), []
+async def dispatch(address: str, tokens: object, samples: int) -> tuple[list[float], int]:
+    """Latencies (ms) and the samples whose RUNNING event never reached the watch within 10 s (a
+    Watch served by a replica that does not see another replica's live events)."""
+    params, out, missed = tiny_job(), [], 0
     async with AsyncClient(address, tokens=tokens) as client:  # type: ignore[arg-type]
         for _ in range(samples):
             began = time.perf_counter()
             job = await client.render.create(params)
-            async for update in client.render.watch(job.id):
-                if update.state is not JobState.QUEUED:
-                    out.append((time.perf_counter() - began) * 1000)
+            try:
+                async with asyncio.timeout(10):
+                    async for update in client.render.watch(job.id):
+                        if update.state is not JobState.QUEUED:
+                            out.append((time.perf_counter() - began) * 1000)
+                            break
+            except TimeoutError:
+                missed += 1
+            # An idle queue for the next sample (polled: a Watch may be on the other replica).
+            for _poll in range(2400):  # at most ~2 min
+                if JobState((await client.render.get(job.id)).status.state).terminal:
                     break
-            await client.render.wait(job.id, timeout=120)  # an idle queue for the next sample
-    return out
+                await asyncio.sleep(0.05)
+    return out, missed
 
 
 async def measure(shape: str, state_root: Path, args: argparse.Namespace) -> Result:
@@ -113,8 +126,8 @@ async def measure(shape: str, state_root: Path, args: argparse.Namespace) -> Res
             await dispatch(address, tokens, 3)  # warm-up: connections, first ffmpeg, caches
             pairs, errors = await throughput(address, tokens, args.seconds, args.clients)
             await asyncio.sleep(2)  # let cancels settle
-            latencies = await dispatch(address, tokens, args.dispatch)
-        return Result(shape, pairs, errors, latencies)
+            latencies, missed = await dispatch(address, tokens, args.dispatch)
+        return Result(shape, pairs, errors, latencies, missed)
     finally:
         stop(state_dir)
         link = state_dir / "postgres"
@@ -124,9 +137,9 @@ async def measure(shape: str, state_root: Path, args: argparse.Namespace) -> Res
 
 def report(results: dict[str, Result]) -> None:
     print(f"\nmachine: {os.cpu_count()} CPUs, shared with other work (numbers are relative, same run)")
-    print(f"{'shape':10} {'create+get/s':>13} {'errors':>7} {'dispatch p50':>13} {'p99 (ms)':>9}")
+    print(f"{'shape':10} {'create+get/s':>13} {'errors':>7} {'dispatch p50':>13} {'p99 (ms)':>9} {'missed':>7}")
     for r in results.values():
-        print(f"{r.shape:10} {r.pairs_per_second:13.1f} {r.errors:7d} {r.percentile(50):13.1f} {r.percentile(99):9.1f}")
+        print(f"{r.shape:10} {r.pairs_per_second:13.1f} {r.errors:7d} {r.percentile(50):13.1f} {r.percentile(99):9.1f} {r.missed:7d}")
 
     def ratio(a: str, b: str) -> None:
         if a in results and b in results and results[b].pairs_per_second:
@@ -136,6 +149,11 @@ def report(results: dict[str, Result]) -> None:
     ratio("pg-2", "pg-1")
     ratio("pg-1", "sqlite-1")
     print("goals: pg-2 ≥ 1.6x pg-1; dispatch p99 < 50 ms")
+
+
+def _stop_on_sigterm() -> None:
+    # SIGTERM (timeout, kill) unwinds like Ctrl-C, so the meshes started so far are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -158,4 +176,5 @@ if __name__ == "__main__":
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--dispatch", type=int, default=40)
     parser.add_argument("--only", default="", help="comma-separated shapes: sqlite-1, pg-1, pg-2")
+    _stop_on_sigterm()
     asyncio.run(main(parser.parse_args()))
