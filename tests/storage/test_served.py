@@ -51,7 +51,11 @@ async def test_services_get_internal_urls_and_browsers_public_ones(
 
     s3 = storage_service.s3
     public = "http://127.0.0.1:9"  # discard port: nothing listens there
-    config = test_storage_config(tmp_path, s3, auth_service, s3_public_endpoint=public)
+    # Its own bucket: this second storage has its own database, and its objects in the session's
+    # bucket would read as orphans to the consistency checks of the session-wide storage service.
+    config = test_storage_config(
+        tmp_path, s3, auth_service, s3_public_endpoint=public, s3_bucket="viarte-served-public"
+    )
     owner = await user_factory()
     _, png = samples["image.png"]
     async with running_storage(config, s3) as storage:
