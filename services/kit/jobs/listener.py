@@ -59,7 +59,8 @@ def libpq_dsn(url: URL) -> str:
 
 class Listener:
     """One LISTEN connection of one replica; ``on_notice`` for each notice of another replica,
-    ``on_connected`` after each (re)connect (catch up on what may have been missed)."""
+    ``on_connected`` after each (re)connect and each disconnect (catch up on what may have been
+    missed; waiters switch between following notices and polling)."""
 
     def __init__(
         self, url: URL, replica_id: str, on_notice: Callable[[Notice], None],
@@ -93,7 +94,8 @@ class Listener:
             except Exception as exc:  # the database went away: poll meanwhile, reconnect
                 if self.connected.is_set():
                     backoff = 0.1  # it was up: retry soon
-                self.connected.clear()
+                    self.connected.clear()
+                    self._on_connected()  # waiters re-check now and poll until it is back
                 if not self._down_logged:  # one line per outage, without the DSN
                     _log.warning("job_listener_disconnected", error=type(exc).__name__,
                                  fallback="polling", replica=self._replica_id)

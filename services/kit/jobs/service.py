@@ -299,7 +299,6 @@ class JobService:
         replica runs it: events written elsewhere are re-read from the log when a notification
         (or, without one, the ``poll_seconds`` poll) says there are new ones."""
         await self.get(owner, kind, job_id)
-        poll = self.config.poll_seconds if self._store.postgres else None
         with self.broker.subscribe(job_id) as sub:  # subscribe before reading: no gap
             record = await self.get(owner, kind, job_id)
             yield record
@@ -311,7 +310,7 @@ class JobService:
                 return
             while True:
                 try:
-                    ev = await asyncio.wait_for(sub.next(), poll)
+                    ev = await asyncio.wait_for(sub.next(), self._watch_poll())
                 except TimeoutError:
                     ev = None
                 if ev is None:  # lagged, poked or polling: catch up from the log
@@ -330,6 +329,13 @@ class JobService:
                     return
 
     # -- notifications from other replicas --------------------------------------------------------
+    def _watch_poll(self) -> float | None:
+        """How long a watcher waits for news before re-reading the log: forever while notices
+        arrive (or on SQLite: one process, every event is local), ``poll_seconds`` while LISTEN is down."""
+        if self._listener is None or self._listener.connected.is_set():
+            return None
+        return self.config.poll_seconds
+
     def _on_notice(self, notice: Notice) -> None:
         if notice.kind == notices.CANCEL:
             running = self._running.get(notice.job_id)
@@ -341,7 +347,7 @@ class JobService:
             self._wake.set()
 
     def _caught_up(self) -> None:
-        """The listener (re)connected: what was sent meanwhile is lost, so look at everything."""
+        """The listener (re)connected or dropped: what was sent meanwhile is lost, so look at everything."""
         self._wake.set()
         self._renew_now.set()  # reads pending cancel flags of the jobs running here
         self.broker.poke()
@@ -540,6 +546,7 @@ class JobService:
                 self._store.take_over, job_id, max_attempts=self.config.max_attempts, now_us=now_us(),
                 also_owner=self.replica_id if startup and postgres else None,
                 every_running=startup and not postgres,
+                **({"message": "re-queued after a service restart"} if startup else {}),
             )
             if moved is not None:
                 _log.info("job_taken_over", job_id=job_id, state=moved.record.state, replica=self.replica_id)

@@ -350,7 +350,8 @@ class JobStore:
         return lost, cancelled
 
     def take_over(self, job_id: str, *, max_attempts: int, now_us: int, also_owner: str | None = None,
-                  every_running: bool = False) -> Transition | None:
+                  every_running: bool = False, message: str = "re-queued after its replica stopped renewing its lease",
+                  ) -> Transition | None:
         """Ends the lease of a RUNNING job whose replica is gone (lease expired, or ``also_owner``'s
         from a previous life; ``every_running``: SQLite's single replica at start). Decided under the
         row lock, so a lease renewed meanwhile is left alone: CANCELLED if a cancel was pending,
@@ -367,7 +368,6 @@ class JobStore:
                 err = ServiceError.internal(
                     "WORKER_CRASHED", f"the job was interrupted {row.attempts} times; giving up").to_job_error()
                 return self._apply(session, row, FAILED, now_us=now_us, error=err)
-            message = "re-queued after its replica stopped renewing its lease"
             return self._apply(session, row, QUEUED, now_us=now_us,
                                progress=job_pb2.Progress(stage=job_pb2.STAGE_QUEUED, message=message))
 

@@ -66,7 +66,8 @@ class Cluster:
                 "--log", str(self.log), "--lease", str(LEASE), "--poll", "0.5", "--slots", str(slots)]
         for key, value in extra.items():
             args += [f"--{key.replace('_', '-')}", value]
-        proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, text=True,
+        env = {"PYTHONPATH": str(ROOT), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}  # from scratch
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, text=True,
                                 stdout=subprocess.PIPE, stderr=stderr.open("w"))
         assert proc.stdout is not None
         line = proc.stdout.readline()  # blocks until READY (or the process died)
@@ -197,7 +198,8 @@ def test_the_same_request_id_sent_to_both_replicas_at_once_gives_one_job(cluster
     a, b = cluster.start("A"), cluster.start("B")
     with ThreadPoolExecutor(2) as pool:
         for i in range(10):
-            pair = list(pool.map(lambda r: r.call(op="create", request_id=f"req-{i}", params={"steps": 1}), (a, b)))
+            request = {"op": "create", "request_id": f"req-{i}", "params": {"steps": 1}}
+            pair = list(pool.map(lambda r, req=request: r.call(**req), (a, b)))
             assert all("record" in p for p in pair), pair  # no INTERNAL, no error at all
             assert pair[0]["record"]["id"] == pair[1]["record"]["id"]
     engine = make_engine(cluster.url)
