@@ -117,7 +117,7 @@ class JobService:
         self.executor = executor
         self.broker = Broker(self.config.watcher_buffer)
         self._engine = engine
-        self._store = JobStore(engine, self.replica_id)
+        self._store = JobStore(engine, self.replica_id, hold_limit_seconds=self.config.lease_seconds)
         self._lease_us = int(self.config.lease_seconds * 1e6)
         self._not_found = not_found_reason
         self._running: dict[str, RunningJob] = {}
@@ -361,8 +361,8 @@ class JobService:
     async def _announce_positions(self) -> None:
         """Queued jobs whose position moved (one started, was cancelled, or a higher priority job
         arrived) get a QUEUED event with the new position, so watchers see the queue move. The
-        replica that changed the queue announces; ``JobStore.announce`` never repeats a position
-        that another replica announced already."""
+        replica that changed the queue announces; ``JobStore.announce`` counts the position under
+        the job's row lock and never repeats one that another replica announced already."""
         while True:
             await self._positions_changed.wait()
             self._positions_changed.clear()
@@ -372,7 +372,7 @@ class JobService:
                 for position, (job_id, announced) in enumerate(head, 1):
                     if announced == position:
                         continue
-                    for ev in await run_db(self._store.announce, job_id, position, now_us()):
+                    for ev in await run_db(self._store.announce, job_id, now_us()):
                         self.broker.publish(job_id, ev)
             except _DB_DOWN as exc:
                 self._health.failed("announce", exc)

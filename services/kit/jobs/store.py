@@ -104,12 +104,21 @@ def _close_stage(row: JobRow, now_us: int, next_stage: int | None) -> None:
 
 
 class JobStore:
-    def __init__(self, engine: Engine, replica_id: str = "") -> None:
+    def __init__(self, engine: Engine, replica_id: str = "", hold_limit_seconds: float = 0.0) -> None:
         self._engine = engine
         self.replica_id = replica_id
         self.dialect = engine.dialect.name
         self.postgres = self.dialect == "postgresql"
         self._now = _db_now_us(self.dialect)
+        self._hold_limit_ms = int(hold_limit_seconds * 1000)
+
+    def _guard(self, session: Session) -> None:
+        """PostgreSQL: a replica frozen inside one of these transactions (SIGSTOP, a VM pause) holds
+        the job's row lock; the server ends such a session after ``hold_limit_seconds`` idle (the
+        lease), so the take-over of its jobs is delayed, never blocked for good."""
+        if self.postgres and self._hold_limit_ms:
+            session.connection().exec_driver_sql(
+                f"SET LOCAL idle_in_transaction_session_timeout = {self._hold_limit_ms}")
 
     def _claim(self, session: Session, job_id: str, events: int, states: Collection[int] | None,
                *, fence: Fence | None = None, where: Sequence[sa.ColumnElement[bool]] = (),
@@ -118,6 +127,7 @@ class JobStore:
         the job exists, is in one of ``states``, still holds ``fence`` and matches ``where``;
         returns the locked, current row, else None. Must be the transaction's first statement (see
         the module docstring)."""
+        self._guard(session)
         claim = (sa.update(JobRow).where(col(JobRow.id) == job_id, *where)
                  .values(last_sequence=col(JobRow.last_sequence) + events, **(values or {}))
                  # No ORM synchronisation: it could read the row BEFORE the UPDATE takes the lock.
@@ -322,6 +332,7 @@ class JobStore:
                          lease_expires_us=self._now + lease_us)
                  .returning(col(JobRow.id)))
         with Session(self._engine) as session:
+            self._guard(session)
             job_id = session.connection().execute(claim).scalar_one_or_none()
             if job_id is None:
                 return None
@@ -333,6 +344,7 @@ class JobStore:
         lost: set[str] = set()
         cancelled: set[str] = set()
         with Session(self._engine) as session:
+            self._guard(session)
             conn = session.connection()
             for job_id, epoch in leases.items():
                 got = conn.execute(
@@ -358,6 +370,10 @@ class JobStore:
         FAILED WORKER_CRASHED once ``attempts >= max_attempts``, else QUEUED again."""
         where = () if every_running else (self._takeable(also_owner),)
         with Session(self._engine) as session:
+            if self.postgres and session.exec(
+                select(JobRow.id).where(JobRow.id == job_id).with_for_update(skip_locked=True)
+            ).first() is None:
+                return None  # its replica is inside a write right now (or frozen in one): next round
             row = self._claim(session, job_id, 1, (RUNNING,), where=where,
                               values={"lease_epoch": col(JobRow.lease_epoch) + 1})
             if row is None:
@@ -399,13 +415,16 @@ class JobStore:
         self._notify(session, listener.EVENTS, row.id, row.last_sequence)
         return events
 
-    def announce(self, job_id: str, position: int, now_us: int) -> list[job_pb2.JobEvent]:
-        """A QUEUED event with the job's new position, unless its row already shows it (another
-        replica announced the same move first): decided under the row lock, so never twice."""
+    def announce(self, job_id: str, now_us: int) -> list[job_pb2.JobEvent]:
+        """A QUEUED event with the job's current position, unless its row shows it already. The
+        position is counted under the row lock, so announcers of several replicas never leave an
+        older position last: whichever writes last counted after every change before it."""
         with Session(self._engine) as session:
             row = self._claim(session, job_id, 1, (QUEUED,))
             if row is None:
                 return []
+            ahead = session.exec(select(sa.func.count()).where(_ahead_of(row.priority, row.create_us, row.id))).one()
+            position = int(ahead) + 1
             stored = job_pb2.Progress.FromString(row.progress).queue_position if row.progress else 0
             if stored == position:
                 session.rollback()
@@ -418,6 +437,7 @@ class JobStore:
     def request_cancel(self, job_id: str, now_us: int) -> JobRecord | None:
         """Flags a RUNNING job for cancellation (once) and tells its replica; returns the job as it is now."""
         with Session(self._engine) as session:
+            self._guard(session)
             # One conditional UPDATE, the same atomic check-and-set on every backend.
             flagged = session.exec(
                 sa.update(JobRow)
