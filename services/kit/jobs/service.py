@@ -75,6 +75,8 @@ class JobConfig:
 
 # Pause before the scheduler retries after a failed dispatch (database error).
 _DISPATCH_RETRY_SECONDS = 0.5
+# Pause before claiming again when every queued row was locked by a short write.
+_SKIPPED_RETRY_SECONDS = 0.005
 # Trace contexts kept for jobs created here (a job run by another replica starts its own trace).
 _MAX_TRACES = 10_000
 
@@ -386,7 +388,7 @@ class JobService:
             self._wake.clear()
             while len(self._tasks) < self.executor.slots and not self._stopping:
                 try:
-                    started = await run_db(self._store.claim_next, self.replica_id, self._lease_us, now_us())
+                    started, skipped = await run_db(self._store.claim_next, self.replica_id, self._lease_us, now_us())
                 except Exception as exc:
                     # Nothing was stored (one transaction): the job is still QUEUED in the database
                     # and the scheduler lives on to retry it.
@@ -399,6 +401,9 @@ class JobService:
                     break
                 self._health.ok()
                 if started is None:
+                    if skipped:  # queued rows locked by a write right now (an announcement, a cancel)
+                        await asyncio.sleep(_SKIPPED_RETRY_SECONDS)
+                        self._wake.set()
                     break
                 self._positions_changed.set()
                 record = started.record

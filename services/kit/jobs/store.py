@@ -319,10 +319,11 @@ class JobStore:
                 return None
             return self._apply(session, row, new_state, now_us=now_us, progress=progress, error=error, result=result)
 
-    def claim_next(self, owner: str, lease_us: int, now_us: int) -> Transition | None:
+    def claim_next(self, owner: str, lease_us: int, now_us: int) -> tuple[Transition | None, bool]:
         """Starts the next QUEUED job (highest priority, then oldest) under a lease for ``owner``:
-        RUNNING, attempts + 1, lease_epoch + 1. None when nothing is queued (or every queued row is
-        being claimed by another replica right now: SKIP LOCKED never waits for them)."""
+        RUNNING, attempts + 1, lease_epoch + 1. Returns (the start or None, whether QUEUED jobs were
+        skipped because another transaction holds their row right now: SKIP LOCKED never waits for
+        them, so the caller tries again shortly instead of waiting for the next wake-up)."""
         nxt = select(JobRow.id).where(JobRow.state == QUEUED).order_by(*_queue_order()).limit(1)
         if self.postgres:
             nxt = nxt.with_for_update(skip_locked=True)
@@ -335,9 +336,12 @@ class JobStore:
             self._guard(session)
             job_id = session.connection().execute(claim).scalar_one_or_none()
             if job_id is None:
-                return None
+                skipped = self.postgres and session.exec(
+                    select(JobRow.id).where(JobRow.state == QUEUED).limit(1)).first() is not None
+                return None, skipped
             row = self._reread(session, job_id)
-            return self._apply(session, row, RUNNING, now_us=now_us, progress=job_pb2.Progress(message="starting"))
+            return self._apply(session, row, RUNNING, now_us=now_us,
+                               progress=job_pb2.Progress(message="starting")), False
 
     def renew(self, owner: str, leases: dict[str, int], lease_us: int) -> tuple[set[str], set[str]]:
         """Extends this replica's leases {job id: epoch}; returns (lost, cancel requested)."""
