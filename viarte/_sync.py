@@ -17,6 +17,21 @@ __all__ = ["LoopThread"]
 T = TypeVar("T")
 
 
+# How long the calling thread sleeps at a time while it waits for the loop. A Ctrl-C is a
+# process-wide signal that the kernel may deliver to any thread (the loop's, gRPC's); CPython then
+# only flags it, and a main thread blocked in an untimed lock wait would not run the handler until
+# the call ended (a hung Watch: never). Timed slices let it raise KeyboardInterrupt within one slice.
+_WAIT_SLICE_SECONDS = 0.1
+
+
+def _interruptible_result(future: concurrent.futures.Future[T]) -> T:
+    while True:
+        try:
+            return future.result(timeout=_WAIT_SLICE_SECONDS)
+        except concurrent.futures.TimeoutError:
+            continue
+
+
 class LoopThread:
     """One daemon thread running one event loop."""
 
@@ -43,7 +58,7 @@ class LoopThread:
 
         future = asyncio.run_coroutine_threadsafe(main(), self.loop)
         try:
-            return future.result()
+            return _interruptible_result(future)
         except KeyboardInterrupt:
             self._cancel(holder.get("task"), future)
             raise

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 __all__ = ["SCOPES"]
 
-# name → what it allows. Creating a job also stores its result as a new asset of the key's owner:
-# `jobs:write` covers that, so a key that may only read assets cannot add any.
+# name → what it allows. An RPC needs the scopes of all it does with the owner's assets: creating a
+# job reads the assets it names and stores its result as a new asset, so it needs `jobs:write`,
+# `assets:read` and `assets:write`; a preview frame reads the timeline's assets (`jobs:write`,
+# `assets:read`). A key without `assets:read` can neither download an asset nor have a job read it.
 SCOPES: dict[str, str] = {
-    "assets:read": "list, inspect and download assets",
-    "assets:write": "upload and delete assets",
+    "assets:read": "list, inspect and download assets; with jobs:write, let jobs and preview frames read them",
+    "assets:write": "upload and delete assets; with jobs:write, let jobs store their results as new assets",
     "jobs:read": "get, list and watch generation, face swap, render and upscale jobs",
-    "jobs:write": "create and cancel those jobs (their results become new assets) and render preview frames",
+    "jobs:write": "create (also needs assets:read and assets:write) and cancel those jobs, and render "
+    "preview frames (also needs assets:read)",
     "projects:read": "get and list editor projects",
     "projects:write": "create, update and delete editor projects",
     "assistant": "Magic Prompt and the editor's assistant chat",

@@ -478,15 +478,18 @@ class AuthInternalServicer(auth_pb2_grpc.AuthInternalServiceServicer):  # type: 
     async def IssueServiceToken(
         self, request: auth_pb2.IssueServiceTokenRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.IssueServiceTokenResponse:
-        # Wrong secrets are throttled per client address, never per service name: an anonymous
-        # caller elsewhere cannot make a service's own token fetches wait.
-        key = self.throttle.service_key(client_address(context, self.trusted))
-        wait = await database(self.throttle.waiting, key)
-        if wait > 0:
-            raise _too_many("too many failed attempts", wait)
+        # The secret is compared first and a correct one always passes: the throttle only slows
+        # down wrong secrets, so anonymous callers sharing the services' address (every process on
+        # one loopback host, or behind one NAT) cannot make the real services' token fetches fail.
+        # It still bounds the rate of wrong guesses per client address (never per service name);
+        # the secret itself must be long and random for guessing to be hopeless at any rate.
         expected = self.config.internal_secret.reveal().encode("utf-8")
         presented = request.secret.encode("utf-8")
         if not expected or not hmac.compare_digest(presented, expected):
+            key = self.throttle.service_key(client_address(context, self.trusted))
+            wait = await database(self.throttle.waiting, key)
+            if wait > 0:
+                raise _too_many("too many failed attempts", wait)
             await database(self.throttle.charge, key)
             raise ServiceError.unauthenticated(Reason.INVALID_CREDENTIALS, "invalid service credentials")
         if not _SERVICE_NAME.match(request.service):

@@ -40,6 +40,12 @@ class InferenceConfig(AssistantConfig, WorkerConfig, ServiceConfig):
     max_attempts: int = 3
     queue_full_retry_seconds: float = 5.0
     max_priority: int = 10
+    # N replicas on one PostgreSQL (issue 14): this replica's stable name in job leases ("" =
+    # <hostname>-<pid>; the dev runner sets VIARTE_INFERENCE_REPLICA_ID=inference-1 ...), how
+    # long a running job's lease lasts unrenewed, and the fallback poll when notifications are down.
+    replica_id: str = ""
+    job_lease_seconds: float = 10.0
+    job_poll_seconds: float = 2.0
 
     @property
     def db_url(self) -> str:

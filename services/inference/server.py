@@ -71,6 +71,7 @@ async def build_inference(config: InferenceConfig) -> tuple[grpc.aio.Server, int
     jobs = JobService(engine, executor, JobConfig(
         max_queued=config.max_queued, max_attempts=config.max_attempts,
         queue_full_retry_seconds=config.queue_full_retry_seconds, max_priority=config.max_priority,
+        lease_seconds=config.job_lease_seconds, poll_seconds=config.job_poll_seconds, replica_id=config.replica_id,
     ), page_tokens=PageTokens.for_service(config))
     generation = GenerationServicer(registry, jobs, store, loaded_models=lambda: generation_handler.loaded,
                                     face_swap_available=True)

@@ -11,8 +11,9 @@ of the host) while it "probes". So every run on user media goes through :func:`m
   ``http,tcp`` / ``https,tls,tcp`` for the single presigned URL (nested opens inherit the list).
 
 ffmpeg's messages quote the input URL (presigned: ``X-Amz-Credential=...``, the S3 endpoint's
-host:port) and heap addresses (``[mov,mp4 @ 0x55d...]``); :func:`scrub` removes them before any of
-it goes into an error message, ErrorInfo or job error.
+host:port), heap addresses (``[mov,mp4 @ 0x55d...]``) and the host's paths (temp folders, model
+caches); :func:`scrub` removes them before any of it goes into an error message, ErrorInfo or job
+error. It also serves for any exception text that could reach a client (the inference worker's).
 """
 
 from __future__ import annotations
@@ -100,12 +101,15 @@ _AMZ = re.compile(r"X-Amz-[A-Za-z-]*=?[^\s&'\"]*")
 _HOST_PORT = re.compile(r"(?:\b(?:\d{1,3}(?:\.\d{1,3}){3}|localhost)\b|\[[0-9a-fA-F:]+\])(?::\d{1,5}\b)?")
 _CONTEXT = re.compile(r"\[([\w,. -]+?) @ 0x[0-9a-fA-F]+\]")
 _ADDRESS = re.compile(r"\b0x[0-9a-fA-F]{6,}\b")
+# Absolute POSIX paths ("/tmp/job-1/out.mp4"); a slash after a word ("image/png", "3/10") is no path.
+_PATH = re.compile(r"(?<![\w.<>/-])/[^\s'\"():,;]+")
 
 
 def scrub(text: str | bytes, *sources: str, limit: int = 300) -> str:
     """ffmpeg/ffprobe stderr made fit for a client: the given sources (input URLs or paths) become
-    ``<input>``, other URLs ``<url>``, presigned query pieces and hosts go, ``[demuxer @ 0x55..]``
-    becomes ``[demuxer]``; the last ``limit`` characters of what is left, on one line."""
+    ``<input>``, other URLs ``<url>``, other absolute paths ``<path>``, presigned query pieces and
+    hosts go, ``[demuxer @ 0x55..]`` becomes ``[demuxer]``; the last ``limit`` characters of what is
+    left, on one line."""
     if isinstance(text, bytes):
         text = text.decode(errors="replace")
     for source in sorted(filter(None, sources), key=len, reverse=True):
@@ -113,6 +117,7 @@ def scrub(text: str | bytes, *sources: str, limit: int = 300) -> str:
         if source.startswith("file:"):
             text = text.replace(source[5:], "<input>")
     text = _URL.sub("<url>", text)
+    text = _PATH.sub("<path>", text)
     text = _AMZ.sub("", text)
     text = _HOST_PORT.sub("<host>", text)
     text = _CONTEXT.sub(r"[\1]", text)

@@ -1,10 +1,18 @@
-"""Which scope each public RPC needs: the one table, enforced by the edge interceptor for every service.
+"""Which scopes each public RPC needs: the one table, enforced by the edge interceptor for every service.
 
 Signed-in users (and service principals) hold every scope; an API key holds only the scopes granted
-when it was created (names in :data:`viarte.scopes.SCOPES`). A key calling an RPC outside them is
-refused with PERMISSION_DENIED, ErrorInfo reason ``MISSING_SCOPE`` and ``metadata["scope"]``, before
-the handler runs. ``USER_SESSION`` RPCs (credential and account management) refuse API keys
-whatever their scopes. Internal services need no entry: only service principals may call them.
+when it was created (names in :data:`viarte.scopes.SCOPES`). A key lacking any scope an RPC needs is
+refused with PERMISSION_DENIED, ErrorInfo reason ``MISSING_SCOPE`` and ``metadata["scope"]`` (the
+first one it lacks), before the handler runs. ``USER_SESSION`` RPCs (credential and account
+management) refuse API keys whatever their scopes. Internal services need no entry: only service
+principals may call them.
+
+The rule for work on assets: an RPC needs the scopes of everything it does with the owner's assets,
+not only of its own kind. Creating a job reads the assets it names (inputs, timeline clips, face
+sources) and stores its result as a new asset: ``jobs:write`` + ``assets:read`` + ``assets:write``.
+RenderFrame reads the timeline's assets and stores nothing: ``jobs:write`` + ``assets:read``. Cancel,
+Get, List and Watch touch no asset content. (A text-only generation names no input, yet needs
+``assets:read`` too: one rule per RPC, checked before the request is parsed.)
 
 A public RPC missing from the table is refused to every API key (fail closed), and
 ``tests/e2e/test_scopes.py`` fails for it.
@@ -19,32 +27,36 @@ from services.kit.auth import AUTH_DOMAIN, Principal, PrincipalKind
 from services.kit.errors import ServiceError
 from viarte.scopes import SCOPES
 
-__all__ = ["METHOD_SCOPES", "NO_SCOPE", "SCOPES", "USER_SESSION", "check_scope"]
+__all__ = ["METHOD_SCOPES", "NO_SCOPE", "SCOPES", "USER_SESSION", "Scopes", "check_scope"]
+
+Scopes = tuple[str, ...]
 
 # Any caller that authenticated (or an anonymous one, for methods a Service declares anonymous).
-NO_SCOPE = ""
+NO_SCOPE: Scopes = ()
 # Signed-in users only: API keys can never call these (they cannot mint or manage credentials).
-USER_SESSION = "<user session>"
+USER_SESSION: Scopes = ("<user session>",)
 
-_ASSETS_R, _ASSETS_W = "assets:read", "assets:write"
-_JOBS_R, _JOBS_W = "jobs:read", "jobs:write"
-_PROJECTS_R, _PROJECTS_W = "projects:read", "projects:write"
-_ASSISTANT = "assistant"
-
-
-def _service(name: str, **methods: str) -> dict[str, str]:
-    return {f"/{name}/{method}": scope for method, scope in methods.items()}
+_ASSETS_R, _ASSETS_W = ("assets:read",), ("assets:write",)
+_JOBS_R, _JOBS_W = ("jobs:read",), ("jobs:write",)
+_PROJECTS_R, _PROJECTS_W = ("projects:read",), ("projects:write",)
+_ASSISTANT = ("assistant",)
+# Reads the assets it names and stores its result as a new asset (see the rule above).
+_CREATE_JOB = ("jobs:write", "assets:read", "assets:write")
 
 
-def _jobs(name: str, kind: str) -> dict[str, str]:
+def _service(name: str, **methods: Scopes) -> dict[str, Scopes]:
+    return {f"/{name}/{method}": scopes for method, scopes in methods.items()}
+
+
+def _jobs(name: str, kind: str) -> dict[str, Scopes]:
     return _service(
         name,
-        **{f"Create{kind}Job": _JOBS_W, f"Cancel{kind}Job": _JOBS_W},
+        **{f"Create{kind}Job": _CREATE_JOB, f"Cancel{kind}Job": _JOBS_W},
         **{f"Get{kind}Job": _JOBS_R, f"List{kind}Jobs": _JOBS_R, f"Watch{kind}Job": _JOBS_R},
     )
 
 
-METHOD_SCOPES: Mapping[str, str] = MappingProxyType(
+METHOD_SCOPES: Mapping[str, Scopes] = MappingProxyType(
     {
         **_service(
             "viarte.auth.v1.AuthService",
@@ -67,8 +79,8 @@ METHOD_SCOPES: Mapping[str, str] = MappingProxyType(
             EnhancePrompt=_ASSISTANT, Chat=_ASSISTANT, GetAssistantStatus=_ASSISTANT,
         ),
         **_jobs("viarte.render.v1.RenderService", "Render"),
-        # A preview frame spends render time like a job does.
-        **_service("viarte.render.v1.RenderService", RenderFrame=_JOBS_W),
+        # A preview frame spends render time like a job does, and reads the timeline's assets.
+        **_service("viarte.render.v1.RenderService", RenderFrame=("jobs:write", "assets:read")),
         **_jobs("viarte.render.v1.UpscaleService", "Upscale"),
         **_service(
             "viarte.render.v1.ProjectService",
@@ -79,8 +91,9 @@ METHOD_SCOPES: Mapping[str, str] = MappingProxyType(
 )  # fmt: skip
 
 # A typo in the table would lock every key out of an RPC: refuse to start instead.
-if not set(METHOD_SCOPES.values()) <= {*SCOPES, NO_SCOPE, USER_SESSION}:
-    raise RuntimeError(f"unknown scope in METHOD_SCOPES: {set(METHOD_SCOPES.values()) - {*SCOPES, NO_SCOPE, USER_SESSION}}")
+_unknown = {s for scopes in METHOD_SCOPES.values() if scopes != USER_SESSION for s in scopes} - set(SCOPES)
+if _unknown:
+    raise RuntimeError(f"unknown scope in METHOD_SCOPES: {_unknown}")
 
 
 def check_scope(principal: Principal, method: str) -> None:
@@ -96,7 +109,8 @@ def check_scope(principal: Principal, method: str) -> None:
         raise ServiceError.permission_denied(
             "PERMISSION_DENIED", "API keys cannot call this RPC: sign in as the user", domain=AUTH_DOMAIN
         )
-    if needed and not principal.has_scope(needed):
+    lacking = next((scope for scope in needed if not principal.has_scope(scope)), None)
+    if lacking is not None:
         raise ServiceError.permission_denied(
-            "MISSING_SCOPE", f"the API key lacks scope {needed!r}", metadata={"scope": needed}, domain=AUTH_DOMAIN
+            "MISSING_SCOPE", f"the API key lacks scope {lacking!r}", metadata={"scope": lacking}, domain=AUTH_DOMAIN
         )

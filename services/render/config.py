@@ -40,6 +40,12 @@ class RenderConfig(ServiceConfig):
     input_url_expire_seconds: int = 3600
     # Jobs.
     max_queued_jobs: int = 64
+    # N replicas on one PostgreSQL (issue 14): this replica's stable name in job leases ("" =
+    # <hostname>-<pid>; the dev runner sets VIARTE_RENDER_REPLICA_ID=render-1 ...), how long a
+    # running job's lease lasts unrenewed, and the fallback poll when notifications are down.
+    replica_id: str = ""
+    job_lease_seconds: float = 10.0
+    job_poll_seconds: float = 2.0
     render_workers: int = 1
     upscale_workers: int = 1
     # Upscaler (Real-ESRGAN x2). The model folder holds <model>.pth files.

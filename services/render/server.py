@@ -43,8 +43,10 @@ async def build(config: RenderConfig) -> tuple[grpc.aio.Server, int]:
         {RENDER: functools.partial(handle_render, ctx), UPSCALE: functools.partial(handle_upscale, ctx)},
         slots=max(1, config.render_workers),
     )
-    jobs = JobService(engine, executor, JobConfig(max_queued=config.max_queued_jobs), not_found_reason=Reason.JOB_NOT_FOUND,
-                      page_tokens=PageTokens.for_service(config))
+    jobs = JobService(engine, executor, JobConfig(
+        max_queued=config.max_queued_jobs, lease_seconds=config.job_lease_seconds,
+        poll_seconds=config.job_poll_seconds, replica_id=config.replica_id,
+    ), not_found_reason=Reason.JOB_NOT_FOUND, page_tokens=PageTokens.for_service(config))
     await jobs.start()
     authenticator = Authenticator(config, channel=auth_channel)
     server, port = await build_server(

@@ -32,7 +32,7 @@ from services.kit.logs import get_logger
 from services.kit.pagination import PageTokens, page_size
 from services.storage import media
 from services.storage.config import StorageConfig
-from services.storage.keys import asset_prefixes, object_key, sanitize_name, thumbnail_key
+from services.storage.keys import asset_prefixes, object_key, sanitize_name, thumbnail_key, with_extension
 from services.storage.models import AssetRow, Origin, State, as_utc, utcnow
 from services.storage.objectstore import ObjectStore
 from services.storage.promote import Promoter
@@ -122,7 +122,8 @@ class Assets:
                 metadata={"content_type": spec.content_type, "supported": ",".join(media.SUPPORTED_TYPES)},
             )
         self._check_size(spec.size_bytes)
-        return name, ctype
+        # The declared type must match the sniffed one (checked on the bytes), so this is its extension.
+        return with_extension(name, media.EXTENSIONS[ctype]), ctype
 
     def _check_size(self, size: int) -> None:
         if size > self.config.max_object_bytes:

@@ -24,6 +24,7 @@ __all__ = [
     "staging_key",
     "staging_prefix",
     "thumbnail_key",
+    "with_extension",
 ]
 
 MAX_NAME_CHARS = 128
@@ -47,6 +48,25 @@ def sanitize_name(name: str) -> str:
         else:
             name = name[:MAX_NAME_CHARS].rstrip(" ._")
     return name
+
+
+# What looks like a file extension (replaced when foreign); anything else ("v1.2") is kept.
+_EXTENSION_LIKE = re.compile(r"[A-Za-z][A-Za-z0-9]{0,4}")
+
+
+def with_extension(name: str, extensions: tuple[str, ...]) -> str:
+    """A sanitised `name` whose extension is one of `extensions` (of the sniffed content type; the
+    first is the usual one): browsers and download dialogs go by the extension, so `x.html` holding
+    a PNG is named `x.png` (a foreign extension is replaced, a non-extension suffix kept: `v1.2.png`)."""
+    if not extensions or not name:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    if dot and stem and ext.lower() in extensions:
+        return name
+    if dot and stem and _EXTENSION_LIKE.fullmatch(ext):
+        name = stem
+    suffix = "." + extensions[0]
+    return (name[: MAX_NAME_CHARS - len(suffix)].rstrip(" ._") or "file") + suffix
 
 
 FINAL, STAGING = "users", "staging"

@@ -22,6 +22,7 @@ from services.kit.media_input import media_input, scrub
 from viarte.type.v1 import asset_pb2
 
 __all__ = [
+    "EXTENSIONS",
     "SNIFF_BYTES",
     "SUPPORTED_TYPES",
     "MediaError",
@@ -50,6 +51,22 @@ SUPPORTED_TYPES: dict[str, tuple[int, frozenset[str]]] = {
     "audio/aac": (AUDIO, frozenset({"aac"})),
     "audio/mp4": (AUDIO, frozenset({"mov,mp4,m4a,3gp,3g2,mj2"})),
     "audio/ogg": (AUDIO, frozenset({"ogg"})),
+}
+
+# Canonical content type -> the file extensions that name it (the first is the one given to a file
+# whose own extension names something else).
+EXTENSIONS: dict[str, tuple[str, ...]] = {
+    "image/png": ("png",),
+    "image/jpeg": ("jpg", "jpeg", "jpe"),
+    "image/webp": ("webp",),
+    "video/mp4": ("mp4", "m4v"),
+    "video/quicktime": ("mov", "qt"),
+    "video/webm": ("webm",),
+    "audio/mpeg": ("mp3",),
+    "audio/wav": ("wav",),
+    "audio/aac": ("aac",),
+    "audio/mp4": ("m4a", "mp4"),
+    "audio/ogg": ("ogg", "oga", "opus"),
 }
 
 _ALIASES = {

@@ -5,10 +5,16 @@ master, a volume server, a filer and the S3 gateway, each with an HTTP and a gRP
 binds to loopback, data lives in the given directory and S3 requests must be signed with the given
 credentials (an identities file passed as `-s3.config`; anonymous requests get 403).
 
-Defence in depth behind S3's signatures: SeaweedFS's own HTTP APIs are JWT-protected (`jwt_env`):
-the volume servers accept writes only with a JWT signed by the master, and the filer accepts reads
-and writes only with one signed by the S3 gateway, so nothing that reaches those ports directly (an
-SSRF through a media URL, another local process) can write, replace or read objects past S3's auth.
+Defence in depth behind S3's signatures, so that nothing reaching weed's other ports directly (an
+SSRF through a media URL, another local process) can write, replace, read or drop objects:
+- `-disableHttp`: the master's and the filer's HTTP APIs are off. The master's answered anybody
+  (`/dir/assign` hands out volume-write JWTs, `/col/delete` drops a bucket's volumes, `/vol/grow`);
+  its `-whiteList` cannot help on one loopback host, where every caller is 127.0.0.1 and the same
+  list also gates the gateway's own volume writes. Master, volumes, filer and gateway talk gRPC.
+- the volume server's HTTP API demands JWTs (`jwt_env`): writes one the master issued with the file
+  id, reads one signed with the read key (the gateway gets both over gRPC).
+Left open on loopback: the gRPC ports (no mTLS here), which a URL fetch cannot speak but a local
+process can; services/storage/README.md says how production closes them.
 
     async with await start_s3_server(data_dir, 8333, "key", "secret") as s3:
         boto3.client("s3", endpoint_url=s3.endpoint, ...)
@@ -133,8 +139,10 @@ def jwt_env(signing_key: str) -> dict[str, str]:
         return hashlib.sha256(f"{purpose}:{signing_key}".encode()).hexdigest()
 
     return {
-        # master -> volume: writes on a volume server need a JWT the master issued with the fid.
+        # master -> volume: writes on a volume server need a JWT the master issued with the fid,
+        # and so do reads (a file id's cookie is only 32 bits).
         "WEED_JWT_SIGNING_KEY": derive("volume-write"),
+        "WEED_JWT_SIGNING_READ_KEY": derive("volume-read"),
         # S3 gateway -> filer: filer HTTP writes and reads need a JWT signed by the gateway.
         "WEED_JWT_FILER_SIGNING_KEY": derive("filer-write"),
         "WEED_JWT_FILER_SIGNING_READ_KEY": derive("filer-read"),
@@ -229,6 +237,8 @@ class S3Server:
             "-volume.preStopSeconds=0",
             f"-filer.port={p.filer}",
             f"-filer.port.grpc={p.filer_grpc}",
+            # No master or filer HTTP API (volumes, filer and gateway talk gRPC; see the module doc).
+            "-disableHttp",
         ]
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -272,12 +282,12 @@ class S3Server:
         raise S3ServerError(f"weed S3 not healthy after {self.startup_timeout}s; see {self.log_path}")
 
     def _probe(self) -> bool:
-        """Healthy = the volume server has joined the master (reads and writes can be served), the
+        """Healthy = the volume server heartbeats to the master (reads and writes can be served), the
         gateway answers /healthz, and a signed ListBuckets succeeds (filer up, identity loaded)."""
-        master = f"http://{self.host}:{self.ports.master}/dir/status"
+        volume = f"http://{self.host}:{self.ports.volume}/healthz"  # 503 until it heartbeats
         try:
-            with urllib.request.urlopen(master, timeout=1) as r:
-                if not json.load(r).get("Topology", {}).get("DataCenters"):
+            with urllib.request.urlopen(volume, timeout=1) as r:
+                if r.status != 200:
                     return False
             with urllib.request.urlopen(f"{self.endpoint}/healthz", timeout=1) as r:
                 if r.status != 200:

@@ -399,6 +399,24 @@ async def test_key_rotation_without_downtime(tmp_path) -> None:
         await stub.GetMe(auth_pb2.GetMeRequest(), metadata=bearer(fresh.tokens.access_token))
 
 
+async def test_wrong_service_secrets_cannot_lock_the_services_out(tmp_path) -> None:
+    """Issue 21: anonymous callers sharing the services' address (everything on one loopback host)
+    trip the service-secret throttle; the real services, same address, still get their tokens."""
+    config = test_auth_config(str(tmp_path), service_secret_max_failures=2, login_backoff_base_seconds=60)
+    async with running_auth(config) as auth, grpc.aio.insecure_channel(auth.address) as channel:
+        internal = auth_pb2_grpc.AuthInternalServiceStub(channel)
+        wrong = auth_pb2.IssueServiceTokenRequest(service="render", secret="guess")
+        reasons = [(await expect_failure(internal.IssueServiceToken(wrong))).reason for _ in range(4)]
+        assert reasons == ["INVALID_CREDENTIALS"] * 2 + ["TOO_MANY_ATTEMPTS"] * 2, reasons
+        right = auth_pb2.IssueServiceTokenRequest(service="render", secret=config.internal_secret.reveal())
+        for _ in range(2):  # a correct secret passes the tripped throttle and does not reset it
+            token = (await internal.IssueServiceToken(right)).access_token
+            assert jwt.decode(token, options={"verify_signature": False})["sub"] == "service:render"
+        failure = await expect_failure(internal.IssueServiceToken(wrong))
+        assert (failure.code, failure.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_MANY_ATTEMPTS")
+        assert failure.retry_after
+
+
 # -- timing and enumeration -------------------------------------------------------------------
 def test_secret_comparisons_are_constant_time() -> None:
     issue = inspect.getsource(servicer.AuthInternalServicer.IssueServiceToken)

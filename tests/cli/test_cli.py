@@ -193,7 +193,7 @@ def test_ctrl_c_cancels_the_job_and_exits_130(mesh: RunningMesh, mesh_user: Mesh
     base = [sys.executable, "-m", "viarte", "--state-dir", str(mesh.state_dir), "--config", str(tmp_path / "c.json")]
     subprocess.run([*base, "register", "--email", mesh_user.email, "--password", mesh_user.password], check=True, timeout=60)
     proc = subprocess.Popen(
-        [*base, "generate", "slow", "--model", "tiny-modelscope", "--width", "64", "--height", "64", "--frames", "4", "--steps", "40"],
+        [*base, "generate", "slow", "--model", "tiny-modelscope", "--width", "192", "--height", "192", "--frames", "8", "--steps", "50"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

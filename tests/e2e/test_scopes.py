@@ -1,6 +1,6 @@
 """API-key scopes over the real mesh: every public RPC from the proto descriptors has an entry in the
-kit's one scope table, refuses a key holding every scope but its own with MISSING_SCOPE before its
-handler runs, and lets a key holding only that scope through to the handler."""
+kit's one scope table, refuses a key holding every scope but one of its own with MISSING_SCOPE (naming
+that one) before its handler runs, and lets a key holding only its scopes through to the handler."""
 
 from __future__ import annotations
 
@@ -48,9 +48,16 @@ def test_the_scope_table_covers_every_public_rpc_and_nothing_else() -> None:
     assert not missing, f"public RPCs without an entry in services/kit/scopes.py METHOD_SCOPES: {missing}"
     stale = sorted(set(METHOD_SCOPES) - set(methods))
     assert not stale, f"METHOD_SCOPES entries for RPCs that do not exist: {stale}"
-    used = set(METHOD_SCOPES.values())
-    assert used <= {*SCOPES, NO_SCOPE, USER_SESSION}
+    used = {scope for scopes in METHOD_SCOPES.values() if scopes != USER_SESSION for scope in scopes}
+    assert used <= set(SCOPES)
     assert set(SCOPES) <= used, f"scopes that grant nothing: {sorted(set(SCOPES) - used)}"
+    # Issue 21: work on assets needs the asset scopes, whatever its own kind: every job create reads
+    # the assets it names and stores its result; a preview frame reads the timeline's assets.
+    creates = [path for path in methods if path.rsplit("/", 1)[1].startswith("Create") and path.endswith("Job")]
+    assert len(creates) == 4, creates
+    for path in creates:
+        assert {"jobs:write", "assets:read", "assets:write"} <= set(METHOD_SCOPES[path]), path
+    assert {"jobs:write", "assets:read"} <= set(METHOD_SCOPES["/viarte.render.v1.RenderService/RenderFrame"])
 
 
 def _call(channel: grpc.Channel, path: str, method: MethodDescriptor, metadata: tuple[tuple[str, str], ...]) -> ViarteError | None:
@@ -107,7 +114,13 @@ def test_every_public_rpc_refuses_an_api_key_lacking_its_scope(mesh: RunningMesh
     every = key(*SCOPES)
     # Each scope's complement: a key with every other scope proves this very scope is the one needed.
     without = {scope: key(*(s for s in SCOPES if s != scope)) for scope in SCOPES}
-    only = {scope: key(scope) for scope in SCOPES}
+    only: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = {}
+
+    def just(*scopes: str) -> tuple[tuple[str, str], ...]:
+        """A key holding just these scopes (one per set)."""
+        if scopes not in only:
+            only[scopes] = key(*scopes)
+        return only[scopes]
 
     def admin_session() -> tuple[tuple[str, str], ...]:
         # A fresh session per call: Logout ends the session it is called with.
@@ -127,14 +140,15 @@ def test_every_public_rpc_refuses_an_api_key_lacking_its_scope(mesh: RunningMesh
                 problems.append(f"{path}: an admin session was refused: {allowed!r}")
             continue
         if needed == NO_SCOPE:
-            allowed = _call(channel, path, method, only["assets:read"])
+            allowed = _call(channel, path, method, just("assets:read"))
             if allowed is not None and allowed.code == grpc.StatusCode.PERMISSION_DENIED:
                 problems.append(f"{path}: needs no scope, yet a narrow key was refused: {allowed!r}")
             continue
-        refused = _call(channel, path, method, without[needed])
-        if not (isinstance(refused, MissingScope) and refused.scope == needed and refused.metadata == {"scope": needed}):
-            problems.append(f"{path}: a key lacking {needed!r} got {refused!r}, want PERMISSION_DENIED MISSING_SCOPE")
-        allowed = _call(channel, path, method, only[needed])
+        for scope in needed:  # each one is needed: e.g. a job create without assets:read (issue 21)
+            refused = _call(channel, path, method, without[scope])
+            if not (isinstance(refused, MissingScope) and refused.scope == scope and refused.metadata == {"scope": scope}):
+                problems.append(f"{path}: a key lacking {scope!r} got {refused!r}, want PERMISSION_DENIED MISSING_SCOPE")
+        allowed = _call(channel, path, method, just(*needed))
         if allowed is not None and allowed.code == grpc.StatusCode.PERMISSION_DENIED:
             problems.append(f"{path}: a key with just {needed!r} was refused: {allowed!r}")
     assert not problems, "\n".join(problems)

@@ -11,6 +11,7 @@ import pytest
 
 from services.inference.engine.cache import ModelCache
 from services.inference.engine.diffusion import Interrupted, decode_latents, denoise
+from services.inference.engine.encode import EncodeError, encode_mp4
 from services.inference.engine.policy import LADDER, choose_policy, next_policy
 from services.inference.models.registry import Task, load_registry
 from services.inference.worker import generate
@@ -160,3 +161,14 @@ def test_cuda_policies_run_the_same_pipeline(tiny_models: Any) -> None:
         frames = decode_latents(pipe, latents, _spec(), policy, lambda f, n: None)
         assert frames.shape == (9, 64, 64, 3)
         cache.clear()
+
+
+def test_a_failed_encode_names_no_host_path(tmp_path: Path) -> None:
+    """Issue 21: ffmpeg's stderr quotes the output path; EncodeError (a job error) does not."""
+    out = tmp_path / "secret-scratch" / "missing" / "out.mp4"  # its folder does not exist: ffmpeg fails
+    frames = [np.zeros((32, 32, 3), np.uint8)] * 2
+    with pytest.raises(EncodeError) as err:
+        encode_mp4(iter(frames), out, width=32, height=32, fps=8, total=2)
+    message = str(err.value)
+    assert message.startswith("ffmpeg failed:") and "<path>" in message, message
+    assert str(tmp_path) not in message and "secret-scratch" not in message, message

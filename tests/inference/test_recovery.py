@@ -146,3 +146,23 @@ async def _terminate(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             await asyncio.to_thread(proc.wait, 10)
+
+
+async def test_a_failing_job_shows_the_client_no_internal_paths(
+    tmp_path: Path, auth_service: Any, storage_service: Any, user_factory: Any
+) -> None:
+    """Issue 21: an unexpected worker exception (here: the models folder sits under a regular file,
+    so building a tiny model raises NotADirectoryError naming the path) reaches the client as a job
+    error without the worker's file paths."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    config = test_inference_config(tmp_path, auth_service, storage_service, models=("tiny-wan",), max_attempts=1,
+                                   models_dir=str(blocker / "models"))
+    user = await user_factory()
+    async with running_inference(config) as service:
+        job = await create(service.stub, user, model="tiny-wan", prompt="a cat", num_inference_steps=2)
+        _, events = await watch(service.stub, user, job.id)
+    error = events[-1].error
+    assert events[-1].state == S.JOB_STATE_FAILED and error.code == "INTERNAL", events[-1]
+    assert "NotADirectoryError" in error.message, error.message  # the kind of failure stays visible
+    assert str(tmp_path) not in error.message and "not-a-folder" not in error.message, error.message

@@ -38,6 +38,12 @@ def test_scrub_removes_urls_hosts_and_addresses() -> None:
     assert "[mov,mp4,m4a,3gp,3g2,mj2] moov atom not found" in text and "<input>: Invalid data found" in text
     assert scrub("/work/job-1/in.mp4: broken", "file:/work/job-1/in.mp4") == "<input>: broken"
     assert len(scrub("x" * 1000)) == 300
+    # Any other host path (temp and model folders in exception text), but no MIME type or ratio.
+    text = scrub("NotADirectoryError: [Errno 20] Not a directory: '/tmp/pytest-1/models/tiny' (image/png, 3/10)")
+    assert text == "NotADirectoryError: [Errno 20] Not a directory: '<path>' (image/png, 3/10)", text
+    assert scrub("Error opening output /var/lib/viarte/job-1/out.mp4: No such file") == (
+        "Error opening output <path>: No such file"
+    )
 
 
 @pytest.mark.parametrize("ctype", sorted(DEMUXERS))

@@ -40,3 +40,30 @@ def test_keys_never_reach_session_rpcs_nor_rpcs_missing_from_the_table() -> None
     assert refusal(every, "/viarte.auth.v1.AuthService/CreateApiKey").reason == "PERMISSION_DENIED"
     assert refusal(every, "/viarte.render.v1.ProjectService/ForkProject").reason == "PERMISSION_DENIED"  # fail closed
     check_scope(key("assets:read"), "/viarte.auth.v1.AuthService/GetMe")  # needs no scope
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        "/viarte.render.v1.RenderService/CreateRenderJob",
+        "/viarte.render.v1.UpscaleService/CreateUpscaleJob",
+        "/viarte.inference.v1.GenerationService/CreateGenerationJob",
+        "/viarte.inference.v1.FaceSwapService/CreateFaceSwapJob",
+    ],
+)
+def test_creating_a_job_needs_the_scopes_to_read_its_inputs_and_store_its_result(method: str) -> None:
+    """Issue 21: a job reads the assets it names and stores its result as a new asset."""
+    for lacking in ("jobs:write", "assets:read", "assets:write"):
+        held = {"jobs:write", "assets:read", "assets:write", "jobs:read"} - {lacking}
+        err = refusal(key(*held), method)
+        assert err.reason == "MISSING_SCOPE" and err.metadata == {"scope": lacking}
+    check_scope(key("jobs:write", "assets:read", "assets:write"), method)
+    # Cancelling touches no asset.
+    check_scope(key("jobs:write"), method.replace("/Create", "/Cancel"))
+
+
+def test_a_preview_frame_needs_the_scope_to_read_the_timelines_assets() -> None:
+    frame = "/viarte.render.v1.RenderService/RenderFrame"
+    assert refusal(key("jobs:write", "assets:write"), frame).metadata == {"scope": "assets:read"}
+    assert refusal(key("assets:read"), frame).metadata == {"scope": "jobs:write"}
+    check_scope(key("jobs:write", "assets:read"), frame)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from services.storage import media
-from services.storage.keys import object_key, sanitize_name, thumbnail_key
+from services.storage.keys import MAX_NAME_CHARS, object_key, sanitize_name, thumbnail_key, with_extension
 from viarte.type.v1 import asset_pb2
 
 from .conftest import SAMPLES
@@ -107,3 +107,16 @@ def test_keys_stay_under_the_owner_prefix() -> None:
     assert key == "users/u1/a1/x.png"
     assert thumbnail_key("u1", "a1") == "users/u1/a1/.thumbnail.jpg"
     assert sanitize_name(".thumbnail.jpg") != ".thumbnail.jpg"
+
+
+def test_names_take_the_extension_of_their_content_type() -> None:
+    from services.storage.media import EXTENSIONS, SUPPORTED_TYPES
+
+    assert set(EXTENSIONS) == set(SUPPORTED_TYPES)
+    jpeg = EXTENSIONS["image/jpeg"]
+    assert with_extension("x.html", jpeg) == "x.jpg"
+    assert with_extension("Photo.JPEG", jpeg) == "Photo.JPEG"
+    assert with_extension("report.2024", jpeg) == "report.2024.jpg"
+    assert with_extension("x.tar.gz", EXTENSIONS["video/mp4"]) == "x.tar.mp4"
+    long = with_extension(sanitize_name("y" * 200 + ".exe"), EXTENSIONS["video/webm"])
+    assert len(long) <= MAX_NAME_CHARS and long.endswith("y.webm")

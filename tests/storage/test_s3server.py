@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import socket
+import struct
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import boto3
+import jwt as pyjwt
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from services.storage.s3server import S3Server, WeedPorts, start_s3_server
+from services.storage.s3server import S3Server, WeedPorts, jwt_env, start_s3_server
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -99,30 +101,62 @@ def _multipart(body: bytes) -> tuple[bytes, dict[str, str]]:
     return form, {"Content-Type": "multipart/form-data; boundary=B"}
 
 
+def _stored_needle(data_dir: Path, collection: str, body: bytes) -> str:
+    """The file id ("<volume>,<needle id><cookie>") of the needle holding `body`, read from the
+    volume files (superblock of 8 bytes, then per needle: cookie u32, id u64, size u32, data size
+    u32, data; big-endian). Lets the tests aim at a real object without the master's API."""
+    for dat in sorted((data_dir / "data").glob(f"{collection}_*.dat")):
+        raw, offset = dat.read_bytes(), 8
+        while offset + 20 <= len(raw):
+            cookie, needle, size = struct.unpack_from(">IQI", raw, offset)
+            length = struct.unpack_from(">I", raw, offset + 16)[0] if size else 0
+            if raw[offset + 20 : offset + 20 + length] == body:
+                return f"{dat.stem.rsplit('_', 1)[1]},{needle:x}{cookie:08x}"
+            offset += (16 + size + 4 + 8 + 7) // 8 * 8  # header, body, checksum, timestamp, padding
+    raise AssertionError(f"no needle holds the body in {data_dir}")
+
+
 async def test_weed_http_apis_refuse_direct_writes_and_reads_while_s3_works(tmp_path: Path) -> None:
-    """Defence in depth: S3's signatures are not the only lock. The volume server refuses writes
-    without a master-issued JWT and the filer refuses reads and writes without a gateway-signed
-    JWT, so reaching their ports directly (an SSRF, a local process) cannot touch the objects."""
+    """Defence in depth: S3's signatures are not the only lock. The master's and the filer's HTTP
+    APIs are off (`-disableHttp`: anonymous `/dir/assign` would hand out volume-write JWTs,
+    `/col/delete` would drop the bucket), and the volume server refuses reads and writes without a
+    JWT, so reaching weed's ports directly (an SSRF, a local process) cannot touch the objects."""
     async with await start_s3_server(tmp_path / "s3", 0, "AKIATEST", "s3cret-test") as s3:
         good = _client(s3.endpoint, "AKIATEST", "s3cret-test")
         good.create_bucket(Bucket="jwt-test")
-        good.put_object(Bucket="jwt-test", Key="a/b.png", Body=b"original", ContentType="image/png")
+        original = b"original " * 200
+        good.put_object(Bucket="jwt-test", Key="a/b.png", Body=original, ContentType="image/png")
         p, evil = s3.ports, b"replaced"
-        # Volume server: a file id from the master's assign API, then a write without a JWT.
-        with urllib.request.urlopen(f"http://127.0.0.1:{p.master}/dir/assign", timeout=10) as r:  # noqa: ASYNC210
-            assigned = json.load(r)
+        # Master: the admin API answers nobody (the bucket's collection survives a /col/delete).
+        master = f"http://127.0.0.1:{p.master}"
+        for path in ("/dir/assign", "/col/delete?collection=jwt-test", "/vol/grow?collection=jwt-test&count=2",
+                     "/dir/lookup?volumeId=1", "/dir/status", "/vol/vacuum", "/submit"):
+            assert _status(master + path) == 404, path
+            assert _status(master + path, b"", "POST") == 404, path
+        assert _status(master + "/healthz") == 200  # the control: the port answers
+        # Volume server: the stored needle, read and overwritten without a JWT, or with a forged one.
+        fid = _stored_needle(s3.data_dir, "jwt-test", original)
+        needle = f"http://127.0.0.1:{p.volume}/{fid}"
         form, headers = _multipart(evil)
-        assert _status(f"http://{assigned['url']}/{assigned['fid']}", form, "POST", headers) == 401
-        forged = {**headers, "Authorization": "Bearer eyJhbGciOiJIUzI1NiJ9.e30.forged"}
-        assert _status(f"http://{assigned['url']}/{assigned['fid']}", form, "POST", forged) == 401
-        # Filer: writing over the bucket's object, creating a new one, reading one, deleting one.
+        forged = {"Authorization": "Bearer eyJhbGciOiJIUzI1NiJ9.e30.forged"}
+        assert _status(needle) == 401
+        assert _status(needle, headers=forged) == 401
+        assert _status(needle, form, "POST", headers) == 401
+        assert _status(needle, form, "POST", {**headers, **forged}) == 401
+        # The control: the same read with a JWT signed by weed's read key gets the object's bytes.
+        read_key = jwt_env(s3._jwt_key)["WEED_JWT_SIGNING_READ_KEY"]
+        token = pyjwt.encode({"fid": fid, "exp": int(time.time()) + 60}, read_key, algorithm="HS256")
+        signed = urllib.request.Request(needle, headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(signed, timeout=10) as r:  # noqa: ASYNC210
+            assert r.read() == original
+        # Filer: its HTTP API is off too (it demanded gateway-signed JWTs before that).
         filer = f"http://127.0.0.1:{p.filer}/buckets/jwt-test/a"
-        assert _status(f"{filer}/b.png", evil, "PUT") == 401
-        assert _status(f"{filer}/", form, "POST", headers) == 401
-        assert _status(f"{filer}/b.png") == 401
-        assert _status(f"{filer}/b.png", method="DELETE") == 401
+        assert _status(f"{filer}/b.png", evil, "PUT") == 404
+        assert _status(f"{filer}/", form, "POST", headers) == 404
+        assert _status(f"{filer}/b.png") == 404
+        assert _status(f"{filer}/b.png", method="DELETE") == 404
         # S3 keeps working, and nothing above changed the object.
-        assert good.get_object(Bucket="jwt-test", Key="a/b.png")["Body"].read() == b"original"
+        assert good.get_object(Bucket="jwt-test", Key="a/b.png")["Body"].read() == original
         good.copy_object(Bucket="jwt-test", Key="a/c.png", CopySource={"Bucket": "jwt-test", "Key": "a/b.png"})
         good.put_object(Bucket="jwt-test", Key="a/d.png", Body=b"x" * (3 * 1024 * 1024))
         assert sorted(o["Key"] for o in good.list_objects_v2(Bucket="jwt-test")["Contents"]) == [
@@ -130,6 +164,6 @@ async def test_weed_http_apis_refuse_direct_writes_and_reads_while_s3_works(tmp_
         ]
         url = good.generate_presigned_url("get_object", Params={"Bucket": "jwt-test", "Key": "a/c.png"}, ExpiresIn=60)
         with urllib.request.urlopen(url, timeout=10) as r:  # noqa: ASYNC210
-            assert r.read() == b"original"
+            assert r.read() == original
         # The keys reach weed through its environment, never its command line (visible in `ps`).
         assert not any("jwt" in arg.lower() for arg in s3.command())

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 
-from services.kit.media_input import media_input
+from services.kit.media_input import media_input, scrub
 
 __all__ = ["EncodeError", "decode_mp4", "encode_mp4"]
+
+logger = logging.getLogger(__name__)
 
 
 class EncodeError(RuntimeError):
@@ -54,7 +57,10 @@ def encode_mp4(
         raise
     stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if proc.wait() != 0:
-        raise EncodeError(f"ffmpeg failed: {stderr.strip()[-500:]}")
+        # stderr names the output path (and whatever ffmpeg touched): whole in the log, scrubbed in
+        # the error, which becomes the job error the client sees.
+        logger.error("ffmpeg encode to %s failed: %s", path, stderr.strip()[-2000:])
+        raise EncodeError(f"ffmpeg failed: {scrub(stderr, limit=500)}")
 
 
 def decode_mp4(source: Path | str | bytes, width: int, height: int) -> np.ndarray:

@@ -54,13 +54,22 @@ class _Sender:
 
 
 def _failure(task_id: str, exc: BaseException) -> TaskFailed:
+    """What the job error (seen by the client) says. Exception text quotes the worker's paths (temp
+    and model folders), URLs and ffmpeg stderr: the client gets it scrubbed, the worker's log (its
+    stderr, collected with the service's) keeps it whole."""
+    import logging
+
     from services.kit.errors import ServiceError
+    from services.kit.media_input import scrub
 
     if isinstance(exc, TaskCancelled):
         return TaskFailed(task_id, "CANCELLED", "CANCELLED", "cancelled", cancelled=True)
     if isinstance(exc, ServiceError):
-        return TaskFailed(task_id, exc.code.name, exc.reason, exc.message, dict(exc.metadata))
-    return TaskFailed(task_id, "INTERNAL", "INTERNAL", f"{type(exc).__name__}: {exc}"[:500])
+        if exc.code.name == "INTERNAL":
+            logging.getLogger(__name__).error("task %s failed: %s", task_id, exc.message)
+        return TaskFailed(task_id, exc.code.name, exc.reason, scrub(exc.message, limit=500), dict(exc.metadata))
+    logging.getLogger(__name__).error("task %s failed", task_id, exc_info=exc)
+    return TaskFailed(task_id, "INTERNAL", "INTERNAL", scrub(f"{type(exc).__name__}: {exc}", limit=500))
 
 
 def resolve_setup(setup: WorkerSetup) -> WorkerSetup:

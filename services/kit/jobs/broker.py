@@ -1,4 +1,5 @@
-"""In-process fan-out of live job events to watchers.
+"""In-process fan-out of live job events to watchers (events of jobs running on other replicas
+arrive as a ``poke``: the watcher re-reads the stored log, see ``listener``).
 
 One bounded buffer per watcher. Publishing never blocks: when a watcher's buffer is full a
 droppable event (a preview) is dropped; any other event marks the watcher as lagged, and the
@@ -36,6 +37,11 @@ class Subscription:
             self._items.clear()
         else:
             self._items.append(event)
+        self._ready.set()
+
+    def _reread(self) -> None:
+        self.lagged = True
+        self._items.clear()
         self._ready.set()
 
     async def next(self) -> job_pb2.JobEvent | None:
@@ -78,6 +84,13 @@ class Broker:
     def publish(self, job_id: str, event: job_pb2.JobEvent, *, droppable: bool = False) -> None:
         for sub in tuple(self._subs.get(job_id, ())):
             sub._offer(event, droppable)
+
+    def poke(self, job_id: str | None = None) -> None:
+        """New events of ``job_id`` (all jobs: None) were stored elsewhere (another replica): its
+        watchers re-read the log after the last sequence they sent (gap-free, no duplicates)."""
+        subs = self._subs.get(job_id, ()) if job_id is not None else [s for v in self._subs.values() for s in v]
+        for sub in tuple(subs):
+            sub._reread()
 
     def watchers(self, job_id: str) -> int:
         return len(self._subs.get(job_id, ()))

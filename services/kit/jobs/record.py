@@ -46,6 +46,8 @@ class JobRecord:
     progress: job_pb2.Progress
     last_sequence: int
     stage_durations: dict[str, float] = field(default_factory=dict)
+    # The fencing epoch of the job's current (or last) lease; a running job's writes carry it.
+    lease_epoch: int = 0
 
     @classmethod
     def from_row(cls, row: JobRow) -> JobRecord:
@@ -67,6 +69,7 @@ class JobRecord:
             progress=job_pb2.Progress.FromString(row.progress) if row.progress else job_pb2.Progress(),
             last_sequence=row.last_sequence,
             stage_durations=json.loads(row.stage_durations or "{}"),
+            lease_epoch=row.lease_epoch,
         )
 
     @property

@@ -54,32 +54,41 @@ class JobRpc(Generic[J]):
     parameters: type[Message]
     result: type[Message]
 
-    def to_proto(self, record: JobRecord) -> J:
+    def to_proto(self, record: JobRecord, queue_position: int = 0) -> J:
+        """``queue_position`` 0: the one the job's row last announced (Create's answer has it)."""
         return build_job_message(
             self.job, record,
             parameters=self.parameters.FromString(record.parameters),
             result=self.result.FromString(record.result) if record.result else None,
-            queue_position=self.jobs.queue_position(record.id),
+            queue_position=queue_position,
         )
+
+    async def _protos(self, records: list[JobRecord]) -> list[J]:
+        # Positions are counted in the database: the queue is every replica's.
+        positions = await self.jobs.queue_positions(records)
+        return [self.to_proto(r, positions.get(r.id, 0)) for r in records]
 
     async def get(self, request: _ByIdRequest, response: Callable[..., R]) -> R:
         record = await self.jobs.get(current_principal().user_id, self.kind, request.id)
-        return response(job=self.to_proto(record))
+        return response(job=(await self._protos([record]))[0])
 
     async def list(self, request: _ListRequest, response: Callable[..., R]) -> R:
         records, token = await self.jobs.list(
             current_principal().user_id, self.kind, state=request.state,
             page_size_requested=request.page_size, page_token=request.page_token,
         )
-        return response(jobs=[self.to_proto(r) for r in records], next_page_token=token)
+        return response(jobs=await self._protos(records), next_page_token=token)
 
     async def cancel(self, request: _ByIdRequest, response: Callable[..., R]) -> R:
         record = await self.jobs.cancel(current_principal().user_id, self.kind, request.id)
-        return response(job=self.to_proto(record))
+        return response(job=(await self._protos([record]))[0])
 
     async def watch(self, request: _WatchRequest, response: Callable[..., R]) -> AsyncIterator[R]:
         """``response(job=...)`` with the current state first, then ``response(event=...)`` per event
         until the job is terminal."""
         owner = current_principal().user_id
         async for item in self.jobs.watch(owner, self.kind, request.id, after_sequence=request.after_sequence):
-            yield response(job=self.to_proto(item)) if isinstance(item, JobRecord) else response(event=item)
+            if isinstance(item, JobRecord):
+                yield response(job=(await self._protos([item]))[0])
+            else:
+                yield response(event=item)

@@ -1,43 +1,59 @@
-"""JobService: create / get / list / cancel / watch, the priority queue, the scheduler and
-startup recovery — one implementation for every job kind of every service."""
+"""JobService: create / get / list / cancel / watch, the scheduler, leases and recovery — one
+implementation for every job kind of every service, for one replica or N replicas on one database.
+
+The database is the queue: each replica's scheduler claims the next QUEUED job with a lease
+(``JobStore.claim_next``), renews its leases every ``lease_seconds / 3`` and takes over jobs whose
+lease expired (their replica died or froze). Other replicas learn about new jobs, events and
+cancels through PostgreSQL NOTIFY (``listener``), with a ``poll_seconds`` poll as the fallback;
+on SQLite (one replica) the in-process wake-ups are all there is."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
-import time
+import os
+import socket
 import uuid
-from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
 from services.kit import tracing
 from services.kit.db import run_db
 from services.kit.errors import FieldViolation, ServiceError
+from services.kit.jobs import listener as notices
 from services.kit.jobs.broker import Broker
+from services.kit.jobs.listener import Listener, Notice
 from services.kit.jobs.record import JobRecord
 from services.kit.jobs.runtime import Executor, JobCancelled, RetryableJobError, RunningJob
 from services.kit.jobs.states import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, is_terminal
-from services.kit.jobs.store import JobStore, Transition
+from services.kit.jobs.store import Fence, JobStore, Transition
+from services.kit.jobs.writer import EventWriter, now_us
 from services.kit.logs import get_logger
 from services.kit.pagination import PageTokens, page_size
 from viarte.type.v1 import job_pb2
 
-__all__ = ["JobConfig", "JobService"]
+__all__ = ["DATABASE_UNAVAILABLE", "JobConfig", "JobService"]
 
 _log = get_logger("viarte.jobs")
+P = ParamSpec("P")
+T = TypeVar("T")
+
+DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
+# What a database that is down or unreachable raises (SQLite: locked past its busy timeout).
+_DB_DOWN = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
 
 
 @dataclass(frozen=True)
 class JobConfig:
     """The job service's limits; each service fills it from its own config dataclass."""
 
-    # Jobs waiting in the queue (all owners and kinds) before Create answers QUEUE_FULL.
+    # Jobs waiting in the queue (all owners, kinds and replicas) before Create answers QUEUE_FULL.
     max_queued: int = 100
-    # Worker starts per job (crash retries and restarts count) before it fails for good.
+    # Worker starts per job (crash retries, restarts and lease take-overs count) before it fails.
     max_attempts: int = 3
     # RetryInfo delay suggested with QUEUE_FULL.
     queue_full_retry_seconds: float = 5.0
@@ -49,111 +65,39 @@ class JobConfig:
     max_priority: int = 10
     # Queued jobs (the first N) that get an event whenever their queue position changes.
     announce_positions: int = 20
+    # A running job's lease: renewed every third of it; once expired, any replica re-queues the job.
+    lease_seconds: float = 10.0
+    # Fallback poll (queue, watched jobs) for when notifications do not arrive (LISTEN down).
+    poll_seconds: float = 2.0
+    # This replica's name in leases and logs ("inference-1"); "" = <hostname>-<pid>.
+    replica_id: str = ""
 
 
 # Pause before the scheduler retries after a failed dispatch (database error).
 _DISPATCH_RETRY_SECONDS = 0.5
+# Pause before claiming again when every queued row was locked by a short write.
+_SKIPPED_RETRY_SECONDS = 0.005
+# Trace contexts kept for jobs created here (a job run by another replica starts its own trace).
+_MAX_TRACES = 10_000
 
 
-def _now_us() -> int:
-    return time.time_ns() // 1000
+class _DbHealth:
+    """One log line when the database becomes unreachable and one when it is back (not one per
+    request or per loop turn). Never logs the URL: it may carry credentials."""
 
+    def __init__(self, replica_id: str) -> None:
+        self._replica = replica_id
+        self.down = False
 
-class _EventWriter:
-    """Stores and publishes one running job's events in order, in batches, off the worker's path."""
+    def failed(self, what: str, exc: BaseException) -> None:
+        if not self.down:
+            self.down = True
+            _log.error("job_database_unavailable", operation=what, error=type(exc).__name__, replica=self._replica)
 
-    def __init__(self, service: JobService, job_id: str) -> None:
-        self._service = service
-        self._job_id = job_id
-        self._pending: deque[tuple[job_pb2.Progress, bool, int]] = deque()
-        self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._closed = False
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    def put(self, progress: job_pb2.Progress, droppable: bool, time_us: int | None = None) -> None:
-        if self._closed:
-            return
-        if droppable and len(self._pending) >= self._service.config.pending_events_limit:
-            return  # the store is behind: previews are the first thing to give up
-        self._pending.append((progress, droppable, time_us or _now_us()))
-        self._idle.clear()
-        self._wake.set()
-
-    async def flush(self) -> None:
-        await self._idle.wait()
-
-    async def close(self) -> None:
-        await self.flush()
-        self._closed = True
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._pending:
-                batch = list(self._pending)
-                self._pending.clear()
-                try:
-                    events = await run_db(self._service._store.append, self._job_id, [(p, t) for p, _, t in batch])
-                except Exception:  # a DB hiccup loses progress events, never the job
-                    _log.exception("job_events_store_failed", job_id=self._job_id)
-                    events = []
-                for ev, (_, droppable, _) in zip(events, batch, strict=False):
-                    self._service.broker.publish(self._job_id, ev, droppable=droppable)
-            self._idle.set()
-
-
-class _Queue:
-    """Priority queue of QUEUED job ids: higher priority first, then creation order."""
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[int, int, str]] = []
-        # id -> its live heap entry; entries of discarded (or re-pushed) ids are skipped lazily.
-        self._members: dict[str, tuple[int, int, str]] = {}
-
-    def __len__(self) -> int:
-        return len(self._members)
-
-    def push(self, record: JobRecord) -> None:
-        if record.id not in self._members:
-            entry = (-record.priority, record.create_us, record.id)
-            self._members[record.id] = entry
-            heapq.heappush(self._heap, entry)
-
-    def discard(self, job_id: str) -> bool:
-        return self._members.pop(job_id, None) is not None
-
-    def pop(self) -> tuple[int, int, str] | None:
-        """The next entry, (-priority, create_us, job_id), removed from the queue."""
-        while self._heap:
-            entry = heapq.heappop(self._heap)
-            if self._members.get(entry[2]) is entry:
-                del self._members[entry[2]]
-                return entry
-        return None
-
-    def restore(self, entry: tuple[int, int, str]) -> None:
-        """Puts a popped entry back in its place (its dispatch failed)."""
-        if entry[2] not in self._members:
-            self._members[entry[2]] = entry
-            heapq.heappush(self._heap, entry)
-
-    def position(self, job_id: str) -> int:
-        if job_id not in self._members:
-            return 0
-        return next(i for i, jid in enumerate(self.ordered(), 1) if jid == job_id)
-
-    def ordered(self, limit: int | None = None) -> list[str]:
-        return [e[2] for e in sorted(self._members.values())[:limit]]
-
-    def ahead_of_new(self, priority: int) -> int:
-        """How many queued jobs run before a job created now with ``priority``."""
-        return sum(1 for p, _, _ in self._members.values() if -p >= priority)
+    def ok(self) -> None:
+        if self.down:
+            self.down = False
+            _log.info("job_database_recovered", replica=self._replica)
 
 
 class JobService:
@@ -171,58 +115,64 @@ class JobService:
         # Servers pass PageTokens.for_service(config) so tokens survive restarts and replicas.
         self.page_tokens = page_tokens or PageTokens.ephemeral()
         self.config = config or JobConfig()
+        self.replica_id = self.config.replica_id or f"{socket.gethostname()}-{os.getpid()}"
         self.executor = executor
         self.broker = Broker(self.config.watcher_buffer)
-        self._store = JobStore(engine)
-        self._queue = _Queue()
+        self._engine = engine
+        self._store = JobStore(engine, self.replica_id, hold_limit_seconds=self.config.lease_seconds)
+        self._lease_us = int(self.config.lease_seconds * 1e6)
         self._not_found = not_found_reason
         self._running: dict[str, RunningJob] = {}
-        # Ids being created -> finished (cancelled) before create() could queue them.
-        self._creating: dict[str, bool] = {}
+        self._fences: dict[str, Fence] = {}
+        self._lost: set[str] = set()
+        # Jobs whose run returned and whose outcome is being stored: their lease ends by our own
+        # write, so a renewal that no longer finds it RUNNING is not a take-over.
+        self._ending: set[str] = set()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
-        self._positions: dict[str, int] = {}
+        self._renew_now = asyncio.Event()
         self._positions_changed = asyncio.Event()
-        self._announcer: asyncio.Task[None] | None = None
-        self._scheduler: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
+        self._listener: Listener | None = None
+        self._recovered = False
         self._stopping = False
+        self._health = _DbHealth(self.replica_id)
         # Trace context of jobs created by this process (a recovered job starts a new trace).
         self._traces: dict[str, tracing.JobTrace] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
-        await self.recover()
+        try:
+            await self.recover()
+        except _DB_DOWN as exc:  # the lease loop retries it: a replica starts while the DB is down
+            self._health.failed("recover", exc)
         loop = asyncio.get_running_loop()
-        self._scheduler = loop.create_task(self._schedule())
-        self._announcer = loop.create_task(self._announce_positions())
+        if self._store.postgres:
+            self._listener = Listener(self._engine.url, self.replica_id, self._on_notice, self._caught_up,
+                                      keepalive_seconds=self.config.poll_seconds)
+            self._listener.start()
+        self._background = [loop.create_task(self._schedule()), loop.create_task(self._announce_positions()),
+                            loop.create_task(self._keep_leases())]
+        self._wake.set()
 
     async def recover(self) -> None:
-        """Jobs left RUNNING by a dead process go back to the queue (or fail past max_attempts);
-        queued jobs are loaded into the in-memory queue."""
-        for record in await run_db(self._store.in_state, RUNNING):
-            if record.cancel_requested:
-                await self._finish(record.id, CANCELLED, progress=job_pb2.Progress(message="cancelled"))
-            elif record.attempts >= self.config.max_attempts:
-                err = ServiceError.internal(
-                    "WORKER_CRASHED", f"the job was interrupted {record.attempts} times; giving up"
-                ).to_job_error()
-                await self._finish(record.id, FAILED, error=err)
-            else:
-                await self._requeue(record.id, "re-queued after a service restart")
-        for record in await run_db(self._store.in_state, QUEUED):
-            self._queue.push(record)
-            self._positions[record.id] = record.progress.queue_position
-        self._queue_changed()
+        """Takes over the jobs of replicas that are gone: RUNNING with an expired lease, or this
+        replica's own from before a restart (same replica_id); on SQLite (one replica) every
+        RUNNING job. Never a live replica's jobs: their leases are being renewed."""
+        await self._sweep(startup=not self._recovered)
+        self._recovered = True
 
     async def stop(self, grace_seconds: float = 5.0) -> None:
         """Stops scheduling; running jobs get ``grace_seconds`` to finish, then go back to QUEUED
-        (the next start runs them again)."""
+        (another replica, or the next start, runs them again)."""
         self._stopping = True
-        for background in (self._scheduler, self._announcer):
-            if background is not None:
-                background.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await background
+        for background in self._background:
+            background.cancel()
+        for background in self._background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await background
+        if self._listener is not None:
+            await self._listener.stop()
         tasks = list(self._tasks.values())
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
@@ -230,65 +180,78 @@ class JobService:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
+    async def _db(self, what: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """A client operation's database call: a database that is down answers UNAVAILABLE
+        (never INTERNAL, never the URL), logged once per outage."""
+        try:
+            out = await run_db(fn, *args, **kwargs)
+        except _DB_DOWN as exc:
+            self._health.failed(what, exc)
+            raise ServiceError.unavailable(
+                DATABASE_UNAVAILABLE, "the job database is unavailable; retry shortly", retry_after=1.0
+            ) from None
+        self._health.ok()
+        return out
+
     # -- client operations ----------------------------------------------------------------------
     async def create(
         self, owner: str, kind: str, parameters: bytes, *, request_id: str = "", priority: int = 0
     ) -> JobRecord:
-        """Queues a job; the same (owner, kind, request_id) returns the existing job."""
+        """Queues a job; the same (owner, kind, request_id) returns the existing job, also when two
+        replicas receive it at once (the unique index picks one)."""
         if not 0 <= priority <= self.config.max_priority:
             raise ServiceError.invalid_argument(
                 "INVALID_PARAMETERS", f"priority must be within 0..{self.config.max_priority}",
                 violations=(FieldViolation("priority", f"must be within 0..{self.config.max_priority}"),),
             )
         if request_id:
-            existing = await run_db(self._store.find, owner, kind, request_id)
+            existing = await self._db("find", self._store.find, owner, kind, request_id)
             if existing is not None:
                 return existing
-        if len(self._queue) >= self.config.max_queued:
+        # Counted in the database (every replica's queue): a cap, not a reservation; concurrent
+        # creates on several replicas may pass it together by a few jobs.
+        queued, ahead = await self._db("create", self._store.queue_counts, priority)
+        if queued >= self.config.max_queued:
             raise ServiceError.resource_exhausted(
-                "QUEUE_FULL", f"the queue holds {len(self._queue)} jobs; retry later",
+                "QUEUE_FULL", f"the queue holds {queued} jobs; retry later",
                 retry_after=self.config.queue_full_retry_seconds,
                 metadata={"max_queued": str(self.config.max_queued)},
             )
-        position = self._queue.ahead_of_new(priority) + 1
-        progress = job_pb2.Progress(stage=job_pb2.STAGE_QUEUED, queue_position=position)
-        # The job is visible (List, find by request id) from its commit on, before this coroutine
-        # resumes: a cancel may finish it in between. Knowing the id up front lets _finish mark it,
-        # so a job that already ended is never pushed into the queue.
-        job_id = str(uuid.uuid4())
-        self._creating[job_id] = False
-        try:
-            transition, record = await run_db(
-                self._store.create, owner=owner, kind=kind, request_id=request_id, parameters=parameters,
-                priority=priority, now_us=_now_us(), progress=progress, job_id=job_id,
-            )
-        finally:
-            finished_meanwhile = self._creating.pop(job_id)
+        progress = job_pb2.Progress(stage=job_pb2.STAGE_QUEUED, queue_position=ahead + 1)
+        transition, record = await self._db(
+            "create", self._store.create, owner=owner, kind=kind, request_id=request_id, parameters=parameters,
+            priority=priority, now_us=now_us(), progress=progress, job_id=str(uuid.uuid4()),
+        )
         if transition is not None:
-            self._traces[record.id] = tracing.JobTrace(record.id, kind)
+            self._keep_trace(record.id, tracing.JobTrace(record.id, kind))
             self.broker.publish(record.id, transition.event)
-            if not finished_meanwhile:
-                self._queue.push(record)
-                self._positions[record.id] = position
-                self._queue_changed()
+            self._wake.set()
+            self._positions_changed.set()
         return record
 
     async def find(self, owner: str, kind: str, request_id: str) -> JobRecord | None:
         """The owner's job created with ``request_id``, if any (idempotency checks before validation)."""
-        return await run_db(self._store.find, owner, kind, request_id) if request_id else None
+        return await self._db("find", self._store.find, owner, kind, request_id) if request_id else None
 
     async def get(self, owner: str | None, kind: str | Sequence[str], job_id: str) -> JobRecord:
         """The job, or NOT_FOUND when it does not exist, is another owner's or another kind's.
         ``owner=None`` skips the owner check (service principals, admins)."""
-        record = await run_db(self._store.get, job_id) if _looks_like_id(job_id) else None
+        record = await self._db("get", self._store.get, job_id) if _looks_like_id(job_id) else None
         kinds = (kind,) if isinstance(kind, str) else tuple(kind)
         if record is None or record.kind not in kinds or (owner is not None and record.owner != owner):
             raise ServiceError.not_found(self._not_found, "job not found", metadata={"job_id": job_id})
         return record
 
-    def queue_position(self, job_id: str) -> int:
-        """1 = next to run; 0 = not queued."""
-        return self._queue.position(job_id)
+    async def queue_positions(self, records: Sequence[JobRecord]) -> dict[str, int]:
+        """{job id: position} of the QUEUED ones among ``records`` (1 = next to run on any replica);
+        jobs that are not queued (any more) are absent."""
+        queued = [(r.id, r.priority, r.create_us) for r in records if r.state == QUEUED]
+        return await self._db("positions", self._store.positions, queued) if queued else {}
+
+    async def queue_position(self, job_id: str) -> int:
+        """1 = next to run; 0 = not queued (or no such job)."""
+        record = await self._db("get", self._store.get, job_id)
+        return (await self.queue_positions([record])).get(job_id, 0) if record else 0
 
     async def list(
         self, owner: str, kind: str | Sequence[str], *, state: int = 0, page_size_requested: int = 0,
@@ -300,7 +263,7 @@ class JobService:
         cursor = self.page_tokens.decode(page_token, filters, {"t": int, "id": str})
         limit = page_size(page_size_requested)
         before = (cursor["t"], cursor["id"]) if cursor else None
-        records = await run_db(self._store.page, owner, kinds, state=state, limit=limit + 1, before=before)
+        records = await self._db("list", self._store.page, owner, kinds, state=state, limit=limit + 1, before=before)
         token = ""
         if len(records) > limit:
             records = records[:limit]
@@ -309,17 +272,21 @@ class JobService:
         return records, token
 
     async def cancel(self, owner: str | None, kind: str | Sequence[str], job_id: str) -> JobRecord:
-        """A queued job is cancelled at once; a running one is flagged and stops at its next step.
-        A finished job is returned unchanged."""
+        """A queued job is cancelled at once; a running one is flagged and stops at its next step,
+        on whichever replica runs it (notified; its lease renewal reads the flag too). A finished
+        job is returned unchanged."""
         record = await self.get(owner, kind, job_id)
         if record.state == QUEUED:
-            done = await self._finish(job_id, CANCELLED, expect=frozenset({QUEUED}),
-                                      progress=job_pb2.Progress(message="cancelled while queued"))
+            done = await self._db("cancel", self._store.transition, job_id, CANCELLED, now_us=now_us(),
+                                  expect=frozenset({QUEUED}),
+                                  progress=job_pb2.Progress(message="cancelled while queued"))
             if done is not None:
+                self._finished(done)
+                self._positions_changed.set()
                 return done.record
-            record = await self.get(owner, kind, job_id)  # the scheduler started it meanwhile
+            record = await self.get(owner, kind, job_id)  # a scheduler started it meanwhile
         if record.state == RUNNING:
-            flagged = await run_db(self._store.request_cancel, job_id, _now_us())
+            flagged = await self._db("cancel", self._store.request_cancel, job_id, now_us())
             running = self._running.get(job_id)
             if running is not None:
                 running._request_cancel()
@@ -330,21 +297,26 @@ class JobService:
         self, owner: str | None, kind: str | Sequence[str], job_id: str, after_sequence: int = 0
     ) -> AsyncIterator[JobRecord | job_pb2.JobEvent]:
         """Yields the job's current record first, then every event with a sequence above
-        ``after_sequence`` (stored ones, then live ones) until the job is terminal."""
+        ``after_sequence`` (stored ones, then live ones) until the job is terminal, whichever
+        replica runs it: events written elsewhere are re-read from the log when a notification
+        (or, without one, the ``poll_seconds`` poll) says there are new ones."""
         await self.get(owner, kind, job_id)
         with self.broker.subscribe(job_id) as sub:  # subscribe before reading: no gap
             record = await self.get(owner, kind, job_id)
             yield record
             last = max(after_sequence, 0)
-            for stored in await run_db(self._store.events, job_id, last, record.last_sequence):
+            for stored in await self._db("watch", self._store.events, job_id, last, record.last_sequence):
                 yield stored
                 last = stored.sequence
             if record.terminal:
                 return
             while True:
-                ev = await sub.next()
-                if ev is None:  # lagged: catch up from the log
-                    replay = await run_db(self._store.events, job_id, last)
+                try:
+                    ev = await asyncio.wait_for(sub.next(), self._watch_poll())
+                except TimeoutError:
+                    ev = None
+                if ev is None:  # lagged, poked or polling: catch up from the log
+                    replay = await self._db("watch", self._store.events, job_id, last)
                     for caught_up in replay:
                         yield caught_up
                         last = caught_up.sequence
@@ -358,139 +330,236 @@ class JobService:
                 if is_terminal(ev.state):
                     return
 
-    # -- scheduling -----------------------------------------------------------------------------
-    def _queue_changed(self) -> None:
+    # -- notifications from other replicas --------------------------------------------------------
+    def _watch_poll(self) -> float | None:
+        """How long a watcher waits for news before re-reading the log: forever while notices
+        arrive (or on SQLite: one process, every event is local), ``poll_seconds`` while LISTEN is down."""
+        if self._listener is None or self._listener.connected.is_set():
+            return None
+        return self.config.poll_seconds
+
+    def _on_notice(self, notice: Notice) -> None:
+        if notice.kind == notices.CANCEL:
+            running = self._running.get(notice.job_id)
+            if running is not None:
+                running._request_cancel()
+            return
+        self.broker.poke(notice.job_id)
+        if notice.kind == notices.QUEUED:
+            self._wake.set()
+
+    def _caught_up(self) -> None:
+        """The listener (re)connected or dropped: what was sent meanwhile is lost, so look at everything."""
         self._wake.set()
-        self._positions_changed.set()
+        self._renew_now.set()  # reads pending cancel flags of the jobs running here
+        self.broker.poke()
+
+    # -- scheduling -----------------------------------------------------------------------------
+    def _keep_trace(self, job_id: str, trace: tracing.JobTrace) -> None:
+        self._traces[job_id] = trace
+        while len(self._traces) > _MAX_TRACES:  # jobs that another replica ran: forget the oldest
+            self._traces.pop(next(iter(self._traces))).dispatched()
 
     async def _announce_positions(self) -> None:
         """Queued jobs whose position moved (one started, was cancelled, or a higher priority job
-        arrived) get a QUEUED event with the new position, so watchers see the queue move."""
+        arrived) get a QUEUED event with the new position, so watchers see the queue move. The
+        replica that changed the queue announces; ``JobStore.announce`` counts the position under
+        the job's row lock and never repeats one that another replica announced already."""
         while True:
             await self._positions_changed.wait()
             self._positions_changed.clear()
             await asyncio.sleep(0)  # coalesce a burst of queue changes
-            ordered = self._queue.ordered(self.config.announce_positions)
-            for gone in set(self._positions) - set(ordered):
-                del self._positions[gone]
-            for position, job_id in enumerate(ordered, 1):
-                if self._positions.get(job_id) == position:
-                    continue
-                self._positions[job_id] = position
-                progress = job_pb2.Progress(stage=job_pb2.STAGE_QUEUED, queue_position=position)
-                try:
-                    events = await run_db(self._store.append, job_id, [(progress, _now_us())], QUEUED)
-                except Exception:
-                    _log.exception("queue_position_event_failed", job_id=job_id)
-                    continue
-                for ev in events:
-                    self.broker.publish(job_id, ev)
+            try:
+                head = await run_db(self._store.queue_head, self.config.announce_positions)
+                for position, (job_id, announced) in enumerate(head, 1):
+                    if announced == position:
+                        continue
+                    for ev in await run_db(self._store.announce, job_id, now_us()):
+                        self.broker.publish(job_id, ev)
+            except _DB_DOWN as exc:
+                self._health.failed("announce", exc)
+            except Exception:
+                _log.exception("queue_position_event_failed")
 
     async def _schedule(self) -> None:
         while not self._stopping:
-            await self._wake.wait()
+            with contextlib.suppress(TimeoutError):  # the poll: a missed notification costs one period
+                await asyncio.wait_for(self._wake.wait(), self.config.poll_seconds)
             self._wake.clear()
-            while len(self._tasks) < self.executor.slots:
-                entry = self._queue.pop()
-                if entry is None:
-                    break
-                job_id = entry[2]
+            while len(self._tasks) < self.executor.slots and not self._stopping:
                 try:
-                    started = await run_db(
-                        self._store.transition, job_id, RUNNING, now_us=_now_us(), expect=frozenset({QUEUED}),
-                        progress=job_pb2.Progress(message="starting"), count_attempt=True,
-                    )
-                except Exception:
-                    # Nothing was stored (one transaction): the job is still QUEUED in the database,
-                    # so it goes back into the queue and the scheduler lives on to retry it.
-                    _log.exception("job_dispatch_failed", job_id=job_id)
-                    self._queue.restore(entry)
+                    started, skipped = await run_db(self._store.claim_next, self.replica_id, self._lease_us, now_us())
+                except Exception as exc:
+                    # Nothing was stored (one transaction): the job is still QUEUED in the database
+                    # and the scheduler lives on to retry it.
+                    if isinstance(exc, _DB_DOWN):
+                        self._health.failed("dispatch", exc)
+                    else:
+                        _log.exception("job_dispatch_failed")
                     await asyncio.sleep(_DISPATCH_RETRY_SECONDS)  # don't hammer a failing database
                     self._wake.set()
                     break
-                self._positions_changed.set()
+                self._health.ok()
                 if started is None:
-                    continue  # cancelled while queued
-                self.broker.publish(job_id, started.event)
-                self._tasks[job_id] = asyncio.get_running_loop().create_task(self._run(started.record))
+                    if skipped:  # queued rows locked by a write right now (an announcement, a cancel)
+                        await asyncio.sleep(_SKIPPED_RETRY_SECONDS)
+                        self._wake.set()
+                    break
+                self._positions_changed.set()
+                record = started.record
+                self.broker.publish(record.id, started.event)
+                self._fences[record.id] = Fence(self.replica_id, record.lease_epoch)
+                self._tasks[record.id] = asyncio.get_running_loop().create_task(self._run(record))
 
+    # -- running a job --------------------------------------------------------------------------
     async def _run(self, record: JobRecord) -> None:
         # This task is the job's own: the run span stays current for everything the executor does.
         span = (self._traces.pop(record.id, None) or tracing.JobTrace(record.id, record.kind)).run(record.attempts)
-        writer = _EventWriter(self, record.id)
+        fence = self._fences[record.id]
+        writer = EventWriter(self, record.id, fence, self.config.pending_events_limit, self._lease_lost)
         job = RunningJob(record, writer.put)
         job._flush = writer.flush
         self._running[record.id] = job
         if record.cancel_requested:
             job._request_cancel()
+
+        async def outcome(state: int, *, progress: job_pb2.Progress | None = None,
+                          error: job_pb2.JobError | None = None, result: bytes | None = None) -> None:
+            self._ending.add(record.id)
+            await writer.close()
+            await self._outcome(record.id, fence, state, progress=progress, error=error, result=result)
+
         try:
             result = await self.executor.execute(job)
-            await writer.close()
-            await self._finish(record.id, SUCCEEDED, result=result,
-                               progress=job_pb2.Progress(fraction=1.0, message="done"))
+            await outcome(SUCCEEDED, result=result, progress=job_pb2.Progress(fraction=1.0, message="done"))
         except JobCancelled:
-            await writer.close()
-            await self._finish(record.id, CANCELLED, progress=job_pb2.Progress(message="cancelled"))
+            await outcome(CANCELLED, progress=job_pb2.Progress(message="cancelled"))
         except RetryableJobError as exc:
-            await writer.close()
             if job.cancelled:
                 # The owner cancelled while the attempt was failing: honour the cancel, don't retry.
-                await self._finish(record.id, CANCELLED, progress=job_pb2.Progress(message="cancelled"))
+                await outcome(CANCELLED, progress=job_pb2.Progress(message="cancelled"))
             elif record.attempts < self.config.max_attempts and not self._stopping:
-                await self._requeue(record.id, f"retrying after: {exc.error.message}")
+                await outcome(QUEUED, progress=job_pb2.Progress(
+                    stage=job_pb2.STAGE_QUEUED, message=f"retrying after: {exc.error.message}"))
             else:
-                await self._finish(record.id, FAILED, error=exc.error.to_job_error())
+                await outcome(FAILED, error=exc.error.to_job_error())
         except ServiceError as exc:
-            await writer.close()
-            await self._finish(record.id, FAILED, error=exc.to_job_error())
+            await outcome(FAILED, error=exc.to_job_error())
         except asyncio.CancelledError:
-            # Service shutdown: leave the job for the next start.
+            if record.id in self._lost:
+                return  # another replica owns the job now: nothing more is written from here
+            # Service shutdown: back to the queue, for another replica or the next start.
+            self._ending.add(record.id)
             with contextlib.suppress(Exception):
                 await writer.close()
-                await self._requeue(record.id, "re-queued at service shutdown", push=False)
+                await run_db(self._store.transition, record.id, QUEUED, now_us=now_us(), fence=fence,
+                             expect=frozenset({RUNNING}), progress=job_pb2.Progress(
+                                 stage=job_pb2.STAGE_QUEUED, message="re-queued at service shutdown"))
             raise
         except Exception:
             _log.exception("job_crashed", job_id=record.id, kind=record.kind)
-            await writer.close()
-            await self._finish(record.id, FAILED, error=ServiceError.internal().to_job_error())
+            await outcome(FAILED, error=ServiceError.internal().to_job_error())
         finally:
             span.end()
             self._running.pop(record.id, None)
+            self._fences.pop(record.id, None)
+            self._lost.discard(record.id)
+            self._ending.discard(record.id)
             self._tasks.pop(record.id, None)
             self._wake.set()
 
-    async def _requeue(self, job_id: str, message: str, *, push: bool = True) -> None:
-        moved = await run_db(
-            self._store.transition, job_id, QUEUED, now_us=_now_us(), expect=frozenset({RUNNING}),
-            progress=job_pb2.Progress(stage=job_pb2.STAGE_QUEUED, message=message),
-        )
-        if moved is not None:
-            self.broker.publish(job_id, moved.event)
-            if push:
-                self._queue.push(moved.record)
-                self._queue_changed()
+    async def _outcome(self, job_id: str, fence: Fence, state: int, *, progress: job_pb2.Progress | None,
+                       error: job_pb2.JobError | None, result: bytes | None) -> None:
+        """Stores a run's outcome under its lease; a database outage is waited out (the job keeps
+        its lease meanwhile) unless the lease is lost or the service stops."""
+        delay = 0.2
+        while True:
+            try:
+                done = await run_db(self._store.transition, job_id, state, now_us=now_us(), expect=frozenset({RUNNING}),
+                                    fence=fence, progress=progress, error=error, result=result)
+                break
+            except _DB_DOWN as exc:
+                self._health.failed("finish", exc)
+                if job_id in self._lost or self._stopping:
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self._health.ok()
+        if done is None:
+            _log.warning("job_outcome_fenced", job_id=job_id, replica=self.replica_id,
+                         detail="the lease was taken over; the other replica's outcome stands")
+            return
+        self._finished(done)
+        if state == QUEUED:
+            self._wake.set()
+            self._positions_changed.set()
 
-    async def _finish(
-        self, job_id: str, state: int, *, expect: frozenset[int] | None = None,
-        progress: job_pb2.Progress | None = None, error: job_pb2.JobError | None = None,
-        result: bytes | None = None,
-    ) -> Transition | None:
-        done = await run_db(
-            self._store.transition, job_id, state, now_us=_now_us(),
-            expect=expect or frozenset({QUEUED, RUNNING}), progress=progress, error=error, result=result,
-        )
-        if done is not None:
-            if job_id in self._creating:
-                self._creating[job_id] = True  # create() must not queue it
-            queued = self._traces.pop(job_id, None)
-            if queued is not None:
-                queued.dispatched()  # cancelled while queued
-            if self._queue.discard(job_id):
-                self._positions_changed.set()
-            self.broker.publish(job_id, done.event)
-        return done
+    def _finished(self, done: Transition) -> None:
+        queued = self._traces.pop(done.record.id, None)
+        if queued is not None:
+            queued.dispatched()  # cancelled while queued
+        self.broker.publish(done.record.id, done.event)
+
+    def _lease_lost(self, job_id: str) -> None:
+        """Another replica took the job over (this one froze or lost the database for longer than
+        the lease): stop the work at once; the fence already refuses its writes."""
+        if job_id in self._lost or job_id in self._ending or job_id not in self._tasks:
+            return  # the fence still refuses whatever an ending job would write
+        self._lost.add(job_id)
+        _log.warning("job_lease_lost", job_id=job_id, replica=self.replica_id)
+        running = self._running.get(job_id)
+        if running is not None:
+            running._request_cancel()  # on_cancel callbacks: kill a subprocess, free a worker
+        self._tasks[job_id].cancel()
+
+    # -- leases ---------------------------------------------------------------------------------
+    async def _keep_leases(self) -> None:
+        """Every lease_seconds / 3: renew this replica's leases (and pick up cancel flags: the
+        fallback for a lost notification), then take over expired leases of other replicas."""
+        period = self.config.lease_seconds / 3
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._renew_now.wait(), period)
+            self._renew_now.clear()
+            try:
+                fences = dict(self._fences)
+                if fences:
+                    lost, cancelled = await run_db(self._store.renew, self.replica_id,
+                                                   {j: f.epoch for j, f in fences.items()}, self._lease_us)
+                    for job_id in lost:
+                        if self._fences.get(job_id) == fences[job_id]:  # not a job that just ended
+                            self._lease_lost(job_id)
+                    for job_id in cancelled:
+                        running = self._running.get(job_id)
+                        if running is not None:
+                            running._request_cancel()
+                await self.recover()
+                self._health.ok()
+            except _DB_DOWN as exc:
+                self._health.failed("lease", exc)
+            except Exception:
+                _log.exception("job_lease_loop_failed")
+
+    async def _sweep(self, *, startup: bool) -> None:
+        postgres = self._store.postgres
+        candidates = await run_db(self._store.expired, also_owner=self.replica_id if startup and postgres else None,
+                                  every_running=startup and not postgres)
+        for job_id in candidates:
+            if job_id in self._tasks:
+                continue  # running here: renewed, never taken over by its own replica
+            moved = await run_db(
+                self._store.take_over, job_id, max_attempts=self.config.max_attempts, now_us=now_us(),
+                also_owner=self.replica_id if startup and postgres else None,
+                every_running=startup and not postgres,
+                **({"message": "re-queued after a service restart"} if startup else {}),
+            )
+            if moved is not None:
+                _log.info("job_taken_over", job_id=job_id, state=moved.record.state, replica=self.replica_id)
+                self._finished(moved)
+                if moved.record.state == QUEUED:
+                    self._wake.set()
+                    self._positions_changed.set()
 
 
 def _looks_like_id(job_id: str) -> bool:
     return 0 < len(job_id) <= 36
-

@@ -1,6 +1,6 @@
 """The job tables, created in the owning service's database by its own Alembic migration.
 
-A service's migration calls :func:`create_job_tables` (and :func:`drop_job_tables` on downgrade);
+A service's migrations call :func:`create_job_tables` then :func:`add_job_leases` (and the drops on downgrade);
 its ``env.py`` imports this module so the tables are on ``SQLModel.metadata``.
 """
 
@@ -11,7 +11,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-__all__ = ["JobEventRow", "JobRow", "create_job_tables", "drop_job_tables"]
+__all__ = [
+    "JobEventRow",
+    "JobRow",
+    "add_job_leases",
+    "create_job_tables",
+    "drop_job_leases",
+    "drop_job_tables",
+]
 
 
 class JobRow(SQLModel, table=True):
@@ -20,6 +27,7 @@ class JobRow(SQLModel, table=True):
         sa.UniqueConstraint("owner", "kind", "request_id", name="uq_job_owner_kind_request"),
         sa.Index("ix_job_owner_kind_create", "owner", "kind", "create_us"),
         sa.Index("ix_job_state", "state"),
+        sa.Index("ix_job_queue", "state", "priority", "create_us"),
     )
 
     id: str = Field(primary_key=True, max_length=36)
@@ -45,6 +53,11 @@ class JobRow(SQLModel, table=True):
     last_sequence: int = 0
     # {"stage name": seconds}, JSON.
     stage_durations: str = Field(default="{}", sa_column=sa.Column(sa.Text, nullable=False, server_default="{}"))
+    # The replica running the job (RUNNING only) and until when (database clock, µs) unless renewed.
+    lease_owner: str | None = Field(default=None, max_length=128)
+    lease_expires_us: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
+    # Fencing token: +1 per claim and per take-over; a running job's writes name the epoch they hold.
+    lease_epoch: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0"))
 
 
 class JobEventRow(SQLModel, table=True):
@@ -93,6 +106,23 @@ def create_job_tables(op: Any) -> None:
         sa.Column("payload", sa.LargeBinary, nullable=False),
         sa.Column("time_us", sa.BigInteger, nullable=False),
     )
+
+
+def add_job_leases(op: Any) -> None:
+    """Call from the migration after ``create_job_tables`` (leases for N replicas, issue 14):
+    the lease columns and the index the claim query walks (QUEUED by priority, then age)."""
+    op.add_column("job", sa.Column("lease_owner", sa.String(128), nullable=True))
+    op.add_column("job", sa.Column("lease_expires_us", sa.BigInteger, nullable=True))
+    op.add_column("job", sa.Column("lease_epoch", sa.Integer, nullable=False, server_default="0"))
+    op.create_index("ix_job_queue", "job", ["state", "priority", "create_us"])
+
+
+def drop_job_leases(op: Any) -> None:
+    op.drop_index("ix_job_queue", table_name="job")
+    with op.batch_alter_table("job") as batch:  # SQLite rebuilds the table; PostgreSQL drops columns
+        batch.drop_column("lease_epoch")
+        batch.drop_column("lease_expires_us")
+        batch.drop_column("lease_owner")
 
 
 def drop_job_tables(op: Any) -> None:

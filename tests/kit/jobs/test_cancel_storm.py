@@ -72,7 +72,7 @@ async def _early_pair(svc: JobService, i: int) -> tuple[str, JobRecord]:
     cancelled = await svc.cancel("alice", "demo", found.id)
     assert (await creating).id == found.id
     if cancelled.state == CANCELLED:  # cancelled while queued, maybe before Create queued it: not queued
-        assert svc.queue_position(found.id) == 0
+        assert await svc.queue_position(found.id) == 0
     return found.id, cancelled
 
 
@@ -114,7 +114,7 @@ async def _storm(engine_url: str, migrate: Callable[[str], None], pairs: int, ea
         ids = [jid for jid, _ in answered]
         # Generous for a loaded 2-core machine: the slowest store here finishes well within a few s.
         records = await _settled(svc, ids, deadline_s=60)
-        assert all(svc.queue_position(jid) == 0 for jid in ids)
+        assert [await svc.queue_position(jid) for jid in ids] == [0] * len(ids)
         for jid, rec in records.items():
             events = await asyncio.to_thread(svc._store.events, jid, 0)
             assert [e.sequence for e in events] == list(range(1, rec.last_sequence + 1)), jid
@@ -179,7 +179,8 @@ async def test_cancel_before_create_returns_leaves_nothing_queued(
         cancelled = await svc.cancel("alice", "demo", found.id)
         proceed.set()
         assert (await creating).id == found.id and cancelled.state == CANCELLED
-        assert svc.queue_position(found.id) == 0 and len(svc._queue) == 0
+        assert await svc.queue_position(found.id) == 0
+        assert (await asyncio.to_thread(svc._store.queue_counts, 0))[0] == 0  # nothing queued
         assert (await svc.get("alice", "demo", found.id)).state == CANCELLED
     finally:
         proceed.set()
@@ -192,21 +193,21 @@ async def test_a_failed_dispatch_loses_no_job(tmp_path: Path, monkeypatch: pytes
     drop the job it had taken off the queue: the job still runs, and so do the ones after it."""
     svc, release = await _held_service(tmp_path)
     try:
-        real_transition = svc._store.transition
+        real_claim = svc._store.claim_next
         failures: list[str] = []
 
-        def flaky_transition(job_id: str, new_state: int, **kwargs: Any) -> Any:
-            if new_state == RUNNING and not failures:
-                failures.append(job_id)
+        def flaky_claim(*args: Any) -> Any:
+            if not failures:
+                failures.append("claim")
                 raise OperationalError("UPDATE job ...", {}, Exception("database is locked"))
-            return real_transition(job_id, new_state, **kwargs)
+            return real_claim(*args)
 
-        monkeypatch.setattr(svc._store, "transition", flaky_transition)
         first = await svc.create("alice", "demo", b"first")
         second = await svc.create("alice", "demo", b"second")
+        monkeypatch.setattr(svc._store, "claim_next", flaky_claim)
         release.set()
         records = await _settled(svc, [first.id, second.id], deadline_s=60)
-        assert failures == [first.id]
+        assert failures == ["claim"]
         assert [records[j].state for j in (first.id, second.id)] == [job_pb2.JOB_STATE_SUCCEEDED] * 2
         assert records[first.id].attempts == 1  # the failed start stored nothing
     finally:

@@ -136,7 +136,7 @@ async def test_cancel_queued_and_running_and_priorities(tmp_path: Path) -> None:
         low = await svc.create("alice", "demo", b"low", priority=0)
         high = await svc.create("alice", "demo", b"high", priority=5)
         doomed = await svc.create("alice", "demo", b"doomed", priority=9)
-        assert svc.queue_position(doomed.id) == 1 and svc.queue_position(high.id) == 2
+        assert await svc.queue_position(doomed.id) == 1 and await svc.queue_position(high.id) == 2
         assert (low.progress.queue_position, high.progress.queue_position, doomed.progress.queue_position) == (1, 1, 1)
         cancelled = await svc.cancel("alice", "demo", doomed.id)
         assert cancelled.state == CANCELLED

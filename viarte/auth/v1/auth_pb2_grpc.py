@@ -47,7 +47,10 @@ class AuthServiceStub:
     assets:read     StorageService GetAsset, ListAssets, DownloadAsset, GetDownloadUrl
     assets:write    StorageService CreateUpload, CompleteUpload, UploadAsset, DeleteAsset
     jobs:read       Get/List/Watch of generation, face swap, render and upscale jobs
-    jobs:write      Create/Cancel of those jobs (results are stored as new assets), RenderFrame
+    jobs:write      Create/Cancel of those jobs, RenderFrame
+    An RPC also needs the asset scopes of what it does with the owner's assets: creating a job reads
+    the assets it names and stores its result, so Create*Job needs jobs:write + assets:read +
+    assets:write; RenderFrame reads the timeline's assets: jobs:write + assets:read.
     projects:read   ProjectService GetProject, ListProjects
     projects:write  ProjectService CreateProject, UpdateProject, DeleteProject
     assistant       AssistantService EnhancePrompt, Chat, GetAssistantStatus
@@ -140,7 +143,10 @@ class AuthServiceServicer:
     assets:read     StorageService GetAsset, ListAssets, DownloadAsset, GetDownloadUrl
     assets:write    StorageService CreateUpload, CompleteUpload, UploadAsset, DeleteAsset
     jobs:read       Get/List/Watch of generation, face swap, render and upscale jobs
-    jobs:write      Create/Cancel of those jobs (results are stored as new assets), RenderFrame
+    jobs:write      Create/Cancel of those jobs, RenderFrame
+    An RPC also needs the asset scopes of what it does with the owner's assets: creating a job reads
+    the assets it names and stores its result, so Create*Job needs jobs:write + assets:read +
+    assets:write; RenderFrame reads the timeline's assets: jobs:write + assets:read.
     projects:read   ProjectService GetProject, ListProjects
     projects:write  ProjectService CreateProject, UpdateProject, DeleteProject
     assistant       AssistantService EnhancePrompt, Chat, GetAssistantStatus
@@ -327,7 +333,10 @@ class AuthService:
     assets:read     StorageService GetAsset, ListAssets, DownloadAsset, GetDownloadUrl
     assets:write    StorageService CreateUpload, CompleteUpload, UploadAsset, DeleteAsset
     jobs:read       Get/List/Watch of generation, face swap, render and upscale jobs
-    jobs:write      Create/Cancel of those jobs (results are stored as new assets), RenderFrame
+    jobs:write      Create/Cancel of those jobs, RenderFrame
+    An RPC also needs the asset scopes of what it does with the owner's assets: creating a job reads
+    the assets it names and stores its result, so Create*Job needs jobs:write + assets:read +
+    assets:write; RenderFrame reads the timeline's assets: jobs:write + assets:read.
     projects:read   ProjectService GetProject, ListProjects
     projects:write  ProjectService CreateProject, UpdateProject, DeleteProject
     assistant       AssistantService EnhancePrompt, Chat, GetAssistantStatus

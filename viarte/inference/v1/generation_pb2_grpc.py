@@ -32,8 +32,9 @@ class GenerationServiceStub:
     INVALID_PARAMETERS (with BadRequest field violations), IMAGE_REQUIRED, ASSET_NOT_FOUND,
     JOB_NOT_FOUND, QUEUE_FULL (with RetryInfo), OUT_OF_MEMORY, WORKER_CRASHED, DECODE_FAILED,
     NO_FACE_IN_SOURCE, STORAGE_UNAVAILABLE, INVALID_PAGE_TOKEN, UNAUTHENTICATED.
-    API keys need scope "jobs:write" to create and cancel, "jobs:read" to get, list and watch; ListModels
-    needs none (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).
+    API keys need scope "jobs:write" to cancel, "jobs:write", "assets:read" and "assets:write" to create
+    (a job reads the assets it names and stores its result), "jobs:read" to get, list and watch;
+    ListModels needs none (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).
     """
 
     def __init__(self, channel):
@@ -81,8 +82,9 @@ class GenerationServiceServicer:
     INVALID_PARAMETERS (with BadRequest field violations), IMAGE_REQUIRED, ASSET_NOT_FOUND,
     JOB_NOT_FOUND, QUEUE_FULL (with RetryInfo), OUT_OF_MEMORY, WORKER_CRASHED, DECODE_FAILED,
     NO_FACE_IN_SOURCE, STORAGE_UNAVAILABLE, INVALID_PAGE_TOKEN, UNAUTHENTICATED.
-    API keys need scope "jobs:write" to create and cancel, "jobs:read" to get, list and watch; ListModels
-    needs none (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).
+    API keys need scope "jobs:write" to cancel, "jobs:write", "assets:read" and "assets:write" to create
+    (a job reads the assets it names and stores its result), "jobs:read" to get, list and watch;
+    ListModels needs none (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).
     """
 
     def ListModels(self, request, context):
@@ -186,8 +188,9 @@ class GenerationService:
     INVALID_PARAMETERS (with BadRequest field violations), IMAGE_REQUIRED, ASSET_NOT_FOUND,
     JOB_NOT_FOUND, QUEUE_FULL (with RetryInfo), OUT_OF_MEMORY, WORKER_CRASHED, DECODE_FAILED,
     NO_FACE_IN_SOURCE, STORAGE_UNAVAILABLE, INVALID_PAGE_TOKEN, UNAUTHENTICATED.
-    API keys need scope "jobs:write" to create and cancel, "jobs:read" to get, list and watch; ListModels
-    needs none (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).
+    API keys need scope "jobs:write" to cancel, "jobs:write", "assets:read" and "assets:write" to create
+    (a job reads the assets it names and stores its result), "jobs:read" to get, list and watch;
+    ListModels needs none (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).
     """
 
     @staticmethod

@@ -32,8 +32,10 @@ class RenderServiceStub:
     `tracks[1].clips[3].source_end_seconds`), ASSET_NOT_FOUND, CANVAS_TOO_LARGE, TIMELINE_TOO_LONG,
     JOB_NOT_FOUND, QUEUE_FULL (with RetryInfo), INVALID_PAGE_TOKEN, ENCODER_FAILED, UPSCALE_FAILED,
     STORAGE_UNAVAILABLE, UNAUTHENTICATED.
-    API keys need scope "jobs:write" to create and cancel jobs and for RenderFrame, "jobs:read" to get,
-    list and watch jobs (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).
+    API keys need scope "jobs:write" to cancel jobs, "jobs:write", "assets:read" and "assets:write" to
+    create them (a job reads the assets it names and stores its result), "jobs:write" and "assets:read"
+    for RenderFrame, "jobs:read" to get, list and watch jobs (else PERMISSION_DENIED, MISSING_SCOPE;
+    see viarte.auth.v1.AuthService).
     """
 
     def __init__(self, channel):
@@ -81,8 +83,10 @@ class RenderServiceServicer:
     `tracks[1].clips[3].source_end_seconds`), ASSET_NOT_FOUND, CANVAS_TOO_LARGE, TIMELINE_TOO_LONG,
     JOB_NOT_FOUND, QUEUE_FULL (with RetryInfo), INVALID_PAGE_TOKEN, ENCODER_FAILED, UPSCALE_FAILED,
     STORAGE_UNAVAILABLE, UNAUTHENTICATED.
-    API keys need scope "jobs:write" to create and cancel jobs and for RenderFrame, "jobs:read" to get,
-    list and watch jobs (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).
+    API keys need scope "jobs:write" to cancel jobs, "jobs:write", "assets:read" and "assets:write" to
+    create them (a job reads the assets it names and stores its result), "jobs:write" and "assets:read"
+    for RenderFrame, "jobs:read" to get, list and watch jobs (else PERMISSION_DENIED, MISSING_SCOPE;
+    see viarte.auth.v1.AuthService).
     """
 
     def CreateRenderJob(self, request, context):
@@ -182,8 +186,10 @@ class RenderService:
     `tracks[1].clips[3].source_end_seconds`), ASSET_NOT_FOUND, CANVAS_TOO_LARGE, TIMELINE_TOO_LONG,
     JOB_NOT_FOUND, QUEUE_FULL (with RetryInfo), INVALID_PAGE_TOKEN, ENCODER_FAILED, UPSCALE_FAILED,
     STORAGE_UNAVAILABLE, UNAUTHENTICATED.
-    API keys need scope "jobs:write" to create and cancel jobs and for RenderFrame, "jobs:read" to get,
-    list and watch jobs (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).
+    API keys need scope "jobs:write" to cancel jobs, "jobs:write", "assets:read" and "assets:write" to
+    create them (a job reads the assets it names and stores its result), "jobs:write" and "assets:read"
+    for RenderFrame, "jobs:read" to get, list and watch jobs (else PERMISSION_DENIED, MISSING_SCOPE;
+    see viarte.auth.v1.AuthService).
     """
 
     @staticmethod
