@@ -117,8 +117,8 @@ async def measure(shape: str, state_root: Path, args: argparse.Namespace) -> Res
         services=("auth", "storage", "render"), child_env=CHILD_ENV,
     )  # fmt: skip
     print(f"[{shape}] starting the mesh…", flush=True)
-    state = start(config)
     try:
+        state = start(config)
         address = state.gateway_url.removeprefix("http://")
         async with AsyncClient(address) as client:
             await client.auth.register(f"bench-{uuid.uuid4().hex[:8]}@viarte.test", "correct horse battery staple")
