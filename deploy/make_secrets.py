@@ -53,15 +53,16 @@ def _write(path: Path, text: str) -> None:
 
 
 def _seaweedfs_security(root: str) -> str:
-    """SeaweedFS security.toml: the volume servers accept writes only with a JWT from the master,
-    the filer reads and writes only with one from the S3 gateway (same derivation as the embedded
-    launcher, services/storage/s3server.py `jwt_env`)."""
+    """SeaweedFS security.toml: the volume servers accept writes only with a JWT from the master and
+    reads only with one signed with the read key, the filer reads and writes only with one from the
+    S3 gateway (same derivation as the embedded launcher, services/storage/s3server.py `jwt_env`)."""
 
     def derive(purpose: str) -> str:
         return hashlib.sha256(f"{purpose}:{root}".encode()).hexdigest()
 
     return (
         f'[jwt.signing]\nkey = "{derive("volume-write")}"\nexpires_after_seconds = 10\n\n'
+        f'[jwt.signing.read]\nkey = "{derive("volume-read")}"\nexpires_after_seconds = 10\n\n'
         f'[jwt.filer_signing]\nkey = "{derive("filer-write")}"\nexpires_after_seconds = 10\n\n'
         f'[jwt.filer_signing.read]\nkey = "{derive("filer-read")}"\nexpires_after_seconds = 10\n'
     )

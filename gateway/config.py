@@ -40,6 +40,9 @@ class GatewayConfig(ServiceConfig):
     # A front request fails after this long without a byte either way; a whole transfer has no cap
     # (multi-GiB uploads on slow links stream as long as they progress).
     s3_front_idle_timeout_seconds: float = 300.0
+    # Upstreams (auth_address and storage_address come from ServiceConfig): host:port, a DNS name
+    # that resolves to every replica (STRICT_DNS), or a comma-separated list of every replica's
+    # host:port (the dev runner's --replicas); each endpoint is health checked on its own.
     inference_address: str = "127.0.0.1:50053"
     render_address: str = "127.0.0.1:50054"
     # An assistant-only server (services.inference AssistantConfig); "" = AssistantService on inference.

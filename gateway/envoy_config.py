@@ -98,9 +98,19 @@ S3_FRONT_READ_HEADERS = (("content-security-policy", "sandbox"),)
 
 @dataclass(frozen=True)
 class Upstream:
+    """A cluster's endpoints: every replica of a service (a comma-separated address list), or one
+    DNS name that Envoy resolves to all of them (STRICT_DNS)."""
+
     name: str
-    host: str
-    port: int
+    endpoints: tuple[tuple[str, int], ...]
+
+    @property
+    def host(self) -> str:
+        return self.endpoints[0][0]
+
+    @property
+    def port(self) -> int:
+        return self.endpoints[0][1]
 
 
 ASSISTANT_SERVICE = "viarte.inference.v1.AssistantService"
@@ -124,7 +134,14 @@ def upstreams(config: GatewayConfig) -> list[Upstream]:
     }
     if config.assistant_address:
         addresses["assistant"] = config.assistant_address
-    return [Upstream(name, *_split(address)) for name, address in addresses.items()]
+    return [Upstream(name, _split_all(address)) for name, address in addresses.items()]
+
+
+def _split_all(addresses: str) -> tuple[tuple[str, int], ...]:
+    parts = [p.strip() for p in addresses.split(",") if p.strip()]
+    if not parts:
+        raise ValueError(f"upstream address must be host:port[,host:port...], got {addresses!r}")
+    return tuple(_split(p) for p in parts)
 
 
 def _split(address: str) -> tuple[str, int]:
@@ -147,11 +164,12 @@ def _duration(seconds: float) -> str:
 
 
 def _endpoint_cluster(upstream: Upstream, config: GatewayConfig, connect_timeout: str) -> dict[str, Any]:
-    """A cluster of one endpoint (a compose service name may resolve to several replicas)."""
+    """A cluster of the upstream's endpoints, balanced round robin (each one health checked by
+    ``_cluster``); a compose service name may resolve to several replicas itself."""
     cluster: dict[str, Any] = {
         "name": upstream.name,
         # STATIC for IPs; hostnames (compose service names) are resolved by Envoy.
-        "type": "STATIC" if _is_ip(upstream.host) else "STRICT_DNS",
+        "type": "STATIC" if all(_is_ip(host) for host, _ in upstream.endpoints) else "STRICT_DNS",
         "connect_timeout": connect_timeout,
         "lb_policy": "ROUND_ROBIN",
         "load_assignment": {
@@ -159,13 +177,8 @@ def _endpoint_cluster(upstream: Upstream, config: GatewayConfig, connect_timeout
             "endpoints": [
                 {
                     "lb_endpoints": [
-                        {
-                            "endpoint": {
-                                "address": {
-                                    "socket_address": {"address": upstream.host, "port_value": upstream.port}
-                                }
-                            }
-                        }
+                        {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}
+                        for host, port in upstream.endpoints
                     ]
                 }
             ],
@@ -538,7 +551,7 @@ def build_bootstrap(config: GatewayConfig) -> dict[str, Any]:
         listeners.append(
             _listener(S3_FRONT_LISTENER, config, config.s3_front_port, _s3_front_manager(config))
         )
-        s3 = Upstream(S3_FRONT_CLUSTER, *_split(config.s3_front_upstream))
+        s3 = Upstream(S3_FRONT_CLUSTER, (_split(config.s3_front_upstream),))
         clusters.append(_endpoint_cluster(s3, config, "2s"))
     admin: dict[str, Any] = {
         "address": {"socket_address": {"address": "127.0.0.1", "port_value": config.admin_port}},

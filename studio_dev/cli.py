@@ -68,6 +68,12 @@ def up(
     gateway: Annotated[bool | None, typer.Option(help="Start Envoy (gRPC-Web + the editor).")] = None,
     s3: Annotated[bool | None, typer.Option(help="Start the embedded S3 server (SeaweedFS).")] = None,
     only: Annotated[list[str] | None, typer.Option(help="Start only these services (repeatable).")] = None,
+    postgres: Annotated[
+        bool | None, typer.Option(help="One embedded PostgreSQL for every service instead of SQLite files.")
+    ] = None,
+    replicas: Annotated[
+        int | None, typer.Option(min=1, help="Processes per service (more than 1 needs --postgres).")
+    ] = None,
 ) -> None:
     """Start the local mesh: S3, every service that exists, Envoy; waits on health checks."""
     c = context(ctx)
@@ -76,11 +82,17 @@ def up(
     services = tuple(only) if only else None
     if services and not set(services) <= {"auth", "storage", "inference", "render"}:
         fail("--only takes auth, storage, inference or render")
-    config = _mesh_config(c, models=models, free_ports=free_ports, gateway=gateway, s3=s3, services=services)
+    database = None if postgres is None else ("postgres" if postgres else "sqlite")
+    config = _mesh_config(c, models=models, free_ports=free_ports, gateway=gateway, s3=s3, services=services,
+                          database=database, replicas=replicas)  # fmt: skip
     mesh = _mesh()
     if foreground:
         c.info("starting the mesh (Ctrl-C stops it)…")
-        mesh.run_foreground(config, ready=lambda state: _print_mesh(c, state))
+        try:
+            mesh.run_foreground(config, ready=lambda state: _print_mesh(c, state))
+        except mesh.MeshError as exc:
+            c.err.print(f"[bold red]mesh failed[/] {exc}")
+            raise typer.Exit(1) from None
         return
     with c.err.status("starting the mesh…"):
         try:

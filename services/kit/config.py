@@ -69,6 +69,9 @@ class ServiceConfig:
     # OpenTelemetry: export spans over OTLP/gRPC to this collector ("http://host:4317"; https:// for
     # TLS). "" = tracing off (nothing recorded or exported; an incoming traceparent still reaches logs).
     otlp_endpoint: str = ""
+    # At start a service waits this long for its database (PostgreSQL starting with it, or down),
+    # NOT_SERVING and answering UNAVAILABLE meanwhile; then it exits (compose restarts it).
+    database_wait_seconds: float = 300.0
 
     @property
     def domain(self) -> str:

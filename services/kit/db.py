@@ -4,18 +4,36 @@ URL, PostgreSQL in production), Alembic migrations per service, blocking work of
 from __future__ import annotations
 
 import asyncio
+import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 from sqlmodel import create_engine
 
-__all__ = ["insert_missing", "make_engine", "run_alembic_env", "run_db", "upgrade", "version_table"]
+from services.kit.logs import get_logger
+
+__all__ = [
+    "DatabaseUnreachable", "database_address", "insert_missing", "make_engine", "run_alembic_env", "run_db",
+    "upgrade", "version_table", "wait_for_database",
+]  # fmt: skip
+
+_log = get_logger("viarte.db")
+# How long upgrade() waits for an unreachable database by default (compose restarts a service
+# that gives up; the dev runner's health wait is shorter anyway).
+DEFAULT_WAIT_SECONDS = 300.0
+
+
+class DatabaseUnreachable(RuntimeError):
+    """The database did not answer within the wait; the message names host:port, never credentials."""
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -56,11 +74,73 @@ def insert_missing(session: Session, model: Any, key: str, /, **values: Any) -> 
     session.execute(insert(model).values(**values).on_conflict_do_nothing(index_elements=[key]))
 
 
-def upgrade(engine: Engine, migrations_dir: Path) -> None:
-    """Apply the service's Alembic migrations up to head on ``engine``."""
+def database_address(url: str | URL) -> str:
+    """``host:port`` of a database URL for logs and errors (never the user or password)."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    if parsed.get_backend_name() == "sqlite":
+        return str(parsed.database or ":memory:")
+    default_port = {"postgresql": 5432, "mysql": 3306}.get(parsed.get_backend_name(), 0)
+    return f"{parsed.host or 'localhost'}:{parsed.port or default_port}"
+
+
+def wait_for_database(target: Engine | str, wait_seconds: float = DEFAULT_WAIT_SECONDS) -> None:
+    """Returns once the database answers ``SELECT 1``; retries with a clear log line meanwhile
+    (replicas and PostgreSQL start together, and a database restart must not need a service
+    restart). Raises :class:`DatabaseUnreachable` after ``wait_seconds``."""
+    engine = create_engine(target, poolclass=NullPool) if isinstance(target, str) else target
+    address = database_address(engine.url)
+    deadline = time.monotonic() + wait_seconds
+    delay, attempts, last_logged = 0.2, 0, -1e9
+    try:
+        while True:
+            try:
+                with engine.connect() as connection:
+                    connection.execute(text("SELECT 1"))
+                if attempts:
+                    _log.info(f"database reachable at {address}", database=address, attempts=attempts)
+                return
+            except (OperationalError, DBAPIError) as exc:
+                attempts += 1
+                now = time.monotonic()
+                if now >= deadline:
+                    raise DatabaseUnreachable(
+                        f"database unreachable at {address} after {wait_seconds:g}s ({_first_line(exc)})"
+                    ) from None
+                if now - last_logged >= 10 or attempts == 1:  # the first failure, then every 10 s
+                    _log.warning(
+                        f"database unreachable at {address}, retrying",
+                        database=address, attempts=attempts, error=_first_line(exc),
+                    )  # fmt: skip
+                    last_logged = now
+                time.sleep(min(delay, max(deadline - now, 0.0)))
+                delay = min(delay * 2, 2.0)
+    finally:
+        if isinstance(target, str):
+            engine.dispose()
+
+
+def _first_line(exc: BaseException) -> str:
+    # The driver's own message (refused, timeout, auth failed for a user name); DSNs are not in it.
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    return lines[0][:200] if lines else type(orig).__name__
+
+
+def migration_lock_key(migrations_dir: Path) -> int:
+    """The advisory lock key of one service's migrations (services may share one database)."""
+    return zlib.crc32(f"viarte-migrations:{version_table(migrations_dir)}".encode())
+
+
+def upgrade(engine: Engine, migrations_dir: Path, *, wait_seconds: float = DEFAULT_WAIT_SECONDS) -> None:
+    """Apply the service's Alembic migrations up to head on ``engine``, once the database answers.
+    On PostgreSQL a transaction-scoped advisory lock serialises N replicas starting together: the
+    first migrates, the others wait on the lock and then find the schema at head."""
+    wait_for_database(engine, wait_seconds)
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(migrations_dir))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": migration_lock_key(migrations_dir)})
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
 

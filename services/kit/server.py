@@ -26,6 +26,8 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 from services.kit.auth import Authenticator
 from services.kit.channels import MAX_MESSAGE_BYTES
 from services.kit.config import ServiceConfig, load_config
+from services.kit.db import run_db, wait_for_database
+from services.kit.errors import ServiceError
 from services.kit.interceptor import EdgeInterceptor, MethodPolicy
 from services.kit.logs import configure_logging, get_logger
 from services.kit.metrics import start_metrics_server
@@ -216,6 +218,7 @@ async def serve(config: C, build: Builder[C], *, ready: Callable[[int], Any] | N
     """Build, start and run a service until SIGTERM/SIGINT, then stop it gracefully."""
     configure_logging(config)
     configure_tracing(config.service_name, config.otlp_endpoint)  # before build: channels take its interceptors
+    await wait_for_own_database(config)
     server, port = await build(config)
     await server.start()
     metrics_port = start_metrics_server(config.metrics_port, config.host) if config.metrics_port >= 0 else None
@@ -231,6 +234,47 @@ async def serve(config: C, build: Builder[C], *, ready: Callable[[int], Any] | N
     await stop(server, config.grace_period_seconds)
     shutdown_tracing()  # exports the spans still buffered
     _log.info("server.stopped")
+
+
+async def wait_for_own_database(config: ServiceConfig) -> None:
+    """Until the service's PostgreSQL answers, its port serves a stand-in: health NOT_SERVING (the
+    mesh, Envoy and compose keep traffic away) and UNAVAILABLE with reason DATABASE_UNAVAILABLE for
+    every other call, instead of a refused connection; the real server binds once it answers."""
+    url = str(getattr(config, "database_url", "") or "")
+    if not url or url.startswith("sqlite"):
+        return
+    standby = None
+    if config.port:
+        standby = grpc.aio.server(options=SERVER_OPTIONS)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, standby)
+        await health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+        standby.add_generic_rpc_handlers((_DatabaseUnavailable(config.domain),))
+        _bind(standby, config)
+        await standby.start()
+    try:
+        await run_db(wait_for_database, url, config.database_wait_seconds)
+    finally:
+        if standby is not None:
+            await standby.stop(None)
+
+
+class _DatabaseUnavailable(grpc.GenericRpcHandler):  # type: ignore[misc]
+    """Answers any method but health's while the database is unreachable at start."""
+
+    def __init__(self, domain: str) -> None:
+        self._status = ServiceError.unavailable(
+            "DATABASE_UNAVAILABLE", "the service's database is unreachable; retrying", retry_after=1.0
+        ).to_status(domain)
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        status = self._status
+
+        async def refuse(_request: Any, context: grpc.aio.ServicerContext) -> None:
+            await context.abort_with_status(status)
+
+        # Raw bytes in and out: any method, unary or streaming, gets the status before a message.
+        return grpc.unary_unary_rpc_method_handler(refuse)
 
 
 def run(config_cls: type[C], build: Builder[C]) -> None:

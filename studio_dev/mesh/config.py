@@ -10,10 +10,11 @@ from typing import ClassVar
 
 from services.kit.config import Secret, ServiceConfig, env_names
 
-__all__ = ["GRPC_SERVICES", "MeshConfig", "to_environ"]
+__all__ = ["GRPC_SERVICES", "REPLICA_PORT_STRIDE", "MeshConfig", "to_environ"]
 
 # Start order: each service may call the ones before it.
 GRPC_SERVICES = ("auth", "storage", "inference", "render")
+REPLICA_PORT_STRIDE = 100
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,19 @@ class MeshConfig(ServiceConfig):
     keep_going: bool = False
     # Extra "VIARTE_...=value" assignments handed to every child (e.g. VIARTE_AUTH_BCRYPT_COST=4).
     child_env: tuple[str, ...] = ()
+    # "sqlite" (one file per service under data/<svc>) or "postgres": one embedded PostgreSQL
+    # (initdb under <state_dir>/postgres, 127.0.0.1, a free port) with one database per service.
+    database: str = "sqlite"
+    # Where the embedded PostgreSQL's initdb/pg_ctl live; "" = the newest /usr/lib/postgresql/*/bin, then PATH.
+    postgres_bin_dir: str = ""
+    # Processes per gRPC service (replica ids <svc>-1..<svc>-N); > 1 needs database=postgres, since
+    # replicas share their job queue, limits and sessions through the database.
+    replicas: int = 1
+    # Per-service overrides of ``replicas`` (VIARTE_MESH_<SVC>_REPLICAS); 0 = ``replicas``.
+    auth_replicas: int = 0
+    storage_replicas: int = 0
+    inference_replicas: int = 0
+    render_replicas: int = 0
 
     @property
     def root(self) -> Path:
@@ -73,13 +87,36 @@ class MeshConfig(ServiceConfig):
     def service_data_dir(self, name: str) -> Path:
         return self.root / "data" / name
 
-    def service_port(self, name: str) -> int:
-        return int(getattr(self, f"{name}_port"))
+    def service_port(self, name: str, replica: int = 1) -> int:
+        # Replica i listens 100 ports above replica i-1 (the services' own ports are consecutive).
+        return int(getattr(self, f"{name}_port")) + REPLICA_PORT_STRIDE * (replica - 1)
 
-    def service_metrics_port(self, name: str) -> int:
+    def service_metrics_port(self, name: str, replica: int = 1) -> int:
         if self.metrics_base_port < 0:
             return -1
-        return self.metrics_base_port + GRPC_SERVICES.index(name)
+        return self.metrics_base_port + GRPC_SERVICES.index(name) + REPLICA_PORT_STRIDE * (replica - 1)
+
+    def replica_count(self, name: str) -> int:
+        return int(getattr(self, f"{name}_replicas", 0)) or self.replicas
+
+    @property
+    def uses_postgres(self) -> bool:
+        return self.database == "postgres"
+
+    def validate(self) -> None:
+        """Refuses a shape the mesh cannot run, with a message naming the setting to change."""
+        if self.database not in ("sqlite", "postgres"):
+            raise ValueError(f"VIARTE_MESH_DATABASE must be 'sqlite' or 'postgres', not {self.database!r}")
+        for name in GRPC_SERVICES:
+            count = self.replica_count(name)
+            if count < 1:
+                raise ValueError(f"{name}: replicas must be at least 1, not {count}")
+            if count > 1 and not self.uses_postgres:
+                raise ValueError(
+                    f"{name}: {count} replicas need a shared PostgreSQL (replicas share jobs, limits and "
+                    "sessions through the database; SQLite is one process's file): use --postgres "
+                    "(VIARTE_MESH_DATABASE=postgres) or --replicas 1"
+                )
 
     def child_overrides(self) -> dict[str, str]:
         pairs = (item.split("=", 1) for item in self.child_env if "=" in item)

@@ -78,6 +78,7 @@ def is_running(state_dir: str | Path) -> MeshState | None:
 def start(config: MeshConfig, *, on_progress: Callable[[MeshState], None] | None = None) -> MeshState:
     """Starts the mesh in the background and returns once it is ready. Idempotent: a ready mesh in
     the same state folder is returned as it is."""
+    _validate(config)
     running = is_running(config.root)
     if running is not None:
         if running.state == "ready":
@@ -94,6 +95,14 @@ def start(config: MeshConfig, *, on_progress: Callable[[MeshState], None] | None
             start_new_session=True,
         )  # fmt: skip
     return _await_ready(config, proc, on_progress)
+
+
+def _validate(config: MeshConfig) -> None:
+    """Refuses a shape the mesh cannot run before anything starts (e.g. replicas on SQLite)."""
+    try:
+        config.validate()
+    except ValueError as exc:
+        raise MeshError(str(exc)) from None
 
 
 def _await_ready(
@@ -200,6 +209,7 @@ def status(state_dir: str | Path) -> tuple[MeshState | None, list[ProcessStatus]
 
 def run_foreground(config: MeshConfig, *, ready: Callable[[MeshState], None] | None = None) -> None:
     """Runs the supervisor in this process until SIGTERM/Ctrl-C (``viarte up --foreground``)."""
+    _validate(config)
     running = is_running(config.root)
     if running is not None:
         raise MeshError(f"a mesh is already {running.state} in {config.root}; run `viarte down` first")

@@ -19,14 +19,13 @@ import ctypes
 import dataclasses
 import importlib
 import importlib.util
-import json
 import os
 import secrets
 import signal
 import socket
+import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,76 +35,18 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.kit.config import ENV_PREFIX, ServiceConfig
 from studio_dev.mesh.config import GRPC_SERVICES, MeshConfig
+from studio_dev.mesh.postgres import EmbeddedPostgres, PostgresError
+from studio_dev.mesh.state import MeshState, ProcessInfo, Replica, read_state, write_state
 
-__all__ = ["REPO_ROOT", "MeshError", "MeshState", "ProcessInfo", "Supervisor", "read_state", "write_state"]
+__all__ = [
+    "REPO_ROOT", "MeshError", "MeshState", "ProcessInfo", "Replica", "Supervisor", "read_state", "write_state",
+]  # fmt: skip
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-STATE_VERSION = 1
 
 
 class MeshError(RuntimeError):
     """The mesh could not start (a process failed its health check) or is in an unexpected state."""
-
-
-@dataclass
-class ProcessInfo:
-    name: str
-    kind: str  # "grpc", "s3", "gateway"
-    status: str = "pending"  # pending, starting, running, skipped, failed, exited, stopped
-    pid: int | None = None
-    address: str = ""
-    log: str = ""
-    note: str = ""
-    # Text fragments of the command line, checked before signalling a pid from another shell.
-    match: str = ""
-
-
-@dataclass
-class MeshState:
-    state: str = "starting"  # starting, ready, failed, stopping, stopped
-    supervisor_pid: int = 0
-    state_dir: str = ""
-    models: str = "tiny"
-    started_at: float = 0.0
-    error: str = ""
-    endpoints: dict[str, str] = field(default_factory=dict)
-    gateway_url: str = ""
-    s3_endpoint: str = ""
-    # Where browsers reach S3 (Envoy's S3 front); "" = s3_endpoint itself.
-    s3_public_endpoint: str = ""
-    processes: list[ProcessInfo] = field(default_factory=list)
-    version: int = STATE_VERSION
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2)
-
-    @classmethod
-    def from_json(cls, text: str) -> MeshState:
-        data = json.loads(text)
-        procs = [ProcessInfo(**p) for p in data.pop("processes", [])]
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(processes=procs, **{k: v for k, v in data.items() if k in known})
-
-    @property
-    def editor_url(self) -> str:
-        return f"{self.gateway_url}/" if self.gateway_url else ""
-
-    def process(self, name: str) -> ProcessInfo | None:
-        return next((p for p in self.processes if p.name == name), None)
-
-
-def write_state(path: Path, state: MeshState) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(state.to_json())
-    tmp.replace(path)
-
-
-def read_state(path: Path) -> MeshState | None:
-    try:
-        return MeshState.from_json(path.read_text())
-    except (OSError, ValueError, TypeError):
-        return None
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -129,7 +70,11 @@ def config_class(name: str) -> type[ServiceConfig] | None:
     except Exception:
         return None
     for value in vars(module).values():
-        if isinstance(value, type) and issubclass(value, ServiceConfig) and getattr(value, "service_name", "") == name:
+        if (
+            isinstance(value, type)
+            and issubclass(value, ServiceConfig)
+            and getattr(value, "service_name", "") == name
+        ):
             return value
     return None
 
@@ -145,7 +90,8 @@ def registry_model_ids(tiny: bool) -> list[str]:
         return []
     entries = data.get("models", []) if isinstance(data, dict) else []
     return [
-        str(m["id"]) for m in entries
+        str(m["id"])
+        for m in entries
         if isinstance(m, dict) and "id" in m and str(m.get("source", "")).startswith("tiny:") == tiny
     ]
 
@@ -184,7 +130,10 @@ class Supervisor:
     def __init__(self, config: MeshConfig) -> None:
         self.config = config
         self.state = MeshState(
-            supervisor_pid=os.getpid(), state_dir=str(config.root), models=config.models, started_at=time.time()
+            supervisor_pid=os.getpid(),
+            state_dir=str(config.root),
+            models=config.models,
+            started_at=time.time(),
         )
         self._procs: dict[str, asyncio.subprocess.Process] = {}
         self._log_files: list[Any] = []
@@ -192,30 +141,52 @@ class Supervisor:
         self._envoy: Any = None
         self._internal_secret = secrets.token_urlsafe(32)
         self._ports: dict[str, int] = {}
+        self._replicas: dict[str, list[Replica]] = {}
+        self._postgres: EmbeddedPostgres | None = None
 
     # -- ports ------------------------------------------------------------------------------
     def _plan_ports(self) -> None:
+        cfg = self.config
         for name in GRPC_SERVICES:
-            self._ports[name] = free_port() if self.config.free_ports else self.config.service_port(name)
-        for name in GRPC_SERVICES:
-            self.state.endpoints[name] = f"{self.config.host}:{self._ports[name]}"
+            count = cfg.replica_count(name)
+            self._replicas[name] = [
+                Replica(name, i, count, port=self._port(name, i), metrics_port=self._metrics_port(name, i))
+                for i in range(1, count + 1)
+            ]
+            addresses = [f"{cfg.host}:{r.port}" for r in self._replicas[name]]
+            self.state.replicas[name] = addresses
+            self.state.endpoints[name] = addresses[0]
+            self._ports[name] = self._replicas[name][0].port
         if self.config.gateway and self.config.s3 and importlib.util.find_spec("gateway") is not None:
             # Known before storage starts: it signs presigned URLs for this host:port.
-            self._ports["s3_front"] = free_port() if self.config.free_ports else self.config.gateway_s3_front_port
+            self._ports["s3_front"] = (
+                free_port() if self.config.free_ports else self.config.gateway_s3_front_port
+            )
             self.state.s3_public_endpoint = f"http://127.0.0.1:{self._ports['s3_front']}"
 
-    def _metrics_port(self, name: str) -> int:
-        return -1 if self.config.free_ports else self.config.service_metrics_port(name)
+    def _port(self, name: str, index: int) -> int:
+        return free_port() if self.config.free_ports else self.config.service_port(name, index)
+
+    def _metrics_port(self, name: str, index: int) -> int:
+        return -1 if self.config.free_ports else self.config.service_metrics_port(name, index)
+
+    def replicas(self, name: str) -> list[Replica]:
+        if not self._replicas:
+            self._plan_ports()
+        return self._replicas[name]
 
     # -- environment ------------------------------------------------------------------------
-    def service_environment(self, name: str) -> dict[str, str]:
+    def service_environment(self, name: str, replica: Replica | None = None) -> dict[str, str]:
         """VIARTE_<SVC>_<FIELD> for every field the service's config has."""
         cfg = self.config
+        replica = replica or self.replicas(name)[0]
         values: dict[str, object] = {
             "host": cfg.host,
-            "port": self._ports[name],
-            "metrics_port": self._metrics_port(name),
-            "data_dir": str(cfg.service_data_dir(name)),
+            "port": replica.port,
+            "metrics_port": replica.metrics_port,
+            # Replicas keep their scratch apart (a replica's startup cleanup must not touch another's).
+            "data_dir": str(cfg.service_data_dir(replica.name)),
+            "replica_id": replica.replica_id,
             "log_format": "json",
             "log_level": cfg.log_level,
             "internal_secret": self._internal_secret,
@@ -223,7 +194,12 @@ class Supervisor:
             "jwt_audience": cfg.jwt_audience,
         }
         for other in GRPC_SERVICES:
-            values[f"{other}_address"] = self.state.endpoints[other]
+            # Every replica: the services' channels balance over them (services.kit.channels).
+            values[f"{other}_address"] = ",".join(
+                self.state.replicas.get(other) or [self.state.endpoints[other]]
+            )
+        if self._postgres is not None:
+            values["database_url"] = self._postgres.url(name)
         if cfg.gateway and cfg.gateway_source_address:
             values["trusted_proxies"] = cfg.gateway_source_address
         if self.state.s3_endpoint:
@@ -236,7 +212,8 @@ class Supervisor:
             )
         values.update(_model_mode(cfg.models))
         cls = config_class(name)
-        fields = {f.name for f in dataclasses.fields(cls or ServiceConfig)}
+        # replica_id is passed even to a config without the field yet (the job layer reads it).
+        fields = {f.name for f in dataclasses.fields(cls or ServiceConfig)} | {"replica_id"}
         env: dict[str, str] = {}
         for key, value in values.items():
             if key in fields:
@@ -252,6 +229,12 @@ class Supervisor:
         self._plan_ports()
         self._save()
         try:
+            try:
+                cfg.validate()
+            except ValueError as exc:
+                raise MeshError(str(exc)) from None
+            if cfg.uses_postgres:
+                await self._start_postgres()
             if cfg.s3:
                 await self._start_s3()
             for name in GRPC_SERVICES:
@@ -301,7 +284,10 @@ class Supervisor:
         data.mkdir(parents=True, exist_ok=True)
         port = 0 if self.config.free_ports else self.config.s3_port
         self._s3 = await start_s3_server(
-            data, port, self.config.s3_access_key, self.config.s3_secret_key.reveal(),
+            data,
+            port,
+            self.config.s3_access_key,
+            self.config.s3_secret_key.reveal(),
             startup_timeout=self.config.startup_timeout_seconds,
         )
         self.state.s3_endpoint = self._s3.endpoint
@@ -310,43 +296,84 @@ class Supervisor:
         self._say(f"s3 ready at {info.address}")
         self._save()
 
-    async def _start_service(self, name: str) -> None:
-        info = ProcessInfo(name, "grpc", address=self.state.endpoints[name], match=f"services.{name}")
+    async def _start_postgres(self) -> None:
+        info = ProcessInfo("postgres", "postgres", match="postgres")
         self.state.processes.append(info)
+        info.status = "starting"
+        self._save()
+        try:
+            self._postgres = EmbeddedPostgres(self.config.root, bin_dir=self.config.postgres_bin_dir)
+            await self._postgres.start(GRPC_SERVICES)
+        except (PostgresError, OSError, subprocess.SubprocessError) as exc:
+            info.status, info.note = "failed", str(exc)
+            raise MeshError(f"embedded PostgreSQL: {exc}") from None
+        self.state.database, self.state.postgres_address = "postgres", self._postgres.address
+        info.status, info.pid, info.address = "running", self._postgres.pid, self._postgres.address
+        info.log = str(self._link_log("postgres", self._postgres.log_path))
+        self._say(f"postgres ready at {info.address} (data in {self._postgres.data_dir})")
+        self._save()
+
+    async def _start_service(self, name: str) -> None:
+        """Starts every replica of ``name`` at once (they migrate together: services.kit.db takes
+        an advisory lock), then waits until each one is SERVING."""
+        replicas = self.replicas(name)
+        infos = [
+            ProcessInfo(
+                r.name, "grpc", address=f"{self.config.host}:{r.port}", match=f"services.{name}", service=name
+            )
+            for r in replicas
+        ]
+        self.state.processes.extend(infos)
         if name not in self.config.services:
-            info.status, info.note = "skipped", "not selected"
+            for info in infos:
+                info.status, info.note = "skipped", "not selected"
             return
         if not service_exists(name):
-            info.status, info.note = "skipped", f"services/{name}/__main__.py does not exist yet"
-            self._say(f"{name} skipped: {info.note}")
+            for info in infos:
+                info.status, info.note = "skipped", f"services/{name}/__main__.py does not exist yet"
+            self._say(f"{name} skipped: {infos[0].note}")
             return
-        self.config.service_data_dir(name).mkdir(parents=True, exist_ok=True)
-        log_path = self.config.logs_dir / f"{name}.log"
+        for replica, info in zip(replicas, infos, strict=True):
+            await self._spawn(replica, info)
+        self._save()
+        results = await asyncio.gather(
+            *(self._await_replica(r, info) for r, info in zip(replicas, infos, strict=True)),
+            return_exceptions=True,
+        )
+        failure = next((r for r in results if isinstance(r, BaseException)), None)
+        if failure is not None and not self.config.keep_going:
+            raise failure
+
+    async def _spawn(self, replica: Replica, info: ProcessInfo) -> None:
+        self.config.service_data_dir(replica.name).mkdir(parents=True, exist_ok=True)
+        log_path = self.config.logs_dir / f"{replica.name}.log"
         log = log_path.open("ab")
         self._log_files.append(log)
-        env = {**inherited_environment(), **self.service_environment(name)}
+        env = {**inherited_environment(), **self.service_environment(replica.service, replica)}
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", f"services.{name}",
+            sys.executable, "-m", f"services.{replica.service}",
             cwd=str(REPO_ROOT), env=env, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
             start_new_session=True, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )  # fmt: skip
-        self._procs[name] = proc
+        self._procs[replica.name] = proc
         info.status, info.pid, info.log = "starting", proc.pid, str(log_path)
-        self._save()
+
+    async def _await_replica(self, replica: Replica, info: ProcessInfo) -> None:
+        proc = self._procs[replica.name]
         try:
-            await self._wait_serving(name, proc, info.address)
+            await self._wait_serving(replica.name, proc, info.address)
         except MeshError as exc:
             info.status, info.note = "failed", str(exc)
             if not self.config.keep_going:
                 raise
             # Test sessions keep the rest of the mesh up: the other services' tests still run,
             # and the mesh's own tests report this one as not running.
-            self._say(f"{name} failed, continuing without it: {exc}")
-            await _terminate(self._procs.pop(name), self.config.stop_timeout_seconds)
+            self._say(f"{replica.name} failed, continuing without it: {exc}")
+            await _terminate(self._procs.pop(replica.name), self.config.stop_timeout_seconds)
             self._save()
             return
         info.status = "running"
-        self._say(f"{name} serving on {info.address}")
+        self._say(f"{replica.name} serving on {info.address}")
         self._save()
 
     async def _wait_serving(self, name: str, proc: asyncio.subprocess.Process, address: str) -> None:
@@ -355,13 +382,17 @@ class Supervisor:
             stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 if proc.returncode is not None:
-                    raise MeshError(f"{name} exited with {proc.returncode} during startup:\n{_tail(self.config.logs_dir / f'{name}.log')}")
+                    raise MeshError(
+                        f"{name} exited with {proc.returncode} during startup:\n{_tail(self.config.logs_dir / f'{name}.log')}"
+                    )
                 with contextlib.suppress(grpc.RpcError):
                     answer = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
                     if answer.status == health_pb2.HealthCheckResponse.SERVING:
                         return
                 await asyncio.sleep(0.2)
-        raise MeshError(f"{name} not SERVING after {self.config.startup_timeout_seconds}s:\n{_tail(self.config.logs_dir / f'{name}.log')}")
+        raise MeshError(
+            f"{name} not SERVING after {self.config.startup_timeout_seconds}s:\n{_tail(self.config.logs_dir / f'{name}.log')}"
+        )
 
     async def _start_gateway(self) -> None:
         info = ProcessInfo("gateway", "gateway", match="envoy")
@@ -381,25 +412,36 @@ class Supervisor:
             static_dir=static_dir,
             port=0 if free else self.config.gateway_port,
             admin_port=0 if free else self.config.gateway_admin_port,
-            auth_address=self.state.endpoints["auth"],
-            storage_address=self.state.endpoints["storage"],
-            inference_address=self.state.endpoints["inference"],
-            render_address=self.state.endpoints["render"],
+            # Each cluster holds every replica, health checked one by one.
+            auth_address=self._running_addresses("auth"),
+            storage_address=self._running_addresses("storage"),
+            inference_address=self._running_addresses("inference"),
+            render_address=self._running_addresses("render"),
             upstream_source_address=self.config.gateway_source_address,
-            s3_front_upstream=urlsplit(self.state.s3_endpoint).netloc if self.state.s3_public_endpoint else "",
+            s3_front_upstream=urlsplit(self.state.s3_endpoint).netloc
+            if self.state.s3_public_endpoint
+            else "",
             s3_front_port=self._ports.get("s3_front", 0),
         )
         info.status = "starting"
         self._save()
         workdir = self.config.root / "gateway"
-        self._envoy = await start_envoy(gw, workdir=workdir, ready_timeout=self.config.startup_timeout_seconds)
-        running = [p.name for p in self.state.processes if p.kind == "grpc" and p.status == "running"]
+        self._envoy = await start_envoy(
+            gw, workdir=workdir, ready_timeout=self.config.startup_timeout_seconds
+        )
+        running = {p.service for p in self.state.processes if p.kind == "grpc" and p.status == "running"}
         await self._envoy.wait_healthy(running, within=self.config.startup_timeout_seconds)
         self.state.gateway_url = self._envoy.url
         info.status, info.pid, info.address = "running", self._envoy.process.pid, self._envoy.url
         info.log = str(self._link_log("gateway", Path(self._envoy.log_path)))
         self._say(f"gateway ready at {info.address}")
         self._save()
+
+    def _running_addresses(self, name: str) -> str:
+        """The cluster's endpoints: replicas that came up (all of them when none did, so Envoy's
+        config stays valid and the cluster reports unhealthy)."""
+        running = [p.address for p in self.state.processes if p.service == name and p.status == "running"]
+        return ",".join(running or self.state.replicas[name])
 
     # -- run --------------------------------------------------------------------------------
     async def run_forever(self, ready: Any = None) -> None:
@@ -449,17 +491,23 @@ class Supervisor:
                 await self._envoy.stop(self.config.stop_timeout_seconds)
             self._mark("gateway", "stopped")
             self._envoy = None
-        # Services in reverse start order; those that call others stop first.
+        # Services in reverse start order; those that call others stop first (replicas together).
         for name in reversed(GRPC_SERVICES):
-            proc = self._procs.pop(name, None)
-            if proc is not None:
-                await _terminate(proc, self.config.stop_timeout_seconds)
-                self._mark(name, "stopped")
+            names = [r.name for r in self._replicas.get(name, [])]
+            procs = {n: self._procs.pop(n) for n in names if n in self._procs}
+            await asyncio.gather(*(_terminate(p, self.config.stop_timeout_seconds) for p in procs.values()))
+            for process_name in procs:
+                self._mark(process_name, "stopped")
         if self._s3 is not None:
             with contextlib.suppress(Exception):
                 await self._s3.stop()
             self._mark("s3", "stopped")
             self._s3 = None
+        if self._postgres is not None:  # last: every service has closed its connections
+            with contextlib.suppress(Exception):
+                await self._postgres.stop(self.config.stop_timeout_seconds * 3)
+            self._mark("postgres", "stopped")
+            self._postgres = None
         for fh in self._log_files:
             fh.close()
         self._log_files.clear()

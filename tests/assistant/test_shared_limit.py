@@ -19,12 +19,9 @@ from services.inference.server import MIGRATIONS
 from services.kit.db import make_engine, upgrade
 from services.kit.errors import ServiceError
 from tests.assistant.conftest import assistant_config, running_assistant
-from tests.auth.conftest import postgres_database, postgres_server
 from tests.fakes.chat_server import FakeChatServer, Reply
 from viarte.errors import from_rpc_error
 from viarte.inference.v1 import assistant_pb2 as A
-
-__all__ = ["postgres_database", "postgres_server"]
 
 pytestmark = pytest.mark.timeout(120)
 

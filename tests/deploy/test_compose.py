@@ -283,3 +283,37 @@ def test_env_example_settings_all_reach_compose(tmp_path: Path) -> None:
     assert not unused, f".env.example settings nobody reads: {unused}"
     model = compose_model(COMPOSE, COMPOSE_TLS, tmp=tmp_path, env_file=example)
     assert environment(model["services"]["inference"])["VIARTE_INFERENCE_MODELS"]
+
+
+def test_every_service_runs_replicas_on_postgres_behind_dns(model: dict[str, Any], secrets_dir: Path) -> None:
+    """N replicas per service (issue 14): a `deploy.replicas` each, on the database (never a
+    container's SQLite file), reached by compose name (DNS → every replica), with scratch space
+    per container (no named volume two replicas would share)."""
+    services = model["services"]
+    for name in GRPC_SERVICES:
+        spec = services[name]
+        assert int(spec["deploy"]["replicas"]) >= 1, name
+        assert "container_name" not in spec and "ports" not in spec, f"{name}: a fixed name or port blocks replicas"
+        env = environment(spec)
+        assert env[f"VIARTE_{name.upper()}_DATABASE_URL_FILE"].startswith(SECRETS_MOUNT), name
+        for target, (source, _read_only) in _mounts(spec).items():
+            assert source in ("", "models"), f"{name}: {source} at {target} would be shared by its replicas"
+        assert env.get("VIARTE_AUTH_ADDRESS", "auth:50051") == "auth:50051"
+    assert {int(services[n]["deploy"]["replicas"]) for n in ("auth", "storage", "render")} == {2}
+
+
+def test_seaweedfs_matches_the_embedded_launchers_hardening(model: dict[str, Any], secrets_dir: Path) -> None:
+    """Compose's SeaweedFS gets what services/storage/s3server.py gives the dev one: master and
+    filer HTTP APIs off, and every JWT key the launcher sets (volume reads signed too)."""
+    import tomllib
+
+    from services.storage.s3server import jwt_env
+
+    assert "-disableHttp" in model["services"]["s3"]["command"]
+    security = tomllib.loads((secrets_dir / "seaweedfs_security.toml").read_text())
+    root = (secrets_dir / "s3_jwt_key").read_text().strip()
+    launcher = jwt_env(root)
+    assert security["jwt"]["signing"]["key"] == launcher["WEED_JWT_SIGNING_KEY"]
+    assert security["jwt"]["signing"]["read"]["key"] == launcher["WEED_JWT_SIGNING_READ_KEY"]
+    assert security["jwt"]["filer_signing"]["key"] == launcher["WEED_JWT_FILER_SIGNING_KEY"]
+    assert security["jwt"]["filer_signing"]["read"]["key"] == launcher["WEED_JWT_FILER_SIGNING_READ_KEY"]

@@ -12,13 +12,10 @@ import grpc
 import pytest
 import pytest_asyncio
 
-from tests.auth.conftest import postgres_database, postgres_server
 from tests.fixtures.storage import running_storage, test_storage_config
 from viarte.storage.v1 import storage_pb2
 
 from .helpers import assert_consistent, error_info, rows, wav_of
-
-__all__ = ["postgres_database", "postgres_server"]
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(300)]
 
