@@ -134,7 +134,8 @@ async def test_a_job_goes_to_the_actor_that_holds_its_model(ray_inference: Any, 
     _, a_events = await watch(stub, user, a.id)
     assert a_events[-1].state == S.JOB_STATE_SUCCEEDED and _steps(a_events, S.STAGE_MODEL_LOADING, "step")
     await stub.CancelGenerationJob(G.CancelGenerationJobRequest(id=long.id), metadata=user.metadata, timeout=30)
-    assert (await watch(stub, user, long.id))[1][-1].state == S.JOB_STATE_CANCELLED
+    # Ended either way (it may have finished while A loaded its model): both actors are free now.
+    assert (await watch(stub, user, long.id))[1][-1].state in (S.JOB_STATE_CANCELLED, S.JOB_STATE_SUCCEEDED)
     b = await create(stub, user, model="tiny-modelscope", prompt="a fox again", num_inference_steps=2)
     _, b_events = await watch(stub, user, b.id)
     assert b_events[-1].state == S.JOB_STATE_SUCCEEDED
@@ -252,7 +253,7 @@ async def test_a_node_removed_mid_job_retries_on_the_other_node_once(
     assets = await storage_service.stub.ListAssets(storage_pb2.ListAssetsRequest(kind=asset_pb2.ASSET_KIND_VIDEO),
                                                    metadata=user.metadata, timeout=30)
     assert [a.id for a in assets.assets] == [done.result.video_asset_id]  # succeeded once: one asset
-    await asyncio.to_thread(ray_cluster.add_node, num_cpus=1, num_gpus=1)
+    ray_cluster.add_node(num_cpus=1, num_gpus=1)  # Ray sets signal handlers: main thread only
     runner = ray_inference.parts.pool
     for _ in range(240):  # bounded: Ray restarts the lost actor on the new node
         if runner.slots == 2:
