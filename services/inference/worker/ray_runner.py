@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 import ray
 import ray.exceptions
 
+from services.inference.reasons import Reason
 from services.inference.worker.pool import EventFn, WorkRunner, _error
 from services.inference.worker.protocol import (
     FaceSwapOutcome,
@@ -55,7 +56,7 @@ __all__ = ["RAY_UNAVAILABLE", "RayRunner"]
 
 _log = get_logger("viarte.inference.ray")
 OutcomeT = TypeVar("OutcomeT")
-RAY_UNAVAILABLE = "RAY_UNAVAILABLE"
+RAY_UNAVAILABLE = Reason.RAY_UNAVAILABLE.value
 # The actor answers info/cancel while a task runs (threaded actor); tasks themselves take the
 # actor's device lock, one at a time.
 _ACTOR_CONCURRENCY = 4
