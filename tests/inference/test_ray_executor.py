@@ -52,12 +52,20 @@ def ray_cluster() -> Iterator[Any]:
         cluster.shutdown()
 
 
+def _face() -> dict[str, Any]:
+    """The tiny face models, as the session's inference server uses them (face swap runs for real)."""
+    from services.inference.faceswap.tiny import build_tiny_face_models
+
+    return {"face_models_dir": str(build_tiny_face_models().models_dir.parent), "face_use_tiny": True,
+            "face_det_size": 320, "face_providers": ("CPUExecutionProvider",)}
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def ray_inference(tmp_path_factory: Any, auth_service: Any, storage_service: Any, tiny_models: Any,
                         ray_cluster: Any) -> AsyncIterator[Any]:
     config = test_inference_config(tmp_path_factory.mktemp("ray-inference"), auth_service, storage_service,
                                    executor="ray", ray_address=ray_cluster.address, worker_threads=1,
-                                   ray_probe_seconds=0.5)
+                                   ray_probe_seconds=0.5, **_face())
     async with running_inference(config) as service:
         yield service
 
@@ -67,7 +75,7 @@ async def local_inference(tmp_path_factory: Any, auth_service: Any, storage_serv
                           tiny_models: Any) -> AsyncIterator[Any]:
     """The local executor with the same settings: the reference for identical results."""
     config = test_inference_config(tmp_path_factory.mktemp("local-inference"), auth_service, storage_service,
-                                   worker_threads=1)
+                                   worker_threads=1, **_face())
     async with running_inference(config) as service:
         yield service
 
@@ -171,6 +179,39 @@ async def test_cancel_mid_denoise_stops_within_a_step_and_the_actor_is_reused(
     assert {s.node: (await s.actor.info.remote())["pid"] for s in runner.slots_list} == pids
     placed = {(await _get(ray_inference, user, j.id)).status.placement.node for j in jobs}
     assert (await _get(ray_inference, user, job.id)).status.placement.node in placed | set(pids)
+
+
+async def _face_swap(service: Any, user: Any, target: str, source: str) -> Any:
+    from viarte.inference.v1 import face_swap_pb2 as F
+    from viarte.inference.v1 import face_swap_pb2_grpc
+
+    stub = face_swap_pb2_grpc.FaceSwapServiceStub(service.channel)
+    params = F.FaceSwapParameters(target_asset_id=target, options=F.FaceSwapOptions(source_face_asset_id=source))
+    job = (await stub.CreateFaceSwapJob(F.CreateFaceSwapJobRequest(parameters=params), metadata=user.metadata,
+                                        timeout=30)).job
+    async for _ in stub.WatchFaceSwapJob(F.WatchFaceSwapJobRequest(id=job.id), metadata=user.metadata, timeout=180):
+        pass
+    return (await stub.GetFaceSwapJob(F.GetFaceSwapJobRequest(id=job.id), metadata=user.metadata, timeout=30)).job
+
+
+async def test_face_swap_runs_on_an_actor_with_the_local_result(
+    ray_inference: Any, local_inference: Any, storage_service: Any, user_factory: Any
+) -> None:
+    """Face swap work names files on the server's disk: they travel to the actor and the output
+    comes back, stored through the storage service as after a local run."""
+    from tests.faceswap.helpers import face_image, image_bytes
+
+    user = await user_factory()
+    target = await storage_service.upload(user, image_bytes(face_image(96, 96, seed=1)), "t.png", "image/png")
+    source = await storage_service.upload(user, image_bytes(face_image(96, 96, seed=2)), "s.png", "image/png")
+    on_ray = await _face_swap(ray_inference, user, target, source)
+    on_local = await _face_swap(local_inference, user, target, source)
+    for job in (on_ray, on_local):
+        assert job.status.state == S.JOB_STATE_SUCCEEDED, job.status.error
+        assert job.result.frames_swapped == 1
+    assert on_ray.status.placement.executor == "ray" and on_local.status.placement.executor == "local"
+    pictures = [await storage_service.download(user, j.result.asset_id) for j in (on_ray, on_local)]
+    assert pictures[0].startswith(b"\x89PNG") and pictures[0] == pictures[1]
 
 
 def _free_port() -> int:

@@ -254,11 +254,14 @@ class RayRunner(WorkRunner):
         stream = slot.actor.run.options(num_returns="streaming").remote(
             task_id, work, files, tracing.current_traceparent())
         killer: list[asyncio.TimerHandle] = []
+        ended = False  # a cancel after the task's end (during the upload) must not kill the actor
         if job is not None:
             grace = self.setup.config.worker_cancel_grace_seconds
             loop = asyncio.get_running_loop()
 
             def cancel() -> None:
+                if ended:
+                    return
                 slot.actor.cancel.remote(task_id)
                 # Deaf to the flag (a model load, a C call): the actor is killed; Ray restarts it.
                 killer.append(loop.call_later(grace, lambda: self._kill(slot, "cancel_ignored")))
@@ -286,6 +289,7 @@ class RayRunner(WorkRunner):
             raise RetryableJobError(ServiceError.internal(
                 "WORKER_CRASHED", f"the Ray actor on node {slot.node[:12]} died: {type(exc).__name__}")) from None
         finally:
+            ended = True
             for handle in killer:
                 handle.cancel()
 
