@@ -17,9 +17,13 @@ from typing import TypeVar
 from services.inference.assistant.config import AssistantConfig
 from services.inference.faceswap.config import FaceSwapConfig
 from services.inference.worker.config import REPO_ROOT, WorkerConfig
-from services.kit.config import ServiceConfig
+from services.kit.config import ConfigError, ServiceConfig
 
-__all__ = ["REPO_ROOT", "InferenceConfig"]
+__all__ = ["EXECUTORS", "REPO_ROOT", "InferenceConfig"]
+
+# Where device work runs (issue 15): "local" = one worker process per device of this machine;
+# "ray" = one actor per GPU on a Ray cluster (services/inference/worker/ray_runner.py).
+EXECUTORS = ("local", "ray")
 
 P = TypeVar("P")
 
@@ -46,6 +50,26 @@ class InferenceConfig(AssistantConfig, WorkerConfig, ServiceConfig):
     replica_id: str = ""
     job_lease_seconds: float = 10.0
     job_poll_seconds: float = 2.0
+    # Executor: "local" (worker processes, `devices`) or "ray" (actors on a Ray cluster). Same RPCs,
+    # events and results either way; the server imports ray only for "ray".
+    executor: str = "local"
+    # The Ray cluster: "auto" (a cluster this node belongs to), "ray://host:10001" (Ray Client), or
+    # "" = start a local one (one logical GPU per NVIDIA GPU found, or one on a CPU machine).
+    ray_address: str = ""
+    # Actors this replica creates, one per GPU (num_gpus=1); 0 = one per GPU of the cluster at start.
+    # Several replicas on one cluster each set their share.
+    ray_actors: int = 0
+    # Connecting to the cluster and the actors' start (model stack imports) must finish within this;
+    # past it Create answers UNAVAILABLE (RAY_UNAVAILABLE) and the connection is retried.
+    ray_connect_timeout_seconds: float = 120.0
+    # How often a lost actor (its node died) is probed until Ray has restarted it somewhere.
+    ray_probe_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"VIARTE_INFERENCE_EXECUTOR: {self.executor!r} is not one of {', '.join(EXECUTORS)}")
+        if self.ray_actors < 0:
+            raise ConfigError("VIARTE_INFERENCE_RAY_ACTORS: must be 0 (one per GPU) or more")
 
     @property
     def db_url(self) -> str:

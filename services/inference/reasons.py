@@ -24,3 +24,5 @@ class Reason(enum.StrEnum):
     STORAGE_UNAVAILABLE = "STORAGE_UNAVAILABLE"
     INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN"
     UNAUTHENTICATED = "UNAUTHENTICATED"
+    # Executor "ray": the Ray cluster cannot be reached (Create answers UNAVAILABLE, nothing queued).
+    RAY_UNAVAILABLE = "RAY_UNAVAILABLE"

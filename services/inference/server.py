@@ -17,7 +17,7 @@ from services.inference.generation import GenerationHandler
 from services.inference.models.registry import DEFAULT_REGISTRY_PATH, ModelRegistry, load_registry
 from services.inference.servicer import GenerationServicer
 from services.inference.validation import check_parameters
-from services.inference.worker.pool import WorkerPool
+from services.inference.worker.pool import WorkerPool, WorkRunner
 from services.inference.worker.protocol import FaceSwapWork, GenerationWork, WorkerSetup
 from services.kit.db import make_engine, upgrade
 from services.kit.jobs import HandlerExecutor, JobConfig, JobService
@@ -39,7 +39,8 @@ class Inference:
     config: InferenceConfig
     registry: ModelRegistry
     jobs: JobService
-    pool: WorkerPool
+    # WorkerPool (executor "local") or RayRunner (executor "ray").
+    pool: WorkRunner
     store: StorageClient
     generation: GenerationServicer
 
@@ -54,30 +55,46 @@ def worker_setup(config: InferenceConfig) -> WorkerSetup:
     return WorkerSetup(config.worker, scratch_dir=config.scratch_path, otlp_endpoint=config.otlp_endpoint)
 
 
+async def _runner(config: InferenceConfig) -> WorkRunner:
+    """The executor's device side: local worker processes, or actors on a Ray cluster (ray is
+    imported only then)."""
+    if config.executor == "ray":
+        from services.inference.worker.ray_runner import RayRunner
+
+        ray_runner = RayRunner(worker_setup(config), address=config.ray_address, actors=config.ray_actors,
+                               connect_timeout=config.ray_connect_timeout_seconds,
+                               probe_seconds=config.ray_probe_seconds)
+        await ray_runner.start()
+        return ray_runner
+    pool = WorkerPool(worker_setup(config), config.devices)
+    await pool.start()
+    return pool
+
+
 async def build_inference(config: InferenceConfig) -> tuple[grpc.aio.Server, int, Inference]:
     registry = _registry(config)
     engine = make_engine(config.db_url)
     upgrade(engine, MIGRATIONS)
     store = StorageClient(config)
-    pool = WorkerPool(worker_setup(config), config.devices)
-    await pool.start()
+    pool = await _runner(config)
     generation_handler = GenerationHandler(registry, pool, store, config.scratch_path)
     # Face swap runs on the same device workers as generation (one process per device).
     face_runner = PoolRunner(pool)
     executor = HandlerExecutor({
         GenerationWork.kind: generation_handler,
         FaceSwapWork.kind: FaceSwapHandler(store, face_runner, config.scratch_path / "faceswap"),
-    }, slots=pool.slots)
+    }, slots=lambda: pool.slots)
     jobs = JobService(engine, executor, JobConfig(
         max_queued=config.max_queued, max_attempts=config.max_attempts,
         queue_full_retry_seconds=config.queue_full_retry_seconds, max_priority=config.max_priority,
         lease_seconds=config.job_lease_seconds, poll_seconds=config.job_poll_seconds, replica_id=config.replica_id,
     ), page_tokens=PageTokens.for_service(config))
+    ready = getattr(pool, "check_available", lambda: None)
     generation = GenerationServicer(registry, jobs, store, loaded_models=lambda: generation_handler.loaded,
-                                    face_swap_available=True)
+                                    face_swap_available=True, executor_ready=ready)
     assistant = AssistantServicer(config.assistant, engine=engine, registry=registry,
                                   validate_generation=lambda p: check_parameters(p, registry))
-    services = [Service(generation), Service(FaceSwapServicer(jobs, store)), Service(assistant)]
+    services = [Service(generation), Service(FaceSwapServicer(jobs, store, ready)), Service(assistant)]
     closers: list[Any] = [face_runner.close, assistant.close]
     await jobs.start()
     server, port = await build_server(config, services)
@@ -91,7 +108,8 @@ async def build_inference(config: InferenceConfig) -> tuple[grpc.aio.Server, int
         engine.dispose()
 
     add_shutdown_hook(server, shutdown)
-    _log.info("inference.ready", devices=[w.device for w in pool.workers], models=[m.id for m in registry],
+    devices = [w.device for w in pool.workers] if isinstance(pool, WorkerPool) else ["ray"]
+    _log.info("inference.ready", executor=config.executor, devices=devices, models=[m.id for m in registry],
               services=[s.full_name for s in services])
     return server, port, Inference(config, registry, jobs, pool, store, generation)
 

@@ -25,12 +25,16 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):  # type
     def __init__(
         self, registry: ModelRegistry, jobs: JobService, store: Any, *,
         loaded_models: Callable[[], set[str]] = set, face_swap_available: bool = True,
+        executor_ready: Callable[[], None] = lambda: None,
     ) -> None:
         self.registry = registry
         self.jobs = jobs
         self.store = store
         self._loaded = loaded_models
         self._face_swap = face_swap_available
+        # Raises UNAVAILABLE while the executor cannot run jobs (the Ray cluster unreachable):
+        # nothing is queued that could not start.
+        self._ready = executor_ready
         self.rpc = JobRpc(jobs, KIND, G.GenerationJob, G.GenerationParameters, G.GenerationResult)
 
     async def ListModels(self, request: G.ListModelsRequest, context: grpc.aio.ServicerContext) -> G.ListModelsResponse:
@@ -51,6 +55,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):  # type
             existing = await self.jobs.find(owner, KIND, request.request_id)
             if existing is not None:
                 return G.CreateGenerationJobResponse(job=self.rpc.to_proto(existing))
+        self._ready()
         _, params = check_generation(request.parameters, self.registry, face_swap_available=self._face_swap)
         await self._check_assets(owner, params)
         rec = await self.jobs.create(owner, KIND, params.SerializeToString(), request_id=request.request_id,

@@ -132,7 +132,9 @@ def test_generate_and_jobs_commands(cli: Cli, mesh: RunningMesh, mesh_user: Mesh
     assert Path(out["downloaded"]).stat().st_size > 0
     listed = cli.json("jobs", "list", "--kind", "generation")
     assert [j["job"]["id"] for j in listed["jobs"]] == [job["id"]]
-    assert cli.json("jobs", "get", job["id"])["kind"] == "generation"
+    got = cli.json("jobs", "get", job["id"])
+    assert got["kind"] == "generation" and got["job"]["status"]["placement"]["executor"] == "local"
+    assert "placement: local on " in cli("jobs", "get", job["id"])  # where it ran (issue 15)
     cli("jobs", "watch", job["id"])  # a finished job: its final snapshot, exit 0
     queued = cli.json("generate", "later", "--model", "tiny-modelscope", "--width", "64", "--height", "64",
                       "--frames", "4", "--detach")  # fmt: skip

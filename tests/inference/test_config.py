@@ -51,3 +51,18 @@ def test_workers_receive_the_worker_part_whole_and_nothing_else(tmp_path) -> Non
     assert (setup.config.face_det_size, setup.config.memory_policy, str(setup.config.models_path)) == (320, "vae_tiling", "/m")
     assert setup.scratch_dir == tmp_path / "inference"
     assert "gsk-secret" not in repr(dataclasses.asdict(setup)) and not hasattr(setup.config, "internal_secret")
+
+
+def test_executor_choice_from_the_environment() -> None:
+    """local stays the default; VIARTE_INFERENCE_EXECUTOR picks ray and the mesh-wide VIARTE_RAY_ADDRESS
+    reaches it; anything else is refused at load, naming the variable."""
+    import pytest
+
+    from services.kit.config import ConfigError
+
+    assert load_config(InferenceConfig, {}).executor == "local"
+    config = load_config(InferenceConfig, {"VIARTE_INFERENCE_EXECUTOR": "ray", "VIARTE_RAY_ADDRESS": "ray://head:10001",
+                                           "VIARTE_INFERENCE_RAY_ACTORS": "3"})
+    assert (config.executor, config.ray_address, config.ray_actors) == ("ray", "ray://head:10001", 3)
+    with pytest.raises(ConfigError, match="VIARTE_INFERENCE_EXECUTOR"):
+        load_config(InferenceConfig, {"VIARTE_INFERENCE_EXECUTOR": "kubernetes"})

@@ -124,7 +124,14 @@ def jobs_get(ctx: typer.Context, job_id: str, kind: Annotated[str | None, typer.
     """One job."""
     c = context(ctx)
     k, job = _find_job(c, job_id, kind)
-    c.emit({"kind": k, "job": job}, lambda: c.out.print(jsonable(job)))
+
+    def human() -> None:
+        c.out.print(jsonable(job))
+        where = job.status.placement
+        if job.status.HasField("placement"):  # where the (last) attempt ran: local worker or Ray actor
+            c.out.print(f"placement: {where.executor} on {where.node} ({where.device})", highlight=False)
+
+    c.emit({"kind": k, "job": job}, human)
 
 
 @jobs_app.command("watch")

@@ -9,7 +9,7 @@ process loads no models): such a job ends FAILED with FAILED_PRECONDITION NO_FAC
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 
@@ -56,8 +56,11 @@ async def _require_kind(store: StorageClient, owner: str, asset_id: str, kinds: 
 
 
 class FaceSwapServicer(face_swap_pb2_grpc.FaceSwapServiceServicer):  # type: ignore[misc]
-    def __init__(self, jobs: JobService, store: StorageClient) -> None:
+    def __init__(self, jobs: JobService, store: StorageClient,
+                 executor_ready: Callable[[], None] = lambda: None) -> None:
         self.jobs = jobs
+        # Raises UNAVAILABLE while the executor cannot run jobs (the Ray cluster unreachable).
+        self._ready = executor_ready
         self.store = store
         self.rpc = JobRpc(jobs, KIND, F.FaceSwapJob, F.FaceSwapParameters, F.FaceSwapResult)
 
@@ -73,6 +76,7 @@ class FaceSwapServicer(face_swap_pb2_grpc.FaceSwapServiceServicer):  # type: ign
         v.check(len(params.output_name) <= _MAX_NAME, "parameters.output_name", f"at most {_MAX_NAME} characters")
         v.check(len(request.request_id) <= _MAX_REQUEST_ID, "request_id", f"at most {_MAX_REQUEST_ID} characters")
         v.raise_if_any("INVALID_PARAMETERS", "invalid face swap parameters")
+        self._ready()
         # 2. assets: the caller's own, of the right kinds
         await _require_kind(
             self.store, user, params.target_asset_id, {asset_pb2.ASSET_KIND_IMAGE, asset_pb2.ASSET_KIND_VIDEO}, "target"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import socket
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -31,6 +32,7 @@ from services.kit.logs import get_logger
 __all__ = ["LocalWorker", "WorkRunner", "WorkerPool"]
 
 _log = get_logger("viarte.inference.worker")
+_HOST = socket.gethostname()
 EventFn = Callable[[TaskEvent], None]
 OutcomeT = TypeVar("OutcomeT")
 _CODES = {"INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION", "RESOURCE_EXHAUSTED", "UNAVAILABLE",
@@ -236,14 +238,17 @@ class LocalWorker:
 
 
 class WorkRunner:
-    """Where work runs: the seam between jobs and devices. Today: local worker processes; a Ray
-    implementation would keep this interface and submit the same work to actors with ``num_gpus``."""
+    """Where work runs: the seam between jobs and devices. `WorkerPool`: local worker processes;
+    `RayRunner` (worker/ray_runner.py): the same work on Ray actors with ``num_gpus=1``."""
 
     @property
     def slots(self) -> int:
         raise NotImplementedError
 
     async def run(self, work: Work[OutcomeT], on_event: EventFn, job: RunningJob | None = None) -> OutcomeT:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
         raise NotImplementedError
 
 
@@ -274,6 +279,8 @@ class WorkerPool(WorkRunner):
         assert self._idle is not None, "WorkerPool.start() first"
         worker = await self._acquire(job)
         try:
+            if job is not None:
+                await job.place(executor="local", node=_HOST, device=worker.device)
             return await worker.run(work, on_event, job)
         finally:
             self._idle.put_nowait(worker)

@@ -48,6 +48,8 @@ class JobRecord:
     stage_durations: dict[str, float] = field(default_factory=dict)
     # The fencing epoch of the job's current (or last) lease; a running job's writes carry it.
     lease_epoch: int = 0
+    # Where the current (or last) attempt runs (viarte.type.v1.Placement); None before a start.
+    placement: job_pb2.Placement | None = None
 
     @classmethod
     def from_row(cls, row: JobRow) -> JobRecord:
@@ -70,6 +72,7 @@ class JobRecord:
             last_sequence=row.last_sequence,
             stage_durations=json.loads(row.stage_durations or "{}"),
             lease_epoch=row.lease_epoch,
+            placement=job_pb2.Placement.FromString(row.placement) if row.placement else None,
         )
 
     @property
@@ -97,6 +100,7 @@ class JobRecord:
             last_sequence=self.last_sequence,
             priority=self.priority,
             stage_durations=durations,
+            placement=self.placement,
         )
 
 

@@ -50,6 +50,8 @@ class RunningJob:
         self._cancel = asyncio.Event()
         self._callbacks: list[Callable[[], None]] = []
         self._flush: Callable[[], Awaitable[None]] | None = None
+        self._place: Callable[[job_pb2.Placement], Awaitable[None]] | None = None
+        self.placement: job_pb2.Placement | None = None
 
     @property
     def id(self) -> str:
@@ -81,6 +83,13 @@ class RunningJob:
         """Waits until every emitted event is stored and published."""
         if self._flush is not None:
             await self._flush()
+
+    async def place(self, *, executor: str, node: str, device: str) -> None:
+        """Records where this attempt runs (the job's ``status.placement``), once the executor has
+        chosen a device. Best effort: a database hiccup here costs the display, never the job."""
+        self.placement = job_pb2.Placement(executor=executor, node=node, device=device)
+        if self._place is not None:
+            await self._place(self.placement)
 
     # -- cancellation ---------------------------------------------------------------------------
     @property
@@ -147,15 +156,16 @@ class Executor(Protocol):
 
 
 class HandlerExecutor:
-    """In-process executor: one coroutine handler per job kind, at most ``slots`` jobs at once."""
+    """In-process executor: one coroutine handler per job kind, at most ``slots`` jobs at once
+    (a callable when the count changes: the Ray executor's live actors)."""
 
-    def __init__(self, handlers: Mapping[str, Handler], slots: int = 1) -> None:
+    def __init__(self, handlers: Mapping[str, Handler], slots: int | Callable[[], int] = 1) -> None:
         self._handlers = dict(handlers)
         self._slots = slots
 
     @property
     def slots(self) -> int:
-        return self._slots
+        return self._slots() if callable(self._slots) else self._slots
 
     def add_handler(self, kind: str, handler: Handler) -> None:
         self._handlers[kind] = handler

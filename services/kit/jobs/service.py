@@ -419,6 +419,7 @@ class JobService:
         writer = EventWriter(self, record.id, fence, self.config.pending_events_limit, self._lease_lost)
         job = RunningJob(record, writer.put)
         job._flush = writer.flush
+        job._place = lambda placement: self._place(record.id, fence, placement)
         self._running[record.id] = job
         if record.cancel_requested:
             job._request_cancel()
@@ -467,6 +468,14 @@ class JobService:
             self._ending.discard(record.id)
             self._tasks.pop(record.id, None)
             self._wake.set()
+
+    async def _place(self, job_id: str, fence: Fence, placement: job_pb2.Placement) -> None:
+        try:
+            await run_db(self._store.set_placement, job_id, fence, placement.SerializeToString())
+        except _DB_DOWN as exc:
+            self._health.failed("placement", exc)
+        except Exception:
+            _log.exception("job_placement_failed", job_id=job_id)
 
     async def _outcome(self, job_id: str, fence: Fence, state: int, *, progress: job_pb2.Progress | None,
                        error: job_pb2.JobError | None, result: bytes | None) -> None:

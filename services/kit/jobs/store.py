@@ -329,7 +329,7 @@ class JobStore:
             nxt = nxt.with_for_update(skip_locked=True)
         claim = (sa.update(JobRow).where(col(JobRow.id) == nxt.scalar_subquery(), col(JobRow.state) == QUEUED)
                  .values(last_sequence=col(JobRow.last_sequence) + 1, attempts=col(JobRow.attempts) + 1,
-                         lease_owner=owner, lease_epoch=col(JobRow.lease_epoch) + 1,
+                         lease_owner=owner, lease_epoch=col(JobRow.lease_epoch) + 1, placement=None,
                          lease_expires_us=self._now + lease_us)
                  .returning(col(JobRow.id)))
         with Session(self._engine) as session:
@@ -342,6 +342,19 @@ class JobStore:
             row = self._reread(session, job_id)
             return self._apply(session, row, RUNNING, now_us=now_us,
                                progress=job_pb2.Progress(message="starting")), False
+
+    def set_placement(self, job_id: str, fence: Fence, placement: bytes) -> bool:
+        """Records where the running attempt runs (no event: it is part of the job's status);
+        False when the job no longer holds ``fence`` (taken over, or already ended)."""
+        update = (sa.update(JobRow)
+                  .where(col(JobRow.id) == job_id, col(JobRow.state) == RUNNING,
+                         col(JobRow.lease_owner) == fence.owner, col(JobRow.lease_epoch) == fence.epoch)
+                  .values(placement=placement).execution_options(synchronize_session=False))
+        with Session(self._engine) as session:
+            self._guard(session)
+            changed = session.exec(update).rowcount == 1
+            session.commit()
+            return bool(changed)
 
     def renew(self, owner: str, leases: dict[str, int], lease_us: int) -> tuple[set[str], set[str]]:
         """Extends this replica's leases {job id: epoch}; returns (lost, cancel requested)."""

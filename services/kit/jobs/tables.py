@@ -15,8 +15,10 @@ __all__ = [
     "JobEventRow",
     "JobRow",
     "add_job_leases",
+    "add_job_placement",
     "create_job_tables",
     "drop_job_leases",
+    "drop_job_placement",
     "drop_job_tables",
 ]
 
@@ -58,6 +60,9 @@ class JobRow(SQLModel, table=True):
     lease_expires_us: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
     # Fencing token: +1 per claim and per take-over; a running job's writes name the epoch they hold.
     lease_epoch: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0"))
+    # viarte.type.v1.Placement of the current (or last) attempt, serialised; set by the executor
+    # once it has chosen a device (issue 15), NULL before the first start.
+    placement: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary, nullable=True))
 
 
 class JobEventRow(SQLModel, table=True):
@@ -123,6 +128,16 @@ def drop_job_leases(op: Any) -> None:
         batch.drop_column("lease_epoch")
         batch.drop_column("lease_expires_us")
         batch.drop_column("lease_owner")
+
+
+def add_job_placement(op: Any) -> None:
+    """Call from the migration after ``add_job_leases`` (issue 15): where an attempt runs."""
+    op.add_column("job", sa.Column("placement", sa.LargeBinary, nullable=True))
+
+
+def drop_job_placement(op: Any) -> None:
+    with op.batch_alter_table("job") as batch:
+        batch.drop_column("placement")
 
 
 def drop_job_tables(op: Any) -> None:

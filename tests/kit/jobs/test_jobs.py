@@ -297,3 +297,29 @@ async def test_cancel_during_a_failing_attempt_is_not_retried(tmp_path: Path) ->
         assert items[-1].state == job_pb2.JOB_STATE_CANCELLED  # type: ignore[union-attr]
     finally:
         await svc.stop()
+
+
+async def test_placement_is_stored_per_attempt_and_shown_in_the_status(tmp_path: Path) -> None:
+    """The executor records where an attempt runs (issue 15); a retry's new claim clears the old
+    place until the next attempt records its own, and the last one stays on the finished job."""
+    places = iter([("ray", "node-a", "gpu:0"), ("ray", "node-b", "gpu:1")])
+
+    async def placed(job: RunningJob) -> bytes:
+        executor, node, device = next(places)
+        await job.place(executor=executor, node=node, device=device)
+        if job.attempt == 1:
+            raise RetryableJobError(ServiceError.internal("WORKER_CRASHED", "the node died"))
+        return b"ok"
+
+    engine = _engine(tmp_path)
+    svc = JobService(engine, HandlerExecutor({"demo": placed}), JobConfig(max_attempts=2))
+    await svc.start()
+    try:
+        rec = await svc.create("alice", "demo", b"")
+        assert rec.status().HasField("placement") is False
+        await _collect(svc, "alice", rec.id)
+        done = await svc.get("alice", "demo", rec.id)
+        assert done.state == SUCCEEDED and done.attempts == 2
+        assert done.status().placement == job_pb2.Placement(executor="ray", node="node-b", device="gpu:1")
+    finally:
+        await svc.stop()

@@ -31,7 +31,8 @@ class GenerationServiceStub:
     ErrorInfo domain "viarte.inference". Reasons: MODEL_NOT_FOUND, MODEL_UNAVAILABLE, TASK_NOT_SUPPORTED,
     INVALID_PARAMETERS (with BadRequest field violations), IMAGE_REQUIRED, ASSET_NOT_FOUND,
     JOB_NOT_FOUND, QUEUE_FULL (with RetryInfo), OUT_OF_MEMORY, WORKER_CRASHED, DECODE_FAILED,
-    NO_FACE_IN_SOURCE, STORAGE_UNAVAILABLE, INVALID_PAGE_TOKEN, UNAUTHENTICATED.
+    NO_FACE_IN_SOURCE, STORAGE_UNAVAILABLE, INVALID_PAGE_TOKEN, UNAUTHENTICATED, RAY_UNAVAILABLE (executor
+    "ray": the Ray cluster is unreachable; UNAVAILABLE with RetryInfo, nothing is queued).
     API keys need scope "jobs:write" to cancel, "jobs:write", "assets:read" and "assets:write" to create
     (a job reads the assets it names and stores its result), "jobs:read" to get, list and watch;
     ListModels needs none (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).
@@ -81,7 +82,8 @@ class GenerationServiceServicer:
     ErrorInfo domain "viarte.inference". Reasons: MODEL_NOT_FOUND, MODEL_UNAVAILABLE, TASK_NOT_SUPPORTED,
     INVALID_PARAMETERS (with BadRequest field violations), IMAGE_REQUIRED, ASSET_NOT_FOUND,
     JOB_NOT_FOUND, QUEUE_FULL (with RetryInfo), OUT_OF_MEMORY, WORKER_CRASHED, DECODE_FAILED,
-    NO_FACE_IN_SOURCE, STORAGE_UNAVAILABLE, INVALID_PAGE_TOKEN, UNAUTHENTICATED.
+    NO_FACE_IN_SOURCE, STORAGE_UNAVAILABLE, INVALID_PAGE_TOKEN, UNAUTHENTICATED, RAY_UNAVAILABLE (executor
+    "ray": the Ray cluster is unreachable; UNAVAILABLE with RetryInfo, nothing is queued).
     API keys need scope "jobs:write" to cancel, "jobs:write", "assets:read" and "assets:write" to create
     (a job reads the assets it names and stores its result), "jobs:read" to get, list and watch;
     ListModels needs none (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).
@@ -187,7 +189,8 @@ class GenerationService:
     ErrorInfo domain "viarte.inference". Reasons: MODEL_NOT_FOUND, MODEL_UNAVAILABLE, TASK_NOT_SUPPORTED,
     INVALID_PARAMETERS (with BadRequest field violations), IMAGE_REQUIRED, ASSET_NOT_FOUND,
     JOB_NOT_FOUND, QUEUE_FULL (with RetryInfo), OUT_OF_MEMORY, WORKER_CRASHED, DECODE_FAILED,
-    NO_FACE_IN_SOURCE, STORAGE_UNAVAILABLE, INVALID_PAGE_TOKEN, UNAUTHENTICATED.
+    NO_FACE_IN_SOURCE, STORAGE_UNAVAILABLE, INVALID_PAGE_TOKEN, UNAUTHENTICATED, RAY_UNAVAILABLE (executor
+    "ray": the Ray cluster is unreachable; UNAVAILABLE with RetryInfo, nothing is queued).
     API keys need scope "jobs:write" to cancel, "jobs:write", "assets:read" and "assets:write" to create
     (a job reads the assets it names and stores its result), "jobs:read" to get, list and watch;
     ListModels needs none (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).
