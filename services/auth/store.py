@@ -46,6 +46,10 @@ class RefreshResult:
 _LAST_USED_RESOLUTION_SECONDS = 60
 
 
+# pg_advisory_xact_lock key serialising revocation-feed writers (see Store._record).
+_FEED_WRITER_LOCK = 0x7669617274650001
+
+
 class Store:
     def __init__(self, engine: Engine, revocation_ttl: timedelta = timedelta(minutes=16)) -> None:
         self.engine = engine
@@ -285,6 +289,13 @@ class Store:
     # -- the revocation feed -------------------------------------------------------------------
     def _record(self, s: Session, kind: str, target: str, now: datetime) -> None:
         """Adds a feed entry in the caller's transaction: stored if and only if the revocation is."""
+        if s.get_bind().dialect.name == "postgresql":
+            # Replicas write the feed concurrently, and a sequence is drawn at insert but visible at
+            # commit: a later sequence committing first would move a subscriber's cursor past an
+            # earlier one still in flight, which it would then never read. One writer at a time
+            # (held to commit; always the transaction's last lock, so no deadlock) keeps commit
+            # order = sequence order. Revocations are rare; the wait is one short commit.
+            s.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _FEED_WRITER_LOCK})
         s.add(Revocation(kind=kind, target=target, revoke_time=now, expire_time=now + self.revocation_ttl))
 
     def revocations_after(self, sequence: int, limit: int) -> list[Revocation]:

@@ -225,3 +225,35 @@ def test_an_overdue_key_rotates_at_startup(engine: Engine) -> None:
     ).ensure_active()
     overdue = KeyStore(engine, rotation_period=timedelta(seconds=0), retire_grace=timedelta(minutes=16))
     assert overdue.ensure_active().kid != first.kid
+
+
+def test_revocation_feed_commits_in_sequence_order(engine: Engine) -> None:
+    """Two replicas revoking at once: the one that drew the later sequence must not commit first,
+    or a feed subscriber reading in between moves its cursor past the earlier one for good."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer: commit order is sequence order already")
+    store = Store(engine)
+    now = utcnow()
+    first = store._session()
+    first.begin()
+    store._record(first, "session", "first", now)
+    first.flush()  # draws its sequence, not yet committed
+    second_done = threading.Event()
+
+    def revoke_second() -> None:
+        with store._session() as s, s.begin():
+            store._record(s, "session", "second", now)
+        second_done.set()
+
+    worker = threading.Thread(target=revoke_second)
+    worker.start()
+    try:
+        # While the first is in flight, the second cannot commit: a reader sees neither or both.
+        assert not second_done.wait(1.0), "a later revocation committed before an earlier one"
+        assert [r.target for r in store.revocations_after(0, 10)] == []
+    finally:
+        first.commit()
+        first.close()
+        worker.join(10)
+    rows = store.revocations_after(0, 10)
+    assert [r.target for r in rows] == ["first", "second"]
