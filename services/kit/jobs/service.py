@@ -276,22 +276,29 @@ class JobService:
         on whichever replica runs it (notified; its lease renewal reads the flag too). A finished
         job is returned unchanged."""
         record = await self.get(owner, kind, job_id)
-        if record.state == QUEUED:
-            done = await self._db("cancel", self._store.transition, job_id, CANCELLED, now_us=now_us(),
-                                  expect=frozenset({QUEUED}),
-                                  progress=job_pb2.Progress(message="cancelled while queued"))
-            if done is not None:
-                self._finished(done)
-                self._positions_changed.set()
-                return done.record
-            record = await self.get(owner, kind, job_id)  # a scheduler started it meanwhile
-        if record.state == RUNNING:
+        # A job can move QUEUED → RUNNING (claimed) and back (re-queued after a lost lease) between
+        # our reads, on any replica: retry until one of the two conditional writes lands.
+        while True:
+            if record.state == QUEUED:
+                done = await self._db("cancel", self._store.transition, job_id, CANCELLED, now_us=now_us(),
+                                      expect=frozenset({QUEUED}),
+                                      progress=job_pb2.Progress(message="cancelled while queued"))
+                if done is not None:
+                    self._finished(done)
+                    self._positions_changed.set()
+                    return done.record
+                record = await self.get(owner, kind, job_id)  # a scheduler started it meanwhile
+                continue
+            if record.state != RUNNING:
+                return record
             flagged = await self._db("cancel", self._store.request_cancel, job_id, now_us())
+            if flagged is not None and flagged.state == QUEUED:
+                record = flagged  # re-queued before the flag landed
+                continue
             running = self._running.get(job_id)
             if running is not None:
                 running._request_cancel()
             return flagged or record
-        return record
 
     async def watch(
         self, owner: str | None, kind: str | Sequence[str], job_id: str, after_sequence: int = 0
@@ -325,6 +332,13 @@ class JobService:
                     continue
                 if ev.sequence <= last:
                     continue
+                if ev.sequence > last + 1:
+                    # A local event overtook one stored by another replica whose notice has not
+                    # arrived yet: the missing ones are already committed (sequences are reserved
+                    # under the row lock), so read them from the log first — never a gap.
+                    for missed in await self._db("watch", self._store.events, job_id, last, ev.sequence - 1):
+                        yield missed
+                        last = missed.sequence
                 yield ev
                 last = ev.sequence
                 if is_terminal(ev.state):
@@ -388,7 +402,8 @@ class JobService:
             self._wake.clear()
             while len(self._tasks) < self.executor.slots and not self._stopping:
                 try:
-                    started, skipped = await run_db(self._store.claim_next, self.replica_id, self._lease_us, now_us())
+                    started, skipped = await run_db(self._store.claim_next, self.replica_id, self._lease_us, now_us(),
+                                                   tuple(self._tasks))
                 except Exception as exc:
                     # Nothing was stored (one transaction): the job is still QUEUED in the database
                     # and the scheduler lives on to retry it.

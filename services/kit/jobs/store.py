@@ -319,12 +319,19 @@ class JobStore:
                 return None
             return self._apply(session, row, new_state, now_us=now_us, progress=progress, error=error, result=result)
 
-    def claim_next(self, owner: str, lease_us: int, now_us: int) -> tuple[Transition | None, bool]:
+    def claim_next(
+        self, owner: str, lease_us: int, now_us: int, busy: Sequence[str] = ()
+    ) -> tuple[Transition | None, bool]:
         """Starts the next QUEUED job (highest priority, then oldest) under a lease for ``owner``:
         RUNNING, attempts + 1, lease_epoch + 1. Returns (the start or None, whether QUEUED jobs were
         skipped because another transaction holds their row right now: SKIP LOCKED never waits for
         them, so the caller tries again shortly instead of waiting for the next wake-up)."""
-        nxt = select(JobRow.id).where(JobRow.state == QUEUED).order_by(*_queue_order()).limit(1)
+        nxt = select(JobRow.id).where(JobRow.state == QUEUED)
+        if busy:
+            # Jobs this replica still has a task for (a lease it lost while the database was away,
+            # re-queued by another replica): claiming one again would give two tasks one job id.
+            nxt = nxt.where(col(JobRow.id).not_in(list(busy)))
+        nxt = nxt.order_by(*_queue_order()).limit(1)
         if self.postgres:
             nxt = nxt.with_for_update(skip_locked=True)
         claim = (sa.update(JobRow).where(col(JobRow.id) == nxt.scalar_subquery(), col(JobRow.state) == QUEUED)
@@ -336,8 +343,10 @@ class JobStore:
             self._guard(session)
             job_id = session.connection().execute(claim).scalar_one_or_none()
             if job_id is None:
-                skipped = self.postgres and session.exec(
-                    select(JobRow.id).where(JobRow.state == QUEUED).limit(1)).first() is not None
+                waiting = select(JobRow.id).where(JobRow.state == QUEUED)
+                if busy:
+                    waiting = waiting.where(col(JobRow.id).not_in(list(busy)))
+                skipped = self.postgres and session.exec(waiting.limit(1)).first() is not None
                 return None, skipped
             row = self._reread(session, job_id)
             return self._apply(session, row, RUNNING, now_us=now_us,

@@ -323,3 +323,19 @@ async def test_placement_is_stored_per_attempt_and_shown_in_the_status(tmp_path:
         assert done.status().placement == job_pb2.Placement(executor="ray", node="node-b", device="gpu:1")
     finally:
         await svc.stop()
+
+
+def test_a_claim_skips_jobs_this_replica_still_has_a_task_for(tmp_path: Path) -> None:
+    """A replica that lost a lease while its database was away may still run the old attempt when
+    another replica re-queues the job: claiming it again would give one job id two tasks."""
+    store = JobStore(_engine(tmp_path))
+    progress = job_pb2.Progress(stage=job_pb2.STAGE_QUEUED)
+    _, older = store.create(owner="alice", kind="demo", request_id="", parameters=b"p", priority=0,
+                            now_us=1, progress=progress)
+    _, newer = store.create(owner="alice", kind="demo", request_id="", parameters=b"p", priority=0,
+                            now_us=2, progress=progress)
+    started, _ = store.claim_next("replica-a", 10_000_000, 3, busy=(older.id,))
+    assert started is not None and started.record.id == newer.id  # the older one is next otherwise
+    assert store.claim_next("replica-a", 10_000_000, 4, busy=(older.id,)) == (None, False)
+    started, _ = store.claim_next("replica-a", 10_000_000, 5)
+    assert started is not None and started.record.id == older.id
