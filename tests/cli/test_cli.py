@@ -197,6 +197,9 @@ def test_ctrl_c_cancels_the_job_and_exits_130(mesh: RunningMesh, mesh_user: Mesh
     proc = subprocess.Popen(
         [*base, "generate", "slow", "--model", "tiny-modelscope", "--width", "192", "--height", "192", "--frames", "8", "--steps", "50"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A suite started in the background (`cmd &` without job control) inherits SIGINT ignored,
+        # and Python keeps it ignored: give the CLI a terminal's default, as a user's shell would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         with mesh.client() as client:

@@ -8,7 +8,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import grpc
 import pytest
@@ -187,7 +187,19 @@ async def test_wait_timeout_cancels_when_asked(scripted: Scripted) -> None:
     assert scripted.record.cancels == ["job-1"]
 
 
+@pytest.fixture
+def interactive_sigint() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt, as in an interactive program: a suite started in the
+    background (`cmd &` without job control) inherits SIGINT ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("delivered_to", ["process", "another thread"])
+@pytest.mark.usefixtures("interactive_sigint")
 def test_sync_client_ctrl_c_cancels_the_job(delivered_to: str) -> None:
     """Ctrl-C is process-wide: the kernel may hand it to any thread (gRPC's, the SDK loop's), which
     only flags it for the main thread. Either way the waiting call raises KeyboardInterrupt."""
