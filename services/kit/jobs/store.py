@@ -326,12 +326,12 @@ class JobStore:
         RUNNING, attempts + 1, lease_epoch + 1. Returns (the start or None, whether QUEUED jobs were
         skipped because another transaction holds their row right now: SKIP LOCKED never waits for
         them, so the caller tries again shortly instead of waiting for the next wake-up)."""
-        nxt = select(JobRow.id).where(JobRow.state == QUEUED)
+        waiting = select(JobRow.id).where(JobRow.state == QUEUED)
         if busy:
             # Jobs this replica still has a task for (a lease it lost while the database was away,
             # re-queued by another replica): claiming one again would give two tasks one job id.
-            nxt = nxt.where(col(JobRow.id).not_in(list(busy)))
-        nxt = nxt.order_by(*_queue_order()).limit(1)
+            waiting = waiting.where(col(JobRow.id).not_in(list(busy)))
+        nxt = waiting.order_by(*_queue_order()).limit(1)
         if self.postgres:
             nxt = nxt.with_for_update(skip_locked=True)
         claim = (sa.update(JobRow).where(col(JobRow.id) == nxt.scalar_subquery(), col(JobRow.state) == QUEUED)
@@ -343,9 +343,6 @@ class JobStore:
             self._guard(session)
             job_id = session.connection().execute(claim).scalar_one_or_none()
             if job_id is None:
-                waiting = select(JobRow.id).where(JobRow.state == QUEUED)
-                if busy:
-                    waiting = waiting.where(col(JobRow.id).not_in(list(busy)))
                 skipped = self.postgres and session.exec(waiting.limit(1)).first() is not None
                 return None, skipped
             row = self._reread(session, job_id)
