@@ -4,6 +4,11 @@ One key is active and signs new tokens. Rotation makes a new key active and reti
 with `not_after = now + longest access-token lifetime + leeway`, so every token it signed keeps
 verifying until it expires anyway; after that the key disappears from ListPublicKeys and from
 verification. Verifiers cache keys by `kid` and fetch a new kid the first time they see it.
+
+Replicas share the key table: creating or rotating the active key happens under a database lock
+with the decision re-taken inside it, so replicas starting (or coming due) together make one key,
+not one each; every replica wakes when the active key comes due and adopts whichever key won; a
+replica that meets a kid it has not loaded (signed by another replica) reloads the table.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import base64
 import hashlib
 import json
 import threading
+import time
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -21,9 +27,16 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from services.auth.models import SigningKeyRecord, as_utc, utcnow
+from services.kit.db import run_db
 from services.kit.tokens import SigningKey, VerificationKey
 
 __all__ = ["KeyStore", "jwk_thumbprint"]
+
+# pg_advisory_xact_lock key serialising key creation and rotation across replicas.
+_ROTATION_LOCK = 0x7669617274650002
+# A kid nobody has loaded reloads the table at most this often (unknown kids are also what forged
+# tokens carry: they must not turn into one query each).
+_UNKNOWN_KID_RELOAD_SECONDS = 1.0
 
 
 def _b64url(data: bytes) -> str:
@@ -53,18 +66,51 @@ class KeyStore:
         self._active: SigningKey | None = None
         self._active_created: datetime | None = None
         self._verify: dict[str, VerificationKey] = {}
+        self._unknown_reload_at = 0.0
 
     # -- lifecycle (blocking: call through run_db) ---------------------------------------------
     def ensure_active(self) -> SigningKey:
-        """Loads the keys; creates the first one, or rotates when the active key is too old."""
+        """Creates the first key, or rotates when the active one is due; otherwise adopts the table's
+        active key (which another replica may have made). Safe to call from N replicas at once."""
         self.reload()
-        created = self._active_created
-        if self._active is None or created is None or utcnow() - created >= self.rotation_period:
-            return self.rotate()
-        return self._active
+        if not self._due():
+            return self.active
+        with Session(self.engine) as s, s.begin():
+            if s.get_bind().dialect.name == "postgresql":
+                s.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ROTATION_LOCK})
+            # Decide again under the lock: the replica that held it before may have rotated already.
+            current = s.exec(
+                select(SigningKeyRecord)
+                .where(col(SigningKeyRecord.retire_time).is_(None))
+                .order_by(col(SigningKeyRecord.create_time).desc())
+            ).first()
+            created = as_utc(current.create_time) if current is not None else None
+            if created is None or utcnow() - created >= self.rotation_period:
+                self._rotate_in(s)
+        self.reload()
+        return self.active
 
     def rotate(self) -> SigningKey:
-        """A new active key; the previous one retires and verifies until its tokens have expired."""
+        """A new active key now, due or not (the previous one retires and verifies until its tokens
+        have expired)."""
+        with Session(self.engine) as s, s.begin():
+            if s.get_bind().dialect.name == "postgresql":
+                s.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ROTATION_LOCK})
+            self._rotate_in(s)
+        self.reload()
+        return self.active
+
+    def seconds_until_due(self) -> float:
+        """How long the loaded active key has before rotation (0 when due or missing)."""
+        created = self._active_created
+        if self._active is None or created is None:
+            return 0.0
+        return max(0.0, (created + self.rotation_period - utcnow()).total_seconds())
+
+    def _due(self) -> bool:
+        return self.seconds_until_due() <= 0
+
+    def _rotate_in(self, s: Session) -> None:
         now = utcnow()
         private = Ed25519PrivateKey.generate()
         public_raw = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
@@ -74,15 +120,12 @@ class KeyStore:
             public_key=public_raw,
             create_time=now,
         )
-        with Session(self.engine) as s, s.begin():
-            s.execute(
-                sa.update(SigningKeyRecord)
-                .where(col(SigningKeyRecord.retire_time).is_(None))
-                .values(retire_time=now, not_after=now + self.retire_grace)
-            )
-            s.add(row)
-        self.reload()
-        return self.active
+        s.execute(
+            sa.update(SigningKeyRecord)
+            .where(col(SigningKeyRecord.retire_time).is_(None))
+            .values(retire_time=now, not_after=now + self.retire_grace)
+        )
+        s.add(row)
 
     def reload(self) -> None:
         now = utcnow()
@@ -126,9 +169,18 @@ class KeyStore:
         return [k for k in keys if k.not_after is None or k.not_after > now]
 
     async def get(self, kid: str) -> VerificationKey | None:
-        """`services.kit.auth.KeySource`: a retired key past not_after is unknown."""
+        """`services.kit.auth.KeySource`: a retired key past not_after is unknown; a kid not loaded
+        yet (another replica's new key) reloads the table, at most once a second."""
         with self._lock:
             key = self._verify.get(kid)
+        if key is None and time.monotonic() - self._unknown_reload_at >= _UNKNOWN_KID_RELOAD_SECONDS:
+            self._unknown_reload_at = time.monotonic()
+            try:
+                await run_db(self.reload)
+            except sa.exc.SQLAlchemyError:
+                pass  # database down: answer from the keys already loaded (the kid stays unknown)
+            with self._lock:
+                key = self._verify.get(kid)
         if key is None or (key.not_after is not None and key.not_after <= utcnow().timestamp()):
             return None
         return key

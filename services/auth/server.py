@@ -58,7 +58,9 @@ async def _maintenance(keys: KeyStore, store: Store, throttle: LoginThrottle, in
     """Rotates the signing key when it is due, drops keys that can no longer verify anything and
     purges expired sessions."""
     while True:
-        await asyncio.sleep(interval)
+        # Wake when the active key comes due too: every replica then takes the rotation lock, one
+        # rotates and the others adopt its key, instead of signing with a retired one for an hour.
+        await asyncio.sleep(min(interval, max(1.0, keys.seconds_until_due())))
         try:
             await run_db(keys.ensure_active)
             await run_db(keys.prune)

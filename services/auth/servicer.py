@@ -345,6 +345,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
     async def ListPublicKeys(
         self, request: auth_pb2.ListPublicKeysRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.ListPublicKeysResponse:
+        # From the table, not this replica's memory: a verifier that met a new kid from another
+        # replica asks whichever replica the balancer picks, and must find it.
+        await database(self.keys.reload)
         keys = []
         for key in self.keys.verification_keys():
             jwk = key.jwk()

@@ -52,6 +52,12 @@ __all__ = [
     "start_s3_server",
 ]
 
+# The launcher's own bucket: one small object written on the first start and read back by every
+# later start's health probe (the services never touch it).
+PROBE_BUCKET = "viarte-s3-launcher"
+PROBE_KEY = "health/probe"
+PROBE_BODY = b"ok"
+
 
 class S3ServerError(RuntimeError):
     """The embedded S3 server could not be started (or stopped)."""
@@ -282,8 +288,10 @@ class S3Server:
         raise S3ServerError(f"weed S3 not healthy after {self.startup_timeout}s; see {self.log_path}")
 
     def _probe(self) -> bool:
-        """Healthy = the volume server heartbeats to the master (reads and writes can be served), the
-        gateway answers /healthz, and a signed ListBuckets succeeds (filer up, identity loaded)."""
+        """Healthy = the volume server heartbeats to the master, the gateway answers /healthz, a
+        signed ListBuckets succeeds (filer up, identity loaded) and an object stored before reads
+        back: after a restart the filer can list objects a moment before the master has relearned
+        where their volumes are, and a GET in that moment is an InternalError."""
         volume = f"http://{self.host}:{self.ports.volume}/healthz"  # 503 until it heartbeats
         try:
             with urllib.request.urlopen(volume, timeout=1) as r:
@@ -296,6 +304,7 @@ class S3Server:
             return False
         import boto3  # local: keep the launcher importable without boto3 for `--help`
         from botocore.config import Config
+        from botocore.exceptions import ClientError
 
         client = boto3.client(
             "s3",
@@ -307,9 +316,19 @@ class S3Server:
         )
         try:
             client.list_buckets()
+            try:
+                body = client.get_object(Bucket=PROBE_BUCKET, Key=PROBE_KEY)["Body"].read()
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in ("NoSuchBucket", "NoSuchKey"):
+                    return False
+                # First start on this data directory: store the object later starts read back.
+                with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+                    client.create_bucket(Bucket=PROBE_BUCKET)
+                client.put_object(Bucket=PROBE_BUCKET, Key=PROBE_KEY, Body=PROBE_BODY)
+                body = client.get_object(Bucket=PROBE_BUCKET, Key=PROBE_KEY)["Body"].read()
         except Exception:
             return False
-        return True
+        return bool(body == PROBE_BODY)
 
     def _log_tail(self, n: int = 4000) -> str:
         try:

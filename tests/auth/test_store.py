@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
@@ -225,6 +226,57 @@ def test_an_overdue_key_rotates_at_startup(engine: Engine) -> None:
     ).ensure_active()
     overdue = KeyStore(engine, rotation_period=timedelta(seconds=0), retire_grace=timedelta(minutes=16))
     assert overdue.ensure_active().kid != first.kid
+
+
+def _signing_kids(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return [row[0] for row in conn.execute(select_kids)]
+
+
+select_kids = select(SigningKeyRecord.kid).order_by(SigningKeyRecord.create_time)  # type: ignore[arg-type]
+
+
+def _ensure_all_at_once(stores: list[KeyStore]) -> set[str]:
+    barrier, kids = threading.Barrier(len(stores)), set()
+
+    def run(store: KeyStore) -> None:
+        barrier.wait()
+        kids.add(store.ensure_active().kid)
+
+    threads = [threading.Thread(target=run, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return kids
+
+
+def test_replicas_starting_or_coming_due_together_make_one_key(engine: Engine) -> None:
+    """N auth replicas on one database: one signing key, not one each (a verifier that fetched one
+    replica's key set would refuse the other's tokens), and every replica signs with it."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("replicas run on PostgreSQL only (the runner refuses replicas on SQLite)")
+    period = timedelta(seconds=2)
+    stores = [KeyStore(engine, rotation_period=period, retire_grace=timedelta(minutes=16)) for _ in range(4)]
+    first = _ensure_all_at_once(stores)
+    assert len(first) == 1 and _signing_kids(engine) == list(first)
+    # Due together: one rotation, adopted by all.
+    time.sleep(max(s.seconds_until_due() for s in stores) + 0.1)
+    second = _ensure_all_at_once(stores)
+    assert len(second) == 1 and second != first
+    assert _signing_kids(engine) == [*first, *second]
+
+
+async def test_a_key_made_by_another_replica_verifies_at_once(engine: Engine) -> None:
+    here = KeyStore(engine, rotation_period=timedelta(days=7), retire_grace=timedelta(minutes=16))
+    here.ensure_active()
+    other = KeyStore(engine, rotation_period=timedelta(days=7), retire_grace=timedelta(minutes=16))
+    new = other.rotate()
+    token = issue_token(new, subject="u", issuer="i", audience="a", ttl_seconds=60)
+    key = await here.get(new.kid)  # not loaded here yet: the unknown kid reloads the table
+    assert key is not None
+    assert decode_token(token, key, issuer="i", audience="a")["sub"] == "u"
+    assert here.ensure_active().kid == new.kid  # and this replica now signs with it
 
 
 def test_revocation_feed_commits_in_sequence_order(engine: Engine) -> None:

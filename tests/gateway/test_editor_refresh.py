@@ -65,7 +65,8 @@ async def test_tokens_rotate_silently_and_the_session_survives_a_reload(
         subprocess.run, command, cwd=EDITOR, capture_output=True, text=True, timeout=120, check=False
     )
     result = json.loads((artifacts / "result.json").read_text())
-    assert done.returncode == 0, (result.get("error"), done.stderr[-2000:])
+    # On failure: the page's address and text, and every gRPC-Web call with its status.
+    assert done.returncode == 0, (result, done.stderr[-2000:])
     assert result["redirectedTo"] == "/login"  # protected route without a session
     assert result["rotated"] is True  # access and refresh token both replaced in the background
     assert result["expiresLater"] is True

@@ -15,7 +15,7 @@ const { values: args } = parseArgs({
   },
 });
 mkdirSync(args.artifacts, { recursive: true });
-const result = { consoleErrors: [], error: null };
+const result = { consoleErrors: [], calls: [], error: null };
 const browser = await chromium.launch({
   executablePath: args.chromium,
   args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
@@ -23,6 +23,14 @@ const browser = await chromium.launch({
 const page = await (await browser.newContext()).newPage();
 page.on("console", (msg) => msg.type() === "error" && result.consoleErrors.push(msg.text()));
 page.on("pageerror", (err) => result.consoleErrors.push(`pageerror: ${err.message}`));
+// Every gRPC-Web call with its outcome, so a failure says which call went wrong and how.
+page.on("requestfinished", async (request) => {
+  const response = await request.response();
+  if (!response || !request.url().includes(".v1.")) return;
+  const headers = await response.allHeaders().catch(() => ({}));
+  result.calls.push(`${new URL(request.url()).pathname} http=${response.status()} grpc=${headers["grpc-status"] ?? "trailer"}`);
+});
+page.on("requestfailed", (request) => result.calls.push(`${new URL(request.url()).pathname} failed: ${request.failure()?.errorText}`));
 const session = () => page.evaluate(() => JSON.parse(localStorage.getItem("viarte.session") ?? "null"));
 try {
   await page.goto(`${args.base}/assets`);
@@ -46,6 +54,9 @@ try {
   await page.screenshot({ path: join(args.artifacts, "refreshed.png") });
 } catch (err) {
   result.error = String(err?.stack ?? err);
+  result.url = page.url();
+  result.text = (await page.locator("body").innerText().catch(() => "")).slice(0, 1000);
+  await page.screenshot({ path: join(args.artifacts, "failure.png") }).catch(() => {});
 } finally {
   writeFileSync(join(args.artifacts, "result.json"), JSON.stringify(result, null, 2));
   await browser.close();

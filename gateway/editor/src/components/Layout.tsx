@@ -1,21 +1,37 @@
+import { Code, ConnectError } from "@connectrpc/connect";
 import { useEffect, useState } from "react";
 import { NavLink, Outlet } from "react-router-dom";
 import { auth } from "../api/client";
 import { useAuth } from "../auth/AuthContext";
+
+const TRANSIENT = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Unknown, Code.Aborted]);
 
 export function Layout() {
   const { session, logout } = useAuth();
   const [name, setName] = useState<string | null>(null);
 
   // Confirms the stored session with the server (refreshing it first when the access token is old).
+  // A transient failure (the gateway or auth busy, a dropped connection) is retried with backoff:
+  // one lost GetMe must not leave the header without a name for the rest of the visit.
   useEffect(() => {
     let live = true;
-    auth.getMe({}).then(
-      (reply) => live && setName(reply.user?.displayName || reply.user?.email || null),
-      () => live && setName(null),
-    );
+    let timer: number | undefined;
+    const load = (attempt: number) =>
+      auth.getMe({}).then(
+        (reply) => live && setName(reply.user?.displayName || reply.user?.email || null),
+        (error: unknown) => {
+          if (!live) return;
+          if (attempt < 6 && TRANSIENT.has(ConnectError.from(error).code)) {
+            timer = window.setTimeout(() => void load(attempt + 1), 250 * 2 ** attempt);
+          } else {
+            setName(null);
+          }
+        },
+      );
+    void load(0);
     return () => {
       live = false;
+      window.clearTimeout(timer);
     };
   }, []);
 
