@@ -14,6 +14,7 @@ file``, forced demuxers), it names only files we wrote, never a URL.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,14 +23,14 @@ from typing import Any
 
 import ffmpeg
 
-from services.kit.media_input import media_input
+from services.kit.media_input import MediaInput, media_input
 from services.render.encoder import EncoderOptions
 from services.render.ffmpeg_process import FFmpegProgress, ProgressCallback, run_ffmpeg
 from services.render.pipeline import _GLOBAL, RenderOutput, _command, _remove, extract_poster
 from services.render.timeline.compile import Window, compile_plan
 from services.render.timeline.plan import Plan
 
-__all__ = ["SegmentRunner", "join_segments", "render_audio", "render_split", "render_window", "segment_windows"]
+__all__ = ["SegmentRunner", "all_or_none", "join_segments", "render_audio", "render_split", "render_window", "segment_windows"]
 
 # Renders one window of the plan into the given file; returns the frames it wrote. Progress goes
 # to the callback (frames of this segment so far).
@@ -53,7 +54,7 @@ def segment_windows(plan: Plan, parts: int) -> list[Window]:
                     cut, moved = clip.start, True
         cuts.append(cut)
     edges = sorted({0, *cuts, total})
-    return [Window(a, b) for a, b in zip(edges, edges[1:], strict=False) if b > a]
+    return [Window(a, b) for a, b in itertools.pairwise(edges) if b > a]
 
 
 @dataclass(frozen=True)
@@ -115,9 +116,10 @@ async def render_audio(plan: Plan, workdir: Path, *, ffmpeg_binary: str = "ffmpe
     return out
 
 
-async def join_segments(parts: list[Path], audio: Path | None, out: Path, *, ffmpeg_binary: str = "ffmpeg",
+async def join_segments(parts: list[Path], audio: MediaInput | None, out: Path, *, ffmpeg_binary: str = "ffmpeg",
                         cancel: asyncio.Event | None = None) -> None:
-    """Concatenates the segments (same folder as the list) by stream copy and muxes the sound in."""
+    """Concatenates the segments (same folder as the list) by stream copy and muxes in the sound
+    of ``audio`` (its first audio stream, if it has one), also by stream copy."""
     folder = out.parent
     listing = folder / "segments.txt"
     for part in parts:
@@ -125,7 +127,7 @@ async def join_segments(parts: list[Path], audio: Path | None, out: Path, *, ffm
             raise ValueError(f"a segment must be a plainly named file next to the output: {part}")
     # Relative plain names: allowed under -safe 1 (no absolute paths, no protocols, no "..").
     listing.write_text("ffconcat version 1.0\n" + "".join(f"file '{p.name}'\n" for p in parts), encoding="utf-8")
-    sound: list[str] = [*media_input("audio/mp4", str(audio)).ffmpeg_args(), "-map", "1:a:0"] if audio else []
+    sound: list[str] = [*audio.ffmpeg_args(), "-map", "1:a:0?"] if audio is not None else []
     args = [ffmpeg_binary, *_GLOBAL, "-y", "-f", "concat", "-safe", "1", "-protocol_whitelist", "file",
             "-i", f"file:{listing}", *sound, "-map", "0:v:0", "-c", "copy", "-movflags", "+faststart", str(out)]
     try:
@@ -156,19 +158,18 @@ async def render_split(plan: Plan, workdir: Path, encoding: EncoderOptions, part
                 elapsed = loop.time() - started
                 fps = sum(done) / elapsed if elapsed > 0 else 0.0
                 eta = (total - sum(done)) / fps if fps > 0 else None
-                result: Any = on_progress(FFmpegProgress(sum(done), total, fps, 0.0, eta))
-                if asyncio.iscoroutine(result):
-                    loop.create_task(result)
+                on_progress(FFmpegProgress(sum(done), total, fps, 0.0, eta))  # handlers' callbacks are plain
         return report
 
     try:
-        results = await _all_or_none([
+        results = await all_or_none([
             render_audio(plan, workdir, ffmpeg_binary=ffmpeg_binary, cancel=cancel),
             *(run_segment(i, w, f, frames(i)) for i, (w, f) in enumerate(zip(windows, files, strict=True))),
         ])
         audio: Path | None = results[0]
         video = workdir / output_name
-        await join_segments(files, audio, video, ffmpeg_binary=ffmpeg_binary, cancel=cancel)
+        sound = media_input("audio/mp4", str(audio)) if audio is not None else None
+        await join_segments(files, sound, video, ffmpeg_binary=ffmpeg_binary, cancel=cancel)
         poster = await extract_poster(video, plan.canvas.duration, workdir, ffmpeg_binary=ffmpeg_binary, cancel=cancel)
     finally:
         _remove([*files, workdir / "audio.m4a"])
@@ -177,7 +178,7 @@ async def render_split(plan: Plan, workdir: Path, encoding: EncoderOptions, part
                         has_audio=audio is not None)
 
 
-async def _all_or_none(works: list[Awaitable[Any]]) -> list[Any]:
+async def all_or_none(works: list[Awaitable[Any]]) -> list[Any]:
     """All results in order; the first failure stops the others (their ffmpegs are killed) and is
     raised as it is (FFmpegCancelled, FFmpegError, RetryableJobError ...)."""
     tasks = [asyncio.ensure_future(w) for w in works]

@@ -33,21 +33,26 @@ HIGH = EncoderOptions("libx264", {"preset": "fast", "crf": 18})
 MIN_Y_DB, MIN_C_DB, MIN_Y_CRF18_DB, MIN_C_CRF18_DB = 99.0, 34.0, 38.0, 32.0
 
 
-def busy_plan(render_media, render_limits) -> Plan:
+def busy_timeline(ids: dict[str, str] | None = None) -> tl.Timeline:
     """6 s of moving test pattern: bars, a crossfade across the middle, a keyframed overlay, text
-    and sound (every kind of element crosses a cut)."""
+    and sound (every kind of element crosses a cut). ``ids``: asset ids by media name."""
+    ids = ids or {}
     t = timeline()
     v = track(t)
-    v.clips.add(asset_id="bars", source_end_seconds=3)
-    v.clips.add(asset_id="bars", start_seconds=2.5, source_start_seconds=0.5, source_end_seconds=3,
+    v.clips.add(asset_id=ids.get("bars", "bars"), source_end_seconds=3)
+    v.clips.add(asset_id=ids.get("bars", "bars"), start_seconds=2.5, source_start_seconds=0.5, source_end_seconds=3,
                 transition_in=crossfade(0.5))
-    v.clips.add(asset_id="red", start_seconds=5, source_end_seconds=1)
-    over = track(t).clips.add(asset_id="blue", start_seconds=0.5, source_end_seconds=3, fit=tl.FIT_STRETCH)
+    v.clips.add(asset_id=ids.get("red", "red"), start_seconds=5, source_end_seconds=1)
+    over = track(t).clips.add(asset_id=ids.get("blue", "blue"), start_seconds=0.5, source_end_seconds=3, fit=tl.FIT_STRETCH)
     over.transform.scale.value = 0.3
     over.transform.x.keyframes.add(time_seconds=0.0, value=0.2)
     over.transform.x.keyframes.add(time_seconds=3.0, value=0.8, easing=tl.EASING_EASE_IN_OUT)
     track(t, kind=tl.TRACK_KIND_TEXT).clips.add(start_seconds=1, duration_seconds=4, text=tl.TextStyle(text="split", font_size=20))
-    return plan_timeline(t, render_media.sources(), render_limits)
+    return t
+
+
+def busy_plan(render_media, render_limits) -> Plan:
+    return plan_timeline(busy_timeline(), render_media.sources(), render_limits)
 
 
 def decode(path: Path) -> np.ndarray:

@@ -158,7 +158,7 @@ class ActorSet:
             # retried by Ray itself (the job layer counts attempts).
             options: dict[str, Any] = {"num_gpus": 1, "num_cpus": 0, "max_restarts": -1, "max_task_retries": 0,
                                        "max_concurrency": self.concurrency}
-            cls = ray.remote(**options)(self.actor_cls)
+            cls: Any = ray.remote(**options)(self.actor_cls)
             self.slots_list = [ActorSlot(cls.remote(*self.args)) for _ in range(count)]
         infos = await asyncio.wait_for(asyncio.gather(*(s.actor.info.remote() for s in self.slots_list)),
                                        self.connect_timeout)
