@@ -140,8 +140,9 @@ class RenderRay:
                 # the source's own audio, copied once (each part was encoded without it)
                 source = media_input(work.content_type, work.input)  # the URL, or the server's own file
                 try:
-                    await join_segments([p for p, r in zip(parts, results, strict=True) if r["frames"] > 0], source,
-                                        output, ffmpeg_binary=config.ffmpeg_binary)
+                    kept = [(p, r) for p, r in zip(parts, results, strict=True) if r["frames"] > 0]
+                    await join_segments([p for p, _ in kept], source, output, ffmpeg_binary=config.ffmpeg_binary,
+                                        durations=[r["frames"] / r["video_fps"] for _, r in kept])
                 except FFmpegError as exc:
                     raise UpscaleError(f"joining the upscaled parts failed: {exc}") from None
                 finally:

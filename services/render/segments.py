@@ -116,8 +116,8 @@ async def render_audio(plan: Plan, workdir: Path, *, ffmpeg_binary: str = "ffmpe
     return out
 
 
-async def join_segments(parts: list[Path], audio: MediaInput | None, out: Path, *, ffmpeg_binary: str = "ffmpeg",
-                        cancel: asyncio.Event | None = None) -> None:
+async def join_segments(parts: list[Path], audio: MediaInput | None, out: Path, *, durations: list[float] | None = None,
+                        ffmpeg_binary: str = "ffmpeg", cancel: asyncio.Event | None = None) -> None:
     """Concatenates the segments (same folder as the list) by stream copy and muxes in the sound
     of ``audio`` (its first audio stream, if it has one), also by stream copy."""
     folder = out.parent
@@ -126,7 +126,12 @@ async def join_segments(parts: list[Path], audio: MediaInput | None, out: Path, 
         if part.parent != folder or not part.name.replace("-", "").replace(".", "").isalnum():
             raise ValueError(f"a segment must be a plainly named file next to the output: {part}")
     # Relative plain names: allowed under -safe 1 (no absolute paths, no protocols, no "..").
-    listing.write_text("ffconcat version 1.0\n" + "".join(f"file '{p.name}'\n" for p in parts), encoding="utf-8")
+    # ``durations`` (frames / fps of each part): the next part starts exactly there; otherwise the
+    # container's duration (which may round up) leaves a gap at every join and the rate drifts.
+    lengths = durations or [0.0] * len(parts)
+    listing.write_text("ffconcat version 1.0\n" + "".join(
+        f"file '{p.name}'\n" + (f"duration {d:.9f}\n" if d > 0 else "") for p, d in zip(parts, lengths, strict=True)),
+        encoding="utf-8")
     sound: list[str] = [*audio.ffmpeg_args(), "-map", "1:a:0?"] if audio is not None else []
     args = [ffmpeg_binary, *_GLOBAL, "-y", "-f", "concat", "-safe", "1", "-protocol_whitelist", "file",
             "-i", f"file:{listing}", *sound, "-map", "0:v:0", "-c", "copy", "-movflags", "+faststart", str(out)]
@@ -169,7 +174,8 @@ async def render_split(plan: Plan, workdir: Path, encoding: EncoderOptions, part
         audio: Path | None = results[0]
         video = workdir / output_name
         sound = media_input("audio/mp4", str(audio)) if audio is not None else None
-        await join_segments(files, sound, video, ffmpeg_binary=ffmpeg_binary, cancel=cancel)
+        await join_segments(files, sound, video, durations=[w.frames / plan.canvas.fps for w in windows],
+                            ffmpeg_binary=ffmpeg_binary, cancel=cancel)
         poster = await extract_poster(video, plan.canvas.duration, workdir, ffmpeg_binary=ffmpeg_binary, cancel=cancel)
     finally:
         _remove([*files, workdir / "audio.m4a"])

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
-
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +86,7 @@ async def test_split_upscale_equals_the_single_worker_output(ray_render: Any, st
     events = await _watch(stub, "WatchUpscaleJob", render_pb2.WatchUpscaleJobRequest(id=job.id), user)
     assert events[-1].state == job_pb2.JOB_STATE_SUCCEEDED, events[-1]
     frames = [e.progress.frame for e in events if e.progress.stage == job_pb2.STAGE_UPSCALING]
-    assert frames == sorted(frames) and frames[-1] == 15  # the parts' frames, summed, in order
+    assert frames == sorted(frames) and frames[-1] == 15, str(frames)  # the parts' frames, summed, in order
     done = (await stub.GetUpscaleJob(render_pb2.GetUpscaleJobRequest(id=job.id), metadata=user.metadata)).job
     # split over both actors, one per node
     assert done.status.placement.executor == "ray"
@@ -161,11 +160,18 @@ async def test_cancel_mid_upscale_on_an_actor_then_the_actor_works_again(ray_ren
     upscaled = max(e.progress.frame for e in events if e.progress.stage == job_pb2.STAGE_UPSCALING)
     assert upscaled < 90  # stopped between batches, not run to the end
     # the actors live on (cancel is a flag, not a kill): the next job succeeds on them
-    small = await storage_service.upload(user, Path(render_media.small.location).read_bytes(), "small.mp4", "video/mp4")
+    data = await asyncio.to_thread(Path(render_media.small.location).read_bytes)
+    small = await storage_service.upload(user, data, "small.mp4", "video/mp4")
     again = (await stub.CreateUpscaleJob(render_pb2.CreateUpscaleJobRequest(
         parameters=render_pb2.UpscaleParameters(video_asset_id=small, scale=2)), metadata=user.metadata)).job
     final = await _watch(stub, "WatchUpscaleJob", render_pb2.WatchUpscaleJobRequest(id=again.id), user)
     assert final[-1].state == job_pb2.JOB_STATE_SUCCEEDED, final[-1]
+
+
+def _spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "services.render"], cwd=REPO_ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
 
 
 def _free_port() -> int:
@@ -188,11 +194,10 @@ async def test_ray_unreachable_answers_unavailable_and_local_is_unaffected(
     env = {f"VIARTE_RENDER_{k}": v for k, v in values.items()} | {"VIARTE_RAY_ADDRESS": nowhere}  # the mesh-wide name
     env["PATH"] = f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"
     log = tmp_path / "render.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "services.render"], cwd=REPO_ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
+    proc = await asyncio.to_thread(_spawn, env, log)
     user = await user_factory()
-    small = await storage_service.upload(user, Path(render_media.small.location).read_bytes(), "small.mp4", "video/mp4")
+    data = await asyncio.to_thread(Path(render_media.small.location).read_bytes)
+    small = await storage_service.upload(user, data, "small.mp4", "video/mp4")
     request = render_pb2.CreateUpscaleJobRequest(parameters=render_pb2.UpscaleParameters(video_asset_id=small, scale=2))
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:

@@ -128,3 +128,12 @@ async def test_split_render_is_frame_exact_against_one_render(render_media, rend
     single, split = await _both(plan, tmp_path / "crf18", HIGH, 2)
     luma, chroma = scores(decode(single.video), decode(split.video))
     assert luma > MIN_Y_CRF18_DB and chroma > MIN_C_CRF18_DB, (luma, chroma)
+
+
+def test_upscale_ranges_sit_on_batch_boundaries_and_the_last_is_open() -> None:
+    from services.render.ray_runner import frame_ranges
+
+    assert frame_ranges(15, 2, 4) == [(0, 8), (8, 0)]
+    assert frame_ranges(100, 3, 4) == [(0, 32), (32, 68), (68, 0)]
+    assert frame_ranges(3, 4, 4) == [(0, 0)]  # one batch: one part
+    assert all(a % 4 == 0 for a, _ in frame_ranges(1001, 7, 4))

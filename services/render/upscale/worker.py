@@ -145,8 +145,9 @@ def upscale_file(work: UpscaleWork, report: Any = _emit, stage: Any = None, canc
     report({"event": "start", "total": total, "width": 2 * w, "height": 2 * h, "fps": fps, "device": device, "weights": weights})
     # A part of a split job: the decoded frames [start, end) by number (trim counts frames as
     # decoded, so every part sees exactly the frames the whole job would; cheap next to the network).
-    part = ["-vf", f"trim=start_frame={work.start_frame}" + (f":end_frame={work.end_frame}" if work.end_frame else "")] \
-        if work.start_frame or work.end_frame else []
+    # setpts: frames from 0 again, or the raw muxer's constant-rate sync fills the gap with copies.
+    trim = f"trim=start_frame={work.start_frame}" + (f":end_frame={work.end_frame}" if work.end_frame else "")
+    part = ["-vf", f"{trim},setpts=PTS-STARTPTS"] if work.start_frame or work.end_frame else []
     decoder = subprocess.Popen(
         [work.ffmpeg, "-nostdin", "-loglevel", "error", *source, "-map", "0:v:0", *part, "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
         stdout=subprocess.PIPE,
