@@ -5,9 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.kit.config import ServiceConfig
+from services.kit.config import ConfigError, ServiceConfig
 
-__all__ = ["RenderConfig"]
+__all__ = ["EXECUTORS", "RenderConfig"]
+
+# Where render and upscale work runs (issue 15): "local" = ffmpeg subprocesses and upscaler worker
+# processes on this machine; "ray" = one actor per GPU on a Ray cluster (services/render/ray_runner.py).
+EXECUTORS = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,34 @@ class RenderConfig(ServiceConfig):
     # Seconds an upscaler worker process stays warm (torch imported, weights loaded) after a job;
     # 0 = a new process per job.
     upscale_worker_idle_seconds: float = 300.0
+    # x264 CRF of upscaled videos (0 = lossless).
+    upscale_crf: int = 18
+    # Executor: "local" or "ray" (actors on a Ray cluster). Same RPCs, events and results either
+    # way; the server imports ray only for "ray" (never torch: the actors import it).
+    executor: str = "local"
+    # The Ray cluster (mesh-wide VIARTE_RAY_ADDRESS): "auto", "ray://host:10001", or "" = start a
+    # local one (one logical GPU per NVIDIA GPU found, or one on a CPU machine).
+    ray_address: str = ""
+    # Actors this replica creates, one per GPU (num_gpus=1); 0 = one per GPU of the cluster at start.
+    ray_actors: int = 0
+    ray_connect_timeout_seconds: float = 120.0
+    # How often a lost actor (its node died) is probed until Ray has restarted it somewhere.
+    ray_probe_seconds: float = 1.0
+    # An actor that ignores a cancel this long is killed (Ray restarts it).
+    ray_cancel_grace_seconds: float = 10.0
+    # One job split over several workers: at most this many (Ray: the free actors when the job
+    # starts, at least one; local: concurrent ffmpegs for a split render). 1 = never split.
+    split_max_workers: int = 2
+    # A render is split when its timeline is longer than this (seconds); 0 = never.
+    render_split_seconds: float = 60.0
+    # An upscale (Ray only) is split when the video has at least this many frames.
+    upscale_split_min_frames: int = 64
+
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"VIARTE_RENDER_EXECUTOR: {self.executor!r} is not one of {', '.join(EXECUTORS)}")
+        if self.split_max_workers < 1 or self.ray_actors < 0:
+            raise ConfigError("VIARTE_RENDER_SPLIT_MAX_WORKERS must be at least 1, VIARTE_RENDER_RAY_ACTORS at least 0")
 
     @property
     def resolved_database_url(self) -> str:

@@ -10,10 +10,12 @@ process) at once; nothing is stored after a cancel.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from google.protobuf import duration_pb2
 
@@ -27,6 +29,8 @@ from services.render.ffmpeg_process import FFmpegCancelled, FFmpegError, FFmpegP
 from services.render.media import MediaError, MediaKind, SourceInfo, probe
 from services.render.pipeline import render_plan, scratch_dir
 from services.render.reasons import Reason
+from services.render.segments import render_split, render_window
+from services.render.timeline.compile import Window
 from services.render.timeline.plan import Source
 from services.render.timeline.validate import Limits, OutputOverrides, asset_ids, plan_timeline
 from services.render.upscale.pool import (
@@ -35,10 +39,14 @@ from services.render.upscale.pool import (
     UpscalePool,
     UpscaleProgress,
     upscale_video,
+    upscale_work,
 )
 from viarte.render.v1 import render_pb2, timeline_pb2
 from viarte.storage.v1 import storage_pb2
 from viarte.type.v1 import asset_pb2, job_pb2
+
+if TYPE_CHECKING:
+    from services.render.ray_runner import RenderRay
 
 __all__ = [
     "RENDER",
@@ -56,6 +64,7 @@ __all__ = [
 
 RENDER = "render"
 UPSCALE = "upscale"
+_HOST = socket.gethostname()
 
 _QUALITY = {
     render_pb2.QUALITY_PRESET_UNSPECIFIED: Quality.STANDARD,
@@ -83,9 +92,16 @@ class RenderContext:
     storage: StorageClient
     # Warm upscaler workers, shared by upscale jobs and the export's upscale option.
     upscale_pool: UpscalePool | None = None
+    # Executor "ray": render and upscale work on actors of a Ray cluster (None: this machine).
+    ray: RenderRay | None = None
     # Probed facts by asset id (assets are immutable once stored), least recently used dropped.
     _facts: OrderedDict[str, SourceInfo] = field(default_factory=OrderedDict)
     max_cached_facts: int = 4096
+
+    def check_executor(self) -> None:
+        """UNAVAILABLE (RAY_UNAVAILABLE) while the Ray cluster cannot be reached; local: never."""
+        if self.ray is not None:
+            self.ray.check_available()
 
     @property
     def work_root(self) -> Path:
@@ -192,12 +208,27 @@ async def handle_render(ctx: RenderContext, job: RunningJob) -> bytes:
             message=f"rendering with {encoder}",
         ))
 
+    # A long timeline is cut into segments rendered side by side (on several actors, or as
+    # concurrent local ffmpegs), then joined by stream copy (services/render/segments.py).
+    split = 0 < config.render_split_seconds < plan.canvas.duration and config.split_max_workers > 1
     with scratch_dir(ctx.work_root, f"render-{job.id}-") as work:
-        # 2. one ffmpeg run
+        # 2. one ffmpeg run (or one per segment)
         try:
-            out = await render_plan(
-                plan, work, encoding, ffmpeg_binary=config.ffmpeg_binary, on_progress=progress, cancel=cancel,
-            )
+            if ctx.ray is not None:
+                out = await ctx.ray.render(job, plan, work, encoding, split=split, on_progress=progress, cancel=cancel)
+            else:
+                await job.place(executor="local", node=_HOST, device="cpu")
+                if split:
+                    async def run_segment(_i: int, window: Window, path: Path, frames: Callable[[int], None]) -> int:
+                        return await render_window(plan, window, path, encoding, ffmpeg_binary=config.ffmpeg_binary,
+                                                   on_frames=frames, cancel=cancel)
+
+                    out = await render_split(plan, work, encoding, config.split_max_workers, run_segment,
+                                             ffmpeg_binary=config.ffmpeg_binary, on_progress=progress, cancel=cancel)
+                else:
+                    out = await render_plan(
+                        plan, work, encoding, ffmpeg_binary=config.ffmpeg_binary, on_progress=progress, cancel=cancel,
+                    )
         except FFmpegCancelled:
             raise JobCancelled() from None
         except FFmpegError as exc:
@@ -206,7 +237,8 @@ async def handle_render(ctx: RenderContext, job: RunningJob) -> bytes:
         # 3. optional Real-ESRGAN x2 (the export option)
         if params.upscale:
             upscaled = work / "upscaled.mp4"
-            upscale = await _upscale(ctx, job, str(video), "video/mp4", upscaled, 0, 10, cancel, base=share, share=0.25)
+            upscale = await _upscale(ctx, job, str(video), "video/mp4", upscaled, 0, 10, cancel, base=share, share=0.25,
+                                     frames=out.frames)
             video, width, height = upscaled, upscale.width, upscale.height
         job.raise_if_cancelled()
         # 4. outputs, on behalf of the owner
@@ -239,6 +271,7 @@ async def _upscale(
     *,
     base: float = 0.0,
     share: float = 0.95,
+    frames: int = 0,
 ) -> UpscaleProgress:
     def progress(p: UpscaleProgress) -> None:
         job.emit(job_pb2.Progress(
@@ -247,6 +280,11 @@ async def _upscale(
         ))
 
     try:
+        if ctx.ray is not None:
+            work = upscale_work(ctx.config, source, content_type, output, tile_size=tile, tile_padding=padding)
+            return await ctx.ray.upscale(job, work, output, frames, progress)
+        if base == 0.0:  # the upscale job itself (an export's upscale was placed with its render)
+            await job.place(executor="local", node=_HOST, device=ctx.config.upscale_device)
         return await upscale_video(
             ctx.config, source, content_type, output, tile_size=tile, tile_padding=padding, on_progress=progress, cancel=cancel,
             pool=ctx.upscale_pool,
@@ -261,10 +299,12 @@ async def handle_upscale(ctx: RenderContext, job: RunningJob) -> bytes:
     params = render_pb2.UpscaleParameters.FromString(job.parameters)
     job.emit(job_pb2.Progress(stage=job_pb2.STAGE_FETCHING_INPUTS, message="resolving the input"))
     resolved = await ctx.storage.resolve(job.owner, params.video_asset_id)
+    info = await ctx.source_info(resolved)
     cancel = _cancel_event(job)
     with scratch_dir(ctx.work_root, f"upscale-{job.id}-") as work:
         output = work / "upscaled.mp4"
-        result = await _upscale(ctx, job, resolved.url, resolved.asset.content_type, output, params.tile_size, params.tile_padding or 10, cancel)
+        result = await _upscale(ctx, job, resolved.url, resolved.asset.content_type, output, params.tile_size, params.tile_padding or 10, cancel,
+                                frames=max(1, round(info.duration * (info.fps or 30.0))))
         job.raise_if_cancelled()
         job.emit(job_pb2.Progress(stage=job_pb2.STAGE_UPLOADING, fraction=0.97, message="storing the video"))
         name = params.output_name or (Path(resolved.asset.name).stem + "-x2.mp4")

@@ -22,7 +22,7 @@ from services.render.ffmpeg_process import ProgressCallback, run_ffmpeg
 from services.render.timeline.compile import CompiledGraph, Window, compile_plan
 from services.render.timeline.plan import Plan
 
-__all__ = ["RenderOutput", "render_args", "render_frame", "render_plan", "scratch_dir"]
+__all__ = ["RenderOutput", "extract_poster", "render_args", "render_frame", "render_plan", "scratch_dir"]
 
 _GLOBAL = ("-hide_banner", "-nostdin", "-loglevel", "error")
 
@@ -77,11 +77,7 @@ async def render_plan(
     poster = workdir / "poster.jpg"
     try:
         await run_ffmpeg(args, total_frames=graph.frames, on_progress=on_progress, cancel=cancel)
-        at = min(1.0, graph.duration / 2)
-        await run_ffmpeg(
-            [ffmpeg_binary, *_GLOBAL, "-y", "-ss", f"{at:.3f}", *media_input("video/mp4", str(video)).ffmpeg_args(), "-frames:v", "1", "-q:v", "3", str(poster)],
-            cancel=cancel,
-        )
+        await extract_poster(video, graph.duration, workdir, ffmpeg_binary=ffmpeg_binary, cancel=cancel)
     except BaseException:
         # A killed or failed ffmpeg leaves a partial file: nothing half-made survives.
         _remove([video, poster])
@@ -99,6 +95,18 @@ async def render_plan(
         encoder=encoding.encoder,
         has_audio=graph.audio is not None,
     )
+
+
+async def extract_poster(video: Path, duration: float, workdir: Path, *, ffmpeg_binary: str = "ffmpeg",
+                         cancel: asyncio.Event | None = None) -> Path:
+    """``workdir/poster.jpg``: the rendered video's frame at 1 s (or its middle when shorter)."""
+    poster = workdir / "poster.jpg"
+    at = min(1.0, duration / 2)
+    await run_ffmpeg(
+        [ffmpeg_binary, *_GLOBAL, "-y", "-ss", f"{at:.3f}", *media_input("video/mp4", str(video)).ffmpeg_args(), "-frames:v", "1", "-q:v", "3", str(poster)],
+        cancel=cancel,
+    )
+    return poster
 
 
 async def render_frame(

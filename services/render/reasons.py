@@ -22,3 +22,5 @@ class Reason(enum.StrEnum):
     PROJECT_NOT_FOUND = "PROJECT_NOT_FOUND"
     ETAG_MISMATCH = "ETAG_MISMATCH"
     UNAUTHENTICATED = "UNAUTHENTICATED"
+    # executor "ray": the cluster cannot be reached (UNAVAILABLE; retried in the background).
+    RAY_UNAVAILABLE = "RAY_UNAVAILABLE"

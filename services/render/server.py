@@ -5,6 +5,7 @@ servicers on the kit server."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -38,10 +39,19 @@ async def build(config: RenderConfig) -> tuple[grpc.aio.Server, int]:
     credentials = ServiceCredentials(config, channel=auth_channel)
     pool = UpscalePool(config.upscale_worker_idle_seconds)
     storage = StorageClient(config, credentials=credentials, url_expire_seconds=config.input_url_expire_seconds)
-    ctx = RenderContext(config, storage, pool)
+    ray = None
+    if config.executor == "ray":
+        # ray is imported only now (the actors import torch in their own processes, never here)
+        from services.render.ray_runner import RenderRay
+
+        ray = RenderRay(config)
+        await ray.start()  # unreachable: the server still starts; Create answers RAY_UNAVAILABLE
+    ctx = RenderContext(config, storage, pool, ray=ray)
+    # Slots: local workers, or the live Ray actors (a job is claimed only when one is free).
+    slots: int | Callable[[], int] = (lambda: ray.slots) if ray is not None else max(1, config.render_workers)
     executor = HandlerExecutor(
         {RENDER: functools.partial(handle_render, ctx), UPSCALE: functools.partial(handle_upscale, ctx)},
-        slots=max(1, config.render_workers),
+        slots=slots,
     )
     jobs = JobService(engine, executor, JobConfig(
         max_queued=config.max_queued_jobs, lease_seconds=config.job_lease_seconds,
@@ -64,6 +74,8 @@ async def build(config: RenderConfig) -> tuple[grpc.aio.Server, int]:
     async def _close() -> None:
         await jobs.stop(config.grace_period_seconds)
         await pool.close()
+        if ray is not None:
+            await ray.stop()
         await storage.close()
         await auth_channel.close()
         await run_db(engine.dispose)

@@ -47,6 +47,7 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[mis
         owner = current_principal().user_id
         params = request.parameters
         check_render_parameters(params, self.ctx.config)
+        self.ctx.check_executor()
         sources = await resolve_sources(self.ctx, owner, params.timeline)
         plan_timeline(params.timeline, sources, limits_of(self.ctx.config), overrides_of(params))
         rec = await self.jobs.create(
@@ -112,6 +113,7 @@ class UpscaleServicer(render_pb2_grpc.UpscaleServiceServicer):  # type: ignore[m
         v.check(0 <= p.tile_padding <= 128, "parameters.tile_padding", "must be in [0, 128]")
         v.check(p.model in ("", self.ctx.config.upscale_model), "parameters.model", f"unknown model; available: {self.ctx.config.upscale_model}")
         v.raise_if_any(Reason.INVALID_ARGUMENT)
+        self.ctx.check_executor()
         resolved = await self.ctx.storage.resolve(owner, p.video_asset_id)
         info = await self.ctx.source_info(resolved)
         if not info.has_video or info.duration <= 0:

@@ -19,7 +19,7 @@ from services.kit import tracing
 from services.render.config import RenderConfig
 from services.render.upscale.work import UpscaleWork
 
-__all__ = ["UpscaleCancelled", "UpscaleError", "UpscalePool", "UpscaleProgress", "UpscaleWorker", "model_paths", "upscale_video"]
+__all__ = ["UpscaleCancelled", "UpscaleError", "UpscalePool", "UpscaleProgress", "UpscaleWorker", "model_paths", "upscale_video", "upscale_work"]
 
 # Official release file names for the configured model id.
 _RELEASES = {"realesrgan-x2plus": "RealESRGAN_x2plus.pth"}
@@ -241,6 +241,20 @@ class UpscalePool:
         await asyncio.gather(*(w.close() for w in workers), *self._retiring, return_exceptions=True)
 
 
+def upscale_work(config: RenderConfig, source: str, content_type: str, output: Path, *, tile_size: int = 0,
+                 tile_padding: int = 10) -> UpscaleWork:
+    """The typed job for a worker process or a Ray actor (the same either way)."""
+    real, tiny = model_paths(config)
+    return UpscaleWork(
+        input=source, content_type=content_type, output=str(output), model_path=str(real), tiny_fallback=str(tiny) if tiny else "",
+        tile_size=tile_size, tile_padding=tile_padding, batch_size=config.upscale_batch_size,
+        device=config.upscale_device, fp16=config.upscale_fp16, ffmpeg=config.ffmpeg_binary,
+        ffprobe=config.ffprobe_binary, crf=config.upscale_crf,
+        # The worker's spans join the job's trace (exported to the same collector as the service).
+        traceparent=tracing.current_traceparent(), otlp_endpoint=config.otlp_endpoint,
+    )
+
+
 async def upscale_video(
     config: RenderConfig,
     source: str,
@@ -255,15 +269,7 @@ async def upscale_video(
 ) -> UpscaleProgress:
     """Upscales ``source`` (holding ``content_type``, as storage recorded it) into ``output`` on a warm
     worker from ``pool`` (or a one-off process)."""
-    real, tiny = model_paths(config)
-    work = UpscaleWork(
-        input=source, content_type=content_type, output=str(output), model_path=str(real), tiny_fallback=str(tiny) if tiny else "",
-        tile_size=tile_size, tile_padding=tile_padding, batch_size=config.upscale_batch_size,
-        device=config.upscale_device, fp16=config.upscale_fp16, ffmpeg=config.ffmpeg_binary,
-        ffprobe=config.ffprobe_binary,
-        # The worker's spans join the job's trace (exported to the same collector as the service).
-        traceparent=tracing.current_traceparent(), otlp_endpoint=config.otlp_endpoint,
-    )
+    work = upscale_work(config, source, content_type, output, tile_size=tile_size, tile_padding=tile_padding)
     own = pool is None
     pool = UpscalePool(0) if pool is None else pool
     worker = await pool.acquire()

@@ -26,6 +26,12 @@ class UpscaleWork:
     ffprobe: str = "ffprobe"
     crf: int = 18
     preset: str = "fast"
+    # One part of a job split over several workers (issue 15): input frames [start_frame,
+    # end_frame) (end 0 = to the end), encoded without audio (the parts are joined, then the
+    # original audio is copied once).
+    start_frame: int = 0
+    end_frame: int = 0
+    audio: bool = True
     # Tracing: the job's W3C traceparent and where to export this process's spans ("" = off).
     traceparent: str = ""
     otlp_endpoint: str = ""

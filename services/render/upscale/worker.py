@@ -122,7 +122,12 @@ def _traced(work: UpscaleWork, report: Any = _emit) -> dict[str, Any]:
         tracing.flush()  # the server kills this process group on cancel or error
 
 
-def upscale_file(work: UpscaleWork, report: Any = _emit, stage: Any = None) -> dict[str, Any]:
+class Cancelled(Exception):
+    """``cancel`` was set: the job stops between batches (a Ray actor's cancel; a worker process is
+    killed instead)."""
+
+
+def upscale_file(work: UpscaleWork, report: Any = _emit, stage: Any = None, cancel: threading.Event | None = None) -> dict[str, Any]:
     stage = stage or (lambda _name: None)
     stage("probe")
     info = probe(work.input, work.content_type, ffprobe=work.ffprobe)
@@ -135,15 +140,23 @@ def upscale_file(work: UpscaleWork, report: Any = _emit, stage: Any = None) -> d
     dtype = next(model.parameters()).dtype
     w, h, fps = info.width, info.height, info.fps or 30.0
     total = max(1, round(info.duration * fps))
+    if work.start_frame or work.end_frame:
+        total = max(1, (work.end_frame or total) - work.start_frame)
     report({"event": "start", "total": total, "width": 2 * w, "height": 2 * h, "fps": fps, "device": device, "weights": weights})
+    # A part of a split job: the decoded frames [start, end) by number (trim counts frames as
+    # decoded, so every part sees exactly the frames the whole job would; cheap next to the network).
+    # setpts: frames from 0 again, or the raw muxer's constant-rate sync fills the gap with copies.
+    trim = f"trim=start_frame={work.start_frame}" + (f":end_frame={work.end_frame}" if work.end_frame else "")
+    part = ["-vf", f"{trim},setpts=PTS-STARTPTS"] if work.start_frame or work.end_frame else []
     decoder = subprocess.Popen(
-        [work.ffmpeg, "-nostdin", "-loglevel", "error", *source, "-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
+        [work.ffmpeg, "-nostdin", "-loglevel", "error", *source, "-map", "0:v:0", *part, "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"],
         stdout=subprocess.PIPE,
     )
+    audio = [*source, "-map", "0:v:0", "-map", "1:a?", "-c:a", "copy"] if work.audio else ["-map", "0:v:0"]
     encoder = subprocess.Popen(
         [work.ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{2 * w}x{2 * h}",
-         "-r", f"{fps:.6f}", "-i", "pipe:0", *source, "-map", "0:v:0", "-map", "1:a?", "-c:v", "libx264",
-         "-preset", work.preset, "-crf", str(work.crf), "-pix_fmt", "yuv420p", "-c:a", "copy", "-movflags", "+faststart",
+         "-r", f"{fps:.6f}", "-i", "pipe:0", *audio, "-c:v", "libx264",
+         "-preset", work.preset, "-crf", str(work.crf), "-pix_fmt", "yuv420p", "-movflags", "+faststart",
          work.output],
         stdin=subprocess.PIPE,
     )
@@ -166,19 +179,28 @@ def upscale_file(work: UpscaleWork, report: Any = _emit, stage: Any = None) -> d
     def write() -> None:  # and so does encoding; a frame counts as done once it reached the encoder
         nonlocal written
         assert encoder.stdin is not None
-        while (arr := frames_out.get()) is not None:
-            encoder.stdin.write(arr.tobytes())
-            written += 1
-            elapsed = time.monotonic() - started
-            report({"event": "progress", "frame": written, "total": max(total, written), "fps": written / elapsed if elapsed > 0 else 0.0})
-        encoder.stdin.close()
+        try:
+            while (arr := frames_out.get()) is not None:
+                encoder.stdin.write(arr.tobytes())
+                written += 1
+                elapsed = time.monotonic() - started
+                report({"event": "progress", "frame": written, "total": max(total, written), "fps": written / elapsed if elapsed > 0 else 0.0})
+            encoder.stdin.close()
+        except (BrokenPipeError, ValueError):
+            pass  # the encoder was killed (cancel) or died: reported by its exit status
 
     stage("upscaling")  # decode, network and encode overlap (three threads): one stage
     reader = threading.Thread(target=read, daemon=True)
     writer = threading.Thread(target=write, daemon=True)
     reader.start()
     writer.start()
-    done = _run_batches(work, model, device, dtype, frames_in, frames_out)  # on error the process exits
+    try:
+        done = _run_batches(work, model, device, dtype, frames_in, frames_out, cancel)
+    except BaseException:
+        # A worker process exits after an error; an actor lives on, so nothing may stay behind.
+        _abandon(decoder, encoder, reader, writer, frames_in, frames_out)
+        Path(work.output).unlink(missing_ok=True)
+        raise
     frames_out.put(None)
     writer.join()
     reader.join()
@@ -189,12 +211,37 @@ def upscale_file(work: UpscaleWork, report: Any = _emit, stage: Any = None) -> d
     return result
 
 
+def _abandon(decoder: subprocess.Popen[bytes], encoder: subprocess.Popen[bytes], reader: threading.Thread,
+             writer: threading.Thread, frames_in: queue.Queue[np.ndarray | None], frames_out: queue.Queue[np.ndarray | None]) -> None:
+    """Kills both ffmpegs and unblocks both threads (the reader may wait on a full queue, the writer
+    on an empty one) until they have ended."""
+    for proc in (decoder, encoder):
+        proc.kill()
+    while reader.is_alive() or writer.is_alive():
+        while True:
+            try:
+                frames_in.get_nowait()
+            except queue.Empty:
+                break
+        try:
+            frames_out.put_nowait(None)
+        except queue.Full:
+            pass
+        reader.join(0.02)
+        writer.join(0.02)
+    decoder.wait()
+    encoder.wait()
+
+
 def _run_batches(
     work: UpscaleWork, model: RRDBNet, device: str, dtype: torch.dtype,
     frames_in: queue.Queue[np.ndarray | None], frames_out: queue.Queue[np.ndarray | None],
+    cancel: threading.Event | None = None,
 ) -> int:
     done, finished = 0, False
     while not finished:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
         batch: list[np.ndarray] = []
         while len(batch) < work.batch_size:
             item = frames_in.get()

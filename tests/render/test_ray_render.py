@@ -1,0 +1,230 @@
+"""Render and upscale on the Ray executor (issue 15), on a simulated 2-node Ray cluster
+(``ray.cluster_utils.Cluster``: a head without GPUs, two worker nodes declaring one logical GPU
+each), real render servers over loopback, the tiny upscaler. One cluster and one Ray-backed render
+server serve the whole module; the session's local render server is the reference."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+import pytest_asyncio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.render.config import RenderConfig
+from services.render.upscale.pool import upscale_work
+from tests.fixtures.render import MODEL_DIR, probe_file, render_test_config, running_render
+from tests.render.test_split import MIN_C_CRF18_DB, MIN_Y_CRF18_DB, busy_timeline, decode, scores
+from viarte.errors import from_rpc_error
+from viarte.render.v1 import render_pb2, render_pb2_grpc
+from viarte.type.v1 import job_pb2
+
+pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[Any]:
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    # Ray binds the machine's own address (it rewrites 127.0.0.1 to it); nothing leaves the host.
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 0, "include_dashboard": False})
+    for _ in range(2):
+        cluster.add_node(num_cpus=1, num_gpus=1)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, log_to_driver=False)
+    try:
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def ray_render(tmp_path_factory: Any, auth_service: Any, storage_service: Any, tiny_upscaler: Path,
+                     ray_cluster: Any) -> AsyncIterator[Any]:
+    # Split from 3 s of timeline and 8 frames of video; lossless upscale so decoded frames compare exactly.
+    config = render_test_config(tmp_path_factory.mktemp("ray-render"), auth_service, storage_service, executor="ray",
+                                ray_address=ray_cluster.address, ray_probe_seconds=0.5, split_max_workers=2,
+                                render_split_seconds=3.0, upscale_split_min_frames=8, upscale_crf=0)
+    async with running_render(config) as service:
+        yield service
+
+
+async def _watch(stub: Any, method: str, request: Any, user: Any) -> list[job_pb2.JobEvent]:
+    events = []
+    async for msg in getattr(stub, method)(request, metadata=user.metadata, timeout=300):
+        if msg.HasField("event"):
+            events.append(msg.event)
+    return events
+
+
+def _yuv_frames(data: bytes, tmp: Path, w: int, h: int) -> np.ndarray:
+    tmp.write_bytes(data)
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp), "-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "yuv420p",
+                          "pipe:1"], capture_output=True, check=True).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, w * h * 3 // 2)
+
+
+async def test_split_upscale_equals_the_single_worker_output(ray_render: Any, storage_service: Any, user_factory: Any,
+                                                             render_media: Any, ray_cluster: Any, tmp_path: Path) -> None:
+    user = await user_factory()
+    src = Path(render_media.small.location)  # 15 frames, 64x36, 15 fps, with sound
+    asset = await storage_service.upload(user, await asyncio.to_thread(src.read_bytes), "small.mp4", "video/mp4")
+    stub = render_pb2_grpc.UpscaleServiceStub(ray_render.channel)
+    job = (await stub.CreateUpscaleJob(render_pb2.CreateUpscaleJobRequest(
+        parameters=render_pb2.UpscaleParameters(video_asset_id=asset, scale=2)), metadata=user.metadata)).job
+    events = await _watch(stub, "WatchUpscaleJob", render_pb2.WatchUpscaleJobRequest(id=job.id), user)
+    assert events[-1].state == job_pb2.JOB_STATE_SUCCEEDED, events[-1]
+    frames = [e.progress.frame for e in events if e.progress.stage == job_pb2.STAGE_UPSCALING]
+    assert frames == sorted(frames) and frames[-1] == 15, str(frames)  # the parts' frames, summed, in order
+    done = (await stub.GetUpscaleJob(render_pb2.GetUpscaleJobRequest(id=job.id), metadata=user.metadata)).job
+    # split over both actors, one per node
+    assert done.status.placement.executor == "ray"
+    assert set(done.status.placement.node.split(",")) == {n.node_id for n in ray_cluster.worker_nodes}
+    assert (done.result.width, done.result.height, done.result.frame_count) == (128, 72, 15)
+    data = await storage_service.download(user, done.result.video_asset_id)
+    (tmp_path / "ray.mp4").write_bytes(data)
+    facts = probe_file(tmp_path / "ray.mp4")
+    assert (facts["frames"], facts["fps"]) == (15, 15.0) and facts["has_audio"]
+    # the reference: the same work in one worker, start to end (the local executor's code path)
+    from services.render.upscale.worker import upscale_file
+
+    config: RenderConfig = ray_render.config
+    work = upscale_work(config, str(src), "video/mp4", tmp_path / "one.mp4")
+    await asyncio.to_thread(upscale_file, work, lambda _m: None)
+    one = _yuv_frames((tmp_path / "one.mp4").read_bytes(), tmp_path / "a.mp4", 128, 72)
+    split = _yuv_frames(data, tmp_path / "b.mp4", 128, 72)
+    assert one.shape == split.shape == (15, 128 * 72 * 3 // 2)
+    assert all(np.array_equal(a, b) for a, b in zip(one, split, strict=True))  # byte-equal, frame by frame
+    assert not np.array_equal(one[7], split[8])  # (the frames differ from each other: the check means something)
+
+
+async def test_split_render_on_two_actors_matches_the_local_render(ray_render: Any, render_service: Any, storage_service: Any,
+                                                                   user_factory: Any, render_media: Any, ray_cluster: Any,
+                                                                   tmp_path: Path) -> None:
+    user = await user_factory()
+    ids = {}
+    for key, source in (("bars", render_media.bars), ("red", render_media.red), ("blue", render_media.blue)):
+        data = await asyncio.to_thread(Path(source.location).read_bytes)
+        ids[key] = await storage_service.upload(user, data, Path(source.location).name, "video/mp4")
+    params = render_pb2.RenderParameters(timeline=busy_timeline(ids), quality=render_pb2.QUALITY_PRESET_HIGH)
+    outputs = []
+    for service in (ray_render, render_service):  # the session's render server: local, one ffmpeg
+        stub = render_pb2_grpc.RenderServiceStub(service.channel)
+        job = (await stub.CreateRenderJob(render_pb2.CreateRenderJobRequest(parameters=params), metadata=user.metadata)).job
+        events = await _watch(stub, "WatchRenderJob", render_pb2.WatchRenderJobRequest(id=job.id), user)
+        assert events[-1].state == job_pb2.JOB_STATE_SUCCEEDED, events[-1]
+        rendering = [e.progress.frame for e in events if e.progress.stage == job_pb2.STAGE_RENDERING]
+        assert rendering and rendering == sorted(rendering)
+        outputs.append((await stub.GetRenderJob(render_pb2.GetRenderJobRequest(id=job.id), metadata=user.metadata)).job)
+    ray_job, local_job = outputs
+    assert ray_job.status.placement.executor == "ray" and local_job.status.placement.executor == "local"
+    assert set(ray_job.status.placement.node.split(",")) == {n.node_id for n in ray_cluster.worker_nodes}
+    for field in ("frame_count", "width", "height", "fps", "has_audio", "encoder"):
+        assert getattr(ray_job.result, field) == getattr(local_job.result, field), field
+    paths = []
+    for name, job in (("ray", ray_job), ("local", local_job)):
+        path = tmp_path / f"{name}.mp4"
+        path.write_bytes(await storage_service.download(user, job.result.video_asset_id))
+        paths.append(path)
+    a, b = probe_file(paths[0]), probe_file(paths[1])
+    assert a["frames"] == b["frames"] == 180 and a["has_audio"] and abs(float(a["duration"]) - float(b["duration"])) < 0.05
+    luma, chroma = scores(decode(paths[1]), decode(paths[0]))
+    assert luma > MIN_Y_CRF18_DB and chroma > MIN_C_CRF18_DB, (luma, chroma)
+
+
+async def test_cancel_mid_upscale_on_an_actor_then_the_actor_works_again(ray_render: Any, storage_service: Any,
+                                                                          user_factory: Any, render_media: Any) -> None:
+    user = await user_factory()
+    src = Path(render_media.bars.location)  # 90 frames at 320x180: long enough to cancel in the middle
+    asset = await storage_service.upload(user, await asyncio.to_thread(src.read_bytes), "bars.mp4", "video/mp4")
+    stub = render_pb2_grpc.UpscaleServiceStub(ray_render.channel)
+    job = (await stub.CreateUpscaleJob(render_pb2.CreateUpscaleJobRequest(
+        parameters=render_pb2.UpscaleParameters(video_asset_id=asset, scale=2)), metadata=user.metadata)).job
+    async for msg in stub.WatchUpscaleJob(render_pb2.WatchUpscaleJobRequest(id=job.id), metadata=user.metadata, timeout=300):
+        if msg.HasField("event") and msg.event.progress.stage == job_pb2.STAGE_UPSCALING and msg.event.progress.frame >= 4:
+            break
+    await stub.CancelUpscaleJob(render_pb2.CancelUpscaleJobRequest(id=job.id), metadata=user.metadata)
+    events = await _watch(stub, "WatchUpscaleJob", render_pb2.WatchUpscaleJobRequest(id=job.id), user)
+    assert events[-1].state == job_pb2.JOB_STATE_CANCELLED, events[-1]
+    upscaled = max(e.progress.frame for e in events if e.progress.stage == job_pb2.STAGE_UPSCALING)
+    assert upscaled < 90  # stopped between batches, not run to the end
+    # the actors live on (cancel is a flag, not a kill): the next job succeeds on them
+    data = await asyncio.to_thread(Path(render_media.small.location).read_bytes)
+    small = await storage_service.upload(user, data, "small.mp4", "video/mp4")
+    again = (await stub.CreateUpscaleJob(render_pb2.CreateUpscaleJobRequest(
+        parameters=render_pb2.UpscaleParameters(video_asset_id=small, scale=2)), metadata=user.metadata)).job
+    final = await _watch(stub, "WatchUpscaleJob", render_pb2.WatchUpscaleJobRequest(id=again.id), user)
+    assert final[-1].state == job_pb2.JOB_STATE_SUCCEEDED, final[-1]
+
+
+def _spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "services.render"], cwd=REPO_ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def test_ray_unreachable_answers_unavailable_and_local_is_unaffected(
+    tmp_path: Path, auth_service: Any, storage_service: Any, render_service: Any, user_factory: Any, render_media: Any
+) -> None:
+    port, nowhere = _free_port(), f"127.0.0.1:{_free_port()}"  # nothing listens there
+    values = {
+        "PORT": str(port), "DATA_DIR": str(tmp_path), "LOG_LEVEL": "WARNING", "AUTH_ADDRESS": auth_service.address,
+        "STORAGE_ADDRESS": storage_service.address, "INTERNAL_SECRET": auth_service.config.internal_secret.reveal(),
+        "JWT_ISSUER": auth_service.config.jwt_issuer, "JWT_AUDIENCE": auth_service.config.jwt_audience,
+        "MODEL_DIR": str(MODEL_DIR), "EXECUTOR": "ray", "RAY_CONNECT_TIMEOUT_SECONDS": "20",
+    }
+    env = {f"VIARTE_RENDER_{k}": v for k, v in values.items()} | {"VIARTE_RAY_ADDRESS": nowhere}  # the mesh-wide name
+    env["PATH"] = f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"
+    log = tmp_path / "render.log"
+    proc = await asyncio.to_thread(_spawn, env, log)
+    user = await user_factory()
+    data = await asyncio.to_thread(Path(render_media.small.location).read_bytes)
+    small = await storage_service.upload(user, data, "small.mp4", "video/mp4")
+    request = render_pb2.CreateUpscaleJobRequest(parameters=render_pb2.UpscaleParameters(video_asset_id=small, scale=2))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            for _ in range(240):  # bounded: 2 minutes
+                assert proc.poll() is None, log.read_text()[-3000:]
+                try:
+                    if (await health.Check(health_pb2.HealthCheckRequest(), timeout=1)).status == 1:
+                        break
+                except grpc.aio.AioRpcError:
+                    await asyncio.sleep(0.5)
+            stub = render_pb2_grpc.UpscaleServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.CreateUpscaleJob(request, metadata=user.metadata, timeout=30)
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert from_rpc_error(err.value).reason == "RAY_UNAVAILABLE" and nowhere in (err.value.details() or "")
+            listed = await stub.ListUpscaleJobs(render_pb2.ListUpscaleJobsRequest(), metadata=user.metadata, timeout=30)
+            assert not listed.jobs  # nothing was queued that could not start
+        local = render_pb2_grpc.UpscaleServiceStub(render_service.channel)
+        job = (await local.CreateUpscaleJob(request, metadata=user.metadata)).job
+        events = await _watch(local, "WatchUpscaleJob", render_pb2.WatchUpscaleJobRequest(id=job.id), user)
+        assert events[-1].state == job_pb2.JOB_STATE_SUCCEEDED
+    finally:
+        proc.terminate()
+        try:
+            await asyncio.to_thread(proc.wait, 15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
