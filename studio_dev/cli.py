@@ -74,6 +74,12 @@ def up(
     replicas: Annotated[
         int | None, typer.Option(min=1, help="Processes per service (more than 1 needs --postgres).")
     ] = None,
+    ray: Annotated[
+        bool | None, typer.Option(help="Run inference and render on a local Ray cluster (a head + GPU nodes).")
+    ] = None,
+    ray_nodes: Annotated[
+        int | None, typer.Option(min=1, help="Ray worker nodes with --ray, one logical GPU each (default 2).")
+    ] = None,
 ) -> None:
     """Start the local mesh: S3, every service that exists, Envoy; waits on health checks."""
     c = context(ctx)
@@ -84,7 +90,7 @@ def up(
         fail("--only takes auth, storage, inference or render")
     database = None if postgres is None else ("postgres" if postgres else "sqlite")
     config = _mesh_config(c, models=models, free_ports=free_ports, gateway=gateway, s3=s3, services=services,
-                          database=database, replicas=replicas)  # fmt: skip
+                          database=database, replicas=replicas, ray=ray, ray_nodes=ray_nodes)  # fmt: skip
     mesh = _mesh()
     if foreground:
         c.info("starting the mesh (Ctrl-C stops it)…")
