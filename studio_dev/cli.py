@@ -145,9 +145,11 @@ def status(ctx: typer.Context) -> None:
         for r in rows:
             table.add_row(r.name, r.status, "✓" if r.healthy else "-", str(r.pid or ""), r.address, r.log)
         c.out.print(table)
+        if state.ray_address:
+            c.out.print(f"ray: {state.ray_address} (ray status --address {state.ray_address})", highlight=False)
 
     c.emit({"state": state.state, "endpoints": state.endpoints, "gateway_url": state.gateway_url,
-            "processes": [dataclasses.asdict(r) for r in rows]}, human)  # fmt: skip
+            "ray_address": state.ray_address, "processes": [dataclasses.asdict(r) for r in rows]}, human)  # fmt: skip
     if state.state != "ready":
         raise typer.Exit(1)
 

@@ -85,7 +85,7 @@ def test_up_ray_starts_a_head_and_two_gpu_nodes(ray_mesh: RayMesh) -> None:
     # The cluster itself reports the two logical GPUs, one per worker node.
     assert cluster_gpus(state.ray_address) == 2.0
     shown = _cli(ray_mesh.state_dir, "status")
-    assert all(n in shown for n in NODES), shown
+    assert all(n in shown for n in NODES) and f"ray: {state.ray_address}" in shown, shown
     log = (ray_mesh.state_dir / "logs" / "inference.log").read_text(errors="replace")
     assert "ray_ready" in log, log[-2000:]  # the server joined this cluster (its Ray executor is on)
 
