@@ -74,6 +74,12 @@ def up(
     replicas: Annotated[
         int | None, typer.Option(min=1, help="Processes per service (more than 1 needs --postgres).")
     ] = None,
+    ray: Annotated[
+        bool | None, typer.Option(help="Run inference and render on a local Ray cluster (a head + GPU nodes).")
+    ] = None,
+    ray_nodes: Annotated[
+        int | None, typer.Option(min=1, help="Ray worker nodes with --ray, one logical GPU each (default 2).")
+    ] = None,
 ) -> None:
     """Start the local mesh: S3, every service that exists, Envoy; waits on health checks."""
     c = context(ctx)
@@ -84,7 +90,7 @@ def up(
         fail("--only takes auth, storage, inference or render")
     database = None if postgres is None else ("postgres" if postgres else "sqlite")
     config = _mesh_config(c, models=models, free_ports=free_ports, gateway=gateway, s3=s3, services=services,
-                          database=database, replicas=replicas)  # fmt: skip
+                          database=database, replicas=replicas, ray=ray, ray_nodes=ray_nodes)  # fmt: skip
     mesh = _mesh()
     if foreground:
         c.info("starting the mesh (Ctrl-C stops it)…")
@@ -139,9 +145,11 @@ def status(ctx: typer.Context) -> None:
         for r in rows:
             table.add_row(r.name, r.status, "✓" if r.healthy else "-", str(r.pid or ""), r.address, r.log)
         c.out.print(table)
+        if state.ray_address:
+            c.out.print(f"ray: {state.ray_address} (ray status --address {state.ray_address})", highlight=False)
 
     c.emit({"state": state.state, "endpoints": state.endpoints, "gateway_url": state.gateway_url,
-            "processes": [dataclasses.asdict(r) for r in rows]}, human)  # fmt: skip
+            "ray_address": state.ray_address, "processes": [dataclasses.asdict(r) for r in rows]}, human)  # fmt: skip
     if state.state != "ready":
         raise typer.Exit(1)
 

@@ -16,6 +16,7 @@ __all__ = [
     "Endpoints",
     "JobProgress",
     "JobState",
+    "Placement",
     "RetryPolicy",
     "Stage",
     "TlsConfig",
@@ -39,6 +40,7 @@ _WHERE = {
     "Tokens": "viarte.credentials",
     "JobProgress": "viarte.jobs",
     "JobState": "viarte.jobs",
+    "Placement": "viarte.jobs",
     "Stage": "viarte.jobs",
     "ViarteError": "viarte.errors",
 }
@@ -47,7 +49,7 @@ if TYPE_CHECKING:
     from viarte.client import AsyncClient, Client, face_swap_options, generation_parameters
     from viarte.credentials import ApiKeyCredentials, TokenCredentials, Tokens
     from viarte.errors import ViarteError
-    from viarte.jobs import JobProgress, JobState, Stage
+    from viarte.jobs import JobProgress, JobState, Placement, Stage
     from viarte.transport import Endpoints, RetryPolicy, TlsConfig
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from viarte.type.v1 import job_pb2
 
-__all__ = ["JobProgress", "JobState", "Stage"]
+__all__ = ["JobProgress", "JobState", "Placement", "Stage"]
 
 
 class JobState(enum.IntEnum):
@@ -62,6 +62,30 @@ def _enum(cls: type[enum.IntEnum], value: int) -> Any:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where a job's (last) attempt runs (``JobStatus.placement``, set when the job starts on a device):
+    ``executor`` "local" (a worker process of the service) or "ray" (an actor on a Ray cluster),
+    ``node`` (the service's host name, or the Ray node id) and ``device`` ("cuda:0", "cpu", or the
+    actor's logical GPU)."""
+
+    executor: str
+    node: str
+    device: str
+
+    @classmethod
+    def of(cls, job: Any) -> Placement | None:
+        """The placement of a job resource (or of its ``status``); None while it has not started."""
+        status = getattr(job, "status", job)
+        if status is None or not status.HasField("placement") or not status.placement.executor:
+            return None
+        where = status.placement
+        return cls(where.executor, where.node, where.device)
+
+    def __str__(self) -> str:
+        return f"{self.executor} on {self.node} ({self.device})"
+
+
+@dataclass(frozen=True)
 class JobProgress:
     """One progress update of a job.
 
@@ -93,6 +117,11 @@ class JobProgress:
     @property
     def terminal(self) -> bool:
         return self.state.terminal
+
+    @property
+    def placement(self) -> Placement | None:
+        """Where the job runs, on updates that carry the job (snapshots and the final update)."""
+        return Placement.of(self.job) if self.job is not None else None
 
     @classmethod
     def _from(cls, kind: str, job_id: str, sequence: int, state: int, progress: Any, error: Any, **extra: Any) -> JobProgress:

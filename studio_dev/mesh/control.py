@@ -23,6 +23,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from studio_dev.mesh.config import MeshConfig, to_environ
+from studio_dev.mesh.ray import kill_sessions
 from studio_dev.mesh.runner import (
     REPO_ROOT,
     MeshError,
@@ -150,6 +151,9 @@ def stop(state_dir: str | Path, *, timeout: float = 60.0) -> MeshState | None:
             if not _wait_gone(info.pid, info.match, 10.0):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(info.pid, signal.SIGKILL)
+        if info.kind == "ray" and info.pid and not _recycled(info.pid, info.match):
+            # A Ray node's components and workers (retitled ray::...) stay in its session.
+            kill_sessions([info.pid])
     final = read_state(path) or state
     if final.state not in ("stopped", "failed"):
         final.state = "stopped"
@@ -158,6 +162,12 @@ def stop(state_dir: str | Path, *, timeout: float = 60.0) -> MeshState | None:
             info.status = "stopped"
     write_state(path, final)
     return final
+
+
+def _recycled(pid: int, match: str) -> bool:
+    """The pid is some other program's now (a pid stays reserved while it is a live session's id,
+    so a gone leader whose session lives on reads as not recycled)."""
+    return Path(f"/proc/{pid}").exists() and not _alive(pid, match)
 
 
 def _wait_gone(pid: int, match: str, timeout: float) -> bool:

@@ -36,6 +36,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from services.kit.config import ENV_PREFIX, ServiceConfig
 from studio_dev.mesh.config import GRPC_SERVICES, MeshConfig
 from studio_dev.mesh.postgres import EmbeddedPostgres, PostgresError
+from studio_dev.mesh.ray import LocalRay, RayError
 from studio_dev.mesh.state import MeshState, ProcessInfo, Replica, read_state, write_state
 
 __all__ = [
@@ -143,6 +144,7 @@ class Supervisor:
         self._ports: dict[str, int] = {}
         self._replicas: dict[str, list[Replica]] = {}
         self._postgres: EmbeddedPostgres | None = None
+        self._ray: LocalRay | None = None
 
     # -- ports ------------------------------------------------------------------------------
     def _plan_ports(self) -> None:
@@ -200,6 +202,8 @@ class Supervisor:
             )
         if self._postgres is not None:
             values["database_url"] = self._postgres.url(name)
+        if self._ray is not None and name == "inference":
+            values["ray_actors"] = cfg.ray_actors(replica.index)  # its share of the logical GPUs
         if cfg.gateway and cfg.gateway_source_address:
             values["trusted_proxies"] = cfg.gateway_source_address
         if self.state.s3_endpoint:
@@ -219,6 +223,10 @@ class Supervisor:
             if key in fields:
                 text = str(value).lower() if isinstance(value, bool) else str(value)
                 env[f"{ENV_PREFIX}{name.upper()}_{key.upper()}"] = text
+        if self._ray is not None and name in ("inference", "render"):
+            # Set whether or not the config has the fields yet (render's Ray executor lands on its own).
+            env[f"{ENV_PREFIX}{name.upper()}_EXECUTOR"] = "ray"
+            env[f"{ENV_PREFIX}{name.upper()}_RAY_ADDRESS"] = self._ray.address
         env.update(cfg.child_overrides())
         return env
 
@@ -237,6 +245,8 @@ class Supervisor:
                 await self._start_postgres()
             if cfg.s3:
                 await self._start_s3()
+            if cfg.ray:
+                await self._start_ray()
             for name in GRPC_SERVICES:
                 await self._start_service(name)
             if cfg.gateway:
@@ -311,6 +321,30 @@ class Supervisor:
         info.status, info.pid, info.address = "running", self._postgres.pid, self._postgres.address
         info.log = str(self._link_log("postgres", self._postgres.log_path))
         self._say(f"postgres ready at {info.address} (data in {self._postgres.data_dir})")
+        self._save()
+
+    async def _start_ray(self) -> None:
+        cfg = self.config
+        try:
+            self._ray = LocalRay(cfg.root, cfg.ray_nodes, logs_dir=cfg.logs_dir, cpus_per_node=cfg.ray_node_cpus,
+                                 object_store_mb=cfg.ray_object_store_mb, startup_timeout=cfg.startup_timeout_seconds)
+        except RayError as exc:
+            raise MeshError(str(exc)) from None
+        infos = [ProcessInfo(n.name, "ray", "starting", match="ray start", log=str(n.log),
+                             note=f"{n.gpus} logical GPU" if n.gpus else "head") for n in self._ray.nodes]  # fmt: skip
+        self.state.processes.extend(infos)
+        self._save()
+        try:
+            await self._ray.start()
+        except (RayError, OSError) as exc:
+            raise MeshError(f"local Ray cluster: {exc}") from None
+        finally:
+            for node, info in zip(self._ray.nodes, infos, strict=True):
+                info.pid = node.pid
+        for info in infos:
+            info.status, info.address = "running", self._ray.address if info.name == "ray-head" else ""
+        self.state.ray_address = self._ray.address
+        self._say(f"ray ready at {self._ray.address} ({cfg.ray_nodes} nodes, one logical GPU each)")
         self._save()
 
     async def _start_service(self, name: str) -> None:
@@ -498,6 +532,12 @@ class Supervisor:
             await asyncio.gather(*(_terminate(p, self.config.stop_timeout_seconds) for p in procs.values()))
             for process_name in procs:
                 self._mark(process_name, "stopped")
+        if self._ray is not None:  # after the services: their actors go with the nodes
+            with contextlib.suppress(Exception):
+                await self._ray.stop(self.config.stop_timeout_seconds)
+            for node in self._ray.nodes:
+                self._mark(node.name, "stopped")
+            self._ray = None
         if self._s3 is not None:
             with contextlib.suppress(Exception):
                 await self._s3.stop()

@@ -37,7 +37,7 @@ class Replica:
 @dataclass
 class ProcessInfo:
     name: str
-    kind: str  # "grpc", "s3", "gateway"
+    kind: str  # "grpc", "s3", "gateway", "postgres", "ray"
     status: str = "pending"  # pending, starting, running, skipped, failed, exited, stopped
     pid: int | None = None
     address: str = ""
@@ -68,6 +68,8 @@ class MeshState:
     # "sqlite" or "postgres" (then postgres_address is the embedded server's host:port).
     database: str = "sqlite"
     postgres_address: str = ""
+    # The local Ray cluster's GCS address (`viarte up --ray`), "" without one.
+    ray_address: str = ""
     version: int = STATE_VERSION
 
     def to_json(self) -> str:

@@ -27,6 +27,9 @@ from tests.deploy.helpers import (
 # The one-shot model download job reads the inference and render configs (their model folders).
 JOB_PACKAGES = {"models": ("inference", "render")}
 SECRETS_MOUNT = "/run/secrets/"
+# Set ahead of the field (issue 15: render's Ray executor lands on its own branch); accepted only
+# while RenderConfig has no `executor` field, checked like every other variable from then on.
+PENDING = {"render": ("VIARTE_RENDER_EXECUTOR", "VIARTE_RENDER_RAY_ADDRESS")}
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +83,8 @@ def _hf_variables() -> set[str]:
 def test_compose_file_and_tls_overlay_validate(tmp_path: Path) -> None:
     base = compose_model(COMPOSE, tmp=tmp_path)
     tls = compose_model(COMPOSE, COMPOSE_TLS, tmp=tmp_path)
-    assert set(base["services"]) == {"postgres", "s3", "auth", "storage", "models", "inference", "render", "envoy"}
+    default = {name for name, svc in base["services"].items() if not svc.get("profiles")}
+    assert default == {"postgres", "s3", "auth", "storage", "models", "inference", "render", "envoy"}
     assert tls["services"]["envoy"]["build"]["args"] == {"TLS": "true"}
     assert {"tls_cert", "tls_key"} <= set(tls["secrets"])
 
@@ -94,6 +98,8 @@ def test_every_variable_is_a_config_field(model: dict[str, Any], service: str) -
             assert variable in hf, f"{service}: {variable} is not a huggingface_hub setting"
             continue
         assert variable.startswith("VIARTE_"), f"{service}: {variable} is read by nobody"
+        if variable in PENDING.get(service, ()) and not any(hasattr(c(), "executor") for c in classes):
+            continue
         owners = [c.__name__ for c in classes if _field_of(c, variable)]
         assert owners, f"{service}: {variable} is not a field of {[c.__name__ for c in classes]}"
 

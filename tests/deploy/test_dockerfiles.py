@@ -32,7 +32,8 @@ GPU_IMAGES = ("inference", "render")
 ENTRY_MODULES = {
     "auth": ["services.auth.__main__", "services.auth.server"],
     "storage": ["services.storage.__main__", "services.storage.server"],
-    "inference": ["services.inference.__main__", "services.inference.server", "studio_dev.models_pull"],
+    "inference": ["services.inference.__main__", "services.inference.server", "studio_dev.models_pull",
+                  "services.inference.worker.ray_runner"],  # the Ray executor (and its actors) from the image
     "render": ["services.render.__main__", "services.render.server"],
 }
 

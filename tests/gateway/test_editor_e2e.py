@@ -163,6 +163,8 @@ async def test_whole_flow_from_sign_up_to_downloaded_mp4(mesh: Any, editor_gatew
     # Progress arrived as it streamed: the client received many Watch events (state, steps, frames)
     # and the page rendered several distinct step/frame readings, in order, before the result.
     assert result["generationEvents"] >= 5, result["generationEvents"]
+    # Where it ran (JobStatus.placement): the mesh's local executor, its host and device.
+    assert result["generationPlacement"].startswith("Runs on local · node "), result["generationPlacement"]
     progress = result["generationProgress"]
     working = [p for p in progress if "step" in p["label"] or "frame" in p["label"]]
     assert len({p["label"] for p in working}) >= 2, progress

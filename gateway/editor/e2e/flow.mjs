@@ -164,6 +164,7 @@ try {
       jobTimeout,
     );
     result.generationEvents = Number(await page.getByTestId("job-panel").getAttribute("data-events"));
+    result.generationPlacement = await page.getByTestId("gen-placement").textContent();
     await page.getByTestId("gen-result").waitFor();
     await shot("06-generate-done");
   });

@@ -1,7 +1,7 @@
 // Following a job's Watch stream (generation, render): the job first, then its events. A dropped
 // stream is resumed with the last sequence seen, so no event is missed or repeated.
 import { Code, ConnectError } from "@connectrpc/connect";
-import { JobState, Stage, type JobError, type JobEvent, type JobStatus, type Progress } from "../gen/viarte/type/v1/job_pb";
+import { JobState, Stage, type JobError, type JobEvent, type JobStatus, type Placement, type Progress } from "../gen/viarte/type/v1/job_pb";
 
 export interface JobView {
   state: JobState;
@@ -10,6 +10,8 @@ export interface JobView {
   lastSequence: bigint;
   previewUrl: string | null;
   events: number;
+  // Where the (last) attempt runs: executor, node, device; set once the job is on a device.
+  placement: Placement | undefined;
 }
 
 export type WatchMessage<J> = { payload: { case: "job"; value: J } | { case: "event"; value: JobEvent } | { case: undefined; value?: undefined } };
@@ -24,8 +26,19 @@ export function initialView(status?: JobStatus): JobView {
     lastSequence: status?.lastSequence ?? 0n,
     previewUrl: null,
     events: 0,
+    placement: placed(status?.placement),
   };
 }
+
+function placed(placement: Placement | undefined): Placement | undefined {
+  return placement?.executor ? placement : undefined;
+}
+
+// Progress from these stages comes from the device the job was placed on: the placement is
+// recorded by then (events themselves do not carry it).
+const DEVICE_STAGES = new Set([
+  Stage.MODEL_LOADING, Stage.DENOISING, Stage.DECODING, Stage.FACE_SWAP, Stage.UPSCALING, Stage.RENDERING, Stage.ENCODING,
+]);
 
 function previewOf(progress: Progress | undefined, previous: string | null): string | null {
   if (!progress || progress.previewJpeg.length === 0) return previous;
@@ -38,9 +51,12 @@ export async function followJob<J extends { status?: JobStatus }>(
   onJob: (job: J) => void,
   onView: (view: JobView) => void,
   signal: AbortSignal,
+  // Fetches the job once its work reached a device, for the placement (events do not carry it).
+  fetchJob?: () => Promise<J | undefined>,
 ): Promise<JobView> {
   let view = initialView();
   let attempts = 0;
+  let askedPlacement = false;
   while (!signal.aborted) {
     try {
       for await (const message of watch(view.lastSequence, signal)) {
@@ -55,6 +71,7 @@ export async function followJob<J extends { status?: JobStatus }>(
             progress: status?.progress ?? view.progress,
             error: status?.error ?? view.error,
             lastSequence: status && status.lastSequence > view.lastSequence ? status.lastSequence : view.lastSequence,
+            placement: placed(status?.placement) ?? view.placement,
           };
         } else if (message.payload.case === "event") {
           const event = message.payload.value;
@@ -68,6 +85,14 @@ export async function followJob<J extends { status?: JobStatus }>(
             previewUrl: previewOf(event.progress, view.previewUrl),
             events: view.events + 1,
           };
+          if (fetchJob && !view.placement && !askedPlacement && event.progress && DEVICE_STAGES.has(event.progress.stage)) {
+            askedPlacement = true;
+            const job = await fetchJob().catch(() => undefined);
+            if (job) {
+              onJob(job);
+              view = { ...view, placement: placed(job.status?.placement) };
+            }
+          }
         }
         onView(view);
       }
@@ -111,6 +136,14 @@ export function describeProgress(view: JobView): string {
   if (p.fps > 0) parts.push(`${p.fps.toFixed(1)} fps`);
   if (p.eta) parts.push(`~${Number(p.eta.seconds)} s left`);
   return parts.join(" · ");
+}
+
+// "ray · node 3f2a9c1be04d… · gpu:0": the executor, the node (a Ray node id is shortened; a host
+// name is kept) and the device.
+export function describePlacement(placement: Placement | undefined): string {
+  if (!placement?.executor) return "";
+  const node = placement.node.length > 20 ? `${placement.node.slice(0, 12)}…` : placement.node;
+  return [placement.executor, node && `node ${node}`, placement.device].filter(Boolean).join(" · ");
 }
 
 export function stateName(state: JobState): string {

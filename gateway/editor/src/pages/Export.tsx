@@ -3,7 +3,7 @@ import { Link, useParams } from "react-router-dom";
 import { downloadUrl } from "../api/assets";
 import { projects, render } from "../api/client";
 import { fieldError, toUiError, type UiError } from "../api/errors";
-import { describeProgress, followJob, initialView, stateName, TERMINAL, type JobView } from "../api/jobs";
+import { describePlacement, describeProgress, followJob, initialView, stateName, TERMINAL, type JobView } from "../api/jobs";
 import { ErrorBanner, Field, ProgressBar } from "../components/common";
 import type { Project } from "../gen/viarte/render/v1/project_pb";
 import { QualityPreset, type RenderJob } from "../gen/viarte/render/v1/render_pb";
@@ -63,6 +63,7 @@ export default function Export() {
         setJob,
         setView,
         controller.signal,
+        async () => (await render.getRenderJob({ id: created.id })).job,
       );
       if (final.state === JobState.SUCCEEDED) {
         const done = (await render.getRenderJob({ id: created.id })).job!;
@@ -125,6 +126,11 @@ export default function Export() {
       {view && (
         <div className="card" data-testid="render-panel" data-state={stateName(view.state)} data-events={view.events}>
           <ProgressBar fraction={view.state === JobState.SUCCEEDED ? 1 : (view.progress?.fraction ?? 0)} label={describeProgress(view)} testId="render-progress" />
+          {view.placement && (
+            <p className="muted small" data-testid="render-placement">
+              Runs on {describePlacement(view.placement)}
+            </p>
+          )}
           {running && (
             <button className="danger" onClick={() => void cancel()}>
               Cancel

@@ -3,7 +3,7 @@ import { useLocation } from "react-router-dom";
 import { downloadUrl, kindName, useAssets } from "../api/assets";
 import { assistant, generation } from "../api/client";
 import { fieldError, toUiError, type UiError } from "../api/errors";
-import { describeProgress, followJob, initialView, stateName, TERMINAL, type JobView } from "../api/jobs";
+import { describePlacement, describeProgress, followJob, initialView, stateName, TERMINAL, type JobView } from "../api/jobs";
 import { ErrorBanner, Field, ProgressBar } from "../components/common";
 import { Task, type GenerationJob, type GenerationParameters, type Model } from "../gen/viarte/inference/v1/generation_pb";
 import { JobState } from "../gen/viarte/type/v1/job_pb";
@@ -128,6 +128,7 @@ export default function Generate() {
             setJobs((js) => js.map((x) => (x.id === job.id && x.status ? { ...x, status: { ...x.status, state: v.state } } : x)));
           },
           controller.signal,
+          async () => (await generation.getGenerationJob({ id: job.id })).job,
         );
         if (final.state === JobState.SUCCEEDED) {
           const done = (await generation.getGenerationJob({ id: job.id })).job ?? latest;
@@ -277,6 +278,11 @@ export default function Generate() {
             <p className="muted small" data-testid="gen-status">
               {describeProgress(view)}
             </p>
+            {view.placement && (
+              <p className="muted small" data-testid="gen-placement">
+                Runs on {describePlacement(view.placement)}
+              </p>
+            )}
             {view.previewUrl && !resultUrl && <img className="preview" src={view.previewUrl} alt="preview" data-testid="gen-preview" />}
             {resultUrl && <video className="preview" src={resultUrl} controls loop autoPlay muted data-testid="gen-result" />}
             {running && (
@@ -296,6 +302,11 @@ export default function Generate() {
                   {job.parameters?.prompt.slice(0, 40) || job.parameters?.model}
                 </button>
                 <span className={`badge ${stateName(job.status?.state ?? JobState.QUEUED)}`}>{stateName(job.status?.state ?? JobState.QUEUED)}</span>
+                {job.status?.placement?.executor && (
+                  <span className="muted small" title={job.status.placement.node}>
+                    {describePlacement(job.status.placement)}
+                  </span>
+                )}
               </li>
             ))}
           </ul>
