@@ -27,9 +27,6 @@ from tests.deploy.helpers import (
 # The one-shot model download job reads the inference and render configs (their model folders).
 JOB_PACKAGES = {"models": ("inference", "render")}
 SECRETS_MOUNT = "/run/secrets/"
-# Set ahead of the field (issue 15: render's Ray executor lands on its own branch); accepted only
-# while RenderConfig has no `executor` field, checked like every other variable from then on.
-PENDING = {"render": ("VIARTE_RENDER_EXECUTOR", "VIARTE_RENDER_RAY_ADDRESS")}
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +95,6 @@ def test_every_variable_is_a_config_field(model: dict[str, Any], service: str) -
             assert variable in hf, f"{service}: {variable} is not a huggingface_hub setting"
             continue
         assert variable.startswith("VIARTE_"), f"{service}: {variable} is read by nobody"
-        if variable in PENDING.get(service, ()) and not any(hasattr(c(), "executor") for c in classes):
-            continue
         owners = [c.__name__ for c in classes if _field_of(c, variable)]
         assert owners, f"{service}: {variable} is not a field of {[c.__name__ for c in classes]}"
 
