@@ -8,11 +8,11 @@ import sys
 import grpc
 import psycopg
 import pytest
-from sqlalchemy import exc as sa_exc
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
+from sqlalchemy import exc as sa_exc
 
 from services.kit.auth import Authenticator, Principal, PrincipalKind, current_principal
 from services.kit.config import ServiceConfig

@@ -52,7 +52,8 @@ class RunningJob:
         self._flush: Callable[[], Awaitable[None]] | None = None
         self._place: Callable[[job_pb2.Placement, job_pb2.Progress], Awaitable[None]] | None = None
         self.placement: job_pb2.Placement | None = None
-        self._stage = 0  # of the latest emitted event: the placement event keeps it
+        # The stage of the latest emitted event: the placement event keeps it (stage durations).
+        self._stage: job_pb2.Stage = job_pb2.STAGE_UNSPECIFIED
 
     @property
     def id(self) -> str:
@@ -94,7 +95,8 @@ class RunningJob:
         costs the display, never the job."""
         self.placement = job_pb2.Placement(executor=executor, node=node, device=device)
         if self._place is not None:
-            await self._place(self.placement, job_pb2.Progress(stage=self._stage, message=f"running on {node} ({device})"))
+            progress = job_pb2.Progress(stage=self._stage, message=f"running on {node} ({device})")
+            await self._place(self.placement, progress)
 
     # -- cancellation ---------------------------------------------------------------------------
     @property

@@ -321,7 +321,7 @@ def test_concurrent_creates_on_two_replicas_never_pass_max_queued(cluster: Clust
     room = cap
     for round_ in range(3):  # an empty queue, then two free places each round
         with ThreadPoolExecutor(24) as pool:
-            answers = list(pool.map(lambda i: (a, b)[i % 2].call(op="create", params={"round": round_}), range(24)))
+            answers = list(pool.map(lambda i, r=round_: (a, b)[i % 2].call(op="create", params={"round": r}), range(24)))
         errors = {(x["error"]["code"], x["error"]["reason"]) for x in answers if "error" in x}
         assert errors == {("RESOURCE_EXHAUSTED", "QUEUE_FULL")}, errors
         created = [x["record"]["id"] for x in answers if "record" in x]
