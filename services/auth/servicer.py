@@ -11,7 +11,6 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import timestamp_pb2
-from sqlalchemy import exc as sa_exc
 
 from services.auth import credentials
 from services.auth.config import AuthConfig
@@ -23,7 +22,7 @@ from services.auth.reasons import Reason
 from services.auth.store import EmailTakenError, RefreshOutcome, Store
 from services.auth.throttle import LoginThrottle, client_address, parse_networks
 from services.kit.auth import Principal, PrincipalKind, current_principal
-from services.kit.db import run_db
+from services.kit.db import is_database_down, run_db
 from services.kit.errors import FieldViolation, ServiceError, Violations
 from services.kit.pagination import PageTokens, page_size
 from services.kit.tokens import issue_token
@@ -46,7 +45,9 @@ async def database(fn: Callable[..., T], *args: Any) -> T:
     """Database work off the event loop; a database that is down or unreachable is UNAVAILABLE."""
     try:
         return await run_db(fn, *args)
-    except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError) as exc:
+    except Exception as exc:
+        if not is_database_down(exc):
+            raise
         raise ServiceError.unavailable(
             Reason.DATABASE_UNAVAILABLE, "the identity database is unavailable", retry_after=1.0
         ) from exc

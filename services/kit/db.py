@@ -14,7 +14,8 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 from sqlmodel import create_engine
@@ -22,8 +23,8 @@ from sqlmodel import create_engine
 from services.kit.logs import get_logger
 
 __all__ = [
-    "DatabaseUnreachable", "database_address", "insert_missing", "make_engine", "run_alembic_env", "run_db",
-    "upgrade", "version_table", "wait_for_database",
+    "DatabaseUnreachable", "database_address", "insert_missing", "is_database_down", "make_engine",
+    "run_alembic_env", "run_db", "upgrade", "version_table", "wait_for_database",
 ]  # fmt: skip
 
 _log = get_logger("viarte.db")
@@ -37,6 +38,27 @@ class DatabaseUnreachable(RuntimeError):
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+# SQLSTATEs of a server that ended or refused the session: the request may be retried on a new
+# connection. Class 08: connection exceptions. 25P03: idle_in_transaction_session_timeout (a
+# replica frozen inside a transaction; psycopg raises it as InternalError, not OperationalError).
+# 57P01/02/03/05: admin or crash shutdown, starting up, idle_session_timeout. 53300: too many
+# connections.
+_DOWN_SQLSTATES = frozenset({"25P03", "57P01", "57P02", "57P03", "57P05", "53300"})
+
+
+def is_database_down(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database is down, unreachable or ended the session (callers answer
+    UNAVAILABLE ``DATABASE_UNAVAILABLE``), as opposed to a bug or bad data (INTERNAL). SQLite: a
+    lock held past its busy timeout is an OperationalError too."""
+    if isinstance(exc, (OperationalError, InterfaceError, PoolTimeout)):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:  # SQLAlchemy saw the connection die under the statement
+            return True
+        sqlstate = str(getattr(exc.orig, "sqlstate", "") or "")
+        return sqlstate.startswith("08") or sqlstate in _DOWN_SQLSTATES
+    return False
 
 
 def make_engine(url: str) -> Engine:

@@ -1,8 +1,9 @@
 """The edge interceptor: the one place where every RPC gets its request id, log line, metrics,
 caller identity and error mapping.
 
-Handlers raise :class:`~services.kit.errors.ServiceError`; anything else becomes INTERNAL (logged
-with its traceback, never sent to the client).
+Handlers raise :class:`~services.kit.errors.ServiceError`; a database that is down or ended the
+session (``services.kit.db.is_database_down``) becomes UNAVAILABLE ``DATABASE_UNAVAILABLE``; anything
+else becomes INTERNAL (logged with its traceback, never sent to the client).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import structlog
 from services.kit import auth as kit_auth
 from services.kit import tracing
 from services.kit.config import ServiceConfig
+from services.kit.db import is_database_down
 from services.kit.enums import check_enums
 from services.kit.errors import ServiceError
 from services.kit.logs import access_log
@@ -124,6 +126,12 @@ class _Edge:
         domain = self.interceptor._config.domain
         if isinstance(exc, ServiceError):
             await context.abort_with_status(exc.to_status(domain))
+        if is_database_down(exc):
+            # Not a bug: the client retries (never the URL in the answer or the log line).
+            _log.warning("rpc.database_unavailable", method=self.method, error=type(exc).__name__)
+            await context.abort_with_status(ServiceError.unavailable(
+                "DATABASE_UNAVAILABLE", "the service's database is unavailable; retry shortly", retry_after=1.0,
+            ).to_status(domain))
         _log.error("rpc.unhandled", method=self.method, request_id=kit_auth.request_id(), exc_info=exc)
         await context.abort_with_status(ServiceError.internal().to_status(domain))
 

@@ -6,11 +6,13 @@ import socket
 import sys
 
 import grpc
+import psycopg
 import pytest
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
+from sqlalchemy import exc as sa_exc
 
 from services.kit.auth import Authenticator, Principal, PrincipalKind, current_principal
 from services.kit.config import ServiceConfig
@@ -53,6 +55,14 @@ class Echo(auth_pb2_grpc.AuthServiceServicer):
     async def Login(self, request, context):
         raise RuntimeError("secret internal detail")
 
+    async def Refresh(self, request, context):
+        # What SQLAlchemy raises when PostgreSQL ended a session left idle in a transaction.
+        orig = psycopg.errors.IdleInTransactionSessionTimeout("terminating connection due to idle-in-transaction timeout")
+        raise sa_exc.InternalError("SELECT 1", {}, orig)
+
+    async def Logout(self, request, context):
+        raise sa_exc.DBAPIError("SELECT 1", {}, Exception("secret dsn"), connection_invalidated=True)
+
     async def ListPublicKeys(self, request, context):
         return auth_pb2.ListPublicKeysResponse(max_age_seconds=1)
 
@@ -74,7 +84,7 @@ async def server(signing_key):
     )
     server, port = await build_server(
         CONFIG,
-        [Service(Echo(), anonymous=frozenset({"Register", "Login", "ListPublicKeys"})), Service(Internal(), internal=True)],
+        [Service(Echo(), anonymous=frozenset({"Register", "Login", "ListPublicKeys", "Refresh", "Logout"})), Service(Internal(), internal=True)],
         authenticator=authenticator,
     )
     await server.start()
@@ -179,6 +189,18 @@ async def test_unexpected_exception_is_internal_without_leaking(server):
     assert err.value.code() == grpc.StatusCode.INTERNAL
     assert "secret" not in (err.value.details() or "")
     assert _info(err.value).reason == "INTERNAL"
+
+
+async def test_a_database_that_ended_the_session_is_unavailable_not_internal(server):
+    _, channel = server
+    stub = auth_pb2_grpc.AuthServiceStub(channel)
+    for call, request in ((stub.Refresh, auth_pb2.RefreshRequest()), (stub.Logout, auth_pb2.LogoutRequest())):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call(request)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert _info(err.value).reason == "DATABASE_UNAVAILABLE"
+        assert "secret" not in (err.value.details() or "")
+        assert _detail(err.value, error_details_pb2.RetryInfo).retry_delay.seconds == 1
 
 
 async def test_second_server_on_a_taken_port_fails(server):

@@ -50,8 +50,10 @@ class RunningJob:
         self._cancel = asyncio.Event()
         self._callbacks: list[Callable[[], None]] = []
         self._flush: Callable[[], Awaitable[None]] | None = None
-        self._place: Callable[[job_pb2.Placement], Awaitable[None]] | None = None
+        self._place: Callable[[job_pb2.Placement, job_pb2.Progress], Awaitable[None]] | None = None
         self.placement: job_pb2.Placement | None = None
+        # The stage of the latest emitted event: the placement event keeps it (stage durations).
+        self._stage: job_pb2.Stage = job_pb2.STAGE_UNSPECIFIED
 
     @property
     def id(self) -> str:
@@ -77,6 +79,8 @@ class RunningJob:
         """Records a progress event. Never blocks: events are stored and fanned out in order by a
         writer task; ``droppable`` ones (previews) are dropped if the writer falls behind.
         ``time_us``: when it happened (e.g. in a worker process); default now."""
+        if progress.stage:
+            self._stage = progress.stage
         self._sink(progress, droppable, time_us)
 
     async def flush(self) -> None:
@@ -85,11 +89,14 @@ class RunningJob:
             await self._flush()
 
     async def place(self, *, executor: str, node: str, device: str) -> None:
-        """Records where this attempt runs (the job's ``status.placement``), once the executor has
-        chosen a device. Best effort: a database hiccup here costs the display, never the job."""
+        """Records where this attempt runs, once the executor has chosen a device: the job's
+        ``status.placement`` and a RUNNING event carrying ``placement``, so watchers see it (in
+        order with the emitted events; returns once stored). Best effort: a database hiccup here
+        costs the display, never the job."""
         self.placement = job_pb2.Placement(executor=executor, node=node, device=device)
         if self._place is not None:
-            await self._place(self.placement)
+            progress = job_pb2.Progress(stage=self._stage, message=f"running on {node} ({device})")
+            await self._place(self.placement, progress)
 
     # -- cancellation ---------------------------------------------------------------------------
     @property

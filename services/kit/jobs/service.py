@@ -15,22 +15,21 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
 from services.kit import tracing
-from services.kit.db import run_db
+from services.kit.db import is_database_down, run_db
 from services.kit.errors import FieldViolation, ServiceError
 from services.kit.jobs import listener as notices
 from services.kit.jobs.broker import Broker
+from services.kit.jobs.config import DbHealth, JobConfig
 from services.kit.jobs.listener import Listener, Notice
 from services.kit.jobs.record import JobRecord
 from services.kit.jobs.runtime import Executor, JobCancelled, RetryableJobError, RunningJob
 from services.kit.jobs.states import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, is_terminal
-from services.kit.jobs.store import Fence, JobStore, Transition
+from services.kit.jobs.store import Fence, JobStore, QueueFull, Transition
 from services.kit.jobs.writer import EventWriter, now_us
 from services.kit.logs import get_logger
 from services.kit.pagination import PageTokens, page_size
@@ -43,34 +42,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
-# What a database that is down or unreachable raises (SQLite: locked past its busy timeout).
-_DB_DOWN = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
-
-
-@dataclass(frozen=True)
-class JobConfig:
-    """The job service's limits; each service fills it from its own config dataclass."""
-
-    # Jobs waiting in the queue (all owners, kinds and replicas) before Create answers QUEUE_FULL.
-    max_queued: int = 100
-    # Worker starts per job (crash retries, restarts and lease take-overs count) before it fails.
-    max_attempts: int = 3
-    # RetryInfo delay suggested with QUEUE_FULL.
-    queue_full_retry_seconds: float = 5.0
-    # Live events buffered per watcher before previews are dropped / the watcher re-reads the log.
-    watcher_buffer: int = 256
-    # Events waiting to be stored per running job before previews are dropped.
-    pending_events_limit: int = 512
-    # Highest priority a caller may ask for (0..max_priority).
-    max_priority: int = 10
-    # Queued jobs (the first N) that get an event whenever their queue position changes.
-    announce_positions: int = 20
-    # A running job's lease: renewed every third of it; once expired, any replica re-queues the job.
-    lease_seconds: float = 10.0
-    # Fallback poll (queue, watched jobs) for when notifications do not arrive (LISTEN down).
-    poll_seconds: float = 2.0
-    # This replica's name in leases and logs ("inference-1"); "" = <hostname>-<pid>.
-    replica_id: str = ""
 
 
 # Pause before the scheduler retries after a failed dispatch (database error).
@@ -79,25 +50,6 @@ _DISPATCH_RETRY_SECONDS = 0.5
 _SKIPPED_RETRY_SECONDS = 0.005
 # Trace contexts kept for jobs created here (a job run by another replica starts its own trace).
 _MAX_TRACES = 10_000
-
-
-class _DbHealth:
-    """One log line when the database becomes unreachable and one when it is back (not one per
-    request or per loop turn). Never logs the URL: it may carry credentials."""
-
-    def __init__(self, replica_id: str) -> None:
-        self._replica = replica_id
-        self.down = False
-
-    def failed(self, what: str, exc: BaseException) -> None:
-        if not self.down:
-            self.down = True
-            _log.error("job_database_unavailable", operation=what, error=type(exc).__name__, replica=self._replica)
-
-    def ok(self) -> None:
-        if self.down:
-            self.down = False
-            _log.info("job_database_recovered", replica=self._replica)
 
 
 class JobService:
@@ -133,10 +85,12 @@ class JobService:
         self._renew_now = asyncio.Event()
         self._positions_changed = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
+        self._lease_loop: asyncio.Task[None] | None = None
+        self._sweeping = asyncio.Lock()
         self._listener: Listener | None = None
         self._recovered = False
         self._stopping = False
-        self._health = _DbHealth(self.replica_id)
+        self._health = DbHealth(self.replica_id)
         # Trace context of jobs created by this process (a recovered job starts a new trace).
         self._traces: dict[str, tracing.JobTrace] = {}
 
@@ -144,48 +98,53 @@ class JobService:
     async def start(self) -> None:
         try:
             await self.recover()
-        except _DB_DOWN as exc:  # the lease loop retries it: a replica starts while the DB is down
+        except Exception as exc:  # the scheduler retries it: a replica starts while the DB is down
+            if not is_database_down(exc):
+                raise
             self._health.failed("recover", exc)
         loop = asyncio.get_running_loop()
         if self._store.postgres:
             self._listener = Listener(self._engine.url, self.replica_id, self._on_notice, self._caught_up,
                                       keepalive_seconds=self.config.poll_seconds)
             self._listener.start()
-        self._background = [loop.create_task(self._schedule()), loop.create_task(self._announce_positions()),
-                            loop.create_task(self._keep_leases())]
+        self._background = [loop.create_task(self._schedule()), loop.create_task(self._announce_positions())]
+        self._lease_loop = loop.create_task(self._keep_leases())
         self._wake.set()
 
     async def recover(self) -> None:
         """Takes over the jobs of replicas that are gone: RUNNING with an expired lease, or this
         replica's own from before a restart (same replica_id); on SQLite (one replica) every
-        RUNNING job. Never a live replica's jobs: their leases are being renewed."""
-        await self._sweep(startup=not self._recovered)
-        self._recovered = True
+        RUNNING job. Never a live replica's jobs: their leases are being renewed. The scheduler
+        claims nothing before the first (startup) sweep has completed: that sweep takes over this
+        replica's own RUNNING jobs, and would take one it claimed meanwhile too."""
+        async with self._sweeping:  # the scheduler and the lease loop both retry a failed recovery
+            await self._sweep(startup=not self._recovered)
+            self._recovered = True
 
     async def stop(self, grace_seconds: float = 5.0) -> None:
         """Stops scheduling; running jobs get ``grace_seconds`` to finish, then go back to QUEUED
-        (another replica, or the next start, runs them again)."""
+        (another replica, or the next start, runs them again). Their leases are renewed and
+        cancels from other replicas are heard (LISTEN) until they have finished or been re-queued."""
         self._stopping = True
-        for background in self._background:
-            background.cancel()
-        for background in self._background:
-            with contextlib.suppress(asyncio.CancelledError):
-                await background
-        if self._listener is not None:
-            await self._listener.stop()
+        await _cancel_all(self._background)
         tasks = list(self._tasks.values())
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        await _cancel_all([self._lease_loop] if self._lease_loop is not None else [])
+        if self._listener is not None:
+            await self._listener.stop()
 
     async def _db(self, what: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """A client operation's database call: a database that is down answers UNAVAILABLE
         (never INTERNAL, never the URL), logged once per outage."""
         try:
             out = await run_db(fn, *args, **kwargs)
-        except _DB_DOWN as exc:
+        except Exception as exc:
+            if not is_database_down(exc):  # e.g. a session ended idle in a transaction: down too
+                raise
             self._health.failed(what, exc)
             raise ServiceError.unavailable(
                 DATABASE_UNAVAILABLE, "the job database is unavailable; retry shortly", retry_after=1.0
@@ -208,20 +167,17 @@ class JobService:
             existing = await self._db("find", self._store.find, owner, kind, request_id)
             if existing is not None:
                 return existing
-        # Counted in the database (every replica's queue): a cap, not a reservation; concurrent
-        # creates on several replicas may pass it together by a few jobs.
-        queued, ahead = await self._db("create", self._store.queue_counts, priority)
-        if queued >= self.config.max_queued:
+        try:
+            transition, record = await self._db(
+                "create", self._store.create, owner=owner, kind=kind, request_id=request_id, parameters=parameters,
+                priority=priority, now_us=now_us(), job_id=str(uuid.uuid4()), max_queued=self.config.max_queued,
+            )
+        except QueueFull as full:
             raise ServiceError.resource_exhausted(
-                "QUEUE_FULL", f"the queue holds {queued} jobs; retry later",
+                "QUEUE_FULL", f"the queue holds {full.queued} jobs; retry later",
                 retry_after=self.config.queue_full_retry_seconds,
                 metadata={"max_queued": str(self.config.max_queued)},
-            )
-        progress = job_pb2.Progress(stage=job_pb2.STAGE_QUEUED, queue_position=ahead + 1)
-        transition, record = await self._db(
-            "create", self._store.create, owner=owner, kind=kind, request_id=request_id, parameters=parameters,
-            priority=priority, now_us=now_us(), progress=progress, job_id=str(uuid.uuid4()),
-        )
+            ) from None
         if transition is not None:
             self._keep_trace(record.id, tracing.JobTrace(record.id, kind))
             self.broker.publish(record.id, transition.event)
@@ -390,16 +346,19 @@ class JobService:
                         continue
                     for ev in await run_db(self._store.announce, job_id, now_us()):
                         self.broker.publish(job_id, ev)
-            except _DB_DOWN as exc:
-                self._health.failed("announce", exc)
-            except Exception:
-                _log.exception("queue_position_event_failed")
+            except Exception as exc:
+                if is_database_down(exc):
+                    self._health.failed("announce", exc)
+                else:
+                    _log.exception("queue_position_event_failed")
 
     async def _schedule(self) -> None:
         while not self._stopping:
             with contextlib.suppress(TimeoutError):  # the poll: a missed notification costs one period
                 await asyncio.wait_for(self._wake.wait(), self.config.poll_seconds)
             self._wake.clear()
+            if not self._recovered and not await self._recovered_now():
+                continue
             while len(self._tasks) < self.executor.slots and not self._stopping:
                 try:
                     started, skipped = await run_db(self._store.claim_next, self.replica_id, self._lease_us, now_us(),
@@ -407,7 +366,7 @@ class JobService:
                 except Exception as exc:
                     # Nothing was stored (one transaction): the job is still QUEUED in the database
                     # and the scheduler lives on to retry it.
-                    if isinstance(exc, _DB_DOWN):
+                    if is_database_down(exc):
                         self._health.failed("dispatch", exc)
                     else:
                         _log.exception("job_dispatch_failed")
@@ -426,6 +385,22 @@ class JobService:
                 self._fences[record.id] = Fence(self.replica_id, record.lease_epoch)
                 self._tasks[record.id] = asyncio.get_running_loop().create_task(self._run(record))
 
+    async def _recovered_now(self) -> bool:
+        """Retries the startup recovery that failed in ``start()`` (the database was down); the
+        scheduler claims only once it has completed."""
+        try:
+            await self.recover()
+        except Exception as exc:
+            if is_database_down(exc):
+                self._health.failed("recover", exc)
+            else:
+                _log.exception("job_recovery_failed")
+            await asyncio.sleep(_DISPATCH_RETRY_SECONDS)
+            self._wake.set()
+            return False
+        self._health.ok()
+        return True
+
     # -- running a job --------------------------------------------------------------------------
     async def _run(self, record: JobRecord) -> None:
         # This task is the job's own: the run span stays current for everything the executor does.
@@ -434,16 +409,18 @@ class JobService:
         writer = EventWriter(self, record.id, fence, self.config.pending_events_limit, self._lease_lost)
         job = RunningJob(record, writer.put)
         job._flush = writer.flush
-        job._place = lambda placement: self._place(record.id, fence, placement)
+        job._place = writer.place
         self._running[record.id] = job
         if record.cancel_requested:
             job._request_cancel()
+        published = False
 
         async def outcome(state: int, *, progress: job_pb2.Progress | None = None,
                           error: job_pb2.JobError | None = None, result: bytes | None = None) -> None:
+            nonlocal published
             self._ending.add(record.id)
             await writer.close()
-            await self._outcome(record.id, fence, state, progress=progress, error=error, result=result)
+            published = await self._outcome(record.id, fence, state, progress=progress, error=error, result=result)
 
         try:
             result = await self.executor.execute(job)
@@ -468,14 +445,23 @@ class JobService:
             self._ending.add(record.id)
             with contextlib.suppress(Exception):
                 await writer.close()
-                await run_db(self._store.transition, record.id, QUEUED, now_us=now_us(), fence=fence,
-                             expect=frozenset({RUNNING}), progress=job_pb2.Progress(
-                                 stage=job_pb2.STAGE_QUEUED, message="re-queued at service shutdown"))
+                requeued = await run_db(self._store.transition, record.id, QUEUED, now_us=now_us(), fence=fence,
+                                        expect=frozenset({RUNNING}), progress=job_pb2.Progress(
+                                            stage=job_pb2.STAGE_QUEUED, message="re-queued at service shutdown"))
+                if requeued is not None:
+                    self._finished(requeued)
+                    published = True
             raise
         except Exception:
             _log.exception("job_crashed", job_id=record.id, kind=record.kind)
             await outcome(FAILED, error=ServiceError.internal().to_job_error())
         finally:
+            if not published:
+                # The outcome may be stored without having been published here (the commit's
+                # answer was lost and the retry found it done, the service stops, a write failed):
+                # this replica's watchers re-read the log instead of waiting for an event that
+                # never comes (other replicas' watchers got the commit's NOTIFY).
+                self.broker.poke(record.id)
             span.end()
             self._running.pop(record.id, None)
             self._fences.pop(record.id, None)
@@ -484,39 +470,35 @@ class JobService:
             self._tasks.pop(record.id, None)
             self._wake.set()
 
-    async def _place(self, job_id: str, fence: Fence, placement: job_pb2.Placement) -> None:
-        try:
-            await run_db(self._store.set_placement, job_id, fence, placement.SerializeToString())
-        except _DB_DOWN as exc:
-            self._health.failed("placement", exc)
-        except Exception:
-            _log.exception("job_placement_failed", job_id=job_id)
-
     async def _outcome(self, job_id: str, fence: Fence, state: int, *, progress: job_pb2.Progress | None,
-                       error: job_pb2.JobError | None, result: bytes | None) -> None:
+                       error: job_pb2.JobError | None, result: bytes | None) -> bool:
         """Stores a run's outcome under its lease; a database outage is waited out (the job keeps
-        its lease meanwhile) unless the lease is lost or the service stops."""
+        its lease meanwhile) unless the lease is lost or the service stops. True once stored and
+        published here; False when nothing was published (the caller pokes local watchers)."""
         delay = 0.2
         while True:
             try:
                 done = await run_db(self._store.transition, job_id, state, now_us=now_us(), expect=frozenset({RUNNING}),
                                     fence=fence, progress=progress, error=error, result=result)
                 break
-            except _DB_DOWN as exc:
+            except Exception as exc:
+                if not is_database_down(exc):
+                    raise
                 self._health.failed("finish", exc)
                 if job_id in self._lost or self._stopping:
-                    return
+                    return False
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         self._health.ok()
         if done is None:
             _log.warning("job_outcome_fenced", job_id=job_id, replica=self.replica_id,
-                         detail="the lease was taken over; the other replica's outcome stands")
-            return
+                         detail="the lease was taken over (or an earlier try whose answer was lost stored it)")
+            return False
         self._finished(done)
         if state == QUEUED:
             self._wake.set()
             self._positions_changed.set()
+        return True
 
     def _finished(self, done: Transition) -> None:
         queued = self._traces.pop(done.record.id, None)
@@ -557,12 +539,14 @@ class JobService:
                         running = self._running.get(job_id)
                         if running is not None:
                             running._request_cancel()
-                await self.recover()
+                if not self._stopping:  # renewing only, while running jobs get their grace
+                    await self.recover()
                 self._health.ok()
-            except _DB_DOWN as exc:
-                self._health.failed("lease", exc)
-            except Exception:
-                _log.exception("job_lease_loop_failed")
+            except Exception as exc:
+                if is_database_down(exc):
+                    self._health.failed("lease", exc)
+                else:
+                    _log.exception("job_lease_loop_failed")
 
     async def _sweep(self, *, startup: bool) -> None:
         postgres = self._store.postgres
@@ -583,6 +567,14 @@ class JobService:
                 if moved.record.state == QUEUED:
                     self._wake.set()
                     self._positions_changed.set()
+
+
+async def _cancel_all(tasks: Sequence[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def _looks_like_id(job_id: str) -> bool:

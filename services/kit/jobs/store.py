@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import uuid
+import zlib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +40,23 @@ from services.kit.jobs.states import CANCELLED, FAILED, QUEUED, RUNNING, TERMINA
 from services.kit.jobs.tables import JobEventRow, JobRow
 from viarte.type.v1 import job_pb2
 
-__all__ = ["Fence", "JobStore", "Transition"]
+__all__ = ["EventItem", "Fence", "JobStore", "QueueFull", "Transition"]
+
+# One event to append: (progress, time_us, placement or None).
+EventItem = tuple[job_pb2.Progress, int, job_pb2.Placement | None]
+
+
+# The transaction-scoped advisory lock that makes "count the queue, then insert" one step over
+# every replica (PostgreSQL); SQLite's single write lock, taken by the INSERT, does the same there.
+_QUEUE_LOCK = zlib.crc32(b"viarte-jobs:queue-cap")
+
+
+class QueueFull(Exception):
+    """``max_queued`` jobs are waiting already (counted over every replica): nothing was inserted."""
+
+    def __init__(self, queued: int) -> None:
+        super().__init__(f"{queued} jobs queued")
+        self.queued = queued
 
 
 @dataclass(frozen=True)
@@ -198,11 +215,17 @@ class JobStore:
 
     def queue_counts(self, priority: int) -> tuple[int, int]:
         """(QUEUED jobs in all, those that run before a job created now with ``priority``)."""
-        queued = col(JobRow.state) == QUEUED
-        stmt = select(sa.func.count(), sa.func.count().filter(col(JobRow.priority) >= priority)).where(queued)
         with Session(self._engine) as session:
-            total, ahead = session.exec(stmt).one()
-            return int(total), int(ahead)
+            return self._queue_counts(session, priority)
+
+    @staticmethod
+    def _queue_counts(session: Session, priority: int, besides: str | None = None) -> tuple[int, int]:
+        stmt = select(sa.func.count(), sa.func.count().filter(col(JobRow.priority) >= priority))
+        stmt = stmt.where(col(JobRow.state) == QUEUED)
+        if besides is not None:
+            stmt = stmt.where(col(JobRow.id) != besides)
+        total, ahead = session.exec(stmt).one()
+        return int(total), int(ahead)
 
     def positions(self, jobs: Sequence[tuple[str, int, int]]) -> dict[str, int]:
         """{job id: 1-based queue position} of (id, priority, create_us) jobs still QUEUED."""
@@ -236,11 +259,14 @@ class JobStore:
 
     # -- writes ---------------------------------------------------------------------------------
     def create(self, *, owner: str, kind: str, request_id: str, parameters: bytes, priority: int,
-               now_us: int, progress: job_pb2.Progress,
-               job_id: str | None = None) -> tuple[Transition | None, JobRecord]:
-        """Inserts a QUEUED job (id ``job_id``, default a new UUID) with event #1; an existing
-        (owner, kind, request_id) job is returned instead (with no transition), also when another
-        replica inserts it concurrently (the unique index decides; the loser reads the winner's)."""
+               now_us: int, progress: job_pb2.Progress | None = None, job_id: str | None = None,
+               max_queued: int | None = None) -> tuple[Transition | None, JobRecord]:
+        """Inserts a QUEUED job (id ``job_id``, default a new UUID) with event #1 (``progress``,
+        default its queue position); an existing (owner, kind, request_id) job is returned instead
+        (with no transition), also when another replica inserts it concurrently (the unique index
+        decides; the loser reads the winner's). Raises :class:`QueueFull` when ``max_queued`` jobs
+        wait already: counted and inserted in one transaction under one lock (the PostgreSQL
+        advisory lock; SQLite's write lock), so concurrent creates on N replicas never pass it."""
         if request_id:
             existing = self.find(owner, kind, request_id)
             if existing:
@@ -249,13 +275,22 @@ class JobStore:
         row = JobRow(
             id=job_id or str(uuid.uuid4()), owner=owner, kind=kind, request_id=request_id or None, parameters=parameters,
             state=QUEUED, priority=priority, create_us=now_us, update_us=now_us, last_sequence=1,
-            progress=_without_preview(progress), stage_since_us=now_us,
+            progress=b"", stage_since_us=now_us,
         )
-        ev = _event(1, now_us, QUEUED, progress)
         try:
             with Session(self._engine) as session:
+                if self.postgres:  # held until commit or rollback
+                    session.connection().execute(sa.select(sa.func.pg_advisory_xact_lock(_QUEUE_LOCK)))
                 session.add(row)
-                session.flush()
+                session.flush()  # SQLite: the INSERT takes the write lock before the count below
+                queued, ahead = self._queue_counts(session, priority, besides=row.id)
+                if max_queued is not None and queued >= max_queued:
+                    session.rollback()
+                    raise QueueFull(queued)
+                if progress is None:
+                    progress = job_pb2.Progress(stage=job_pb2.STAGE_QUEUED, queue_position=ahead + 1)
+                row.progress = _without_preview(progress)
+                ev = _event(1, now_us, QUEUED, progress)
                 self._append(session, row, ev)
                 self._notify(session, listener.QUEUED, row.id, 1)
                 record = JobRecord.from_row(row)
@@ -349,19 +384,6 @@ class JobStore:
             return self._apply(session, row, RUNNING, now_us=now_us,
                                progress=job_pb2.Progress(message="starting")), False
 
-    def set_placement(self, job_id: str, fence: Fence, placement: bytes) -> bool:
-        """Records where the running attempt runs (no event: it is part of the job's status);
-        False when the job no longer holds ``fence`` (taken over, or already ended)."""
-        update = (sa.update(JobRow)
-                  .where(col(JobRow.id) == job_id, col(JobRow.state) == RUNNING,
-                         col(JobRow.lease_owner) == fence.owner, col(JobRow.lease_epoch) == fence.epoch)
-                  .values(placement=placement).execution_options(synchronize_session=False))
-        with Session(self._engine) as session:
-            self._guard(session)
-            changed = session.exec(update).rowcount == 1
-            session.commit()
-            return bool(changed)
-
     def renew(self, owner: str, leases: dict[str, int], lease_us: int) -> tuple[set[str], set[str]]:
         """Extends this replica's leases {job id: epoch}; returns (lost, cancel requested)."""
         lost: set[str] = set()
@@ -410,10 +432,11 @@ class JobStore:
             return self._apply(session, row, QUEUED, now_us=now_us,
                                progress=job_pb2.Progress(stage=job_pb2.STAGE_QUEUED, message=message))
 
-    def append(self, job_id: str, items: Sequence[tuple[job_pb2.Progress, int]],
+    def append(self, job_id: str, items: Sequence[EventItem],
                state: int = RUNNING, fence: Fence | None = None) -> list[job_pb2.JobEvent] | None:
-        """Appends (progress, time_us) events of a job in ``state`` holding ``fence``; None once it
-        left that state or lost the lease (nothing stored)."""
+        """Appends (progress, time_us, placement or None) events of a job in ``state`` holding
+        ``fence``; an event with a placement also sets the job's ``placement`` (where the running
+        attempt runs). None once it left that state or lost the lease (nothing stored)."""
         if not items:
             return []
         with Session(self._engine) as session:
@@ -425,11 +448,14 @@ class JobStore:
             return events
 
     def _append_items(self, session: Session, row: JobRow, state: int,
-                      items: Sequence[tuple[job_pb2.Progress, int]]) -> list[job_pb2.JobEvent]:
+                      items: Sequence[EventItem]) -> list[job_pb2.JobEvent]:
         events = []
-        for seq, (progress, time_us) in enumerate(items, row.last_sequence - len(items) + 1):
+        for seq, (progress, time_us, placement) in enumerate(items, row.last_sequence - len(items) + 1):
             _close_stage(row, time_us, progress.stage)
             ev = _event(seq, time_us, state, progress)
+            if placement is not None:
+                ev.placement.CopyFrom(placement)
+                row.placement = placement.SerializeToString()
             self._append(session, row, ev)
             events.append(ev)
         row.progress = _without_preview(items[-1][0])
@@ -453,7 +479,7 @@ class JobStore:
                 session.rollback()
                 return []
             progress = job_pb2.Progress(stage=job_pb2.STAGE_QUEUED, queue_position=position)
-            events = self._append_items(session, row, QUEUED, [(progress, now_us)])
+            events = self._append_items(session, row, QUEUED, [(progress, now_us, None)])
             session.commit()
             return events
 

@@ -1,5 +1,6 @@
 """The event writer of one running job: stores its events in order, in batches, off the worker's
-path, under the job's lease (a fenced write), then fans them out to local watchers."""
+path, under the job's lease (a fenced write), then fans them out to local watchers. A failed
+write pokes the local watchers (they re-read the log): its commit may have landed anyway."""
 
 from __future__ import annotations
 
@@ -42,21 +43,28 @@ class EventWriter:
         self._fence = fence
         self._limit = pending_limit
         self._on_lost = on_lost
-        self._pending: deque[tuple[job_pb2.Progress, bool, int]] = deque()
+        self._pending: deque[tuple[job_pb2.Progress, bool, int, job_pb2.Placement | None]] = deque()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._closed = False
         self._task = asyncio.get_running_loop().create_task(self._run())
 
-    def put(self, progress: job_pb2.Progress, droppable: bool, time_us: int | None = None) -> None:
+    def put(self, progress: job_pb2.Progress, droppable: bool, time_us: int | None = None,
+            placement: job_pb2.Placement | None = None) -> None:
         if self._closed:
             return
         if droppable and len(self._pending) >= self._limit:
             return  # the store is behind: previews are the first thing to give up
-        self._pending.append((progress, droppable, time_us or now_us()))
+        self._pending.append((progress, droppable, time_us or now_us(), placement))
         self._idle.clear()
         self._wake.set()
+
+    async def place(self, placement: job_pb2.Placement, progress: job_pb2.Progress) -> None:
+        """A RUNNING event carrying where the attempt runs (it also sets the job's placement), in
+        order with the job's other events; returns once it is stored and published."""
+        self.put(progress, False, None, placement)
+        await self.flush()
 
     async def flush(self) -> None:
         await self._idle.wait()
@@ -78,15 +86,18 @@ class EventWriter:
                 stored: list[job_pb2.JobEvent] | None
                 try:
                     stored = await run_db(self._owner._store.append, self._job_id,
-                                          [(p, t) for p, _, t in batch], fence=self._fence)
+                                          [(p, t, where) for p, _, t, where in batch], fence=self._fence)
                 except Exception:  # a DB hiccup loses progress events, never the job
                     _log.exception("job_events_store_failed", job_id=self._job_id)
+                    # Its commit may have landed (only the answer was lost): local watchers
+                    # re-read the log rather than wait for the next event to show the gap.
+                    self._owner.broker.poke(self._job_id)
                     stored = []
                 if stored is None:  # fenced out: the lease is gone
                     self._closed = True
                     self._pending.clear()
                     self._on_lost(self._job_id)
                     break
-                for ev, (_, droppable, _) in zip(stored, batch, strict=False):
+                for ev, (_, droppable, _, _) in zip(stored, batch, strict=False):
                     self._owner.broker.publish(self._job_id, ev, droppable=droppable)
             self._idle.set()

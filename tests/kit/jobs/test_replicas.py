@@ -301,3 +301,31 @@ def test_queue_positions_are_the_same_on_every_replica(cluster: Cluster) -> None
     order = [_until(lambda j=j: a.get(j)["state"] == SUCCEEDED and a.get(j), 60, "queued job never ran")
              for j in expected]
     assert len(order) == 5
+
+
+def test_concurrent_creates_on_two_replicas_never_pass_max_queued(cluster: Cluster) -> None:
+    """The cap is counted and the job inserted under one lock over every replica: creates racing
+    on two processes fill the queue to exactly max_queued, never beyond."""
+    cap = 5
+    a = cluster.start("A", slots=0, max_queued=str(cap))  # slots 0: nothing leaves the queue
+    b = cluster.start("B", slots=0, max_queued=str(cap))
+
+    def queued() -> int:
+        engine = make_engine(cluster.url)
+        try:
+            with engine.connect() as conn:
+                return int(conn.exec_driver_sql(f"SELECT count(*) FROM job WHERE state = {QUEUED}").scalar_one())
+        finally:
+            engine.dispose()
+
+    room = cap
+    for round_ in range(3):  # an empty queue, then two free places each round
+        with ThreadPoolExecutor(24) as pool:
+            answers = list(pool.map(lambda i, r=round_: (a, b)[i % 2].call(op="create", params={"round": r}), range(24)))
+        errors = {(x["error"]["code"], x["error"]["reason"]) for x in answers if "error" in x}
+        assert errors == {("RESOURCE_EXHAUSTED", "QUEUE_FULL")}, errors
+        created = [x["record"]["id"] for x in answers if "record" in x]
+        assert (queued(), len(created)) == (cap, room), f"round {round_}"
+        for jid in created[:2]:
+            assert a.call(op="cancel", id=jid)["record"]["state"] == CANCELLED
+        room = 2
