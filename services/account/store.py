@@ -263,6 +263,11 @@ class AccountStore:
                 .values(lease_owner=owner, lease_expire_time=lease_until)
                 .execution_options(synchronize_session=False)
             )  # fmt: skip
+            # Only the rows this UPDATE leased (a lease taken meanwhile by another claimer wins).
+            rows = list(s.exec(
+                select(d).where(col(d.id).in_([r.id for r in rows]), d.lease_owner == owner,
+                                d.lease_expire_time == lease_until).execution_options(populate_existing=True)
+            ).all())  # fmt: skip
             endpoints = {
                 e.id: e for e in s.exec(
                     select(WebhookEndpointRow).where(col(WebhookEndpointRow.id).in_({r.endpoint_id for r in rows}))
