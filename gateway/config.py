@@ -45,7 +45,6 @@ class GatewayConfig(ServiceConfig):
     # host:port (the dev runner's --replicas); each endpoint is health checked on its own.
     inference_address: str = "127.0.0.1:50053"
     render_address: str = "127.0.0.1:50054"
-    account_address: str = "127.0.0.1:50055"
     # An assistant-only server (services.inference AssistantConfig); "" = AssistantService on inference.
     assistant_address: str = ""
     # Built editor (vite build output) served on the same origin; "" = no static files.
