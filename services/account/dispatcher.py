@@ -1,7 +1,9 @@
 """The webhook dispatcher: a background task on every replica that sends the outbox's deliveries.
 
 Each round claims due deliveries with a lease (``AccountStore.claim``: ``FOR UPDATE SKIP LOCKED``
-on PostgreSQL), sends them concurrently, logs every attempt and schedules the next one. Nothing of
+on PostgreSQL) for its free slots and sends each in its own task, which logs the attempt and
+schedules the next one. Claiming never waits for a batch to finish: a receiver that hangs until
+the timeout holds one slot, not everybody's webhooks. Nothing of
 it runs inside a job or an RPC: RecordJobOutcome only writes rows and wakes the local dispatcher,
 and a delivery interrupted by a stop or crash is claimed again once its lease expires.
 
@@ -60,7 +62,8 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._http = httpx.AsyncClient(timeout=config.webhook_timeout_seconds, follow_redirects=False)
-        self._slots = asyncio.Semaphore(max(1, config.webhook_concurrency))
+        self._concurrency = max(1, config.webhook_concurrency)
+        self._inflight: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="account-webhook-dispatcher")
@@ -69,22 +72,33 @@ class Dispatcher:
         self._wake.set()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        # Interrupted attempts keep their lease until it expires; then any replica sends them again.
+        tasks = [t for t in (self._task, *self._inflight) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._http.aclose()
 
     async def _run(self) -> None:
         while True:
+            # Cleared before looking, so a wake-up that comes while claiming is not lost.
+            self._wake.clear()
             try:
+                free = self._concurrency - len(self._inflight)
+                if free <= 0:
+                    await self._sleep(None)  # a finishing delivery wakes the loop
+                    continue
                 now = utcnow()
                 lease = now + timedelta(seconds=self.config.webhook_lease_seconds)
-                claimed = await run_db(self.store.claim, self.owner, now, lease, self.config.webhook_batch_size)
-                if claimed:
-                    await asyncio.gather(*(self._deliver(c) for c in claimed))
+                limit = min(free, self.config.webhook_batch_size)
+                claimed = await run_db(self.store.claim, self.owner, now, lease, limit)
+                for item in claimed:
+                    task = asyncio.create_task(self._deliver(item))
+                    self._inflight.add(task)
+                    task.add_done_callback(self._done)
+                if len(claimed) == limit:
                     continue  # more may be due already
-                await self._sleep(await run_db(self.store.next_due))
+                await self._sleep(await run_db(self.store.next_due, utcnow()))
             except asyncio.CancelledError:
                 raise
             except _DB_DOWN as exc:
@@ -94,13 +108,18 @@ class Dispatcher:
                 _log.exception("account.webhooks.round_failed")
                 await asyncio.sleep(self.config.webhook_poll_seconds)
 
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _log.error("account.webhooks.delivery_failed", error=repr(task.exception())[:200])
+        self._wake.set()
+
     async def _sleep(self, due: datetime | None) -> None:
         timeout = self.config.webhook_poll_seconds
         if due is not None:
             timeout = min(timeout, max((as_utc(due) - utcnow()).total_seconds(), 0.0))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
-        self._wake.clear()
 
     def _secrets(self, endpoint: WebhookEndpointRow, now: datetime) -> list[str]:
         out = [self.box.open(endpoint.secret_box, endpoint.id)]
@@ -115,25 +134,24 @@ class Dispatcher:
             await run_db(self.store.finish_attempt, delivery.id, self.owner, None,
                          state=DeliveryState.FAILED, next_attempt_time=None)  # fmt: skip
             return
-        async with self._slots:
-            now = utcnow()
-            status, error, started = 0, "", time.monotonic()
-            try:
-                await check_destination(
-                    endpoint.url, max_length=self.config.webhook_max_url_length,
-                    allow_private=self.config.webhook_allow_private,
-                )  # fmt: skip
-                status = await self._post(endpoint, delivery.id, delivery.payload, now)
-                if not 200 <= status < 300:
-                    error = f"HTTP {status}"
-            except UrlRefused as exc:
-                error = f"url refused: {exc}"
-            except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}"[:300]
-            attempt = WebhookAttemptRow(
-                delivery_id=delivery.id, attempt=0, time=now, status_code=status, error=error[:300],
-                duration_ms=int((time.monotonic() - started) * 1000),
+        now = utcnow()
+        status, error, started = 0, "", time.monotonic()
+        try:
+            await check_destination(
+                endpoint.url, max_length=self.config.webhook_max_url_length,
+                allow_private=self.config.webhook_allow_private,
             )  # fmt: skip
+            status = await self._post(endpoint, delivery.id, delivery.payload, now)
+            if not 200 <= status < 300:
+                error = f"HTTP {status}"
+        except UrlRefused as exc:
+            error = f"url refused: {exc}"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:300]
+        attempt = WebhookAttemptRow(
+            delivery_id=delivery.id, attempt=0, time=now, status_code=status, error=error[:300],
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )  # fmt: skip
         disable = ""
         if 200 <= status < 300:
             state, retry_at = DeliveryState.DELIVERED, None

@@ -301,8 +301,12 @@ class AccountStore:
                 )  # fmt: skip
             return True
 
-    def next_due(self) -> datetime | None:
+    def next_due(self, now: datetime) -> datetime | None:
+        """When the next pending delivery becomes claimable: its attempt time, or for one leased
+        now (being sent, or held by a replica that died) the lease's end."""
         d = WebhookDeliveryRow
+        leased = sa.and_(col(d.lease_expire_time).is_not(None), col(d.lease_expire_time) > now)
+        claimable = sa.case((leased, col(d.lease_expire_time)), else_=col(d.next_attempt_time))
         with Session(self.engine) as s:
-            query = sa.select(sa.func.min(d.next_attempt_time)).where(col(d.state) == DeliveryState.PENDING)
+            query = sa.select(sa.func.min(claimable)).where(col(d.state) == DeliveryState.PENDING)
             return s.execute(query).scalar_one_or_none()

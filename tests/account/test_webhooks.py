@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -269,3 +270,25 @@ def test_the_default_retry_schedule_spans_at_least_72_hours() -> None:
     assert now - start >= timedelta(hours=72)
     assert gaps[:3] == [timedelta(seconds=30), timedelta(seconds=60), timedelta(seconds=120)]  # exponential
     assert max(gaps) == timedelta(hours=6) and attempts < 30
+
+
+async def test_a_hanging_receiver_does_not_hold_up_other_deliveries(
+    tmp_path: Path, auth_service: Any, user_factory: Any
+) -> None:
+    slow_user, fast_user = await user_factory(), await user_factory()
+    # The attempt timeout outlasts the test: only a dispatcher that claims while an attempt is in
+    # flight delivers the second user's event while the first receiver hangs.
+    config = test_account_config(tmp_path / "account", auth_service, webhook_timeout_seconds=300.0)
+    gate = threading.Event()
+    with WebhookReceiver(gate=gate) as slow, WebhookReceiver() as fast:
+        try:
+            async with running_account(config) as account:
+                await _endpoint(account, slow_user, slow.url)
+                await _endpoint(account, fast_user, fast.url)
+                await record(account, slow_user.id, kind=account_pb2.JOB_KIND_RENDER, video_seconds=1.0)
+                await slow.wait(1)  # the slow receiver holds its request from here on
+                await record(account, fast_user.id, kind=account_pb2.JOB_KIND_RENDER, video_seconds=1.0)
+                await fast.wait(1)
+                assert not gate.is_set() and len(slow.requests) == 1
+        finally:
+            gate.set()
