@@ -36,6 +36,7 @@ class AccountConfig(ServiceConfig):
     # (dev meshes and tests, whose receivers listen on 127.0.0.1).
     webhook_allow_private: bool = False
     webhook_max_endpoints: int = 20
+    # At most 2048 (the size of the url column).
     webhook_max_url_length: int = 2048
     # One HTTP attempt (connect + answer).
     webhook_timeout_seconds: float = 10.0

@@ -26,7 +26,7 @@ from services.account.config import AccountConfig
 from viarte.account.v1 import account_pb2
 from viarte.type.v1 import job_pb2
 
-__all__ = ["KIND_NAMES", "Price", "PriceList", "Usage"]
+__all__ = ["KIND_NAMES", "MAX_CREDITS", "Price", "PriceList", "Usage"]
 
 KIND_NAMES: Mapping[int, str] = MappingProxyType({
     account_pb2.JOB_KIND_GENERATION: "generation",
@@ -35,6 +35,8 @@ KIND_NAMES: Mapping[int, str] = MappingProxyType({
     account_pb2.JOB_KIND_RENDER: "render",
 })
 _MEGA = Decimal(1_000_000)
+# Credits are int64 on the wire and in the database.
+MAX_CREDITS = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -58,9 +60,10 @@ class Usage:
             video_seconds=self.video_seconds, gpu_seconds=self.gpu_seconds,
         )  # fmt: skip
 
-    def negative_fields(self) -> list[str]:
+    def invalid_fields(self) -> list[str]:
+        """Fields that no job measures: negative, or not a finite number."""
         return [name for name in ("width", "height", "frames", "steps", "video_seconds", "gpu_seconds")
-                if getattr(self, name) < 0]  # fmt: skip
+                if not math.isfinite(getattr(self, name)) or getattr(self, name) < 0]  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from services.account.models import (
     new_id,
     utcnow,
 )  # fmt: skip
-from services.account.prices import KIND_NAMES, PriceList, Usage
+from services.account.prices import KIND_NAMES, MAX_CREDITS, PriceList, Usage
 from services.account.reasons import Reason
 from services.account.store import AccountStore, Period
 from services.kit.errors import FieldViolation, ServiceError, Violations
@@ -85,8 +85,16 @@ def _request_period(request: account_pb2.GetUsageRequest | account_pb2.ListUsage
 
 
 def _check_usage(usage: Usage, field: str, v: Violations) -> None:
-    for name in usage.negative_fields():
-        v.check(False, f"{field}.{name}", "must not be negative")
+    for name in usage.invalid_fields():
+        v.check(False, f"{field}.{name}", "must be a finite number, not negative")
+
+
+def _check_price(credits: int) -> None:
+    if credits > MAX_CREDITS:
+        raise ServiceError.invalid_argument(
+            Reason.INVALID_ARGUMENT, "the quantities price beyond the credit range",
+            violations=(FieldViolation("quantities", "too large to price"),),
+        )  # fmt: skip
 
 
 class UsageServicer(account_pb2_grpc.UsageServiceServicer):  # type: ignore[misc]
@@ -167,6 +175,7 @@ class UsageServicer(account_pb2_grpc.UsageServiceServicer):  # type: ignore[misc
         _check_usage(usage, "quantities", v)
         v.raise_if_any(Reason.INVALID_ARGUMENT, "invalid price estimate request")
         price = self.prices.price(request.kind, request.model, usage)
+        _check_price(price.credits)
         return account_pb2.GetPriceEstimateResponse(credits=price.credits, formula=price.formula)
 
 
@@ -208,6 +217,7 @@ class AccountInternalServicer(account_pb2_grpc.AccountInternalServiceServicer): 
         v.raise_if_any(Reason.INVALID_ARGUMENT, "invalid job outcome")
         end = from_ts(request.end_time) if request.HasField("end_time") else utcnow()
         credits = self.prices.charge(request.kind, request.model, request.state, usage)
+        _check_price(credits)
         row = UsageRecordRow(
             job_id=request.job_id, kind=request.kind, model=request.model, user_id=request.user_id,
             api_key_id=request.api_key_id, state=request.state, credits=credits, width=usage.width,

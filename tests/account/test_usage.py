@@ -148,6 +148,18 @@ async def test_price_estimate_uses_the_price_function(account: AccountService, u
     ))
     assert bad.code == grpc.StatusCode.INVALID_ARGUMENT
     assert {f for f, _ in bad.field_violations} == {"kind", "quantities.frames"}
+    # Numbers no job measures are bad input, never INTERNAL.
+    for quantities in ({"video_seconds": float("nan")}, {"video_seconds": float("inf")}, {"video_seconds": 1e300}):
+        refused = await expect_failure(account.usage.GetPriceEstimate(
+            account_pb2.GetPriceEstimateRequest(kind=K.JOB_KIND_RENDER, quantities=account_pb2.Quantities(**quantities)),
+            metadata=user.metadata,
+        ))
+        assert refused.code == grpc.StatusCode.INVALID_ARGUMENT, quantities
+    huge = account_pb2.Quantities(width=2**31 - 1, height=2**31 - 1, frames=2**62, steps=2**31 - 1)
+    refused = await expect_failure(account.usage.GetPriceEstimate(
+        account_pb2.GetPriceEstimateRequest(kind=K.JOB_KIND_GENERATION, model="m", quantities=huge), metadata=user.metadata
+    ))
+    assert refused.code == grpc.StatusCode.INVALID_ARGUMENT and refused.field_violations == (("quantities", "too large to price"),)
 
 
 async def test_a_key_without_usage_read_is_refused(account: AccountService, user_factory: Any, auth_service: Any) -> None:
