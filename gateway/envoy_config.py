@@ -2,7 +2,7 @@
 
 One listener; HTTP filters grpc_web → cors → local rate limit → router. One HTTP/2 cluster per
 service with an active gRPC health check. Routes match public proto services by path prefix; the
-internal services (``AuthInternalService``, ``StorageInternalService``) have no route, so a request
+internal services (``AuthInternalService``, ``StorageInternalService``, ``AccountInternalService``) have no route, so a request
 for them ends in Envoy's "no route" reply, which Envoy answers as gRPC UNIMPLEMENTED.
 
 With ``s3_front_upstream`` set, a second listener (the S3 front) proxies S3 for browsers: every
@@ -55,10 +55,15 @@ PUBLIC_SERVICES: dict[str, tuple[str, ...]] = {
         "viarte.render.v1.UpscaleService",
         "viarte.render.v1.ProjectService",
     ),
+    "account": ("viarte.account.v1.UsageService", "viarte.account.v1.WebhookService"),
 }
 
 # Service-to-service only: never routed (listed so tests can assert they stay unreachable).
-INTERNAL_SERVICES = ("viarte.auth.v1.AuthInternalService", "viarte.storage.v1.StorageInternalService")
+INTERNAL_SERVICES = (
+    "viarte.auth.v1.AuthInternalService",
+    "viarte.storage.v1.StorageInternalService",
+    "viarte.account.v1.AccountInternalService",
+)
 
 # Server-streaming methods get the long max stream duration; everything else is bounded by the
 # caller's grpc-timeout header (the route timeout is 0 so Envoy never cuts a call on its own).
@@ -69,6 +74,7 @@ STREAMING_METHODS = (
     "viarte.inference.v1.AssistantService/Chat",
     "viarte.render.v1.RenderService/WatchRenderJob",
     "viarte.render.v1.UpscaleService/WatchUpscaleJob",
+    "viarte.account.v1.UsageService/ExportUsage",
 )
 
 # Headers a gRPC-Web / Connect browser client sends, and the gRPC ones it must be able to read.
@@ -131,6 +137,7 @@ def upstreams(config: GatewayConfig) -> list[Upstream]:
         "storage": config.storage_address,
         "inference": config.inference_address,
         "render": config.render_address,
+        "account": config.account_address,
     }
     if config.assistant_address:
         addresses["assistant"] = config.assistant_address

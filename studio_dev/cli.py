@@ -86,8 +86,10 @@ def up(
     if models not in (None, "tiny", "real"):
         fail("--models must be 'tiny' or 'real'")
     services = tuple(only) if only else None
-    if services and not set(services) <= {"auth", "storage", "inference", "render"}:
-        fail("--only takes auth, storage, inference or render")
+    from studio_dev.mesh.config import GRPC_SERVICES
+
+    if services and not set(services) <= set(GRPC_SERVICES):
+        fail(f"--only takes {', '.join(GRPC_SERVICES)}")
     database = None if postgres is None else ("postgres" if postgres else "sqlite")
     config = _mesh_config(c, models=models, free_ports=free_ports, gateway=gateway, s3=s3, services=services,
                           database=database, replicas=replicas, ray=ray, ray_nodes=ray_nodes)  # fmt: skip

@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.render",
     "tests.fixtures.gateway",
     "tests.fixtures.mesh",
+    "tests.fixtures.account",
 ]

@@ -227,7 +227,7 @@ def test_the_dev_tooling_registers_its_commands_through_the_entry_point():
 
 
 # -- architecture rules -------------------------------------------------------------------------
-SERVICES = ("auth", "storage", "inference", "render")
+SERVICES = ("auth", "storage", "inference", "render", "account")
 MAX_LINES = 600
 
 

@@ -17,6 +17,11 @@ EXPECTED = {
         "viarte.inference.v1.AssistantService",
     },
     "render": {"viarte.render.v1.RenderService", "viarte.render.v1.UpscaleService", "viarte.render.v1.ProjectService"},
+    "account": {
+        "viarte.account.v1.UsageService",
+        "viarte.account.v1.WebhookService",
+        "viarte.account.v1.AccountInternalService",
+    },
 }
 
 

@@ -24,4 +24,7 @@ SCOPES: dict[str, str] = {
     "projects:read": "get and list editor projects",
     "projects:write": "create, update and delete editor projects",
     "assistant": "Magic Prompt and the editor's assistant chat",
+    "usage:read": "usage totals, usage records and their CSV/JSONL export",
+    "webhooks:read": "list webhook endpoints and their delivery logs",
+    "webhooks:write": "create, delete and rotate the secret of webhook endpoints, and redeliver events",
 }

@@ -52,7 +52,7 @@ try:  # optional: the SDK must stay importable (and cheap) without OpenTelemetry
 except ImportError:  # pragma: no cover - exercised in environments without opentelemetry-api
     _otel_inject = None
 
-SERVICES = ("auth", "storage", "inference", "render")
+SERVICES = ("auth", "storage", "inference", "render", "account")
 USER_AGENT = "viarte-python/0.1"
 T = TypeVar("T")
 Metadata = tuple[tuple[str, str], ...]
@@ -66,10 +66,11 @@ class Endpoints:
     storage: str = "127.0.0.1:50052"
     inference: str = "127.0.0.1:50053"
     render: str = "127.0.0.1:50054"
+    account: str = "127.0.0.1:50055"
 
     @classmethod
     def single(cls, address: str) -> Endpoints:
-        return cls(auth=address, storage=address, inference=address, render=address)
+        return cls(auth=address, storage=address, inference=address, render=address, account=address)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, str]) -> Endpoints:

@@ -60,6 +60,8 @@ class ServiceConfig:
     data_dir: str = "var"
     auth_address: str = "127.0.0.1:50051"
     storage_address: str = "127.0.0.1:50052"
+    # The account service (usage records, webhooks): the job services report every job end to it.
+    account_address: str = "127.0.0.1:50055"
     jwt_issuer: str = "viarte-auth"
     jwt_audience: str = "viarte"
     # Shared by the mesh's services to obtain service tokens from auth (IssueServiceToken).

@@ -40,6 +40,8 @@ _ASSETS_R, _ASSETS_W = ("assets:read",), ("assets:write",)
 _JOBS_R, _JOBS_W = ("jobs:read",), ("jobs:write",)
 _PROJECTS_R, _PROJECTS_W = ("projects:read",), ("projects:write",)
 _ASSISTANT = ("assistant",)
+_USAGE_R = ("usage:read",)
+_WEBHOOKS_R, _WEBHOOKS_W = ("webhooks:read",), ("webhooks:write",)
 # Reads the assets it names and stores its result as a new asset (see the rule above).
 _CREATE_JOB = ("jobs:write", "assets:read", "assets:write")
 
@@ -86,6 +88,17 @@ METHOD_SCOPES: Mapping[str, Scopes] = MappingProxyType(
             "viarte.render.v1.ProjectService",
             GetProject=_PROJECTS_R, ListProjects=_PROJECTS_R,
             CreateProject=_PROJECTS_W, UpdateProject=_PROJECTS_W, DeleteProject=_PROJECTS_W,
+        ),
+        # The price list is public knowledge of the deployment, like the model catalogue.
+        **_service(
+            "viarte.account.v1.UsageService",
+            GetUsage=_USAGE_R, ListUsageRecords=_USAGE_R, ExportUsage=_USAGE_R, GetPriceEstimate=NO_SCOPE,
+        ),
+        **_service(
+            "viarte.account.v1.WebhookService",
+            ListWebhookEndpoints=_WEBHOOKS_R, ListWebhookDeliveries=_WEBHOOKS_R,
+            CreateWebhookEndpoint=_WEBHOOKS_W, DeleteWebhookEndpoint=_WEBHOOKS_W, RotateWebhookSecret=_WEBHOOKS_W,
+            RedeliverWebhook=_WEBHOOKS_W,
         ),
     }
 )  # fmt: skip

@@ -12,8 +12,9 @@ from services.kit.config import Secret, ServiceConfig, env_names
 
 __all__ = ["GRPC_SERVICES", "REPLICA_PORT_STRIDE", "MeshConfig", "to_environ"]
 
-# Start order: each service may call the ones before it.
-GRPC_SERVICES = ("auth", "storage", "inference", "render")
+# Start order: each service may call the ones before it (account serves the job services' job-end
+# calls only, which come after everything is up; last, so the others keep their metrics ports).
+GRPC_SERVICES = ("auth", "storage", "inference", "render", "account")
 REPLICA_PORT_STRIDE = 100
 
 
@@ -29,6 +30,7 @@ class MeshConfig(ServiceConfig):
     storage_port: int = 50052
     inference_port: int = 50053
     render_port: int = 50054
+    account_port: int = 50055
     # Metrics ports are 9101.. in order of GRPC_SERVICES; -1 = no metrics endpoints.
     metrics_base_port: int = 9101
     gateway_port: int = 8800
@@ -71,6 +73,7 @@ class MeshConfig(ServiceConfig):
     storage_replicas: int = 0
     inference_replicas: int = 0
     render_replicas: int = 0
+    account_replicas: int = 0
     # `viarte up --ray`: a local Ray cluster, a head plus ray_nodes worker nodes each declaring one
     # logical GPU (studio_dev/mesh/ray.py); inference and render then run device work on it
     # (VIARTE_<SVC>_EXECUTOR=ray). Per node: CPUs declared and the object store's size.

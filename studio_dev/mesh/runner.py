@@ -194,6 +194,9 @@ class Supervisor:
             "internal_secret": self._internal_secret,
             "jwt_issuer": cfg.jwt_issuer,
             "jwt_audience": cfg.jwt_audience,
+            # Dev receivers listen on this machine (the account service refuses private webhook
+            # URLs by default).
+            "webhook_allow_private": True,
         }
         for other in GRPC_SERVICES:
             # Every replica: the services' channels balance over them (services.kit.channels).
@@ -451,6 +454,7 @@ class Supervisor:
             storage_address=self._running_addresses("storage"),
             inference_address=self._running_addresses("inference"),
             render_address=self._running_addresses("render"),
+            account_address=self._running_addresses("account"),
             upstream_source_address=self.config.gateway_source_address,
             s3_front_upstream=urlsplit(self.state.s3_endpoint).netloc
             if self.state.s3_public_endpoint

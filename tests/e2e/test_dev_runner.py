@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from studio_dev.mesh import MeshConfig, status, stop
+from studio_dev.mesh.config import GRPC_SERVICES
 from studio_dev.mesh.control import _alive
 from studio_dev.mesh.runner import service_exists
 from tests.fixtures.mesh import RunningMesh
@@ -33,7 +34,7 @@ def test_session_mesh_is_healthy(mesh: RunningMesh) -> None:
     assert state is not None and state.state == "ready"
     grpc_rows = [r for r in rows if r.kind == "grpc" and r.status == "running"]
     assert grpc_rows and all(r.healthy for r in grpc_rows)
-    assert {r.name for r in grpc_rows} == {n for n in ("auth", "storage", "inference", "render") if service_exists(n)}
+    assert {r.name for r in grpc_rows} == {n for n in GRPC_SERVICES if service_exists(n)}
     for row in grpc_rows:
         assert Path(row.log).exists() and '"server.started"' in Path(row.log).read_text()
     assert mesh.gateway_url.startswith("http://127.0.0.1:")

@@ -25,7 +25,7 @@ def _routes(bootstrap: dict) -> list[dict]:
 def test_defaults_follow_the_mesh_ports() -> None:
     config = GatewayConfig(static_dir="")
     ports = {u.name: u.port for u in upstreams(config)}
-    assert ports == {"auth": 50051, "storage": 50052, "inference": 50053, "render": 50054}
+    assert ports == {"auth": 50051, "storage": 50052, "inference": 50053, "render": 50054, "account": 50055}
     bootstrap = build_bootstrap(config)
     assert bootstrap["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] == 8800
     assert bootstrap["admin"]["address"]["socket_address"]["port_value"] == 9901

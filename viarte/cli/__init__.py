@@ -2,7 +2,7 @@
 
 Typer and Rich come with the ``[cli]`` extra (``pip install 'viarte-studio[cli]'``); the SDK itself
 does not need them. One module per command group (``auth``, ``users``, ``api_keys``, ``assets``,
-``models``, ``generate``, ``render``, ``jobs``, ``projects``, ``assistant``), what they share in
+``models``, ``generate``, ``render``, ``jobs``, ``projects``, ``assistant``, ``usage``, ``webhooks``), what they share in
 :mod:`viarte.cli.common` (context, output, exit codes), and the commands of other installed packages
 (the studio repository's dev mesh and demo) through :mod:`viarte.cli.plugins`.
 """

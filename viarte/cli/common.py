@@ -229,6 +229,7 @@ def root(
     storage_address: Annotated[str | None, typer.Option(envvar="VIARTE_STORAGE_ADDRESS", help="Storage service address.")] = None,
     inference_address: Annotated[str | None, typer.Option(envvar="VIARTE_INFERENCE_ADDRESS", help="Inference service address.")] = None,
     render_address: Annotated[str | None, typer.Option(envvar="VIARTE_RENDER_ADDRESS", help="Render service address.")] = None,
+    account_address: Annotated[str | None, typer.Option(envvar="VIARTE_ACCOUNT_ADDRESS", help="Account service address (usage, webhooks).")] = None,
     api_key: Annotated[str | None, typer.Option(envvar="VIARTE_API_KEY", help="Authenticate with an API key instead of a login.")] = None,
     config: Annotated[Path | None, typer.Option("--config", envvar="VIARTE_CONFIG", help="CLI state file (sessions).")] = None,
     state_dir: Annotated[Path | None, typer.Option(help="The dev mesh's state folder (default: the dev tooling's VIARTE_MESH_STATE_DIR, else ./var).")] = None,
@@ -248,7 +249,8 @@ def root(
     base = Endpoints.from_mapping(values) if values else Endpoints()
     if endpoint:
         base = Endpoints.single(endpoint)
-    explicit = {"auth": auth_address, "storage": storage_address, "inference": inference_address, "render": render_address}
+    explicit = {"auth": auth_address, "storage": storage_address, "inference": inference_address, "render": render_address,
+                "account": account_address}
     base = dataclasses.replace(base, **{k: v for k, v in explicit.items() if v})
     tls_config = TlsConfig.from_files(ca=ca_cert) if (tls or ca_cert) else None
     ctx.obj = Ctx(json_output, profile, base, state_dir, api_key, timeout, tls_config, gateway_url)

@@ -19,7 +19,7 @@ default 30 s, per call ``timeout=``), are retried on UNAVAILABLE when that is sa
 carry a generated ``request_id`` so a retried create never makes a second job.
 
 One module per resource (``auth``, ``assets``, ``jobs``, ``generation``, ``render``, ``projects``,
-``assistant``), each holding the async resource and its sync twin, which ``_base.sync`` generates
+``assistant``, ``account``: usage and webhooks), each holding the async resource and its sync twin, which ``_base.sync`` generates
 from the async methods; ``_client`` holds the two clients. Every name is re-exported here.
 """
 
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from viarte.client._base import Page, SyncResource, sync
 from viarte.client._client import AsyncClient, Client
+from viarte.client.account import AsyncUsage, AsyncWebhooks, Usage, Webhooks
 from viarte.client.assets import CHUNK, Assets, AsyncAssets, ProgressCallback, Source
 from viarte.client.assistant import Assistant, AsyncAssistant
 from viarte.client.auth import ApiKeys, AsyncApiKeys, AsyncAuth, Auth
@@ -49,6 +50,8 @@ __all__ = [
     "AsyncJobs",
     "AsyncProjects",
     "AsyncRender",
+    "AsyncUsage",
+    "AsyncWebhooks",
     "Auth",
     "Client",
     "Generation",
@@ -60,6 +63,8 @@ __all__ = [
     "Render",
     "Source",
     "SyncResource",
+    "Usage",
+    "Webhooks",
     "face_swap_options",
     "generation_parameters",
     "sync",

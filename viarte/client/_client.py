@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from viarte._sync import LoopThread
+from viarte.client.account import AsyncUsage, AsyncWebhooks, Usage, Webhooks
 from viarte.client.assets import Assets, AsyncAssets
 from viarte.client.assistant import Assistant, AsyncAssistant
 from viarte.client.auth import ApiKeys, AsyncApiKeys, AsyncAuth, Auth
@@ -69,6 +70,8 @@ class AsyncClient:
         self.upscale: AsyncJobs[render_pb2.UpscaleJob, render_pb2.UpscaleParameters] = AsyncJobs(self, UPSCALE)
         self.projects = AsyncProjects(self)
         self.assistant = AsyncAssistant(self)
+        self.usage = AsyncUsage(self)
+        self.webhooks = AsyncWebhooks(self)
         if api_key:
             self.use_credentials(ApiKeyCredentials(api_key))
         elif tokens:
@@ -150,6 +153,8 @@ class Client:
         self.upscale: Jobs[render_pb2.UpscaleJob, render_pb2.UpscaleParameters] = Jobs(self.aio.upscale, self._loop)
         self.projects = Projects(self.aio.projects, self._loop)
         self.assistant = Assistant(self.aio.assistant, self._loop)
+        self.usage = Usage(self.aio.usage, self._loop)
+        self.webhooks = Webhooks(self.aio.webhooks, self._loop)
 
     @property
     def endpoints(self) -> Endpoints:

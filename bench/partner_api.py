@@ -1,0 +1,141 @@
+"""Partner API: webhook delivery latency from a job's end to the receiver, on loopback.
+
+A real auth server and a real account server (SQLite, or --database-url PostgreSQL) in this
+process, one endpoint registered by a user, and a receiver (HTTP/1.1, its own thread) answering
+200. Each job end is ``RecordJobOutcome`` (what inference/render call) with a service token; the
+latency is from just before that call to the receiver reading the request (record + outbox commit,
+dispatcher wake-up, claim, sign, POST). Jobs end at --rate per second. Printed: p50/p99/max in ms
+(goal p99 < 500 ms).
+
+The other half of the issue's benchmark (create-job throughput with limits and metering on vs off)
+needs the per-key limits and the job services' hook, which come with the next increment.
+
+    .venv/bin/python bench/partner_api.py [--jobs 300] [--rate 50] [--database-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import grpc
+
+from services.account.config import AccountConfig
+from services.account.server import build as build_account
+from services.auth.config import AuthConfig
+from services.auth.server import build as build_auth
+from services.kit.auth import ServiceCredentials
+from services.kit.config import Secret
+from services.kit.server import stop
+from viarte.account.v1 import account_pb2, account_pb2_grpc
+from viarte.auth.v1 import auth_pb2, auth_pb2_grpc
+from viarte.type.v1 import job_pb2
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.arrivals: dict[str, float] = {}
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                outer.arrivals[body.split(b'"job_id":"', 1)[1].split(b'"', 1)[0].decode()] = time.perf_counter()
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        # A listen backlog that takes the dispatcher's concurrent connections (the default 5 drops
+        # SYNs, and the kernel's retransmit after 1 s would be measured as delivery latency).
+        ThreadingHTTPServer.request_queue_size = 128
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+
+async def main(args: argparse.Namespace) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="partner-bench-"))
+    secret = Secret("bench-" + uuid.uuid4().hex)
+    auth_cfg = AuthConfig(port=0, data_dir=str(tmp / "auth"), bcrypt_cost=4, log_level="WARNING", internal_secret=secret)
+    auth, auth_port = await build_auth(auth_cfg)
+    await auth.start()
+    account_cfg = AccountConfig(
+        port=0, data_dir=str(tmp / "account"), log_level="WARNING", internal_secret=secret,
+        auth_address=f"127.0.0.1:{auth_port}", webhook_allow_private=True, database_url=args.database_url,
+    )  # fmt: skip
+    account, account_port = await build_account(account_cfg)
+    await account.start()
+    receiver = Receiver()
+    try:
+        auth_channel = grpc.aio.insecure_channel(f"127.0.0.1:{auth_port}")
+        user = await auth_pb2_grpc.AuthServiceStub(auth_channel).Register(
+            auth_pb2.RegisterRequest(email=f"bench-{uuid.uuid4().hex[:8]}@example.com", password="bench password 1234")
+        )
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{account_port}")
+        await account_pb2_grpc.WebhookServiceStub(channel).CreateWebhookEndpoint(
+            account_pb2.CreateWebhookEndpointRequest(url=receiver.url),
+            metadata=(("authorization", f"Bearer {user.tokens.access_token}"),),
+        )
+        internal = account_pb2_grpc.AccountInternalServiceStub(channel)
+        service_md = await ServiceCredentials(account_cfg).metadata()
+        sent: dict[str, float] = {}
+        calls: list[float] = []
+
+        async def end_job() -> None:
+            job = str(uuid.uuid4())
+            sent[job] = time.perf_counter()
+            await internal.RecordJobOutcome(account_pb2.RecordJobOutcomeRequest(
+                job_id=job, kind=account_pb2.JOB_KIND_RENDER, user_id=user.user.id, state=job_pb2.JOB_STATE_SUCCEEDED,
+                quantities=account_pb2.Quantities(video_seconds=2.0),
+            ), metadata=service_md)  # fmt: skip
+            calls.append((time.perf_counter() - sent[job]) * 1000)
+
+        tasks = []
+        for _ in range(args.jobs):
+            tasks.append(asyncio.create_task(end_job()))
+            await asyncio.sleep(1.0 / args.rate)
+        await asyncio.gather(*tasks)
+        for _ in range(1200):  # at most a minute for the last deliveries
+            if len(receiver.arrivals) >= args.jobs:
+                break
+            await asyncio.sleep(0.05)
+        latencies = sorted((receiver.arrivals[j] - t) * 1000 for j, t in sent.items() if j in receiver.arrivals)
+        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+        print(f"webhooks delivered: {len(latencies)}/{args.jobs} at {args.rate}/s "
+              f"({'postgresql' if args.database_url else 'sqlite'})")  # fmt: skip
+        print(f"job end -> receiver: p50 {statistics.median(latencies):.1f} ms, p99 {p99:.1f} ms, "
+              f"max {latencies[-1]:.1f} ms (goal p99 < 500 ms)")  # fmt: skip
+        print(f"RecordJobOutcome itself: p50 {statistics.median(calls):.1f} ms")
+        await channel.close()
+        await auth_channel.close()
+    finally:
+        receiver.server.shutdown()
+        await stop(account, grace=0.5)
+        await stop(auth, grace=0.5)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=300)
+    parser.add_argument("--rate", type=float, default=50.0)
+    parser.add_argument("--database-url", default="")
+    asyncio.run(main(parser.parse_args()))

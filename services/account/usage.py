@@ -1,0 +1,239 @@
+"""UsageService (the caller's records, totals, export, price estimates) and AccountInternalService
+(RecordJobOutcome: the job services' one call when a job ends)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+
+import grpc
+import orjson
+
+from services.account.common import caller, database, from_ts, to_ts
+from services.account.models import (
+    UsageRecordRow,
+    WebhookDeliveryRow,
+    WebhookEndpointRow,
+    as_utc,
+    new_id,
+    utcnow,
+)  # fmt: skip
+from services.account.prices import KIND_NAMES, MAX_CREDITS, PriceList, Usage
+from services.account.reasons import Reason
+from services.account.store import AccountStore, Period
+from services.kit.errors import FieldViolation, ServiceError, Violations
+from services.kit.pagination import PageTokens, page_size
+from viarte.account.v1 import account_pb2, account_pb2_grpc
+from viarte.type.v1 import job_pb2
+
+__all__ = ["EVENT_TYPES", "AccountInternalServicer", "UsageServicer", "record_to_proto"]
+
+# Terminal job state -> webhook event type.
+EVENT_TYPES: dict[int, str] = {
+    job_pb2.JOB_STATE_SUCCEEDED: "job.succeeded",
+    job_pb2.JOB_STATE_FAILED: "job.failed",
+    job_pb2.JOB_STATE_CANCELLED: "job.cancelled",
+}
+CSV_COLUMNS = (
+    "job_id", "kind", "model", "state", "api_key_id", "credits", "width", "height", "frames", "steps",
+    "video_seconds", "gpu_seconds", "end_time",
+)  # fmt: skip
+_STATE_NAMES: dict[int, str] = {job_pb2.JOB_STATE_SUCCEEDED: "succeeded", job_pb2.JOB_STATE_FAILED: "failed",
+                job_pb2.JOB_STATE_CANCELLED: "cancelled"}  # fmt: skip
+_EXPORT_CHUNK = 64 * 1024
+
+
+def record_to_proto(row: UsageRecordRow) -> account_pb2.UsageRecord:
+    return account_pb2.UsageRecord(
+        job_id=row.job_id, kind=row.kind, model=row.model, user_id=row.user_id, api_key_id=row.api_key_id,  # type: ignore[arg-type]
+        state=row.state, credits=row.credits, end_time=to_ts(row.end_time),  # type: ignore[arg-type]
+        quantities=Usage(row.width, row.height, row.frames, row.steps, row.video_seconds, row.gpu_seconds).to_proto(),
+    )  # fmt: skip
+
+
+def _row_dict(row: UsageRecordRow) -> dict[str, object]:
+    return {
+        "job_id": row.job_id, "kind": KIND_NAMES.get(row.kind, str(row.kind)), "model": row.model,
+        "state": _STATE_NAMES.get(row.state, str(row.state)), "api_key_id": row.api_key_id, "credits": row.credits,
+        "width": row.width, "height": row.height, "frames": row.frames, "steps": row.steps,
+        "video_seconds": row.video_seconds, "gpu_seconds": row.gpu_seconds,
+        "end_time": as_utc(row.end_time).isoformat().replace("+00:00", "Z"),
+    }  # fmt: skip
+
+
+def _period(user_id: str, start: object, end: object, has_start: bool, has_end: bool, **filters: object) -> Period:
+    now = utcnow()
+    begin = from_ts(start) if has_start else now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    until = from_ts(end) if has_end else now
+    if until < begin:
+        raise ServiceError.invalid_argument(
+            Reason.INVALID_PERIOD, "end_time is before start_time",
+            violations=(FieldViolation("end_time", "must not be before start_time"),),
+        )  # fmt: skip
+    return Period(user_id, begin, until, **filters)  # type: ignore[arg-type]
+
+
+def _request_period(request: account_pb2.GetUsageRequest | account_pb2.ListUsageRecordsRequest
+                    | account_pb2.ExportUsageRequest, **filters: object) -> Period:  # fmt: skip
+    return _period(
+        caller(), request.start_time, request.end_time, request.HasField("start_time"),
+        request.HasField("end_time"), api_key_id=request.api_key_id, **filters,
+    )  # fmt: skip
+
+
+def _check_usage(usage: Usage, field: str, v: Violations) -> None:
+    for name in usage.invalid_fields():
+        v.check(False, f"{field}.{name}", "must be a finite number, not negative")
+
+
+def _check_price(credits: int) -> None:
+    if credits > MAX_CREDITS:
+        raise ServiceError.invalid_argument(
+            Reason.INVALID_ARGUMENT, "the quantities price beyond the credit range",
+            violations=(FieldViolation("quantities", "too large to price"),),
+        )  # fmt: skip
+
+
+class UsageServicer(account_pb2_grpc.UsageServiceServicer):  # type: ignore[misc]
+    def __init__(self, store: AccountStore, prices: PriceList, page_tokens: PageTokens) -> None:
+        self.store = store
+        self.prices = prices
+        self.page_tokens = page_tokens
+
+    async def GetUsage(
+        self, request: account_pb2.GetUsageRequest, context: grpc.aio.ServicerContext
+    ) -> account_pb2.GetUsageResponse:
+        period = _request_period(request)
+        totals = await database(self.store.totals, period)
+        response = account_pb2.GetUsageResponse(start_time=to_ts(period.start), end_time=to_ts(period.end))
+        for t in totals:
+            response.by_kind.add(kind=t.kind, jobs=t.jobs, credits=t.credits)
+            response.credits += t.credits
+            response.jobs += t.jobs
+            response.video_seconds += t.video_seconds
+            response.frames += t.frames
+            response.gpu_seconds += t.gpu_seconds
+        return response
+
+    async def ListUsageRecords(
+        self, request: account_pb2.ListUsageRecordsRequest, context: grpc.aio.ServicerContext
+    ) -> account_pb2.ListUsageRecordsResponse:
+        period = _request_period(request, kind=request.kind)
+        filters = {"u": period.user_id, "s": period.start.isoformat(), "e": period.end.isoformat(),
+                   "k": period.api_key_id, "kind": period.kind}  # fmt: skip
+        # An unset end is "now", which moves: bind the token to the filters the first page resolved.
+        cursor = self.page_tokens.decode(request.page_token, {**filters, "e": ""}, {"t": datetime, "id": str, "e": datetime})
+        if cursor is not None:
+            period = Period(period.user_id, period.start, cursor["e"], period.api_key_id, period.kind)
+        limit = page_size(request.page_size)
+        after = (cursor["t"], cursor["id"]) if cursor is not None else None
+        rows = await database(self.store.list_records, period, after, limit + 1)
+        response = account_pb2.ListUsageRecordsResponse(records=[record_to_proto(r) for r in rows[:limit]])
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            response.next_page_token = self.page_tokens.encode(
+                {"t": as_utc(last.end_time), "id": last.job_id, "e": period.end}, {**filters, "e": ""}
+            )
+        return response
+
+    async def ExportUsage(
+        self, request: account_pb2.ExportUsageRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[account_pb2.ExportUsageResponse]:
+        period = _request_period(request)
+        jsonl = request.format == account_pb2.EXPORT_FORMAT_JSONL
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        if not jsonl:
+            writer.writeheader()
+        batches = self.store.iter_records(period)
+        while True:
+            batch = await database(next, batches, None)
+            if batch is None:
+                break
+            for row in batch:
+                if jsonl:
+                    buffer.write(orjson.dumps(_row_dict(row)).decode("utf-8") + "\n")
+                else:
+                    writer.writerow(_row_dict(row))
+                if buffer.tell() >= _EXPORT_CHUNK:
+                    yield account_pb2.ExportUsageResponse(data=buffer.getvalue().encode("utf-8"))
+                    buffer.seek(0)
+                    buffer.truncate()
+        if buffer.tell():
+            yield account_pb2.ExportUsageResponse(data=buffer.getvalue().encode("utf-8"))
+
+    async def GetPriceEstimate(
+        self, request: account_pb2.GetPriceEstimateRequest, context: grpc.aio.ServicerContext
+    ) -> account_pb2.GetPriceEstimateResponse:
+        usage = Usage.from_proto(request.quantities)
+        v = Violations()
+        v.check(request.kind in KIND_NAMES, "kind", "must be a job kind")
+        v.check(request.kind != account_pb2.JOB_KIND_GENERATION or bool(request.model), "model", "is required for a generation")
+        _check_usage(usage, "quantities", v)
+        v.raise_if_any(Reason.INVALID_ARGUMENT, "invalid price estimate request")
+        price = self.prices.price(request.kind, request.model, usage)
+        _check_price(price.credits)
+        return account_pb2.GetPriceEstimateResponse(credits=price.credits, formula=price.formula)
+
+
+def _fanout(record: UsageRecordRow, event: Mapping[str, object]) -> Callable[[UsageRecordRow, Sequence[WebhookEndpointRow]], list[WebhookDeliveryRow]]:
+    event_type = str(event["type"])
+    body = json.dumps(event, separators=(",", ":"))
+
+    def build(_record: UsageRecordRow, endpoints: Sequence[WebhookEndpointRow]) -> list[WebhookDeliveryRow]:
+        return [
+            WebhookDeliveryRow(
+                id=new_id("msg_"), endpoint_id=e.id, user_id=record.user_id, event_type=event_type,
+                job_id=record.job_id, event_key=f"{event_type}:{record.job_id}", payload=body,
+            )
+            for e in endpoints
+            if not e.event_types or event_type in e.event_types.split(",")
+        ]
+
+    return build
+
+
+class AccountInternalServicer(account_pb2_grpc.AccountInternalServiceServicer):  # type: ignore[misc]
+    def __init__(self, store: AccountStore, prices: PriceList, on_enqueued: Callable[[], None]) -> None:
+        self.store = store
+        self.prices = prices
+        self.on_enqueued = on_enqueued
+
+    async def RecordJobOutcome(
+        self, request: account_pb2.RecordJobOutcomeRequest, context: grpc.aio.ServicerContext
+    ) -> account_pb2.RecordJobOutcomeResponse:
+        usage = Usage.from_proto(request.quantities)
+        v = Violations()
+        v.check(bool(request.job_id) and len(request.job_id) <= 64, "job_id", "is required (at most 64 characters)")
+        v.check(bool(request.user_id) and len(request.user_id) <= 64, "user_id", "is required (at most 64 characters)")
+        v.check(request.kind in KIND_NAMES, "kind", "must be a job kind")
+        v.check(request.state in EVENT_TYPES, "state", "must be SUCCEEDED, FAILED or CANCELLED")
+        v.check(len(request.model) <= 200, "model", "at most 200 characters")
+        v.check(len(request.api_key_id) <= 64, "api_key_id", "at most 64 characters")
+        _check_usage(usage, "quantities", v)
+        v.raise_if_any(Reason.INVALID_ARGUMENT, "invalid job outcome")
+        end = from_ts(request.end_time) if request.HasField("end_time") else utcnow()
+        credits = self.prices.charge(request.kind, request.model, request.state, usage)
+        _check_price(credits)
+        row = UsageRecordRow(
+            job_id=request.job_id, kind=request.kind, model=request.model, user_id=request.user_id,
+            api_key_id=request.api_key_id, state=request.state, credits=credits, width=usage.width,
+            height=usage.height, frames=usage.frames, steps=usage.steps, video_seconds=usage.video_seconds,
+            gpu_seconds=usage.gpu_seconds, end_time=end,
+        )  # fmt: skip
+        event = {
+            "type": EVENT_TYPES[request.state],
+            "timestamp": end.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "data": {
+                "job_id": request.job_id, "kind": KIND_NAMES[request.kind], "state": _STATE_NAMES[request.state],
+                "model": request.model, "result_asset_ids": list(request.result_asset_ids),
+                "cost": {"credits": credits}, "error_reason": request.error_reason,
+            },
+        }  # fmt: skip
+        stored, created = await database(self.store.record_outcome, row, _fanout(row, event))
+        if created:
+            self.on_enqueued()
+        return account_pb2.RecordJobOutcomeResponse(record=record_to_proto(stored), created=created)

@@ -1,0 +1,103 @@
+"""The job services' one call to the account service when a job ends:
+``AccountInternalService.RecordJobOutcome`` with a service token.
+
+Account prices the job (its price functions own the rates), writes the usage record and, in the
+same transaction, queues the owner's webhook deliveries; it sends them itself, so a job never waits
+on a partner's receiver. The call is idempotent on the job id: a caller that cannot tell whether a
+call went through (timeout, account restarting) just calls again, and a job service that persists
+"outcome recorded" next to the job can retry from its recovery loop after a crash.
+
+Errors reach callers as ``ServiceError``: account down, slow or refusing the service token →
+UNAVAILABLE ``ACCOUNT_UNAVAILABLE`` (retry later); INVALID_ARGUMENT keeps account's field
+violations (a caller bug: a state that is not terminal, a missing user).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import grpc
+from google.protobuf import timestamp_pb2
+
+from services.kit.auth import ServiceCredentials
+from services.kit.channels import insecure_channel
+from services.kit.config import ServiceConfig
+from services.kit.errors import FieldViolation, ServiceError
+from viarte.account.v1 import account_pb2, account_pb2_grpc
+from viarte.errors import from_rpc_error
+
+__all__ = ["AccountClient", "JobOutcome"]
+
+_UNAVAILABLE = frozenset({
+    grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
+})
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """A finished job as account prices it. ``kind`` is an ``account_pb2.JobKind``, ``state`` a
+    terminal ``job_pb2.JobState``; ``quantities`` what the job did (for a cancelled job: the work
+    done before the cancel; a failed job is refunded whatever it reports)."""
+
+    job_id: str
+    kind: int
+    user_id: str
+    state: int
+    model: str = ""
+    api_key_id: str = ""
+    quantities: account_pb2.Quantities = field(default_factory=account_pb2.Quantities)
+    result_asset_ids: Sequence[str] = ()
+    error_reason: str = ""
+    end_time: datetime | None = None
+
+    def to_request(self) -> account_pb2.RecordJobOutcomeRequest:
+        request = account_pb2.RecordJobOutcomeRequest(
+            job_id=self.job_id, kind=self.kind, user_id=self.user_id, state=self.state, model=self.model,  # type: ignore[arg-type]
+            api_key_id=self.api_key_id, quantities=self.quantities, result_asset_ids=list(self.result_asset_ids),
+            error_reason=self.error_reason,
+        )  # fmt: skip
+        if self.end_time is not None:
+            stamp = timestamp_pb2.Timestamp()
+            stamp.FromDatetime(self.end_time)
+            request.end_time.CopyFrom(stamp)
+        return request
+
+
+class AccountClient:
+    """Owns its channel to account (``close()`` releases it)."""
+
+    def __init__(
+        self, config: ServiceConfig, *, credentials: ServiceCredentials | None = None, rpc_timeout: float = 10.0
+    ) -> None:
+        self._channel = insecure_channel(config.account_address)
+        self._stub = account_pb2_grpc.AccountInternalServiceStub(self._channel)
+        self._credentials = credentials or ServiceCredentials(config)
+        self._rpc_timeout = rpc_timeout
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def record_outcome(self, outcome: JobOutcome) -> account_pb2.RecordJobOutcomeResponse:
+        """The stored usage record (``created`` False when the job was recorded before)."""
+        try:
+            answer: account_pb2.RecordJobOutcomeResponse = await self._stub.RecordJobOutcome(
+                outcome.to_request(), metadata=await self._credentials.metadata(), timeout=self._rpc_timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _map(exc) from None
+        return answer
+
+
+def _map(exc: grpc.aio.AioRpcError) -> ServiceError:
+    code = exc.code()
+    if code in _UNAVAILABLE:
+        return ServiceError.unavailable("ACCOUNT_UNAVAILABLE", f"account is unavailable: {code.name}", retry_after=2.0)
+    err = from_rpc_error(exc)
+    return ServiceError(
+        code, err.reason or "ACCOUNT_REJECTED", err.message or f"account refused: {code.name}",
+        metadata=err.metadata, retry_after=err.retry_after, domain=err.domain or None,
+        field_violations=[FieldViolation(v.field, v.description) for v in err.field_violations],
+    )
