@@ -6,7 +6,6 @@ import ast
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tomllib
@@ -15,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
+
+from services.kit.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON_TREES = ("services", "viarte", "gateway", "studio_dev", "bench", "tests", "scripts")
@@ -320,17 +321,11 @@ asyncio.run(main())
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.parametrize("name", SERVICES)
 def test_a_service_server_process_never_imports_torch(name: str, tmp_path: Path) -> None:
     """Model work lives in worker processes; a server that imported torch would carry it (seconds
     of startup, a GiB of memory) in every replica and die with a worker's crash."""
-    nowhere = f"127.0.0.1:{_free_port()}"  # nothing listens: peers (auth, storage, S3) are not needed to build
+    nowhere = f"127.0.0.1:{free_port()}"  # nothing listens: peers (auth, storage, S3) are not needed to build
     environ = {
         "VIARTE_PORT": "0", "VIARTE_METRICS_PORT": "-1", "VIARTE_DATA_DIR": str(tmp_path), "VIARTE_LOG_LEVEL": "WARNING",
         "VIARTE_AUTH_ADDRESS": nowhere, "VIARTE_STORAGE_ADDRESS": nowhere,

@@ -31,7 +31,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -41,6 +40,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
+
+from services.kit.ports import free_port
 
 __all__ = [
     "S3Server",
@@ -74,13 +75,6 @@ def find_weed() -> str:
     return found
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A currently free TCP port on `host` (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass(frozen=True)
 class WeedPorts:
     """All ports of one SeaweedFS instance. Defaults follow the project convention: S3 on 8333,
@@ -106,17 +100,8 @@ class WeedPorts:
 
     @classmethod
     def free(cls, host: str = "127.0.0.1") -> WeedPorts:
-        """Eight distinct free ports (held open together so the OS cannot hand one out twice)."""
-        socks: list[socket.socket] = []
-        try:
-            for _ in range(8):
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                s.bind((host, 0))
-                socks.append(s)
-            ports = [int(s.getsockname()[1]) for s in socks]
-        finally:
-            for s in socks:
-                s.close()
+        """Eight distinct free ports (see services/kit/ports.py for why not the OS's pick)."""
+        ports = [free_port(host) for _ in range(8)]
         return cls(*ports)
 
     def all(self) -> list[int]:

@@ -17,11 +17,12 @@ import asyncio
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+
+from services.kit.ports import free_port
 
 __all__ = ["EmbeddedPostgres", "PostgresError", "find_bin_dir"]
 
@@ -59,12 +60,6 @@ def find_bin_dir(configured: str = "") -> Path:
     )
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _as_root() -> bool:
     return os.geteuid() == 0
 
@@ -75,7 +70,7 @@ class EmbeddedPostgres:
     def __init__(self, state_root: Path, *, bin_dir: str = "", port: int = 0) -> None:
         self.link = state_root / "postgres"
         self.bin_dir = find_bin_dir(bin_dir)
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.base = self._base_dir()
         self.pid: int | None = None
 

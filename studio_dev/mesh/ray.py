@@ -25,13 +25,14 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from services.kit.ports import free_port
 
 __all__ = ["LocalRay", "RayError", "RayNode", "cluster_gpus", "find_ray", "kill_sessions", "session_members"]
 
@@ -69,12 +70,6 @@ def find_ray() -> Path:
     if found:
         return Path(found)
     raise RayError("the `ray` command is not installed: pip install 'viarte-studio[ray]' (Ray 2.60)")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def session_members(sid: int) -> list[int]:
@@ -128,7 +123,7 @@ class LocalRay:
         self.ray = find_ray()
         self.cpus_per_node = cpus_per_node
         self.object_store_bytes = object_store_mb * 1024 * 1024
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.startup_timeout = startup_timeout
         self.nodes = [RayNode("ray-head", "head", 0, logs_dir / "ray-head.log")] + [
             RayNode(f"ray-node-{i}", "worker", 1, logs_dir / f"ray-node-{i}.log") for i in range(1, nodes + 1)
@@ -180,13 +175,13 @@ class LocalRay:
             "--block", "--node-ip-address", "127.0.0.1", "--temp-dir", str(self.temp_dir),
             "--num-cpus", str(self.cpus_per_node), "--num-gpus", str(node.gpus),
             "--object-store-memory", str(self.object_store_bytes), "--disable-usage-stats",
-            "--dashboard-agent-listen-port", str(_free_port()),
+            "--dashboard-agent-listen-port", str(free_port()),
             # 0/0: workers bind ports the OS picks (the default range would be shared by the nodes).
             "--min-worker-port", "0", "--max-worker-port", "0",
         ]  # fmt: skip
         if node.role == "head":
             return [str(self.ray), "start", "--head", "--port", str(self.port), "--include-dashboard", "false",
-                    "--dashboard-port", str(_free_port()), "--ray-client-server-port", str(_free_port()), *common]
+                    "--dashboard-port", str(free_port()), "--ray-client-server-port", str(free_port()), *common]
         return [str(self.ray), "start", "--address", self.address, *common]
 
     def _start_node(self, node: RayNode, deadline: float) -> None:

@@ -22,7 +22,6 @@ import importlib.util
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.kit.config import ENV_PREFIX, ServiceConfig
+from services.kit.ports import free_port
 from studio_dev.mesh.config import GRPC_SERVICES, MeshConfig
 from studio_dev.mesh.postgres import EmbeddedPostgres, PostgresError
 from studio_dev.mesh.ray import LocalRay, RayError
@@ -48,12 +48,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 class MeshError(RuntimeError):
     """The mesh could not start (a process failed its health check) or is in an unexpected state."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def service_exists(name: str) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +12,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.kit.ports import free_port
 from tests.auth.helpers import expect_failure
 from tests.fixtures.auth import running_auth, test_auth_config
 from viarte.auth.v1 import auth_pb2, auth_pb2_grpc
@@ -97,14 +97,8 @@ async def test_database_outage_is_unavailable_not_a_crash(
         assert me.user.id == registered.user.id
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_python_m_services_auth_runs_from_environment_and_stops_on_sigterm(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {
         "PYTHONPATH": str(REPO),
         "VIARTE_AUTH_PORT": str(port),

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import signal
-import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -17,6 +16,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.kit.ports import free_port
 from tests.auth.helpers import expect_failure
 from viarte.auth.v1 import auth_pb2, auth_pb2_grpc
 
@@ -26,16 +26,10 @@ REPO = Path(__file__).resolve().parents[2]
 FREE_FAILURES = 3
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @asynccontextmanager
 async def auth_process(data_dir: Path, database_url: str, secret: str) -> AsyncIterator[auth_pb2_grpc.AuthServiceStub]:
     """One auth replica as its own process, configured from the environment like in production."""
-    port = _free_port()
+    port = free_port()
     env = {
         "PYTHONPATH": str(REPO),
         "VIARTE_AUTH_PORT": str(port),

@@ -7,7 +7,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from services.kit.db import make_engine, upgrade
+from services.kit.ports import free_port
 from tests.deploy.helpers import DEPLOY, REPO, load_script
 
 pytestmark = pytest.mark.postgres
@@ -41,9 +41,7 @@ def postgres() -> Iterator[int]:
     if os.geteuid() == 0:
         shutil.chown(base, "postgres", "postgres")
         shutil.chown(pwfile, "postgres", "postgres")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = free_port()
     subprocess.run(
         _as_postgres(str(bin_dir / "initdb"), "-D", str(base / "data"), "-U", "postgres", "--no-sync",
                      "--auth=scram-sha-256", f"--pwfile={pwfile}"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.inference.config import REPO_ROOT
+from services.kit.ports import free_port
 from tests.fixtures.inference import TINY_MODELS_DIR, running_inference, test_inference_config
 from tests.inference.helpers import create, watch
 from viarte.inference.v1 import generation_pb2 as G
@@ -53,12 +53,6 @@ async def test_worker_crash_retries_from_kept_latents_then_fails(
         # The server never went down.
         models = await service.stub.ListModels(G.ListModelsRequest(), metadata=user.metadata)
         assert [m.id for m in models.models] == ["tiny-wan"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _env(data_dir: Path, port: int, auth: Any, storage: Any) -> dict[str, str]:
@@ -103,7 +97,7 @@ async def _start(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[
 async def test_kill_9_mid_job_then_restart_finishes_the_job(
     tmp_path: Path, auth_service: Any, storage_service: Any, user_factory: Any, tiny_models: Any
 ) -> None:
-    port = _free_port()
+    port = free_port()
     env = _env(tmp_path / "data", port, auth_service, storage_service)
     log = tmp_path / "inference.log"
     user = await user_factory()

@@ -29,6 +29,7 @@ from services.kit.db import make_engine
 from services.kit.errors import ServiceError
 from services.kit.jobs import HandlerExecutor, JobCancelled, JobConfig, JobRecord, JobService, RunningJob
 from services.kit.logs import configure_logging
+from services.kit.ports import free_port
 from viarte.type.v1 import job_pb2
 
 
@@ -155,9 +156,7 @@ class TcpProxy:
 
     def __init__(self, target_port: int) -> None:
         self.target = target_port
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = int(probe.getsockname()[1])
+        self.port = free_port()
         self._lock = threading.Lock()
         self._conns: list[socket.socket] = []
         self._listener: socket.socket | None = None

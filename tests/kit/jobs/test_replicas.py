@@ -214,7 +214,9 @@ def test_the_same_request_id_sent_to_both_replicas_at_once_gives_one_job(cluster
 def test_a_replica_whose_lease_was_taken_over_writes_nothing_more(cluster: Cluster) -> None:
     cluster.start("A", slots=1)
     cluster.start("B", slots=1)
-    job = cluster.replicas[0].create(params={"steps": 60, "step_s": 0.05})
+    # 10 s of work: on a loaded machine the job must still be running when the freeze lands (a 3 s
+    # job could end between seeing step 2 and the SIGSTOP, and then nothing is ever taken over).
+    job = cluster.replicas[0].create(params={"steps": 200, "step_s": 0.05})
     frozen = cluster.named(cluster.runner(job["id"]))
     survivor = cluster.other(frozen.name)
     _until(lambda: any(e.progress.message == f"{frozen.name}:2" for e in _events(cluster.url, job["id"])),
