@@ -31,7 +31,8 @@ class RenderServiceStub:
     ErrorInfo domain "viarte.render". Reasons: INVALID_TIMELINE (with BadRequest field paths such as
     `tracks[1].clips[3].source_end_seconds`), ASSET_NOT_FOUND, CANVAS_TOO_LARGE, TIMELINE_TOO_LONG,
     JOB_NOT_FOUND, QUEUE_FULL (with RetryInfo), INVALID_PAGE_TOKEN, ENCODER_FAILED, UPSCALE_FAILED,
-    STORAGE_UNAVAILABLE, UNAUTHENTICATED.
+    STORAGE_UNAVAILABLE, UNAUTHENTICATED, RAY_UNAVAILABLE (executor "ray": the cluster cannot be reached;
+    UNAVAILABLE, retried in the background).
     API keys need scope "jobs:write" to cancel jobs, "jobs:write", "assets:read" and "assets:write" to
     create them (a job reads the assets it names and stores its result), "jobs:write" and "assets:read"
     for RenderFrame, "jobs:read" to get, list and watch jobs (else PERMISSION_DENIED, MISSING_SCOPE;
@@ -82,7 +83,8 @@ class RenderServiceServicer:
     ErrorInfo domain "viarte.render". Reasons: INVALID_TIMELINE (with BadRequest field paths such as
     `tracks[1].clips[3].source_end_seconds`), ASSET_NOT_FOUND, CANVAS_TOO_LARGE, TIMELINE_TOO_LONG,
     JOB_NOT_FOUND, QUEUE_FULL (with RetryInfo), INVALID_PAGE_TOKEN, ENCODER_FAILED, UPSCALE_FAILED,
-    STORAGE_UNAVAILABLE, UNAUTHENTICATED.
+    STORAGE_UNAVAILABLE, UNAUTHENTICATED, RAY_UNAVAILABLE (executor "ray": the cluster cannot be reached;
+    UNAVAILABLE, retried in the background).
     API keys need scope "jobs:write" to cancel jobs, "jobs:write", "assets:read" and "assets:write" to
     create them (a job reads the assets it names and stores its result), "jobs:write" and "assets:read"
     for RenderFrame, "jobs:read" to get, list and watch jobs (else PERMISSION_DENIED, MISSING_SCOPE;
@@ -185,7 +187,8 @@ class RenderService:
     ErrorInfo domain "viarte.render". Reasons: INVALID_TIMELINE (with BadRequest field paths such as
     `tracks[1].clips[3].source_end_seconds`), ASSET_NOT_FOUND, CANVAS_TOO_LARGE, TIMELINE_TOO_LONG,
     JOB_NOT_FOUND, QUEUE_FULL (with RetryInfo), INVALID_PAGE_TOKEN, ENCODER_FAILED, UPSCALE_FAILED,
-    STORAGE_UNAVAILABLE, UNAUTHENTICATED.
+    STORAGE_UNAVAILABLE, UNAUTHENTICATED, RAY_UNAVAILABLE (executor "ray": the cluster cannot be reached;
+    UNAVAILABLE, retried in the background).
     API keys need scope "jobs:write" to cancel jobs, "jobs:write", "assets:read" and "assets:write" to
     create them (a job reads the assets it names and stores its result), "jobs:write" and "assets:read"
     for RenderFrame, "jobs:read" to get, list and watch jobs (else PERMISSION_DENIED, MISSING_SCOPE;
