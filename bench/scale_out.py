@@ -9,14 +9,16 @@ storage with SeaweedFS, inference, render), Ray clusters simulated on this machi
     time (create → SUCCEEDED seen by the client) minus the device's own span (first to last event
     the worker or actor stamped): queueing, placement, the pipe or Ray's stream, the upload;
     p50/p99, Ray (1 node) vs local;
-  - split work on the 2-node cluster: one upscale job (3 s 320x180, tiny Real-ESRGAN) and one
-    render job (6 s busy timeline) with ``split_max_workers`` 1 vs 2, speedup of 2 workers.
+  - split work on the 2-node cluster: one upscale job (``--split-seconds`` of 320x180 30 fps, tiny
+    Real-ESRGAN) and one render job (a timeline of that length: the clip, a crossfade, a moving
+    overlay) with ``split_max_workers`` 1 vs 2 (one render server at a time), speedup of 2 workers.
 
 Printed side by side with the ratios (goals: Ray-1 ≥ 0.95x local, 2 nodes ≥ 1.8x one node, split ≥
 1.6x on 2 workers). No assertions: on a shared 2-core machine the figures say more about the
 machine than about Ray; on a GPU machine the same script prints absolute figures.
 
-    .venv/bin/python bench/scale_out.py [--jobs 6] [--steps 4] [--overhead-jobs 10] [--skip-split]
+    .venv/bin/python bench/scale_out.py [--jobs 8] [--steps 8] [--overhead-jobs 10] [--rounds 2]
+        [--split-seconds 10] [--skip-split]
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -111,26 +114,39 @@ async def _split_job(channel: Any, user: Any, kind: str, asset: str, timeline: A
     return time.perf_counter() - t0
 
 
-async def _split_figures(base: Path, auth: Any, storage: Any, user: Any, cluster: Any, rounds: int) -> dict[str, float]:
+async def _split_figures(base: Path, auth: Any, storage: Any, user: Any, cluster: Any, rounds: int,
+                         seconds_long: int) -> dict[str, float]:
     """The same upscale and render on the 2-node cluster by a render server splitting over at most
     1, then 2 actors (one server at a time: each holds an actor per GPU)."""
-    from tests.fixtures.render import make_media, render_test_config, running_render
-    from tests.render.test_split import busy_timeline
+    from tests.fixtures.render import render_test_config, running_render
+    from tests.render.timelines import crossfade, timeline, track
+    from viarte.render.v1 import timeline_pb2 as tl
 
-    media = make_media(base / "media")
-    ids = {}
-    for key, source in (("bars", media.bars), ("red", media.red), ("blue", media.blue)):
-        data = await asyncio.to_thread(Path(source.location).read_bytes)
-        ids[key] = await storage.upload(user, data, Path(source.location).name, "video/mp4")
-    timeline = busy_timeline(ids)
+    # Long enough that the split part dominates the job's fixed costs (download, join, upload).
+    source = base / "long.mp4"
+    await asyncio.to_thread(subprocess.run, [
+        "ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=s=320x180:r=30:d={seconds_long}", "-f", "lavfi",
+        "-i", f"sine=f=660:d={seconds_long}", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+        "-c:a", "aac", "-shortest", str(source)], check=True)
+    data = await asyncio.to_thread(source.read_bytes)
+    long_id = await storage.upload(user, data, "long.mp4", "video/mp4")
+    edit = timeline()
+    video = track(edit)
+    video.clips.add(asset_id=long_id, source_end_seconds=seconds_long)
+    video.clips.add(asset_id=long_id, start_seconds=seconds_long - 1, source_end_seconds=seconds_long,
+                    transition_in=crossfade(1.0))
+    over = track(edit).clips.add(asset_id=long_id, start_seconds=1, source_end_seconds=seconds_long, fit=tl.FIT_STRETCH)
+    over.transform.scale.value = 0.3
+    over.transform.x.keyframes.add(time_seconds=0.0, value=0.2)
+    over.transform.x.keyframes.add(time_seconds=seconds_long, value=0.8)
     seconds: dict[str, list[float]] = {}
     for workers in (1, 2):
         config = render_test_config(base / f"render-{workers}", auth, storage, executor="ray", ray_address=cluster.address,
                                     split_max_workers=workers, render_split_seconds=3.0, upscale_split_min_frames=8)
         async with running_render(config) as render:
-            await _split_job(render.channel, user, "upscale", ids["bars"], timeline)  # warm: upscaler loaded
+            await _split_job(render.channel, user, "upscale", long_id, edit)  # warm: upscaler loaded
             for kind in ("upscale", "render"):
-                seconds[f"{kind}-{workers}"] = [await _split_job(render.channel, user, kind, ids["bars"], timeline)
+                seconds[f"{kind}-{workers}"] = [await _split_job(render.channel, user, kind, long_id, edit)
                                                 for _ in range(rounds)]
     return {k: statistics.median(v) for k, v in seconds.items()}
 
@@ -174,7 +190,7 @@ async def main(args: argparse.Namespace) -> None:
                                                                            overhead=nodes == 1)
                     print(f"ray-{nodes} done: {results[f'ray-{nodes}']['jpm']:.1f} jobs/min", flush=True)
                     if nodes == 2 and not args.skip_split:
-                        split = await _split_figures(base, auth, storage, user, cluster, args.rounds)
+                        split = await _split_figures(base, auth, storage, user, cluster, args.rounds, args.split_seconds)
     _report(args, results, split)
 
 
@@ -200,11 +216,12 @@ def _report(args: argparse.Namespace, results: dict[str, dict[str, Any]], split:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--jobs", type=int, default=6)
-    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--jobs", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--frames", type=int, default=17)
     parser.add_argument("--overhead-jobs", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=1, help="split jobs per width")
+    parser.add_argument("--rounds", type=int, default=2, help="split jobs per width")
+    parser.add_argument("--split-seconds", type=int, default=10, help="length of the split upscale/render input")
     parser.add_argument("--skip-split", action="store_true")
     asyncio.run(main(parser.parse_args()))
