@@ -529,6 +529,7 @@ class StorageInternalServiceServicer:
 
     def DeleteObject(self, request, context):
         """Deletes an object (no error when it is already gone).
+        Errors: PERMISSION_DENIED (not a service), INVALID_ARGUMENT (key).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
