@@ -55,7 +55,7 @@ def worker_setup(config: InferenceConfig) -> WorkerSetup:
     return WorkerSetup(config.worker, scratch_dir=config.scratch_path, otlp_endpoint=config.otlp_endpoint)
 
 
-async def _runner(config: InferenceConfig) -> WorkRunner:
+async def _runner(config: InferenceConfig, store: StorageClient) -> WorkRunner:
     """The executor's device side: local worker processes, or actors on a Ray cluster (ray is
     imported only then)."""
     if config.executor == "ray":
@@ -63,7 +63,7 @@ async def _runner(config: InferenceConfig) -> WorkRunner:
 
         ray_runner = RayRunner(worker_setup(config), address=config.ray_address, actors=config.ray_actors,
                                connect_timeout=config.ray_connect_timeout_seconds,
-                               probe_seconds=config.ray_probe_seconds)
+                               probe_seconds=config.ray_probe_seconds, store=store)
         await ray_runner.start()
         return ray_runner
     pool = WorkerPool(worker_setup(config), config.devices)
@@ -76,7 +76,7 @@ async def build_inference(config: InferenceConfig) -> tuple[grpc.aio.Server, int
     engine = make_engine(config.db_url)
     upgrade(engine, MIGRATIONS)
     store = StorageClient(config)
-    pool = await _runner(config)
+    pool = await _runner(config, store)
     generation_handler = GenerationHandler(registry, pool, store, config.scratch_path)
     # Face swap runs on the same device workers as generation (one process per device).
     face_runner = PoolRunner(pool)

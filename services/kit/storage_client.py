@@ -1,6 +1,7 @@
 """Storage on behalf of a job's owner: ``StorageInternalService.ResolveAsset`` (metadata + presigned
 GET URL) for inputs and ``StoreAsset`` (streamed) for outputs, authenticated with a service token
-(``ServiceCredentials``). The one client every service (render, inference, face swap) uses.
+(``ServiceCredentials``). The one client every service (render, inference, face swap) uses; also
+service-owned objects (``PutObject``/``ResolveObject``/``DeleteObject``: kept latents).
 
 Errors reach callers as ``ServiceError``: NOT_FOUND → ASSET_NOT_FOUND (also for another owner's
 asset), storage down or too slow → UNAVAILABLE STORAGE_UNAVAILABLE, anything storage refused
@@ -144,6 +145,40 @@ class StorageClient:
         _check_stored(stored, sent, digest.hexdigest())
         return stored
 
+
+    # -- service-owned objects (no user's asset: kept latents between a job's attempts) ---------------
+    async def put_object(self, key: str, data: bytes) -> None:
+        """Stores ``data`` under the service object ``key`` (replacing what was there)."""
+
+        async def requests() -> AsyncIterator[storage_pb2.PutObjectRequest]:
+            yield storage_pb2.PutObjectRequest(key=key)
+            for offset in range(0, len(data), _CHUNK):
+                yield storage_pb2.PutObjectRequest(chunk=data[offset : offset + _CHUNK])
+
+        try:
+            await self._stub.PutObject(requests(), metadata=await self._credentials.metadata(),
+                                       timeout=self._store_timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise _map(exc, "") from None
+
+    async def resolve_object(self, key: str) -> str | None:
+        """A GET URL for the service object ``key`` (any node can read it), None when there is none."""
+        try:
+            answer = await self._stub.ResolveObject(
+                storage_pb2.ResolveObjectRequest(key=key, expire_seconds=self._expire),
+                metadata=await self._credentials.metadata(), timeout=self._rpc_timeout)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise _map(exc, "") from None
+        return str(answer.url)
+
+    async def delete_object(self, key: str) -> None:
+        try:
+            await self._stub.DeleteObject(storage_pb2.DeleteObjectRequest(key=key),
+                                          metadata=await self._credentials.metadata(), timeout=self._rpc_timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise _map(exc, "") from None
 
 def _check_stored(asset: storage_pb2.Asset, size: int, sha256: str) -> None:
     # Storage verified the declared size; a different sha256 means other bytes than the file's

@@ -79,6 +79,9 @@ class RenderConfig(ServiceConfig):
     ray_probe_seconds: float = 1.0
     # An actor that ignores a cancel this long is killed (Ray restarts it).
     ray_cancel_grace_seconds: float = 10.0
+    # An actor that reports nothing (no frame, no ffmpeg progress) this long is killed and the job
+    # retried, WORKER_STALLED (as inference's worker_stall_timeout_seconds); 0 = never.
+    ray_stall_seconds: float = 600.0
     # One job split over several workers: at most this many (Ray: the free actors when the job
     # starts, at least one; local: concurrent ffmpegs for a split render). 1 = never split.
     split_max_workers: int = 2

@@ -10,6 +10,7 @@ import grpc
 from services.kit.auth import current_principal
 from services.kit.errors import ServiceError, Violations
 from services.storage.assets import Assets, UploadSpec, timestamp
+from services.storage.internal_objects import InternalObjects
 from services.storage.reasons import Reason
 from viarte.storage.v1 import storage_pb2, storage_pb2_grpc
 
@@ -146,6 +147,7 @@ class StorageInternalServicer(storage_pb2_grpc.StorageInternalServiceServicer): 
 
     def __init__(self, assets: Assets) -> None:
         self.assets = assets
+        self.internal = InternalObjects(assets)
 
     @staticmethod
     def _owner(owner_id: str) -> str:
@@ -169,3 +171,30 @@ class StorageInternalServicer(storage_pb2_grpc.StorageInternalServiceServicer): 
         row = await self.assets.get(owner, request.asset_id)
         url, _ = self.assets.internal_url(row, request.expire_seconds)
         return storage_pb2.ResolveAssetResponse(asset=self.assets.to_proto(row), url=url)
+
+    async def PutObject(
+        self, request_iterator: AsyncIterator[storage_pb2.PutObjectRequest], context: grpc.aio.ServicerContext
+    ) -> storage_pb2.PutObjectResponse:
+        first = await anext(aiter(request_iterator), None)
+        if first is None or not first.HasField("key"):
+            raise ServiceError.invalid_argument(Reason.INVALID_ARGUMENT, "the first message must carry the key")
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async for message in request_iterator:
+                if message.HasField("key"):
+                    raise ServiceError.invalid_argument(Reason.INVALID_ARGUMENT, "the key may only be sent first")
+                yield message.chunk
+
+        return storage_pb2.PutObjectResponse(size_bytes=await self.internal.put(first.key, chunks()))
+
+    async def ResolveObject(
+        self, request: storage_pb2.ResolveObjectRequest, context: grpc.aio.ServicerContext
+    ) -> storage_pb2.ResolveObjectResponse:
+        url, size = await self.internal.resolve(request.key, request.expire_seconds)
+        return storage_pb2.ResolveObjectResponse(url=url, size_bytes=size)
+
+    async def DeleteObject(
+        self, request: storage_pb2.DeleteObjectRequest, context: grpc.aio.ServicerContext
+    ) -> storage_pb2.DeleteObjectResponse:
+        await self.internal.delete(request.key)
+        return storage_pb2.DeleteObjectResponse()

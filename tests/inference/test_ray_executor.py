@@ -23,6 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from services.inference.config import REPO_ROOT
 from services.inference.engine.encode import decode_mp4
 from tests.fixtures.inference import TINY_MODELS_DIR, running_inference, test_inference_config
+from tests.fixtures.ray import simulated_cluster
 from tests.inference.helpers import create, details, watch
 from viarte.inference.v1 import generation_pb2 as G
 from viarte.storage.v1 import storage_pb2
@@ -36,20 +37,9 @@ LONG = {"model": "tiny-wan", "width": 128, "height": 128, "num_frames": 17}
 
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[Any]:
-    ray = pytest.importorskip("ray")
-    from ray.cluster_utils import Cluster
-
-    # Ray binds the machine's own address (it rewrites 127.0.0.1 to it); nothing leaves the host.
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 0, "include_dashboard": False})
-    for _ in range(2):
-        cluster.add_node(num_cpus=1, num_gpus=1)
-    cluster.wait_for_nodes()
-    ray.init(address=cluster.address, log_to_driver=False)
-    try:
+    pytest.importorskip("ray")
+    with simulated_cluster(2) as cluster:
         yield cluster
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
 
 
 def _face() -> dict[str, Any]:

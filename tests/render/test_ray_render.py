@@ -21,6 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.render.config import RenderConfig
 from services.render.upscale.pool import upscale_work
+from tests.fixtures.ray import simulated_cluster
 from tests.fixtures.render import MODEL_DIR, probe_file, render_test_config, running_render
 from tests.render.test_split import MIN_C_CRF18_DB, MIN_Y_CRF18_DB, busy_timeline, decode, scores
 from viarte.errors import from_rpc_error
@@ -33,20 +34,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[Any]:
-    ray = pytest.importorskip("ray")
-    from ray.cluster_utils import Cluster
-
-    # Ray binds the machine's own address (it rewrites 127.0.0.1 to it); nothing leaves the host.
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 0, "include_dashboard": False})
-    for _ in range(2):
-        cluster.add_node(num_cpus=1, num_gpus=1)
-    cluster.wait_for_nodes()
-    ray.init(address=cluster.address, log_to_driver=False)
-    try:
+    pytest.importorskip("ray")
+    with simulated_cluster(2) as cluster:
         yield cluster
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

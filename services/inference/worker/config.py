@@ -46,6 +46,9 @@ class WorkerConfig(FaceSwapConfig):
     # Test-only fault injection: the worker freezes (deaf to cancel) for fault_stall_seconds here.
     fault_stall_at_stage: str = ""
     fault_stall_seconds: float = 3600.0
+    # Test-only: with a path, the faults above fire only while this file does not exist (the first
+    # one creates it), so a job's retry runs clean (Ray actors: a stall, then a resume).
+    fault_once_marker: str = ""
 
     @property
     def models_path(self) -> Path:

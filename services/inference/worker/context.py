@@ -40,12 +40,22 @@ class TaskContext:
             self.trace.stage(job_pb2.Stage.Name(progress.stage).removeprefix("STAGE_").lower())
         self.send(TaskEvent(self.task_id, progress.SerializeToString(), droppable, time.time_ns() // 1000))
         stage = job_pb2.Stage.Name(progress.stage)
-        if self.config.fault_crash_at_stage and stage == self.config.fault_crash_at_stage:
+        if self.config.fault_crash_at_stage and stage == self.config.fault_crash_at_stage and self._fault_fires():
             import os
 
             os._exit(17)  # fault injection for crash-recovery tests
-        if self.config.fault_stall_at_stage and stage == self.config.fault_stall_at_stage:
+        if self.config.fault_stall_at_stage and stage == self.config.fault_stall_at_stage and self._fault_fires():
             time.sleep(self.config.fault_stall_seconds)  # fault injection: a hang that ignores cancel
+
+    def _fault_fires(self) -> bool:
+        marker = self.config.fault_once_marker
+        if not marker:
+            return True
+        try:
+            with open(marker, "x"):
+                return True  # the first one to get here
+        except FileExistsError:
+            return False
 
     @property
     def cancelled(self) -> bool:

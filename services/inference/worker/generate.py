@@ -3,6 +3,7 @@ encode. Runs inside a device worker process."""
 
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from services.inference.worker.protocol import (
     GenerationOutcome,
     GenerationSpec,
     GenerationWork,
+    LatentsKept,
     TaskCancelled,
 )
 from services.kit.errors import ServiceError
@@ -82,6 +84,29 @@ class _Latents:
         self.path.unlink(missing_ok=True)
 
 
+def _latents_bytes(latents: Any) -> bytes:
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(latents.detach().cpu(), buffer)
+    return buffer.getvalue()
+
+
+def _fetch_latents(url: str) -> Any:
+    """Latents a previous attempt kept in S3 (read from a presigned URL: any node can); None when
+    they cannot be read (the job then denoises again rather than failing)."""
+    import urllib.request
+
+    import torch
+
+    try:
+        with urllib.request.urlopen(url, timeout=120) as response:
+            data = response.read()
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+
+
 def _progress(stage: int, fraction: float, **kw: Any) -> job_pb2.Progress:
     return job_pb2.Progress(stage=stage, fraction=min(1.0, fraction), **kw)  # type: ignore[arg-type]
 
@@ -95,12 +120,14 @@ def run(ctx: TaskContext, work: GenerationWork) -> GenerationOutcome:
     policy = choose_policy(ctx.config.memory_policy, ctx.config.dtype,
                            estimated_bytes=model.estimated_memory_bytes, free_bytes=_free_device_bytes(ctx.device))
     kept = _Latents(ctx.setup.scratch_dir, work.job_id, spec)
-    latents = kept.load()
+    latents = _fetch_latents(work.kept_latents_url) if work.kept_latents_url else kept.load()
     resumed = latents is not None
 
     cache = _cache(ctx)
     loaded, latents, policy = _load_and_denoise(ctx, cache, model, work, policy, latents, timings)
-    if not resumed:
+    if not resumed and work.ship_latents:
+        ctx.send(LatentsKept(ctx.task_id, _latents_bytes(latents)))  # kept in S3 by the server
+    elif not resumed:
         kept.save(latents)
     frames, policy = _decode(ctx, cache, loaded, latents, spec, policy, timings)
     face_swap = None

@@ -27,6 +27,7 @@ __all__ = [
     "GenerationOutcome",
     "GenerationSpec",
     "GenerationWork",
+    "LatentsKept",
     "Ready",
     "RunTask",
     "Stop",
@@ -135,6 +136,10 @@ class GenerationWork(Work[GenerationOutcome]):
     # The image-to-video input image.
     image_png: bytes | None = None
     face_swap: FaceSwapInputs | None = None
+    # Ray executor (kept latents in S3, not on a node's disk): a GET URL of the latents a previous
+    # attempt kept ("" = none: denoise), and whether to send them back (`LatentsKept`) once denoised.
+    kept_latents_url: str = ""
+    ship_latents: bool = False
 
 
 @dataclass(frozen=True)
@@ -200,6 +205,15 @@ class TaskEvent:
     droppable: bool
     # When it happened (worker clock, µs since the epoch).
     time_us: int
+
+
+@dataclass(frozen=True)
+class LatentsKept:
+    """The denoised latents (``torch.save`` bytes) of a task with ``ship_latents``: the server keeps
+    them in S3 until the job is done, so a retry on any node skips denoising."""
+
+    task_id: str
+    data: bytes
 
 
 @dataclass(frozen=True)

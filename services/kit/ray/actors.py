@@ -10,9 +10,10 @@ method. ``ActorSet`` does the rest:
 - Slots: only live, idle actors take work; ``acquire`` prefers one that already holds a model key,
   ``acquire_up_to`` takes several (one job split over workers) but never waits for more than one.
 - Calls: ``stream`` runs one streaming call and hands its messages to a callback; a cancel asks the
-  actor (``cancel``) and kills it after a grace period when it does not listen; an actor or node
-  that dies mid-call raises ``RetryableJobError`` (the job layer counts attempts) and is probed until
-  Ray has restarted it (``max_restarts=-1``).
+  actor (``cancel``) and kills it after a grace period when it does not listen; an actor silent for
+  ``stall_seconds`` is killed (WORKER_STALLED); an actor or node that dies mid-call raises
+  ``RetryableJobError`` (the job layer counts attempts) and is probed until Ray has restarted it
+  (``max_restarts=-1``).
 
 Imports ray: imported only when an executor is "ray".
 """
@@ -98,10 +99,11 @@ class ActorSet:
 
     def __init__(self, actor_cls: type, args: tuple[Any, ...], *, reason: str, address: str = "", count: int = 0,
                  connect_timeout: float = 120.0, probe_seconds: float = 1.0, cancel_grace: float = 10.0,
-                 concurrency: int = 4) -> None:
+                 stall_seconds: float = 0.0, concurrency: int = 4) -> None:
         self.actor_cls, self.args, self.reason = actor_cls, args, reason
         self.address, self.count = address, count
         self.connect_timeout, self.probe_seconds, self.cancel_grace = connect_timeout, probe_seconds, cancel_grace
+        self.stall_seconds = stall_seconds  # 0 = never (a real model load is silent for minutes)
         self.concurrency = concurrency  # info/cancel answer while a task runs (threaded actor)
         self.slots_list: list[ActorSlot] = []
         self.error: ServiceError | None = ServiceError.unavailable(reason, "the Ray cluster is not connected yet")
@@ -205,11 +207,14 @@ class ActorSet:
     async def stream(self, slot: ActorSlot, task_id: str, stream: Any, job: RunningJob | None,
                      handle: Callable[[Any], T | None]) -> T:
         """Feeds each message of the actor's streaming call ``stream`` (lists of messages per object)
-        to ``handle`` until it returns a result (or raises)."""
+        to ``handle`` until it returns a result (or raises). An actor that sends nothing for
+        ``stall_seconds`` is killed (Ray restarts it) and the attempt fails retryable WORKER_STALLED,
+        as a silent local worker does."""
+        loop = asyncio.get_running_loop()
+        last_seen = loop.time()
         killer: list[asyncio.TimerHandle] = []
         ended = False  # a cancel after the task's end (during the upload) must not kill the actor
         if job is not None:
-            loop = asyncio.get_running_loop()
 
             def cancel() -> None:
                 if ended:
@@ -219,13 +224,38 @@ class ActorSet:
                 killer.append(loop.call_later(self.cancel_grace, lambda: self.kill(slot, "cancel_ignored")))
 
             job.on_cancel(cancel)
-        try:
+
+        async def consume() -> T:
+            nonlocal last_seen
             async for ref in stream:
+                last_seen = loop.time()
                 for message in await ref:
                     result = handle(message)
                     if result is not None:
                         return result
             raise RuntimeError("the actor's stream ended without an outcome")
+
+        consumer = asyncio.ensure_future(consume())
+        stall = self.stall_seconds
+        tick = max(0.05, min(1.0, stall / 4)) if stall > 0 else None
+        try:
+            while True:
+                done, _ = await asyncio.wait({consumer}, timeout=tick)
+                if done:
+                    return consumer.result()
+                if stall > 0 and loop.time() - last_seen >= stall:
+                    break
+            # Silent (a hang in a C call, a deadlock): kill the actor rather than hold the device.
+            self.kill(slot, "stalled")
+            consumer.cancel()
+            with contextlib.suppress(BaseException):
+                await consumer
+            self.lost(slot, TimeoutError("stalled"))
+            if job is not None and job.cancelled:
+                raise JobCancelled(job.id)
+            raise RetryableJobError(ServiceError.internal(
+                "WORKER_STALLED", f"the Ray actor on node {slot.node[:12]} reported nothing for {stall:g} s "
+                "and was restarted"))
         except ray.exceptions.RayError as exc:
             # The actor or its node died mid-task (or the object holding a batch was lost with it).
             self.lost(slot, exc)
@@ -237,6 +267,8 @@ class ActorSet:
             ended = True
             for handle_ in killer:
                 handle_.cancel()
+            if not consumer.done():
+                consumer.cancel()
 
     def kill(self, slot: ActorSlot, why: str) -> None:
         _log.warning("ray_actor_killed", reason=why, node=slot.node[:12], gpu=slot.gpu)

@@ -4,7 +4,9 @@
 A subclass implements ``work(task, kind, payload)``: it reports progress with ``task.report(dict)``,
 checks ``task.cancelled`` between frames or batches (raising ``TaskCancelled``), writes files under
 ``task.folder`` (removed after the task) and returns the final message's fields. The stream then
-ends with ``{"event": "done", ...}``, ``{"event": "cancelled"}`` or ``{"event": "error", "message"}``.
+ends with ``{"event": "done", ...}``, ``{"event": "cancelled"}`` or ``{"event": "error", "message"}``
+(a subclass may say more about an error: ``failure``). Progress messages are the subclass's own
+(render: dicts; inference: its worker protocol's ``TaskEvent``s); only the final one must be a dict.
 Runs in a Ray worker process: imports ray lazily, never at module level of a server.
 """
 
@@ -21,7 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ActorTask", "TaskActor", "TaskCancelled"]
+__all__ = ["FINAL_EVENTS", "ActorTask", "TaskActor", "TaskCancelled", "is_final"]
+
+FINAL_EVENTS = ("done", "cancelled", "error")
+
+
+def is_final(message: Any) -> bool:
+    return isinstance(message, dict) and message.get("event") in FINAL_EVENTS
 
 
 class TaskCancelled(Exception):
@@ -32,10 +40,10 @@ class TaskCancelled(Exception):
 class ActorTask:
     id: str
     folder: Path
-    messages: queue.SimpleQueue[dict[str, Any]] = field(default_factory=queue.SimpleQueue)
+    messages: queue.SimpleQueue[Any] = field(default_factory=queue.SimpleQueue)
     cancelled: threading.Event = field(default_factory=threading.Event)
 
-    def report(self, message: dict[str, Any]) -> None:
+    def report(self, message: Any) -> None:
         self.messages.put(message)
 
     def raise_if_cancelled(self) -> None:
@@ -74,7 +82,11 @@ class TaskActor:
     def work(self, task: ActorTask, kind: str, payload: Any) -> dict[str, Any]:
         raise NotImplementedError
 
-    def run(self, task_id: str, kind: str, payload: Any) -> Iterator[list[dict[str, Any]]]:
+    def failure(self, task: ActorTask, exc: Exception) -> dict[str, Any]:
+        """The final message for a work that raised ``exc`` (not ``TaskCancelled``)."""
+        return {"event": "error", "message": f"{type(exc).__name__}: {exc}"[:2000]}
+
+    def run(self, task_id: str, kind: str, payload: Any) -> Iterator[list[Any]]:
         """A streaming generator: lists of messages (whatever queued up while the previous list
         travelled goes as one object), the last one ending the task."""
         task = ActorTask(task_id, Path(tempfile.mkdtemp(prefix="task-", dir=self.scratch)))
@@ -93,7 +105,7 @@ class TaskActor:
                     except queue.Empty:
                         break
                 yield batch
-                if batch[-1]["event"] in ("done", "cancelled", "error"):
+                if is_final(batch[-1]):
                     return
         finally:
             task.cancelled.set()  # the caller went away: stop the task at its next check
@@ -110,5 +122,5 @@ class TaskActor:
         except TaskCancelled:
             final = {"event": "cancelled"}
         except Exception as exc:
-            final = {"event": "error", "message": f"{type(exc).__name__}: {exc}"[:2000]}
+            final = self.failure(task, exc)
         task.report(final)

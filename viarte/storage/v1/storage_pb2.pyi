@@ -280,3 +280,43 @@ class ResolveAssetResponse(_message.Message):
     asset: Asset
     url: str
     def __init__(self, asset: _Optional[_Union[Asset, _Mapping]] = ..., url: _Optional[str] = ...) -> None: ...
+
+class PutObjectRequest(_message.Message):
+    __slots__ = ("key", "chunk")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    chunk: bytes
+    def __init__(self, key: _Optional[str] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class PutObjectResponse(_message.Message):
+    __slots__ = ("size_bytes",)
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    size_bytes: int
+    def __init__(self, size_bytes: _Optional[int] = ...) -> None: ...
+
+class ResolveObjectRequest(_message.Message):
+    __slots__ = ("key", "expire_seconds")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    expire_seconds: int
+    def __init__(self, key: _Optional[str] = ..., expire_seconds: _Optional[int] = ...) -> None: ...
+
+class ResolveObjectResponse(_message.Message):
+    __slots__ = ("url", "size_bytes")
+    URL_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    size_bytes: int
+    def __init__(self, url: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+
+class DeleteObjectRequest(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    def __init__(self, key: _Optional[str] = ...) -> None: ...
+
+class DeleteObjectResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -32,7 +32,7 @@ class StorageServiceStub:
 
     ErrorInfo domain "viarte.storage". Reasons: ASSET_NOT_FOUND, UPLOAD_NOT_FOUND, UPLOAD_EXPIRED,
     UPLOAD_INCOMPLETE, SIZE_MISMATCH, CHECKSUM_MISMATCH, UNSUPPORTED_MEDIA_TYPE, CONTENT_TYPE_MISMATCH,
-    OBJECT_TOO_LARGE, QUOTA_BYTES_EXCEEDED, QUOTA_COUNT_EXCEEDED, INVALID_RANGE, INVALID_ARGUMENT,
+    OBJECT_TOO_LARGE, OBJECT_NOT_FOUND, QUOTA_BYTES_EXCEEDED, QUOTA_COUNT_EXCEEDED, INVALID_RANGE, INVALID_ARGUMENT,
     INVALID_PAGE_TOKEN, S3_UNAVAILABLE, UNAUTHENTICATED.
     API keys need scope "assets:read" to get, list and download, "assets:write" to upload and delete
     (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).
@@ -93,7 +93,7 @@ class StorageServiceServicer:
 
     ErrorInfo domain "viarte.storage". Reasons: ASSET_NOT_FOUND, UPLOAD_NOT_FOUND, UPLOAD_EXPIRED,
     UPLOAD_INCOMPLETE, SIZE_MISMATCH, CHECKSUM_MISMATCH, UNSUPPORTED_MEDIA_TYPE, CONTENT_TYPE_MISMATCH,
-    OBJECT_TOO_LARGE, QUOTA_BYTES_EXCEEDED, QUOTA_COUNT_EXCEEDED, INVALID_RANGE, INVALID_ARGUMENT,
+    OBJECT_TOO_LARGE, OBJECT_NOT_FOUND, QUOTA_BYTES_EXCEEDED, QUOTA_COUNT_EXCEEDED, INVALID_RANGE, INVALID_ARGUMENT,
     INVALID_PAGE_TOKEN, S3_UNAVAILABLE, UNAUTHENTICATED.
     API keys need scope "assets:read" to get, list and download, "assets:write" to upload and delete
     (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).
@@ -226,7 +226,7 @@ class StorageService:
 
     ErrorInfo domain "viarte.storage". Reasons: ASSET_NOT_FOUND, UPLOAD_NOT_FOUND, UPLOAD_EXPIRED,
     UPLOAD_INCOMPLETE, SIZE_MISMATCH, CHECKSUM_MISMATCH, UNSUPPORTED_MEDIA_TYPE, CONTENT_TYPE_MISMATCH,
-    OBJECT_TOO_LARGE, QUOTA_BYTES_EXCEEDED, QUOTA_COUNT_EXCEEDED, INVALID_RANGE, INVALID_ARGUMENT,
+    OBJECT_TOO_LARGE, OBJECT_NOT_FOUND, QUOTA_BYTES_EXCEEDED, QUOTA_COUNT_EXCEEDED, INVALID_RANGE, INVALID_ARGUMENT,
     INVALID_PAGE_TOKEN, S3_UNAVAILABLE, UNAUTHENTICATED.
     API keys need scope "assets:read" to get, list and download, "assets:write" to upload and delete
     (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).
@@ -470,6 +470,21 @@ class StorageInternalServiceStub:
                 request_serializer=viarte_dot_storage_dot_v1_dot_storage__pb2.ResolveAssetRequest.SerializeToString,
                 response_deserializer=viarte_dot_storage_dot_v1_dot_storage__pb2.ResolveAssetResponse.FromString,
                 _registered_method=True)
+        self.PutObject = channel.stream_unary(
+                '/viarte.storage.v1.StorageInternalService/PutObject',
+                request_serializer=viarte_dot_storage_dot_v1_dot_storage__pb2.PutObjectRequest.SerializeToString,
+                response_deserializer=viarte_dot_storage_dot_v1_dot_storage__pb2.PutObjectResponse.FromString,
+                _registered_method=True)
+        self.ResolveObject = channel.unary_unary(
+                '/viarte.storage.v1.StorageInternalService/ResolveObject',
+                request_serializer=viarte_dot_storage_dot_v1_dot_storage__pb2.ResolveObjectRequest.SerializeToString,
+                response_deserializer=viarte_dot_storage_dot_v1_dot_storage__pb2.ResolveObjectResponse.FromString,
+                _registered_method=True)
+        self.DeleteObject = channel.unary_unary(
+                '/viarte.storage.v1.StorageInternalService/DeleteObject',
+                request_serializer=viarte_dot_storage_dot_v1_dot_storage__pb2.DeleteObjectRequest.SerializeToString,
+                response_deserializer=viarte_dot_storage_dot_v1_dot_storage__pb2.DeleteObjectResponse.FromString,
+                _registered_method=True)
 
 
 class StorageInternalServiceServicer:
@@ -493,6 +508,33 @@ class StorageInternalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PutObject(self, request_iterator, context):
+        """Service-owned objects that are no user's asset (kept latents between a job's attempts): kept
+        under internal/<key> in the bucket, never listed, never counted against a quota. First message
+        `key`, then `chunk`s; the same key again replaces the object.
+        Errors: PERMISSION_DENIED (not a service), INVALID_ARGUMENT (key), RESOURCE_EXHAUSTED
+        (OBJECT_TOO_LARGE).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveObject(self, request, context):
+        """A presigned GET URL on the internal S3 endpoint (any node of the mesh can read it).
+        Errors: PERMISSION_DENIED, INVALID_ARGUMENT, NOT_FOUND (OBJECT_NOT_FOUND).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteObject(self, request, context):
+        """Deletes an object (no error when it is already gone).
+        Errors: PERMISSION_DENIED (not a service), INVALID_ARGUMENT (key).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StorageInternalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -505,6 +547,21 @@ def add_StorageInternalServiceServicer_to_server(servicer, server):
                     servicer.ResolveAsset,
                     request_deserializer=viarte_dot_storage_dot_v1_dot_storage__pb2.ResolveAssetRequest.FromString,
                     response_serializer=viarte_dot_storage_dot_v1_dot_storage__pb2.ResolveAssetResponse.SerializeToString,
+            ),
+            'PutObject': grpc.stream_unary_rpc_method_handler(
+                    servicer.PutObject,
+                    request_deserializer=viarte_dot_storage_dot_v1_dot_storage__pb2.PutObjectRequest.FromString,
+                    response_serializer=viarte_dot_storage_dot_v1_dot_storage__pb2.PutObjectResponse.SerializeToString,
+            ),
+            'ResolveObject': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveObject,
+                    request_deserializer=viarte_dot_storage_dot_v1_dot_storage__pb2.ResolveObjectRequest.FromString,
+                    response_serializer=viarte_dot_storage_dot_v1_dot_storage__pb2.ResolveObjectResponse.SerializeToString,
+            ),
+            'DeleteObject': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteObject,
+                    request_deserializer=viarte_dot_storage_dot_v1_dot_storage__pb2.DeleteObjectRequest.FromString,
+                    response_serializer=viarte_dot_storage_dot_v1_dot_storage__pb2.DeleteObjectResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -563,6 +620,87 @@ class StorageInternalService:
             '/viarte.storage.v1.StorageInternalService/ResolveAsset',
             viarte_dot_storage_dot_v1_dot_storage__pb2.ResolveAssetRequest.SerializeToString,
             viarte_dot_storage_dot_v1_dot_storage__pb2.ResolveAssetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutObject(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/viarte.storage.v1.StorageInternalService/PutObject',
+            viarte_dot_storage_dot_v1_dot_storage__pb2.PutObjectRequest.SerializeToString,
+            viarte_dot_storage_dot_v1_dot_storage__pb2.PutObjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveObject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/viarte.storage.v1.StorageInternalService/ResolveObject',
+            viarte_dot_storage_dot_v1_dot_storage__pb2.ResolveObjectRequest.SerializeToString,
+            viarte_dot_storage_dot_v1_dot_storage__pb2.ResolveObjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteObject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/viarte.storage.v1.StorageInternalService/DeleteObject',
+            viarte_dot_storage_dot_v1_dot_storage__pb2.DeleteObjectRequest.SerializeToString,
+            viarte_dot_storage_dot_v1_dot_storage__pb2.DeleteObjectResponse.FromString,
             options,
             channel_credentials,
             insecure,
