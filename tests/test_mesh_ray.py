@@ -20,6 +20,7 @@ from studio_dev.mesh import MeshConfig, MeshError, MeshState, start, status, sto
 from studio_dev.mesh.ray import cluster_gpus, session_members
 from viarte import AsyncClient, JobState, generation_parameters
 from viarte.cli import app
+from viarte.render.v1 import render_pb2
 
 T2V = dict(model="tiny-modelscope", prompt="a lighthouse at dusk", width=64, height=64, num_frames=4, seed=5)
 NODES = ("ray-head", "ray-node-1", "ray-node-2")
@@ -61,7 +62,8 @@ def ray_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayMesh]:
     state_dir = tmp_path_factory.mktemp("ray-mesh")
     try:
         output = _cli(state_dir, "up", "--ray", "--ray-nodes", "2", "--free-ports", "--no-gateway",
-                      "--only", "auth", "--only", "storage", "--only", "inference")  # fmt: skip
+                      "--only", "auth", "--only", "storage", "--only", "inference",
+                      "--only", "render")  # fmt: skip
         state, _ = status(state_dir)
         assert state is not None and state.state == "ready", output
         pids = {name: p.pid for name in NODES if (p := state.process(name)) is not None and p.pid}
@@ -92,9 +94,10 @@ def test_up_ray_starts_a_head_and_two_gpu_nodes(ray_mesh: RayMesh) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-async def test_a_generation_job_runs_on_a_ray_actor(ray_mesh: RayMesh) -> None:
+async def test_generation_and_upscale_jobs_run_on_ray_actors_sharing_the_gpus(ray_mesh: RayMesh) -> None:
     async with AsyncClient(dict(ray_mesh.state.endpoints)) as client:
-        await client.auth.register(f"ray-{uuid.uuid4().hex[:10]}@viarte.test", "correct horse battery staple")
+        email, password = f"ray-{uuid.uuid4().hex[:10]}@viarte.test", "correct horse battery staple"
+        await client.auth.register(email, password)
         job = await client.generation.create(generation_parameters(**T2V))  # type: ignore[arg-type]
         done = await client.generation.wait(job.id, timeout=600)
     assert JobState(done.status.state) is JobState.SUCCEEDED, done.status.error
@@ -102,6 +105,16 @@ async def test_a_generation_job_runs_on_a_ray_actor(ray_mesh: RayMesh) -> None:
     placement = done.status.placement
     assert placement.executor == "ray", placement
     assert len(placement.node) >= 16 and placement.device, placement  # a Ray node id, a logical GPU
+    # Render's actors share the GPUs with inference's (half a GPU each): an upscale of that video
+    # runs on the cluster too while inference's actors stay up.
+    async with AsyncClient(dict(ray_mesh.state.endpoints)) as client:
+        await client.auth.login(email, password)
+        upscale = await client.upscale.create(
+            render_pb2.UpscaleParameters(video_asset_id=done.result.video_asset_id, scale=2)
+        )
+        upscaled = await client.upscale.wait(upscale.id, timeout=600)
+    assert JobState(upscaled.status.state) is JobState.SUCCEEDED, upscaled.status.error
+    assert upscaled.status.placement.executor == "ray", upscaled.status.placement
 
 
 @pytest.mark.slow
@@ -124,6 +137,7 @@ def test_ray_nodes_must_cover_the_inference_replicas(tmp_path: Path) -> None:
     # Replicas split the logical GPUs between them (each creates its share of actors).
     shares = MeshConfig(database="postgres", replicas=2, ray=True, ray_nodes=5)
     assert [shares.ray_actors(i) for i in (1, 2)] == [3, 2]
+    assert [shares.ray_actors(i, "render") for i in (1, 2)] == [3, 2]
 
 
 def test_ray_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -59,6 +59,9 @@ class InferenceConfig(AssistantConfig, WorkerConfig, ServiceConfig):
     # Actors this replica creates, one per GPU (num_gpus=1); 0 = one per GPU of the cluster at start.
     # Several replicas on one cluster each set their share.
     ray_actors: int = 0
+    # The part of its GPU each actor reserves: 0.5 leaves the other half to render's actor on the same
+    # GPU (VIARTE_RENDER_RAY_GPU_SHARE); 1 when inference has the cluster's GPUs to itself.
+    ray_gpu_share: float = 0.5
     # Connecting to the cluster and the actors' start (model stack imports) must finish within this;
     # past it Create answers UNAVAILABLE (RAY_UNAVAILABLE) and the connection is retried.
     ray_connect_timeout_seconds: float = 120.0
@@ -70,6 +73,8 @@ class InferenceConfig(AssistantConfig, WorkerConfig, ServiceConfig):
             raise ConfigError(f"VIARTE_INFERENCE_EXECUTOR: {self.executor!r} is not one of {', '.join(EXECUTORS)}")
         if self.ray_actors < 0:
             raise ConfigError("VIARTE_INFERENCE_RAY_ACTORS: must be 0 (one per GPU) or more")
+        if not 0 < self.ray_gpu_share <= 1:
+            raise ConfigError("VIARTE_INFERENCE_RAY_GPU_SHARE: must be above 0 and at most 1")
 
     @property
     def db_url(self) -> str:

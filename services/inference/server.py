@@ -62,6 +62,7 @@ async def _runner(config: InferenceConfig, store: StorageClient) -> WorkRunner:
         from services.inference.worker.ray_runner import RayRunner
 
         ray_runner = RayRunner(worker_setup(config), address=config.ray_address, actors=config.ray_actors,
+                               gpu_share=config.ray_gpu_share,
                                connect_timeout=config.ray_connect_timeout_seconds,
                                probe_seconds=config.ray_probe_seconds, store=store)
         await ray_runner.start()

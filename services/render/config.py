@@ -74,6 +74,9 @@ class RenderConfig(ServiceConfig):
     ray_address: str = ""
     # Actors this replica creates, one per GPU (num_gpus=1); 0 = one per GPU of the cluster at start.
     ray_actors: int = 0
+    # The part of its GPU each actor reserves: 0.5 leaves the other half to inference's actor on the
+    # same GPU (VIARTE_INFERENCE_RAY_GPU_SHARE); 1 when render has the cluster's GPUs to itself.
+    ray_gpu_share: float = 0.5
     ray_connect_timeout_seconds: float = 120.0
     # How often a lost actor (its node died) is probed until Ray has restarted it somewhere.
     ray_probe_seconds: float = 1.0
@@ -95,6 +98,8 @@ class RenderConfig(ServiceConfig):
             raise ConfigError(f"VIARTE_RENDER_EXECUTOR: {self.executor!r} is not one of {', '.join(EXECUTORS)}")
         if self.split_max_workers < 1 or self.ray_actors < 0:
             raise ConfigError("VIARTE_RENDER_SPLIT_MAX_WORKERS must be at least 1, VIARTE_RENDER_RAY_ACTORS at least 0")
+        if not 0 < self.ray_gpu_share <= 1:
+            raise ConfigError("VIARTE_RENDER_RAY_GPU_SHARE: must be above 0 and at most 1")
 
     @property
     def resolved_database_url(self) -> str:

@@ -57,7 +57,7 @@ class RenderRay:
         self.actors = ActorSet(RenderActor, (config,), reason=Reason.RAY_UNAVAILABLE.value, address=config.ray_address,
                                count=config.ray_actors, connect_timeout=config.ray_connect_timeout_seconds,
                                probe_seconds=config.ray_probe_seconds, cancel_grace=config.ray_cancel_grace_seconds,
-                               stall_seconds=config.ray_stall_seconds)
+                               stall_seconds=config.ray_stall_seconds, gpu_share=config.ray_gpu_share)
 
     @property
     def slots(self) -> int:

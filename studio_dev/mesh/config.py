@@ -132,17 +132,18 @@ class MeshConfig(ServiceConfig):
     def _validate_ray(self) -> None:
         if self.ray_nodes < 1:
             raise ValueError(f"VIARTE_MESH_RAY_NODES must be at least 1, not {self.ray_nodes}")
-        replicas = self.replica_count("inference")
-        if self.ray and self.ray_nodes < replicas:
-            # Each replica creates its own actors, one per logical GPU: every replica needs one.
-            raise ValueError(
-                f"--ray with {replicas} inference replicas needs at least {replicas} Ray nodes "
-                f"(VIARTE_MESH_RAY_NODES={self.ray_nodes}): one GPU actor per replica at least"
-            )
+        for service in ("inference", "render"):
+            replicas = self.replica_count(service)
+            if self.ray and self.ray_nodes < replicas:
+                # Each replica creates its own actors, one per logical GPU: every replica needs one.
+                raise ValueError(
+                    f"--ray with {replicas} {service} replicas needs at least {replicas} Ray nodes "
+                    f"(VIARTE_MESH_RAY_NODES={self.ray_nodes}): one GPU actor per replica at least"
+                )
 
-    def ray_actors(self, replica: int) -> int:
-        """This inference replica's share of the cluster's logical GPUs (replica 1..N)."""
-        count = self.replica_count("inference")
+    def ray_actors(self, replica: int, service: str = "inference") -> int:
+        """This replica's share of the cluster's logical GPUs (replica 1..N of ``service``)."""
+        count = self.replica_count(service)
         return self.ray_nodes // count + (1 if replica <= self.ray_nodes % count else 0)
 
     def child_overrides(self) -> dict[str, str]:

@@ -199,8 +199,8 @@ class Supervisor:
             )
         if self._postgres is not None:
             values["database_url"] = self._postgres.url(name)
-        if self._ray is not None and name == "inference":
-            values["ray_actors"] = cfg.ray_actors(replica.index)  # its share of the logical GPUs
+        if self._ray is not None and name in ("inference", "render"):
+            values["ray_actors"] = cfg.ray_actors(replica.index, name)  # its share of the logical GPUs
         if cfg.gateway and cfg.gateway_source_address:
             values["trusted_proxies"] = cfg.gateway_source_address
         if self.state.s3_endpoint:
@@ -221,7 +221,7 @@ class Supervisor:
                 text = str(value).lower() if isinstance(value, bool) else str(value)
                 env[f"{ENV_PREFIX}{name.upper()}_{key.upper()}"] = text
         if self._ray is not None and name in ("inference", "render"):
-            # Set whether or not the config has the fields yet (render's Ray executor lands on its own).
+            # Each GPU holds one inference and one render actor (half a GPU each, spread over nodes).
             env[f"{ENV_PREFIX}{name.upper()}_EXECUTOR"] = "ray"
             env[f"{ENV_PREFIX}{name.upper()}_RAY_ADDRESS"] = self._ray.address
         env.update(cfg.child_overrides())

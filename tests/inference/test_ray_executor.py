@@ -6,7 +6,6 @@ the node-removal test runs last (it replaces the node it removes)."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.inference.config import REPO_ROOT
 from services.inference.engine.encode import decode_mp4
+from services.kit.ports import free_port
 from tests.fixtures.inference import TINY_MODELS_DIR, running_inference, test_inference_config
 from tests.fixtures.ray import simulated_cluster
 from tests.inference.helpers import create, details, watch
@@ -204,12 +204,6 @@ async def test_face_swap_runs_on_an_actor_with_the_local_result(
     assert pictures[0].startswith(b"\x89PNG") and pictures[0] == pictures[1]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen([sys.executable, "-m", "services.inference"], cwd=REPO_ROOT, env=env, stdout=out,
@@ -219,7 +213,7 @@ def _spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 async def test_ray_unreachable_at_start_answers_unavailable_and_local_is_unaffected(
     tmp_path: Path, auth_service: Any, storage_service: Any, user_factory: Any, local_inference: Any
 ) -> None:
-    port, nowhere = _free_port(), f"127.0.0.1:{_free_port()}"  # nothing listens there
+    port, nowhere = free_port(), f"127.0.0.1:{free_port()}"  # nothing listens there
     values = {
         "PORT": str(port), "METRICS_PORT": "-1", "DATA_DIR": str(tmp_path), "LOG_LEVEL": "WARNING",
         "AUTH_ADDRESS": auth_service.address, "STORAGE_ADDRESS": storage_service.address,

@@ -6,7 +6,6 @@ server serve the whole module; the session's local render server is the referenc
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -19,6 +18,7 @@ import pytest
 import pytest_asyncio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.kit.ports import free_port
 from services.render.config import RenderConfig
 from services.render.upscale.pool import upscale_work
 from tests.fixtures.ray import simulated_cluster
@@ -164,17 +164,10 @@ def _spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
                                 stderr=subprocess.STDOUT)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 async def test_ray_unreachable_answers_unavailable_and_local_is_unaffected(
     tmp_path: Path, auth_service: Any, storage_service: Any, render_service: Any, user_factory: Any, render_media: Any
 ) -> None:
-    port, nowhere = _free_port(), f"127.0.0.1:{_free_port()}"  # nothing listens there
+    port, nowhere = free_port(), f"127.0.0.1:{free_port()}"  # nothing listens there
     values = {
         "PORT": str(port), "DATA_DIR": str(tmp_path), "LOG_LEVEL": "WARNING", "AUTH_ADDRESS": auth_service.address,
         "STORAGE_ADDRESS": storage_service.address, "INTERNAL_SECRET": auth_service.config.internal_secret.reveal(),

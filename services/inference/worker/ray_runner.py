@@ -92,14 +92,15 @@ class RayRunner(WorkRunner):
 
     def __init__(self, setup: WorkerSetup, *, address: str = "", actors: int = 0,
                  connect_timeout: float = 120.0, probe_seconds: float = 1.0,
-                 store: StorageClient | None = None) -> None:
+                 store: StorageClient | None = None, gpu_share: float = 1.0) -> None:
         self.setup = setup
         self.store = store  # kept latents (None: a retry denoises again)
         config = setup.config
         self.actors = ActorSet(DeviceActor, (setup,), reason=RAY_UNAVAILABLE, address=address, count=actors,
                                connect_timeout=connect_timeout, probe_seconds=probe_seconds,
                                cancel_grace=config.worker_cancel_grace_seconds,
-                               stall_seconds=config.worker_stall_timeout_seconds)
+                               stall_seconds=config.worker_stall_timeout_seconds,
+                               gpu_share=gpu_share)
 
     @property
     def slots(self) -> int:

@@ -99,12 +99,18 @@ class ActorSet:
 
     def __init__(self, actor_cls: type, args: tuple[Any, ...], *, reason: str, address: str = "", count: int = 0,
                  connect_timeout: float = 120.0, probe_seconds: float = 1.0, cancel_grace: float = 10.0,
-                 stall_seconds: float = 0.0, concurrency: int = 4) -> None:
+                 stall_seconds: float = 0.0, concurrency: int = 4, gpu_share: float = 1.0) -> None:
         self.actor_cls, self.args, self.reason = actor_cls, args, reason
         self.address, self.count = address, count
         self.connect_timeout, self.probe_seconds, self.cancel_grace = connect_timeout, probe_seconds, cancel_grace
         self.stall_seconds = stall_seconds  # 0 = never (a real model load is silent for minutes)
         self.concurrency = concurrency  # info/cancel answer while a task runs (threaded actor)
+        # The part of one GPU each actor reserves: inference and render each keep one actor per GPU,
+        # and both fit on a GPU only if their shares add up to at most 1 (Ray's scheduling, not VRAM).
+        # Actors spread over nodes, so with one GPU per node (the KubeRay manifest, the dev runner)
+        # each GPU gets one actor of each service. Ray fills a multi-GPU node's fractional requests
+        # GPU by GPU: such nodes run one service per cluster with a share of 1 (deploy/README.md).
+        self.gpu_share = gpu_share
         self.slots_list: list[ActorSlot] = []
         self.error: ServiceError | None = ServiceError.unavailable(reason, "the Ray cluster is not connected yet")
         self._changed = asyncio.Event()
@@ -158,8 +164,8 @@ class ActorSet:
         if not self.slots_list:
             # Restarted by Ray after a crash or a lost node, as often as it takes; a task is never
             # retried by Ray itself (the job layer counts attempts).
-            options: dict[str, Any] = {"num_gpus": 1, "num_cpus": 0, "max_restarts": -1, "max_task_retries": 0,
-                                       "max_concurrency": self.concurrency}
+            options: dict[str, Any] = {"num_gpus": self.gpu_share, "num_cpus": 0, "scheduling_strategy": "SPREAD",
+                                       "max_restarts": -1, "max_task_retries": 0, "max_concurrency": self.concurrency}
             cls: Any = ray.remote(**options)(self.actor_cls)
             self.slots_list = [ActorSlot(cls.remote(*self.args)) for _ in range(count)]
         infos = await asyncio.wait_for(asyncio.gather(*(s.actor.info.remote() for s in self.slots_list)),
