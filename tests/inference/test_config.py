@@ -66,3 +66,19 @@ def test_executor_choice_from_the_environment() -> None:
     assert (config.executor, config.ray_address, config.ray_actors) == ("ray", "ray://head:10001", 3)
     with pytest.raises(ConfigError, match="VIARTE_INFERENCE_EXECUTOR"):
         load_config(InferenceConfig, {"VIARTE_INFERENCE_EXECUTOR": "kubernetes"})
+
+
+def test_ray_gpu_share_leaves_room_for_render_and_is_bounded() -> None:
+    import pytest
+
+    from services.kit.config import ConfigError
+    from services.render.config import RenderConfig
+
+    # Half a GPU each by default: one inference and one render actor fit on every GPU.
+    assert load_config(InferenceConfig, {}).ray_gpu_share + load_config(RenderConfig, {}).ray_gpu_share <= 1
+    assert load_config(InferenceConfig, {"VIARTE_INFERENCE_RAY_GPU_SHARE": "1"}).ray_gpu_share == 1.0
+    for bad in ("0", "1.5", "-0.5"):
+        with pytest.raises(ConfigError, match="VIARTE_INFERENCE_RAY_GPU_SHARE"):
+            load_config(InferenceConfig, {"VIARTE_INFERENCE_RAY_GPU_SHARE": bad})
+        with pytest.raises(ConfigError, match="VIARTE_RENDER_RAY_GPU_SHARE"):
+            load_config(RenderConfig, {"VIARTE_RENDER_RAY_GPU_SHARE": bad})
