@@ -46,6 +46,9 @@ class WorkerConfig(FaceSwapConfig):
     # Test-only fault injection: the worker freezes (deaf to cancel) for fault_stall_seconds here.
     fault_stall_at_stage: str = ""
     fault_stall_seconds: float = 3600.0
+    # Test-only fault injection: the worker dies right after reporting this training step (on an
+    # attempt that did not resume past it).
+    fault_crash_at_training_step: int = 0
 
     @property
     def models_path(self) -> Path:

@@ -27,6 +27,7 @@ __all__ = [
     "GenerationOutcome",
     "GenerationSpec",
     "GenerationWork",
+    "LoraInput",
     "Ready",
     "RunTask",
     "Stop",
@@ -34,6 +35,9 @@ __all__ = [
     "TaskDone",
     "TaskEvent",
     "TaskFailed",
+    "TrainingExample",
+    "TrainingOutcome",
+    "TrainingWork",
     "Work",
     "WorkerSetup",
 ]
@@ -123,6 +127,8 @@ class GenerationOutcome:
     resumed_from_latents: bool
     # Models resident on the worker afterwards (ListModels' `loaded`).
     loaded_models: tuple[str, ...]
+    # Pipelines this worker has loaded from disk since it started (LoRA switches load none).
+    model_loads: int = 0
 
 
 @dataclass(frozen=True)
@@ -135,6 +141,7 @@ class GenerationWork(Work[GenerationOutcome]):
     # The image-to-video input image.
     image_png: bytes | None = None
     face_swap: FaceSwapInputs | None = None
+    loras: tuple[LoraInput, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -162,6 +169,57 @@ class FaceSwapWork(Work[FaceSwapOutcome]):
     # As storage sniffed and recorded it: ffmpeg opens the target as this type only.
     target_content_type: str
     reference_path: str = ""
+
+
+@dataclass(frozen=True)
+class LoraInput:
+    """A generation's LoRA: the diffusers LoRA file's bytes, loaded once per worker under `name`."""
+
+    name: str
+    weight: float
+    data: bytes
+
+
+@dataclass(frozen=True)
+class TrainingExample:
+    data: bytes
+    content_type: str
+    is_video: bool
+    caption: str
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    # The diffusers LoRA file (the last completed step; a cancelled run's too).
+    lora_path: str
+    steps_completed: int
+    final_loss: float
+    resumed_from_step: int
+    cancelled: bool
+
+
+@dataclass(frozen=True)
+class TrainingWork(Work[TrainingOutcome]):
+    """A LoRA training run: the examples as bytes, resolved parameters, and the checkpoint to
+    resume from (adapter + optimizer state) on a retry."""
+
+    kind: ClassVar[str] = "training"
+
+    job_id: str
+    model_id: str
+    examples: tuple[TrainingExample, ...]
+    width: int
+    height: int
+    num_frames: int
+    rank: int
+    alpha: float
+    learning_rate: float
+    steps: int
+    batch_size: int
+    seed: int
+    checkpoint_every: int
+    output_dir: str
+    resume_checkpoint: bytes | None = None
 
 
 # -- messages ----------------------------------------------------------------------------------
@@ -200,6 +258,8 @@ class TaskEvent:
     droppable: bool
     # When it happened (worker clock, µs since the epoch).
     time_us: int
+    # A local file the server stores as an asset (a training checkpoint), announced by `progress`.
+    artifact: str = ""
 
 
 @dataclass(frozen=True)
