@@ -11,6 +11,7 @@ from services.inference.models.registry import Family, ModelRegistry, ModelSpec
 from services.inference.reasons import Reason
 from services.kit.errors import FieldViolation, ServiceError, Violations
 from services.kit.storage_client import StorageClient
+from viarte.storage.v1 import storage_pb2
 from viarte.training.v1 import training_pb2 as T
 from viarte.type.v1 import asset_pb2
 
@@ -84,7 +85,7 @@ def check_training(params: T.TrainingParameters, registry: ModelRegistry) -> tup
 
 
 async def check_dataset(store: StorageClient, owner: str, params: T.TrainingParameters,
-                        spec: ModelSpec) -> list[asset_pb2.Asset] | None:
+                        spec: ModelSpec) -> list[storage_pb2.Asset] | None:
     """Every example is an image or video of `owner`, captioned (or a trigger word is set), a video
     holds at least `num_frames` frames and at most the model's frame limit. Raises INVALID_ARGUMENT
     INVALID_DATASET with every violation. Returns the assets, in order."""
@@ -93,7 +94,7 @@ async def check_dataset(store: StorageClient, owner: str, params: T.TrainingPara
     v.check(len(examples) > 0, D, "at least one image or video is required")
     v.check(len(examples) <= MAX_EXAMPLES, D, f"at most {MAX_EXAMPLES} examples")
     v.raise_if_any(Reason.INVALID_DATASET, "the dataset is empty" if not examples else None)
-    assets: list[asset_pb2.Asset] = []
+    assets: list[storage_pb2.Asset] = []
     for i, example in enumerate(examples):
         field = f"{D}[{i}]"
         v.check(bool(example.caption.strip()) or bool(params.trigger_word.strip()), f"{field}.caption",

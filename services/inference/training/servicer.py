@@ -87,7 +87,7 @@ class LoraServicer(training_pb2_grpc.LoraServiceServicer):  # type: ignore[misc]
         cursor = self.tokens.decode(request.page_token, filters, _CURSOR)
         size = page_size(request.page_size)
         before = (cursor["create_us"], cursor["id"]) if cursor else None
-        rows = await run_db(self.loras.list, owner, request.base_model, size + 1, before)
+        rows = await run_db(self.loras.page, owner, request.base_model, size + 1, before)
         token = ""
         if len(rows) > size:
             rows = rows[:size]

@@ -123,7 +123,7 @@ class LoraStore:
             r = c.execute(q).first()
         return _row(r) if r is not None else None
 
-    def list(self, owner_id: str, base_model: str, limit: int,
+    def page(self, owner_id: str, base_model: str, limit: int,
              before: tuple[int, str] | None) -> list[LoraRow]:
         """Newest first; `before` = (create_us, id) of the last row of the previous page."""
         q = _lora.select().where(_lora.c.owner_id == owner_id)

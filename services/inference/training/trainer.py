@@ -52,7 +52,9 @@ class LoraTrainer:
         # A training copy in fp32: the warm pipeline (bf16/fp16, shared with generation) is untouched.
         self.transformer = copy.deepcopy(pipe.transformer).to(device=device, dtype=torch.float32)
         self.transformer.requires_grad_(False)
-        self.config = LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights=True, target_modules=LORA_TARGETS)
+        # peft annotates lora_alpha as int; it only divides by it (scaling = alpha / r), so a float is fine.
+        self.config = LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights=True,  # type: ignore[arg-type]
+                                 target_modules=LORA_TARGETS)
         torch.manual_seed(seed)  # peft draws lora_A's init from the global generator
         self.transformer.add_adapter(self.config)
         self.named = [(n, p) for n, p in self.transformer.named_parameters() if p.requires_grad]
@@ -70,7 +72,7 @@ class LoraTrainer:
         std = torch.tensor(vae.config.latents_std).view(1, vae.config.z_dim, 1, 1, 1)
         with torch.no_grad():
             for frames, caption in zip(videos, captions, strict=True):
-                x = torch.from_numpy(np.ascontiguousarray(frames)).float().div(127.5).sub(1.0)
+                x = torch.from_numpy(frames.copy()).float().div(127.5).sub(1.0)
                 x = x.permute(3, 0, 1, 2).unsqueeze(0).to(self.device, vae.dtype)  # (1, C, F, H, W)
                 latents = vae.encode(x).latent_dist.mode().float().cpu()
                 latents = (latents - mean) / std
@@ -95,7 +97,7 @@ class LoraTrainer:
             pred = self.transformer(hidden_states=xt, timestep=t * 1000.0, encoder_hidden_states=emb,
                                     return_dict=False)[0]
             loss = F.mse_loss(pred.float(), (noise - x0).float()) / self.batch_size
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             total += float(loss.detach())
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, max_norm=1.0))
         self.optimizer.step()

@@ -75,11 +75,19 @@ def run(ctx: TaskContext, work: TrainingWork) -> TrainingOutcome:
         )
         progress.eta.FromNanoseconds(int(per_step * (work.steps - step) * 1e9))
         ctx.emit(progress)
-        if ctx.config.fault_crash_at_training_step == step and start < step:
-            time.sleep(0.5)  # the sender thread delivers this step's events first
-            os._exit(17)  # fault injection for the resume tests
+        if ctx.config.fault_crash_at_training_step == step:
+            _crash(ctx)
     else:
         step = work.steps
     lora = trainer.save_lora(out / "lora")
     return TrainingOutcome(lora_path=str(lora), steps_completed=step, final_loss=loss,
                            resumed_from_step=start, cancelled=cancelled)
+
+
+def _crash(ctx: TaskContext) -> None:
+    """Fault injection for the resume tests: die right after this step, its checkpoint event
+    delivered (the local sender's close() flushes what was queued; a resumed attempt starts past it)."""
+    close = getattr(getattr(ctx.send, "__self__", None), "close", None)
+    if close is not None:
+        close()
+    os._exit(17)
