@@ -27,15 +27,16 @@ import tempfile
 import time
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.inference_overhead import _register  # noqa: E402
-from tests.inference.helpers import png  # noqa: E402
-from viarte.training.v1 import training_pb2 as T  # noqa: E402
-from viarte.training.v1 import training_pb2_grpc  # noqa: E402
-from viarte.type.v1 import job_pb2  # noqa: E402
+import itertools
+
+from bench.inference_overhead import _register
+from tests.inference.helpers import png
+from viarte.training.v1 import training_pb2 as T
+from viarte.training.v1 import training_pb2_grpc
+from viarte.type.v1 import job_pb2
 
 MODEL = "tiny-wan"
 CAPTION = "vrt a red square"
@@ -43,7 +44,6 @@ CAPTION = "vrt a red square"
 
 def bare_steps(models_dir: Path, args: argparse.Namespace, threads: int) -> list[float]:
     """Seconds per step of the plain loop (after one warm-up step)."""
-    import numpy as np
     import torch
     import torch.nn.functional as F
     from diffusers import WanPipeline
@@ -124,7 +124,7 @@ async def job_steps(args: argparse.Namespace) -> tuple[list[float], int]:
                 if message.HasField("event") and "grad_norm" in ev.progress.metrics:
                     stamps.append(ev.time.ToMicroseconds() / 1e6)
             pid = inference.parts.pool.workers[0].pid
-    return [b - a for a, b in zip(stamps, stamps[1:], strict=False)], pid
+    return [b - a for a, b in itertools.pairwise(stamps)], pid
 
 
 def main(args: argparse.Namespace) -> None:
