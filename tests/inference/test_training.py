@@ -242,3 +242,31 @@ async def test_bad_datasets_are_refused_before_anything_is_queued(
     assert (reason, sorted(fields)) == ("INVALID_PARAMETERS", ["parameters.steps", "parameters.width"])
     listed = await stub.ListTrainingJobs(T.ListTrainingJobsRequest(), metadata=user.metadata)
     assert list(listed.jobs) == []  # nothing queued, nothing trained
+
+
+async def test_sdk_training_run_with_typed_progress_and_loras(
+    trained: Any, inference_service: Any, auth_service: Any, storage_service: Any
+) -> None:
+    import time
+
+    from viarte.client import AsyncClient, generation_parameters, training_parameters
+    from viarte.credentials import Tokens
+    from viarte.jobs import Stage
+
+    user = trained["user"]
+    endpoints = {"auth": auth_service.address, "storage": storage_service.address,
+                 "inference": inference_service.address}
+    async with AsyncClient(endpoints, tokens=Tokens(user.access_token, time.time() + 600)) as client:
+        updates: list[Any] = []
+        job = await client.training.run(training_parameters(
+            base_model="tiny-wan", examples=[(trained["image"], "a square")], steps=3, rank=2, width=32, height=32,
+            name="sdk"), on_progress=updates.append)
+        steps = [u for u in updates if u.stage is Stage.TRAINING and "loss" in u.metrics and not u.snapshot]
+        assert [u.step for u in steps] == [1, 2, 3] and all(u.eta_seconds is not None for u in steps)
+        lora = await client.training.get_lora(job.result.lora_id)
+        assert lora.name == "sdk" and lora.steps == 3
+        assert lora.id in {x.id for x in await client.training.list_loras(base_model="tiny-wan")}
+        params = generation_parameters(model="tiny-wan", prompt="x", loras={lora.id: 0.5})
+        assert [(x.lora_id, x.weight) for x in params.loras] == [(lora.id, 0.5)]
+        await client.training.delete_lora(lora.id)
+        assert lora.id not in {x.id for x in await client.training.list_loras()}

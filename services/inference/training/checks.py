@@ -75,8 +75,9 @@ def check_training(params: T.TrainingParameters, registry: ModelRegistry) -> tup
                 f"(num_frames - 1) must be a multiple of {lim.frames_multiple}")
     v.check(out.seed >= 0, f"{P}.seed", "must not be negative")
     v.check(out.sample_every_n_steps == 0, f"{P}.sample_every_n_steps", "sample clips are not rendered yet; use 0")
-    v.check(0 <= out.checkpoint_every_n_steps <= out.steps, f"{P}.checkpoint_every_n_steps",
-            "must be in [0, steps]")
+    # Against steps only when steps itself is valid: one bad field, one violation.
+    v.check(0 <= out.checkpoint_every_n_steps <= max(out.steps, MAX_STEPS if out.steps < 1 else 0),
+            f"{P}.checkpoint_every_n_steps", "must be in [0, steps]")
     v.check(len(out.trigger_word) <= 100, f"{P}.trigger_word", "at most 100 characters")
     v.check(len(out.validation_prompt) <= lim.max_prompt_chars, f"{P}.validation_prompt", "too long")
     v.check(len(out.name) <= 200, f"{P}.name", "at most 200 characters")

@@ -51,6 +51,9 @@ class LoraTrainer:
         self.pipe, self.device, self.seed, self.batch_size = pipe, device, seed, batch_size
         # A training copy in fp32: the warm pipeline (bf16/fp16, shared with generation) is untouched.
         self.transformer = copy.deepcopy(pipe.transformer).to(device=device, dtype=torch.float32)
+        if getattr(self.transformer, "peft_config", None):
+            # Adapters that generations loaded into the warm pipeline: train on the bare base weights.
+            self.transformer.unload_lora()
         self.transformer.requires_grad_(False)
         # peft annotates lora_alpha as int; it only divides by it (scaling = alpha / r), so a float is fine.
         self.config = LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights=True,  # type: ignore[arg-type]
