@@ -49,6 +49,8 @@ PUBLIC_SERVICES: dict[str, tuple[str, ...]] = {
         "viarte.inference.v1.GenerationService",
         "viarte.inference.v1.FaceSwapService",
         "viarte.inference.v1.AssistantService",
+        "viarte.training.v1.TrainingService",
+        "viarte.training.v1.LoraService",
     ),
     "render": (
         "viarte.render.v1.RenderService",
@@ -72,6 +74,7 @@ STREAMING_METHODS = (
     "viarte.inference.v1.GenerationService/WatchGenerationJob",
     "viarte.inference.v1.FaceSwapService/WatchFaceSwapJob",
     "viarte.inference.v1.AssistantService/Chat",
+    "viarte.training.v1.TrainingService/WatchTrainingJob",
     "viarte.render.v1.RenderService/WatchRenderJob",
     "viarte.render.v1.UpscaleService/WatchUpscaleJob",
     "viarte.account.v1.UsageService/ExportUsage",

@@ -8,7 +8,8 @@ message into one immutable :class:`JobProgress`, so callers draw one progress UI
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from viarte.type.v1 import job_pb2
@@ -48,6 +49,7 @@ class Stage(enum.IntEnum):
     ENCODING = job_pb2.STAGE_ENCODING
     UPLOADING = job_pb2.STAGE_UPLOADING
     GENERATING_TEXT = job_pb2.STAGE_GENERATING_TEXT
+    TRAINING = job_pb2.STAGE_TRAINING
 
     @property
     def label(self) -> str:
@@ -113,6 +115,10 @@ class JobProgress:
     error: Any = None
     snapshot: bool = False
     job: Any = None
+    # Training steps: "loss", "learning_rate", "grad_norm"; checkpoints: "checkpoint_step".
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    # An asset the event announces (a training checkpoint).
+    asset_id: str = ""
 
     @property
     def terminal(self) -> bool:
@@ -143,6 +149,8 @@ class JobProgress:
             eta_seconds=eta,
             message=progress.message,
             preview_jpeg=progress.preview_jpeg,
+            metrics=dict(progress.metrics),
+            asset_id=progress.asset_id,
             error=error if error is not None and error.ByteSize() else None,
             **extra,
         )

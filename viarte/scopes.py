@@ -16,9 +16,10 @@ __all__ = ["SCOPES"]
 # `assets:read` and `assets:write`; a preview frame reads the timeline's assets (`jobs:write`,
 # `assets:read`). A key without `assets:read` can neither download an asset nor have a job read it.
 SCOPES: dict[str, str] = {
-    "assets:read": "list, inspect and download assets; with jobs:write, let jobs and preview frames read them",
+    "assets:read": "list, inspect and download assets (and trained LoRAs); with jobs:write, let jobs and preview "
+    "frames read them",
     "assets:write": "upload and delete assets; with jobs:write, let jobs store their results as new assets",
-    "jobs:read": "get, list and watch generation, face swap, render and upscale jobs",
+    "jobs:read": "get, list and watch generation, face swap, training, render and upscale jobs",
     "jobs:write": "create (also needs assets:read and assets:write) and cancel those jobs, and render "
     "preview frames (also needs assets:read)",
     "projects:read": "get and list editor projects",

@@ -9,8 +9,17 @@ from pathlib import Path
 from typing import Any
 
 from services.inference.models.registry import ModelRegistry, Task
+from services.inference.training.store import LoraStore
 from services.inference.worker.pool import WorkRunner
-from services.inference.worker.protocol import FaceSwapInputs, GenerationSpec, GenerationWork, TaskEvent
+from services.inference.worker.protocol import (
+    FaceSwapInputs,
+    GenerationSpec,
+    GenerationWork,
+    LoraInput,
+    TaskEvent,
+)
+from services.kit.db import run_db
+from services.kit.errors import ServiceError
 from services.kit.jobs import RunningJob
 from services.kit.storage_client import StorageClient
 from viarte.inference.v1 import face_swap_pb2
@@ -54,7 +63,11 @@ def generation_spec(params: gen_pb2.GenerationParameters) -> GenerationSpec:
 class GenerationHandler:
     """``HandlerExecutor`` handler for kind "generation"."""
 
-    def __init__(self, registry: ModelRegistry, runner: WorkRunner, store: StorageClient, scratch_dir: Path) -> None:
+    def __init__(self, registry: ModelRegistry, runner: WorkRunner, store: StorageClient, scratch_dir: Path,
+                 loras: LoraStore | None = None) -> None:
+        self.loras = loras
+        # Pipelines the workers loaded from disk, as last reported (LoRA switches load none).
+        self.model_loads = 0
         self.registry = registry
         self.runner = runner
         self.store = store
@@ -71,6 +84,7 @@ class GenerationHandler:
             job.raise_if_cancelled()
             out = await self.runner.run(work, lambda ev: _forward(job, ev), job)
             self.loaded = set(out.loaded_models)
+            self.model_loads = out.model_loads
             job.raise_if_cancelled()
             job.emit(job_pb2.Progress(stage=job_pb2.STAGE_UPLOADING, fraction=0.98, message="storing the video"))
             # A cancel during the upload aborts it: the job ends CANCELLED at once, not after the upload.
@@ -102,8 +116,16 @@ class GenerationHandler:
                 reference=(await self._fetch(job.owner, opts.reference_face_asset_id, folder / "reference")
                            if opts.reference_face_asset_id else None),
             )
+        loras = []
+        for item in params.loras:  # checked at Create; a LoRA deleted since then is NOT_FOUND now
+            row = await run_db(self.loras.get, item.lora_id, job.owner) if self.loras is not None else None
+            if row is None:
+                raise ServiceError.not_found("LORA_NOT_FOUND", f"the LoRA {item.lora_id!r} is gone")
+            # Named by its asset: the same bytes load once per worker, whatever job asks for them.
+            data = await self._fetch(job.owner, row.asset_id, folder / f"lora-{row.asset_id}")
+            loras.append(LoraInput(name=f"lora_{row.asset_id.replace('-', '')}", weight=item.weight, data=data))
         return GenerationWork(job_id=job.id, spec=generation_spec(params), output_path=str(folder / "output.mp4"),
-                              image_png=image_png, face_swap=face_swap)
+                              image_png=image_png, face_swap=face_swap, loras=tuple(loras))
 
     async def _fetch(self, owner: str, asset_id: str, path: Path) -> bytes:
         await self.store.fetch(owner, asset_id, path)

@@ -26,3 +26,10 @@ class Reason(enum.StrEnum):
     UNAUTHENTICATED = "UNAUTHENTICATED"
     # Executor "ray": the Ray cluster cannot be reached (Create answers UNAVAILABLE, nothing queued).
     RAY_UNAVAILABLE = "RAY_UNAVAILABLE"
+    # Training (issue 17): a dataset check failed (BadRequest field paths; nothing is queued).
+    INVALID_DATASET = "INVALID_DATASET"
+    # The model's family has no LoRA support (training, or `loras` in a generation).
+    LORA_UNSUPPORTED = "LORA_UNSUPPORTED"
+    LORA_NOT_FOUND = "LORA_NOT_FOUND"
+    # A LoRA trained on another base model than the generation's.
+    LORA_BASE_MISMATCH = "LORA_BASE_MISMATCH"

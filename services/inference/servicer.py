@@ -8,11 +8,14 @@ from typing import Any
 import grpc
 
 from services.inference.generation import KIND
-from services.inference.models.registry import ModelRegistry
+from services.inference.models.registry import ModelRegistry, ModelSpec
 from services.inference.reasons import Reason
+from services.inference.training.checks import lora_model
+from services.inference.training.store import LoraStore
 from services.inference.validation import MAX_REQUEST_ID, check_generation
 from services.kit.auth import current_principal
-from services.kit.errors import FieldViolation, ServiceError
+from services.kit.db import run_db
+from services.kit.errors import FieldViolation, ServiceError, Violations
 from services.kit.jobs import JobRpc, JobService
 from viarte.inference.v1 import generation_pb2 as G
 from viarte.inference.v1 import generation_pb2_grpc
@@ -25,8 +28,9 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):  # type
     def __init__(
         self, registry: ModelRegistry, jobs: JobService, store: Any, *,
         loaded_models: Callable[[], set[str]] = set, face_swap_available: bool = True,
-        executor_ready: Callable[[], None] = lambda: None,
+        executor_ready: Callable[[], None] = lambda: None, loras: LoraStore | None = None,
     ) -> None:
+        self.loras = loras
         self.registry = registry
         self.jobs = jobs
         self.store = store
@@ -56,11 +60,34 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):  # type
             if existing is not None:
                 return G.CreateGenerationJobResponse(job=self.rpc.to_proto(existing))
         self._ready()
-        _, params = check_generation(request.parameters, self.registry, face_swap_available=self._face_swap)
+        spec, params = check_generation(request.parameters, self.registry, face_swap_available=self._face_swap)
+        await self._check_loras(owner, params, spec)
         await self._check_assets(owner, params)
         rec = await self.jobs.create(owner, KIND, params.SerializeToString(), request_id=request.request_id,
                                      priority=request.priority)
         return G.CreateGenerationJobResponse(job=self.rpc.to_proto(rec))
+
+    async def _check_loras(self, owner: str, params: G.GenerationParameters, spec: ModelSpec) -> None:
+        """The LoRAs are the caller's, for this model, on a family that loads LoRAs."""
+        if not params.loras:
+            return
+        lora_model(spec.id, self.registry, "parameters.model")  # LORA_UNSUPPORTED for other families
+        v = Violations()
+        for i, item in enumerate(params.loras):
+            v.check(-4.0 <= item.weight <= 4.0, f"parameters.loras[{i}].weight", "must be in [-4, 4]")
+        v.check(len(params.loras) <= 8, "parameters.loras", "at most 8 LoRAs")
+        v.check(len({x.lora_id for x in params.loras}) == len(params.loras), "parameters.loras", "a LoRA twice")
+        v.raise_if_any(Reason.INVALID_PARAMETERS)
+        for item in params.loras:
+            row = await run_db(self.loras.get, item.lora_id, owner) if self.loras is not None else None
+            if row is None:
+                raise ServiceError.not_found(Reason.LORA_NOT_FOUND, f"no LoRA {item.lora_id!r} of yours",
+                                             metadata={"lora_id": item.lora_id})
+            if row.base_model != spec.id:
+                raise ServiceError.failed_precondition(
+                    Reason.LORA_BASE_MISMATCH, f"LoRA {row.id} was trained on {row.base_model}, not {spec.id}",
+                    metadata={"lora_id": row.id, "base_model": row.base_model, "model": spec.id},
+                )
 
     async def _check_assets(self, owner: str, params: G.GenerationParameters) -> None:
         """Input images exist, are the caller's and are images (nothing is queued otherwise)."""

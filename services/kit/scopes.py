@@ -76,6 +76,9 @@ METHOD_SCOPES: Mapping[str, Scopes] = MappingProxyType(
         **_service("viarte.inference.v1.GenerationService", ListModels=NO_SCOPE),
         **_jobs("viarte.inference.v1.GenerationService", "Generation"),
         **_jobs("viarte.inference.v1.FaceSwapService", "FaceSwap"),
+        **_jobs("viarte.training.v1.TrainingService", "Training"),
+        # A LoRA is a stored asset with its lineage: assets' scopes.
+        **_service("viarte.training.v1.LoraService", ListLoras=_ASSETS_R, GetLora=_ASSETS_R, DeleteLora=_ASSETS_W),
         **_service(
             "viarte.inference.v1.AssistantService",
             EnhancePrompt=_ASSISTANT, Chat=_ASSISTANT, GetAssistantStatus=_ASSISTANT,

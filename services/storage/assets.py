@@ -415,6 +415,8 @@ class Assets:
     async def _probe(self, row: AssetRow) -> tuple[media.MediaFacts, bool]:
         """ffprobe the stored object through a short-lived presigned URL, then a JPEG thumbnail (which
         also proves that a picture actually decodes)."""
+        if row.kind == media.WEIGHTS:  # model weights: no media to probe or picture to show
+            return media.MediaFacts(), False
         timeout = self.config.media_timeout_seconds
         url = self.objects.internal_get_url(row.object_key, int(timeout) + 60)
         try:

@@ -37,6 +37,10 @@ __all__ = [
 SNIFF_BYTES = 64
 
 IMAGE, VIDEO, AUDIO = asset_pb2.ASSET_KIND_IMAGE, asset_pb2.ASSET_KIND_VIDEO, asset_pb2.ASSET_KIND_AUDIO
+WEIGHTS = asset_pb2.ASSET_KIND_WEIGHTS
+SAFETENSORS = "application/vnd.safetensors"
+# A safetensors header (JSON) is at most 100 MB by the format's own rule.
+_SAFETENSORS_MAX_HEADER = 100_000_000
 
 # Canonical content type -> (asset kind, ffprobe format names that may decode it).
 SUPPORTED_TYPES: dict[str, tuple[int, frozenset[str]]] = {
@@ -51,6 +55,8 @@ SUPPORTED_TYPES: dict[str, tuple[int, frozenset[str]]] = {
     "audio/aac": (AUDIO, frozenset({"aac"})),
     "audio/mp4": (AUDIO, frozenset({"mov,mp4,m4a,3gp,3g2,mj2"})),
     "audio/ogg": (AUDIO, frozenset({"ogg"})),
+    # Trained LoRAs and training checkpoints (issue 17): never probed by ffprobe.
+    SAFETENSORS: (WEIGHTS, frozenset()),
 }
 
 # Canonical content type -> the file extensions that name it (the first is the one given to a file
@@ -67,6 +73,7 @@ EXTENSIONS: dict[str, tuple[str, ...]] = {
     "audio/aac": ("aac",),
     "audio/mp4": ("m4a", "mp4"),
     "audio/ogg": ("ogg", "oga", "opus"),
+    SAFETENSORS: ("safetensors",),
 }
 
 _ALIASES = {
@@ -113,6 +120,8 @@ def kind_of(content_type: str) -> int:
 
 def sniff(head: bytes) -> str | None:
     """The canonical content type the first bytes of a file announce, or None when unsupported."""
+    if len(head) > 8 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") <= _SAFETENSORS_MAX_HEADER:
+        return SAFETENSORS  # u64 little-endian header length, then the JSON header
     found = filetype.guess(head) if head else None
     if found is not None:
         ctype = canonical_type(_SNIFFED_ALIASES.get(found.mime, found.mime))

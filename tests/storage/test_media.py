@@ -120,3 +120,15 @@ def test_names_take_the_extension_of_their_content_type() -> None:
     assert with_extension("x.tar.gz", EXTENSIONS["video/mp4"]) == "x.tar.mp4"
     long = with_extension(sanitize_name("y" * 200 + ".exe"), EXTENSIONS["video/webm"])
     assert len(long) <= MAX_NAME_CHARS and long.endswith("y.webm")
+
+
+def test_safetensors_sniff_as_weights() -> None:
+    """Trained LoRAs and checkpoints (issue 17): a u64 header length, then the JSON header."""
+    import numpy as np
+    from safetensors.numpy import save
+
+    data = save({"w": np.zeros((2, 2), dtype=np.float32)}, metadata={"format": "pt"})
+    assert media.sniff(data[: media.SNIFF_BYTES]) == media.SAFETENSORS
+    assert media.kind_of(media.SAFETENSORS) == asset_pb2.ASSET_KIND_WEIGHTS
+    assert media.sniff((10**9).to_bytes(8, "little") + b"{}") is None  # header longer than the format allows
+    assert media.sniff((5).to_bytes(8, "little") + b"[1,2]") is None  # not a JSON object

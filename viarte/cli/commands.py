@@ -6,7 +6,7 @@ commands of installed plugins (:mod:`viarte.cli.plugins`)."""
 from __future__ import annotations
 
 # Imported for their side effect: each module registers its commands on the root app.
-from viarte.cli import auth, api_keys, assets, jobs, projects, assistant, users, models, generate, render, usage, webhooks  # noqa: F401
+from viarte.cli import auth, api_keys, assets, jobs, projects, assistant, users, models, generate, training, render, usage, webhooks  # noqa: F401
 from viarte.cli.common import EXIT_CODES, app
 from viarte.cli.plugins import load_plugins
 

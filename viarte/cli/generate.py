@@ -41,6 +41,7 @@ def generate(
     decode_chunk: Annotated[int, typer.Option(help="SVD frames decoded at once.")] = 0,
     flow_shift: Annotated[float | None, typer.Option(help="Wan scheduler flow shift.")] = None,
     guidance_2: Annotated[float | None, typer.Option(help="Wan 2.2 low-noise expert guidance.")] = None,
+    lora: Annotated[list[str] | None, typer.Option(help="A trained LoRA: ID or ID:WEIGHT (repeatable).")] = None,
     priority: int = 0,
     detach: Annotated[bool, typer.Option(help="Queue and return without waiting.")] = False,
     download: Annotated[Path | None, typer.Option(help="Save the video here (file or folder).")] = None,
@@ -72,7 +73,7 @@ def generate(
         model=m.id, prompt=prompt, task=chosen_task, negative_prompt=negative_prompt,  # type: ignore[arg-type]
         image_asset_id=asset_ref(c, image), width=width, height=height, num_frames=frames, fps=fps,
         num_inference_steps=steps, guidance_scale=guidance, seed=seed, preview_every_n_steps=preview_every,
-        face_swap=face, svd=svd or None, wan=wan or None,
+        face_swap=face, svd=svd or None, wan=wan or None, loras=_loras(lora or []),
     )
     run_job(c, "generation", params, title=f"generate ({m.id})", detach=detach, priority=priority, download=download)
 
@@ -102,3 +103,14 @@ def faceswap(
     )
     params = face_swap_pb2.FaceSwapParameters(target_asset_id=asset_ref(c, target), options=options, output_name=output_name)
     run_job(c, "face_swap", params, title="face swap", detach=detach, priority=priority, download=download)
+
+
+def _loras(values: list[str]) -> dict[str, float]:
+    out = {}
+    for value in values:
+        lora_id, _, weight = value.partition(":")
+        try:
+            out[lora_id] = float(weight) if weight else 1.0
+        except ValueError:
+            fail(f"--lora {value!r}: the weight after ':' must be a number")
+    return out

@@ -18,7 +18,7 @@ from viarte.jobs import JobProgress, JobState, Placement
 
 __all__ = ["JOB_KINDS", "jobs_app", "run_job"]
 
-JOB_KINDS = ("generation", "face_swap", "render", "upscale")
+JOB_KINDS = ("generation", "face_swap", "render", "upscale", "training")
 
 jobs_app = typer.Typer(help="Generation, face swap, render and upscale jobs.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
@@ -48,6 +48,8 @@ def run_job(c: Ctx, kind: str, params: Any, *, title: str, detach: bool, priorit
 
 def _result_asset(kind: str, job: Any) -> str:
     result = job.result
+    if kind == "training":
+        return str(result.lora_asset_id)
     return str(result.asset_id if kind == "face_swap" else result.video_asset_id)
 
 

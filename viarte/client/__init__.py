@@ -35,6 +35,7 @@ from viarte.client.generation import AsyncGeneration, Generation, face_swap_opti
 from viarte.client.jobs import AsyncJobs, JobCallback, Jobs
 from viarte.client.projects import AsyncProjects, Projects
 from viarte.client.render import AsyncRender, Render
+from viarte.client.training import AsyncTraining, Training, training_parameters
 
 __all__ = [
     "CHUNK",
@@ -50,6 +51,7 @@ __all__ = [
     "AsyncJobs",
     "AsyncProjects",
     "AsyncRender",
+    "AsyncTraining",
     "AsyncUsage",
     "AsyncWebhooks",
     "Auth",
@@ -63,9 +65,11 @@ __all__ = [
     "Render",
     "Source",
     "SyncResource",
+    "Training",
     "Usage",
     "Webhooks",
     "face_swap_options",
     "generation_parameters",
     "sync",
+    "training_parameters",
 ]

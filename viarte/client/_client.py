@@ -17,6 +17,7 @@ from viarte.client.generation import FACE_SWAP, GENERATION, AsyncGeneration, Gen
 from viarte.client.jobs import AsyncJobs, Jobs
 from viarte.client.projects import AsyncProjects, Projects
 from viarte.client.render import RENDER, UPSCALE, AsyncRender, Render
+from viarte.client.training import TRAINING, AsyncTraining, Training
 from viarte.credentials import ApiKeyCredentials, TokenCredentials, Tokens
 from viarte.errors import ClientError, Unavailable
 from viarte.inference.v1 import face_swap_pb2
@@ -68,6 +69,7 @@ class AsyncClient:
         self.face_swap: AsyncJobs[face_swap_pb2.FaceSwapJob, face_swap_pb2.FaceSwapParameters] = AsyncJobs(self, FACE_SWAP)
         self.render = AsyncRender(self, RENDER)
         self.upscale: AsyncJobs[render_pb2.UpscaleJob, render_pb2.UpscaleParameters] = AsyncJobs(self, UPSCALE)
+        self.training = AsyncTraining(self, TRAINING)
         self.projects = AsyncProjects(self)
         self.assistant = AsyncAssistant(self)
         self.usage = AsyncUsage(self)
@@ -95,9 +97,10 @@ class AsyncClient:
             self._on_tokens(tokens)
 
     def jobs(self, kind: str) -> AsyncJobs[Any, Any]:
-        """The job resource for ``generation``, ``face_swap``, ``render`` or ``upscale``."""
+        """The job resource for ``generation``, ``face_swap``, ``render``, ``upscale`` or ``training``."""
         resources: dict[str, AsyncJobs[Any, Any]] = {
             "generation": self.generation, "face_swap": self.face_swap, "render": self.render, "upscale": self.upscale,
+            "training": self.training,
         }
         if kind not in resources:
             raise ClientError(f"unknown job kind {kind!r}; one of {sorted(resources)}")
@@ -151,6 +154,7 @@ class Client:
         self.face_swap: Jobs[face_swap_pb2.FaceSwapJob, face_swap_pb2.FaceSwapParameters] = Jobs(self.aio.face_swap, self._loop)
         self.render = Render(self.aio.render, self._loop)
         self.upscale: Jobs[render_pb2.UpscaleJob, render_pb2.UpscaleParameters] = Jobs(self.aio.upscale, self._loop)
+        self.training = Training(self.aio.training, self._loop)
         self.projects = Projects(self.aio.projects, self._loop)
         self.assistant = Assistant(self.aio.assistant, self._loop)
         self.usage = Usage(self.aio.usage, self._loop)
@@ -171,9 +175,9 @@ class Client:
         self.aio.use_credentials(ApiKeyCredentials(api_key))
 
     def jobs(self, kind: str) -> Jobs[Any, Any]:
-        """The job resource for ``generation``, ``face_swap``, ``render`` or ``upscale``."""
+        """The job resource for ``generation``, ``face_swap``, ``render``, ``upscale`` or ``training``."""
         inner = self.aio.jobs(kind)  # the one list of kinds (and its error for an unknown one)
-        twins: tuple[Jobs[Any, Any], ...] = (self.generation, self.face_swap, self.render, self.upscale)
+        twins: tuple[Jobs[Any, Any], ...] = (self.generation, self.face_swap, self.render, self.upscale, self.training)
         return next(twin for twin in twins if twin._a is inner)
 
     def wait_ready(self, services: Iterable[str] = ("auth",), timeout: float = 30.0) -> None:

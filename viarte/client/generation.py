@@ -61,8 +61,10 @@ def generation_parameters(
     face_swap: face_swap_pb2.FaceSwapOptions | None = None,
     svd: Mapping[str, Any] | None = None,
     wan: Mapping[str, Any] | None = None,
+    loras: Mapping[str, float] | None = None,
 ) -> generation_pb2.GenerationParameters:
-    """``GenerationParameters`` from keywords; ``task`` defaults to i2v when an image is given."""
+    """``GenerationParameters`` from keywords; ``task`` defaults to i2v when an image is given;
+    ``loras`` maps trained LoRA ids (``client.training.list_loras()``) to weights."""
     chosen = task or ("i2v" if image_asset_id else "t2v")
     if chosen not in _TASKS:
         raise ClientError(f"task must be 't2v' or 'i2v', not {chosen!r}")
@@ -89,6 +91,8 @@ def generation_parameters(
         params.svd.CopyFrom(generation_pb2.SvdParameters(**svd))
     if wan is not None:
         params.wan.CopyFrom(generation_pb2.WanParameters(**wan))
+    for lora_id, weight in (loras or {}).items():
+        params.loras.add(lora_id=lora_id, weight=weight)
     return params
 
 

@@ -47,6 +47,8 @@ class ModelCache:
         self.allow_download = allow_download
         self.build_tiny = build_tiny
         self._entries: OrderedDict[tuple[str, str, str], LoadedPipeline] = OrderedDict()
+        # Pipelines loaded from disk so far (tests assert that switching LoRAs loads none).
+        self.loads = 0
 
     def loaded_ids(self) -> set[str]:
         return {entry.spec.id for entry in self._entries.values()}
@@ -70,6 +72,7 @@ class ModelCache:
         for other in [k for k in self._entries if k[:2] == key[:2]]:
             self.evict(other)
         pipe = self._load(spec, task, policy)
+        self.loads += 1
         nbytes = pipeline_bytes(pipe)
         self._make_room(nbytes)
         entry = LoadedPipeline(key, spec, task, pipe, policy, nbytes, dict(pipe.scheduler.config))

@@ -49,6 +49,9 @@ class WorkerConfig(FaceSwapConfig):
     # Test-only: with a path, the faults above fire only while this file does not exist (the first
     # one creates it), so a job's retry runs clean (Ray actors: a stall, then a resume).
     fault_once_marker: str = ""
+    # Test-only fault injection: the worker dies right after reporting this training step (on an
+    # attempt that did not resume past it).
+    fault_crash_at_training_step: int = 0
 
     @property
     def models_path(self) -> Path:

@@ -34,11 +34,12 @@ class TaskContext:
     def config(self) -> WorkerConfig:
         return self.setup.config
 
-    def emit(self, progress: job_pb2.Progress, *, droppable: bool = False) -> None:
-        """Queues an event for the server; never blocks the computation."""
+    def emit(self, progress: job_pb2.Progress, *, droppable: bool = False, artifact: str = "") -> None:
+        """Queues an event for the server; never blocks the computation. `artifact`: a local file
+        the server stores as an asset (announced by this event)."""
         if self.trace is not None and progress.stage:
             self.trace.stage(job_pb2.Stage.Name(progress.stage).removeprefix("STAGE_").lower())
-        self.send(TaskEvent(self.task_id, progress.SerializeToString(), droppable, time.time_ns() // 1000))
+        self.send(TaskEvent(self.task_id, progress.SerializeToString(), droppable, time.time_ns() // 1000, artifact))
         stage = job_pb2.Stage.Name(progress.stage)
         if self.config.fault_crash_at_stage and stage == self.config.fault_crash_at_stage and self._fault_fires():
             import os

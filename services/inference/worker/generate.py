@@ -11,6 +11,7 @@ from typing import Any
 from services.inference.engine.cache import ModelCache, release_memory
 from services.inference.engine.diffusion import Interrupted, decode_latents, denoise, make_preview
 from services.inference.engine.encode import encode_mp4
+from services.inference.engine.loras import apply_loras
 from services.inference.engine.policy import MemoryPolicy, apply_policy, choose_policy, is_oom, next_policy
 from services.inference.faceswap.worker import swap_frames
 from services.inference.models.registry import DEFAULT_REGISTRY_PATH, ModelRegistry, load_registry
@@ -153,7 +154,7 @@ def run(ctx: TaskContext, work: GenerationWork) -> GenerationOutcome:
     return GenerationOutcome(
         frame_count=total, width=spec.width, height=spec.height, fps=spec.fps, seed=spec.seed,
         memory_policy=policy.label, device=ctx.device, timings=timings, face_swap=face_swap,
-        resumed_from_latents=resumed, loaded_models=tuple(sorted(cache.loaded_ids())),
+        resumed_from_latents=resumed, loaded_models=tuple(sorted(cache.loaded_ids())), model_loads=cache.loads,
     )
 
 
@@ -169,6 +170,7 @@ def _load_and_denoise(
                                    message=f"loading {model.id} on {ctx.device} ({policy.label})"))
             t0 = time.perf_counter()
             loaded = cache.get(model, spec.task, policy)
+            apply_loras(loaded.pipe, work.loras, ctx.setup.scratch_dir / "loras")
             timings["model_loading"] = timings.get("model_loading", 0.0) + time.perf_counter() - t0
             ctx.raise_if_cancelled()  # cancelled during the load: not a single step
             if latents is not None:

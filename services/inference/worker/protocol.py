@@ -28,6 +28,7 @@ __all__ = [
     "GenerationSpec",
     "GenerationWork",
     "LatentsKept",
+    "LoraInput",
     "Ready",
     "RunTask",
     "Stop",
@@ -35,6 +36,9 @@ __all__ = [
     "TaskDone",
     "TaskEvent",
     "TaskFailed",
+    "TrainingExample",
+    "TrainingOutcome",
+    "TrainingWork",
     "Work",
     "WorkerSetup",
 ]
@@ -124,6 +128,8 @@ class GenerationOutcome:
     resumed_from_latents: bool
     # Models resident on the worker afterwards (ListModels' `loaded`).
     loaded_models: tuple[str, ...]
+    # Pipelines this worker has loaded from disk since it started (LoRA switches load none).
+    model_loads: int = 0
 
 
 @dataclass(frozen=True)
@@ -140,6 +146,7 @@ class GenerationWork(Work[GenerationOutcome]):
     # attempt kept ("" = none: denoise), and whether to send them back (`LatentsKept`) once denoised.
     kept_latents_url: str = ""
     ship_latents: bool = False
+    loras: tuple[LoraInput, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -167,6 +174,57 @@ class FaceSwapWork(Work[FaceSwapOutcome]):
     # As storage sniffed and recorded it: ffmpeg opens the target as this type only.
     target_content_type: str
     reference_path: str = ""
+
+
+@dataclass(frozen=True)
+class LoraInput:
+    """A generation's LoRA: the diffusers LoRA file's bytes, loaded once per worker under `name`."""
+
+    name: str
+    weight: float
+    data: bytes
+
+
+@dataclass(frozen=True)
+class TrainingExample:
+    data: bytes
+    content_type: str
+    is_video: bool
+    caption: str
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    # The diffusers LoRA file (the last completed step; a cancelled run's too).
+    lora_path: str
+    steps_completed: int
+    final_loss: float
+    resumed_from_step: int
+    cancelled: bool
+
+
+@dataclass(frozen=True)
+class TrainingWork(Work[TrainingOutcome]):
+    """A LoRA training run: the examples as bytes, resolved parameters, and the checkpoint to
+    resume from (adapter + optimizer state) on a retry."""
+
+    kind: ClassVar[str] = "training"
+
+    job_id: str
+    model_id: str
+    examples: tuple[TrainingExample, ...]
+    width: int
+    height: int
+    num_frames: int
+    rank: int
+    alpha: float
+    learning_rate: float
+    steps: int
+    batch_size: int
+    seed: int
+    checkpoint_every: int
+    output_dir: str
+    resume_checkpoint: bytes | None = None
 
 
 # -- messages ----------------------------------------------------------------------------------
@@ -205,6 +263,8 @@ class TaskEvent:
     droppable: bool
     # When it happened (worker clock, µs since the epoch).
     time_us: int
+    # A local file the server stores as an asset (a training checkpoint), announced by `progress`.
+    artifact: str = ""
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ class Stage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STAGE_ENCODING: _ClassVar[Stage]
     STAGE_UPLOADING: _ClassVar[Stage]
     STAGE_GENERATING_TEXT: _ClassVar[Stage]
+    STAGE_TRAINING: _ClassVar[Stage]
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_QUEUED: JobState
 JOB_STATE_RUNNING: JobState
@@ -52,9 +53,17 @@ STAGE_RENDERING: Stage
 STAGE_ENCODING: Stage
 STAGE_UPLOADING: Stage
 STAGE_GENERATING_TEXT: Stage
+STAGE_TRAINING: Stage
 
 class Progress(_message.Message):
-    __slots__ = ("stage", "step", "total_steps", "frame", "total_frames", "queue_position", "fraction", "fps", "speed", "eta", "preview_jpeg", "message")
+    __slots__ = ("stage", "step", "total_steps", "frame", "total_frames", "queue_position", "fraction", "fps", "speed", "eta", "preview_jpeg", "message", "metrics", "asset_id")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     STAGE_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     TOTAL_STEPS_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +76,8 @@ class Progress(_message.Message):
     ETA_FIELD_NUMBER: _ClassVar[int]
     PREVIEW_JPEG_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    ASSET_ID_FIELD_NUMBER: _ClassVar[int]
     stage: Stage
     step: int
     total_steps: int
@@ -79,7 +90,9 @@ class Progress(_message.Message):
     eta: _duration_pb2.Duration
     preview_jpeg: bytes
     message: str
-    def __init__(self, stage: _Optional[_Union[Stage, str]] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., frame: _Optional[int] = ..., total_frames: _Optional[int] = ..., queue_position: _Optional[int] = ..., fraction: _Optional[float] = ..., fps: _Optional[float] = ..., speed: _Optional[float] = ..., eta: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., preview_jpeg: _Optional[bytes] = ..., message: _Optional[str] = ...) -> None: ...
+    metrics: _containers.ScalarMap[str, float]
+    asset_id: str
+    def __init__(self, stage: _Optional[_Union[Stage, str]] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., frame: _Optional[int] = ..., total_frames: _Optional[int] = ..., queue_position: _Optional[int] = ..., fraction: _Optional[float] = ..., fps: _Optional[float] = ..., speed: _Optional[float] = ..., eta: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., preview_jpeg: _Optional[bytes] = ..., message: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., asset_id: _Optional[str] = ...) -> None: ...
 
 class JobError(_message.Message):
     __slots__ = ("code", "reason", "message", "metadata")

@@ -1,0 +1,93 @@
+"""The training work function (worker side): `run(ctx, TrainingWork) -> TrainingOutcome`.
+
+Goes through the worker's model cache (the warm pipeline's VAE and text encoder encode the
+dataset once; a training copy of its transformer gets the adapter), reports every step
+(STAGE_TRAINING, loss / learning_rate / grad_norm, ETA), writes a checkpoint file every
+`checkpoint_every` steps (the server stores it as an asset before the step is reported), and
+stops within one step on cancel with the adapter of the last completed step.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from services.inference.engine.policy import choose_policy
+from services.inference.models.registry import Task
+from services.inference.training.trainer import LoraTrainer, decode_example
+from services.inference.worker.context import TaskContext
+from services.inference.worker.generate import _cache, _free_device_bytes, _registry
+from services.inference.worker.protocol import TrainingOutcome, TrainingWork
+from services.kit.errors import ServiceError
+from viarte.type.v1 import job_pb2
+
+__all__ = ["run"]
+
+_PREPARE = 0.05  # share of Progress.fraction for loading + encoding the dataset
+
+
+def run(ctx: TaskContext, work: TrainingWork) -> TrainingOutcome:
+    model = _registry(ctx).get(work.model_id)
+    if model is None:
+        raise ServiceError.invalid_argument("MODEL_NOT_FOUND", f"unknown model {work.model_id!r}")
+    policy = choose_policy(ctx.config.memory_policy, ctx.config.dtype,
+                           estimated_bytes=model.estimated_memory_bytes, free_bytes=_free_device_bytes(ctx.device))
+    cache = _cache(ctx)
+    if not cache.contains(model, Task.TEXT_TO_VIDEO, policy):
+        ctx.emit(job_pb2.Progress(stage=job_pb2.STAGE_MODEL_LOADING, message=f"loading {model.id} on {ctx.device}"))
+    loaded = cache.get(model, Task.TEXT_TO_VIDEO, policy)
+    ctx.raise_if_cancelled()
+    trainer = LoraTrainer(loaded.pipe, rank=work.rank, alpha=work.alpha, learning_rate=work.learning_rate,
+                          seed=work.seed, batch_size=work.batch_size, device=ctx.device)
+    out = Path(work.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    start = 0
+    if work.resume_checkpoint is not None:
+        path = out / "resume.safetensors"
+        path.write_bytes(work.resume_checkpoint)
+        start = trainer.load_checkpoint(path)
+    ctx.emit(job_pb2.Progress(stage=job_pb2.STAGE_TRAINING, fraction=_PREPARE / 2, total_steps=work.steps,
+                              message=f"encoding {len(work.examples)} examples"
+                              + (f"; resuming from the checkpoint of step {start}" if start else "")))
+    videos = [decode_example(e, work.width, work.height, work.num_frames) for e in work.examples]
+    captions = [e.caption for e in work.examples]
+    trainer.prepare(videos, captions)
+    loss, step, cancelled = float("nan"), start, False
+    t0 = time.perf_counter()
+    for step in range(start + 1, work.steps + 1):
+        if ctx.cancelled:
+            step, cancelled = step - 1, True
+            break
+        loss, grad_norm = trainer.step(step)
+        if work.checkpoint_every and step % work.checkpoint_every == 0 and step < work.steps:
+            ckpt = out / f"checkpoint-{step:06d}.safetensors"
+            trainer.save_checkpoint(ckpt, step, loss)
+            ctx.emit(job_pb2.Progress(stage=job_pb2.STAGE_TRAINING, step=step, total_steps=work.steps,
+                                      message=f"checkpoint at step {step}",
+                                      metrics={"checkpoint_step": step, "loss": loss}), artifact=str(ckpt))
+        done = step - start
+        per_step = (time.perf_counter() - t0) / done
+        progress = job_pb2.Progress(
+            stage=job_pb2.STAGE_TRAINING, step=step, total_steps=work.steps,
+            fraction=_PREPARE + (1 - _PREPARE - 0.03) * step / work.steps,
+            metrics={"loss": loss, "learning_rate": trainer.learning_rate, "grad_norm": grad_norm},
+        )
+        progress.eta.FromNanoseconds(int(per_step * (work.steps - step) * 1e9))
+        ctx.emit(progress)
+        if ctx.config.fault_crash_at_training_step == step:
+            _crash(ctx)
+    else:
+        step = work.steps
+    lora = trainer.save_lora(out / "lora")
+    return TrainingOutcome(lora_path=str(lora), steps_completed=step, final_loss=loss,
+                           resumed_from_step=start, cancelled=cancelled)
+
+
+def _crash(ctx: TaskContext) -> None:
+    """Fault injection for the resume tests: die right after this step, its checkpoint event
+    delivered (the local sender's close() flushes what was queued; a resumed attempt starts past it)."""
+    close = getattr(getattr(ctx.send, "__self__", None), "close", None)
+    if close is not None:
+        close()
+    os._exit(17)
