@@ -16,6 +16,7 @@ import grpc
 from services.kit.auth import current_principal
 from services.kit.errors import ServiceError, Violations
 from services.kit.jobs import JobRpc, JobService
+from services.render.capabilities import BLEND_MODES, CURVES_PRESETS, EASINGS, capabilities
 from services.render.config import RenderConfig
 from services.render.ffmpeg_process import FFmpegError
 from services.render.handlers import RENDER, UPSCALE, RenderContext, limits_of, overrides_of, resolve_sources
@@ -95,6 +96,16 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[mis
                 # An asset that no longer decodes is the caller's INVALID_ARGUMENT, not our INTERNAL.
                 raise await self.ctx.ffmpeg_failed(exc, sources) from None
         return render_pb2.RenderFrameResponse(jpeg=jpeg, width=width, height=height)
+
+    async def ListCapabilities(self, request: render_pb2.ListCapabilitiesRequest, context: grpc.aio.ServicerContext) -> render_pb2.ListCapabilitiesResponse:
+        # Discovered at server start (cached per binary): this is a lookup, not an ffmpeg run.
+        caps = capabilities(self.ctx.config.ffmpeg_binary)
+        return render_pb2.ListCapabilitiesResponse(
+            transitions=caps.transitions, filters=caps.filters, lut_formats=caps.lut_formats, encoders=caps.encoders,
+            easings=EASINGS, curves_presets=CURVES_PRESETS if caps.has("curves") else (),
+            blend_modes=BLEND_MODES if caps.has("blend_mode") else BLEND_MODES[:1],
+            loudness_normalization=caps.loudness_normalization,
+        )
 
 
 class UpscaleServicer(render_pb2_grpc.UpscaleServiceServicer):  # type: ignore[misc]
