@@ -25,6 +25,7 @@ from typing import Any
 
 import ffmpeg
 
+from services.render.timeline import fx
 from services.render.timeline import plan as P
 from services.render.timeline.expr import animated_expr, num
 
@@ -241,6 +242,12 @@ class _Builder:
 
     def overlay_group(self, base: Stream, spans: list[_Span]) -> Stream:
         first = spans[0].clip
+        if first.filters.blend != "normal":
+            # The group's first clip decides how the whole group combines with what is below.
+            layer = self.group_stream(spans, mode="canvas") if len(spans) > 1 else self.picture(spans[0], mode="canvas")
+            begin = first.start + spans[0].offset
+            length = spans[-1].clip.start + spans[-1].offset + spans[-1].frames - begin
+            return fx.blend_layer(base, layer, begin - self.win.start, length, self.win.frames, first.filters.blend)
         if len(spans) == 1:
             stream = self.picture(spans[0], mode="free")
             shift = self.shift(first)
@@ -253,17 +260,27 @@ class _Builder:
 
     def group_stream(self, spans: list[_Span], *, mode: str) -> Stream:
         """Clips joined by xfade, in the first clip's local time."""
+        # Eased transitions retime frames inside xfade (fx.ease_pts): every input then needs a
+        # time base finer than the frame grid, and xfade wants both inputs' time bases equal.
+        eased = any(s.clip.transition_in is not None and s.clip.transition_in.easing != "linear" for s in spans[1:])
         out = self.picture(spans[0], mode=mode)
+        out = out.filter("settb", "AVTB") if eased else out
         # Output length so far, in frames, counted from the first span's first frame.
         length = spans[0].frames
         for span in spans[1:]:
             t = span.clip.transition_in
             assert t is not None and span.offset == 0
             nxt = self.picture(span, mode=mode)
+            nxt = nxt.filter("settb", "AVTB") if eased else nxt
             offset = length - t.frames
-            out = ffmpeg.filter(
-                [out, nxt], "xfade", transition=t.kind, duration=num(t.frames / self.fps), offset=num(offset / self.fps)
-            )
+            duration = t.frames / self.fps
+            if t.easing != "linear":
+                at = (spans[0].offset + offset) / self.fps  # the transition's start in the first input's time
+                out = out.setpts(fx.ease_pts(at, duration, t.easing))
+                nxt = nxt.setpts(fx.ease_pts(0.0, duration, t.easing))
+            out = ffmpeg.filter([out, nxt], "xfade", transition=t.kind, duration=num(duration), offset=num(offset / self.fps))
+            if t.easing != "linear":
+                out = out.setpts(fx.uneased_pts(at, duration, t.easing, self.fps))
             length += span.frames - t.frames
         return out
 
@@ -285,6 +302,11 @@ class _Builder:
             stream = self.retime(src, span)
         else:
             stream = src
+        # Key and looks on the source picture, before fitting (a keyed clip's letterbox stays clear).
+        keyed = clip.filters.key is not None
+        if clip.filters.key is not None:
+            stream = fx.chroma_key(stream, clip.filters.key)
+        stream = fx.graded(stream, clip.filters, fx.lut_file(self.workdir, clip), alpha=keyed)
         if mode == "base":
             pad_color: str | None = self.canvas.background
         elif mode == "canvas" and t.is_identity:
@@ -505,7 +527,8 @@ class _Builder:
 
 def _is_plain(clip: P.PlannedClip) -> bool:
     """A clip that covers the canvas as an opaque picture (can be the base without overlay)."""
-    return clip.has_picture and clip.transform.is_identity
+    f = clip.filters
+    return clip.has_picture and clip.transform.is_identity and f.key is None and f.blend == "normal"
 
 
 def _even(x: float) -> int:

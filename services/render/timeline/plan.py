@@ -14,10 +14,12 @@ from services.kit.media_input import MediaInput, media_input
 from services.render.media import SourceInfo
 
 if TYPE_CHECKING:
+    from services.render.timeline.lut import CubeLut
     from services.render.timeline.ramp import SpeedRamp
 
 __all__ = [
     "Animated",
+    "ChromaKey",
     "ClipFilters",
     "ClipKind",
     "Fit",
@@ -105,12 +107,36 @@ class Transform:
 
 
 @dataclass(frozen=True)
+class ChromaKey:
+    # ffmpeg colour "0xRRGGBB".
+    color: str
+    similarity: float = 0.1
+    blend: float = 0.0
+    # 0 = no spill suppression; else despill's mix, of type "green" or "blue".
+    spill: float = 0.0
+    spill_type: str = "green"
+
+
+@dataclass(frozen=True)
 class ClipFilters:
     brightness: float = 0.0
     contrast: float = 1.0
     saturation: float = 1.0
     blur_sigma: float = 0.0
     grayscale: bool = False
+    # The parsed, checked LUT (written to the scratch folder by the compiler).
+    lut: CubeLut | None = None
+    exposure: float = 0.0
+    # Kelvin; 0 = unchanged.
+    temperature: float = 0.0
+    # ffmpeg curves preset name; "" = none.
+    curves: str = ""
+    vignette: float = 0.0
+    sharpen: float = 0.0
+    grain: float = 0.0
+    key: ChromaKey | None = None
+    # ffmpeg blend mode against the tracks below; "normal" = alpha over.
+    blend: str = "normal"
 
     @property
     def is_identity(self) -> bool:
@@ -122,6 +148,8 @@ class Transition:
     # The xfade transition name ("fade", "fadeblack", "wipeleft", ...).
     kind: str
     frames: int
+    # Progress curve: "linear", "ease_in", "ease_out", "ease_in_out".
+    easing: str = "linear"
 
 
 @dataclass(frozen=True)
@@ -219,6 +247,8 @@ class PlannedCanvas:
 class Plan:
     canvas: PlannedCanvas
     tracks: tuple[PlannedTrack, ...] = field(default_factory=tuple)
+    # Integrated loudness target of the mix in LUFS; None = the mix as it is.
+    loudness: float | None = None
 
     @property
     def has_audio(self) -> bool:

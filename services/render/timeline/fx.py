@@ -1,0 +1,139 @@
+"""The compiler's effects: looks, chroma key, blend modes and eased transitions, as parts of the
+one filter graph (``compile.py`` calls these; nothing here runs ffmpeg).
+
+Eased transitions: xfade's progress is computed from the timestamps of its first input
+(``1 - (pts - offset) / duration``), and its second input's timestamps only count as increments.
+So both inputs are retimed through the easing inside the transition window — a frame at
+fraction p of the transition gets the timestamp of fraction ease(p) — xfade blends them with an
+eased progress, and the output's timestamps are mapped back by the inverse curve and rounded
+onto the frame grid. Frames are neither added nor dropped (easing is monotonic) and every
+transition keeps working, the 46 built-in ones included, with no per-transition expression.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import ffmpeg
+
+from services.render.timeline import plan as P
+from services.render.timeline.expr import num
+
+__all__ = ["blend_layer", "chroma_key", "ease_pts", "looks", "uneased_pts"]
+
+Stream = Any
+
+
+def _ease(p: str, easing: str) -> str:
+    if easing == "ease_in":
+        return f"({p})*({p})"
+    if easing == "ease_out":
+        return f"({p})*(2-({p}))"
+    return f"if(lt({p},0.5),2*({p})*({p}),1-2*(1-({p}))*(1-({p})))"  # ease_in_out
+
+
+def _uneased(q: str, easing: str) -> str:
+    """The inverse of ``_ease`` on [0, 1]."""
+    if easing == "ease_in":
+        return f"sqrt({q})"
+    if easing == "ease_out":
+        return f"1-sqrt(1-({q}))"
+    return f"if(lt({q},0.5),sqrt(({q})/2),1-sqrt((1-({q}))/2))"
+
+
+def ease_pts(start: float, duration: float, easing: str) -> str:
+    """setpts: times inside [start, start + duration] moved along the easing (AVTB time base)."""
+    a, d = num(start), num(duration)
+    p = f"(T-{a})/{d}"
+    return f"if(between(T,{a},{num(start + duration)}),{a}+{d}*({_ease(p, easing)}),T)/TB"
+
+
+def uneased_pts(start: float, duration: float, easing: str, fps: float) -> str:
+    """setpts: the inverse of ``ease_pts``, rounded onto the frame grid."""
+    a, d = num(start), num(duration)
+    q = f"clip((T-{a})/{d},0,1)"
+    back = f"round(({a}+{d}*({_uneased(q, easing)}))*{num(fps)})/{num(fps)}"
+    return f"if(between(T,{a},{num(start + duration)}),{back},T)/TB"
+
+
+def chroma_key(stream: Stream, key: P.ChromaKey) -> Stream:
+    """The key colour made transparent (soft edge = blend), then its cast removed from what stays."""
+    stream = stream.filter("format", "yuva444p").filter(
+        "chromakey", color=key.color, similarity=num(key.similarity), blend=num(key.blend)
+    )
+    if key.spill > 0:
+        # despill works on RGB; alpha=0 keeps the key's alpha as it is.
+        stream = stream.filter("format", "gbrap").filter("despill", type=key.spill_type, mix=num(key.spill), alpha=0)
+    return stream
+
+
+def looks(stream: Stream, f: P.ClipFilters, lut_file: Path | None) -> Stream:
+    """Colour and texture, in the order a colourist would: exposure and white balance, the LUT
+    (the look), curves, then vignette, sharpening and grain on the graded picture."""
+    if f.exposure:
+        stream = stream.filter("exposure", exposure=num(f.exposure))
+    if f.temperature:
+        stream = stream.filter("colortemperature", temperature=num(f.temperature))
+    if lut_file is not None:
+        stream = stream.filter("lut3d", file=str(lut_file), interp="tetrahedral")
+    if f.curves:
+        stream = stream.filter("curves", preset=f.curves)
+    if f.vignette > 0:
+        stream = stream.filter("vignette", angle=num(f.vignette * math.pi / 2))
+    if f.sharpen > 0:
+        stream = stream.filter("unsharp", luma_msize_x=5, luma_msize_y=5, luma_amount=num(f.sharpen))
+    if f.grain > 0:
+        stream = stream.filter("noise", alls=num(f.grain), allf="t")
+    return stream
+
+
+def lut_file(workdir: Path, clip: P.PlannedClip) -> Path | None:
+    """The clip's LUT written (canonical text of the parsed table) into the scratch folder."""
+    lut = clip.filters.lut
+    if lut is None:
+        return None
+    path = workdir / f"lut-{clip.track_index}-{clip.clip_index}.cube"
+    if not path.exists():
+        path.write_text(lut.text(), encoding="ascii")
+    return path
+
+
+def blend_layer(base: Stream, layer: Stream, start: int, frames: int, total: int, mode: str) -> Stream:
+    """``layer`` (canvas-size, with alpha, its own time from 0, ``frames`` long) combined with
+    frames [start, start + frames) of ``base`` (``total`` frames, from 0) by blend ``mode``.
+
+    blend has no notion of alpha, so the blended picture gets the layer's alpha back
+    (alphamerge) and is laid over the base; outside the layer's frames the base is untouched
+    (the base is cut there and concatenated back: blend never sees a missing layer frame)."""
+    end = min(start + frames, total)
+    parts = base.split()
+    pieces: list[Stream] = []
+    if start > 0:
+        pieces.append(parts[0].trim(end_frame=start).setpts("PTS-STARTPTS").filter("format", "yuv420p"))
+    mid = parts[1].trim(start_frame=start, end_frame=end).setpts("PTS-STARTPTS").split()
+    top = layer.trim(end_frame=end - start).setpts("PTS-STARTPTS").split()
+    blended = ffmpeg.filter(
+        [mid[0].filter("format", "gbrp"), top[0].filter("format", "gbrp")], "blend", all_mode=mode, shortest=1
+    )
+    alpha = top[1].filter("alphaextract")
+    shaped = ffmpeg.filter([blended.filter("format", "gbrap"), alpha], "alphamerge")
+    pieces.append(ffmpeg.overlay(mid[1], shaped, x=0, y=0, eval="init").filter("format", "yuv420p"))
+    if end < total:
+        pieces.append(parts[2].trim(start_frame=end).setpts("PTS-STARTPTS").filter("format", "yuv420p"))
+    if len(pieces) == 1:
+        return pieces[0]
+    return ffmpeg.concat(*pieces, v=1, a=0)
+
+
+def graded(stream: Stream, f: P.ClipFilters, lut: Path | None, *, alpha: bool) -> Stream:
+    """``looks`` on a picture; with ``alpha`` (a keyed clip) the alpha plane is set aside and put
+    back, since not every look filter carries one (vignette, noise work on opaque formats)."""
+    if not (f.exposure or f.temperature or lut is not None or f.curves or f.vignette or f.sharpen or f.grain):
+        return stream
+    if not alpha:
+        return looks(stream, f, lut)
+    parts = stream.split()
+    picture = looks(parts[0].filter("format", "gbrp"), f, lut)
+    return ffmpeg.filter([picture.filter("format", "gbrap"), parts[1].filter("alphaextract")], "alphamerge")
