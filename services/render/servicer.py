@@ -19,7 +19,7 @@ from services.kit.jobs import JobRpc, JobService
 from services.render.capabilities import BLEND_MODES, CURVES_PRESETS, EASINGS, capabilities
 from services.render.config import RenderConfig
 from services.render.ffmpeg_process import FFmpegError
-from services.render.handlers import RENDER, UPSCALE, RenderContext, limits_of, overrides_of, resolve_sources
+from services.render.handlers import RENDER, UPSCALE, RenderContext, limits_of, overrides_of, resolve_luts, resolve_sources
 from services.render.pipeline import render_frame, scratch_dir
 from services.render.reasons import Reason
 from services.render.timeline.validate import check_structure, plan_timeline
@@ -50,7 +50,8 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[mis
         check_render_parameters(params, self.ctx.config)
         self.ctx.check_executor()
         sources = await resolve_sources(self.ctx, owner, params.timeline)
-        plan_timeline(params.timeline, sources, limits_of(self.ctx.config), overrides_of(params))
+        luts = await resolve_luts(self.ctx, owner, params.timeline)
+        plan_timeline(params.timeline, sources, limits_of(self.ctx.config), overrides_of(params), luts)
         rec = await self.jobs.create(
             owner, RENDER, params.SerializeToString(), request_id=request.request_id, priority=request.priority
         )
@@ -80,7 +81,8 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[mis
         v.raise_if_any(Reason.INVALID_TIMELINE)
         check_structure(request.timeline, limits)
         sources = await resolve_sources(self.ctx, owner, request.timeline)
-        plan = plan_timeline(request.timeline, sources, limits)
+        luts = await resolve_luts(self.ctx, owner, request.timeline)
+        plan = plan_timeline(request.timeline, sources, limits, luts=luts)
         if request.time_seconds >= plan.canvas.duration:
             raise ServiceError.invalid_argument(
                 Reason.INVALID_TIMELINE, "time is outside the timeline",

@@ -91,12 +91,14 @@ def compile_plan(
     *,
     window: Window | None = None,
     audio: bool = True,
+    loudness: fx.Loudness | None = None,
 ) -> CompiledGraph:
-    """The whole timeline (or ``window`` of it) as ffmpeg-python streams."""
+    """The whole timeline (or ``window`` of it) as ffmpeg-python streams; ``loudness``: the mix's
+    measurement (``services.render.loudness``), to normalise it to ``plan.loudness``."""
     wanted = window or Window(0, plan.canvas.frames)
     win = expand_window(plan, wanted.start, wanted.end)
     workdir.mkdir(parents=True, exist_ok=True)
-    builder = _Builder(plan, win, workdir)
+    builder = _Builder(plan, win, workdir, loudness)
     video = builder.video()
     skip = wanted.start - win.start
     if skip or win.end != wanted.end:
@@ -124,8 +126,9 @@ class _Span:
 
 
 class _Builder:
-    def __init__(self, plan: P.Plan, window: Window, workdir: Path) -> None:
+    def __init__(self, plan: P.Plan, window: Window, workdir: Path, loudness: fx.Loudness | None = None) -> None:
         self.plan = plan
+        self.loudness = loudness
         self.canvas = plan.canvas
         self.win = window
         self.fps = plan.canvas.fps
@@ -215,6 +218,9 @@ class _Builder:
             f"color=c={color}:s={c.width}x{c.height}:r={num(self.fps)}:d={num(frames / self.fps)}", f="lavfi"
         ).video
         src = src.filter("format", "yuva420p" if alpha else "yuv420p")
+        if alpha:
+            # The lavfi input device hands over colour without its alpha: clear it in the graph.
+            src = src.filter("lut", a=0)
         if local_offset:
             src = src.setpts(f"PTS+{num(local_offset / self.fps)}/TB")
         return src
@@ -476,6 +482,8 @@ class _Builder:
             return None
         mixed = parts[0] if len(parts) == 1 else ffmpeg.filter(parts, "amix", inputs=len(parts), normalize=0, duration="longest")
         total = num(self.win.frames / self.fps)
+        if self.plan.loudness is not None and self.loudness is not None:
+            mixed = mixed.filter("loudnorm", **fx.loudnorm_options(self.plan.loudness, self.loudness)).filter("aresample", 48000)
         return mixed.filter("apad", whole_dur=total).filter("atrim", end=total).filter(
             "aformat", sample_rates=48000, channel_layouts="stereo"
         )

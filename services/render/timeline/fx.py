@@ -13,6 +13,7 @@ transition keeps working, the 46 built-in ones included, with no per-transition 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,9 @@ import ffmpeg
 from services.render.timeline import plan as P
 from services.render.timeline.expr import num
 
-__all__ = ["blend_layer", "chroma_key", "ease_pts", "looks", "uneased_pts"]
+__all__ = ["TRUE_PEAK", "Loudness", "blend_layer", "chroma_key", "ease_pts", "graded", "loudnorm_options", "looks", "lut_file", "uneased_pts"]
+
+TRUE_PEAK = -1.0
 
 Stream = Any
 
@@ -137,3 +140,25 @@ def graded(stream: Stream, f: P.ClipFilters, lut: Path | None, *, alpha: bool) -
     parts = stream.split()
     picture = looks(parts[0].filter("format", "gbrp"), f, lut)
     return ffmpeg.filter([picture.filter("format", "gbrap"), parts[1].filter("alphaextract")], "alphamerge")
+
+
+@dataclass(frozen=True)
+class Loudness:
+    integrated: float
+    lra: float
+    true_peak: float
+
+
+def loudnorm_options(target: float, m: Loudness) -> dict[str, str]:
+    """loudnorm in linear mode: its LRA target must not be below the measured range (else it
+    goes dynamic), so it is the measured range, within loudnorm's [1, 50]."""
+    return {
+        "I": f"{target:.2f}",
+        "TP": f"{TRUE_PEAK:.1f}",
+        "LRA": f"{min(max(m.lra + 1, 7.0), 50.0):.2f}",
+        "measured_I": f"{max(m.integrated, -99.0):.2f}",
+        "measured_LRA": f"{min(m.lra, 99.0):.2f}",
+        "measured_TP": f"{min(max(m.true_peak, -99.0), 99.0):.2f}",
+        "measured_thresh": f"{max(m.integrated - 10, -99.0):.2f}",
+        "linear": "true",
+    }
