@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -55,14 +56,18 @@ async def measure_loudness(plan: Plan, workdir: Path, *, ffmpeg_binary: str = "f
 
     folder = workdir / "loudness"
     folder.mkdir(parents=True, exist_ok=True)
-    graph = await asyncio.to_thread(compile_plan, replace(plan, loudness=None), folder)
-    if graph.audio is None:
-        return None
-    log = folder / "ebur128.txt"
-    sound = graph.audio.filter("ebur128", peak="true", metadata=1).filter("ametadata", mode="print", file=str(log))
-    args = _command(ffmpeg.output(sound, "-", f="null"), ffmpeg_binary, folder, "-y")
-    await run_ffmpeg(args, cancel=cancel)
-    measured = parse_ebur128(await asyncio.to_thread(log.read_text, encoding="utf-8", errors="replace"))
+    try:
+        graph = await asyncio.to_thread(compile_plan, replace(plan, loudness=None), folder)
+        if graph.audio is None:
+            return None
+        log = folder / "ebur128.txt"
+        sound = graph.audio.filter("ebur128", peak="true", metadata=1).filter("ametadata", mode="print", file=str(log))
+        args = _command(ffmpeg.output(sound, "-", f="null"), ffmpeg_binary, folder, "-y")
+        await run_ffmpeg(args, cancel=cancel)
+        measured = parse_ebur128(await asyncio.to_thread(log.read_text, encoding="utf-8", errors="replace"))
+    finally:
+        # Its files (graph, text, the log) go however the pass ends: a cancelled job leaves nothing.
+        await asyncio.to_thread(shutil.rmtree, folder, True)
     return measured if measured is not None and measured.integrated > _SILENCE else None
 
 

@@ -19,7 +19,15 @@ from services.kit.jobs import JobRpc, JobService
 from services.render.capabilities import BLEND_MODES, CURVES_PRESETS, EASINGS, capabilities
 from services.render.config import RenderConfig
 from services.render.ffmpeg_process import FFmpegError
-from services.render.handlers import RENDER, UPSCALE, RenderContext, limits_of, overrides_of, resolve_luts, resolve_sources
+from services.render.handlers import (
+    RENDER,
+    UPSCALE,
+    RenderContext,
+    limits_of,
+    overrides_of,
+    resolve_luts,
+    resolve_sources,
+)
 from services.render.pipeline import render_frame, scratch_dir
 from services.render.reasons import Reason
 from services.render.timeline.validate import check_structure, plan_timeline

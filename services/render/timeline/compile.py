@@ -436,9 +436,6 @@ class _Builder:
         clip = span.clip
         spec = clip.text
         assert spec is not None
-        path = self.workdir / f"text-{clip.track_index}-{clip.clip_index}.txt"
-        path.write_text(spec.text, encoding="utf-8")
-        self.text_files.append(path)
         shift = self.shift(clip)
         local = f"(t-{num(shift)})" if shift > 0 else (f"(t+{num(-shift)})" if shift < 0 else "t")
         t = clip.transform
@@ -452,12 +449,9 @@ class _Builder:
         begin = (span.clip.start + span.offset - self.win.start) / self.fps
         end = begin + span.frames / self.fps
         kwargs: dict[str, Any] = {
-            "textfile": str(path),
             "fontfile": spec.font_file,
             "fontsize": size,
             "fontcolor": spec.color,
-            "x": f"w*({animated_expr(t.x, local)})-text_w/2",
-            "y": f"h*({animated_expr(t.y, local)})-text_h/2",
             "alpha": alpha,
             "expansion": "none",
             # Half a frame of slack each side: frame timestamps are exact multiples of 1/fps.
@@ -465,7 +459,9 @@ class _Builder:
         }
         if spec.box:
             kwargs.update(box=1, boxcolor=spec.box_color, boxborderw=spec.box_padding)
-        return base.drawtext(**kwargs)
+        centre = (f"w*({animated_expr(t.x, local)})", f"h*({animated_expr(t.y, local)})")
+        name = f"text-{clip.track_index}-{clip.clip_index}"
+        return fx.drawtext(base, spec, kwargs, size, centre, self.workdir, name, self.text_files)
 
     # -- audio --------------------------------------------------------------------------------
     def audio(self) -> Stream | None:

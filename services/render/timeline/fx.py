@@ -22,7 +22,7 @@ import ffmpeg
 from services.render.timeline import plan as P
 from services.render.timeline.expr import num
 
-__all__ = ["TRUE_PEAK", "Loudness", "blend_layer", "chroma_key", "ease_pts", "graded", "loudnorm_options", "looks", "lut_file", "uneased_pts"]
+__all__ = ["TRUE_PEAK", "Loudness", "blend_layer", "chroma_key", "ease_pts", "graded", "looks", "loudnorm_options", "lut_file", "uneased_pts"]
 
 TRUE_PEAK = -1.0
 
@@ -162,3 +162,44 @@ def loudnorm_options(target: float, m: Loudness) -> dict[str, str]:
         "measured_thresh": f"{max(m.integrated - 10, -99.0):.2f}",
         "linear": "true",
     }
+
+
+def drawtext(base: Stream, spec: P.TextSpec, kwargs: dict[str, Any], size: str, centre: tuple[str, str],
+             workdir: Path, name: str, files: list[Path]) -> Stream:
+    """A text clip as drawtext: one block (lines left-aligned within it, the block centred on
+    ``centre``), or with ``spec.align`` one drawtext per line placed in the block, since
+    drawtext (ffmpeg 5.1) cannot align lines. ``size`` is the font size expression; text goes
+    through files (``textfile``: no escaping of user text)."""
+    style: dict[str, Any] = {}
+    if spec.outline:
+        style.update(borderw=spec.outline, bordercolor=spec.outline_color)
+    if spec.shadow_x or spec.shadow_y:
+        style.update(shadowx=spec.shadow_x, shadowy=spec.shadow_y, shadowcolor=spec.shadow_color)
+    cx, cy = centre
+    if not spec.align:
+        path = workdir / f"{name}.txt"
+        path.write_text(spec.text, encoding="utf-8")
+        files.append(path)
+        extra = {"line_spacing": spec.line_spacing} if spec.line_spacing else {}
+        return base.drawtext(textfile=str(path), x=f"{cx}-text_w/2", y=f"{cy}-text_h/2", **kwargs, **style, **extra)
+    n = len(spec.lines)
+    step = f"(({size})*{num(spec.line_height)}+{spec.line_spacing})"
+    top = f"({cy}-({step}*{n}-{spec.line_spacing})/2)"
+    ratio = spec.block_width / spec.font_size if spec.block_width > 0 else max(spec.widths, default=0.0)
+    width = f"(({size})*{num(ratio)})"
+    left = f"({cx}-{width}/2)"
+    x = {"left": left, "center": f"{cx}-text_w/2", "right": f"{left}+{width}-text_w"}[spec.align]
+    if spec.align == "left":
+        x = left
+    out = base
+    for i, line in enumerate(spec.lines):
+        if not line.strip():
+            continue  # an empty line only takes its space
+        path = workdir / f"{name}-{i}.txt"
+        path.write_text(line, encoding="utf-8")
+        files.append(path)
+        # drawtext's y is the top of the line's own glyphs (its tallest ascent): put every line's
+        # baseline on the grid instead.
+        y = f"{top}+{step}*{i}+({size})*{num(spec.ascent)}-ascent"
+        out = out.drawtext(textfile=str(path), x=x, y=y, **kwargs, **style)
+    return out

@@ -26,8 +26,8 @@ __all__ = [
     "check_transition",
     "lut_asset_ids",
     "plan_looks",
-    "plan_transition",
     "plan_loudness",
+    "plan_transition",
     "transition_name",
 ]
 

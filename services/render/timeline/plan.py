@@ -161,6 +161,23 @@ class TextSpec:
     box: bool = False
     box_color: str = "0x000000@0.5"
     box_padding: int = 0
+    # Pixels at the output size; colours as ffmpeg's.
+    outline: int = 0
+    outline_color: str = "0x000000"
+    shadow_x: int = 0
+    shadow_y: int = 0
+    shadow_color: str = "0x000000@0.5"
+    line_spacing: int = 0
+    # "" = one drawtext block (lines left-aligned in it, centred as a block); else each line
+    # placed "left"/"center"/"right" in the block.
+    align: str = ""
+    lines: tuple[str, ...] = ()
+    # Per font-size unit: each line's advance width, the font's ascender and line height.
+    widths: tuple[float, ...] = ()
+    ascent: float = 0.8
+    line_height: float = 1.2
+    # The wrapping box's width in output pixels (0 = the widest line).
+    block_width: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,18 @@ from services.kit.errors import ServiceError, Violations
 from services.render.capabilities import Capabilities, capabilities
 from services.render.media import MediaKind
 from services.render.timeline import plan as P
-from services.render.timeline.looks import check_looks, check_mix, check_transition, plan_looks, plan_loudness, plan_transition
+from services.render.timeline.looks import (
+    check_looks,
+    check_mix,
+    check_transition,
+    plan_looks,
+    plan_loudness,
+    plan_transition,
+)
 from services.render.timeline.lut import CubeLut
 from services.render.timeline.ramp import MAX_RATE, MIN_RATE, SpeedRamp
 from services.render.timeline.style import font_file, parse_color, valid_color
+from services.render.timeline.text import check_text_style, plan_text
 from viarte.render.v1 import timeline_pb2 as tl
 
 __all__ = [
@@ -270,6 +278,7 @@ def _check_clip(checks: _Checks, path: str, kind: int, clip: tl.Clip, first: boo
         checks.check(valid_color(clip.text.color, empty_ok=True, alpha=True), f"{path}.text.color", "must be #rrggbb or #rrggbbaa")
         checks.check(valid_color(clip.text.box_color, empty_ok=True, alpha=True), f"{path}.text.box_color", "must be #rrggbb or #rrggbbaa")
         checks.check(0 <= clip.text.box_padding <= 500, f"{path}.text.box_padding", "must be in [0, 500]")
+        check_text_style(checks, f"{path}.text", clip.text)
         if checks.check(clip.duration_seconds > 0, f"{path}.duration_seconds", "is required for text clips"):
             _check_fades(checks, path, clip, clip.duration_seconds)
             return clip.duration_seconds
@@ -441,7 +450,7 @@ def _plan_clip(
         end = start + round(clip.duration_seconds * fps)
         if not checks.check(end > start, f"{path}.duration_seconds", "shorter than one frame"):
             return None
-        text = _text(checks, path, clip.text, pixel_scale, limits)
+        text = plan_text(checks, path + ".text", clip.text, pixel_scale, limits.default_font_family)
         return P.PlannedClip(kind=P.ClipKind.TEXT, start=start, end=end, text=text, volume=0.0, **common)  # type: ignore[arg-type]
     source = sources.get(clip.asset_id)
     if source is None:
@@ -556,21 +565,6 @@ def _filters(f: tl.ClipFilters, pixel_scale: float) -> P.ClipFilters:
         saturation=f.saturation if f.HasField("saturation") else 1.0,
         blur_sigma=f.blur_sigma * pixel_scale,
         grayscale=f.grayscale,
-    )
-
-
-def _text(checks: _Checks, path: str, style: tl.TextStyle, pixel_scale: float, limits: Limits) -> P.TextSpec:
-    family = style.font_family or limits.default_font_family
-    font = font_file(family)
-    checks.check(font is not None, f"{path}.text.font_family", f"font {family!r} is not installed")
-    return P.TextSpec(
-        text=style.text,
-        font_file=font or "",
-        font_size=(style.font_size or 48.0) * pixel_scale,
-        color=parse_color(style.color or "#ffffff"),
-        box=style.box,
-        box_color=parse_color(style.box_color or "#00000080"),
-        box_padding=round(style.box_padding * pixel_scale),
     )
 
 
