@@ -31,6 +31,7 @@ from services.render.media import MediaError, MediaKind, SourceInfo, probe
 from services.render.pipeline import render_plan, scratch_dir
 from services.render.reasons import Reason
 from services.render.segments import render_split, render_window
+from services.render.stabilize import prepare_stabilization
 from services.render.timeline.compile import Window
 from services.render.timeline.looks import lut_asset_ids
 from services.render.timeline.lut import MAX_LUT_BYTES, CubeLut, LutError, parse_cube
@@ -111,6 +112,10 @@ class RenderContext:
     def work_root(self) -> Path:
         return self.config.resolved_work_dir
 
+    @property
+    def stabilization_cache(self) -> Path:
+        return self.work_root.parent / f"{self.work_root.name}-vidstab"
+
     async def source_info(self, resolved: ResolvedAsset) -> SourceInfo:
         cached = self._facts.get(resolved.asset.id)
         if cached is not None:
@@ -171,7 +176,7 @@ async def resolve_sources(ctx: RenderContext, owner: str, timeline: timeline_pb2
     ids = asset_ids(timeline)
     resolved = await asyncio.gather(*(ctx.storage.resolve(owner, i) for i in ids))
     infos = await asyncio.gather(*(ctx.source_info(r) for r in resolved))
-    return {i: Source(r.url, info, r.asset.content_type) for i, r, info in zip(ids, resolved, infos, strict=True)}
+    return {i: Source(r.url, info, r.asset.content_type, asset_id=i) for i, r, info in zip(ids, resolved, infos, strict=True)}
 
 
 async def resolve_luts(ctx: RenderContext, owner: str, timeline: timeline_pb2.Timeline) -> dict[str, CubeLut | str]:
@@ -238,6 +243,8 @@ async def handle_render(ctx: RenderContext, job: RunningJob) -> bytes:
     # A long timeline is cut into segments rendered side by side (on several actors, or as
     # concurrent local ffmpegs), then joined by stream copy (services/render/segments.py).
     split = 0 < config.render_split_seconds < plan.canvas.duration and config.split_max_workers > 1
+    # vidstab's first pass, cached per asset on this machine (Ray actors elsewhere cannot read it).
+    plan = await prepare_stabilization(plan, ctx.stabilization_cache, ffmpeg_binary=config.ffmpeg_binary, cancel=cancel)
     with scratch_dir(ctx.work_root, f"render-{job.id}-") as work:
         # 2. one ffmpeg run (or one per segment)
         try:

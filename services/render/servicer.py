@@ -30,6 +30,7 @@ from services.render.handlers import (
 )
 from services.render.pipeline import render_frame, scratch_dir
 from services.render.reasons import Reason
+from services.render.stabilize import prepare_stabilization
 from services.render.timeline.validate import check_structure, plan_timeline
 from viarte.render.v1 import render_pb2, render_pb2_grpc
 
@@ -98,6 +99,7 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[mis
             )
         with scratch_dir(self.ctx.work_root, "frame-") as work:
             try:
+                plan = await prepare_stabilization(plan, self.ctx.stabilization_cache, ffmpeg_binary=config.ffmpeg_binary)
                 jpeg, width, height = await render_frame(
                     plan, request.time_seconds, work, max_width=request.max_width or 0,
                     ffmpeg_binary=config.ffmpeg_binary, limit_seconds=config.frame_timeout_seconds,

@@ -25,6 +25,7 @@ from typing import Any
 
 import ffmpeg
 
+from services.render.stabilize import source_key as stabilize_key
 from services.render.timeline import fx
 from services.render.timeline import plan as P
 from services.render.timeline.expr import animated_expr, num
@@ -161,6 +162,8 @@ class _Builder:
         # Two spare source frames: the exact length is cut after retiming.
         used = clip.source_offset((span.offset + span.frames) / self.fps) - begin
         length = used + 2 / max(clip.source.info.fps or self.fps, 1.0)
+        if clip.filters.stabilize:  # decoded from the start: vidstab counts frames from there
+            return inp.location, tuple(sorted(({"t": num(seek + length)} | inp.kwargs()).items()))
         kwargs = {"t": num(length)} | ({"ss": num(seek)} if seek > 0 else {}) | inp.kwargs()
         return inp.location, tuple(sorted(kwargs.items()))
 
@@ -305,6 +308,9 @@ class _Builder:
         t = clip.transform
         scale = t.scale.constant if static and t.scale.is_constant else 1.0
         if clip.kind is P.ClipKind.VIDEO:
+            if clip.filters.stabilize:
+                src = fx.stabilized(src, self.plan.stabilization[stabilize_key(clip.source)],
+                                    clip.source_start + clip.source_offset(span.offset / self.fps))
             stream = self.retime(src, span)
         else:
             stream = src

@@ -203,3 +203,10 @@ def drawtext(base: Stream, spec: P.TextSpec, kwargs: dict[str, Any], size: str, 
         y = f"{top}+{step}*{i}+({size})*{num(spec.ascent)}-ascent"
         out = out.drawtext(textfile=str(path), x=x, y=y, **kwargs, **style)
     return out
+
+
+def stabilized(src: Stream, transforms: str, seek: float) -> Stream:
+    """vidstab's second pass on a source decoded from its start, then cut where the clip's part
+    begins (the analysis numbers frames from the source's first)."""
+    stream = src.setpts("PTS-STARTPTS").filter("vidstabtransform", input=transforms, smoothing=15, optzoom=1, interpol="bicubic")
+    return stream.trim(start=num(seek)).setpts("PTS-STARTPTS") if seek > 0 else stream

@@ -92,7 +92,7 @@ def lut_asset_ids(timeline: tl.Timeline) -> list[str]:
 def check_looks(checks: _Checks, path: str, f: tl.ClipFilters, kind: int, caps: Capabilities) -> None:
     """The look fields of one clip's filters (``path`` = ``...clips[i].filters``)."""
     looks_used = bool(f.lut_asset_id or f.exposure or f.temperature_kelvin or f.curves or f.vignette or f.sharpen
-                      or f.grain or f.HasField("chroma_key") or f.blend_mode)
+                      or f.grain or f.HasField("chroma_key") or f.blend_mode or f.stabilize)
     if kind != tl.TRACK_KIND_VIDEO:
         checks.check(not looks_used, path, "looks (LUT, exposure, key, blend, ...) are for video tracks")
         return
@@ -112,6 +112,8 @@ def check_looks(checks: _Checks, path: str, f: tl.ClipFilters, kind: int, caps: 
         checks.check("cube" in caps.lut_formats, f"{path}.lut_asset_id", "LUTs are not available in the installed ffmpeg")
     if f.HasField("chroma_key"):
         _check_key(checks, f"{path}.chroma_key", f.chroma_key, caps)
+    if f.stabilize:
+        checks.check(caps.has("stabilize"), f"{path}.stabilize", "the installed ffmpeg has no vidstab")
 
 
 def _check_key(checks: _Checks, path: str, key: tl.ChromaKey, caps: Capabilities) -> None:
@@ -153,6 +155,7 @@ def plan_looks(checks: _Checks, path: str, f: tl.ClipFilters, base: P.ClipFilter
     return replace(
         base, lut=lut, exposure=f.exposure, temperature=f.temperature_kelvin, curves=_CURVES.get(f.curves, ""),
         vignette=f.vignette, sharpen=f.sharpen, grain=f.grain, key=key, blend=_BLENDS.get(f.blend_mode, "normal"),
+        stabilize=f.stabilize,
     )
 
 

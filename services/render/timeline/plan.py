@@ -63,6 +63,8 @@ class Source:
     info: SourceInfo
     # As storage sniffed and recorded it: ffmpeg opens the asset as this type only.
     content_type: str
+    # The storage asset (the key of per-asset caches such as stabilisation's analysis).
+    asset_id: str = ""
 
     def input(self) -> MediaInput:
         return media_input(self.content_type, self.location)
@@ -137,6 +139,8 @@ class ClipFilters:
     key: ChromaKey | None = None
     # ffmpeg blend mode against the tracks below; "normal" = alpha over.
     blend: str = "normal"
+    # vidstab (the analysis file: Plan.stabilization).
+    stabilize: bool = False
 
     @property
     def is_identity(self) -> bool:
@@ -266,6 +270,8 @@ class Plan:
     tracks: tuple[PlannedTrack, ...] = field(default_factory=tuple)
     # Integrated loudness target of the mix in LUFS; None = the mix as it is.
     loudness: float | None = None
+    # vidstab transforms file per source key (services.render.stabilize), for stabilised clips.
+    stabilization: dict[str, str] = field(default_factory=dict)
 
     @property
     def has_audio(self) -> bool:

@@ -211,7 +211,7 @@ class Transform(_message.Message):
     def __init__(self, x: _Optional[_Union[AnimatedValue, _Mapping]] = ..., y: _Optional[_Union[AnimatedValue, _Mapping]] = ..., scale: _Optional[_Union[AnimatedValue, _Mapping]] = ..., rotation_degrees: _Optional[_Union[AnimatedValue, _Mapping]] = ..., opacity: _Optional[_Union[AnimatedValue, _Mapping]] = ...) -> None: ...
 
 class ClipFilters(_message.Message):
-    __slots__ = ("brightness", "contrast", "saturation", "blur_sigma", "grayscale", "speed_keyframes", "lut_asset_id", "exposure", "temperature_kelvin", "curves", "vignette", "sharpen", "grain", "chroma_key", "blend_mode")
+    __slots__ = ("brightness", "contrast", "saturation", "blur_sigma", "grayscale", "speed_keyframes", "lut_asset_id", "exposure", "temperature_kelvin", "curves", "vignette", "sharpen", "grain", "chroma_key", "blend_mode", "stabilize")
     BRIGHTNESS_FIELD_NUMBER: _ClassVar[int]
     CONTRAST_FIELD_NUMBER: _ClassVar[int]
     SATURATION_FIELD_NUMBER: _ClassVar[int]
@@ -227,6 +227,7 @@ class ClipFilters(_message.Message):
     GRAIN_FIELD_NUMBER: _ClassVar[int]
     CHROMA_KEY_FIELD_NUMBER: _ClassVar[int]
     BLEND_MODE_FIELD_NUMBER: _ClassVar[int]
+    STABILIZE_FIELD_NUMBER: _ClassVar[int]
     brightness: float
     contrast: float
     saturation: float
@@ -242,7 +243,8 @@ class ClipFilters(_message.Message):
     grain: float
     chroma_key: ChromaKey
     blend_mode: BlendMode
-    def __init__(self, brightness: _Optional[float] = ..., contrast: _Optional[float] = ..., saturation: _Optional[float] = ..., blur_sigma: _Optional[float] = ..., grayscale: _Optional[bool] = ..., speed_keyframes: _Optional[_Iterable[_Union[Keyframe, _Mapping]]] = ..., lut_asset_id: _Optional[str] = ..., exposure: _Optional[float] = ..., temperature_kelvin: _Optional[float] = ..., curves: _Optional[_Union[CurvesPreset, str]] = ..., vignette: _Optional[float] = ..., sharpen: _Optional[float] = ..., grain: _Optional[float] = ..., chroma_key: _Optional[_Union[ChromaKey, _Mapping]] = ..., blend_mode: _Optional[_Union[BlendMode, str]] = ...) -> None: ...
+    stabilize: bool
+    def __init__(self, brightness: _Optional[float] = ..., contrast: _Optional[float] = ..., saturation: _Optional[float] = ..., blur_sigma: _Optional[float] = ..., grayscale: _Optional[bool] = ..., speed_keyframes: _Optional[_Iterable[_Union[Keyframe, _Mapping]]] = ..., lut_asset_id: _Optional[str] = ..., exposure: _Optional[float] = ..., temperature_kelvin: _Optional[float] = ..., curves: _Optional[_Union[CurvesPreset, str]] = ..., vignette: _Optional[float] = ..., sharpen: _Optional[float] = ..., grain: _Optional[float] = ..., chroma_key: _Optional[_Union[ChromaKey, _Mapping]] = ..., blend_mode: _Optional[_Union[BlendMode, str]] = ..., stabilize: _Optional[bool] = ...) -> None: ...
 
 class ChromaKey(_message.Message):
     __slots__ = ("color", "similarity", "blend", "spill")
