@@ -36,12 +36,12 @@ async def prepare_stabilization(plan: Plan, cache_dir: Path, *, ffmpeg_binary: s
     wanted = {source_key(c.source): c.source for c in plan.clips() if c.filters.stabilize and c.source is not None}
     if not wanted:
         return plan
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(cache_dir.mkdir, parents=True, exist_ok=True)
     files: dict[str, str] = {}
     for key, source in wanted.items():
         path = cache_dir / f"{key}.trf"
         async with _LOCKS.setdefault(key, asyncio.Lock()):
-            if not path.exists():
+            if not await asyncio.to_thread(path.exists):
                 await _detect(source, path, ffmpeg_binary, cancel)
         files[key] = str(path)
     return replace(plan, stabilization=files)
@@ -56,8 +56,14 @@ async def _detect(source: Source, path: Path, ffmpeg_binary: str, cancel: asynci
     args = _command(ffmpeg.output(stream, "-", f="null"), ffmpeg_binary, path.parent, "-y")
     try:
         await run_ffmpeg(args, cancel=cancel)
-        partial.replace(path)  # whole or nothing: a killed analysis leaves no half file behind
+        await asyncio.to_thread(partial.replace, path)  # whole or nothing: a killed analysis leaves no half file
     finally:
-        partial.unlink(missing_ok=True)
-        for script in path.parent.glob("graph-*.txt"):
-            script.unlink(missing_ok=True)
+        await asyncio.to_thread(_cleanup, partial, args)
+
+
+def _cleanup(partial: Path, args: list[str]) -> None:
+    partial.unlink(missing_ok=True)
+    from services.render.pipeline import _graph_scripts
+
+    for script in _graph_scripts(args):
+        script.unlink(missing_ok=True)

@@ -308,7 +308,7 @@ class _Builder:
         t = clip.transform
         scale = t.scale.constant if static and t.scale.is_constant else 1.0
         if clip.kind is P.ClipKind.VIDEO:
-            if clip.filters.stabilize:
+            if clip.filters.stabilize and clip.source is not None:
                 src = fx.stabilized(src, self.plan.stabilization[stabilize_key(clip.source)],
                                     clip.source_start + clip.source_offset(span.offset / self.fps))
             stream = self.retime(src, span)
