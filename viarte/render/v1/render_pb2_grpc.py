@@ -148,6 +148,7 @@ class RenderServiceServicer:
     def ListCapabilities(self, request, context):
         """What this server's ffmpeg can do: transitions (discovered at start from the installed ffmpeg),
         clip filters, LUT formats and video encoders. Needs any authenticated caller.
+        Errors: UNAUTHENTICATED only (the answer was discovered at server start).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
