@@ -13,6 +13,8 @@ transition keeps working, the 46 built-in ones included, with no per-transition 
 from __future__ import annotations
 
 import math
+import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,7 +101,10 @@ def lut_file(workdir: Path, clip: P.PlannedClip) -> Path | None:
         return None
     path = workdir / f"lut-{clip.track_index}-{clip.clip_index}.cube"
     if not path.exists():
-        path.write_text(lut.text(), encoding="ascii")
+        # Whole or not at all: segments compiled side by side may share the folder.
+        part = path.with_suffix(f".{os.getpid()}-{threading.get_ident()}.part")
+        part.write_text(lut.text(), encoding="ascii")
+        os.replace(part, path)
     return path
 
 
