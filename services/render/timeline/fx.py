@@ -65,7 +65,9 @@ def uneased_pts(start: float, duration: float, easing: str, fps: float) -> str:
 
 def chroma_key(stream: Stream, key: P.ChromaKey) -> Stream:
     """The key colour made transparent (soft edge = blend), then its cast removed from what stays."""
-    stream = stream.filter("format", "yuva444p").filter(
+    # On 4:2:0: the sources' chroma has that resolution anyway, and chromakey (9 chroma samples
+    # per pixel) runs ~2.6x faster than on 4:4:4 (720p: 17 s vs 44 s per 300 frames here).
+    stream = stream.filter("format", "yuva420p").filter(
         "chromakey", color=key.color, similarity=num(key.similarity), blend=num(key.blend)
     )
     if key.spill > 0:
