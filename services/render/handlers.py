@@ -23,6 +23,7 @@ from services.kit.errors import ServiceError
 from services.kit.jobs import JobCancelled, RunningJob
 from services.kit.media_input import scrub
 from services.kit.storage_client import ResolvedAsset, StorageClient
+from services.render.capabilities import capabilities
 from services.render.config import RenderConfig
 from services.render.encoder import Codec, Quality, encoder_options, select_encoder
 from services.render.ffmpeg_process import FFmpegCancelled, FFmpegError, FFmpegProgress
@@ -30,7 +31,10 @@ from services.render.media import MediaError, MediaKind, SourceInfo, probe
 from services.render.pipeline import render_plan, scratch_dir
 from services.render.reasons import Reason
 from services.render.segments import render_split, render_window
+from services.render.stabilize import prepare_stabilization
 from services.render.timeline.compile import Window
+from services.render.timeline.looks import lut_asset_ids
+from services.render.timeline.lut import MAX_LUT_BYTES, CubeLut, LutError, parse_cube
 from services.render.timeline.plan import Source
 from services.render.timeline.validate import Limits, OutputOverrides, asset_ids, plan_timeline
 from services.render.upscale.pool import (
@@ -57,6 +61,7 @@ __all__ = [
     "handle_upscale",
     "limits_of",
     "overrides_of",
+    "resolve_luts",
     "resolve_sources",
     "stored_info",
     "unreadable_asset",
@@ -107,6 +112,10 @@ class RenderContext:
     def work_root(self) -> Path:
         return self.config.resolved_work_dir
 
+    @property
+    def stabilization_cache(self) -> Path:
+        return self.work_root.parent / f"{self.work_root.name}-vidstab"
+
     async def source_info(self, resolved: ResolvedAsset) -> SourceInfo:
         cached = self._facts.get(resolved.asset.id)
         if cached is not None:
@@ -154,6 +163,7 @@ def limits_of(config: RenderConfig) -> Limits:
         max_width=config.max_width, max_height=config.max_height, max_fps=config.max_fps,
         max_duration_seconds=config.max_duration_seconds, max_tracks=config.max_tracks,
         max_clips=config.max_clips, default_font_family=config.default_font_family,
+        ffmpeg_caps=capabilities(config.ffmpeg_binary),
     )
 
 
@@ -166,7 +176,28 @@ async def resolve_sources(ctx: RenderContext, owner: str, timeline: timeline_pb2
     ids = asset_ids(timeline)
     resolved = await asyncio.gather(*(ctx.storage.resolve(owner, i) for i in ids))
     infos = await asyncio.gather(*(ctx.source_info(r) for r in resolved))
-    return {i: Source(r.url, info, r.asset.content_type) for i, r, info in zip(ids, resolved, infos, strict=True)}
+    return {i: Source(r.url, info, r.asset.content_type, asset_id=i) for i, r, info in zip(ids, resolved, infos, strict=True)}
+
+
+async def resolve_luts(ctx: RenderContext, owner: str, timeline: timeline_pb2.Timeline) -> dict[str, CubeLut | str]:
+    """Every LUT asset the timeline's clips name, fetched by us (never a URL handed to ffmpeg),
+    size-bounded, parsed and checked: the LUT, or why the asset is not one (refused at the clip's
+    ``filters.lut_asset_id`` by validation). Unknown or foreign assets: NOT_FOUND."""
+    out: dict[str, CubeLut | str] = {}
+    for asset_id in lut_asset_ids(timeline):
+        resolved = await ctx.storage.resolve(owner, asset_id)
+        if resolved.asset.size_bytes > MAX_LUT_BYTES:
+            out[asset_id] = f"larger than {MAX_LUT_BYTES} bytes"
+            continue
+        with scratch_dir(ctx.work_root, "lut-") as work:
+            path = work / "lut.cube"
+            await ctx.storage.download(resolved, path)
+            data = await asyncio.to_thread(path.read_bytes)
+        try:
+            out[asset_id] = await asyncio.to_thread(parse_cube, data)
+        except LutError as exc:
+            out[asset_id] = str(exc)
+    return out
 
 
 def _cancel_event(job: RunningJob) -> asyncio.Event:
@@ -194,7 +225,8 @@ async def handle_render(ctx: RenderContext, job: RunningJob) -> bytes:
     # 1. inputs (fresh presigned URLs: a queued job may start after older ones expired)
     job.emit(job_pb2.Progress(stage=job_pb2.STAGE_FETCHING_INPUTS, message="resolving inputs"))
     sources = await resolve_sources(ctx, job.owner, params.timeline)
-    plan = plan_timeline(params.timeline, sources, limits_of(config), overrides_of(params))
+    luts = await resolve_luts(ctx, job.owner, params.timeline)
+    plan = plan_timeline(params.timeline, sources, limits_of(config), overrides_of(params), luts)
     codec = Codec.HEVC if params.codec == render_pb2.VIDEO_CODEC_HEVC else Codec.H264
     encoder = await asyncio.to_thread(select_encoder, config.ffmpeg_binary, codec, config.video_encoder)
     encoding = encoder_options(encoder, _QUALITY[params.quality], config.encoder_threads)
@@ -211,6 +243,8 @@ async def handle_render(ctx: RenderContext, job: RunningJob) -> bytes:
     # A long timeline is cut into segments rendered side by side (on several actors, or as
     # concurrent local ffmpegs), then joined by stream copy (services/render/segments.py).
     split = 0 < config.render_split_seconds < plan.canvas.duration and config.split_max_workers > 1
+    # vidstab's first pass, cached per asset on this machine (Ray actors elsewhere cannot read it).
+    plan = await prepare_stabilization(plan, ctx.stabilization_cache, ffmpeg_binary=config.ffmpeg_binary, cancel=cancel)
     with scratch_dir(ctx.work_root, f"render-{job.id}-") as work:
         # 2. one ffmpeg run (or one per segment)
         try:

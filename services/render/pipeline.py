@@ -70,8 +70,10 @@ async def render_plan(
     output_name: str = "render.mp4",
 ) -> RenderOutput:
     """Renders the whole plan into ``workdir`` (the caller removes the folder)."""
-    # Writes the text clips' files: off the event loop.
-    graph = await asyncio.to_thread(compile_plan, plan, workdir)
+    from services.render.loudness import compile_normalised  # it builds commands with this module
+
+    # Loudness pass first when the mix is normalised; compiling writes files: off the event loop.
+    graph = await compile_normalised(plan, workdir, ffmpeg_binary=ffmpeg_binary, cancel=cancel)
     video = workdir / output_name
     args = render_args(graph, video, encoding, ffmpeg_binary=ffmpeg_binary, workdir=workdir)
     poster = workdir / "poster.jpg"

@@ -26,6 +26,7 @@ import ffmpeg
 from services.kit.media_input import MediaInput, media_input
 from services.render.encoder import EncoderOptions
 from services.render.ffmpeg_process import FFmpegProgress, ProgressCallback, run_ffmpeg
+from services.render.loudness import compile_normalised
 from services.render.pipeline import _GLOBAL, RenderOutput, _command, _remove, extract_poster
 from services.render.timeline.compile import Window, compile_plan
 from services.render.timeline.plan import Plan
@@ -100,7 +101,8 @@ async def render_audio(plan: Plan, workdir: Path, *, ffmpeg_binary: str = "ffmpe
     audio part of the one graph reaches ffmpeg (ffmpeg-python keeps what the output needs)."""
     out = workdir / "audio.m4a"
     workdir = workdir / "audio-graph"  # its own folder: segments render side by side
-    graph = await asyncio.to_thread(compile_plan, plan, workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    graph = await compile_normalised(plan, workdir, ffmpeg_binary=ffmpeg_binary, cancel=cancel)
     if graph.audio is None:
         shutil.rmtree(workdir, ignore_errors=True)
         return None

@@ -4,6 +4,7 @@ servicers on the kit server."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ from services.kit.jobs import HandlerExecutor, JobConfig, JobService
 from services.kit.pagination import PageTokens
 from services.kit.server import Service, add_shutdown_hook, build_server
 from services.kit.storage_client import StorageClient
+from services.render.capabilities import capabilities
 from services.render.config import RenderConfig
 from services.render.handlers import RENDER, UPSCALE, RenderContext, handle_render, handle_upscale
 from services.render.projects import ProjectServicer, ProjectStore
@@ -46,6 +48,8 @@ async def build(config: RenderConfig) -> tuple[grpc.aio.Server, int]:
 
         ray = RenderRay(config)
         await ray.start()  # unreachable: the server still starts; Create answers RAY_UNAVAILABLE
+    # What the installed ffmpeg offers (transitions, filters, encoders), asked once, now.
+    await asyncio.to_thread(capabilities, config.ffmpeg_binary)
     ctx = RenderContext(config, storage, pool, ray=ray)
     # Slots: local workers, or the live Ray actors (a job is claimed only when one is free).
     slots: int | Callable[[], int] = (lambda: ray.slots) if ray is not None else max(1, config.render_workers)

@@ -16,11 +16,21 @@ import grpc
 from services.kit.auth import current_principal
 from services.kit.errors import ServiceError, Violations
 from services.kit.jobs import JobRpc, JobService
+from services.render.capabilities import BLEND_MODES, CURVES_PRESETS, EASINGS, capabilities
 from services.render.config import RenderConfig
 from services.render.ffmpeg_process import FFmpegError
-from services.render.handlers import RENDER, UPSCALE, RenderContext, limits_of, overrides_of, resolve_sources
+from services.render.handlers import (
+    RENDER,
+    UPSCALE,
+    RenderContext,
+    limits_of,
+    overrides_of,
+    resolve_luts,
+    resolve_sources,
+)
 from services.render.pipeline import render_frame, scratch_dir
 from services.render.reasons import Reason
+from services.render.stabilize import prepare_stabilization
 from services.render.timeline.validate import check_structure, plan_timeline
 from viarte.render.v1 import render_pb2, render_pb2_grpc
 
@@ -49,7 +59,8 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[mis
         check_render_parameters(params, self.ctx.config)
         self.ctx.check_executor()
         sources = await resolve_sources(self.ctx, owner, params.timeline)
-        plan_timeline(params.timeline, sources, limits_of(self.ctx.config), overrides_of(params))
+        luts = await resolve_luts(self.ctx, owner, params.timeline)
+        plan_timeline(params.timeline, sources, limits_of(self.ctx.config), overrides_of(params), luts)
         rec = await self.jobs.create(
             owner, RENDER, params.SerializeToString(), request_id=request.request_id, priority=request.priority
         )
@@ -79,7 +90,8 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[mis
         v.raise_if_any(Reason.INVALID_TIMELINE)
         check_structure(request.timeline, limits)
         sources = await resolve_sources(self.ctx, owner, request.timeline)
-        plan = plan_timeline(request.timeline, sources, limits)
+        luts = await resolve_luts(self.ctx, owner, request.timeline)
+        plan = plan_timeline(request.timeline, sources, limits, luts=luts)
         if request.time_seconds >= plan.canvas.duration:
             raise ServiceError.invalid_argument(
                 Reason.INVALID_TIMELINE, "time is outside the timeline",
@@ -87,6 +99,7 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[mis
             )
         with scratch_dir(self.ctx.work_root, "frame-") as work:
             try:
+                plan = await prepare_stabilization(plan, self.ctx.stabilization_cache, ffmpeg_binary=config.ffmpeg_binary)
                 jpeg, width, height = await render_frame(
                     plan, request.time_seconds, work, max_width=request.max_width or 0,
                     ffmpeg_binary=config.ffmpeg_binary, limit_seconds=config.frame_timeout_seconds,
@@ -95,6 +108,16 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[mis
                 # An asset that no longer decodes is the caller's INVALID_ARGUMENT, not our INTERNAL.
                 raise await self.ctx.ffmpeg_failed(exc, sources) from None
         return render_pb2.RenderFrameResponse(jpeg=jpeg, width=width, height=height)
+
+    async def ListCapabilities(self, request: render_pb2.ListCapabilitiesRequest, context: grpc.aio.ServicerContext) -> render_pb2.ListCapabilitiesResponse:
+        # Discovered at server start (cached per binary): this is a lookup, not an ffmpeg run.
+        caps = capabilities(self.ctx.config.ffmpeg_binary)
+        return render_pb2.ListCapabilitiesResponse(
+            transitions=caps.transitions, filters=caps.filters, lut_formats=caps.lut_formats, encoders=caps.encoders,
+            easings=EASINGS, curves_presets=CURVES_PRESETS if caps.has("curves") else (),
+            blend_modes=BLEND_MODES if caps.has("blend_mode") else BLEND_MODES[:1],
+            loudness_normalization=caps.loudness_normalization,
+        )
 
 
 class UpscaleServicer(render_pb2_grpc.UpscaleServiceServicer):  # type: ignore[misc]

@@ -25,6 +25,8 @@ from typing import Any
 
 import ffmpeg
 
+from services.render.stabilize import source_key as stabilize_key
+from services.render.timeline import fx
 from services.render.timeline import plan as P
 from services.render.timeline.expr import animated_expr, num
 
@@ -90,12 +92,14 @@ def compile_plan(
     *,
     window: Window | None = None,
     audio: bool = True,
+    loudness: fx.Loudness | None = None,
 ) -> CompiledGraph:
-    """The whole timeline (or ``window`` of it) as ffmpeg-python streams."""
+    """The whole timeline (or ``window`` of it) as ffmpeg-python streams; ``loudness``: the mix's
+    measurement (``services.render.loudness``), to normalise it to ``plan.loudness``."""
     wanted = window or Window(0, plan.canvas.frames)
     win = expand_window(plan, wanted.start, wanted.end)
     workdir.mkdir(parents=True, exist_ok=True)
-    builder = _Builder(plan, win, workdir)
+    builder = _Builder(plan, win, workdir, loudness)
     video = builder.video()
     skip = wanted.start - win.start
     if skip or win.end != wanted.end:
@@ -123,8 +127,9 @@ class _Span:
 
 
 class _Builder:
-    def __init__(self, plan: P.Plan, window: Window, workdir: Path) -> None:
+    def __init__(self, plan: P.Plan, window: Window, workdir: Path, loudness: fx.Loudness | None = None) -> None:
         self.plan = plan
+        self.loudness = loudness
         self.canvas = plan.canvas
         self.win = window
         self.fps = plan.canvas.fps
@@ -157,6 +162,8 @@ class _Builder:
         # Two spare source frames: the exact length is cut after retiming.
         used = clip.source_offset((span.offset + span.frames) / self.fps) - begin
         length = used + 2 / max(clip.source.info.fps or self.fps, 1.0)
+        if clip.filters.stabilize:  # decoded from the start: vidstab counts frames from there
+            return inp.location, tuple(sorted(({"t": num(seek + length)} | inp.kwargs()).items()))
         kwargs = {"t": num(length)} | ({"ss": num(seek)} if seek > 0 else {}) | inp.kwargs()
         return inp.location, tuple(sorted(kwargs.items()))
 
@@ -214,6 +221,9 @@ class _Builder:
             f"color=c={color}:s={c.width}x{c.height}:r={num(self.fps)}:d={num(frames / self.fps)}", f="lavfi"
         ).video
         src = src.filter("format", "yuva420p" if alpha else "yuv420p")
+        if alpha:
+            # The lavfi input device hands over colour without its alpha: clear it in the graph.
+            src = src.filter("lut", a=0)
         if local_offset:
             src = src.setpts(f"PTS+{num(local_offset / self.fps)}/TB")
         return src
@@ -241,6 +251,12 @@ class _Builder:
 
     def overlay_group(self, base: Stream, spans: list[_Span]) -> Stream:
         first = spans[0].clip
+        if first.filters.blend != "normal":
+            # The group's first clip decides how the whole group combines with what is below.
+            layer = self.group_stream(spans, mode="canvas") if len(spans) > 1 else self.picture(spans[0], mode="canvas")
+            begin = first.start + spans[0].offset
+            length = spans[-1].clip.start + spans[-1].offset + spans[-1].frames - begin
+            return fx.blend_layer(base, layer, begin - self.win.start, length, self.win.frames, first.filters.blend)
         if len(spans) == 1:
             stream = self.picture(spans[0], mode="free")
             shift = self.shift(first)
@@ -253,17 +269,27 @@ class _Builder:
 
     def group_stream(self, spans: list[_Span], *, mode: str) -> Stream:
         """Clips joined by xfade, in the first clip's local time."""
+        # Eased transitions retime frames inside xfade (fx.ease_pts): every input then needs a
+        # time base finer than the frame grid, and xfade wants both inputs' time bases equal.
+        eased = any(s.clip.transition_in is not None and s.clip.transition_in.easing != "linear" for s in spans[1:])
         out = self.picture(spans[0], mode=mode)
+        out = out.filter("settb", "AVTB") if eased else out
         # Output length so far, in frames, counted from the first span's first frame.
         length = spans[0].frames
         for span in spans[1:]:
             t = span.clip.transition_in
             assert t is not None and span.offset == 0
             nxt = self.picture(span, mode=mode)
+            nxt = nxt.filter("settb", "AVTB") if eased else nxt
             offset = length - t.frames
-            out = ffmpeg.filter(
-                [out, nxt], "xfade", transition=t.kind, duration=num(t.frames / self.fps), offset=num(offset / self.fps)
-            )
+            duration = t.frames / self.fps
+            if t.easing != "linear":
+                at = (spans[0].offset + offset) / self.fps  # the transition's start in the first input's time
+                out = out.setpts(fx.ease_pts(at, duration, t.easing))
+                nxt = nxt.setpts(fx.ease_pts(0.0, duration, t.easing))
+            out = ffmpeg.filter([out, nxt], "xfade", transition=t.kind, duration=num(duration), offset=num(offset / self.fps))
+            if t.easing != "linear":
+                out = out.setpts(fx.uneased_pts(at, duration, t.easing, self.fps))
             length += span.frames - t.frames
         return out
 
@@ -282,9 +308,17 @@ class _Builder:
         t = clip.transform
         scale = t.scale.constant if static and t.scale.is_constant else 1.0
         if clip.kind is P.ClipKind.VIDEO:
+            if clip.filters.stabilize and clip.source is not None:
+                src = fx.stabilized(src, self.plan.stabilization[stabilize_key(clip.source)],
+                                    clip.source_start + clip.source_offset(span.offset / self.fps))
             stream = self.retime(src, span)
         else:
             stream = src
+        # Key and looks on the source picture, before fitting (a keyed clip's letterbox stays clear).
+        keyed = clip.filters.key is not None
+        if clip.filters.key is not None:
+            stream = fx.chroma_key(stream, clip.filters.key)
+        stream = fx.graded(stream, clip.filters, fx.lut_file(self.workdir, clip), alpha=keyed)
         if mode == "base":
             pad_color: str | None = self.canvas.background
         elif mode == "canvas" and t.is_identity:
@@ -408,9 +442,6 @@ class _Builder:
         clip = span.clip
         spec = clip.text
         assert spec is not None
-        path = self.workdir / f"text-{clip.track_index}-{clip.clip_index}.txt"
-        path.write_text(spec.text, encoding="utf-8")
-        self.text_files.append(path)
         shift = self.shift(clip)
         local = f"(t-{num(shift)})" if shift > 0 else (f"(t+{num(-shift)})" if shift < 0 else "t")
         t = clip.transform
@@ -424,12 +455,9 @@ class _Builder:
         begin = (span.clip.start + span.offset - self.win.start) / self.fps
         end = begin + span.frames / self.fps
         kwargs: dict[str, Any] = {
-            "textfile": str(path),
             "fontfile": spec.font_file,
             "fontsize": size,
             "fontcolor": spec.color,
-            "x": f"w*({animated_expr(t.x, local)})-text_w/2",
-            "y": f"h*({animated_expr(t.y, local)})-text_h/2",
             "alpha": alpha,
             "expansion": "none",
             # Half a frame of slack each side: frame timestamps are exact multiples of 1/fps.
@@ -437,7 +465,9 @@ class _Builder:
         }
         if spec.box:
             kwargs.update(box=1, boxcolor=spec.box_color, boxborderw=spec.box_padding)
-        return base.drawtext(**kwargs)
+        centre = (f"w*({animated_expr(t.x, local)})", f"h*({animated_expr(t.y, local)})")
+        name = f"text-{clip.track_index}-{clip.clip_index}"
+        return fx.drawtext(base, spec, kwargs, size, centre, self.workdir, name, self.text_files)
 
     # -- audio --------------------------------------------------------------------------------
     def audio(self) -> Stream | None:
@@ -454,6 +484,8 @@ class _Builder:
             return None
         mixed = parts[0] if len(parts) == 1 else ffmpeg.filter(parts, "amix", inputs=len(parts), normalize=0, duration="longest")
         total = num(self.win.frames / self.fps)
+        if self.plan.loudness is not None and self.loudness is not None:
+            mixed = mixed.filter("loudnorm", **fx.loudnorm_options(self.plan.loudness, self.loudness)).filter("aresample", 48000)
         return mixed.filter("apad", whole_dur=total).filter("atrim", end=total).filter(
             "aformat", sample_rates=48000, channel_layouts="stereo"
         )
@@ -505,7 +537,8 @@ class _Builder:
 
 def _is_plain(clip: P.PlannedClip) -> bool:
     """A clip that covers the canvas as an opaque picture (can be the base without overlay)."""
-    return clip.has_picture and clip.transform.is_identity
+    f = clip.filters
+    return clip.has_picture and clip.transform.is_identity and f.key is None and f.blend == "normal"
 
 
 def _even(x: float) -> int:

@@ -14,10 +14,12 @@ from services.kit.media_input import MediaInput, media_input
 from services.render.media import SourceInfo
 
 if TYPE_CHECKING:
+    from services.render.timeline.lut import CubeLut
     from services.render.timeline.ramp import SpeedRamp
 
 __all__ = [
     "Animated",
+    "ChromaKey",
     "ClipFilters",
     "ClipKind",
     "Fit",
@@ -61,6 +63,8 @@ class Source:
     info: SourceInfo
     # As storage sniffed and recorded it: ffmpeg opens the asset as this type only.
     content_type: str
+    # The storage asset (the key of per-asset caches such as stabilisation's analysis).
+    asset_id: str = ""
 
     def input(self) -> MediaInput:
         return media_input(self.content_type, self.location)
@@ -105,12 +109,38 @@ class Transform:
 
 
 @dataclass(frozen=True)
+class ChromaKey:
+    # ffmpeg colour "0xRRGGBB".
+    color: str
+    similarity: float = 0.1
+    blend: float = 0.0
+    # 0 = no spill suppression; else despill's mix, of type "green" or "blue".
+    spill: float = 0.0
+    spill_type: str = "green"
+
+
+@dataclass(frozen=True)
 class ClipFilters:
     brightness: float = 0.0
     contrast: float = 1.0
     saturation: float = 1.0
     blur_sigma: float = 0.0
     grayscale: bool = False
+    # The parsed, checked LUT (written to the scratch folder by the compiler).
+    lut: CubeLut | None = None
+    exposure: float = 0.0
+    # Kelvin; 0 = unchanged.
+    temperature: float = 0.0
+    # ffmpeg curves preset name; "" = none.
+    curves: str = ""
+    vignette: float = 0.0
+    sharpen: float = 0.0
+    grain: float = 0.0
+    key: ChromaKey | None = None
+    # ffmpeg blend mode against the tracks below; "normal" = alpha over.
+    blend: str = "normal"
+    # vidstab (the analysis file: Plan.stabilization).
+    stabilize: bool = False
 
     @property
     def is_identity(self) -> bool:
@@ -122,6 +152,8 @@ class Transition:
     # The xfade transition name ("fade", "fadeblack", "wipeleft", ...).
     kind: str
     frames: int
+    # Progress curve: "linear", "ease_in", "ease_out", "ease_in_out".
+    easing: str = "linear"
 
 
 @dataclass(frozen=True)
@@ -133,6 +165,23 @@ class TextSpec:
     box: bool = False
     box_color: str = "0x000000@0.5"
     box_padding: int = 0
+    # Pixels at the output size; colours as ffmpeg's.
+    outline: int = 0
+    outline_color: str = "0x000000"
+    shadow_x: int = 0
+    shadow_y: int = 0
+    shadow_color: str = "0x000000@0.5"
+    line_spacing: int = 0
+    # "" = one drawtext block (lines left-aligned in it, centred as a block); else each line
+    # placed "left"/"center"/"right" in the block.
+    align: str = ""
+    lines: tuple[str, ...] = ()
+    # Per font-size unit: each line's advance width, the font's ascender and line height.
+    widths: tuple[float, ...] = ()
+    ascent: float = 0.8
+    line_height: float = 1.2
+    # The wrapping box's width in output pixels (0 = the widest line).
+    block_width: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -219,6 +268,10 @@ class PlannedCanvas:
 class Plan:
     canvas: PlannedCanvas
     tracks: tuple[PlannedTrack, ...] = field(default_factory=tuple)
+    # Integrated loudness target of the mix in LUFS; None = the mix as it is.
+    loudness: float | None = None
+    # vidstab transforms file per source key (services.render.stabilize), for stabilised clips.
+    stabilization: dict[str, str] = field(default_factory=dict)
 
     @property
     def has_audio(self) -> bool:

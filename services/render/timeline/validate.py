@@ -10,13 +10,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from services.kit.errors import ServiceError, Violations
+from services.render.capabilities import Capabilities, capabilities
 from services.render.media import MediaKind
 from services.render.timeline import plan as P
+from services.render.timeline.looks import (
+    check_looks,
+    check_mix,
+    check_transition,
+    plan_looks,
+    plan_loudness,
+    plan_transition,
+)
+from services.render.timeline.lut import CubeLut
 from services.render.timeline.ramp import MAX_RATE, MIN_RATE, SpeedRamp
 from services.render.timeline.style import font_file, parse_color, valid_color
+from services.render.timeline.text import check_text_style, plan_text
 from viarte.render.v1 import timeline_pb2 as tl
 
 __all__ = [
@@ -29,6 +41,7 @@ __all__ = [
     "plan_timeline",
 ]
 
+_T = TypeVar("_T")
 # Trims may run past the probed duration by this much (container vs stream rounding).
 _SOURCE_SLACK = 0.05
 _DEFAULT_FPS = 30.0
@@ -37,18 +50,6 @@ _DEFAULT_FPS = 30.0
 MAX_SECONDS = 86400.0
 _CLIP_TIMES = ("start_seconds", "source_start_seconds", "source_end_seconds", "duration_seconds", "fade_in_seconds", "fade_out_seconds")
 
-_TRANSITIONS = {
-    tl.TRANSITION_KIND_CROSSFADE: "fade",
-    tl.TRANSITION_KIND_FADE_BLACK: "fadeblack",
-    tl.TRANSITION_KIND_WIPE_LEFT: "wipeleft",
-    tl.TRANSITION_KIND_WIPE_RIGHT: "wiperight",
-    tl.TRANSITION_KIND_WIPE_UP: "wipeup",
-    tl.TRANSITION_KIND_WIPE_DOWN: "wipedown",
-    tl.TRANSITION_KIND_SLIDE_LEFT: "slideleft",
-    tl.TRANSITION_KIND_SLIDE_RIGHT: "slideright",
-    tl.TRANSITION_KIND_SLIDE_UP: "slideup",
-    tl.TRANSITION_KIND_SLIDE_DOWN: "slidedown",
-}
 _EASINGS = {
     tl.EASING_UNSPECIFIED: "linear",
     tl.EASING_LINEAR: "linear",
@@ -76,6 +77,12 @@ class Limits:
     # Per animated value and per speed ramp: each keyframe becomes ffmpeg expression terms.
     max_keyframes: int = 100
     default_font_family: str = "DejaVu Sans"
+    # What the installed ffmpeg offers (None: discover it from "ffmpeg" on the PATH, once).
+    ffmpeg_caps: Capabilities | None = None
+
+    @property
+    def caps(self) -> Capabilities:
+        return self.ffmpeg_caps or capabilities("ffmpeg")
 
 
 @dataclass(frozen=True)
@@ -127,6 +134,7 @@ def check_structure(timeline: tl.Timeline, limits: Limits, output: OutputOverrid
     _check_canvas(checks, timeline, limits, output)
     for ti, track in enumerate(timeline.tracks):
         _check_track(checks, ti, track, limits)
+    check_mix(checks, timeline, limits.caps)
     checks.raise_if_any()
 
 
@@ -135,8 +143,10 @@ def plan_timeline(
     sources: Mapping[str, P.Source],
     limits: Limits,
     output: OutputOverrides = OutputOverrides(),
+    luts: Mapping[str, CubeLut | str] | None = None,
 ) -> P.Plan:
-    """Validates the timeline against its sources and returns the plan (raises ServiceError)."""
+    """Validates the timeline against its sources and returns the plan (raises ServiceError).
+    ``luts``: the parsed LUT of each ``filters.lut_asset_id`` (or why it is not one)."""
     check_structure(timeline, limits, output)
     checks = _Checks()
     fps = output.fps or timeline.canvas.fps or _DEFAULT_FPS
@@ -145,7 +155,7 @@ def plan_timeline(
     pixel_scale = width / timeline.canvas.width
     tracks: list[P.PlannedTrack] = []
     for ti, track in enumerate(timeline.tracks):
-        tracks.append(_plan_track(checks, ti, track, sources, fps, pixel_scale, limits))
+        tracks.append(_plan_track(checks, ti, track, sources, fps, pixel_scale, limits, luts or {}))
     checks.raise_if_any()
     end = max((c.end for t in tracks for c in t.clips), default=0)
     frames = round(timeline.canvas.duration_seconds * fps) if timeline.canvas.duration_seconds > 0 else end
@@ -158,7 +168,9 @@ def plan_timeline(
     )
     checks.raise_if_any()
     canvas = P.PlannedCanvas(width, height, fps, parse_color(timeline.canvas.background_color or "#000000"), frames, pixel_scale)
-    return P.Plan(canvas, tuple(_clip_to_canvas(t, frames) for t in tracks))
+    planned = tuple(_clip_to_canvas(t, frames) for t in tracks)
+    plan = P.Plan(canvas, planned)
+    return _replace_plan(plan, loudness=plan_loudness(timeline)) if plan.has_audio else plan
 
 
 # -- structure --------------------------------------------------------------------------------
@@ -250,11 +262,12 @@ def _check_clip(checks: _Checks, path: str, kind: int, clip: tl.Clip, first: boo
     checks.check(clip.fade_out_seconds >= 0, f"{path}.fade_out_seconds", "must not be negative")
     _check_transform(checks, f"{path}.transform", clip.transform, kind, limits)
     _check_filters(checks, f"{path}.filters", clip.filters)
+    check_looks(checks, f"{path}.filters", clip.filters, kind, limits.caps)
     if clip.HasField("transition_in") and clip.transition_in.duration_seconds != 0:
         t = clip.transition_in
         checks.check(kind == tl.TRACK_KIND_VIDEO, f"{path}.transition_in", "transitions are for video tracks")
         checks.check(not first, f"{path}.transition_in", "the first clip of a track has no clip to transition from")
-        checks.check(t.kind in _TRANSITIONS, f"{path}.transition_in.kind", "unknown transition")
+        check_transition(checks, f"{path}.transition_in", t, limits.caps)
         if checks.seconds(f"{path}.transition_in.duration_seconds", t.duration_seconds):
             checks.check(t.duration_seconds > 0, f"{path}.transition_in.duration_seconds", "must be positive")
     if kind == tl.TRACK_KIND_TEXT:
@@ -265,6 +278,7 @@ def _check_clip(checks: _Checks, path: str, kind: int, clip: tl.Clip, first: boo
         checks.check(valid_color(clip.text.color, empty_ok=True, alpha=True), f"{path}.text.color", "must be #rrggbb or #rrggbbaa")
         checks.check(valid_color(clip.text.box_color, empty_ok=True, alpha=True), f"{path}.text.box_color", "must be #rrggbb or #rrggbbaa")
         checks.check(0 <= clip.text.box_padding <= 500, f"{path}.text.box_padding", "must be in [0, 500]")
+        check_text_style(checks, f"{path}.text", clip.text)
         if checks.check(clip.duration_seconds > 0, f"{path}.duration_seconds", "is required for text clips"):
             _check_fades(checks, path, clip, clip.duration_seconds)
             return clip.duration_seconds
@@ -369,13 +383,14 @@ def _plan_track(
     fps: float,
     pixel_scale: float,
     limits: Limits,
+    luts: Mapping[str, CubeLut | str],
 ) -> P.PlannedTrack:
     kind = _TRACK_KINDS[track.kind]
     gain = 0.0 if track.muted else (track.volume if track.HasField("volume") else 1.0)
     clips: list[P.PlannedClip] = []
     for ci, clip in enumerate(track.clips):
         path = f"tracks[{ti}].clips[{ci}]"
-        planned = _plan_clip(checks, path, ti, ci, kind, clip, sources, fps, pixel_scale, gain, limits)
+        planned = _plan_clip(checks, path, ti, ci, kind, clip, sources, fps, pixel_scale, gain, limits, luts)
         if planned is None:
             continue
         if clips:
@@ -400,7 +415,7 @@ def _check_neighbours(
     ok = checks.check(frames > 0 and abs(frames - expected) <= 1, field, f"the clip must start {clip.transition_in.duration_seconds:g} s before {other} ends ({prev.end / fps:g} s)")
     prev_in = prev.transition_in.frames if prev.transition_in else 0
     ok = checks.check(frames <= planned.frames and frames + prev_in <= prev.frames, field, "the transition is longer than one of its clips") and ok
-    return _replace(planned, transition_in=P.Transition(planned.transition_in.kind, frames)) if ok else planned
+    return _replace(planned, transition_in=_replace_plan(planned.transition_in, frames=frames)) if ok else planned
 
 
 def _plan_clip(
@@ -415,6 +430,7 @@ def _plan_clip(
     pixel_scale: float,
     gain: float,
     limits: Limits,
+    luts: Mapping[str, CubeLut | str],
 ) -> P.PlannedClip | None:
     speed = _constant_speed(clip)
     ramp = _ramp(clip.filters)
@@ -425,7 +441,7 @@ def _plan_clip(
         "clip_index": ci,
         "fit": _FITS.get(clip.fit, P.Fit.CONTAIN),
         "transform": _transform(clip.transform),
-        "filters": _filters(clip.filters, pixel_scale),
+        "filters": plan_looks(checks, f"{path}.filters", clip.filters, _filters(clip.filters, pixel_scale), luts),
         "fade_in": clip.fade_in_seconds,
         "fade_out": clip.fade_out_seconds,
         "transition_in": _transition(clip),
@@ -434,7 +450,7 @@ def _plan_clip(
         end = start + round(clip.duration_seconds * fps)
         if not checks.check(end > start, f"{path}.duration_seconds", "shorter than one frame"):
             return None
-        text = _text(checks, path, clip.text, pixel_scale, limits)
+        text = plan_text(checks, path + ".text", clip.text, pixel_scale, limits.default_font_family)
         return P.PlannedClip(kind=P.ClipKind.TEXT, start=start, end=end, text=text, volume=0.0, **common)  # type: ignore[arg-type]
     source = sources.get(clip.asset_id)
     if source is None:
@@ -520,9 +536,9 @@ def _clip_to_canvas(track: P.PlannedTrack, frames: int) -> P.PlannedTrack:
 
 def _transition(clip: tl.Clip) -> P.Transition | None:
     t = clip.transition_in
-    if not clip.HasField("transition_in") or t.duration_seconds <= 0 or t.kind not in _TRANSITIONS:
+    if not clip.HasField("transition_in") or t.duration_seconds <= 0:
         return None
-    return P.Transition(_TRANSITIONS[t.kind], 0)
+    return plan_transition(t)
 
 
 def _animated(value: tl.AnimatedValue, default: float, present: bool) -> P.Animated:
@@ -552,22 +568,9 @@ def _filters(f: tl.ClipFilters, pixel_scale: float) -> P.ClipFilters:
     )
 
 
-def _text(checks: _Checks, path: str, style: tl.TextStyle, pixel_scale: float, limits: Limits) -> P.TextSpec:
-    family = style.font_family or limits.default_font_family
-    font = font_file(family)
-    checks.check(font is not None, f"{path}.text.font_family", f"font {family!r} is not installed")
-    return P.TextSpec(
-        text=style.text,
-        font_file=font or "",
-        font_size=(style.font_size or 48.0) * pixel_scale,
-        color=parse_color(style.color or "#ffffff"),
-        box=style.box,
-        box_color=parse_color(style.box_color or "#00000080"),
-        box_padding=round(style.box_padding * pixel_scale),
-    )
-
-
 def _replace(clip: P.PlannedClip, **changes: object) -> P.PlannedClip:
-    from dataclasses import replace
-
     return replace(clip, **changes)  # type: ignore[arg-type]
+
+
+def _replace_plan(obj: _T, **changes: object) -> _T:
+    return replace(obj, **changes)  # type: ignore[type-var]

@@ -302,3 +302,27 @@ class WatchUpscaleJobResponse(_message.Message):
     job: UpscaleJob
     event: _job_pb2.JobEvent
     def __init__(self, job: _Optional[_Union[UpscaleJob, _Mapping]] = ..., event: _Optional[_Union[_job_pb2.JobEvent, _Mapping]] = ...) -> None: ...
+
+class ListCapabilitiesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListCapabilitiesResponse(_message.Message):
+    __slots__ = ("transitions", "filters", "lut_formats", "encoders", "easings", "curves_presets", "blend_modes", "loudness_normalization")
+    TRANSITIONS_FIELD_NUMBER: _ClassVar[int]
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    LUT_FORMATS_FIELD_NUMBER: _ClassVar[int]
+    ENCODERS_FIELD_NUMBER: _ClassVar[int]
+    EASINGS_FIELD_NUMBER: _ClassVar[int]
+    CURVES_PRESETS_FIELD_NUMBER: _ClassVar[int]
+    BLEND_MODES_FIELD_NUMBER: _ClassVar[int]
+    LOUDNESS_NORMALIZATION_FIELD_NUMBER: _ClassVar[int]
+    transitions: _containers.RepeatedScalarFieldContainer[str]
+    filters: _containers.RepeatedScalarFieldContainer[str]
+    lut_formats: _containers.RepeatedScalarFieldContainer[str]
+    encoders: _containers.RepeatedScalarFieldContainer[str]
+    easings: _containers.RepeatedScalarFieldContainer[str]
+    curves_presets: _containers.RepeatedScalarFieldContainer[str]
+    blend_modes: _containers.RepeatedScalarFieldContainer[str]
+    loudness_normalization: bool
+    def __init__(self, transitions: _Optional[_Iterable[str]] = ..., filters: _Optional[_Iterable[str]] = ..., lut_formats: _Optional[_Iterable[str]] = ..., encoders: _Optional[_Iterable[str]] = ..., easings: _Optional[_Iterable[str]] = ..., curves_presets: _Optional[_Iterable[str]] = ..., blend_modes: _Optional[_Iterable[str]] = ..., loudness_normalization: _Optional[bool] = ...) -> None: ...

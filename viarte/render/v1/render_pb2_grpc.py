@@ -75,6 +75,11 @@ class RenderServiceStub:
                 request_serializer=viarte_dot_render_dot_v1_dot_render__pb2.RenderFrameRequest.SerializeToString,
                 response_deserializer=viarte_dot_render_dot_v1_dot_render__pb2.RenderFrameResponse.FromString,
                 _registered_method=True)
+        self.ListCapabilities = channel.unary_unary(
+                '/viarte.render.v1.RenderService/ListCapabilities',
+                request_serializer=viarte_dot_render_dot_v1_dot_render__pb2.ListCapabilitiesRequest.SerializeToString,
+                response_deserializer=viarte_dot_render_dot_v1_dot_render__pb2.ListCapabilitiesResponse.FromString,
+                _registered_method=True)
 
 
 class RenderServiceServicer:
@@ -140,6 +145,15 @@ class RenderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListCapabilities(self, request, context):
+        """What this server's ffmpeg can do: transitions (discovered at start from the installed ffmpeg),
+        clip filters, LUT formats and video encoders. Needs any authenticated caller.
+        Errors: UNAUTHENTICATED only (the answer was discovered at server start).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RenderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -172,6 +186,11 @@ def add_RenderServiceServicer_to_server(servicer, server):
                     servicer.RenderFrame,
                     request_deserializer=viarte_dot_render_dot_v1_dot_render__pb2.RenderFrameRequest.FromString,
                     response_serializer=viarte_dot_render_dot_v1_dot_render__pb2.RenderFrameResponse.SerializeToString,
+            ),
+            'ListCapabilities': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCapabilities,
+                    request_deserializer=viarte_dot_render_dot_v1_dot_render__pb2.ListCapabilitiesRequest.FromString,
+                    response_serializer=viarte_dot_render_dot_v1_dot_render__pb2.ListCapabilitiesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -347,6 +366,33 @@ class RenderService:
             '/viarte.render.v1.RenderService/RenderFrame',
             viarte_dot_render_dot_v1_dot_render__pb2.RenderFrameRequest.SerializeToString,
             viarte_dot_render_dot_v1_dot_render__pb2.RenderFrameResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCapabilities(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/viarte.render.v1.RenderService/ListCapabilities',
+            viarte_dot_render_dot_v1_dot_render__pb2.ListCapabilitiesRequest.SerializeToString,
+            viarte_dot_render_dot_v1_dot_render__pb2.ListCapabilitiesResponse.FromString,
             options,
             channel_credentials,
             insecure,

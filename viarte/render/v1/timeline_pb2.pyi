@@ -29,6 +29,34 @@ class Easing(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EASING_EASE_OUT: _ClassVar[Easing]
     EASING_EASE_IN_OUT: _ClassVar[Easing]
 
+class CurvesPreset(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CURVES_PRESET_UNSPECIFIED: _ClassVar[CurvesPreset]
+    CURVES_PRESET_COLOR_NEGATIVE: _ClassVar[CurvesPreset]
+    CURVES_PRESET_CROSS_PROCESS: _ClassVar[CurvesPreset]
+    CURVES_PRESET_DARKER: _ClassVar[CurvesPreset]
+    CURVES_PRESET_INCREASE_CONTRAST: _ClassVar[CurvesPreset]
+    CURVES_PRESET_LIGHTER: _ClassVar[CurvesPreset]
+    CURVES_PRESET_LINEAR_CONTRAST: _ClassVar[CurvesPreset]
+    CURVES_PRESET_MEDIUM_CONTRAST: _ClassVar[CurvesPreset]
+    CURVES_PRESET_NEGATIVE: _ClassVar[CurvesPreset]
+    CURVES_PRESET_STRONG_CONTRAST: _ClassVar[CurvesPreset]
+    CURVES_PRESET_VINTAGE: _ClassVar[CurvesPreset]
+
+class BlendMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BLEND_MODE_UNSPECIFIED: _ClassVar[BlendMode]
+    BLEND_MODE_NORMAL: _ClassVar[BlendMode]
+    BLEND_MODE_MULTIPLY: _ClassVar[BlendMode]
+    BLEND_MODE_SCREEN: _ClassVar[BlendMode]
+    BLEND_MODE_OVERLAY: _ClassVar[BlendMode]
+    BLEND_MODE_DARKEN: _ClassVar[BlendMode]
+    BLEND_MODE_LIGHTEN: _ClassVar[BlendMode]
+    BLEND_MODE_DIFFERENCE: _ClassVar[BlendMode]
+    BLEND_MODE_ADDITION: _ClassVar[BlendMode]
+    BLEND_MODE_SOFT_LIGHT: _ClassVar[BlendMode]
+    BLEND_MODE_HARD_LIGHT: _ClassVar[BlendMode]
+
 class TransitionKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     TRANSITION_KIND_UNSPECIFIED: _ClassVar[TransitionKind]
@@ -42,6 +70,13 @@ class TransitionKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRANSITION_KIND_SLIDE_RIGHT: _ClassVar[TransitionKind]
     TRANSITION_KIND_SLIDE_UP: _ClassVar[TransitionKind]
     TRANSITION_KIND_SLIDE_DOWN: _ClassVar[TransitionKind]
+
+class TextAlign(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TEXT_ALIGN_UNSPECIFIED: _ClassVar[TextAlign]
+    TEXT_ALIGN_LEFT: _ClassVar[TextAlign]
+    TEXT_ALIGN_CENTER: _ClassVar[TextAlign]
+    TEXT_ALIGN_RIGHT: _ClassVar[TextAlign]
 TRACK_KIND_UNSPECIFIED: TrackKind
 TRACK_KIND_VIDEO: TrackKind
 TRACK_KIND_TEXT: TrackKind
@@ -55,6 +90,28 @@ EASING_LINEAR: Easing
 EASING_EASE_IN: Easing
 EASING_EASE_OUT: Easing
 EASING_EASE_IN_OUT: Easing
+CURVES_PRESET_UNSPECIFIED: CurvesPreset
+CURVES_PRESET_COLOR_NEGATIVE: CurvesPreset
+CURVES_PRESET_CROSS_PROCESS: CurvesPreset
+CURVES_PRESET_DARKER: CurvesPreset
+CURVES_PRESET_INCREASE_CONTRAST: CurvesPreset
+CURVES_PRESET_LIGHTER: CurvesPreset
+CURVES_PRESET_LINEAR_CONTRAST: CurvesPreset
+CURVES_PRESET_MEDIUM_CONTRAST: CurvesPreset
+CURVES_PRESET_NEGATIVE: CurvesPreset
+CURVES_PRESET_STRONG_CONTRAST: CurvesPreset
+CURVES_PRESET_VINTAGE: CurvesPreset
+BLEND_MODE_UNSPECIFIED: BlendMode
+BLEND_MODE_NORMAL: BlendMode
+BLEND_MODE_MULTIPLY: BlendMode
+BLEND_MODE_SCREEN: BlendMode
+BLEND_MODE_OVERLAY: BlendMode
+BLEND_MODE_DARKEN: BlendMode
+BLEND_MODE_LIGHTEN: BlendMode
+BLEND_MODE_DIFFERENCE: BlendMode
+BLEND_MODE_ADDITION: BlendMode
+BLEND_MODE_SOFT_LIGHT: BlendMode
+BLEND_MODE_HARD_LIGHT: BlendMode
 TRANSITION_KIND_UNSPECIFIED: TransitionKind
 TRANSITION_KIND_CROSSFADE: TransitionKind
 TRANSITION_KIND_FADE_BLACK: TransitionKind
@@ -66,14 +123,28 @@ TRANSITION_KIND_SLIDE_LEFT: TransitionKind
 TRANSITION_KIND_SLIDE_RIGHT: TransitionKind
 TRANSITION_KIND_SLIDE_UP: TransitionKind
 TRANSITION_KIND_SLIDE_DOWN: TransitionKind
+TEXT_ALIGN_UNSPECIFIED: TextAlign
+TEXT_ALIGN_LEFT: TextAlign
+TEXT_ALIGN_CENTER: TextAlign
+TEXT_ALIGN_RIGHT: TextAlign
 
 class Timeline(_message.Message):
-    __slots__ = ("canvas", "tracks")
+    __slots__ = ("canvas", "tracks", "mix")
     CANVAS_FIELD_NUMBER: _ClassVar[int]
     TRACKS_FIELD_NUMBER: _ClassVar[int]
+    MIX_FIELD_NUMBER: _ClassVar[int]
     canvas: Canvas
     tracks: _containers.RepeatedCompositeFieldContainer[Track]
-    def __init__(self, canvas: _Optional[_Union[Canvas, _Mapping]] = ..., tracks: _Optional[_Iterable[_Union[Track, _Mapping]]] = ...) -> None: ...
+    mix: AudioMix
+    def __init__(self, canvas: _Optional[_Union[Canvas, _Mapping]] = ..., tracks: _Optional[_Iterable[_Union[Track, _Mapping]]] = ..., mix: _Optional[_Union[AudioMix, _Mapping]] = ...) -> None: ...
+
+class AudioMix(_message.Message):
+    __slots__ = ("loudness_target_lufs", "disable_loudness_normalization")
+    LOUDNESS_TARGET_LUFS_FIELD_NUMBER: _ClassVar[int]
+    DISABLE_LOUDNESS_NORMALIZATION_FIELD_NUMBER: _ClassVar[int]
+    loudness_target_lufs: float
+    disable_loudness_normalization: bool
+    def __init__(self, loudness_target_lufs: _Optional[float] = ..., disable_loudness_normalization: _Optional[bool] = ...) -> None: ...
 
 class Canvas(_message.Message):
     __slots__ = ("width", "height", "fps", "background_color", "duration_seconds")
@@ -140,31 +211,67 @@ class Transform(_message.Message):
     def __init__(self, x: _Optional[_Union[AnimatedValue, _Mapping]] = ..., y: _Optional[_Union[AnimatedValue, _Mapping]] = ..., scale: _Optional[_Union[AnimatedValue, _Mapping]] = ..., rotation_degrees: _Optional[_Union[AnimatedValue, _Mapping]] = ..., opacity: _Optional[_Union[AnimatedValue, _Mapping]] = ...) -> None: ...
 
 class ClipFilters(_message.Message):
-    __slots__ = ("brightness", "contrast", "saturation", "blur_sigma", "grayscale", "speed_keyframes")
+    __slots__ = ("brightness", "contrast", "saturation", "blur_sigma", "grayscale", "speed_keyframes", "lut_asset_id", "exposure", "temperature_kelvin", "curves", "vignette", "sharpen", "grain", "chroma_key", "blend_mode", "stabilize")
     BRIGHTNESS_FIELD_NUMBER: _ClassVar[int]
     CONTRAST_FIELD_NUMBER: _ClassVar[int]
     SATURATION_FIELD_NUMBER: _ClassVar[int]
     BLUR_SIGMA_FIELD_NUMBER: _ClassVar[int]
     GRAYSCALE_FIELD_NUMBER: _ClassVar[int]
     SPEED_KEYFRAMES_FIELD_NUMBER: _ClassVar[int]
+    LUT_ASSET_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPOSURE_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_KELVIN_FIELD_NUMBER: _ClassVar[int]
+    CURVES_FIELD_NUMBER: _ClassVar[int]
+    VIGNETTE_FIELD_NUMBER: _ClassVar[int]
+    SHARPEN_FIELD_NUMBER: _ClassVar[int]
+    GRAIN_FIELD_NUMBER: _ClassVar[int]
+    CHROMA_KEY_FIELD_NUMBER: _ClassVar[int]
+    BLEND_MODE_FIELD_NUMBER: _ClassVar[int]
+    STABILIZE_FIELD_NUMBER: _ClassVar[int]
     brightness: float
     contrast: float
     saturation: float
     blur_sigma: float
     grayscale: bool
     speed_keyframes: _containers.RepeatedCompositeFieldContainer[Keyframe]
-    def __init__(self, brightness: _Optional[float] = ..., contrast: _Optional[float] = ..., saturation: _Optional[float] = ..., blur_sigma: _Optional[float] = ..., grayscale: _Optional[bool] = ..., speed_keyframes: _Optional[_Iterable[_Union[Keyframe, _Mapping]]] = ...) -> None: ...
+    lut_asset_id: str
+    exposure: float
+    temperature_kelvin: float
+    curves: CurvesPreset
+    vignette: float
+    sharpen: float
+    grain: float
+    chroma_key: ChromaKey
+    blend_mode: BlendMode
+    stabilize: bool
+    def __init__(self, brightness: _Optional[float] = ..., contrast: _Optional[float] = ..., saturation: _Optional[float] = ..., blur_sigma: _Optional[float] = ..., grayscale: _Optional[bool] = ..., speed_keyframes: _Optional[_Iterable[_Union[Keyframe, _Mapping]]] = ..., lut_asset_id: _Optional[str] = ..., exposure: _Optional[float] = ..., temperature_kelvin: _Optional[float] = ..., curves: _Optional[_Union[CurvesPreset, str]] = ..., vignette: _Optional[float] = ..., sharpen: _Optional[float] = ..., grain: _Optional[float] = ..., chroma_key: _Optional[_Union[ChromaKey, _Mapping]] = ..., blend_mode: _Optional[_Union[BlendMode, str]] = ..., stabilize: _Optional[bool] = ...) -> None: ...
+
+class ChromaKey(_message.Message):
+    __slots__ = ("color", "similarity", "blend", "spill")
+    COLOR_FIELD_NUMBER: _ClassVar[int]
+    SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    BLEND_FIELD_NUMBER: _ClassVar[int]
+    SPILL_FIELD_NUMBER: _ClassVar[int]
+    color: str
+    similarity: float
+    blend: float
+    spill: float
+    def __init__(self, color: _Optional[str] = ..., similarity: _Optional[float] = ..., blend: _Optional[float] = ..., spill: _Optional[float] = ...) -> None: ...
 
 class Transition(_message.Message):
-    __slots__ = ("kind", "duration_seconds")
+    __slots__ = ("kind", "duration_seconds", "name", "easing")
     KIND_FIELD_NUMBER: _ClassVar[int]
     DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    EASING_FIELD_NUMBER: _ClassVar[int]
     kind: TransitionKind
     duration_seconds: float
-    def __init__(self, kind: _Optional[_Union[TransitionKind, str]] = ..., duration_seconds: _Optional[float] = ...) -> None: ...
+    name: str
+    easing: Easing
+    def __init__(self, kind: _Optional[_Union[TransitionKind, str]] = ..., duration_seconds: _Optional[float] = ..., name: _Optional[str] = ..., easing: _Optional[_Union[Easing, str]] = ...) -> None: ...
 
 class TextStyle(_message.Message):
-    __slots__ = ("text", "font_family", "font_size", "color", "box", "box_color", "box_padding")
+    __slots__ = ("text", "font_family", "font_size", "color", "box", "box_color", "box_padding", "bold", "italic", "outline_width", "outline_color", "shadow_x", "shadow_y", "shadow_color", "align", "line_spacing", "box_width")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     FONT_FAMILY_FIELD_NUMBER: _ClassVar[int]
     FONT_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -172,6 +279,16 @@ class TextStyle(_message.Message):
     BOX_FIELD_NUMBER: _ClassVar[int]
     BOX_COLOR_FIELD_NUMBER: _ClassVar[int]
     BOX_PADDING_FIELD_NUMBER: _ClassVar[int]
+    BOLD_FIELD_NUMBER: _ClassVar[int]
+    ITALIC_FIELD_NUMBER: _ClassVar[int]
+    OUTLINE_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    OUTLINE_COLOR_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_X_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_Y_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_COLOR_FIELD_NUMBER: _ClassVar[int]
+    ALIGN_FIELD_NUMBER: _ClassVar[int]
+    LINE_SPACING_FIELD_NUMBER: _ClassVar[int]
+    BOX_WIDTH_FIELD_NUMBER: _ClassVar[int]
     text: str
     font_family: str
     font_size: float
@@ -179,7 +296,17 @@ class TextStyle(_message.Message):
     box: bool
     box_color: str
     box_padding: int
-    def __init__(self, text: _Optional[str] = ..., font_family: _Optional[str] = ..., font_size: _Optional[float] = ..., color: _Optional[str] = ..., box: _Optional[bool] = ..., box_color: _Optional[str] = ..., box_padding: _Optional[int] = ...) -> None: ...
+    bold: bool
+    italic: bool
+    outline_width: float
+    outline_color: str
+    shadow_x: float
+    shadow_y: float
+    shadow_color: str
+    align: TextAlign
+    line_spacing: float
+    box_width: float
+    def __init__(self, text: _Optional[str] = ..., font_family: _Optional[str] = ..., font_size: _Optional[float] = ..., color: _Optional[str] = ..., box: _Optional[bool] = ..., box_color: _Optional[str] = ..., box_padding: _Optional[int] = ..., bold: _Optional[bool] = ..., italic: _Optional[bool] = ..., outline_width: _Optional[float] = ..., outline_color: _Optional[str] = ..., shadow_x: _Optional[float] = ..., shadow_y: _Optional[float] = ..., shadow_color: _Optional[str] = ..., align: _Optional[_Union[TextAlign, str]] = ..., line_spacing: _Optional[float] = ..., box_width: _Optional[float] = ...) -> None: ...
 
 class Clip(_message.Message):
     __slots__ = ("id", "asset_id", "start_seconds", "source_start_seconds", "source_end_seconds", "duration_seconds", "speed", "volume", "fit", "transform", "filters", "transition_in", "text", "fade_in_seconds", "fade_out_seconds")
