@@ -14,11 +14,13 @@ from services.inference.config import InferenceConfig
 from services.inference.faceswap.handler import FaceSwapHandler, PoolRunner
 from services.inference.faceswap.servicer import FaceSwapServicer
 from services.inference.generation import GenerationHandler
+from services.inference.metering import metering as inference_metering
 from services.inference.models.registry import DEFAULT_REGISTRY_PATH, ModelRegistry, load_registry
 from services.inference.servicer import GenerationServicer
 from services.inference.validation import check_parameters
 from services.inference.worker.pool import WorkerPool, WorkRunner
 from services.inference.worker.protocol import FaceSwapWork, GenerationWork, WorkerSetup
+from services.kit.account_client import AccountClient
 from services.kit.db import make_engine, upgrade
 from services.kit.jobs import HandlerExecutor, JobConfig, JobService
 from services.kit.logs import get_logger
@@ -84,18 +86,19 @@ async def build_inference(config: InferenceConfig) -> tuple[grpc.aio.Server, int
         GenerationWork.kind: generation_handler,
         FaceSwapWork.kind: FaceSwapHandler(store, face_runner, config.scratch_path / "faceswap"),
     }, slots=lambda: pool.slots)
+    account = AccountClient(config)  # every ended job is recorded (issue 16)
     jobs = JobService(engine, executor, JobConfig(
         max_queued=config.max_queued, max_attempts=config.max_attempts,
         queue_full_retry_seconds=config.queue_full_retry_seconds, max_priority=config.max_priority,
         lease_seconds=config.job_lease_seconds, poll_seconds=config.job_poll_seconds, replica_id=config.replica_id,
-    ), page_tokens=PageTokens.for_service(config))
+    ), page_tokens=PageTokens.for_service(config), metering=inference_metering(config, account))
     ready = getattr(pool, "check_available", lambda: None)
     generation = GenerationServicer(registry, jobs, store, loaded_models=lambda: generation_handler.loaded,
                                     face_swap_available=True, executor_ready=ready)
     assistant = AssistantServicer(config.assistant, engine=engine, registry=registry,
                                   validate_generation=lambda p: check_parameters(p, registry))
     services = [Service(generation), Service(FaceSwapServicer(jobs, store, ready)), Service(assistant)]
-    closers: list[Any] = [face_runner.close, assistant.close]
+    closers: list[Any] = [face_runner.close, assistant.close, account.close]
     await jobs.start()
     server, port = await build_server(config, services)
 

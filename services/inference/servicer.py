@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 
 from services.inference.generation import KIND
+from services.inference.metering import generation_usage
 from services.inference.models.registry import ModelRegistry
 from services.inference.reasons import Reason
 from services.inference.validation import MAX_REQUEST_ID, check_generation
@@ -45,7 +46,8 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):  # type
     async def CreateGenerationJob(
         self, request: G.CreateGenerationJobRequest, context: grpc.aio.ServicerContext
     ) -> G.CreateGenerationJobResponse:
-        owner = current_principal().user_id
+        principal = current_principal()
+        owner = principal.user_id
         if len(request.request_id) > MAX_REQUEST_ID:
             raise ServiceError.invalid_argument(
                 Reason.INVALID_PARAMETERS, "request_id is too long",
@@ -59,7 +61,8 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):  # type
         _, params = check_generation(request.parameters, self.registry, face_swap_available=self._face_swap)
         await self._check_assets(owner, params)
         rec = await self.jobs.create(owner, KIND, params.SerializeToString(), request_id=request.request_id,
-                                     priority=request.priority)
+                                     priority=request.priority, api_key_id=principal.api_key_id,
+                                     estimated_credits=self.jobs.estimate(KIND, params.model, generation_usage(params)))
         return G.CreateGenerationJobResponse(job=self.rpc.to_proto(rec))
 
     async def _check_assets(self, owner: str, params: G.GenerationParameters) -> None:

@@ -58,6 +58,8 @@ class Principal:
     scopes: frozenset[str] = frozenset()
     session_id: str = ""
     email: str = ""
+    # The API key that authenticated the call (API_KEY principals): jobs record it (issue 16).
+    api_key_id: str = ""
     # The metadata pair that authenticated the call, forwarded on calls made on the caller's behalf.
     credential: tuple[str, str] = field(default=("", ""), repr=False)
 
@@ -199,6 +201,7 @@ class _RemoteApiKeys:
             role="admin" if answer.user.role == auth_pb2.ROLE_ADMIN else "user",
             scopes=frozenset(answer.scopes),
             email=answer.user.email,
+            api_key_id=answer.api_key_id,
             credential=("x-api-key", api_key),
         )
         # A revocation that arrived while this answer was on its way wins over the answer.

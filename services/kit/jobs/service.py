@@ -26,6 +26,7 @@ from services.kit.jobs import listener as notices
 from services.kit.jobs.broker import Broker
 from services.kit.jobs.config import DbHealth, JobConfig
 from services.kit.jobs.listener import Listener, Notice
+from services.kit.jobs.metering import Meter, Metering
 from services.kit.jobs.record import JobRecord
 from services.kit.jobs.runtime import Executor, JobCancelled, RetryableJobError, RunningJob
 from services.kit.jobs.states import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, is_terminal
@@ -33,6 +34,7 @@ from services.kit.jobs.store import Fence, JobStore, QueueFull, Transition
 from services.kit.jobs.writer import EventWriter, now_us
 from services.kit.logs import get_logger
 from services.kit.pagination import PageTokens, page_size
+from services.kit.prices import Usage
 from viarte.type.v1 import job_pb2
 
 __all__ = ["DATABASE_UNAVAILABLE", "JobConfig", "JobService"]
@@ -42,7 +44,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
-
 
 # Pause before the scheduler retries after a failed dispatch (database error).
 _DISPATCH_RETRY_SECONDS = 0.5
@@ -63,6 +64,7 @@ class JobService:
         *,
         not_found_reason: str = "JOB_NOT_FOUND",
         page_tokens: PageTokens | None = None,
+        metering: Metering | None = None,
     ) -> None:
         # Servers pass PageTokens.for_service(config) so tokens survive restarts and replicas.
         self.page_tokens = page_tokens or PageTokens.ephemeral()
@@ -71,7 +73,10 @@ class JobService:
         self.executor = executor
         self.broker = Broker(self.config.watcher_buffer)
         self._engine = engine
-        self._store = JobStore(engine, self.replica_id, hold_limit_seconds=self.config.lease_seconds)
+        self._store = JobStore(engine, self.replica_id, hold_limit_seconds=self.config.lease_seconds,
+                               metered=metering is not None)
+        self.metering = metering  # records every ended job's outcome with account (issue 16)
+        self.meter = Meter(self._store, metering, self.replica_id) if metering is not None else None
         self._lease_us = int(self.config.lease_seconds * 1e6)
         self._not_found = not_found_reason
         self._running: dict[str, RunningJob] = {}
@@ -109,6 +114,8 @@ class JobService:
             self._listener.start()
         self._background = [loop.create_task(self._schedule()), loop.create_task(self._announce_positions())]
         self._lease_loop = loop.create_task(self._keep_leases())
+        if self.meter is not None:
+            self.meter.start()
         self._wake.set()
 
     async def recover(self) -> None:
@@ -136,6 +143,8 @@ class JobService:
         await _cancel_all([self._lease_loop] if self._lease_loop is not None else [])
         if self._listener is not None:
             await self._listener.stop()
+        if self.meter is not None:  # outcomes still pending are due for the next start or another replica
+            await self.meter.stop()
 
     async def _db(self, what: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """A client operation's database call: a database that is down answers UNAVAILABLE
@@ -154,10 +163,12 @@ class JobService:
 
     # -- client operations ----------------------------------------------------------------------
     async def create(
-        self, owner: str, kind: str, parameters: bytes, *, request_id: str = "", priority: int = 0
+        self, owner: str, kind: str, parameters: bytes, *, request_id: str = "", priority: int = 0,
+        api_key_id: str = "", estimated_credits: int = 0,
     ) -> JobRecord:
         """Queues a job; the same (owner, kind, request_id) returns the existing job, also when two
-        replicas receive it at once (the unique index picks one)."""
+        replicas receive it at once (the unique index picks one). ``api_key_id``: the creating
+        key; ``estimated_credits``: ``metering.estimate(...)`` of the validated parameters."""
         if not 0 <= priority <= self.config.max_priority:
             raise ServiceError.invalid_argument(
                 "INVALID_PARAMETERS", f"priority must be within 0..{self.config.max_priority}",
@@ -171,6 +182,7 @@ class JobService:
             transition, record = await self._db(
                 "create", self._store.create, owner=owner, kind=kind, request_id=request_id, parameters=parameters,
                 priority=priority, now_us=now_us(), job_id=str(uuid.uuid4()), max_queued=self.config.max_queued,
+                api_key_id=api_key_id, estimated_credits=estimated_credits,
             )
         except QueueFull as full:
             raise ServiceError.resource_exhausted(
@@ -184,6 +196,10 @@ class JobService:
             self._wake.set()
             self._positions_changed.set()
         return record
+
+    def estimate(self, kind: str, model: str, usage: Usage) -> int:
+        """The credits a job would cost (0 without metering)."""
+        return self.metering.estimate(kind, model, usage) if self.metering is not None else 0
 
     async def find(self, owner: str, kind: str, request_id: str) -> JobRecord | None:
         """The owner's job created with ``request_id``, if any (idempotency checks before validation)."""
@@ -505,6 +521,8 @@ class JobService:
         if queued is not None:
             queued.dispatched()  # cancelled while queued
         self.broker.publish(done.record.id, done.event)
+        if self.meter is not None and done.record.terminal:
+            self.meter.wake()
 
     def _lease_lost(self, job_id: str) -> None:
         """Another replica took the job over (this one froze or lost the database for longer than

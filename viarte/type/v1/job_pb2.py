@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18viarte/type/v1/job.proto\x12\x0eviarte.type.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x02\n\x08Progress\x12$\n\x05stage\x18\x01 \x01(\x0e\x32\x15.viarte.type.v1.Stage\x12\x0c\n\x04step\x18\x02 \x01(\x05\x12\x13\n\x0btotal_steps\x18\x03 \x01(\x05\x12\r\n\x05\x66rame\x18\x04 \x01(\x05\x12\x14\n\x0ctotal_frames\x18\x05 \x01(\x05\x12\x16\n\x0equeue_position\x18\x06 \x01(\x05\x12\x10\n\x08\x66raction\x18\x07 \x01(\x02\x12\x0b\n\x03\x66ps\x18\x08 \x01(\x02\x12\r\n\x05speed\x18\t \x01(\x02\x12&\n\x03\x65ta\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cpreview_jpeg\x18\x0b \x01(\x0c\x12\x0f\n\x07message\x18\x0c \x01(\t\"\xa4\x01\n\x08JobError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x38\n\x08metadata\x18\x04 \x03(\x0b\x32&.viarte.type.v1.JobError.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9b\x04\n\tJobStatus\x12\'\n\x05state\x18\x01 \x01(\x0e\x32\x18.viarte.type.v1.JobState\x12*\n\x08progress\x18\x02 \x01(\x0b\x32\x18.viarte.type.v1.Progress\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x18.viarte.type.v1.JobError\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\x05\x12\x15\n\rlast_sequence\x18\x08 \x01(\x03\x12\x10\n\x08priority\x18\t \x01(\x05\x12\x46\n\x0fstage_durations\x18\n \x03(\x0b\x32-.viarte.type.v1.JobStatus.StageDurationsEntry\x12,\n\tplacement\x18\x0b \x01(\x0b\x32\x19.viarte.type.v1.Placement\x1aP\n\x13StageDurationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration:\x02\x38\x01\";\n\tPlacement\x12\x10\n\x08\x65xecutor\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\"\xf2\x01\n\x08JobEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.viarte.type.v1.JobState\x12*\n\x08progress\x18\x04 \x01(\x0b\x32\x18.viarte.type.v1.Progress\x12\'\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x18.viarte.type.v1.JobError\x12,\n\tplacement\x18\x06 \x01(\x0b\x32\x19.viarte.type.v1.Placement*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05*\x90\x02\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTAGE_QUEUED\x10\x01\x12\x19\n\x15STAGE_FETCHING_INPUTS\x10\x02\x12\x17\n\x13STAGE_MODEL_LOADING\x10\x03\x12\x13\n\x0fSTAGE_DENOISING\x10\x04\x12\x12\n\x0eSTAGE_DECODING\x10\x05\x12\x13\n\x0fSTAGE_FACE_SWAP\x10\x06\x12\x13\n\x0fSTAGE_UPSCALING\x10\x07\x12\x13\n\x0fSTAGE_RENDERING\x10\x08\x12\x12\n\x0eSTAGE_ENCODING\x10\t\x12\x13\n\x0fSTAGE_UPLOADING\x10\n\x12\x19\n\x15STAGE_GENERATING_TEXT\x10\x0b\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18viarte/type/v1/job.proto\x12\x0eviarte.type.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x02\n\x08Progress\x12$\n\x05stage\x18\x01 \x01(\x0e\x32\x15.viarte.type.v1.Stage\x12\x0c\n\x04step\x18\x02 \x01(\x05\x12\x13\n\x0btotal_steps\x18\x03 \x01(\x05\x12\r\n\x05\x66rame\x18\x04 \x01(\x05\x12\x14\n\x0ctotal_frames\x18\x05 \x01(\x05\x12\x16\n\x0equeue_position\x18\x06 \x01(\x05\x12\x10\n\x08\x66raction\x18\x07 \x01(\x02\x12\x0b\n\x03\x66ps\x18\x08 \x01(\x02\x12\r\n\x05speed\x18\t \x01(\x02\x12&\n\x03\x65ta\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cpreview_jpeg\x18\x0b \x01(\x0c\x12\x0f\n\x07message\x18\x0c \x01(\t\"\xa4\x01\n\x08JobError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x38\n\x08metadata\x18\x04 \x03(\x0b\x32&.viarte.type.v1.JobError.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc2\x04\n\tJobStatus\x12\'\n\x05state\x18\x01 \x01(\x0e\x32\x18.viarte.type.v1.JobState\x12*\n\x08progress\x18\x02 \x01(\x0b\x32\x18.viarte.type.v1.Progress\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x18.viarte.type.v1.JobError\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\x05\x12\x15\n\rlast_sequence\x18\x08 \x01(\x03\x12\x10\n\x08priority\x18\t \x01(\x05\x12\x46\n\x0fstage_durations\x18\n \x03(\x0b\x32-.viarte.type.v1.JobStatus.StageDurationsEntry\x12,\n\tplacement\x18\x0b \x01(\x0b\x32\x19.viarte.type.v1.Placement\x12%\n\x04\x63ost\x18\x0c \x01(\x0b\x32\x17.viarte.type.v1.JobCost\x1aP\n\x13StageDurationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration:\x02\x38\x01\"D\n\x07JobCost\x12\x19\n\x11\x65stimated_credits\x18\x01 \x01(\x03\x12\x0f\n\x07\x63redits\x18\x02 \x01(\x03\x12\r\n\x05\x66inal\x18\x03 \x01(\x08\";\n\tPlacement\x12\x10\n\x08\x65xecutor\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x03 \x01(\t\"\xf2\x01\n\x08JobEvent\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.viarte.type.v1.JobState\x12*\n\x08progress\x18\x04 \x01(\x0b\x32\x18.viarte.type.v1.Progress\x12\'\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x18.viarte.type.v1.JobError\x12,\n\tplacement\x18\x06 \x01(\x0b\x32\x19.viarte.type.v1.Placement*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05*\x90\x02\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTAGE_QUEUED\x10\x01\x12\x19\n\x15STAGE_FETCHING_INPUTS\x10\x02\x12\x17\n\x13STAGE_MODEL_LOADING\x10\x03\x12\x13\n\x0fSTAGE_DENOISING\x10\x04\x12\x12\n\x0eSTAGE_DECODING\x10\x05\x12\x13\n\x0fSTAGE_FACE_SWAP\x10\x06\x12\x13\n\x0fSTAGE_UPSCALING\x10\x07\x12\x13\n\x0fSTAGE_RENDERING\x10\x08\x12\x12\n\x0eSTAGE_ENCODING\x10\t\x12\x13\n\x0fSTAGE_UPLOADING\x10\n\x12\x19\n\x15STAGE_GENERATING_TEXT\x10\x0b\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,10 +37,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOBERROR_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_JOBSTATUS_STAGEDURATIONSENTRY']._loaded_options = None
   _globals['_JOBSTATUS_STAGEDURATIONSENTRY']._serialized_options = b'8\001'
-  _globals['_JOBSTATE']._serialized_start=1397
-  _globals['_JOBSTATE']._serialized_end=1551
-  _globals['_STAGE']._serialized_start=1554
-  _globals['_STAGE']._serialized_end=1826
+  _globals['_JOBSTATE']._serialized_start=1506
+  _globals['_JOBSTATE']._serialized_end=1660
+  _globals['_STAGE']._serialized_start=1663
+  _globals['_STAGE']._serialized_end=1935
   _globals['_PROGRESS']._serialized_start=110
   _globals['_PROGRESS']._serialized_end=379
   _globals['_JOBERROR']._serialized_start=382
@@ -48,11 +48,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOBERROR_METADATAENTRY']._serialized_start=499
   _globals['_JOBERROR_METADATAENTRY']._serialized_end=546
   _globals['_JOBSTATUS']._serialized_start=549
-  _globals['_JOBSTATUS']._serialized_end=1088
-  _globals['_JOBSTATUS_STAGEDURATIONSENTRY']._serialized_start=1008
-  _globals['_JOBSTATUS_STAGEDURATIONSENTRY']._serialized_end=1088
-  _globals['_PLACEMENT']._serialized_start=1090
-  _globals['_PLACEMENT']._serialized_end=1149
-  _globals['_JOBEVENT']._serialized_start=1152
-  _globals['_JOBEVENT']._serialized_end=1394
+  _globals['_JOBSTATUS']._serialized_end=1127
+  _globals['_JOBSTATUS_STAGEDURATIONSENTRY']._serialized_start=1047
+  _globals['_JOBSTATUS_STAGEDURATIONSENTRY']._serialized_end=1127
+  _globals['_JOBCOST']._serialized_start=1129
+  _globals['_JOBCOST']._serialized_end=1197
+  _globals['_PLACEMENT']._serialized_start=1199
+  _globals['_PLACEMENT']._serialized_end=1258
+  _globals['_JOBEVENT']._serialized_start=1261
+  _globals['_JOBEVENT']._serialized_end=1503
 # @@protoc_insertion_point(module_scope)
