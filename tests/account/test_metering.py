@@ -74,8 +74,8 @@ def _jobs(tmp_path: Path, sink: Any, *, replica: str = "r1", retry: float = 0.2)
                       metering=metering)
 
 
-async def _until(what: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def _until(what: Callable[[], Any], limit_s: float = 60.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + limit_s
     while True:
         got = await what()
         if got:

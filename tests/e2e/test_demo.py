@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -44,9 +45,38 @@ def test_demo_produces_the_upscaled_mp4(mesh: RunningMesh, tmp_path: Path) -> No
     # i2v (13 frames) and t2v (16 frames) at 8 fps, overlapping by the 0.5 s crossfade.
     assert 2.5 < float(probe["format"]["duration"]) < 4.0
     assert summary["ffprobe"]["streams"] == probe["streams"]
+    _check_metering(mesh, tmp_path, summary["jobs"])
     # The demo did not stop a mesh it did not start.
     assert mesh.services >= {"auth", "storage", "inference", "render"}
     from studio_dev.mesh import status
 
     state, _rows = status(mesh.state_dir)
     assert state is not None and state.state == "ready"
+
+
+def _check_metering(mesh: RunningMesh, tmp_path: Path, jobs: dict[str, str]) -> None:
+    """Issue 16: every job the demo ran (generation with face swap, generation, render, upscale)
+    has one usage record, and its job shows the same credits as final cost, above zero."""
+    mesh.require("account")
+
+    def cli(*args: str) -> dict:  # type: ignore[type-arg]
+        done = subprocess.run(
+            [sys.executable, "-m", "viarte", "--state-dir", str(mesh.state_dir), "--config", str(tmp_path / "cli.json"),
+             "--json", *args], capture_output=True, text=True, timeout=120, check=True,
+        )  # fmt: skip
+        return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+    deadline = time.monotonic() + 60  # outcomes are recorded in the background, right after each end
+    while True:
+        records = {r["job_id"]: r for r in cli("usage", "records")["records"]}
+        if set(jobs.values()) <= set(records) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert sorted(records) == sorted(jobs.values())
+    kinds = {name: records[job_id]["kind"] for name, job_id in jobs.items()}
+    assert kinds == {"i2v": "JOB_KIND_GENERATION", "t2v": "JOB_KIND_GENERATION", "render": "JOB_KIND_RENDER",
+                     "upscale": "JOB_KIND_UPSCALE"}
+    for job_id, record in records.items():
+        cost = cli("jobs", "get", job_id)["job"]["status"]["cost"]
+        assert int(record["credits"]) > 0 and cost["final"] is True
+        assert cost["credits"] == record["credits"] and int(cost["estimated_credits"]) > 0
