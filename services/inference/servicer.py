@@ -61,7 +61,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):  # type
         _, params = check_generation(request.parameters, self.registry, face_swap_available=self._face_swap)
         await self._check_assets(owner, params)
         rec = await self.jobs.create(owner, KIND, params.SerializeToString(), request_id=request.request_id,
-                                     priority=request.priority, api_key_id=principal.api_key_id,
+                                     priority=request.priority, caller=principal,
                                      estimated_credits=self.jobs.estimate(KIND, params.model, generation_usage(params)))
         return G.CreateGenerationJobResponse(job=self.rpc.to_proto(rec))
 

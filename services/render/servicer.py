@@ -54,7 +54,7 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[mis
         plan = plan_timeline(params.timeline, sources, limits_of(self.ctx.config), overrides_of(params))
         rec = await self.jobs.create(
             owner, RENDER, params.SerializeToString(), request_id=request.request_id, priority=request.priority,
-            api_key_id=principal.api_key_id,
+            caller=principal,
             estimated_credits=self.jobs.estimate(RENDER, "", Usage(video_seconds=plan.canvas.duration)),
         )
         return render_pb2.CreateRenderJobResponse(job=self.rpc.to_proto(rec))
@@ -132,7 +132,7 @@ class UpscaleServicer(render_pb2_grpc.UpscaleServiceServicer):  # type: ignore[m
             )
         estimate = self.jobs.estimate(UPSCALE, "", Usage(frames=round(info.duration * info.fps)))
         rec = await self.jobs.create(owner, UPSCALE, p.SerializeToString(), request_id=request.request_id,
-                                     priority=request.priority, api_key_id=principal.api_key_id, estimated_credits=estimate)
+                                     priority=request.priority, caller=principal, estimated_credits=estimate)
         return render_pb2.CreateUpscaleJobResponse(job=self.rpc.to_proto(rec))
 
     async def GetUpscaleJob(self, request: render_pb2.GetUpscaleJobRequest, context: grpc.aio.ServicerContext) -> render_pb2.GetUpscaleJobResponse:

@@ -92,7 +92,7 @@ class FaceSwapServicer(face_swap_pb2_grpc.FaceSwapServiceServicer):  # type: ign
         frames = 1 if target.kind == asset_pb2.ASSET_KIND_IMAGE else 0
         rec = await self.jobs.create(
             user, KIND, params.SerializeToString(), request_id=request.request_id, priority=request.priority,
-            api_key_id=principal.api_key_id, estimated_credits=self.jobs.estimate(KIND, "", Usage(frames=frames)),
+            caller=principal, estimated_credits=self.jobs.estimate(KIND, "", Usage(frames=frames)),
         )
         return F.CreateFaceSwapJobResponse(job=self.rpc.to_proto(rec))
 

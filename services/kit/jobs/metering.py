@@ -23,6 +23,7 @@ from typing import Protocol
 import grpc
 
 from services.kit.account_client import JobOutcome
+from services.kit.auth import Principal
 from services.kit.db import is_database_down, run_db
 from services.kit.errors import ServiceError
 from services.kit.jobs.record import JobRecord
@@ -32,15 +33,64 @@ from services.kit.logs import get_logger
 from services.kit.prices import PriceList, Usage
 from viarte.account.v1 import account_pb2
 
-__all__ = ["Meter", "Metering", "OutcomeSink", "outcome_of"]
+__all__ = ["Meter", "Metering", "OutcomeSink", "admit", "check_read", "limited", "outcome_of", "release"]
 
 _log = get_logger("viarte.jobs.meter")
 
 
 class OutcomeSink(Protocol):
-    """What records outcomes: ``services.kit.account_client.AccountClient``."""
+    """What records outcomes and admits jobs: ``services.kit.account_client.AccountClient``."""
 
     async def record_outcome(self, outcome: JobOutcome) -> account_pb2.RecordJobOutcomeResponse: ...
+
+    async def admit(self, job_id: str, caller: Principal, estimated_credits: int) -> None: ...
+
+    async def release(self, job_id: str) -> None: ...
+
+    async def check_read(self, caller: Principal) -> None: ...
+
+
+def limited(caller: Principal | None, *, read: bool = False) -> bool:
+    """Whether ``caller`` carries limits that a create (or a read) must be checked against."""
+    if caller is None:
+        return False
+    if read:
+        return bool(caller.key_limits.reads_per_minute or caller.user_limits.reads_per_minute)
+    return caller.key_limits.on_create or caller.user_limits.on_create
+
+
+async def admit(metering: Metering | None, job_id: str, caller: Principal | None, estimate: int) -> bool:
+    """Admits a job about to be created under the caller's budget and limits (account's AdmitJob:
+    QUOTA_EXCEEDED / RATE_LIMITED, UNAVAILABLE while account is down). True when an admission was
+    made (withdraw it with ``release`` if the job is not created after all); callers without
+    limits cost nothing."""
+    if metering is None or caller is None or not limited(caller):
+        return False
+    await metering.sink.admit(job_id, caller, estimate)
+    return True
+
+
+async def release(metering: Metering | None, job_id: str) -> None:
+    """Withdraws an admission whose job was not created; best effort (logged): a leftover would
+    count its estimate against the caller's budget and concurrency."""
+    if metering is None:
+        return
+    try:
+        await metering.sink.release(job_id)
+    except Exception:
+        _log.warning("job_admission_release_failed", job_id=job_id)
+
+
+async def check_read(metering: Metering | None, caller: Principal | None) -> None:
+    """Counts a job read against the caller's read rate (RATE_LIMITED); free for callers without one.
+    Account down: the read goes through (reads never change anything a budget protects)."""
+    if metering is None or not limited(caller, read=True):
+        return
+    try:
+        await metering.sink.check_read(caller)  # type: ignore[arg-type]
+    except ServiceError as err:
+        if err.code != grpc.StatusCode.UNAVAILABLE:
+            raise
 
 
 @dataclass(frozen=True)
