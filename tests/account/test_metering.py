@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from services.kit.account_client import AccountClient, JobOutcome
+from services.kit.auth import Principal, PrincipalKind
 from services.kit.config import ServiceConfig
 from services.kit.db import make_engine, upgrade
 from services.kit.jobs import HandlerExecutor, JobConfig, JobRecord, JobService, RunningJob
@@ -112,20 +113,23 @@ async def test_every_ending_is_recorded_once_with_its_charge_and_shown_as_cost(
     try:
         estimate = jobs.estimate("demo", "tiny-wan", FULL)
         assert estimate == 50
-        ok = await jobs.create(user.id, "demo", b"ok", api_key_id="key-1", estimated_credits=estimate)
+        key = Principal(subject=user.id, kind=PrincipalKind.API_KEY, api_key_id="key-1")  # no limits: no admission
+        ok = await jobs.create(user.id, "demo", b"ok", caller=key, estimated_credits=estimate)
         assert ok.status().cost == job_pb2.JobCost(estimated_credits=50, credits=0, final=False)
         failed = await jobs.create(user.id, "demo", b"fail", estimated_credits=estimate)
         waiting = await jobs.create(user.id, "demo", b"wait", estimated_credits=estimate)
+        blocker = await jobs.create(user.id, "demo", b"wait", estimated_credits=estimate)
 
         async def two_steps() -> bool:
-            return (await jobs.get(user.id, "demo", waiting.id)).progress.step == 2
+            return all([(await jobs.get(user.id, "demo", j.id)).progress.step == 2 for j in (waiting, blocker)])
 
-        await _until(two_steps)
-        await jobs.cancel(user.id, "demo", waiting.id)
+        await _until(two_steps)  # both slots busy
         queued = await jobs.create(user.id, "demo", b"wait", estimated_credits=estimate)  # no slot: stays queued
         await jobs.cancel(user.id, "demo", queued.id)
+        await jobs.cancel(user.id, "demo", waiting.id)
+        await jobs.cancel(user.id, "demo", blocker.id)
 
-        done = {j.id: await _final(jobs, user.id, j.id) for j in (ok, failed, waiting, queued)}
+        done = {j.id: await _final(jobs, user.id, j.id) for j in (ok, failed, waiting, queued, blocker)}
         # SUCCEEDED pays its price, a cancel the 2 steps done (2), a failure and a queued cancel 0.
         assert [done[j.id].credits for j in (ok, failed, waiting, queued)] == [50, 0, 2, 0]
         cancelled = done[waiting.id]
@@ -133,7 +137,8 @@ async def test_every_ending_is_recorded_once_with_its_charge_and_shown_as_cost(
         assert done[ok.id].status().cost == job_pb2.JobCost(estimated_credits=50, credits=50, final=True)
         assert not any(r.meter_pending for r in done.values())
         records = await _records(account, user)
-        assert {k: r.credits for k, r in records.items()} == {ok.id: 50, failed.id: 0, waiting.id: 2, queued.id: 0}
+        assert {k: r.credits for k, r in records.items()} == {ok.id: 50, failed.id: 0, waiting.id: 2, queued.id: 0,
+                                                               blocker.id: 2}
         assert records[ok.id].api_key_id == "key-1" and records[ok.id].state == job_pb2.JOB_STATE_SUCCEEDED
         assert sorted(sink.recorded) == sorted(done)  # once each
     finally:
