@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -43,6 +45,8 @@ from services.auth.config import AuthConfig
 from services.auth.server import build as build_auth
 from services.kit.auth import ServiceCredentials
 from services.kit.config import Secret
+from services.kit.ports import free_port
+from services.kit.probe import check as probe
 from services.kit.server import stop
 from viarte.account.v1 import account_pb2, account_pb2_grpc
 from viarte.auth.v1 import auth_pb2, auth_pb2_grpc
@@ -170,6 +174,10 @@ async def _creates(tmp: Path, name: str, metering: Any, caller: Any, args: argpa
     return args.jobs / elapsed
 
 
+def _spawn(env: dict[str, str], *names: str) -> list[subprocess.Popen[bytes]]:
+    return [subprocess.Popen([sys.executable, "-m", f"services.{name}"], env=env) for name in names]
+
+
 async def throughput(args: argparse.Namespace) -> None:
     from services.kit.account_client import AccountClient, JobOutcome
     from services.kit.auth import Principal, PrincipalKind
@@ -179,15 +187,22 @@ async def throughput(args: argparse.Namespace) -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="partner-bench-"))
     secret = Secret("bench-" + uuid.uuid4().hex)
-    auth_cfg = AuthConfig(port=0, data_dir=str(tmp / "auth"), bcrypt_cost=4, log_level="WARNING", internal_secret=secret)
-    auth, auth_port = await build_auth(auth_cfg)
-    await auth.start()
-    account_cfg = AccountConfig(port=0, data_dir=str(tmp / "account"), log_level="WARNING", internal_secret=secret,
-                                auth_address=f"127.0.0.1:{auth_port}", database_url=args.database_url)  # fmt: skip
-    account, account_port = await build_account(account_cfg)
-    await account.start()
-    client = AccountClient(AccountConfig(internal_secret=secret, auth_address=f"127.0.0.1:{auth_port}",
-                                         account_address=f"127.0.0.1:{account_port}"))  # fmt: skip
+    # auth and account in their own processes, as deployed (in this one they would share its CPU).
+    auth_port, account_port = free_port(), free_port()
+    env = {**os.environ, "VIARTE_INTERNAL_SECRET": secret.reveal(), "VIARTE_LOG_LEVEL": "WARNING",
+           "VIARTE_METRICS_PORT": "-1", "VIARTE_AUTH_ADDRESS": f"127.0.0.1:{auth_port}",
+           "VIARTE_AUTH_PORT": str(auth_port), "VIARTE_AUTH_DATA_DIR": str(tmp / "auth"), "VIARTE_AUTH_BCRYPT_COST": "4",
+           "VIARTE_ACCOUNT_PORT": str(account_port), "VIARTE_ACCOUNT_DATA_DIR": str(tmp / "account"),
+           "VIARTE_ACCOUNT_DATABASE_URL": args.database_url}  # fmt: skip
+    procs = _spawn(env, "auth", "account")
+    for port in (auth_port, account_port):
+        deadline = time.monotonic() + 60
+        while not await asyncio.to_thread(probe, f"127.0.0.1:{port}"):
+            assert time.monotonic() < deadline, f"no server on {port}"
+            await asyncio.sleep(0.2)
+    account_cfg = AccountConfig(internal_secret=secret, auth_address=f"127.0.0.1:{auth_port}",
+                                account_address=f"127.0.0.1:{account_port}")  # fmt: skip
+    client = AccountClient(account_cfg)
 
     def describe(record: Any) -> JobOutcome:
         return outcome_of(record, account_pb2.JOB_KIND_RENDER, quantities=Usage(video_seconds=1.0))
@@ -202,13 +217,16 @@ async def throughput(args: argparse.Namespace) -> None:
         await _creates(tmp, "warmup", None, plain, argparse.Namespace(**{**vars(args), "jobs": 50}))
         off = await _creates(tmp, "off", None, plain, args)
         on = await _creates(tmp, "on", metering, limited, args)
+        metered = await _creates(tmp, "metered", metering, plain, args)
+        print(f"  metering only (no limits on the caller): {metered:.0f} jobs/s")
         print(f"create-job throughput ({args.jobs} jobs, {args.concurrency} concurrent, "
               f"{'postgresql' if args.database_url else 'sqlite'} account):")  # fmt: skip
         print(f"  limits and metering off: {off:.0f} jobs/s; on: {on:.0f} jobs/s; ratio {on / off:.2f} (goal >= 0.9)")
     finally:
         await client.close()
-        await stop(account, grace=0.5)
-        await stop(auth, grace=0.5)
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
 
 
 if __name__ == "__main__":

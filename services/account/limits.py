@@ -23,7 +23,10 @@ Subjects: the API key (its own limits) and its user (the user's, over all of the
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import zlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -68,6 +71,24 @@ class LimitStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.postgres = engine.dialect.name == "postgresql"
+        self._turns: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, user_id: str) -> AsyncIterator[None]:
+        """One decision per user at a time in this process: the database lock serialises them
+        anyway, and threads queueing on it (SQLite's busy handler sleeps up to 100 ms between
+        tries) cost far more than waiting here. Across replicas the database lock still decides."""
+        lock, users = self._turns.get(user_id) or (asyncio.Lock(), 0)
+        self._turns[user_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._turns[user_id]
+            if users == 1:
+                del self._turns[user_id]  # nobody else holds or waits for it: keep the map small
+            else:
+                self._turns[user_id] = (lock, users - 1)
 
     def _lock(self, s: Session, user_id: str, first_write: sa.Executable) -> None:
         """The user's lock, first thing in the transaction (see the module docstring)."""
@@ -77,15 +98,14 @@ class LimitStore:
 
     # -- buckets -------------------------------------------------------------------------------
     @staticmethod
-    def _bucket(s: Session, key: str, per_minute: int, now: float) -> tuple[RateBucketRow, float]:
-        """The bucket refilled to ``now`` (not yet stored) and the wait for one token (0 = one is there)."""
-        row = s.get(RateBucketRow, key, populate_existing=True)
-        if row is None:
-            row = RateBucketRow(key=key, tokens=float(per_minute), updated=now)
+    def _bucket(s: Session, key: str, per_minute: int, now: float) -> tuple[float, bool, float]:
+        """(tokens refilled to ``now``, whether the row exists, the wait for one token: 0 = there)."""
+        got = s.connection().execute(
+            sa.select(col(RateBucketRow.tokens), col(RateBucketRow.updated)).where(col(RateBucketRow.key) == key)
+        ).first()
         rate = per_minute / 60.0
-        row.tokens = min(float(per_minute), row.tokens + max(0.0, now - row.updated) * rate)
-        row.updated = now
-        return row, 0.0 if row.tokens >= 1.0 else (1.0 - row.tokens) / rate
+        tokens = float(per_minute) if got is None else min(float(per_minute), got[0] + max(0.0, now - got[1]) * rate)
+        return tokens, got is not None, 0.0 if tokens >= 1.0 else (1.0 - tokens) / rate
 
     def _take(self, s: Session, klass: str, caller: Caller, now: float, per: str) -> None:
         """Takes one token of ``klass`` from every limited subject, or raises RATE_LIMITED taking none."""
@@ -94,16 +114,21 @@ class LimitStore:
             per_minute = getattr(limits, per)
             if not per_minute:
                 continue
-            row, wait = self._bucket(s, f"{klass}:{name}", per_minute, now)
+            key = f"{klass}:{name}"
+            tokens, exists, wait = self._bucket(s, key, per_minute, now)
             if wait > 0:
                 raise ServiceError.resource_exhausted(
                     Reason.RATE_LIMITED, f"more than {per_minute} {klass}s per minute for this {name.split(':')[0]}",
                     retry_after=wait, metadata={"limit": str(per_minute), "per": "minute", "class": klass},
                 )
-            buckets.append(row)
-        for row in buckets:
-            row.tokens -= 1.0
-            s.merge(row)
+            buckets.append((key, tokens - 1.0, exists))
+        conn = s.connection()
+        for key, tokens, exists in buckets:
+            if exists:
+                conn.execute(sa.update(RateBucketRow).where(col(RateBucketRow.key) == key)
+                             .values(tokens=tokens, updated=now))  # fmt: skip
+            else:
+                conn.execute(sa.insert(RateBucketRow).values(key=key, tokens=tokens, updated=now))
 
     # -- decisions -----------------------------------------------------------------------------
     def admit(self, job_id: str, caller: Caller, estimate: int, now: datetime | None = None) -> bool:
@@ -116,11 +141,13 @@ class LimitStore:
             if s.get(AdmissionRow, job_id) is not None:
                 return False
             for name, limits, admitted, recorded in caller.subjects():
+                if not (limits.monthly_credit_budget or limits.max_concurrent_jobs):
+                    continue
+                running, pending = s.exec(select(sa.func.count(), sa.func.coalesce(sa.func.sum(AdmissionRow.credits), 0))
+                                          .where(admitted, col(AdmissionRow.open).is_(True))).one()  # fmt: skip
                 if limits.monthly_credit_budget:
                     charged = s.exec(select(sa.func.coalesce(sa.func.sum(UsageRecordRow.credits), 0)).where(
                         recorded, col(UsageRecordRow.end_time) >= _month_start(now))).one()
-                    pending = s.exec(select(sa.func.coalesce(sa.func.sum(AdmissionRow.credits), 0)).where(
-                        admitted, col(AdmissionRow.open).is_(True))).one()
                     spent = int(charged) + int(pending)
                     if spent + estimate > limits.monthly_credit_budget:
                         raise ServiceError.resource_exhausted(
@@ -131,7 +158,6 @@ class LimitStore:
                                       "estimate": str(estimate)},
                         )  # fmt: skip
                 if limits.max_concurrent_jobs:
-                    running = s.exec(select(sa.func.count()).where(admitted, col(AdmissionRow.open).is_(True))).one()
                     if int(running) >= limits.max_concurrent_jobs:
                         raise ServiceError.resource_exhausted(
                             Reason.RATE_LIMITED,

@@ -251,7 +251,8 @@ class AccountInternalServicer(account_pb2_grpc.AccountInternalServiceServicer): 
         v.check(len(request.api_key_id) <= 64, "api_key_id", "at most 64 characters")
         v.check(0 <= request.estimated_credits <= MAX_CREDITS, "estimated_credits", "must not be negative")
         v.raise_if_any(Reason.INVALID_ARGUMENT, "invalid admission")
-        await database(self.limits.admit, request.job_id, _caller(request), request.estimated_credits)
+        async with self.limits.turn(request.user_id):
+            await database(self.limits.admit, request.job_id, _caller(request), request.estimated_credits)
         return account_pb2.AdmitJobResponse()
 
     async def ReleaseJob(
@@ -263,7 +264,8 @@ class AccountInternalServicer(account_pb2_grpc.AccountInternalServiceServicer): 
     async def CheckRead(
         self, request: account_pb2.CheckReadRequest, context: grpc.aio.ServicerContext
     ) -> account_pb2.CheckReadResponse:
-        await database(self.limits.check_read, _caller(request))
+        async with self.limits.turn(request.user_id):
+            await database(self.limits.check_read, _caller(request))
         return account_pb2.CheckReadResponse()
 
 

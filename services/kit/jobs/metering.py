@@ -130,12 +130,10 @@ def outcome_of(record: JobRecord, kind: int, *, model: str = "", quantities: Usa
 class Meter:
     """The loop that records ended jobs' outcomes with account (one per replica)."""
 
-    def __init__(self, store: JobStore, metering: Metering, replica_id: str,
-                 on_recorded: Callable[[JobRecord], None] = lambda record: None) -> None:
+    def __init__(self, store: JobStore, metering: Metering, replica_id: str) -> None:
         self._store = store
         self._metering = metering
         self._replica = replica_id
-        self._on_recorded = on_recorded
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._down = False
@@ -167,16 +165,21 @@ class Meter:
                     _log.exception("job_meter_failed", replica=self._replica)
 
     async def record_due(self) -> bool:
-        """Claims and records one batch; True when the batch was full and all went through (more
-        may be due). Public for tests."""
+        """Claims one batch, records its outcomes concurrently and clears them in one write; True
+        when the batch was full and all went through (more may be due). Public for tests."""
         m = self._metering
         claimed = await run_db(self._store.meter_claim, now_us(), int(m.retry_seconds * 1e6), m.batch)
-        for record in claimed:
-            if not await self._record(record):
-                return False  # account is down: the rest of the batch is due again after the retry
-        return len(claimed) == m.batch
+        charges = await asyncio.gather(*(self._record(record) for record in claimed))
+        await run_db(self._store.meter_done, {r.id: c for r, c in zip(claimed, charges, strict=True) if c is not None})
+        if claimed and all(c is not None for c in charges):
+            if self._down:
+                _log.info("job_meter_account_recovered", replica=self._replica)
+            self._down = False
+        # Not recorded (account down, a refusal): due again after retry_seconds (the claim pushed it).
+        return len(claimed) == m.batch and all(c is not None for c in charges)
 
-    async def _record(self, record: JobRecord) -> bool:
+    async def _record(self, record: JobRecord) -> int | None:
+        """The credits account charged, or None when the outcome could not be recorded now."""
         try:
             outcome = self._metering.describe(record)
             answer = await self._metering.sink.record_outcome(outcome)
@@ -186,18 +189,12 @@ class Meter:
                     _log.warning("job_meter_account_unavailable", replica=self._replica, job_id=record.id,
                                  retry_seconds=self._metering.retry_seconds)
                 self._down = True
-                return False
+                return None
             # A refusal is a bug on one side (a job that cannot be described): kept and retried
             # every retry_seconds, logged each time so it is seen, never dropped silently.
             _log.error("job_meter_refused", job_id=record.id, reason=err.reason, detail=err.message)
-            return True
+            return None
         except Exception:
             _log.exception("job_meter_describe_failed", job_id=record.id)
-            return True
-        if self._down:
-            _log.info("job_meter_account_recovered", replica=self._replica)
-            self._down = False
-        done = await run_db(self._store.meter_done, record.id, int(answer.record.credits))
-        if done is not None:
-            self._on_recorded(done)
-        return True
+            return None
+        return int(answer.record.credits)

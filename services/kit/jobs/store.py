@@ -522,16 +522,17 @@ class JobStore:
             rows = session.exec(select(JobRow).where(col(JobRow.id).in_(ids)).order_by(col(JobRow.end_us)))
             return [JobRecord.from_row(r) for r in rows]
 
-    def meter_done(self, job_id: str, credits: int) -> JobRecord | None:
-        """Account accepted the outcome: store the charge and clear the pending marker."""
+    def meter_done(self, charged: Mapping[str, int]) -> None:
+        """Account accepted these outcomes {job id: credits}: store the charges and clear the
+        pending markers, one transaction for the batch."""
+        if not charged:
+            return
         with Session(self._engine) as session:
-            session.exec(sa.update(JobRow).where(col(JobRow.id) == job_id)
-                         .values(meter_due_us=None, credits=credits)
-                         .execution_options(synchronize_session=False))
-            row = session.get(JobRow, job_id, populate_existing=True)
-            record = JobRecord.from_row(row) if row else None
+            for job_id, credits in charged.items():
+                session.exec(sa.update(JobRow).where(col(JobRow.id) == job_id)
+                             .values(meter_due_us=None, credits=credits)
+                             .execution_options(synchronize_session=False))
             session.commit()
-            return record
 
     def request_cancel(self, job_id: str, now_us: int) -> JobRecord | None:
         """Flags a RUNNING job for cancellation (once) and tells its replica; returns the job as it is now."""
