@@ -683,6 +683,8 @@ class AccountInternalServiceServicer:
 
     def ReleaseJob(self, request, context):
         """Withdraws an admission whose job was never created (the create failed after AdmitJob).
+        Idempotent: an unknown job id is not an error.
+        Errors: PERMISSION_DENIED (not a service).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
