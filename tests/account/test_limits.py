@@ -5,12 +5,14 @@ and read against account's database (AdmitJob / CheckRead). Real auth, account, 
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 from google.rpc import status_pb2
+from typer.testing import CliRunner
 
 from services.kit.account_client import AccountClient
 from services.kit.auth import Authenticator, Principal
@@ -21,9 +23,11 @@ from tests.account.conftest import AccountService, record
 from tests.account.test_metering import FULL, Counting, _caller, _jobs, _until
 from viarte import errors as sdk_errors
 from viarte.auth.v1 import auth_pb2, auth_pb2_grpc
+from viarte.cli import _hoist_json, app
 from viarte.type.v1 import job_pb2, limits_pb2
 
 SCOPES = ["jobs:read", "jobs:write"]
+runner = CliRunner()
 
 
 async def _key_principal(auth: Any, user: Any, limits: limits_pb2.Limits) -> Principal:
@@ -182,3 +186,27 @@ async def test_limits_are_validated_in_auth(auth_service: Any, user_factory: Any
                 metadata=user.metadata)  # fmt: skip
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "limits.creates_per_minute" in str(sdk_errors.from_rpc_error(bad.value).field_violations)
+
+
+async def test_cli_sets_key_limits_and_an_admin_sets_user_limits(
+    auth_service: Any, user_factory: Any, tmp_path: Path
+) -> None:
+    user = await user_factory()
+    admin = await user_factory(admin=True)
+
+    async def cli(who: Any, *args: str) -> Any:
+        base = ["--state-dir", str(tmp_path / "state"), "--config", str(tmp_path / f"{who.id}.json"),
+                "--auth-address", auth_service.address, "--json"]  # fmt: skip
+        result = await asyncio.to_thread(runner.invoke, app, _hoist_json([*base, *args]))
+        assert result.exit_code == 0, f"{args}: {result.output}\n{result.exception!r}"
+        return json.loads(result.stdout)
+
+    await cli(user, "login", "--email", user.email, "--password", user.password)
+    created = await cli(user, "api-keys", "create", "partner", "-s", "jobs:write", "--monthly-budget", "100",
+                        "--creates-per-minute", "2", "--max-concurrent-jobs", "3")  # fmt: skip
+    assert created["api_key"]["limits"] == {"monthly_credit_budget": "100", "creates_per_minute": 2,
+                                            "max_concurrent_jobs": 3}  # fmt: skip
+    await cli(admin, "login", "--email", admin.email, "--password", admin.password)
+    updated = await cli(admin, "users", "update", user.id, "--limits", "500,60,600,4")
+    assert updated["limits"] == {"monthly_credit_budget": "500", "creates_per_minute": 60, "reads_per_minute": 600,
+                                 "max_concurrent_jobs": 4}  # fmt: skip
