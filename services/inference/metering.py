@@ -3,7 +3,8 @@
 Quantities per kind (the price functions are in services/kit/prices.py):
 - generation: width x height of the output, frames, denoising steps. SUCCEEDED: the result's
   size and frame count with the requested steps; CANCELLED: the steps completed before the cancel
-  (the last progress event's ``step`` while denoising) over the requested frames; FAILED: refunded.
+  (the step counter it stopped at; all of them once it counted decoded frames) over the requested
+  frames; FAILED: refunded.
   A face swap inside a generation job is part of its price.
 - face swap: frames swapped (the result's ``frames_swapped``); CANCELLED: frames processed so far.
 GPU-seconds are the attempt's wall time (start → end), reported for usage, not priced.
@@ -48,10 +49,12 @@ def describe(record: JobRecord) -> JobOutcome:
                           gpu_seconds=gpu)
             return outcome_of(record, KINDS[GENERATION], model=p.model, quantities=usage,
                               result_asset_ids=[r.video_asset_id])
+        # The counters the job stopped at (a cancelled job keeps them): denoising counts steps,
+        # the stages after it (decode, face swap, encode) count frames: denoising was over.
         progress = record.progress
-        steps = min(progress.step, p.num_inference_steps) if progress.stage == job_pb2.STAGE_DENOISING else 0
-        if progress.stage in (job_pb2.STAGE_DECODING, job_pb2.STAGE_FACE_SWAP, job_pb2.STAGE_ENCODING):
-            steps = p.num_inference_steps  # denoising was over before the cancel
+        steps = min(progress.step, p.num_inference_steps) if progress.total_steps else 0
+        if progress.total_frames and not progress.total_steps:
+            steps = p.num_inference_steps
         usage = Usage(width=p.width, height=p.height, frames=p.num_frames, steps=steps, gpu_seconds=gpu)
         return outcome_of(record, KINDS[GENERATION], model=p.model, quantities=usage)
     if record.kind == FACE_SWAP:

@@ -108,7 +108,7 @@ def _without_preview(progress: job_pb2.Progress) -> bytes:
 
 
 def _where_stopped(last: job_pb2.Progress, final: job_pb2.Progress) -> job_pb2.Progress:
-    out = job_pb2.Progress(stage=last.stage, step=last.step, total_steps=last.total_steps, frame=last.frame,
+    out = job_pb2.Progress(step=last.step, total_steps=last.total_steps, frame=last.frame,
                            total_frames=last.total_frames, fraction=last.fraction)
     out.MergeFrom(final)
     return out
@@ -321,8 +321,8 @@ class JobStore:
         check_transition(row.state, new_state)  # raises: the session rolls the claim back
         progress = progress if progress is not None else job_pb2.Progress()
         if new_state == CANCELLED and row.progress and not progress.stage:
-            # Keep where the work stopped (stage, step, frame): a cancelled job pays for the work
-            # done before the cancel (metering), and the caller sees how far it got.
+            # Keep how far the work got (step and frame counters; not the stage, which would read
+            # as a job still at work): a cancelled job pays for the work done before the cancel.
             progress = _where_stopped(job_pb2.Progress.FromString(row.progress), progress)
         _close_stage(row, now_us, None if new_state in TERMINAL else progress.stage)
         row.state = new_state
