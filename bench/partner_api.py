@@ -7,17 +7,25 @@ latency is from just before that call to the receiver reading the request (recor
 dispatcher wake-up, claim, sign, POST). Jobs end at --rate per second. Printed: p50/p99/max in ms
 (goal p99 < 500 ms).
 
-The other half of the issue's benchmark (create-job throughput with limits and metering on vs off)
-needs the per-key limits and the job services' hook, which come with the next increment.
+--throughput: create-job throughput with limits and metering on vs off (goal >= 0.9). The shared
+job layer (``JobService`` on its own SQLite database, the code path of every Create RPC) creates
+--jobs jobs, --concurrency at a time, that end at once: "off" without metering; "on" with metering
+(every end recorded with account in the background) and a caller carrying a budget, a create rate
+and a concurrent-jobs cap high enough to refuse nothing (so every create is admitted with
+account's AdmitJob first). The RPC layer in front of create is the same both ways, so this ratio
+is a lower bound of the service's.
 
     .venv/bin/python bench/partner_api.py [--jobs 300] [--rate 50] [--database-url URL]
+    .venv/bin/python bench/partner_api.py --throughput [--jobs 500] [--concurrency 16]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -37,10 +45,15 @@ from services.auth.config import AuthConfig
 from services.auth.server import build as build_auth
 from services.kit.auth import ServiceCredentials
 from services.kit.config import Secret
+from services.kit.ports import free_port
+from services.kit.probe import check as probe
 from services.kit.server import stop
 from viarte.account.v1 import account_pb2, account_pb2_grpc
 from viarte.auth.v1 import auth_pb2, auth_pb2_grpc
 from viarte.type.v1 import job_pb2
+
+# The kit job tables as the job services migrate them (the tests' migration chain of services/kit/jobs).
+JOB_MIGRATIONS = Path(__file__).resolve().parents[1] / "tests" / "kit" / "jobs" / "migrations"
 
 
 class Receiver:
@@ -133,9 +146,95 @@ async def main(args: argparse.Namespace) -> None:
         await stop(auth, grace=0.5)
 
 
+async def _creates(tmp: Path, name: str, metering: Any, caller: Any, args: argparse.Namespace) -> float:
+    """Jobs created per second by one JobService (jobs end at once; metering records them)."""
+    from services.kit.db import make_engine, upgrade
+    from services.kit.jobs import HandlerExecutor, JobConfig, JobService, RunningJob
+
+    async def instant(job: RunningJob) -> bytes:
+        return b"done"
+
+    engine = make_engine(f"sqlite:///{tmp / (name + '.db')}")
+    upgrade(engine, JOB_MIGRATIONS)
+    jobs = JobService(engine, HandlerExecutor({"demo": instant}, slots=4),
+                      JobConfig(max_queued=args.jobs + 10, replica_id=name), metering=metering)  # fmt: skip
+    await jobs.start()
+    queue = list(range(args.jobs))
+
+    async def worker() -> None:
+        while queue:
+            queue.pop()
+            await jobs.create(caller.user_id, "demo", b"x", caller=caller, estimated_credits=1)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+    elapsed = time.perf_counter() - started
+    await jobs.stop(2.0)
+    engine.dispose()
+    return args.jobs / elapsed
+
+
+def _spawn(env: dict[str, str], *names: str) -> list[subprocess.Popen[bytes]]:
+    return [subprocess.Popen([sys.executable, "-m", f"services.{name}"], env=env) for name in names]
+
+
+async def throughput(args: argparse.Namespace) -> None:
+    from services.kit.account_client import AccountClient, JobOutcome
+    from services.kit.auth import Principal, PrincipalKind
+    from services.kit.jobs.metering import Metering, outcome_of
+    from services.kit.limits import Limits
+    from services.kit.prices import PriceList, Usage
+
+    tmp = Path(tempfile.mkdtemp(prefix="partner-bench-"))
+    secret = Secret("bench-" + uuid.uuid4().hex)
+    # auth and account in their own processes, as deployed (in this one they would share its CPU).
+    auth_port, account_port = free_port(), free_port()
+    env = {**os.environ, "VIARTE_INTERNAL_SECRET": secret.reveal(), "VIARTE_LOG_LEVEL": "WARNING",
+           "VIARTE_METRICS_PORT": "-1", "VIARTE_AUTH_ADDRESS": f"127.0.0.1:{auth_port}",
+           "VIARTE_AUTH_PORT": str(auth_port), "VIARTE_AUTH_DATA_DIR": str(tmp / "auth"), "VIARTE_AUTH_BCRYPT_COST": "4",
+           "VIARTE_ACCOUNT_PORT": str(account_port), "VIARTE_ACCOUNT_DATA_DIR": str(tmp / "account"),
+           "VIARTE_ACCOUNT_DATABASE_URL": args.database_url}  # fmt: skip
+    procs = _spawn(env, "auth", "account")
+    for port in (auth_port, account_port):
+        deadline = time.monotonic() + 60
+        while not await asyncio.to_thread(probe, f"127.0.0.1:{port}"):
+            assert time.monotonic() < deadline, f"no server on {port}"
+            await asyncio.sleep(0.2)
+    account_cfg = AccountConfig(internal_secret=secret, auth_address=f"127.0.0.1:{auth_port}",
+                                account_address=f"127.0.0.1:{account_port}")  # fmt: skip
+    client = AccountClient(account_cfg)
+
+    def describe(record: Any) -> JobOutcome:
+        return outcome_of(record, account_pb2.JOB_KIND_RENDER, quantities=Usage(video_seconds=1.0))
+
+    metering = Metering(client, describe, PriceList.from_config(account_cfg), {"demo": account_pb2.JOB_KIND_RENDER})
+    roomy = Limits(monthly_credit_budget=10**9, creates_per_minute=10**6, max_concurrent_jobs=10**6)
+    user = str(uuid.uuid4())
+    limited = Principal(subject=user, kind=PrincipalKind.API_KEY, api_key_id="bench-key", key_limits=roomy,
+                        user_limits=roomy)  # fmt: skip
+    plain = Principal(subject=user, kind=PrincipalKind.USER)
+    try:
+        await _creates(tmp, "warmup", None, plain, argparse.Namespace(**{**vars(args), "jobs": 50}))
+        off = await _creates(tmp, "off", None, plain, args)
+        on = await _creates(tmp, "on", metering, limited, args)
+        metered = await _creates(tmp, "metered", metering, plain, args)
+        print(f"  metering only (no limits on the caller): {metered:.0f} jobs/s")
+        print(f"create-job throughput ({args.jobs} jobs, {args.concurrency} concurrent, "
+              f"{'postgresql' if args.database_url else 'sqlite'} account):")  # fmt: skip
+        print(f"  limits and metering off: {off:.0f} jobs/s; on: {on:.0f} jobs/s; ratio {on / off:.2f} (goal >= 0.9)")
+    finally:
+        await client.close()
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=300)
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--database-url", default="")
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument("--throughput", action="store_true", help="create-job throughput, limits+metering on vs off")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parsed = parser.parse_args()
+    asyncio.run(throughput(parsed) if parsed.throughput else main(parsed))

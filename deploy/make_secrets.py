@@ -26,7 +26,7 @@ __all__ = ["DATABASES", "GENERATED", "PROVIDED", "main", "make_secrets"]
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "secrets"
 # One PostgreSQL database and role per service: each service owns its tables.
-DATABASES = ("auth", "storage", "inference", "render")
+DATABASES = ("auth", "storage", "inference", "render", "account")
 GENERATED = (
     "internal_secret",
     "postgres_password",
@@ -36,6 +36,9 @@ GENERATED = (
     # derived from this one: see seaweedfs_security.toml below.
     "s3_jwt_key",
     "admin_password",
+    # Seals the account service's stored webhook secrets: rotating it makes every endpoint's secret
+    # unreadable (endpoints must rotate theirs afterwards).
+    "account_webhook_key",
     *(f"{db}_db_password" for db in DATABASES),
 )
 # Brought by the operator; empty means "feature off" (assistant) or "public models only" (hub).

@@ -13,6 +13,7 @@ __all__ = [
     "ApiKeyCredentials",
     "AsyncClient",
     "Client",
+    "Cost",
     "Endpoints",
     "JobProgress",
     "JobState",
@@ -38,6 +39,7 @@ _WHERE = {
     "ApiKeyCredentials": "viarte.credentials",
     "TokenCredentials": "viarte.credentials",
     "Tokens": "viarte.credentials",
+    "Cost": "viarte.jobs",
     "JobProgress": "viarte.jobs",
     "JobState": "viarte.jobs",
     "Placement": "viarte.jobs",
@@ -49,7 +51,7 @@ if TYPE_CHECKING:
     from viarte.client import AsyncClient, Client, face_swap_options, generation_parameters
     from viarte.credentials import ApiKeyCredentials, TokenCredentials, Tokens
     from viarte.errors import ViarteError
-    from viarte.jobs import JobProgress, JobState, Placement, Stage
+    from viarte.jobs import Cost, JobProgress, JobState, Placement, Stage
     from viarte.transport import Endpoints, RetryPolicy, TlsConfig
 
 

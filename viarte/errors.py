@@ -22,7 +22,8 @@ class                         gRPC status              notes
 ``Unauthenticated``           UNAUTHENTICATED          e.g. TOKEN_EXPIRED, INVALID_CREDENTIALS
 ``ResourceExhausted``         RESOURCE_EXHAUSTED       base of the two below
 ``QuotaExceeded``             RESOURCE_EXHAUSTED       QUOTA_BYTES_EXCEEDED, QUOTA_COUNT_EXCEEDED,
-                                                       OBJECT_TOO_LARGE: retrying will not help
+                                                       OBJECT_TOO_LARGE, QUOTA_EXCEEDED (a job over the
+                                                       monthly credit budget): retrying will not help
 ``RateLimited``               RESOURCE_EXHAUSTED       TOO_MANY_ATTEMPTS, RATE_LIMITED, QUEUE_FULL,
                                                        UPSTREAM_RATE_LIMITED, or any ``RetryInfo``:
                                                        wait ``retry_after`` seconds
@@ -282,6 +283,7 @@ _BY_REASON: dict[str, type[ViarteError]] = {
     "QUOTA_BYTES_EXCEEDED": QuotaExceeded,
     "QUOTA_COUNT_EXCEEDED": QuotaExceeded,
     "OBJECT_TOO_LARGE": QuotaExceeded,
+    "QUOTA_EXCEEDED": QuotaExceeded,
     "TOO_MANY_ATTEMPTS": RateLimited,
     "RATE_LIMITED": RateLimited,
     "UPSTREAM_RATE_LIMITED": RateLimited,

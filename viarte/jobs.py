@@ -88,6 +88,30 @@ class Placement:
 
 
 @dataclass(frozen=True)
+class Cost:
+    """What a job costs in credits (``JobStatus.cost``): ``estimated`` at create, from the price
+    list and the parameters; ``credits`` charged once ``final`` (the account service recorded the
+    job's end: SUCCEEDED pays its measured work, CANCELLED the work done before the cancel, FAILED
+    is refunded, 0)."""
+
+    estimated: int
+    credits: int
+    final: bool
+
+    @classmethod
+    def of(cls, job: Any) -> Cost:
+        """The cost of a job resource (or of its ``status``)."""
+        status = getattr(job, "status", job)
+        cost = status.cost
+        return cls(int(cost.estimated_credits), int(cost.credits), bool(cost.final))
+
+    def __str__(self) -> str:
+        if self.final:
+            return f"{self.credits} credits (estimated {self.estimated})"
+        return f"~{self.estimated} credits (estimated; charged when the job ends)"
+
+
+@dataclass(frozen=True)
 class JobProgress:
     """One progress update of a job.
 
@@ -128,6 +152,11 @@ class JobProgress:
     def placement(self) -> Placement | None:
         """Where the job runs, on updates that carry the job (snapshots and the final update)."""
         return Placement.of(self.job) if self.job is not None else None
+
+    @property
+    def cost(self) -> Cost | None:
+        """The job's cost, on updates that carry the job (snapshots and the final update)."""
+        return Cost.of(self.job) if self.job is not None else None
 
     @classmethod
     def _from(cls, kind: str, job_id: str, sequence: int, state: int, progress: Any, error: Any, **extra: Any) -> JobProgress:

@@ -24,13 +24,8 @@ class AccountConfig(ServiceConfig):
     # Names this replica's webhook leases ("" = <hostname>-<pid>).
     replica_id: str = ""
 
-    # Prices (credits; see services/account/prices.py). Generation: per megapixel * frame * step,
-    # per model "model-id=rate" entries overriding the default rate.
-    generation_credits_per_megapixel_frame_step: float = 0.05
-    generation_model_rates: tuple[str, ...] = ()
-    face_swap_credits_per_frame: float = 0.5
-    upscale_credits_per_frame: float = 0.25
-    render_credits_per_second: float = 2.0
+    # Prices: the rate fields are ServiceConfig fields (services/kit/prices.py), shared by the job
+    # services' estimates: set VIARTE_GENERATION_CREDITS_PER_MEGAPIXEL_FRAME_STEP etc. once for all.
 
     # Webhooks. Deliveries to loopback/private/link-local addresses are refused unless this is set
     # (dev meshes and tests, whose receivers listen on 127.0.0.1).

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 __all__ = [
-    "DeliveryState", "UsageRecordRow", "WebhookAttemptRow", "WebhookDeliveryRow", "WebhookEndpointRow",
+    "AdmissionRow", "DeliveryState", "RateBucketRow", "UsageRecordRow", "WebhookAttemptRow", "WebhookDeliveryRow", "WebhookEndpointRow",
     "as_utc", "new_id", "utcnow",
 ]  # fmt: skip
 
@@ -123,3 +123,32 @@ class WebhookAttemptRow(SQLModel, table=True):
     status_code: int = Field(default=0)
     error: str = Field(default="", max_length=300)
     duration_ms: int = Field(default=0)
+
+
+class AdmissionRow(SQLModel, table=True):
+    """A job admitted under its caller's limits (issue 16, ``limits``): open until RecordJobOutcome
+    of the job closes it (its charge then counts instead of ``credits``, the estimate) or the job
+    service withdraws it (ReleaseJob: the create failed)."""
+
+    __tablename__ = "account_admission"
+    __table_args__ = (
+        sa.Index("ix_account_admission_user_open", "user_id", "open"),
+        sa.Index("ix_account_admission_key_open", "api_key_id", "open"),
+    )
+
+    job_id: str = Field(primary_key=True, max_length=64)
+    user_id: str = Field(max_length=64)
+    api_key_id: str = Field(default="", max_length=64)
+    credits: int = Field(sa_column=sa.Column(sa.BigInteger(), nullable=False))
+    open: bool = Field(default=True)
+    create_time: datetime = Field(default_factory=utcnow, sa_column=_time())
+
+
+class RateBucketRow(SQLModel, table=True):
+    """A token bucket of one (method class, subject): ``tokens`` as of ``updated`` (epoch seconds)."""
+
+    __tablename__ = "account_rate_bucket"
+
+    key: str = Field(primary_key=True, max_length=200)
+    tokens: float = Field()
+    updated: float = Field()

@@ -18,3 +18,6 @@ class Reason(enum.StrEnum):
     TOO_MANY_WEBHOOKS = "TOO_MANY_WEBHOOKS"
     DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
     UNAUTHENTICATED = "UNAUTHENTICATED"
+    # Budgets and limits (issue 16): a create over the monthly budget; over a rate or the cap.
+    QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
+    RATE_LIMITED = "RATE_LIMITED"

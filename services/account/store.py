@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from services.account.limits import close_admission
 from services.account.models import (
     DeliveryState,
     UsageRecordRow,
@@ -80,6 +81,7 @@ class AccountStore:
                 if existing is not None:
                     return existing, False
                 s.add(record)
+                close_admission(s, record.job_id)
                 endpoints = s.exec(
                     select(WebhookEndpointRow).where(
                         WebhookEndpointRow.user_id == record.user_id, col(WebhookEndpointRow.disabled).is_(False)

@@ -13,6 +13,7 @@ import grpc
 import orjson
 
 from services.account.common import caller, database, from_ts, to_ts
+from services.account.limits import Caller, LimitStore
 from services.account.models import (
     UsageRecordRow,
     WebhookDeliveryRow,
@@ -25,6 +26,7 @@ from services.account.prices import KIND_NAMES, MAX_CREDITS, PriceList, Usage
 from services.account.reasons import Reason
 from services.account.store import AccountStore, Period
 from services.kit.errors import FieldViolation, ServiceError, Violations
+from services.kit.limits import Limits
 from services.kit.pagination import PageTokens, page_size
 from viarte.account.v1 import account_pb2, account_pb2_grpc
 from viarte.type.v1 import job_pb2
@@ -197,7 +199,9 @@ def _fanout(record: UsageRecordRow, event: Mapping[str, object]) -> Callable[[Us
 
 
 class AccountInternalServicer(account_pb2_grpc.AccountInternalServiceServicer):  # type: ignore[misc]
-    def __init__(self, store: AccountStore, prices: PriceList, on_enqueued: Callable[[], None]) -> None:
+    def __init__(self, store: AccountStore, prices: PriceList, on_enqueued: Callable[[], None],
+                 limits: LimitStore | None = None) -> None:
+        self.limits = limits or LimitStore(store.engine)
         self.store = store
         self.prices = prices
         self.on_enqueued = on_enqueued
@@ -237,3 +241,34 @@ class AccountInternalServicer(account_pb2_grpc.AccountInternalServiceServicer): 
         if created:
             self.on_enqueued()
         return account_pb2.RecordJobOutcomeResponse(record=record_to_proto(stored), created=created)
+
+    async def AdmitJob(
+        self, request: account_pb2.AdmitJobRequest, context: grpc.aio.ServicerContext
+    ) -> account_pb2.AdmitJobResponse:
+        v = Violations()
+        v.check(bool(request.job_id) and len(request.job_id) <= 64, "job_id", "is required (at most 64 characters)")
+        v.check(bool(request.user_id) and len(request.user_id) <= 64, "user_id", "is required (at most 64 characters)")
+        v.check(len(request.api_key_id) <= 64, "api_key_id", "at most 64 characters")
+        v.check(0 <= request.estimated_credits <= MAX_CREDITS, "estimated_credits", "must not be negative")
+        v.raise_if_any(Reason.INVALID_ARGUMENT, "invalid admission")
+        async with self.limits.turn(request.user_id):
+            await database(self.limits.admit, request.job_id, _caller(request), request.estimated_credits)
+        return account_pb2.AdmitJobResponse()
+
+    async def ReleaseJob(
+        self, request: account_pb2.ReleaseJobRequest, context: grpc.aio.ServicerContext
+    ) -> account_pb2.ReleaseJobResponse:
+        await database(self.limits.release, request.job_id)
+        return account_pb2.ReleaseJobResponse()
+
+    async def CheckRead(
+        self, request: account_pb2.CheckReadRequest, context: grpc.aio.ServicerContext
+    ) -> account_pb2.CheckReadResponse:
+        async with self.limits.turn(request.user_id):
+            await database(self.limits.check_read, _caller(request))
+        return account_pb2.CheckReadResponse()
+
+
+def _caller(request: account_pb2.AdmitJobRequest | account_pb2.CheckReadRequest) -> Caller:
+    return Caller(request.user_id, request.api_key_id, Limits.from_proto(request.key_limits),
+                  Limits.from_proto(request.user_limits))  # fmt: skip

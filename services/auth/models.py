@@ -52,6 +52,11 @@ class User(SQLModel, table=True):
     disabled: bool = Field(default=False)
     create_time: datetime = Field(default_factory=utcnow, sa_column=_time(index=True))
     update_time: datetime = Field(default_factory=utcnow, sa_column=_time())
+    # Budget and request limits (issue 16, the user's over all keys; services/auth/limits.py), 0 = none.
+    limit_monthly_credits: int = Field(default=0, sa_column=sa.Column(sa.BigInteger, nullable=False, server_default="0"))
+    limit_creates_per_minute: int = Field(default=0, sa_column=sa.Column(sa.BigInteger, nullable=False, server_default="0"))
+    limit_reads_per_minute: int = Field(default=0, sa_column=sa.Column(sa.BigInteger, nullable=False, server_default="0"))
+    limit_concurrent_jobs: int = Field(default=0, sa_column=sa.Column(sa.BigInteger, nullable=False, server_default="0"))
 
 
 class AuthSession(SQLModel, table=True):
@@ -96,6 +101,11 @@ class ApiKey(SQLModel, table=True):
     expire_time: datetime | None = Field(default=None, sa_column=_time(nullable=True))
     last_used_time: datetime | None = Field(default=None, sa_column=_time(nullable=True))
     revoke_time: datetime | None = Field(default=None, sa_column=_time(nullable=True))
+    # Budget and request limits (issue 16; services/auth/limits.py), 0 = none.
+    limit_monthly_credits: int = Field(default=0, sa_column=sa.Column(sa.BigInteger, nullable=False, server_default="0"))
+    limit_creates_per_minute: int = Field(default=0, sa_column=sa.Column(sa.BigInteger, nullable=False, server_default="0"))
+    limit_reads_per_minute: int = Field(default=0, sa_column=sa.Column(sa.BigInteger, nullable=False, server_default="0"))
+    limit_concurrent_jobs: int = Field(default=0, sa_column=sa.Column(sa.BigInteger, nullable=False, server_default="0"))
 
 
 class SigningKeyRecord(SQLModel, table=True):

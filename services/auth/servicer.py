@@ -16,6 +16,7 @@ from services.auth import credentials
 from services.auth.config import AuthConfig
 from services.auth.feed import RevocationFeed
 from services.auth.keys import KeyStore
+from services.auth.limits import check_limits, limits_proto, limits_values
 from services.auth.models import ApiKey, User, as_utc, utcnow
 from services.auth.passwords import PasswordHasher, PasswordPolicy, normalize_email
 from services.auth.reasons import Reason
@@ -70,6 +71,7 @@ def user_proto(user: User) -> auth_pb2.User:
         role=_ROLE_TO_PROTO.get(user.role, auth_pb2.ROLE_UNSPECIFIED),
         disabled=user.disabled,
         create_time=_ts(user.create_time),
+        limits=limits_proto(user),
     )
 
 
@@ -83,6 +85,7 @@ def api_key_proto(key: ApiKey) -> auth_pb2.ApiKey:
         last_used_time=_ts(key.last_used_time),
         expire_time=_ts(key.expire_time),
         revoked=key.revoke_time is not None,
+        limits=limits_proto(key),
     )
 
 
@@ -377,6 +380,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
         unknown = [i for i, scope in enumerate(request.scopes[:100]) if scope not in credentials.KNOWN_SCOPES]
         for i in unknown[:10]:
             v.add(f"scopes[{i}]", "unknown scope; one of: " + ", ".join(credentials.KNOWN_SCOPES))
+        check_limits(v, request.limits, "limits")
         v.check(
             0 <= request.ttl_seconds <= 10 * 365 * 86_400, "ttl_seconds", "must be between 0 and 10 years"
         )
@@ -391,6 +395,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
             credentials.digest(secret),
             scopes,
             expire,
+            limits_values(request.limits),
         )
         return auth_pb2.CreateApiKeyResponse(api_key=api_key_proto(key), secret=secret)
 
@@ -443,8 +448,10 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
             "id",
             "admins cannot demote or disable themselves",
         )
+        check_limits(v, request.limits, "limits")
         v.raise_if_any(Reason.INVALID_ARGUMENT)
-        user = await database(self.store.update_user, request.id, role, request.disabled)
+        limits = limits_values(request.limits) if request.HasField("limits") else None
+        user = await database(self.store.update_user, request.id, role, request.disabled, limits)
         self.feed.notify()
         if user is None:
             raise ServiceError.not_found(Reason.USER_NOT_FOUND, "user not found", metadata={"id": request.id})
@@ -477,6 +484,8 @@ class AuthInternalServicer(auth_pb2_grpc.AuthInternalServiceServicer):  # type: 
             api_key_id=api_key.id,
             scopes=api_key.scopes.split(),
             max_age_seconds=self.config.api_key_max_age_seconds,
+            key_limits=limits_proto(api_key),
+            user_limits=limits_proto(user),
         )
 
     async def IssueServiceToken(

@@ -94,8 +94,10 @@ class Store:
         with self._session() as s:
             return list(s.exec(query).all())
 
-    def update_user(self, user_id: str, role: str | None, disabled: bool) -> User | None:
-        """Applies the change; a role change or disabling revokes every session of the user."""
+    def update_user(self, user_id: str, role: str | None, disabled: bool,
+                    limits: dict[str, int] | None = None) -> User | None:
+        """Applies the change; a role change or disabling revokes every session of the user.
+        ``limits``: new limit column values (the user's over all of their API keys)."""
         now = utcnow()
         with self._session() as s, s.begin():
             user = s.get(User, user_id, with_for_update=True)
@@ -106,6 +108,8 @@ class Store:
                 user.role = role
             newly_disabled = disabled and not user.disabled
             user.disabled = disabled
+            for column, value in (limits or {}).items():
+                setattr(user, column, value)
             user.update_time = now
             if changed_role or newly_disabled:
                 self._revoke_user_sessions(s, user_id, "account_changed", now)
@@ -239,6 +243,7 @@ class Store:
         secret_hash: str,
         scopes: Sequence[str],
         expire_time: datetime | None,
+        limits: dict[str, int] | None = None,
     ) -> ApiKey:
         key = ApiKey(
             user_id=user_id,
@@ -248,6 +253,8 @@ class Store:
             scopes=" ".join(scopes),
             expire_time=expire_time,
         )
+        for column, value in (limits or {}).items():
+            setattr(key, column, value)
         with self._session() as s, s.begin():
             s.add(key)
         return key

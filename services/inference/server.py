@@ -14,6 +14,7 @@ from services.inference.config import InferenceConfig
 from services.inference.faceswap.handler import FaceSwapHandler, PoolRunner
 from services.inference.faceswap.servicer import FaceSwapServicer
 from services.inference.generation import GenerationHandler
+from services.inference.metering import metering as inference_metering
 from services.inference.models.registry import DEFAULT_REGISTRY_PATH, ModelRegistry, load_registry
 from services.inference.servicer import GenerationServicer
 from services.inference.training.handler import TrainingHandler
@@ -22,6 +23,7 @@ from services.inference.training.store import LoraStore
 from services.inference.validation import check_parameters
 from services.inference.worker.pool import WorkerPool, WorkRunner
 from services.inference.worker.protocol import FaceSwapWork, GenerationWork, TrainingWork, WorkerSetup
+from services.kit.account_client import AccountClient
 from services.kit.db import make_engine, upgrade
 from services.kit.jobs import HandlerExecutor, JobConfig, JobService
 from services.kit.logs import get_logger
@@ -93,11 +95,12 @@ async def build_inference(config: InferenceConfig) -> tuple[grpc.aio.Server, int
         FaceSwapWork.kind: FaceSwapHandler(store, face_runner, config.scratch_path / "faceswap"),
         TrainingWork.kind: training_handler,
     }, slots=lambda: pool.slots)
+    account = AccountClient(config)  # every ended job is recorded (issue 16)
     jobs = JobService(engine, executor, JobConfig(
         max_queued=config.max_queued, max_attempts=config.max_attempts,
         queue_full_retry_seconds=config.queue_full_retry_seconds, max_priority=config.max_priority,
         lease_seconds=config.job_lease_seconds, poll_seconds=config.job_poll_seconds, replica_id=config.replica_id,
-    ), page_tokens=PageTokens.for_service(config))
+    ), page_tokens=PageTokens.for_service(config), metering=inference_metering(config, account))
     tokens = PageTokens.for_service(config)
     ready = getattr(pool, "check_available", lambda: None)
     generation = GenerationServicer(registry, jobs, store, loaded_models=lambda: generation_handler.loaded,
@@ -106,7 +109,7 @@ async def build_inference(config: InferenceConfig) -> tuple[grpc.aio.Server, int
                                   validate_generation=lambda p: check_parameters(p, registry))
     services = [Service(generation), Service(FaceSwapServicer(jobs, store, ready)), Service(assistant),
                 Service(TrainingServicer(registry, jobs, store, ready)), Service(LoraServicer(loras, tokens))]
-    closers: list[Any] = [face_runner.close, assistant.close]
+    closers: list[Any] = [face_runner.close, assistant.close, account.close]
     await jobs.start()
     server, port = await build_server(config, services)
 

@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 
 from services.inference.generation import KIND
+from services.inference.metering import generation_usage
 from services.inference.models.registry import ModelRegistry, ModelSpec
 from services.inference.reasons import Reason
 from services.inference.training.checks import lora_model
@@ -49,7 +50,8 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):  # type
     async def CreateGenerationJob(
         self, request: G.CreateGenerationJobRequest, context: grpc.aio.ServicerContext
     ) -> G.CreateGenerationJobResponse:
-        owner = current_principal().user_id
+        principal = current_principal()
+        owner = principal.user_id
         if len(request.request_id) > MAX_REQUEST_ID:
             raise ServiceError.invalid_argument(
                 Reason.INVALID_PARAMETERS, "request_id is too long",
@@ -64,7 +66,8 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):  # type
         await self._check_loras(owner, params, spec)
         await self._check_assets(owner, params)
         rec = await self.jobs.create(owner, KIND, params.SerializeToString(), request_id=request.request_id,
-                                     priority=request.priority)
+                                     priority=request.priority, caller=principal,
+                                     estimated_credits=self.jobs.estimate(KIND, params.model, generation_usage(params)))
         return G.CreateGenerationJobResponse(job=self.rpc.to_proto(rec))
 
     async def _check_loras(self, owner: str, params: G.GenerationParameters, spec: ModelSpec) -> None:

@@ -17,11 +17,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import grpc
 from google.protobuf import timestamp_pb2
 
-from services.kit.auth import ServiceCredentials
+from services.kit.auth import Principal, ServiceCredentials
 from services.kit.channels import insecure_channel
 from services.kit.config import ServiceConfig
 from services.kit.errors import FieldViolation, ServiceError
@@ -89,6 +90,34 @@ class AccountClient:
         except grpc.aio.AioRpcError as exc:
             raise _map(exc) from None
         return answer
+
+
+    async def admit(self, job_id: str, caller: Principal, estimated_credits: int) -> None:
+        """Admits a job under the caller's budget and limits (AdmitJob), before it is created:
+        RESOURCE_EXHAUSTED QUOTA_EXCEEDED / RATE_LIMITED (with RetryInfo) as account answered."""
+        request = account_pb2.AdmitJobRequest(
+            job_id=job_id, user_id=caller.user_id, api_key_id=caller.api_key_id, estimated_credits=estimated_credits,
+            key_limits=caller.key_limits.to_proto(), user_limits=caller.user_limits.to_proto(),
+        )  # fmt: skip
+        await self._call(self._stub.AdmitJob, request)
+
+    async def release(self, job_id: str) -> None:
+        """Withdraws an admission whose job was not created (ReleaseJob)."""
+        await self._call(self._stub.ReleaseJob, account_pb2.ReleaseJobRequest(job_id=job_id))
+
+    async def check_read(self, caller: Principal) -> None:
+        """Counts one job read against the caller's read rate (CheckRead): RATE_LIMITED over it."""
+        request = account_pb2.CheckReadRequest(
+            user_id=caller.user_id, api_key_id=caller.api_key_id, key_limits=caller.key_limits.to_proto(),
+            user_limits=caller.user_limits.to_proto(),
+        )  # fmt: skip
+        await self._call(self._stub.CheckRead, request)
+
+    async def _call(self, method: Any, request: Any) -> Any:
+        try:
+            return await method(request, metadata=await self._credentials.metadata(), timeout=self._rpc_timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise _map(exc) from None
 
 
 def _map(exc: grpc.aio.AioRpcError) -> ServiceError:

@@ -22,6 +22,7 @@ import grpc
 
 from services.kit.config import ServiceConfig
 from services.kit.errors import ServiceError
+from services.kit.limits import Limits
 from services.kit.revocations import RevocationFollower, RevocationList, Revoked
 from services.kit.tokens import TokenError, VerificationKey, decode_token, unverified_kid
 from viarte.auth.v1 import auth_pb2, auth_pb2_grpc
@@ -58,6 +59,11 @@ class Principal:
     scopes: frozenset[str] = frozenset()
     session_id: str = ""
     email: str = ""
+    # The API key that authenticated the call (API_KEY principals): jobs record it (issue 16).
+    api_key_id: str = ""
+    # Budgets and request limits (issue 16, services/kit/limits.py): the key's and its user's.
+    key_limits: Limits = field(default_factory=Limits)
+    user_limits: Limits = field(default_factory=Limits)
     # The metadata pair that authenticated the call, forwarded on calls made on the caller's behalf.
     credential: tuple[str, str] = field(default=("", ""), repr=False)
 
@@ -199,6 +205,9 @@ class _RemoteApiKeys:
             role="admin" if answer.user.role == auth_pb2.ROLE_ADMIN else "user",
             scopes=frozenset(answer.scopes),
             email=answer.user.email,
+            api_key_id=answer.api_key_id,
+            key_limits=Limits.from_proto(answer.key_limits),
+            user_limits=Limits.from_proto(answer.user_limits),
             credential=("x-api-key", api_key),
         )
         # A revocation that arrived while this answer was on its way wins over the answer.

@@ -66,6 +66,14 @@ class ServiceConfig:
     jwt_audience: str = "viarte"
     # Shared by the mesh's services to obtain service tokens from auth (IssueServiceToken).
     internal_secret: Secret = Secret("dev-internal-secret-change-me")
+    # Prices (credits, services/kit/prices.py): account charges finished jobs with them and the job
+    # services estimate jobs at create; unprefixed VIARTE_<FIELD> sets them for every service at once.
+    # Generation: per megapixel * frame * step; "model-id=rate" entries override it per model.
+    generation_credits_per_megapixel_frame_step: float = 0.05
+    generation_model_rates: tuple[str, ...] = ()
+    face_swap_credits_per_frame: float = 0.5
+    upscale_credits_per_frame: float = 0.25
+    render_credits_per_second: float = 2.0
     # Maximum concurrent RPCs; 0 = unlimited.
     max_concurrent_rpcs: int = 0
     # OpenTelemetry: export spans over OTLP/gRPC to this collector ("http://host:4317"; https:// for

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import grpc
 
+from services.kit.account_client import AccountClient
 from services.kit.auth import Authenticator, ServiceCredentials
 from services.kit.channels import insecure_channel
 from services.kit.db import make_engine, run_db, upgrade
@@ -21,6 +22,7 @@ from services.kit.storage_client import StorageClient
 from services.render.capabilities import capabilities
 from services.render.config import RenderConfig
 from services.render.handlers import RENDER, UPSCALE, RenderContext, handle_render, handle_upscale
+from services.render.metering import metering as render_metering
 from services.render.projects import ProjectServicer, ProjectStore
 from services.render.reasons import Reason
 from services.render.servicer import RenderServicer, UpscaleServicer
@@ -57,10 +59,12 @@ async def build(config: RenderConfig) -> tuple[grpc.aio.Server, int]:
         {RENDER: functools.partial(handle_render, ctx), UPSCALE: functools.partial(handle_upscale, ctx)},
         slots=slots,
     )
+    account = AccountClient(config, credentials=credentials)  # every ended job is recorded (issue 16)
     jobs = JobService(engine, executor, JobConfig(
         max_queued=config.max_queued_jobs, lease_seconds=config.job_lease_seconds,
         poll_seconds=config.job_poll_seconds, replica_id=config.replica_id,
-    ), not_found_reason=Reason.JOB_NOT_FOUND, page_tokens=PageTokens.for_service(config))
+    ), not_found_reason=Reason.JOB_NOT_FOUND, page_tokens=PageTokens.for_service(config),
+        metering=render_metering(config, account))
     await jobs.start()
     authenticator = Authenticator(config, channel=auth_channel)
     server, port = await build_server(
@@ -81,6 +85,7 @@ async def build(config: RenderConfig) -> tuple[grpc.aio.Server, int]:
         if ray is not None:
             await ray.stop()
         await storage.close()
+        await account.close()
         await auth_channel.close()
         await run_db(engine.dispose)
 

@@ -16,6 +16,7 @@ import grpc
 from services.kit.auth import current_principal
 from services.kit.errors import ServiceError, Violations
 from services.kit.jobs import JobRpc, JobService
+from services.kit.prices import Usage
 from services.render.capabilities import BLEND_MODES, CURVES_PRESETS, EASINGS, capabilities
 from services.render.config import RenderConfig
 from services.render.ffmpeg_process import FFmpegError
@@ -54,15 +55,18 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[mis
         self.rpc = JobRpc(jobs, RENDER, render_pb2.RenderJob, render_pb2.RenderParameters, render_pb2.RenderResult)
 
     async def CreateRenderJob(self, request: render_pb2.CreateRenderJobRequest, context: grpc.aio.ServicerContext) -> render_pb2.CreateRenderJobResponse:
-        owner = current_principal().user_id
+        principal = current_principal()
+        owner = principal.user_id
         params = request.parameters
         check_render_parameters(params, self.ctx.config)
         self.ctx.check_executor()
         sources = await resolve_sources(self.ctx, owner, params.timeline)
         luts = await resolve_luts(self.ctx, owner, params.timeline)
-        plan_timeline(params.timeline, sources, limits_of(self.ctx.config), overrides_of(params), luts)
+        plan = plan_timeline(params.timeline, sources, limits_of(self.ctx.config), overrides_of(params), luts)
         rec = await self.jobs.create(
-            owner, RENDER, params.SerializeToString(), request_id=request.request_id, priority=request.priority
+            owner, RENDER, params.SerializeToString(), request_id=request.request_id, priority=request.priority,
+            caller=principal,
+            estimated_credits=self.jobs.estimate(RENDER, "", Usage(video_seconds=plan.canvas.duration)),
         )
         return render_pb2.CreateRenderJobResponse(job=self.rpc.to_proto(rec))
 
@@ -127,7 +131,8 @@ class UpscaleServicer(render_pb2_grpc.UpscaleServiceServicer):  # type: ignore[m
         self.rpc = JobRpc(jobs, UPSCALE, render_pb2.UpscaleJob, render_pb2.UpscaleParameters, render_pb2.UpscaleResult)
 
     async def CreateUpscaleJob(self, request: render_pb2.CreateUpscaleJobRequest, context: grpc.aio.ServicerContext) -> render_pb2.CreateUpscaleJobResponse:
-        owner = current_principal().user_id
+        principal = current_principal()
+        owner = principal.user_id
         p = request.parameters
         v = Violations()
         v.check(bool(p.video_asset_id), "parameters.video_asset_id", "is required")
@@ -148,7 +153,9 @@ class UpscaleServicer(render_pb2_grpc.UpscaleServiceServicer):  # type: ignore[m
                 Reason.CANVAS_TOO_LARGE, "the upscaled video would exceed the size limits",
                 violations=[_violation("parameters.video_asset_id", f"{info.width}x{info.height} doubled is over the limit")],
             )
-        rec = await self.jobs.create(owner, UPSCALE, p.SerializeToString(), request_id=request.request_id, priority=request.priority)
+        estimate = self.jobs.estimate(UPSCALE, "", Usage(frames=round(info.duration * info.fps)))
+        rec = await self.jobs.create(owner, UPSCALE, p.SerializeToString(), request_id=request.request_id,
+                                     priority=request.priority, caller=principal, estimated_credits=estimate)
         return render_pb2.CreateUpscaleJobResponse(job=self.rpc.to_proto(rec))
 
     async def GetUpscaleJob(self, request: render_pb2.GetUpscaleJobRequest, context: grpc.aio.ServicerContext) -> render_pb2.GetUpscaleJobResponse:

@@ -135,6 +135,9 @@ def test_generate_and_jobs_commands(cli: Cli, mesh: RunningMesh, mesh_user: Mesh
     got = cli.json("jobs", "get", job["id"])
     assert got["kind"] == "generation" and got["job"]["status"]["placement"]["executor"] == "local"
     assert "placement: local on " in cli("jobs", "get", job["id"])  # where it ran (issue 15)
+    # Its cost (issue 16): estimated at create, ceil(0.05 * 64*64/1e6 MP * 4 frames * steps) = 1.
+    assert got["job"]["status"]["cost"]["estimated_credits"] == "1"
+    assert "cost: " in cli("jobs", "get", job["id"])
     cli("jobs", "watch", job["id"])  # a finished job: its final snapshot, exit 0
     queued = cli.json("generate", "later", "--model", "tiny-modelscope", "--width", "64", "--height", "64",
                       "--frames", "4", "--detach")  # fmt: skip

@@ -23,7 +23,8 @@ DOCKER = DEPLOY / "docker"
 COMPOSE = DEPLOY / "compose.yaml"
 COMPOSE_TLS = DEPLOY / "compose.tls.yaml"
 # compose service → the images' Python service package (their config class is services/<pkg>/config.py).
-SERVICE_PACKAGES = {"auth": "auth", "storage": "storage", "inference": "inference", "render": "render"}
+SERVICE_PACKAGES = {"auth": "auth", "storage": "storage", "inference": "inference", "render": "render",
+                    "account": "account"}
 GRPC_SERVICES = tuple(SERVICE_PACKAGES)
 
 

@@ -81,7 +81,7 @@ def test_compose_file_and_tls_overlay_validate(tmp_path: Path) -> None:
     base = compose_model(COMPOSE, tmp=tmp_path)
     tls = compose_model(COMPOSE, COMPOSE_TLS, tmp=tmp_path)
     default = {name for name, svc in base["services"].items() if not svc.get("profiles")}
-    assert default == {"postgres", "s3", "auth", "storage", "models", "inference", "render", "envoy"}
+    assert default == {"postgres", "s3", "auth", "storage", "models", "inference", "render", "account", "envoy"}
     assert tls["services"]["envoy"]["build"]["args"] == {"TLS": "true"}
     assert {"tls_cert", "tls_key"} <= set(tls["secrets"])
 
@@ -300,7 +300,9 @@ def test_every_service_runs_replicas_on_postgres_behind_dns(model: dict[str, Any
         for target, (source, _read_only) in _mounts(spec).items():
             assert source in ("", "models"), f"{name}: {source} at {target} would be shared by its replicas"
         assert env.get("VIARTE_AUTH_ADDRESS", "auth:50051") == "auth:50051"
-    assert {int(services[n]["deploy"]["replicas"]) for n in ("auth", "storage", "render")} == {2}
+        # Every service reaches account by its compose name (job ends, admissions: issue 16).
+        assert env["VIARTE_ACCOUNT_ADDRESS"] == "account:50055", name
+    assert {int(services[n]["deploy"]["replicas"]) for n in ("auth", "storage", "render", "account")} == {2}
 
 
 def test_seaweedfs_matches_the_embedded_launchers_hardening(model: dict[str, Any], secrets_dir: Path) -> None:

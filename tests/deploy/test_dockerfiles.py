@@ -35,6 +35,7 @@ ENTRY_MODULES = {
     "inference": ["services.inference.__main__", "services.inference.server", "studio_dev.models_pull",
                   "services.inference.worker.ray_runner"],  # the Ray executor (and its actors) from the image
     "render": ["services.render.__main__", "services.render.server"],
+    "account": ["services.account.__main__", "services.account.server"],
 }
 
 

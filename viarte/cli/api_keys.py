@@ -9,6 +9,7 @@ from rich.table import Table
 
 from viarte.cli.common import app, context, handled
 from viarte.scopes import SCOPES
+from viarte.type.v1 import limits_pb2
 
 api_keys_app = typer.Typer(help="API keys for partner backends.", no_args_is_help=True)
 app.add_typer(api_keys_app, name="api-keys")
@@ -21,10 +22,16 @@ def api_keys_create(
     name: str,
     scope: Annotated[list[str] | None, typer.Option("--scope", "-s", help="Repeatable; one of " + ", ".join(SCOPES) + " (see `api-keys scopes`).")] = None,
     ttl: Annotated[int, typer.Option(help="Lifetime in seconds; 0 = never expires.")] = 0,
+    budget: Annotated[int, typer.Option("--monthly-budget", help="Credits per month (UTC); 0 = no budget.")] = 0,
+    creates: Annotated[int, typer.Option("--creates-per-minute", help="Job creates per minute; 0 = unlimited.")] = 0,
+    reads: Annotated[int, typer.Option("--reads-per-minute", help="Job reads per minute; 0 = unlimited.")] = 0,
+    concurrent: Annotated[int, typer.Option("--max-concurrent-jobs", help="Jobs queued or running at once; 0 = unlimited.")] = 0,
 ) -> None:
-    """Create an API key; its secret is shown once."""
+    """Create an API key; its secret is shown once. Optional budget and limits (issue 16)."""
     c = context(ctx)
-    key, secret = c.client().api_keys.create(name, scope or [], ttl_seconds=ttl)
+    limits = limits_pb2.Limits(monthly_credit_budget=budget, creates_per_minute=creates, reads_per_minute=reads,
+                               max_concurrent_jobs=concurrent)  # fmt: skip
+    key, secret = c.client().api_keys.create(name, scope or [], ttl_seconds=ttl, limits=limits)
     c.emit({"api_key": key, "secret": secret},
            lambda: c.out.print(f"created {key.id} ({key.name}); secret (shown once):\n{secret}", highlight=False))  # fmt: skip
 

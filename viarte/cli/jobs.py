@@ -14,7 +14,7 @@ from viarte.cli.assets import download_asset
 from viarte.cli.common import Ctx, app, context, fail, handled, jsonable
 from viarte.cli.progress import JobProgressView
 from viarte.errors import Cancelled, NotFound, Unavailable, ViarteError
-from viarte.jobs import JobProgress, JobState, Placement
+from viarte.jobs import Cost, JobProgress, JobState, Placement
 
 __all__ = ["JOB_KINDS", "jobs_app", "run_job"]
 
@@ -132,6 +132,7 @@ def jobs_get(ctx: typer.Context, job_id: str, kind: Annotated[str | None, typer.
         where = Placement.of(job)
         if where is not None:  # where the (last) attempt ran: local worker or Ray actor
             c.out.print(f"placement: {where}", highlight=False)
+        c.out.print(f"cost: {Cost.of(job)}", highlight=False)
 
     c.emit({"kind": k, "job": job}, human)
 

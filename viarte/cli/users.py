@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from viarte.cli.common import app, context, enum_name, fail, handled
+from viarte.type.v1 import limits_pb2
 
 users_app = typer.Typer(help="User administration (admins only).", no_args_is_help=True)
 app.add_typer(users_app, name="users")
@@ -35,10 +36,21 @@ def users_update(
     ctx: typer.Context, user_id: str,
     role: Annotated[str | None, typer.Option(help="user or admin")] = None,
     disabled: Annotated[bool, typer.Option("--disable", help="Disable the account (revokes its sessions).")] = False,
+    limits: Annotated[str | None, typer.Option(
+        "--limits", help="The user's limits over all of their API keys: 'budget,creates/min,reads/min,concurrent' "
+                         "(0 = none each), e.g. 1000,60,600,4.")] = None,
 ) -> None:
-    """Change a user's role or disable the account."""
+    """Change a user's role, limits, or disable the account."""
     c = context(ctx)
     if role not in (None, "user", "admin"):
         fail("--role must be 'user' or 'admin'")
-    user = c.client().auth.update_user(user_id, role=role, disabled=disabled)  # type: ignore[arg-type]
+    parsed = None
+    if limits is not None:
+        try:
+            budget, creates, reads, concurrent = (int(x) for x in limits.split(","))
+        except ValueError:
+            fail("--limits must be four whole numbers: budget,creates/min,reads/min,concurrent")
+        parsed = limits_pb2.Limits(monthly_credit_budget=budget, creates_per_minute=creates, reads_per_minute=reads,
+                                   max_concurrent_jobs=concurrent)  # fmt: skip
+    user = c.client().auth.update_user(user_id, role=role, disabled=disabled, limits=parsed)  # type: ignore[arg-type]
     c.emit(user, lambda: c.out.print(f"{user.email}: role={enum_name(user.role, 'ROLE_')} disabled={user.disabled}"))

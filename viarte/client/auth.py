@@ -9,6 +9,7 @@ from viarte.auth.v1 import auth_pb2, auth_pb2_grpc
 from viarte.client._base import Page, SyncResource, _Resource, sync
 from viarte.credentials import TokenCredentials, Tokens
 from viarte.errors import ClientError
+from viarte.type.v1 import limits_pb2
 
 __all__ = ["ApiKeys", "AsyncApiKeys", "AsyncAuth", "Auth"]
 
@@ -70,10 +71,13 @@ class AsyncAuth(_Resource):
         return Page(list(resp.users), resp.next_page_token)
 
     async def update_user(
-        self, user_id: str, *, role: Literal["user", "admin"] | None = None, disabled: bool = False
+        self, user_id: str, *, role: Literal["user", "admin"] | None = None, disabled: bool = False,
+        limits: limits_pb2.Limits | None = None,
     ) -> auth_pb2.User:
+        """Admins only. ``limits``: replaces the user's budget and request limits over all of their
+        API keys (``viarte.type.v1.Limits``, 0 = none); None keeps them."""
         roles = {"user": auth_pb2.ROLE_USER, "admin": auth_pb2.ROLE_ADMIN, None: auth_pb2.ROLE_UNSPECIFIED}
-        req = auth_pb2.UpdateUserRequest(id=user_id, role=roles[role], disabled=disabled)
+        req = auth_pb2.UpdateUserRequest(id=user_id, role=roles[role], disabled=disabled, limits=limits)
         resp: auth_pb2.UpdateUserResponse = await self._t.unary(self._stub.UpdateUser, req, retry=True)
         return resp.user
 
@@ -86,10 +90,13 @@ class AsyncApiKeys(_Resource):
         return self._t.stub(auth_pb2_grpc.AuthServiceStub, "auth")
 
     async def create(
-        self, name: str, scopes: Sequence[str] = (), *, ttl_seconds: int = 0
+        self, name: str, scopes: Sequence[str] = (), *, ttl_seconds: int = 0, limits: limits_pb2.Limits | None = None
     ) -> tuple[auth_pb2.ApiKey, str]:
-        """Returns the key and its secret (shown once). Not retried: there is no request id."""
-        req = auth_pb2.CreateApiKeyRequest(name=name, scopes=list(scopes), ttl_seconds=ttl_seconds)
+        """Returns the key and its secret (shown once). Not retried: there is no request id.
+        ``limits``: the key's monthly credit budget, creates and reads per minute and concurrent
+        jobs (``viarte.type.v1.Limits``, 0 = none); over them, job calls raise ``QuotaExceeded`` /
+        ``RateLimited``."""
+        req = auth_pb2.CreateApiKeyRequest(name=name, scopes=list(scopes), ttl_seconds=ttl_seconds, limits=limits)
         resp = await self._t.unary(self._stub.CreateApiKey, req, retry=False)
         return resp.api_key, resp.secret
 

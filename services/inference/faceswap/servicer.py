@@ -17,8 +17,10 @@ from services.inference.faceswap.handler import KIND
 from services.kit.auth import current_principal
 from services.kit.errors import ServiceError, Violations
 from services.kit.jobs import JobRpc, JobService
+from services.kit.prices import Usage
 from services.kit.storage_client import StorageClient
 from viarte.inference.v1 import face_swap_pb2, face_swap_pb2_grpc
+from viarte.storage.v1 import storage_pb2
 from viarte.type.v1 import asset_pb2
 
 __all__ = ["FaceSwapServicer", "check_face_swap_assets", "check_face_swap_options"]
@@ -45,7 +47,7 @@ async def check_face_swap_assets(store: StorageClient, owner: str, options: F.Fa
         await _require_kind(store, owner, options.reference_face_asset_id, {asset_pb2.ASSET_KIND_IMAGE}, "reference face")
 
 
-async def _require_kind(store: StorageClient, owner: str, asset_id: str, kinds: set[int], what: str) -> None:
+async def _require_kind(store: StorageClient, owner: str, asset_id: str, kinds: set[int], what: str) -> storage_pb2.Asset:
     asset = (await store.resolve(owner, asset_id)).asset
     if asset.kind not in kinds:
         raise ServiceError.invalid_argument(
@@ -53,6 +55,7 @@ async def _require_kind(store: StorageClient, owner: str, asset_id: str, kinds: 
             f"the {what} asset is {asset_pb2.AssetKind.Name(asset.kind)} ({asset.content_type})",
             metadata={"asset_id": asset_id, "content_type": asset.content_type},
         )
+    return asset
 
 
 class FaceSwapServicer(face_swap_pb2_grpc.FaceSwapServiceServicer):  # type: ignore[misc]
@@ -67,7 +70,8 @@ class FaceSwapServicer(face_swap_pb2_grpc.FaceSwapServiceServicer):  # type: ign
     async def CreateFaceSwapJob(
         self, request: F.CreateFaceSwapJobRequest, context: grpc.aio.ServicerContext
     ) -> F.CreateFaceSwapJobResponse:
-        user = current_principal().user_id
+        principal = current_principal()
+        user = principal.user_id
         params = request.parameters
         # 1. fields
         v = Violations()
@@ -78,13 +82,17 @@ class FaceSwapServicer(face_swap_pb2_grpc.FaceSwapServiceServicer):  # type: ign
         v.raise_if_any("INVALID_PARAMETERS", "invalid face swap parameters")
         self._ready()
         # 2. assets: the caller's own, of the right kinds
-        await _require_kind(
+        target = await _require_kind(
             self.store, user, params.target_asset_id, {asset_pb2.ASSET_KIND_IMAGE, asset_pb2.ASSET_KIND_VIDEO}, "target"
         )
         await check_face_swap_assets(self.store, user, params.options)
         # 3. queue (idempotent on request_id)
+        # An image is one frame; a video's frame count is known only once its frames are read, so
+        # its estimate is 0 (the charge is exact; a budget check sees only the image case up front).
+        frames = 1 if target.kind == asset_pb2.ASSET_KIND_IMAGE else 0
         rec = await self.jobs.create(
-            user, KIND, params.SerializeToString(), request_id=request.request_id, priority=request.priority
+            user, KIND, params.SerializeToString(), request_id=request.request_id, priority=request.priority,
+            caller=principal, estimated_credits=self.jobs.estimate(KIND, "", Usage(frames=frames)),
         )
         return F.CreateFaceSwapJobResponse(job=self.rpc.to_proto(rec))
 

@@ -50,6 +50,12 @@ class JobRecord:
     lease_epoch: int = 0
     # Where the current (or last) attempt runs (viarte.type.v1.Placement); None before a start.
     placement: job_pb2.Placement | None = None
+    # Metering (issue 16): the creating API key, the estimate, the charge (None until account
+    # recorded the outcome) and whether that record is still pending.
+    api_key_id: str = ""
+    estimated_credits: int = 0
+    credits: int | None = None
+    meter_pending: bool = False
 
     @classmethod
     def from_row(cls, row: JobRow) -> JobRecord:
@@ -73,6 +79,10 @@ class JobRecord:
             stage_durations=json.loads(row.stage_durations or "{}"),
             lease_epoch=row.lease_epoch,
             placement=job_pb2.Placement.FromString(row.placement) if row.placement else None,
+            api_key_id=row.api_key_id or "",
+            estimated_credits=row.estimated_credits or 0,
+            credits=row.credits,
+            meter_pending=row.meter_due_us is not None,
         )
 
     @property
@@ -101,6 +111,8 @@ class JobRecord:
             priority=self.priority,
             stage_durations=durations,
             placement=self.placement,
+            cost=job_pb2.JobCost(estimated_credits=self.estimated_credits, credits=self.credits or 0,
+                                 final=self.credits is not None),
         )
 
 

@@ -18,6 +18,7 @@ from typing import Generic, Protocol, TypeVar
 from google.protobuf.message import Message
 
 from services.kit.auth import current_principal
+from services.kit.jobs.metering import check_read
 from services.kit.jobs.record import JobRecord, build_job_message
 from services.kit.jobs.service import JobService
 
@@ -68,13 +69,19 @@ class JobRpc(Generic[J]):
         positions = await self.jobs.queue_positions(records)
         return [self.to_proto(r, positions.get(r.id, 0)) for r in records]
 
+    async def _reader(self) -> str:
+        """The caller's user id, once its read is within its read rate (issue 16; free without one)."""
+        principal = current_principal()
+        await check_read(self.jobs.metering, principal)
+        return principal.user_id
+
     async def get(self, request: _ByIdRequest, response: Callable[..., R]) -> R:
-        record = await self.jobs.get(current_principal().user_id, self.kind, request.id)
+        record = await self.jobs.get(await self._reader(), self.kind, request.id)
         return response(job=(await self._protos([record]))[0])
 
     async def list(self, request: _ListRequest, response: Callable[..., R]) -> R:
         records, token = await self.jobs.list(
-            current_principal().user_id, self.kind, state=request.state,
+            await self._reader(), self.kind, state=request.state,
             page_size_requested=request.page_size, page_token=request.page_token,
         )
         return response(jobs=await self._protos(records), next_page_token=token)
@@ -86,7 +93,7 @@ class JobRpc(Generic[J]):
     async def watch(self, request: _WatchRequest, response: Callable[..., R]) -> AsyncIterator[R]:
         """``response(job=...)`` with the current state first, then ``response(event=...)`` per event
         until the job is terminal."""
-        owner = current_principal().user_id
+        owner = await self._reader()
         async for item in self.jobs.watch(owner, self.kind, request.id, after_sequence=request.after_sequence):
             if isinstance(item, JobRecord):
                 yield response(job=(await self._protos([item]))[0])

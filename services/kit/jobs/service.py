@@ -20,12 +20,14 @@ from typing import ParamSpec, TypeVar
 from sqlalchemy.engine import Engine
 
 from services.kit import tracing
+from services.kit.auth import Principal
 from services.kit.db import is_database_down, run_db
 from services.kit.errors import FieldViolation, ServiceError
 from services.kit.jobs import listener as notices
 from services.kit.jobs.broker import Broker
 from services.kit.jobs.config import DbHealth, JobConfig
 from services.kit.jobs.listener import Listener, Notice
+from services.kit.jobs.metering import Meter, Metering, admit, release
 from services.kit.jobs.record import JobRecord
 from services.kit.jobs.runtime import Executor, JobCancelled, RetryableJobError, RunningJob
 from services.kit.jobs.states import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, is_terminal
@@ -33,6 +35,7 @@ from services.kit.jobs.store import Fence, JobStore, QueueFull, Transition
 from services.kit.jobs.writer import EventWriter, now_us
 from services.kit.logs import get_logger
 from services.kit.pagination import PageTokens, page_size
+from services.kit.prices import Usage
 from viarte.type.v1 import job_pb2
 
 __all__ = ["DATABASE_UNAVAILABLE", "JobConfig", "JobService"]
@@ -42,7 +45,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
-
 
 # Pause before the scheduler retries after a failed dispatch (database error).
 _DISPATCH_RETRY_SECONDS = 0.5
@@ -63,6 +65,7 @@ class JobService:
         *,
         not_found_reason: str = "JOB_NOT_FOUND",
         page_tokens: PageTokens | None = None,
+        metering: Metering | None = None,
     ) -> None:
         # Servers pass PageTokens.for_service(config) so tokens survive restarts and replicas.
         self.page_tokens = page_tokens or PageTokens.ephemeral()
@@ -71,7 +74,10 @@ class JobService:
         self.executor = executor
         self.broker = Broker(self.config.watcher_buffer)
         self._engine = engine
-        self._store = JobStore(engine, self.replica_id, hold_limit_seconds=self.config.lease_seconds)
+        self._store = JobStore(engine, self.replica_id, hold_limit_seconds=self.config.lease_seconds,
+                               metered=frozenset(metering.kinds) if metering is not None else frozenset())
+        self.metering = metering  # records every ended job's outcome with account (issue 16)
+        self.meter = Meter(self._store, metering, self.replica_id) if metering is not None else None
         self._lease_us = int(self.config.lease_seconds * 1e6)
         self._not_found = not_found_reason
         self._running: dict[str, RunningJob] = {}
@@ -109,6 +115,8 @@ class JobService:
             self._listener.start()
         self._background = [loop.create_task(self._schedule()), loop.create_task(self._announce_positions())]
         self._lease_loop = loop.create_task(self._keep_leases())
+        if self.meter is not None:
+            self.meter.start()
         self._wake.set()
 
     async def recover(self) -> None:
@@ -136,6 +144,8 @@ class JobService:
         await _cancel_all([self._lease_loop] if self._lease_loop is not None else [])
         if self._listener is not None:
             await self._listener.stop()
+        if self.meter is not None:  # outcomes still pending are due for the next start or another replica
+            await self.meter.stop()
 
     async def _db(self, what: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """A client operation's database call: a database that is down answers UNAVAILABLE
@@ -154,10 +164,12 @@ class JobService:
 
     # -- client operations ----------------------------------------------------------------------
     async def create(
-        self, owner: str, kind: str, parameters: bytes, *, request_id: str = "", priority: int = 0
+        self, owner: str, kind: str, parameters: bytes, *, request_id: str = "", priority: int = 0,
+        caller: Principal | None = None, estimated_credits: int = 0,
     ) -> JobRecord:
         """Queues a job; the same (owner, kind, request_id) returns the existing job, also when two
-        replicas receive it at once (the unique index picks one)."""
+        replicas receive it at once (the unique index picks one). ``caller``: whose limits admit
+        the job (``metering.admit``); ``estimated_credits``: ``estimate(...)`` of the parameters."""
         if not 0 <= priority <= self.config.max_priority:
             raise ServiceError.invalid_argument(
                 "INVALID_PARAMETERS", f"priority must be within 0..{self.config.max_priority}",
@@ -167,17 +179,23 @@ class JobService:
             existing = await self._db("find", self._store.find, owner, kind, request_id)
             if existing is not None:
                 return existing
+        job_id, stored = str(uuid.uuid4()), False
+        admitted = await admit(self.metering, job_id, caller, estimated_credits)  # budgets, limits (issue 16)
         try:
             transition, record = await self._db(
                 "create", self._store.create, owner=owner, kind=kind, request_id=request_id, parameters=parameters,
-                priority=priority, now_us=now_us(), job_id=str(uuid.uuid4()), max_queued=self.config.max_queued,
+                priority=priority, now_us=now_us(), job_id=job_id, max_queued=self.config.max_queued,
+                api_key_id=caller.api_key_id if caller else "", estimated_credits=estimated_credits,
             )
+            stored = transition is not None
         except QueueFull as full:
             raise ServiceError.resource_exhausted(
                 "QUEUE_FULL", f"the queue holds {full.queued} jobs; retry later",
-                retry_after=self.config.queue_full_retry_seconds,
-                metadata={"max_queued": str(self.config.max_queued)},
+                retry_after=self.config.queue_full_retry_seconds, metadata={"max_queued": str(self.config.max_queued)},
             ) from None
+        finally:
+            if admitted and not stored:  # not created here (or a twin request won): withdraw it
+                await release(self.metering, job_id)
         if transition is not None:
             self._keep_trace(record.id, tracing.JobTrace(record.id, kind))
             self.broker.publish(record.id, transition.event)
@@ -185,13 +203,15 @@ class JobService:
             self._positions_changed.set()
         return record
 
+    def estimate(self, kind: str, model: str, usage: Usage) -> int:  # credits; 0 without metering
+        return self.metering.estimate(kind, model, usage) if self.metering is not None else 0
+
     async def find(self, owner: str, kind: str, request_id: str) -> JobRecord | None:
         """The owner's job created with ``request_id``, if any (idempotency checks before validation)."""
         return await self._db("find", self._store.find, owner, kind, request_id) if request_id else None
 
     async def get(self, owner: str | None, kind: str | Sequence[str], job_id: str) -> JobRecord:
-        """The job, or NOT_FOUND when it does not exist, is another owner's or another kind's.
-        ``owner=None`` skips the owner check (service principals, admins)."""
+        """The job, or NOT_FOUND (absent, another owner's or kind's; ``owner=None``: any owner's)."""
         record = await self._db("get", self._store.get, job_id) if _looks_like_id(job_id) else None
         kinds = (kind,) if isinstance(kind, str) else tuple(kind)
         if record is None or record.kind not in kinds or (owner is not None and record.owner != owner):
@@ -199,8 +219,7 @@ class JobService:
         return record
 
     async def queue_positions(self, records: Sequence[JobRecord]) -> dict[str, int]:
-        """{job id: position} of the QUEUED ones among ``records`` (1 = next to run on any replica);
-        jobs that are not queued (any more) are absent."""
+        """{job id: position (1 = next on any replica)} of the ones among ``records`` still QUEUED."""
         queued = [(r.id, r.priority, r.create_us) for r in records if r.state == QUEUED]
         return await self._db("positions", self._store.positions, queued) if queued else {}
 
@@ -331,10 +350,8 @@ class JobService:
             self._traces.pop(next(iter(self._traces))).dispatched()
 
     async def _announce_positions(self) -> None:
-        """Queued jobs whose position moved (one started, was cancelled, or a higher priority job
-        arrived) get a QUEUED event with the new position, so watchers see the queue move. The
-        replica that changed the queue announces; ``JobStore.announce`` counts the position under
-        the job's row lock and never repeats one that another replica announced already."""
+        """Queued jobs whose position moved get a QUEUED event with the new position; the replica that
+        changed the queue announces (``JobStore.announce``: under the row lock, never twice)."""
         while True:
             await self._positions_changed.wait()
             self._positions_changed.clear()
@@ -505,6 +522,8 @@ class JobService:
         if queued is not None:
             queued.dispatched()  # cancelled while queued
         self.broker.publish(done.record.id, done.event)
+        if self.meter is not None and done.record.terminal:
+            self.meter.wake()
 
     def _lease_lost(self, job_id: str) -> None:
         """Another replica took the job over (this one froze or lost the database for longer than

@@ -107,6 +107,13 @@ def _without_preview(progress: job_pb2.Progress) -> bytes:
     return bytes(slim.SerializeToString())
 
 
+def _where_stopped(last: job_pb2.Progress, final: job_pb2.Progress) -> job_pb2.Progress:
+    out = job_pb2.Progress(step=last.step, total_steps=last.total_steps, frame=last.frame,
+                           total_frames=last.total_frames, fraction=last.fraction)
+    out.MergeFrom(final)
+    return out
+
+
 def _close_stage(row: JobRow, now_us: int, next_stage: int | None) -> None:
     """Adds the time spent in the row's current stage when the stage changes (or the job ends)."""
     current = job_pb2.Progress.FromString(row.progress).stage if row.progress else 0
@@ -121,8 +128,12 @@ def _close_stage(row: JobRow, now_us: int, next_stage: int | None) -> None:
 
 
 class JobStore:
-    def __init__(self, engine: Engine, replica_id: str = "", hold_limit_seconds: float = 0.0) -> None:
+    def __init__(self, engine: Engine, replica_id: str = "", hold_limit_seconds: float = 0.0,
+                 *, metered: frozenset[str] = frozenset()) -> None:
         self._engine = engine
+        # Every terminal transition of a job of these kinds marks its outcome as not yet recorded
+        # (the meter loop's outbox); other kinds (training, not priced yet) are never marked.
+        self.metered = metered
         self.replica_id = replica_id
         self.dialect = engine.dialect.name
         self.postgres = self.dialect == "postgresql"
@@ -260,7 +271,8 @@ class JobStore:
     # -- writes ---------------------------------------------------------------------------------
     def create(self, *, owner: str, kind: str, request_id: str, parameters: bytes, priority: int,
                now_us: int, progress: job_pb2.Progress | None = None, job_id: str | None = None,
-               max_queued: int | None = None) -> tuple[Transition | None, JobRecord]:
+               max_queued: int | None = None, api_key_id: str = "",
+               estimated_credits: int = 0) -> tuple[Transition | None, JobRecord]:
         """Inserts a QUEUED job (id ``job_id``, default a new UUID) with event #1 (``progress``,
         default its queue position); an existing (owner, kind, request_id) job is returned instead
         (with no transition), also when another replica inserts it concurrently (the unique index
@@ -275,7 +287,7 @@ class JobStore:
         row = JobRow(
             id=job_id or str(uuid.uuid4()), owner=owner, kind=kind, request_id=request_id or None, parameters=parameters,
             state=QUEUED, priority=priority, create_us=now_us, update_us=now_us, last_sequence=1,
-            progress=b"", stage_since_us=now_us,
+            progress=b"", stage_since_us=now_us, api_key_id=api_key_id, estimated_credits=estimated_credits,
         )
         try:
             with Session(self._engine) as session:
@@ -309,6 +321,10 @@ class JobStore:
         notification; commits."""
         check_transition(row.state, new_state)  # raises: the session rolls the claim back
         progress = progress if progress is not None else job_pb2.Progress()
+        if new_state == CANCELLED and row.progress and not progress.stage:
+            # Keep how far the work got (step and frame counters; not the stage, which would read
+            # as a job still at work): a cancelled job pays for the work done before the cancel.
+            progress = _where_stopped(job_pb2.Progress.FromString(row.progress), progress)
         _close_stage(row, now_us, None if new_state in TERMINAL else progress.stage)
         row.state = new_state
         row.update_us = now_us
@@ -320,6 +336,8 @@ class JobStore:
             row.lease_expires_us = None
         if new_state in TERMINAL:
             row.end_us = now_us
+            if row.kind in self.metered:  # committed with the end itself: no job ends unrecorded
+                row.meter_due_us = now_us
         if error is not None:
             row.error = error.SerializeToString()
         if result is not None:
@@ -482,6 +500,40 @@ class JobStore:
             events = self._append_items(session, row, QUEUED, [(progress, now_us, None)])
             session.commit()
             return events
+
+    # -- metering (issue 16) ----------------------------------------------------------------------
+    def meter_claim(self, now_us: int, retry_us: int, limit: int) -> list[JobRecord]:
+        """Up to ``limit`` ended jobs whose outcome is due to be recorded, claimed for this replica
+        by pushing their due time ``retry_us`` ahead in ONE conditional UPDATE (PostgreSQL: SKIP
+        LOCKED; SQLite: its write lock): another replica claims other rows, and a claim that dies
+        with its replica is simply due again later."""
+        due = (select(JobRow.id).where(col(JobRow.meter_due_us).is_not(None), col(JobRow.meter_due_us) <= now_us)
+               .order_by(col(JobRow.meter_due_us)).limit(limit))
+        if self.postgres:
+            due = due.with_for_update(skip_locked=True)
+        claim = (sa.update(JobRow).where(col(JobRow.id).in_(due.scalar_subquery()),
+                                         col(JobRow.meter_due_us) <= now_us)
+                 .values(meter_due_us=now_us + retry_us).returning(col(JobRow.id))
+                 .execution_options(synchronize_session=False))
+        with Session(self._engine) as session:
+            ids = list(session.connection().execute(claim).scalars())
+            session.commit()
+            if not ids:
+                return []
+            rows = session.exec(select(JobRow).where(col(JobRow.id).in_(ids)).order_by(col(JobRow.end_us)))
+            return [JobRecord.from_row(r) for r in rows]
+
+    def meter_done(self, charged: Mapping[str, int]) -> None:
+        """Account accepted these outcomes {job id: credits}: store the charges and clear the
+        pending markers, one transaction for the batch."""
+        if not charged:
+            return
+        with Session(self._engine) as session:
+            for job_id, credits in charged.items():
+                session.exec(sa.update(JobRow).where(col(JobRow.id) == job_id)
+                             .values(meter_due_us=None, credits=credits)
+                             .execution_options(synchronize_session=False))
+            session.commit()
 
     def request_cancel(self, job_id: str, now_us: int) -> JobRecord | None:
         """Flags a RUNNING job for cancellation (once) and tells its replica; returns the job as it is now."""

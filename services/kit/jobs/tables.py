@@ -63,6 +63,15 @@ class JobRow(SQLModel, table=True):
     # viarte.type.v1.Placement of the current (or last) attempt, serialised; set by the executor
     # once it has chosen a device (issue 15), NULL before the first start.
     placement: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary, nullable=True))
+    # Metering (issue 16). The API key that created the job ("" for a signed-in user), the credits
+    # estimated at create, the credits account charged (NULL until it recorded the outcome), and
+    # "outcome not yet recorded": set in the transaction that ends the job, the time (µs) its next
+    # RecordJobOutcome try is due; the meter loop of any replica claims due rows by pushing it
+    # forward in one conditional UPDATE, and clears it once account accepted the outcome.
+    api_key_id: str = Field(default="", sa_column=sa.Column(sa.String(64), nullable=False, server_default=""))
+    estimated_credits: int = Field(default=0, sa_column=sa.Column(sa.BigInteger, nullable=False, server_default="0"))
+    credits: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
+    meter_due_us: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
 
 
 class JobEventRow(SQLModel, table=True):
@@ -138,6 +147,23 @@ def add_job_placement(op: Any) -> None:
 def drop_job_placement(op: Any) -> None:
     with op.batch_alter_table("job") as batch:
         batch.drop_column("placement")
+
+
+def add_job_metering(op: Any) -> None:
+    """Call from the migration after ``add_job_placement`` (issue 16): cost and the metering outbox."""
+    op.add_column("job", sa.Column("api_key_id", sa.String(64), nullable=False, server_default=""))
+    op.add_column("job", sa.Column("estimated_credits", sa.BigInteger, nullable=False, server_default="0"))
+    op.add_column("job", sa.Column("credits", sa.BigInteger, nullable=True))
+    op.add_column("job", sa.Column("meter_due_us", sa.BigInteger, nullable=True))
+    # Only rows whose outcome is pending are indexed in practice (NULL elsewhere): the loop's scan.
+    op.create_index("ix_job_meter_due", "job", ["meter_due_us"])
+
+
+def drop_job_metering(op: Any) -> None:
+    op.drop_index("ix_job_meter_due", table_name="job")
+    with op.batch_alter_table("job") as batch:
+        for column in ("meter_due_us", "credits", "estimated_credits", "api_key_id"):
+            batch.drop_column(column)
 
 
 def drop_job_tables(op: Any) -> None:

@@ -2,6 +2,7 @@ import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from viarte.type.v1 import job_pb2 as _job_pb2
+from viarte.type.v1 import limits_pb2 as _limits_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -43,6 +44,52 @@ DELIVERY_STATE_UNSPECIFIED: DeliveryState
 DELIVERY_STATE_PENDING: DeliveryState
 DELIVERY_STATE_DELIVERED: DeliveryState
 DELIVERY_STATE_FAILED: DeliveryState
+
+class AdmitJobRequest(_message.Message):
+    __slots__ = ("job_id", "user_id", "api_key_id", "estimated_credits", "key_limits", "user_limits")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_CREDITS_FIELD_NUMBER: _ClassVar[int]
+    KEY_LIMITS_FIELD_NUMBER: _ClassVar[int]
+    USER_LIMITS_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    user_id: str
+    api_key_id: str
+    estimated_credits: int
+    key_limits: _limits_pb2.Limits
+    user_limits: _limits_pb2.Limits
+    def __init__(self, job_id: _Optional[str] = ..., user_id: _Optional[str] = ..., api_key_id: _Optional[str] = ..., estimated_credits: _Optional[int] = ..., key_limits: _Optional[_Union[_limits_pb2.Limits, _Mapping]] = ..., user_limits: _Optional[_Union[_limits_pb2.Limits, _Mapping]] = ...) -> None: ...
+
+class AdmitJobResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ReleaseJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class ReleaseJobResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CheckReadRequest(_message.Message):
+    __slots__ = ("user_id", "api_key_id", "key_limits", "user_limits")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_LIMITS_FIELD_NUMBER: _ClassVar[int]
+    USER_LIMITS_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    api_key_id: str
+    key_limits: _limits_pb2.Limits
+    user_limits: _limits_pb2.Limits
+    def __init__(self, user_id: _Optional[str] = ..., api_key_id: _Optional[str] = ..., key_limits: _Optional[_Union[_limits_pb2.Limits, _Mapping]] = ..., user_limits: _Optional[_Union[_limits_pb2.Limits, _Mapping]] = ...) -> None: ...
+
+class CheckReadResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class Quantities(_message.Message):
     __slots__ = ("width", "height", "frames", "steps", "video_seconds", "gpu_seconds")

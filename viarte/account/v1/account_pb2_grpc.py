@@ -637,6 +637,21 @@ class AccountInternalServiceStub:
                 request_serializer=viarte_dot_account_dot_v1_dot_account__pb2.RecordJobOutcomeRequest.SerializeToString,
                 response_deserializer=viarte_dot_account_dot_v1_dot_account__pb2.RecordJobOutcomeResponse.FromString,
                 _registered_method=True)
+        self.AdmitJob = channel.unary_unary(
+                '/viarte.account.v1.AccountInternalService/AdmitJob',
+                request_serializer=viarte_dot_account_dot_v1_dot_account__pb2.AdmitJobRequest.SerializeToString,
+                response_deserializer=viarte_dot_account_dot_v1_dot_account__pb2.AdmitJobResponse.FromString,
+                _registered_method=True)
+        self.ReleaseJob = channel.unary_unary(
+                '/viarte.account.v1.AccountInternalService/ReleaseJob',
+                request_serializer=viarte_dot_account_dot_v1_dot_account__pb2.ReleaseJobRequest.SerializeToString,
+                response_deserializer=viarte_dot_account_dot_v1_dot_account__pb2.ReleaseJobResponse.FromString,
+                _registered_method=True)
+        self.CheckRead = channel.unary_unary(
+                '/viarte.account.v1.AccountInternalService/CheckRead',
+                request_serializer=viarte_dot_account_dot_v1_dot_account__pb2.CheckReadRequest.SerializeToString,
+                response_deserializer=viarte_dot_account_dot_v1_dot_account__pb2.CheckReadResponse.FromString,
+                _registered_method=True)
 
 
 class AccountInternalServiceServicer:
@@ -654,6 +669,35 @@ class AccountInternalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AdmitJob(self, request, context):
+        """Admits a job about to be created under the caller's limits (the API key's and its user's):
+        in one transaction under the subject's lock, the create rate, the concurrent-jobs cap and the
+        monthly budget (charged records of the month + estimates of admitted jobs not yet recorded +
+        this estimate) are checked and the job is admitted. RecordJobOutcome of the job ends its
+        admission (its charge replaces the estimate). Idempotent on `job_id`.
+        Errors: RESOURCE_EXHAUSTED (QUOTA_EXCEEDED; RATE_LIMITED with RetryInfo), PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseJob(self, request, context):
+        """Withdraws an admission whose job was never created (the create failed after AdmitJob).
+        Idempotent: an unknown job id is not an error.
+        Errors: PERMISSION_DENIED (not a service).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckRead(self, request, context):
+        """Counts one job read against the read rate of the key and its user.
+        Errors: RESOURCE_EXHAUSTED (RATE_LIMITED with RetryInfo), PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountInternalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -661,6 +705,21 @@ def add_AccountInternalServiceServicer_to_server(servicer, server):
                     servicer.RecordJobOutcome,
                     request_deserializer=viarte_dot_account_dot_v1_dot_account__pb2.RecordJobOutcomeRequest.FromString,
                     response_serializer=viarte_dot_account_dot_v1_dot_account__pb2.RecordJobOutcomeResponse.SerializeToString,
+            ),
+            'AdmitJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdmitJob,
+                    request_deserializer=viarte_dot_account_dot_v1_dot_account__pb2.AdmitJobRequest.FromString,
+                    response_serializer=viarte_dot_account_dot_v1_dot_account__pb2.AdmitJobResponse.SerializeToString,
+            ),
+            'ReleaseJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseJob,
+                    request_deserializer=viarte_dot_account_dot_v1_dot_account__pb2.ReleaseJobRequest.FromString,
+                    response_serializer=viarte_dot_account_dot_v1_dot_account__pb2.ReleaseJobResponse.SerializeToString,
+            ),
+            'CheckRead': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckRead,
+                    request_deserializer=viarte_dot_account_dot_v1_dot_account__pb2.CheckReadRequest.FromString,
+                    response_serializer=viarte_dot_account_dot_v1_dot_account__pb2.CheckReadResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -691,6 +750,87 @@ class AccountInternalService:
             '/viarte.account.v1.AccountInternalService/RecordJobOutcome',
             viarte_dot_account_dot_v1_dot_account__pb2.RecordJobOutcomeRequest.SerializeToString,
             viarte_dot_account_dot_v1_dot_account__pb2.RecordJobOutcomeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdmitJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/viarte.account.v1.AccountInternalService/AdmitJob',
+            viarte_dot_account_dot_v1_dot_account__pb2.AdmitJobRequest.SerializeToString,
+            viarte_dot_account_dot_v1_dot_account__pb2.AdmitJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/viarte.account.v1.AccountInternalService/ReleaseJob',
+            viarte_dot_account_dot_v1_dot_account__pb2.ReleaseJobRequest.SerializeToString,
+            viarte_dot_account_dot_v1_dot_account__pb2.ReleaseJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckRead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/viarte.account.v1.AccountInternalService/CheckRead',
+            viarte_dot_account_dot_v1_dot_account__pb2.CheckReadRequest.SerializeToString,
+            viarte_dot_account_dot_v1_dot_account__pb2.CheckReadResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from viarte.type.v1 import limits_pb2 as _limits_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -20,20 +21,22 @@ ROLE_USER: Role
 ROLE_ADMIN: Role
 
 class User(_message.Message):
-    __slots__ = ("id", "email", "display_name", "role", "disabled", "create_time")
+    __slots__ = ("id", "email", "display_name", "role", "disabled", "create_time", "limits")
     ID_FIELD_NUMBER: _ClassVar[int]
     EMAIL_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     DISABLED_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
     id: str
     email: str
     display_name: str
     role: Role
     disabled: bool
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., email: _Optional[str] = ..., display_name: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., disabled: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    limits: _limits_pb2.Limits
+    def __init__(self, id: _Optional[str] = ..., email: _Optional[str] = ..., display_name: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., disabled: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limits: _Optional[_Union[_limits_pb2.Limits, _Mapping]] = ...) -> None: ...
 
 class TokenPair(_message.Message):
     __slots__ = ("access_token", "access_token_expire_time", "refresh_token", "refresh_token_expire_time", "token_type")
@@ -148,7 +151,7 @@ class ListPublicKeysResponse(_message.Message):
     def __init__(self, keys: _Optional[_Iterable[_Union[PublicKey, _Mapping]]] = ..., max_age_seconds: _Optional[int] = ...) -> None: ...
 
 class ApiKey(_message.Message):
-    __slots__ = ("id", "name", "prefix", "scopes", "create_time", "last_used_time", "expire_time", "revoked")
+    __slots__ = ("id", "name", "prefix", "scopes", "create_time", "last_used_time", "expire_time", "revoked", "limits")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     PREFIX_FIELD_NUMBER: _ClassVar[int]
@@ -157,6 +160,7 @@ class ApiKey(_message.Message):
     LAST_USED_TIME_FIELD_NUMBER: _ClassVar[int]
     EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     REVOKED_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     prefix: str
@@ -165,17 +169,20 @@ class ApiKey(_message.Message):
     last_used_time: _timestamp_pb2.Timestamp
     expire_time: _timestamp_pb2.Timestamp
     revoked: bool
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., prefix: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_used_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoked: _Optional[bool] = ...) -> None: ...
+    limits: _limits_pb2.Limits
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., prefix: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_used_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revoked: _Optional[bool] = ..., limits: _Optional[_Union[_limits_pb2.Limits, _Mapping]] = ...) -> None: ...
 
 class CreateApiKeyRequest(_message.Message):
-    __slots__ = ("name", "scopes", "ttl_seconds")
+    __slots__ = ("name", "scopes", "ttl_seconds", "limits")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SCOPES_FIELD_NUMBER: _ClassVar[int]
     TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
     name: str
     scopes: _containers.RepeatedScalarFieldContainer[str]
     ttl_seconds: int
-    def __init__(self, name: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., ttl_seconds: _Optional[int] = ...) -> None: ...
+    limits: _limits_pb2.Limits
+    def __init__(self, name: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., ttl_seconds: _Optional[int] = ..., limits: _Optional[_Union[_limits_pb2.Limits, _Mapping]] = ...) -> None: ...
 
 class CreateApiKeyResponse(_message.Message):
     __slots__ = ("api_key", "secret")
@@ -222,14 +229,16 @@ class ListUsersResponse(_message.Message):
     def __init__(self, users: _Optional[_Iterable[_Union[User, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class UpdateUserRequest(_message.Message):
-    __slots__ = ("id", "role", "disabled")
+    __slots__ = ("id", "role", "disabled", "limits")
     ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     DISABLED_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
     id: str
     role: Role
     disabled: bool
-    def __init__(self, id: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., disabled: _Optional[bool] = ...) -> None: ...
+    limits: _limits_pb2.Limits
+    def __init__(self, id: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., disabled: _Optional[bool] = ..., limits: _Optional[_Union[_limits_pb2.Limits, _Mapping]] = ...) -> None: ...
 
 class UpdateUserResponse(_message.Message):
     __slots__ = ("user",)
@@ -244,16 +253,20 @@ class VerifyApiKeyRequest(_message.Message):
     def __init__(self, api_key: _Optional[str] = ...) -> None: ...
 
 class VerifyApiKeyResponse(_message.Message):
-    __slots__ = ("user", "api_key_id", "scopes", "max_age_seconds")
+    __slots__ = ("user", "api_key_id", "scopes", "max_age_seconds", "key_limits", "user_limits")
     USER_FIELD_NUMBER: _ClassVar[int]
     API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
     SCOPES_FIELD_NUMBER: _ClassVar[int]
     MAX_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    KEY_LIMITS_FIELD_NUMBER: _ClassVar[int]
+    USER_LIMITS_FIELD_NUMBER: _ClassVar[int]
     user: User
     api_key_id: str
     scopes: _containers.RepeatedScalarFieldContainer[str]
     max_age_seconds: int
-    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., api_key_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., max_age_seconds: _Optional[int] = ...) -> None: ...
+    key_limits: _limits_pb2.Limits
+    user_limits: _limits_pb2.Limits
+    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ..., api_key_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., max_age_seconds: _Optional[int] = ..., key_limits: _Optional[_Union[_limits_pb2.Limits, _Mapping]] = ..., user_limits: _Optional[_Union[_limits_pb2.Limits, _Mapping]] = ...) -> None: ...
 
 class IssueServiceTokenRequest(_message.Message):
     __slots__ = ("service", "secret")

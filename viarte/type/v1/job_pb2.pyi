@@ -114,7 +114,7 @@ class JobError(_message.Message):
     def __init__(self, code: _Optional[str] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class JobStatus(_message.Message):
-    __slots__ = ("state", "progress", "create_time", "start_time", "end_time", "error", "attempts", "last_sequence", "priority", "stage_durations", "placement")
+    __slots__ = ("state", "progress", "create_time", "start_time", "end_time", "error", "attempts", "last_sequence", "priority", "stage_durations", "placement", "cost")
     class StageDurationsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -133,6 +133,7 @@ class JobStatus(_message.Message):
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     STAGE_DURATIONS_FIELD_NUMBER: _ClassVar[int]
     PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
     state: JobState
     progress: Progress
     create_time: _timestamp_pb2.Timestamp
@@ -144,7 +145,18 @@ class JobStatus(_message.Message):
     priority: int
     stage_durations: _containers.MessageMap[str, _duration_pb2.Duration]
     placement: Placement
-    def __init__(self, state: _Optional[_Union[JobState, str]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., attempts: _Optional[int] = ..., last_sequence: _Optional[int] = ..., priority: _Optional[int] = ..., stage_durations: _Optional[_Mapping[str, _duration_pb2.Duration]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ...) -> None: ...
+    cost: JobCost
+    def __init__(self, state: _Optional[_Union[JobState, str]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., attempts: _Optional[int] = ..., last_sequence: _Optional[int] = ..., priority: _Optional[int] = ..., stage_durations: _Optional[_Mapping[str, _duration_pb2.Duration]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., cost: _Optional[_Union[JobCost, _Mapping]] = ...) -> None: ...
+
+class JobCost(_message.Message):
+    __slots__ = ("estimated_credits", "credits", "final")
+    ESTIMATED_CREDITS_FIELD_NUMBER: _ClassVar[int]
+    CREDITS_FIELD_NUMBER: _ClassVar[int]
+    FINAL_FIELD_NUMBER: _ClassVar[int]
+    estimated_credits: int
+    credits: int
+    final: bool
+    def __init__(self, estimated_credits: _Optional[int] = ..., credits: _Optional[int] = ..., final: _Optional[bool] = ...) -> None: ...
 
 class Placement(_message.Message):
     __slots__ = ("executor", "node", "device")

@@ -1,0 +1,39 @@
+"""Budgets and request limits a caller carries (issue 16): the API key's own and its user's, as
+auth's VerifyApiKey answered them (``viarte.type.v1.Limits``; 0 = no limit).
+
+Where they are enforced: the job services at each job call (``JobService.create`` admits the job,
+``JobRpc`` counts reads), against the account service's database through
+``AccountInternalService.AdmitJob`` / ``CheckRead``: one shared store for every replica of every
+job service, where the month's charges already live. A caller without limits costs no extra call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from viarte.type.v1 import limits_pb2
+
+__all__ = ["Limits"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    monthly_credit_budget: int = 0
+    creates_per_minute: int = 0
+    reads_per_minute: int = 0
+    max_concurrent_jobs: int = 0
+
+    @classmethod
+    def from_proto(cls, m: limits_pb2.Limits) -> Limits:
+        return cls(int(m.monthly_credit_budget), int(m.creates_per_minute), int(m.reads_per_minute),
+                   int(m.max_concurrent_jobs))  # fmt: skip
+
+    def to_proto(self) -> limits_pb2.Limits:
+        return limits_pb2.Limits(monthly_credit_budget=self.monthly_credit_budget,
+                                 creates_per_minute=self.creates_per_minute, reads_per_minute=self.reads_per_minute,
+                                 max_concurrent_jobs=self.max_concurrent_jobs)  # fmt: skip
+
+    @property
+    def on_create(self) -> bool:
+        """Whether a create must be admitted (budget, create rate or concurrency set)."""
+        return bool(self.monthly_credit_budget or self.creates_per_minute or self.max_concurrent_jobs)
