@@ -37,6 +37,8 @@ from services.kit.logs import get_logger
 __all__ = ["Dispatcher", "next_attempt"]
 
 _log = get_logger("viarte.account.webhooks")
+# How long stop() waits for cancelled deliveries and the HTTP client to close.
+_STOP_SECONDS = 2.0
 _DB_DOWN = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
 USER_AGENT = "viarte-webhooks/1"
 
@@ -76,8 +78,15 @@ class Dispatcher:
         tasks = [t for t in (self._task, *self._inflight) if t is not None]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await self._http.aclose()
+        # Bounded: a request cancelled while its receiver hangs can stall in the HTTP client's
+        # connection cleanup; shutdown must not wait for a receiver (the lease covers the attempt).
+        _, stuck = await asyncio.wait(tasks, timeout=_STOP_SECONDS) if tasks else (set(), set())
+        if stuck:
+            _log.warning("account.webhooks.stop_abandoned", deliveries=len(stuck))
+        try:
+            await asyncio.wait_for(self._http.aclose(), _STOP_SECONDS)
+        except TimeoutError:
+            _log.warning("account.webhooks.client_close_timeout")
 
     async def _run(self) -> None:
         while True:

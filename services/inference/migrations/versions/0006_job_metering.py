@@ -1,8 +1,8 @@
 """Job metering (issue 16): the creating API key, estimated and charged credits, and the
 "outcome not yet recorded with account" marker the meter loop retries from.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-03
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 from services.kit.jobs.tables import add_job_metering, drop_job_metering
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
