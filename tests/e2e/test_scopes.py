@@ -54,7 +54,7 @@ def test_the_scope_table_covers_every_public_rpc_and_nothing_else() -> None:
     # Issue 21: work on assets needs the asset scopes, whatever its own kind: every job create reads
     # the assets it names and stores its result; a preview frame reads the timeline's assets.
     creates = [path for path in methods if path.rsplit("/", 1)[1].startswith("Create") and path.endswith("Job")]
-    assert len(creates) == 4, creates
+    assert len(creates) == 5, creates  # generation, face swap, render, upscale, training
     for path in creates:
         assert {"jobs:write", "assets:read", "assets:write"} <= set(METHOD_SCOPES[path]), path
     assert {"jobs:write", "assets:read"} <= set(METHOD_SCOPES["/viarte.render.v1.RenderService/RenderFrame"])
