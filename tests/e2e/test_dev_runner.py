@@ -47,7 +47,7 @@ def test_up_status_down_from_separate_processes(tmp_path: Path) -> None:
     assert up.returncode == 0, up.stderr
     state = json.loads(up.stdout)
     statuses = {p["name"]: p["status"] for p in state["processes"]}
-    assert statuses == {"auth": "running", "storage": "skipped", "inference": "skipped", "render": "skipped"}
+    assert statuses == {"auth": "running", "storage": "skipped", "inference": "skipped", "render": "skipped", "account": "skipped"}
 
     shown = viarte(tmp_path, "--json", "status")
     assert shown.returncode == 0, shown.stderr
