@@ -259,7 +259,7 @@ class Hub:
         from huggingface_hub.file_download import repo_folder_name
 
         cache = Path(self.cache_dir) if self.cache_dir is not None else Path(constants.HF_HUB_CACHE)
-        return cache / repo_folder_name(repo_id=repo_id, repo_type="model")
+        return cache / str(repo_folder_name(repo_id=repo_id, repo_type="model"))
 
 
 def plan_model(hub: Hub, spec: ModelSpec, revision: str = "main", commit: str | None = None) -> RepoPlan:

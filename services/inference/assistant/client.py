@@ -75,14 +75,14 @@ class ChatClient:
         """One non-streamed completion (a groq `ChatCompletion`)."""
         client = self.require()
         return await self._with_retries(
-            lambda: client.chat.completions.create(model=self.model, messages=messages, stream=False, **kwargs)  # type: ignore[arg-type]
+            lambda: client.chat.completions.create(model=self.model, messages=messages, stream=False, **kwargs)
         )
 
     async def stream(self, messages: list[dict[str, Any]], **kwargs: Any) -> AsyncIterator[Any]:
         """Streamed chunks; retried only until the stream is open (nothing was sent on yet)."""
         client = self.require()
         chunks: Any = await self._with_retries(
-            lambda: client.chat.completions.create(model=self.model, messages=messages, stream=True, **kwargs)  # type: ignore[arg-type]
+            lambda: client.chat.completions.create(model=self.model, messages=messages, stream=True, **kwargs)
         )
         try:
             async for chunk in chunks:

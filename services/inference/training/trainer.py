@@ -56,7 +56,7 @@ class LoraTrainer:
             self.transformer.unload_lora()
         self.transformer.requires_grad_(False)
         # peft annotates lora_alpha as int; it only divides by it (scaling = alpha / r), so a float is fine.
-        self.config = LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights=True,  # type: ignore[arg-type]
+        self.config = LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights=True,
                                  target_modules=LORA_TARGETS)
         torch.manual_seed(seed)  # peft draws lora_A's init from the global generator
         self.transformer.add_adapter(self.config)
@@ -100,7 +100,7 @@ class LoraTrainer:
             pred = self.transformer(hidden_states=xt, timestep=t * 1000.0, encoder_hidden_states=emb,
                                     return_dict=False)[0]
             loss = F.mse_loss(pred.float(), (noise - x0).float()) / self.batch_size
-            loss.backward()  # type: ignore[no-untyped-call]
+            loss.backward()
             total += float(loss.detach())
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, max_norm=1.0))
         self.optimizer.step()

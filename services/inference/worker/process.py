@@ -98,7 +98,7 @@ def _warm_imports() -> None:
     from transformers.utils import logging as transformers_logging
 
     diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    transformers_logging.disable_progress_bar()
     for name in ("TextToVideoSDPipeline", "WanPipeline", "WanImageToVideoPipeline", "StableVideoDiffusionPipeline"):
         getattr(diffusers, name)
 

@@ -158,7 +158,7 @@ class ActorSet:
 
     async def _connect(self) -> None:
         await asyncio.wait_for(asyncio.to_thread(init_ray, self.address), self.connect_timeout)
-        count = self.count or int(ray.cluster_resources().get("GPU", 0))  # type: ignore[no-untyped-call]
+        count = self.count or int(ray.cluster_resources().get("GPU", 0))
         if count < 1:
             raise RuntimeError("the cluster declares no GPU (each node needs --num-gpus, logical on CPU)")
         if not self.slots_list:

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 __all__ = ["RRDBNet", "arch_from_state_dict", "build_tiny", "load_rrdbnet", "weights_of"]
 
 
-class ResidualDenseBlock(nn.Module):
+class ResidualDenseBlock(nn.Module):  # type: ignore[misc]  # torch is not followed by mypy
     def __init__(self, num_feat: int = 64, num_grow_ch: int = 32) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(num_feat, num_grow_ch, 3, 1, 1)
@@ -39,7 +39,7 @@ class ResidualDenseBlock(nn.Module):
         return out
 
 
-class RRDB(nn.Module):
+class RRDB(nn.Module):  # type: ignore[misc]  # torch is not followed by mypy
     def __init__(self, num_feat: int, num_grow_ch: int = 32) -> None:
         super().__init__()
         self.rdb1 = ResidualDenseBlock(num_feat, num_grow_ch)
@@ -51,7 +51,7 @@ class RRDB(nn.Module):
         return out
 
 
-class RRDBNet(nn.Module):
+class RRDBNet(nn.Module):  # type: ignore[misc]  # torch is not followed by mypy
     def __init__(
         self, num_in_ch: int = 3, num_out_ch: int = 3, scale: int = 2, num_feat: int = 64, num_block: int = 23, num_grow_ch: int = 32
     ) -> None:

@@ -41,7 +41,7 @@ def _device(name: str) -> str:
     return name
 
 
-@torch.inference_mode()
+@torch.inference_mode()  # type: ignore[untyped-decorator]
 def upscale_batch(model: RRDBNet, frames: torch.Tensor, *, tile: int = 0, padding: int = 10) -> torch.Tensor:
     """(B, 3, H, W) floats in [0, 1] → (B, 3, 2H, 2W), clamped. Tiles of ``tile`` input pixels
     overlap by ``padding`` pixels of context each side (Real-ESRGAN's tiling)."""
