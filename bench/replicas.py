@@ -12,6 +12,10 @@ driven through Envoy with the SDK, the way browsers and partners reach the studi
 Printed side by side with the ratios the issue asks for: PG-2 vs PG-1 (goal ≥ 1.6x throughput) and
 PG-1 vs SQLite-1, and dispatch p99 (goal < 50 ms). No assertion: a shared machine's numbers are
 reported, not judged. Render runs with its default worker count per replica.
+Beside each throughput: how busy the whole machine's CPUs were (from /proc/stat) and the CPU time
+spent per create+get pair (every process: client, Envoy, services, PostgreSQL), which bounds what
+any number of replicas can reach here: CPUs / CPU-per-pair. When one replica already keeps every
+CPU busy, a second one can only share them. (Whole-machine figures: meaningful on a quiet machine.)
 
 Run: .venv/bin/python bench/replicas.py [--seconds 20] [--clients 16] [--dispatch 40] [--only pg-1,pg-2]
 """
@@ -51,6 +55,13 @@ def tiny_job() -> render_pb2.RenderParameters:
     return render_pb2.RenderParameters(timeline=tl.Timeline(canvas=canvas), quality=render_pb2.QUALITY_PRESET_DRAFT)
 
 
+def cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU time of the whole machine so far, in clock ticks (Linux /proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 @dataclass
 class Result:
     shape: str
@@ -58,6 +69,13 @@ class Result:
     errors: int
     dispatch_ms: list[float]
     missed: int
+    busy_fraction: float  # of all CPUs, during the throughput phase
+    cpu_ms_per_pair: float
+
+    @property
+    def ceiling(self) -> float:
+        """Pairs per second this machine could give at 100 % of every CPU at this CPU cost per pair."""
+        return (os.cpu_count() or 1) * 1000 / self.cpu_ms_per_pair if self.cpu_ms_per_pair else float("nan")
 
     def percentile(self, p: float) -> float:
         ordered = sorted(self.dispatch_ms)
@@ -124,10 +142,17 @@ async def measure(shape: str, state_root: Path, args: argparse.Namespace) -> Res
             await client.auth.register(f"bench-{uuid.uuid4().hex[:8]}@viarte.test", "correct horse battery staple")
             tokens = client.credentials.tokens
             await dispatch(address, tokens, 3)  # warm-up: connections, first ffmpeg, caches
+            busy0, total0 = cpu_jiffies()
+            began = time.monotonic()
             pairs, errors = await throughput(address, tokens, args.seconds, args.clients)
+            busy1, total1 = cpu_jiffies()
+            elapsed = time.monotonic() - began
+            busy_fraction = (busy1 - busy0) / max(1, total1 - total0)
+            cpu_seconds = (busy1 - busy0) / os.sysconf("SC_CLK_TCK")
+            cpu_ms_per_pair = cpu_seconds * 1000 / max(1.0, pairs * elapsed)
             await asyncio.sleep(2)  # let cancels settle
             latencies, missed = await dispatch(address, tokens, args.dispatch)
-        return Result(shape, pairs, errors, latencies, missed)
+        return Result(shape, pairs, errors, latencies, missed, busy_fraction, cpu_ms_per_pair)
     finally:
         stop(state_dir)
         link = state_dir / "postgres"
@@ -137,9 +162,12 @@ async def measure(shape: str, state_root: Path, args: argparse.Namespace) -> Res
 
 def report(results: dict[str, Result]) -> None:
     print(f"\nmachine: {os.cpu_count()} CPUs, shared with other work (numbers are relative, same run)")
-    print(f"{'shape':10} {'create+get/s':>13} {'errors':>7} {'dispatch p50':>13} {'p99 (ms)':>9} {'missed':>7}")
+    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print(f"{'shape':10} {'create+get/s':>13} {'errors':>7} {'CPU busy':>9} {'CPU ms/pair':>12} {'ceiling/s':>10}"
+          f" {'dispatch p50':>13} {'p99 (ms)':>9} {'missed':>7}")
     for r in results.values():
-        print(f"{r.shape:10} {r.pairs_per_second:13.1f} {r.errors:7d} {r.percentile(50):13.1f} {r.percentile(99):9.1f} {r.missed:7d}")
+        print(f"{r.shape:10} {r.pairs_per_second:13.1f} {r.errors:7d} {r.busy_fraction:9.0%} {r.cpu_ms_per_pair:12.1f}"
+              f" {r.ceiling:10.1f} {r.percentile(50):13.1f} {r.percentile(99):9.1f} {r.missed:7d}")
 
     def ratio(a: str, b: str) -> None:
         if a in results and b in results and results[b].pairs_per_second:
