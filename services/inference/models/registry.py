@@ -125,7 +125,9 @@ class TrainingFootprint:
         names = {f.name for f in fields(cls)}
         if set(data) != names:
             raise ValueError(f"training fields: expected {sorted(names)}, got {sorted(data)}")
-        return cls(**{n: float(data[n]) if n.endswith("_per_token") else int(data[n]) for n in names})
+        ints = {n: int(data[n]) for n in names if not n.endswith("_per_token")}
+        return cls(**ints, activation_bytes_per_token=float(data["activation_bytes_per_token"]),
+                   checkpointed_bytes_per_token=float(data["checkpointed_bytes_per_token"]))
 
     def tokens(self, width: int, height: int, frames: int) -> int:
         f = (frames - 1) // self.temporal_compression + 1
