@@ -89,7 +89,7 @@ def run(ctx: TaskContext, work: TrainingWork) -> TrainingOutcome:
                                           message=f"no sample clip at step {step}: {why_not}"))
             else:
                 ctx.emit(sample_event(step, work.steps, loss), artifact=str(clip))
-        if ctx.config.fault_crash_at_training_step == step:
+        if ctx.config.fault_crash_at_training_step == step and ctx._fault_fires():
             _crash(ctx)
     else:
         step = work.steps

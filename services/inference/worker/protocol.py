@@ -274,6 +274,9 @@ class TaskEvent:
     # A local file the server stores as an asset (a training checkpoint or sample clip), announced
     # by `progress` (metrics "checkpoint_step" or "sample_step").
     artifact: str = ""
+    # The artifact's bytes, when the worker's disk is not the server's (a Ray actor on any node);
+    # the runner writes them to a server-side file and hands on the event naming that file.
+    artifact_data: bytes | None = None
 
 
 @dataclass(frozen=True)
