@@ -12,7 +12,12 @@ parameters:
 Printed: median per-step time of each and the job/bare ratio (goal <= 1.05), and the cost of
 building + serialising one step's metrics event in the worker (the streaming cost per step).
 
+With --gradient-checkpointing both sides recompute activations in backward (the job through
+TrainingParameters.gradient_checkpointing), and the bare loop's time per step with/without it is
+printed too (what checkpointing costs in time; bench/training_vram.py says what it saves in memory).
+
     .venv/bin/python bench/training_overhead.py [--steps 40] [--size 64] [--rank 16] [--worker-threads N]
+                                                [--gradient-checkpointing]
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ MODEL = "tiny-wan"
 CAPTION = "vrt a red square"
 
 
-def bare_steps(models_dir: Path, args: argparse.Namespace, threads: int) -> list[float]:
+def bare_steps(models_dir: Path, args: argparse.Namespace, threads: int, checkpointing: bool = False) -> list[float]:
     """Seconds per step of the plain loop (after one warm-up step)."""
     import torch
     import torch.nn.functional as F
@@ -67,6 +72,8 @@ def bare_steps(models_dir: Path, args: argparse.Namespace, threads: int) -> list
     model.requires_grad_(False)
     torch.manual_seed(3)
     model.add_adapter(LoraConfig(r=args.rank, lora_alpha=args.rank, target_modules=LORA_TARGETS))
+    if checkpointing:
+        model.enable_gradient_checkpointing()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
     times = []
@@ -113,7 +120,8 @@ async def job_steps(args: argparse.Namespace) -> tuple[list[float], int]:
             user = await _register(auth.address)
             image = await storage.upload(user, png(args.size, args.size), "still.png", "image/png")
             params = T.TrainingParameters(base_model=MODEL, rank=args.rank, alpha=args.rank, learning_rate=1e-4,
-                                          steps=args.steps + 1, width=args.size, height=args.size, seed=3)
+                                          steps=args.steps + 1, width=args.size, height=args.size, seed=3,
+                                          gradient_checkpointing=args.gradient_checkpointing)
             params.dataset.examples.add(asset_id=image, caption=CAPTION)
             stub = training_pb2_grpc.TrainingServiceStub(inference.channel)
             job = (await stub.CreateTrainingJob(T.CreateTrainingJobRequest(parameters=params),
@@ -135,10 +143,15 @@ def main(args: argparse.Namespace) -> None:
     build_tiny_models(load_registry(), TINY_MODELS_DIR)
     threads = args.worker_threads or max(1, (os.cpu_count() or 2) - 1)  # the worker's default
     job, _ = asyncio.run(job_steps(args))
-    bare = bare_steps(TINY_MODELS_DIR, args, threads)
+    bare = bare_steps(TINY_MODELS_DIR, args, threads, args.gradient_checkpointing)
     b, j = statistics.median(bare), statistics.median(job)
     print(f"model {MODEL} {args.size}x{args.size}, 1 frame, rank {args.rank}, {args.steps} steps "
-          f"(CPU, {threads} torch threads on both sides)")
+          f"(CPU, {threads} torch threads on both sides, gradient checkpointing "
+          f"{'on' if args.gradient_checkpointing else 'off'})")
+    if args.gradient_checkpointing:
+        plain = statistics.median(bare_steps(TINY_MODELS_DIR, args, threads, False))
+        print(f"bare loop per step: {b * 1e3:.1f} ms with gradient checkpointing, {plain * 1e3:.1f} ms without "
+              f"(ratio {b / plain:.3f})")
     print(f"per-step median: bare {b * 1e3:.1f} ms, job {j * 1e3:.1f} ms, ratio job/bare {j / b:.3f} (goal <= 1.05)")
     print(f"per-step min:    bare {min(bare) * 1e3:.1f} ms, job {min(job) * 1e3:.1f} ms, ratio {min(job) / min(bare):.3f}")
     print(f"streaming one step's metrics event: {emit_cost_us():.1f} us to build + serialise "
@@ -151,4 +164,5 @@ if __name__ == "__main__":
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--worker-threads", type=int, default=0, help="torch threads (0 = the worker default)")
+    parser.add_argument("--gradient-checkpointing", action="store_true")
     main(parser.parse_args())

@@ -393,10 +393,10 @@ class Assets:
         sniffed = media.sniff(head)
         if sniffed is None:
             raise ServiceError.invalid_argument(
-                Reason.UNSUPPORTED_MEDIA_TYPE, "the file is not a supported image, video or audio format",
+                Reason.UNSUPPORTED_MEDIA_TYPE, "the file is not a supported image, video, audio, weights or text format",
                 metadata={"declared": declared},
             )
-        if sniffed != declared:
+        if not media.matches(sniffed, declared):
             raise ServiceError.invalid_argument(
                 Reason.CONTENT_TYPE_MISMATCH, f"declared {declared} but the file is {sniffed}",
                 metadata={"declared": declared, "sniffed": sniffed},
@@ -415,7 +415,7 @@ class Assets:
     async def _probe(self, row: AssetRow) -> tuple[media.MediaFacts, bool]:
         """ffprobe the stored object through a short-lived presigned URL, then a JPEG thumbnail (which
         also proves that a picture actually decodes)."""
-        if row.kind == media.WEIGHTS:  # model weights: no media to probe or picture to show
+        if row.kind in media.UNPROBED:  # weights, text: no media to probe or picture to show
             return media.MediaFacts(), False
         timeout = self.config.media_timeout_seconds
         url = self.objects.internal_get_url(row.object_key, int(timeout) + 60)

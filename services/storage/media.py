@@ -29,6 +29,7 @@ __all__ = [
     "MediaFacts",
     "canonical_type",
     "kind_of",
+    "matches",
     "probe",
     "sniff",
     "thumbnail",
@@ -38,7 +39,14 @@ SNIFF_BYTES = 64
 
 IMAGE, VIDEO, AUDIO = asset_pb2.ASSET_KIND_IMAGE, asset_pb2.ASSET_KIND_VIDEO, asset_pb2.ASSET_KIND_AUDIO
 WEIGHTS = asset_pb2.ASSET_KIND_WEIGHTS
+TEXT = asset_pb2.ASSET_KIND_TEXT
 SAFETENSORS = "application/vnd.safetensors"
+TEXT_PLAIN = "text/plain"
+JSONL = "application/jsonl"
+# Kinds stored as they are: no ffprobe, no thumbnail.
+UNPROBED = frozenset({WEIGHTS, TEXT})
+# Bytes a text head may hold besides printable characters.
+_TEXT_CONTROLS = frozenset(b"\t\n\r\f")
 # A safetensors header (JSON) is at most 100 MB by the format's own rule.
 _SAFETENSORS_MAX_HEADER = 100_000_000
 
@@ -57,6 +65,9 @@ SUPPORTED_TYPES: dict[str, tuple[int, frozenset[str]]] = {
     "audio/ogg": (AUDIO, frozenset({"ogg"})),
     # Trained LoRAs and training checkpoints (issue 17): never probed by ffprobe.
     SAFETENSORS: (WEIGHTS, frozenset()),
+    # Caption files (issue 17): UTF-8 text, never probed; their content is checked by the reader.
+    TEXT_PLAIN: (TEXT, frozenset()),
+    JSONL: (TEXT, frozenset()),
 }
 
 # Canonical content type -> the file extensions that name it (the first is the one given to a file
@@ -74,6 +85,8 @@ EXTENSIONS: dict[str, tuple[str, ...]] = {
     "audio/mp4": ("m4a", "mp4"),
     "audio/ogg": ("ogg", "oga", "opus"),
     SAFETENSORS: ("safetensors",),
+    TEXT_PLAIN: ("txt", "caption"),
+    JSONL: ("jsonl",),
 }
 
 _ALIASES = {
@@ -93,6 +106,10 @@ _ALIASES = {
     "application/ogg": "audio/ogg",
     "audio/vorbis": "audio/ogg",
     "audio/opus": "audio/ogg",
+    "application/x-ndjson": JSONL,
+    "application/ndjson": JSONL,
+    "application/jsonlines": JSONL,
+    "application/x-jsonlines": JSONL,
 }
 
 # What `filetype` names differently from our canonical types (any other ftyp brand is an MP4, as the
@@ -127,9 +144,29 @@ def sniff(head: bytes) -> str | None:
         ctype = canonical_type(_SNIFFED_ALIASES.get(found.mime, found.mime))
     elif head[4:8] in _QUICKTIME_ATOMS:
         ctype = "video/quicktime"
+    elif _is_text(head):
+        ctype = TEXT_PLAIN  # JSON Lines is text too: `matches` accepts either declared text type
     else:
         return None
     return ctype if ctype in SUPPORTED_TYPES else None
+
+
+def matches(sniffed: str, declared: str) -> bool:
+    """Whether a sniffed type confirms the declared one (text heads cannot tell text from JSONL)."""
+    return sniffed == declared or (sniffed == TEXT_PLAIN and kind_of(declared) == TEXT)
+
+
+def _is_text(head: bytes) -> bool:
+    """UTF-8 (a character cut by the head's end allowed) without NULs or other control bytes."""
+    import codecs
+
+    if not head or any(b < 0x20 and b not in _TEXT_CONTROLS for b in head) or b"\x7f" in head:
+        return False
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)

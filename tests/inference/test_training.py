@@ -30,6 +30,9 @@ BASE = {"base_model": "tiny-wan", "trigger_word": "vrt", "rank": 4, "alpha": 4.0
         "steps": STEPS, "width": 64, "height": 64, "seed": 3, "checkpoint_every_n_steps": 5}
 
 
+SAMPLE_PROMPT = "vrt a square"
+
+
 def _stub(service: Any) -> Any:
     return training_pb2_grpc.TrainingServiceStub(service.channel)
 
@@ -74,10 +77,11 @@ async def _get(service: Any, user: Any, job_id: str) -> T.TrainingJob:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def trained(inference_service: Any, storage_service: Any, user_factory: Any) -> Any:
-    """One uninterrupted 20-step run (watched from the start) and one cancelled run, same user."""
+    """One uninterrupted 20-step run (watched from the start) with sample clips every 5 steps
+    (the resume test's run has none: its equal adapter shows samples leave training untouched)."""
     user = await user_factory()
     image = await storage_service.upload(user, png(64, 64), "square.png", "image/png")
-    job = await _train(inference_service, user, image)
+    job = await _train(inference_service, user, image, sample_every_n_steps=5, validation_prompt=SAMPLE_PROMPT)
     events = await _watch(inference_service, user, job.id)
     done = await _get(inference_service, user, job.id)
     assert done.status.state == S.JOB_STATE_SUCCEEDED, done.status.error
@@ -93,7 +97,7 @@ async def test_steps_stream_loss_in_order_and_lora_has_lineage(
     assert all(p.total_steps == STEPS and p.HasField("eta") for p in steps)
     assert all(np.isfinite(p.metrics["loss"]) and p.metrics["learning_rate"] == pytest.approx(5e-3) for p in steps)
     assert [p.fraction for p in steps] == sorted(p.fraction for p in steps)
-    checkpoints = [e.progress for e in events if e.progress.asset_id]
+    checkpoints = [e.progress for e in events if e.progress.asset_id and "checkpoint_step" in e.progress.metrics]
     assert sorted(int(p.metrics["checkpoint_step"]) for p in checkpoints) == [5, 10, 15]
     result = job.result
     assert result.steps_completed == STEPS and result.resumed_from_step == 0 and len(result.checkpoint_asset_ids) == 3
@@ -106,6 +110,24 @@ async def test_steps_stream_loss_in_order_and_lora_has_lineage(
     assert any(k.startswith("transformer.") and "lora_B" in k for k in tensors)
     listed = await _loras(inference_service).ListLoras(T.ListLorasRequest(), metadata=user.metadata)
     assert [x.id for x in listed.loras] == [lora.id]
+
+
+async def test_sample_clips_every_n_steps_are_video_assets_announced_in_events(
+    trained: Any, storage_service: Any
+) -> None:
+    user, job, events = trained["user"], trained["job"], trained["events"]
+    samples = [e.progress for e in events if "sample_step" in e.progress.metrics]
+    assert [int(p.metrics["sample_step"]) for p in samples] == [5, 10, 15, 20]
+    assert all(p.asset_id for p in samples) and list(job.result.sample_asset_ids) == [p.asset_id for p in samples]
+    # Announced (once stored) after the event of the step whose adapter it shows.
+    order = [int(e.progress.metrics.get("sample_step", 0)) or -e.progress.step for e in events
+             if "sample_step" in e.progress.metrics or "grad_norm" in e.progress.metrics]
+    assert all(order.index(k) > order.index(-k) for k in (5, 10, 15, 20))
+    clips = [await asyncio.to_thread(decode_mp4, await storage_service.download(user, p.asset_id), 64, 64)
+             for p in samples]
+    assert all(c.shape == (9, 64, 64, 3) for c in clips)  # images train as 1 frame; samples are 9-frame clips
+    # Same seed and prompt at every sample: only the adapter changed between them.
+    assert not np.array_equal(clips[0], clips[-1])
 
 
 async def test_overfit_on_one_image_lowers_the_loss(trained: Any) -> None:

@@ -21,10 +21,21 @@ def test_sniff_recognises_each_supported_format(name: str, samples: dict[str, tu
 
 @pytest.mark.parametrize(
     "head",
-    [b"", b"%PDF-1.7\n", b"GIF89a....", b"PK\x03\x04zip", b"\x1a\x45\xdf\xa3\x01\x00\x00matroska", b"hello world"],
+    [b"", b"%PDF-1.7\n", b"GIF89a....", b"PK\x03\x04zip", b"\x1a\x45\xdf\xa3\x01\x00\x00matroska",
+     b"hello\x00world", b"caption \xff\xfe not utf-8", b"bell \x07 text"],
 )
 def test_sniff_rejects_unsupported(head: bytes) -> None:
     assert media.sniff(head) is None
+
+
+def test_text_heads_sniff_as_text_and_confirm_either_text_type() -> None:
+    # A 64-byte head may end inside a multi-byte character: still text.
+    head = ("caption: un café " * 4).encode()[:63]
+    for text in (b"hello world", b'{"asset_id": "a", "caption": "x"}\n', head):
+        assert media.sniff(text) == media.TEXT_PLAIN
+    assert media.matches(media.TEXT_PLAIN, media.JSONL) and media.matches(media.TEXT_PLAIN, media.TEXT_PLAIN)
+    assert not media.matches(media.TEXT_PLAIN, "image/png")
+    assert media.kind_of("application/x-ndjson") == asset_pb2.ASSET_KIND_TEXT
 
 
 def test_canonical_types_and_kinds() -> None:

@@ -32,17 +32,29 @@ def training_parameters(
     validation_prompt: str = "",
     checkpoint_every_n_steps: int = 0,
     name: str = "",
+    sample_every_n_steps: int = 0,
+    sample_num_inference_steps: int = 0,
+    sample_num_frames: int = 0,
+    caption_file_asset_id: str = "",
+    gradient_checkpointing: bool | None = None,
 ) -> training_pb2.TrainingParameters:
-    """``TrainingParameters`` from keywords; ``examples`` are ``(asset_id, caption)`` pairs."""
+    """``TrainingParameters`` from keywords; ``examples`` are ``(asset_id, caption)`` pairs (more can
+    come from ``caption_file_asset_id``, a JSON Lines or text asset); ``gradient_checkpointing`` None
+    lets the worker choose from its free memory."""
     params = training_pb2.TrainingParameters(
         base_model=base_model, trigger_word=trigger_word, rank=rank, alpha=alpha, learning_rate=learning_rate,
         steps=steps, batch_size=batch_size, width=width, height=height, num_frames=num_frames,
         validation_prompt=validation_prompt, checkpoint_every_n_steps=checkpoint_every_n_steps, name=name,
+        sample_every_n_steps=sample_every_n_steps, sample_num_inference_steps=sample_num_inference_steps,
+        sample_num_frames=sample_num_frames,
     )
     for asset_id, caption in examples:
         params.dataset.examples.add(asset_id=asset_id, caption=caption)
+    params.dataset.caption_file_asset_id = caption_file_asset_id
     if seed is not None:
         params.seed = seed
+    if gradient_checkpointing is not None:
+        params.gradient_checkpointing = gradient_checkpointing
     return params
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "ModelRegistry",
     "ModelSpec",
     "Task",
+    "TrainingFootprint",
     "load_registry",
 ]
 
@@ -103,6 +104,38 @@ class ModelLimits:
 
 
 @dataclass(frozen=True)
+class TrainingFootprint:
+    """What LoRA training on a model's transformer costs in device memory (registry `training:`).
+    The per-token figures are measured by `bench/training_vram.py` (fp32 training copy, LoRA on the
+    attention projections, batch 1) and activations scale linearly with latent tokens."""
+
+    transformer_params: int
+    dim: int
+    layers: int
+    spatial_compression: int
+    temporal_compression: int
+    patch: int
+    # Bytes kept for the backward pass per latent token: every block's intermediates, or (with
+    # gradient checkpointing) every block's input plus one block's intermediates while recomputed.
+    activation_bytes_per_token: float
+    checkpointed_bytes_per_token: float
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> TrainingFootprint:
+        names = {f.name for f in fields(cls)}
+        if set(data) != names:
+            raise ValueError(f"training fields: expected {sorted(names)}, got {sorted(data)}")
+        ints = {n: int(data[n]) for n in names if not n.endswith("_per_token")}
+        return cls(**ints, activation_bytes_per_token=float(data["activation_bytes_per_token"]),
+                   checkpointed_bytes_per_token=float(data["checkpointed_bytes_per_token"]))
+
+    def tokens(self, width: int, height: int, frames: int) -> int:
+        f = (frames - 1) // self.temporal_compression + 1
+        side = self.spatial_compression * self.patch
+        return f * (height // side) * (width // side)
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     id: str
     display_name: str
@@ -114,6 +147,7 @@ class ModelSpec:
     variant: str = ""
     estimated_memory_bytes: int = 0
     flow_shift: float | None = None
+    training: TrainingFootprint | None = None
 
     @property
     def tiny(self) -> bool:
@@ -134,6 +168,28 @@ class ModelSpec:
         candidate = models_dir / self.id
         return str(candidate) if candidate.exists() or self.tiny else self.source
 
+    def training_memory_bytes(self, width: int, height: int, frames: int, *, rank: int = 16, batch: int = 1,
+                              checkpointing: bool = False) -> int:
+        """Estimated device memory of a LoRA training run: the warm pipeline, the fp32 training
+        copy of the transformer, adapter + gradient + two AdamW moments (fp32, 16 bytes per LoRA
+        parameter on 8 projections per block), and the activations of `batch` examples."""
+        t = self.training
+        if t is None:
+            return 0
+        lora_params = rank * 2 * t.dim * 8 * t.layers
+        per_token = t.checkpointed_bytes_per_token if checkpointing else t.activation_bytes_per_token
+        activations = batch * t.tokens(width, height, frames) * per_token
+        return int(self.estimated_memory_bytes + 4 * t.transformer_params + 16 * lora_params + activations)
+
+    def training_memory_proto(self) -> gen_pb2.TrainingMemory | None:
+        if self.training is None:
+            return None
+        lim = self.limits
+        shape = (lim.default_width, lim.default_height, lim.default_frames)
+        return gen_pb2.TrainingMemory(
+            bytes=self.training_memory_bytes(*shape), gradient_checkpointing_bytes=self.training_memory_bytes(
+                *shape, checkpointing=True), width=shape[0], height=shape[1], num_frames=shape[2])
+
     def to_proto(self, *, loaded: bool = False) -> gen_pb2.Model:
         return gen_pb2.Model(
             id=self.id,
@@ -145,6 +201,7 @@ class ModelSpec:
             limits=self.limits.to_proto(),
             loaded=loaded,
             estimated_memory_bytes=self.estimated_memory_bytes,
+            training_memory=self.training_memory_proto(),
         )
 
 
@@ -180,6 +237,7 @@ def _spec(entry: Mapping[str, Any]) -> ModelSpec:
         variant=entry.get("variant", ""),
         estimated_memory_bytes=int(float(entry.get("estimated_memory_gib", 0)) * _GIB),
         flow_shift=entry.get("flow_shift"),
+        training=TrainingFootprint.from_mapping(entry["training"]) if "training" in entry else None,
     )
 
 

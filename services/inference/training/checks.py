@@ -9,6 +9,7 @@ import secrets
 
 from services.inference.models.registry import Family, ModelRegistry, ModelSpec
 from services.inference.reasons import Reason
+from services.inference.training.captions import resolve_captions
 from services.kit.errors import FieldViolation, ServiceError, Violations
 from services.kit.storage_client import StorageClient
 from viarte.storage.v1 import storage_pb2
@@ -74,7 +75,7 @@ def check_training(params: T.TrainingParameters, registry: ModelRegistry) -> tup
         v.check(out.num_frames == 1 or (out.num_frames - 1) % lim.frames_multiple == 0, f"{P}.num_frames",
                 f"(num_frames - 1) must be a multiple of {lim.frames_multiple}")
     v.check(out.seed >= 0, f"{P}.seed", "must not be negative")
-    v.check(out.sample_every_n_steps == 0, f"{P}.sample_every_n_steps", "sample clips are not rendered yet; use 0")
+    _check_samples(out, spec, v)
     # Against steps only when steps itself is valid: one bad field, one violation.
     v.check(0 <= out.checkpoint_every_n_steps <= max(out.steps, MAX_STEPS if out.steps < 1 else 0),
             f"{P}.checkpoint_every_n_steps", "must be in [0, steps]")
@@ -85,19 +86,41 @@ def check_training(params: T.TrainingParameters, registry: ModelRegistry) -> tup
     return spec, out
 
 
+def _check_samples(out: T.TrainingParameters, spec: ModelSpec, v: Violations) -> None:
+    """Sample clips: a prompt, and a clip the model can render (defaults: the model's steps;
+    num_frames when training on clips, else a 9-frame clip)."""
+    lim = spec.limits
+    if not out.sample_every_n_steps:
+        return
+    out.sample_num_inference_steps = out.sample_num_inference_steps or lim.default_steps
+    out.sample_num_frames = out.sample_num_frames or (
+        out.num_frames if out.num_frames > 1 else min(1 + 2 * lim.frames_multiple, lim.max_frames))
+    v.check(out.sample_every_n_steps > 0, f"{P}.sample_every_n_steps", "must not be negative")
+    v.check(bool(out.validation_prompt.strip()), f"{P}.validation_prompt", "required when sample_every_n_steps is set")
+    v.check(1 <= out.sample_num_inference_steps <= lim.max_steps, f"{P}.sample_num_inference_steps",
+            f"must be in [1, {lim.max_steps}] for {spec.id}")
+    n = out.sample_num_frames
+    v.check(lim.min_frames <= n <= lim.max_frames and (n == 1 or (n - 1) % lim.frames_multiple == 0),
+            f"{P}.sample_num_frames", f"must be in [{lim.min_frames}, {lim.max_frames}] with (n - 1) a multiple of "
+            f"{lim.frames_multiple}")
+
+
 async def check_dataset(store: StorageClient, owner: str, params: T.TrainingParameters,
                         spec: ModelSpec) -> list[storage_pb2.Asset] | None:
     """Every example is an image or video of `owner`, captioned (or a trigger word is set), a video
-    holds at least `num_frames` frames and at most the model's frame limit. Raises INVALID_ARGUMENT
+    holds at least `num_frames` frames and at most the model's frame limit. Sidecar captions and a
+    caption file are resolved into `params` first (captions.py). Raises INVALID_ARGUMENT
     INVALID_DATASET with every violation. Returns the assets, in order."""
     examples = params.dataset.examples
     v = Violations()
-    v.check(len(examples) > 0, D, "at least one image or video is required")
+    v.check(len(examples) > 0 or bool(params.dataset.caption_file_asset_id), D,
+            "at least one image or video (or a caption file) is required")
     v.check(len(examples) <= MAX_EXAMPLES, D, f"at most {MAX_EXAMPLES} examples")
     v.raise_if_any(Reason.INVALID_DATASET, "the dataset is empty" if not examples else None)
+    # Sidecar captions and the caption file become plain examples of the stored parameters.
+    prefixes = await resolve_captions(store, owner, params, MAX_EXAMPLES)
     assets: list[storage_pb2.Asset] = []
-    for i, example in enumerate(examples):
-        field = f"{D}[{i}]"
+    for field, example in zip(prefixes, examples, strict=True):
         v.check(bool(example.caption.strip()) or bool(params.trigger_word.strip()), f"{field}.caption",
                 "required when no trigger_word is set")
         v.check(len(example.caption) <= MAX_CAPTION, f"{field}.caption", f"at most {MAX_CAPTION} characters")

@@ -1,6 +1,7 @@
 """The training job handler (kind "training"), server side: fetch the dataset from storage as the
 owner, hand a `TrainingWork` to a device worker, store each checkpoint the worker writes as an
-asset (and record it, so a retry resumes from it), store the final adapter and its LoRA row."""
+asset (and record it, so a retry resumes from it) and each sample clip as a video asset, store the
+final adapter and its LoRA row."""
 
 from __future__ import annotations
 
@@ -55,13 +56,18 @@ class TrainingHandler:
                 learning_rate=params.learning_rate, steps=params.steps, batch_size=params.batch_size,
                 seed=params.seed, checkpoint_every=params.checkpoint_every_n_steps,
                 output_dir=str(folder / "work"), resume_checkpoint=resume,
+                sample_every=params.sample_every_n_steps, sample_prompt=params.validation_prompt,
+                sample_inference_steps=params.sample_num_inference_steps, sample_frames=params.sample_num_frames,
+                gradient_checkpointing=(params.gradient_checkpointing
+                                        if params.HasField("gradient_checkpointing") else None),
             )
             job.raise_if_cancelled()
 
             def on_event(event: TaskEvent) -> None:
                 progress = job_pb2.Progress.FromString(event.progress)
                 if event.artifact:  # announced once stored, with its asset id
-                    uploads.append(asyncio.ensure_future(self._checkpoint(job, progress, Path(event.artifact))))
+                    store = self._sample if "sample_step" in progress.metrics else self._checkpoint
+                    uploads.append(asyncio.ensure_future(store(job, progress, Path(event.artifact))))
                     return
                 job.emit(progress, droppable=event.droppable, time_us=event.time_us)
 
@@ -87,11 +93,13 @@ class TrainingHandler:
             if out.cancelled:  # the adapter so far is kept as a (partial) LoRA; the job ends CANCELLED
                 raise JobCancelled(job.id)
             stored = await run_db(self.loras.checkpoints, job.id)
+            samples = await run_db(self.loras.samples, job.id)
         finally:
             await asyncio.to_thread(_rmtree, folder)
         result = T.TrainingResult(
             lora_id=lora.id, lora_asset_id=asset.id, steps_completed=out.steps_completed, final_loss=out.final_loss,
             resumed_from_step=out.resumed_from_step, checkpoint_asset_ids=[c.asset_id for c in stored],
+            sample_asset_ids=[a for _, a in samples], gradient_checkpointing=out.gradient_checkpointing,
         )
         return bytes(result.SerializeToString())
 
@@ -124,6 +132,22 @@ class TrainingHandler:
             _log.warning("training_checkpoint_not_stored", job_id=job.id, step=step, error=str(exc)[:200])
             return
         await run_db(self.loras.add_checkpoint, job.id, step, asset.id, float(progress.metrics.get("loss", 0.0)))
+        progress.asset_id = asset.id
+        job.emit(progress)
+
+
+    async def _sample(self, job: RunningJob, progress: job_pb2.Progress, path: Path) -> None:
+        step = int(progress.metrics["sample_step"])
+        try:  # request_id: a retry that renders the same step again finds the asset already stored
+            asset = await self.store.store(
+                job.owner, path, f"sample-{job.id[:8]}-{step:06d}.mp4", "video/mp4",
+                {"source": "training-sample", "job_id": job.id, "step": str(step)},
+                request_id=f"sample-{job.id}-{step}",
+            )
+        except Exception as exc:  # a lost sample costs a view of the run, never the run
+            _log.warning("training_sample_not_stored", job_id=job.id, step=step, error=str(exc)[:200])
+            return
+        await run_db(self.loras.add_sample, job.id, step, asset.id)
         progress.asset_id = asset.id
         job.emit(progress)
 

@@ -1,5 +1,5 @@
-"""LoRA rows (a stored safetensors asset + lineage) and training checkpoints, in the inference
-service's database (migration 0005). Blocking: callers go through `run_db`."""
+"""LoRA rows (a stored safetensors asset + lineage) and training checkpoints and sample clips, in the
+inference service's database (migrations 0005, 0007). Blocking: callers go through `run_db`."""
 
 from __future__ import annotations
 
@@ -39,6 +39,13 @@ _checkpoint = sa.Table(
     sa.Column("step", sa.Integer(), primary_key=True),
     sa.Column("asset_id", sa.String(64)),
     sa.Column("loss", sa.Float()),
+)
+
+_sample = sa.Table(
+    "training_sample", _meta,
+    sa.Column("job_id", sa.String(64), primary_key=True),
+    sa.Column("step", sa.Integer(), primary_key=True),
+    sa.Column("asset_id", sa.String(64)),
 )
 
 
@@ -151,3 +158,16 @@ class LoraStore:
         q = _checkpoint.select().where(_checkpoint.c.job_id == job_id).order_by(_checkpoint.c.step)
         with self.engine.connect() as c:
             return [Checkpoint(int(r.step), r.asset_id, float(r.loss)) for r in c.execute(q)]
+
+    def add_sample(self, job_id: str, step: int, asset_id: str) -> None:
+        try:
+            with self.engine.begin() as c:
+                c.execute(_sample.insert().values(job_id=job_id, step=step, asset_id=asset_id))
+        except IntegrityError:
+            pass  # the same step rendered again by a retry: the first one stands
+
+    def samples(self, job_id: str) -> list[tuple[int, str]]:
+        """(step, asset id) of the job's sample clips, in step order."""
+        q = _sample.select().where(_sample.c.job_id == job_id).order_by(_sample.c.step)
+        with self.engine.connect() as c:
+            return [(int(r.step), r.asset_id) for r in c.execute(q)]

@@ -44,7 +44,7 @@ def decode_example(example: Example, width: int, height: int, frames: int) -> np
 
 class LoraTrainer:
     def __init__(self, pipe: Any, *, rank: int, alpha: float, learning_rate: float, seed: int,
-                 batch_size: int, device: str) -> None:
+                 batch_size: int, device: str, gradient_checkpointing: bool = False) -> None:
         import torch
         from peft import LoraConfig
 
@@ -55,6 +55,11 @@ class LoraTrainer:
             # Adapters that generations loaded into the warm pipeline: train on the bare base weights.
             self.transformer.unload_lora()
         self.transformer.requires_grad_(False)
+        if gradient_checkpointing:
+            # Blocks keep only their inputs for backward and recompute the rest: activation memory
+            # drops from every block's intermediates to one block's (figures: training/vram.py).
+            self.transformer.enable_gradient_checkpointing()
+        self.gradient_checkpointing = gradient_checkpointing
         # peft annotates lora_alpha as int; it only divides by it (scaling = alpha / r), so a float is fine.
         self.config = LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights=True,
                                  target_modules=LORA_TARGETS)

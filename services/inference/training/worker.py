@@ -4,7 +4,9 @@ Goes through the worker's model cache (the warm pipeline's VAE and text encoder 
 dataset once; a training copy of its transformer gets the adapter), reports every step
 (STAGE_TRAINING, loss / learning_rate / grad_norm, ETA), writes a checkpoint file every
 `checkpoint_every` steps (the server stores it as an asset before the step is reported), and
-stops within one step on cancel with the adapter of the last completed step.
+stops within one step on cancel with the adapter of the last completed step. Every
+`sample_every` steps (and after the last) it renders a sample clip with the adapter so far
+(`samples.py`), announced like a checkpoint.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import time
 from pathlib import Path
 
 from services.inference.engine.policy import choose_policy
-from services.inference.models.registry import Task
+from services.inference.models.registry import ModelSpec, Task
+from services.inference.training.samples import render_sample, sample_event, sample_spec, sample_steps
 from services.inference.training.trainer import LoraTrainer, decode_example
 from services.inference.worker.context import TaskContext
 from services.inference.worker.generate import _cache, _free_device_bytes, _registry
@@ -22,7 +25,7 @@ from services.inference.worker.protocol import TrainingOutcome, TrainingWork
 from services.kit.errors import ServiceError
 from viarte.type.v1 import job_pb2
 
-__all__ = ["run"]
+__all__ = ["run", "use_gradient_checkpointing"]
 
 _PREPARE = 0.05  # share of Progress.fraction for loading + encoding the dataset
 
@@ -38,8 +41,11 @@ def run(ctx: TaskContext, work: TrainingWork) -> TrainingOutcome:
         ctx.emit(job_pb2.Progress(stage=job_pb2.STAGE_MODEL_LOADING, message=f"loading {model.id} on {ctx.device}"))
     loaded = cache.get(model, Task.TEXT_TO_VIDEO, policy)
     ctx.raise_if_cancelled()
+    checkpointing = use_gradient_checkpointing(work, model, _free_device_bytes(ctx.device))
     trainer = LoraTrainer(loaded.pipe, rank=work.rank, alpha=work.alpha, learning_rate=work.learning_rate,
-                          seed=work.seed, batch_size=work.batch_size, device=ctx.device)
+                          seed=work.seed, batch_size=work.batch_size, device=ctx.device,
+                          gradient_checkpointing=checkpointing)
+    samples, spec = sample_steps(work), sample_spec(work, model)
     out = Path(work.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = 0
@@ -75,13 +81,34 @@ def run(ctx: TaskContext, work: TrainingWork) -> TrainingOutcome:
         )
         progress.eta.FromNanoseconds(int(per_step * (work.steps - step) * 1e9))
         ctx.emit(progress)
-        if ctx.config.fault_crash_at_training_step == step:
+        if step in samples:  # after the step's event: its loss shows while the sample renders
+            clip = out / f"sample-{step:06d}.mp4"
+            why_not = render_sample(ctx, loaded, policy, trainer.transformer, spec, clip)
+            if why_not:
+                ctx.emit(job_pb2.Progress(stage=job_pb2.STAGE_TRAINING, step=step, total_steps=work.steps,
+                                          message=f"no sample clip at step {step}: {why_not}"))
+            else:
+                ctx.emit(sample_event(step, work.steps, loss), artifact=str(clip))
+        if ctx.config.fault_crash_at_training_step == step and ctx._fault_fires():
             _crash(ctx)
     else:
         step = work.steps
     lora = trainer.save_lora(out / "lora")
     return TrainingOutcome(lora_path=str(lora), steps_completed=step, final_loss=loss,
-                           resumed_from_step=start, cancelled=cancelled)
+                           resumed_from_step=start, cancelled=cancelled, gradient_checkpointing=checkpointing)
+
+
+def use_gradient_checkpointing(work: TrainingWork, model: ModelSpec, free_bytes: int | None) -> bool:
+    """The job's choice, else on when the device's free memory (measured with the warm pipeline
+    already resident) is below what the model's estimate without it adds to that pipeline (CPU: no
+    figure to compare, off; a model without training figures: off)."""
+    if work.gradient_checkpointing is not None:
+        return work.gradient_checkpointing
+    if free_bytes is None or model.training is None:
+        return False
+    need = model.training_memory_bytes(work.width, work.height, work.num_frames, rank=work.rank,
+                                       batch=work.batch_size)
+    return free_bytes < need - model.estimated_memory_bytes
 
 
 def _crash(ctx: TaskContext) -> None:

@@ -201,6 +201,7 @@ class TrainingOutcome:
     final_loss: float
     resumed_from_step: int
     cancelled: bool
+    gradient_checkpointing: bool = False
 
 
 @dataclass(frozen=True)
@@ -225,6 +226,13 @@ class TrainingWork(Work[TrainingOutcome]):
     checkpoint_every: int
     output_dir: str
     resume_checkpoint: bytes | None = None
+    # Sample clips every N steps (0 = none) of this prompt, at the training's width and height.
+    sample_every: int = 0
+    sample_prompt: str = ""
+    sample_inference_steps: int = 0
+    sample_frames: int = 1
+    # None = automatic (on when free device memory is below the model's estimate without it).
+    gradient_checkpointing: bool | None = None
 
 
 # -- messages ----------------------------------------------------------------------------------
@@ -263,8 +271,12 @@ class TaskEvent:
     droppable: bool
     # When it happened (worker clock, µs since the epoch).
     time_us: int
-    # A local file the server stores as an asset (a training checkpoint), announced by `progress`.
+    # A local file the server stores as an asset (a training checkpoint or sample clip), announced
+    # by `progress` (metrics "checkpoint_step" or "sample_step").
     artifact: str = ""
+    # The artifact's bytes, when the worker's disk is not the server's (a Ray actor on any node);
+    # the runner writes them to a server-side file and hands on the event naming that file.
+    artifact_data: bytes | None = None
 
 
 @dataclass(frozen=True)

@@ -10,17 +10,19 @@ Files: a work names files on the server's disk (inputs fetched from storage, the
 and an actor may run on another node. The server ships the input files' bytes along (``files``:
 field name → bytes), the actor writes them to the task's folder and returns the output's bytes with
 the outcome; the server writes them where the work asked, then stores them in S3 exactly as after a
-local run.
+local run. Artifacts announced during a task (training checkpoints and samples) travel the same
+way, as bytes on their event (``TaskEvent.artifact_data``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from services.inference.worker.context import TaskContext
-from services.inference.worker.protocol import Work, WorkerSetup
+from services.inference.worker.protocol import TaskEvent, Work, WorkerSetup
 from services.kit.ray.task import ActorTask, TaskActor
 
 __all__ = ["DeviceActor", "ShippedOutcome"]
@@ -72,7 +74,7 @@ class DeviceActor(TaskActor):
         if fn is None:
             raise KeyError(f"this actor has no work function for {work.kind!r}")
         # The task's cancel flag is the context's: Ray's cancel() reaches the step callbacks.
-        ctx = TaskContext(task.id, self.setup, task.report, self._resources, _cancel=task.cancelled)
+        ctx = TaskContext(task.id, self.setup, _shipping(task.report), self._resources, _cancel=task.cancelled)
         local, output = _localise(work, payload["files"], task.folder)
         outcome = fn(ctx, local)
         return {"shipped": _ship_out(outcome, output)}
@@ -84,6 +86,18 @@ class DeviceActor(TaskActor):
         if failed.cancelled:
             return {"event": "cancelled"}
         return {"event": "error", "message": failed.message, "failed": failed}
+
+
+def _shipping(report: Callable[[Any], None]) -> Callable[[Any], None]:
+    """Events naming an artifact (a training checkpoint or sample) carry its bytes: this node's
+    disk is not the server's."""
+
+    def send(message: Any) -> None:
+        if isinstance(message, TaskEvent) and message.artifact and message.artifact_data is None:
+            message = dataclasses.replace(message, artifact_data=Path(message.artifact).read_bytes())
+        report(message)
+
+    return send
 
 
 def _localise(work: Work[Any], files: dict[str, bytes], folder: Path) -> tuple[Work[Any], Path | None]:
@@ -106,7 +120,8 @@ def _localise(work: Work[Any], files: dict[str, bytes], folder: Path) -> tuple[W
 
 
 def _ship_out(outcome: Any, output: Path | None) -> ShippedOutcome:
-    written = getattr(outcome, "output_path", "") or (str(output) if output is not None and output.is_file() else "")
+    written = (getattr(outcome, "output_path", "") or getattr(outcome, "lora_path", "")  # a training's adapter
+               or (str(output) if output is not None and output.is_file() else ""))
     if not written or not Path(written).is_file():
         return ShippedOutcome(outcome, None)
     return ShippedOutcome(outcome, Path(written).read_bytes(), Path(written).name)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import tempfile
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -38,6 +39,8 @@ from services.inference.worker.protocol import (
     GenerationWork,
     LatentsKept,
     TaskEvent,
+    TrainingOutcome,
+    TrainingWork,
     Work,
     WorkerSetup,
 )
@@ -59,6 +62,8 @@ def _model_key(work: Work[Any]) -> str:
     """What a work needs warm on the actor (the affinity key)."""
     if isinstance(work, GenerationWork):
         return work.spec.model_id
+    if isinstance(work, TrainingWork):
+        return work.model_id  # the warm pipeline lends its VAE and text encoder to the training
     return f"{work.kind}-models"
 
 
@@ -75,6 +80,11 @@ def _unpack(work: Work[Any], shipped: ShippedOutcome) -> Any:
     outcome = shipped.outcome
     if shipped.output is None:
         return outcome
+    if isinstance(work, TrainingWork) and isinstance(outcome, TrainingOutcome):
+        path = Path(work.output_dir) / "lora" / shipped.output_name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(shipped.output)
+        return replace(outcome, lora_path=str(path))
     if isinstance(work, FaceSwapWork) and isinstance(outcome, FaceSwapOutcome):
         path = Path(work.output_dir) / shipped.output_name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,6 +94,19 @@ def _unpack(work: Work[Any], shipped: ShippedOutcome) -> Any:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(shipped.output)
     return outcome
+
+
+def _landed(work: Work[Any], event: TaskEvent) -> TaskEvent:
+    """An artifact's bytes written to the server's side of the work (its output folder), the event
+    then naming that file as a local worker's would. A checkpoint is a few MB to a few hundred: written
+    inline so the handler sees the file when the event arrives (events stay in order)."""
+    if event.artifact_data is None:
+        return event
+    folder = Path(getattr(work, "output_dir", "") or tempfile.gettempdir()) / "artifacts"  # training: output_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / Path(event.artifact).name
+    path.write_bytes(event.artifact_data)
+    return replace(event, artifact=str(path), artifact_data=None)
 
 
 class RayRunner(WorkRunner):
@@ -138,7 +161,7 @@ class RayRunner(WorkRunner):
 
             def handle(message: Any) -> dict[str, Any] | None:
                 if isinstance(message, TaskEvent):
-                    on_event(message)
+                    on_event(_landed(work, message))
                     return None
                 if isinstance(message, LatentsKept):
                     keeping.append(asyncio.ensure_future(self._keep(kept, message.data)))

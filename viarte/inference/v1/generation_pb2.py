@@ -26,59 +26,61 @@ from viarte.inference.v1 import face_swap_pb2 as viarte_dot_inference_dot_v1_dot
 from viarte.type.v1 import job_pb2 as viarte_dot_type_dot_v1_dot_job__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$viarte/inference/v1/generation.proto\x12\x13viarte.inference.v1\x1a#viarte/inference/v1/face_swap.proto\x1a\x18viarte/type/v1/job.proto\"\x8f\x03\n\x0bModelLimits\x12\x11\n\tmin_width\x18\x01 \x01(\x05\x12\x11\n\tmax_width\x18\x02 \x01(\x05\x12\x12\n\nmin_height\x18\x03 \x01(\x05\x12\x12\n\nmax_height\x18\x04 \x01(\x05\x12\x15\n\rsize_multiple\x18\x05 \x01(\x05\x12\x12\n\nmin_frames\x18\x06 \x01(\x05\x12\x12\n\nmax_frames\x18\x07 \x01(\x05\x12\x17\n\x0f\x66rames_multiple\x18\x08 \x01(\x05\x12\x11\n\tmax_steps\x18\t \x01(\x05\x12\x1a\n\x12max_guidance_scale\x18\n \x01(\x02\x12\x18\n\x10max_prompt_chars\x18\x0b \x01(\x05\x12\x15\n\rdefault_width\x18\x0c \x01(\x05\x12\x16\n\x0e\x64\x65\x66\x61ult_height\x18\r \x01(\x05\x12\x16\n\x0e\x64\x65\x66\x61ult_frames\x18\x0e \x01(\x05\x12\x15\n\rdefault_steps\x18\x0f \x01(\x05\x12\x1e\n\x16\x64\x65\x66\x61ult_guidance_scale\x18\x10 \x01(\x02\x12\x13\n\x0b\x64\x65\x66\x61ult_fps\x18\x11 \x01(\x05\"\x85\x02\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x30\n\x06\x66\x61mily\x18\x03 \x01(\x0e\x32 .viarte.inference.v1.ModelFamily\x12(\n\x05tasks\x18\x04 \x03(\x0e\x32\x19.viarte.inference.v1.Task\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x0c\n\x04tiny\x18\x06 \x01(\x08\x12\x30\n\x06limits\x18\x07 \x01(\x0b\x32 .viarte.inference.v1.ModelLimits\x12\x0e\n\x06loaded\x18\x08 \x01(\x08\x12\x1e\n\x16\x65stimated_memory_bytes\x18\t \x01(\x03\"\x13\n\x11ListModelsRequest\"@\n\x12ListModelsResponse\x12*\n\x06models\x18\x01 \x03(\x0b\x32\x1a.viarte.inference.v1.Model\"\x86\x02\n\rSvdParameters\x12\x1d\n\x10motion_bucket_id\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x1f\n\x12noise_aug_strength\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x1f\n\x12min_guidance_scale\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x1f\n\x12max_guidance_scale\x18\x04 \x01(\x02H\x03\x88\x01\x01\x12\x19\n\x11\x64\x65\x63ode_chunk_size\x18\x05 \x01(\x05\x42\x13\n\x11_motion_bucket_idB\x15\n\x13_noise_aug_strengthB\x15\n\x13_min_guidance_scaleB\x15\n\x13_max_guidance_scale\"k\n\rWanParameters\x12\x17\n\nflow_shift\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x1d\n\x10guidance_scale_2\x18\x02 \x01(\x02H\x01\x88\x01\x01\x42\r\n\x0b_flow_shiftB\x13\n\x11_guidance_scale_2\"\xbb\x04\n\x14GenerationParameters\x12\r\n\x05model\x18\x01 \x01(\t\x12\'\n\x04task\x18\x02 \x01(\x0e\x32\x19.viarte.inference.v1.Task\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12\x17\n\x0fnegative_prompt\x18\x04 \x01(\t\x12\x16\n\x0eimage_asset_id\x18\x05 \x01(\t\x12\r\n\x05width\x18\x06 \x01(\x05\x12\x0e\n\x06height\x18\x07 \x01(\x05\x12\x12\n\nnum_frames\x18\x08 \x01(\x05\x12\x0b\n\x03\x66ps\x18\t \x01(\x05\x12\x1b\n\x13num_inference_steps\x18\n \x01(\x05\x12\x1b\n\x0eguidance_scale\x18\x0b \x01(\x02H\x01\x88\x01\x01\x12\x11\n\x04seed\x18\x0c \x01(\x03H\x02\x88\x01\x01\x12\x1d\n\x15preview_every_n_steps\x18\r \x01(\x05\x12\x31\n\x03svd\x18\x0e \x01(\x0b\x32\".viarte.inference.v1.SvdParametersH\x00\x12\x31\n\x03wan\x18\x0f \x01(\x0b\x32\".viarte.inference.v1.WanParametersH\x00\x12\x37\n\tface_swap\x18\x10 \x01(\x0b\x32$.viarte.inference.v1.FaceSwapOptions\x12.\n\x05loras\x18\x11 \x03(\x0b\x32\x1f.viarte.inference.v1.LoraWeightB\x13\n\x11\x66\x61mily_parametersB\x11\n\x0f_guidance_scaleB\x07\n\x05_seed\"-\n\nLoraWeight\x12\x0f\n\x07lora_id\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x02\"-\n\x0bStageTiming\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0f\n\x07seconds\x18\x02 \x01(\x01\"\xd8\x01\n\x10GenerationResult\x12\x16\n\x0evideo_asset_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66rame_count\x18\x02 \x01(\x05\x12\x0b\n\x03\x66ps\x18\x03 \x01(\x05\x12\x0c\n\x04seed\x18\x04 \x01(\x03\x12\r\n\x05width\x18\x05 \x01(\x05\x12\x0e\n\x06height\x18\x06 \x01(\x05\x12\x15\n\rmemory_policy\x18\x07 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x08 \x01(\t\x12\x36\n\tface_swap\x18\t \x01(\x0b\x32#.viarte.inference.v1.FaceSwapResult\"\xe2\x01\n\rGenerationJob\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08owner_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12)\n\x06status\x18\x04 \x01(\x0b\x32\x19.viarte.type.v1.JobStatus\x12=\n\nparameters\x18\x05 \x01(\x0b\x32).viarte.inference.v1.GenerationParameters\x12\x35\n\x06result\x18\x06 \x01(\x0b\x32%.viarte.inference.v1.GenerationResult\"\x81\x01\n\x1a\x43reateGenerationJobRequest\x12=\n\nparameters\x18\x01 \x01(\x0b\x32).viarte.inference.v1.GenerationParameters\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x10\n\x08priority\x18\x03 \x01(\x05\"N\n\x1b\x43reateGenerationJobResponse\x12/\n\x03job\x18\x01 \x01(\x0b\x32\".viarte.inference.v1.GenerationJob\"%\n\x17GetGenerationJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"K\n\x18GetGenerationJobResponse\x12/\n\x03job\x18\x01 \x01(\x0b\x32\".viarte.inference.v1.GenerationJob\"k\n\x19ListGenerationJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.viarte.type.v1.JobState\"g\n\x1aListGenerationJobsResponse\x12\x30\n\x04jobs\x18\x01 \x03(\x0b\x32\".viarte.inference.v1.GenerationJob\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"(\n\x1a\x43\x61ncelGenerationJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"N\n\x1b\x43\x61ncelGenerationJobResponse\x12/\n\x03job\x18\x01 \x01(\x0b\x32\".viarte.inference.v1.GenerationJob\"?\n\x19WatchGenerationJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\"\x85\x01\n\x1aWatchGenerationJobResponse\x12\x31\n\x03job\x18\x01 \x01(\x0b\x32\".viarte.inference.v1.GenerationJobH\x00\x12)\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x18.viarte.type.v1.JobEventH\x00\x42\t\n\x07payload*M\n\x04Task\x12\x14\n\x10TASK_UNSPECIFIED\x10\x00\x12\x16\n\x12TASK_TEXT_TO_VIDEO\x10\x01\x12\x17\n\x13TASK_IMAGE_TO_VIDEO\x10\x02*t\n\x0bModelFamily\x12\x1c\n\x18MODEL_FAMILY_UNSPECIFIED\x10\x00\x12\x1b\n\x17MODEL_FAMILY_MODELSCOPE\x10\x01\x12\x14\n\x10MODEL_FAMILY_WAN\x10\x02\x12\x14\n\x10MODEL_FAMILY_SVD\x10\x03\x32\xc7\x05\n\x11GenerationService\x12]\n\nListModels\x12&.viarte.inference.v1.ListModelsRequest\x1a\'.viarte.inference.v1.ListModelsResponse\x12x\n\x13\x43reateGenerationJob\x12/.viarte.inference.v1.CreateGenerationJobRequest\x1a\x30.viarte.inference.v1.CreateGenerationJobResponse\x12o\n\x10GetGenerationJob\x12,.viarte.inference.v1.GetGenerationJobRequest\x1a-.viarte.inference.v1.GetGenerationJobResponse\x12u\n\x12ListGenerationJobs\x12..viarte.inference.v1.ListGenerationJobsRequest\x1a/.viarte.inference.v1.ListGenerationJobsResponse\x12x\n\x13\x43\x61ncelGenerationJob\x12/.viarte.inference.v1.CancelGenerationJobRequest\x1a\x30.viarte.inference.v1.CancelGenerationJobResponse\x12w\n\x12WatchGenerationJob\x12..viarte.inference.v1.WatchGenerationJobRequest\x1a/.viarte.inference.v1.WatchGenerationJobResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$viarte/inference/v1/generation.proto\x12\x13viarte.inference.v1\x1a#viarte/inference/v1/face_swap.proto\x1a\x18viarte/type/v1/job.proto\"\x8f\x03\n\x0bModelLimits\x12\x11\n\tmin_width\x18\x01 \x01(\x05\x12\x11\n\tmax_width\x18\x02 \x01(\x05\x12\x12\n\nmin_height\x18\x03 \x01(\x05\x12\x12\n\nmax_height\x18\x04 \x01(\x05\x12\x15\n\rsize_multiple\x18\x05 \x01(\x05\x12\x12\n\nmin_frames\x18\x06 \x01(\x05\x12\x12\n\nmax_frames\x18\x07 \x01(\x05\x12\x17\n\x0f\x66rames_multiple\x18\x08 \x01(\x05\x12\x11\n\tmax_steps\x18\t \x01(\x05\x12\x1a\n\x12max_guidance_scale\x18\n \x01(\x02\x12\x18\n\x10max_prompt_chars\x18\x0b \x01(\x05\x12\x15\n\rdefault_width\x18\x0c \x01(\x05\x12\x16\n\x0e\x64\x65\x66\x61ult_height\x18\r \x01(\x05\x12\x16\n\x0e\x64\x65\x66\x61ult_frames\x18\x0e \x01(\x05\x12\x15\n\rdefault_steps\x18\x0f \x01(\x05\x12\x1e\n\x16\x64\x65\x66\x61ult_guidance_scale\x18\x10 \x01(\x02\x12\x13\n\x0b\x64\x65\x66\x61ult_fps\x18\x11 \x01(\x05\"\xc3\x02\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x30\n\x06\x66\x61mily\x18\x03 \x01(\x0e\x32 .viarte.inference.v1.ModelFamily\x12(\n\x05tasks\x18\x04 \x03(\x0e\x32\x19.viarte.inference.v1.Task\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x0c\n\x04tiny\x18\x06 \x01(\x08\x12\x30\n\x06limits\x18\x07 \x01(\x0b\x32 .viarte.inference.v1.ModelLimits\x12\x0e\n\x06loaded\x18\x08 \x01(\x08\x12\x1e\n\x16\x65stimated_memory_bytes\x18\t \x01(\x03\x12<\n\x0ftraining_memory\x18\n \x01(\x0b\x32#.viarte.inference.v1.TrainingMemory\"x\n\x0eTrainingMemory\x12\r\n\x05\x62ytes\x18\x01 \x01(\x03\x12$\n\x1cgradient_checkpointing_bytes\x18\x02 \x01(\x03\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\x12\n\nnum_frames\x18\x05 \x01(\x05\"\x13\n\x11ListModelsRequest\"@\n\x12ListModelsResponse\x12*\n\x06models\x18\x01 \x03(\x0b\x32\x1a.viarte.inference.v1.Model\"\x86\x02\n\rSvdParameters\x12\x1d\n\x10motion_bucket_id\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x1f\n\x12noise_aug_strength\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x1f\n\x12min_guidance_scale\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x1f\n\x12max_guidance_scale\x18\x04 \x01(\x02H\x03\x88\x01\x01\x12\x19\n\x11\x64\x65\x63ode_chunk_size\x18\x05 \x01(\x05\x42\x13\n\x11_motion_bucket_idB\x15\n\x13_noise_aug_strengthB\x15\n\x13_min_guidance_scaleB\x15\n\x13_max_guidance_scale\"k\n\rWanParameters\x12\x17\n\nflow_shift\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x1d\n\x10guidance_scale_2\x18\x02 \x01(\x02H\x01\x88\x01\x01\x42\r\n\x0b_flow_shiftB\x13\n\x11_guidance_scale_2\"\xbb\x04\n\x14GenerationParameters\x12\r\n\x05model\x18\x01 \x01(\t\x12\'\n\x04task\x18\x02 \x01(\x0e\x32\x19.viarte.inference.v1.Task\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12\x17\n\x0fnegative_prompt\x18\x04 \x01(\t\x12\x16\n\x0eimage_asset_id\x18\x05 \x01(\t\x12\r\n\x05width\x18\x06 \x01(\x05\x12\x0e\n\x06height\x18\x07 \x01(\x05\x12\x12\n\nnum_frames\x18\x08 \x01(\x05\x12\x0b\n\x03\x66ps\x18\t \x01(\x05\x12\x1b\n\x13num_inference_steps\x18\n \x01(\x05\x12\x1b\n\x0eguidance_scale\x18\x0b \x01(\x02H\x01\x88\x01\x01\x12\x11\n\x04seed\x18\x0c \x01(\x03H\x02\x88\x01\x01\x12\x1d\n\x15preview_every_n_steps\x18\r \x01(\x05\x12\x31\n\x03svd\x18\x0e \x01(\x0b\x32\".viarte.inference.v1.SvdParametersH\x00\x12\x31\n\x03wan\x18\x0f \x01(\x0b\x32\".viarte.inference.v1.WanParametersH\x00\x12\x37\n\tface_swap\x18\x10 \x01(\x0b\x32$.viarte.inference.v1.FaceSwapOptions\x12.\n\x05loras\x18\x11 \x03(\x0b\x32\x1f.viarte.inference.v1.LoraWeightB\x13\n\x11\x66\x61mily_parametersB\x11\n\x0f_guidance_scaleB\x07\n\x05_seed\"-\n\nLoraWeight\x12\x0f\n\x07lora_id\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x02\"-\n\x0bStageTiming\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0f\n\x07seconds\x18\x02 \x01(\x01\"\xd8\x01\n\x10GenerationResult\x12\x16\n\x0evideo_asset_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66rame_count\x18\x02 \x01(\x05\x12\x0b\n\x03\x66ps\x18\x03 \x01(\x05\x12\x0c\n\x04seed\x18\x04 \x01(\x03\x12\r\n\x05width\x18\x05 \x01(\x05\x12\x0e\n\x06height\x18\x06 \x01(\x05\x12\x15\n\rmemory_policy\x18\x07 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x08 \x01(\t\x12\x36\n\tface_swap\x18\t \x01(\x0b\x32#.viarte.inference.v1.FaceSwapResult\"\xe2\x01\n\rGenerationJob\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08owner_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12)\n\x06status\x18\x04 \x01(\x0b\x32\x19.viarte.type.v1.JobStatus\x12=\n\nparameters\x18\x05 \x01(\x0b\x32).viarte.inference.v1.GenerationParameters\x12\x35\n\x06result\x18\x06 \x01(\x0b\x32%.viarte.inference.v1.GenerationResult\"\x81\x01\n\x1a\x43reateGenerationJobRequest\x12=\n\nparameters\x18\x01 \x01(\x0b\x32).viarte.inference.v1.GenerationParameters\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x10\n\x08priority\x18\x03 \x01(\x05\"N\n\x1b\x43reateGenerationJobResponse\x12/\n\x03job\x18\x01 \x01(\x0b\x32\".viarte.inference.v1.GenerationJob\"%\n\x17GetGenerationJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"K\n\x18GetGenerationJobResponse\x12/\n\x03job\x18\x01 \x01(\x0b\x32\".viarte.inference.v1.GenerationJob\"k\n\x19ListGenerationJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.viarte.type.v1.JobState\"g\n\x1aListGenerationJobsResponse\x12\x30\n\x04jobs\x18\x01 \x03(\x0b\x32\".viarte.inference.v1.GenerationJob\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"(\n\x1a\x43\x61ncelGenerationJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"N\n\x1b\x43\x61ncelGenerationJobResponse\x12/\n\x03job\x18\x01 \x01(\x0b\x32\".viarte.inference.v1.GenerationJob\"?\n\x19WatchGenerationJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\"\x85\x01\n\x1aWatchGenerationJobResponse\x12\x31\n\x03job\x18\x01 \x01(\x0b\x32\".viarte.inference.v1.GenerationJobH\x00\x12)\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x18.viarte.type.v1.JobEventH\x00\x42\t\n\x07payload*M\n\x04Task\x12\x14\n\x10TASK_UNSPECIFIED\x10\x00\x12\x16\n\x12TASK_TEXT_TO_VIDEO\x10\x01\x12\x17\n\x13TASK_IMAGE_TO_VIDEO\x10\x02*t\n\x0bModelFamily\x12\x1c\n\x18MODEL_FAMILY_UNSPECIFIED\x10\x00\x12\x1b\n\x17MODEL_FAMILY_MODELSCOPE\x10\x01\x12\x14\n\x10MODEL_FAMILY_WAN\x10\x02\x12\x14\n\x10MODEL_FAMILY_SVD\x10\x03\x32\xc7\x05\n\x11GenerationService\x12]\n\nListModels\x12&.viarte.inference.v1.ListModelsRequest\x1a\'.viarte.inference.v1.ListModelsResponse\x12x\n\x13\x43reateGenerationJob\x12/.viarte.inference.v1.CreateGenerationJobRequest\x1a\x30.viarte.inference.v1.CreateGenerationJobResponse\x12o\n\x10GetGenerationJob\x12,.viarte.inference.v1.GetGenerationJobRequest\x1a-.viarte.inference.v1.GetGenerationJobResponse\x12u\n\x12ListGenerationJobs\x12..viarte.inference.v1.ListGenerationJobsRequest\x1a/.viarte.inference.v1.ListGenerationJobsResponse\x12x\n\x13\x43\x61ncelGenerationJob\x12/.viarte.inference.v1.CancelGenerationJobRequest\x1a\x30.viarte.inference.v1.CancelGenerationJobResponse\x12w\n\x12WatchGenerationJob\x12..viarte.inference.v1.WatchGenerationJobRequest\x1a/.viarte.inference.v1.WatchGenerationJobResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'viarte.inference.v1.generation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASK']._serialized_start=3232
-  _globals['_TASK']._serialized_end=3309
-  _globals['_MODELFAMILY']._serialized_start=3311
-  _globals['_MODELFAMILY']._serialized_end=3427
+  _globals['_TASK']._serialized_start=3416
+  _globals['_TASK']._serialized_end=3493
+  _globals['_MODELFAMILY']._serialized_start=3495
+  _globals['_MODELFAMILY']._serialized_end=3611
   _globals['_MODELLIMITS']._serialized_start=125
   _globals['_MODELLIMITS']._serialized_end=524
   _globals['_MODEL']._serialized_start=527
-  _globals['_MODEL']._serialized_end=788
-  _globals['_LISTMODELSREQUEST']._serialized_start=790
-  _globals['_LISTMODELSREQUEST']._serialized_end=809
-  _globals['_LISTMODELSRESPONSE']._serialized_start=811
-  _globals['_LISTMODELSRESPONSE']._serialized_end=875
-  _globals['_SVDPARAMETERS']._serialized_start=878
-  _globals['_SVDPARAMETERS']._serialized_end=1140
-  _globals['_WANPARAMETERS']._serialized_start=1142
-  _globals['_WANPARAMETERS']._serialized_end=1249
-  _globals['_GENERATIONPARAMETERS']._serialized_start=1252
-  _globals['_GENERATIONPARAMETERS']._serialized_end=1823
-  _globals['_LORAWEIGHT']._serialized_start=1825
-  _globals['_LORAWEIGHT']._serialized_end=1870
-  _globals['_STAGETIMING']._serialized_start=1872
-  _globals['_STAGETIMING']._serialized_end=1917
-  _globals['_GENERATIONRESULT']._serialized_start=1920
-  _globals['_GENERATIONRESULT']._serialized_end=2136
-  _globals['_GENERATIONJOB']._serialized_start=2139
-  _globals['_GENERATIONJOB']._serialized_end=2365
-  _globals['_CREATEGENERATIONJOBREQUEST']._serialized_start=2368
-  _globals['_CREATEGENERATIONJOBREQUEST']._serialized_end=2497
-  _globals['_CREATEGENERATIONJOBRESPONSE']._serialized_start=2499
-  _globals['_CREATEGENERATIONJOBRESPONSE']._serialized_end=2577
-  _globals['_GETGENERATIONJOBREQUEST']._serialized_start=2579
-  _globals['_GETGENERATIONJOBREQUEST']._serialized_end=2616
-  _globals['_GETGENERATIONJOBRESPONSE']._serialized_start=2618
-  _globals['_GETGENERATIONJOBRESPONSE']._serialized_end=2693
-  _globals['_LISTGENERATIONJOBSREQUEST']._serialized_start=2695
-  _globals['_LISTGENERATIONJOBSREQUEST']._serialized_end=2802
-  _globals['_LISTGENERATIONJOBSRESPONSE']._serialized_start=2804
-  _globals['_LISTGENERATIONJOBSRESPONSE']._serialized_end=2907
-  _globals['_CANCELGENERATIONJOBREQUEST']._serialized_start=2909
-  _globals['_CANCELGENERATIONJOBREQUEST']._serialized_end=2949
-  _globals['_CANCELGENERATIONJOBRESPONSE']._serialized_start=2951
-  _globals['_CANCELGENERATIONJOBRESPONSE']._serialized_end=3029
-  _globals['_WATCHGENERATIONJOBREQUEST']._serialized_start=3031
-  _globals['_WATCHGENERATIONJOBREQUEST']._serialized_end=3094
-  _globals['_WATCHGENERATIONJOBRESPONSE']._serialized_start=3097
-  _globals['_WATCHGENERATIONJOBRESPONSE']._serialized_end=3230
-  _globals['_GENERATIONSERVICE']._serialized_start=3430
-  _globals['_GENERATIONSERVICE']._serialized_end=4141
+  _globals['_MODEL']._serialized_end=850
+  _globals['_TRAININGMEMORY']._serialized_start=852
+  _globals['_TRAININGMEMORY']._serialized_end=972
+  _globals['_LISTMODELSREQUEST']._serialized_start=974
+  _globals['_LISTMODELSREQUEST']._serialized_end=993
+  _globals['_LISTMODELSRESPONSE']._serialized_start=995
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1059
+  _globals['_SVDPARAMETERS']._serialized_start=1062
+  _globals['_SVDPARAMETERS']._serialized_end=1324
+  _globals['_WANPARAMETERS']._serialized_start=1326
+  _globals['_WANPARAMETERS']._serialized_end=1433
+  _globals['_GENERATIONPARAMETERS']._serialized_start=1436
+  _globals['_GENERATIONPARAMETERS']._serialized_end=2007
+  _globals['_LORAWEIGHT']._serialized_start=2009
+  _globals['_LORAWEIGHT']._serialized_end=2054
+  _globals['_STAGETIMING']._serialized_start=2056
+  _globals['_STAGETIMING']._serialized_end=2101
+  _globals['_GENERATIONRESULT']._serialized_start=2104
+  _globals['_GENERATIONRESULT']._serialized_end=2320
+  _globals['_GENERATIONJOB']._serialized_start=2323
+  _globals['_GENERATIONJOB']._serialized_end=2549
+  _globals['_CREATEGENERATIONJOBREQUEST']._serialized_start=2552
+  _globals['_CREATEGENERATIONJOBREQUEST']._serialized_end=2681
+  _globals['_CREATEGENERATIONJOBRESPONSE']._serialized_start=2683
+  _globals['_CREATEGENERATIONJOBRESPONSE']._serialized_end=2761
+  _globals['_GETGENERATIONJOBREQUEST']._serialized_start=2763
+  _globals['_GETGENERATIONJOBREQUEST']._serialized_end=2800
+  _globals['_GETGENERATIONJOBRESPONSE']._serialized_start=2802
+  _globals['_GETGENERATIONJOBRESPONSE']._serialized_end=2877
+  _globals['_LISTGENERATIONJOBSREQUEST']._serialized_start=2879
+  _globals['_LISTGENERATIONJOBSREQUEST']._serialized_end=2986
+  _globals['_LISTGENERATIONJOBSRESPONSE']._serialized_start=2988
+  _globals['_LISTGENERATIONJOBSRESPONSE']._serialized_end=3091
+  _globals['_CANCELGENERATIONJOBREQUEST']._serialized_start=3093
+  _globals['_CANCELGENERATIONJOBREQUEST']._serialized_end=3133
+  _globals['_CANCELGENERATIONJOBRESPONSE']._serialized_start=3135
+  _globals['_CANCELGENERATIONJOBRESPONSE']._serialized_end=3213
+  _globals['_WATCHGENERATIONJOBREQUEST']._serialized_start=3215
+  _globals['_WATCHGENERATIONJOBREQUEST']._serialized_end=3278
+  _globals['_WATCHGENERATIONJOBRESPONSE']._serialized_start=3281
+  _globals['_WATCHGENERATIONJOBRESPONSE']._serialized_end=3414
+  _globals['_GENERATIONSERVICE']._serialized_start=3614
+  _globals['_GENERATIONSERVICE']._serialized_end=4325
 # @@protoc_insertion_point(module_scope)

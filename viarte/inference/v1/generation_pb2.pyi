@@ -68,7 +68,7 @@ class ModelLimits(_message.Message):
     def __init__(self, min_width: _Optional[int] = ..., max_width: _Optional[int] = ..., min_height: _Optional[int] = ..., max_height: _Optional[int] = ..., size_multiple: _Optional[int] = ..., min_frames: _Optional[int] = ..., max_frames: _Optional[int] = ..., frames_multiple: _Optional[int] = ..., max_steps: _Optional[int] = ..., max_guidance_scale: _Optional[float] = ..., max_prompt_chars: _Optional[int] = ..., default_width: _Optional[int] = ..., default_height: _Optional[int] = ..., default_frames: _Optional[int] = ..., default_steps: _Optional[int] = ..., default_guidance_scale: _Optional[float] = ..., default_fps: _Optional[int] = ...) -> None: ...
 
 class Model(_message.Message):
-    __slots__ = ("id", "display_name", "family", "tasks", "source", "tiny", "limits", "loaded", "estimated_memory_bytes")
+    __slots__ = ("id", "display_name", "family", "tasks", "source", "tiny", "limits", "loaded", "estimated_memory_bytes", "training_memory")
     ID_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     FAMILY_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +78,7 @@ class Model(_message.Message):
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     LOADED_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_MEMORY_FIELD_NUMBER: _ClassVar[int]
     id: str
     display_name: str
     family: ModelFamily
@@ -87,7 +88,22 @@ class Model(_message.Message):
     limits: ModelLimits
     loaded: bool
     estimated_memory_bytes: int
-    def __init__(self, id: _Optional[str] = ..., display_name: _Optional[str] = ..., family: _Optional[_Union[ModelFamily, str]] = ..., tasks: _Optional[_Iterable[_Union[Task, str]]] = ..., source: _Optional[str] = ..., tiny: _Optional[bool] = ..., limits: _Optional[_Union[ModelLimits, _Mapping]] = ..., loaded: _Optional[bool] = ..., estimated_memory_bytes: _Optional[int] = ...) -> None: ...
+    training_memory: TrainingMemory
+    def __init__(self, id: _Optional[str] = ..., display_name: _Optional[str] = ..., family: _Optional[_Union[ModelFamily, str]] = ..., tasks: _Optional[_Iterable[_Union[Task, str]]] = ..., source: _Optional[str] = ..., tiny: _Optional[bool] = ..., limits: _Optional[_Union[ModelLimits, _Mapping]] = ..., loaded: _Optional[bool] = ..., estimated_memory_bytes: _Optional[int] = ..., training_memory: _Optional[_Union[TrainingMemory, _Mapping]] = ...) -> None: ...
+
+class TrainingMemory(_message.Message):
+    __slots__ = ("bytes", "gradient_checkpointing_bytes", "width", "height", "num_frames")
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    GRADIENT_CHECKPOINTING_BYTES_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    NUM_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    bytes: int
+    gradient_checkpointing_bytes: int
+    width: int
+    height: int
+    num_frames: int
+    def __init__(self, bytes: _Optional[int] = ..., gradient_checkpointing_bytes: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., num_frames: _Optional[int] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

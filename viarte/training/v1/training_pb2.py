@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from viarte.type.v1 import job_pb2 as viarte_dot_type_dot_v1_dot_job__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!viarte/training/v1/training.proto\x12\x12viarte.training.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18viarte/type/v1/job.proto\"4\n\x0fTrainingExample\x12\x10\n\x08\x61sset_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61ption\x18\x02 \x01(\t\"H\n\x0fTrainingDataset\x12\x35\n\x08\x65xamples\x18\x01 \x03(\x0b\x32#.viarte.training.v1.TrainingExample\"\x83\x03\n\x12TrainingParameters\x12\x12\n\nbase_model\x18\x01 \x01(\t\x12\x34\n\x07\x64\x61taset\x18\x02 \x01(\x0b\x32#.viarte.training.v1.TrainingDataset\x12\x14\n\x0ctrigger_word\x18\x03 \x01(\t\x12\x0c\n\x04rank\x18\x04 \x01(\x05\x12\r\n\x05\x61lpha\x18\x05 \x01(\x02\x12\x15\n\rlearning_rate\x18\x06 \x01(\x02\x12\r\n\x05steps\x18\x07 \x01(\x05\x12\x12\n\nbatch_size\x18\x08 \x01(\x05\x12\r\n\x05width\x18\t \x01(\x05\x12\x0e\n\x06height\x18\n \x01(\x05\x12\x12\n\nnum_frames\x18\x0b \x01(\x05\x12\x11\n\x04seed\x18\x0c \x01(\x03H\x00\x88\x01\x01\x12\x19\n\x11validation_prompt\x18\r \x01(\t\x12\x1c\n\x14sample_every_n_steps\x18\x0e \x01(\x05\x12 \n\x18\x63heckpoint_every_n_steps\x18\x0f \x01(\x05\x12\x0c\n\x04name\x18\x10 \x01(\tB\x07\n\x05_seed\"\x9e\x01\n\x0eTrainingResult\x12\x0f\n\x07lora_id\x18\x01 \x01(\t\x12\x15\n\rlora_asset_id\x18\x02 \x01(\t\x12\x17\n\x0fsteps_completed\x18\x03 \x01(\x05\x12\x12\n\nfinal_loss\x18\x04 \x01(\x02\x12\x19\n\x11resumed_from_step\x18\x05 \x01(\x05\x12\x1c\n\x14\x63heckpoint_asset_ids\x18\x06 \x03(\t\"\xda\x01\n\x0bTrainingJob\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08owner_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12)\n\x06status\x18\x04 \x01(\x0b\x32\x19.viarte.type.v1.JobStatus\x12:\n\nparameters\x18\x05 \x01(\x0b\x32&.viarte.training.v1.TrainingParameters\x12\x32\n\x06result\x18\x06 \x01(\x0b\x32\".viarte.training.v1.TrainingResult\"\xdb\x02\n\x04Lora\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08owner_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x10\n\x08\x61sset_id\x18\x04 \x01(\t\x12\x12\n\nbase_model\x18\x05 \x01(\t\x12\x19\n\x11\x64\x61taset_asset_ids\x18\x06 \x03(\t\x12\x16\n\x0e\x64\x61taset_sha256\x18\x07 \x01(\t\x12:\n\nparameters\x18\x08 \x01(\x0b\x32&.viarte.training.v1.TrainingParameters\x12\x17\n\x0ftraining_job_id\x18\t \x01(\t\x12\x12\n\nfinal_loss\x18\n \x01(\x02\x12\r\n\x05steps\x18\x0b \x01(\x05\x12\x0f\n\x07partial\x18\x0c \x01(\x08\x12\x14\n\x0ctrigger_word\x18\r \x01(\t\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"|\n\x18\x43reateTrainingJobRequest\x12:\n\nparameters\x18\x01 \x01(\x0b\x32&.viarte.training.v1.TrainingParameters\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x10\n\x08priority\x18\x03 \x01(\x05\"I\n\x19\x43reateTrainingJobResponse\x12,\n\x03job\x18\x01 \x01(\x0b\x32\x1f.viarte.training.v1.TrainingJob\"#\n\x15GetTrainingJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"F\n\x16GetTrainingJobResponse\x12,\n\x03job\x18\x01 \x01(\x0b\x32\x1f.viarte.training.v1.TrainingJob\"i\n\x17ListTrainingJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.viarte.type.v1.JobState\"b\n\x18ListTrainingJobsResponse\x12-\n\x04jobs\x18\x01 \x03(\x0b\x32\x1f.viarte.training.v1.TrainingJob\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"&\n\x18\x43\x61ncelTrainingJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"I\n\x19\x43\x61ncelTrainingJobResponse\x12,\n\x03job\x18\x01 \x01(\x0b\x32\x1f.viarte.training.v1.TrainingJob\"=\n\x17WatchTrainingJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\"\x80\x01\n\x18WatchTrainingJobResponse\x12.\n\x03job\x18\x01 \x01(\x0b\x32\x1f.viarte.training.v1.TrainingJobH\x00\x12)\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x18.viarte.type.v1.JobEventH\x00\x42\t\n\x07payload\"M\n\x10ListLorasRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x12\n\nbase_model\x18\x03 \x01(\t\"U\n\x11ListLorasResponse\x12\'\n\x05loras\x18\x01 \x03(\x0b\x32\x18.viarte.training.v1.Lora\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1c\n\x0eGetLoraRequest\x12\n\n\x02id\x18\x01 \x01(\t\"9\n\x0fGetLoraResponse\x12&\n\x04lora\x18\x01 \x01(\x0b\x32\x18.viarte.training.v1.Lora\"\x1f\n\x11\x44\x65leteLoraRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteLoraResponse2\xbe\x04\n\x0fTrainingService\x12p\n\x11\x43reateTrainingJob\x12,.viarte.training.v1.CreateTrainingJobRequest\x1a-.viarte.training.v1.CreateTrainingJobResponse\x12g\n\x0eGetTrainingJob\x12).viarte.training.v1.GetTrainingJobRequest\x1a*.viarte.training.v1.GetTrainingJobResponse\x12m\n\x10ListTrainingJobs\x12+.viarte.training.v1.ListTrainingJobsRequest\x1a,.viarte.training.v1.ListTrainingJobsResponse\x12p\n\x11\x43\x61ncelTrainingJob\x12,.viarte.training.v1.CancelTrainingJobRequest\x1a-.viarte.training.v1.CancelTrainingJobResponse\x12o\n\x10WatchTrainingJob\x12+.viarte.training.v1.WatchTrainingJobRequest\x1a,.viarte.training.v1.WatchTrainingJobResponse0\x01\x32\x98\x02\n\x0bLoraService\x12X\n\tListLoras\x12$.viarte.training.v1.ListLorasRequest\x1a%.viarte.training.v1.ListLorasResponse\x12R\n\x07GetLora\x12\".viarte.training.v1.GetLoraRequest\x1a#.viarte.training.v1.GetLoraResponse\x12[\n\nDeleteLora\x12%.viarte.training.v1.DeleteLoraRequest\x1a&.viarte.training.v1.DeleteLoraResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!viarte/training/v1/training.proto\x12\x12viarte.training.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18viarte/type/v1/job.proto\"N\n\x0fTrainingExample\x12\x10\n\x08\x61sset_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61ption\x18\x02 \x01(\t\x12\x18\n\x10\x63\x61ption_asset_id\x18\x03 \x01(\t\"g\n\x0fTrainingDataset\x12\x35\n\x08\x65xamples\x18\x01 \x03(\x0b\x32#.viarte.training.v1.TrainingExample\x12\x1d\n\x15\x63\x61ption_file_asset_id\x18\x02 \x01(\t\"\x82\x04\n\x12TrainingParameters\x12\x12\n\nbase_model\x18\x01 \x01(\t\x12\x34\n\x07\x64\x61taset\x18\x02 \x01(\x0b\x32#.viarte.training.v1.TrainingDataset\x12\x14\n\x0ctrigger_word\x18\x03 \x01(\t\x12\x0c\n\x04rank\x18\x04 \x01(\x05\x12\r\n\x05\x61lpha\x18\x05 \x01(\x02\x12\x15\n\rlearning_rate\x18\x06 \x01(\x02\x12\r\n\x05steps\x18\x07 \x01(\x05\x12\x12\n\nbatch_size\x18\x08 \x01(\x05\x12\r\n\x05width\x18\t \x01(\x05\x12\x0e\n\x06height\x18\n \x01(\x05\x12\x12\n\nnum_frames\x18\x0b \x01(\x05\x12\x11\n\x04seed\x18\x0c \x01(\x03H\x00\x88\x01\x01\x12\x19\n\x11validation_prompt\x18\r \x01(\t\x12\x1c\n\x14sample_every_n_steps\x18\x0e \x01(\x05\x12 \n\x18\x63heckpoint_every_n_steps\x18\x0f \x01(\x05\x12\x0c\n\x04name\x18\x10 \x01(\t\x12\"\n\x1asample_num_inference_steps\x18\x11 \x01(\x05\x12\x19\n\x11sample_num_frames\x18\x12 \x01(\x05\x12#\n\x16gradient_checkpointing\x18\x13 \x01(\x08H\x01\x88\x01\x01\x42\x07\n\x05_seedB\x19\n\x17_gradient_checkpointing\"\xd8\x01\n\x0eTrainingResult\x12\x0f\n\x07lora_id\x18\x01 \x01(\t\x12\x15\n\rlora_asset_id\x18\x02 \x01(\t\x12\x17\n\x0fsteps_completed\x18\x03 \x01(\x05\x12\x12\n\nfinal_loss\x18\x04 \x01(\x02\x12\x19\n\x11resumed_from_step\x18\x05 \x01(\x05\x12\x1c\n\x14\x63heckpoint_asset_ids\x18\x06 \x03(\t\x12\x18\n\x10sample_asset_ids\x18\x07 \x03(\t\x12\x1e\n\x16gradient_checkpointing\x18\x08 \x01(\x08\"\xda\x01\n\x0bTrainingJob\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08owner_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12)\n\x06status\x18\x04 \x01(\x0b\x32\x19.viarte.type.v1.JobStatus\x12:\n\nparameters\x18\x05 \x01(\x0b\x32&.viarte.training.v1.TrainingParameters\x12\x32\n\x06result\x18\x06 \x01(\x0b\x32\".viarte.training.v1.TrainingResult\"\xdb\x02\n\x04Lora\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08owner_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x10\n\x08\x61sset_id\x18\x04 \x01(\t\x12\x12\n\nbase_model\x18\x05 \x01(\t\x12\x19\n\x11\x64\x61taset_asset_ids\x18\x06 \x03(\t\x12\x16\n\x0e\x64\x61taset_sha256\x18\x07 \x01(\t\x12:\n\nparameters\x18\x08 \x01(\x0b\x32&.viarte.training.v1.TrainingParameters\x12\x17\n\x0ftraining_job_id\x18\t \x01(\t\x12\x12\n\nfinal_loss\x18\n \x01(\x02\x12\r\n\x05steps\x18\x0b \x01(\x05\x12\x0f\n\x07partial\x18\x0c \x01(\x08\x12\x14\n\x0ctrigger_word\x18\r \x01(\t\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"|\n\x18\x43reateTrainingJobRequest\x12:\n\nparameters\x18\x01 \x01(\x0b\x32&.viarte.training.v1.TrainingParameters\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x10\n\x08priority\x18\x03 \x01(\x05\"I\n\x19\x43reateTrainingJobResponse\x12,\n\x03job\x18\x01 \x01(\x0b\x32\x1f.viarte.training.v1.TrainingJob\"#\n\x15GetTrainingJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"F\n\x16GetTrainingJobResponse\x12,\n\x03job\x18\x01 \x01(\x0b\x32\x1f.viarte.training.v1.TrainingJob\"i\n\x17ListTrainingJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.viarte.type.v1.JobState\"b\n\x18ListTrainingJobsResponse\x12-\n\x04jobs\x18\x01 \x03(\x0b\x32\x1f.viarte.training.v1.TrainingJob\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"&\n\x18\x43\x61ncelTrainingJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"I\n\x19\x43\x61ncelTrainingJobResponse\x12,\n\x03job\x18\x01 \x01(\x0b\x32\x1f.viarte.training.v1.TrainingJob\"=\n\x17WatchTrainingJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\"\x80\x01\n\x18WatchTrainingJobResponse\x12.\n\x03job\x18\x01 \x01(\x0b\x32\x1f.viarte.training.v1.TrainingJobH\x00\x12)\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x18.viarte.type.v1.JobEventH\x00\x42\t\n\x07payload\"M\n\x10ListLorasRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x12\n\nbase_model\x18\x03 \x01(\t\"U\n\x11ListLorasResponse\x12\'\n\x05loras\x18\x01 \x03(\x0b\x32\x18.viarte.training.v1.Lora\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1c\n\x0eGetLoraRequest\x12\n\n\x02id\x18\x01 \x01(\t\"9\n\x0fGetLoraResponse\x12&\n\x04lora\x18\x01 \x01(\x0b\x32\x18.viarte.training.v1.Lora\"\x1f\n\x11\x44\x65leteLoraRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteLoraResponse2\xbe\x04\n\x0fTrainingService\x12p\n\x11\x43reateTrainingJob\x12,.viarte.training.v1.CreateTrainingJobRequest\x1a-.viarte.training.v1.CreateTrainingJobResponse\x12g\n\x0eGetTrainingJob\x12).viarte.training.v1.GetTrainingJobRequest\x1a*.viarte.training.v1.GetTrainingJobResponse\x12m\n\x10ListTrainingJobs\x12+.viarte.training.v1.ListTrainingJobsRequest\x1a,.viarte.training.v1.ListTrainingJobsResponse\x12p\n\x11\x43\x61ncelTrainingJob\x12,.viarte.training.v1.CancelTrainingJobRequest\x1a-.viarte.training.v1.CancelTrainingJobResponse\x12o\n\x10WatchTrainingJob\x12+.viarte.training.v1.WatchTrainingJobRequest\x1a,.viarte.training.v1.WatchTrainingJobResponse0\x01\x32\x98\x02\n\x0bLoraService\x12X\n\tListLoras\x12$.viarte.training.v1.ListLorasRequest\x1a%.viarte.training.v1.ListLorasResponse\x12R\n\x07GetLora\x12\".viarte.training.v1.GetLoraRequest\x1a#.viarte.training.v1.GetLoraResponse\x12[\n\nDeleteLora\x12%.viarte.training.v1.DeleteLoraRequest\x1a&.viarte.training.v1.DeleteLoraResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,51 +34,51 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'viarte.training.v1.training
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TRAININGEXAMPLE']._serialized_start=116
-  _globals['_TRAININGEXAMPLE']._serialized_end=168
-  _globals['_TRAININGDATASET']._serialized_start=170
-  _globals['_TRAININGDATASET']._serialized_end=242
-  _globals['_TRAININGPARAMETERS']._serialized_start=245
-  _globals['_TRAININGPARAMETERS']._serialized_end=632
-  _globals['_TRAININGRESULT']._serialized_start=635
-  _globals['_TRAININGRESULT']._serialized_end=793
-  _globals['_TRAININGJOB']._serialized_start=796
-  _globals['_TRAININGJOB']._serialized_end=1014
-  _globals['_LORA']._serialized_start=1017
-  _globals['_LORA']._serialized_end=1364
-  _globals['_CREATETRAININGJOBREQUEST']._serialized_start=1366
-  _globals['_CREATETRAININGJOBREQUEST']._serialized_end=1490
-  _globals['_CREATETRAININGJOBRESPONSE']._serialized_start=1492
-  _globals['_CREATETRAININGJOBRESPONSE']._serialized_end=1565
-  _globals['_GETTRAININGJOBREQUEST']._serialized_start=1567
-  _globals['_GETTRAININGJOBREQUEST']._serialized_end=1602
-  _globals['_GETTRAININGJOBRESPONSE']._serialized_start=1604
-  _globals['_GETTRAININGJOBRESPONSE']._serialized_end=1674
-  _globals['_LISTTRAININGJOBSREQUEST']._serialized_start=1676
-  _globals['_LISTTRAININGJOBSREQUEST']._serialized_end=1781
-  _globals['_LISTTRAININGJOBSRESPONSE']._serialized_start=1783
-  _globals['_LISTTRAININGJOBSRESPONSE']._serialized_end=1881
-  _globals['_CANCELTRAININGJOBREQUEST']._serialized_start=1883
-  _globals['_CANCELTRAININGJOBREQUEST']._serialized_end=1921
-  _globals['_CANCELTRAININGJOBRESPONSE']._serialized_start=1923
-  _globals['_CANCELTRAININGJOBRESPONSE']._serialized_end=1996
-  _globals['_WATCHTRAININGJOBREQUEST']._serialized_start=1998
-  _globals['_WATCHTRAININGJOBREQUEST']._serialized_end=2059
-  _globals['_WATCHTRAININGJOBRESPONSE']._serialized_start=2062
-  _globals['_WATCHTRAININGJOBRESPONSE']._serialized_end=2190
-  _globals['_LISTLORASREQUEST']._serialized_start=2192
-  _globals['_LISTLORASREQUEST']._serialized_end=2269
-  _globals['_LISTLORASRESPONSE']._serialized_start=2271
-  _globals['_LISTLORASRESPONSE']._serialized_end=2356
-  _globals['_GETLORAREQUEST']._serialized_start=2358
-  _globals['_GETLORAREQUEST']._serialized_end=2386
-  _globals['_GETLORARESPONSE']._serialized_start=2388
-  _globals['_GETLORARESPONSE']._serialized_end=2445
-  _globals['_DELETELORAREQUEST']._serialized_start=2447
-  _globals['_DELETELORAREQUEST']._serialized_end=2478
-  _globals['_DELETELORARESPONSE']._serialized_start=2480
-  _globals['_DELETELORARESPONSE']._serialized_end=2500
-  _globals['_TRAININGSERVICE']._serialized_start=2503
-  _globals['_TRAININGSERVICE']._serialized_end=3077
-  _globals['_LORASERVICE']._serialized_start=3080
-  _globals['_LORASERVICE']._serialized_end=3360
+  _globals['_TRAININGEXAMPLE']._serialized_end=194
+  _globals['_TRAININGDATASET']._serialized_start=196
+  _globals['_TRAININGDATASET']._serialized_end=299
+  _globals['_TRAININGPARAMETERS']._serialized_start=302
+  _globals['_TRAININGPARAMETERS']._serialized_end=816
+  _globals['_TRAININGRESULT']._serialized_start=819
+  _globals['_TRAININGRESULT']._serialized_end=1035
+  _globals['_TRAININGJOB']._serialized_start=1038
+  _globals['_TRAININGJOB']._serialized_end=1256
+  _globals['_LORA']._serialized_start=1259
+  _globals['_LORA']._serialized_end=1606
+  _globals['_CREATETRAININGJOBREQUEST']._serialized_start=1608
+  _globals['_CREATETRAININGJOBREQUEST']._serialized_end=1732
+  _globals['_CREATETRAININGJOBRESPONSE']._serialized_start=1734
+  _globals['_CREATETRAININGJOBRESPONSE']._serialized_end=1807
+  _globals['_GETTRAININGJOBREQUEST']._serialized_start=1809
+  _globals['_GETTRAININGJOBREQUEST']._serialized_end=1844
+  _globals['_GETTRAININGJOBRESPONSE']._serialized_start=1846
+  _globals['_GETTRAININGJOBRESPONSE']._serialized_end=1916
+  _globals['_LISTTRAININGJOBSREQUEST']._serialized_start=1918
+  _globals['_LISTTRAININGJOBSREQUEST']._serialized_end=2023
+  _globals['_LISTTRAININGJOBSRESPONSE']._serialized_start=2025
+  _globals['_LISTTRAININGJOBSRESPONSE']._serialized_end=2123
+  _globals['_CANCELTRAININGJOBREQUEST']._serialized_start=2125
+  _globals['_CANCELTRAININGJOBREQUEST']._serialized_end=2163
+  _globals['_CANCELTRAININGJOBRESPONSE']._serialized_start=2165
+  _globals['_CANCELTRAININGJOBRESPONSE']._serialized_end=2238
+  _globals['_WATCHTRAININGJOBREQUEST']._serialized_start=2240
+  _globals['_WATCHTRAININGJOBREQUEST']._serialized_end=2301
+  _globals['_WATCHTRAININGJOBRESPONSE']._serialized_start=2304
+  _globals['_WATCHTRAININGJOBRESPONSE']._serialized_end=2432
+  _globals['_LISTLORASREQUEST']._serialized_start=2434
+  _globals['_LISTLORASREQUEST']._serialized_end=2511
+  _globals['_LISTLORASRESPONSE']._serialized_start=2513
+  _globals['_LISTLORASRESPONSE']._serialized_end=2598
+  _globals['_GETLORAREQUEST']._serialized_start=2600
+  _globals['_GETLORAREQUEST']._serialized_end=2628
+  _globals['_GETLORARESPONSE']._serialized_start=2630
+  _globals['_GETLORARESPONSE']._serialized_end=2687
+  _globals['_DELETELORAREQUEST']._serialized_start=2689
+  _globals['_DELETELORAREQUEST']._serialized_end=2720
+  _globals['_DELETELORARESPONSE']._serialized_start=2722
+  _globals['_DELETELORARESPONSE']._serialized_end=2742
+  _globals['_TRAININGSERVICE']._serialized_start=2745
+  _globals['_TRAININGSERVICE']._serialized_end=3319
+  _globals['_LORASERVICE']._serialized_start=3322
+  _globals['_LORASERVICE']._serialized_end=3602
 # @@protoc_insertion_point(module_scope)

@@ -11,21 +11,25 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TrainingExample(_message.Message):
-    __slots__ = ("asset_id", "caption")
+    __slots__ = ("asset_id", "caption", "caption_asset_id")
     ASSET_ID_FIELD_NUMBER: _ClassVar[int]
     CAPTION_FIELD_NUMBER: _ClassVar[int]
+    CAPTION_ASSET_ID_FIELD_NUMBER: _ClassVar[int]
     asset_id: str
     caption: str
-    def __init__(self, asset_id: _Optional[str] = ..., caption: _Optional[str] = ...) -> None: ...
+    caption_asset_id: str
+    def __init__(self, asset_id: _Optional[str] = ..., caption: _Optional[str] = ..., caption_asset_id: _Optional[str] = ...) -> None: ...
 
 class TrainingDataset(_message.Message):
-    __slots__ = ("examples",)
+    __slots__ = ("examples", "caption_file_asset_id")
     EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    CAPTION_FILE_ASSET_ID_FIELD_NUMBER: _ClassVar[int]
     examples: _containers.RepeatedCompositeFieldContainer[TrainingExample]
-    def __init__(self, examples: _Optional[_Iterable[_Union[TrainingExample, _Mapping]]] = ...) -> None: ...
+    caption_file_asset_id: str
+    def __init__(self, examples: _Optional[_Iterable[_Union[TrainingExample, _Mapping]]] = ..., caption_file_asset_id: _Optional[str] = ...) -> None: ...
 
 class TrainingParameters(_message.Message):
-    __slots__ = ("base_model", "dataset", "trigger_word", "rank", "alpha", "learning_rate", "steps", "batch_size", "width", "height", "num_frames", "seed", "validation_prompt", "sample_every_n_steps", "checkpoint_every_n_steps", "name")
+    __slots__ = ("base_model", "dataset", "trigger_word", "rank", "alpha", "learning_rate", "steps", "batch_size", "width", "height", "num_frames", "seed", "validation_prompt", "sample_every_n_steps", "checkpoint_every_n_steps", "name", "sample_num_inference_steps", "sample_num_frames", "gradient_checkpointing")
     BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     TRIGGER_WORD_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +46,9 @@ class TrainingParameters(_message.Message):
     SAMPLE_EVERY_N_STEPS_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_EVERY_N_STEPS_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_NUM_INFERENCE_STEPS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_NUM_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    GRADIENT_CHECKPOINTING_FIELD_NUMBER: _ClassVar[int]
     base_model: str
     dataset: TrainingDataset
     trigger_word: str
@@ -58,23 +65,30 @@ class TrainingParameters(_message.Message):
     sample_every_n_steps: int
     checkpoint_every_n_steps: int
     name: str
-    def __init__(self, base_model: _Optional[str] = ..., dataset: _Optional[_Union[TrainingDataset, _Mapping]] = ..., trigger_word: _Optional[str] = ..., rank: _Optional[int] = ..., alpha: _Optional[float] = ..., learning_rate: _Optional[float] = ..., steps: _Optional[int] = ..., batch_size: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., num_frames: _Optional[int] = ..., seed: _Optional[int] = ..., validation_prompt: _Optional[str] = ..., sample_every_n_steps: _Optional[int] = ..., checkpoint_every_n_steps: _Optional[int] = ..., name: _Optional[str] = ...) -> None: ...
+    sample_num_inference_steps: int
+    sample_num_frames: int
+    gradient_checkpointing: bool
+    def __init__(self, base_model: _Optional[str] = ..., dataset: _Optional[_Union[TrainingDataset, _Mapping]] = ..., trigger_word: _Optional[str] = ..., rank: _Optional[int] = ..., alpha: _Optional[float] = ..., learning_rate: _Optional[float] = ..., steps: _Optional[int] = ..., batch_size: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., num_frames: _Optional[int] = ..., seed: _Optional[int] = ..., validation_prompt: _Optional[str] = ..., sample_every_n_steps: _Optional[int] = ..., checkpoint_every_n_steps: _Optional[int] = ..., name: _Optional[str] = ..., sample_num_inference_steps: _Optional[int] = ..., sample_num_frames: _Optional[int] = ..., gradient_checkpointing: _Optional[bool] = ...) -> None: ...
 
 class TrainingResult(_message.Message):
-    __slots__ = ("lora_id", "lora_asset_id", "steps_completed", "final_loss", "resumed_from_step", "checkpoint_asset_ids")
+    __slots__ = ("lora_id", "lora_asset_id", "steps_completed", "final_loss", "resumed_from_step", "checkpoint_asset_ids", "sample_asset_ids", "gradient_checkpointing")
     LORA_ID_FIELD_NUMBER: _ClassVar[int]
     LORA_ASSET_ID_FIELD_NUMBER: _ClassVar[int]
     STEPS_COMPLETED_FIELD_NUMBER: _ClassVar[int]
     FINAL_LOSS_FIELD_NUMBER: _ClassVar[int]
     RESUMED_FROM_STEP_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_ASSET_IDS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_ASSET_IDS_FIELD_NUMBER: _ClassVar[int]
+    GRADIENT_CHECKPOINTING_FIELD_NUMBER: _ClassVar[int]
     lora_id: str
     lora_asset_id: str
     steps_completed: int
     final_loss: float
     resumed_from_step: int
     checkpoint_asset_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, lora_id: _Optional[str] = ..., lora_asset_id: _Optional[str] = ..., steps_completed: _Optional[int] = ..., final_loss: _Optional[float] = ..., resumed_from_step: _Optional[int] = ..., checkpoint_asset_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    sample_asset_ids: _containers.RepeatedScalarFieldContainer[str]
+    gradient_checkpointing: bool
+    def __init__(self, lora_id: _Optional[str] = ..., lora_asset_id: _Optional[str] = ..., steps_completed: _Optional[int] = ..., final_loss: _Optional[float] = ..., resumed_from_step: _Optional[int] = ..., checkpoint_asset_ids: _Optional[_Iterable[str]] = ..., sample_asset_ids: _Optional[_Iterable[str]] = ..., gradient_checkpointing: _Optional[bool] = ...) -> None: ...
 
 class TrainingJob(_message.Message):
     __slots__ = ("id", "owner_id", "request_id", "status", "parameters", "result")

@@ -30,7 +30,10 @@ class TrainingServiceStub:
     the models). Each training step is one event: Progress.stage = STAGE_TRAINING, step/total_steps,
     eta, and Progress.metrics {"loss", "learning_rate", "grad_norm"}. Every
     `checkpoint_every_n_steps` a checkpoint (adapter + optimizer state, safetensors) is stored as an
-    asset and announced by an event with Progress.asset_id and metrics {"checkpoint_step"}. A worker
+    asset and announced by an event with Progress.asset_id and metrics {"checkpoint_step"}. Every
+    `sample_every_n_steps` a short sample clip of `validation_prompt` rendered with the adapter of
+    that step (fixed seed: samples of one job differ only by training) is stored as a video asset
+    and announced by an event with Progress.asset_id and metrics {"sample_step"}. A worker
     that dies mid-training resumes on the retry from the last stored checkpoint; a cancel stops
     within one step and keeps the last checkpoint as a LoRA (Lora.partial).
 
@@ -79,7 +82,10 @@ class TrainingServiceServicer:
     the models). Each training step is one event: Progress.stage = STAGE_TRAINING, step/total_steps,
     eta, and Progress.metrics {"loss", "learning_rate", "grad_norm"}. Every
     `checkpoint_every_n_steps` a checkpoint (adapter + optimizer state, safetensors) is stored as an
-    asset and announced by an event with Progress.asset_id and metrics {"checkpoint_step"}. A worker
+    asset and announced by an event with Progress.asset_id and metrics {"checkpoint_step"}. Every
+    `sample_every_n_steps` a short sample clip of `validation_prompt` rendered with the adapter of
+    that step (fixed seed: samples of one job differ only by training) is stored as a video asset
+    and announced by an event with Progress.asset_id and metrics {"sample_step"}. A worker
     that dies mid-training resumes on the retry from the last stored checkpoint; a cancel stops
     within one step and keeps the last checkpoint as a LoRA (Lora.partial).
 
@@ -172,7 +178,10 @@ class TrainingService:
     the models). Each training step is one event: Progress.stage = STAGE_TRAINING, step/total_steps,
     eta, and Progress.metrics {"loss", "learning_rate", "grad_norm"}. Every
     `checkpoint_every_n_steps` a checkpoint (adapter + optimizer state, safetensors) is stored as an
-    asset and announced by an event with Progress.asset_id and metrics {"checkpoint_step"}. A worker
+    asset and announced by an event with Progress.asset_id and metrics {"checkpoint_step"}. Every
+    `sample_every_n_steps` a short sample clip of `validation_prompt` rendered with the adapter of
+    that step (fixed seed: samples of one job differ only by training) is stored as a video asset
+    and announced by an event with Progress.asset_id and metrics {"sample_step"}. A worker
     that dies mid-training resumes on the retry from the last stored checkpoint; a cancel stops
     within one step and keeps the last checkpoint as a LoRA (Lora.partial).
 
