@@ -104,7 +104,8 @@ async def build_inference(config: InferenceConfig) -> tuple[grpc.aio.Server, int
     tokens = PageTokens.for_service(config)
     ready = getattr(pool, "check_available", lambda: None)
     generation = GenerationServicer(registry, jobs, store, loaded_models=lambda: generation_handler.loaded,
-                                    face_swap_available=True, executor_ready=ready, loras=loras)
+                                    face_swap_available=True, executor_ready=ready, loras=loras,
+                                    max_devices=lambda: pool.max_devices)
     assistant = AssistantServicer(config.assistant, engine=engine, registry=registry,
                                   validate_generation=lambda p: check_parameters(p, registry))
     services = [Service(generation), Service(FaceSwapServicer(jobs, store, ready)), Service(assistant),
