@@ -53,6 +53,10 @@ class ActorSlot:
     busy: bool = False
     loaded: set[str] = field(default_factory=set)
     probing: asyncio.Task[None] | None = None
+    pid: int = 0
+    # The process this set killed: until it is gone it may still answer ``info`` (the kill is
+    # asynchronous), and a probe that took that answer would hand work to a dying actor.
+    killed_pid: int = 0
 
 
 def local_gpus() -> int:
@@ -180,6 +184,7 @@ class ActorSet:
     @staticmethod
     def _update(slot: ActorSlot, info: dict[str, Any]) -> None:
         slot.node, slot.gpu, slot.loaded, slot.healthy = info["node"], info["gpu"], set(info["loaded"]), True
+        slot.pid, slot.killed_pid = int(info.get("pid", 0)), 0
 
     # -- slots -------------------------------------------------------------------------------------
     async def acquire(self, job: RunningJob | None, key: str = "") -> ActorSlot:
@@ -309,6 +314,7 @@ class ActorSet:
 
     def kill(self, slot: ActorSlot, why: str) -> None:
         _log.warning("ray_actor_killed", reason=why, node=slot.node[:12], gpu=slot.gpu)
+        slot.killed_pid = slot.pid
         ray.kill(slot.actor, no_restart=False)
 
     def lost(self, slot: ActorSlot, exc: BaseException) -> None:
@@ -325,6 +331,9 @@ class ActorSet:
                 info = await asyncio.wait_for(slot.actor.info.remote(), self.probe_seconds * 5)
             except (ray.exceptions.RayError, TimeoutError):
                 await asyncio.sleep(self.probe_seconds)
+                continue
+            if slot.killed_pid and int(info.get("pid", 0)) == slot.killed_pid:
+                await asyncio.sleep(self.probe_seconds)  # the killed process, not yet gone
                 continue
             self._update(slot, info)
             _log.info("ray_actor_back", node=slot.node[:12], gpu=slot.gpu)
