@@ -9,6 +9,8 @@ storage with SeaweedFS, inference, render), Ray clusters simulated on this machi
     time (create → SUCCEEDED seen by the client) minus the device's own span (first to last event
     the worker or actor stamped): queueing, placement, the pipe or Ray's stream, the upload;
     p50/p99, Ray (1 node) vs local;
+  - one generation over 2 devices on the 2-node cluster (``devices: 2``, CFG-parallel), one job at
+    a time, 1 device vs 2 (``--rounds`` each, median);
   - split work on the 2-node cluster: one upscale job (``--split-seconds`` of 320x180 30 fps, tiny
     Real-ESRGAN) and one render job (a timeline of that length: the clip, a crossfade, a moving
     overlay) with ``split_max_workers`` 1 vs 2 (one render server at a time), speedup of 2 workers.
@@ -88,6 +90,12 @@ async def _inference_figures(stub: Any, user: Any, args: argparse.Namespace, dev
     if overhead:
         spent = [await _job(stub, user, _params(args, i, small=True)) for i in range(args.overhead_jobs)]
         figures["overhead_ms"] = [(wall - device) * 1000 for wall, device in spent]
+    if devices == 2:
+        # One job at a time on one device, then split over two (CFG-parallel: the unconditional pass
+        # of each step on the second actor); the same seed, so the same video either way.
+        one_job = _params(args, 7) | {"guidance_scale": 5.0}
+        figures["cfg_s"] = {n: statistics.median([(await _job(stub, user, one_job | {"devices": n}))[0]
+                                                  for _ in range(args.rounds)]) for n in (1, 2)}
     return figures
 
 
@@ -207,6 +215,10 @@ def _report(args: argparse.Namespace, results: dict[str, dict[str, Any]], split:
     for name in ("local", "ray-1"):
         values = results[name]["overhead_ms"]
         print(f"  {name:8} p50 {statistics.median(values):8.1f}  p99 {_pct(values, 0.99):8.1f}")
+    cfg = results["ray-2"].get("cfg_s")
+    if cfg:
+        print(f"one generation over 2 devices (devices: 2, CFG-parallel), median s of {args.rounds}: "
+              f"1 device {cfg[1]:.2f} / 2 devices {cfg[2]:.2f}   {cfg[1] / cfg[2]:.2f}x")
     if split:
         print("split work on the 2-node cluster, median s (1 worker / 2 workers, speedup; goal >= 1.6):")
         for kind in ("upscale", "render"):

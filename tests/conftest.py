@@ -9,4 +9,5 @@ pytest_plugins = [
     "tests.fixtures.gateway",
     "tests.fixtures.mesh",
     "tests.fixtures.account",
+    "tests.fixtures.ray",
 ]

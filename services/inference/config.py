@@ -67,6 +67,10 @@ class InferenceConfig(AssistantConfig, WorkerConfig, ServiceConfig):
     ray_connect_timeout_seconds: float = 120.0
     # How often a lost actor (its node died) is probed until Ray has restarted it somewhere.
     ray_probe_seconds: float = 1.0
+    # Kept latents (S3, via storage) whose job is finished or gone are deleted by a sweep this often
+    # (0 = never), looking at most `kept_latents_sweep_batch` objects a run (latents_sweep.py).
+    kept_latents_sweep_seconds: float = 300.0
+    kept_latents_sweep_batch: int = 500
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
@@ -75,6 +79,9 @@ class InferenceConfig(AssistantConfig, WorkerConfig, ServiceConfig):
             raise ConfigError("VIARTE_INFERENCE_RAY_ACTORS: must be 0 (one per GPU) or more")
         if not 0 < self.ray_gpu_share <= 1:
             raise ConfigError("VIARTE_INFERENCE_RAY_GPU_SHARE: must be above 0 and at most 1")
+        if self.kept_latents_sweep_seconds < 0 or not 1 <= self.kept_latents_sweep_batch <= 1000:
+            raise ConfigError("VIARTE_INFERENCE_KEPT_LATENTS_SWEEP_SECONDS must be 0 (off) or more and "
+                              "VIARTE_INFERENCE_KEPT_LATENTS_SWEEP_BATCH within [1, 1000]")
 
     @property
     def db_url(self) -> str:

@@ -125,7 +125,8 @@ class GenerationHandler:
             data = await self._fetch(job.owner, row.asset_id, folder / f"lora-{row.asset_id}")
             loras.append(LoraInput(name=f"lora_{row.asset_id.replace('-', '')}", weight=item.weight, data=data))
         return GenerationWork(job_id=job.id, spec=generation_spec(params), output_path=str(folder / "output.mp4"),
-                              image_png=image_png, face_swap=face_swap, loras=tuple(loras))
+                              image_png=image_png, face_swap=face_swap, loras=tuple(loras),
+                              devices=max(1, params.devices))
 
     async def _fetch(self, owner: str, asset_id: str, path: Path) -> bytes:
         await self.store.fetch(owner, asset_id, path)

@@ -26,6 +26,8 @@ class Reason(enum.StrEnum):
     UNAUTHENTICATED = "UNAUTHENTICATED"
     # Executor "ray": the Ray cluster cannot be reached (Create answers UNAVAILABLE, nothing queued).
     RAY_UNAVAILABLE = "RAY_UNAVAILABLE"
+    # `devices` asks for more devices than the executor can give one job (FAILED_PRECONDITION).
+    DEVICES_UNAVAILABLE = "DEVICES_UNAVAILABLE"
     # Training (issue 17): a dataset check failed (BadRequest field paths; nothing is queued).
     INVALID_DATASET = "INVALID_DATASET"
     # The model's family has no LoRA support (training, or `loras` in a generation).

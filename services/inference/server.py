@@ -14,6 +14,7 @@ from services.inference.config import InferenceConfig
 from services.inference.faceswap.handler import FaceSwapHandler, PoolRunner
 from services.inference.faceswap.servicer import FaceSwapServicer
 from services.inference.generation import GenerationHandler
+from services.inference.latents_sweep import KeptLatentsSweep
 from services.inference.metering import metering as inference_metering
 from services.inference.models.registry import DEFAULT_REGISTRY_PATH, ModelRegistry, load_registry
 from services.inference.servicer import GenerationServicer
@@ -104,13 +105,18 @@ async def build_inference(config: InferenceConfig) -> tuple[grpc.aio.Server, int
     tokens = PageTokens.for_service(config)
     ready = getattr(pool, "check_available", lambda: None)
     generation = GenerationServicer(registry, jobs, store, loaded_models=lambda: generation_handler.loaded,
-                                    face_swap_available=True, executor_ready=ready, loras=loras)
+                                    face_swap_available=True, executor_ready=ready, loras=loras,
+                                    max_devices=lambda: pool.max_devices)
     assistant = AssistantServicer(config.assistant, engine=engine, registry=registry,
                                   validate_generation=lambda p: check_parameters(p, registry))
     services = [Service(generation), Service(FaceSwapServicer(jobs, store, ready)), Service(assistant),
                 Service(TrainingServicer(registry, jobs, store, ready)), Service(LoraServicer(loras, tokens))]
-    closers: list[Any] = [face_runner.close, assistant.close, account.close]
+    # Kept latents whose job is finished or gone (a replica died mid-job; storage was down at the delete).
+    sweep = KeptLatentsSweep(store, jobs, (GenerationWork.kind,), interval=config.kept_latents_sweep_seconds,
+                             batch=config.kept_latents_sweep_batch)
+    closers: list[Any] = [sweep.stop, face_runner.close, assistant.close, account.close]
     await jobs.start()
+    await sweep.start()
     server, port = await build_server(config, services)
 
     async def shutdown() -> None:

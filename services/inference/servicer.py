@@ -30,7 +30,10 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):  # type
         self, registry: ModelRegistry, jobs: JobService, store: Any, *,
         loaded_models: Callable[[], set[str]] = set, face_swap_available: bool = True,
         executor_ready: Callable[[], None] = lambda: None, loras: LoraStore | None = None,
+        max_devices: Callable[[], int] = lambda: 1,
     ) -> None:
+        # How many devices the executor can give one job now (`devices`; Ray: 2 with 2 live actors).
+        self._max_devices = max_devices
         self.loras = loras
         self.registry = registry
         self.jobs = jobs
@@ -63,12 +66,22 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):  # type
                 return G.CreateGenerationJobResponse(job=self.rpc.to_proto(existing))
         self._ready()
         spec, params = check_generation(request.parameters, self.registry, face_swap_available=self._face_swap)
+        self._check_devices(params)
         await self._check_loras(owner, params, spec)
         await self._check_assets(owner, params)
         rec = await self.jobs.create(owner, KIND, params.SerializeToString(), request_id=request.request_id,
                                      priority=request.priority, caller=principal,
                                      estimated_credits=self.jobs.estimate(KIND, params.model, generation_usage(params)))
         return G.CreateGenerationJobResponse(job=self.rpc.to_proto(rec))
+
+    def _check_devices(self, params: G.GenerationParameters) -> None:
+        available = self._max_devices()
+        if params.devices > max(1, available):
+            raise ServiceError.failed_precondition(
+                Reason.DEVICES_UNAVAILABLE,
+                f"devices: {params.devices} asks for more devices than this deployment can give one job ({available}; "
+                "2 needs the Ray executor with at least 2 GPUs)",
+                metadata={"devices": str(params.devices), "available": str(available)})
 
     async def _check_loras(self, owner: str, params: G.GenerationParameters, spec: ModelSpec) -> None:
         """The LoRAs are the caller's, for this model, on a family that loads LoRAs."""

@@ -11,10 +11,12 @@ from services.inference.reasons import Reason
 from services.kit.errors import FieldViolation, ServiceError, Violations
 from viarte.inference.v1 import generation_pb2 as gen_pb2
 
-__all__ = ["MAX_REQUEST_ID", "check_generation", "check_parameters"]
+__all__ = ["MAX_DEVICES", "MAX_REQUEST_ID", "check_generation", "check_parameters"]
 
 MAX_REQUEST_ID = 128
 MAX_SEED = 2**63 - 1
+# One job over several devices: CFG-parallel splits one step into two passes (issue 15).
+MAX_DEVICES = 2
 P = "parameters"
 
 
@@ -101,6 +103,7 @@ def check_generation(
     v.check(0 <= params.preview_every_n_steps <= out.num_inference_steps, f"{P}.preview_every_n_steps",
             "must be within [0, num_inference_steps]")
     _check_family(params, spec, frames, v)
+    _check_devices(params, spec, guidance, v)
     if params.HasField("face_swap"):
         _check_face_swap(params.face_swap, v, face_swap_available)
 
@@ -138,6 +141,17 @@ def _check_family(params: gen_pb2.GenerationParameters, spec: ModelSpec, frames:
         if params.wan.HasField("guidance_scale_2"):
             v.check(0.0 <= params.wan.guidance_scale_2 <= spec.limits.max_guidance_scale, f"{P}.wan.guidance_scale_2",
                     f"must be within [0, {spec.limits.max_guidance_scale}]")
+
+
+def _check_devices(params: gen_pb2.GenerationParameters, spec: ModelSpec, guidance: float, v: Violations) -> None:
+    """``devices: 2`` splits classifier-free guidance (two denoiser passes per step) over two devices:
+    a Wan model (its pipeline runs the passes separately) with guidance on (> 1, else one pass)."""
+    if not v.check(0 <= params.devices <= MAX_DEVICES, f"{P}.devices",
+                   f"must be within [0, {MAX_DEVICES}] (2: the conditional and unconditional passes on two devices)"):
+        return
+    if params.devices == 2:
+        v.check(spec.family is Family.WAN, f"{P}.devices", f"2 devices need a Wan model, not {spec.family.value}")
+        v.check(guidance > 1.0, f"{P}.devices", "2 devices need guidance_scale > 1 (no unconditional pass to split)")
 
 
 def _check_face_swap(options: object, v: Violations, available: bool) -> None:

@@ -180,6 +180,18 @@ class StorageClient:
         except grpc.aio.AioRpcError as exc:
             raise _map(exc, "") from None
 
+    async def list_objects(self, prefix: str, *, start_after: str = "", limit: int = 0) -> list[str]:
+        """Keys of the service objects ``<prefix>/...`` after ``start_after`` (at most ``limit``, 0 =
+        storage's page size), in key order."""
+        try:
+            answer = await self._stub.ListObjects(
+                storage_pb2.ListObjectsRequest(prefix=prefix, start_after=start_after, limit=limit),
+                metadata=await self._credentials.metadata(), timeout=self._rpc_timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise _map(exc, "") from None
+        return [o.key for o in answer.objects]
+
+
 def _check_stored(asset: storage_pb2.Asset, size: int, sha256: str) -> None:
     # Storage verified the declared size; a different sha256 means other bytes than the file's
     # (e.g. a request_id reused for another output, answered with the earlier asset).

@@ -2,8 +2,9 @@
 service must find again from any replica or node that are no user's asset, such as the latents an
 inference job keeps between denoise and decode so that a retry on another node skips denoising.
 
-They live under ``internal/<key>`` in the bucket: no asset row, never listed, no quota. The janitor
-only sweeps ``users/`` and ``staging/``; the owning service deletes its objects when done.
+They live under ``internal/<key>`` in the bucket: no asset row, no user lists them, no quota. The
+janitor only sweeps ``users/`` and ``staging/``; the owning service deletes its objects when done,
+and sweeps what it left behind (``ListObjects``, a page at a time: inference's kept-latents sweep).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from services.storage.reasons import Reason
 __all__ = ["INTERNAL", "InternalObjects", "internal_key"]
 
 INTERNAL = "internal"
+MAX_LIST = 1000  # objects per ListObjects answer (one S3 LIST page)
 _SEGMENT = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
 
@@ -63,3 +65,13 @@ class InternalObjects:
 
     async def delete(self, key: str) -> None:
         await self.objects.delete(internal_key(key))
+
+    async def list_keys(self, prefix: str, start_after: str, limit: int) -> list[tuple[str, int]]:
+        """(key, size) of the objects ``<prefix>/...`` after ``start_after``, at most ``limit``."""
+        if not 0 <= limit <= MAX_LIST:
+            raise ServiceError.invalid_argument(Reason.INVALID_ARGUMENT, f"limit: within [0, {MAX_LIST}]",
+                                                metadata={"limit": str(limit)})
+        full = internal_key(prefix) + "/"
+        after = internal_key(start_after) if start_after else ""
+        found = await self.objects.list_page(full, after, limit or MAX_LIST)
+        return [(info.key.removeprefix(f"{INTERNAL}/"), info.size) for info in found]

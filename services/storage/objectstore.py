@@ -164,6 +164,19 @@ class ObjectStore:
 
         return await self._run(run)
 
+    async def list_page(self, prefix: str, start_after: str, limit: int) -> list[ObjectInfo]:
+        """At most ``limit`` objects under ``prefix`` after the key ``start_after``, in key order
+        (one bounded S3 LIST, for sweeps that go through a large prefix a page at a time)."""
+        params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": limit}
+        if start_after:
+            params["StartAfter"] = start_after
+
+        def run() -> list[ObjectInfo]:
+            page = self.client.list_objects_v2(**params)
+            return [ObjectInfo(o["Key"], int(o["Size"]), o["LastModified"]) for o in page.get("Contents", [])]
+
+        return await self._run(run)
+
     async def read(self, key: str, start: int = 0, length: int = 0) -> bytes:
         """A small read (sniffing); [start, start+length) or to the end."""
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}

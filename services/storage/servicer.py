@@ -198,3 +198,9 @@ class StorageInternalServicer(storage_pb2_grpc.StorageInternalServiceServicer): 
     ) -> storage_pb2.DeleteObjectResponse:
         await self.internal.delete(request.key)
         return storage_pb2.DeleteObjectResponse()
+
+    async def ListObjects(
+        self, request: storage_pb2.ListObjectsRequest, context: grpc.aio.ServicerContext
+    ) -> storage_pb2.ListObjectsResponse:
+        found = await self.internal.list_keys(request.prefix, request.start_after, request.limit)
+        return storage_pb2.ListObjectsResponse(objects=[storage_pb2.ObjectEntry(key=k, size_bytes=n) for k, n in found])

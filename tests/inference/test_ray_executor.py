@@ -1,15 +1,14 @@
 """The Ray executor (issue 15) on a simulated 2-node Ray cluster (``ray.cluster_utils.Cluster``: a
 head without GPUs and two worker nodes declaring one logical GPU each), real inference servers over
-loopback, tiny random-weight models. One cluster and one Ray-backed server serve the whole module;
-the node-removal test runs last (it replaces the node it removes)."""
+loopback, tiny random-weight models. The session's cluster (tests/fixtures/ray.py) and one
+Ray-backed server serve the whole module; the node-removal test runs last (it adds a node first, so
+the cluster keeps two GPU nodes)."""
 
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +16,11 @@ import grpc
 import numpy as np
 import pytest
 import pytest_asyncio
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.inference.config import REPO_ROOT
 from services.inference.engine.encode import decode_mp4
 from services.kit.ports import free_port
 from tests.fixtures.inference import TINY_MODELS_DIR, running_inference, test_inference_config
-from tests.fixtures.ray import simulated_cluster
+from tests.fixtures.ray import add_gpu_node, service_without_ray
 from tests.inference.helpers import create, details, watch
 from viarte.inference.v1 import generation_pb2 as G
 from viarte.storage.v1 import storage_pb2
@@ -33,13 +30,6 @@ from viarte.type.v1 import job_pb2 as S
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 
 LONG = {"model": "tiny-wan", "width": 128, "height": 128, "num_frames": 17}
-
-
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[Any]:
-    pytest.importorskip("ray")
-    with simulated_cluster(2) as cluster:
-        yield cluster
 
 
 def _face() -> dict[str, Any]:
@@ -204,10 +194,49 @@ async def test_face_swap_runs_on_an_actor_with_the_local_result(
     assert pictures[0].startswith(b"\x89PNG") and pictures[0] == pictures[1]
 
 
-def _spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "services.inference"], cwd=REPO_ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
+async def _partner_passes(runner: Any) -> int:
+    return sum([(await s.actor.info.remote())["partner_passes"] for s in runner.slots_list])
+
+
+async def test_one_job_over_two_devices_equals_the_one_device_output(
+    ray_inference: Any, local_inference: Any, storage_service: Any, user_factory: Any, ray_cluster: Any
+) -> None:
+    """``devices: 2``: each step's unconditional pass runs on the second actor (counted there), the
+    placement lists both nodes and devices, and the video equals the one-device video frame for
+    frame (bit-identical on CPU: the same passes on the same inputs and weights)."""
+    user = await user_factory()
+    stub, runner = ray_inference.stub, ray_inference.parts.pool
+    params: dict[str, Any] = {"model": "tiny-wan", "prompt": "a harbour at dusk", "negative_prompt": "blurry",
+                              "num_inference_steps": 4, "seed": 21, "guidance_scale": 5.0, "preview_every_n_steps": 2}
+    before = await _partner_passes(runner)
+    split = await create(stub, user, devices=2, **params)
+    _, split_events = await watch(stub, user, split.id)
+    assert split_events[-1].state == S.JOB_STATE_SUCCEEDED, split_events[-1]
+    assert await _partner_passes(runner) - before == 4  # every step's unconditional pass ran on the partner
+    one = await create(stub, user, **params)
+    _, one_events = await watch(stub, user, one.id)
+    assert one_events[-1].state == S.JOB_STATE_SUCCEEDED, one_events[-1]
+    assert await _partner_passes(runner) - before == 4  # one device: none
+    for stage, attr in ((S.STAGE_DENOISING, "step"), (S.STAGE_DECODING, "frame"), (S.STAGE_ENCODING, "frame")):
+        assert _steps(split_events, stage, attr) == _steps(one_events, stage, attr), stage
+    split_done, one_done = await _get(ray_inference, user, split.id), await _get(ray_inference, user, one.id)
+    where = split_done.status.placement
+    assert where.executor == "ray" and set(where.node.split(",")) == {n.node_id for n in ray_cluster.worker_nodes}
+    assert len(where.device.split(",")) == 2 and all(d.startswith("gpu:") for d in where.device.split(","))
+    assert "," not in one_done.status.placement.device
+    assert split_done.parameters.devices == 2
+    a, b = await _frames(storage_service, user, split_done), await _frames(storage_service, user, one_done)
+    assert a.shape == b.shape == (9, 64, 64, 3) and np.array_equal(a, b)
+    # Validated at Create: the local executor has one device for a job; 3 is more than CFG splits
+    # into; guidance 1 has no unconditional pass; nothing is queued.
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await create(local_inference.stub, user, devices=2, **params)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and details(err.value)[0] == "DEVICES_UNAVAILABLE"
+    for bad in ({"devices": 3}, {"devices": 2, "guidance_scale": 1.0}, {"devices": -1}):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await create(stub, user, **(params | bad))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert details(err.value) == ("INVALID_PARAMETERS", ["parameters.devices"]), bad
 
 
 async def test_ray_unreachable_at_start_answers_unavailable_and_local_is_unaffected(
@@ -222,46 +251,29 @@ async def test_ray_unreachable_at_start_answers_unavailable_and_local_is_unaffec
         "EXECUTOR": "ray", "RAY_ADDRESS": nowhere, "RAY_CONNECT_TIMEOUT_SECONDS": "20",
     }
     env = {f"VIARTE_INFERENCE_{k}": v for k, v in values.items()}
-    env["PATH"] = f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"
-    log = tmp_path / "inference.log"
-    proc = await asyncio.to_thread(_spawn, env, log)
     user = await user_factory()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            for _ in range(240):  # bounded: 2 minutes
-                assert proc.poll() is None, log.read_text()[-3000:]
-                try:
-                    if (await health.Check(health_pb2.HealthCheckRequest(), timeout=1)).status == 1:
-                        break
-                except grpc.aio.AioRpcError:
-                    await asyncio.sleep(0.5)
-            from viarte.inference.v1 import generation_pb2_grpc
+    async with service_without_ray("services.inference", env, port, tmp_path / "inference.log") as channel:
+        from viarte.inference.v1 import generation_pb2_grpc
 
-            stub = generation_pb2_grpc.GenerationServiceStub(channel)
-            with pytest.raises(grpc.aio.AioRpcError) as err:
-                await create(stub, user, model="tiny-wan", prompt="a cat", num_inference_steps=1)
-            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
-            assert details(err.value)[0] == "RAY_UNAVAILABLE" and nowhere in (err.value.details() or "")
-            listed = await stub.ListGenerationJobs(G.ListGenerationJobsRequest(), metadata=user.metadata, timeout=30)
-            assert not listed.jobs  # nothing was queued that could not start
-        job = await create(local_inference.stub, user, model="tiny-wan", prompt="a cat", num_inference_steps=1)
-        assert (await watch(local_inference.stub, user, job.id))[1][-1].state == S.JOB_STATE_SUCCEEDED
-    finally:
-        proc.terminate()
-        try:
-            await asyncio.to_thread(proc.wait, 15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stub = generation_pb2_grpc.GenerationServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await create(stub, user, model="tiny-wan", prompt="a cat", num_inference_steps=1)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert details(err.value)[0] == "RAY_UNAVAILABLE" and nowhere in (err.value.details() or "")
+        listed = await stub.ListGenerationJobs(G.ListGenerationJobsRequest(), metadata=user.metadata, timeout=30)
+        assert not listed.jobs  # nothing was queued that could not start
+    job = await create(local_inference.stub, user, model="tiny-wan", prompt="a cat", num_inference_steps=1)
+    assert (await watch(local_inference.stub, user, job.id))[1][-1].state == S.JOB_STATE_SUCCEEDED
 
 
 async def test_a_node_removed_mid_job_retries_on_the_other_node_once(
     ray_inference: Any, storage_service: Any, user_factory: Any, ray_cluster: Any
 ) -> None:
-    """Runs last: the cluster gets a fresh node instead of the removed one, and the lost actor
-    comes back on it."""
+    """Runs last: a node is added first, then the job's node is removed; the lost actor comes back
+    on the added node, so the cluster ends with two GPU nodes for the next module."""
     user = await user_factory()
     stub = ray_inference.stub
+    add_gpu_node(ray_cluster)  # first: the cluster keeps two GPU nodes, and the lost actor has a place
     job = await create(stub, user, prompt="a long walk", num_inference_steps=12, seed=3, **LONG)
     _, head = await watch(stub, user, job.id,
                           until=lambda e: e.progress.stage == S.STAGE_DENOISING and e.progress.step >= 2)
@@ -278,7 +290,6 @@ async def test_a_node_removed_mid_job_retries_on_the_other_node_once(
     assets = await storage_service.stub.ListAssets(storage_pb2.ListAssetsRequest(kind=asset_pb2.ASSET_KIND_VIDEO),
                                                    metadata=user.metadata, timeout=30)
     assert [a.id for a in assets.assets] == [done.result.video_asset_id]  # succeeded once: one asset
-    ray_cluster.add_node(num_cpus=1, num_gpus=1)  # Ray sets signal handlers: main thread only
     runner = ray_inference.parts.pool
     for _ in range(240):  # bounded: Ray restarts the lost actor on the new node
         if runner.slots == 2:

@@ -1,6 +1,5 @@
-"""Faults on the Ray executor (issue 15), on a simulated cluster (``ray.cluster_utils.Cluster``: a
-head without GPUs and one node declaring one logical GPU), a real inference server over loopback
-and tiny random-weight models:
+"""Faults on the Ray executor (issue 15), on the session's simulated cluster (tests/fixtures/ray.py; one
+actor of the two GPUs), a real inference server over loopback and tiny random-weight models:
 
 - stall watchdog: an actor that reports nothing for ``worker_stall_timeout_seconds`` is killed
   (Ray restarts it) and the attempt is retried, counted, as a silent local worker's;
@@ -13,7 +12,7 @@ and tiny random-weight models:
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,6 @@ import pytest_asyncio
 
 from services.inference.engine.encode import decode_mp4
 from tests.fixtures.inference import running_inference, test_inference_config
-from tests.fixtures.ray import simulated_cluster
 from tests.inference.helpers import create, watch
 from viarte.inference.v1 import generation_pb2 as G
 from viarte.type.v1 import job_pb2 as S
@@ -33,19 +31,13 @@ pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 STALL_SECONDS = 20.0
 
 
-@pytest.fixture(scope="module")
-def one_gpu_cluster() -> Iterator[Any]:
-    pytest.importorskip("ray")
-    with simulated_cluster(1) as cluster:
-        yield cluster
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def stalling_inference(tmp_path_factory: Any, auth_service: Any, storage_service: Any, tiny_models: Any,
-                             one_gpu_cluster: Any) -> AsyncIterator[Any]:
+                             ray_cluster: Any) -> AsyncIterator[Any]:
     folder = tmp_path_factory.mktemp("ray-faults")
+    # One actor on the session's 2-node cluster: Ray restarts it on either node.
     config = test_inference_config(folder, auth_service, storage_service, executor="ray", models=("tiny-wan",),
-                                   ray_address=one_gpu_cluster.address, worker_threads=1, ray_probe_seconds=0.5,
+                                   ray_address=ray_cluster.address, ray_actors=1, worker_threads=1, ray_probe_seconds=0.5,
                                    worker_stall_timeout_seconds=STALL_SECONDS, fault_stall_at_stage="STAGE_DECODING",
                                    fault_stall_seconds=3600.0, fault_once_marker=str(folder / "stalled-once"))
     async with running_inference(config) as service:

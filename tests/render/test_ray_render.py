@@ -1,14 +1,14 @@
-"""Render and upscale on the Ray executor (issue 15), on a simulated 2-node Ray cluster
-(``ray.cluster_utils.Cluster``: a head without GPUs, two worker nodes declaring one logical GPU
-each), real render servers over loopback, the tiny upscaler. One cluster and one Ray-backed render
-server serve the whole module; the session's local render server is the reference."""
+"""Render and upscale on the Ray executor (issue 15), on the session's simulated 2-node Ray cluster
+(tests/fixtures/ray.py: a head without GPUs, two worker nodes declaring one logical GPU each), real
+render servers over loopback, the tiny upscaler. One Ray-backed render server serves the whole
+module; the session's local render server is the reference. The node-removal test runs last (it
+adds a node first, so the cluster keeps two GPU nodes)."""
 
 from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,27 +16,20 @@ import grpc
 import numpy as np
 import pytest
 import pytest_asyncio
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.kit.ports import free_port
 from services.render.config import RenderConfig
 from services.render.upscale.pool import upscale_work
-from tests.fixtures.ray import simulated_cluster
+from tests.fixtures.ray import add_gpu_node, service_without_ray
 from tests.fixtures.render import MODEL_DIR, probe_file, render_test_config, running_render
 from tests.render.test_split import MIN_C_CRF18_DB, MIN_Y_CRF18_DB, busy_timeline, decode, scores
 from viarte.errors import from_rpc_error
 from viarte.render.v1 import render_pb2, render_pb2_grpc
-from viarte.type.v1 import job_pb2
+from viarte.storage.v1 import storage_pb2
+from viarte.type.v1 import asset_pb2, job_pb2
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.slow]
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[Any]:
-    pytest.importorskip("ray")
-    with simulated_cluster(2) as cluster:
-        yield cluster
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -158,12 +151,6 @@ async def test_cancel_mid_upscale_on_an_actor_then_the_actor_works_again(ray_ren
     assert final[-1].state == job_pb2.JOB_STATE_SUCCEEDED, final[-1]
 
 
-def _spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "services.render"], cwd=REPO_ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
-
-
 async def test_ray_unreachable_answers_unavailable_and_local_is_unaffected(
     tmp_path: Path, auth_service: Any, storage_service: Any, render_service: Any, user_factory: Any, render_media: Any
 ) -> None:
@@ -175,39 +162,68 @@ async def test_ray_unreachable_answers_unavailable_and_local_is_unaffected(
         "MODEL_DIR": str(MODEL_DIR), "EXECUTOR": "ray", "RAY_CONNECT_TIMEOUT_SECONDS": "20",
     }
     env = {f"VIARTE_RENDER_{k}": v for k, v in values.items()} | {"VIARTE_RAY_ADDRESS": nowhere}  # the mesh-wide name
-    env["PATH"] = f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"
-    log = tmp_path / "render.log"
-    proc = await asyncio.to_thread(_spawn, env, log)
     user = await user_factory()
     data = await asyncio.to_thread(Path(render_media.small.location).read_bytes)
     small = await storage_service.upload(user, data, "small.mp4", "video/mp4")
     request = render_pb2.CreateUpscaleJobRequest(parameters=render_pb2.UpscaleParameters(video_asset_id=small, scale=2))
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            for _ in range(240):  # bounded: 2 minutes
-                assert proc.poll() is None, log.read_text()[-3000:]
-                try:
-                    if (await health.Check(health_pb2.HealthCheckRequest(), timeout=1)).status == 1:
-                        break
-                except grpc.aio.AioRpcError:
-                    await asyncio.sleep(0.5)
-            stub = render_pb2_grpc.UpscaleServiceStub(channel)
-            with pytest.raises(grpc.aio.AioRpcError) as err:
-                await stub.CreateUpscaleJob(request, metadata=user.metadata, timeout=30)
-            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
-            assert from_rpc_error(err.value).reason == "RAY_UNAVAILABLE" and nowhere in (err.value.details() or "")
-            listed = await stub.ListUpscaleJobs(render_pb2.ListUpscaleJobsRequest(), metadata=user.metadata, timeout=30)
-            assert not listed.jobs  # nothing was queued that could not start
-        local = render_pb2_grpc.UpscaleServiceStub(render_service.channel)
-        job = (await local.CreateUpscaleJob(request, metadata=user.metadata)).job
-        events = await _watch(local, "WatchUpscaleJob", render_pb2.WatchUpscaleJobRequest(id=job.id), user)
-        assert events[-1].state == job_pb2.JOB_STATE_SUCCEEDED
-    finally:
-        proc.terminate()
-        try:
-            await asyncio.to_thread(proc.wait, 15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    async with service_without_ray("services.render", env, port, tmp_path / "render.log") as channel:
+        stub = render_pb2_grpc.UpscaleServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.CreateUpscaleJob(request, metadata=user.metadata, timeout=30)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert from_rpc_error(err.value).reason == "RAY_UNAVAILABLE" and nowhere in (err.value.details() or "")
+        listed = await stub.ListUpscaleJobs(render_pb2.ListUpscaleJobsRequest(), metadata=user.metadata, timeout=30)
+        assert not listed.jobs  # nothing was queued that could not start
+    local = render_pb2_grpc.UpscaleServiceStub(render_service.channel)
+    job = (await local.CreateUpscaleJob(request, metadata=user.metadata)).job
+    events = await _watch(local, "WatchUpscaleJob", render_pb2.WatchUpscaleJobRequest(id=job.id), user)
+    assert events[-1].state == job_pb2.JOB_STATE_SUCCEEDED
 
 
+def _transitions(states: list[int]) -> list[int]:
+    return [s for i, s in enumerate(states) if i == 0 or states[i - 1] != s]
+
+
+async def _videos(storage_service: Any, user: Any) -> set[str]:
+    listed = await storage_service.stub.ListAssets(storage_pb2.ListAssetsRequest(kind=asset_pb2.ASSET_KIND_VIDEO),
+                                                   metadata=user.metadata, timeout=30)
+    return {a.id for a in listed.assets}
+
+
+async def test_a_node_removed_mid_render_retries_on_the_other_nodes_once(
+    ray_render: Any, storage_service: Any, user_factory: Any, render_media: Any, ray_cluster: Any
+) -> None:
+    """Runs last (mirrors the inference node-removal test): a split render loses the node of one of
+    its segments; the attempt fails retryable (attempts counted), the retry runs on the nodes left
+    and succeeds once: one output asset, 180 frames."""
+    user = await user_factory()
+    ids = {}
+    for key, source in (("bars", render_media.bars), ("red", render_media.red), ("blue", render_media.blue)):
+        data = await asyncio.to_thread(Path(source.location).read_bytes)
+        ids[key] = await storage_service.upload(user, data, Path(source.location).name, "video/mp4")
+    before = await _videos(storage_service, user)
+    add_gpu_node(ray_cluster)  # first: the cluster keeps two GPU nodes, and the lost actor has a place
+    stub = render_pb2_grpc.RenderServiceStub(ray_render.channel)
+    params = render_pb2.RenderParameters(timeline=busy_timeline(ids), quality=render_pb2.QUALITY_PRESET_HIGH)
+    job = (await stub.CreateRenderJob(render_pb2.CreateRenderJobRequest(parameters=params), metadata=user.metadata)).job
+    head: list[job_pb2.JobEvent] = []
+    async for msg in stub.WatchRenderJob(render_pb2.WatchRenderJobRequest(id=job.id), metadata=user.metadata,
+                                         timeout=300):
+        if msg.HasField("event"):
+            head.append(msg.event)
+            if msg.event.progress.stage == job_pb2.STAGE_RENDERING and msg.event.progress.frame >= 1:
+                break
+    first = (await stub.GetRenderJob(render_pb2.GetRenderJobRequest(id=job.id), metadata=user.metadata)).job
+    victim_id = first.status.placement.node.split(",")[0]
+    victim = next(n for n in ray_cluster.worker_nodes if n.node_id == victim_id)
+    await asyncio.to_thread(ray_cluster.remove_node, victim)
+    tail = await _watch(stub, "WatchRenderJob", render_pb2.WatchRenderJobRequest(id=job.id, after_sequence=head[-1].sequence),
+                        user)
+    assert tail[-1].state == job_pb2.JOB_STATE_SUCCEEDED, tail[-1]
+    assert _transitions([e.state for e in head + tail]) == [
+        job_pb2.JOB_STATE_QUEUED, job_pb2.JOB_STATE_RUNNING, job_pb2.JOB_STATE_QUEUED, job_pb2.JOB_STATE_RUNNING,
+        job_pb2.JOB_STATE_SUCCEEDED]
+    done = (await stub.GetRenderJob(render_pb2.GetRenderJobRequest(id=job.id), metadata=user.metadata)).job
+    assert done.status.attempts == 2 and done.result.frame_count == 180
+    assert done.status.placement.executor == "ray" and victim_id not in done.status.placement.node.split(",")
+    assert await _videos(storage_service, user) - before == {done.result.video_asset_id}  # succeeded once: one asset

@@ -59,8 +59,12 @@ def denoise(
     image_png: bytes | None,
     on_step: StepCallback,
     should_stop: Callable[[], bool],
+    partner: Any = None,
+    stats: dict[str, int] | None = None,
 ) -> Any:
-    """Runs the denoiser and returns the final latents ((B,C,F,h,w), SVD (B,F,C,h,w))."""
+    """Runs the denoiser and returns the final latents ((B,C,F,h,w), SVD (B,F,C,h,w)). ``partner``
+    (Wan): a second device runs the unconditional passes (worker/cfg_parallel.py), counted in
+    ``stats["remote"]``."""
     import torch
 
     pipe, family = loaded.pipe, loaded.spec.family
@@ -96,7 +100,13 @@ def denoise(
             kwargs["guidance_scale_2"] = spec.guidance_scale_2
         if spec.task is Task.IMAGE_TO_VIDEO:
             kwargs["image"] = image
-        out = pipe(**kwargs)
+        if partner is not None:
+            from services.inference.worker.cfg_parallel import split_guidance
+
+            with split_guidance(pipe, partner, stats if stats is not None else {}):
+                out = pipe(**kwargs)
+        else:
+            out = pipe(**kwargs)
     else:
         out = pipe(image=image, min_guidance_scale=spec.min_guidance_scale,
                    max_guidance_scale=spec.max_guidance_scale, fps=spec.fps, motion_bucket_id=spec.motion_bucket_id,

@@ -25,6 +25,8 @@ class TaskContext:
     _cancel: threading.Event = field(default_factory=threading.Event)
     # services.kit.tracing.TaskTrace when tracing is on: a span per stage the task reports.
     trace: Any = None
+    # A second device for this task's unconditional passes (worker/cfg_parallel.py ``Partner``).
+    partner: Any = None
 
     @property
     def device(self) -> str:

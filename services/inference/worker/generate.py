@@ -26,7 +26,7 @@ from services.inference.worker.protocol import (
 from services.kit.errors import ServiceError
 from viarte.type.v1 import job_pb2
 
-__all__ = ["run"]
+__all__ = ["load_model", "run"]
 
 # Share of the whole job per stage, for Progress.fraction (the last 3% are the upload).
 _WEIGHTS = {"load": 0.05, "denoise": 0.62, "decode": 0.1, "swap": 0.1, "encode": 0.1}
@@ -125,7 +125,12 @@ def run(ctx: TaskContext, work: GenerationWork) -> GenerationOutcome:
     resumed = latents is not None
 
     cache = _cache(ctx)
-    loaded, latents, policy = _load_and_denoise(ctx, cache, model, work, policy, latents, timings)
+    stats: dict[str, int] = {}
+    try:
+        loaded, latents, policy = _load_and_denoise(ctx, cache, model, work, policy, latents, timings, stats)
+    finally:
+        if ctx.partner is not None:
+            ctx.partner.finish()  # resumed, failed or done denoising: the partner's device is free
     if not resumed and work.ship_latents:
         ctx.send(LatentsKept(ctx.task_id, _latents_bytes(latents)))  # kept in S3 by the server
     elif not resumed:
@@ -155,12 +160,25 @@ def run(ctx: TaskContext, work: GenerationWork) -> GenerationOutcome:
         frame_count=total, width=spec.width, height=spec.height, fps=spec.fps, seed=spec.seed,
         memory_policy=policy.label, device=ctx.device, timings=timings, face_swap=face_swap,
         resumed_from_latents=resumed, loaded_models=tuple(sorted(cache.loaded_ids())), model_loads=cache.loads,
+        remote_passes=stats.get("remote", 0),
     )
+
+
+def load_model(ctx: TaskContext, work: GenerationWork) -> Any:
+    """The work's pipeline, loaded as ``run`` loads it (policy, cache, LoRAs), for a CFG partner."""
+    model = _registry(ctx).get(work.spec.model_id)
+    if model is None:
+        raise ServiceError.invalid_argument("MODEL_NOT_FOUND", f"unknown model {work.spec.model_id!r}")
+    policy = choose_policy(ctx.config.memory_policy, ctx.config.dtype,
+                           estimated_bytes=model.estimated_memory_bytes, free_bytes=_free_device_bytes(ctx.device))
+    loaded = _cache(ctx).get(model, work.spec.task, policy)
+    apply_loras(loaded.pipe, work.loras, ctx.setup.scratch_dir / "loras")
+    return loaded
 
 
 def _load_and_denoise(
     ctx: TaskContext, cache: ModelCache, model: Any, work: GenerationWork,
-    policy: MemoryPolicy, latents: Any, timings: dict[str, float],
+    policy: MemoryPolicy, latents: Any, timings: dict[str, float], stats: dict[str, int],
 ) -> tuple[Any, Any, MemoryPolicy]:
     spec = work.spec
     for attempt in (1, 2):
@@ -178,8 +196,8 @@ def _load_and_denoise(
                                    step=spec.steps, total_steps=spec.steps, message="resumed from kept latents"))
                 return loaded, latents, policy
             t0 = time.perf_counter()
-            latents = denoise(loaded, spec, image_png=work.image_png,
-                              on_step=_step_reporter(ctx, loaded, spec), should_stop=lambda: ctx.cancelled)
+            latents = denoise(loaded, spec, image_png=work.image_png, on_step=_step_reporter(ctx, loaded, spec),
+                              should_stop=lambda: ctx.cancelled, partner=ctx.partner, stats=stats)
             timings["denoising"] = time.perf_counter() - t0
             return loaded, latents, policy
         except Interrupted:

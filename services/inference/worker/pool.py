@@ -245,6 +245,12 @@ class WorkRunner:
     def slots(self) -> int:
         raise NotImplementedError
 
+    @property
+    def max_devices(self) -> int:
+        """Devices one job may be split over (``GenerationParameters.devices``): local workers run a
+        job on one device."""
+        return 1
+
     async def run(self, work: Work[OutcomeT], on_event: EventFn, job: RunningJob | None = None) -> OutcomeT:
         raise NotImplementedError
 

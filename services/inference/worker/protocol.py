@@ -130,6 +130,8 @@ class GenerationOutcome:
     loaded_models: tuple[str, ...]
     # Pipelines this worker has loaded from disk since it started (LoRA switches load none).
     model_loads: int = 0
+    # Unconditional passes a partner device ran for this job (``devices: 2``; 0 on one device).
+    remote_passes: int = 0
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,9 @@ class GenerationWork(Work[GenerationOutcome]):
     kept_latents_url: str = ""
     ship_latents: bool = False
     loras: tuple[LoraInput, ...] = ()
+    # Devices to split the job over (2: CFG-parallel on the Ray executor; worker/cfg_parallel.py).
+    # Not part of the spec: the output is the same on one device or two.
+    devices: int = 1
 
 
 @dataclass(frozen=True)

@@ -17,15 +17,39 @@ way, as bytes on their event (``TaskEvent.artifact_data``).
 from __future__ import annotations
 
 import dataclasses
+import threading
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from services.inference.worker.cfg_parallel import PartnerLost, PartnerState
 from services.inference.worker.context import TaskContext
 from services.inference.worker.protocol import TaskEvent, Work, WorkerSetup
 from services.kit.ray.task import ActorTask, TaskActor
 
-__all__ = ["DeviceActor", "ShippedOutcome"]
+__all__ = ["PARTNER_KIND", "DeviceActor", "RayPartner", "ShippedOutcome"]
+
+# The task a CFG partner runs (``devices: 2``): load the job's model, answer ``uncond`` calls.
+PARTNER_KIND = "cfg_partner"
+
+
+class RayPartner:
+    """The leader's side of a CFG partner on another actor (worker/cfg_parallel.py ``Partner``)."""
+
+    def __init__(self, actor: Any, task_id: str) -> None:
+        self.actor, self.task_id = actor, task_id
+
+    def submit(self, which: str, hidden_states: Any, timestep: Any, attention_kwargs: Any, negative: Any) -> Any:
+        return self.actor.uncond.remote(self.task_id, which, hidden_states, timestep, attention_kwargs, negative)
+
+    def result(self, handle: Any) -> Any:
+        import ray
+
+        return ray.get(handle)
+
+    def finish(self) -> None:
+        self.actor.cancel.remote(self.task_id)  # the partner task ends (done) and its slot frees
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,26 +82,76 @@ class DeviceActor(TaskActor):
         if self.gpu == "cpu":
             self.gpu = self.setup.device
         self._resources: dict[str, Any] = {}
+        self._partners: dict[str, PartnerState] = {}
+        self._partners_lock = threading.Lock()
+        self._partners_ended: deque[str] = deque(maxlen=256)
+        self.partner_passes = 0  # unconditional passes run here for other actors' jobs (all time)
+
+    def _partner_state(self, task_id: str) -> PartnerState:
+        with self._partners_lock:
+            if task_id in self._partners_ended:  # a late call: answer at once, never wait for a load
+                ended = PartnerState(error="the partner task has ended")
+                ended.ready.set()
+                return ended
+            return self._partners.setdefault(task_id, PartnerState(device=self.setup.device))
+
+    def uncond(self, task_id: str, which: str, hidden_states: Any, timestep: Any, attention_kwargs: Any,
+               negative: Any) -> Any:
+        """One unconditional pass for a leader's job (runs beside the partner task's thread, which
+        only holds the device while it waits)."""
+        from services.inference.worker.cfg_parallel import unconditional
+
+        state = self._partner_state(task_id)
+        noise = unconditional(state, which, hidden_states, timestep, attention_kwargs, negative)
+        self.partner_passes += 1
+        return noise
 
     def loaded(self) -> list[str]:
         cache = self._resources.get("models")
         return sorted(cache.loaded_ids()) if cache is not None else []
 
     def info(self) -> dict[str, Any]:
-        return super().info() | {"device": self.setup.device}
+        return super().info() | {"device": self.setup.device, "partner_passes": self.partner_passes}
 
     def work(self, task: ActorTask, kind: str, payload: Any) -> dict[str, Any]:
         from services.inference.worker.functions import WORK_FUNCTIONS
 
         work: Work[Any] = payload["work"]
+        if kind == PARTNER_KIND:
+            return self._serve_partner(task, work)
         fn = WORK_FUNCTIONS.get(work.kind)
         if fn is None:
             raise KeyError(f"this actor has no work function for {work.kind!r}")
         # The task's cancel flag is the context's: Ray's cancel() reaches the step callbacks.
         ctx = TaskContext(task.id, self.setup, _shipping(task.report), self._resources, _cancel=task.cancelled)
+        if payload.get("partner") is not None:
+            ctx.partner = RayPartner(*payload["partner"])
         local, output = _localise(work, payload["files"], task.folder)
         outcome = fn(ctx, local)
         return {"shipped": _ship_out(outcome, output)}
+
+    def _serve_partner(self, task: ActorTask, work: Any) -> dict[str, Any]:
+        """Loads the job's model (as the leader does: same files, same LoRAs), then answers the
+        leader's ``uncond`` calls until the leader or the server ends the task (its cancel flag)."""
+        from services.inference.worker.generate import load_model
+
+        state = self._partner_state(task.id)
+        try:
+            try:
+                ctx = TaskContext(task.id, self.setup, lambda _m: None, self._resources, _cancel=task.cancelled)
+                state.pipe = load_model(ctx, work).pipe
+            except Exception as exc:
+                state.error = f"the partner could not load {work.spec.model_id}: {type(exc).__name__}: {exc}"[:500]
+                raise
+            finally:
+                state.ready.set()
+            task.cancelled.wait()
+            return {"passes": state.passes}
+        finally:
+            with self._partners_lock:
+                self._partners.pop(task.id, None)
+                self._partners_ended.append(task.id)
+            state.error = state.error or "the partner task has ended"
 
     def failure(self, task: ActorTask, exc: Exception) -> dict[str, Any]:
         from services.inference.worker.process import _failure
@@ -85,7 +159,16 @@ class DeviceActor(TaskActor):
         failed = _failure(task.id, exc)
         if failed.cancelled:
             return {"event": "cancelled"}
-        return {"event": "error", "message": failed.message, "failed": failed}
+        # A partner lost mid-step: the attempt is retried (attempts counted), as a lost actor's.
+        return {"event": "error", "message": failed.message, "failed": failed, "retryable": _partner_lost(exc)}
+
+
+def _partner_lost(exc: BaseException | None) -> bool:
+    while exc is not None:
+        if isinstance(exc, PartnerLost):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _shipping(report: Callable[[Any], None]) -> Callable[[Any], None]:

@@ -44,7 +44,7 @@ from services.inference.worker.protocol import (
     Work,
     WorkerSetup,
 )
-from services.inference.worker.ray_actor import DeviceActor, ShippedOutcome
+from services.inference.worker.ray_actor import PARTNER_KIND, DeviceActor, ShippedOutcome
 from services.kit.errors import ServiceError
 from services.kit.jobs import JobCancelled, RetryableJobError, RunningJob
 from services.kit.logs import get_logger
@@ -142,22 +142,41 @@ class RayRunner(WorkRunner):
     async def stop(self) -> None:
         await self.actors.stop()
 
+    @property
+    def max_devices(self) -> int:
+        """``devices: 2`` (CFG-parallel) needs two live actors."""
+        return min(2, self.actors.slots)
+
+    async def _acquire(self, work: Work[Any], job: RunningJob | None, key: str) -> list[ActorSlot]:
+        """One actor, or two for a CFG-parallel generation that still has to denoise (a retry
+        resuming from kept latents only decodes: one is enough)."""
+        if isinstance(work, GenerationWork) and work.devices > 1 and not work.kept_latents_url:
+            return await self.actors.acquire_several(job, 2, key)
+        return [await self.actors.acquire(job, key)]
+
     async def run(self, work: Work[OutcomeT], on_event: EventFn, job: RunningJob | None = None) -> OutcomeT:
         self.check_available()
         key = _model_key(work)
         kept = _latents_key(work) if job is not None and self.store is not None else ""
         if kept:
             work = await self._with_kept_latents(work, kept)
-        slot = await self.actors.acquire(job, key)
+        slots = await self._acquire(work, job, key)
+        slot, partner = slots[0], (slots[1] if len(slots) > 1 else None)
         keeping: list[asyncio.Future[None]] = []
         retryable = False
+        partnering: asyncio.Future[Any] | None = None
+        partner_task = uuid.uuid4().hex
         try:
             if job is not None:
-                await job.place(executor="ray", node=slot.node, device=slot.gpu)
+                await job.place(executor="ray", node=",".join(dict.fromkeys(s.node for s in slots)),
+                                device=",".join(s.gpu for s in slots))
             task_id = uuid.uuid4().hex
             files = await asyncio.to_thread(_input_files, work)
-            stream = slot.actor.run.options(num_returns="streaming").remote(task_id, work.kind,
-                                                                            {"work": work, "files": files})
+            payload: dict[str, Any] = {"work": work, "files": files}
+            if partner is not None:
+                payload["partner"] = (partner.actor, partner_task)
+                partnering = asyncio.ensure_future(self._partner(partner, partner_task, work, job, key))
+            stream = slot.actor.run.options(num_returns="streaming").remote(task_id, work.kind, payload)
 
             def handle(message: Any) -> dict[str, Any] | None:
                 if isinstance(message, TaskEvent):
@@ -169,18 +188,29 @@ class RayRunner(WorkRunner):
                 if message["event"] == "cancelled":
                     raise JobCancelled(job.id if job is not None else task_id)
                 if message["event"] == "error":
+                    if message.get("retryable"):
+                        raise RetryableJobError(_error(message["failed"]))
                     raise _error(message["failed"])
                 return dict(message)
 
             try:
                 done = await self.actors.stream(slot, task_id, stream, job, handle)
-            except RetryableJobError:
-                retryable = True
+            except BaseException:
+                if partnering is not None and partner is not None:
+                    # The partner's own failure (its node died, its load failed) explains the leader's.
+                    await _partner_failure(partnering, partner, partner_task)
                 raise
             outcome: OutcomeT = await asyncio.to_thread(_unpack, work, done["shipped"])
             slot.loaded = set(getattr(outcome, "loaded_models", ())) or slot.loaded | {key}
             return outcome
+        except RetryableJobError:
+            retryable = True
+            raise
         finally:
+            if partnering is not None and partner is not None:
+                partner.actor.cancel.remote(partner_task)  # ended anyway (never left waiting)
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(asyncio.shield(partnering), 30)
             self.actors.release(slot)
             # Stored before the attempt ends, so that its retry (on any replica) finds them; dropped
             # once no attempt needs them any more (done, failed for good or cancelled).
@@ -189,6 +219,29 @@ class RayRunner(WorkRunner):
                     await saving
             if kept and not retryable:
                 await self._drop(kept)
+
+    async def _partner(self, slot: ActorSlot, task_id: str, work: Work[Any], job: RunningJob | None,
+                       key: str) -> dict[str, Any]:
+        """The partner's task: it loads the model and answers the leader's passes until the leader
+        ends it; its slot frees as soon as it ends (the leader still decodes and encodes)."""
+        stream = slot.actor.run.options(num_returns="streaming").remote(task_id, PARTNER_KIND, {"work": work})
+
+        def handle(message: Any) -> dict[str, Any] | None:
+            if not isinstance(message, dict):
+                return None  # its own progress: the job's events are the leader's
+            if message["event"] == "error":
+                raise _error(message["failed"])
+            return dict(message)
+
+        try:
+            # Silent by design while it serves (its passes answer the leader, whose own stream the
+            # stall watchdog keeps watching): no stall limit of its own.
+            done = await self.actors.stream(slot, task_id, stream, job, handle, stall_seconds=0.0)
+            if done["event"] == "done":
+                slot.loaded = slot.loaded | {key}
+            return done
+        finally:
+            self.actors.release(slot)
 
     async def _with_kept_latents(self, work: Work[OutcomeT], kept: str) -> Work[OutcomeT]:
         assert self.store is not None and isinstance(work, GenerationWork)
@@ -215,6 +268,16 @@ class RayRunner(WorkRunner):
             await self.store.delete_object(kept)
         except ServiceError as exc:
             _log.warning("kept_latents_not_deleted", key=kept, error=exc.message)
+
+
+async def _partner_failure(partnering: asyncio.Future[Any], slot: ActorSlot, task_id: str) -> None:
+    """Raises the partner's own failure when it has one (its actor or node died: retryable; its
+    load failed: that error), within a bound; else returns and the leader's failure stands."""
+    slot.actor.cancel.remote(task_id)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(partnering), 30)
+    if partnering.done() and not partnering.cancelled() and partnering.exception() is not None:
+        raise partnering.exception()  # type: ignore[misc]
 
 
 def _latents_key(work: Work[Any]) -> str:

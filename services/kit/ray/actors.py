@@ -53,6 +53,10 @@ class ActorSlot:
     busy: bool = False
     loaded: set[str] = field(default_factory=set)
     probing: asyncio.Task[None] | None = None
+    pid: int = 0
+    # The process this set killed: until it is gone it may still answer ``info`` (the kill is
+    # asynchronous), and a probe that took that answer would hand work to a dying actor.
+    killed_pid: int = 0
 
 
 def local_gpus() -> int:
@@ -114,6 +118,7 @@ class ActorSet:
         self.slots_list: list[ActorSlot] = []
         self.error: ServiceError | None = ServiceError.unavailable(reason, "the Ray cluster is not connected yet")
         self._changed = asyncio.Event()
+        self._gathering = asyncio.Lock()  # one multi-actor acquire at a time (acquire_several)
         self._connecting: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -179,6 +184,7 @@ class ActorSet:
     @staticmethod
     def _update(slot: ActorSlot, info: dict[str, Any]) -> None:
         slot.node, slot.gpu, slot.loaded, slot.healthy = info["node"], info["gpu"], set(info["loaded"]), True
+        slot.pid, slot.killed_pid = int(info.get("pid", 0)), 0
 
     # -- slots -------------------------------------------------------------------------------------
     async def acquire(self, job: RunningJob | None, key: str = "") -> ActorSlot:
@@ -204,6 +210,36 @@ class ActorSet:
             else:
                 await job.unless_cancelled(self._changed.wait())
 
+    async def acquire_several(self, job: RunningJob | None, count: int, key: str = "") -> list[ActorSlot]:
+        """``count`` actors for one job that needs them all at once (holders of ``key`` first), kept
+        as they free up; fewer (at least one) only while the cluster has fewer live actors. One such
+        job gathers at a time: two of them never each hold half of what they need."""
+        async with self._gathering:
+            held: list[ActorSlot] = []
+            try:
+                while True:
+                    if job is not None:
+                        job.raise_if_cancelled()
+                    free = sorted((s for s in self.slots_list if s.healthy and not s.busy),
+                                  key=lambda s: key not in s.loaded)
+                    for slot in free[: count - len(held)]:
+                        slot.busy = True
+                        held.append(slot)
+                    for lost in [s for s in held if not s.healthy]:
+                        lost.busy = False  # lost while held: back to its probe, not to this job
+                        held.remove(lost)
+                    if held and len(held) >= min(count, self.slots):
+                        held.sort(key=lambda s: key not in s.loaded)
+                        return held
+                    self._changed.clear()
+                    if job is None:
+                        await self._changed.wait()
+                    else:
+                        await job.unless_cancelled(self._changed.wait())
+            except BaseException:
+                self.release(*held)
+                raise
+
     def release(self, *slots: ActorSlot) -> None:
         for slot in slots:
             slot.busy = False
@@ -211,11 +247,11 @@ class ActorSet:
 
     # -- calls -------------------------------------------------------------------------------------
     async def stream(self, slot: ActorSlot, task_id: str, stream: Any, job: RunningJob | None,
-                     handle: Callable[[Any], T | None]) -> T:
+                     handle: Callable[[Any], T | None], *, stall_seconds: float | None = None) -> T:
         """Feeds each message of the actor's streaming call ``stream`` (lists of messages per object)
         to ``handle`` until it returns a result (or raises). An actor that sends nothing for
         ``stall_seconds`` is killed (Ray restarts it) and the attempt fails retryable WORKER_STALLED,
-        as a silent local worker does."""
+        as a silent local worker does (``stall_seconds`` here: this call's own limit, 0 = none)."""
         loop = asyncio.get_running_loop()
         last_seen = loop.time()
         killer: list[asyncio.TimerHandle] = []
@@ -242,7 +278,7 @@ class ActorSet:
             raise RuntimeError("the actor's stream ended without an outcome")
 
         consumer = asyncio.ensure_future(consume())
-        stall = self.stall_seconds
+        stall = self.stall_seconds if stall_seconds is None else stall_seconds
         tick = max(0.05, min(1.0, stall / 4)) if stall > 0 else None
         try:
             while True:
@@ -278,6 +314,7 @@ class ActorSet:
 
     def kill(self, slot: ActorSlot, why: str) -> None:
         _log.warning("ray_actor_killed", reason=why, node=slot.node[:12], gpu=slot.gpu)
+        slot.killed_pid = slot.pid
         ray.kill(slot.actor, no_restart=False)
 
     def lost(self, slot: ActorSlot, exc: BaseException) -> None:
@@ -294,6 +331,9 @@ class ActorSet:
                 info = await asyncio.wait_for(slot.actor.info.remote(), self.probe_seconds * 5)
             except (ray.exceptions.RayError, TimeoutError):
                 await asyncio.sleep(self.probe_seconds)
+                continue
+            if slot.killed_pid and int(info.get("pid", 0)) == slot.killed_pid:
+                await asyncio.sleep(self.probe_seconds)  # the killed process, not yet gone
                 continue
             self._update(slot, info)
             _log.info("ray_actor_back", node=slot.node[:12], gpu=slot.gpu)

@@ -138,7 +138,7 @@ class WanParameters(_message.Message):
     def __init__(self, flow_shift: _Optional[float] = ..., guidance_scale_2: _Optional[float] = ...) -> None: ...
 
 class GenerationParameters(_message.Message):
-    __slots__ = ("model", "task", "prompt", "negative_prompt", "image_asset_id", "width", "height", "num_frames", "fps", "num_inference_steps", "guidance_scale", "seed", "preview_every_n_steps", "svd", "wan", "face_swap", "loras")
+    __slots__ = ("model", "task", "prompt", "negative_prompt", "image_asset_id", "width", "height", "num_frames", "fps", "num_inference_steps", "guidance_scale", "seed", "preview_every_n_steps", "svd", "wan", "face_swap", "loras", "devices")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
@@ -156,6 +156,7 @@ class GenerationParameters(_message.Message):
     WAN_FIELD_NUMBER: _ClassVar[int]
     FACE_SWAP_FIELD_NUMBER: _ClassVar[int]
     LORAS_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
     model: str
     task: Task
     prompt: str
@@ -173,7 +174,8 @@ class GenerationParameters(_message.Message):
     wan: WanParameters
     face_swap: _face_swap_pb2.FaceSwapOptions
     loras: _containers.RepeatedCompositeFieldContainer[LoraWeight]
-    def __init__(self, model: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., image_asset_id: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., num_frames: _Optional[int] = ..., fps: _Optional[int] = ..., num_inference_steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., seed: _Optional[int] = ..., preview_every_n_steps: _Optional[int] = ..., svd: _Optional[_Union[SvdParameters, _Mapping]] = ..., wan: _Optional[_Union[WanParameters, _Mapping]] = ..., face_swap: _Optional[_Union[_face_swap_pb2.FaceSwapOptions, _Mapping]] = ..., loras: _Optional[_Iterable[_Union[LoraWeight, _Mapping]]] = ...) -> None: ...
+    devices: int
+    def __init__(self, model: _Optional[str] = ..., task: _Optional[_Union[Task, str]] = ..., prompt: _Optional[str] = ..., negative_prompt: _Optional[str] = ..., image_asset_id: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., num_frames: _Optional[int] = ..., fps: _Optional[int] = ..., num_inference_steps: _Optional[int] = ..., guidance_scale: _Optional[float] = ..., seed: _Optional[int] = ..., preview_every_n_steps: _Optional[int] = ..., svd: _Optional[_Union[SvdParameters, _Mapping]] = ..., wan: _Optional[_Union[WanParameters, _Mapping]] = ..., face_swap: _Optional[_Union[_face_swap_pb2.FaceSwapOptions, _Mapping]] = ..., loras: _Optional[_Iterable[_Union[LoraWeight, _Mapping]]] = ..., devices: _Optional[int] = ...) -> None: ...
 
 class LoraWeight(_message.Message):
     __slots__ = ("lora_id", "weight")

@@ -32,7 +32,8 @@ class GenerationServiceStub:
     INVALID_PARAMETERS (with BadRequest field violations), IMAGE_REQUIRED, ASSET_NOT_FOUND,
     JOB_NOT_FOUND, QUEUE_FULL (with RetryInfo), OUT_OF_MEMORY, WORKER_CRASHED, DECODE_FAILED,
     NO_FACE_IN_SOURCE, STORAGE_UNAVAILABLE, INVALID_PAGE_TOKEN, UNAUTHENTICATED, RAY_UNAVAILABLE (executor
-    "ray": the Ray cluster is unreachable; UNAVAILABLE with RetryInfo, nothing is queued).
+    "ray": the Ray cluster is unreachable; UNAVAILABLE with RetryInfo, nothing is queued), DEVICES_UNAVAILABLE
+    (FAILED_PRECONDITION: `devices` asks for more devices than the executor can give one job).
     API keys need scope "jobs:write" to cancel, "jobs:write", "assets:read" and "assets:write" to create
     (a job reads the assets it names and stores its result), "jobs:read" to get, list and watch;
     ListModels needs none (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).
@@ -83,7 +84,8 @@ class GenerationServiceServicer:
     INVALID_PARAMETERS (with BadRequest field violations), IMAGE_REQUIRED, ASSET_NOT_FOUND,
     JOB_NOT_FOUND, QUEUE_FULL (with RetryInfo), OUT_OF_MEMORY, WORKER_CRASHED, DECODE_FAILED,
     NO_FACE_IN_SOURCE, STORAGE_UNAVAILABLE, INVALID_PAGE_TOKEN, UNAUTHENTICATED, RAY_UNAVAILABLE (executor
-    "ray": the Ray cluster is unreachable; UNAVAILABLE with RetryInfo, nothing is queued).
+    "ray": the Ray cluster is unreachable; UNAVAILABLE with RetryInfo, nothing is queued), DEVICES_UNAVAILABLE
+    (FAILED_PRECONDITION: `devices` asks for more devices than the executor can give one job).
     API keys need scope "jobs:write" to cancel, "jobs:write", "assets:read" and "assets:write" to create
     (a job reads the assets it names and stores its result), "jobs:read" to get, list and watch;
     ListModels needs none (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).
@@ -102,7 +104,8 @@ class GenerationServiceServicer:
         existing job (nothing new is queued).
         Errors: INVALID_ARGUMENT (MODEL_NOT_FOUND, TASK_NOT_SUPPORTED, INVALID_PARAMETERS, IMAGE_REQUIRED),
         NOT_FOUND (ASSET_NOT_FOUND: image or face asset missing or another user's),
-        RESOURCE_EXHAUSTED (QUEUE_FULL, with RetryInfo), UNAVAILABLE (STORAGE_UNAVAILABLE).
+        RESOURCE_EXHAUSTED (QUEUE_FULL, with RetryInfo), UNAVAILABLE (STORAGE_UNAVAILABLE),
+        FAILED_PRECONDITION (DEVICES_UNAVAILABLE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -190,7 +193,8 @@ class GenerationService:
     INVALID_PARAMETERS (with BadRequest field violations), IMAGE_REQUIRED, ASSET_NOT_FOUND,
     JOB_NOT_FOUND, QUEUE_FULL (with RetryInfo), OUT_OF_MEMORY, WORKER_CRASHED, DECODE_FAILED,
     NO_FACE_IN_SOURCE, STORAGE_UNAVAILABLE, INVALID_PAGE_TOKEN, UNAUTHENTICATED, RAY_UNAVAILABLE (executor
-    "ray": the Ray cluster is unreachable; UNAVAILABLE with RetryInfo, nothing is queued).
+    "ray": the Ray cluster is unreachable; UNAVAILABLE with RetryInfo, nothing is queued), DEVICES_UNAVAILABLE
+    (FAILED_PRECONDITION: `devices` asks for more devices than the executor can give one job).
     API keys need scope "jobs:write" to cancel, "jobs:write", "assets:read" and "assets:write" to create
     (a job reads the assets it names and stores its result), "jobs:read" to get, list and watch;
     ListModels needs none (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).

@@ -320,3 +320,27 @@ class DeleteObjectRequest(_message.Message):
 class DeleteObjectResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class ListObjectsRequest(_message.Message):
+    __slots__ = ("prefix", "start_after", "limit")
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    START_AFTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    prefix: str
+    start_after: str
+    limit: int
+    def __init__(self, prefix: _Optional[str] = ..., start_after: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ObjectEntry(_message.Message):
+    __slots__ = ("key", "size_bytes")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    size_bytes: int
+    def __init__(self, key: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+
+class ListObjectsResponse(_message.Message):
+    __slots__ = ("objects",)
+    OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    objects: _containers.RepeatedCompositeFieldContainer[ObjectEntry]
+    def __init__(self, objects: _Optional[_Iterable[_Union[ObjectEntry, _Mapping]]] = ...) -> None: ...

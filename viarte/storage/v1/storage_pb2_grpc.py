@@ -485,6 +485,11 @@ class StorageInternalServiceStub:
                 request_serializer=viarte_dot_storage_dot_v1_dot_storage__pb2.DeleteObjectRequest.SerializeToString,
                 response_deserializer=viarte_dot_storage_dot_v1_dot_storage__pb2.DeleteObjectResponse.FromString,
                 _registered_method=True)
+        self.ListObjects = channel.unary_unary(
+                '/viarte.storage.v1.StorageInternalService/ListObjects',
+                request_serializer=viarte_dot_storage_dot_v1_dot_storage__pb2.ListObjectsRequest.SerializeToString,
+                response_deserializer=viarte_dot_storage_dot_v1_dot_storage__pb2.ListObjectsResponse.FromString,
+                _registered_method=True)
 
 
 class StorageInternalServiceServicer:
@@ -535,6 +540,17 @@ class StorageInternalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListObjects(self, request, context):
+        """The service objects under `prefix` (a key: the objects `<prefix>/...`), in key order, at most
+        `limit` (0 = 1000, at most 1000) after `start_after` (paging: the last key of the previous
+        answer; the end is an answer with fewer than `limit` objects). For sweeps of objects the owning
+        service no longer needs (the kept latents of finished jobs).
+        Errors: PERMISSION_DENIED (not a service), INVALID_ARGUMENT (prefix, limit).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StorageInternalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -562,6 +578,11 @@ def add_StorageInternalServiceServicer_to_server(servicer, server):
                     servicer.DeleteObject,
                     request_deserializer=viarte_dot_storage_dot_v1_dot_storage__pb2.DeleteObjectRequest.FromString,
                     response_serializer=viarte_dot_storage_dot_v1_dot_storage__pb2.DeleteObjectResponse.SerializeToString,
+            ),
+            'ListObjects': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListObjects,
+                    request_deserializer=viarte_dot_storage_dot_v1_dot_storage__pb2.ListObjectsRequest.FromString,
+                    response_serializer=viarte_dot_storage_dot_v1_dot_storage__pb2.ListObjectsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -701,6 +722,33 @@ class StorageInternalService:
             '/viarte.storage.v1.StorageInternalService/DeleteObject',
             viarte_dot_storage_dot_v1_dot_storage__pb2.DeleteObjectRequest.SerializeToString,
             viarte_dot_storage_dot_v1_dot_storage__pb2.DeleteObjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListObjects(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/viarte.storage.v1.StorageInternalService/ListObjects',
+            viarte_dot_storage_dot_v1_dot_storage__pb2.ListObjectsRequest.SerializeToString,
+            viarte_dot_storage_dot_v1_dot_storage__pb2.ListObjectsResponse.FromString,
             options,
             channel_credentials,
             insecure,
