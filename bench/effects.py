@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from services.render.encoder import Quality, encoder_options  # noqa: E402
 from services.render.media import probe  # noqa: E402
 from services.render.pipeline import render_plan  # noqa: E402
-from services.render.timeline.lut import parse_cube  # noqa: E402
+from services.kit.cube_lut import parse_cube  # noqa: E402
 from services.render.timeline.plan import Source  # noqa: E402
 from services.render.timeline.validate import Limits, plan_timeline  # noqa: E402
 from viarte.render.v1 import timeline_pb2 as tl  # noqa: E402

@@ -18,6 +18,7 @@ from typing import Any
 
 import filetype
 
+from services.kit.cube_lut import CUBE_CONTENT_TYPE, looks_like_cube
 from services.kit.media_input import media_input, scrub
 from viarte.type.v1 import asset_pb2
 
@@ -38,6 +39,7 @@ SNIFF_BYTES = 64
 
 IMAGE, VIDEO, AUDIO = asset_pb2.ASSET_KIND_IMAGE, asset_pb2.ASSET_KIND_VIDEO, asset_pb2.ASSET_KIND_AUDIO
 WEIGHTS = asset_pb2.ASSET_KIND_WEIGHTS
+LUT = asset_pb2.ASSET_KIND_LUT
 SAFETENSORS = "application/vnd.safetensors"
 # A safetensors header (JSON) is at most 100 MB by the format's own rule.
 _SAFETENSORS_MAX_HEADER = 100_000_000
@@ -57,6 +59,8 @@ SUPPORTED_TYPES: dict[str, tuple[int, frozenset[str]]] = {
     "audio/ogg": (AUDIO, frozenset({"ogg"})),
     # Trained LoRAs and training checkpoints (issue 17): never probed by ffprobe.
     SAFETENSORS: (WEIGHTS, frozenset()),
+    # Colour LUTs for render's looks (issue 18): parsed whole at upload (`lut.py`), never probed.
+    CUBE_CONTENT_TYPE: (LUT, frozenset()),
 }
 
 # Canonical content type -> the file extensions that name it (the first is the one given to a file
@@ -74,6 +78,7 @@ EXTENSIONS: dict[str, tuple[str, ...]] = {
     "audio/mp4": ("m4a", "mp4"),
     "audio/ogg": ("ogg", "oga", "opus"),
     SAFETENSORS: ("safetensors",),
+    CUBE_CONTENT_TYPE: ("cube",),
 }
 
 _ALIASES = {
@@ -93,6 +98,8 @@ _ALIASES = {
     "application/ogg": "audio/ogg",
     "audio/vorbis": "audio/ogg",
     "audio/opus": "audio/ogg",
+    "application/x-cube": CUBE_CONTENT_TYPE,
+    "text/x-cube": CUBE_CONTENT_TYPE,
 }
 
 # What `filetype` names differently from our canonical types (any other ftyp brand is an MP4, as the
@@ -127,6 +134,8 @@ def sniff(head: bytes) -> str | None:
         ctype = canonical_type(_SNIFFED_ALIASES.get(found.mime, found.mime))
     elif head[4:8] in _QUICKTIME_ATOMS:
         ctype = "video/quicktime"
+    elif looks_like_cube(head):  # text: checked last, every binary format has its magic first
+        ctype = CUBE_CONTENT_TYPE
     else:
         return None
     return ctype if ctype in SUPPORTED_TYPES else None

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from services.render.capabilities import BLEND_MODES, CURVES_PRESETS, FALLBACK_TRANSITIONS, Capabilities
 from services.render.timeline import plan as P
-from services.render.timeline.lut import CubeLut
+from services.kit.cube_lut import CubeLut
 from services.render.timeline.style import parse_color, valid_color
 from viarte.render.v1 import timeline_pb2 as tl
 

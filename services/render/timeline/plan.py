@@ -14,7 +14,7 @@ from services.kit.media_input import MediaInput, media_input
 from services.render.media import SourceInfo
 
 if TYPE_CHECKING:
-    from services.render.timeline.lut import CubeLut
+    from services.kit.cube_lut import CubeLut
     from services.render.timeline.ramp import SpeedRamp
 
 __all__ = [

@@ -25,7 +25,7 @@ from services.render.timeline.looks import (
     plan_loudness,
     plan_transition,
 )
-from services.render.timeline.lut import CubeLut
+from services.kit.cube_lut import CubeLut
 from services.render.timeline.ramp import MAX_RATE, MIN_RATE, SpeedRamp
 from services.render.timeline.style import font_file, parse_color, valid_color
 from services.render.timeline.text import check_text_style, plan_text

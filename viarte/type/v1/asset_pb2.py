@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aviarte/type/v1/asset.proto\x12\x0eviarte.type.v1\"\xca\x01\n\tMediaInfo\x12\x18\n\x10\x64uration_seconds\x18\x01 \x01(\x01\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\x0b\n\x03\x66ps\x18\x04 \x01(\x01\x12\x13\n\x0b\x66rame_count\x18\x05 \x01(\x05\x12\x13\n\x0bvideo_codec\x18\x06 \x01(\t\x12\x13\n\x0b\x61udio_codec\x18\x07 \x01(\t\x12\x11\n\thas_audio\x18\x08 \x01(\x08\x12\x13\n\x0bsample_rate\x18\t \x01(\x05\x12\x10\n\x08\x63hannels\x18\n \x01(\x05*\x81\x01\n\tAssetKind\x12\x1a\n\x16\x41SSET_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41SSET_KIND_IMAGE\x10\x01\x12\x14\n\x10\x41SSET_KIND_VIDEO\x10\x02\x12\x14\n\x10\x41SSET_KIND_AUDIO\x10\x03\x12\x16\n\x12\x41SSET_KIND_WEIGHTS\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aviarte/type/v1/asset.proto\x12\x0eviarte.type.v1\"\xca\x01\n\tMediaInfo\x12\x18\n\x10\x64uration_seconds\x18\x01 \x01(\x01\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\x0b\n\x03\x66ps\x18\x04 \x01(\x01\x12\x13\n\x0b\x66rame_count\x18\x05 \x01(\x05\x12\x13\n\x0bvideo_codec\x18\x06 \x01(\t\x12\x13\n\x0b\x61udio_codec\x18\x07 \x01(\t\x12\x11\n\thas_audio\x18\x08 \x01(\x08\x12\x13\n\x0bsample_rate\x18\t \x01(\x05\x12\x10\n\x08\x63hannels\x18\n \x01(\x05*\x95\x01\n\tAssetKind\x12\x1a\n\x16\x41SSET_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41SSET_KIND_IMAGE\x10\x01\x12\x14\n\x10\x41SSET_KIND_VIDEO\x10\x02\x12\x14\n\x10\x41SSET_KIND_AUDIO\x10\x03\x12\x16\n\x12\x41SSET_KIND_WEIGHTS\x10\x04\x12\x12\n\x0e\x41SSET_KIND_LUT\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,7 +32,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'viarte.type.v1.asset_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ASSETKIND']._serialized_start=252
-  _globals['_ASSETKIND']._serialized_end=381
+  _globals['_ASSETKIND']._serialized_end=401
   _globals['_MEDIAINFO']._serialized_start=47
   _globals['_MEDIAINFO']._serialized_end=249
 # @@protoc_insertion_point(module_scope)
