@@ -17,6 +17,7 @@ from services.kit.auth import current_principal
 from services.kit.errors import ServiceError, Violations
 from services.kit.jobs import JobRpc, JobService
 from services.kit.prices import Usage
+from services.render.analyze import Analyzer
 from services.render.capabilities import BLEND_MODES, CURVES_PRESETS, EASINGS, capabilities
 from services.render.config import RenderConfig
 from services.render.ffmpeg_process import FFmpegError
@@ -53,6 +54,7 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[mis
         self.ctx = ctx
         self.jobs = jobs
         self.rpc = JobRpc(jobs, RENDER, render_pb2.RenderJob, render_pb2.RenderParameters, render_pb2.RenderResult)
+        self.analyzer = Analyzer(ctx)
 
     async def CreateRenderJob(self, request: render_pb2.CreateRenderJobRequest, context: grpc.aio.ServicerContext) -> render_pb2.CreateRenderJobResponse:
         principal = current_principal()
@@ -122,6 +124,10 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[mis
             blend_modes=BLEND_MODES if caps.has("blend_mode") else BLEND_MODES[:1],
             loudness_normalization=caps.loudness_normalization,
         )
+
+
+    async def AnalyzeMedia(self, request: render_pb2.AnalyzeMediaRequest, context: grpc.aio.ServicerContext) -> render_pb2.AnalyzeMediaResponse:
+        return await self.analyzer.analyze(current_principal().user_id, request.asset_id)
 
 
 class UpscaleServicer(render_pb2_grpc.UpscaleServiceServicer):  # type: ignore[misc]

@@ -21,6 +21,13 @@ class VideoCodec(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     VIDEO_CODEC_UNSPECIFIED: _ClassVar[VideoCodec]
     VIDEO_CODEC_H264: _ClassVar[VideoCodec]
     VIDEO_CODEC_HEVC: _ClassVar[VideoCodec]
+
+class SceneChangeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SCENE_CHANGE_KIND_UNSPECIFIED: _ClassVar[SceneChangeKind]
+    SCENE_CHANGE_KIND_CUT: _ClassVar[SceneChangeKind]
+    SCENE_CHANGE_KIND_DISSOLVE: _ClassVar[SceneChangeKind]
+    SCENE_CHANGE_KIND_FADE: _ClassVar[SceneChangeKind]
 QUALITY_PRESET_UNSPECIFIED: QualityPreset
 QUALITY_PRESET_DRAFT: QualityPreset
 QUALITY_PRESET_STANDARD: QualityPreset
@@ -28,6 +35,10 @@ QUALITY_PRESET_HIGH: QualityPreset
 VIDEO_CODEC_UNSPECIFIED: VideoCodec
 VIDEO_CODEC_H264: VideoCodec
 VIDEO_CODEC_HEVC: VideoCodec
+SCENE_CHANGE_KIND_UNSPECIFIED: SceneChangeKind
+SCENE_CHANGE_KIND_CUT: SceneChangeKind
+SCENE_CHANGE_KIND_DISSOLVE: SceneChangeKind
+SCENE_CHANGE_KIND_FADE: SceneChangeKind
 
 class RenderParameters(_message.Message):
     __slots__ = ("timeline", "quality", "codec", "output_width", "output_height", "output_fps", "upscale", "output_name", "project_id")
@@ -326,3 +337,57 @@ class ListCapabilitiesResponse(_message.Message):
     blend_modes: _containers.RepeatedScalarFieldContainer[str]
     loudness_normalization: bool
     def __init__(self, transitions: _Optional[_Iterable[str]] = ..., filters: _Optional[_Iterable[str]] = ..., lut_formats: _Optional[_Iterable[str]] = ..., encoders: _Optional[_Iterable[str]] = ..., easings: _Optional[_Iterable[str]] = ..., curves_presets: _Optional[_Iterable[str]] = ..., blend_modes: _Optional[_Iterable[str]] = ..., loudness_normalization: _Optional[bool] = ...) -> None: ...
+
+class AnalyzeMediaRequest(_message.Message):
+    __slots__ = ("asset_id",)
+    ASSET_ID_FIELD_NUMBER: _ClassVar[int]
+    asset_id: str
+    def __init__(self, asset_id: _Optional[str] = ...) -> None: ...
+
+class SceneChange(_message.Message):
+    __slots__ = ("time_seconds", "kind")
+    TIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    time_seconds: float
+    kind: SceneChangeKind
+    def __init__(self, time_seconds: _Optional[float] = ..., kind: _Optional[_Union[SceneChangeKind, str]] = ...) -> None: ...
+
+class TimeSpan(_message.Message):
+    __slots__ = ("start_seconds", "end_seconds")
+    START_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    END_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    start_seconds: float
+    end_seconds: float
+    def __init__(self, start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ...) -> None: ...
+
+class MediaAnalysis(_message.Message):
+    __slots__ = ("duration_seconds", "scene_changes", "tempo_bpm", "beat_seconds", "downbeat_seconds", "integrated_lufs", "loudness_range_lu", "silences", "has_audio", "has_video")
+    DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SCENE_CHANGES_FIELD_NUMBER: _ClassVar[int]
+    TEMPO_BPM_FIELD_NUMBER: _ClassVar[int]
+    BEAT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DOWNBEAT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    INTEGRATED_LUFS_FIELD_NUMBER: _ClassVar[int]
+    LOUDNESS_RANGE_LU_FIELD_NUMBER: _ClassVar[int]
+    SILENCES_FIELD_NUMBER: _ClassVar[int]
+    HAS_AUDIO_FIELD_NUMBER: _ClassVar[int]
+    HAS_VIDEO_FIELD_NUMBER: _ClassVar[int]
+    duration_seconds: float
+    scene_changes: _containers.RepeatedCompositeFieldContainer[SceneChange]
+    tempo_bpm: float
+    beat_seconds: _containers.RepeatedScalarFieldContainer[float]
+    downbeat_seconds: _containers.RepeatedScalarFieldContainer[float]
+    integrated_lufs: float
+    loudness_range_lu: float
+    silences: _containers.RepeatedCompositeFieldContainer[TimeSpan]
+    has_audio: bool
+    has_video: bool
+    def __init__(self, duration_seconds: _Optional[float] = ..., scene_changes: _Optional[_Iterable[_Union[SceneChange, _Mapping]]] = ..., tempo_bpm: _Optional[float] = ..., beat_seconds: _Optional[_Iterable[float]] = ..., downbeat_seconds: _Optional[_Iterable[float]] = ..., integrated_lufs: _Optional[float] = ..., loudness_range_lu: _Optional[float] = ..., silences: _Optional[_Iterable[_Union[TimeSpan, _Mapping]]] = ..., has_audio: _Optional[bool] = ..., has_video: _Optional[bool] = ...) -> None: ...
+
+class AnalyzeMediaResponse(_message.Message):
+    __slots__ = ("analysis", "cached")
+    ANALYSIS_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
+    analysis: MediaAnalysis
+    cached: bool
+    def __init__(self, analysis: _Optional[_Union[MediaAnalysis, _Mapping]] = ..., cached: _Optional[bool] = ...) -> None: ...
