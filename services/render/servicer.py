@@ -33,6 +33,7 @@ from services.render.handlers import (
 from services.render.pipeline import render_frame, scratch_dir
 from services.render.reasons import Reason
 from services.render.stabilize import prepare_stabilization
+from services.render.timeline.audiofx import EQ_PRESETS
 from services.render.timeline.validate import check_structure, plan_timeline
 from viarte.render.v1 import render_pb2, render_pb2_grpc
 
@@ -122,7 +123,7 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[mis
             transitions=caps.transitions, filters=caps.filters, lut_formats=caps.lut_formats, encoders=caps.encoders,
             easings=EASINGS, curves_presets=CURVES_PRESETS if caps.has("curves") else (),
             blend_modes=BLEND_MODES if caps.has("blend_mode") else BLEND_MODES[:1],
-            loudness_normalization=caps.loudness_normalization,
+            loudness_normalization=caps.loudness_normalization, audio_eq_presets=list(EQ_PRESETS),
         )
 
 

@@ -3,6 +3,7 @@ beats, made with ffmpeg's lavfi sources; the detected times are checked within s
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 from pathlib import Path
@@ -56,7 +57,8 @@ def analysis_media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 async def _upload(storage_service, user, path: Path, ctype: str) -> str:  # type: ignore[no-untyped-def]
-    return str(await storage_service.upload(user, path.read_bytes(), path.name, ctype))
+    data = await asyncio.to_thread(path.read_bytes)
+    return str(await storage_service.upload(user, data, path.name, ctype))
 
 
 def _stub(render_service) -> render_pb2_grpc.RenderServiceStub:  # type: ignore[no-untyped-def]
@@ -93,8 +95,10 @@ async def test_beats_of_a_120_bpm_click_track_within_a_frame_at_30_fps(render_se
     assert max(errors) <= FRAME and len(a.beat_seconds) == len(expected), (errors, list(a.beat_seconds))
     assert [round(t) for t in a.downbeat_seconds] == [round(BEAT_START + 2 * i) for i in range(6)], list(a.downbeat_seconds)
     # Loudness: ffmpeg's own ebur128 summary of the same file, to a tenth of an LU.
-    log = subprocess.run(["ffmpeg", "-nostats", "-i", str(analysis_media["clicks"]), "-af", "ebur128", "-f", "null", "-"],
-                         capture_output=True, text=True, check=True).stderr
+    log = (await asyncio.to_thread(
+        subprocess.run, ["ffmpeg", "-nostats", "-i", str(analysis_media["clicks"]), "-af", "ebur128", "-f", "null", "-"],
+        capture_output=True, text=True, check=True,
+    )).stderr
     integrated = float(re.findall(r"I:\s+(-?[\d.]+) LUFS", log)[-1])
     assert abs(a.integrated_lufs - integrated) <= 0.1, (a.integrated_lufs, integrated)
     print(f"tempo {a.tempo_bpm:.2f}; beat error max {max(errors) * 1000:.1f} ms; {a.integrated_lufs:.1f} LUFS")

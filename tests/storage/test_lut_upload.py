@@ -24,7 +24,7 @@ LUT_TYPE = "application/x-cube-lut"
 
 
 def identity_cube(size: int = 2, title: str = "identity") -> bytes:
-    lines = [f"# made by the test", f'TITLE "{title}"', f"LUT_3D_SIZE {size}"]
+    lines = ["# made by the test", f'TITLE "{title}"', f"LUT_3D_SIZE {size}"]
     step = 1 / (size - 1)
     lines += [f"{r * step:.4f} {g * step:.4f} {b * step:.4f}" for b in range(size) for g in range(size) for r in range(size)]
     return ("\n".join(lines) + "\n").encode()

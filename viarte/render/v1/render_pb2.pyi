@@ -319,7 +319,7 @@ class ListCapabilitiesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ListCapabilitiesResponse(_message.Message):
-    __slots__ = ("transitions", "filters", "lut_formats", "encoders", "easings", "curves_presets", "blend_modes", "loudness_normalization")
+    __slots__ = ("transitions", "filters", "lut_formats", "encoders", "easings", "curves_presets", "blend_modes", "loudness_normalization", "audio_eq_presets")
     TRANSITIONS_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
     LUT_FORMATS_FIELD_NUMBER: _ClassVar[int]
@@ -328,6 +328,7 @@ class ListCapabilitiesResponse(_message.Message):
     CURVES_PRESETS_FIELD_NUMBER: _ClassVar[int]
     BLEND_MODES_FIELD_NUMBER: _ClassVar[int]
     LOUDNESS_NORMALIZATION_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_EQ_PRESETS_FIELD_NUMBER: _ClassVar[int]
     transitions: _containers.RepeatedScalarFieldContainer[str]
     filters: _containers.RepeatedScalarFieldContainer[str]
     lut_formats: _containers.RepeatedScalarFieldContainer[str]
@@ -336,7 +337,8 @@ class ListCapabilitiesResponse(_message.Message):
     curves_presets: _containers.RepeatedScalarFieldContainer[str]
     blend_modes: _containers.RepeatedScalarFieldContainer[str]
     loudness_normalization: bool
-    def __init__(self, transitions: _Optional[_Iterable[str]] = ..., filters: _Optional[_Iterable[str]] = ..., lut_formats: _Optional[_Iterable[str]] = ..., encoders: _Optional[_Iterable[str]] = ..., easings: _Optional[_Iterable[str]] = ..., curves_presets: _Optional[_Iterable[str]] = ..., blend_modes: _Optional[_Iterable[str]] = ..., loudness_normalization: _Optional[bool] = ...) -> None: ...
+    audio_eq_presets: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, transitions: _Optional[_Iterable[str]] = ..., filters: _Optional[_Iterable[str]] = ..., lut_formats: _Optional[_Iterable[str]] = ..., encoders: _Optional[_Iterable[str]] = ..., easings: _Optional[_Iterable[str]] = ..., curves_presets: _Optional[_Iterable[str]] = ..., blend_modes: _Optional[_Iterable[str]] = ..., loudness_normalization: _Optional[bool] = ..., audio_eq_presets: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AnalyzeMediaRequest(_message.Message):
     __slots__ = ("asset_id",)
