@@ -52,8 +52,9 @@ class Request:
 @dataclass
 class Analysis:
     duration_seconds: float = 0.0
-    # (time, "cut" | "dissolve" | "fade_in" | "fade_out")
-    scenes: list[tuple[float, str]] = field(default_factory=list)
+    # (time, "cut" | "dissolve" | "fade", span start, span end): a cut's span is its time; a
+    # dissolve's holds the whole transition (an over-estimate, never shorter).
+    scenes: list[tuple[float, str, float, float]] = field(default_factory=list)
     tempo_bpm: float = 0.0
     beats: list[float] = field(default_factory=list)
     downbeats: list[float] = field(default_factory=list)
@@ -74,7 +75,7 @@ def _finish(proc: subprocess.Popen[bytes], req: Request) -> None:
         raise RuntimeError(scrub(err, req.source) or f"ffmpeg exit status {proc.returncode}")
 
 
-def scenes(req: Request) -> list[tuple[float, str]]:
+def scenes(req: Request) -> list[tuple[float, str, float, float]]:
     from scenedetect import ContentDetector, FrameTimecode, ThresholdDetector
 
     width = _WIDTH
@@ -85,7 +86,7 @@ def scenes(req: Request) -> list[tuple[float, str]]:
     # min_scene_len 4 frames: shots shorter than that are flashes, not edits.
     content = ContentDetector(threshold=_CUT_THRESHOLD, min_scene_len=4)
     fades = ThresholdDetector(threshold=12, min_scene_len=4)
-    found: list[tuple[float, str]] = []
+    found: list[tuple[float, str, float, float]] = []
     frames: list[np.ndarray] = []  # every frame at a quarter of the size, for dissolves
     assert proc.stdout is not None
     index = 0
@@ -95,24 +96,24 @@ def scenes(req: Request) -> list[tuple[float, str]]:
             break
         frame = np.frombuffer(data, np.uint8).reshape(height, width, 3)
         tc = FrameTimecode(index, fps)
-        found += [(t.seconds, "cut") for t in content.process_frame(tc, frame)]
-        for t in fades.process_frame(tc, frame):
-            found.append((t.seconds, "fade"))
+        found += [(t.seconds, "cut", t.seconds, t.seconds) for t in content.process_frame(tc, frame)]
+        found += [(t.seconds, "fade", t.seconds, t.seconds) for t in fades.process_frame(tc, frame)]
         frames.append(frame[::4, ::4].copy())
         index += 1
     _finish(proc, req)
-    cuts = [t for t, kind in found if kind == "cut"]
-    found += [(t, "dissolve") for t in _dissolves(frames, fps, cuts)]
-    return sorted((round(t, 4), kind) for t, kind in found)
+    cuts = [f[0] for f in found if f[1] == "cut"]
+    found += [(t, "dissolve", a, b) for t, a, b in _dissolves(frames, fps, cuts)]
+    return sorted((round(t, 4), kind, round(a, 4), round(b, 4)) for t, kind, a, b in found)
 
 
-def _dissolves(frames: list[np.ndarray], fps: float, cuts: list[float]) -> list[float]:
+def _dissolves(frames: list[np.ndarray], fps: float, cuts: list[float]) -> list[tuple[float, float, float]]:
     """Gradual transitions (dissolves, wipes), whose per-frame change stays under the cut threshold:
     the change between the frames half a second before and after each frame (ContentDetector's
     measure: mean absolute HSV difference) reaches the cut threshold, at a peak at least 1.5 times
     the same change a second away on both sides (a steady pan or zoom changes as much everywhere);
     windows holding a hard cut are left out. Reported at the middle of the peak (blends are not
-    linear in HSV: the time can sit anywhere inside the transition, not at its exact middle)."""
+    linear in HSV: the time can sit anywhere inside the transition, not at its exact middle), with
+    a span that holds the transition: every window whose change is at least half the peak's."""
     import cv2
 
     k = max(2, round(fps / 2))
@@ -123,7 +124,7 @@ def _dissolves(frames: list[np.ndarray], fps: float, cuts: list[float]) -> list[
     for i in range(k, n - k):
         if not any(i - k < c <= i + k for c in cut_frames):  # a hard cut's change is not gradual
             wide[i] = float(np.abs(hsv[i + k] - hsv[i - k]).mean())
-    out: list[float] = []
+    out: list[tuple[float, float, float]] = []
     i = 0
     while i < n:
         if wide[i] < _CUT_THRESHOLD:
@@ -137,7 +138,8 @@ def _dissolves(frames: list[np.ndarray], fps: float, cuts: list[float]) -> list[
         mid = (top[0] + top[-1]) / 2
         around = [wide[round(mid) + d] for d in (-2 * k, 2 * k) if 0 <= round(mid) + d < n]
         if all(peak >= 1.5 * a for a in around):
-            out.append(mid / fps)
+            half = [m for m in range(i, j + 1) if wide[m] >= 0.5 * peak]
+            out.append((mid / fps, max(0, half[0] - k) / fps, min(n - 1, half[-1] + k) / fps))
         i = j + 1
     return out
 

@@ -41,7 +41,9 @@ _KINDS = {
 def to_proto(found: dict[str, Any], has_video: bool, has_audio: bool) -> render_pb2.MediaAnalysis:
     return render_pb2.MediaAnalysis(
         duration_seconds=found["duration_seconds"],
-        scene_changes=[render_pb2.SceneChange(time_seconds=t, kind=_KINDS[k]) for t, k in found["scenes"]],
+        scene_changes=[
+            render_pb2.SceneChange(time_seconds=t, kind=_KINDS[k], start_seconds=a, end_seconds=b) for t, k, a, b in found["scenes"]
+        ],
         tempo_bpm=found["tempo_bpm"],
         beat_seconds=found["beats"],
         downbeat_seconds=found["downbeats"],
@@ -58,18 +60,19 @@ class Analyzer:
         self.ctx = ctx
         self._slots = asyncio.Semaphore(max(1, ctx.config.analyze_concurrency))
 
-    async def analyze(self, owner: str, asset_id: str) -> render_pb2.AnalyzeMediaResponse:
+    async def analyze(self, owner: str, asset_id: str, field: str = "asset_id") -> render_pb2.AnalyzeMediaResponse:
+        """The analysis of one asset; refusals name ``field`` (the request's path to the id)."""
         config = self.ctx.config
         if not asset_id:
-            raise _invalid(Reason.INVALID_ARGUMENT, "asset_id is required", "is required")
+            raise _invalid(Reason.INVALID_ARGUMENT, f"{field} is required", "is required", field)
         resolved = await self.ctx.storage.resolve(owner, asset_id)
         info = await self.ctx.source_info(resolved)
         if info.kind not in (MediaKind.VIDEO, MediaKind.AUDIO):
-            raise _invalid(Reason.INVALID_ARGUMENT, "not a video or audio asset", "is not a video or audio asset")
+            raise _invalid(Reason.INVALID_ARGUMENT, "not a video or audio asset", "is not a video or audio asset", field)
         if info.duration > config.analyze_max_seconds:
             raise _invalid(
                 Reason.MEDIA_TOO_LONG, f"the media is longer than {config.analyze_max_seconds:g} s",
-                f"{info.duration:.1f} s is over the {config.analyze_max_seconds:g} s limit",
+                f"{info.duration:.1f} s is over the {config.analyze_max_seconds:g} s limit", field,
             )
         key = f"render/analysis/{_VERSION}/{asset_id}/{resolved.asset.sha256 or 'nosha'}.json"
         has_video = info.kind == MediaKind.VIDEO
@@ -136,6 +139,6 @@ class Analyzer:
         return found
 
 
-def _invalid(reason: Reason, message: str, description: str) -> ServiceError:
-    return ServiceError.invalid_argument(reason, message, violations=[FieldViolation("asset_id", description)])
+def _invalid(reason: Reason, message: str, description: str, field: str) -> ServiceError:
+    return ServiceError.invalid_argument(reason, message, violations=[FieldViolation(field, description)])
 

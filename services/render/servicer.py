@@ -31,6 +31,7 @@ from services.render.handlers import (
     resolve_sources,
 )
 from services.render.pipeline import render_frame, scratch_dir
+from services.render.propose import propose_edit
 from services.render.reasons import Reason
 from services.render.stabilize import prepare_stabilization
 from services.render.timeline.audiofx import EQ_PRESETS
@@ -129,6 +130,9 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[mis
 
     async def AnalyzeMedia(self, request: render_pb2.AnalyzeMediaRequest, context: grpc.aio.ServicerContext) -> render_pb2.AnalyzeMediaResponse:
         return await self.analyzer.analyze(current_principal().user_id, request.asset_id)
+
+    async def ProposeEdit(self, request: render_pb2.ProposeEditRequest, context: grpc.aio.ServicerContext) -> render_pb2.ProposeEditResponse:
+        return await propose_edit(self.analyzer, current_principal().user_id, request)
 
 
 class UpscaleServicer(render_pb2_grpc.UpscaleServiceServicer):  # type: ignore[misc]

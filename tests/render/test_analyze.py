@@ -79,6 +79,8 @@ async def test_scene_cuts_within_a_frame_and_dissolves_inside_their_span(render_
     precision, recall = hits / max(1, len(found)), hits / (len(CUTS) + len(DISSOLVES))
     f1 = 2 * precision * recall / max(1e-9, precision + recall)
     assert f1 >= 0.95, (f1, found)
+    spans = [(c.start_seconds, c.end_seconds) for c in a.scene_changes if c.kind == dissolve]
+    assert all(any(a0 <= lo and hi <= b0 for a0, b0 in spans) for lo, hi in DISSOLVES), spans  # the span holds it
     print(f"scene F1 {f1:.2f}: {found}")
 
 
@@ -131,3 +133,30 @@ async def test_what_cannot_be_analysed_is_refused_at_asset_id(render_service, st
     with pytest.raises(grpc.aio.AioRpcError) as info:  # another user's asset: as if missing
         await stub.AnalyzeMedia(render_pb2.AnalyzeMediaRequest(asset_id=ids["tone"]), metadata=other.metadata, timeout=60)
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_proposed_edit_cuts_on_beats_inside_shots(render_service, storage_service, user_factory, analysis_media, render_limits) -> None:
+    from services.render.timeline.validate import check_structure
+
+    user = await user_factory()
+    clip = await _upload(storage_service, user, analysis_media["cuts"], "video/mp4")
+    music = await _upload(storage_service, user, analysis_media["clicks"], "audio/mp4")
+    request = render_pb2.ProposeEditRequest(clip_asset_ids=[clip], music_asset_id=music, min_shot_seconds=0.9)
+    answer = await _stub(render_service).ProposeEdit(request, metadata=user.metadata, timeout=600)
+    beats = [BEAT_START + i * BEAT for i in range(24)]
+    assert len(answer.cut_seconds) >= 4, list(answer.cut_seconds)
+    assert all(min(abs(c - b) for b in beats) <= FRAME for c in answer.cut_seconds), list(answer.cut_seconds)
+    video, sound = answer.timeline.tracks
+    edges = [c.start_seconds for c in video.clips[1:]]
+    assert edges == list(answer.cut_seconds)  # back to back, each cut where the next clip starts
+    boundaries = CUTS + [lo for lo, _ in DISSOLVES] + [hi for _, hi in DISSOLVES]
+    for c in video.clips:  # no scene change inside a clip of the edit
+        assert not [b for b in boundaries if c.source_start_seconds + 0.01 < b < c.source_end_seconds - 0.01], c
+    assert sound.clips[0].asset_id == music and answer.timeline.canvas.width == 320
+    check_structure(answer.timeline, render_limits)
+    print(f"proposed cuts {list(answer.cut_seconds)}")
+    with pytest.raises(grpc.aio.AioRpcError) as info:  # a silent "music": nothing to cut on
+        await _stub(render_service).ProposeEdit(
+            render_pb2.ProposeEditRequest(clip_asset_ids=[clip], music_asset_id=clip), metadata=user.metadata, timeout=600
+        )
+    assert [v.field for v in from_rpc_error(info.value).field_violations] == ["music_asset_id"]

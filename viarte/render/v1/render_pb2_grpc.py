@@ -86,6 +86,11 @@ class RenderServiceStub:
                 request_serializer=viarte_dot_render_dot_v1_dot_render__pb2.AnalyzeMediaRequest.SerializeToString,
                 response_deserializer=viarte_dot_render_dot_v1_dot_render__pb2.AnalyzeMediaResponse.FromString,
                 _registered_method=True)
+        self.ProposeEdit = channel.unary_unary(
+                '/viarte.render.v1.RenderService/ProposeEdit',
+                request_serializer=viarte_dot_render_dot_v1_dot_render__pb2.ProposeEditRequest.SerializeToString,
+                response_deserializer=viarte_dot_render_dot_v1_dot_render__pb2.ProposeEditResponse.FromString,
+                _registered_method=True)
 
 
 class RenderServiceServicer:
@@ -175,6 +180,18 @@ class RenderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ProposeEdit(self, request, context):
+        """A proposed edit (smart edit): the clips cut into their shots (scene boundaries from
+        AnalyzeMedia), laid back to back in order over the music, every cut on a beat of the music
+        (downbeats for shots of at least `downbeat_min_seconds`), the music on an audio track. The
+        answer is a Timeline to apply as one change; nothing is rendered. Scopes as RenderFrame.
+        Errors: as AnalyzeMedia, with fields `clip_asset_ids[i]` / `music_asset_id`;
+        INVALID_ARGUMENT when the music has no beat.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RenderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -217,6 +234,11 @@ def add_RenderServiceServicer_to_server(servicer, server):
                     servicer.AnalyzeMedia,
                     request_deserializer=viarte_dot_render_dot_v1_dot_render__pb2.AnalyzeMediaRequest.FromString,
                     response_serializer=viarte_dot_render_dot_v1_dot_render__pb2.AnalyzeMediaResponse.SerializeToString,
+            ),
+            'ProposeEdit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProposeEdit,
+                    request_deserializer=viarte_dot_render_dot_v1_dot_render__pb2.ProposeEditRequest.FromString,
+                    response_serializer=viarte_dot_render_dot_v1_dot_render__pb2.ProposeEditResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -447,6 +469,33 @@ class RenderService:
             '/viarte.render.v1.RenderService/AnalyzeMedia',
             viarte_dot_render_dot_v1_dot_render__pb2.AnalyzeMediaRequest.SerializeToString,
             viarte_dot_render_dot_v1_dot_render__pb2.AnalyzeMediaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProposeEdit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/viarte.render.v1.RenderService/ProposeEdit',
+            viarte_dot_render_dot_v1_dot_render__pb2.ProposeEditRequest.SerializeToString,
+            viarte_dot_render_dot_v1_dot_render__pb2.ProposeEditResponse.FromString,
             options,
             channel_credentials,
             insecure,
