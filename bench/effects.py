@@ -23,10 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from services.kit.cube_lut import parse_cube  # noqa: E402
 from services.render.encoder import Quality, encoder_options  # noqa: E402
 from services.render.media import probe  # noqa: E402
 from services.render.pipeline import render_plan  # noqa: E402
-from services.kit.cube_lut import parse_cube  # noqa: E402
 from services.render.timeline.plan import Source  # noqa: E402
 from services.render.timeline.validate import Limits, plan_timeline  # noqa: E402
 from viarte.render.v1 import timeline_pb2 as tl  # noqa: E402
