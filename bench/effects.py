@@ -5,15 +5,18 @@ Timeline: --seconds of 1280x720 30 fps, four clips of a test pattern, a music to
 3 transitions (circleopen, pixelize eased in-out, slideleft) instead of cuts, a 33-point LUT on
 every clip, a green-screen clip keyed over the rest (over its length), loudness normalisation
 (two passes: the ebur128 measurement of the mix, then loudnorm). Printed: seconds per variant
-and each effect's cost relative to the plain render.
+and each effect's cost relative to the plain render. Then AnalyzeMedia's worker (the process the
+service runs) on the clip (720p video: scenes) and on the music (beats, loudness, silences), in
+seconds per minute of media (numba's first-use compilation excluded: one warm-up run first).
 
-Run: .venv/bin/python bench/effects.py [--seconds 30] [--rounds 1]
+Run: .venv/bin/python bench/effects.py [--seconds 30] [--rounds 1] [--analyze-only]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import subprocess
 import sys
 import tempfile
@@ -23,10 +26,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from services.kit.cube_lut import parse_cube  # noqa: E402
 from services.render.encoder import Quality, encoder_options  # noqa: E402
 from services.render.media import probe  # noqa: E402
 from services.render.pipeline import render_plan  # noqa: E402
-from services.render.timeline.lut import parse_cube  # noqa: E402
 from services.render.timeline.plan import Source  # noqa: E402
 from services.render.timeline.validate import Limits, plan_timeline  # noqa: E402
 from viarte.render.v1 import timeline_pb2 as tl  # noqa: E402
@@ -78,8 +81,34 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--analyze-only", action="store_true")
     args = ap.parse_args()
     sources = media(args.seconds)
+    if not args.analyze_only:
+        await renders(args, sources)
+    analysis(sources)
+
+
+def _analyse(src: Source) -> float:
+    info = src.info
+    request = {"source": src.location, "content_type": src.content_type, "duration": info.duration, "fps": info.fps,
+               "width": info.width, "height": info.height, "has_video": info.has_video, "has_audio": info.has_audio}
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "services.render.analysis_worker"], input=json.dumps(request).encode(),
+                         capture_output=True, check=True, cwd=ROOT).stdout
+    assert "ok" in json.loads(out), out[:300]
+    return time.perf_counter() - t0
+
+
+def analysis(sources: dict[str, Source]) -> None:
+    _analyse(sources["music"])  # warm-up: numba compiles librosa's kernels once per machine
+    for name in ("clip", "music"):
+        seconds = _analyse(sources[name])
+        per_minute = seconds / sources[name].info.duration * 60
+        print(f"AnalyzeMedia {name:6s} {seconds:6.2f} s for {sources[name].info.duration:g} s = {per_minute:.1f} s per minute", flush=True)
+
+
+async def renders(args: argparse.Namespace, sources: dict[str, Source]) -> None:
     steps = [i / 32 for i in range(33)]
     warm = "".join(f"{min(r * 1.1, 1):.6f} {g:.6f} {b * 0.9:.6f}\n" for b in steps for g in steps for r in steps)
     luts = {"lut": parse_cube(f"LUT_3D_SIZE 33\n{warm}".encode())}

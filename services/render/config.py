@@ -40,6 +40,11 @@ class RenderConfig(ServiceConfig):
     default_font_family: str = "DejaVu Sans"
     # Seconds a RenderFrame preview may take.
     frame_timeout_seconds: float = 30.0
+    # AnalyzeMedia (issue 18): the longest media it takes, the most seconds one analysis may run
+    # (its worker process is killed then), and how many run at once (each takes a core).
+    analyze_max_seconds: float = 600.0
+    analyze_timeout_seconds: float = 300.0
+    analyze_concurrency: int = 1
     # Presigned URL lifetime for inputs read by ffmpeg.
     input_url_expire_seconds: int = 3600
     # Jobs.

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from google.protobuf import duration_pb2
 
+from services.kit.cube_lut import MAX_LUT_BYTES, CubeLut, LutError, parse_cube
 from services.kit.errors import ServiceError
 from services.kit.jobs import JobCancelled, RunningJob
 from services.kit.media_input import scrub
@@ -34,7 +35,6 @@ from services.render.segments import render_split, render_window
 from services.render.stabilize import prepare_stabilization
 from services.render.timeline.compile import Window
 from services.render.timeline.looks import lut_asset_ids
-from services.render.timeline.lut import MAX_LUT_BYTES, CubeLut, LutError, parse_cube
 from services.render.timeline.plan import Source
 from services.render.timeline.validate import Limits, OutputOverrides, asset_ids, plan_timeline
 from services.render.upscale.pool import (

@@ -24,3 +24,8 @@ class Reason(enum.StrEnum):
     UNAUTHENTICATED = "UNAUTHENTICATED"
     # executor "ray": the cluster cannot be reached (UNAVAILABLE; retried in the background).
     RAY_UNAVAILABLE = "RAY_UNAVAILABLE"
+    # AnalyzeMedia: longer than analyze_max_seconds (INVALID_ARGUMENT), over its time (DEADLINE_EXCEEDED),
+    # the media did not decode (INVALID_ARGUMENT).
+    MEDIA_TOO_LONG = "MEDIA_TOO_LONG"
+    ANALYSIS_TIMEOUT = "ANALYSIS_TIMEOUT"
+    ANALYSIS_FAILED = "ANALYSIS_FAILED"

@@ -17,6 +17,7 @@ from services.kit.auth import current_principal
 from services.kit.errors import ServiceError, Violations
 from services.kit.jobs import JobRpc, JobService
 from services.kit.prices import Usage
+from services.render.analyze import Analyzer
 from services.render.capabilities import BLEND_MODES, CURVES_PRESETS, EASINGS, capabilities
 from services.render.config import RenderConfig
 from services.render.ffmpeg_process import FFmpegError
@@ -30,8 +31,10 @@ from services.render.handlers import (
     resolve_sources,
 )
 from services.render.pipeline import render_frame, scratch_dir
+from services.render.propose import propose_edit
 from services.render.reasons import Reason
 from services.render.stabilize import prepare_stabilization
+from services.render.timeline.audiofx import EQ_PRESETS
 from services.render.timeline.validate import check_structure, plan_timeline
 from viarte.render.v1 import render_pb2, render_pb2_grpc
 
@@ -53,6 +56,7 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[mis
         self.ctx = ctx
         self.jobs = jobs
         self.rpc = JobRpc(jobs, RENDER, render_pb2.RenderJob, render_pb2.RenderParameters, render_pb2.RenderResult)
+        self.analyzer = Analyzer(ctx)
 
     async def CreateRenderJob(self, request: render_pb2.CreateRenderJobRequest, context: grpc.aio.ServicerContext) -> render_pb2.CreateRenderJobResponse:
         principal = current_principal()
@@ -120,8 +124,15 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[mis
             transitions=caps.transitions, filters=caps.filters, lut_formats=caps.lut_formats, encoders=caps.encoders,
             easings=EASINGS, curves_presets=CURVES_PRESETS if caps.has("curves") else (),
             blend_modes=BLEND_MODES if caps.has("blend_mode") else BLEND_MODES[:1],
-            loudness_normalization=caps.loudness_normalization,
+            loudness_normalization=caps.loudness_normalization, audio_eq_presets=list(EQ_PRESETS),
         )
+
+
+    async def AnalyzeMedia(self, request: render_pb2.AnalyzeMediaRequest, context: grpc.aio.ServicerContext) -> render_pb2.AnalyzeMediaResponse:
+        return await self.analyzer.analyze(current_principal().user_id, request.asset_id)
+
+    async def ProposeEdit(self, request: render_pb2.ProposeEditRequest, context: grpc.aio.ServicerContext) -> render_pb2.ProposeEditResponse:
+        return await propose_edit(self.analyzer, current_principal().user_id, request)
 
 
 class UpscaleServicer(render_pb2_grpc.UpscaleServiceServicer):  # type: ignore[misc]

@@ -26,6 +26,7 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from services.kit.cube_lut import MAX_LUT_BYTES
 from services.kit.db import run_db
 from services.kit.errors import ServiceError, Violations
 from services.kit.logs import get_logger
@@ -33,6 +34,7 @@ from services.kit.pagination import PageTokens, page_size
 from services.storage import media
 from services.storage.config import StorageConfig
 from services.storage.keys import asset_prefixes, object_key, sanitize_name, thumbnail_key, with_extension
+from services.storage.lut import check_lut, lut_error
 from services.storage.models import AssetRow, Origin, State, as_utc, utcnow
 from services.storage.objectstore import ObjectStore
 from services.storage.promote import Promoter
@@ -122,6 +124,8 @@ class Assets:
                 metadata={"content_type": spec.content_type, "supported": ",".join(media.SUPPORTED_TYPES)},
             )
         self._check_size(spec.size_bytes)
+        if media.kind_of(ctype) == media.LUT and spec.size_bytes > MAX_LUT_BYTES:
+            raise lut_error(f"larger than {MAX_LUT_BYTES} bytes")  # refused before any byte is sent
         # The declared type must match the sniffed one (checked on the bytes), so this is its extension.
         return with_extension(name, media.EXTENSIONS[ctype]), ctype
 
@@ -415,7 +419,9 @@ class Assets:
     async def _probe(self, row: AssetRow) -> tuple[media.MediaFacts, bool]:
         """ffprobe the stored object through a short-lived presigned URL, then a JPEG thumbnail (which
         also proves that a picture actually decodes)."""
-        if row.kind in media.UNPROBED:  # weights, text: no media to probe or picture to show
+        if row.kind in media.UNPROBED:  # weights, LUTs, text: no media to probe or picture to show
+            if row.kind == media.LUT:
+                await check_lut(self.objects, row.object_key)
             return media.MediaFacts(), False
         timeout = self.config.media_timeout_seconds
         url = self.objects.internal_get_url(row.object_key, int(timeout) + 60)

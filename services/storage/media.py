@@ -18,6 +18,7 @@ from typing import Any
 
 import filetype
 
+from services.kit.cube_lut import CUBE_CONTENT_TYPE, looks_like_cube
 from services.kit.media_input import media_input, scrub
 from viarte.type.v1 import asset_pb2
 
@@ -40,11 +41,12 @@ SNIFF_BYTES = 64
 IMAGE, VIDEO, AUDIO = asset_pb2.ASSET_KIND_IMAGE, asset_pb2.ASSET_KIND_VIDEO, asset_pb2.ASSET_KIND_AUDIO
 WEIGHTS = asset_pb2.ASSET_KIND_WEIGHTS
 TEXT = asset_pb2.ASSET_KIND_TEXT
+LUT = asset_pb2.ASSET_KIND_LUT
 SAFETENSORS = "application/vnd.safetensors"
 TEXT_PLAIN = "text/plain"
 JSONL = "application/jsonl"
 # Kinds stored as they are: no ffprobe, no thumbnail.
-UNPROBED = frozenset({WEIGHTS, TEXT})
+UNPROBED = frozenset({WEIGHTS, LUT, TEXT})
 # Bytes a text head may hold besides printable characters.
 _TEXT_CONTROLS = frozenset(b"\t\n\r\f")
 # A safetensors header (JSON) is at most 100 MB by the format's own rule.
@@ -68,6 +70,8 @@ SUPPORTED_TYPES: dict[str, tuple[int, frozenset[str]]] = {
     # Caption files (issue 17): UTF-8 text, never probed; their content is checked by the reader.
     TEXT_PLAIN: (TEXT, frozenset()),
     JSONL: (TEXT, frozenset()),
+    # Colour LUTs for render's looks (issue 18): parsed whole at upload (`lut.py`), never probed.
+    CUBE_CONTENT_TYPE: (LUT, frozenset()),
 }
 
 # Canonical content type -> the file extensions that name it (the first is the one given to a file
@@ -87,6 +91,7 @@ EXTENSIONS: dict[str, tuple[str, ...]] = {
     SAFETENSORS: ("safetensors",),
     TEXT_PLAIN: ("txt", "caption"),
     JSONL: ("jsonl",),
+    CUBE_CONTENT_TYPE: ("cube",),
 }
 
 _ALIASES = {
@@ -110,6 +115,8 @@ _ALIASES = {
     "application/ndjson": JSONL,
     "application/jsonlines": JSONL,
     "application/x-jsonlines": JSONL,
+    "application/x-cube": CUBE_CONTENT_TYPE,
+    "text/x-cube": CUBE_CONTENT_TYPE,
 }
 
 # What `filetype` names differently from our canonical types (any other ftyp brand is an MP4, as the
@@ -144,6 +151,8 @@ def sniff(head: bytes) -> str | None:
         ctype = canonical_type(_SNIFFED_ALIASES.get(found.mime, found.mime))
     elif head[4:8] in _QUICKTIME_ATOMS:
         ctype = "video/quicktime"
+    elif looks_like_cube(head):  # text: after every binary magic, before plain text (a .cube is text)
+        ctype = CUBE_CONTENT_TYPE
     elif _is_text(head):
         ctype = TEXT_PLAIN  # JSON Lines is text too: `matches` accepts either declared text type
     else:

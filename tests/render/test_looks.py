@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from services.kit.cube_lut import LutError, parse_cube
 from services.kit.errors import ServiceError
 from services.render.encoder import EncoderOptions
 from services.render.media import probe
 from services.render.pipeline import render_plan
-from services.render.timeline.lut import LutError, parse_cube
 from services.render.timeline.plan import Source
 from services.render.timeline.validate import plan_timeline
 from tests.fixtures.render import frame_rgb

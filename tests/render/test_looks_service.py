@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import grpc
-import pytest
+import io
 
+import grpc
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.render.test_looks import RED_TO_BLUE
 from tests.render.test_service import upload_media
 from tests.render.timelines import timeline, track
 from viarte.errors import from_rpc_error
@@ -37,3 +42,16 @@ async def test_a_lut_asset_that_is_not_a_lut_is_refused_at_its_field(render_serv
         await stub.RenderFrame(render_pb2.RenderFrameRequest(timeline=t, time_seconds=0.5), metadata=user.metadata)
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
     assert list(render_service.config.resolved_work_dir.iterdir()) == []  # the fetched bytes are gone
+
+
+async def test_a_lut_uploaded_to_storage_grades_by_its_asset_id(render_service, storage_service, user_factory, render_media) -> None:
+    """Issue 18: a .cube stored as a LUT asset (storage parsed it) is used by RenderFrame by id."""
+    user = await user_factory()
+    ids = await upload_media(storage_service, user, render_media)
+    lut_id = await storage_service.upload(user, RED_TO_BLUE, "swap.cube", "application/x-cube-lut")
+    stub = render_pb2_grpc.RenderServiceStub(render_service.channel)
+    t = timeline()
+    track(t).clips.add(asset_id=ids["red"], source_end_seconds=1, filters=tl.ClipFilters(lut_asset_id=lut_id))
+    frame = await stub.RenderFrame(render_pb2.RenderFrameRequest(timeline=t, time_seconds=0.5), metadata=user.metadata)
+    px = np.asarray(Image.open(io.BytesIO(frame.jpeg)).convert("RGB"))[frame.height // 2, frame.width // 2]
+    assert px[2] > 200 and px[0] < 50, px  # red turned blue

@@ -28,6 +28,15 @@ Source = str | os.PathLike[str] | bytes | IO[bytes]
 CHUNK = 256 * 1024
 
 
+# Types the platform's mimetypes tables do not know, which storage accepts by their extension.
+_EXTRA_TYPES = {".cube": "application/x-cube-lut", ".safetensors": "application/vnd.safetensors"}
+
+
+def _content_type(name: str) -> str:
+    extra = _EXTRA_TYPES.get(Path(name).suffix.lower())
+    return extra or mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
 def _sha256_and_size(source: bytes | Path | IO[bytes]) -> tuple[str, int]:
     h = hashlib.sha256()
     if isinstance(source, bytes):
@@ -108,7 +117,7 @@ class AsyncAssets(_Resource):
         after a dropped connection returns the same asset.
         """
         data, name = self._normalise(source, name)
-        content_type = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
+        content_type = content_type or _content_type(name)
         sha256, size = await asyncio.to_thread(_sha256_and_size, data)
         request_id = request_id or uuid.uuid4().hex
         if method == "presigned":
@@ -178,19 +187,20 @@ class AsyncAssets(_Resource):
         return resp.asset
 
     async def list(
-        self, *, kind: Literal["image", "video", "audio"] | None = None, page_size: int = 50, page_token: str = ""
+        self, *, kind: Literal["image", "video", "audio", "lut"] | None = None, page_size: int = 50, page_token: str = ""
     ) -> Page[storage_pb2.Asset]:
         kinds = {
             None: asset_pb2.ASSET_KIND_UNSPECIFIED,
             "image": asset_pb2.ASSET_KIND_IMAGE,
             "video": asset_pb2.ASSET_KIND_VIDEO,
             "audio": asset_pb2.ASSET_KIND_AUDIO,
+            "lut": asset_pb2.ASSET_KIND_LUT,
         }
         req = storage_pb2.ListAssetsRequest(page_size=page_size, page_token=page_token, kind=kinds[kind])
         resp = await self._t.unary(self._stub.ListAssets, req, retry=True)
         return Page(list(resp.assets), resp.next_page_token)
 
-    async def list_all(self, *, kind: Literal["image", "video", "audio"] | None = None) -> AsyncIterator[storage_pb2.Asset]:
+    async def list_all(self, *, kind: Literal["image", "video", "audio", "lut"] | None = None) -> AsyncIterator[storage_pb2.Asset]:
         token = ""
         while True:
             page = await self.list(kind=kind, page_token=token)

@@ -28,6 +28,7 @@ import ffmpeg
 from services.render.stabilize import source_key as stabilize_key
 from services.render.timeline import fx
 from services.render.timeline import plan as P
+from services.render.timeline.audiofx import eq_chain, mix_tracks
 from services.render.timeline.expr import animated_expr, num
 
 __all__ = ["CompiledGraph", "Window", "compile_plan", "expand_window"]
@@ -471,7 +472,7 @@ class _Builder:
 
     # -- audio --------------------------------------------------------------------------------
     def audio(self) -> Stream | None:
-        parts: list[Stream] = []
+        parts: dict[int, list[Stream]] = {}
         for track in self.plan.tracks:
             for i, clip in enumerate(track.clips):
                 span = self.span(clip)
@@ -479,10 +480,10 @@ class _Builder:
                     continue
                 nxt = track.clips[i + 1] if i + 1 < len(track.clips) else None
                 out_xfade = nxt.transition_in.frames if nxt and nxt.transition_in else 0
-                parts.append(self.sound(span, out_xfade))
+                parts.setdefault(track.index, []).append(self.sound(span, out_xfade))
         if not parts:
             return None
-        mixed = parts[0] if len(parts) == 1 else ffmpeg.filter(parts, "amix", inputs=len(parts), normalize=0, duration="longest")
+        mixed = mix_tracks(parts, self.plan.ducking)
         total = num(self.win.frames / self.fps)
         if self.plan.loudness is not None and self.loudness is not None:
             mixed = mixed.filter("loudnorm", **fx.loudnorm_options(self.plan.loudness, self.loudness)).filter("aresample", 48000)
@@ -502,6 +503,7 @@ class _Builder:
         stream = stream.filter("atrim", end=num(length))
         if clip.volume != 1:
             stream = stream.filter("volume", num(clip.volume))
+        stream = eq_chain(stream, clip.audio_eq)
         into = clip.transition_in.frames / self.fps if clip.transition_in else 0.0
         fade_in = max(clip.fade_in, into) - span.offset / self.fps
         fade_out = max(clip.fade_out, out_xfade / self.fps)

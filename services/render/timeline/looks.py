@@ -10,9 +10,9 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from services.kit.cube_lut import CubeLut
 from services.render.capabilities import BLEND_MODES, CURVES_PRESETS, FALLBACK_TRANSITIONS, Capabilities
 from services.render.timeline import plan as P
-from services.render.timeline.lut import CubeLut
 from services.render.timeline.style import parse_color, valid_color
 from viarte.render.v1 import timeline_pb2 as tl
 

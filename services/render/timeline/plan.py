@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from services.kit.media_input import MediaInput, media_input
 from services.render.media import SourceInfo
 
 if TYPE_CHECKING:
-    from services.render.timeline.lut import CubeLut
+    from services.kit.cube_lut import CubeLut
     from services.render.timeline.ramp import SpeedRamp
 
 __all__ = [
@@ -208,6 +208,8 @@ class PlannedClip:
     text: TextSpec | None = None
     fade_in: float = 0.0
     fade_out: float = 0.0
+    # Audio EQ preset (timeline/audiofx.py); "" = none.
+    audio_eq: str = ""
 
     @property
     def frames(self) -> int:
@@ -272,6 +274,8 @@ class Plan:
     loudness: float | None = None
     # vidstab transforms file per source key (services.render.stabilize), for stabilised clips.
     stabilization: dict[str, str] = field(default_factory=dict)
+    # Music ducked under voice tracks (timeline/audiofx.py `Ducking`).
+    ducking: tuple[Any, ...] = ()
 
     @property
     def has_audio(self) -> bool:

@@ -13,10 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
+from services.kit.cube_lut import CubeLut
 from services.kit.errors import ServiceError, Violations
 from services.render.capabilities import Capabilities, capabilities
 from services.render.media import MediaKind
 from services.render.timeline import plan as P
+from services.render.timeline.audiofx import check_audio, plan_ducking
 from services.render.timeline.looks import (
     check_looks,
     check_mix,
@@ -25,7 +27,6 @@ from services.render.timeline.looks import (
     plan_loudness,
     plan_transition,
 )
-from services.render.timeline.lut import CubeLut
 from services.render.timeline.ramp import MAX_RATE, MIN_RATE, SpeedRamp
 from services.render.timeline.style import font_file, parse_color, valid_color
 from services.render.timeline.text import check_text_style, plan_text
@@ -135,6 +136,7 @@ def check_structure(timeline: tl.Timeline, limits: Limits, output: OutputOverrid
     for ti, track in enumerate(timeline.tracks):
         _check_track(checks, ti, track, limits)
     check_mix(checks, timeline, limits.caps)
+    check_audio(checks, timeline)
     checks.raise_if_any()
 
 
@@ -170,7 +172,7 @@ def plan_timeline(
     canvas = P.PlannedCanvas(width, height, fps, parse_color(timeline.canvas.background_color or "#000000"), frames, pixel_scale)
     planned = tuple(_clip_to_canvas(t, frames) for t in tracks)
     plan = P.Plan(canvas, planned)
-    return _replace_plan(plan, loudness=plan_loudness(timeline)) if plan.has_audio else plan
+    return _replace_plan(plan, loudness=plan_loudness(timeline), ducking=plan_ducking(timeline)) if plan.has_audio else plan
 
 
 # -- structure --------------------------------------------------------------------------------
@@ -491,6 +493,7 @@ def _plan_clip(
         speed=speed,
         ramp=ramp if clip_kind is not P.ClipKind.IMAGE else None,
         volume=volume if info.has_audio else 0.0,
+        audio_eq=clip.filters.audio_eq,
         **common,  # type: ignore[arg-type]
     )
 

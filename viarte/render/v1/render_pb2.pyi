@@ -21,6 +21,13 @@ class VideoCodec(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     VIDEO_CODEC_UNSPECIFIED: _ClassVar[VideoCodec]
     VIDEO_CODEC_H264: _ClassVar[VideoCodec]
     VIDEO_CODEC_HEVC: _ClassVar[VideoCodec]
+
+class SceneChangeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SCENE_CHANGE_KIND_UNSPECIFIED: _ClassVar[SceneChangeKind]
+    SCENE_CHANGE_KIND_CUT: _ClassVar[SceneChangeKind]
+    SCENE_CHANGE_KIND_DISSOLVE: _ClassVar[SceneChangeKind]
+    SCENE_CHANGE_KIND_FADE: _ClassVar[SceneChangeKind]
 QUALITY_PRESET_UNSPECIFIED: QualityPreset
 QUALITY_PRESET_DRAFT: QualityPreset
 QUALITY_PRESET_STANDARD: QualityPreset
@@ -28,6 +35,10 @@ QUALITY_PRESET_HIGH: QualityPreset
 VIDEO_CODEC_UNSPECIFIED: VideoCodec
 VIDEO_CODEC_H264: VideoCodec
 VIDEO_CODEC_HEVC: VideoCodec
+SCENE_CHANGE_KIND_UNSPECIFIED: SceneChangeKind
+SCENE_CHANGE_KIND_CUT: SceneChangeKind
+SCENE_CHANGE_KIND_DISSOLVE: SceneChangeKind
+SCENE_CHANGE_KIND_FADE: SceneChangeKind
 
 class RenderParameters(_message.Message):
     __slots__ = ("timeline", "quality", "codec", "output_width", "output_height", "output_fps", "upscale", "output_name", "project_id")
@@ -308,7 +319,7 @@ class ListCapabilitiesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ListCapabilitiesResponse(_message.Message):
-    __slots__ = ("transitions", "filters", "lut_formats", "encoders", "easings", "curves_presets", "blend_modes", "loudness_normalization")
+    __slots__ = ("transitions", "filters", "lut_formats", "encoders", "easings", "curves_presets", "blend_modes", "loudness_normalization", "audio_eq_presets")
     TRANSITIONS_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
     LUT_FORMATS_FIELD_NUMBER: _ClassVar[int]
@@ -317,6 +328,7 @@ class ListCapabilitiesResponse(_message.Message):
     CURVES_PRESETS_FIELD_NUMBER: _ClassVar[int]
     BLEND_MODES_FIELD_NUMBER: _ClassVar[int]
     LOUDNESS_NORMALIZATION_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_EQ_PRESETS_FIELD_NUMBER: _ClassVar[int]
     transitions: _containers.RepeatedScalarFieldContainer[str]
     filters: _containers.RepeatedScalarFieldContainer[str]
     lut_formats: _containers.RepeatedScalarFieldContainer[str]
@@ -325,4 +337,87 @@ class ListCapabilitiesResponse(_message.Message):
     curves_presets: _containers.RepeatedScalarFieldContainer[str]
     blend_modes: _containers.RepeatedScalarFieldContainer[str]
     loudness_normalization: bool
-    def __init__(self, transitions: _Optional[_Iterable[str]] = ..., filters: _Optional[_Iterable[str]] = ..., lut_formats: _Optional[_Iterable[str]] = ..., encoders: _Optional[_Iterable[str]] = ..., easings: _Optional[_Iterable[str]] = ..., curves_presets: _Optional[_Iterable[str]] = ..., blend_modes: _Optional[_Iterable[str]] = ..., loudness_normalization: _Optional[bool] = ...) -> None: ...
+    audio_eq_presets: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, transitions: _Optional[_Iterable[str]] = ..., filters: _Optional[_Iterable[str]] = ..., lut_formats: _Optional[_Iterable[str]] = ..., encoders: _Optional[_Iterable[str]] = ..., easings: _Optional[_Iterable[str]] = ..., curves_presets: _Optional[_Iterable[str]] = ..., blend_modes: _Optional[_Iterable[str]] = ..., loudness_normalization: _Optional[bool] = ..., audio_eq_presets: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AnalyzeMediaRequest(_message.Message):
+    __slots__ = ("asset_id",)
+    ASSET_ID_FIELD_NUMBER: _ClassVar[int]
+    asset_id: str
+    def __init__(self, asset_id: _Optional[str] = ...) -> None: ...
+
+class SceneChange(_message.Message):
+    __slots__ = ("time_seconds", "kind", "start_seconds", "end_seconds")
+    TIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    START_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    END_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    time_seconds: float
+    kind: SceneChangeKind
+    start_seconds: float
+    end_seconds: float
+    def __init__(self, time_seconds: _Optional[float] = ..., kind: _Optional[_Union[SceneChangeKind, str]] = ..., start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ...) -> None: ...
+
+class TimeSpan(_message.Message):
+    __slots__ = ("start_seconds", "end_seconds")
+    START_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    END_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    start_seconds: float
+    end_seconds: float
+    def __init__(self, start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ...) -> None: ...
+
+class MediaAnalysis(_message.Message):
+    __slots__ = ("duration_seconds", "scene_changes", "tempo_bpm", "beat_seconds", "downbeat_seconds", "integrated_lufs", "loudness_range_lu", "silences", "has_audio", "has_video")
+    DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SCENE_CHANGES_FIELD_NUMBER: _ClassVar[int]
+    TEMPO_BPM_FIELD_NUMBER: _ClassVar[int]
+    BEAT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DOWNBEAT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    INTEGRATED_LUFS_FIELD_NUMBER: _ClassVar[int]
+    LOUDNESS_RANGE_LU_FIELD_NUMBER: _ClassVar[int]
+    SILENCES_FIELD_NUMBER: _ClassVar[int]
+    HAS_AUDIO_FIELD_NUMBER: _ClassVar[int]
+    HAS_VIDEO_FIELD_NUMBER: _ClassVar[int]
+    duration_seconds: float
+    scene_changes: _containers.RepeatedCompositeFieldContainer[SceneChange]
+    tempo_bpm: float
+    beat_seconds: _containers.RepeatedScalarFieldContainer[float]
+    downbeat_seconds: _containers.RepeatedScalarFieldContainer[float]
+    integrated_lufs: float
+    loudness_range_lu: float
+    silences: _containers.RepeatedCompositeFieldContainer[TimeSpan]
+    has_audio: bool
+    has_video: bool
+    def __init__(self, duration_seconds: _Optional[float] = ..., scene_changes: _Optional[_Iterable[_Union[SceneChange, _Mapping]]] = ..., tempo_bpm: _Optional[float] = ..., beat_seconds: _Optional[_Iterable[float]] = ..., downbeat_seconds: _Optional[_Iterable[float]] = ..., integrated_lufs: _Optional[float] = ..., loudness_range_lu: _Optional[float] = ..., silences: _Optional[_Iterable[_Union[TimeSpan, _Mapping]]] = ..., has_audio: _Optional[bool] = ..., has_video: _Optional[bool] = ...) -> None: ...
+
+class AnalyzeMediaResponse(_message.Message):
+    __slots__ = ("analysis", "cached")
+    ANALYSIS_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
+    analysis: MediaAnalysis
+    cached: bool
+    def __init__(self, analysis: _Optional[_Union[MediaAnalysis, _Mapping]] = ..., cached: _Optional[bool] = ...) -> None: ...
+
+class ProposeEditRequest(_message.Message):
+    __slots__ = ("clip_asset_ids", "music_asset_id", "canvas", "duration_seconds", "min_shot_seconds", "downbeat_min_seconds")
+    CLIP_ASSET_IDS_FIELD_NUMBER: _ClassVar[int]
+    MUSIC_ASSET_ID_FIELD_NUMBER: _ClassVar[int]
+    CANVAS_FIELD_NUMBER: _ClassVar[int]
+    DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MIN_SHOT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DOWNBEAT_MIN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    clip_asset_ids: _containers.RepeatedScalarFieldContainer[str]
+    music_asset_id: str
+    canvas: _timeline_pb2.Canvas
+    duration_seconds: float
+    min_shot_seconds: float
+    downbeat_min_seconds: float
+    def __init__(self, clip_asset_ids: _Optional[_Iterable[str]] = ..., music_asset_id: _Optional[str] = ..., canvas: _Optional[_Union[_timeline_pb2.Canvas, _Mapping]] = ..., duration_seconds: _Optional[float] = ..., min_shot_seconds: _Optional[float] = ..., downbeat_min_seconds: _Optional[float] = ...) -> None: ...
+
+class ProposeEditResponse(_message.Message):
+    __slots__ = ("timeline", "cut_seconds")
+    TIMELINE_FIELD_NUMBER: _ClassVar[int]
+    CUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    timeline: _timeline_pb2.Timeline
+    cut_seconds: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, timeline: _Optional[_Union[_timeline_pb2.Timeline, _Mapping]] = ..., cut_seconds: _Optional[_Iterable[float]] = ...) -> None: ...

@@ -31,6 +31,7 @@ class RenderServiceStub:
     ErrorInfo domain "viarte.render". Reasons: INVALID_TIMELINE (with BadRequest field paths such as
     `tracks[1].clips[3].source_end_seconds`), ASSET_NOT_FOUND, CANVAS_TOO_LARGE, TIMELINE_TOO_LONG,
     JOB_NOT_FOUND, QUEUE_FULL (with RetryInfo), INVALID_PAGE_TOKEN, ENCODER_FAILED, UPSCALE_FAILED,
+    MEDIA_TOO_LONG, ANALYSIS_TIMEOUT, ANALYSIS_FAILED (AnalyzeMedia),
     STORAGE_UNAVAILABLE, UNAUTHENTICATED, RAY_UNAVAILABLE (executor "ray": the cluster cannot be reached;
     UNAVAILABLE, retried in the background).
     API keys need scope "jobs:write" to cancel jobs, "jobs:write", "assets:read" and "assets:write" to
@@ -80,6 +81,16 @@ class RenderServiceStub:
                 request_serializer=viarte_dot_render_dot_v1_dot_render__pb2.ListCapabilitiesRequest.SerializeToString,
                 response_deserializer=viarte_dot_render_dot_v1_dot_render__pb2.ListCapabilitiesResponse.FromString,
                 _registered_method=True)
+        self.AnalyzeMedia = channel.unary_unary(
+                '/viarte.render.v1.RenderService/AnalyzeMedia',
+                request_serializer=viarte_dot_render_dot_v1_dot_render__pb2.AnalyzeMediaRequest.SerializeToString,
+                response_deserializer=viarte_dot_render_dot_v1_dot_render__pb2.AnalyzeMediaResponse.FromString,
+                _registered_method=True)
+        self.ProposeEdit = channel.unary_unary(
+                '/viarte.render.v1.RenderService/ProposeEdit',
+                request_serializer=viarte_dot_render_dot_v1_dot_render__pb2.ProposeEditRequest.SerializeToString,
+                response_deserializer=viarte_dot_render_dot_v1_dot_render__pb2.ProposeEditResponse.FromString,
+                _registered_method=True)
 
 
 class RenderServiceServicer:
@@ -88,6 +99,7 @@ class RenderServiceServicer:
     ErrorInfo domain "viarte.render". Reasons: INVALID_TIMELINE (with BadRequest field paths such as
     `tracks[1].clips[3].source_end_seconds`), ASSET_NOT_FOUND, CANVAS_TOO_LARGE, TIMELINE_TOO_LONG,
     JOB_NOT_FOUND, QUEUE_FULL (with RetryInfo), INVALID_PAGE_TOKEN, ENCODER_FAILED, UPSCALE_FAILED,
+    MEDIA_TOO_LONG, ANALYSIS_TIMEOUT, ANALYSIS_FAILED (AnalyzeMedia),
     STORAGE_UNAVAILABLE, UNAUTHENTICATED, RAY_UNAVAILABLE (executor "ray": the cluster cannot be reached;
     UNAVAILABLE, retried in the background).
     API keys need scope "jobs:write" to cancel jobs, "jobs:write", "assets:read" and "assets:write" to
@@ -154,6 +166,32 @@ class RenderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AnalyzeMedia(self, request, context):
+        """Where scenes change (hard cuts and dissolves with PySceneDetect, fades), the tempo, beats and
+        downbeats (librosa; downbeats assume 4/4), the loudness (EBU R128) and the silences of one stored
+        video or audio asset: what a cut can follow. A unary call for media up to the server's
+        `analyze_max_seconds` (default 600 s), bounded by `analyze_timeout_seconds`; the result is cached
+        per asset (the same bytes are analysed once). Scopes as RenderFrame.
+        Errors: INVALID_ARGUMENT (INVALID_ARGUMENT: `asset_id` missing or not a video/audio asset;
+        MEDIA_TOO_LONG), NOT_FOUND (ASSET_NOT_FOUND), DEADLINE_EXCEEDED (ANALYSIS_TIMEOUT),
+        UNAVAILABLE (STORAGE_UNAVAILABLE).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ProposeEdit(self, request, context):
+        """A proposed edit (smart edit): the clips cut into their shots (scene boundaries from
+        AnalyzeMedia), laid back to back in order over the music, every cut on a beat of the music
+        (downbeats for shots of at least `downbeat_min_seconds`), the music on an audio track. The
+        answer is a Timeline to apply as one change; nothing is rendered. Scopes as RenderFrame.
+        Errors: as AnalyzeMedia, with fields `clip_asset_ids[i]` / `music_asset_id`;
+        INVALID_ARGUMENT when the music has no beat.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RenderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -192,6 +230,16 @@ def add_RenderServiceServicer_to_server(servicer, server):
                     request_deserializer=viarte_dot_render_dot_v1_dot_render__pb2.ListCapabilitiesRequest.FromString,
                     response_serializer=viarte_dot_render_dot_v1_dot_render__pb2.ListCapabilitiesResponse.SerializeToString,
             ),
+            'AnalyzeMedia': grpc.unary_unary_rpc_method_handler(
+                    servicer.AnalyzeMedia,
+                    request_deserializer=viarte_dot_render_dot_v1_dot_render__pb2.AnalyzeMediaRequest.FromString,
+                    response_serializer=viarte_dot_render_dot_v1_dot_render__pb2.AnalyzeMediaResponse.SerializeToString,
+            ),
+            'ProposeEdit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProposeEdit,
+                    request_deserializer=viarte_dot_render_dot_v1_dot_render__pb2.ProposeEditRequest.FromString,
+                    response_serializer=viarte_dot_render_dot_v1_dot_render__pb2.ProposeEditResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'viarte.render.v1.RenderService', rpc_method_handlers)
@@ -206,6 +254,7 @@ class RenderService:
     ErrorInfo domain "viarte.render". Reasons: INVALID_TIMELINE (with BadRequest field paths such as
     `tracks[1].clips[3].source_end_seconds`), ASSET_NOT_FOUND, CANVAS_TOO_LARGE, TIMELINE_TOO_LONG,
     JOB_NOT_FOUND, QUEUE_FULL (with RetryInfo), INVALID_PAGE_TOKEN, ENCODER_FAILED, UPSCALE_FAILED,
+    MEDIA_TOO_LONG, ANALYSIS_TIMEOUT, ANALYSIS_FAILED (AnalyzeMedia),
     STORAGE_UNAVAILABLE, UNAUTHENTICATED, RAY_UNAVAILABLE (executor "ray": the cluster cannot be reached;
     UNAVAILABLE, retried in the background).
     API keys need scope "jobs:write" to cancel jobs, "jobs:write", "assets:read" and "assets:write" to
@@ -393,6 +442,60 @@ class RenderService:
             '/viarte.render.v1.RenderService/ListCapabilities',
             viarte_dot_render_dot_v1_dot_render__pb2.ListCapabilitiesRequest.SerializeToString,
             viarte_dot_render_dot_v1_dot_render__pb2.ListCapabilitiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AnalyzeMedia(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/viarte.render.v1.RenderService/AnalyzeMedia',
+            viarte_dot_render_dot_v1_dot_render__pb2.AnalyzeMediaRequest.SerializeToString,
+            viarte_dot_render_dot_v1_dot_render__pb2.AnalyzeMediaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProposeEdit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/viarte.render.v1.RenderService/ProposeEdit',
+            viarte_dot_render_dot_v1_dot_render__pb2.ProposeEditRequest.SerializeToString,
+            viarte_dot_render_dot_v1_dot_render__pb2.ProposeEditResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -161,7 +161,7 @@ class Canvas(_message.Message):
     def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., fps: _Optional[float] = ..., background_color: _Optional[str] = ..., duration_seconds: _Optional[float] = ...) -> None: ...
 
 class Track(_message.Message):
-    __slots__ = ("id", "kind", "name", "clips", "muted", "hidden", "volume")
+    __slots__ = ("id", "kind", "name", "clips", "muted", "hidden", "volume", "ducking")
     ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -169,6 +169,7 @@ class Track(_message.Message):
     MUTED_FIELD_NUMBER: _ClassVar[int]
     HIDDEN_FIELD_NUMBER: _ClassVar[int]
     VOLUME_FIELD_NUMBER: _ClassVar[int]
+    DUCKING_FIELD_NUMBER: _ClassVar[int]
     id: str
     kind: TrackKind
     name: str
@@ -176,7 +177,22 @@ class Track(_message.Message):
     muted: bool
     hidden: bool
     volume: float
-    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[TrackKind, str]] = ..., name: _Optional[str] = ..., clips: _Optional[_Iterable[_Union[Clip, _Mapping]]] = ..., muted: _Optional[bool] = ..., hidden: _Optional[bool] = ..., volume: _Optional[float] = ...) -> None: ...
+    ducking: AudioDucking
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[TrackKind, str]] = ..., name: _Optional[str] = ..., clips: _Optional[_Iterable[_Union[Clip, _Mapping]]] = ..., muted: _Optional[bool] = ..., hidden: _Optional[bool] = ..., volume: _Optional[float] = ..., ducking: _Optional[_Union[AudioDucking, _Mapping]] = ...) -> None: ...
+
+class AudioDucking(_message.Message):
+    __slots__ = ("voice_track_id", "threshold_db", "ratio", "attack_ms", "release_ms")
+    VOICE_TRACK_ID_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_DB_FIELD_NUMBER: _ClassVar[int]
+    RATIO_FIELD_NUMBER: _ClassVar[int]
+    ATTACK_MS_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_MS_FIELD_NUMBER: _ClassVar[int]
+    voice_track_id: str
+    threshold_db: float
+    ratio: float
+    attack_ms: float
+    release_ms: float
+    def __init__(self, voice_track_id: _Optional[str] = ..., threshold_db: _Optional[float] = ..., ratio: _Optional[float] = ..., attack_ms: _Optional[float] = ..., release_ms: _Optional[float] = ...) -> None: ...
 
 class Keyframe(_message.Message):
     __slots__ = ("time_seconds", "value", "easing")
@@ -211,7 +227,7 @@ class Transform(_message.Message):
     def __init__(self, x: _Optional[_Union[AnimatedValue, _Mapping]] = ..., y: _Optional[_Union[AnimatedValue, _Mapping]] = ..., scale: _Optional[_Union[AnimatedValue, _Mapping]] = ..., rotation_degrees: _Optional[_Union[AnimatedValue, _Mapping]] = ..., opacity: _Optional[_Union[AnimatedValue, _Mapping]] = ...) -> None: ...
 
 class ClipFilters(_message.Message):
-    __slots__ = ("brightness", "contrast", "saturation", "blur_sigma", "grayscale", "speed_keyframes", "lut_asset_id", "exposure", "temperature_kelvin", "curves", "vignette", "sharpen", "grain", "chroma_key", "blend_mode", "stabilize")
+    __slots__ = ("brightness", "contrast", "saturation", "blur_sigma", "grayscale", "speed_keyframes", "lut_asset_id", "exposure", "temperature_kelvin", "curves", "vignette", "sharpen", "grain", "chroma_key", "blend_mode", "stabilize", "audio_eq")
     BRIGHTNESS_FIELD_NUMBER: _ClassVar[int]
     CONTRAST_FIELD_NUMBER: _ClassVar[int]
     SATURATION_FIELD_NUMBER: _ClassVar[int]
@@ -228,6 +244,7 @@ class ClipFilters(_message.Message):
     CHROMA_KEY_FIELD_NUMBER: _ClassVar[int]
     BLEND_MODE_FIELD_NUMBER: _ClassVar[int]
     STABILIZE_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_EQ_FIELD_NUMBER: _ClassVar[int]
     brightness: float
     contrast: float
     saturation: float
@@ -244,7 +261,8 @@ class ClipFilters(_message.Message):
     chroma_key: ChromaKey
     blend_mode: BlendMode
     stabilize: bool
-    def __init__(self, brightness: _Optional[float] = ..., contrast: _Optional[float] = ..., saturation: _Optional[float] = ..., blur_sigma: _Optional[float] = ..., grayscale: _Optional[bool] = ..., speed_keyframes: _Optional[_Iterable[_Union[Keyframe, _Mapping]]] = ..., lut_asset_id: _Optional[str] = ..., exposure: _Optional[float] = ..., temperature_kelvin: _Optional[float] = ..., curves: _Optional[_Union[CurvesPreset, str]] = ..., vignette: _Optional[float] = ..., sharpen: _Optional[float] = ..., grain: _Optional[float] = ..., chroma_key: _Optional[_Union[ChromaKey, _Mapping]] = ..., blend_mode: _Optional[_Union[BlendMode, str]] = ..., stabilize: _Optional[bool] = ...) -> None: ...
+    audio_eq: str
+    def __init__(self, brightness: _Optional[float] = ..., contrast: _Optional[float] = ..., saturation: _Optional[float] = ..., blur_sigma: _Optional[float] = ..., grayscale: _Optional[bool] = ..., speed_keyframes: _Optional[_Iterable[_Union[Keyframe, _Mapping]]] = ..., lut_asset_id: _Optional[str] = ..., exposure: _Optional[float] = ..., temperature_kelvin: _Optional[float] = ..., curves: _Optional[_Union[CurvesPreset, str]] = ..., vignette: _Optional[float] = ..., sharpen: _Optional[float] = ..., grain: _Optional[float] = ..., chroma_key: _Optional[_Union[ChromaKey, _Mapping]] = ..., blend_mode: _Optional[_Union[BlendMode, str]] = ..., stabilize: _Optional[bool] = ..., audio_eq: _Optional[str] = ...) -> None: ...
 
 class ChromaKey(_message.Message):
     __slots__ = ("color", "similarity", "blend", "spill")

@@ -33,7 +33,8 @@ class StorageServiceStub:
     ErrorInfo domain "viarte.storage". Reasons: ASSET_NOT_FOUND, UPLOAD_NOT_FOUND, UPLOAD_EXPIRED,
     UPLOAD_INCOMPLETE, SIZE_MISMATCH, CHECKSUM_MISMATCH, UNSUPPORTED_MEDIA_TYPE, CONTENT_TYPE_MISMATCH,
     OBJECT_TOO_LARGE, OBJECT_NOT_FOUND, QUOTA_BYTES_EXCEEDED, QUOTA_COUNT_EXCEEDED, INVALID_RANGE, INVALID_ARGUMENT,
-    INVALID_PAGE_TOKEN, S3_UNAVAILABLE, UNAUTHENTICATED.
+    INVALID_PAGE_TOKEN, S3_UNAVAILABLE, UNAUTHENTICATED, INVALID_LUT (a file declared as a .cube LUT that
+    does not parse: BadRequest field "content", the description names the line).
     API keys need scope "assets:read" to get, list and download, "assets:write" to upload and delete
     (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).
     """
@@ -94,7 +95,8 @@ class StorageServiceServicer:
     ErrorInfo domain "viarte.storage". Reasons: ASSET_NOT_FOUND, UPLOAD_NOT_FOUND, UPLOAD_EXPIRED,
     UPLOAD_INCOMPLETE, SIZE_MISMATCH, CHECKSUM_MISMATCH, UNSUPPORTED_MEDIA_TYPE, CONTENT_TYPE_MISMATCH,
     OBJECT_TOO_LARGE, OBJECT_NOT_FOUND, QUOTA_BYTES_EXCEEDED, QUOTA_COUNT_EXCEEDED, INVALID_RANGE, INVALID_ARGUMENT,
-    INVALID_PAGE_TOKEN, S3_UNAVAILABLE, UNAUTHENTICATED.
+    INVALID_PAGE_TOKEN, S3_UNAVAILABLE, UNAUTHENTICATED, INVALID_LUT (a file declared as a .cube LUT that
+    does not parse: BadRequest field "content", the description names the line).
     API keys need scope "assets:read" to get, list and download, "assets:write" to upload and delete
     (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).
     """
@@ -113,8 +115,8 @@ class StorageServiceServicer:
         """Verifies an uploaded object (size, sha256, sniffed type vs declared type), probes its media
         facts and thumbnail, and makes the asset READY. A failed check deletes the object.
         Errors: NOT_FOUND (UPLOAD_NOT_FOUND), FAILED_PRECONDITION (UPLOAD_INCOMPLETE, UPLOAD_EXPIRED),
-        INVALID_ARGUMENT (SIZE_MISMATCH, CHECKSUM_MISMATCH, CONTENT_TYPE_MISMATCH, UNSUPPORTED_MEDIA_TYPE),
-        UNAVAILABLE (S3_UNAVAILABLE).
+        INVALID_ARGUMENT (SIZE_MISMATCH, CHECKSUM_MISMATCH, CONTENT_TYPE_MISMATCH, UNSUPPORTED_MEDIA_TYPE,
+        INVALID_LUT), UNAVAILABLE (S3_UNAVAILABLE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -227,7 +229,8 @@ class StorageService:
     ErrorInfo domain "viarte.storage". Reasons: ASSET_NOT_FOUND, UPLOAD_NOT_FOUND, UPLOAD_EXPIRED,
     UPLOAD_INCOMPLETE, SIZE_MISMATCH, CHECKSUM_MISMATCH, UNSUPPORTED_MEDIA_TYPE, CONTENT_TYPE_MISMATCH,
     OBJECT_TOO_LARGE, OBJECT_NOT_FOUND, QUOTA_BYTES_EXCEEDED, QUOTA_COUNT_EXCEEDED, INVALID_RANGE, INVALID_ARGUMENT,
-    INVALID_PAGE_TOKEN, S3_UNAVAILABLE, UNAUTHENTICATED.
+    INVALID_PAGE_TOKEN, S3_UNAVAILABLE, UNAUTHENTICATED, INVALID_LUT (a file declared as a .cube LUT that
+    does not parse: BadRequest field "content", the description names the line).
     API keys need scope "assets:read" to get, list and download, "assets:write" to upload and delete
     (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).
     """

@@ -13,12 +13,14 @@ class AssetKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ASSET_KIND_AUDIO: _ClassVar[AssetKind]
     ASSET_KIND_WEIGHTS: _ClassVar[AssetKind]
     ASSET_KIND_TEXT: _ClassVar[AssetKind]
+    ASSET_KIND_LUT: _ClassVar[AssetKind]
 ASSET_KIND_UNSPECIFIED: AssetKind
 ASSET_KIND_IMAGE: AssetKind
 ASSET_KIND_VIDEO: AssetKind
 ASSET_KIND_AUDIO: AssetKind
 ASSET_KIND_WEIGHTS: AssetKind
 ASSET_KIND_TEXT: AssetKind
+ASSET_KIND_LUT: AssetKind
 
 class MediaInfo(_message.Message):
     __slots__ = ("duration_seconds", "width", "height", "fps", "frame_count", "video_codec", "audio_codec", "has_audio", "sample_rate", "channels")
