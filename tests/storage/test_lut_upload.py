@@ -94,7 +94,10 @@ async def test_binary_or_foreign_files_never_pass_as_luts(storage_service: Any, 
     await expect_error(storage_service.upload(owner, png, "x.cube", LUT_TYPE), INVALID, "CONTENT_TYPE_MISMATCH")
     cube = identity_cube(2)
     await expect_error(storage_service.upload(owner, cube, "x.png", "image/png"), INVALID, "CONTENT_TYPE_MISMATCH")
-    for hostile in (b"<html><body>LUT_3D_SIZE 2</body></html>", b"LUT_3D_SIZE 2\n\x00\x01\x02", b"\x1b[31mLUT_3D_SIZE 2\n"):
+    # HTML is plain text (a caption file could be stored as text/plain), never a LUT.
+    html = b"<html><body>LUT_3D_SIZE 2</body></html>"
+    await expect_error(storage_service.upload(owner, html, "x.cube", LUT_TYPE), INVALID, "CONTENT_TYPE_MISMATCH")
+    for hostile in (b"LUT_3D_SIZE 2\n\x00\x01\x02", b"\x1b[31mLUT_3D_SIZE 2\n"):
         await expect_error(storage_service.upload(owner, hostile, "x.cube", LUT_TYPE), INVALID, "UNSUPPORTED_MEDIA_TYPE")
 
 
