@@ -14,6 +14,7 @@ else becomes INTERNAL (logged with its traceback, never sent to the client).
 from __future__ import annotations
 
 import inspect
+import os
 import random
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ _log = structlog.get_logger("viarte.rpc")
 # Request ids only correlate log lines (never a secret): the Mersenne Twister is ~10x cheaper per
 # call than os.urandom, seeded from the OS per process.
 _ids = random.Random()
+os.register_at_fork(after_in_child=_ids.seed)  # a forked child must not repeat its parent's ids
 
 
 @dataclass(frozen=True)
