@@ -8,7 +8,8 @@ resident memory can be watched from outside. Prints, side by side:
   - upload:   UploadAsset stream (incl. sha256, ffprobe, commit)  vs  boto3 upload_fileobj
   - download: DownloadAsset stream                                 vs  boto3 download_fileobj
   - presigned PUT with plain HTTP (http.client)                   vs  boto3 put_object
-and the service's peak RSS growth during the streaming transfers (goal: ratio >= 0.8, growth < 64 MB).
+and the service's peak RSS growth during the streaming transfers (goal: ratio >= 0.8, growth < 64 MB;
+the streamed upload, issue 20: >= 0.95 quiet, >= 0.85 with --busy: another process spinning a core).
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ def storage_env(
     return env
 
 
-async def run(mb: int, repeat: int, extra: dict[str, str]) -> None:
+async def run(mb: int, repeat: int, extra: dict[str, str], busy: bool = False) -> None:
     size = mb * MB
     tmp = Path(tempfile.mkdtemp(prefix="storage-bench-"))
     print(f"payload: {size / MB:.0f} MB WAV; repeat {repeat}; SeaweedFS + storage service subprocess")
@@ -255,7 +256,7 @@ async def run(mb: int, repeat: int, extra: dict[str, str]) -> None:
               " (one-time: botocore operation models, thread and connection pools)")
         print("storage service RSS after each round: " + ", ".join(f"{r / 2**20:.0f} MiB" for r in after_round)
               + " (flat = bounded, no leak)")
-        report(results, growth, size)
+        report(results, growth, size, busy)
     finally:
         service.terminate()
         service.wait(30)
@@ -311,7 +312,7 @@ async def grpc_upload_small(stub: Any, md: Any) -> str:
     return str((await stub.UploadAsset(requests(), metadata=md)).asset.id)
 
 
-def report(results: dict[str, list[float]], growth: dict[str, int], size: int) -> None:
+def report(results: dict[str, list[float]], growth: dict[str, int], size: int, busy: bool = False) -> None:
     def mbps(key: str) -> float:
         return size / MB / statistics.median(results[key]) if results[key] else float("nan")
 
@@ -322,9 +323,13 @@ def report(results: dict[str, list[float]], growth: dict[str, int], size: int) -
     ]
     print()
     print(f"{'':14} {'ours':24} {'MB/s':>8}   {'baseline':24} {'MB/s':>8}   {'ratio':>6}  goal")
+    # Issue 20: the streamed upload >= 0.95 of boto3 on a quiet machine, >= 0.85 with --busy.
+    upload_goal = 0.85 if busy else 0.95
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores" + (", one core kept busy (--busy)" if busy else ""))
     for label, ours, ok, base, bk in rows:
         ratio = mbps(ok) / mbps(bk)
-        goal = ">=0.8 " + ("ok" if ratio >= 0.8 else "MISSED")
+        bar = upload_goal if ok == "grpc_up" else 0.8
+        goal = f">={bar:g} " + ("ok" if ratio >= bar else "MISSED")
         print(f"{label:14} {ours:24} {mbps(ok):8.1f}   {base:24} {mbps(bk):8.1f}   {ratio:6.2f}  {goal}")
     print()
     for phase, grown in growth.items():
@@ -337,13 +342,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mb", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--busy", action="store_true", help="keep one core busy with another process meanwhile")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="extra StorageConfig field for the service, e.g. --set stream_part_bytes=5242880")
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.set)
     if extra:
         print("service config:", extra)
-    asyncio.run(run(args.mb, args.repeat, {k.upper(): v for k, v in extra.items()}))
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
+    try:
+        asyncio.run(run(args.mb, args.repeat, {k.upper(): v for k, v in extra.items()}, args.busy))
+    finally:
+        if spinner is not None:
+            spinner.kill()
+            spinner.wait()
 
 
 if __name__ == "__main__":

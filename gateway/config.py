@@ -61,6 +61,8 @@ class GatewayConfig(ServiceConfig):
     max_stream_duration_seconds: float = 3600.0
     # Active gRPC health checks (grpc.health.v1) of each upstream.
     health_check_interval_seconds: float = 2.0
+    # Envoy worker threads (--concurrency); 0 = one per core this process may use.
+    envoy_concurrency: int = 0
     # Envoy's own log level (trace, debug, info, warning, error, critical, off).
     envoy_log_level: str = "warning"
     # One JSON access-log line per request on Envoy's stdout.

@@ -22,17 +22,21 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
+import yaml
 
 from gateway.config import GatewayConfig
-from gateway.envoy_config import S3_FRONT_LISTENER, render_yaml
+from gateway.envoy_config import S3_FRONT_LISTENER, build_bootstrap, render_yaml
 
-__all__ = ["EnvoyError", "EnvoyProcess", "envoy_binary", "start_envoy", "validate_config", "write_config"]
+__all__ = [
+    "EnvoyError", "EnvoyProcess", "envoy_binary", "envoy_concurrency", "start_envoy", "validate_config", "write_config",
+]
 
 
 class EnvoyError(RuntimeError):
@@ -54,9 +58,24 @@ def envoy_binary(config: GatewayConfig | None = None) -> str:
     return found
 
 
-def write_config(config: GatewayConfig, directory: Path) -> Path:
+def envoy_concurrency(config: GatewayConfig) -> int:
+    """Envoy's worker threads: the configured number, else one per core this process may use (its
+    CPU affinity, which a container's cpuset narrows; Envoy's own default counts every core of the
+    host). bench/gateway_overhead.py compares one worker with one per core side by side."""
+    if config.envoy_concurrency > 0:
+        return config.envoy_concurrency
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def write_config(config: GatewayConfig, directory: Path, edit: Callable[[dict[str, Any]], None] | None = None) -> Path:
+    """Writes Envoy's bootstrap for ``config``; ``edit`` (benches) may change the dict first."""
     path = directory / "envoy.yaml"
-    path.write_text(render_yaml(config))
+    if edit is None:
+        path.write_text(render_yaml(config))
+    else:
+        bootstrap = build_bootstrap(config)
+        edit(bootstrap)
+        path.write_text(yaml.safe_dump(bootstrap, sort_keys=False))
     return path
 
 
@@ -169,13 +188,17 @@ class EnvoyProcess:
 
 
 async def start_envoy(
-    config: GatewayConfig, *, workdir: Path | None = None, ready_timeout: float = 30.0
+    config: GatewayConfig,
+    *,
+    workdir: Path | None = None,
+    ready_timeout: float = 30.0,
+    edit: Callable[[dict[str, Any]], None] | None = None,
 ) -> EnvoyProcess:
     """Write the config, start Envoy and wait until its listener accepts connections."""
     owns = workdir is None
     directory = Path(tempfile.mkdtemp(prefix="viarte-envoy-")) if workdir is None else workdir
     directory.mkdir(parents=True, exist_ok=True)
-    config_path = write_config(config, directory)
+    config_path = write_config(config, directory, edit)
     admin_path = directory / "admin-address"
     admin_path.unlink(missing_ok=True)
     args = [
@@ -186,6 +209,7 @@ async def start_envoy(
         "--base-id", str(10_000 + os.getpid() % 50_000),
         "--admin-address-path", str(admin_path),
         "-l", config.envoy_log_level,
+        "--concurrency", str(envoy_concurrency(config)),
     ]  # fmt: skip
     with (directory / "envoy.log").open("ab") as log:
         process = await asyncio.create_subprocess_exec(

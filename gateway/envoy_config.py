@@ -350,7 +350,14 @@ def _http_filters(config: GatewayConfig) -> list[dict[str, Any]]:
     filters.append(
         {
             "name": "envoy.filters.http.router",
-            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+                # Per-request dynamic stats (per-code counters and timing histograms per cluster,
+                # built from strings on each request) and x-envoy-upstream-service-time: CPU per
+                # call on the hot path that nothing here reads (issue 20, bench/gateway_overhead.py).
+                "dynamic_stats": False,
+                "suppress_envoy_headers": True,
+            },
         }
     )
     return filters

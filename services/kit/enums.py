@@ -104,6 +104,8 @@ def _may_hold_enums(descriptor: Descriptor) -> bool:
 
 def check_enums(message: Message) -> None:
     """Raises INVALID_ARGUMENT (reason INVALID_ARGUMENT, one BadRequest violation per value)."""
+    if not _may_hold_enums(message.DESCRIPTOR):
+        return  # most requests: one cached lookup per call instead of a walk
     violations = enum_violations(message)
     if violations:
         first = violations[0]

@@ -28,7 +28,7 @@ from services.kit.channels import MAX_MESSAGE_BYTES
 from services.kit.config import ServiceConfig, load_config
 from services.kit.db import run_db, wait_for_database
 from services.kit.errors import ServiceError
-from services.kit.interceptor import EdgeInterceptor, MethodPolicy
+from services.kit.interceptor import Edge, MethodPolicy
 from services.kit.logs import configure_logging, get_logger
 from services.kit.metrics import start_metrics_server
 from services.kit.tracing import configure_tracing, shutdown_tracing
@@ -72,10 +72,11 @@ class Service:
     def full_name(self) -> str:
         return str(self.descriptor.full_name)
 
-    def register(self, server: grpc.aio.Server) -> None:
+    def register(self, server: grpc.aio.Server, edge: Edge) -> None:
+        """Adds the servicer with each method handler wrapped by the edge (once, here)."""
         base = self._generated_base
-        module = sys.modules[base.__module__]
-        getattr(module, f"add_{base.__name__}_to_server")(self.servicer, server)
+        add_to_server = getattr(sys.modules[base.__module__], f"add_{base.__name__}_to_server")
+        edge.register(server, lambda target: add_to_server(self.servicer, target))
 
     def policies(self) -> dict[str, MethodPolicy]:
         unknown = self.anonymous - {m.name for m in self.descriptor.methods}
@@ -104,18 +105,15 @@ async def build_server(
     authenticator: Authenticator | None = None,
     health_servicer: health.aio.HealthServicer | None = None,
 ) -> tuple[grpc.aio.Server, int]:
-    """Build (not start) a server with health, reflection and the edge interceptor."""
+    """Build (not start) a server with health, reflection and the edge around every service's methods."""
     policies: dict[str, MethodPolicy] = {}
     for service in services:
         policies.update(service.policies())
     authenticator = authenticator or Authenticator(config)
-    server = grpc.aio.server(
-        interceptors=[EdgeInterceptor(config, authenticator, policies)],
-        options=SERVER_OPTIONS,
-        maximum_concurrent_rpcs=config.max_concurrent_rpcs or None,
-    )
+    server = grpc.aio.server(options=SERVER_OPTIONS, maximum_concurrent_rpcs=config.max_concurrent_rpcs or None)
+    edge = Edge(config, authenticator, policies)
     for service in services:
-        service.register(server)
+        service.register(server, edge)
     health_servicer = health_servicer or health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [s.full_name for s in services]

@@ -2,9 +2,12 @@
 
 Write order (what makes crashes safe):
   1. a PENDING row is committed before any byte reaches S3 (so every object has a row);
-  2. the bytes land on the asset's staging key (presigned PUT/parts or the stream), are copied
-     server-side to the final key, the staging object is deleted, and the final object (and its
-     thumbnail) are verified: size, sha256, sniffed type, ffprobe, a decoded frame (`promote`);
+  2. presigned uploads land on the asset's staging key, are copied server-side to the final key,
+     the staging object is deleted, and the final object (and its thumbnail) are verified: size,
+     sha256, sniffed type, ffprobe, a decoded frame (`promote`). Streamed uploads (UploadAsset,
+     StoreAsset) are written by this service straight to the final key, sized, hashed and sniffed
+     on the way (no URL to that key exists, so nothing else can have changed the bytes: no copy and
+     no second read, issue 20), then probed the same way;
   3. only then the row becomes READY (so a READY row always has its object, exactly as described).
 A crash between 2 and 3 leaves a PENDING row with objects: never listed, never downloadable, and
 removed by the janitor once expired. No URL handed out can write a final key, so a READY asset's
@@ -334,7 +337,7 @@ class Assets:
         owner_id = row.owner_id
         self._step("reserved", row.id)
         writer = self.objects.writer(
-            self.promoter.staging_key(row), ctype, self.config.stream_part_bytes, self.config.stream_parts_in_flight
+            row.object_key, ctype, self.config.stream_part_bytes, self.config.stream_parts_in_flight
         )
         try:
             limit = await self._byte_limit(owner_id, row)
@@ -351,10 +354,13 @@ class Assets:
                 raise ServiceError.invalid_argument(Reason.INVALID_ARGUMENT, "the upload is empty")
             if len(head) < media.SNIFF_BYTES:
                 self._check_sniffed(bytes(head), ctype)
-            self._check_declared(spec, writer.size, writer.sha256)
             await writer.close()
+            sha = writer.sha256
+            self._check_declared(spec, writer.size, sha)
             self._step("object_written", row.id)
-            committed = await self._promote(row, writer.size, writer.sha256)
+            facts, has_thumb = await self._probe(row)
+            self._step("verified", row.id)
+            committed = await self._commit(row, writer.size, sha, facts, has_thumb)
             self._step("committed", row.id)
             return committed
         except BaseException:

@@ -366,7 +366,11 @@ class ObjectStore:
 class MultipartWriter:
     """Streams bytes of unknown length to one S3 object with bounded memory: full parts are uploaded
     while more bytes arrive, at most `parts_in_flight` at once; sha256 and size are computed on the way.
-    A stream shorter than one part becomes a single PUT."""
+    A stream shorter than one part becomes a single PUT.
+
+    Each full part is hashed in a worker thread while the next one arrives (hashlib releases the GIL):
+    ~0.5 s of CPU per 200 MB that used to run on the event loop between receiving chunks (issue 20).
+    Parts are hashed one at a time in stream order; `sha256` is final once `close()` returned."""
 
     def __init__(
         self, objects: ObjectStore, key: str, content_type: str, part_bytes: int, parts_in_flight: int
@@ -382,13 +386,24 @@ class MultipartWriter:
         self._inflight: list[asyncio.Task[tuple[int, str]]] = []
         self._parts: list[tuple[int, str]] = []
         self._next_part = 1
+        self._hashing: asyncio.Future[None] | None = None
 
     @property
     def sha256(self) -> str:
         return self._sha.hexdigest()
 
+    async def _hash(self, data: bytes | memoryview) -> None:
+        """Hashes ``data`` after everything before it, in a thread, without waiting for it."""
+        if self._hashing is not None:
+            await self._hashing
+        self._hashing = asyncio.get_running_loop().run_in_executor(None, self._sha.update, data)
+
+    async def _hashed(self) -> None:
+        if self._hashing is not None:
+            await self._hashing
+            self._hashing = None
+
     async def write(self, data: bytes) -> None:
-        self._sha.update(data)
         self.size += len(data)
         self._pending.append(data)
         self._pending_bytes += len(data)
@@ -397,6 +412,8 @@ class MultipartWriter:
             self._pending.clear()
             cut = len(joined) - len(joined) % self.part_bytes
             exact = len(joined) == self.part_bytes  # the usual case: no slicing copy at all
+            # The remainder stays pending and is hashed with the next part (a view: no copy).
+            await self._hash(joined if cut == len(joined) else memoryview(joined)[:cut])
             for offset in range(0, cut, self.part_bytes):
                 await self._send(joined if exact else joined[offset : offset + self.part_bytes])
             if cut < len(joined):
@@ -423,12 +440,15 @@ class MultipartWriter:
         self._inflight.append(asyncio.ensure_future(upload()))
 
     async def close(self) -> None:
-        """Finishes the object (the bytes become visible under the key)."""
+        """Finishes the object (the bytes become visible under the key) and the sha256."""
+        tail = self._take_pending()
+        await self._hashed()
+        self._sha.update(tail)
         if self._upload_id is None:
-            await self.objects.put(self.key, self._take_pending(), self.content_type)
+            await self.objects.put(self.key, tail, self.content_type)
             return
-        if self._pending_bytes:
-            await self._send(self._take_pending())
+        if tail:
+            await self._send(tail)
         while self._inflight:
             self._parts.append(await self._inflight.pop(0))
         await self.objects.complete_multipart(self.key, self._upload_id, self._parts)
@@ -437,7 +457,8 @@ class MultipartWriter:
         """Drops everything written so far (best effort: S3 may be the reason we abort)."""
         for task in self._inflight:
             task.cancel()
-        await asyncio.gather(*self._inflight, return_exceptions=True)
+        await asyncio.gather(*self._inflight, *([self._hashing] if self._hashing else []), return_exceptions=True)
+        self._hashing = None
         self._inflight.clear()
         self._take_pending()
         if self._upload_id is not None:

@@ -155,3 +155,17 @@ def test_assistant_can_have_its_own_upstream() -> None:
     default = _routes(build_bootstrap(GatewayConfig(static_dir="")))
     assert all(r["route"]["cluster"] != "assistant" for r in default)
     validate_config(GatewayConfig(static_dir="", assistant_address="127.0.0.1:50060"))
+
+
+def test_router_skips_per_request_dynamic_stats_and_envoy_headers() -> None:
+    router = _manager(build_bootstrap(GatewayConfig(static_dir="")))["http_filters"][-1]["typed_config"]
+    assert router["dynamic_stats"] is False and router["suppress_envoy_headers"] is True
+
+
+def test_envoy_workers_follow_the_config_else_the_usable_cores() -> None:
+    import os
+
+    from gateway.envoy import envoy_concurrency
+
+    assert envoy_concurrency(GatewayConfig(envoy_concurrency=3)) == 3
+    assert envoy_concurrency(GatewayConfig()) == len(os.sched_getaffinity(0))

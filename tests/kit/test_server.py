@@ -335,3 +335,71 @@ async def test_access_log_is_one_json_line_per_rpc_with_the_request_id(server, s
     assert access[0]["code"] == "OK" and access[0]["principal"] == "logged" and access[0]["level"] == "info"
     assert "Bearer" not in json.dumps(lines)  # credentials never reach the logs
     configure_logging(ServiceConfig(log_level="WARNING"))
+
+
+async def test_histogram_buckets_are_cumulative_and_end_at_the_count(server, signing_key):
+    import httpx
+
+    from services.kit.metrics import start_metrics_server
+
+    _, channel = server
+    metrics_port = start_metrics_server(0)
+    md = (("authorization", f"Bearer {token(signing_key)}"),)
+    for _ in range(3):
+        await auth_pb2_grpc.AuthServiceStub(channel).GetMe(auth_pb2.GetMeRequest(), metadata=md)
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+    method = "/viarte.auth.v1.AuthService/GetMe"
+    buckets = [
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+        if line.startswith("viarte_rpc_duration_seconds_bucket{") and f'method="{method}"' in line
+    ]
+    assert len(buckets) == 17 and buckets == sorted(buckets)  # 16 bounds + Inf, cumulative
+    count = _sample(text, "viarte_rpc_duration_seconds_count", method)
+    assert buckets[-1] == count >= 3
+    codes = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+             if line.startswith("viarte_rpc_total{") and f'method="{method}"' in line]
+    assert sum(codes) == count
+
+
+async def test_a_generic_handler_without_a_method_table_is_still_behind_the_edge():
+    """Generated code from before registered method handlers only adds a generic handler: the edge
+    wraps it per method on first use (authentication, error mapping)."""
+    from services.kit.interceptor import Edge, MethodPolicy
+
+    async def get_me(request, context):
+        return auth_pb2.GetMeResponse(user=auth_pb2.User(id=current_principal().subject))
+
+    handlers = {"GetMe": grpc.unary_unary_rpc_method_handler(
+        get_me, auth_pb2.GetMeRequest.FromString, auth_pb2.GetMeResponse.SerializeToString)}
+
+    class OnlyGeneric(grpc.GenericRpcHandler):
+        def service(self, details):
+            return handlers.get(details.method.rsplit("/", 1)[1]) if details.method.startswith("/viarte.auth.v1.AuthService/") else None
+
+    server = grpc.aio.server()
+    edge = Edge(CONFIG, Authenticator(CONFIG, key_source=StaticKeys()), {"/viarte.auth.v1.AuthService/GetMe": MethodPolicy()})
+    edge.register(server, lambda target: target.add_generic_rpc_handlers((OnlyGeneric(),)))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await auth_pb2_grpc.AuthServiceStub(channel).GetMe(auth_pb2.GetMeRequest())
+            assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert _info(err.value).reason == "UNAUTHENTICATED"
+    finally:
+        await server.stop(0)
+
+
+def test_access_line_timestamp_is_utc_iso_with_microseconds():
+    from datetime import UTC, datetime
+
+    from services.kit.logs import _utc_now_iso
+
+    before = datetime.now(UTC)
+    stamp = _utc_now_iso()
+    after = datetime.now(UTC)
+    parsed = datetime.fromisoformat(stamp)
+    assert stamp.endswith("+00:00") and len(stamp) == len("2026-01-01T00:00:00.000000+00:00")
+    assert before.replace(microsecond=0) <= parsed <= after

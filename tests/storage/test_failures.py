@@ -126,15 +126,13 @@ async def test_crash_between_s3_write_and_commit_leaves_nothing_visible(
     )
     assert proc.returncode == CRASH_EXIT, proc.stderr
     asset_id = proc.stdout.split()[-1]
-    # The crashed process left a PENDING row (and, past "reserved", the staged object in S3, and
-    # once verified, the final one) ...
+    # The crashed process left a PENDING row (and, past "reserved", the streamed object on its final
+    # key: a stream never touches staging/) ...
     [row] = [r for r in rows(private) if r.id == asset_id]
     assert row.state == State.PENDING
-    if step == "object_written":
-        assert f"staging/{owner.id}/{asset_id}/video.mp4" in object_keys(private, f"staging/{owner.id}/")
-    if step == "verified":
+    if step in ("object_written", "verified"):
         assert f"users/{owner.id}/{asset_id}/video.mp4" in object_keys(private, f"users/{owner.id}/")
-        assert object_keys(private, f"staging/{owner.id}/") == []
+    assert object_keys(private, f"staging/{owner.id}/") == []
     # ... which the user never sees ...
     listed = await private.stub.ListAssets(storage_pb2.ListAssetsRequest(), metadata=owner.metadata)
     assert listed.assets == [] and listed.total_bytes == 0
