@@ -74,6 +74,8 @@ class _RpcCollector(Collector):
         with _stats_lock:
             stats = list(_stats.values())
         for s in stats:
+            if not s.count and not s.in_flight:
+                continue  # never called: no series, as prometheus_client's lazily made label children
             labels = [s.service, s.method]
             for code, n in list(s.codes.items()):
                 total.add_metric([*labels, code], n)
