@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -185,15 +187,23 @@ def _draft_args(plan: Plan, window: Window, workdir: Path, out: Path, loudness: 
     canvas = plan.canvas
     h = min(height, canvas.height) // 2 * 2
     w = max(2, round(canvas.width * h / canvas.height / 2) * 2)
-    video = graph.video.filter("scale", w, h)
+    # Frame k of the window is timeline frame start + k: stamped exactly so (an input's own start
+    # offset, e.g. its AAC priming, would otherwise shift every frame a fraction of a frame late).
+    video = graph.video.filter("setpts", f"N/({graph.fps:g}*TB)").filter("scale", w, h)
     seconds = num(graph.frames / graph.fps)
     # Silence where the window has no sound: every segment must have the same tracks for MSE.
     sound = graph.audio if graph.audio is not None else ffmpeg.input(
         "anullsrc=r=48000:cl=stereo", f="lavfi", t=seconds).audio
     node = ffmpeg.output(
-        video, sound, str(out), f="mp4", vcodec="libx264", preset="veryfast", crf=26, pix_fmt="yuv420p",
+        video, sound, str(out), f="mp4", vcodec="libx264", preset="ultrafast", crf=26, pix_fmt="yuv420p",
         r=f"{graph.fps:g}", g=graph.frames, acodec="aac", ar=48000, ac=2, t=seconds,
-        movflags="frag_keyframe+empty_moov+default_base_moof", **{"b:a": "128k", "profile:v": "high", "level": "4.0"},
+        movflags="frag_keyframe+empty_moov+default_base_moof",
+        # A fragmented MP4 has no edit list for AAC's priming: the muxer would push the video
+        # 1024 samples (21 ms) late to keep the sound non-negative. Leave the timestamps as they are.
+        avoid_negative_ts="disabled",
+        # Say which matrix the YUV is in (BT.601, what ffmpeg's RGB conversions use): Chromium
+        # decodes untagged video as BT.709, and saturated colours came out ~9 levels off.
+        colorspace="bt470bg", color_primaries="smpte170m", color_trc="smpte170m", color_range="tv", **{"b:a": "128k", "profile:v": "high", "level": "4.0"},
     )
     key = _fingerprint(list(node.compile(cmd=ffmpeg_binary)), plan, workdir, out)
     return _command(node, ffmpeg_binary, workdir, "-y"), key, w, h
@@ -206,21 +216,57 @@ async def render_draft_segment(
     """The draft segment holding ``time_seconds``: from the cache, or rendered and cached."""
     window = playback_window(plan, int(time_seconds * plan.canvas.fps + 1e-6), segment_seconds)
     loudness = await draft_loudness(plan, cache, workdir, ffmpeg_binary=ffmpeg_binary)
-    # Its own folder: the fingerprint reads every file the compiler wrote there, and only those.
-    folder = workdir / "segment"
+    # Its own folder, beside the caller's scratch folder (a render may outlive its caller, below);
+    # the fingerprint reads every file the compiler wrote there, and only those.
+    folder = Path(tempfile.mkdtemp(prefix="segment-", dir=workdir.parent))
     out = folder / "segment.mp4"
-    args, key, w, h = await asyncio.to_thread(_draft_args, plan, window, folder, out, loudness, height, ffmpeg_binary)
-    known = await asyncio.to_thread(cache.get, key)
+    try:
+        args, key, w, h = await asyncio.to_thread(_draft_args, plan, window, folder, out, loudness, height, ffmpeg_binary)
+        known = await asyncio.to_thread(cache.get, key)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    if known is not None or key in _RENDERING:
+        shutil.rmtree(folder, ignore_errors=True)
     if known is not None:
         return DraftSegment(known, window, True, key, w, h)
+    # The same segment asked for twice at once (the editor's warm-up and its player) is rendered
+    # once here (across replicas the database's primary key keeps one copy). The render runs as its
+    # own task: a caller that goes away (the warm-up aborted when Play starts) does not kill the
+    # ffmpeg the next caller is waiting for; it finishes and fills the cache.
+    task = _RENDERING.get(key)
+    fresh = task is None
+    if task is None:
+        task = asyncio.ensure_future(_render_and_cache(args, out, key, cache, limit_seconds, gate))
+        _RENDERING[key] = task
+
+        def finished(_: object) -> None:
+            _RENDERING.pop(key, None)
+            shutil.rmtree(folder, ignore_errors=True)
+
+        task.add_done_callback(finished)
+    media = await asyncio.shield(task)
+    return DraftSegment(media, window, not fresh, key, w, h)
+
+
+# Renders in flight in this process, by key (only to share one render between concurrent callers).
+_RENDERING: dict[str, asyncio.Future[bytes]] = {}
+
+
+async def _render_and_cache(args: list[str], out: Path, key: str, cache: DraftCache, limit_seconds: float,
+                            gate: asyncio.Semaphore | None) -> bytes:
+    media = await _render(args, out, limit_seconds, gate)
+    await asyncio.to_thread(cache.put, key, "segment", media)
+    return media
+
+
+async def _render(args: list[str], out: Path, limit_seconds: float, gate: asyncio.Semaphore | None) -> bytes:
     try:
         if gate is not None:
             async with gate:
                 await run_ffmpeg(args, limit_seconds=limit_seconds)
         else:
             await run_ffmpeg(args, limit_seconds=limit_seconds)
-        media = await asyncio.to_thread(out.read_bytes)
+        return await asyncio.to_thread(out.read_bytes)
     finally:
         await asyncio.to_thread(_remove, [out])
-    await asyncio.to_thread(cache.put, key, "segment", media)
-    return DraftSegment(media, window, False, key, w, h)

@@ -143,7 +143,7 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[mis
                 raise await self.ctx.ffmpeg_failed(exc, sources) from None
         fps = plan.canvas.fps
         return render_pb2.RenderPlaybackSegmentResponse(
-            media=segment.media, mime_type=DRAFT_MIME, start_seconds=segment.window.start / fps,
+            media=b"" if request.warm_only else segment.media, mime_type=DRAFT_MIME, start_seconds=segment.window.start / fps,
             duration_seconds=segment.window.frames / fps, timeline_duration_seconds=plan.canvas.duration,
             cached=segment.cached, key=segment.key, width=segment.width, height=segment.height,
         )

@@ -27,7 +27,7 @@ from tests.render.timelines import timeline, track
 from viarte.render.v1 import render_pb2, render_pb2_grpc
 from viarte.render.v1 import timeline_pb2 as tl
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
+asyncio_test = pytest.mark.asyncio(loop_scope="session")
 
 # Mean absolute difference (0..255, RGB) between a draft frame and RenderFrame's JPEG of the same
 # time: both are lossy (x264 CRF 26 vs JPEG q 3) and at 160x90 chroma is a few pixels wide, so
@@ -56,6 +56,7 @@ def frames_at(media: Path, times: list[float], width: int, height: int) -> list[
     return out
 
 
+@asyncio_test
 async def test_segments_are_cached_and_an_edit_rerenders_only_what_it_overlaps(
     render_service, storage_service, user_factory, render_media, tmp_path
 ) -> None:
@@ -114,6 +115,7 @@ async def test_segments_are_cached_and_an_edit_rerenders_only_what_it_overlaps(
     assert drafts.keys() - before == {edited[1].key, edited[2].key}
 
 
+@asyncio_test
 async def test_playback_segment_refuses_times_outside_the_timeline(render_service, storage_service, user_factory, render_media) -> None:
     import grpc
 

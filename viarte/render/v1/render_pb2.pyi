@@ -184,12 +184,14 @@ class RenderFrameResponse(_message.Message):
     def __init__(self, jpeg: _Optional[bytes] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
 
 class RenderPlaybackSegmentRequest(_message.Message):
-    __slots__ = ("timeline", "time_seconds")
+    __slots__ = ("timeline", "time_seconds", "warm_only")
     TIMELINE_FIELD_NUMBER: _ClassVar[int]
     TIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    WARM_ONLY_FIELD_NUMBER: _ClassVar[int]
     timeline: _timeline_pb2.Timeline
     time_seconds: float
-    def __init__(self, timeline: _Optional[_Union[_timeline_pb2.Timeline, _Mapping]] = ..., time_seconds: _Optional[float] = ...) -> None: ...
+    warm_only: bool
+    def __init__(self, timeline: _Optional[_Union[_timeline_pb2.Timeline, _Mapping]] = ..., time_seconds: _Optional[float] = ..., warm_only: _Optional[bool] = ...) -> None: ...
 
 class RenderPlaybackSegmentResponse(_message.Message):
     __slots__ = ("media", "mime_type", "start_seconds", "duration_seconds", "timeline_duration_seconds", "cached", "key", "width", "height")
