@@ -41,14 +41,35 @@ from services.render.pipeline import _command, _remove
 from services.render.timeline.compile import Window, compile_plan
 from services.render.timeline.expr import num
 from services.render.timeline.fx import Loudness
-from services.render.timeline.plan import Plan
+from services.render.timeline.lut import CubeLut
+from services.render.timeline.plan import Plan, Source
+from services.render.timeline.validate import Limits, OutputOverrides, plan_timeline
+from viarte.render.v1 import timeline_pb2 as tl
 
-__all__ = ["DRAFT_MIME", "DraftCache", "DraftSegment", "draft_loudness", "playback_window", "render_draft_segment"]
+__all__ = [
+    "DRAFT_MIME", "DraftCache", "DraftSegment", "draft_loudness", "draft_plan", "draft_size", "playback_window",
+    "render_draft_segment",
+]
 
 # Bumped whenever the draft's encoding changes, so old cache entries are never served.
 _VERSION = "draft-1"
 # High profile, level 4.0: what libx264 writes with the options below (MSE wants the codec string up front).
 DRAFT_MIME = 'video/mp4; codecs="avc1.640028,mp4a.40.2"'
+
+
+def draft_size(width: int, height: int, max_height: int) -> tuple[int, int]:
+    """The draft's picture: at most ``max_height`` lines, the canvas's aspect, even sides."""
+    h = max(2, min(max_height, height) // 2 * 2)
+    return max(2, round(width * h / height / 2) * 2), h
+
+
+def draft_plan(timeline: tl.Timeline, sources: dict[str, Source], limits: Limits, max_height: int,
+               luts: dict[str, CubeLut | str] | None = None) -> Plan:
+    """The timeline planned at the draft's size, as an export with that output size would be: the
+    whole graph (fits, overlays, text, keyframed positions) runs at 360p instead of being scaled
+    down after a full-size composite (a 720p canvas drafts at about half the CPU)."""
+    w, h = draft_size(timeline.canvas.width, timeline.canvas.height, max_height)
+    return plan_timeline(timeline, sources, limits, OutputOverrides(w, h), luts)
 
 
 def playback_window(plan: Plan, frame: int, segment_seconds: float) -> Window:
@@ -185,8 +206,7 @@ def _draft_args(plan: Plan, window: Window, workdir: Path, out: Path, loudness: 
                 ffmpeg_binary: str) -> tuple[list[str], str, int, int]:
     graph = compile_plan(plan, workdir, window=window, audio=True, loudness=loudness)
     canvas = plan.canvas
-    h = min(height, canvas.height) // 2 * 2
-    w = max(2, round(canvas.width * h / canvas.height / 2) * 2)
+    w, h = draft_size(canvas.width, canvas.height, height)
     # Frame k of the window is timeline frame start + k: stamped exactly so (an input's own start
     # offset, e.g. its AAC priming, would otherwise shift every frame a fraction of a frame late).
     video = graph.video.filter("setpts", f"N/({graph.fps:g}*TB)").filter("scale", w, h)

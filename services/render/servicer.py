@@ -31,7 +31,7 @@ from services.render.handlers import (
     resolve_sources,
 )
 from services.render.pipeline import render_frame, scratch_dir
-from services.render.playback import DRAFT_MIME, DraftCache, render_draft_segment
+from services.render.playback import DRAFT_MIME, DraftCache, draft_plan, render_draft_segment
 from services.render.reasons import Reason
 from services.render.stabilize import prepare_stabilization
 from services.render.timeline.plan import Plan
@@ -89,7 +89,7 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[mis
         async for response in self.rpc.watch(request, render_pb2.WatchRenderJobResponse):
             yield response
 
-    async def _preview_plan(self, request: Any, max_width: int = 0) -> tuple[Plan, dict[str, Any]]:
+    async def _preview_plan(self, request: Any, max_width: int = 0, draft_height: int = 0) -> tuple[Plan, dict[str, Any]]:
         """RenderFrame's and RenderPlaybackSegment's checks: the timeline planned against its sources."""
         owner = current_principal().user_id
         config = self.ctx.config
@@ -103,7 +103,10 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[mis
         check_structure(timeline, limits)
         sources = await resolve_sources(self.ctx, owner, timeline)
         luts = await resolve_luts(self.ctx, owner, timeline)
-        plan = plan_timeline(timeline, sources, limits, luts=luts)
+        if draft_height:  # playback: the whole graph at the draft's size
+            plan = draft_plan(timeline, sources, limits, draft_height, luts)
+        else:
+            plan = plan_timeline(timeline, sources, limits, luts=luts)
         if request.time_seconds >= plan.canvas.duration:
             raise ServiceError.invalid_argument(
                 Reason.INVALID_TIMELINE, "time is outside the timeline",
@@ -130,7 +133,7 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[mis
         config = self.ctx.config
         if self.drafts is None:  # pragma: no cover - build() always passes the cache
             raise ServiceError.unavailable(Reason.STORAGE_UNAVAILABLE, "the playback cache is not configured")
-        plan, sources = await self._preview_plan(request)
+        plan, sources = await self._preview_plan(request, draft_height=config.draft_height)
         with scratch_dir(self.ctx.work_root, "draft-") as work:
             try:
                 plan = await prepare_stabilization(plan, self.ctx.stabilization_cache, ffmpeg_binary=config.ffmpeg_binary)
