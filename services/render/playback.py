@@ -66,8 +66,8 @@ def draft_size(width: int, height: int, max_height: int) -> tuple[int, int]:
 def draft_plan(timeline: tl.Timeline, sources: dict[str, Source], limits: Limits, max_height: int,
                luts: dict[str, CubeLut | str] | None = None) -> Plan:
     """The timeline planned at the draft's size, as an export with that output size would be: the
-    whole graph (fits, overlays, text, keyframed positions) runs at 360p instead of being scaled
-    down after a full-size composite (a 720p canvas drafts at about half the CPU)."""
+    whole graph (fits, overlays, text, keyframed positions) runs at 360p instead of composing at
+    full size and scaling down afterwards."""
     w, h = draft_size(timeline.canvas.width, timeline.canvas.height, max_height)
     return plan_timeline(timeline, sources, limits, OutputOverrides(w, h), luts)
 
