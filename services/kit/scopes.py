@@ -85,7 +85,8 @@ METHOD_SCOPES: Mapping[str, Scopes] = MappingProxyType(
         ),
         **_jobs("viarte.render.v1.RenderService", "Render"),
         # A preview frame spends render time like a job does, and reads the timeline's assets.
-        **_service("viarte.render.v1.RenderService", RenderFrame=("jobs:write", "assets:read")),
+        **_service("viarte.render.v1.RenderService", RenderFrame=("jobs:write", "assets:read"),
+                   RenderPlaybackSegment=("jobs:write", "assets:read")),
         # Analysis spends render time and reads the asset, like a preview frame.
         **_service("viarte.render.v1.RenderService", AnalyzeMedia=("jobs:write", "assets:read")),
         **_service("viarte.render.v1.RenderService", ProposeEdit=("jobs:write", "assets:read")),

@@ -45,6 +45,13 @@ class RenderConfig(ServiceConfig):
     analyze_max_seconds: float = 600.0
     analyze_timeout_seconds: float = 300.0
     analyze_concurrency: int = 1
+    # Playback (issue 19): draft segments of this many seconds at this height (fragmented MP4),
+    # cached in the render database up to this many bytes (least recently used evicted first).
+    draft_segment_seconds: float = 2.0
+    draft_height: int = 360
+    draft_cache_max_bytes: int = 512 * 1024 * 1024
+    # Draft renders one replica runs at once (each is one ffmpeg); more callers wait their turn.
+    draft_concurrency: int = 2
     # Presigned URL lifetime for inputs read by ffmpeg.
     input_url_expire_seconds: int = 3600
     # Jobs.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-__all__ = ["ProjectRow"]
+__all__ = ["DraftSegmentRow", "ProjectRow"]
 
 
 class ProjectRow(SQLModel, table=True):
@@ -26,3 +26,19 @@ class ProjectRow(SQLModel, table=True):
     # Microseconds since the epoch: exact and sortable on every backend.
     create_us: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
     update_us: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+
+
+class DraftSegmentRow(SQLModel, table=True):
+    """Playback cache (issue 19): one rendered draft segment, or a cached loudness measurement, by
+    the hash of everything that made it. In the database, not a process: every replica shares it."""
+
+    __tablename__ = "render_draft_segment"
+    __table_args__ = (sa.Index("ix_render_draft_segment_used", "used_us"),)
+
+    key: str = Field(primary_key=True, max_length=64)
+    # "segment" (fragmented MP4) or "loudness" (JSON).
+    kind: str = Field(max_length=16)
+    data: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+    size: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    # Microseconds since the epoch of the last read or write: the least recently used go first.
+    used_us: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))

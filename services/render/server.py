@@ -23,6 +23,7 @@ from services.render.capabilities import capabilities
 from services.render.config import RenderConfig
 from services.render.handlers import RENDER, UPSCALE, RenderContext, handle_render, handle_upscale
 from services.render.metering import metering as render_metering
+from services.render.playback import DraftCache
 from services.render.projects import ProjectServicer, ProjectStore
 from services.render.reasons import Reason
 from services.render.servicer import RenderServicer, UpscaleServicer
@@ -67,10 +68,12 @@ async def build(config: RenderConfig) -> tuple[grpc.aio.Server, int]:
         metering=render_metering(config, account))
     await jobs.start()
     authenticator = Authenticator(config, channel=auth_channel)
+    # Playback's draft segments, in the database so that every replica shares them (issue 19).
+    drafts = DraftCache(engine, config.draft_cache_max_bytes)
     server, port = await build_server(
         config,
         [
-            Service(RenderServicer(ctx, jobs)),
+            Service(RenderServicer(ctx, jobs, drafts)),
             Service(UpscaleServicer(ctx, jobs)),
             Service(ProjectServicer(
                 ProjectStore(engine), PageTokens.for_service(config), max_tracks=config.max_tracks, max_clips=config.max_clips
@@ -91,4 +94,5 @@ async def build(config: RenderConfig) -> tuple[grpc.aio.Server, int]:
 
     add_shutdown_hook(server, _close)
     server.render_jobs = jobs  # exposed for tests (not part of the API)
+    server.render_drafts = drafts
     return server, port

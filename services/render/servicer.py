@@ -8,6 +8,7 @@ trims against each source's probed duration.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -31,10 +32,12 @@ from services.render.handlers import (
     resolve_sources,
 )
 from services.render.pipeline import render_frame, scratch_dir
+from services.render.playback import DRAFT_MIME, DraftCache, draft_plan, render_draft_segment
 from services.render.propose import propose_edit
 from services.render.reasons import Reason
 from services.render.stabilize import prepare_stabilization
 from services.render.timeline.audiofx import EQ_PRESETS
+from services.render.timeline.plan import Plan
 from services.render.timeline.validate import check_structure, plan_timeline
 from viarte.render.v1 import render_pb2, render_pb2_grpc
 
@@ -52,9 +55,12 @@ def check_render_parameters(params: render_pb2.RenderParameters, config: RenderC
 
 
 class RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[misc]
-    def __init__(self, ctx: RenderContext, jobs: JobService) -> None:
+    def __init__(self, ctx: RenderContext, jobs: JobService, drafts: DraftCache | None = None) -> None:
         self.ctx = ctx
         self.jobs = jobs
+        self.drafts = drafts
+        # Throttles this replica's draft ffmpegs (the cache they fill is shared, in the database).
+        self.draft_gate = asyncio.Semaphore(max(1, ctx.config.draft_concurrency))
         self.rpc = JobRpc(jobs, RENDER, render_pb2.RenderJob, render_pb2.RenderParameters, render_pb2.RenderResult)
         self.analyzer = Analyzer(ctx)
 
@@ -87,24 +93,34 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[mis
         async for response in self.rpc.watch(request, render_pb2.WatchRenderJobResponse):
             yield response
 
-    async def RenderFrame(self, request: render_pb2.RenderFrameRequest, context: grpc.aio.ServicerContext) -> render_pb2.RenderFrameResponse:
+    async def _preview_plan(self, request: Any, max_width: int = 0, draft_height: int = 0) -> tuple[Plan, dict[str, Any]]:
+        """RenderFrame's and RenderPlaybackSegment's checks: the timeline planned against its sources."""
         owner = current_principal().user_id
         config = self.ctx.config
         limits = limits_of(config)
         v = Violations()
         v.check(request.HasField("timeline"), "timeline", "is required")
         v.check(request.time_seconds >= 0, "time_seconds", "must not be negative")
-        v.check(0 <= request.max_width <= config.max_width, "max_width", f"must be in [0, {config.max_width}]")
+        v.check(0 <= max_width <= config.max_width, "max_width", f"must be in [0, {config.max_width}]")
         v.raise_if_any(Reason.INVALID_TIMELINE)
-        check_structure(request.timeline, limits)
-        sources = await resolve_sources(self.ctx, owner, request.timeline)
-        luts = await resolve_luts(self.ctx, owner, request.timeline)
-        plan = plan_timeline(request.timeline, sources, limits, luts=luts)
+        timeline = request.timeline
+        check_structure(timeline, limits)
+        sources = await resolve_sources(self.ctx, owner, timeline)
+        luts = await resolve_luts(self.ctx, owner, timeline)
+        if draft_height:  # playback: the whole graph at the draft's size
+            plan = draft_plan(timeline, sources, limits, draft_height, luts)
+        else:
+            plan = plan_timeline(timeline, sources, limits, luts=luts)
         if request.time_seconds >= plan.canvas.duration:
             raise ServiceError.invalid_argument(
                 Reason.INVALID_TIMELINE, "time is outside the timeline",
                 violations=[_violation("time_seconds", f"must be below the timeline's {plan.canvas.duration:.3f} s")],
             )
+        return plan, sources
+
+    async def RenderFrame(self, request: render_pb2.RenderFrameRequest, context: grpc.aio.ServicerContext) -> render_pb2.RenderFrameResponse:
+        config = self.ctx.config
+        plan, sources = await self._preview_plan(request, request.max_width)
         with scratch_dir(self.ctx.work_root, "frame-") as work:
             try:
                 plan = await prepare_stabilization(plan, self.ctx.stabilization_cache, ffmpeg_binary=config.ffmpeg_binary)
@@ -116,6 +132,28 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[mis
                 # An asset that no longer decodes is the caller's INVALID_ARGUMENT, not our INTERNAL.
                 raise await self.ctx.ffmpeg_failed(exc, sources) from None
         return render_pb2.RenderFrameResponse(jpeg=jpeg, width=width, height=height)
+
+    async def RenderPlaybackSegment(self, request: render_pb2.RenderPlaybackSegmentRequest, context: grpc.aio.ServicerContext) -> render_pb2.RenderPlaybackSegmentResponse:
+        config = self.ctx.config
+        if self.drafts is None:  # pragma: no cover - build() always passes the cache
+            raise ServiceError.unavailable(Reason.STORAGE_UNAVAILABLE, "the playback cache is not configured")
+        plan, sources = await self._preview_plan(request, draft_height=config.draft_height)
+        with scratch_dir(self.ctx.work_root, "draft-") as work:
+            try:
+                plan = await prepare_stabilization(plan, self.ctx.stabilization_cache, ffmpeg_binary=config.ffmpeg_binary)
+                segment = await render_draft_segment(
+                    plan, request.time_seconds, self.drafts, work, segment_seconds=config.draft_segment_seconds,
+                    height=config.draft_height, ffmpeg_binary=config.ffmpeg_binary,
+                    limit_seconds=config.frame_timeout_seconds * 2, gate=self.draft_gate,
+                )
+            except FFmpegError as exc:
+                raise await self.ctx.ffmpeg_failed(exc, sources) from None
+        fps = plan.canvas.fps
+        return render_pb2.RenderPlaybackSegmentResponse(
+            media=b"" if request.warm_only else segment.media, mime_type=DRAFT_MIME, start_seconds=segment.window.start / fps,
+            duration_seconds=segment.window.frames / fps, timeline_duration_seconds=plan.canvas.duration,
+            cached=segment.cached, key=segment.key, width=segment.width, height=segment.height,
+        )
 
     async def ListCapabilities(self, request: render_pb2.ListCapabilitiesRequest, context: grpc.aio.ServicerContext) -> render_pb2.ListCapabilitiesResponse:
         # Discovered at server start (cached per binary): this is a lookup, not an ffmpeg run.

@@ -194,6 +194,38 @@ class RenderFrameResponse(_message.Message):
     height: int
     def __init__(self, jpeg: _Optional[bytes] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
 
+class RenderPlaybackSegmentRequest(_message.Message):
+    __slots__ = ("timeline", "time_seconds", "warm_only")
+    TIMELINE_FIELD_NUMBER: _ClassVar[int]
+    TIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    WARM_ONLY_FIELD_NUMBER: _ClassVar[int]
+    timeline: _timeline_pb2.Timeline
+    time_seconds: float
+    warm_only: bool
+    def __init__(self, timeline: _Optional[_Union[_timeline_pb2.Timeline, _Mapping]] = ..., time_seconds: _Optional[float] = ..., warm_only: _Optional[bool] = ...) -> None: ...
+
+class RenderPlaybackSegmentResponse(_message.Message):
+    __slots__ = ("media", "mime_type", "start_seconds", "duration_seconds", "timeline_duration_seconds", "cached", "key", "width", "height")
+    MEDIA_FIELD_NUMBER: _ClassVar[int]
+    MIME_TYPE_FIELD_NUMBER: _ClassVar[int]
+    START_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TIMELINE_DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    media: bytes
+    mime_type: str
+    start_seconds: float
+    duration_seconds: float
+    timeline_duration_seconds: float
+    cached: bool
+    key: str
+    width: int
+    height: int
+    def __init__(self, media: _Optional[bytes] = ..., mime_type: _Optional[str] = ..., start_seconds: _Optional[float] = ..., duration_seconds: _Optional[float] = ..., timeline_duration_seconds: _Optional[float] = ..., cached: _Optional[bool] = ..., key: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
+
 class UpscaleParameters(_message.Message):
     __slots__ = ("video_asset_id", "scale", "tile_size", "tile_padding", "model", "output_name")
     VIDEO_ASSET_ID_FIELD_NUMBER: _ClassVar[int]

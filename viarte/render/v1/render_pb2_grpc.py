@@ -76,6 +76,11 @@ class RenderServiceStub:
                 request_serializer=viarte_dot_render_dot_v1_dot_render__pb2.RenderFrameRequest.SerializeToString,
                 response_deserializer=viarte_dot_render_dot_v1_dot_render__pb2.RenderFrameResponse.FromString,
                 _registered_method=True)
+        self.RenderPlaybackSegment = channel.unary_unary(
+                '/viarte.render.v1.RenderService/RenderPlaybackSegment',
+                request_serializer=viarte_dot_render_dot_v1_dot_render__pb2.RenderPlaybackSegmentRequest.SerializeToString,
+                response_deserializer=viarte_dot_render_dot_v1_dot_render__pb2.RenderPlaybackSegmentResponse.FromString,
+                _registered_method=True)
         self.ListCapabilities = channel.unary_unary(
                 '/viarte.render.v1.RenderService/ListCapabilities',
                 request_serializer=viarte_dot_render_dot_v1_dot_render__pb2.ListCapabilitiesRequest.SerializeToString,
@@ -157,6 +162,19 @@ class RenderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RenderPlaybackSegment(self, request, context):
+        """One draft segment (a few seconds, 360p, H.264 + AAC fragmented MP4 for Media Source
+        Extensions) of the timeline around a time, rendered with the same filter graph as the export.
+        Segments are cached by a hash of everything that affects their time range (shared by all
+        replicas): after an edit only the segments the edit touches are rendered again. Every segment
+        has a sound track (silence where the timeline has none), so one SourceBuffer plays them all.
+        Scopes as RenderFrame.
+        Errors: INVALID_ARGUMENT (INVALID_TIMELINE, time outside the timeline), NOT_FOUND (ASSET_NOT_FOUND).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListCapabilities(self, request, context):
         """What this server's ffmpeg can do: transitions (discovered at start from the installed ffmpeg),
         clip filters, LUT formats and video encoders. Needs any authenticated caller.
@@ -224,6 +242,11 @@ def add_RenderServiceServicer_to_server(servicer, server):
                     servicer.RenderFrame,
                     request_deserializer=viarte_dot_render_dot_v1_dot_render__pb2.RenderFrameRequest.FromString,
                     response_serializer=viarte_dot_render_dot_v1_dot_render__pb2.RenderFrameResponse.SerializeToString,
+            ),
+            'RenderPlaybackSegment': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenderPlaybackSegment,
+                    request_deserializer=viarte_dot_render_dot_v1_dot_render__pb2.RenderPlaybackSegmentRequest.FromString,
+                    response_serializer=viarte_dot_render_dot_v1_dot_render__pb2.RenderPlaybackSegmentResponse.SerializeToString,
             ),
             'ListCapabilities': grpc.unary_unary_rpc_method_handler(
                     servicer.ListCapabilities,
@@ -415,6 +438,33 @@ class RenderService:
             '/viarte.render.v1.RenderService/RenderFrame',
             viarte_dot_render_dot_v1_dot_render__pb2.RenderFrameRequest.SerializeToString,
             viarte_dot_render_dot_v1_dot_render__pb2.RenderFrameResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenderPlaybackSegment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/viarte.render.v1.RenderService/RenderPlaybackSegment',
+            viarte_dot_render_dot_v1_dot_render__pb2.RenderPlaybackSegmentRequest.SerializeToString,
+            viarte_dot_render_dot_v1_dot_render__pb2.RenderPlaybackSegmentResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,6 +7,7 @@ import { toUiError, type UiError } from "../api/errors";
 import { AssetThumb } from "../components/AssetThumb";
 import { ErrorBanner } from "../components/common";
 import { TimelineView } from "../components/TimelineView";
+import { usePlayback } from "../components/usePlayback";
 import type { ProposedAction } from "../gen/viarte/inference/v1/assistant_pb";
 import { TransitionKind } from "../gen/viarte/render/v1/timeline_pb";
 import type { Asset } from "../gen/viarte/storage/v1/storage_pb";
@@ -77,6 +78,7 @@ export default function Editor() {
   const saved = useRef<Timeline | null>(null);
   const saving = useRef<Promise<void> | null>(null);
   const timeline = hist?.present ?? null;
+  const playback = usePlayback(timeline, playhead, setPlayhead);
 
   // ---- load ------------------------------------------------------------------------------------
   useEffect(() => {
@@ -177,7 +179,7 @@ export default function Editor() {
 
   // ---- frame preview at the playhead (RenderService.RenderFrame) ---------------------------------
   useEffect(() => {
-    if (!timeline) return;
+    if (!timeline || playback.playing) return; // the video shows the frames while playing
     const duration = timelineDuration(timeline);
     if (duration === 0) {
       setFrame({ url: null, message: "Add clips to see a preview" });
@@ -203,7 +205,7 @@ export default function Editor() {
       controller.abort();
       window.clearTimeout(timer);
     };
-  }, [timeline, playhead]);
+  }, [timeline, playhead, playback.playing]);
 
   // ---- keyboard shortcuts --------------------------------------------------------------------------
   useEffect(() => {
@@ -211,7 +213,20 @@ export default function Editor() {
       const target = event.target as HTMLElement;
       if (["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName)) return;
       const mod = event.ctrlKey || event.metaKey;
-      if (mod && event.key.toLowerCase() === "z") {
+      const key = event.key.toLowerCase();
+      if (event.key === " " && !mod) {
+        event.preventDefault(); // not a click on the focused button, not a page scroll
+        playback.toggle();
+      } else if (!mod && (key === "j" || key === "k" || key === "l")) {
+        playback.shuttle(key);
+      } else if (!mod && (event.key === "Home" || event.key === "End")) {
+        event.preventDefault();
+        playback.seek(event.key === "Home" ? 0 : Math.max(0, (timeline ? timelineDuration(timeline) : 0) - 0.01));
+      } else if (!mod && key === "i") {
+        playback.setLoopIn(playhead);
+      } else if (!mod && key === "o") {
+        playback.setLoopOut(playhead);
+      } else if (mod && event.key.toLowerCase() === "z") {
         event.preventDefault();
         setHist((h) => (h ? (event.shiftKey ? redo(h) : undo(h)) : h));
       } else if (mod && event.key.toLowerCase() === "y") {
@@ -226,7 +241,7 @@ export default function Editor() {
     }
     window.addEventListener("keydown", onKey);
     return () => window.removeEventListener("keydown", onKey);
-  }, [apply, selected, playhead]);
+  }, [apply, selected, playhead, playback, timeline]);
 
   // ---- library → timeline ------------------------------------------------------------------------
   function clipForAsset(asset: Asset, start: number) {
@@ -320,7 +335,7 @@ export default function Editor() {
         <button onClick={() => setShowAssistant((s) => !s)} data-testid="assistant-toggle">Assistant</button>
         <button className="primary" onClick={() => void goExport()} data-testid="export-link">Export…</button>
       </div>
-      <ErrorBanner error={error ?? assetsError} onClose={() => setError(null)} />
+      <ErrorBanner error={error ?? assetsError ?? playback.error} onClose={() => setError(null)} />
       {saveState === "conflict" && (
         <div className="error-banner" data-testid="conflict-banner">
           Someone else saved this project.
@@ -352,11 +367,26 @@ export default function Editor() {
         </aside>
         <div className="viewer">
           <div className="frame" style={{ aspectRatio: `${timeline.canvas.width} / ${timeline.canvas.height}` }}>
-            {frame.url ? <img src={frame.url} alt="frame at the playhead" data-testid="frame-preview" /> : null}
-            {frame.message && <span className="frame-message">{frame.message}</span>}
+            <video ref={playback.videoRef} data-testid="player" data-warm={playback.warm.state} playsInline hidden={!playback.playing} aria-label="timeline playback" />
+            {frame.url && !playback.playing ? <img src={frame.url} alt="frame at the playhead" data-testid="frame-preview" /> : null}
+            {frame.message && !playback.playing && <span className="frame-message">{frame.message}</span>}
+          </div>
+          <div className="transport">
+            <button onClick={() => playback.shuttle("j")} title="Back 1 s (J)" aria-label="Back one second">⏪</button>
+            <button onClick={playback.toggle} data-testid="play" data-playing={playback.playing} title="Play/Pause (Space)" aria-label={playback.playing ? "Pause" : "Play"}>
+              {playback.playing ? "⏸" : "▶"}
+            </button>
+            <button onClick={() => playback.shuttle("l")} title="Play, faster on each press (L)" aria-label="Play faster">⏩</button>
+            {playback.rate !== 1 && <span className="muted small">{playback.rate}x</span>}
+            <label className="checkbox small">
+              <input type="checkbox" checked={playback.looping} onChange={(e) => playback.setLooping(e.target.checked)} data-testid="loop-toggle" /> Loop
+            </label>
+            <button className="link small" onClick={() => playback.setLoopIn(playhead)} title="Loop in at the playhead (I)">In</button>
+            <button className="link small" onClick={() => playback.setLoopOut(playhead)} title="Loop out at the playhead (O)">Out</button>
+            {playback.loop && <span className="muted small" data-testid="loop-range">{playback.loop.start.toFixed(1)}–{playback.loop.end.toFixed(1)} s</span>}
           </div>
           <div className="muted small">
-            {playhead.toFixed(2)} s / {timelineDuration(timeline).toFixed(2)} s · {timeline.canvas.width}×{timeline.canvas.height} @ {timeline.canvas.fps} fps
+            <span data-testid="playhead-time" data-seconds={playhead}>{playhead.toFixed(2)} s</span> / {timelineDuration(timeline).toFixed(2)} s · {timeline.canvas.width}×{timeline.canvas.height} @ {timeline.canvas.fps} fps
           </div>
         </div>
         <aside className="inspector" data-testid="inspector">
@@ -422,7 +452,7 @@ export default function Editor() {
         snapping={snapping}
         selected={selected}
         onSelect={setSelected}
-        onSeek={setPlayhead}
+        onSeek={playback.seek}
         onCommit={(next) => setHist((h) => (h ? commit(h, next) : h))}
         onApply={apply}
         onDropAsset={placeAsset}

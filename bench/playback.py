@@ -1,0 +1,156 @@
+"""Timeline playback (issue 19): draft-render speed and the time from an edit to the first playable
+segment, by the service's engine (plan → the export's graph → 360p fragmented MP4 segments, cached
+in a database by content), for a 60 s 1280x720 30 fps timeline.
+
+Timeline: four clips of a 720p test pattern (with sound) cut every 15 s, a title over 5..15 s and a
+music tone under all of it (loudness normalised, the default). Printed:
+- cold draft of the whole timeline, segment by segment (one ffmpeg at a time, then two at once):
+  seconds and speed as a multiple of real time (goal ≥ 2x);
+- after a picture edit (brightness of the clip at 30..45 s) with the playhead at 31 s: seconds from
+  the edited timeline to the first playable segment (plan + key + render; goal < 1 s), and how many
+  segments the edit made stale;
+- the same after a sound edit (music volume): the mix's loudness is measured again (every segment's
+  gain changes, as in the export);
+- a cached segment (nothing edited): plan + key + database read.
+
+Run: .venv/bin/python bench/playback.py [--seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import create_engine  # noqa: E402
+from sqlmodel import SQLModel  # noqa: E402
+
+from services.render.media import probe  # noqa: E402
+from services.render.models import DraftSegmentRow  # noqa: E402, F401 (the table)
+from services.render.playback import DraftCache, draft_plan, playback_window, render_draft_segment  # noqa: E402
+from services.render.timeline.plan import Plan, Source  # noqa: E402
+from services.render.timeline.validate import Limits  # noqa: E402
+from viarte.render.v1 import timeline_pb2 as tl  # noqa: E402
+
+CACHE = ROOT / ".cache" / "bench-playback"
+SEGMENT = 2.0
+
+
+def _ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
+
+
+def media(seconds: float) -> dict[str, Source]:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    clip, music = CACHE / f"clip-{seconds:g}.mp4", CACHE / f"music-{seconds:g}.m4a"
+    if not clip.exists():
+        _ffmpeg("-f", "lavfi", "-i", f"testsrc2=s=1280x720:r=30:d={seconds}", "-f", "lavfi", "-i", f"sine=f=330:d={seconds}",
+                "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(clip))
+        _ffmpeg("-f", "lavfi", "-i", f"sine=f=440:d={seconds}", "-c:a", "aac", str(music))
+    return {
+        "clip": Source(str(clip), probe(str(clip), "video/mp4"), "video/mp4", asset_id="clip"),
+        "music": Source(str(music), probe(str(music), "audio/mp4"), "audio/mp4", asset_id="music"),
+    }
+
+
+def build(seconds: float) -> tl.Timeline:
+    t = tl.Timeline(canvas=tl.Canvas(width=1280, height=720, fps=30))
+    v = t.tracks.add(kind=tl.TRACK_KIND_VIDEO)
+    part = seconds / 4
+    for i in range(4):
+        v.clips.add(asset_id="clip", start_seconds=i * part, source_start_seconds=i * part, source_end_seconds=(i + 1) * part)
+    t.tracks.add(kind=tl.TRACK_KIND_TEXT).clips.add(
+        start_seconds=5, duration_seconds=10, text=tl.TextStyle(text="Viarte playback", font_size=64))
+    t.tracks.add(kind=tl.TRACK_KIND_AUDIO).clips.add(asset_id="music", source_end_seconds=seconds, volume=0.5)
+    return t
+
+
+def plan(t: tl.Timeline, sources: dict[str, Source]) -> Plan:
+    return draft_plan(t, sources, Limits(max_duration_seconds=3600), 360)
+
+
+async def segment(t: tl.Timeline, sources: dict[str, Source], at: float, cache: DraftCache, work: Path, gate: asyncio.Semaphore) -> bool:
+    """One request as the service serves it (minus the storage look-ups): plan, key, cache or render."""
+    folder = Path(tempfile.mkdtemp(dir=work))
+    got = await render_draft_segment(plan(t, sources), at, cache, folder, segment_seconds=SEGMENT, gate=gate)
+    return got.cached
+
+
+async def whole(t: tl.Timeline, sources: dict[str, Source], cache: DraftCache, work: Path, parallel: int) -> tuple[float, float]:
+    p = plan(t, sources)
+    starts, at = [], 0.0
+    while at < p.canvas.duration - 1e-6:
+        w = playback_window(p, round(at * p.canvas.fps), SEGMENT)
+        starts.append(w.start / p.canvas.fps)
+        at = w.end / p.canvas.fps
+    gate = asyncio.Semaphore(parallel)
+    began = time.perf_counter()
+    cpu = _children_cpu()
+    queue = list(starts)
+
+    async def worker() -> None:
+        while queue:
+            await segment(t, sources, queue.pop(0), cache, work, gate)
+
+    await asyncio.gather(*(worker() for _ in range(parallel)))
+    return time.perf_counter() - began, _children_cpu() - cpu
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of the finished ffmpeg children: what the draft costs on an idle
+    machine, whatever else this shared one is running."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=60.0)
+    args = parser.parse_args()
+    sources = media(args.seconds)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        engine = create_engine(f"sqlite:///{work}/cache.db")
+        SQLModel.metadata.create_all(engine)
+        gate = asyncio.Semaphore(2)
+        t = build(args.seconds)
+        for parallel in (1, 2):
+            cache = DraftCache(engine, 1 << 34)
+            with engine.begin() as c:
+                c.exec_driver_sql("DELETE FROM render_draft_segment")
+            took, cpu = await whole(t, sources, cache, work, parallel)
+            print(f"cold draft of {args.seconds:g} s, {parallel} ffmpeg(s) at once: {took:.1f} s wall = {args.seconds / took:.2f}x "
+                  f"real time; ffmpeg CPU {cpu:.1f} s = {args.seconds / cpu:.2f}x real time per core (load {os.getloadavg()[0]:.1f})")
+        keys_before = cache.keys()
+
+        began = time.perf_counter()
+        cached = await segment(t, sources, 31.0, cache, work, gate)
+        print(f"cached segment at 31 s (plan + key + read): {time.perf_counter() - began:.2f} s (cached={cached})")
+
+        t.tracks[0].clips[2].filters.brightness = 0.1
+        began = time.perf_counter()
+        cached = await segment(t, sources, 31.0, cache, work, gate)
+        first = time.perf_counter() - began
+        await whole(t, sources, cache, work, 2)
+        stale = len(cache.keys() - keys_before)
+        print(f"picture edit (30..45 s) → first playable segment at 31 s: {first:.2f} s (cached={cached}); "
+              f"segments re-rendered for the whole timeline: {stale} of {len(keys_before)}")
+
+        t.tracks[2].clips[0].volume = 0.3
+        began = time.perf_counter()
+        await segment(t, sources, 31.0, cache, work, gate)
+        print(f"sound edit (music volume) → first playable segment at 31 s: {time.perf_counter() - began:.2f} s "
+              "(includes measuring the mix's loudness again)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
