@@ -17,6 +17,7 @@ from services.auth.config import AuthConfig
 from services.auth.feed import RevocationFeed
 from services.auth.keys import KeyStore
 from services.auth.limits import check_limits, limits_proto, limits_values
+from services.kit.limits import limits_claim
 from services.auth.models import ApiKey, User, as_utc, utcnow
 from services.auth.passwords import PasswordHasher, PasswordPolicy, normalize_email
 from services.auth.reasons import Reason
@@ -105,6 +106,13 @@ class Issuer:
             "sid": session_id,
             "email": user.email,
         }
+        limits = limits_proto(user)
+        if any((limits.monthly_credit_budget, limits.creates_per_minute, limits.reads_per_minute,
+                limits.max_concurrent_jobs)):
+            # The user's budget and limits (issue 16) for the job services to enforce on signed-in
+            # sessions without asking auth on every create: as of this token's issue, so an
+            # admin's change applies from the user's next refresh (access_token_ttl_seconds).
+            claims["lim"] = limits_claim(limits)
         return self._issue(user.id, ttl, claims)
 
     def service_token(self, service: str) -> tuple[str, datetime]:

@@ -19,6 +19,7 @@ class JobKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_KIND_FACE_SWAP: _ClassVar[JobKind]
     JOB_KIND_UPSCALE: _ClassVar[JobKind]
     JOB_KIND_RENDER: _ClassVar[JobKind]
+    JOB_KIND_TRAINING: _ClassVar[JobKind]
 
 class ExportFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -37,6 +38,7 @@ JOB_KIND_GENERATION: JobKind
 JOB_KIND_FACE_SWAP: JobKind
 JOB_KIND_UPSCALE: JobKind
 JOB_KIND_RENDER: JobKind
+JOB_KIND_TRAINING: JobKind
 EXPORT_FORMAT_UNSPECIFIED: ExportFormat
 EXPORT_FORMAT_CSV: ExportFormat
 EXPORT_FORMAT_JSONL: ExportFormat
@@ -286,6 +288,18 @@ class DeleteWebhookEndpointRequest(_message.Message):
 class DeleteWebhookEndpointResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class EnableWebhookEndpointRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class EnableWebhookEndpointResponse(_message.Message):
+    __slots__ = ("endpoint",)
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    endpoint: WebhookEndpoint
+    def __init__(self, endpoint: _Optional[_Union[WebhookEndpoint, _Mapping]] = ...) -> None: ...
 
 class RotateWebhookSecretRequest(_message.Message):
     __slots__ = ("id",)
