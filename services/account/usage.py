@@ -13,7 +13,7 @@ import grpc
 import orjson
 
 from services.account.common import caller, database, from_ts, to_ts
-from services.account.limits import Caller, LimitStore
+from services.account.limits import Admission, Admissions, Caller, LimitStore
 from services.account.models import (
     UsageRecordRow,
     WebhookDeliveryRow,
@@ -202,6 +202,7 @@ class AccountInternalServicer(account_pb2_grpc.AccountInternalServiceServicer): 
     def __init__(self, store: AccountStore, prices: PriceList, on_enqueued: Callable[[], None],
                  limits: LimitStore | None = None) -> None:
         self.limits = limits or LimitStore(store.engine)
+        self.admissions = Admissions(self.limits)
         self.store = store
         self.prices = prices
         self.on_enqueued = on_enqueued
@@ -251,8 +252,7 @@ class AccountInternalServicer(account_pb2_grpc.AccountInternalServiceServicer): 
         v.check(len(request.api_key_id) <= 64, "api_key_id", "at most 64 characters")
         v.check(0 <= request.estimated_credits <= MAX_CREDITS, "estimated_credits", "must not be negative")
         v.raise_if_any(Reason.INVALID_ARGUMENT, "invalid admission")
-        async with self.limits.turn(request.user_id):
-            await database(self.limits.admit, request.job_id, _caller(request), request.estimated_credits)
+        await self.admissions.admit(Admission(request.job_id, _caller(request), request.estimated_credits))
         return account_pb2.AdmitJobResponse()
 
     async def ReleaseJob(

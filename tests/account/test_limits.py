@@ -91,6 +91,21 @@ async def test_a_key_with_2_creates_a_minute_is_rate_limited_on_the_third(
     assert read.reason == "RATE_LIMITED" and read.retry_after is not None and read.retry_after > 0
 
 
+async def test_a_burst_decided_together_still_admits_exactly_the_rate(
+    jobs: JobService, auth_service: Any, user_factory: Any
+) -> None:
+    """20 concurrent creates of one key reach account together and are decided in batches (one
+    transaction each): exactly the 3 a minute pass, and the refused take no token."""
+    user = await user_factory()
+    key = await _key_principal(auth_service, user, limits_pb2.Limits(creates_per_minute=3, max_concurrent_jobs=50))
+    answers = await asyncio.gather(*(jobs.create(user.id, "demo", b"wait", caller=key, estimated_credits=1)
+                                     for _ in range(20)), return_exceptions=True)  # fmt: skip
+    refused = [a for a in answers if isinstance(a, BaseException)]
+    assert len(answers) - len(refused) == 3
+    assert {getattr(e, "reason", repr(e)) for e in refused} == {"RATE_LIMITED"}
+    assert len((await jobs.list(user.id, "demo", page_size_requested=100))[0]) == 3
+
+
 async def test_a_spent_budget_is_quota_exceeded_and_queues_nothing(
     jobs: JobService, account: AccountService, auth_service: Any, user_factory: Any
 ) -> None:
