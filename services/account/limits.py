@@ -29,6 +29,7 @@ import zlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -123,11 +124,11 @@ class LimitStore:
             else:
                 self._turns[user_id] = (lock, users - 1)
 
-    def _lock(self, conn: sa.Connection, user_id: str, first_write: sa.Executable) -> None:
+    def _lock(self, conn: sa.Connection, user_id: str, first_write: sa.Executable, params: dict[str, Any]) -> None:
         """The user's lock, first thing in the transaction (see the module docstring)."""
         if self.postgres:
-            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(zlib.crc32(f"limits:{user_id}".encode()))))
-        conn.execute(first_write)  # SQLite: takes the write lock before anything is read
+            conn.execute(_ADVISORY_LOCK, {"lock_key": zlib.crc32(f"limits:{user_id}".encode())})
+        conn.execute(first_write, params)  # SQLite: takes the write lock before anything is read
 
     # -- buckets -------------------------------------------------------------------------------
     @staticmethod
@@ -144,7 +145,7 @@ class LimitStore:
             key = f"{klass}:{name}"
             rate = per_minute / 60.0
             if key not in buckets:
-                got = conn.execute(_BUCKET, {"key": key}).first()
+                got = conn.execute(_BUCKET, {"b_key": key}).first()
                 tokens = float(per_minute) if got is None else got[0] + max(0.0, now - got[1]) * rate
                 buckets[key] = [tokens, got is not None, False]
             tokens = min(float(per_minute), buckets[key][0])
@@ -159,13 +160,14 @@ class LimitStore:
 
     @staticmethod
     def _store_buckets(conn: sa.Connection, buckets: dict[str, list[float]], now: float) -> None:
-        for key, (tokens, exists, changed) in buckets.items():
-            if not changed:
-                continue
-            if exists:
-                conn.execute(sa.update(RateBucketRow).where(col(RateBucketRow.key) == key).values(tokens=tokens, updated=now))
-            else:
-                conn.execute(sa.insert(RateBucketRow).values(key=key, tokens=tokens, updated=now))
+        updates = [{"b_key": k, "b_tokens": t, "b_updated": now} for k, (t, exists, changed) in buckets.items()
+                   if changed and exists]  # fmt: skip
+        inserts = [{"key": k, "tokens": t, "updated": now} for k, (t, exists, changed) in buckets.items()
+                   if changed and not exists]  # fmt: skip
+        if updates:
+            conn.execute(_BUCKET_UPDATE, updates)
+        if inserts:
+            conn.execute(_BUCKET_INSERT, inserts)
 
     # -- decisions -----------------------------------------------------------------------------
     def admit(self, job_id: str, caller: Caller, estimate: int, now: datetime | None = None) -> bool:
@@ -187,9 +189,8 @@ class LimitStore:
         assert all(a.caller.user_id == user_id for a in batch), "one user per batch"
         ids = [a.job_id for a in batch]
         with self.engine.begin() as conn:
-            self._lock(conn, user_id, sa.update(AdmissionRow).where(col(AdmissionRow.job_id).in_(ids))
-                       .values(open=col(AdmissionRow.open)))  # fmt: skip
-            known = set(conn.execute(sa.select(col(AdmissionRow.job_id)).where(col(AdmissionRow.job_id).in_(ids))).scalars())
+            self._lock(conn, user_id, _TOUCH_ADMISSIONS, {"ids": ids})
+            known = set(conn.execute(_KNOWN_ADMISSIONS, {"ids": ids}).scalars())
             subjects: dict[str, _Subject] = {}
             for a in batch:  # every subject some admission limits by budget or concurrency, read once
                 for name, limits, column, value in a.caller.subjects():
@@ -222,7 +223,7 @@ class LimitStore:
                              "credits": a.estimate, "open": True, "create_time": now})  # fmt: skip
                 out.append(True)
             if rows:
-                conn.execute(sa.insert(AdmissionRow), rows)
+                conn.execute(_ADMISSION_INSERT, rows)
             self._store_buckets(conn, buckets, now.timestamp())
         return out
 
@@ -233,15 +234,27 @@ class LimitStore:
     def check_read(self, caller: Caller, now: datetime | None = None) -> None:
         now = now or utcnow()
         with self.engine.begin() as conn:
-            self._lock(conn, caller.user_id, sa.update(RateBucketRow).where(col(RateBucketRow.key) == "")
-                       .values(tokens=col(RateBucketRow.tokens)))  # fmt: skip
+            self._lock(conn, caller.user_id, _BUCKET_UPDATE, {"b_key": "", "b_tokens": 0.0, "b_updated": 0.0})
             buckets: dict[str, list[float]] = {}
             self._take(conn, "read", caller, now.timestamp(), "reads_per_minute", buckets)
             self._store_buckets(conn, buckets, now.timestamp())
 
 
-_BUCKET = sa.select(col(RateBucketRow.tokens), col(RateBucketRow.updated)).where(
-    col(RateBucketRow.key) == sa.bindparam("key"))
+# Statements built once (with bind parameters): building one and its cache key costs more than
+# running it on SQLite. Core tables, not the ORM classes: no ORM compile step either.
+_A = AdmissionRow.__table__.c  # type: ignore[attr-defined]
+_B = RateBucketRow.__table__  # type: ignore[attr-defined]
+_ADVISORY_LOCK = sa.select(sa.func.pg_advisory_xact_lock(sa.bindparam("lock_key")))
+# A no-op write of the batch's rows (none, usually): SQLite takes its write lock with it.
+_TOUCH_ADMISSIONS = sa.update(AdmissionRow.__table__).where(  # type: ignore[attr-defined]
+    _A.job_id.in_(sa.bindparam("ids", expanding=True))).values(open=_A.open)
+_KNOWN_ADMISSIONS = sa.select(_A.job_id).where(_A.job_id.in_(sa.bindparam("ids", expanding=True)))
+_ADMISSION_INSERT = sa.insert(AdmissionRow.__table__)  # type: ignore[attr-defined]
+_BUCKET = sa.select(_B.c.tokens, _B.c.updated).where(_B.c.key == sa.bindparam("b_key"))
+# The key "" never exists: as CheckRead's first write it changes nothing.
+_BUCKET_UPDATE = sa.update(_B).where(_B.c.key == sa.bindparam("b_key")).values(
+    tokens=sa.bindparam("b_tokens"), updated=sa.bindparam("b_updated"))
+_BUCKET_INSERT = sa.insert(_B)
 
 
 def _check(name: str, limits: Limits, subject: _Subject, estimate: int) -> None:
