@@ -250,6 +250,8 @@ _TOUCH_ADMISSIONS = sa.update(AdmissionRow.__table__).where(  # type: ignore[att
     _A.job_id.in_(sa.bindparam("ids", expanding=True))).values(open=_A.open)
 _KNOWN_ADMISSIONS = sa.select(_A.job_id).where(_A.job_id.in_(sa.bindparam("ids", expanding=True)))
 _ADMISSION_INSERT = sa.insert(AdmissionRow.__table__)  # type: ignore[attr-defined]
+_CLOSE_ADMISSION = sa.update(AdmissionRow.__table__).where(  # type: ignore[attr-defined]
+    _A.job_id == sa.bindparam("b_job_id")).values(open=False)
 _BUCKET = sa.select(_B.c.tokens, _B.c.updated).where(_B.c.key == sa.bindparam("b_key"))
 # The key "" never exists: as CheckRead's first write it changes nothing.
 _BUCKET_UPDATE = sa.update(_B).where(_B.c.key == sa.bindparam("b_key")).values(
@@ -331,4 +333,4 @@ class Admissions:
 
 def close_admission(s: Session, job_id: str) -> None:
     """In RecordJobOutcome's transaction: the job's charge replaces its estimate."""
-    s.exec(sa.update(AdmissionRow).where(col(AdmissionRow.job_id) == job_id).values(open=False))
+    s.connection().execute(_CLOSE_ADMISSION, {"b_job_id": job_id})

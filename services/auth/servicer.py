@@ -17,7 +17,6 @@ from services.auth.config import AuthConfig
 from services.auth.feed import RevocationFeed
 from services.auth.keys import KeyStore
 from services.auth.limits import check_limits, limits_proto, limits_values
-from services.kit.limits import limits_claim
 from services.auth.models import ApiKey, User, as_utc, utcnow
 from services.auth.passwords import PasswordHasher, PasswordPolicy, normalize_email
 from services.auth.reasons import Reason
@@ -26,6 +25,7 @@ from services.auth.throttle import LoginThrottle, client_address, parse_networks
 from services.kit.auth import Principal, PrincipalKind, current_principal
 from services.kit.db import is_database_down, run_db
 from services.kit.errors import FieldViolation, ServiceError, Violations
+from services.kit.limits import limits_claim
 from services.kit.pagination import PageTokens, page_size
 from services.kit.tokens import issue_token
 from viarte.auth.v1 import auth_pb2, auth_pb2_grpc

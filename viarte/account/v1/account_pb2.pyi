@@ -67,6 +67,39 @@ class AdmitJobResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class AdmitJobsRequest(_message.Message):
+    __slots__ = ("admissions",)
+    ADMISSIONS_FIELD_NUMBER: _ClassVar[int]
+    admissions: _containers.RepeatedCompositeFieldContainer[AdmitJobRequest]
+    def __init__(self, admissions: _Optional[_Iterable[_Union[AdmitJobRequest, _Mapping]]] = ...) -> None: ...
+
+class AdmissionOutcome(_message.Message):
+    __slots__ = ("code", "reason", "message", "metadata", "retry_after_seconds")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    reason: str
+    message: str
+    metadata: _containers.ScalarMap[str, str]
+    retry_after_seconds: float
+    def __init__(self, code: _Optional[int] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., retry_after_seconds: _Optional[float] = ...) -> None: ...
+
+class AdmitJobsResponse(_message.Message):
+    __slots__ = ("outcomes",)
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    outcomes: _containers.RepeatedCompositeFieldContainer[AdmissionOutcome]
+    def __init__(self, outcomes: _Optional[_Iterable[_Union[AdmissionOutcome, _Mapping]]] = ...) -> None: ...
+
 class ReleaseJobRequest(_message.Message):
     __slots__ = ("job_id",)
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
