@@ -62,11 +62,11 @@ class Caller:
         return out
 
 
-def _totals(column: str) -> sa.Select[tuple[int, int, int]]:
+def _totals(column: str) -> sa.Select[Any]:
     """One round trip for a subject: its open admissions, their estimates, its charges since
     ``since``. Built once per column (statement building and its cache key cost more than the query)."""
     a, u = AdmissionRow.__table__.c, UsageRecordRow.__table__.c  # type: ignore[attr-defined]
-    value = sa.bindparam("value")
+    value: sa.BindParameter[Any] = sa.bindparam("value")
     open_ = sa.and_(a[column] == value, a.open.is_(True))
     return sa.select(
         sa.select(sa.func.count()).where(open_).scalar_subquery(),
@@ -196,8 +196,8 @@ class LimitStore:
                 for name, limits, column, value in a.caller.subjects():
                     if name in subjects or not (limits.monthly_credit_budget or limits.max_concurrent_jobs):
                         continue
-                    running, pending, charged = conn.execute(
-                        _TOTALS[column], {"value": value, "since": _month_start(now)}).one()
+                    totals = conn.execute(_TOTALS[column], {"value": value, "since": _month_start(now)}).one()
+                    running, pending, charged = totals[0], totals[1], totals[2]
                     subjects[name] = _Subject(int(running), int(charged) + int(pending))
             buckets: dict[str, list[float]] = {}
             out: list[bool | ServiceError] = []
@@ -311,7 +311,8 @@ class Admissions:
                     self._waiting[user_id] = rest
                 try:
                     async with self.limits.turn(user_id):  # CheckRead of the same user in this process
-                        results = await database(self.limits.admit_many, [a for a, _ in batch])
+                        results: list[bool | BaseException] = list(
+                            await database(self.limits.admit_many, [a for a, _ in batch]))
                 except asyncio.CancelledError:
                     for _, future in batch:
                         future.cancel()
