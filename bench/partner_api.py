@@ -251,7 +251,12 @@ async def throughput(args: argparse.Namespace) -> None:
         await client.close()
         for proc in procs:
             proc.terminate()
-            proc.wait(10)
+        for proc in procs:  # a loaded machine may need longer than the grace period: never leave one behind
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 if __name__ == "__main__":
