@@ -26,20 +26,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
+from services.account.common import database
 from services.account.models import AdmissionRow, RateBucketRow, UsageRecordRow, utcnow
 from services.account.reasons import Reason
 from services.kit.errors import ServiceError
 from services.kit.limits import Limits
 
-__all__ = ["CONCURRENCY_RETRY_SECONDS", "Caller", "LimitStore"]
+__all__ = ["CONCURRENCY_RETRY_SECONDS", "Admission", "Admissions", "Caller", "LimitStore"]
 
 # A job slot frees when one of the caller's jobs ends: no telling when; retry after this.
 CONCURRENCY_RETRY_SECONDS = 5.0
@@ -52,19 +54,51 @@ class Caller:
     key: Limits
     user: Limits
 
-    def subjects(self) -> list[tuple[str, Limits, sa.ColumnElement[bool], sa.ColumnElement[bool]]]:
-        """(name, limits, admission filter, usage filter) of the key (if any) and of the user."""
-        out = []
-        if self.api_key_id:
-            out.append((f"key:{self.api_key_id}", self.key, col(AdmissionRow.api_key_id) == self.api_key_id,
-                        col(UsageRecordRow.api_key_id) == self.api_key_id))  # fmt: skip
-        out.append((f"user:{self.user_id}", self.user, col(AdmissionRow.user_id) == self.user_id,
-                    col(UsageRecordRow.user_id) == self.user_id))  # fmt: skip
+    def subjects(self) -> list[tuple[str, Limits, str, str]]:
+        """(name, limits, column, value) of the key (if any) and of the user: the subject's
+        admissions and usage records are those whose ``column`` (api_key_id / user_id) is ``value``."""
+        out = [(f"key:{self.api_key_id}", self.key, "api_key_id", self.api_key_id)] if self.api_key_id else []
+        out.append((f"user:{self.user_id}", self.user, "user_id", self.user_id))
         return out
+
+
+def _totals(column: str) -> sa.Select[Any]:
+    """One round trip for a subject: its open admissions, their estimates, its charges since
+    ``since``. Built once per column (statement building and its cache key cost more than the query)."""
+    a, u = AdmissionRow.__table__.c, UsageRecordRow.__table__.c  # type: ignore[attr-defined]
+    value: sa.BindParameter[Any] = sa.bindparam("value")
+    open_ = sa.and_(a[column] == value, a.open.is_(True))
+    return sa.select(
+        sa.select(sa.func.count()).where(open_).scalar_subquery(),
+        sa.select(sa.func.coalesce(sa.func.sum(a.credits), 0)).where(open_).scalar_subquery(),
+        sa.select(sa.func.coalesce(sa.func.sum(u.credits), 0))
+        .where(u[column] == value, u.end_time >= sa.bindparam("since")).scalar_subquery(),
+    )
+
+
+_TOTALS = {column: _totals(column) for column in ("api_key_id", "user_id")}
 
 
 def _month_start(now: datetime) -> datetime:
     return now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """One AdmitJob request: ``job_id`` admitted for ``caller`` at ``estimate`` credits."""
+
+    job_id: str
+    caller: Caller
+    estimate: int
+
+
+class _Subject:
+    """A subject's open admissions and month's spend, read once per decision transaction and
+    kept current while the transaction decides its batch in order."""
+
+    def __init__(self, running: int, spent: int) -> None:
+        self.running = running
+        self.spent = spent
 
 
 class LimitStore:
@@ -90,99 +124,214 @@ class LimitStore:
             else:
                 self._turns[user_id] = (lock, users - 1)
 
-    def _lock(self, s: Session, user_id: str, first_write: sa.Executable) -> None:
+    def _lock(self, conn: sa.Connection, user_id: str, first_write: sa.Executable, params: dict[str, Any]) -> None:
         """The user's lock, first thing in the transaction (see the module docstring)."""
         if self.postgres:
-            s.connection().execute(sa.select(sa.func.pg_advisory_xact_lock(zlib.crc32(f"limits:{user_id}".encode()))))
-        s.connection().execute(first_write)  # SQLite: takes the write lock before anything is read
+            conn.execute(_ADVISORY_LOCK, {"lock_key": zlib.crc32(f"limits:{user_id}".encode())})
+        conn.execute(first_write, params)  # SQLite: takes the write lock before anything is read
 
     # -- buckets -------------------------------------------------------------------------------
     @staticmethod
-    def _bucket(s: Session, key: str, per_minute: int, now: float) -> tuple[float, bool, float]:
-        """(tokens refilled to ``now``, whether the row exists, the wait for one token: 0 = there)."""
-        got = s.connection().execute(
-            sa.select(col(RateBucketRow.tokens), col(RateBucketRow.updated)).where(col(RateBucketRow.key) == key)
-        ).first()
-        rate = per_minute / 60.0
-        tokens = float(per_minute) if got is None else min(float(per_minute), got[0] + max(0.0, now - got[1]) * rate)
-        return tokens, got is not None, 0.0 if tokens >= 1.0 else (1.0 - tokens) / rate
-
-    def _take(self, s: Session, klass: str, caller: Caller, now: float, per: str) -> None:
-        """Takes one token of ``klass`` from every limited subject, or raises RATE_LIMITED taking none."""
-        buckets = []
+    def _take(conn: sa.Connection, klass: str, caller: Caller, now: float, per: str,
+              buckets: dict[str, list[float]]) -> None:
+        """Takes one token of ``klass`` from every limited subject, or raises RATE_LIMITED taking
+        none. ``buckets``: key → [tokens as of ``now``, whether its row exists, whether changed],
+        read on first use; ``_store_buckets`` writes the changed ones."""
+        taken = []
         for name, limits, _, _ in caller.subjects():
             per_minute = getattr(limits, per)
             if not per_minute:
                 continue
             key = f"{klass}:{name}"
-            tokens, exists, wait = self._bucket(s, key, per_minute, now)
-            if wait > 0:
+            rate = per_minute / 60.0
+            if key not in buckets:
+                got = conn.execute(_BUCKET, {"b_key": key}).first()
+                tokens = float(per_minute) if got is None else got[0] + max(0.0, now - got[1]) * rate
+                buckets[key] = [tokens, got is not None, False]
+            tokens = min(float(per_minute), buckets[key][0])
+            if tokens < 1.0:
                 raise ServiceError.resource_exhausted(
                     Reason.RATE_LIMITED, f"more than {per_minute} {klass}s per minute for this {name.split(':')[0]}",
-                    retry_after=wait, metadata={"limit": str(per_minute), "per": "minute", "class": klass},
+                    retry_after=(1.0 - tokens) / rate, metadata={"limit": str(per_minute), "per": "minute", "class": klass},
                 )
-            buckets.append((key, tokens - 1.0, exists))
-        conn = s.connection()
-        for key, tokens, exists in buckets:
-            if exists:
-                conn.execute(sa.update(RateBucketRow).where(col(RateBucketRow.key) == key)
-                             .values(tokens=tokens, updated=now))  # fmt: skip
-            else:
-                conn.execute(sa.insert(RateBucketRow).values(key=key, tokens=tokens, updated=now))
+            taken.append((key, tokens - 1.0))
+        for key, tokens in taken:
+            buckets[key][0], buckets[key][2] = tokens, True
+
+    @staticmethod
+    def _store_buckets(conn: sa.Connection, buckets: dict[str, list[float]], now: float) -> None:
+        updates = [{"b_key": k, "b_tokens": t, "b_updated": now} for k, (t, exists, changed) in buckets.items()
+                   if changed and exists]  # fmt: skip
+        inserts = [{"key": k, "tokens": t, "updated": now} for k, (t, exists, changed) in buckets.items()
+                   if changed and not exists]  # fmt: skip
+        if updates:
+            conn.execute(_BUCKET_UPDATE, updates)
+        if inserts:
+            conn.execute(_BUCKET_INSERT, inserts)
 
     # -- decisions -----------------------------------------------------------------------------
     def admit(self, job_id: str, caller: Caller, estimate: int, now: datetime | None = None) -> bool:
         """Admits the job or raises QUOTA_EXCEEDED / RATE_LIMITED (nothing stored). True when
         admitted now, False when it was admitted before (idempotent)."""
+        (out,) = self.admit_many([Admission(job_id, caller, estimate)], now)
+        if isinstance(out, ServiceError):
+            raise out
+        return out
+
+    def admit_many(self, batch: Sequence[Admission], now: datetime | None = None) -> list[bool | ServiceError]:
+        """Decides a batch of one user's admissions in one transaction under the user's lock, in
+        order, each exactly as if it were decided alone after the ones before it: per admission
+        True (admitted now), False (admitted before) or the refusal (QUOTA_EXCEEDED / RATE_LIMITED;
+        nothing stored for it). Core statements, each subject's totals and buckets read once: the
+        cost of a decision is shared by every admission waiting for the user's turn."""
         now = now or utcnow()
-        with Session(self.engine) as s, s.begin():
-            self._lock(s, caller.user_id, sa.update(AdmissionRow).where(col(AdmissionRow.job_id) == job_id)
-                       .values(open=col(AdmissionRow.open)))  # fmt: skip
-            if s.get(AdmissionRow, job_id) is not None:
-                return False
-            for name, limits, admitted, recorded in caller.subjects():
-                if not (limits.monthly_credit_budget or limits.max_concurrent_jobs):
+        user_id = batch[0].caller.user_id
+        assert all(a.caller.user_id == user_id for a in batch), "one user per batch"
+        ids = [a.job_id for a in batch]
+        with self.engine.begin() as conn:
+            self._lock(conn, user_id, _TOUCH_ADMISSIONS, {"ids": ids})
+            known = set(conn.execute(_KNOWN_ADMISSIONS, {"ids": ids}).scalars())
+            subjects: dict[str, _Subject] = {}
+            for a in batch:  # every subject some admission limits by budget or concurrency, read once
+                for name, limits, column, value in a.caller.subjects():
+                    if name in subjects or not (limits.monthly_credit_budget or limits.max_concurrent_jobs):
+                        continue
+                    totals = conn.execute(_TOTALS[column], {"value": value, "since": _month_start(now)}).one()
+                    running, pending, charged = totals[0], totals[1], totals[2]
+                    subjects[name] = _Subject(int(running), int(charged) + int(pending))
+            buckets: dict[str, list[float]] = {}
+            out: list[bool | ServiceError] = []
+            rows = []
+            for a in batch:
+                if a.job_id in known:
+                    out.append(False)
                     continue
-                running, pending = s.exec(select(sa.func.count(), sa.func.coalesce(sa.func.sum(AdmissionRow.credits), 0))
-                                          .where(admitted, col(AdmissionRow.open).is_(True))).one()  # fmt: skip
-                if limits.monthly_credit_budget:
-                    charged = s.exec(select(sa.func.coalesce(sa.func.sum(UsageRecordRow.credits), 0)).where(
-                        recorded, col(UsageRecordRow.end_time) >= _month_start(now))).one()
-                    spent = int(charged) + int(pending)
-                    if spent + estimate > limits.monthly_credit_budget:
-                        raise ServiceError.resource_exhausted(
-                            Reason.QUOTA_EXCEEDED,
-                            f"this job ({estimate} credits) would exceed the monthly budget of this "
-                            f"{name.split(':')[0]}: {spent} of {limits.monthly_credit_budget} credits used",
-                            metadata={"budget": str(limits.monthly_credit_budget), "used": str(spent),
-                                      "estimate": str(estimate)},
-                        )  # fmt: skip
-                if limits.max_concurrent_jobs:
-                    if int(running) >= limits.max_concurrent_jobs:
-                        raise ServiceError.resource_exhausted(
-                            Reason.RATE_LIMITED,
-                            f"{running} jobs of this {name.split(':')[0]} are queued or running "
-                            f"(at most {limits.max_concurrent_jobs})",
-                            retry_after=CONCURRENCY_RETRY_SECONDS,
-                            metadata={"max_concurrent_jobs": str(limits.max_concurrent_jobs)},
-                        )
-            self._take(s, "create", caller, now.timestamp(), "creates_per_minute")
-            s.add(AdmissionRow(job_id=job_id, user_id=caller.user_id, api_key_id=caller.api_key_id,
-                               credits=estimate, open=True, create_time=now))  # fmt: skip
-        return True
+                try:
+                    for name, limits, _, _ in a.caller.subjects():
+                        if name in subjects:
+                            _check(name, limits, subjects[name], a.estimate)
+                    self._take(conn, "create", a.caller, now.timestamp(), "creates_per_minute", buckets)
+                except ServiceError as refused:
+                    out.append(refused)
+                    continue
+                for name, _, _, _ in a.caller.subjects():
+                    if name in subjects:
+                        subjects[name].running += 1
+                        subjects[name].spent += a.estimate
+                known.add(a.job_id)
+                rows.append({"job_id": a.job_id, "user_id": user_id, "api_key_id": a.caller.api_key_id,
+                             "credits": a.estimate, "open": True, "create_time": now})  # fmt: skip
+                out.append(True)
+            if rows:
+                conn.execute(_ADMISSION_INSERT, rows)
+            self._store_buckets(conn, buckets, now.timestamp())
+        return out
 
     def release(self, job_id: str) -> bool:
-        with Session(self.engine) as s, s.begin():
-            return bool(s.exec(sa.delete(AdmissionRow).where(col(AdmissionRow.job_id) == job_id)).rowcount)
+        with self.engine.begin() as conn:
+            return bool(conn.execute(sa.delete(AdmissionRow).where(col(AdmissionRow.job_id) == job_id)).rowcount)
 
     def check_read(self, caller: Caller, now: datetime | None = None) -> None:
         now = now or utcnow()
-        with Session(self.engine) as s, s.begin():
-            self._lock(s, caller.user_id, sa.update(RateBucketRow).where(col(RateBucketRow.key) == "")
-                       .values(tokens=col(RateBucketRow.tokens)))  # fmt: skip
-            self._take(s, "read", caller, now.timestamp(), "reads_per_minute")
+        with self.engine.begin() as conn:
+            self._lock(conn, caller.user_id, _BUCKET_UPDATE, {"b_key": "", "b_tokens": 0.0, "b_updated": 0.0})
+            buckets: dict[str, list[float]] = {}
+            self._take(conn, "read", caller, now.timestamp(), "reads_per_minute", buckets)
+            self._store_buckets(conn, buckets, now.timestamp())
+
+
+# Statements built once (with bind parameters): building one and its cache key costs more than
+# running it on SQLite. Core tables, not the ORM classes: no ORM compile step either.
+_A = AdmissionRow.__table__.c  # type: ignore[attr-defined]
+_B = RateBucketRow.__table__  # type: ignore[attr-defined]
+_ADVISORY_LOCK = sa.select(sa.func.pg_advisory_xact_lock(sa.bindparam("lock_key")))
+# A no-op write of the batch's rows (none, usually): SQLite takes its write lock with it.
+_TOUCH_ADMISSIONS = sa.update(AdmissionRow.__table__).where(  # type: ignore[attr-defined]
+    _A.job_id.in_(sa.bindparam("ids", expanding=True))).values(open=_A.open)
+_KNOWN_ADMISSIONS = sa.select(_A.job_id).where(_A.job_id.in_(sa.bindparam("ids", expanding=True)))
+_ADMISSION_INSERT = sa.insert(AdmissionRow.__table__)  # type: ignore[attr-defined]
+_CLOSE_ADMISSION = sa.update(AdmissionRow.__table__).where(  # type: ignore[attr-defined]
+    _A.job_id == sa.bindparam("b_job_id")).values(open=False)
+_BUCKET = sa.select(_B.c.tokens, _B.c.updated).where(_B.c.key == sa.bindparam("b_key"))
+# The key "" never exists: as CheckRead's first write it changes nothing.
+_BUCKET_UPDATE = sa.update(_B).where(_B.c.key == sa.bindparam("b_key")).values(
+    tokens=sa.bindparam("b_tokens"), updated=sa.bindparam("b_updated"))
+_BUCKET_INSERT = sa.insert(_B)
+
+
+def _check(name: str, limits: Limits, subject: _Subject, estimate: int) -> None:
+    """The subject's budget and concurrency cap for one more job of ``estimate`` credits."""
+    what = name.split(":")[0]
+    if limits.monthly_credit_budget and subject.spent + estimate > limits.monthly_credit_budget:
+        raise ServiceError.resource_exhausted(
+            Reason.QUOTA_EXCEEDED,
+            f"this job ({estimate} credits) would exceed the monthly budget of this {what}: "
+            f"{subject.spent} of {limits.monthly_credit_budget} credits used",
+            metadata={"budget": str(limits.monthly_credit_budget), "used": str(subject.spent), "estimate": str(estimate)},
+        )
+    if limits.max_concurrent_jobs and subject.running >= limits.max_concurrent_jobs:
+        raise ServiceError.resource_exhausted(
+            Reason.RATE_LIMITED,
+            f"{subject.running} jobs of this {what} are queued or running (at most {limits.max_concurrent_jobs})",
+            retry_after=CONCURRENCY_RETRY_SECONDS, metadata={"max_concurrent_jobs": str(limits.max_concurrent_jobs)},
+        )
+
+
+class Admissions:
+    """AdmitJob's way in: concurrent admissions of one user wait for the user's turn anyway (one
+    decision at a time, module docstring), so whatever queued meanwhile is decided together, in
+    arrival order, in one transaction (``LimitStore.admit_many``, at most ``max_batch``). One
+    user's burst then costs one decision per batch instead of one per job; every batch still
+    takes the user's database lock, so replicas stay exact."""
+
+    def __init__(self, limits: LimitStore, max_batch: int = 64) -> None:
+        self.limits = limits
+        self.max_batch = max_batch
+        self._waiting: dict[str, list[tuple[Admission, asyncio.Future[bool]]]] = {}
+        self._draining: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def admit(self, admission: Admission) -> bool:
+        user_id = admission.caller.user_id
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(user_id, []).append((admission, future))
+        if user_id not in self._draining:
+            self._draining.add(user_id)
+            task = asyncio.get_running_loop().create_task(self._drain(user_id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await future
+
+    async def _drain(self, user_id: str) -> None:
+        try:
+            while self._waiting.get(user_id):
+                queue = self._waiting.pop(user_id)
+                batch, rest = queue[: self.max_batch], queue[self.max_batch :]
+                if rest:
+                    self._waiting[user_id] = rest
+                try:
+                    async with self.limits.turn(user_id):  # CheckRead of the same user in this process
+                        results: list[bool | BaseException] = list(
+                            await database(self.limits.admit_many, [a for a, _ in batch]))
+                except asyncio.CancelledError:
+                    for _, future in batch:
+                        future.cancel()
+                    raise
+                except Exception as exc:  # the database is down: every waiter gets the error
+                    results = [exc] * len(batch)
+                for (_, future), result in zip(batch, results, strict=True):
+                    if future.done():  # its caller went away; a made admission stays until released
+                        continue
+                    if isinstance(result, BaseException):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            self._draining.discard(user_id)
+            for _, future in self._waiting.pop(user_id, []):  # left only when cancelled (shutdown)
+                future.cancel()
 
 
 def close_admission(s: Session, job_id: str) -> None:
     """In RecordJobOutcome's transaction: the job's charge replaces its estimate."""
-    s.exec(sa.update(AdmissionRow).where(col(AdmissionRow.job_id) == job_id).values(open=False))
+    s.connection().execute(_CLOSE_ADMISSION, {"b_job_id": job_id})

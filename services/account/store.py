@@ -204,6 +204,15 @@ class AccountStore:
             s.add(row)
         return row
 
+    def enable_endpoint(self, user_id: str, endpoint_id: str) -> WebhookEndpointRow | None:
+        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+            row = s.get(WebhookEndpointRow, endpoint_id, with_for_update=True, populate_existing=True)
+            if row is None or row.user_id != user_id:
+                return None
+            row.disabled, row.disabled_reason = False, ""
+            s.add(row)
+        return row
+
     # -- deliveries ------------------------------------------------------------------------------
     def list_deliveries(
         self, endpoint_id: str, after: tuple[datetime, str] | None, limit: int

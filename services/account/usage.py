@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -11,9 +12,10 @@ from datetime import UTC, datetime
 
 import grpc
 import orjson
+from google.rpc import code_pb2
 
 from services.account.common import caller, database, from_ts, to_ts
-from services.account.limits import Caller, LimitStore
+from services.account.limits import Admission, Admissions, Caller, LimitStore
 from services.account.models import (
     UsageRecordRow,
     WebhookDeliveryRow,
@@ -202,6 +204,7 @@ class AccountInternalServicer(account_pb2_grpc.AccountInternalServiceServicer): 
     def __init__(self, store: AccountStore, prices: PriceList, on_enqueued: Callable[[], None],
                  limits: LimitStore | None = None) -> None:
         self.limits = limits or LimitStore(store.engine)
+        self.admissions = Admissions(self.limits)
         self.store = store
         self.prices = prices
         self.on_enqueued = on_enqueued
@@ -245,15 +248,25 @@ class AccountInternalServicer(account_pb2_grpc.AccountInternalServiceServicer): 
     async def AdmitJob(
         self, request: account_pb2.AdmitJobRequest, context: grpc.aio.ServicerContext
     ) -> account_pb2.AdmitJobResponse:
-        v = Violations()
-        v.check(bool(request.job_id) and len(request.job_id) <= 64, "job_id", "is required (at most 64 characters)")
-        v.check(bool(request.user_id) and len(request.user_id) <= 64, "user_id", "is required (at most 64 characters)")
-        v.check(len(request.api_key_id) <= 64, "api_key_id", "at most 64 characters")
-        v.check(0 <= request.estimated_credits <= MAX_CREDITS, "estimated_credits", "must not be negative")
-        v.raise_if_any(Reason.INVALID_ARGUMENT, "invalid admission")
-        async with self.limits.turn(request.user_id):
-            await database(self.limits.admit, request.job_id, _caller(request), request.estimated_credits)
+        await self.admissions.admit(_admission(request))
         return account_pb2.AdmitJobResponse()
+
+    async def AdmitJobs(
+        self, request: account_pb2.AdmitJobsRequest, context: grpc.aio.ServicerContext
+    ) -> account_pb2.AdmitJobsResponse:
+        items = [_admission(r, f"admissions[{i}].") for i, r in enumerate(request.admissions)]
+        # Queued together before any decision runs: one batch (one transaction) per user.
+        results = await asyncio.gather(*(self.admissions.admit(a) for a in items), return_exceptions=True)
+        response = account_pb2.AdmitJobsResponse()
+        for result in results:
+            if isinstance(result, ServiceError) and result.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                response.outcomes.add(code=code_pb2.RESOURCE_EXHAUSTED, reason=result.reason, message=result.message,
+                                      metadata=dict(result.metadata), retry_after_seconds=result.retry_after or 0.0)
+            elif isinstance(result, BaseException):
+                raise result  # the database is down: the whole call fails (UNAVAILABLE)
+            else:
+                response.outcomes.add(code=code_pb2.OK)
+        return response
 
     async def ReleaseJob(
         self, request: account_pb2.ReleaseJobRequest, context: grpc.aio.ServicerContext
@@ -267,6 +280,16 @@ class AccountInternalServicer(account_pb2_grpc.AccountInternalServiceServicer): 
         async with self.limits.turn(request.user_id):
             await database(self.limits.check_read, _caller(request))
         return account_pb2.CheckReadResponse()
+
+
+def _admission(request: account_pb2.AdmitJobRequest, path: str = "") -> Admission:
+    v = Violations()
+    v.check(bool(request.job_id) and len(request.job_id) <= 64, f"{path}job_id", "is required (at most 64 characters)")
+    v.check(bool(request.user_id) and len(request.user_id) <= 64, f"{path}user_id", "is required (at most 64 characters)")
+    v.check(len(request.api_key_id) <= 64, f"{path}api_key_id", "at most 64 characters")
+    v.check(0 <= request.estimated_credits <= MAX_CREDITS, f"{path}estimated_credits", "must not be negative")
+    v.raise_if_any(Reason.INVALID_ARGUMENT, "invalid admission")
+    return Admission(request.job_id, _caller(request), request.estimated_credits)
 
 
 def _caller(request: account_pb2.AdmitJobRequest | account_pb2.CheckReadRequest) -> Caller:

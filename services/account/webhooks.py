@@ -134,6 +134,21 @@ class WebhookServicer(account_pb2_grpc.WebhookServiceServicer):  # type: ignore[
             endpoint=endpoint_to_proto(row, secret), previous_secret_expire_time=to_ts(expire)
         )
 
+    async def EnableWebhookEndpoint(
+        self, request: account_pb2.EnableWebhookEndpointRequest, context: grpc.aio.ServicerContext
+    ) -> account_pb2.EnableWebhookEndpointResponse:
+        user = caller()
+        row = await database(self.store.get_endpoint, user, request.id)
+        if row is None:
+            raise _not_found(request.id)
+        # The receiver said "gone" once; what it resolves to now is checked like a new endpoint's.
+        await validate_url(row.url, max_length=self.config.webhook_max_url_length,
+                           allow_private=self.config.webhook_allow_private)  # fmt: skip
+        row = await database(self.store.enable_endpoint, user, request.id)
+        if row is None:  # deleted meanwhile
+            raise _not_found(request.id)
+        return account_pb2.EnableWebhookEndpointResponse(endpoint=endpoint_to_proto(row))
+
     async def ListWebhookDeliveries(
         self, request: account_pb2.ListWebhookDeliveriesRequest, context: grpc.aio.ServicerContext
     ) -> account_pb2.ListWebhookDeliveriesResponse:

@@ -25,6 +25,7 @@ from services.auth.throttle import LoginThrottle, client_address, parse_networks
 from services.kit.auth import Principal, PrincipalKind, current_principal
 from services.kit.db import is_database_down, run_db
 from services.kit.errors import FieldViolation, ServiceError, Violations
+from services.kit.limits import limits_claim
 from services.kit.pagination import PageTokens, page_size
 from services.kit.tokens import issue_token
 from viarte.auth.v1 import auth_pb2, auth_pb2_grpc
@@ -105,6 +106,13 @@ class Issuer:
             "sid": session_id,
             "email": user.email,
         }
+        limits = limits_proto(user)
+        if any((limits.monthly_credit_budget, limits.creates_per_minute, limits.reads_per_minute,
+                limits.max_concurrent_jobs)):
+            # The user's budget and limits (issue 16) for the job services to enforce on signed-in
+            # sessions without asking auth on every create: as of this token's issue, so an
+            # admin's change applies from the user's next refresh (access_token_ttl_seconds).
+            claims["lim"] = limits_claim(limits)
         return self._issue(user.id, ttl, claims)
 
     def service_token(self, service: str) -> tuple[str, datetime]:

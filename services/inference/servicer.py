@@ -13,11 +13,11 @@ from services.inference.models.registry import ModelRegistry, ModelSpec
 from services.inference.reasons import Reason
 from services.inference.training.checks import lora_model
 from services.inference.training.store import LoraStore
-from services.inference.validation import MAX_REQUEST_ID, check_generation
+from services.inference.validation import check_generation
 from services.kit.auth import current_principal
 from services.kit.db import run_db
 from services.kit.errors import FieldViolation, ServiceError, Violations
-from services.kit.jobs import JobRpc, JobService
+from services.kit.jobs import JobRpc, JobService, Prepared
 from viarte.inference.v1 import generation_pb2 as G
 from viarte.inference.v1 import generation_pb2_grpc
 from viarte.type.v1 import asset_pb2
@@ -53,26 +53,15 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):  # type
     async def CreateGenerationJob(
         self, request: G.CreateGenerationJobRequest, context: grpc.aio.ServicerContext
     ) -> G.CreateGenerationJobResponse:
-        principal = current_principal()
-        owner = principal.user_id
-        if len(request.request_id) > MAX_REQUEST_ID:
-            raise ServiceError.invalid_argument(
-                Reason.INVALID_PARAMETERS, "request_id is too long",
-                violations=(FieldViolation("request_id", f"at most {MAX_REQUEST_ID} characters"),),
-            )
-        if request.request_id:  # idempotent: the same request returns the same job, unchecked
-            existing = await self.jobs.find(owner, KIND, request.request_id)
-            if existing is not None:
-                return G.CreateGenerationJobResponse(job=self.rpc.to_proto(existing))
-        self._ready()
-        spec, params = check_generation(request.parameters, self.registry, face_swap_available=self._face_swap)
-        self._check_devices(params)
-        await self._check_loras(owner, params, spec)
-        await self._check_assets(owner, params)
-        rec = await self.jobs.create(owner, KIND, params.SerializeToString(), request_id=request.request_id,
-                                     priority=request.priority, caller=principal,
-                                     estimated_credits=self.jobs.estimate(KIND, params.model, generation_usage(params)))
-        return G.CreateGenerationJobResponse(job=self.rpc.to_proto(rec))
+        async def prepare(owner: str) -> Prepared:
+            self._ready()
+            spec, params = check_generation(request.parameters, self.registry, face_swap_available=self._face_swap)
+            self._check_devices(params)
+            await self._check_loras(owner, params, spec)
+            await self._check_assets(owner, params)
+            return Prepared(params, params.model, generation_usage(params))
+
+        return await self.rpc.create(request, G.CreateGenerationJobResponse, prepare)
 
     def _check_devices(self, params: G.GenerationParameters) -> None:
         available = self._max_devices()

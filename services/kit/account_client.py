@@ -14,6 +14,7 @@ violations (a caller bug: a state that is not terminal, a missing user).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -77,6 +78,9 @@ class AccountClient:
         self._stub = account_pb2_grpc.AccountInternalServiceStub(self._channel)
         self._credentials = credentials or ServiceCredentials(config)
         self._rpc_timeout = rpc_timeout
+        # Admissions waiting for the AdmitJobs call in flight (``admit``).
+        self._admissions: list[tuple[account_pb2.AdmitJobRequest, asyncio.Future[None]]] = []
+        self._admitting: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
         await self._channel.close()
@@ -99,7 +103,44 @@ class AccountClient:
             job_id=job_id, user_id=caller.user_id, api_key_id=caller.api_key_id, estimated_credits=estimated_credits,
             key_limits=caller.key_limits.to_proto(), user_limits=caller.user_limits.to_proto(),
         )  # fmt: skip
-        await self._call(self._stub.AdmitJob, request)
+        # One call at a time: the admissions that arrive while it is in flight go together in the
+        # next (AdmitJobs), so a burst of creates costs a few round trips and decisions, not one
+        # each, and a lone create is sent at once (no waiting to fill a batch).
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._admissions.append((request, future))
+        if self._admitting is None:
+            self._admitting = asyncio.get_running_loop().create_task(self._send_admissions())
+        await future
+
+    async def _send_admissions(self) -> None:
+        try:
+            while self._admissions:
+                batch, self._admissions = self._admissions[:_MAX_ADMISSIONS], self._admissions[_MAX_ADMISSIONS:]
+                try:
+                    answer = await self._call(
+                        self._stub.AdmitJobs, account_pb2.AdmitJobsRequest(admissions=[r for r, _ in batch]))
+                except Exception as exc:  # account down: every admission of the call fails alike
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                except BaseException:  # this task was cancelled (the loop is closing)
+                    for _, future in batch + self._admissions:
+                        future.cancel()
+                    raise
+                for (_, future), outcome in zip(batch, answer.outcomes, strict=True):
+                    if future.done():  # its create went away meanwhile
+                        continue
+                    if outcome.code == 0:
+                        future.set_result(None)
+                    else:
+                        future.set_exception(ServiceError(
+                            _CODES.get(outcome.code, grpc.StatusCode.UNKNOWN), outcome.reason, outcome.message,
+                            metadata=dict(outcome.metadata), retry_after=outcome.retry_after_seconds or None,
+                            domain="viarte.account",
+                        ))  # fmt: skip
+        finally:
+            self._admitting = None
 
     async def release(self, job_id: str) -> None:
         """Withdraws an admission whose job was not created (ReleaseJob)."""
@@ -118,6 +159,10 @@ class AccountClient:
             return await method(request, metadata=await self._credentials.metadata(), timeout=self._rpc_timeout)
         except grpc.aio.AioRpcError as exc:
             raise _map(exc) from None
+
+
+_MAX_ADMISSIONS = 256
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
 def _map(exc: grpc.aio.AioRpcError) -> ServiceError:

@@ -323,6 +323,10 @@ class Authenticator:
             raise ServiceError.unauthenticated("TOKEN_INVALID", "not an access token", domain=AUTH_DOMAIN)
         role = str(claims.get("role", "user"))
         scope = claims.get("scope", "")
+        try:
+            user_limits = Limits.from_claim(claims.get("lim"))
+        except ValueError:
+            raise ServiceError.unauthenticated("TOKEN_INVALID", "malformed limits claim", domain=AUTH_DOMAIN) from None
         valid_until = float(claims["exp"])
         if key.not_after is not None:
             valid_until = min(valid_until, key.not_after)
@@ -333,6 +337,7 @@ class Authenticator:
             scopes=frozenset(scope.split()) if isinstance(scope, str) else frozenset(),
             session_id=str(claims.get("sid", "")),
             email=str(claims.get("email", "")),
+            user_limits=user_limits,
             credential=("authorization", f"Bearer {token}"),
         ), valid_until, kid, float(claims.get("iat", 0))
 

@@ -74,6 +74,8 @@ class ServiceConfig:
     face_swap_credits_per_frame: float = 0.5
     upscale_credits_per_frame: float = 0.25
     render_credits_per_second: float = 2.0
+    # Training: per megapixel * frame (num_frames * batch_size) * optimizer step.
+    training_credits_per_megapixel_frame_step: float = 0.15
     # Maximum concurrent RPCs; 0 = unlimited.
     max_concurrent_rpcs: int = 0
     # OpenTelemetry: export spans over OTLP/gRPC to this collector ("http://host:4317"; https:// for

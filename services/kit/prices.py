@@ -13,6 +13,10 @@ least one credit. Rates are read as decimals of their written form (0.05 is exac
     face swap   ceil(face_swap_credits_per_frame * frames)   frames swapped
     upscale     ceil(upscale_credits_per_frame * frames)     output frames
     render      ceil(render_credits_per_second * video_seconds)  output seconds
+    training    ceil(rate * width * height / 1e6 * frames * steps)  frames = num_frames * batch_size
+                (what one optimizer step trains on), steps = optimizer steps;
+                rate = training_credits_per_megapixel_frame_step (a training step is a forward
+                and a backward pass: about 3x a denoising step's work, hence 0.15 vs 0.05)
 
 The outcome rule (``charge``): SUCCEEDED pays the price of its quantities; CANCELLED pays the price
 of the work done before the cancel (the job service reports those quantities); FAILED is refunded
@@ -38,6 +42,7 @@ KIND_NAMES: Mapping[int, str] = MappingProxyType({
     account_pb2.JOB_KIND_FACE_SWAP: "face_swap",
     account_pb2.JOB_KIND_UPSCALE: "upscale",
     account_pb2.JOB_KIND_RENDER: "render",
+    account_pb2.JOB_KIND_TRAINING: "training",
 })
 _MEGA = Decimal(1_000_000)
 # Credits are int64 on the wire and in the database.
@@ -92,6 +97,7 @@ class PriceList:
     face_swap_rate: Decimal
     upscale_rate: Decimal
     render_rate: Decimal
+    training_rate: Decimal = Decimal("0.15")
     model_rates: Mapping[str, Decimal] = field(default_factory=dict)
 
     @classmethod
@@ -107,6 +113,7 @@ class PriceList:
             face_swap_rate=_dec(config.face_swap_credits_per_frame),
             upscale_rate=_dec(config.upscale_credits_per_frame),
             render_rate=_dec(config.render_credits_per_second),
+            training_rate=_dec(config.training_credits_per_megapixel_frame_step),
             model_rates=MappingProxyType(models),
         )
 
@@ -126,6 +133,11 @@ class PriceList:
         elif kind == account_pb2.JOB_KIND_UPSCALE:
             credits = _ceil(self.upscale_rate * usage.frames)
             formula = f"ceil({self.upscale_rate} * {usage.frames} output frames)"
+        elif kind == account_pb2.JOB_KIND_TRAINING:
+            megapixels = Decimal(usage.width) * Decimal(usage.height) / _MEGA
+            credits = _ceil(self.training_rate * megapixels * usage.frames * usage.steps)
+            formula = (f"ceil({self.training_rate} * {megapixels} MP * {usage.frames} frames/step"
+                       f" * {usage.steps} steps)")
         elif kind == account_pb2.JOB_KIND_RENDER:
             seconds = _dec(usage.video_seconds)
             credits = _ceil(self.render_rate * seconds)

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import pytest_asyncio
+import structlog
 
 from tests.fixtures.account import AccountService, running_account, test_account_config
 from viarte.account.v1 import account_pb2
 from viarte.type.v1 import job_pb2
+
+
+@pytest.fixture(autouse=True)
+def _server_logs_off_stdout() -> Iterator[None]:
+    """The servers of these tests run in the test process, and structlog's default logger (no
+    ``configure_logging`` here) prints to whatever ``sys.stdout`` is at each call. Typer's CliRunner
+    swaps ``sys.stdout`` process-wide while a command runs, so a server line written meanwhile (a
+    webhook attempt finishing in the background) landed in the command's output and broke its
+    ``--json`` parse: the flake of test_cli_usage_and_webhooks_commands. Server lines go to stderr."""
+    saved = structlog.get_config()
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.__stderr__))
+    yield
+    structlog.configure(**saved)
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -69,6 +69,8 @@ async def test_sdk_usage_webhooks_and_verify(account: AccountService, auth_servi
         assert delivery.state == account_pb2.DELIVERY_STATE_DELIVERED
         rotated = await client.webhooks.rotate(endpoint.id)
         assert rotated.endpoint.secret.startswith("whsec_")
+        enabled = await client.webhooks.enable(endpoint.id)  # an enabled endpoint: unchanged
+        assert enabled.id == endpoint.id and not enabled.disabled and not enabled.secret
         await client.webhooks.delete(endpoint.id)
         assert (await client.webhooks.list()).items == []
 
@@ -117,5 +119,7 @@ async def test_cli_usage_and_webhooks_commands(
     await cli("webhooks", "redeliver", deliveries[0]["id"])
     rotated = json.loads(await cli("--json", "webhooks", "rotate", created["id"]))
     assert rotated["endpoint"]["secret"] != created["secret"]
+    enabled = json.loads(await cli("--json", "webhooks", "enable", created["id"]))
+    assert enabled["id"] == created["id"] and not enabled.get("disabled")
     await cli("webhooks", "delete", created["id"])
     assert "WEBHOOK_NOT_FOUND" in await cli("webhooks", "delete", created["id"], code=4)

@@ -124,6 +124,21 @@ async def test_a_410_disables_the_endpoint(account: AccountService, user_factory
         assert refused.code == grpc.StatusCode.FAILED_PRECONDITION and refused.reason == "WEBHOOK_DISABLED"
         await asyncio.sleep(0.5)
         assert len(receiver.requests) == 1
+        # Re-enabled by its owner (another user's is NOT_FOUND): the next job end is delivered,
+        # and the delivery that failed on the 410 can be sent again.
+        stranger = await user_factory()
+        hidden = await expect_failure(account.webhooks.EnableWebhookEndpoint(
+            account_pb2.EnableWebhookEndpointRequest(id=endpoint.id), metadata=stranger.metadata))
+        assert hidden.code == grpc.StatusCode.NOT_FOUND and hidden.reason == "WEBHOOK_NOT_FOUND"
+        enabled = (await account.webhooks.EnableWebhookEndpoint(
+            account_pb2.EnableWebhookEndpointRequest(id=endpoint.id), metadata=user.metadata)).endpoint
+        assert not enabled.disabled and enabled.disabled_reason == "" and enabled.secret == ""
+        job = await record(account, user.id, kind=account_pb2.JOB_KIND_FACE_SWAP, frames=2)
+        requests = await receiver.wait(2)
+        assert Webhook(endpoint.secret).verify(requests[1].body, requests[1].headers)["data"]["job_id"] == job.record.job_id
+        await account.webhooks.RedeliverWebhook(account_pb2.RedeliverWebhookRequest(delivery_id=delivery.id),
+                                                metadata=user.metadata)  # fmt: skip
+        assert (await receiver.wait(3))[2].headers["webhook-id"] == requests[0].headers["webhook-id"]
 
 
 async def test_a_restart_between_attempts_still_delivers(tmp_path: Path, auth_service: Any, user_factory: Any) -> None:

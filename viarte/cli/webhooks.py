@@ -68,6 +68,15 @@ def webhooks_rotate(ctx: typer.Context, endpoint_id: str) -> None:
                                         f"{rotated.endpoint.secret}", highlight=False))  # fmt: skip
 
 
+@webhooks_app.command("enable")
+@handled
+def webhooks_enable(ctx: typer.Context, endpoint_id: str) -> None:
+    """Re-enable an endpoint disabled by a 410 answer (resend failed deliveries with `redeliver`)."""
+    c = context(ctx)
+    endpoint = c.client().webhooks.enable(endpoint_id)
+    c.emit(endpoint, lambda: c.out.print(f"enabled {endpoint.id} -> {endpoint.url}", highlight=False))
+
+
 @webhooks_app.command("deliveries")
 @handled
 def webhooks_deliveries(ctx: typer.Context, endpoint_id: str, page_size: int = 50) -> None:

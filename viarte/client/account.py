@@ -19,6 +19,7 @@ JOB_KINDS: dict[str, int] = {
     "face_swap": account_pb2.JOB_KIND_FACE_SWAP,
     "upscale": account_pb2.JOB_KIND_UPSCALE,
     "render": account_pb2.JOB_KIND_RENDER,
+    "training": account_pb2.JOB_KIND_TRAINING,
 }
 _FORMATS = {"csv": account_pb2.EXPORT_FORMAT_CSV, "jsonl": account_pb2.EXPORT_FORMAT_JSONL}
 
@@ -113,6 +114,14 @@ class AsyncWebhooks(_Resource):
         )
         return resp
 
+    async def enable(self, endpoint_id: str) -> account_pb2.WebhookEndpoint:
+        """Re-enables an endpoint disabled by a 410 (failed deliveries stay failed: ``redeliver``)."""
+        req = account_pb2.EnableWebhookEndpointRequest(id=endpoint_id)
+        resp: account_pb2.EnableWebhookEndpointResponse = await self._t.unary(
+            self._stub.EnableWebhookEndpoint, req, retry=True
+        )
+        return resp.endpoint
+
     async def deliveries(
         self, endpoint_id: str, *, page_size: int = 50, page_token: str = ""
     ) -> Page[account_pb2.WebhookDelivery]:
@@ -142,5 +151,6 @@ class Webhooks(SyncResource[AsyncWebhooks]):
     list = sync(AsyncWebhooks.list)
     delete = sync(AsyncWebhooks.delete)
     rotate = sync(AsyncWebhooks.rotate)
+    enable = sync(AsyncWebhooks.enable)
     deliveries = sync(AsyncWebhooks.deliveries)
     redeliver = sync(AsyncWebhooks.redeliver)

@@ -14,9 +14,8 @@ from collections.abc import AsyncIterator, Callable
 import grpc
 
 from services.inference.faceswap.handler import KIND
-from services.kit.auth import current_principal
 from services.kit.errors import ServiceError, Violations
-from services.kit.jobs import JobRpc, JobService
+from services.kit.jobs import JobRpc, JobService, Prepared
 from services.kit.prices import Usage
 from services.kit.storage_client import StorageClient
 from viarte.inference.v1 import face_swap_pb2, face_swap_pb2_grpc
@@ -27,7 +26,6 @@ __all__ = ["FaceSwapServicer", "check_face_swap_assets", "check_face_swap_option
 
 F = face_swap_pb2
 _MAX_NAME = 200
-_MAX_REQUEST_ID = 128
 
 
 def check_face_swap_options(options: F.FaceSwapOptions, v: Violations, prefix: str) -> None:
@@ -70,15 +68,15 @@ class FaceSwapServicer(face_swap_pb2_grpc.FaceSwapServiceServicer):  # type: ign
     async def CreateFaceSwapJob(
         self, request: F.CreateFaceSwapJobRequest, context: grpc.aio.ServicerContext
     ) -> F.CreateFaceSwapJobResponse:
-        principal = current_principal()
-        user = principal.user_id
-        params = request.parameters
+        return await self.rpc.create(request, F.CreateFaceSwapJobResponse,
+                                     lambda user: self._prepare(user, request.parameters))
+
+    async def _prepare(self, user: str, params: F.FaceSwapParameters) -> Prepared:
         # 1. fields
         v = Violations()
         v.check(bool(params.target_asset_id), "parameters.target_asset_id", "required")
         check_face_swap_options(params.options, v, "parameters.options")
         v.check(len(params.output_name) <= _MAX_NAME, "parameters.output_name", f"at most {_MAX_NAME} characters")
-        v.check(len(request.request_id) <= _MAX_REQUEST_ID, "request_id", f"at most {_MAX_REQUEST_ID} characters")
         v.raise_if_any("INVALID_PARAMETERS", "invalid face swap parameters")
         self._ready()
         # 2. assets: the caller's own, of the right kinds
@@ -86,15 +84,9 @@ class FaceSwapServicer(face_swap_pb2_grpc.FaceSwapServiceServicer):  # type: ign
             self.store, user, params.target_asset_id, {asset_pb2.ASSET_KIND_IMAGE, asset_pb2.ASSET_KIND_VIDEO}, "target"
         )
         await check_face_swap_assets(self.store, user, params.options)
-        # 3. queue (idempotent on request_id)
         # An image is one frame; a video's frame count is known only once its frames are read, so
         # its estimate is 0 (the charge is exact; a budget check sees only the image case up front).
-        frames = 1 if target.kind == asset_pb2.ASSET_KIND_IMAGE else 0
-        rec = await self.jobs.create(
-            user, KIND, params.SerializeToString(), request_id=request.request_id, priority=request.priority,
-            caller=principal, estimated_credits=self.jobs.estimate(KIND, "", Usage(frames=frames)),
-        )
-        return F.CreateFaceSwapJobResponse(job=self.rpc.to_proto(rec))
+        return Prepared(params, usage=Usage(frames=1 if target.kind == asset_pb2.ASSET_KIND_IMAGE else 0))
 
     async def GetFaceSwapJob(self, request: F.GetFaceSwapJobRequest, context: grpc.aio.ServicerContext) -> F.GetFaceSwapJobResponse:
         return await self.rpc.get(request, F.GetFaceSwapJobResponse)

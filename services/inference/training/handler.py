@@ -78,7 +78,10 @@ class TrainingHandler:
                 await asyncio.gather(*uploads, return_exceptions=True)
             if out.cancelled and out.steps_completed == 0:
                 raise JobCancelled(job.id)  # not one step trained: nothing worth keeping
-            job.emit(job_pb2.Progress(stage=job_pb2.STAGE_UPLOADING, fraction=0.98, message="storing the LoRA"))
+            # With the steps trained: a cancel that ends the job here keeps this counter, and
+            # metering charges the steps done (services/inference/metering.py).
+            job.emit(job_pb2.Progress(stage=job_pb2.STAGE_UPLOADING, fraction=0.98, message="storing the LoRA",
+                                      step=out.steps_completed, total_steps=params.steps))
             name = params.name or f"lora-{job.id[:8]}"
             asset = await self.store.store(
                 job.owner, Path(out.lora_path), f"{name}.safetensors", SAFETENSORS,

@@ -6,16 +6,16 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 
+from services.inference.metering import training_usage
 from services.inference.models.registry import ModelRegistry
 from services.inference.reasons import Reason
 from services.inference.training.checks import check_dataset, check_training
 from services.inference.training.handler import KIND
 from services.inference.training.store import LoraStore
-from services.inference.validation import MAX_REQUEST_ID
 from services.kit.auth import current_principal
 from services.kit.db import run_db
-from services.kit.errors import FieldViolation, ServiceError
-from services.kit.jobs import JobRpc, JobService
+from services.kit.errors import ServiceError
+from services.kit.jobs import JobRpc, JobService, Prepared
 from services.kit.pagination import PageTokens, page_size
 from services.kit.storage_client import StorageClient
 from viarte.training.v1 import training_pb2 as T
@@ -36,23 +36,14 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):  # type: igno
     async def CreateTrainingJob(
         self, request: T.CreateTrainingJobRequest, context: grpc.aio.ServicerContext
     ) -> T.CreateTrainingJobResponse:
-        owner = current_principal().user_id
-        if len(request.request_id) > MAX_REQUEST_ID:
-            raise ServiceError.invalid_argument(
-                Reason.INVALID_PARAMETERS, "request_id is too long",
-                violations=(FieldViolation("request_id", f"at most {MAX_REQUEST_ID} characters"),),
-            )
-        if request.request_id:  # idempotent: the same request returns the same job, unchecked
-            existing = await self.jobs.find(owner, KIND, request.request_id)
-            if existing is not None:
-                return T.CreateTrainingJobResponse(job=self.rpc.to_proto(existing))
-        self._ready()
-        spec, params = check_training(request.parameters, self.registry)
-        # Every dataset problem is found here, before the job takes a device.
-        await check_dataset(self.store, owner, params, spec)
-        rec = await self.jobs.create(owner, KIND, params.SerializeToString(), request_id=request.request_id,
-                                     priority=request.priority)
-        return T.CreateTrainingJobResponse(job=self.rpc.to_proto(rec))
+        async def prepare(owner: str) -> Prepared:
+            self._ready()
+            spec, params = check_training(request.parameters, self.registry)
+            # Every dataset problem is found here, before the job takes a device.
+            await check_dataset(self.store, owner, params, spec)
+            return Prepared(params, params.base_model, training_usage(params))
+
+        return await self.rpc.create(request, T.CreateTrainingJobResponse, prepare)
 
     async def GetTrainingJob(self, request: T.GetTrainingJobRequest,
                              context: grpc.aio.ServicerContext) -> T.GetTrainingJobResponse:

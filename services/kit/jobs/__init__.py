@@ -3,7 +3,7 @@ recovery, executor seam, the Get/List/Cancel/Watch RPC glue. See README.md."""
 
 from services.kit.jobs.broker import Broker, Subscription
 from services.kit.jobs.record import JobRecord, build_job_message
-from services.kit.jobs.rpc import JobRpc
+from services.kit.jobs.rpc import JobRpc, Prepared
 from services.kit.jobs.runtime import (
     Executor,
     Handler,
@@ -45,6 +45,7 @@ __all__ = [
     "JobRow",
     "JobRpc",
     "JobService",
+    "Prepared",
     "RetryableJobError",
     "RunningJob",
     "Subscription",

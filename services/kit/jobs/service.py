@@ -75,7 +75,7 @@ class JobService:
         self.broker = Broker(self.config.watcher_buffer)
         self._engine = engine
         self._store = JobStore(engine, self.replica_id, hold_limit_seconds=self.config.lease_seconds,
-                               metered=frozenset(metering.kinds) if metering is not None else frozenset())
+                               metered=metering is not None)
         self.metering = metering  # records every ended job's outcome with account (issue 16)
         self.meter = Meter(self._store, metering, self.replica_id) if metering is not None else None
         self._lease_us = int(self.config.lease_seconds * 1e6)
@@ -168,13 +168,15 @@ class JobService:
         caller: Principal | None = None, estimated_credits: int = 0,
     ) -> JobRecord:
         """Queues a job; the same (owner, kind, request_id) returns the existing job, also when two
-        replicas receive it at once (the unique index picks one). ``caller``: whose limits admit
-        the job (``metering.admit``); ``estimated_credits``: ``estimate(...)`` of the parameters."""
+        replicas receive it at once (the unique index picks one). ``caller``: whose limits admit the
+        job at ``estimated_credits`` (``metering.admit``). Servicers call it through ``JobRpc.create``."""
         if not 0 <= priority <= self.config.max_priority:
             raise ServiceError.invalid_argument(
                 "INVALID_PARAMETERS", f"priority must be within 0..{self.config.max_priority}",
                 violations=(FieldViolation("priority", f"must be within 0..{self.config.max_priority}"),),
             )
+        if self.metering is not None and kind not in self.metering.kinds:  # would stay due forever
+            raise ValueError(f"job kind {kind!r} has no price (Metering.kinds)")
         if request_id:
             existing = await self._db("find", self._store.find, owner, kind, request_id)
             if existing is not None:
@@ -212,7 +214,7 @@ class JobService:
 
     async def get(self, owner: str | None, kind: str | Sequence[str], job_id: str) -> JobRecord:
         """The job, or NOT_FOUND (absent, another owner's or kind's; ``owner=None``: any owner's)."""
-        record = await self._db("get", self._store.get, job_id) if _looks_like_id(job_id) else None
+        record = await self._db("get", self._store.get, job_id) if 0 < len(job_id) <= 36 else None
         kinds = (kind,) if isinstance(kind, str) else tuple(kind)
         if record is None or record.kind not in kinds or (owner is not None and record.owner != owner):
             raise ServiceError.not_found(self._not_found, "job not found", metadata={"job_id": job_id})
@@ -594,7 +596,3 @@ async def _cancel_all(tasks: Sequence[asyncio.Task[None]]) -> None:
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-def _looks_like_id(job_id: str) -> bool:
-    return 0 < len(job_id) <= 36

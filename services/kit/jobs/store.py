@@ -129,10 +129,10 @@ def _close_stage(row: JobRow, now_us: int, next_stage: int | None) -> None:
 
 class JobStore:
     def __init__(self, engine: Engine, replica_id: str = "", hold_limit_seconds: float = 0.0,
-                 *, metered: frozenset[str] = frozenset()) -> None:
+                 *, metered: bool = False) -> None:
         self._engine = engine
-        # Every terminal transition of a job of these kinds marks its outcome as not yet recorded
-        # (the meter loop's outbox); other kinds (training, not priced yet) are never marked.
+        # Metered: every terminal transition marks the job's outcome as not yet recorded (the meter
+        # loop's outbox); every kind is priced (JobService.create refuses one that is not).
         self.metered = metered
         self.replica_id = replica_id
         self.dialect = engine.dialect.name
@@ -336,7 +336,7 @@ class JobStore:
             row.lease_expires_us = None
         if new_state in TERMINAL:
             row.end_us = now_us
-            if row.kind in self.metered:  # committed with the end itself: no job ends unrecorded
+            if self.metered:  # committed with the end itself: no job ends unrecorded
                 row.meter_due_us = now_us
         if error is not None:
             row.error = error.SerializeToString()

@@ -19,6 +19,7 @@ class JobKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_KIND_FACE_SWAP: _ClassVar[JobKind]
     JOB_KIND_UPSCALE: _ClassVar[JobKind]
     JOB_KIND_RENDER: _ClassVar[JobKind]
+    JOB_KIND_TRAINING: _ClassVar[JobKind]
 
 class ExportFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -37,6 +38,7 @@ JOB_KIND_GENERATION: JobKind
 JOB_KIND_FACE_SWAP: JobKind
 JOB_KIND_UPSCALE: JobKind
 JOB_KIND_RENDER: JobKind
+JOB_KIND_TRAINING: JobKind
 EXPORT_FORMAT_UNSPECIFIED: ExportFormat
 EXPORT_FORMAT_CSV: ExportFormat
 EXPORT_FORMAT_JSONL: ExportFormat
@@ -64,6 +66,39 @@ class AdmitJobRequest(_message.Message):
 class AdmitJobResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class AdmitJobsRequest(_message.Message):
+    __slots__ = ("admissions",)
+    ADMISSIONS_FIELD_NUMBER: _ClassVar[int]
+    admissions: _containers.RepeatedCompositeFieldContainer[AdmitJobRequest]
+    def __init__(self, admissions: _Optional[_Iterable[_Union[AdmitJobRequest, _Mapping]]] = ...) -> None: ...
+
+class AdmissionOutcome(_message.Message):
+    __slots__ = ("code", "reason", "message", "metadata", "retry_after_seconds")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    reason: str
+    message: str
+    metadata: _containers.ScalarMap[str, str]
+    retry_after_seconds: float
+    def __init__(self, code: _Optional[int] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., retry_after_seconds: _Optional[float] = ...) -> None: ...
+
+class AdmitJobsResponse(_message.Message):
+    __slots__ = ("outcomes",)
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    outcomes: _containers.RepeatedCompositeFieldContainer[AdmissionOutcome]
+    def __init__(self, outcomes: _Optional[_Iterable[_Union[AdmissionOutcome, _Mapping]]] = ...) -> None: ...
 
 class ReleaseJobRequest(_message.Message):
     __slots__ = ("job_id",)
@@ -286,6 +321,18 @@ class DeleteWebhookEndpointRequest(_message.Message):
 class DeleteWebhookEndpointResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class EnableWebhookEndpointRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class EnableWebhookEndpointResponse(_message.Message):
+    __slots__ = ("endpoint",)
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    endpoint: WebhookEndpoint
+    def __init__(self, endpoint: _Optional[_Union[WebhookEndpoint, _Mapping]] = ...) -> None: ...
 
 class RotateWebhookSecretRequest(_message.Message):
     __slots__ = ("id",)

@@ -42,6 +42,8 @@ class UsageServiceStub:
     face swap   ceil(face_swap_rate × frames)            (frames swapped)
     upscale     ceil(upscale_rate × frames)              (output frames)
     render      ceil(render_rate × video_seconds)        (output seconds)
+    training    ceil(training_rate × width × height / 1e6 × frames × steps)
+    (frames = num_frames × batch_size: what one optimizer step trains on)
     Failed and cancelled jobs: a FAILED job is refunded (0 credits: the service cannot always tell a
     caller's fault from its own). A CANCELLED job is charged for the work done: its record's
     quantities are what ran before the cancel (steps completed, frames processed, seconds rendered).
@@ -96,6 +98,8 @@ class UsageServiceServicer:
     face swap   ceil(face_swap_rate × frames)            (frames swapped)
     upscale     ceil(upscale_rate × frames)              (output frames)
     render      ceil(render_rate × video_seconds)        (output seconds)
+    training    ceil(training_rate × width × height / 1e6 × frames × steps)
+    (frames = num_frames × batch_size: what one optimizer step trains on)
     Failed and cancelled jobs: a FAILED job is refunded (0 credits: the service cannot always tell a
     caller's fault from its own). A CANCELLED job is charged for the work done: its record's
     quantities are what ran before the cancel (steps completed, frames processed, seconds rendered).
@@ -186,6 +190,8 @@ class UsageService:
     face swap   ceil(face_swap_rate × frames)            (frames swapped)
     upscale     ceil(upscale_rate × frames)              (output frames)
     render      ceil(render_rate × video_seconds)        (output seconds)
+    training    ceil(training_rate × width × height / 1e6 × frames × steps)
+    (frames = num_frames × batch_size: what one optimizer step trains on)
     Failed and cancelled jobs: a FAILED job is refunded (0 credits: the service cannot always tell a
     caller's fault from its own). A CANCELLED job is charged for the work done: its record's
     quantities are what ran before the cancel (steps completed, frames processed, seconds rendered).
@@ -348,6 +354,11 @@ class WebhookServiceStub:
                 request_serializer=viarte_dot_account_dot_v1_dot_account__pb2.RedeliverWebhookRequest.SerializeToString,
                 response_deserializer=viarte_dot_account_dot_v1_dot_account__pb2.RedeliverWebhookResponse.FromString,
                 _registered_method=True)
+        self.EnableWebhookEndpoint = channel.unary_unary(
+                '/viarte.account.v1.WebhookService/EnableWebhookEndpoint',
+                request_serializer=viarte_dot_account_dot_v1_dot_account__pb2.EnableWebhookEndpointRequest.SerializeToString,
+                response_deserializer=viarte_dot_account_dot_v1_dot_account__pb2.EnableWebhookEndpointResponse.FromString,
+                _registered_method=True)
 
 
 class WebhookServiceServicer:
@@ -410,6 +421,17 @@ class WebhookServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EnableWebhookEndpoint(self, request, context):
+        """Re-enables an endpoint disabled by a 410 answer (`disabled_reason` cleared): job ends from now
+        on are delivered to it again. The URL is checked again as on create. Deliveries that failed
+        while it was disabled stay FAILED; send them again with RedeliverWebhook. An enabled endpoint
+        is returned unchanged.
+        Errors: NOT_FOUND (WEBHOOK_NOT_FOUND), INVALID_ARGUMENT (INVALID_WEBHOOK_URL).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WebhookServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -442,6 +464,11 @@ def add_WebhookServiceServicer_to_server(servicer, server):
                     servicer.RedeliverWebhook,
                     request_deserializer=viarte_dot_account_dot_v1_dot_account__pb2.RedeliverWebhookRequest.FromString,
                     response_serializer=viarte_dot_account_dot_v1_dot_account__pb2.RedeliverWebhookResponse.SerializeToString,
+            ),
+            'EnableWebhookEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnableWebhookEndpoint,
+                    request_deserializer=viarte_dot_account_dot_v1_dot_account__pb2.EnableWebhookEndpointRequest.FromString,
+                    response_serializer=viarte_dot_account_dot_v1_dot_account__pb2.EnableWebhookEndpointResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -621,6 +648,33 @@ class WebhookService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def EnableWebhookEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/viarte.account.v1.WebhookService/EnableWebhookEndpoint',
+            viarte_dot_account_dot_v1_dot_account__pb2.EnableWebhookEndpointRequest.SerializeToString,
+            viarte_dot_account_dot_v1_dot_account__pb2.EnableWebhookEndpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class AccountInternalServiceStub:
     """Called by the job services (service token only; never routed by the gateway).
@@ -641,6 +695,11 @@ class AccountInternalServiceStub:
                 '/viarte.account.v1.AccountInternalService/AdmitJob',
                 request_serializer=viarte_dot_account_dot_v1_dot_account__pb2.AdmitJobRequest.SerializeToString,
                 response_deserializer=viarte_dot_account_dot_v1_dot_account__pb2.AdmitJobResponse.FromString,
+                _registered_method=True)
+        self.AdmitJobs = channel.unary_unary(
+                '/viarte.account.v1.AccountInternalService/AdmitJobs',
+                request_serializer=viarte_dot_account_dot_v1_dot_account__pb2.AdmitJobsRequest.SerializeToString,
+                response_deserializer=viarte_dot_account_dot_v1_dot_account__pb2.AdmitJobsResponse.FromString,
                 _registered_method=True)
         self.ReleaseJob = channel.unary_unary(
                 '/viarte.account.v1.AccountInternalService/ReleaseJob',
@@ -681,6 +740,18 @@ class AccountInternalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AdmitJobs(self, request, context):
+        """AdmitJob for several jobs at once (a job service's concurrent creates), decided in order,
+        each exactly as AdmitJob would decide it after the ones before it: the answer holds one
+        outcome per admission, in request order (code 0 = admitted). One round trip and one decision
+        transaction per user instead of one per job.
+        Errors: PERMISSION_DENIED (not a service), INVALID_ARGUMENT (an admission AdmitJob refuses as
+        invalid: the whole batch), UNAVAILABLE (DATABASE_UNAVAILABLE).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ReleaseJob(self, request, context):
         """Withdraws an admission whose job was never created (the create failed after AdmitJob).
         Idempotent: an unknown job id is not an error.
@@ -710,6 +781,11 @@ def add_AccountInternalServiceServicer_to_server(servicer, server):
                     servicer.AdmitJob,
                     request_deserializer=viarte_dot_account_dot_v1_dot_account__pb2.AdmitJobRequest.FromString,
                     response_serializer=viarte_dot_account_dot_v1_dot_account__pb2.AdmitJobResponse.SerializeToString,
+            ),
+            'AdmitJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdmitJobs,
+                    request_deserializer=viarte_dot_account_dot_v1_dot_account__pb2.AdmitJobsRequest.FromString,
+                    response_serializer=viarte_dot_account_dot_v1_dot_account__pb2.AdmitJobsResponse.SerializeToString,
             ),
             'ReleaseJob': grpc.unary_unary_rpc_method_handler(
                     servicer.ReleaseJob,
@@ -777,6 +853,33 @@ class AccountInternalService:
             '/viarte.account.v1.AccountInternalService/AdmitJob',
             viarte_dot_account_dot_v1_dot_account__pb2.AdmitJobRequest.SerializeToString,
             viarte_dot_account_dot_v1_dot_account__pb2.AdmitJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdmitJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/viarte.account.v1.AccountInternalService/AdmitJobs',
+            viarte_dot_account_dot_v1_dot_account__pb2.AdmitJobsRequest.SerializeToString,
+            viarte_dot_account_dot_v1_dot_account__pb2.AdmitJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,
