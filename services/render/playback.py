@@ -34,6 +34,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, func, select
 
+from services.kit.cube_lut import CubeLut
 from services.render.ffmpeg_process import run_ffmpeg
 from services.render.loudness import measure_loudness
 from services.render.models import DraftSegmentRow
@@ -41,7 +42,6 @@ from services.render.pipeline import _command, _remove
 from services.render.timeline.compile import Window, compile_plan
 from services.render.timeline.expr import num
 from services.render.timeline.fx import Loudness
-from services.render.timeline.lut import CubeLut
 from services.render.timeline.plan import Plan, Source
 from services.render.timeline.validate import Limits, OutputOverrides, plan_timeline
 from viarte.render.v1 import timeline_pb2 as tl
