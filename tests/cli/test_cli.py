@@ -123,6 +123,9 @@ def test_generate_and_jobs_commands(cli: Cli, mesh: RunningMesh, mesh_user: Mesh
     assert "tiny-wan" in {m["id"] for m in models}
     bad = cli.json("generate", "x", "--model", "tiny-modelscope", "--width", "70", code=5)
     assert bad["reason"] == "INVALID_PARAMETERS" and bad["field_violations"]
+    # --devices reaches the server (issue 15): this mesh's local executor gives one job one device.
+    split = cli.json("generate", "x", "--model", "tiny-wan", "--guidance", "5", "--devices", "2", code=5)
+    assert split["reason"] == "DEVICES_UNAVAILABLE", split
     out = cli.json(
         "generate", "a fox", "--model", "tiny-modelscope", "--width", "64", "--height", "64", "--frames", "4",
         "--seed", "5", "--download", str(cli.tmp),

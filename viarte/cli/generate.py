@@ -42,6 +42,7 @@ def generate(
     flow_shift: Annotated[float | None, typer.Option(help="Wan scheduler flow shift.")] = None,
     guidance_2: Annotated[float | None, typer.Option(help="Wan 2.2 low-noise expert guidance.")] = None,
     lora: Annotated[list[str] | None, typer.Option(help="A trained LoRA: ID or ID:WEIGHT (repeatable).")] = None,
+    devices: Annotated[int, typer.Option(help="GPUs for this one job: 2 = CFG-parallel (Ray executor, Wan).")] = 0,
     priority: int = 0,
     detach: Annotated[bool, typer.Option(help="Queue and return without waiting.")] = False,
     download: Annotated[Path | None, typer.Option(help="Save the video here (file or folder).")] = None,
@@ -73,7 +74,7 @@ def generate(
         model=m.id, prompt=prompt, task=chosen_task, negative_prompt=negative_prompt,  # type: ignore[arg-type]
         image_asset_id=asset_ref(c, image), width=width, height=height, num_frames=frames, fps=fps,
         num_inference_steps=steps, guidance_scale=guidance, seed=seed, preview_every_n_steps=preview_every,
-        face_swap=face, svd=svd or None, wan=wan or None, loras=_loras(lora or []),
+        face_swap=face, svd=svd or None, wan=wan or None, loras=_loras(lora or []), devices=devices,
     )
     run_job(c, "generation", params, title=f"generate ({m.id})", detach=detach, priority=priority, download=download)
 

@@ -62,9 +62,11 @@ def generation_parameters(
     svd: Mapping[str, Any] | None = None,
     wan: Mapping[str, Any] | None = None,
     loras: Mapping[str, float] | None = None,
+    devices: int = 0,
 ) -> generation_pb2.GenerationParameters:
     """``GenerationParameters`` from keywords; ``task`` defaults to i2v when an image is given;
-    ``loras`` maps trained LoRA ids (``client.training.list_loras()``) to weights."""
+    ``loras`` maps trained LoRA ids (``client.training.list_loras()``) to weights; ``devices=2``
+    splits one job over two GPUs (CFG-parallel; the Ray executor, Wan models, guidance > 1)."""
     chosen = task or ("i2v" if image_asset_id else "t2v")
     if chosen not in _TASKS:
         raise ClientError(f"task must be 't2v' or 'i2v', not {chosen!r}")
@@ -80,6 +82,7 @@ def generation_parameters(
         fps=fps,
         num_inference_steps=num_inference_steps,
         preview_every_n_steps=preview_every_n_steps,
+        devices=devices,
     )
     if guidance_scale is not None:
         params.guidance_scale = guidance_scale
