@@ -216,7 +216,9 @@ async def test_after_a_failed_startup_recovery_the_replica_never_takes_over_its_
     monkeypatch.setattr(JobStore, "claim_next", claim_next)
     held = Held()
     held.release.set()
-    a = await _replica(engine, "A", held, lease_seconds=1.5, poll_seconds=0.5)
+    # The lease outlives claim_next's 1.5 s hold with room for a loaded machine: a lease that expired
+    # before the claim even returned would be a (correct) take-over, not the bug this test is about.
+    a = await _replica(engine, "A", held, lease_seconds=6.0, poll_seconds=0.5)
     try:
         deadline = time.monotonic() + 3 * BOUND
         while (record := await a.get(None, "demo", queued.id)).state != SUCCEEDED:
