@@ -132,7 +132,7 @@ async def measure(shape: str, state_root: Path, args: argparse.Namespace) -> Res
     state_dir = state_root / shape
     config = MeshConfig(
         state_dir=str(state_dir), free_ports=True, database=database, replicas=replicas,
-        services=("auth", "storage", "render"), child_env=CHILD_ENV,
+        services=("auth", "storage", "account", "render"), child_env=CHILD_ENV,
     )  # fmt: skip
     print(f"[{shape}] starting the mesh…", flush=True)
     try:
