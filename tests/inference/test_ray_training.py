@@ -1,4 +1,4 @@
-"""Training on the Ray executor (issue 17 on issue 15's executor), on a simulated one-GPU cluster:
+"""Training on the Ray executor (issue 17 on issue 15's executor), on the session's simulated cluster (one actor):
 checkpoints and sample clips written on the actor's node travel back as bytes and are stored in S3
 through storage, the adapter comes back with the outcome, and an actor killed mid-training (a new
 process with an empty disk after Ray restarts it) resumes on the retry from the checkpoint in S3 and
@@ -6,7 +6,7 @@ ends with the adapter of an uninterrupted run with the same seed."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
@@ -14,7 +14,6 @@ import pytest
 import pytest_asyncio
 
 from tests.fixtures.inference import running_inference, test_inference_config
-from tests.fixtures.ray import simulated_cluster
 from tests.inference.helpers import png
 from viarte.training.v1 import training_pb2 as T
 from viarte.training.v1 import training_pb2_grpc
@@ -26,19 +25,12 @@ PARAMS = {"base_model": "tiny-wan", "rank": 4, "alpha": 4.0, "learning_rate": 5e
           "validation_prompt": "a square", "sample_num_inference_steps": 2}
 
 
-@pytest.fixture(scope="module")
-def one_gpu_cluster() -> Iterator[Any]:
-    pytest.importorskip("ray")
-    with simulated_cluster(1) as cluster:
-        yield cluster
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def ray_inference(tmp_path_factory: Any, auth_service: Any, storage_service: Any, tiny_models: Any,
-                        one_gpu_cluster: Any) -> AsyncIterator[Any]:
+                        ray_cluster: Any) -> AsyncIterator[Any]:
     folder = tmp_path_factory.mktemp("ray-training")
     config = test_inference_config(folder, auth_service, storage_service, executor="ray", models=("tiny-wan",),
-                                   ray_address=one_gpu_cluster.address, worker_threads=1, ray_probe_seconds=0.5,
+                                   ray_address=ray_cluster.address, ray_actors=1, worker_threads=1, ray_probe_seconds=0.5,
                                    fault_crash_at_training_step=8, fault_once_marker=str(folder / "crashed-once"))
     async with running_inference(config) as service:
         yield service
