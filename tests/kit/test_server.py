@@ -350,15 +350,18 @@ async def test_histogram_buckets_are_cumulative_and_end_at_the_count(server, sig
     async with httpx.AsyncClient() as http:
         text = (await http.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
     method = "/viarte.auth.v1.AuthService/GetMe"
+    # This server's series only: the registry is per process, and other tests' servers (the real
+    # auth service among them) serve the same method under their own service label.
+    mine = f'service="{CONFIG.service_name}"'
     buckets = [
         float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-        if line.startswith("viarte_rpc_duration_seconds_bucket{") and f'method="{method}"' in line
+        if line.startswith("viarte_rpc_duration_seconds_bucket{") and f'method="{method}"' in line and mine in line
     ]
     assert len(buckets) == 17 and buckets == sorted(buckets)  # 16 bounds + Inf, cumulative
-    count = _sample(text, "viarte_rpc_duration_seconds_count", method)
+    count = _sample(text, "viarte_rpc_duration_seconds_count", method, mine)
     assert buckets[-1] == count >= 3
     codes = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-             if line.startswith("viarte_rpc_total{") and f'method="{method}"' in line]
+             if line.startswith("viarte_rpc_total{") and f'method="{method}"' in line and mine in line]
     assert sum(codes) == count
 
 
