@@ -138,3 +138,19 @@ async def test_a_lease_left_by_a_replica_that_went_away_is_settled_from_the_job_
         # 300 - 100 - 50 (the live replica's job) leaves exactly 3 more.
         assert await _burst([jobs], user.id, caller, 6) == {"created": 3, "QUOTA_EXCEEDED": 3}
         assert len(gone) == 2
+
+
+async def test_an_admission_whose_job_was_not_created_is_not_kept(
+    tmp_path: Path, auth_service: Any, account: AccountService, user_factory: Any
+) -> None:
+    """Concurrent twins of one request_id: one job is created; the other's admission is not kept
+    (it returns to the block, and a block's settlement keeps only the jobs created under it), as
+    for any create that fails or is cancelled after its admission. A regression guard: the old
+    per-job path (ReleaseJob) passed it too."""
+    user = await user_factory()
+    caller = _principal(user.id, user=Limits(monthly_credit_budget=100))  # 2 jobs of 50
+    async with _replica(tmp_path / "r", auth_service, account.address) as jobs:
+        twins = await asyncio.gather(*(jobs.create(user.id, "demo", b"wait", request_id="same", caller=caller,
+                                                   estimated_credits=50) for _ in range(2)))  # fmt: skip
+        assert twins[0].id == twins[1].id
+        assert await _burst([jobs], user.id, caller, 3) == {"created": 1, "QUOTA_EXCEEDED": 2}
