@@ -26,9 +26,8 @@ from services.kit.jobs.leases import Leases
 from services.kit.jobs.metering import Metering
 from services.kit.limits import Limits
 from services.kit.prices import PriceList
-from tests.account.conftest import AccountService
 from tests.account.test_metering import GEN, MIGRATIONS, _caller, _describe, _steps, _until
-from tests.fixtures.account import running_account, test_account_config
+from tests.fixtures.account import AccountService, running_account, test_account_config
 from viarte.account.v1 import account_pb2
 
 
