@@ -11,8 +11,8 @@ dispatcher wake-up, claim, sign, POST). Jobs end at --rate per second. Printed: 
 job layer (``JobService`` on its own SQLite database, the code path of every Create RPC) creates
 --jobs jobs, --concurrency at a time, that end at once: "off" without metering; "on" with metering
 (every end recorded with account in the background) and a caller carrying a budget, a create rate
-and a concurrent-jobs cap high enough to refuse nothing (so every create is admitted with
-account's AdmitJob first). The RPC layer in front of create is the same both ways, so this ratio
+and a concurrent-jobs cap high enough to refuse nothing (so every create is admitted first, from
+a block of admissions leased from account: services/kit/jobs/leases.py). The RPC layer in front of create is the same both ways, so this ratio
 is a lower bound of the service's.
 
     .venv/bin/python bench/partner_api.py [--jobs 300] [--rate 50] [--database-url URL]

@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
@@ -68,8 +69,8 @@ def _totals(column: str) -> sa.Select[Any]:
     a, u = AdmissionRow.__table__.c, UsageRecordRow.__table__.c  # type: ignore[attr-defined]
     value: sa.BindParameter[Any] = sa.bindparam("value")
     open_ = sa.and_(a[column] == value, a.open.is_(True))
-    return sa.select(
-        sa.select(sa.func.count()).where(open_).scalar_subquery(),
+    return sa.select(  # slots: 1 per job, a lease's block size (``leases``)
+        sa.select(sa.func.coalesce(sa.func.sum(a.slots), 0)).where(open_).scalar_subquery(),
         sa.select(sa.func.coalesce(sa.func.sum(a.credits), 0)).where(open_).scalar_subquery(),
         sa.select(sa.func.coalesce(sa.func.sum(u.credits), 0))
         .where(u[column] == value, u.end_time >= sa.bindparam("since")).scalar_subquery(),
@@ -250,8 +251,6 @@ _TOUCH_ADMISSIONS = sa.update(AdmissionRow.__table__).where(  # type: ignore[att
     _A.job_id.in_(sa.bindparam("ids", expanding=True))).values(open=_A.open)
 _KNOWN_ADMISSIONS = sa.select(_A.job_id).where(_A.job_id.in_(sa.bindparam("ids", expanding=True)))
 _ADMISSION_INSERT = sa.insert(AdmissionRow.__table__)  # type: ignore[attr-defined]
-_CLOSE_ADMISSION = sa.update(AdmissionRow.__table__).where(  # type: ignore[attr-defined]
-    _A.job_id == sa.bindparam("b_job_id")).values(open=False)
 _BUCKET = sa.select(_B.c.tokens, _B.c.updated).where(_B.c.key == sa.bindparam("b_key"))
 # The key "" never exists: as CheckRead's first write it changes nothing.
 _BUCKET_UPDATE = sa.update(_B).where(_B.c.key == sa.bindparam("b_key")).values(
@@ -332,6 +331,19 @@ class Admissions:
                 future.cancel()
 
 
-def close_admission(s: Session, job_id: str) -> None:
-    """In RecordJobOutcome's transaction: the job's charge replaces its estimate."""
-    s.connection().execute(_CLOSE_ADMISSION, {"b_job_id": job_id})
+def upsert(engine_or_dialect: str, *, update: dict[str, Any] | None = None) -> sa.Insert:
+    """An insert of admission rows that a row of the same job id turns into ``update`` (or nothing)."""
+    insert = (postgresql.insert if engine_or_dialect == "postgresql" else sqlite.insert)(AdmissionRow.__table__)  # type: ignore[attr-defined]
+    if update:
+        return insert.on_conflict_do_update(index_elements=["job_id"], set_=update)
+    return insert.on_conflict_do_nothing(index_elements=["job_id"])
+
+
+def close_admission(s: Session, user_id: str, api_key_id: str, job_id: str) -> None:
+    """In RecordJobOutcome's transaction: the job's charge replaces its estimate. An upsert: a job
+    created under a lease has no row of its own until its lease is settled, and the settlement's
+    insert then finds this closed one and adds nothing (the primary key orders the two)."""
+    conn = s.connection()
+    conn.execute(upsert(conn.dialect.name, update={"open": False}),
+                 {"job_id": job_id, "user_id": user_id, "api_key_id": api_key_id, "credits": 0, "open": False,
+                  "create_time": utcnow(), "slots": 1, "holder": ""})  # fmt: skip

@@ -128,12 +128,14 @@ class WebhookAttemptRow(SQLModel, table=True):
 class AdmissionRow(SQLModel, table=True):
     """A job admitted under its caller's limits (issue 16, ``limits``): open until RecordJobOutcome
     of the job closes it (its charge then counts instead of ``credits``, the estimate) or the job
-    service withdraws it (ReleaseJob: the create failed)."""
+    service withdraws it (ReleaseJob: the create failed). Or a lease (``leases``): a block of
+    ``slots`` admissions and ``credits`` reserved by the job service ``holder`` until settled."""
 
     __tablename__ = "account_admission"
     __table_args__ = (
         sa.Index("ix_account_admission_user_open", "user_id", "open"),
         sa.Index("ix_account_admission_key_open", "api_key_id", "open"),
+        sa.Index("ix_account_admission_holder_expire", "holder", "expire_time"),
     )
 
     job_id: str = Field(primary_key=True, max_length=64)
@@ -142,6 +144,9 @@ class AdmissionRow(SQLModel, table=True):
     credits: int = Field(sa_column=sa.Column(sa.BigInteger(), nullable=False))
     open: bool = Field(default=True)
     create_time: datetime = Field(default_factory=utcnow, sa_column=_time())
+    slots: int = Field(default=1, sa_column=sa.Column(sa.Integer(), nullable=False, server_default="1"))
+    holder: str = Field(default="", sa_column=sa.Column(sa.String(120), nullable=False, server_default=""))
+    expire_time: datetime | None = Field(default=None, sa_column=_time(nullable=True))
 
 
 class RateBucketRow(SQLModel, table=True):

@@ -81,7 +81,7 @@ class AccountStore:
                 if existing is not None:
                     return existing, False
                 s.add(record)
-                close_admission(s, record.job_id)
+                close_admission(s, record.user_id, record.api_key_id, record.job_id)
                 endpoints = s.exec(
                     select(WebhookEndpointRow).where(
                         WebhookEndpointRow.user_id == record.user_id, col(WebhookEndpointRow.disabled).is_(False)

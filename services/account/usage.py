@@ -9,12 +9,14 @@ import io
 import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import grpc
 import orjson
 from google.rpc import code_pb2
 
 from services.account.common import caller, database, from_ts, to_ts
+from services.account.leases import LeaseRequest, LeaseStore, Settlement
 from services.account.limits import Admission, Admissions, Caller, LimitStore
 from services.account.models import (
     UsageRecordRow,
@@ -205,6 +207,7 @@ class AccountInternalServicer(account_pb2_grpc.AccountInternalServiceServicer): 
                  limits: LimitStore | None = None) -> None:
         self.limits = limits or LimitStore(store.engine)
         self.admissions = Admissions(self.limits)
+        self.leases = LeaseStore(self.limits)
         self.store = store
         self.prices = prices
         self.on_enqueued = on_enqueued
@@ -282,6 +285,60 @@ class AccountInternalServicer(account_pb2_grpc.AccountInternalServiceServicer): 
         return account_pb2.CheckReadResponse()
 
 
+    async def LeaseAdmissions(
+        self, request: account_pb2.LeaseAdmissionsRequest, context: grpc.aio.ServicerContext
+    ) -> account_pb2.LeaseAdmissionsResponse:
+        v = Violations()
+        _ids(v, request.lease_id, request.user_id, request.api_key_id)
+        v.check(1 <= request.count <= 10_000, "count", "must be within 1..10000")
+        v.check(0 <= request.estimated_credits_each <= MAX_CREDITS, "estimated_credits_each", "must not be negative")
+        v.check(0 < request.ttl_seconds <= 3600, "ttl_seconds", "must be within (0, 3600]")
+        v.check(len(request.holder) <= 120, "holder", "at most 120 characters")
+        previous = _settlement(request.previous, v, "previous.") if request.HasField("previous") else None
+        v.raise_if_any(Reason.INVALID_ARGUMENT, "invalid lease")
+        lease = LeaseRequest(request.lease_id, _caller(request), request.count, request.estimated_credits_each,
+                             request.holder, request.ttl_seconds, previous)  # fmt: skip
+        async with self.limits.turn(request.user_id):  # one decision per user at a time here (limits.turn)
+            grant = await database(self.leases.lease, lease)
+        return account_pb2.LeaseAdmissionsResponse(granted=grant.granted, expire_time=to_ts(grant.expire_time))
+
+    async def SettleLease(
+        self, request: account_pb2.SettleLeaseRequest, context: grpc.aio.ServicerContext
+    ) -> account_pb2.SettleLeaseResponse:
+        v = Violations()
+        settlement = _settlement(request, v)
+        v.raise_if_any(Reason.INVALID_ARGUMENT, "invalid settlement")
+        async with self.limits.turn(request.user_id):
+            await database(self.leases.settle, settlement)
+        return account_pb2.SettleLeaseResponse()
+
+    async def ListExpiredLeases(
+        self, request: account_pb2.ListExpiredLeasesRequest, context: grpc.aio.ServicerContext
+    ) -> account_pb2.ListExpiredLeasesResponse:
+        rows = await database(self.leases.expired, request.holder, max(0.0, request.older_than_seconds),
+                              min(max(request.page_size, 1), 500))  # fmt: skip
+        return account_pb2.ListExpiredLeasesResponse(leases=[
+            account_pb2.ExpiredLease(lease_id=r[0], user_id=r[1], api_key_id=r[2], create_time=to_ts(r[3]))
+            for r in rows])  # fmt: skip
+
+
+def _ids(v: Violations, lease_id: str, user_id: str, api_key_id: str, path: str = "") -> None:
+    v.check(bool(lease_id) and len(lease_id) <= 64, f"{path}lease_id", "is required (at most 64 characters)")
+    v.check(bool(user_id) and len(user_id) <= 64, f"{path}user_id", "is required (at most 64 characters)")
+    v.check(len(api_key_id) <= 64, f"{path}api_key_id", "at most 64 characters")
+
+
+def _settlement(request: account_pb2.SettleLeaseRequest, v: Violations, path: str = "") -> Settlement:
+    _ids(v, request.lease_id, request.user_id, request.api_key_id, path)
+    for i, job in enumerate(request.jobs):
+        v.check(bool(job.job_id) and len(job.job_id) <= 64, f"{path}jobs[{i}].job_id", "is required (at most 64 characters)")
+        v.check(0 <= job.estimated_credits <= MAX_CREDITS, f"{path}jobs[{i}].estimated_credits", "must not be negative")
+    limited = request.HasField("key_limits") or request.HasField("user_limits")
+    return Settlement(request.lease_id, request.user_id, request.api_key_id,
+                      [(j.job_id, j.estimated_credits) for j in request.jobs],
+                      _caller(request) if limited else None)  # fmt: skip
+
+
 def _admission(request: account_pb2.AdmitJobRequest, path: str = "") -> Admission:
     v = Violations()
     v.check(bool(request.job_id) and len(request.job_id) <= 64, f"{path}job_id", "is required (at most 64 characters)")
@@ -292,6 +349,6 @@ def _admission(request: account_pb2.AdmitJobRequest, path: str = "") -> Admissio
     return Admission(request.job_id, _caller(request), request.estimated_credits)
 
 
-def _caller(request: account_pb2.AdmitJobRequest | account_pb2.CheckReadRequest) -> Caller:
+def _caller(request: Any) -> Caller:  # any request with user_id, api_key_id, key_limits, user_limits
     return Caller(request.user_id, request.api_key_id, Limits.from_proto(request.key_limits),
                   Limits.from_proto(request.user_limits))  # fmt: skip

@@ -146,6 +146,20 @@ class AccountClient:
         """Withdraws an admission whose job was not created (ReleaseJob)."""
         await self._call(self._stub.ReleaseJob, account_pb2.ReleaseJobRequest(job_id=job_id))
 
+    async def lease(self, request: account_pb2.LeaseAdmissionsRequest) -> account_pb2.LeaseAdmissionsResponse:
+        """A block of admissions (LeaseAdmissions): QUOTA_EXCEEDED / RATE_LIMITED when none fits."""
+        answer: account_pb2.LeaseAdmissionsResponse = await self._call(self._stub.LeaseAdmissions, request)
+        return answer
+
+    async def settle_lease(self, request: account_pb2.SettleLeaseRequest) -> None:
+        await self._call(self._stub.SettleLease, request)
+
+    async def expired_leases(self, holder: str, older_than_seconds: float,
+                             page_size: int = 100) -> list[account_pb2.ExpiredLease]:
+        request = account_pb2.ListExpiredLeasesRequest(holder=holder, older_than_seconds=older_than_seconds,
+                                                       page_size=page_size)  # fmt: skip
+        return list((await self._call(self._stub.ListExpiredLeases, request)).leases)
+
     async def check_read(self, caller: Principal) -> None:
         """Counts one job read against the caller's read rate (CheckRead): RATE_LIMITED over it."""
         request = account_pb2.CheckReadRequest(

@@ -5,9 +5,9 @@ Signed-in sessions carry their user's limits in the access token (claim ``lim``,
 each issue and refresh: ``limits_claim``), so an admin's change reaches a session at its next
 refresh (``access_token_ttl_seconds``), an API key's within ``api_key_max_age_seconds``.
 
-Where they are enforced: the job services at each job call (``JobService.create`` admits the job,
-``JobRpc`` counts reads), against the account service's database through
-``AccountInternalService.AdmitJob`` / ``CheckRead``: one shared store for every replica of every
+Where they are enforced: the job services at each job call (``JobService.create`` admits the job
+from a block leased with ``LeaseAdmissions``, ``JobRpc`` counts reads with ``CheckRead``), against
+the account service's database: one shared store for every replica of every
 job service, where the month's charges already live. A caller without limits costs no extra call.
 """
 

@@ -166,6 +166,41 @@ def test_generate_with_magic_prompt(cli: Cli, mesh: RunningMesh, mesh_user: Mesh
     assert "Hello from the assistant." in cli("assistant", "chat", "hi")
 
 
+def test_train_uploads_a_caption_file_into_the_dataset(cli: Cli, mesh: RunningMesh, mesh_user: MeshUser) -> None:
+    mesh.require("storage", "inference")
+    from tests.inference.helpers import png
+
+    cli("register", "--email", mesh_user.email, "--password", mesh_user.password)
+    (cli.tmp / "blue.png").write_bytes(png(64, 64, (20, 40, 200)))
+    uploaded = cli.json("assets", "upload", str(cli.tmp / "blue.png"))["assets"][0]["id"]
+    folder = cli.tmp / "data"
+    folder.mkdir()
+    (folder / "red.png").write_bytes(png(64, 64))
+    (folder / "red.txt").write_text("a red square\n")
+    size = ("--steps", "1", "--width", "64", "--height", "64", "--detach")
+    # JSON Lines beside a folder: the folder's examples, then the file's (resolved by the server).
+    (cli.tmp / "captions.jsonl").write_text(json.dumps({"asset_id": uploaded, "caption": "a blue square"}) + "\n")
+    job = cli.json("train", str(folder), "--captions", str(cli.tmp / "captions.jsonl"), *size)
+    dataset = job["parameters"]["dataset"]
+    assert [e["caption"] for e in dataset["examples"]] == ["a red square", "a blue square"]
+    assert dataset["examples"][1]["asset_id"] == uploaded
+    assert cli.json("assets", "info", dataset["caption_file_asset_id"])["content_type"] == "application/jsonl"
+    cli("jobs", "cancel", job["id"])
+    # "<asset_id> <caption>" text alone, no folder.
+    (cli.tmp / "captions.txt").write_text(f"# one example\n{uploaded} a blue square, again\n")
+    job = cli.json("train", "--captions", str(cli.tmp / "captions.txt"), *size)
+    assert [(e["asset_id"], e["caption"]) for e in job["parameters"]["dataset"]["examples"]] == [
+        (uploaded, "a blue square, again")]
+    cli("jobs", "cancel", job["id"])
+    # A line without a caption (and no trigger word): refused with the line's field path, nothing queued.
+    (cli.tmp / "bad.txt").write_text(f"{uploaded}\n")
+    refused = cli.json("train", "--captions", str(cli.tmp / "bad.txt"), *size, code=5)
+    assert refused["reason"] == "INVALID_DATASET", refused
+    assert any(v["field"].startswith("parameters.dataset.caption_file.lines[0]") for v in refused["field_violations"])
+    assert len(cli.json("jobs", "list", "--kind", "training")["jobs"]) == 2
+    cli("train", code=2)  # neither a folder nor a caption file
+
+
 def test_subprocess_json_and_exit_codes(mesh: RunningMesh, mesh_user: MeshUser, tmp_path: Path) -> None:
     mesh.require("auth")
     base = [sys.executable, "-m", "viarte.cli", "--state-dir", str(mesh.state_dir), "--config", str(tmp_path / "c.json")]

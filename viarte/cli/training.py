@@ -1,4 +1,5 @@
-"""``viarte train`` (a LoRA from a folder of images/clips and .txt captions) and ``viarte loras``."""
+"""``viarte train`` (a LoRA from a folder of images/clips and .txt captions, and/or a caption file of
+uploaded assets) and ``viarte loras``."""
 
 from __future__ import annotations
 
@@ -34,7 +35,10 @@ def dataset_files(folder: Path) -> list[tuple[Path, str]]:
 @handled
 def train(
     ctx: typer.Context,
-    folder: Annotated[Path, typer.Argument(help="Images/clips with same-named .txt captions.")],
+    folder: Annotated[Path | None, typer.Argument(help="Images/clips with same-named .txt captions.")] = None,
+    captions: Annotated[Path | None, typer.Option(
+        help="A caption file of already uploaded assets: JSON Lines {\"asset_id\", \"caption\"} or "
+             "'<asset_id> <caption>' lines; uploaded and added to the dataset.")] = None,
     model: Annotated[str, typer.Option(help="Base model id (a Wan model).")] = "tiny-wan",
     trigger: Annotated[str, typer.Option(help="Trigger word, prepended to every caption.")] = "",
     steps: Annotated[int, typer.Option(help="Optimizer steps (0 = 500).")] = 0,
@@ -52,20 +56,30 @@ def train(
 ) -> None:
     """Train a LoRA on your images or clips; progress shows each step."""
     c = context(ctx)
-    if not folder.is_dir():
-        fail(f"{folder} is not a folder")
-    files = dataset_files(folder)
-    if not files:
-        fail(f"no images or clips in {folder} ({', '.join(sorted(MEDIA_SUFFIXES))})")
+    if folder is None and captions is None:
+        fail("give a folder of images/clips, a caption file (--captions), or both")
+    if captions is not None and not captions.is_file():
+        fail(f"no such caption file: {captions}")
+    files = []
+    if folder is not None:
+        if not folder.is_dir():
+            fail(f"{folder} is not a folder")
+        files = dataset_files(folder)
+        if not files and captions is None:
+            fail(f"no images or clips in {folder} ({', '.join(sorted(MEDIA_SUFFIXES))})")
     examples = []
     for path, caption in files:
         asset = upload_file(c, path)
         c.info(f"uploaded {path.name} as {asset.id}")
         examples.append((str(asset.id), caption))
+    caption_file = ""
+    if captions is not None:  # checked line by line by the server at create (INVALID_DATASET)
+        caption_file = c.client().training.upload_caption_file(captions)
+        c.info(f"uploaded {captions.name} as {caption_file}")
     params = training_parameters(
         base_model=model, examples=examples, trigger_word=trigger, rank=rank, alpha=alpha, learning_rate=lr,
         steps=steps, batch_size=batch_size, width=width, height=height, num_frames=frames, seed=seed,
-        checkpoint_every_n_steps=checkpoint_every, name=name,
+        checkpoint_every_n_steps=checkpoint_every, name=name, caption_file_asset_id=caption_file,
     )
     run_job(c, "training", params, title=f"train a LoRA ({model})", detach=detach, priority=priority, download=None)
 

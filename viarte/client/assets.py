@@ -29,7 +29,8 @@ CHUNK = 256 * 1024
 
 
 # Types the platform's mimetypes tables do not know, which storage accepts by their extension.
-_EXTRA_TYPES = {".cube": "application/x-cube-lut", ".safetensors": "application/vnd.safetensors"}
+_EXTRA_TYPES = {".cube": "application/x-cube-lut", ".safetensors": "application/vnd.safetensors",
+                ".jsonl": "application/jsonl"}  # fmt: skip
 
 
 def _content_type(name: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 
 from viarte.client._base import sync
+from viarte.client.assets import Source
 from viarte.client.jobs import AsyncJobs, Jobs, _JobSpec
 from viarte.training.v1 import training_pb2, training_pb2_grpc
 
@@ -61,6 +62,16 @@ def training_parameters(
 class AsyncTraining(AsyncJobs[training_pb2.TrainingJob, training_pb2.TrainingParameters]):
     """LoRA training jobs (``TrainingService``) and the caller's LoRAs (``LoraService``)."""
 
+    async def upload_caption_file(self, source: Source, *, name: str | None = None) -> str:
+        """Uploads a caption file (JSON Lines ``{"asset_id", "caption"}`` or ``<asset_id> <caption>``
+        text lines) as a text asset; returns its id for ``training_parameters(caption_file_asset_id=...)``.
+        The server reads the format from the first non-blank character, so either is sent as text
+        (``.jsonl`` as ``application/jsonl``); it checks every line at create (INVALID_DATASET)."""
+        assets = self._client.assets
+        data, name = assets._normalise(source, name)
+        content_type = "application/jsonl" if name.lower().endswith(".jsonl") else "text/plain"
+        return str((await assets.upload(data, name=name, content_type=content_type)).id)
+
     @property
     def _loras(self) -> training_pb2_grpc.LoraServiceStub:
         return self._t.stub(training_pb2_grpc.LoraServiceStub, "inference")
@@ -91,6 +102,7 @@ class AsyncTraining(AsyncJobs[training_pb2.TrainingJob, training_pb2.TrainingPar
 class Training(Jobs[training_pb2.TrainingJob, training_pb2.TrainingParameters]):
     """The sync :class:`AsyncTraining`."""
 
+    upload_caption_file = sync(AsyncTraining.upload_caption_file)
     list_loras = sync(AsyncTraining.list_loras)
     get_lora = sync(AsyncTraining.get_lora)
     delete_lora = sync(AsyncTraining.delete_lora)

@@ -9,6 +9,7 @@ process loads no models): such a job ends FAILED with FAILED_PRECONDITION NO_FAC
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Callable
 
 import grpc
@@ -22,7 +23,7 @@ from viarte.inference.v1 import face_swap_pb2, face_swap_pb2_grpc
 from viarte.storage.v1 import storage_pb2
 from viarte.type.v1 import asset_pb2
 
-__all__ = ["FaceSwapServicer", "check_face_swap_assets", "check_face_swap_options"]
+__all__ = ["FaceSwapServicer", "check_face_swap_assets", "check_face_swap_options", "target_frames"]
 
 F = face_swap_pb2
 _MAX_NAME = 200
@@ -56,6 +57,17 @@ async def _require_kind(store: StorageClient, owner: str, asset_id: str, kinds: 
     return asset
 
 
+def target_frames(target: storage_pb2.Asset) -> int:
+    """The frames a face swap of ``target`` reads: 1 for an image; a video's probed frame count, or
+    duration x fps (rounded up) when the container did not state one."""
+    if target.kind == asset_pb2.ASSET_KIND_IMAGE:
+        return 1
+    media = target.media
+    if media.frame_count > 0:
+        return int(media.frame_count)
+    return max(0, math.ceil(media.duration_seconds * media.fps - 1e-6))
+
+
 class FaceSwapServicer(face_swap_pb2_grpc.FaceSwapServiceServicer):  # type: ignore[misc]
     def __init__(self, jobs: JobService, store: StorageClient,
                  executor_ready: Callable[[], None] = lambda: None) -> None:
@@ -84,9 +96,9 @@ class FaceSwapServicer(face_swap_pb2_grpc.FaceSwapServiceServicer):  # type: ign
             self.store, user, params.target_asset_id, {asset_pb2.ASSET_KIND_IMAGE, asset_pb2.ASSET_KIND_VIDEO}, "target"
         )
         await check_face_swap_assets(self.store, user, params.options)
-        # An image is one frame; a video's frame count is known only once its frames are read, so
-        # its estimate is 0 (the charge is exact; a budget check sees only the image case up front).
-        return Prepared(params, usage=Usage(frames=1 if target.kind == asset_pb2.ASSET_KIND_IMAGE else 0))
+        # An image is one frame; a video is every frame storage probed at upload (the price is per
+        # frame swapped, so the estimate is the most it can cost: frames without a face are free).
+        return Prepared(params, usage=Usage(frames=target_frames(target)))
 
     async def GetFaceSwapJob(self, request: F.GetFaceSwapJobRequest, context: grpc.aio.ServicerContext) -> F.GetFaceSwapJobResponse:
         return await self.rpc.get(request, F.GetFaceSwapJobResponse)

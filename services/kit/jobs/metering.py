@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -26,6 +27,7 @@ from services.kit.account_client import JobOutcome
 from services.kit.auth import Principal
 from services.kit.db import is_database_down, run_db
 from services.kit.errors import ServiceError
+from services.kit.jobs.leases import Leases, Ticket
 from services.kit.jobs.record import JobRecord
 from services.kit.jobs.store import JobStore
 from services.kit.jobs.writer import now_us
@@ -33,7 +35,7 @@ from services.kit.logs import get_logger
 from services.kit.prices import PriceList, Usage
 from viarte.account.v1 import account_pb2
 
-__all__ = ["Meter", "Metering", "OutcomeSink", "admit", "check_read", "limited", "outcome_of", "release"]
+__all__ = ["Meter", "Metering", "OutcomeSink", "admit", "check_read", "limited", "outcome_of"]
 
 _log = get_logger("viarte.jobs.meter")
 
@@ -43,9 +45,11 @@ class OutcomeSink(Protocol):
 
     async def record_outcome(self, outcome: JobOutcome) -> account_pb2.RecordJobOutcomeResponse: ...
 
-    async def admit(self, job_id: str, caller: Principal, estimated_credits: int) -> None: ...
+    async def lease(self, request: account_pb2.LeaseAdmissionsRequest) -> account_pb2.LeaseAdmissionsResponse: ...
 
-    async def release(self, job_id: str) -> None: ...
+    async def settle_lease(self, request: account_pb2.SettleLeaseRequest) -> None: ...
+
+    async def expired_leases(self, holder: str, older_than_seconds: float) -> list[account_pb2.ExpiredLease]: ...
 
     async def check_read(self, caller: Principal) -> None: ...
 
@@ -59,26 +63,14 @@ def limited(caller: Principal | None, *, read: bool = False) -> bool:
     return caller.key_limits.on_create or caller.user_limits.on_create
 
 
-async def admit(metering: Metering | None, job_id: str, caller: Principal | None, estimate: int) -> bool:
-    """Admits a job about to be created under the caller's budget and limits (account's AdmitJob:
-    QUOTA_EXCEEDED / RATE_LIMITED, UNAVAILABLE while account is down). True when an admission was
-    made (withdraw it with ``release`` if the job is not created after all); callers without
-    limits cost nothing."""
+async def admit(metering: Metering | None, job_id: str, caller: Principal | None, estimate: int) -> Ticket | None:
+    """Admits a job about to be created under the caller's budget and limits, from a block leased
+    from account (``leases``: QUOTA_EXCEEDED / RATE_LIMITED, UNAVAILABLE while account is down).
+    The ticket's ``done(created)`` keeps the admission or returns it; callers without limits cost
+    nothing (None)."""
     if metering is None or caller is None or not limited(caller):
-        return False
-    await metering.sink.admit(job_id, caller, estimate)
-    return True
-
-
-async def release(metering: Metering | None, job_id: str) -> None:
-    """Withdraws an admission whose job was not created; best effort (logged): a leftover would
-    count its estimate against the caller's budget and concurrency."""
-    if metering is None:
-        return
-    try:
-        await metering.sink.release(job_id)
-    except Exception:
-        _log.warning("job_admission_release_failed", job_id=job_id)
+        return None
+    return await metering.leases.admit(job_id, caller, estimate)
 
 
 async def check_read(metering: Metering | None, caller: Principal | None) -> None:
@@ -108,7 +100,17 @@ class Metering:
     retry_seconds: float = 5.0
     poll_seconds: float = 5.0
     batch: int = 32
+    # Admission leases (``leases``): a block's time-to-live at account (spent for half of it, then
+    # settled; reconciled a whole ttl after its expiry) and how long an unused block is kept.
+    lease_ttl_seconds: float = 30.0
+    lease_idle_seconds: float = 1.0
+    leases: Leases = field(init=False, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        # The holder of this service's leases: its job kinds name it for every replica alike.
+        holder = ",".join(sorted(self.kinds))
+        object.__setattr__(self, "leases", Leases(self.sink, holder, ttl_seconds=self.lease_ttl_seconds,
+                                                  idle_seconds=self.lease_idle_seconds))  # fmt: skip
 
     def estimate(self, kind: str, model: str, usage: Usage) -> int:
         """The credits ``usage`` would cost a job of ``kind`` (the estimate shown at create)."""
@@ -150,9 +152,11 @@ class Meter:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self._metering.leases.close()  # this replica's blocks: settled now, not at their expiry
 
     async def _run(self) -> None:
         m = self._metering
+        reconciled = 0.0
         while True:
             with contextlib.suppress(TimeoutError):  # the poll: other replicas' leftovers, retries
                 await asyncio.wait_for(self._wake.wait(), m.poll_seconds)
@@ -160,6 +164,12 @@ class Meter:
             try:
                 while await self.record_due():
                     pass
+                if time.monotonic() - reconciled >= m.lease_ttl_seconds / 2:  # leases of replicas gone
+                    reconciled = time.monotonic()
+                    await m.leases.reconcile(self._store)
+            except ServiceError as err:  # account down: the next round
+                if err.code != grpc.StatusCode.UNAVAILABLE:
+                    _log.error("job_lease_reconcile_refused", reason=err.reason, detail=err.message)
             except Exception as exc:
                 if not is_database_down(exc):
                     _log.exception("job_meter_failed", replica=self._replica)

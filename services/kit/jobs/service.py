@@ -27,7 +27,7 @@ from services.kit.jobs import listener as notices
 from services.kit.jobs.broker import Broker
 from services.kit.jobs.config import DbHealth, JobConfig
 from services.kit.jobs.listener import Listener, Notice
-from services.kit.jobs.metering import Meter, Metering, admit, release
+from services.kit.jobs.metering import Meter, Metering, admit
 from services.kit.jobs.record import JobRecord
 from services.kit.jobs.runtime import Executor, JobCancelled, RetryableJobError, RunningJob
 from services.kit.jobs.states import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, is_terminal
@@ -182,7 +182,7 @@ class JobService:
             if existing is not None:
                 return existing
         job_id, stored = str(uuid.uuid4()), False
-        admitted = await admit(self.metering, job_id, caller, estimated_credits)  # budgets, limits (issue 16)
+        ticket = await admit(self.metering, job_id, caller, estimated_credits)  # budgets, limits (issue 16)
         try:
             transition, record = await self._db(
                 "create", self._store.create, owner=owner, kind=kind, request_id=request_id, parameters=parameters,
@@ -196,8 +196,8 @@ class JobService:
                 retry_after=self.config.queue_full_retry_seconds, metadata={"max_queued": str(self.config.max_queued)},
             ) from None
         finally:
-            if admitted and not stored:  # not created here (or a twin request won): withdraw it
-                await release(self.metering, job_id)
+            if ticket is not None:  # kept by the job, or back to the lease (not created, or a twin request won)
+                ticket.done(stored)
         if transition is not None:
             self._keep_trace(record.id, tracing.JobTrace(record.id, kind))
             self.broker.publish(record.id, transition.event)

@@ -535,6 +535,15 @@ class JobStore:
                              .execution_options(synchronize_session=False))
             session.commit()
 
+    def created_since(self, owner: str, api_key_id: str, since_us: int) -> list[tuple[str, int]]:
+        """(id, estimated credits) of the jobs ``owner`` created with ``api_key_id`` since ``since_us``:
+        what an expired admission lease of that caller admitted (``kit.jobs.leases``)."""
+        t = JobRow.__table__.c  # type: ignore[attr-defined]
+        query = sa.select(t.id, t.estimated_credits).where(
+            t.owner == owner, t.api_key_id == api_key_id, t.create_us >= since_us)
+        with self._engine.connect() as conn:
+            return [(str(r[0]), int(r[1])) for r in conn.execute(query)]
+
     def request_cancel(self, job_id: str, now_us: int) -> JobRecord | None:
         """Flags a RUNNING job for cancellation (once) and tells its replica; returns the job as it is now."""
         with Session(self._engine) as session:

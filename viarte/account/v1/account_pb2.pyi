@@ -47,6 +47,94 @@ DELIVERY_STATE_PENDING: DeliveryState
 DELIVERY_STATE_DELIVERED: DeliveryState
 DELIVERY_STATE_FAILED: DeliveryState
 
+class LeasedJob(_message.Message):
+    __slots__ = ("job_id", "estimated_credits")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_CREDITS_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    estimated_credits: int
+    def __init__(self, job_id: _Optional[str] = ..., estimated_credits: _Optional[int] = ...) -> None: ...
+
+class SettleLeaseRequest(_message.Message):
+    __slots__ = ("lease_id", "user_id", "jobs", "key_limits", "user_limits", "api_key_id")
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    KEY_LIMITS_FIELD_NUMBER: _ClassVar[int]
+    USER_LIMITS_FIELD_NUMBER: _ClassVar[int]
+    API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    lease_id: str
+    user_id: str
+    jobs: _containers.RepeatedCompositeFieldContainer[LeasedJob]
+    key_limits: _limits_pb2.Limits
+    user_limits: _limits_pb2.Limits
+    api_key_id: str
+    def __init__(self, lease_id: _Optional[str] = ..., user_id: _Optional[str] = ..., jobs: _Optional[_Iterable[_Union[LeasedJob, _Mapping]]] = ..., key_limits: _Optional[_Union[_limits_pb2.Limits, _Mapping]] = ..., user_limits: _Optional[_Union[_limits_pb2.Limits, _Mapping]] = ..., api_key_id: _Optional[str] = ...) -> None: ...
+
+class SettleLeaseResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class LeaseAdmissionsRequest(_message.Message):
+    __slots__ = ("lease_id", "user_id", "api_key_id", "key_limits", "user_limits", "count", "estimated_credits_each", "holder", "ttl_seconds", "previous")
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_LIMITS_FIELD_NUMBER: _ClassVar[int]
+    USER_LIMITS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_CREDITS_EACH_FIELD_NUMBER: _ClassVar[int]
+    HOLDER_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_FIELD_NUMBER: _ClassVar[int]
+    lease_id: str
+    user_id: str
+    api_key_id: str
+    key_limits: _limits_pb2.Limits
+    user_limits: _limits_pb2.Limits
+    count: int
+    estimated_credits_each: int
+    holder: str
+    ttl_seconds: float
+    previous: SettleLeaseRequest
+    def __init__(self, lease_id: _Optional[str] = ..., user_id: _Optional[str] = ..., api_key_id: _Optional[str] = ..., key_limits: _Optional[_Union[_limits_pb2.Limits, _Mapping]] = ..., user_limits: _Optional[_Union[_limits_pb2.Limits, _Mapping]] = ..., count: _Optional[int] = ..., estimated_credits_each: _Optional[int] = ..., holder: _Optional[str] = ..., ttl_seconds: _Optional[float] = ..., previous: _Optional[_Union[SettleLeaseRequest, _Mapping]] = ...) -> None: ...
+
+class LeaseAdmissionsResponse(_message.Message):
+    __slots__ = ("granted", "expire_time")
+    GRANTED_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    granted: int
+    expire_time: _timestamp_pb2.Timestamp
+    def __init__(self, granted: _Optional[int] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListExpiredLeasesRequest(_message.Message):
+    __slots__ = ("holder", "older_than_seconds", "page_size")
+    HOLDER_FIELD_NUMBER: _ClassVar[int]
+    OLDER_THAN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    holder: str
+    older_than_seconds: float
+    page_size: int
+    def __init__(self, holder: _Optional[str] = ..., older_than_seconds: _Optional[float] = ..., page_size: _Optional[int] = ...) -> None: ...
+
+class ExpiredLease(_message.Message):
+    __slots__ = ("lease_id", "user_id", "api_key_id", "create_time")
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    lease_id: str
+    user_id: str
+    api_key_id: str
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, lease_id: _Optional[str] = ..., user_id: _Optional[str] = ..., api_key_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListExpiredLeasesResponse(_message.Message):
+    __slots__ = ("leases",)
+    LEASES_FIELD_NUMBER: _ClassVar[int]
+    leases: _containers.RepeatedCompositeFieldContainer[ExpiredLease]
+    def __init__(self, leases: _Optional[_Iterable[_Union[ExpiredLease, _Mapping]]] = ...) -> None: ...
+
 class AdmitJobRequest(_message.Message):
     __slots__ = ("job_id", "user_id", "api_key_id", "estimated_credits", "key_limits", "user_limits")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]

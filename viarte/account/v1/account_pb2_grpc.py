@@ -711,6 +711,21 @@ class AccountInternalServiceStub:
                 request_serializer=viarte_dot_account_dot_v1_dot_account__pb2.CheckReadRequest.SerializeToString,
                 response_deserializer=viarte_dot_account_dot_v1_dot_account__pb2.CheckReadResponse.FromString,
                 _registered_method=True)
+        self.LeaseAdmissions = channel.unary_unary(
+                '/viarte.account.v1.AccountInternalService/LeaseAdmissions',
+                request_serializer=viarte_dot_account_dot_v1_dot_account__pb2.LeaseAdmissionsRequest.SerializeToString,
+                response_deserializer=viarte_dot_account_dot_v1_dot_account__pb2.LeaseAdmissionsResponse.FromString,
+                _registered_method=True)
+        self.SettleLease = channel.unary_unary(
+                '/viarte.account.v1.AccountInternalService/SettleLease',
+                request_serializer=viarte_dot_account_dot_v1_dot_account__pb2.SettleLeaseRequest.SerializeToString,
+                response_deserializer=viarte_dot_account_dot_v1_dot_account__pb2.SettleLeaseResponse.FromString,
+                _registered_method=True)
+        self.ListExpiredLeases = channel.unary_unary(
+                '/viarte.account.v1.AccountInternalService/ListExpiredLeases',
+                request_serializer=viarte_dot_account_dot_v1_dot_account__pb2.ListExpiredLeasesRequest.SerializeToString,
+                response_deserializer=viarte_dot_account_dot_v1_dot_account__pb2.ListExpiredLeasesResponse.FromString,
+                _registered_method=True)
 
 
 class AccountInternalServiceServicer:
@@ -769,6 +784,40 @@ class AccountInternalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LeaseAdmissions(self, request, context):
+        """Leases a block of up to `count` admissions of `estimated_credits_each` to one job service
+        replica (its `holder`), decided like AdmitJobs in one transaction under the user's lock: the
+        block holds `granted` concurrency slots, `granted` create tokens and `granted *
+        estimated_credits_each` credits of every limited subject until it is settled. `granted` is the
+        most that fits (at least 1; none fitting answers the refusal AdmitJob would). `previous`, when
+        set, settles the caller's previous lease in the same transaction first. Idempotent on
+        `lease_id` (a retry answers the block already granted).
+        Errors: RESOURCE_EXHAUSTED (QUOTA_EXCEEDED; RATE_LIMITED with RetryInfo), PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SettleLease(self, request, context):
+        """Ends a lease: its created jobs become ordinary admissions (closed by their RecordJobOutcome,
+        also one that came first), the rest of the block is returned (credits, slots, and the create
+        tokens when the caller's limits are given). Idempotent: a settled lease is not an error.
+        Errors: PERMISSION_DENIED (not a service).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListExpiredLeases(self, request, context):
+        """Leases of `holder` past their expire time by more than `older_than_seconds`: blocks whose
+        replica went away (or lost track of them). The holder settles each with the jobs it finds in
+        its own database for the lease's caller since its create time.
+        Errors: PERMISSION_DENIED (not a service).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountInternalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -796,6 +845,21 @@ def add_AccountInternalServiceServicer_to_server(servicer, server):
                     servicer.CheckRead,
                     request_deserializer=viarte_dot_account_dot_v1_dot_account__pb2.CheckReadRequest.FromString,
                     response_serializer=viarte_dot_account_dot_v1_dot_account__pb2.CheckReadResponse.SerializeToString,
+            ),
+            'LeaseAdmissions': grpc.unary_unary_rpc_method_handler(
+                    servicer.LeaseAdmissions,
+                    request_deserializer=viarte_dot_account_dot_v1_dot_account__pb2.LeaseAdmissionsRequest.FromString,
+                    response_serializer=viarte_dot_account_dot_v1_dot_account__pb2.LeaseAdmissionsResponse.SerializeToString,
+            ),
+            'SettleLease': grpc.unary_unary_rpc_method_handler(
+                    servicer.SettleLease,
+                    request_deserializer=viarte_dot_account_dot_v1_dot_account__pb2.SettleLeaseRequest.FromString,
+                    response_serializer=viarte_dot_account_dot_v1_dot_account__pb2.SettleLeaseResponse.SerializeToString,
+            ),
+            'ListExpiredLeases': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListExpiredLeases,
+                    request_deserializer=viarte_dot_account_dot_v1_dot_account__pb2.ListExpiredLeasesRequest.FromString,
+                    response_serializer=viarte_dot_account_dot_v1_dot_account__pb2.ListExpiredLeasesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -934,6 +998,87 @@ class AccountInternalService:
             '/viarte.account.v1.AccountInternalService/CheckRead',
             viarte_dot_account_dot_v1_dot_account__pb2.CheckReadRequest.SerializeToString,
             viarte_dot_account_dot_v1_dot_account__pb2.CheckReadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LeaseAdmissions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/viarte.account.v1.AccountInternalService/LeaseAdmissions',
+            viarte_dot_account_dot_v1_dot_account__pb2.LeaseAdmissionsRequest.SerializeToString,
+            viarte_dot_account_dot_v1_dot_account__pb2.LeaseAdmissionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SettleLease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/viarte.account.v1.AccountInternalService/SettleLease',
+            viarte_dot_account_dot_v1_dot_account__pb2.SettleLeaseRequest.SerializeToString,
+            viarte_dot_account_dot_v1_dot_account__pb2.SettleLeaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListExpiredLeases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/viarte.account.v1.AccountInternalService/ListExpiredLeases',
+            viarte_dot_account_dot_v1_dot_account__pb2.ListExpiredLeasesRequest.SerializeToString,
+            viarte_dot_account_dot_v1_dot_account__pb2.ListExpiredLeasesResponse.FromString,
             options,
             channel_credentials,
             insecure,
