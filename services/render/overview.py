@@ -177,14 +177,16 @@ class Overviews:
 
     async def with_proxies(self, owner: str, sources: dict[str, Source]) -> dict[str, Source]:
         """``sources`` with each video read from its playback proxy where one was made (else as is).
-        The proxy's asset id is marked so that caches keyed by it (draft segments, stabilisation)
-        never mix proxy and original."""
+        The asset id stays: the proxy is the same frames at the same size (stabilisation's analysis
+        holds for both), and its encode (CRF 18) differs from the original far below the draft's own
+        360p CRF 26, so a segment keeps its cache key when a proxy appears (no re-render of what the
+        warm-up already made) and the segments made since read the proxy."""
         videos = [i for i, s in sources.items() if s.info.kind == MediaKind.VIDEO]
         urls = await asyncio.gather(*(self._proxy_url(owner, i) for i in videos))
         out = dict(sources)
         for asset_id, url in zip(videos, urls, strict=True):
             if url is not None:
-                out[asset_id] = Source(url, sources[asset_id].info, "video/mp4", asset_id=f"{asset_id}~proxy-{_VERSION}")
+                out[asset_id] = Source(url, sources[asset_id].info, "video/mp4", asset_id=asset_id)
         return out
 
     async def _proxy_url(self, owner: str, asset_id: str) -> str | None:

@@ -86,22 +86,32 @@ async def test_playback_reads_the_proxy_once_it_exists(render_service, storage_s
 
     before = await segment(2.5)
     await stub.GetMediaOverview(render_pb2.GetMediaOverviewRequest(asset_id=asset), metadata=user.metadata, timeout=300)
+    # The proxy is the same picture: what the warm-up rendered from the original stays valid.
     after = await segment(2.5)
-    assert after.key != before.key and not after.cached  # another source: the proxy
+    assert after.key == before.key and after.cached
 
-    # The proxy: a keyframe every half second (the original has one), the same frames and sound.
-    sha = (await render_service.server.render_storage.resolve(user.id, asset)).asset.sha256
-    url = await render_service.server.render_storage.resolve_object(f"render/overview/v1/{asset}/{sha}.proxy.mp4")
+    # The proxy: a keyframe every half second (the original has one at 0 s only).
+    storage = render_service.server.render_storage
+    sha = (await storage.resolve(user.id, asset)).asset.sha256
+    key = f"render/overview/v1/{asset}/{sha}.proxy.mp4"
     async with httpx.AsyncClient() as client:
-        proxy = (await client.get(url)).content
+        proxy = (await client.get(await storage.resolve_object(key))).content
     assert await asyncio.to_thread(_keyframes, proxy, tmp_path) == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5]
-    for got in (before, after):  # timeline 2.0..3.0 s = source 3..4 s: white (both segments agree)
-        media = tmp_path / f"{got.key}.mp4"
-        media.write_bytes(got.media)
-        raw = (await asyncio.to_thread(subprocess.run, ["ffmpeg", "-v", "error", "-i", str(media), "-ss", "0.5", "-frames:v", "1",
-               "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True, check=True)).stdout
-        frame = np.frombuffer(raw, np.uint8).reshape(got.height, got.width, 3)
-        assert np.abs(frame.reshape(-1, 3).mean(axis=0) - COLOURS[3]).max() < 16
+    # A segment not rendered yet decodes the proxy, not the original: with the proxy object replaced
+    # by a yellow clip with the same sound (only this test does that), the segment at 0..2 s (source 1..3 s) is yellow.
+    yellow = tmp_path / "yellow.mp4"
+    await asyncio.to_thread(subprocess.run, ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=yellow:s=160x90:r=30:d=4",
+                                             "-i", str(four_colours), "-map", "0:v", "-map", "1:a", "-c:v", "libx264",
+                                             "-pix_fmt", "yuv420p", "-c:a", "copy", str(yellow)], check=True)
+    await storage.put_object(key, yellow.read_bytes())
+    got = await segment(0.5)
+    assert not got.cached
+    media = tmp_path / "segment.mp4"
+    media.write_bytes(got.media)
+    raw = (await asyncio.to_thread(subprocess.run, ["ffmpeg", "-v", "error", "-i", str(media), "-ss", "0.5", "-frames:v", "1",
+           "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True, check=True)).stdout
+    frame = np.frombuffer(raw, np.uint8).reshape(got.height, got.width, 3)
+    assert np.abs(frame.reshape(-1, 3).mean(axis=0) - (255, 255, 0)).max() < 24
 
 
 async def test_audio_has_peaks_only_and_an_image_is_refused(render_service, storage_service, user_factory, render_media) -> None:
