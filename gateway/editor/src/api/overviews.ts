@@ -1,5 +1,6 @@
 // Filmstrips and waveforms of assets (RenderService.GetMediaOverview), fetched once per asset per
 // page load: the render service computes each once per asset for everyone, this keeps the answer.
+import { Code, ConnectError } from "@connectrpc/connect";
 import { render } from "./client";
 import type { OverviewFacts } from "../timeline/overview";
 
@@ -15,8 +16,11 @@ const cache = new Map<string, Promise<LoadedOverview | null>>();
 export function overviewOf(assetId: string): Promise<LoadedOverview | null> {
   let hit = cache.get(assetId);
   if (!hit) {
-    hit = load(assetId).catch(() => {
-      cache.delete(assetId); // a failure (the service busy, say) is retried on the next render
+    hit = load(assetId).catch((err: unknown) => {
+      // The service busy or slow: asked again on the next mount. A refusal (too long, not media,
+      // gone) stands: the clip just shows no strip.
+      const code = ConnectError.from(err).code;
+      if (code === Code.Unavailable || code === Code.DeadlineExceeded || code === Code.ResourceExhausted) cache.delete(assetId);
       return null;
     });
     cache.set(assetId, hit);
