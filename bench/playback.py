@@ -11,7 +11,12 @@ music tone under all of it (loudness normalised, the default). Printed:
   segments the edit made stale;
 - the same after a sound edit (music volume): the mix's loudness is measured again (every segment's
   gain changes, as in the export);
-- a cached segment (nothing edited): plan + key + database read.
+- a cached segment (nothing edited): plan + key + database read;
+- the asset's overview (GetMediaOverview's one decode: filmstrip, peaks, playback proxy) and then
+  picture edits → first playable segment with the clip read from the original vs from its proxy
+  (a keyframe every 0.5 s: the original's GOP is x264's default 250 frames, so a segment at 31 s
+  decodes from the keyframe at 25 s first), each edit a new brightness (never cached); wall and the
+  ffmpeg CPU of each, medians of 3. `--latency-only` runs just this part.
 
 Run: .venv/bin/python bench/playback.py [--seconds 60]
 """
@@ -36,6 +41,7 @@ from sqlmodel import SQLModel  # noqa: E402
 
 from services.render.media import probe  # noqa: E402
 from services.render.models import DraftSegmentRow  # noqa: E402, F401 (the table)
+from services.render.overview import overview_args  # noqa: E402
 from services.render.playback import DraftCache, draft_plan, playback_window, render_draft_segment  # noqa: E402
 from services.render.timeline.plan import Plan, Source  # noqa: E402
 from services.render.timeline.validate import Limits  # noqa: E402
@@ -115,6 +121,7 @@ def _children_cpu() -> float:
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--latency-only", action="store_true")
     args = parser.parse_args()
     sources = media(args.seconds)
     with tempfile.TemporaryDirectory() as tmp:
@@ -123,6 +130,9 @@ async def main() -> None:
         SQLModel.metadata.create_all(engine)
         gate = asyncio.Semaphore(2)
         t = build(args.seconds)
+        if args.latency_only:
+            await latency(t, sources, DraftCache(engine, 1 << 34), work, gate)
+            return
         for parallel in (1, 2):
             cache = DraftCache(engine, 1 << 34)
             with engine.begin() as c:
@@ -150,6 +160,39 @@ async def main() -> None:
         await segment(t, sources, 31.0, cache, work, gate)
         print(f"sound edit (music volume) → first playable segment at 31 s: {time.perf_counter() - began:.2f} s "
               "(includes measuring the mix's loudness again)")
+
+        await latency(t, sources, cache, work, gate)
+
+
+def overview(clip: Source, folder: Path) -> Path:
+    """GetMediaOverview's one decode of the clip (filmstrip, peaks, proxy); the proxy's path."""
+    folder.mkdir()
+    command, _ = overview_args("ffmpeg", clip, clip.info, folder)
+    began, cpu = time.perf_counter(), _children_cpu()
+    subprocess.run(command, check=True)
+    print(f"overview of the {clip.info.duration:g} s {clip.info.width}x{clip.info.height} clip (filmstrip + peaks + proxy, "
+          f"one decode): {time.perf_counter() - began:.1f} s wall, {_children_cpu() - cpu:.1f} s CPU; proxy "
+          f"{(folder / 'proxy.mp4').stat().st_size / 1e6:.1f} MB (original {Path(clip.location).stat().st_size / 1e6:.1f} MB)")
+    return folder / "proxy.mp4"
+
+
+async def latency(t: tl.Timeline, sources: dict[str, Source], cache: DraftCache, work: Path, gate: asyncio.Semaphore) -> None:
+    clip = sources["clip"]
+    proxy = await asyncio.to_thread(overview, clip, work / "overview")
+    proxied = {**sources, "clip": Source(str(proxy), clip.info, "video/mp4", asset_id="clip")}
+    edit = 0.0
+    for label, chosen in (("original", sources), ("proxy", proxied), ("original", sources), ("proxy", proxied)):
+        walls, cpus = [], []
+        for _ in range(3):
+            edit += 0.01
+            t.tracks[0].clips[2].filters.brightness = round(edit, 3)
+            began, cpu = time.perf_counter(), _children_cpu()
+            cached = await segment(t, chosen, 31.0, cache, work, gate)
+            walls.append(time.perf_counter() - began)
+            cpus.append(_children_cpu() - cpu)
+            assert not cached
+        print(f"picture edit → first playable segment at 31 s, clip read from the {label}: median {sorted(walls)[1]:.2f} s wall "
+              f"({', '.join(f'{w:.2f}' for w in walls)}), ffmpeg CPU {sorted(cpus)[1]:.2f} s (load {os.getloadavg()[0]:.1f})")
 
 
 if __name__ == "__main__":

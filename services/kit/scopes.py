@@ -89,6 +89,7 @@ METHOD_SCOPES: Mapping[str, Scopes] = MappingProxyType(
                    RenderPlaybackSegment=("jobs:write", "assets:read")),
         # Analysis spends render time and reads the asset, like a preview frame.
         **_service("viarte.render.v1.RenderService", AnalyzeMedia=("jobs:write", "assets:read")),
+        **_service("viarte.render.v1.RenderService", GetMediaOverview=("jobs:write", "assets:read")),
         **_service("viarte.render.v1.RenderService", ProposeEdit=("jobs:write", "assets:read")),
         # What the installed ffmpeg offers is public knowledge of the deployment.
         **_service("viarte.render.v1.RenderService", ListCapabilities=NO_SCOPE),

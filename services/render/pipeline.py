@@ -22,9 +22,13 @@ from services.render.ffmpeg_process import ProgressCallback, run_ffmpeg
 from services.render.timeline.compile import CompiledGraph, Window, compile_plan
 from services.render.timeline.plan import Plan
 
-__all__ = ["RenderOutput", "extract_poster", "render_args", "render_frame", "render_plan", "scratch_dir"]
+__all__ = ["BT601_TAGS", "RenderOutput", "extract_poster", "render_args", "render_frame", "render_plan", "scratch_dir"]
 
 _GLOBAL = ("-hide_banner", "-nostdin", "-loglevel", "error")
+# The matrix, primaries, transfer and range of what the graph makes: ffmpeg's RGB<->YUV conversions
+# (colour sources, text, looks, transitions in 4:4:4) use BT.601 in limited range. Untagged H.264 is
+# decoded by browsers as BT.709, which moves saturated colours ~9 levels: every output says what it is.
+BT601_TAGS: dict[str, str] = {"colorspace": "bt470bg", "color_primaries": "smpte170m", "color_trc": "smpte170m", "color_range": "tv"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ def render_args(
         "pix_fmt": "yuv420p",
         "r": f"{graph.fps:g}",
         "movflags": "+faststart",
+        **BT601_TAGS,
         **encoding.options,
     }
     if graph.audio is not None:

@@ -38,7 +38,7 @@ from services.kit.cube_lut import CubeLut
 from services.render.ffmpeg_process import run_ffmpeg
 from services.render.loudness import measure_loudness
 from services.render.models import DraftSegmentRow
-from services.render.pipeline import _command, _remove
+from services.render.pipeline import BT601_TAGS, _command, _remove
 from services.render.timeline.compile import Window, compile_plan
 from services.render.timeline.expr import num
 from services.render.timeline.fx import Loudness
@@ -223,7 +223,7 @@ def _draft_args(plan: Plan, window: Window, workdir: Path, out: Path, loudness: 
         avoid_negative_ts="disabled",
         # Say which matrix the YUV is in (BT.601, what ffmpeg's RGB conversions use): Chromium
         # decodes untagged video as BT.709, and saturated colours came out ~9 levels off.
-        colorspace="bt470bg", color_primaries="smpte170m", color_trc="smpte170m", color_range="tv", **{"b:a": "128k", "profile:v": "high", "level": "4.0"},
+        **BT601_TAGS, **{"b:a": "128k", "profile:v": "high", "level": "4.0"},
     )
     key = _fingerprint(list(node.compile(cmd=ffmpeg_binary)), plan, workdir, out)
     return _command(node, ffmpeg_binary, workdir, "-y"), key, w, h

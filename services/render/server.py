@@ -95,4 +95,5 @@ async def build(config: RenderConfig) -> tuple[grpc.aio.Server, int]:
     add_shutdown_hook(server, _close)
     server.render_jobs = jobs  # exposed for tests (not part of the API)
     server.render_drafts = drafts
+    server.render_storage = storage
     return server, port

@@ -31,6 +31,7 @@ from services.render.handlers import (
     resolve_luts,
     resolve_sources,
 )
+from services.render.overview import Overviews
 from services.render.pipeline import render_frame, scratch_dir
 from services.render.playback import DRAFT_MIME, DraftCache, draft_plan, render_draft_segment
 from services.render.propose import propose_edit
@@ -63,6 +64,7 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[mis
         self.draft_gate = asyncio.Semaphore(max(1, ctx.config.draft_concurrency))
         self.rpc = JobRpc(jobs, RENDER, render_pb2.RenderJob, render_pb2.RenderParameters, render_pb2.RenderResult)
         self.analyzer = Analyzer(ctx)
+        self.overviews = Overviews(ctx)
 
     async def CreateRenderJob(self, request: render_pb2.CreateRenderJobRequest, context: grpc.aio.ServicerContext) -> render_pb2.CreateRenderJobResponse:
         principal = current_principal()
@@ -107,7 +109,8 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[mis
         check_structure(timeline, limits)
         sources = await resolve_sources(self.ctx, owner, timeline)
         luts = await resolve_luts(self.ctx, owner, timeline)
-        if draft_height:  # playback: the whole graph at the draft's size
+        if draft_height:  # playback: the whole graph at the draft's size, videos read from their proxies
+            sources = await self.overviews.with_proxies(owner, sources)
             plan = draft_plan(timeline, sources, limits, draft_height, luts)
         else:
             plan = plan_timeline(timeline, sources, limits, luts=luts)
@@ -168,6 +171,9 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[mis
 
     async def AnalyzeMedia(self, request: render_pb2.AnalyzeMediaRequest, context: grpc.aio.ServicerContext) -> render_pb2.AnalyzeMediaResponse:
         return await self.analyzer.analyze(current_principal().user_id, request.asset_id)
+
+    async def GetMediaOverview(self, request: render_pb2.GetMediaOverviewRequest, context: grpc.aio.ServicerContext) -> render_pb2.GetMediaOverviewResponse:
+        return await self.overviews.overview(current_principal().user_id, request.asset_id)
 
     async def ProposeEdit(self, request: render_pb2.ProposeEditRequest, context: grpc.aio.ServicerContext) -> render_pb2.ProposeEditResponse:
         return await propose_edit(self.analyzer, current_principal().user_id, request)

@@ -14,7 +14,7 @@ from services.render.pipeline import RenderOutput, render_frame, render_plan, sc
 from services.render.timeline.expr import evaluate
 from services.render.timeline.plan import Plan
 from services.render.timeline.validate import OutputOverrides, plan_timeline
-from tests.fixtures.render import frame_rgb, jpeg_rgb, probe_file
+from tests.fixtures.render import BT601, colour_tags, frame_rgb, jpeg_rgb, probe_file
 from tests.render.timelines import crossfade, timeline, track
 from viarte.render.v1 import timeline_pb2 as tl
 
@@ -48,6 +48,8 @@ async def test_cuts_gaps_and_ffprobe_facts(render_media, render_limits, tmp_path
     assert (facts["width"], facts["height"], facts["fps"], facts["frames"]) == (160, 90, 30.0, 90)
     assert facts["codec"] == "h264" and facts["has_audio"] and facts["audio_codec"] == "aac"
     assert out.poster.read_bytes()[:2] == b"\xff\xd8"
+    # Tagged BT.601 like the playback segments: an untagged file is decoded as BT.709 by browsers.
+    assert colour_tags(out.video) == BT601
     assert seen and seen[-1].done and seen[-1].frame == 90 and seen[-1].total_frames == 90
     assert close(centre(frame_rgb(out.video, 0.5)), RED)
     assert close(centre(frame_rgb(out.video, 1.5)), np.array([255, 255, 255]))

@@ -17,7 +17,7 @@ from services.render.segments import render_split, render_window, segment_window
 from services.render.timeline.compile import Window
 from services.render.timeline.plan import Plan
 from services.render.timeline.validate import plan_timeline
-from tests.fixtures.render import probe_file
+from tests.fixtures.render import BT601, colour_tags, probe_file
 from tests.render.timelines import crossfade, timeline, track
 from viarte.render.v1 import timeline_pb2 as tl
 
@@ -115,6 +115,7 @@ async def test_split_render_is_frame_exact_against_one_render(render_media, rend
     assert (b["width"], b["height"], b["fps"], b["codec"], b["audio_codec"]) == (160, 90, 30.0, "h264", "aac")
     assert abs(float(b["video_duration"]) - 6.0) <= 1 / 30 + 1e-6
     assert split.poster.read_bytes()[:2] == b"\xff\xd8"
+    assert colour_tags(single.video) == colour_tags(split.video) == BT601  # each part tagged, kept by the join
     # each segment starts with a keyframe (a fresh encode), joined without re-encoding
     assert {0, 60, 120} <= set(keyframes(split.video))
     # the sound is the whole timeline's, rendered once: same length as the single render's

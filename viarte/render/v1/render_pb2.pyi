@@ -453,3 +453,41 @@ class ProposeEditResponse(_message.Message):
     timeline: _timeline_pb2.Timeline
     cut_seconds: _containers.RepeatedScalarFieldContainer[float]
     def __init__(self, timeline: _Optional[_Union[_timeline_pb2.Timeline, _Mapping]] = ..., cut_seconds: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class GetMediaOverviewRequest(_message.Message):
+    __slots__ = ("asset_id",)
+    ASSET_ID_FIELD_NUMBER: _ClassVar[int]
+    asset_id: str
+    def __init__(self, asset_id: _Optional[str] = ...) -> None: ...
+
+class MediaOverview(_message.Message):
+    __slots__ = ("duration_seconds", "has_video", "has_audio", "filmstrip_jpeg", "tile_width", "tile_height", "tile_count", "tile_seconds", "peaks", "peaks_per_second")
+    DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    HAS_VIDEO_FIELD_NUMBER: _ClassVar[int]
+    HAS_AUDIO_FIELD_NUMBER: _ClassVar[int]
+    FILMSTRIP_JPEG_FIELD_NUMBER: _ClassVar[int]
+    TILE_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    TILE_HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    TILE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TILE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PEAKS_FIELD_NUMBER: _ClassVar[int]
+    PEAKS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    duration_seconds: float
+    has_video: bool
+    has_audio: bool
+    filmstrip_jpeg: bytes
+    tile_width: int
+    tile_height: int
+    tile_count: int
+    tile_seconds: float
+    peaks: bytes
+    peaks_per_second: float
+    def __init__(self, duration_seconds: _Optional[float] = ..., has_video: _Optional[bool] = ..., has_audio: _Optional[bool] = ..., filmstrip_jpeg: _Optional[bytes] = ..., tile_width: _Optional[int] = ..., tile_height: _Optional[int] = ..., tile_count: _Optional[int] = ..., tile_seconds: _Optional[float] = ..., peaks: _Optional[bytes] = ..., peaks_per_second: _Optional[float] = ...) -> None: ...
+
+class GetMediaOverviewResponse(_message.Message):
+    __slots__ = ("overview", "cached")
+    OVERVIEW_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
+    overview: MediaOverview
+    cached: bool
+    def __init__(self, overview: _Optional[_Union[MediaOverview, _Mapping]] = ..., cached: _Optional[bool] = ...) -> None: ...

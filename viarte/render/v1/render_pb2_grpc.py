@@ -96,6 +96,11 @@ class RenderServiceStub:
                 request_serializer=viarte_dot_render_dot_v1_dot_render__pb2.ProposeEditRequest.SerializeToString,
                 response_deserializer=viarte_dot_render_dot_v1_dot_render__pb2.ProposeEditResponse.FromString,
                 _registered_method=True)
+        self.GetMediaOverview = channel.unary_unary(
+                '/viarte.render.v1.RenderService/GetMediaOverview',
+                request_serializer=viarte_dot_render_dot_v1_dot_render__pb2.GetMediaOverviewRequest.SerializeToString,
+                response_deserializer=viarte_dot_render_dot_v1_dot_render__pb2.GetMediaOverviewResponse.FromString,
+                _registered_method=True)
 
 
 class RenderServiceServicer:
@@ -210,6 +215,20 @@ class RenderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetMediaOverview(self, request, context):
+        """The filmstrip (thumbnails along the media) and the waveform (peaks) of one stored video or audio
+        asset, for the editor's timeline. Computed once per asset from one decode (the same bytes are
+        never decoded twice, by any replica: the result is kept as a service object in storage) together
+        with a playback proxy (the same picture with a keyframe every half second) that draft playback
+        segments decode instead of the original. Media up to `analyze_max_seconds`. Scopes as RenderFrame.
+        Errors: INVALID_ARGUMENT (INVALID_ARGUMENT: `asset_id` missing or not a video/audio asset;
+        MEDIA_TOO_LONG; ANALYSIS_FAILED when it does not decode), NOT_FOUND (ASSET_NOT_FOUND),
+        DEADLINE_EXCEEDED (ANALYSIS_TIMEOUT), UNAVAILABLE (STORAGE_UNAVAILABLE).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RenderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -262,6 +281,11 @@ def add_RenderServiceServicer_to_server(servicer, server):
                     servicer.ProposeEdit,
                     request_deserializer=viarte_dot_render_dot_v1_dot_render__pb2.ProposeEditRequest.FromString,
                     response_serializer=viarte_dot_render_dot_v1_dot_render__pb2.ProposeEditResponse.SerializeToString,
+            ),
+            'GetMediaOverview': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMediaOverview,
+                    request_deserializer=viarte_dot_render_dot_v1_dot_render__pb2.GetMediaOverviewRequest.FromString,
+                    response_serializer=viarte_dot_render_dot_v1_dot_render__pb2.GetMediaOverviewResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -546,6 +570,33 @@ class RenderService:
             '/viarte.render.v1.RenderService/ProposeEdit',
             viarte_dot_render_dot_v1_dot_render__pb2.ProposeEditRequest.SerializeToString,
             viarte_dot_render_dot_v1_dot_render__pb2.ProposeEditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMediaOverview(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/viarte.render.v1.RenderService/GetMediaOverview',
+            viarte_dot_render_dot_v1_dot_render__pb2.GetMediaOverviewRequest.SerializeToString,
+            viarte_dot_render_dot_v1_dot_render__pb2.GetMediaOverviewResponse.FromString,
             options,
             channel_credentials,
             insecure,

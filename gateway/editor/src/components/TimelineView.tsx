@@ -14,6 +14,7 @@ import {
   trimStart,
   type Timeline,
 } from "../timeline/model";
+import { ClipStrip } from "./ClipStrip";
 
 type DragMode = "move" | "trim-start" | "trim-end";
 
@@ -192,6 +193,9 @@ export function TimelineView(props: Props) {
                     data-asset-id={clip.assetId}
                     onPointerDown={(e) => beginDrag(e, "move", clip.id, track.id)}
                   >
+                    {(clip.type === "video" || clip.type === "audio") && clip.assetId && (
+                      <ClipStrip assetId={clip.assetId} kind={clip.type} sourceStart={clip.sourceStart} duration={clip.duration} px={px} />
+                    )}
                     {clip.transitionIn && <span className="transition-mark" style={{ width: clip.transitionIn.duration * px }} title="transition" />}
                     <div className="handle left" data-testid="trim-start" onPointerDown={(e) => beginDrag(e, "trim-start", clip.id, track.id)} />
                     <span className="clip-name">{clip.type === "text" ? `“${clip.text}”` : clip.name}</span>

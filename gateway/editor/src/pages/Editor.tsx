@@ -32,9 +32,12 @@ import {
   toProto,
   trimEnd,
   moveClip,
+  pasteClip,
+  rippleDelete,
   undo,
   acceptsClip,
   type AssetFacts,
+  type Clip,
   type ClipType,
   type History,
   type Timeline,
@@ -58,6 +61,20 @@ const TRANSITIONS: [TransitionKind, string][] = [
   [TransitionKind.SLIDE_RIGHT, "Slide right"],
 ];
 
+const SHORTCUTS: [string, string][] = [
+  ["Space", "Play / pause"],
+  ["J / K / L", "Back 1 s / pause / play faster"],
+  ["Home / End", "Go to start / end"],
+  ["I / O", "Loop in / out at the playhead"],
+  ["S", "Split the selected clip at the playhead"],
+  ["Delete", "Delete the selected clip"],
+  ["Shift+Delete", "Ripple delete (close the gap)"],
+  ["Ctrl+C / Ctrl+V", "Copy the selected clip / paste it at the playhead"],
+  ["Ctrl+Z / Ctrl+Shift+Z", "Undo / redo"],
+  ["Drag a clip / its edges", "Move (across tracks) / trim, snapping to clip edges and the playhead"],
+  ["?", "Show / hide this list"],
+];
+
 export default function Editor() {
   const { projectId = "" } = useParams();
   const navigate = useNavigate();
@@ -74,6 +91,8 @@ export default function Editor() {
   const [snapping, setSnapping] = useState(true);
   const [frame, setFrame] = useState<{ url: string | null; message: string }>({ url: null, message: "" });
   const [showAssistant, setShowAssistant] = useState(false);
+  const [showHelp, setShowHelp] = useState(false);
+  const clipboard = useRef<{ clip: Clip; trackId: string } | null>(null);
   const etag = useRef("");
   const saved = useRef<Timeline | null>(null);
   const saving = useRef<Promise<void> | null>(null);
@@ -232,6 +251,20 @@ export default function Editor() {
       } else if (mod && event.key.toLowerCase() === "y") {
         event.preventDefault();
         setHist((h) => (h ? redo(h) : h));
+      } else if (mod && key === "c" && selected) {
+        const found = timeline ? findClip(timeline, selected) : null;
+        if (found) clipboard.current = { clip: found.clip, trackId: found.track.id };
+      } else if (mod && key === "v" && clipboard.current) {
+        event.preventDefault();
+        const { clip, trackId } = clipboard.current;
+        apply((tl) => pasteClip(tl, trackId, clip, playhead));
+      } else if (event.key === "?") {
+        setShowHelp((s) => !s);
+      } else if (event.key === "Escape") {
+        setShowHelp(false);
+      } else if ((event.key === "Delete" || event.key === "Backspace") && event.shiftKey && selected) {
+        apply((tl) => rippleDelete(tl, selected));
+        setSelected(null);
       } else if (event.key === "s" && selected) {
         apply((tl) => splitClip(tl, selected, playhead));
       } else if ((event.key === "Delete" || event.key === "Backspace") && selected) {
@@ -333,6 +366,7 @@ export default function Editor() {
         <button onClick={() => setPxPerSecond((z) => Math.max(10, z / 1.5))} data-testid="zoom-out" title="Zoom out">−</button>
         <button onClick={() => setPxPerSecond((z) => Math.min(800, z * 1.5))} data-testid="zoom-in" title="Zoom in">+</button>
         <button onClick={() => setShowAssistant((s) => !s)} data-testid="assistant-toggle">Assistant</button>
+        <button onClick={() => setShowHelp((s) => !s)} data-testid="shortcuts-toggle" title="Keyboard shortcuts (?)" aria-label="Keyboard shortcuts">?</button>
         <button className="primary" onClick={() => void goExport()} data-testid="export-link">Export…</button>
       </div>
       <ErrorBanner error={error ?? assetsError ?? playback.error} onClose={() => setError(null)} />
@@ -457,6 +491,17 @@ export default function Editor() {
         onApply={apply}
         onDropAsset={placeAsset}
       />
+      {showHelp && (
+        <div className="help-overlay" role="dialog" aria-label="Keyboard shortcuts" data-testid="shortcuts">
+          <h3>Keyboard shortcuts</h3>
+          <dl>
+            {SHORTCUTS.map(([keys, what]) => (
+              <div key={keys}><dt>{keys}</dt><dd>{what}</dd></div>
+            ))}
+          </dl>
+          <button onClick={() => setShowHelp(false)}>Close</button>
+        </div>
+      )}
       {showAssistant && (
         <Suspense fallback={<div className="assistant">Loading assistant…</div>}>
           <AssistantPanel projectId={projectId} title={title} timeline={timeline} assets={assets} onApply={applyAction} onClose={() => setShowAssistant(false)} />

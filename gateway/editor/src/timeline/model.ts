@@ -249,6 +249,33 @@ export function splitClip(timeline: Timeline, clipId: string, at: number): Timel
   return replaceTrack(timeline, withClips(track, [...track.clips.filter((c) => c.id !== clipId), left, right]));
 }
 
+// Ripple delete: remove the clip and close the time it held, moving every later clip on its track
+// left by it (gaps after it stay). The time it held starts where it started, or where the previous
+// clip ends when it had a transition in. A next clip that blended into it loses that transition
+// and starts right there.
+export function rippleDelete(timeline: Timeline, clipId: string): Timeline {
+  const { track, clip } = findClip(timeline, clipId);
+  const clips = sorted(track.clips);
+  const index = clips.findIndex((c) => c.id === clipId);
+  const previous = index > 0 ? clips[index - 1] : null;
+  const next = clips[index + 1];
+  if (!next) return removeClip(timeline, clipId);
+  const freed = clip.transitionIn && previous ? clipEnd(previous) : clip.start;
+  const shift = next.transitionIn ? next.start - freed : clipEnd(clip) - freed;
+  const rest = clips.filter((c) => c.id !== clipId).map((c, i) => {
+    if (i < index) return c;
+    return { ...c, start: round(c.start - shift), transitionIn: c.id === next.id ? null : c.transitionIn };
+  });
+  return replaceTrack(timeline, withClips(track, rest));
+}
+
+// Paste a copy of `clip` on the track at the first place from `at` where it fits.
+export function pasteClip(timeline: Timeline, trackId: string, clip: Clip, at: number): Timeline {
+  const track = findTrack(timeline, trackId);
+  const copy: Clip = { ...clip, id: newId("clip"), transitionIn: null, start: firstFreeStart(track, at, clip.duration) };
+  return addClip(timeline, trackId, copy);
+}
+
 export function setClipVolume(timeline: Timeline, clipId: string, volume: number): Timeline {
   return updateClip(timeline, clipId, (clip) => ({ ...clip, volume: Math.min(4, Math.max(0, volume)) }));
 }
