@@ -17,7 +17,7 @@ from services.render.timeline.style import parse_color, valid_color
 from viarte.render.v1 import timeline_pb2 as tl
 
 if TYPE_CHECKING:
-    from services.render.timeline.validate import _Checks
+    from services.render.timeline.checks import Checks
 
 __all__ = [
     "DEFAULT_LOUDNESS",
@@ -55,7 +55,7 @@ def transition_name(t: tl.Transition) -> str | None:
     return _KIND_NAMES.get(t.kind)
 
 
-def check_transition(checks: _Checks, path: str, t: tl.Transition, caps: Capabilities) -> None:
+def check_transition(checks: Checks, path: str, t: tl.Transition, caps: Capabilities) -> None:
     if t.name and t.kind != tl.TRANSITION_KIND_UNSPECIFIED:
         checks.check(_KIND_NAMES.get(t.kind) == t.name, f"{path}.name", "kind and name name different transitions: set one")
     name = transition_name(t)
@@ -89,7 +89,7 @@ def lut_asset_ids(timeline: tl.Timeline) -> list[str]:
     return list(seen)
 
 
-def check_looks(checks: _Checks, path: str, f: tl.ClipFilters, kind: int, caps: Capabilities) -> None:
+def check_looks(checks: Checks, path: str, f: tl.ClipFilters, kind: int, caps: Capabilities) -> None:
     """The look fields of one clip's filters (``path`` = ``...clips[i].filters``)."""
     looks_used = bool(f.lut_asset_id or f.exposure or f.temperature_kelvin or f.curves or f.vignette or f.sharpen
                       or f.grain or f.HasField("chroma_key") or f.blend_mode or f.stabilize)
@@ -116,7 +116,7 @@ def check_looks(checks: _Checks, path: str, f: tl.ClipFilters, kind: int, caps: 
         checks.check(caps.has("stabilize"), f"{path}.stabilize", "the installed ffmpeg has no vidstab")
 
 
-def _check_key(checks: _Checks, path: str, key: tl.ChromaKey, caps: Capabilities) -> None:
+def _check_key(checks: Checks, path: str, key: tl.ChromaKey, caps: Capabilities) -> None:
     checks.check(caps.has("chroma_key"), path, "not available in the installed ffmpeg")
     color_ok = checks.check(bool(key.color) and valid_color(key.color, empty_ok=False), f"{path}.color", "must be #rrggbb")
     checks.check(math.isfinite(key.similarity) and (key.similarity == 0 or 0.01 <= key.similarity <= 1), f"{path}.similarity", "must be in [0.01, 1] (0 = 0.1)")
@@ -137,7 +137,7 @@ def _spill_type(color: str) -> str | None:
     return None
 
 
-def plan_looks(checks: _Checks, path: str, f: tl.ClipFilters, base: P.ClipFilters, luts: Mapping[str, CubeLut | str]) -> P.ClipFilters:
+def plan_looks(checks: Checks, path: str, f: tl.ClipFilters, base: P.ClipFilters, luts: Mapping[str, CubeLut | str]) -> P.ClipFilters:
     """``base`` (the older filters) plus the looks; a LUT asset that is not a valid LUT is refused here."""
     lut: CubeLut | None = None
     if f.lut_asset_id:
@@ -159,7 +159,7 @@ def plan_looks(checks: _Checks, path: str, f: tl.ClipFilters, base: P.ClipFilter
     )
 
 
-def check_mix(checks: _Checks, timeline: tl.Timeline, caps: Capabilities) -> None:
+def check_mix(checks: Checks, timeline: tl.Timeline, caps: Capabilities) -> None:
     m = timeline.mix
     if m.HasField("loudness_target_lufs"):
         v = m.loudness_target_lufs
