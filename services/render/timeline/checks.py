@@ -135,7 +135,7 @@ def _check_clip(checks: Checks, path: str, kind: int, clip: tl.Clip, first: bool
     checks.check(clip.fade_out_seconds >= 0, f"{path}.fade_out_seconds", "must not be negative")
     _check_transform(checks, f"{path}.transform", clip.transform, kind, limits)
     _check_filters(checks, f"{path}.filters", clip.filters)
-    check_looks(checks, f"{path}.filters", clip.filters, kind, limits.caps)
+    check_looks(checks, f"{path}.filters", clip.filters, kind, limits.caps, limits.max_keyframes)
     if clip.HasField("transition_in") and clip.transition_in.duration_seconds != 0:
         t = clip.transition_in
         checks.check(kind == tl.TRACK_KIND_VIDEO, f"{path}.transition_in", "transitions are for video tracks")
