@@ -5,15 +5,19 @@ LUT colour match between shots, checked on the proposal and on frames the servic
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from services.inference.assistant.actions import parse_action
 from services.render.timeline.validate import check_structure
 from tests.render.test_analyze import BEAT, BEAT_START, CLICKS, FRAME, _ffmpeg, _stub, _upload
+from viarte.inference.v1 import assistant_pb2
 from viarte.render.v1 import render_pb2
+from viarte.render.v1 import timeline_pb2 as tl
 from viarte.storage.v1 import storage_pb2, storage_pb2_grpc
 from viarte.type.v1 import asset_pb2
 
@@ -116,3 +120,20 @@ async def test_match_colors_grades_each_shot_toward_the_first_with_a_stored_lut(
     # The same proposal again stores no second LUT: the same content is the same asset.
     again = await _stub(render_service).ProposeEdit(request, metadata=user.metadata, timeout=600)
     assert list(again.lut_asset_ids) == list(answer.lut_asset_ids)
+
+
+async def test_the_assistants_propose_edit_action_is_a_request_render_accepts(
+    render_service, storage_service, user_factory, shots_media
+) -> None:
+    """The assistant's tool (issue 18) proposes a ProposeEditRequest that the editor sends as is."""
+    user = await user_factory()
+    ids = [await _upload(storage_service, user, shots_media[n], "video/mp4") for n in ("warm1", "navy")]
+    music = await _upload(storage_service, user, shots_media["clicks"], "audio/mp4")
+    project = assistant_pb2.ProjectContext(timeline=tl.Timeline(canvas=tl.Canvas(width=160, height=90, fps=25)),
+                                           asset_names={i: "x.mp4" for i in [*ids, music]})
+    args = {"summary": "Cut to the music", "clip_asset_ids": ids, "music_asset_id": music}
+    action = parse_action("call_0", "propose_edit", json.dumps(args), project)
+    answer = await _stub(render_service).ProposeEdit(action.propose_edit.request, metadata=user.metadata, timeout=600)
+    canvas = answer.timeline.canvas
+    assert (canvas.width, canvas.height, canvas.fps) == (160, 90, 25) and len(answer.cut_seconds) >= 1
+    assert [c.asset_id for c in answer.timeline.tracks[0].clips] == ids
