@@ -291,8 +291,20 @@ export default function Editor() {
     setNotice("Cutting the clips to the music…");
     try {
       const reply = await render.proposeEdit(asked);
-      apply((tl) => applyProposal(tl, reply.timeline!, facts));
-      setNotice(`Auto-edit: ${reply.cutSeconds.length} cuts on the beat (Undo brings your timeline back).`);
+      const done = `Auto-edit: ${reply.cutSeconds.length} cuts on the beat (Undo brings your timeline back).`;
+      // As `apply`, with the notice set inside the update (apply's own clearing runs there too).
+      setHist((h) => {
+        if (!h) return h;
+        try {
+          const next = commit(h, applyProposal(h.present, reply.timeline!, facts));
+          setNotice(done);
+          return next;
+        } catch (err) {
+          if (!(err instanceof TimelineError)) throw err;
+          setNotice(err.message);
+          return h;
+        }
+      });
     } catch (err) {
       setNotice(null);
       setError(toUiError(err));

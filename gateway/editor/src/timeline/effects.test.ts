@@ -79,6 +79,24 @@ describe("effects", () => {
     expect(second.transitionIn?.name).toBe("slideleft");
     expect(second.filters?.lutAssetId).toBe("match-1");
     expect(undo(h).present).toBe(tl);
+    // Cuts on beats land on the document's millisecond grid without overlapping: the first clip
+    // ends exactly where the next starts (1.47 s, from 1.4705 s), the transition keeps its overlap.
+    const beat = create(TimelineSchema, {
+      tracks: [{
+        id: "video", kind: TrackKind.VIDEO,
+        clips: [
+          { assetId: "clip-a", startSeconds: 0, sourceEndSeconds: 1.4705442 },
+          { assetId: "clip-b", startSeconds: 1.4705442, sourceStartSeconds: 0.2, sourceEndSeconds: 1.1934013 },
+          { assetId: "clip-a", startSeconds: 2.2639455 - 0.2, sourceStartSeconds: 1, sourceEndSeconds: 2,
+            transitionIn: { name: "fade", durationSeconds: 0.4 } },
+        ],
+      }],
+    });
+    const clips = toProto(applyProposal(tl, beat, new Map())).tracks[0].clips;
+    const end = (c: (typeof clips)[number]) => c.startSeconds + (c.sourceEndSeconds - c.sourceStartSeconds);
+    expect(end(clips[0])).toBe(clips[1].startSeconds);
+    expect(clips[1].startSeconds).toBe(1.471);
+    expect(Math.abs(end(clips[1]) - clips[2].startSeconds - 0.4)).toBeLessThan(1e-9);
     expect(() => applyProposal(tl, create(TimelineSchema, {}), new Map())).toThrow(/empty/);
   });
 });

@@ -85,5 +85,16 @@ export function autoEditRequest(timeline: Timeline, options: { transitions?: boo
 export function applyProposal(timeline: Timeline, proposal: TimelineProto, facts: Map<string, AssetFacts>): Timeline {
   const proposed = fromProto(proposal, facts);
   if (!proposed.tracks.some((t) => t.clips.length > 0)) throw new TimelineError("the proposal is empty");
-  return { canvas: timeline.canvas, tracks: proposed.tracks };
+  return { canvas: timeline.canvas, tracks: proposed.tracks.map((t) => ({ ...t, clips: t.clips.map(onGrid) })) };
+}
+
+// The document keeps times in whole milliseconds (model.ts rounds lengths when it saves); cuts on
+// beats are not. Starts and ends are rounded each on their own, so a cut stays exactly where the
+// previous clip ends (no 1 ms overlap the service would refuse) and a transition keeps the overlap.
+const ms = (seconds: number): number => Math.round(seconds * 1000) / 1000;
+function onGrid(clip: Clip): Clip {
+  const start = ms(clip.start);
+  const duration = ms(ms(clip.start + clip.duration) - start);
+  const transitionIn = clip.transitionIn ? { ...clip.transitionIn, duration: ms(clip.transitionIn.duration) } : null;
+  return { ...clip, start, duration, transitionIn };
 }
