@@ -291,7 +291,8 @@ export default function Editor() {
     setNotice("Cutting the clips to the music…");
     try {
       const reply = await render.proposeEdit(asked);
-      const done = `Auto-edit: ${reply.cutSeconds.length} cuts on the beat (Undo brings your timeline back).`;
+      const cuts = reply.cutSeconds.length;
+      const done = `Auto-edit: ${cuts} cut${cuts === 1 ? "" : "s"} on the beat (Undo brings your timeline back).`;
       // As `apply`, with the notice set inside the update (apply's own clearing runs there too).
       setHist((h) => {
         if (!h) return h;
