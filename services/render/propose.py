@@ -6,19 +6,29 @@ shots in the clips' order and gives each one the time to a beat of the music: th
 at least `min_shot` after the previous cut that still fits in the shot, and for shots that can
 run at least `downbeat_min` the first such downbeat instead (longer shots land on the bar). A
 shot too short for even the next beat is skipped. The picture of a shot starts at the shot's
-start, so no scene boundary is ever inside a clip of the edit. All cuts are hard cuts.
+start, so no scene boundary is ever inside a clip of the edit.
 
-Not yet (see the README): transitions chosen by shot similarity and motion, LUT matching.
+Options: ``transitions`` picks a transition per cut from the two shots (``shotlook``: a slide
+following a pan, a dissolve between look-alike shots, else a hard cut), centred on the beat and
+only where both shots have the spare picture (inside the shot) for half of it each;
+``match_colors`` grades every shot toward the first one with a stored ``.cube`` LUT.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import hashlib
 import math
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
+
+from services.kit.cube_lut import CubeLut
 from services.kit.errors import FieldViolation, ServiceError, Violations
+from services.render import shotlook
 from services.render.analyze import Analyzer
 from services.render.reasons import Reason
 from viarte.render.v1 import render_pb2
@@ -27,6 +37,7 @@ from viarte.render.v1 import timeline_pb2 as tl
 __all__ = ["propose_edit"]
 
 MAX_CLIPS = 50
+LUT_TYPE = "application/x-cube-lut"
 # Shots are cut this far inside their scene boundaries: the boundary frame itself may belong to
 # either side (a cut's time is the first frame of the next shot, a dissolve spans both).
 _MARGIN = 0.05
@@ -107,19 +118,99 @@ async def propose_edit(analyzer: Analyzer, owner: str, request: render_pb2.Propo
     placed = plan_cuts(shots, beats, sorted(music.downbeat_seconds), limit, min_shot, downbeat_min)
     if not placed:
         raise _refused("clip_asset_ids", "no shot is long enough for a beat of the music")
+    urls = await _urls(analyzer, owner, ids, {shot.clip for shot, _, _ in placed})
     first = await analyzer.ctx.source_info(await analyzer.ctx.storage.resolve(owner, ids[placed[0][0].clip]))
     c = request.canvas
     width, height = c.width or _even(first.width), c.height or _even(first.height)
+    fps = c.fps or 30.0
     total = placed[-1][2]
-    timeline = tl.Timeline(canvas=tl.Canvas(width=width, height=height, fps=c.fps or 30.0,
+    looks = _Looks(analyzer, urls)
+    kinds = await looks.transitions(placed, min(0.5, min_shot / 2), fps) if request.transitions else [("", 0.0)] * len(placed)
+    luts = await looks.matched(owner, placed) if request.match_colors else [""] * len(placed)
+    timeline = tl.Timeline(canvas=tl.Canvas(width=width, height=height, fps=fps,
                                             background_color=c.background_color or "#000000", duration_seconds=total))
     video = timeline.tracks.add(id="video", kind=tl.TRACK_KIND_VIDEO, name="Edit")
-    for shot, start, end in placed:
-        video.clips.add(asset_id=ids[shot.clip], start_seconds=start, source_start_seconds=shot.start,
-                        source_end_seconds=shot.start + (end - start), volume=0.0)
+    for i, (shot, start, end) in enumerate(placed):
+        name, d = kinds[i]
+        tail = kinds[i + 1][1] / 2 if i + 1 < len(placed) else 0.0
+        clip = video.clips.add(asset_id=ids[shot.clip], start_seconds=start - d / 2, source_start_seconds=shot.start,
+                               source_end_seconds=shot.start + (end - start) + d / 2 + tail, volume=0.0)
+        if d > 0:
+            clip.transition_in.CopyFrom(tl.Transition(name=name, duration_seconds=d))
+        if luts[i]:
+            clip.filters.lut_asset_id = luts[i]
     sound = timeline.tracks.add(id="music", kind=tl.TRACK_KIND_AUDIO, name="Music")
     sound.clips.add(asset_id=request.music_asset_id, start_seconds=0, source_end_seconds=total)
-    return render_pb2.ProposeEditResponse(timeline=timeline, cut_seconds=[end for _, _, end in placed[:-1]])
+    return render_pb2.ProposeEditResponse(timeline=timeline, cut_seconds=[end for _, _, end in placed[:-1]],
+                                          lut_asset_ids=list(dict.fromkeys(x for x in luts if x)))
+
+
+async def _urls(analyzer: Analyzer, owner: str, ids: list[str], used: set[int]) -> dict[int, str]:
+    resolved = await asyncio.gather(*(analyzer.ctx.storage.resolve(owner, ids[i]) for i in sorted(used)))
+    return {i: r.url for i, r in zip(sorted(used), resolved, strict=True)}
+
+
+class _Looks:
+    """The frames of the placed shots that the options look at (grabbed once each, a few at a time)."""
+
+    def __init__(self, analyzer: Analyzer, urls: dict[int, str]) -> None:
+        self.ctx = analyzer.ctx
+        self.urls = urls
+        self._slots = asyncio.Semaphore(max(2, self.ctx.config.analyze_concurrency * 2))
+
+    async def frame(self, shot: Shot, t: float) -> np.ndarray:
+        async with self._slots:
+            got = await shotlook.grab_frame(self.ctx.config.ffmpeg_binary, self.urls[shot.clip], t)
+        if got is None:
+            raise ServiceError.invalid_argument(Reason.ANALYSIS_FAILED, "a frame of a clip could not be decoded",
+                                                metadata={"time_seconds": f"{t:.3f}"})
+        return got
+
+    async def transitions(self, placed: list[tuple[Shot, float, float]], longest: float, fps: float) -> list[tuple[str, float]]:
+        """(xfade name, duration) into each placed shot; ("", 0) = a hard cut."""
+        d = math.floor(longest * fps) / fps  # whole frames, so the overlap is exact on the grid
+        slack = [shot.end - shot.start - (end - start) for shot, start, end in placed]
+        out: list[tuple[str, float]] = [("", 0.0)]
+        for i in range(1, len(placed)):
+            a, b = placed[i - 1][0], placed[i][0]
+            a_end = a.start + (placed[i - 1][2] - placed[i - 1][1])  # where A's used picture ends in its source
+            if d <= 0 or slack[i - 1] < d / 2 or slack[i] < d:  # B keeps d/2 for its own way out
+                out.append(("", 0.0))
+                continue
+            near, last, first = await asyncio.gather(
+                self.frame(a, a_end - 0.25), self.frame(a, a_end - 0.05), self.frame(b, b.start + 0.05))
+            name = shotlook.choose_transition(shotlook.motion(near, last, 0.2), last, first)
+            if name is None:
+                out.append(("", 0.0))
+                continue
+            slack[i - 1] -= d / 2
+            slack[i] -= d / 2
+            out.append((name, d))
+        return out
+
+    async def matched(self, owner: str, placed: list[tuple[Shot, float, float]]) -> list[str]:
+        """The LUT asset of each placed shot ("" for the reference, the first, and for shots that match it)."""
+        async def stats(shot: Shot, start: float, end: float) -> shotlook.ColorStats:
+            times = [shot.start + (end - start) * k for k in (0.25, 0.5, 0.75)]
+            return shotlook.color_stats(list(await asyncio.gather(*(self.frame(shot, t) for t in times))))
+        found = await asyncio.gather(*(stats(*p) for p in placed))
+        out = [""]
+        for s in found[1:]:
+            lut = shotlook.match_lut(s, found[0])
+            out.append("" if lut is None else await self._store(owner, lut))
+        return out
+
+    async def _store(self, owner: str, lut: CubeLut) -> str:
+        text = lut.text().encode("ascii")
+        digest = hashlib.sha256(text).hexdigest()[:32]
+        await asyncio.to_thread(self.ctx.work_root.mkdir, parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.ctx.work_root) as folder:
+            path = Path(folder) / "match.cube"
+            await asyncio.to_thread(path.write_bytes, text)
+            # The same match again is the same asset (request_id: the content).
+            asset = await self.ctx.storage.store(owner, path, name=f"match-{digest[:8]}.cube", content_type=LUT_TYPE,
+                                                 labels={"viarte.made_by": "propose_edit"}, request_id=f"lut-match:{digest}")
+        return asset.id
 
 
 def _even(x: int) -> int:

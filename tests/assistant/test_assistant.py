@@ -113,7 +113,7 @@ async def test_chat_streams_tokens(assistant: Any, user_factory: Any, chat: Fake
     assert out[-1].finish_reason == "stop"
     body = chat.requests[0].body
     assert body["stream"] is True
-    assert {t["function"]["name"] for t in body["tools"]} == {"start_generation", "add_clip", "add_text", "apply_transition"}
+    assert {t["function"]["name"] for t in body["tools"]} == {"start_generation", "add_clip", "add_text", "apply_transition", "propose_edit"}
     system = body["messages"][0]["content"]
     assert '"asset-a":"beach.mp4"' in system and "tiny-wan" in system
 
@@ -141,6 +141,23 @@ async def test_chat_tool_calls_become_validated_proposals(assistant: Any, user_f
     assert out[-1].finish_reason == "tool_calls"
 
 
+async def test_propose_edit_tool_becomes_a_proposal_for_the_render_service(assistant: Any, user_factory: Any, chat: FakeChatServer) -> None:
+    user = await user_factory()
+    project = _project()
+    project.timeline.canvas.CopyFrom(timeline_pb2.Canvas(width=640, height=360, fps=25, background_color="#101010"))
+    call = ToolCall("propose_edit", {"summary": "Cut to the music", "clip_asset_ids": ["asset-a", "asset-b"],
+                                     "music_asset_id": "asset-c", "match_colors": True})
+    chat.script(Reply(content="Cutting to the beat.", tool_calls=(call,)))
+    out = await _chat(assistant, user, "cut my clips to the song", project)
+    (action,) = [m.action for m in out if m.WhichOneof("payload") == "action"]
+    request = action.propose_edit.request
+    assert action.summary == "Cut to the music" and list(request.clip_asset_ids) == ["asset-a", "asset-b"]
+    assert request.music_asset_id == "asset-c" and request.transitions and request.match_colors
+    assert request.min_shot_seconds == 1.0 and request.canvas.width == 640 and request.canvas.fps == 25
+    schema = next(t for t in chat.requests[0].body["tools"] if t["function"]["name"] == "propose_edit")["function"]
+    assert "beats" in schema["description"] and schema["parameters"]["additionalProperties"] is False
+
+
 @pytest.mark.parametrize(
     ("call", "why"),
     [
@@ -153,6 +170,8 @@ async def test_chat_tool_calls_become_validated_proposals(assistant: Any, user_f
         (ToolCall("start_generation", {"summary": "x", "model": "tiny-wan", "prompt": "p", "width": 100}), "width"),
         (ToolCall("add_clip", {"summary": "x", "track_index": 0, "asset_id": "asset-a", "start_seconds": 0, "shell": "rm -rf /"}), "invalid arguments"),
         (ToolCall("add_clip", '{"summary": "x", "track_index": '), "invalid arguments"),
+        (ToolCall("propose_edit", {"summary": "x", "clip_asset_ids": ["asset-a"], "music_asset_id": "someone-elses"}), "not an asset of this project"),
+        (ToolCall("propose_edit", {"summary": "x", "clip_asset_ids": [], "music_asset_id": "asset-c"}), "invalid arguments"),
     ],
 )
 async def test_chat_rejects_tool_calls_outside_the_contract(

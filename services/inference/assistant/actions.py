@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.kit.errors import ServiceError
 from viarte.inference.v1 import assistant_pb2, generation_pb2
-from viarte.render.v1 import timeline_pb2
+from viarte.render.v1 import render_pb2, timeline_pb2
 
 __all__ = ["TOOLS", "GenerationValidator", "RejectedAction", "parse_action"]
 
@@ -98,11 +98,25 @@ class ApplyTransition(_Args):
     duration_seconds: float = Field(gt=0, le=10)
 
 
+class ProposeEdit(_Args):
+    """Cut the project's video assets to a music asset: the render service proposes an edit with the
+    cuts on the music's beats (shots trimmed at scene changes, transitions chosen from the shots,
+    optionally colour-matched), which replaces the project's timeline when the user applies it."""
+
+    clip_asset_ids: list[str] = Field(min_length=1, max_length=50, description="Video asset ids, in the order to use them.")
+    music_asset_id: str = Field(min_length=1, description="An audio (or video with sound) asset id.")
+    duration_seconds: float = Field(default=0.0, ge=0, le=3600, description="0 = as long as the music or the shots last.")
+    min_shot_seconds: float = Field(default=1.0, ge=0.2, le=10)
+    transitions: bool = Field(default=True, description="Slides that follow pans, dissolves between look-alike shots.")
+    match_colors: bool = Field(default=False, description="Grade every shot toward the first one (LUTs).")
+
+
 _MODELS: dict[str, type[_Args]] = {
     "start_generation": StartGeneration,
     "add_clip": AddClip,
     "add_text": AddText,
     "apply_transition": ApplyTransition,
+    "propose_edit": ProposeEdit,
 }
 
 
@@ -149,6 +163,8 @@ def parse_action(
         action.add_text.CopyFrom(_add_text(args, project))
     elif isinstance(args, ApplyTransition):
         action.apply_transition.CopyFrom(_transition(args, project))
+    elif isinstance(args, ProposeEdit):
+        action.propose_edit.CopyFrom(_propose_edit(args, project))
     return action
 
 
@@ -239,3 +255,22 @@ def _transition(args: ApplyTransition, project: assistant_pb2.ProjectContext) ->
         clip_id=args.clip_id,
         transition=timeline_pb2.Transition(kind=_TRANSITIONS[args.kind], duration_seconds=args.duration_seconds),
     )
+
+
+def _propose_edit(args: ProposeEdit, project: assistant_pb2.ProjectContext) -> assistant_pb2.ProposeEditAction:
+    for asset_id in [*args.clip_asset_ids, args.music_asset_id]:
+        if asset_id not in project.asset_names:
+            raise RejectedAction("propose_edit", f"{asset_id[:40]!r} is not an asset of this project")
+    request = render_pb2.ProposeEditRequest(
+        clip_asset_ids=args.clip_asset_ids,
+        music_asset_id=args.music_asset_id,
+        duration_seconds=args.duration_seconds,
+        min_shot_seconds=args.min_shot_seconds,
+        transitions=args.transitions,
+        match_colors=args.match_colors,
+    )
+    # The project's canvas (size, rate, background), so the proposal fits the project it replaces.
+    if project.timeline.HasField("canvas"):
+        c = project.timeline.canvas
+        request.canvas.CopyFrom(timeline_pb2.Canvas(width=c.width, height=c.height, fps=c.fps, background_color=c.background_color))
+    return assistant_pb2.ProposeEditAction(request=request)

@@ -72,7 +72,7 @@ def chat_system_prompt(project: assistant_pb2.ProjectContext, models: list[str])
         "You are the assistant of Viarte Studio, a browser video editor with AI video generation. "
         "Help the user with their project: answer questions, suggest edits, write prompts. "
         "You may propose actions with the tools (start a generation, add a clip, add text, apply a "
-        "transition); the editor shows each one to the user, who applies it or not. Only propose "
+        "transition, cut the clips to music with propose_edit); the editor shows each one to the user, who applies it or not. Only propose "
         "actions on the tracks, clips and assets listed in the project below, and only with the "
         "models listed. Keep answers short.\n"
         f"Available models: {', '.join(models) if models else '(none listed)'}.\n"

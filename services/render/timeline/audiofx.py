@@ -19,7 +19,7 @@ import ffmpeg
 from viarte.render.v1 import timeline_pb2 as tl
 
 if TYPE_CHECKING:
-    from services.render.timeline.validate import _Checks
+    from services.render.timeline.checks import Checks
 
 __all__ = ["EQ_PRESETS", "Ducking", "check_audio", "eq_chain", "mix_tracks", "plan_ducking"]
 
@@ -60,7 +60,7 @@ def _voice_index(timeline: tl.Timeline, ti: int) -> int | None:
     return found[0] if len(found) == 1 and found[0] != ti else None
 
 
-def check_audio(checks: _Checks, timeline: tl.Timeline) -> None:
+def check_audio(checks: Checks, timeline: tl.Timeline) -> None:
     """Ducking per track and EQ per clip: names, references and ranges (no I/O)."""
     ducked = {i for i, t in enumerate(timeline.tracks) if t.HasField("ducking")}
     for ti, track in enumerate(timeline.tracks):

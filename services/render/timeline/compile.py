@@ -315,11 +315,17 @@ class _Builder:
             stream = self.retime(src, span)
         else:
             stream = src
+        # A still with a look that changes over time becomes a clip first (else after fitting).
+        looped = clip.kind is P.ClipKind.IMAGE and clip.filters.animated_looks
+        if looped:
+            stream = self.loop_still(stream, span)
         # Key and looks on the source picture, before fitting (a keyed clip's letterbox stays clear).
         keyed = clip.filters.key is not None
         if clip.filters.key is not None:
             stream = fx.chroma_key(stream, clip.filters.key)
-        stream = fx.graded(stream, clip.filters, fx.lut_file(self.workdir, clip), alpha=keyed)
+        tag = f"t{clip.track_index}c{clip.clip_index}o{span.offset}"  # unique in the graph
+        stream = fx.graded(stream, clip.filters, fx.lut_file(self.workdir, clip), alpha=keyed,
+                           commands=fx.look_commands(self.workdir, clip, tag), tag=tag)
         if mode == "base":
             pad_color: str | None = self.canvas.background
         elif mode == "canvas" and t.is_identity:
@@ -333,11 +339,9 @@ class _Builder:
             stream = stream.filter("format", "yuva420p").filter(
                 "rotate", a=num(a), ow=f"rotw({num(a)})", oh=f"roth({num(a)})", c="none"
             )
-        if clip.kind is P.ClipKind.IMAGE:
+        if clip.kind is P.ClipKind.IMAGE and not looped:
             # Everything above ran once on the still; now it becomes a clip.
-            stream = stream.filter("loop", loop=span.frames - 1, size=1, start=0)
-            # A fine time base first: the still's own (1/25) can't hold multiples of 1/fps.
-            stream = stream.filter("settb", "AVTB").setpts(f"(N+{span.offset})/{num(self.fps)}/TB").filter("fps", num(self.fps))
+            stream = self.loop_still(stream, span)
         if mode == "base":
             stream = self.fades(stream, clip, color=self.canvas.background)
             return stream.filter("setsar", 1).filter("format", "yuv420p")
@@ -361,6 +365,11 @@ class _Builder:
             x, y, dynamic = self.position(clip, 0.0)
             stream = ffmpeg.overlay(canvas, stream, x=x, y=y, eof_action="pass", eval="frame" if dynamic else "init")
         return stream
+
+    def loop_still(self, stream: Stream, span: _Span) -> Stream:
+        stream = stream.filter("loop", loop=span.frames - 1, size=1, start=0)
+        # A fine time base first: the still's own (1/25) can't hold multiples of 1/fps.
+        return stream.filter("settb", "AVTB").setpts(f"(N+{span.offset})/{num(self.fps)}/TB").filter("fps", num(self.fps))
 
     def retime(self, src: Stream, span: _Span) -> Stream:
         """Seeked source → clip-local timestamps on the output frame grid, exactly span.frames long."""

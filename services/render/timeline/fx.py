@@ -22,11 +22,13 @@ from typing import Any
 import ffmpeg
 
 from services.render.timeline import plan as P
-from services.render.timeline.expr import num
+from services.render.timeline.expr import animated_expr, num
 
-__all__ = ["TRUE_PEAK", "Loudness", "blend_layer", "chroma_key", "ease_pts", "graded", "looks", "loudnorm_options", "lut_file", "uneased_pts"]
+__all__ = ["TRUE_PEAK", "Loudness", "blend_layer", "chroma_key", "ease_pts", "graded", "has_grade", "look_commands", "looks", "loudnorm_options", "lut_file", "uneased_pts"]
 
 TRUE_PEAK = -1.0
+# The end of a sendcmd interval that covers any clip (clip-local seconds).
+_COMMAND_HORIZON = 172800
 
 Stream = Any
 
@@ -76,24 +78,59 @@ def chroma_key(stream: Stream, key: P.ChromaKey) -> Stream:
     return stream
 
 
-def looks(stream: Stream, f: P.ClipFilters, lut_file: Path | None) -> Stream:
+def looks(stream: Stream, f: P.ClipFilters, lut_file: Path | None, tag: str = "") -> Stream:
     """Colour and texture, in the order a colourist would: exposure and white balance, the LUT
-    (the look), curves, then vignette, sharpening and grain on the graded picture."""
-    if f.exposure:
+    (the look), curves, then vignette, sharpening and grain on the graded picture. Keyframed
+    exposure / temperature are named filters (``name@tag``) that ``look_commands`` drives per frame."""
+    if f.exposure_curve is not None:
+        stream = stream.filter(f"exposure@{tag}", exposure=num(f.exposure_curve.value))
+    elif f.exposure:
         stream = stream.filter("exposure", exposure=num(f.exposure))
-    if f.temperature:
+    if f.temperature_curve is not None:
+        stream = stream.filter(f"colortemperature@{tag}", temperature=num(f.temperature_curve.value))
+    elif f.temperature:
         stream = stream.filter("colortemperature", temperature=num(f.temperature))
     if lut_file is not None:
         stream = stream.filter("lut3d", file=str(lut_file), interp="tetrahedral")
     if f.curves:
         stream = stream.filter("curves", preset=f.curves)
-    if f.vignette > 0:
+    if f.vignette_curve is not None:
+        # vignette's angle is an expression of its own, evaluated per frame: no command needed.
+        stream = stream.filter("vignette", angle=f"({animated_expr(f.vignette_curve, 't')})*PI/2", eval="frame")
+    elif f.vignette > 0:
         stream = stream.filter("vignette", angle=num(f.vignette * math.pi / 2))
     if f.sharpen > 0:
         stream = stream.filter("unsharp", luma_msize_x=5, luma_msize_y=5, luma_amount=num(f.sharpen))
     if f.grain > 0:
         stream = stream.filter("noise", alls=num(f.grain), allf="t")
     return stream
+
+
+def look_commands(workdir: Path, clip: P.PlannedClip, tag: str) -> Path | None:
+    """A sendcmd file that sets each keyframed look option on every frame from its curve (an
+    ``[expr]`` command is re-evaluated per frame, ``T`` = the frame's clip-local time): exposure and
+    colortemperature have no expressions of their own, but take commands; so does blend's opacity,
+    which mixes the grade over the ungraded picture (``look_intensity``)."""
+    f = clip.filters
+    commands = []
+    if f.exposure_curve is not None:
+        commands.append(f"[expr] exposure@{tag} exposure '{animated_expr(f.exposure_curve, 'T')}'")
+    if f.temperature_curve is not None:
+        commands.append(f"[expr] colortemperature@{tag} temperature '{animated_expr(f.temperature_curve, 'T')}'")
+    if not f.intensity.is_constant:
+        commands.append(f"[expr] blend@{tag} all_opacity '{animated_expr(f.intensity, 'T')}'")
+    if not commands:
+        return None
+    path = workdir / f"looks-{tag}.cmd"
+    _write_whole(path, f"0-{_COMMAND_HORIZON} " + ", ".join(commands) + ";\n")
+    return path
+
+
+def _write_whole(path: Path, text: str) -> None:
+    # Whole or not at all: segments compiled side by side may share the folder.
+    part = path.with_suffix(f".{os.getpid()}-{threading.get_ident()}.part")
+    part.write_text(text, encoding="ascii")
+    os.replace(part, path)
 
 
 def lut_file(workdir: Path, clip: P.PlannedClip) -> Path | None:
@@ -103,10 +140,7 @@ def lut_file(workdir: Path, clip: P.PlannedClip) -> Path | None:
         return None
     path = workdir / f"lut-{clip.track_index}-{clip.clip_index}.cube"
     if not path.exists():
-        # Whole or not at all: segments compiled side by side may share the folder.
-        part = path.with_suffix(f".{os.getpid()}-{threading.get_ident()}.part")
-        part.write_text(lut.text(), encoding="ascii")
-        os.replace(part, path)
+        _write_whole(path, lut.text())
     return path
 
 
@@ -137,16 +171,36 @@ def blend_layer(base: Stream, layer: Stream, start: int, frames: int, total: int
     return ffmpeg.concat(*pieces, v=1, a=0)
 
 
-def graded(stream: Stream, f: P.ClipFilters, lut: Path | None, *, alpha: bool) -> Stream:
-    """``looks`` on a picture; with ``alpha`` (a keyed clip) the alpha plane is set aside and put
-    back, since not every look filter carries one (vignette, noise work on opaque formats)."""
-    if not (f.exposure or f.temperature or lut is not None or f.curves or f.vignette or f.sharpen or f.grain):
+def has_grade(f: P.ClipFilters, lut: Path | None) -> bool:
+    return bool(f.exposure or f.temperature or lut is not None or f.curves or f.vignette or f.sharpen or f.grain
+                or f.exposure_curve or f.temperature_curve or f.vignette_curve)
+
+
+def graded(stream: Stream, f: P.ClipFilters, lut: Path | None, *, alpha: bool,
+           commands: Path | None = None, tag: str = "") -> Stream:
+    """``looks`` on a picture, at ``f.intensity`` over the ungraded one; with ``alpha`` (a keyed
+    clip) the alpha plane is set aside and put back, since not every look filter carries one
+    (vignette, noise work on opaque formats). ``commands``: ``look_commands``'s file."""
+    if not has_grade(f, lut) or (f.intensity.is_constant and f.intensity.constant <= 0):
         return stream
+    if commands is not None:
+        stream = stream.filter("sendcmd", f=str(commands))
     if not alpha:
-        return looks(stream, f, lut)
+        return _at_intensity(stream, f, lut, tag)
     parts = stream.split()
-    picture = looks(parts[0].filter("format", "gbrp"), f, lut)
+    picture = _at_intensity(parts[0].filter("format", "gbrp"), f, lut, tag)
     return ffmpeg.filter([picture.filter("format", "gbrap"), parts[1].filter("alphaextract")], "alphamerge")
+
+
+def _at_intensity(picture: Stream, f: P.ClipFilters, lut: Path | None, tag: str) -> Stream:
+    if f.intensity.is_constant and f.intensity.constant >= 1:
+        return looks(picture, f, lut, tag)
+    # blend "normal": top * opacity + bottom * (1 - opacity), per frame when commanded; both sides
+    # from one split, so their frames pair up one to one.
+    parts = picture.filter("format", "gbrp").split()
+    top = looks(parts[0], f, lut, tag).filter("format", "gbrp")
+    opacity = f.intensity.value if f.intensity.keyframes else f.intensity.constant
+    return ffmpeg.filter([top, parts[1]], f"blend@{tag}", all_mode="normal", all_opacity=num(opacity), shortest=1)
 
 
 @dataclass(frozen=True)

@@ -141,6 +141,18 @@ class ClipFilters:
     blend: str = "normal"
     # vidstab (the analysis file: Plan.stabilization).
     stabilize: bool = False
+    # Animatable looks: keyframed exposure / temperature / vignette (None: the constant above) and
+    # the grade's strength over the ungraded picture (1 = the full grade).
+    exposure_curve: Animated | None = None
+    temperature_curve: Animated | None = None
+    vignette_curve: Animated | None = None
+    intensity: Animated = Animated(1.0)
+
+    @property
+    def animated_looks(self) -> bool:
+        """Whether a look changes over the clip's time (evaluated per frame in the graph)."""
+        curves = (self.exposure_curve, self.temperature_curve, self.vignette_curve)
+        return any(c is not None for c in curves) or not self.intensity.is_constant
 
     @property
     def is_identity(self) -> bool:

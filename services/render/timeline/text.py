@@ -20,7 +20,7 @@ from services.render.timeline.style import parse_color, valid_color
 from viarte.render.v1 import timeline_pb2 as tl
 
 if TYPE_CHECKING:
-    from services.render.timeline.validate import _Checks
+    from services.render.timeline.checks import Checks
 
 __all__ = ["FontMetrics", "alignment", "check_text_style", "font_metrics", "plan_text", "styled_font", "wrap"]
 
@@ -152,7 +152,7 @@ def wrap(text: str, metrics: FontMetrics | None, size: float, max_width: float) 
     return lines
 
 
-def check_text_style(checks: _Checks, path: str, style: tl.TextStyle) -> None:
+def check_text_style(checks: Checks, path: str, style: tl.TextStyle) -> None:
     """The style fields beyond family/size/colour/box (``path`` = ``...clips[i].text``)."""
     checks.check(math.isfinite(style.outline_width) and 0 <= style.outline_width <= 50, f"{path}.outline_width", "must be in [0, 50]")
     for name in ("outline_color", "shadow_color"):
@@ -169,7 +169,7 @@ def alignment(style: tl.TextStyle) -> str:
     return _ALIGN.get(style.align, "")
 
 
-def plan_text(checks: _Checks, path: str, style: tl.TextStyle, pixel_scale: float, default_family: str) -> P.TextSpec:
+def plan_text(checks: Checks, path: str, style: tl.TextStyle, pixel_scale: float, default_family: str) -> P.TextSpec:
     family = style.font_family or default_family
     font = styled_font(family, style.bold, style.italic)
     if font is None and (style.bold or style.italic) and styled_font(family) is not None:

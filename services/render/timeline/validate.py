@@ -14,22 +14,29 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from services.kit.cube_lut import CubeLut
-from services.kit.errors import ServiceError, Violations
-from services.render.capabilities import Capabilities, capabilities
+from services.kit.errors import ServiceError
 from services.render.media import MediaKind
 from services.render.timeline import plan as P
 from services.render.timeline.audiofx import check_audio, plan_ducking
+from services.render.timeline.checks import (
+    EASINGS,
+    TRACK_KINDS,
+    Checks,
+    Limits,
+    check_fades,
+    check_track,
+    constant_speed,
+    ramp_of,
+)
 from services.render.timeline.looks import (
-    check_looks,
     check_mix,
-    check_transition,
     plan_looks,
     plan_loudness,
     plan_transition,
 )
-from services.render.timeline.ramp import MAX_RATE, MIN_RATE, SpeedRamp
+from services.render.timeline.ramp import SpeedRamp
 from services.render.timeline.style import font_file, parse_color, valid_color
-from services.render.timeline.text import check_text_style, plan_text
+from services.render.timeline.text import plan_text
 from viarte.render.v1 import timeline_pb2 as tl
 
 __all__ = [
@@ -46,44 +53,12 @@ _T = TypeVar("_T")
 # Trims may run past the probed duration by this much (container vs stream rounding).
 _SOURCE_SLACK = 0.05
 _DEFAULT_FPS = 30.0
-# Any time in a timeline (a clip's start, trims, fades, keyframes, transitions): far past the
-# longest render, small enough that seconds * fps stays a float and rounds to an int.
-MAX_SECONDS = 86400.0
-_CLIP_TIMES = ("start_seconds", "source_start_seconds", "source_end_seconds", "duration_seconds", "fade_in_seconds", "fade_out_seconds")
-
-_EASINGS = {
-    tl.EASING_UNSPECIFIED: "linear",
-    tl.EASING_LINEAR: "linear",
-    tl.EASING_EASE_IN: "ease_in",
-    tl.EASING_EASE_OUT: "ease_out",
-    tl.EASING_EASE_IN_OUT: "ease_in_out",
-}
 _FITS = {
     tl.FIT_UNSPECIFIED: P.Fit.CONTAIN,
     tl.FIT_CONTAIN: P.Fit.CONTAIN,
     tl.FIT_COVER: P.Fit.COVER,
     tl.FIT_STRETCH: P.Fit.STRETCH,
 }
-_TRACK_KINDS = {tl.TRACK_KIND_VIDEO: P.TrackKind.VIDEO, tl.TRACK_KIND_TEXT: P.TrackKind.TEXT, tl.TRACK_KIND_AUDIO: P.TrackKind.AUDIO}
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_width: int = 3840
-    max_height: int = 2160
-    max_fps: float = 60.0
-    max_duration_seconds: float = 600.0
-    max_tracks: int = 32
-    max_clips: int = 500
-    # Per animated value and per speed ramp: each keyframe becomes ffmpeg expression terms.
-    max_keyframes: int = 100
-    default_font_family: str = "DejaVu Sans"
-    # What the installed ffmpeg offers (None: discover it from "ffmpeg" on the PATH, once).
-    ffmpeg_caps: Capabilities | None = None
-
-    @property
-    def caps(self) -> Capabilities:
-        return self.ffmpeg_caps or capabilities("ffmpeg")
 
 
 @dataclass(frozen=True)
@@ -93,30 +68,6 @@ class OutputOverrides:
     width: int = 0
     height: int = 0
     fps: float = 0.0
-
-
-class _Checks:
-    """Violations plus the most specific reason seen (CANVAS_TOO_LARGE > TIMELINE_TOO_LONG > INVALID_TIMELINE)."""
-
-    def __init__(self) -> None:
-        self.v = Violations()
-        self.reason = "INVALID_TIMELINE"
-
-    def check(self, ok: bool, path: str, description: str, reason: str | None = None) -> bool:
-        if not ok:
-            self.v.add(path, description)
-            if reason and self.reason == "INVALID_TIMELINE":
-                self.reason = reason
-        return ok
-
-    def seconds(self, path: str, value: float) -> bool:
-        return self.check(math.isfinite(value) and abs(value) <= MAX_SECONDS, path, f"must be a finite number of seconds, at most {MAX_SECONDS:g}")
-
-    def keyframes(self, path: str, count: int, limits: Limits) -> bool:
-        return self.check(count <= limits.max_keyframes, path, f"at most {limits.max_keyframes} keyframes")
-
-    def raise_if_any(self) -> None:
-        self.v.raise_if_any(self.reason, None)
 
 
 def asset_ids(timeline: tl.Timeline) -> list[str]:
@@ -131,10 +82,10 @@ def asset_ids(timeline: tl.Timeline) -> list[str]:
 
 def check_structure(timeline: tl.Timeline, limits: Limits, output: OutputOverrides = OutputOverrides()) -> None:
     """Everything that can be checked without probing sources."""
-    checks = _Checks()
+    checks = Checks()
     _check_canvas(checks, timeline, limits, output)
     for ti, track in enumerate(timeline.tracks):
-        _check_track(checks, ti, track, limits)
+        check_track(checks, ti, track, limits)
     check_mix(checks, timeline, limits.caps)
     check_audio(checks, timeline)
     checks.raise_if_any()
@@ -150,7 +101,7 @@ def plan_timeline(
     """Validates the timeline against its sources and returns the plan (raises ServiceError).
     ``luts``: the parsed LUT of each ``filters.lut_asset_id`` (or why it is not one)."""
     check_structure(timeline, limits, output)
-    checks = _Checks()
+    checks = Checks()
     fps = output.fps or timeline.canvas.fps or _DEFAULT_FPS
     width = output.width or timeline.canvas.width
     height = output.height or timeline.canvas.height
@@ -178,7 +129,7 @@ def plan_timeline(
 # -- structure --------------------------------------------------------------------------------
 
 
-def _check_canvas(checks: _Checks, timeline: tl.Timeline, limits: Limits, output: OutputOverrides) -> None:
+def _check_canvas(checks: Checks, timeline: tl.Timeline, limits: Limits, output: OutputOverrides) -> None:
     c = timeline.canvas
     checks.check(timeline.HasField("canvas"), "canvas", "is required")
     for name, value, limit in (("width", c.width, limits.max_width), ("height", c.height, limits.max_height)):
@@ -205,180 +156,11 @@ def _check_canvas(checks: _Checks, timeline: tl.Timeline, limits: Limits, output
     checks.check(total <= limits.max_clips, "tracks", f"at most {limits.max_clips} clips in all")
 
 
-def _check_track(checks: _Checks, ti: int, track: tl.Track, limits: Limits) -> None:
-    path = f"tracks[{ti}]"
-    if not checks.check(track.kind in _TRACK_KINDS, f"{path}.kind", "must be VIDEO, TEXT or AUDIO"):
-        return
-    if track.HasField("volume"):
-        checks.check(math.isfinite(track.volume) and 0 <= track.volume <= 10, f"{path}.volume", "must be in [0, 10]")
-    prev: tl.Clip | None = None
-    prev_len = 0.0
-    prev_out = 0.0  # transition length into the previous clip (a clip can't be in two overlapping transitions)
-    for ci, clip in enumerate(track.clips):
-        cpath = f"{path}.clips[{ci}]"
-        length = _check_clip(checks, cpath, track.kind, clip, ci == 0, limits)
-        if length is None:
-            prev = None
-            continue
-        if prev is not None:
-            d_in = clip.transition_in.duration_seconds if clip.HasField("transition_in") else 0.0
-            prev_end = prev.start_seconds + prev_len
-            checks.check(clip.start_seconds >= prev.start_seconds, f"{cpath}.start_seconds", "clips must be ordered by start time")
-            if d_in > 0:
-                checks.check(
-                    abs(prev_end - clip.start_seconds - d_in) <= 1e-3,
-                    f"{cpath}.transition_in.duration_seconds",
-                    f"the clip must start exactly {d_in:g} s before tracks[{ti}].clips[{ci - 1}] ends ({prev_end:g} s)",
-                )
-                checks.check(
-                    d_in <= length and d_in + prev_out <= prev_len + 1e-9,
-                    f"{cpath}.transition_in.duration_seconds",
-                    "the transition is longer than one of its clips",
-                )
-            else:
-                checks.check(
-                    clip.start_seconds >= prev_end - 1e-6,
-                    f"{cpath}.start_seconds",
-                    f"overlaps tracks[{ti}].clips[{ci - 1}] (ends at {prev_end:g} s) without a transition",
-                )
-            prev_out = d_in
-        prev, prev_len = clip, length
-
-
-def _check_clip(checks: _Checks, path: str, kind: int, clip: tl.Clip, first: bool, limits: Limits) -> float | None:
-    """Checks one clip's own fields; returns its timeline length when it can be known without the source."""
-    if not all([checks.seconds(f"{path}.{name}", getattr(clip, name)) for name in _CLIP_TIMES]):
-        return None
-    checks.check(clip.start_seconds >= 0, f"{path}.start_seconds", "must not be negative")
-    checks.check(clip.source_start_seconds >= 0, f"{path}.source_start_seconds", "must not be negative")
-    if checks.check(clip.source_end_seconds >= 0, f"{path}.source_end_seconds", "must not be negative") and clip.source_end_seconds:
-        checks.check(clip.source_end_seconds > clip.source_start_seconds, f"{path}.source_end_seconds", "must be after source_start_seconds")
-    checks.check(clip.duration_seconds >= 0, f"{path}.duration_seconds", "must not be negative")
-    speed = clip.speed if clip.HasField("speed") else 1.0
-    checks.check(math.isfinite(speed) and 0.25 <= speed <= 4, f"{path}.speed", "must be in [0.25, 4]")
-    ramp_ok = _check_ramp(checks, path, clip, kind, limits)
-    ramp = _ramp(clip.filters) if ramp_ok else None
-    if clip.HasField("volume"):
-        checks.check(math.isfinite(clip.volume) and 0 <= clip.volume <= 10, f"{path}.volume", "must be in [0, 10]")
-    checks.check(clip.fade_in_seconds >= 0, f"{path}.fade_in_seconds", "must not be negative")
-    checks.check(clip.fade_out_seconds >= 0, f"{path}.fade_out_seconds", "must not be negative")
-    _check_transform(checks, f"{path}.transform", clip.transform, kind, limits)
-    _check_filters(checks, f"{path}.filters", clip.filters)
-    check_looks(checks, f"{path}.filters", clip.filters, kind, limits.caps)
-    if clip.HasField("transition_in") and clip.transition_in.duration_seconds != 0:
-        t = clip.transition_in
-        checks.check(kind == tl.TRACK_KIND_VIDEO, f"{path}.transition_in", "transitions are for video tracks")
-        checks.check(not first, f"{path}.transition_in", "the first clip of a track has no clip to transition from")
-        check_transition(checks, f"{path}.transition_in", t, limits.caps)
-        if checks.seconds(f"{path}.transition_in.duration_seconds", t.duration_seconds):
-            checks.check(t.duration_seconds > 0, f"{path}.transition_in.duration_seconds", "must be positive")
-    if kind == tl.TRACK_KIND_TEXT:
-        checks.check(not clip.asset_id, f"{path}.asset_id", "text clips have no asset")
-        checks.check(bool(clip.text.text.strip()), f"{path}.text.text", "is required")
-        checks.check(len(clip.text.text) <= 2000, f"{path}.text.text", "at most 2000 characters")
-        checks.check(0 <= clip.text.font_size <= 1000, f"{path}.text.font_size", "must be in [0, 1000] (0 = 48)")
-        checks.check(valid_color(clip.text.color, empty_ok=True, alpha=True), f"{path}.text.color", "must be #rrggbb or #rrggbbaa")
-        checks.check(valid_color(clip.text.box_color, empty_ok=True, alpha=True), f"{path}.text.box_color", "must be #rrggbb or #rrggbbaa")
-        checks.check(0 <= clip.text.box_padding <= 500, f"{path}.text.box_padding", "must be in [0, 500]")
-        check_text_style(checks, f"{path}.text", clip.text)
-        if checks.check(clip.duration_seconds > 0, f"{path}.duration_seconds", "is required for text clips"):
-            _check_fades(checks, path, clip, clip.duration_seconds)
-            return clip.duration_seconds
-        return None
-    checks.check(bool(clip.asset_id), f"{path}.asset_id", "is required")
-    if not ramp_ok:
-        return None
-    if clip.source_end_seconds > clip.source_start_seconds and math.isfinite(speed) and speed > 0:
-        trim = clip.source_end_seconds - clip.source_start_seconds
-        length = ramp.time_for(trim) if ramp is not None else trim / _constant_speed(clip)
-        _check_fades(checks, path, clip, length)
-        return length
-    if clip.duration_seconds > 0:  # an image, a ramp given its length, or a source only known after probing
-        return clip.duration_seconds
-    return None
-
-
-def _check_ramp(checks: _Checks, path: str, clip: tl.Clip, kind: int, limits: Limits) -> bool:
-    """Speed keyframes: rates in [MIN_RATE, MAX_RATE], times >= 0 and strictly increasing."""
-    kfs = clip.filters.speed_keyframes
-    if not kfs:
-        return True
-    base = f"{path}.filters.speed_keyframes"
-    ok = checks.check(kind != tl.TRACK_KIND_TEXT, base, "text clips have no speed")
-    ok = checks.check(not clip.HasField("speed"), f"{path}.speed", "set either speed or filters.speed_keyframes") and ok
-    if not checks.keyframes(base, len(kfs), limits):
-        return False  # one violation, not one per keyframe
-    last = -1.0
-    for ki, kf in enumerate(kfs):
-        kpath = f"{base}[{ki}]"
-        ok = checks.check(
-            math.isfinite(kf.value) and MIN_RATE <= kf.value <= MAX_RATE, f"{kpath}.value", f"must be in [{MIN_RATE:g}, {MAX_RATE:g}]"
-        ) and ok
-        if checks.seconds(f"{kpath}.time_seconds", kf.time_seconds) and checks.check(kf.time_seconds >= 0, f"{kpath}.time_seconds", "must not be negative"):
-            ok = checks.check(kf.time_seconds > last, f"{kpath}.time_seconds", "keyframes must be in increasing time order") and ok
-            last = kf.time_seconds
-        else:
-            ok = False
-        ok = checks.check(kf.easing in _EASINGS, f"{kpath}.easing", "unknown easing") and ok
-    return ok
-
-
-def _ramp(f: tl.ClipFilters) -> SpeedRamp | None:
-    """The validated ramp; None for no keyframes or a single one (a constant rate)."""
-    if len(f.speed_keyframes) < 2:
-        return None
-    return SpeedRamp(tuple(P.Keyframe(k.time_seconds, k.value, _EASINGS[k.easing]) for k in f.speed_keyframes))
-
-
-def _constant_speed(clip: tl.Clip) -> float:
-    if len(clip.filters.speed_keyframes) == 1:
-        return float(clip.filters.speed_keyframes[0].value)
-    return clip.speed if clip.HasField("speed") else 1.0
-
-
-def _check_fades(checks: _Checks, path: str, clip: tl.Clip, length: float) -> None:
-    checks.check(
-        clip.fade_in_seconds + clip.fade_out_seconds <= length + 1e-9,
-        f"{path}.fade_out_seconds",
-        f"fade in + fade out are longer than the clip ({length:g} s)",
-    )
-
-
-def _check_transform(checks: _Checks, path: str, t: tl.Transform, kind: int, limits: Limits) -> None:
-    specs = (("x", -10.0, 10.0), ("y", -10.0, 10.0), ("scale", 0.0, 20.0), ("rotation_degrees", -36000.0, 36000.0), ("opacity", 0.0, 1.0))
-    for name, lo, hi in specs:
-        if not t.HasField(name):
-            continue
-        value: tl.AnimatedValue = getattr(t, name)
-        vpath = f"{path}.{name}"
-        checks.check(math.isfinite(value.value) and lo <= value.value <= hi, f"{vpath}.value", f"must be in [{lo:g}, {hi:g}]")
-        last = -1.0
-        if not checks.keyframes(f"{vpath}.keyframes", len(value.keyframes), limits):
-            continue
-        for ki, kf in enumerate(value.keyframes):
-            kpath = f"{vpath}.keyframes[{ki}]"
-            checks.check(math.isfinite(kf.value) and lo <= kf.value <= hi, f"{kpath}.value", f"must be in [{lo:g}, {hi:g}]")
-            if checks.seconds(f"{kpath}.time_seconds", kf.time_seconds) and checks.check(kf.time_seconds >= 0, f"{kpath}.time_seconds", "must not be negative"):
-                checks.check(kf.time_seconds > last, f"{kpath}.time_seconds", "keyframes must be in increasing time order")
-                last = kf.time_seconds
-        if kind == tl.TRACK_KIND_TEXT and name == "rotation_degrees":
-            checks.check(not value.keyframes and value.value == 0, vpath, "text clips can't be rotated")
-
-
-def _check_filters(checks: _Checks, path: str, f: tl.ClipFilters) -> None:
-    checks.check(math.isfinite(f.brightness) and -1 <= f.brightness <= 1, f"{path}.brightness", "must be in [-1, 1]")
-    if f.HasField("contrast"):
-        checks.check(math.isfinite(f.contrast) and 0 <= f.contrast <= 4, f"{path}.contrast", "must be in [0, 4]")
-    if f.HasField("saturation"):
-        checks.check(math.isfinite(f.saturation) and 0 <= f.saturation <= 3, f"{path}.saturation", "must be in [0, 3]")
-    checks.check(math.isfinite(f.blur_sigma) and 0 <= f.blur_sigma <= 100, f"{path}.blur_sigma", "must be in [0, 100]")
-
-
 # -- planning against sources -------------------------------------------------------------------
 
 
 def _plan_track(
-    checks: _Checks,
+    checks: Checks,
     ti: int,
     track: tl.Track,
     sources: Mapping[str, P.Source],
@@ -387,7 +169,7 @@ def _plan_track(
     limits: Limits,
     luts: Mapping[str, CubeLut | str],
 ) -> P.PlannedTrack:
-    kind = _TRACK_KINDS[track.kind]
+    kind = TRACK_KINDS[track.kind]
     gain = 0.0 if track.muted else (track.volume if track.HasField("volume") else 1.0)
     clips: list[P.PlannedClip] = []
     for ci, clip in enumerate(track.clips):
@@ -404,7 +186,7 @@ def _plan_track(
 
 
 def _check_neighbours(
-    checks: _Checks, path: str, prev: P.PlannedClip, planned: P.PlannedClip, clip: tl.Clip, fps: float
+    checks: Checks, path: str, prev: P.PlannedClip, planned: P.PlannedClip, clip: tl.Clip, fps: float
 ) -> P.PlannedClip:
     other = f"tracks[{prev.track_index}].clips[{prev.clip_index}]"
     if planned.transition_in is None:
@@ -421,7 +203,7 @@ def _check_neighbours(
 
 
 def _plan_clip(
-    checks: _Checks,
+    checks: Checks,
     path: str,
     ti: int,
     ci: int,
@@ -434,8 +216,8 @@ def _plan_clip(
     limits: Limits,
     luts: Mapping[str, CubeLut | str],
 ) -> P.PlannedClip | None:
-    speed = _constant_speed(clip)
-    ramp = _ramp(clip.filters)
+    speed = constant_speed(clip)
+    ramp = ramp_of(clip.filters)
     volume = gain * (clip.volume if clip.HasField("volume") else 1.0)
     start = round(clip.start_seconds * fps)
     common = {
@@ -471,7 +253,7 @@ def _plan_clip(
         if not checks.check(clip.duration_seconds > 0, f"{path}.duration_seconds", "is required for image clips"):
             return None
         end = start + round(clip.duration_seconds * fps)
-        _check_fades(checks, path, clip, clip.duration_seconds)
+        check_fades(checks, path, clip, clip.duration_seconds)
         checks.check(not clip.filters.speed_keyframes, f"{path}.filters.speed_keyframes", "images have no speed")
         src_start, src_end = 0.0, 0.0
     else:
@@ -480,7 +262,7 @@ def _plan_clip(
             return None
         src_start, src_end, length = span
         end = start + round(length * fps)
-        _check_fades(checks, path, clip, length)
+        check_fades(checks, path, clip, length)
     if not checks.check(end > start, f"{path}.source_end_seconds", "the clip is shorter than one frame"):
         return None
     return P.PlannedClip(
@@ -499,7 +281,7 @@ def _plan_clip(
 
 
 def _plan_trim(
-    checks: _Checks, path: str, clip: tl.Clip, duration: float, speed: float, ramp: SpeedRamp | None
+    checks: Checks, path: str, clip: tl.Clip, duration: float, speed: float, ramp: SpeedRamp | None
 ) -> tuple[float, float, float] | None:
     """(source start, source end, timeline length) of a video/audio clip, inside its source."""
     src_start = clip.source_start_seconds
@@ -547,7 +329,7 @@ def _transition(clip: tl.Clip) -> P.Transition | None:
 def _animated(value: tl.AnimatedValue, default: float, present: bool) -> P.Animated:
     if not present:
         return P.Animated(default)
-    kfs = tuple(P.Keyframe(k.time_seconds, k.value, _EASINGS.get(k.easing, "linear")) for k in value.keyframes)
+    kfs = tuple(P.Keyframe(k.time_seconds, k.value, EASINGS.get(k.easing, "linear")) for k in value.keyframes)
     return P.Animated(value.value if not kfs else kfs[0].value, kfs)
 
 

@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from viarte.inference.v1 import generation_pb2 as viarte_dot_inference_dot_v1_dot_generation__pb2
+from viarte.render.v1 import render_pb2 as viarte_dot_render_dot_v1_dot_render__pb2
 from viarte.render.v1 import timeline_pb2 as viarte_dot_render_dot_v1_dot_timeline__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#viarte/inference/v1/assistant.proto\x12\x13viarte.inference.v1\x1a$viarte/inference/v1/generation.proto\x1a\x1fviarte/render/v1/timeline.proto\"i\n\x14\x45nhancePromptRequest\x12\x0c\n\x04idea\x18\x01 \x01(\t\x12\x30\n\x06\x66\x61mily\x18\x02 \x01(\x0e\x32 .viarte.inference.v1.ModelFamily\x12\x11\n\tmax_words\x18\x03 \x01(\x05\"@\n\x15\x45nhancePromptResponse\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x17\n\x0fnegative_prompt\x18\x02 \x01(\t\"K\n\x0b\x43hatMessage\x12+\n\x04role\x18\x01 \x01(\x0e\x32\x1d.viarte.inference.v1.ChatRole\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\xde\x01\n\x0eProjectContext\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12,\n\x08timeline\x18\x03 \x01(\x0b\x32\x1a.viarte.render.v1.Timeline\x12H\n\x0b\x61sset_names\x18\x04 \x03(\x0b\x32\x33.viarte.inference.v1.ProjectContext.AssetNamesEntry\x1a\x31\n\x0f\x41ssetNamesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"w\n\x0b\x43hatRequest\x12\x32\n\x08messages\x18\x01 \x03(\x0b\x32 .viarte.inference.v1.ChatMessage\x12\x34\n\x07project\x18\x02 \x01(\x0b\x32#.viarte.inference.v1.ProjectContext\"J\n\rAddClipAction\x12\x13\n\x0btrack_index\x18\x01 \x01(\x05\x12$\n\x04\x63lip\x18\x02 \x01(\x0b\x32\x16.viarte.render.v1.Clip\"o\n\x15\x41pplyTransitionAction\x12\x13\n\x0btrack_index\x18\x01 \x01(\x05\x12\x0f\n\x07\x63lip_id\x18\x02 \x01(\t\x12\x30\n\ntransition\x18\x03 \x01(\x0b\x32\x1c.viarte.render.v1.Transition\"\xb6\x02\n\x0eProposedAction\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07summary\x18\x02 \x01(\t\x12\x45\n\x10start_generation\x18\x03 \x01(\x0b\x32).viarte.inference.v1.GenerationParametersH\x00\x12\x36\n\x08\x61\x64\x64_clip\x18\x04 \x01(\x0b\x32\".viarte.inference.v1.AddClipActionH\x00\x12\x36\n\x08\x61\x64\x64_text\x18\x05 \x01(\x0b\x32\".viarte.inference.v1.AddClipActionH\x00\x12\x46\n\x10\x61pply_transition\x18\x06 \x01(\x0b\x32*.viarte.inference.v1.ApplyTransitionActionH\x00\x42\x08\n\x06\x61\x63tion\"z\n\x0c\x43hatResponse\x12\x0f\n\x05\x64\x65lta\x18\x01 \x01(\tH\x00\x12\x35\n\x06\x61\x63tion\x18\x02 \x01(\x0b\x32#.viarte.inference.v1.ProposedActionH\x00\x12\x17\n\rfinish_reason\x18\x03 \x01(\tH\x00\x42\t\n\x07payload\"\x1b\n\x19GetAssistantStatusRequest\"N\n\x1aGetAssistantStatusResponse\x12\x11\n\tavailable\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t*R\n\x08\x43hatRole\x12\x19\n\x15\x43HAT_ROLE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x43HAT_ROLE_USER\x10\x01\x12\x17\n\x13\x43HAT_ROLE_ASSISTANT\x10\x02\x32\xc0\x02\n\x10\x41ssistantService\x12\x66\n\rEnhancePrompt\x12).viarte.inference.v1.EnhancePromptRequest\x1a*.viarte.inference.v1.EnhancePromptResponse\x12M\n\x04\x43hat\x12 .viarte.inference.v1.ChatRequest\x1a!.viarte.inference.v1.ChatResponse0\x01\x12u\n\x12GetAssistantStatus\x12..viarte.inference.v1.GetAssistantStatusRequest\x1a/.viarte.inference.v1.GetAssistantStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#viarte/inference/v1/assistant.proto\x12\x13viarte.inference.v1\x1a$viarte/inference/v1/generation.proto\x1a\x1dviarte/render/v1/render.proto\x1a\x1fviarte/render/v1/timeline.proto\"i\n\x14\x45nhancePromptRequest\x12\x0c\n\x04idea\x18\x01 \x01(\t\x12\x30\n\x06\x66\x61mily\x18\x02 \x01(\x0e\x32 .viarte.inference.v1.ModelFamily\x12\x11\n\tmax_words\x18\x03 \x01(\x05\"@\n\x15\x45nhancePromptResponse\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x17\n\x0fnegative_prompt\x18\x02 \x01(\t\"K\n\x0b\x43hatMessage\x12+\n\x04role\x18\x01 \x01(\x0e\x32\x1d.viarte.inference.v1.ChatRole\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\xde\x01\n\x0eProjectContext\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12,\n\x08timeline\x18\x03 \x01(\x0b\x32\x1a.viarte.render.v1.Timeline\x12H\n\x0b\x61sset_names\x18\x04 \x03(\x0b\x32\x33.viarte.inference.v1.ProjectContext.AssetNamesEntry\x1a\x31\n\x0f\x41ssetNamesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"w\n\x0b\x43hatRequest\x12\x32\n\x08messages\x18\x01 \x03(\x0b\x32 .viarte.inference.v1.ChatMessage\x12\x34\n\x07project\x18\x02 \x01(\x0b\x32#.viarte.inference.v1.ProjectContext\"J\n\rAddClipAction\x12\x13\n\x0btrack_index\x18\x01 \x01(\x05\x12$\n\x04\x63lip\x18\x02 \x01(\x0b\x32\x16.viarte.render.v1.Clip\"o\n\x15\x41pplyTransitionAction\x12\x13\n\x0btrack_index\x18\x01 \x01(\x05\x12\x0f\n\x07\x63lip_id\x18\x02 \x01(\t\x12\x30\n\ntransition\x18\x03 \x01(\x0b\x32\x1c.viarte.render.v1.Transition\"J\n\x11ProposeEditAction\x12\x35\n\x07request\x18\x01 \x01(\x0b\x32$.viarte.render.v1.ProposeEditRequest\"\xf6\x02\n\x0eProposedAction\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07summary\x18\x02 \x01(\t\x12\x45\n\x10start_generation\x18\x03 \x01(\x0b\x32).viarte.inference.v1.GenerationParametersH\x00\x12\x36\n\x08\x61\x64\x64_clip\x18\x04 \x01(\x0b\x32\".viarte.inference.v1.AddClipActionH\x00\x12\x36\n\x08\x61\x64\x64_text\x18\x05 \x01(\x0b\x32\".viarte.inference.v1.AddClipActionH\x00\x12\x46\n\x10\x61pply_transition\x18\x06 \x01(\x0b\x32*.viarte.inference.v1.ApplyTransitionActionH\x00\x12>\n\x0cpropose_edit\x18\x07 \x01(\x0b\x32&.viarte.inference.v1.ProposeEditActionH\x00\x42\x08\n\x06\x61\x63tion\"z\n\x0c\x43hatResponse\x12\x0f\n\x05\x64\x65lta\x18\x01 \x01(\tH\x00\x12\x35\n\x06\x61\x63tion\x18\x02 \x01(\x0b\x32#.viarte.inference.v1.ProposedActionH\x00\x12\x17\n\rfinish_reason\x18\x03 \x01(\tH\x00\x42\t\n\x07payload\"\x1b\n\x19GetAssistantStatusRequest\"N\n\x1aGetAssistantStatusResponse\x12\x11\n\tavailable\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t*R\n\x08\x43hatRole\x12\x19\n\x15\x43HAT_ROLE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x43HAT_ROLE_USER\x10\x01\x12\x17\n\x13\x43HAT_ROLE_ASSISTANT\x10\x02\x32\xc0\x02\n\x10\x41ssistantService\x12\x66\n\rEnhancePrompt\x12).viarte.inference.v1.EnhancePromptRequest\x1a*.viarte.inference.v1.EnhancePromptResponse\x12M\n\x04\x43hat\x12 .viarte.inference.v1.ChatRequest\x1a!.viarte.inference.v1.ChatResponse0\x01\x12u\n\x12GetAssistantStatus\x12..viarte.inference.v1.GetAssistantStatusRequest\x1a/.viarte.inference.v1.GetAssistantStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,32 +36,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PROJECTCONTEXT_ASSETNAMESENTRY']._loaded_options = None
   _globals['_PROJECTCONTEXT_ASSETNAMESENTRY']._serialized_options = b'8\001'
-  _globals['_CHATROLE']._serialized_start=1462
-  _globals['_CHATROLE']._serialized_end=1544
-  _globals['_ENHANCEPROMPTREQUEST']._serialized_start=131
-  _globals['_ENHANCEPROMPTREQUEST']._serialized_end=236
-  _globals['_ENHANCEPROMPTRESPONSE']._serialized_start=238
-  _globals['_ENHANCEPROMPTRESPONSE']._serialized_end=302
-  _globals['_CHATMESSAGE']._serialized_start=304
-  _globals['_CHATMESSAGE']._serialized_end=379
-  _globals['_PROJECTCONTEXT']._serialized_start=382
-  _globals['_PROJECTCONTEXT']._serialized_end=604
-  _globals['_PROJECTCONTEXT_ASSETNAMESENTRY']._serialized_start=555
-  _globals['_PROJECTCONTEXT_ASSETNAMESENTRY']._serialized_end=604
-  _globals['_CHATREQUEST']._serialized_start=606
-  _globals['_CHATREQUEST']._serialized_end=725
-  _globals['_ADDCLIPACTION']._serialized_start=727
-  _globals['_ADDCLIPACTION']._serialized_end=801
-  _globals['_APPLYTRANSITIONACTION']._serialized_start=803
-  _globals['_APPLYTRANSITIONACTION']._serialized_end=914
-  _globals['_PROPOSEDACTION']._serialized_start=917
-  _globals['_PROPOSEDACTION']._serialized_end=1227
-  _globals['_CHATRESPONSE']._serialized_start=1229
-  _globals['_CHATRESPONSE']._serialized_end=1351
-  _globals['_GETASSISTANTSTATUSREQUEST']._serialized_start=1353
-  _globals['_GETASSISTANTSTATUSREQUEST']._serialized_end=1380
-  _globals['_GETASSISTANTSTATUSRESPONSE']._serialized_start=1382
-  _globals['_GETASSISTANTSTATUSRESPONSE']._serialized_end=1460
-  _globals['_ASSISTANTSERVICE']._serialized_start=1547
-  _globals['_ASSISTANTSERVICE']._serialized_end=1867
+  _globals['_CHATROLE']._serialized_start=1633
+  _globals['_CHATROLE']._serialized_end=1715
+  _globals['_ENHANCEPROMPTREQUEST']._serialized_start=162
+  _globals['_ENHANCEPROMPTREQUEST']._serialized_end=267
+  _globals['_ENHANCEPROMPTRESPONSE']._serialized_start=269
+  _globals['_ENHANCEPROMPTRESPONSE']._serialized_end=333
+  _globals['_CHATMESSAGE']._serialized_start=335
+  _globals['_CHATMESSAGE']._serialized_end=410
+  _globals['_PROJECTCONTEXT']._serialized_start=413
+  _globals['_PROJECTCONTEXT']._serialized_end=635
+  _globals['_PROJECTCONTEXT_ASSETNAMESENTRY']._serialized_start=586
+  _globals['_PROJECTCONTEXT_ASSETNAMESENTRY']._serialized_end=635
+  _globals['_CHATREQUEST']._serialized_start=637
+  _globals['_CHATREQUEST']._serialized_end=756
+  _globals['_ADDCLIPACTION']._serialized_start=758
+  _globals['_ADDCLIPACTION']._serialized_end=832
+  _globals['_APPLYTRANSITIONACTION']._serialized_start=834
+  _globals['_APPLYTRANSITIONACTION']._serialized_end=945
+  _globals['_PROPOSEEDITACTION']._serialized_start=947
+  _globals['_PROPOSEEDITACTION']._serialized_end=1021
+  _globals['_PROPOSEDACTION']._serialized_start=1024
+  _globals['_PROPOSEDACTION']._serialized_end=1398
+  _globals['_CHATRESPONSE']._serialized_start=1400
+  _globals['_CHATRESPONSE']._serialized_end=1522
+  _globals['_GETASSISTANTSTATUSREQUEST']._serialized_start=1524
+  _globals['_GETASSISTANTSTATUSREQUEST']._serialized_end=1551
+  _globals['_GETASSISTANTSTATUSRESPONSE']._serialized_start=1553
+  _globals['_GETASSISTANTSTATUSRESPONSE']._serialized_end=1631
+  _globals['_ASSISTANTSERVICE']._serialized_start=1718
+  _globals['_ASSISTANTSERVICE']._serialized_end=2038
 # @@protoc_insertion_point(module_scope)

@@ -1,4 +1,5 @@
 from viarte.inference.v1 import generation_pb2 as _generation_pb2
+from viarte.render.v1 import render_pb2 as _render_pb2
 from viarte.render.v1 import timeline_pb2 as _timeline_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -89,21 +90,29 @@ class ApplyTransitionAction(_message.Message):
     transition: _timeline_pb2.Transition
     def __init__(self, track_index: _Optional[int] = ..., clip_id: _Optional[str] = ..., transition: _Optional[_Union[_timeline_pb2.Transition, _Mapping]] = ...) -> None: ...
 
+class ProposeEditAction(_message.Message):
+    __slots__ = ("request",)
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    request: _render_pb2.ProposeEditRequest
+    def __init__(self, request: _Optional[_Union[_render_pb2.ProposeEditRequest, _Mapping]] = ...) -> None: ...
+
 class ProposedAction(_message.Message):
-    __slots__ = ("id", "summary", "start_generation", "add_clip", "add_text", "apply_transition")
+    __slots__ = ("id", "summary", "start_generation", "add_clip", "add_text", "apply_transition", "propose_edit")
     ID_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     START_GENERATION_FIELD_NUMBER: _ClassVar[int]
     ADD_CLIP_FIELD_NUMBER: _ClassVar[int]
     ADD_TEXT_FIELD_NUMBER: _ClassVar[int]
     APPLY_TRANSITION_FIELD_NUMBER: _ClassVar[int]
+    PROPOSE_EDIT_FIELD_NUMBER: _ClassVar[int]
     id: str
     summary: str
     start_generation: _generation_pb2.GenerationParameters
     add_clip: AddClipAction
     add_text: AddClipAction
     apply_transition: ApplyTransitionAction
-    def __init__(self, id: _Optional[str] = ..., summary: _Optional[str] = ..., start_generation: _Optional[_Union[_generation_pb2.GenerationParameters, _Mapping]] = ..., add_clip: _Optional[_Union[AddClipAction, _Mapping]] = ..., add_text: _Optional[_Union[AddClipAction, _Mapping]] = ..., apply_transition: _Optional[_Union[ApplyTransitionAction, _Mapping]] = ...) -> None: ...
+    propose_edit: ProposeEditAction
+    def __init__(self, id: _Optional[str] = ..., summary: _Optional[str] = ..., start_generation: _Optional[_Union[_generation_pb2.GenerationParameters, _Mapping]] = ..., add_clip: _Optional[_Union[AddClipAction, _Mapping]] = ..., add_text: _Optional[_Union[AddClipAction, _Mapping]] = ..., apply_transition: _Optional[_Union[ApplyTransitionAction, _Mapping]] = ..., propose_edit: _Optional[_Union[ProposeEditAction, _Mapping]] = ...) -> None: ...
 
 class ChatResponse(_message.Message):
     __slots__ = ("delta", "action", "finish_reason")

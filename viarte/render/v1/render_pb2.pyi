@@ -431,28 +431,34 @@ class AnalyzeMediaResponse(_message.Message):
     def __init__(self, analysis: _Optional[_Union[MediaAnalysis, _Mapping]] = ..., cached: _Optional[bool] = ...) -> None: ...
 
 class ProposeEditRequest(_message.Message):
-    __slots__ = ("clip_asset_ids", "music_asset_id", "canvas", "duration_seconds", "min_shot_seconds", "downbeat_min_seconds")
+    __slots__ = ("clip_asset_ids", "music_asset_id", "canvas", "duration_seconds", "min_shot_seconds", "downbeat_min_seconds", "transitions", "match_colors")
     CLIP_ASSET_IDS_FIELD_NUMBER: _ClassVar[int]
     MUSIC_ASSET_ID_FIELD_NUMBER: _ClassVar[int]
     CANVAS_FIELD_NUMBER: _ClassVar[int]
     DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
     MIN_SHOT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     DOWNBEAT_MIN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TRANSITIONS_FIELD_NUMBER: _ClassVar[int]
+    MATCH_COLORS_FIELD_NUMBER: _ClassVar[int]
     clip_asset_ids: _containers.RepeatedScalarFieldContainer[str]
     music_asset_id: str
     canvas: _timeline_pb2.Canvas
     duration_seconds: float
     min_shot_seconds: float
     downbeat_min_seconds: float
-    def __init__(self, clip_asset_ids: _Optional[_Iterable[str]] = ..., music_asset_id: _Optional[str] = ..., canvas: _Optional[_Union[_timeline_pb2.Canvas, _Mapping]] = ..., duration_seconds: _Optional[float] = ..., min_shot_seconds: _Optional[float] = ..., downbeat_min_seconds: _Optional[float] = ...) -> None: ...
+    transitions: bool
+    match_colors: bool
+    def __init__(self, clip_asset_ids: _Optional[_Iterable[str]] = ..., music_asset_id: _Optional[str] = ..., canvas: _Optional[_Union[_timeline_pb2.Canvas, _Mapping]] = ..., duration_seconds: _Optional[float] = ..., min_shot_seconds: _Optional[float] = ..., downbeat_min_seconds: _Optional[float] = ..., transitions: _Optional[bool] = ..., match_colors: _Optional[bool] = ...) -> None: ...
 
 class ProposeEditResponse(_message.Message):
-    __slots__ = ("timeline", "cut_seconds")
+    __slots__ = ("timeline", "cut_seconds", "lut_asset_ids")
     TIMELINE_FIELD_NUMBER: _ClassVar[int]
     CUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LUT_ASSET_IDS_FIELD_NUMBER: _ClassVar[int]
     timeline: _timeline_pb2.Timeline
     cut_seconds: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, timeline: _Optional[_Union[_timeline_pb2.Timeline, _Mapping]] = ..., cut_seconds: _Optional[_Iterable[float]] = ...) -> None: ...
+    lut_asset_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, timeline: _Optional[_Union[_timeline_pb2.Timeline, _Mapping]] = ..., cut_seconds: _Optional[_Iterable[float]] = ..., lut_asset_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetMediaOverviewRequest(_message.Message):
     __slots__ = ("asset_id",)

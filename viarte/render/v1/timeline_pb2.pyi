@@ -227,7 +227,7 @@ class Transform(_message.Message):
     def __init__(self, x: _Optional[_Union[AnimatedValue, _Mapping]] = ..., y: _Optional[_Union[AnimatedValue, _Mapping]] = ..., scale: _Optional[_Union[AnimatedValue, _Mapping]] = ..., rotation_degrees: _Optional[_Union[AnimatedValue, _Mapping]] = ..., opacity: _Optional[_Union[AnimatedValue, _Mapping]] = ...) -> None: ...
 
 class ClipFilters(_message.Message):
-    __slots__ = ("brightness", "contrast", "saturation", "blur_sigma", "grayscale", "speed_keyframes", "lut_asset_id", "exposure", "temperature_kelvin", "curves", "vignette", "sharpen", "grain", "chroma_key", "blend_mode", "stabilize", "audio_eq")
+    __slots__ = ("brightness", "contrast", "saturation", "blur_sigma", "grayscale", "speed_keyframes", "lut_asset_id", "exposure", "temperature_kelvin", "curves", "vignette", "sharpen", "grain", "chroma_key", "blend_mode", "stabilize", "audio_eq", "look_intensity", "exposure_keyframes", "temperature_keyframes", "vignette_keyframes")
     BRIGHTNESS_FIELD_NUMBER: _ClassVar[int]
     CONTRAST_FIELD_NUMBER: _ClassVar[int]
     SATURATION_FIELD_NUMBER: _ClassVar[int]
@@ -245,6 +245,10 @@ class ClipFilters(_message.Message):
     BLEND_MODE_FIELD_NUMBER: _ClassVar[int]
     STABILIZE_FIELD_NUMBER: _ClassVar[int]
     AUDIO_EQ_FIELD_NUMBER: _ClassVar[int]
+    LOOK_INTENSITY_FIELD_NUMBER: _ClassVar[int]
+    EXPOSURE_KEYFRAMES_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_KEYFRAMES_FIELD_NUMBER: _ClassVar[int]
+    VIGNETTE_KEYFRAMES_FIELD_NUMBER: _ClassVar[int]
     brightness: float
     contrast: float
     saturation: float
@@ -262,7 +266,11 @@ class ClipFilters(_message.Message):
     blend_mode: BlendMode
     stabilize: bool
     audio_eq: str
-    def __init__(self, brightness: _Optional[float] = ..., contrast: _Optional[float] = ..., saturation: _Optional[float] = ..., blur_sigma: _Optional[float] = ..., grayscale: _Optional[bool] = ..., speed_keyframes: _Optional[_Iterable[_Union[Keyframe, _Mapping]]] = ..., lut_asset_id: _Optional[str] = ..., exposure: _Optional[float] = ..., temperature_kelvin: _Optional[float] = ..., curves: _Optional[_Union[CurvesPreset, str]] = ..., vignette: _Optional[float] = ..., sharpen: _Optional[float] = ..., grain: _Optional[float] = ..., chroma_key: _Optional[_Union[ChromaKey, _Mapping]] = ..., blend_mode: _Optional[_Union[BlendMode, str]] = ..., stabilize: _Optional[bool] = ..., audio_eq: _Optional[str] = ...) -> None: ...
+    look_intensity: AnimatedValue
+    exposure_keyframes: _containers.RepeatedCompositeFieldContainer[Keyframe]
+    temperature_keyframes: _containers.RepeatedCompositeFieldContainer[Keyframe]
+    vignette_keyframes: _containers.RepeatedCompositeFieldContainer[Keyframe]
+    def __init__(self, brightness: _Optional[float] = ..., contrast: _Optional[float] = ..., saturation: _Optional[float] = ..., blur_sigma: _Optional[float] = ..., grayscale: _Optional[bool] = ..., speed_keyframes: _Optional[_Iterable[_Union[Keyframe, _Mapping]]] = ..., lut_asset_id: _Optional[str] = ..., exposure: _Optional[float] = ..., temperature_kelvin: _Optional[float] = ..., curves: _Optional[_Union[CurvesPreset, str]] = ..., vignette: _Optional[float] = ..., sharpen: _Optional[float] = ..., grain: _Optional[float] = ..., chroma_key: _Optional[_Union[ChromaKey, _Mapping]] = ..., blend_mode: _Optional[_Union[BlendMode, str]] = ..., stabilize: _Optional[bool] = ..., audio_eq: _Optional[str] = ..., look_intensity: _Optional[_Union[AnimatedValue, _Mapping]] = ..., exposure_keyframes: _Optional[_Iterable[_Union[Keyframe, _Mapping]]] = ..., temperature_keyframes: _Optional[_Iterable[_Union[Keyframe, _Mapping]]] = ..., vignette_keyframes: _Optional[_Iterable[_Union[Keyframe, _Mapping]]] = ...) -> None: ...
 
 class ChromaKey(_message.Message):
     __slots__ = ("color", "similarity", "blend", "spill")

@@ -5,12 +5,15 @@ import { kindName, useAssets } from "../api/assets";
 import { projects, render } from "../api/client";
 import { toUiError, type UiError } from "../api/errors";
 import { AssetThumb } from "../components/AssetThumb";
+import { EffectsInspector } from "../components/EffectsInspector";
 import { ErrorBanner } from "../components/common";
 import { TimelineView } from "../components/TimelineView";
 import { usePlayback } from "../components/usePlayback";
 import type { ProposedAction } from "../gen/viarte/inference/v1/assistant_pb";
 import { TransitionKind } from "../gen/viarte/render/v1/timeline_pb";
+import type { ProposeEditRequest } from "../gen/viarte/render/v1/render_pb";
 import type { Asset } from "../gen/viarte/storage/v1/storage_pb";
+import { applyProposal, autoEditRequest } from "../timeline/effects";
 import {
   addClip,
   addTrack,
@@ -78,7 +81,7 @@ const SHORTCUTS: [string, string][] = [
 export default function Editor() {
   const { projectId = "" } = useParams();
   const navigate = useNavigate();
-  const { assets, error: assetsError } = useAssets();
+  const { assets, error: assetsError, reload: reloadAssets } = useAssets();
   const facts = useMemo(() => new Map(assets.map((a) => [a.id, assetFacts(a)])), [assets]);
   const [title, setTitle] = useState("");
   const [hist, setHist] = useState<History<Timeline> | null>(null);
@@ -93,6 +96,7 @@ export default function Editor() {
   const [showAssistant, setShowAssistant] = useState(false);
   const [showHelp, setShowHelp] = useState(false);
   const clipboard = useRef<{ clip: Clip; trackId: string } | null>(null);
+  const [proposing, setProposing] = useState(false);
   const etag = useRef("");
   const saved = useRef<Timeline | null>(null);
   const saving = useRef<Promise<void> | null>(null);
@@ -307,11 +311,52 @@ export default function Editor() {
     });
   }
 
+  // ---- smart edit: render's ProposeEdit, applied as one undoable change --------------------------
+  async function propose(request: () => ProposeEditRequest) {
+    let asked: ProposeEditRequest;
+    try {
+      asked = request();
+    } catch (err) {
+      if (err instanceof TimelineError) return setNotice(err.message);
+      throw err;
+    }
+    setProposing(true);
+    setNotice("Cutting the clips to the music…");
+    try {
+      const reply = await render.proposeEdit(asked);
+      const cuts = reply.cutSeconds.length;
+      const done = `Auto-edit: ${cuts} cut${cuts === 1 ? "" : "s"} on the beat (Undo brings your timeline back).`;
+      // As `apply`, with the notice set inside the update (apply's own clearing runs there too).
+      setHist((h) => {
+        if (!h) return h;
+        try {
+          const next = commit(h, applyProposal(h.present, reply.timeline!, facts));
+          setNotice(done);
+          return next;
+        } catch (err) {
+          if (!(err instanceof TimelineError)) throw err;
+          setNotice(err.message);
+          return h;
+        }
+      });
+    } catch (err) {
+      setNotice(null);
+      setError(toUiError(err));
+    } finally {
+      setProposing(false);
+    }
+  }
+
   // ---- assistant actions, applied only after the user confirms in the panel ---------------------
   function applyAction(action: ProposedAction) {
     const a = action.action;
     if (a.case === "startGeneration") {
       navigate("/generate", { state: { parameters: a.value } });
+      return;
+    }
+    if (a.case === "proposeEdit" && a.value.request) {
+      const request = a.value.request;
+      void propose(() => request);
       return;
     }
     apply((tl) => {
@@ -358,6 +403,7 @@ export default function Editor() {
         <button onClick={() => setHist(redo(hist))} disabled={hist.future.length === 0} data-testid="redo" title="Redo (Ctrl+Shift+Z)">↷ Redo</button>
         <button onClick={() => selected && apply((tl) => splitClip(tl, selected, playhead))} disabled={!selected} data-testid="split" title="Split at playhead (S)">✂ Split</button>
         <button onClick={addText} data-testid="add-text">T Add text</button>
+        <button onClick={() => void propose(() => autoEditRequest(timeline))} disabled={proposing} data-testid="auto-edit" title="Cut the video clips to the first audio clip's beats">♫ Auto-edit to music</button>
         <button onClick={() => apply((tl) => addTrack(tl, "video"))}>+ Video track</button>
         <button onClick={() => apply((tl) => addTrack(tl, "audio"))}>+ Audio track</button>
         <label className="checkbox">
@@ -474,6 +520,7 @@ export default function Editor() {
                   <input type="number" step={0.1} min={0.1} value={selection.clip.transitionIn.duration} onChange={(e) => apply((tl) => setTransition(tl, selection.clip.id, { kind: selection.clip.transitionIn!.kind, duration: Number(e.target.value) }))} />
                 </label>
               )}
+              <EffectsInspector timeline={timeline} track={selection.track} clip={selection.clip} assets={assets} apply={apply} onUploaded={() => void reloadAssets()} onError={setError} />
               <button className="danger" onClick={() => { apply((tl) => removeClip(tl, selection.clip.id)); setSelected(null); }}>Delete clip</button>
             </>
           )}

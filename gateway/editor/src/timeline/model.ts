@@ -7,7 +7,9 @@
 
 import { create } from "@bufbuild/protobuf";
 import {
+  type AudioDucking,
   type Clip as ClipProto,
+  type ClipFilters,
   ClipSchema,
   TextStyleSchema,
   TimelineSchema,
@@ -24,6 +26,8 @@ export type ClipType = "video" | "image" | "audio" | "text";
 export interface TransitionIn {
   kind: TransitionKind;
   duration: number;
+  // An xfade transition by name (ListCapabilities), e.g. from ProposeEdit; wins over `kind`.
+  name?: string;
 }
 
 export interface Clip {
@@ -39,6 +43,8 @@ export interface Clip {
   volume: number;
   text: string;
   transitionIn: TransitionIn | null;
+  // Looks, audio EQ, LUT...: the proto message kept whole (timeline/effects.ts edits it).
+  filters?: ClipFilters;
 }
 
 export interface Track {
@@ -49,6 +55,8 @@ export interface Track {
   volume: number;
   muted: boolean;
   hidden: boolean;
+  // Music ducking under another track's voice (timeline/effects.ts).
+  ducking?: AudioDucking;
 }
 
 export interface Canvas {
@@ -423,6 +431,7 @@ export function toProto(timeline: Timeline): TimelineProto {
         muted: track.muted,
         hidden: track.hidden,
         volume: track.volume === 1 ? undefined : track.volume,
+        ducking: track.ducking,
         clips: sorted(track.clips).map((clip) => {
           const timed = clip.type === "video" || clip.type === "audio";
           return create(ClipSchema, {
@@ -435,8 +444,9 @@ export function toProto(timeline: Timeline): TimelineProto {
             volume: clip.volume === 1 ? undefined : clip.volume,
             text: clip.type === "text" ? create(TextStyleSchema, { text: clip.text, fontSize: 48, box: true, boxColor: "#00000088", boxPadding: 12 }) : undefined,
             transitionIn: clip.transitionIn
-              ? create(TransitionSchema, { kind: clip.transitionIn.kind, durationSeconds: clip.transitionIn.duration })
+              ? create(TransitionSchema, { kind: clip.transitionIn.name ? TransitionKind.UNSPECIFIED : clip.transitionIn.kind, name: clip.transitionIn.name ?? "", durationSeconds: clip.transitionIn.duration })
               : undefined,
+            filters: clip.filters,
           });
         }),
       }),
@@ -469,6 +479,7 @@ export function fromProto(proto: TimelineProto, assets: Map<string, AssetFacts>)
         muted: t.muted,
         hidden: t.hidden,
         volume: t.volume ?? 1,
+        ...(t.ducking ? { ducking: t.ducking } : {}),
         clips: t.clips.map((c) => clipFromProto(c, type, assets)),
       };
     }),
@@ -495,8 +506,9 @@ export function clipFromProto(c: ClipProto, trackType: TrackType, assets: Map<st
     volume: c.volume ?? 1,
     text: c.text?.text ?? "",
     transitionIn:
-      c.transitionIn && c.transitionIn.kind !== TransitionKind.UNSPECIFIED
-        ? { kind: c.transitionIn.kind, duration: c.transitionIn.durationSeconds }
+      c.transitionIn && (c.transitionIn.kind !== TransitionKind.UNSPECIFIED || c.transitionIn.name)
+        ? { kind: c.transitionIn.kind, duration: c.transitionIn.durationSeconds, ...(c.transitionIn.name ? { name: c.transitionIn.name } : {}) }
         : null,
+    ...(c.filters ? { filters: c.filters } : {}),
   };
 }

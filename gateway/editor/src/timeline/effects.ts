@@ -1,0 +1,100 @@
+// Effects in the editor's document (issue 18): a clip's audio EQ preset and colour LUT, a track's
+// music ducking, and the smart edit (ProposeEdit) — the request built from the timeline and its
+// answer applied as one change (one undo step). Pure functions, like model.ts; TimelineError for
+// what the user asked that cannot be.
+
+import { create } from "@bufbuild/protobuf";
+import type { ProposeEditRequest } from "../gen/viarte/render/v1/render_pb";
+import { ProposeEditRequestSchema } from "../gen/viarte/render/v1/render_pb";
+import { AudioDuckingSchema, ClipFiltersSchema, type ClipFilters, type Timeline as TimelineProto } from "../gen/viarte/render/v1/timeline_pb";
+import { type AssetFacts, type Clip, findClip, fromProto, type Timeline, TimelineError } from "./model";
+
+// ListCapabilities.audio_eq_presets, with the labels the inspector shows.
+export const EQ_PRESETS: [string, string][] = [
+  ["", "None"],
+  ["voice", "Voice"],
+  ["warm", "Warm"],
+  ["bright", "Bright"],
+  ["bass_boost", "Bass boost"],
+  ["low_cut", "Low cut"],
+  ["high_cut", "High cut"],
+  ["telephone", "Telephone"],
+];
+
+function withFilters(timeline: Timeline, clipId: string, change: (f: ClipFilters) => void, check: (clip: Clip) => void): Timeline {
+  const { track, clip } = findClip(timeline, clipId);
+  check(clip);
+  const filters = create(ClipFiltersSchema, clip.filters ?? {});
+  change(filters);
+  const next: Clip = { ...clip, filters };
+  return { ...timeline, tracks: timeline.tracks.map((t) => (t.id === track.id ? { ...t, clips: t.clips.map((c) => (c.id === clipId ? next : c)) } : t)) };
+}
+
+export function setAudioEq(timeline: Timeline, clipId: string, preset: string): Timeline {
+  if (!EQ_PRESETS.some(([name]) => name === preset)) throw new TimelineError(`unknown EQ preset ${preset}`);
+  return withFilters(timeline, clipId, (f) => { f.audioEq = preset; }, (clip) => {
+    if (clip.type !== "audio" && clip.type !== "video") throw new TimelineError("EQ is for clips with sound");
+  });
+}
+
+// "" removes the LUT.
+export function setLut(timeline: Timeline, clipId: string, lutAssetId: string): Timeline {
+  return withFilters(timeline, clipId, (f) => { f.lutAssetId = lutAssetId; }, (clip) => {
+    if (clip.type !== "video" && clip.type !== "image") throw new TimelineError("a LUT grades video and image clips");
+  });
+}
+
+// Ducks `trackId`'s sound under `voiceTrackId`'s; null turns ducking off.
+export function setDucking(timeline: Timeline, trackId: string, voiceTrackId: string | null): Timeline {
+  const track = timeline.tracks.find((t) => t.id === trackId);
+  if (!track) throw new TimelineError(`no track ${trackId}`);
+  if (voiceTrackId !== null) {
+    const voice = timeline.tracks.find((t) => t.id === voiceTrackId);
+    if (!voice || voice.id === trackId) throw new TimelineError("duck under another track");
+    if (voice.ducking) throw new TimelineError("a ducked track cannot be the voice");
+    if (track.type === "text" || voice.type === "text") throw new TimelineError("ducking is between tracks with sound");
+  }
+  const ducking = voiceTrackId === null ? undefined : create(AudioDuckingSchema, { ...(track.ducking ?? {}), voiceTrackId });
+  return { ...timeline, tracks: timeline.tracks.map((t) => (t.id === trackId ? { ...t, ducking } : t)) };
+}
+
+// "Auto-edit to music": the video clips' assets in timeline order (each once) cut to the first
+// audio clip's asset, on the project's canvas.
+export function autoEditRequest(timeline: Timeline, options: { transitions?: boolean; matchColors?: boolean } = {}): ProposeEditRequest {
+  const videos = timeline.tracks
+    .filter((t) => t.type === "video")
+    .flatMap((t) => t.clips)
+    .filter((c) => c.type === "video")
+    .sort((a, b) => a.start - b.start);
+  const clipAssetIds = [...new Set(videos.map((c) => c.assetId))];
+  const music = timeline.tracks.filter((t) => t.type === "audio").flatMap((t) => t.clips).sort((a, b) => a.start - b.start)[0];
+  if (clipAssetIds.length === 0) throw new TimelineError("add video clips to cut to the music");
+  if (!music) throw new TimelineError("put the music on an audio track first");
+  const c = timeline.canvas;
+  return create(ProposeEditRequestSchema, {
+    clipAssetIds,
+    musicAssetId: music.assetId,
+    canvas: { width: c.width, height: c.height, fps: c.fps, backgroundColor: c.background },
+    transitions: options.transitions ?? true,
+    matchColors: options.matchColors ?? false,
+  });
+}
+
+// The proposal replaces the tracks (the project keeps its canvas); as one change, so one undo
+// brings the previous timeline back.
+export function applyProposal(timeline: Timeline, proposal: TimelineProto, facts: Map<string, AssetFacts>): Timeline {
+  const proposed = fromProto(proposal, facts);
+  if (!proposed.tracks.some((t) => t.clips.length > 0)) throw new TimelineError("the proposal is empty");
+  return { canvas: timeline.canvas, tracks: proposed.tracks.map((t) => ({ ...t, clips: t.clips.map(onGrid) })) };
+}
+
+// The document keeps times in whole milliseconds (model.ts rounds lengths when it saves); cuts on
+// beats are not. Starts and ends are rounded each on their own, so a cut stays exactly where the
+// previous clip ends (no 1 ms overlap the service would refuse) and a transition keeps the overlap.
+const ms = (seconds: number): number => Math.round(seconds * 1000) / 1000;
+function onGrid(clip: Clip): Clip {
+  const start = ms(clip.start);
+  const duration = ms(ms(clip.start + clip.duration) - start);
+  const transitionIn = clip.transitionIn ? { ...clip.transitionIn, duration: ms(clip.transitionIn.duration) } : null;
+  return { ...clip, start, duration, transitionIn };
+}
