@@ -128,7 +128,6 @@ export default function Generate() {
             setJobs((js) => js.map((x) => (x.id === job.id && x.status ? { ...x, status: { ...x.status, state: v.state } } : x)));
           },
           controller.signal,
-          async () => (await generation.getGenerationJob({ id: job.id })).job,
         );
         if (final.state === JobState.SUCCEEDED) {
           const done = (await generation.getGenerationJob({ id: job.id })).job ?? latest;
