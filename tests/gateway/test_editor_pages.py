@@ -98,7 +98,7 @@ async def _project(mesh: Any, user: User, image: str) -> str:
 async def _tiny_generation(mesh: Any, user: User) -> generation_pb2.GenerationJob:
     """A tiny-wan text-to-video job run to its charged end (a usage record and a webhook event)."""
     params = generation_pb2.GenerationParameters(model="tiny-wan", prompt="a red square", width=64, height=64,
-                                                 num_frames=1, num_inference_steps=2, seed=1)  # fmt: skip
+                                                 num_frames=5, num_inference_steps=2, seed=1)  # fmt: skip
     async with grpc.aio.insecure_channel(mesh.endpoints["inference"]) as channel:
         stub = generation_pb2_grpc.GenerationServiceStub(channel)
         job = (await stub.CreateGenerationJob(generation_pb2.CreateGenerationJobRequest(parameters=params),
@@ -110,6 +110,7 @@ async def _tiny_generation(mesh: Any, user: User) -> generation_pb2.GenerationJo
                 )
             ).job
             if job.status.cost.final:
+                assert job.status.state == job_pb2.JOB_STATE_SUCCEEDED, job.status.error
                 return job
             await asyncio.sleep(0.25)
     raise AssertionError(f"generation {job.id} never charged: {job.status}")
@@ -282,9 +283,9 @@ async def test_training_page_live_loss_samples_and_the_lora_in_generate(
     user = await _user(mesh)
     image = await _upload_image(mesh, user)
     steps = 6
-    numbers = {"steps": steps, "rank": 2, "alpha": 2, "learningRate": 0.005, "width": 32, "height": 32, "seed": 3,
+    numbers = {"steps": steps, "rank": 2, "alpha": 2, "learningRate": 0.005, "width": 64, "height": 64, "seed": 3,
                "sampleEveryNSteps": 3, "checkpointEveryNSteps": 3}  # fmt: skip
-    generate = {"width": 64, "height": 64, "numFrames": 1, "steps": 2, "seed": 1}
+    generate = {"width": 64, "height": 64, "numFrames": 5, "steps": 2, "seed": 1}
     params = {"model": "tiny-wan", "imageAssetId": image, "numbers": numbers, "generate": generate}
     result = await asyncio.to_thread(_run_pages, editor_gateway, "training", user, params, 900)
 
@@ -310,7 +311,7 @@ async def test_training_page_live_loss_samples_and_the_lora_in_generate(
             generation_pb2.GetGenerationJobRequest(id=result["generationJobId"]), metadata=user.md)).job  # fmt: skip
     assert [s["assetId"] for s in result["samples"]] == list(job.result.sample_asset_ids)
     assert [s["step"] for s in result["samples"]] == [3, 6]
-    assert result["sampleVideo"]["width"] == 32 and result["sampleVideo"]["duration"] > 0
+    assert result["sampleVideo"]["width"] == 64 and result["sampleVideo"]["duration"] > 0
     assert result["loraId"] == job.result.lora_id and result["loraId"] in result["listedLoras"]
     # "Use in Generate": the LoRA's base model and the LoRA picked; the generation used it.
     assert result["generateModel"] == "tiny-wan"

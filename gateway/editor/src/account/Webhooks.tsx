@@ -24,6 +24,14 @@ function Deliveries({ endpoint, onError }: { endpoint: WebhookEndpoint; onError:
     }
   }, [endpoint.id, onError]);
   useEffect(() => void load(), [load]);
+  // A pending delivery (a retry waiting, or one sent again) is attempted by the account service's
+  // dispatcher in the background: follow it until it settles.
+  const pending = deliveries?.some((d) => d.state === DeliveryState.PENDING) ?? false;
+  useEffect(() => {
+    if (!pending) return;
+    const timer = window.setInterval(() => void load(), 2000);
+    return () => window.clearInterval(timer);
+  }, [pending, load]);
 
   async function redeliver(delivery: WebhookDelivery) {
     try {

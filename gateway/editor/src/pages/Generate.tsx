@@ -51,7 +51,12 @@ export default function Generate() {
   const location = useLocation();
   // From the assistant (parameters) or the Training page ("Use in Generate": a LoRA and its base model).
   const handed = location.state as { parameters?: GenerationParameters; lora?: string; model?: string } | null;
-  const proposed = handed?.parameters ?? (handed?.model ? ({ model: handed.model } as GenerationParameters) : undefined);
+  const handedModel = handed?.model;
+  // Memoised: a new object each render would re-run the loading effect below in a loop.
+  const proposed = useMemo(
+    () => handed?.parameters ?? (handedModel ? ({ model: handedModel } as GenerationParameters) : undefined),
+    [handed?.parameters, handedModel],
+  );
   const handedLora = handed?.lora ?? "";
   const [loras, setLoras] = useState<Lora[]>([]);
   const [models, setModels] = useState<Model[]>([]);
