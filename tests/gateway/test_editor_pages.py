@@ -177,6 +177,10 @@ async def test_every_page_has_no_serious_axe_violation_and_no_console_error(
     serious = {name: _serious(page["violations"]) for name, page in result["pages"].items()}
     assert serious == {name: [] for name in PAGES}, json.dumps(serious, indent=1)
     assert result["consoleErrors"] == []
+    # Every page settles and then makes no call while it sits idle (an effect looping on its own
+    # state would call the gateway again and again).
+    calls = {name: (page["settled"], page["idleCalls"]) for name, page in result["pages"].items()}
+    assert calls == {name: (True, 0) for name in PAGES}, calls
     # What the browser really fetched up front stays within the budget too: the first page's
     # scripts (index, React, the RPC runtime, the login chunk) gzip to at most 250 kB.
     fetched = [editor_dist / p.lstrip("/") for p in result["pages"]["login"]["scripts"]]

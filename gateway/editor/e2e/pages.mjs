@@ -64,7 +64,7 @@ async function axe(name) {
     const run = await window.axe.run(document, { resultTypes: ["violations"] });
     return run.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, targets: v.nodes.slice(0, 5).map((n) => n.target.join(" ")) }));
   });
-  result.pages[name] = { ...(result.pages[name] ?? {}), violations: found };
+  result.pages[name].violations = found;
 }
 
 // Visits a page, waits for its marker and for the network to settle (lazy chunks, first RPCs),
@@ -79,9 +79,18 @@ async function visit(name, path, testId, ready) {
   await page.goto(`${args.base}${path}`);
   await page.getByTestId(testId).waitFor();
   if (ready) await ready();
-  await page.waitForLoadState("networkidle").catch(() => {});
+  // A page that keeps calling the gateway (an effect re-running in a loop) never settles.
+  const settled = await page.waitForLoadState("networkidle", { timeout: 20_000 }).then(() => true, () => false);
   page.off("response", onResponse);
-  result.pages[name] = { scripts };
+  // Calls made while the page sits idle for 2 s: 0 for every page (no polling, no loops).
+  let idleCalls = 0;
+  const onRequest = (request) => {
+    if (request.method() === "POST") idleCalls += 1;
+  };
+  page.on("request", onRequest);
+  await page.waitForTimeout(2000);
+  page.off("request", onRequest);
+  result.pages[name] = { scripts, settled, idleCalls };
   await axe(name);
   await shot(`page-${name}`);
 }

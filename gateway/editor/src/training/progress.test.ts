@@ -32,8 +32,16 @@ describe("training progress from Watch events", () => {
     expect(p.losses).toEqual([{ step: 5, loss: 0.4 }]);
   });
 
+  it("a sample or checkpoint announced after later steps (with its step's loss) adds no point", () => {
+    const steps = [1, 2, 3, 4, 5, 6].map((s) => ev(s, { loss: 1 / s, learning_rate: 1, grad_norm: 1 }));
+    const p = run([...steps, ev(3, { sample_step: 3, loss: 1 / 3 }, "s3"), ev(3, { checkpoint_step: 3, loss: 1 / 3 }, "c3"), ev(6, { sample_step: 6, loss: 1 / 6 }, "s6")]);
+    expect(p.losses.map((l) => l.step)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(p.samples.map((s) => s.step)).toEqual([3, 6]);
+    expect(p.checkpoints).toEqual([{ step: 3, assetId: "c3" }]);
+  });
+
   it("a resumed attempt replaces the steps it trains again (no duplicate points)", () => {
-    const p = run([1, 2, 3, 4, 5, 6, 7].map((s) => ev(s, { loss: s })).concat([6, 7, 8].map((s) => ev(s, { loss: 10 * s }))));
+    const p = run([1, 2, 3, 4, 5, 6, 7].map((s) => ev(s, { loss: s, grad_norm: 1 })).concat([6, 7, 8].map((s) => ev(s, { loss: 10 * s, grad_norm: 1 }))));
     expect(p.losses.map((l) => l.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
     expect(p.losses.at(-1)).toEqual({ step: 8, loss: 80 });
     expect(p.losses[5]).toEqual({ step: 6, loss: 60 });

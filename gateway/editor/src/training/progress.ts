@@ -33,7 +33,10 @@ export function applyEvent(state: TrainingProgress, event: JobEvent): TrainingPr
   if (!p) return state;
   const m = p.metrics;
   let next = state;
-  if (p.stage === Stage.TRAINING && m.loss !== undefined && p.step > 0) {
+  // A step's own event has grad_norm; sample and checkpoint announcements repeat their step's loss
+  // but arrive later (after the asset is stored, steps further on): they are not points.
+  const stepEvent = m.sample_step === undefined && m.checkpoint_step === undefined && m.grad_norm !== undefined;
+  if (p.stage === Stage.TRAINING && stepEvent && m.loss !== undefined && p.step > 0) {
     const point = { step: p.step, loss: m.loss };
     // Keyed by step: a resumed attempt re-trains steps after its checkpoint.
     const losses = state.losses.at(-1)?.step === p.step - 1 || state.losses.length === 0
