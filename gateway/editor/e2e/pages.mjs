@@ -256,6 +256,7 @@ async function training() {
     await page.getByTestId("use-lora").waitFor();
     result.lossPoints = Number(await attr(page.getByTestId("loss-chart"), "data-points"));
     result.placement = await page.getByTestId("training-placement").textContent().catch(() => null);
+    await until(async () => ((await page.getByTestId("training-cost").textContent()) ?? "").startsWith("Charged"), 30_000, "the charge").catch(() => {});
     result.cost = await page.getByTestId("training-cost").textContent().catch(() => null);
     result.samples = await page.locator("[data-testid=training-sample]").evaluateAll((els) => els.map((e) => ({ step: Number(e.dataset.step), assetId: e.dataset.assetId })));
     // The first sample plays: the video element reaches a decodable frame.

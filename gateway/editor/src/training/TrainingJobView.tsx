@@ -53,12 +53,16 @@ export function TrainingJobView({ job: initial, onChange }: { job: TrainingJob; 
     )
       .then(async (final) => {
         // The result (LoRA id, samples) is on the job once it ended.
-        if (TERMINAL.has(final.state) && !controller.signal.aborted) {
+        // The charge follows once the account service recorded the end (cost.final): ask again a
+        // few times so "Charged" replaces the estimate without a reload.
+        for (let attempt = 0; TERMINAL.has(final.state) && !controller.signal.aborted && attempt < 30; attempt++) {
           const done = (await training.getTrainingJob({ id: initial.id })).job;
           if (done) {
             setJob(done);
             changed.current(done);
           }
+          if (!done || done.status?.cost?.final) break;
+          await new Promise((resolve) => setTimeout(resolve, 1000));
         }
       })
       .catch((err: unknown) => !controller.signal.aborted && setError(toUiError(err)));
