@@ -320,6 +320,9 @@ async def test_training_page_live_loss_samples_and_the_lora_in_generate(
     # "Use in Generate": the LoRA's base model and the LoRA picked; the generation used it.
     assert result["generateModel"] == "tiny-wan"
     assert result["generationState"] == "succeeded"
+    # Generate's placement comes from the Watch stream's RUNNING event too (no GetGenerationJob).
+    placed = result["generationPlacement"] or ""
+    assert placed.startswith("Runs on local · node "), placed
     assert [(lw.lora_id, lw.weight) for lw in gen.parameters.loras] == [(job.result.lora_id, 1.0)]
     assert gen.status.state == job_pb2.JOB_STATE_SUCCEEDED
     print(json.dumps({"lossGrowth": growth, "samples": result["samples"]}))
