@@ -43,7 +43,7 @@ def _skip_without_browser() -> None:
 async def editor_gateway(mesh: Any, editor_dist: Path, envoy_factory: Any) -> EnvoyProcess:
     """Envoy serving the freshly built editor in front of the mesh's services."""
     _skip_without_browser()
-    running = [name for name in MESH_SERVICES if name in mesh.services]
+    running = [name for name in (*MESH_SERVICES, "account") if name in mesh.services]
     endpoints = mesh.endpoints
     config = GatewayConfig(
         port=0,
@@ -54,6 +54,7 @@ async def editor_gateway(mesh: Any, editor_dist: Path, envoy_factory: Any) -> En
         storage_address=endpoints["storage"],
         inference_address=endpoints.get("inference", endpoints["auth"]),
         render_address=endpoints.get("render", endpoints["auth"]),
+        account_address=endpoints.get("account", endpoints["auth"]),
     )
     envoy = await envoy_factory(config)
     await envoy.wait_healthy(running, within=60)

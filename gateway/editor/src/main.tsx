@@ -13,6 +13,8 @@ const Generate = lazy(() => import("./pages/Generate"));
 const Projects = lazy(() => import("./pages/Projects"));
 const Editor = lazy(() => import("./pages/Editor"));
 const Export = lazy(() => import("./pages/Export"));
+const Training = lazy(() => import("./pages/Training"));
+const Account = lazy(() => import("./pages/Account"));
 
 function App() {
   return (
@@ -28,6 +30,8 @@ function App() {
               <Route path="/projects" element={<Projects />} />
               <Route path="/projects/:projectId" element={<Editor />} />
               <Route path="/projects/:projectId/export" element={<Export />} />
+              <Route path="/training" element={<Training />} />
+              <Route path="/account" element={<Account />} />
             </Route>
             <Route path="*" element={<Navigate to="/assets" replace />} />
           </Routes>

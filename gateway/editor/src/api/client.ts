@@ -2,12 +2,14 @@
 // gateway; VITE_GATEWAY_URL otherwise (npm run dev).
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
+import { UsageService, WebhookService } from "../gen/viarte/account/v1/account_pb";
 import { AuthService } from "../gen/viarte/auth/v1/auth_pb";
 import { AssistantService } from "../gen/viarte/inference/v1/assistant_pb";
 import { GenerationService } from "../gen/viarte/inference/v1/generation_pb";
 import { ProjectService } from "../gen/viarte/render/v1/project_pb";
 import { RenderService, UpscaleService } from "../gen/viarte/render/v1/render_pb";
 import { StorageService } from "../gen/viarte/storage/v1/storage_pb";
+import { LoraService, TrainingService } from "../gen/viarte/training/v1/training_pb";
 import { getSession, sessionFromTokens, setSession } from "./session";
 import { withTraceparent } from "./tracing";
 
@@ -70,4 +72,8 @@ export const assistant = createClient(AssistantService, transport);
 export const projects = createClient(ProjectService, transport);
 export const render = createClient(RenderService, transport);
 export const upscale = createClient(UpscaleService, transport);
+export const usage = createClient(UsageService, transport);
+export const webhooks = createClient(WebhookService, transport);
+export const training = createClient(TrainingService, transport);
+export const loras = createClient(LoraService, transport);
 export { authClient as anonymousAuth };

@@ -39,6 +39,18 @@ const REASON_MESSAGES: Record<string, string> = {
   TIMELINE_TOO_LONG: "The timeline is too long to render.",
   CANVAS_TOO_LARGE: "The output size is too large.",
   NO_FACE_IN_SOURCE: "No face was found in the source face image.",
+  QUOTA_EXCEEDED: "This would go over your monthly credit budget.",
+  MISSING_SCOPE: "This API key lacks the scope for that.",
+  API_KEY_NOT_FOUND: "That API key does not exist (any more).",
+  INVALID_WEBHOOK_URL: "That webhook URL cannot be used: see the URL field.",
+  WEBHOOK_NOT_FOUND: "That webhook endpoint does not exist (any more).",
+  DELIVERY_NOT_FOUND: "That delivery does not exist (any more).",
+  WEBHOOK_DISABLED: "The endpoint is disabled: enable it first.",
+  TOO_MANY_WEBHOOKS: "You have as many webhook endpoints as allowed. Delete one first.",
+  INVALID_PERIOD: "The period ends before it starts.",
+  INVALID_DATASET: "The dataset has a problem: see the highlighted examples.",
+  LORA_UNSUPPORTED: "This model cannot use or train LoRAs.",
+  LORA_NOT_FOUND: "That LoRA does not exist (any more).",
 };
 
 const CODE_MESSAGES: Partial<Record<Code, string>> = {

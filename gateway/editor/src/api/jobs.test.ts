@@ -4,14 +4,16 @@ import { JobEventSchema, JobState, JobStatusSchema, PlacementSchema, Stage, type
 import { describePlacement, followJob, initialView, type WatchMessage } from "./jobs";
 
 type Job = { id: string; status?: JobStatus };
+type Where = { executor: string; node: string; device: string };
 const RAY_NODE = "3f2a9c1be04d5c7e8a9b0c1d2e3f405162738495a6b7c8d9e0f1a2b3";
 
-function job(state: JobState, placement?: { executor: string; node: string; device: string }): Job {
+function job(state: JobState, placement?: Where): Job {
   return { id: "j1", status: create(JobStatusSchema, { state, placement: placement && create(PlacementSchema, placement) }) };
 }
 
-function event(sequence: bigint, state: JobState, stage: Stage): WatchMessage<Job> {
-  return { payload: { case: "event", value: create(JobEventSchema, { sequence, state, progress: { stage } }) } };
+function event(sequence: bigint, state: JobState, stage: Stage, placement?: Where, metrics?: Record<string, number>): WatchMessage<Job> {
+  const value = create(JobEventSchema, { sequence, state, progress: { stage, metrics }, placement: placement && create(PlacementSchema, placement) });
+  return { payload: { case: "event", value } };
 }
 
 function stream(messages: WatchMessage<Job>[]) {
@@ -21,32 +23,41 @@ function stream(messages: WatchMessage<Job>[]) {
 }
 
 describe("placement in the job view", () => {
-  it("is fetched once when the work reaches a device, and kept to the end", async () => {
-    let fetched = 0;
+  it("comes from the RUNNING event's placement on Watch (no extra fetch), and is kept to the end", async () => {
     const views: (string | undefined)[] = [];
     const final = await followJob<Job>(
       stream([
         { payload: { case: "job", value: job(JobState.QUEUED) } },
-        event(1n, JobState.RUNNING, Stage.FETCHING_INPUTS),
-        event(2n, JobState.RUNNING, Stage.DENOISING),
+        event(1n, JobState.QUEUED, Stage.QUEUED),
+        event(2n, JobState.RUNNING, Stage.FETCHING_INPUTS, { executor: "ray", node: RAY_NODE, device: "gpu:0" }),
         event(3n, JobState.RUNNING, Stage.DENOISING),
         event(4n, JobState.SUCCEEDED, Stage.UPLOADING),
       ]),
       () => {},
       (v) => views.push(v.placement?.executor),
       new AbortController().signal,
-      async () => {
-        fetched += 1;
-        return job(JobState.RUNNING, { executor: "ray", node: RAY_NODE, device: "gpu:0" });
-      },
     );
-    expect(fetched).toBe(1);
     expect(views).toEqual([undefined, undefined, "ray", "ray", "ray"]);
     expect(final.placement?.node).toBe(RAY_NODE);
     expect(describePlacement(final.placement)).toBe("ray · node 3f2a9c1be04d… · gpu:0");
   });
 
-  it("comes from the job itself when it is already placed (no extra fetch)", async () => {
+  it("follows a retry to its new placement", async () => {
+    const final = await followJob<Job>(
+      stream([
+        event(1n, JobState.RUNNING, Stage.DENOISING, { executor: "ray", node: "node-a", device: "gpu:0" }),
+        event(2n, JobState.QUEUED, Stage.QUEUED),
+        event(3n, JobState.RUNNING, Stage.DENOISING, { executor: "ray", node: "node-b", device: "gpu:1" }),
+        event(4n, JobState.SUCCEEDED, Stage.UPLOADING),
+      ]),
+      () => {},
+      () => {},
+      new AbortController().signal,
+    );
+    expect(describePlacement(final.placement)).toBe("ray · node node-b · gpu:1");
+  });
+
+  it("comes from the job itself when it is already placed", async () => {
     const placed = job(JobState.RUNNING, { executor: "local", node: "gpu-host-1", device: "cuda:0" });
     expect(describePlacement(initialView(placed.status).placement)).toBe("local · node gpu-host-1 · cuda:0");
     const final = await followJob<Job>(
@@ -54,9 +65,6 @@ describe("placement in the job view", () => {
       () => {},
       () => {},
       new AbortController().signal,
-      async () => {
-        throw new Error("not needed");
-      },
     );
     expect(final.placement?.executor).toBe("local");
   });
@@ -64,5 +72,25 @@ describe("placement in the job view", () => {
   it("is empty for a job that never ran", () => {
     expect(initialView(job(JobState.QUEUED).status).placement).toBeUndefined();
     expect(describePlacement(undefined)).toBe("");
+  });
+});
+
+describe("events and metrics", () => {
+  it("hands every new event to onEvent once, in order, with the latest metrics in the view", async () => {
+    const seen: bigint[] = [];
+    const final = await followJob<Job>(
+      stream([
+        event(1n, JobState.RUNNING, Stage.TRAINING, undefined, { loss: 0.5 }),
+        event(1n, JobState.RUNNING, Stage.TRAINING, undefined, { loss: 0.5 }),
+        event(2n, JobState.RUNNING, Stage.TRAINING, undefined, { loss: 0.25 }),
+        event(3n, JobState.SUCCEEDED, Stage.UPLOADING),
+      ]),
+      () => {},
+      () => {},
+      new AbortController().signal,
+      (e) => seen.push(e.sequence),
+    );
+    expect(seen).toEqual([1n, 2n, 3n]);
+    expect(final.metrics).toEqual({});
   });
 });

@@ -12,6 +12,8 @@ export interface JobView {
   events: number;
   // Where the (last) attempt runs: executor, node, device; set once the job is on a device.
   placement: Placement | undefined;
+  // Measurements of the latest event (training: loss, learning_rate, grad_norm, ...).
+  metrics: Record<string, number>;
 }
 
 export type WatchMessage<J> = { payload: { case: "job"; value: J } | { case: "event"; value: JobEvent } | { case: undefined; value?: undefined } };
@@ -27,18 +29,13 @@ export function initialView(status?: JobStatus): JobView {
     previewUrl: null,
     events: 0,
     placement: placed(status?.placement),
+    metrics: {},
   };
 }
 
 function placed(placement: Placement | undefined): Placement | undefined {
   return placement?.executor ? placement : undefined;
 }
-
-// Progress from these stages comes from the device the job was placed on: the placement is
-// recorded by then (events themselves do not carry it).
-const DEVICE_STAGES = new Set([
-  Stage.MODEL_LOADING, Stage.DENOISING, Stage.DECODING, Stage.FACE_SWAP, Stage.UPSCALING, Stage.RENDERING, Stage.ENCODING,
-]);
 
 function previewOf(progress: Progress | undefined, previous: string | null): string | null {
   if (!progress || progress.previewJpeg.length === 0) return previous;
@@ -51,12 +48,11 @@ export async function followJob<J extends { status?: JobStatus }>(
   onJob: (job: J) => void,
   onView: (view: JobView) => void,
   signal: AbortSignal,
-  // Fetches the job once its work reached a device, for the placement (events do not carry it).
-  fetchJob?: () => Promise<J | undefined>,
+  // Called with every new event (after the view was updated), e.g. to collect a training's losses.
+  onEvent?: (event: JobEvent) => void,
 ): Promise<JobView> {
   let view = initialView();
   let attempts = 0;
-  let askedPlacement = false;
   while (!signal.aborted) {
     try {
       for await (const message of watch(view.lastSequence, signal)) {
@@ -84,15 +80,11 @@ export async function followJob<J extends { status?: JobStatus }>(
             lastSequence: event.sequence,
             previewUrl: previewOf(event.progress, view.previewUrl),
             events: view.events + 1,
+            // The RUNNING event of each attempt carries where it was placed (a retry may move it).
+            placement: placed(event.placement) ?? view.placement,
+            metrics: event.progress ? { ...event.progress.metrics } : view.metrics,
           };
-          if (fetchJob && !view.placement && !askedPlacement && event.progress && DEVICE_STAGES.has(event.progress.stage)) {
-            askedPlacement = true;
-            const job = await fetchJob().catch(() => undefined);
-            if (job) {
-              onJob(job);
-              view = { ...view, placement: placed(job.status?.placement) };
-            }
-          }
+          onEvent?.(event);
         }
         onView(view);
       }
@@ -121,6 +113,7 @@ const STAGE_NAMES: Record<number, string> = {
   [Stage.ENCODING]: "Encoding",
   [Stage.UPLOADING]: "Saving",
   [Stage.GENERATING_TEXT]: "Writing",
+  [Stage.TRAINING]: "Training",
 };
 
 export function describeProgress(view: JobView): string {

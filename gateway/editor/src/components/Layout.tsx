@@ -39,10 +39,12 @@ export function Layout() {
     <div className="app">
       <header className="topbar">
         <span className="brand">Viarte Studio</span>
-        <nav>
+        <nav aria-label="Main">
           <NavLink to="/assets">Library</NavLink>
           <NavLink to="/generate">Generate</NavLink>
           <NavLink to="/projects">Projects</NavLink>
+          <NavLink to="/training">Training</NavLink>
+          <NavLink to="/account">Account</NavLink>
         </nav>
         <span className="spacer" />
         {name && <span className="muted" data-testid="display-name">{name}</span>}

@@ -6,6 +6,7 @@ export function ErrorBanner({ error, onClose }: { error: UiError | null; onClose
   return (
     <div className="error-banner" role="alert" data-testid="error-banner" data-reason={error.reason}>
       <span>{error.message}</span>
+      {error.reason && <code className="reason">{error.reason}</code>}
       {error.retryAfterSeconds != null && <span> (retry in {Math.ceil(error.retryAfterSeconds)} s)</span>}
       {onClose && (
         <button className="link" onClick={onClose} aria-label="Dismiss">

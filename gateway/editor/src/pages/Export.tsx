@@ -63,7 +63,6 @@ export default function Export() {
         setJob,
         setView,
         controller.signal,
-        async () => (await render.getRenderJob({ id: created.id })).job,
       );
       if (final.state === JobState.SUCCEEDED) {
         const done = (await render.getRenderJob({ id: created.id })).job!;

@@ -1,11 +1,12 @@
 import { useCallback, useEffect, useMemo, useRef, useState, type FormEvent } from "react";
 import { useLocation } from "react-router-dom";
 import { downloadUrl, kindName, useAssets } from "../api/assets";
-import { assistant, generation } from "../api/client";
+import { assistant, generation, loras as loraClient } from "../api/client";
 import { fieldError, toUiError, type UiError } from "../api/errors";
 import { describePlacement, describeProgress, followJob, initialView, stateName, TERMINAL, type JobView } from "../api/jobs";
 import { ErrorBanner, Field, ProgressBar } from "../components/common";
 import { Task, type GenerationJob, type GenerationParameters, type Model } from "../gen/viarte/inference/v1/generation_pb";
+import type { Lora } from "../gen/viarte/training/v1/training_pb";
 import { JobState } from "../gen/viarte/type/v1/job_pb";
 
 interface Form {
@@ -21,6 +22,9 @@ interface Form {
   height: number;
   numFrames: number;
   steps: number;
+  // One trained LoRA of the caller for the chosen model ("" = none) and its weight.
+  loraId: string;
+  loraWeight: number;
 }
 
 function defaultsFor(model: Model | undefined, form: Partial<Form>): Form {
@@ -38,12 +42,23 @@ function defaultsFor(model: Model | undefined, form: Partial<Form>): Form {
     height: l?.defaultHeight ?? 0,
     numFrames: l?.defaultFrames ?? 0,
     steps: l?.defaultSteps ?? 0,
+    loraId: form.loraId ?? "",
+    loraWeight: form.loraWeight ?? 1,
   };
 }
 
 export default function Generate() {
   const location = useLocation();
-  const proposed = (location.state as { parameters?: GenerationParameters } | null)?.parameters;
+  // From the assistant (parameters) or the Training page ("Use in Generate": a LoRA and its base model).
+  const handed = location.state as { parameters?: GenerationParameters; lora?: string; model?: string } | null;
+  const handedModel = handed?.model;
+  // Memoised: a new object each render would re-run the loading effect below in a loop.
+  const proposed = useMemo(
+    () => handed?.parameters ?? (handedModel ? ({ model: handedModel } as GenerationParameters) : undefined),
+    [handed?.parameters, handedModel],
+  );
+  const handedLora = handed?.lora ?? "";
+  const [loras, setLoras] = useState<Lora[]>([]);
   const [models, setModels] = useState<Model[]>([]);
   const [form, setForm] = useState<Form>(defaultsFor(undefined, {}));
   const [error, setError] = useState<UiError | null>(null);
@@ -72,7 +87,7 @@ export default function Generate() {
         setModels(reply.models);
         const first = reply.models.find((m) => m.id === proposed?.model) ?? reply.models[0];
         setForm((f) => ({
-          ...defaultsFor(first, { ...f, prompt: proposed?.prompt ?? f.prompt, negativePrompt: proposed?.negativePrompt ?? f.negativePrompt, task: proposed?.task || f.task }),
+          ...defaultsFor(first, { ...f, prompt: proposed?.prompt ?? f.prompt, negativePrompt: proposed?.negativePrompt ?? f.negativePrompt, task: proposed?.task || f.task, loraId: handedLora || f.loraId }),
         }));
       },
       (err) => setError(toUiError(err)),
@@ -83,7 +98,20 @@ export default function Generate() {
     );
     void loadJobs();
     return () => abort.current?.abort();
-  }, [loadJobs, proposed]);
+  }, [loadJobs, proposed, handedLora]);
+
+  // The caller's LoRAs trained on the chosen model (a LoRA of another base model is refused).
+  useEffect(() => {
+    if (!form.model) return;
+    let live = true;
+    loraClient.listLoras({ pageSize: 100, baseModel: form.model }).then(
+      (reply) => live && setLoras(reply.loras),
+      () => live && setLoras([]),
+    );
+    return () => {
+      live = false;
+    };
+  }, [form.model]);
 
   function update<K extends keyof Form>(key: K, value: Form[K]) {
     setForm((f) => ({ ...f, [key]: value }));
@@ -128,7 +156,6 @@ export default function Generate() {
             setJobs((js) => js.map((x) => (x.id === job.id && x.status ? { ...x, status: { ...x.status, state: v.state } } : x)));
           },
           controller.signal,
-          async () => (await generation.getGenerationJob({ id: job.id })).job,
         );
         if (final.state === JobState.SUCCEEDED) {
           const done = (await generation.getGenerationJob({ id: job.id })).job ?? latest;
@@ -164,6 +191,7 @@ export default function Generate() {
           seed,
           previewEveryNSteps: 1,
           faceSwap: form.faceSwap ? { sourceFaceAssetId: form.faceAssetId } : undefined,
+          loras: form.loraId ? [{ loraId: form.loraId, weight: form.loraWeight }] : [],
         },
       });
       if (reply.job) {
@@ -262,6 +290,25 @@ export default function Generate() {
             <input type="number" name="steps" value={form.steps} onChange={(e) => update("steps", Number(e.target.value))} />
           </Field>
         </div>
+        {(loras.length > 0 || form.loraId) && (
+          <div className="grid4">
+            <Field label="LoRA" error={field("loras")}>
+              <select name="lora" value={form.loraId} onChange={(e) => update("loraId", e.target.value)} data-testid="lora-select">
+                <option value="">— none —</option>
+                {form.loraId && !loras.some((l) => l.id === form.loraId) && <option value={form.loraId}>{form.loraId.slice(0, 8)}</option>}
+                {loras.map((l) => (
+                  <option key={l.id} value={l.id}>
+                    {l.name}
+                    {l.triggerWord ? ` (${l.triggerWord})` : ""}
+                  </option>
+                ))}
+              </select>
+            </Field>
+            <Field label="LoRA weight" error={field("loras[0].weight")}>
+              <input type="number" name="loraWeight" step="0.1" min={-4} max={4} value={form.loraWeight} onChange={(e) => update("loraWeight", Number(e.target.value))} />
+            </Field>
+          </div>
+        )}
         <Field label="Seed" error={field("seed")} hint="Empty = random">
           <input name="seed" inputMode="numeric" pattern="[0-9]*" value={form.seed} onChange={(e) => update("seed", e.target.value)} />
         </Field>

@@ -30,7 +30,7 @@ export default function Login() {
   }
 
   return (
-    <div className="auth-page">
+    <main className="auth-page">
       <form className="card auth-card" onSubmit={submit} data-testid="login-form">
         <h1>Sign in to Viarte Studio</h1>
         <ErrorBanner error={error} />
@@ -45,6 +45,6 @@ export default function Login() {
           New here? <Link to="/register">Create an account</Link>
         </p>
       </form>
-    </div>
+    </main>
   );
 }

@@ -31,7 +31,7 @@ export default function Register() {
   const emailError = fieldError(error, "email") ?? (error?.reason === "INVALID_EMAIL" || error?.reason === "EMAIL_TAKEN" ? error.message : undefined);
   const passwordError = fieldError(error, "password") ?? (error?.reason === "WEAK_PASSWORD" ? error.message : undefined);
   return (
-    <div className="auth-page">
+    <main className="auth-page">
       <form className="card auth-card" onSubmit={submit} data-testid="register-form">
         <h1>Create your account</h1>
         <ErrorBanner error={emailError || passwordError ? null : error} />
@@ -49,6 +49,6 @@ export default function Register() {
           Already have an account? <Link to="/login">Sign in</Link>
         </p>
       </form>
-    </div>
+    </main>
   );
 }
