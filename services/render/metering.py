@@ -34,7 +34,7 @@ def describe(record: JobRecord) -> JobOutcome:
             return outcome_of(record, KINDS[RENDER], quantities=Usage(video_seconds=r.duration_seconds, frames=r.frame_count),
                               result_asset_ids=[r.video_asset_id, r.poster_asset_id])
         p = render_pb2.RenderParameters.FromString(record.parameters)
-        fps = p.output_fps or p.timeline.fps or 0.0
+        fps = p.output_fps or p.timeline.canvas.fps or 0.0  # the output fps, else the canvas's
         frames = record.progress.frame if record.progress.total_frames else 0  # the frame counter it stopped at
         return outcome_of(record, KINDS[RENDER], quantities=Usage(video_seconds=frames / fps if fps > 0 else 0.0,
                                                                   frames=frames))

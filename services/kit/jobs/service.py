@@ -284,8 +284,9 @@ class JobService:
         ``after_sequence`` (stored ones, then live ones) until the job is terminal, whichever
         replica runs it: events written elsewhere are re-read from the log when a notification
         (or, without one, the ``poll_seconds`` poll) says there are new ones."""
-        await self.get(owner, kind, job_id)
-        with self.broker.subscribe(job_id) as sub:  # subscribe before reading: no gap
+        # Subscribe before the one read (no gap); a job that is not the caller's is NOT_FOUND
+        # from that read, and leaving the block drops the subscription.
+        with self.broker.subscribe(job_id) as sub:
             record = await self.get(owner, kind, job_id)
             yield record
             last = max(after_sequence, 0)

@@ -139,6 +139,9 @@ class JobStore:
         self.postgres = self.dialect == "postgresql"
         self._now = _db_now_us(self.dialect)
         self._hold_limit_ms = int(hold_limit_seconds * 1000)
+        # Reads run outside a transaction on PostgreSQL: each statement is its own snapshot, and
+        # the BEGIN and ROLLBACK around it would be two more round trips per read. (SQLite: in-process.)
+        self._reads = engine.execution_options(isolation_level="AUTOCOMMIT") if self.postgres else engine
 
     def _guard(self, session: Session) -> None:
         """PostgreSQL: a replica frozen inside one of these transactions (SIGSTOP, a VM pause) holds
@@ -186,12 +189,12 @@ class JobStore:
 
     # -- reads ----------------------------------------------------------------------------------
     def get(self, job_id: str) -> JobRecord | None:
-        with Session(self._engine) as session:
+        with Session(self._reads) as session:
             row = session.get(JobRow, job_id)
             return JobRecord.from_row(row) if row else None
 
     def find(self, owner: str, kind: str, request_id: str) -> JobRecord | None:
-        with Session(self._engine) as session:
+        with Session(self._reads) as session:
             row = session.exec(
                 select(JobRow).where(JobRow.owner == owner, JobRow.kind == kind, JobRow.request_id == request_id)
             ).first()
@@ -208,11 +211,11 @@ class JobStore:
             created, ident = col(JobRow.create_us), col(JobRow.id)
             stmt = stmt.where(sa.or_(created < t, sa.and_(created == t, ident < jid)))
         stmt = stmt.order_by(col(JobRow.create_us).desc(), col(JobRow.id).desc()).limit(limit)
-        with Session(self._engine) as session:
+        with Session(self._reads) as session:
             return [JobRecord.from_row(r) for r in session.exec(stmt)]
 
     def in_state(self, state: int) -> list[JobRecord]:
-        with Session(self._engine) as session:
+        with Session(self._reads) as session:
             rows = session.exec(select(JobRow).where(JobRow.state == state).order_by(col(JobRow.create_us)))
             return [JobRecord.from_row(r) for r in rows]
 
@@ -220,13 +223,13 @@ class JobStore:
         stmt = select(JobEventRow).where(JobEventRow.job_id == job_id, JobEventRow.seq > after)
         if upto is not None:
             stmt = stmt.where(JobEventRow.seq <= upto)
-        with Session(self._engine) as session:
+        with Session(self._reads) as session:
             rows = session.exec(stmt.order_by(col(JobEventRow.seq)))
             return [job_pb2.JobEvent.FromString(r.payload) for r in rows]
 
     def queue_counts(self, priority: int) -> tuple[int, int]:
         """(QUEUED jobs in all, those that run before a job created now with ``priority``)."""
-        with Session(self._engine) as session:
+        with Session(self._reads) as session:
             return self._queue_counts(session, priority)
 
     @staticmethod
@@ -241,7 +244,7 @@ class JobStore:
     def positions(self, jobs: Sequence[tuple[str, int, int]]) -> dict[str, int]:
         """{job id: 1-based queue position} of (id, priority, create_us) jobs still QUEUED."""
         out: dict[str, int] = {}
-        with Session(self._engine) as session:
+        with Session(self._reads) as session:
             for job_id, priority, create_us in jobs:
                 queued = session.exec(select(JobRow.id).where(JobRow.id == job_id, JobRow.state == QUEUED)).first()
                 if queued is not None:
@@ -252,7 +255,7 @@ class JobStore:
     def queue_head(self, limit: int) -> list[tuple[str, int]]:
         """The first ``limit`` QUEUED jobs in claim order, with the position their row last announced."""
         stmt = select(JobRow.id, JobRow.progress).where(JobRow.state == QUEUED).order_by(*_queue_order()).limit(limit)
-        with Session(self._engine) as session:
+        with Session(self._reads) as session:
             return [(jid, job_pb2.Progress.FromString(p).queue_position if p else 0) for jid, p in session.exec(stmt)]
 
     def expired(self, *, also_owner: str | None = None, every_running: bool = False) -> list[str]:
@@ -260,7 +263,7 @@ class JobStore:
         stmt = select(JobRow.id).where(JobRow.state == RUNNING)
         if not every_running:
             stmt = stmt.where(self._takeable(also_owner))
-        with Session(self._engine) as session:
+        with Session(self._reads) as session:
             return list(session.exec(stmt.order_by(col(JobRow.create_us))))
 
     def _takeable(self, also_owner: str | None) -> sa.ColumnElement[bool]:
@@ -279,10 +282,7 @@ class JobStore:
         decides; the loser reads the winner's). Raises :class:`QueueFull` when ``max_queued`` jobs
         wait already: counted and inserted in one transaction under one lock (the PostgreSQL
         advisory lock; SQLite's write lock), so concurrent creates on N replicas never pass it."""
-        if request_id:
-            existing = self.find(owner, kind, request_id)
-            if existing:
-                return None, existing
+        # No look-up first: the unique index decides (JobService.create looks before admitting).
         check_transition(job_pb2.JOB_STATE_UNSPECIFIED, QUEUED)
         row = JobRow(
             id=job_id or str(uuid.uuid4()), owner=owner, kind=kind, request_id=request_id or None, parameters=parameters,
@@ -291,17 +291,22 @@ class JobStore:
         )
         try:
             with Session(self._engine) as session:
-                if self.postgres:  # held until commit or rollback
+                if self.postgres:
+                    # Held until commit or rollback; the row is inserted (with its position) at commit.
                     session.connection().execute(sa.select(sa.func.pg_advisory_xact_lock(_QUEUE_LOCK)))
-                session.add(row)
-                session.flush()  # SQLite: the INSERT takes the write lock before the count below
-                queued, ahead = self._queue_counts(session, priority, besides=row.id)
+                    queued, ahead = self._queue_counts(session, priority)
+                else:
+                    session.add(row)
+                    session.flush()  # the INSERT takes SQLite's write lock before the count
+                    queued, ahead = self._queue_counts(session, priority, besides=row.id)
                 if max_queued is not None and queued >= max_queued:
                     session.rollback()
                     raise QueueFull(queued)
                 if progress is None:
                     progress = job_pb2.Progress(stage=job_pb2.STAGE_QUEUED, queue_position=ahead + 1)
                 row.progress = _without_preview(progress)
+                session.add(row)
+                session.flush()  # the job before its event (the foreign key)
                 ev = _event(1, now_us, QUEUED, progress)
                 self._append(session, row, ev)
                 self._notify(session, listener.QUEUED, row.id, 1)
