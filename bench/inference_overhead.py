@@ -147,10 +147,15 @@ async def main(args: argparse.Namespace) -> None:
             # Warm both sides (model load, first-call allocations), then alternate rounds.
             await _mesh_run(inference.stub, user, p)
             direct.run(p, base / "warm.mp4")
-            direct_times, matched_times, mesh_times, latencies = [], [], [], []
-            direct_cpu, mesh_cpu = [], []
+            direct_times: list[float] = []
+            matched_times: list[float] = []
+            mesh_times: list[float] = []
+            latencies: list[float] = []
+            direct_cpu: list[float] = []
+            mesh_cpu: list[float] = []
             pids = [inference.parts.pool.workers[0].pid, s3.pid]
-            asset_id, stages, split = "", {}, [0.0, 0.0, 0.0]
+            stages: dict[str, float] = {}
+            asset_id, split = "", [0.0, 0.0, 0.0]
             for _ in range(args.rounds):
                 c0 = _cpu(pids)
                 direct_times.append(direct.run(p, base / "direct.mp4"))

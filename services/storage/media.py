@@ -302,7 +302,7 @@ def thumbnail_seek(facts: MediaFacts) -> str | None:
 
 # The facts a thumbnail is started with before the probe has answered: a video of 10 s or more has its
 # frame at 1 s, a picture has no seek. A probe that says otherwise gets a second thumbnail.
-_THUMBNAIL_GUESS = {VIDEO: MediaFacts(duration_seconds=10.0), IMAGE: MediaFacts()}
+_THUMBNAIL_GUESS: dict[int, MediaFacts] = {VIDEO: MediaFacts(duration_seconds=10.0), IMAGE: MediaFacts()}
 
 
 class ThumbnailError(MediaError):
