@@ -131,7 +131,8 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-inference-") as tmp:
         base = Path(tmp)
         async with AsyncExitStack() as stack:
-            auth = await stack.enter_async_context(running_auth(test_auth_config(str(base / "auth"))))
+            # Tokens outlive a long run on a loaded machine (the default 15 min did not).
+            auth = await stack.enter_async_context(running_auth(test_auth_config(str(base / "auth"), access_token_ttl_seconds=4 * 3600)))
             s3 = await stack.enter_async_context(running_s3(base / "s3"))
             storage = await stack.enter_async_context(
                 running_storage(test_storage_config(base / "storage", s3, auth), s3))

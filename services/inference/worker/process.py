@@ -85,7 +85,7 @@ def resolve_setup(setup: WorkerSetup) -> WorkerSetup:
         dtype = "bf16" if device == "cpu" or torch.cuda.is_bf16_supported() else "fp16"
     threads = setup.config.worker_threads
     if threads == 0 and device == "cpu":
-        # Every core this process may run on: with OpenMP's passive waiting (set_openmp_env) the
+        # Every core this process may run on: with OpenMP's passive waiting (openmp_env) the
         # server's event handling no longer stalls the worker's parallel regions, so no core needs
         # to be left idle for it (bench/inference_overhead.py, "defaults on both sides").
         threads = _usable_cores()
@@ -99,19 +99,18 @@ def _usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def set_openmp_env(setup: WorkerSetup) -> None:
-    """OMP_WAIT_POLICY for this process, from the config; only effective before torch (and so
-    libgomp) is loaded, which is why the worker calls it first. "auto" makes a CPU worker's
-    threads sleep at once when an op is done instead of spinning for a while (libgomp's default):
-    a spinner holds a core the server needs to forward an event, and once the server preempts a
-    thread of the next parallel region the whole region waits for it. The GPU path keeps the
-    library default (its CPU threads are idle, and "auto" never guesses a CUDA box to be CPU);
+def openmp_env(setup: WorkerSetup) -> dict[str, str]:
+    """The OpenMP environment of a worker, from the config; effective only when set before torch
+    (and so libgomp) is loaded, which is why `worker_main` sets it first. "auto" is PASSIVE on a CPU
+    worker: threads that finished their share of an op sleep at once instead of spinning for a while
+    (libgomp's default); a spinner holds a core the server needs to forward an event, and once the
+    server preempts a thread of the next parallel region the whole region waits for it. The GPU path
+    keeps the library default ("auto" never takes a machine with an NVIDIA driver for CPU-only);
     "" leaves whatever the environment says."""
     policy = setup.config.omp_wait_policy
     if policy == "auto":
         policy = "passive" if setup.device == "cpu" or (setup.device == "auto" and not _nvidia_driver()) else ""
-    if policy:
-        os.environ.update(OMP_WAIT_POLICY=policy.upper())
+    return {"OMP_WAIT_POLICY": policy.upper()} if policy else {}
 
 
 def _nvidia_driver() -> bool:
@@ -135,7 +134,7 @@ def worker_main(conn: Connection, setup: WorkerSetup) -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    set_openmp_env(setup)  # before resolve_setup imports torch
+    os.environ.update(openmp_env(setup))  # before resolve_setup imports torch
     setup = resolve_setup(setup)
     if setup.config.worker_threads:
         import torch
