@@ -20,7 +20,11 @@ atempo pieces) vs the same footage at the constant speed that gives the same len
 the ramp (goal: close to 1.0x).
 
 Source media are generated once with ffmpeg lavfi into .cache/bench-render/.
+Render job (issue 20): the issue's own 60 s timeline (bench/render_job.py) as a render job through
+the mesh, storing its MP4 and poster, vs the hand-written command for that timeline; goal ≤ 1.00x.
+
 Run: .venv/bin/python bench/render_vs_peers.py [--seconds 60] [--rounds 2] [--skip-moviepy] [--upscale-frames 24]
+     [--skip-job] [--job-rounds 3]
 """
 
 from __future__ import annotations
@@ -55,6 +59,11 @@ FONT = font_file("DejaVu Sans") or "/usr/share/fonts/truetype/dejavu/DejaVuSans.
 
 def ffmpeg(*args: str) -> None:
     subprocess.run(["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args], check=True)
+
+
+def _source(path: Path) -> Source:
+    ctype = "audio/mp4" if path.suffix == ".m4a" else "video/mp4"
+    return Source(str(path), probe(str(path), ctype), ctype)
 
 
 def make_sources(seconds: float) -> dict[str, Path]:
@@ -114,7 +123,7 @@ def timeline(edit: Edit) -> tl.Timeline:
 
 
 async def run_service(edit: Edit, src: dict[str, Path], out_dir: Path) -> float:
-    sources = {k: Source(str(p), probe(str(p))) for k, p in src.items()}
+    sources = {k: _source(p) for k, p in src.items()}
     t0 = time.perf_counter()
     plan = plan_timeline(timeline(edit), sources, Limits())
     await render_plan(plan, out_dir, EncoderOptions("libx264", dict(X264)))
@@ -234,7 +243,7 @@ def bench_render(seconds: float, skip_moviepy: bool, rounds: int) -> None:
 
 def bench_ramp(seconds: float, rounds: int) -> None:
     src = make_sources(seconds)
-    sources = {"a": Source(str(src["a"]), probe(str(src["a"])))}
+    sources = {"a": _source(src["a"])}
     out_len = min(20.0, seconds / 3)
     kfs = [tl.Keyframe(time_seconds=0, value=0.5), tl.Keyframe(time_seconds=out_len / 3, value=2.0, easing=tl.EASING_EASE_IN_OUT),
            tl.Keyframe(time_seconds=2 * out_len / 3, value=1.0, easing=tl.EASING_EASE_OUT)]
@@ -362,12 +371,18 @@ def main() -> None:
     parser.add_argument("--skip-upscale", action="store_true")
     parser.add_argument("--skip-render", action="store_true")
     parser.add_argument("--skip-ramp", action="store_true")
+    parser.add_argument("--skip-job", action="store_true")
+    parser.add_argument("--job-rounds", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--upscale-frames", type=int, default=24)
     parser.add_argument("--upscale-size", default="64x36")
     args = parser.parse_args()
     if not args.skip_render:
         bench_render(args.seconds, args.skip_moviepy, args.rounds)
+    if not args.skip_job:
+        from bench.render_job import bench_job
+
+        asyncio.run(bench_job(args.seconds, make_sources(args.seconds), args.job_rounds, FONT))
     if not args.skip_ramp:
         bench_ramp(args.seconds, args.rounds)
     if not args.skip_upscale:

@@ -281,10 +281,14 @@ async def handle_render(ctx: RenderContext, job: RunningJob) -> bytes:
         if params.project_id:
             labels["project_id"] = params.project_id
         name = params.output_name or "render.mp4"
-        asset = await ctx.storage.store(job.owner, video, name=name, content_type="video/mp4", labels=labels, request_id=f"{job.id}:video")
-        poster = await ctx.storage.store(
-            job.owner, out.poster, name=Path(name).stem + "-poster.jpg", content_type="image/jpeg",
-            labels=labels | {"role": "poster"}, request_id=f"{job.id}:poster",
+        # Side by side: storage verifies (probes, thumbnails) one while the other streams. Each has
+        # its request_id, so a retried job gets the same assets back whichever one was stored.
+        asset, poster = await asyncio.gather(
+            ctx.storage.store(job.owner, video, name=name, content_type="video/mp4", labels=labels, request_id=f"{job.id}:video"),
+            ctx.storage.store(
+                job.owner, out.poster, name=Path(name).stem + "-poster.jpg", content_type="image/jpeg",
+                labels=labels | {"role": "poster"}, request_id=f"{job.id}:poster",
+            ),
         )
     rendered: bytes = render_pb2.RenderResult(
         video_asset_id=asset.id, poster_asset_id=poster.id, duration_seconds=out.duration, width=width,

@@ -29,6 +29,7 @@ _GLOBAL = ("-hide_banner", "-nostdin", "-loglevel", "error")
 # (colour sources, text, looks, transitions in 4:4:4) use BT.601 in limited range. Untagged H.264 is
 # decoded by browsers as BT.709, which moves saturated colours ~9 levels: every output says what it is.
 BT601_TAGS: dict[str, str] = {"colorspace": "bt470bg", "color_primaries": "smpte170m", "color_trc": "smpte170m", "color_range": "tv"}
+_POSTER_QUALITY = 3  # JPEG qscale (2 best .. 31)
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,19 @@ class RenderOutput:
 
 
 def render_args(
-    graph: CompiledGraph, out: Path, encoding: EncoderOptions, *, ffmpeg_binary: str = "ffmpeg", workdir: Path
+    graph: CompiledGraph, out: Path, encoding: EncoderOptions, *, ffmpeg_binary: str = "ffmpeg", workdir: Path,
+    poster: Path | None = None,
 ) -> list[str]:
     """The one ffmpeg command: all inputs, one filter graph (read from a file in ``workdir``),
-    H.264/AAC MP4 with faststart."""
-    streams: list[Any] = [graph.video] + ([graph.audio] if graph.audio is not None else [])
+    H.264/AAC MP4 with faststart; with ``poster``, also that JPEG of the frame at `poster_time`,
+    taken from the same decode (a second output: no second ffmpeg reading the MP4 back). The MP4's
+    bytes are the same either way: its encoder gets the same frames."""
+    video = graph.video
+    still: Any = None
+    if poster is not None:
+        split = video.split()
+        video, still = split[0], split[1].trim(start=poster_time(graph.duration))
+    streams: list[Any] = [video] + ([graph.audio] if graph.audio is not None else [])
     options: dict[str, Any] = {
         "vcodec": encoding.encoder,
         "pix_fmt": "yuv420p",
@@ -61,7 +70,15 @@ def render_args(
     if graph.audio is not None:
         options.update({"acodec": "aac", "b:a": "192k", "ar": 48000})
     node = ffmpeg.output(*streams, str(out), **options)
+    if still is not None:
+        # The MP4 stays the first output: ffmpeg's progress reports count its frames.
+        node = ffmpeg.merge_outputs(node, ffmpeg.output(still, str(poster), vframes=1, **{"q:v": _POSTER_QUALITY}))
     return _command(node, ffmpeg_binary, workdir, "-y", "-progress", "pipe:1", "-nostats")
+
+
+def poster_time(duration: float) -> float:
+    """The poster's frame: 1 s in (past a fade from black), or the middle of a shorter video."""
+    return min(1.0, duration / 2)
 
 
 async def render_plan(
@@ -80,11 +97,12 @@ async def render_plan(
     # Loudness pass first when the mix is normalised; compiling writes files: off the event loop.
     graph = await compile_normalised(plan, workdir, ffmpeg_binary=ffmpeg_binary, cancel=cancel)
     video = workdir / output_name
-    args = render_args(graph, video, encoding, ffmpeg_binary=ffmpeg_binary, workdir=workdir)
     poster = workdir / "poster.jpg"
+    args = render_args(graph, video, encoding, ffmpeg_binary=ffmpeg_binary, workdir=workdir, poster=poster)
     try:
         await run_ffmpeg(args, total_frames=graph.frames, on_progress=on_progress, cancel=cancel)
-        await extract_poster(video, graph.duration, workdir, ffmpeg_binary=ffmpeg_binary, cancel=cancel)
+        if not poster.exists():  # the graph had no frame from poster_time on: read the MP4 back, as before
+            await extract_poster(video, graph.duration, workdir, ffmpeg_binary=ffmpeg_binary, cancel=cancel)
     except BaseException:
         # A killed or failed ffmpeg leaves a partial file: nothing half-made survives.
         _remove([video, poster])
@@ -108,9 +126,10 @@ async def extract_poster(video: Path, duration: float, workdir: Path, *, ffmpeg_
                          cancel: asyncio.Event | None = None) -> Path:
     """``workdir/poster.jpg``: the rendered video's frame at 1 s (or its middle when shorter)."""
     poster = workdir / "poster.jpg"
-    at = min(1.0, duration / 2)
+    at = poster_time(duration)
     await run_ffmpeg(
-        [ffmpeg_binary, *_GLOBAL, "-y", "-ss", f"{at:.3f}", *media_input("video/mp4", str(video)).ffmpeg_args(), "-frames:v", "1", "-q:v", "3", str(poster)],
+        [ffmpeg_binary, *_GLOBAL, "-y", "-ss", f"{at:.3f}", *media_input("video/mp4", str(video)).ffmpeg_args(), "-frames:v", "1",
+         "-q:v", str(_POSTER_QUALITY), str(poster)],
         cancel=cancel,
     )
     return poster

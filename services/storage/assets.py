@@ -415,8 +415,8 @@ class Assets(AssetReads):
         return await self._commit(row, size, sha, facts, has_thumb)
 
     async def _probe(self, row: AssetRow) -> tuple[media.MediaFacts, bool]:
-        """ffprobe the stored object through a short-lived presigned URL, then a JPEG thumbnail (which
-        also proves that a picture actually decodes)."""
+        """ffprobe the stored object through a short-lived presigned URL, and a JPEG thumbnail (which
+        also proves that a picture actually decodes), taken beside the probe."""
         if row.kind in media.UNPROBED:  # weights, LUTs, text: no media to probe or picture to show
             if row.kind == media.LUT:
                 await check_lut(self.objects, row.object_key)
@@ -424,23 +424,22 @@ class Assets(AssetReads):
         timeout = self.config.media_timeout_seconds
         url = self.objects.internal_get_url(row.object_key, int(timeout) + 60)
         try:
-            facts = await media.probe(url, row.content_type, ffprobe=self.config.ffprobe_binary, time_limit=timeout)
+            facts, jpeg = await media.probe_with_thumbnail(
+                url, row.kind, row.content_type, max_px=self.config.thumbnail_max_px, ffprobe=self.config.ffprobe_binary,
+                ffmpeg=self.config.ffmpeg_binary, time_limit=timeout,
+            )
+        except media.ThumbnailError as exc:  # headers parse but no picture decodes: a broken file
+            raise ServiceError.invalid_argument(
+                Reason.UNSUPPORTED_MEDIA_TYPE, f"no picture of the file decodes as {row.content_type}",
+                metadata={"declared": row.content_type, "detail": str(exc)[:200]},
+            ) from None
         except media.MediaError as exc:
             raise ServiceError.invalid_argument(
                 Reason.UNSUPPORTED_MEDIA_TYPE, f"the file does not decode as {row.content_type}",
                 metadata={"declared": row.content_type, "detail": str(exc)[:200]},
             ) from None
-        if row.kind == media.AUDIO:
+        if jpeg is None:
             return facts, False
-        try:
-            jpeg = await media.thumbnail(
-                url, facts, row.content_type, max_px=self.config.thumbnail_max_px, ffmpeg=self.config.ffmpeg_binary, time_limit=timeout
-            )
-        except media.MediaError as exc:  # headers parse but no picture decodes: a broken file
-            raise ServiceError.invalid_argument(
-                Reason.UNSUPPORTED_MEDIA_TYPE, f"no picture of the file decodes as {row.content_type}",
-                metadata={"declared": row.content_type, "detail": str(exc)[:200]},
-            ) from None
         await self.objects.put(thumbnail_key(row.owner_id, row.id), jpeg, "image/jpeg")
         return facts, True
 

@@ -295,6 +295,60 @@ async def probe(source: str, content_type: str, *, ffprobe: str = "ffprobe", tim
     return facts
 
 
+def thumbnail_seek(facts: MediaFacts) -> str | None:
+    """Where `thumbnail` takes a video's frame (ffmpeg's -ss), None for a still picture."""
+    return f"{min(1.0, facts.duration_seconds / 10):.3f}" if facts.duration_seconds > 0 else None
+
+
+# The facts a thumbnail is started with before the probe has answered: a video of 10 s or more has its
+# frame at 1 s, a picture has no seek. A probe that says otherwise gets a second thumbnail.
+_THUMBNAIL_GUESS: dict[int, MediaFacts] = {VIDEO: MediaFacts(duration_seconds=10.0), IMAGE: MediaFacts()}
+
+
+class ThumbnailError(MediaError):
+    """The headers parse, but no picture decodes (a broken file)."""
+
+
+async def probe_with_thumbnail(
+    source: str, kind: int, content_type: str, *, max_px: int, ffprobe: str, ffmpeg: str, time_limit: float
+) -> tuple[MediaFacts, bytes | None]:
+    """`probe`, and for pictures and videos a `thumbnail` (None for audio) — the same two answers as
+    one after the other, but the thumbnail starts beside the probe (off an upload's critical path)
+    with the seek the probe's answer gives in the usual case; any other answer takes it again, so the
+    JPEG is always the one its seek from the probed facts gives. Raises MediaError (the probe) or
+    ThumbnailError."""
+
+    def start(facts: MediaFacts) -> asyncio.Task[bytes]:
+        return asyncio.ensure_future(
+            thumbnail(source, facts, content_type, max_px=max_px, ffmpeg=ffmpeg, time_limit=time_limit))
+
+    guess = _THUMBNAIL_GUESS.get(kind)
+    early = start(guess) if guess is not None else None
+    try:
+        facts = await probe(source, content_type, ffprobe=ffprobe, time_limit=time_limit)
+        if kind == AUDIO:
+            return facts, None
+        if early is None or guess is None or thumbnail_seek(guess) != thumbnail_seek(facts):
+            await _drop(early)
+            early = start(facts)
+        task, early = early, None
+        try:
+            return facts, await task
+        except MediaError as exc:
+            raise ThumbnailError(str(exc)) from None
+    finally:
+        await _drop(early)  # the probe failed (or was cancelled): its ffmpeg is killed
+
+
+async def _drop(task: asyncio.Task[bytes] | None) -> None:
+    if task is None:
+        return
+    task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled():
+        task.exception()  # retrieved: a failure nobody needs is not logged as unhandled
+
+
 async def thumbnail(
     source: str,
     facts: MediaFacts,
@@ -307,8 +361,9 @@ async def thumbnail(
     """A JPEG at most `max_px` on its longer side: the image itself, or a frame of a video (a tenth
     into it, at most 1 s, so a fade-in from black is skipped). Raises MediaError on failure."""
     argv = [ffmpeg, "-nostdin", "-v", "error"]
-    if facts.duration_seconds > 0:
-        argv += ["-ss", f"{min(1.0, facts.duration_seconds / 10):.3f}"]
+    seek = thumbnail_seek(facts)
+    if seek is not None:
+        argv += ["-ss", seek]
     scale = f"scale='min({max_px},iw)':'min({max_px},ih)':force_original_aspect_ratio=decrease"
     inp = media_input(canonical_type(content_type), source, rw_timeout_seconds=time_limit)
     argv += [*inp.ffmpeg_args(), "-frames:v", "1", "-vf", scale, "-q:v", "4", "-f", "mjpeg", "pipe:1"]

@@ -4,13 +4,17 @@ device worker receives its part whole (no service secret rides along)."""
 from __future__ import annotations
 
 import dataclasses
+import os
+
+import pytest
 
 from services.inference.assistant.config import AssistantConfig
 from services.inference.config import InferenceConfig
 from services.inference.faceswap.config import FaceSwapConfig
 from services.inference.server import worker_setup
 from services.inference.worker.config import WorkerConfig
-from services.kit.config import Secret, ServiceConfig, load_config
+from services.inference.worker.protocol import WorkerSetup
+from services.kit.config import ConfigError, Secret, ServiceConfig, load_config
 
 
 def test_each_field_is_declared_in_one_part() -> None:
@@ -83,3 +87,21 @@ def test_ray_gpu_share_leaves_room_for_render_and_is_bounded() -> None:
             load_config(InferenceConfig, {"VIARTE_INFERENCE_RAY_GPU_SHARE": bad})
         with pytest.raises(ConfigError, match="VIARTE_RENDER_RAY_GPU_SHARE"):
             load_config(RenderConfig, {"VIARTE_RENDER_RAY_GPU_SHARE": bad})
+
+
+def test_cpu_workers_wait_passively_on_every_core_and_gpu_workers_keep_the_defaults() -> None:
+    from services.inference.worker.process import _nvidia_driver, _usable_cores, openmp_env, resolve_setup
+
+    def setup(device: str, **config: object) -> WorkerSetup:
+        return WorkerSetup(config=WorkerConfig(**config), device=device)  # type: ignore[arg-type]
+
+    assert openmp_env(setup("cpu")) == {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert openmp_env(setup("cuda:0")) == {}  # the GPU path as it was
+    assert openmp_env(setup("auto")) == ({} if _nvidia_driver() else {"OMP_WAIT_POLICY": "PASSIVE"})
+    assert openmp_env(setup("cuda:1", omp_wait_policy="active")) == {"OMP_WAIT_POLICY": "ACTIVE"}
+    assert openmp_env(setup("cpu", omp_wait_policy="")) == {}
+    # Threads: every core the process may use by default (no core left idle for the server), or as configured.
+    assert resolve_setup(setup("cpu")).config.worker_threads == _usable_cores() == len(os.sched_getaffinity(0))
+    assert resolve_setup(setup("cpu", worker_threads=1)).config.worker_threads == 1
+    with pytest.raises(ConfigError, match="OMP_WAIT_POLICY"):
+        InferenceConfig(omp_wait_policy="sometimes")

@@ -143,3 +143,54 @@ def test_safetensors_sniff_as_weights() -> None:
     assert media.kind_of(media.SAFETENSORS) == asset_pb2.ASSET_KIND_WEIGHTS
     assert media.sniff((10**9).to_bytes(8, "little") + b"{}") is None  # header longer than the format allows
     assert media.sniff((5).to_bytes(8, "little") + b"[1,2]") is None  # not a JSON object
+
+
+async def _sequential(path: str, kind: int, ctype: str) -> tuple[media.MediaFacts, bytes | None]:
+    facts = await media.probe(path, ctype)
+    return facts, (None if kind == asset_pb2.ASSET_KIND_AUDIO else await media.thumbnail(path, facts, ctype, max_px=64))
+
+
+async def test_thumbnail_beside_the_probe_gives_the_answers_of_one_after_the_other(media_dir: Path, tmp_path: Path) -> None:
+    # 12 s: the thumbnail started before the probe answered is kept; 0.5 s: the probe's answer moves
+    # the frame (a tenth in), so it is taken again; a picture has no seek; audio has no thumbnail.
+    import asyncio
+    import subprocess
+
+    long = tmp_path / "long.mp4"
+    await asyncio.to_thread(subprocess.run, ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=96x64:r=10:d=12",
+                    "-pix_fmt", "yuv420p", str(long)], check=True, timeout=60)
+    cases = [(str(long), asset_pb2.ASSET_KIND_VIDEO, "video/mp4"),
+             (str(media_dir / "video.mp4"), asset_pb2.ASSET_KIND_VIDEO, "video/mp4"),
+             (str(media_dir / "image.webp"), asset_pb2.ASSET_KIND_IMAGE, "image/webp"),
+             (str(media_dir / "audio.ogg"), asset_pb2.ASSET_KIND_AUDIO, "audio/ogg")]
+    for path, kind, ctype in cases:
+        both = await media.probe_with_thumbnail(path, kind, ctype, max_px=64, ffprobe="ffprobe", ffmpeg="ffmpeg", time_limit=60)
+        assert both == await _sequential(path, kind, ctype), path
+
+
+async def test_the_thumbnail_runs_while_the_probe_does(media_dir: Path, tmp_path: Path) -> None:
+    """An ffprobe that answers only once a thumbnail's ffmpeg has started: one after the other, it
+    would give up (exit 1) and the upload would fail."""
+    started = tmp_path / "ffmpeg-started"
+    ffprobe, ffmpeg = tmp_path / "ffprobe", tmp_path / "ffmpeg"
+    ffprobe.write_text(f"#!/bin/sh\nfor i in $(seq 400); do [ -e {started} ] && exec ffprobe \"$@\"; sleep 0.05; done\nexit 1\n")
+    ffmpeg.write_text(f"#!/bin/sh\ntouch {started}\nexec ffmpeg \"$@\"\n")
+    ffprobe.chmod(0o755)
+    ffmpeg.chmod(0o755)
+    image = str(media_dir / "image.webp")
+    facts, jpeg = await media.probe_with_thumbnail(image, asset_pb2.ASSET_KIND_IMAGE, "image/webp", max_px=64,
+                                                   ffprobe=str(ffprobe), ffmpeg=str(ffmpeg), time_limit=60)
+    assert (facts.width, facts.height) == (64, 48) and jpeg is not None and jpeg.startswith(b"\xff\xd8")
+
+
+async def test_probe_beside_thumbnail_failures(tmp_path: Path, samples: dict[str, tuple[str, bytes]]) -> None:
+    fake = tmp_path / "fake.png"
+    fake.write_bytes(samples["image.png"][1][:40] + b"\x00garbage" * 50)
+    kw = {"max_px": 64, "ffprobe": "ffprobe", "ffmpeg": "ffmpeg", "time_limit": 60.0}
+    with pytest.raises(media.ThumbnailError):  # parses, no picture decodes
+        await media.probe_with_thumbnail(str(fake), asset_pb2.ASSET_KIND_IMAGE, "image/png", **kw)  # type: ignore[arg-type]
+    wav = tmp_path / "audio.mp4"
+    wav.write_bytes(samples["audio.wav"][1])
+    with pytest.raises(media.MediaError) as caught:  # the probe's refusal, whatever the early thumbnail did
+        await media.probe_with_thumbnail(str(wav), asset_pb2.ASSET_KIND_VIDEO, "video/mp4", **kw)  # type: ignore[arg-type]
+    assert not isinstance(caught.value, media.ThumbnailError)

@@ -33,8 +33,14 @@ class WorkerConfig(FaceSwapConfig):
     # "auto" = fp16 on CUDA (bf16 where supported), bf16 on CPU; or fp32 / bf16 / fp16.
     dtype: str = "auto"
     allow_download: bool = False
-    # torch intra-op threads per worker; 0 = all cores but one on CPU, torch's default on CUDA.
+    # torch intra-op threads per worker; 0 = every core the worker may use on CPU (its affinity
+    # mask), torch's default on CUDA.
     worker_threads: int = 0
+    # OpenMP's OMP_WAIT_POLICY in a worker, set before torch loads: "auto" = PASSIVE on a CPU worker
+    # (threads that finished their share of an op sleep instead of spinning, so the server's event
+    # handling and the worker's own threads never wait behind spinners), the library default on CUDA;
+    # or "passive" / "active" / "" (leave the library default everywhere). See bench/inference_overhead.py.
+    omp_wait_policy: str = "auto"
     # Server side: a worker that reports nothing on its task for this long is killed; the job is
     # retried like a crash (bounded by max_attempts). 0 = never. Real model loads are silent for minutes.
     worker_stall_timeout_seconds: float = 900.0

@@ -85,10 +85,37 @@ def resolve_setup(setup: WorkerSetup) -> WorkerSetup:
         dtype = "bf16" if device == "cpu" or torch.cuda.is_bf16_supported() else "fp16"
     threads = setup.config.worker_threads
     if threads == 0 and device == "cpu":
-        # Leave a core to the server: OpenMP regions on every core stall whenever the server
-        # handles an event, which cost the tiny models 2-3x on a 2-core machine.
-        threads = max(1, (os.cpu_count() or 2) - 1)
+        # Every core this process may run on: with OpenMP's passive waiting (openmp_env) the
+        # server's event handling no longer stalls the worker's parallel regions, so no core needs
+        # to be left idle for it (bench/inference_overhead.py, "defaults on both sides").
+        threads = _usable_cores()
     return replace(setup, device=device, config=replace(setup.config, dtype=dtype, worker_threads=threads))
+
+
+def _usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity API on this platform
+        return max(1, os.cpu_count() or 1)
+
+
+def openmp_env(setup: WorkerSetup) -> dict[str, str]:
+    """The OpenMP environment of a worker, from the config; effective only when set before torch
+    (and so libgomp) is loaded, which is why `worker_main` sets it first. "auto" is PASSIVE on a CPU
+    worker: threads that finished their share of an op sleep at once instead of spinning for a while
+    (libgomp's default); a spinner holds a core the server needs to forward an event, and once the
+    server preempts a thread of the next parallel region the whole region waits for it. The GPU path
+    keeps the library default ("auto" never takes a machine with an NVIDIA driver for CPU-only);
+    "" leaves whatever the environment says."""
+    policy = setup.config.omp_wait_policy
+    if policy == "auto":
+        policy = "passive" if setup.device == "cpu" or (setup.device == "auto" and not _nvidia_driver()) else ""
+    return {"OMP_WAIT_POLICY": policy.upper()} if policy else {}
+
+
+def _nvidia_driver() -> bool:
+    """Whether CUDA may be usable here, without importing torch (which would load libgomp)."""
+    return os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/nvidiactl")
 
 
 def _warm_imports() -> None:
@@ -107,6 +134,7 @@ def worker_main(conn: Connection, setup: WorkerSetup) -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
+    os.environ.update(openmp_env(setup))  # before resolve_setup imports torch
     setup = resolve_setup(setup)
     if setup.config.worker_threads:
         import torch
