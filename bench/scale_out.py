@@ -19,6 +19,16 @@ Printed side by side with the ratios (goals: Ray-1 ≥ 0.95x local, 2 nodes ≥ 
 1.6x on 2 workers). No assertions: on a shared 2-core machine the figures say more about the
 machine than about Ray; on a GPU machine the same script prints absolute figures.
 
+CPU seconds per job by process group (this process's tree, psutil; a short-lived ffmpeg is counted
+when its parent reaps it): the servers (auth, storage, inference/render: one process here) and the
+ffmpeg/ffprobe they run (storage's probe and thumbnail; render's audio, join and poster), the device
+processes (local worker, Ray actors) and their ffmpeg (the encode; a render's whole graph), Ray's own
+processes (raylets, GCS, idle workers), SeaweedFS; and the whole machine's busy share (other work
+on a shared machine shows there). From them, the most N devices can give on this machine's cores:
+``min(N / device, cores / total)`` jobs per second, so the best ratio of 2 devices over 1 is
+``2 * device / max(device, total / cores * 1)`` capped at 2 — it says whether a ratio goal can be
+reached here at all.
+
     .venv/bin/python bench/scale_out.py [--jobs 8] [--steps 8] [--overhead-jobs 10] [--rounds 2]
         [--split-seconds 10] [--skip-split]
 """
@@ -44,12 +54,64 @@ from viarte.inference.v1 import generation_pb2 as G
 from viarte.type.v1 import job_pb2
 
 MODEL = "tiny-wan"
+GROUPS = ("server", "server-ffmpeg", "device", "device-ffmpeg", "ray", "weed", "other")
 _DEVICE_STAGES = {job_pb2.STAGE_MODEL_LOADING, job_pb2.STAGE_DENOISING, job_pb2.STAGE_DECODING, job_pb2.STAGE_ENCODING}
 
 
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _group(pid: int, name: str, cmd: str) -> str:
+    import os
+
+    if pid == os.getpid():
+        return "server"
+    if "weed" in name:
+        return "weed"
+    if (cmd.startswith("ray::") and "Actor" in cmd) or ("multiprocessing.spawn" in cmd and "resource_tracker" not in cmd):
+        return "device"
+    return "ray" if "ray" in cmd or name in ("raylet", "gcs_server") else "other"
+
+
+def _cpu_snapshot() -> tuple[dict[int, tuple[str, float, float]], tuple[float, float]]:
+    """(pid → (group, own CPU s, reaped children's CPU s)) for this process's tree, and the
+    machine's (busy, total) CPU seconds so far."""
+    import os
+
+    import psutil
+
+    me = psutil.Process()
+    tree: dict[int, tuple[str, float, float]] = {}
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            with proc.oneshot():
+                name, cmd, t = proc.name(), " ".join(proc.cmdline())[:300], proc.cpu_times()
+        except psutil.Error:
+            continue
+        if name in ("ffmpeg", "ffprobe"):
+            continue  # counted once, in its parent's reaped children
+        tree[proc.pid] = (_group(proc.pid, name, cmd), t.user + t.system, t.children_user + t.children_system)
+    fields = [float(x) / os.sysconf("SC_CLK_TCK") for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return tree, (sum(fields) - idle, sum(fields))
+
+
+def _cpu_per_job(before: Any, after: Any, jobs: int) -> dict[str, float]:
+    """CPU seconds per job by group between two snapshots, plus "machine" (busy share of all cores)
+    and "ours" (this tree's share of the machine's busy seconds)."""
+    (tree0, (busy0, total0)), (tree1, (busy1, total1)) = before, after
+    spent = dict.fromkeys(GROUPS, 0.0)
+    for pid, (group, own, reaped) in tree1.items():
+        _, own0, reaped0 = tree0.get(pid, (group, 0.0, 0.0))
+        spent[group] += own - own0
+        spent[{"server": "server-ffmpeg", "device": "device-ffmpeg"}.get(group, group)] += reaped - reaped0
+    ours = sum(spent.values())
+    figures = {k: v / jobs for k, v in spent.items()}
+    figures["machine"] = (busy1 - busy0) / max(1e-9, total1 - total0)
+    figures["ours"] = ours / max(1e-9, busy1 - busy0)
+    return figures
 
 
 async def _job(stub: Any, user: Any, params: dict[str, Any]) -> tuple[float, float]:
@@ -84,9 +146,11 @@ async def _inference_figures(stub: Any, user: Any, args: argparse.Namespace, dev
                              overhead: bool) -> dict[str, Any]:
     # Warm every device (model load, first-call allocations): one job per device, at once.
     await asyncio.gather(*(_job(stub, user, _params(args, 1000 + d)) for d in range(devices)))
+    before = _cpu_snapshot()
     t0 = time.perf_counter()
     await asyncio.gather(*(_job(stub, user, _params(args, i)) for i in range(args.jobs)))
     figures: dict[str, Any] = {"jpm": args.jobs * 60 / (time.perf_counter() - t0)}
+    figures["cpu"] = _cpu_per_job(before, _cpu_snapshot(), args.jobs)
     if overhead:
         spent = [await _job(stub, user, _params(args, i, small=True)) for i in range(args.overhead_jobs)]
         figures["overhead_ms"] = [(wall - device) * 1000 for wall, device in spent]
@@ -123,7 +187,7 @@ async def _split_job(channel: Any, user: Any, kind: str, asset: str, timeline: A
 
 
 async def _split_figures(base: Path, auth: Any, storage: Any, user: Any, cluster: Any, rounds: int,
-                         seconds_long: int) -> dict[str, float]:
+                         seconds_long: int) -> dict[str, Any]:
     """The same upscale and render on the 2-node cluster by a render server splitting over at most
     1, then 2 actors (one server at a time: each holds an actor per GPU)."""
     from tests.fixtures.render import render_test_config, running_render
@@ -148,15 +212,18 @@ async def _split_figures(base: Path, auth: Any, storage: Any, user: Any, cluster
     over.transform.x.keyframes.add(time_seconds=0.0, value=0.2)
     over.transform.x.keyframes.add(time_seconds=seconds_long, value=0.8)
     seconds: dict[str, list[float]] = {}
+    cpu: dict[str, dict[str, float]] = {}
     for workers in (1, 2):
         config = render_test_config(base / f"render-{workers}", auth, storage, executor="ray", ray_address=cluster.address,
                                     split_max_workers=workers, render_split_seconds=3.0, upscale_split_min_frames=8)
         async with running_render(config) as render:
             await _split_job(render.channel, user, "upscale", long_id, edit)  # warm: upscaler loaded
             for kind in ("upscale", "render"):
+                before = _cpu_snapshot()
                 seconds[f"{kind}-{workers}"] = [await _split_job(render.channel, user, kind, long_id, edit)
                                                 for _ in range(rounds)]
-    return {k: statistics.median(v) for k, v in seconds.items()}
+                cpu[f"{kind}-{workers}"] = _cpu_per_job(before, _cpu_snapshot(), rounds)
+    return {k: statistics.median(v) for k, v in seconds.items()} | {"cpu": cpu}
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -176,7 +243,7 @@ async def main(args: argparse.Namespace) -> None:
     assert tiny is not None
     build_tiny(tiny)
     results: dict[str, dict[str, Any]] = {}
-    split: dict[str, float] = {}
+    split: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-scale-out-") as tmp:
         base = Path(tmp)
         async with AsyncExitStack() as stack:
@@ -202,7 +269,22 @@ async def main(args: argparse.Namespace) -> None:
     _report(args, results, split)
 
 
-def _report(args: argparse.Namespace, results: dict[str, dict[str, Any]], split: dict[str, float]) -> None:
+def _cpu_table(rows: dict[str, dict[str, float]], seconds: dict[str, float]) -> None:
+    """CPU seconds per job by group, and what cores the job's wall time kept busy."""
+    import os
+
+    cores = os.cpu_count() or 1
+    print(f"  {'':12}" + "".join(f"{g:>14}" for g in GROUPS) + f"{'total':>8}{'cores used':>12}{'machine':>9}{'ours':>6}")
+    for name, cpu in rows.items():
+        total = sum(cpu[g] for g in GROUPS)
+        print(f"  {name:12}" + "".join(f"{cpu[g]:14.2f}" for g in GROUPS) + f"{total:8.2f}"
+              f"{total / seconds[name]:12.2f}{cpu['machine'] * cores:8.2f}c{cpu['ours']:6.0%}")
+
+
+def _report(args: argparse.Namespace, results: dict[str, dict[str, Any]], split: dict[str, Any]) -> None:
+    import os
+
+    cores = os.cpu_count() or 1
     print(f"\n{MODEL} {args.size}x{args.size}x{args.frames} frames, {args.steps} steps, {args.jobs} jobs at once, "
           "one torch thread per device (CPU, simulated GPU nodes)")
     print(f"{'executor':18}{'jobs/min':>10}{'vs local':>10}")
@@ -211,6 +293,15 @@ def _report(args: argparse.Namespace, results: dict[str, dict[str, Any]], split:
         print(f"{name:18}{jpm:10.2f}{jpm / results['local']['jpm']:10.2f}")
     print(f"Ray-1 / local: {results['ray-1']['jpm'] / results['local']['jpm']:.2f}x (goal >= 0.95); "
           f"Ray-2 / Ray-1: {results['ray-2']['jpm'] / results['ray-1']['jpm']:.2f}x (goal >= 1.8)")
+    print(f"CPU seconds per job while {args.jobs} ran at once ('cores used': total / wall per job; 'machine': busy "
+          f"cores of {cores} incl. others' work; 'ours': this run's share of it):")
+    _cpu_table({n: results[n]["cpu"] for n in ("local", "ray-1", "ray-2")},
+               {n: 60 / results[n]["jpm"] for n in ("local", "ray-1", "ray-2")})
+    two = results["ray-2"]["cpu"]
+    device, total = two["device"], sum(two[g] for g in GROUPS)
+    best = min(2 / device, cores / total) / min(1 / device, cores / total)
+    print(f"  2 devices over 1 at most {best:.2f}x on {cores} cores: min(2/device, cores/total) / min(1/device, "
+          f"cores/total) with Ray-2's device {device:.2f} s and total {total:.2f} s per job")
     print(f"dispatch overhead per job ({args.overhead_jobs} minimal jobs in a row; wall minus device span), ms:")
     for name in ("local", "ray-1"):
         values = results[name]["overhead_ms"]
@@ -224,6 +315,8 @@ def _report(args: argparse.Namespace, results: dict[str, dict[str, Any]], split:
         for kind in ("upscale", "render"):
             one, two = split[f"{kind}-1"], split[f"{kind}-2"]
             print(f"  {kind:8} {one:8.2f} / {two:8.2f}   {one / two:5.2f}x")
+        print("  CPU seconds per split job (a job that already keeps all cores busy on one worker cannot gain here):")
+        _cpu_table(split["cpu"], {k: split[k] for k in split["cpu"]})
 
 
 if __name__ == "__main__":

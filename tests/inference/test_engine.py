@@ -172,3 +172,38 @@ def test_a_failed_encode_names_no_host_path(tmp_path: Path) -> None:
     message = str(err.value)
     assert message.startswith("ffmpeg failed:") and "<path>" in message, message
     assert str(tmp_path) not in message and "secret-scratch" not in message, message
+
+
+def test_wan_prompt_embeddings_are_cached_and_change_nothing(loaded: Any) -> None:
+    """The negative prompt (the same for most jobs) and a repeated prompt are encoded once; the
+    latents are bit-identical to the pipeline encoding the prompts itself."""
+    import torch
+
+    from services.inference.engine.diffusion import _fresh_scheduler
+
+    _, entry, _ = loaded
+    pipe = entry.pipe
+    entry.prompt_embeds.clear()
+    encodes: list[int] = []
+    hook = pipe.text_encoder.register_forward_hook(lambda *a: encodes.append(1))
+
+    def reference(spec: GenerationSpec) -> Any:  # the pipeline's own path: it encodes both prompts
+        _fresh_scheduler(entry, spec)
+        return pipe(prompt=spec.prompt, negative_prompt=spec.negative_prompt or None, height=spec.height,
+                    width=spec.width, num_frames=spec.num_frames, num_inference_steps=spec.steps,
+                    guidance_scale=spec.guidance_scale, output_type="latent",
+                    generator=torch.Generator(device="cpu").manual_seed(spec.seed)).frames
+
+    try:
+        counts = []
+        for spec in (_spec(prompt="a cat"), _spec(prompt="a dog", seed=5), _spec(prompt="a cat", seed=6),
+                     _spec(prompt="a cat", negative_prompt="blurry", seed=7)):
+            before = len(encodes)
+            got = denoise(entry, spec, image_png=None, on_step=lambda *a: None, should_stop=lambda: False)
+            counts.append(len(encodes) - before)
+            assert torch.equal(got, reference(spec)), spec
+        # a cat + "" ; a dog (negative kept) ; a cat again: nothing ; a new negative only
+        assert counts == [2, 1, 0, 1]
+        assert list(entry.prompt_embeds) == ["a dog", "", "a cat", "blurry"]  # least recently used first
+    finally:
+        hook.remove()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gc
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,8 @@ class LoadedPipeline:
     policy: MemoryPolicy
     nbytes: int
     scheduler_config: Any
+    # Text embeddings by prompt (engine/diffusion.py ``text_embeddings``): evicted with the pipeline.
+    prompt_embeds: OrderedDict[str, Any] = field(default_factory=OrderedDict)
 
 
 def pipeline_bytes(pipe: Any) -> int:

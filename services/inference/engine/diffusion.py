@@ -23,6 +23,7 @@ __all__ = [
     "Interrupted",
     "decode_latents",
     "denoise",
+    "text_embeddings",
     "to_uint8",
 ]
 
@@ -41,6 +42,39 @@ def _image(png: bytes | None, width: int, height: int) -> Any:
         return None
     img = Image.open(io.BytesIO(png)).convert("RGB")
     return img.resize((width, height), Image.Resampling.LANCZOS) if img.size != (width, height) else img
+
+
+# Prompts whose embeddings a pipeline keeps (CPU copies: at most ~4 MiB each for Wan's UMT5 at 512
+# tokens, so no device memory is held between jobs).
+PROMPT_CACHE_ENTRIES = 16
+# What Wan's pipelines encode a prompt to (their ``__call__`` default): the embeddings are the same.
+_WAN_TEXT_TOKENS = 512
+
+
+def text_embeddings(loaded: LoadedPipeline, text: str) -> Any:
+    """Wan's text embeddings of ``text`` as the pipeline's own call computes them, from the
+    pipeline's small cache: the negative prompt is the same for most jobs and a prompt is often run
+    again with another seed, and each encode is a full text-encoder pass (UMT5-XXL on a real model).
+    None when adapters sit on the text encoder (its output then depends on the job's LoRA set)."""
+    pipe = loaded.pipe
+    if getattr(pipe.text_encoder, "peft_config", None):
+        return None
+    device = pipe._execution_device
+    cache = loaded.prompt_embeds
+    kept = cache.get(text)
+    if kept is None:
+        import torch
+
+        with torch.no_grad():  # as inside the pipeline's call (with grad on, kernels differ in the last bits)
+            embeds, _ = pipe.encode_prompt(prompt=text, do_classifier_free_guidance=False,
+                                           max_sequence_length=_WAN_TEXT_TOKENS, device=device)
+        kept = embeds.detach().to("cpu", copy=True)
+        cache[text] = kept
+        while len(cache) > PROMPT_CACHE_ENTRIES:
+            cache.popitem(last=False)
+    else:
+        cache.move_to_end(text)
+    return kept.to(device, copy=True)  # the job's own copy: nothing it does reaches the cache
 
 
 def _fresh_scheduler(loaded: LoadedPipeline, spec: GenerationSpec) -> None:
@@ -96,6 +130,12 @@ def denoise(
         kwargs: dict[str, Any] = dict(prompt=spec.prompt, negative_prompt=spec.negative_prompt or None,
                                       guidance_scale=spec.guidance_scale, callback_on_step_end=on_step_end,
                                       callback_on_step_end_tensor_inputs=["latents"], **common)
+        embeds = text_embeddings(loaded, spec.prompt)
+        if embeds is not None:
+            kwargs.update(prompt=None, prompt_embeds=embeds, negative_prompt=None)
+            if spec.guidance_scale > 1.0:  # the pipeline encodes the negative prompt only for CFG
+                # The pipeline's own default for no negative prompt is "", encoded like any other.
+                kwargs["negative_prompt_embeds"] = text_embeddings(loaded, spec.negative_prompt or "")
         if spec.guidance_scale_2 is not None and getattr(pipe, "transformer_2", None) is not None:
             kwargs["guidance_scale_2"] = spec.guidance_scale_2
         if spec.task is Task.IMAGE_TO_VIDEO:

@@ -10,7 +10,7 @@ from typing import Any
 
 from services.inference.engine.cache import ModelCache, release_memory
 from services.inference.engine.diffusion import Interrupted, decode_latents, denoise, make_preview
-from services.inference.engine.encode import encode_mp4
+from services.inference.engine.encode import Mp4Encoder
 from services.inference.engine.loras import apply_loras
 from services.inference.engine.policy import MemoryPolicy, apply_policy, choose_policy, is_oom, next_policy
 from services.inference.faceswap.worker import swap_frames
@@ -135,25 +135,32 @@ def run(ctx: TaskContext, work: GenerationWork) -> GenerationOutcome:
         ctx.send(LatentsKept(ctx.task_id, _latents_bytes(latents)))  # kept in S3 by the server
     elif not resumed:
         kept.save(latents)
-    frames, policy = _decode(ctx, cache, loaded, latents, spec, policy, timings)
-    face_swap = None
-    if work.face_swap is not None:
-        t0 = time.perf_counter()
-        frames, face_swap = swap_frames(ctx, frames, work.face_swap)
-        timings["face_swap"] = time.perf_counter() - t0
-
-    ctx.raise_if_cancelled()
-    t0 = time.perf_counter()
-    total = len(frames)
-    base = _WORKER_END - _WEIGHTS["encode"]
-
-    def encoded(i: int, n: int) -> None:
-        ctx.raise_if_cancelled()  # encode_mp4 kills ffmpeg on the way out
-        ctx.emit(_progress(job_pb2.STAGE_ENCODING, base + _WEIGHTS["encode"] * i / n, frame=i, total_frames=n))
-
     out = Path(work.output_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    encode_mp4(iter(frames), out, width=spec.width, height=spec.height, fps=spec.fps, total=total, on_frame=encoded)
+    # Started now, so that ffmpeg's start-up (~0.1 s of CPU) overlaps the decode (on a GPU, a CPU
+    # core is otherwise idle meanwhile); killed on any way out but a finished encode.
+    encoder = Mp4Encoder(out, width=spec.width, height=spec.height, fps=spec.fps)
+    try:
+        frames, policy = _decode(ctx, cache, loaded, latents, spec, policy, timings)
+        face_swap = None
+        if work.face_swap is not None:
+            t0 = time.perf_counter()
+            frames, face_swap = swap_frames(ctx, frames, work.face_swap)
+            timings["face_swap"] = time.perf_counter() - t0
+
+        ctx.raise_if_cancelled()
+        t0 = time.perf_counter()
+        total = len(frames)
+        base = _WORKER_END - _WEIGHTS["encode"]
+
+        def encoded(i: int, n: int) -> None:
+            ctx.raise_if_cancelled()  # the encoder kills ffmpeg on the way out
+            ctx.emit(_progress(job_pb2.STAGE_ENCODING, base + _WEIGHTS["encode"] * i / n, frame=i, total_frames=n))
+
+        encoder.encode(iter(frames), total, encoded)
+    except BaseException:
+        encoder.kill()
+        raise
     timings["encode"] = time.perf_counter() - t0
     kept.drop()
     return GenerationOutcome(
