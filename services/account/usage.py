@@ -315,11 +315,18 @@ class AccountInternalServicer(account_pb2_grpc.AccountInternalServiceServicer): 
     async def ListExpiredLeases(
         self, request: account_pb2.ListExpiredLeasesRequest, context: grpc.aio.ServicerContext
     ) -> account_pb2.ListExpiredLeasesResponse:
-        rows = await database(self.leases.expired, request.holder, max(0.0, request.older_than_seconds),
-                              min(max(request.page_size, 1), 500))  # fmt: skip
+        older = request.older_than_seconds
+        if not 0.0 <= older <= _MAX_LEASE_AGE_SECONDS:  # also NaN and inf (timedelta would overflow)
+            v = Violations()
+            v.add("older_than_seconds", f"must be within 0..{_MAX_LEASE_AGE_SECONDS:g}")
+            v.raise_if_any(Reason.INVALID_ARGUMENT, "invalid older_than_seconds")
+        rows = await database(self.leases.expired, request.holder, older, min(max(request.page_size, 1), 500))
         return account_pb2.ListExpiredLeasesResponse(leases=[
             account_pb2.ExpiredLease(lease_id=r[0], user_id=r[1], api_key_id=r[2], create_time=to_ts(r[3]))
             for r in rows])  # fmt: skip
+
+
+_MAX_LEASE_AGE_SECONDS = 30 * 86400.0
 
 
 def _ids(v: Violations, lease_id: str, user_id: str, api_key_id: str, path: str = "") -> None:

@@ -59,6 +59,8 @@ class Analyzer:
     def __init__(self, ctx: RenderContext) -> None:
         self.ctx = ctx
         self._slots = asyncio.Semaphore(max(1, ctx.config.analyze_concurrency))
+        # ProposeEdit's frame grabs (small ffmpeg runs), shared by every request of this server.
+        self.grab_slots = asyncio.Semaphore(max(2, ctx.config.analyze_concurrency * 2))
 
     async def analyze(self, owner: str, asset_id: str, field: str = "asset_id") -> render_pb2.AnalyzeMediaResponse:
         """The analysis of one asset; refusals name ``field`` (the request's path to the id)."""

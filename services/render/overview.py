@@ -71,11 +71,13 @@ def overview_args(ffmpeg: str, source: Source, info: SourceInfo, folder: Path) -
         w, h = tile_size(info)
         graph.append(f"[0:v]fps=1/{step:g}:round=down,scale={w}:{h},setsar=1,tile={tiles}x1[strip]")
         maps += ["-map", "[strip]", "-frames:v", "1", "-q:v", "5", str(folder / "strip.jpg")]
-        # The proxy: stream timestamps passed through (no frame added or dropped), sound copied.
+        # The proxy: stream timestamps passed through (no frame added or dropped); the sound copied
+        # from an MP4 (its codecs fit an MP4), else AAC (QuickTime's PCM or WebM's Vorbis may not).
         gop = max(1, round((info.fps or 30) / 2))
+        sound = ["-c:a", "copy"] if source.content_type == "video/mp4" else ["-c:a", "aac", "-b:a", "192k"]
         maps += ["-map", "0:v:0", "-map", "0:a:0?", "-c:v", "libx264", "-preset", "superfast", "-tune", "fastdecode",
                  "-crf", "18", "-g", str(gop), "-keyint_min", str(gop), "-pix_fmt", "yuv420p", "-fps_mode", "passthrough",
-                 "-c:a", "copy", "-movflags", "+faststart", str(folder / "proxy.mp4")]
+                 *sound, "-movflags", "+faststart", str(folder / "proxy.mp4")]
     if info.has_audio:
         graph.append(f"[0:a:0]aresample={_PCM_RATE},aformat=sample_fmts=s16:channel_layouts=mono[pcm]")
         maps += ["-map", "[pcm]", "-f", "s16le", str(folder / "pcm.raw")]

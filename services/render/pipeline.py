@@ -57,7 +57,9 @@ def render_args(
     still: Any = None
     if poster is not None:
         split = video.split()
-        video, still = split[0], split[1].trim(start=poster_time(graph.duration))
+        # end_frame=1: the branch stops after its one frame (vframes alone would still push every
+        # later frame through the trim: 2-3x the CPU of a long render).
+        video, still = split[0], split[1].trim(start=poster_time(graph.duration)).trim(end_frame=1)
     streams: list[Any] = [video] + ([graph.audio] if graph.audio is not None else [])
     options: dict[str, Any] = {
         "vcodec": encoding.encoder,

@@ -28,6 +28,7 @@ import numpy as np
 
 from services.kit.cube_lut import CubeLut
 from services.kit.errors import FieldViolation, ServiceError, Violations
+from services.kit.media_input import MediaInput, media_input
 from services.render import shotlook
 from services.render.analyze import Analyzer
 from services.render.reasons import Reason
@@ -99,6 +100,11 @@ def plan_cuts(shots: list[Shot], beats: list[float], downbeats: list[float], lim
     return placed
 
 
+# transitions and match_colors grab 3 small frames per cut or shot (ffmpeg runs, bounded in number
+# by the server's Analyzer.grab_slots at once): an edit with more shots than this is refused for them.
+LOOKS_MAX_SHOTS = 200
+
+
 async def propose_edit(analyzer: Analyzer, owner: str, request: render_pb2.ProposeEditRequest) -> render_pb2.ProposeEditResponse:
     min_shot, downbeat_min = _check(request)
     ids = list(request.clip_asset_ids)
@@ -118,6 +124,9 @@ async def propose_edit(analyzer: Analyzer, owner: str, request: render_pb2.Propo
     placed = plan_cuts(shots, beats, sorted(music.downbeat_seconds), limit, min_shot, downbeat_min)
     if not placed:
         raise _refused("clip_asset_ids", "no shot is long enough for a beat of the music")
+    looked = "transitions" if request.transitions else "match_colors" if request.match_colors else ""
+    if looked and len(placed) > LOOKS_MAX_SHOTS:  # a few ffmpeg frame grabs per shot: bounded per request
+        raise _refused(looked, f"is limited to edits of at most {LOOKS_MAX_SHOTS} shots ({len(placed)} placed)")
     urls = await _urls(analyzer, owner, ids, {shot.clip for shot, _, _ in placed})
     first = await analyzer.ctx.source_info(await analyzer.ctx.storage.resolve(owner, ids[placed[0][0].clip]))
     c = request.canvas
@@ -145,24 +154,27 @@ async def propose_edit(analyzer: Analyzer, owner: str, request: render_pb2.Propo
                                           lut_asset_ids=list(dict.fromkeys(x for x in luts if x)))
 
 
-async def _urls(analyzer: Analyzer, owner: str, ids: list[str], used: set[int]) -> dict[int, str]:
+async def _urls(analyzer: Analyzer, owner: str, ids: list[str], used: set[int]) -> dict[int, MediaInput]:
     resolved = await asyncio.gather(*(analyzer.ctx.storage.resolve(owner, ids[i]) for i in sorted(used)))
-    return {i: r.url for i, r in zip(sorted(used), resolved, strict=True)}
+    return {i: media_input(r.asset.content_type, r.url, rw_timeout_seconds=30)
+            for i, r in zip(sorted(used), resolved, strict=True)}
 
 
 class _Looks:
     """The frames of the placed shots that the options look at (grabbed once each, a few at a time)."""
 
-    def __init__(self, analyzer: Analyzer, urls: dict[int, str]) -> None:
+    def __init__(self, analyzer: Analyzer, urls: dict[int, MediaInput]) -> None:
         self.ctx = analyzer.ctx
         self.urls = urls
-        self._slots = asyncio.Semaphore(max(2, self.ctx.config.analyze_concurrency * 2))
+        self._slots = analyzer.grab_slots  # the server's: concurrent requests share the bound
 
     async def frame(self, shot: Shot, t: float) -> np.ndarray:
         async with self._slots:
             got = await shotlook.grab_frame(self.ctx.config.ffmpeg_binary, self.urls[shot.clip], t)
         if got is None:
+            field = f"clip_asset_ids[{shot.clip}]"
             raise ServiceError.invalid_argument(Reason.ANALYSIS_FAILED, "a frame of a clip could not be decoded",
+                                                violations=[FieldViolation(field, f"no frame decodes at {t:.3f} s")],
                                                 metadata={"time_seconds": f"{t:.3f}"})
         return got
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.kit.cube_lut import CubeLut
+from services.kit.media_input import MediaInput
 
 __all__ = ["FRAME_H", "FRAME_W", "ColorStats", "choose_transition", "color_stats", "grab_frame", "match_lut", "motion", "similarity"]
 
@@ -30,12 +31,13 @@ _LUT_SIZE = 17
 _GRAB_TIMEOUT = 60.0
 
 
-async def grab_frame(ffmpeg: str, url: str, t: float) -> np.ndarray | None:
-    """The frame at ``t`` (fast seek, then exact), FRAME_W x FRAME_H RGB; None when none decodes."""
+async def grab_frame(ffmpeg: str, source: MediaInput, t: float) -> np.ndarray | None:
+    """The frame at ``t`` (fast seek, then exact), FRAME_W x FRAME_H RGB; None when none decodes.
+    ``source`` is user media: its demuxer forced, only its own protocol allowed (media_input)."""
     proc = await asyncio.create_subprocess_exec(
-        ffmpeg, "-v", "error", "-ss", f"{max(t, 0.0):.3f}", "-i", url, "-frames:v", "1",
+        ffmpeg, "-nostdin", "-v", "error", "-ss", f"{max(t, 0.0):.3f}", *source.ffmpeg_args(), "-frames:v", "1",
         "-vf", f"scale={FRAME_W}:{FRAME_H}:flags=area", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), _GRAB_TIMEOUT)

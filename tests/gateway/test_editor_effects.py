@@ -1,7 +1,7 @@
 """The inspector's effects and "Auto-edit to music" in Debian's Chromium (issue 18), against the
 real mesh behind the real Envoy. The project (two 3 s clips and a 120 BPM click track) is prepared
-over gRPC; `gateway/editor/e2e/effects.mjs` uploads a LUT, sets EQ and ducking, auto-edits and
-undoes; the saved project and a RenderFrame of it are checked here."""
+over gRPC; `gateway/editor/e2e/effects.mjs` uploads a LUT, sets EQ and ducking, snaps the cut to the
+beats, auto-edits and undoes; the saved project and a RenderFrame of it are checked here."""
 
 from __future__ import annotations
 
@@ -62,8 +62,9 @@ async def _prepare(mesh: Any, tmp: Path) -> tuple[str, str, str, list[tuple[str,
             ids[name] = (await storage_pb2_grpc.StorageServiceStub(s).UploadAsset(chunks(), metadata=md, timeout=60)).asset.id
     t = tl.Timeline(canvas=tl.Canvas(width=320, height=180, fps=30, background_color="#000000"))
     video = t.tracks.add(id="v1", kind=tl.TRACK_KIND_VIDEO, name="Video")
-    video.clips.add(id="c1", asset_id=ids["red.mp4"], source_end_seconds=3)
-    video.clips.add(id="c2", asset_id=ids["navy.mp4"], start_seconds=3, source_end_seconds=3)
+    # The cut at 2.8 s is off the music's beats (0.25 + k * 0.5 s): "Snap to beats" moves it to 2.75.
+    video.clips.add(id="c1", asset_id=ids["red.mp4"], source_end_seconds=2.8)
+    video.clips.add(id="c2", asset_id=ids["navy.mp4"], start_seconds=2.8, source_end_seconds=3)
     t.tracks.add(id="a1", kind=tl.TRACK_KIND_AUDIO, name="Music").clips.add(id="m1", asset_id=ids["clicks.m4a"], source_end_seconds=6)
     async with grpc.aio.insecure_channel(ends["render"]) as r:
         created = await project_pb2_grpc.ProjectServiceStub(r).CreateProject(
@@ -87,6 +88,7 @@ async def test_lut_eq_ducking_and_auto_edit_from_the_inspector(mesh: Any, editor
     result = json.loads(result_file.read_text())
     assert done.returncode == 0, result.get("error")
     assert result["consoleErrors"] == []
+    assert result["snapNotice"].startswith("Snap to beats: 1 cut moved"), result
     # Auto-edit replaced the tracks in one change (the proposal's "video" track), Undo restored them.
     assert result["autoEditNotice"].startswith("Auto-edit:") and result["proposedClips"] >= 2, result
     assert result["afterUndoProposedClips"] == 0
@@ -98,6 +100,11 @@ async def test_lut_eq_ducking_and_auto_edit_from_the_inspector(mesh: Any, editor
         assert lut_asset.kind == asset_pb2.ASSET_KIND_LUT  # uploaded through storage as a LUT
         assert video.clips[0].filters.lut_asset_id == lut_asset.id and not video.clips[1].filters.lut_asset_id
         assert music.clips[0].filters.audio_eq == "voice" and music.ducking.voice_track_id == "v1"
+        # Snap to beats (kept by the Undo of the auto-edit): the cut on the beat at 2.75 s (AnalyzeMedia
+        # finds this click track's beats within 15 ms), the first clip trimmed to it, the second moved.
+        first, second = video.clips
+        assert abs(second.start_seconds - 2.75) < 0.03, second
+        assert abs(first.source_end_seconds - second.start_seconds) < 0.0015, (first, second)
         # The saved project renders with its LUT: the red clip comes out blue.
         frame = await render_pb2_grpc.RenderServiceStub(r).RenderFrame(
             render_pb2.RenderFrameRequest(timeline=saved.timeline, time_seconds=1.0), metadata=md, timeout=120)

@@ -73,6 +73,22 @@ async def test_filmstrip_and_peaks_follow_the_media_and_are_made_once(render_ser
     assert again.cached and again.overview == o
 
 
+async def test_a_quicktime_file_with_pcm_sound_gets_its_overview(render_service, storage_service, user_factory, tmp_path) -> None:
+    """Cameras write PCM sound in QuickTime, which an MP4 cannot hold as a stream copy: the proxy
+    re-encodes it, and the one decode still gives filmstrip, peaks and proxy."""
+    path = tmp_path / "camera.mov"
+    await asyncio.to_thread(
+        subprocess.run, ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=green:s=160x90:r=30:d=2", "-f", "lavfi",
+                         "-i", "sine=f=440:d=2", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "pcm_s16le",
+                         "-shortest", str(path)], check=True)
+    user = await user_factory()
+    asset = await storage_service.upload(user, path.read_bytes(), "camera.mov", "video/quicktime")
+    got = await _stub(render_service).GetMediaOverview(render_pb2.GetMediaOverviewRequest(asset_id=asset),
+                                                       metadata=user.metadata, timeout=300)
+    o = got.overview
+    assert o.has_video and o.has_audio and o.tile_count == 4 and len(o.peaks) > 90
+
+
 async def test_playback_reads_the_proxy_once_it_exists(render_service, storage_service, user_factory, four_colours, tmp_path) -> None:
     user = await user_factory()
     asset = await storage_service.upload(user, await asyncio.to_thread(four_colours.read_bytes), "four.mp4", "video/mp4")

@@ -1,6 +1,6 @@
 // The inspector's effects and the smart edit in Chromium (issue 18): sign in, open a prepared
 // project, upload a .cube LUT onto the first video clip, give the music clip the "voice" EQ and
-// duck it under the video track, then "Auto-edit to music" and Undo. The pytest side checks
+// duck it under the video track, "Snap to beats", then "Auto-edit to music" and Undo. The pytest side checks
 // the saved project and renders it.
 //   node e2e/effects.mjs --base URL --artifacts DIR --email E --password P --project ID --lut FILE
 import { chromium } from "playwright-core";
@@ -54,6 +54,12 @@ try {
   await page.getByTestId("track-ducking").selectOption("v1");
   await saved();
   await page.screenshot({ path: join(args.artifacts, "01-effects.png") });
+
+  // Snap to beats: the user's cut (2.8 s) moves onto the music's nearest beat.
+  await page.getByTestId("snap-to-beats").click();
+  await page.waitForFunction(() => document.querySelector("[data-testid=notice]")?.textContent?.startsWith("Snap to beats:"), null, { timeout: 300_000 });
+  result.snapNotice = await page.getByTestId("notice").textContent();
+  await saved();
 
   // Auto-edit to music: one change, the proposal's tracks replace the timeline's.
   await page.getByTestId("auto-edit").click();

@@ -168,7 +168,10 @@ class Leases:
         try:
             answer = await self.sink.lease(request)
         except ServiceError as err:
-            if previous is not None and err.code != grpc.StatusCode.RESOURCE_EXHAUSTED:  # a refusal settled it
+            # Only account's refusal settled it; a RESOURCE_EXHAUSTED of gRPC's own (message size,
+            # concurrent streams) carries no such reason and settled nothing.
+            refused = err.code == grpc.StatusCode.RESOURCE_EXHAUSTED and err.reason in ("QUOTA_EXCEEDED", "RATE_LIMITED")
+            if previous is not None and not refused:
                 self._free(previous)  # account down or slow: settle it later (idempotent)
             raise
         except BaseException:

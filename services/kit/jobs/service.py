@@ -15,7 +15,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy.engine import Engine
 
@@ -58,14 +58,8 @@ class JobService:
     """The job pattern for one service database. Construct, ``await start()``, ``await stop()``."""
 
     def __init__(
-        self,
-        engine: Engine,
-        executor: Executor,
-        config: JobConfig | None = None,
-        *,
-        not_found_reason: str = "JOB_NOT_FOUND",
-        page_tokens: PageTokens | None = None,
-        metering: Metering | None = None,
+        self, engine: Engine, executor: Executor, config: JobConfig | None = None, *,
+        not_found_reason: str = "JOB_NOT_FOUND", page_tokens: PageTokens | None = None, metering: Metering | None = None,
     ) -> None:
         # Servers pass PageTokens.for_service(config) so tokens survive restarts and replicas.
         self.page_tokens = page_tokens or PageTokens.ephemeral()
@@ -181,29 +175,36 @@ class JobService:
             existing = await self._db("find", self._store.find, owner, kind, request_id)
             if existing is not None:
                 return existing
-        job_id, stored = str(uuid.uuid4()), False
+        job_id = str(uuid.uuid4())
         ticket = await admit(self.metering, job_id, caller, estimated_credits)  # budgets, limits (issue 16)
+        # A cancelled RPC cannot stop the insert's database thread: the admission follows what the
+        # insert did (kept by a created job, else back to the lease), not whether the caller waits.
+        work = asyncio.ensure_future(self._db(
+            "create", self._store.create, owner=owner, kind=kind, request_id=request_id, parameters=parameters,
+            priority=priority, now_us=now_us(), job_id=job_id, max_queued=self.config.max_queued,
+            api_key_id=caller.api_key_id if caller else "", estimated_credits=estimated_credits))
+        work.add_done_callback(lambda t: self._created(t, ticket))
         try:
-            transition, record = await self._db(
-                "create", self._store.create, owner=owner, kind=kind, request_id=request_id, parameters=parameters,
-                priority=priority, now_us=now_us(), job_id=job_id, max_queued=self.config.max_queued,
-                api_key_id=caller.api_key_id if caller else "", estimated_credits=estimated_credits,
-            )
-            stored = transition is not None
+            transition, record = await asyncio.shield(work)
         except QueueFull as full:
             raise ServiceError.resource_exhausted(
                 "QUEUE_FULL", f"the queue holds {full.queued} jobs; retry later",
                 retry_after=self.config.queue_full_retry_seconds, metadata={"max_queued": str(self.config.max_queued)},
             ) from None
-        finally:
-            if ticket is not None:  # kept by the job, or back to the lease (not created, or a twin request won)
-                ticket.done(stored)
         if transition is not None:
             self._keep_trace(record.id, tracing.JobTrace(record.id, kind))
             self.broker.publish(record.id, transition.event)
             self._wake.set()
             self._positions_changed.set()
         return record
+
+    def _created(self, task: asyncio.Future[Any], ticket: Any) -> None:
+        created = not task.cancelled() and task.exception() is None and task.result()[0] is not None
+        if ticket is not None:
+            ticket.done(created)
+        if created:  # also when the caller left: the scheduler learns of it now
+            self._wake.set()
+            self._positions_changed.set()
 
     def estimate(self, kind: str, model: str, usage: Usage) -> int:  # credits; 0 without metering
         return self.metering.estimate(kind, model, usage) if self.metering is not None else 0

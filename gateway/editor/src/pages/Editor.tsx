@@ -13,7 +13,7 @@ import type { ProposedAction } from "../gen/viarte/inference/v1/assistant_pb";
 import { TransitionKind } from "../gen/viarte/render/v1/timeline_pb";
 import type { ProposeEditRequest } from "../gen/viarte/render/v1/render_pb";
 import type { Asset } from "../gen/viarte/storage/v1/storage_pb";
-import { applyProposal, autoEditRequest } from "../timeline/effects";
+import { applyProposal, autoEditRequest, beatsOnTimeline, musicClip, snapToBeats } from "../timeline/effects";
 import {
   addClip,
   addTrack,
@@ -347,6 +347,42 @@ export default function Editor() {
     }
   }
 
+  // "Snap to beats": the music's beats from render's AnalyzeMedia (cached per asset), then the
+  // user's cuts moved onto them as one undoable change.
+  async function snapCutsToBeats() {
+    if (!timeline) return;
+    let music: Clip;
+    try {
+      music = musicClip(timeline);
+    } catch (err) {
+      if (err instanceof TimelineError) return setNotice(err.message);
+      throw err;
+    }
+    setProposing(true);
+    setNotice("Finding the music's beats…");
+    try {
+      const reply = await render.analyzeMedia({ assetId: music.assetId });
+      const beats = beatsOnTimeline(music, reply.analysis?.beatSeconds ?? []);
+      setHist((h) => {
+        if (!h) return h;
+        try {
+          const { timeline: next, moved } = snapToBeats(h.present, beats);
+          setNotice(`Snap to beats: ${moved} cut${moved === 1 ? "" : "s"} moved onto the beat.`);
+          return moved ? commit(h, next) : h;
+        } catch (err) {
+          if (!(err instanceof TimelineError)) throw err;
+          setNotice(err.message);
+          return h;
+        }
+      });
+    } catch (err) {
+      setNotice(null);
+      setError(toUiError(err));
+    } finally {
+      setProposing(false);
+    }
+  }
+
   // ---- assistant actions, applied only after the user confirms in the panel ---------------------
   function applyAction(action: ProposedAction) {
     const a = action.action;
@@ -404,6 +440,7 @@ export default function Editor() {
         <button onClick={() => selected && apply((tl) => splitClip(tl, selected, playhead))} disabled={!selected} data-testid="split" title="Split at playhead (S)">✂ Split</button>
         <button onClick={addText} data-testid="add-text">T Add text</button>
         <button onClick={() => void propose(() => autoEditRequest(timeline))} disabled={proposing} data-testid="auto-edit" title="Cut the video clips to the first audio clip's beats">♫ Auto-edit to music</button>
+        <button onClick={() => void snapCutsToBeats()} disabled={proposing} data-testid="snap-to-beats" title="Move the cuts between video clips onto the music's nearest beats">♩ Snap to beats</button>
         <button onClick={() => apply((tl) => addTrack(tl, "video"))}>+ Video track</button>
         <button onClick={() => apply((tl) => addTrack(tl, "audio"))}>+ Audio track</button>
         <label className="checkbox">

@@ -1,7 +1,7 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { TimelineSchema, TrackKind } from "../gen/viarte/render/v1/timeline_pb";
-import { applyProposal, autoEditRequest, setAudioEq, setDucking, setLut } from "./effects";
+import { applyProposal, autoEditRequest, beatsOnTimeline, musicClip, setAudioEq, setDucking, setLut, snapToBeats } from "./effects";
 import { addClip, commit, emptyTimeline, fromProto, history, makeClip, TimelineError, toProto, undo, type Timeline } from "./model";
 
 function project(): { tl: Timeline; video: string; music: string } {
@@ -98,5 +98,34 @@ describe("effects", () => {
     expect(clips[1].startSeconds).toBe(1.471);
     expect(Math.abs(end(clips[1]) - clips[2].startSeconds - 0.4)).toBeLessThan(1e-9);
     expect(() => applyProposal(tl, create(TimelineSchema, {}), new Map())).toThrow(/empty/);
+  });
+
+  it("snaps the cuts between video clips to the music's beats, rippling what follows", () => {
+    let tl = emptyTimeline({ width: 320, height: 180, fps: 30 });
+    const a = makeClip({ type: "video", assetId: "a", start: 0, mediaDuration: 3, duration: 2.8 });
+    const b = makeClip({ type: "video", assetId: "b", start: 2.8, mediaDuration: 3, duration: 1.1 });
+    const c = makeClip({ type: "video", assetId: "c", start: 4.4, mediaDuration: 10, duration: 2 }); // after a 0.5 s gap
+    const music = makeClip({ type: "audio", assetId: "song", start: 0.25, sourceStart: 0.25, mediaDuration: 12, duration: 8 });
+    tl = addClip(addClip(addClip(addClip(tl, "v1", a), "v1", b), "v1", c), "a1", music);
+    // 120 BPM from the song's 0 s; the clip plays it from 0.25 s at 0.25 s, so beats sit on whole half-seconds.
+    const beats = beatsOnTimeline(musicClip(tl), Array.from({ length: 24 }, (_, i) => i * 0.5));
+    expect(beats[0]).toBe(0.5); // the song's 0 s beat is before the clip's in-point
+    const { timeline: snapped, moved } = snapToBeats(tl, beats);
+    const [sa, sb, sc] = snapped.tracks[0].clips;
+    // a's end 2.8 → 3.0 (its source ends at 3 s: reachable); b, rippled to 3.0–4.1, ends on 4.0;
+    // c is last (only cuts between clips move), rippled by both moves with its gap kept.
+    expect([sa.start, sa.duration]).toEqual([0, 3]);
+    expect([sb.start, sb.duration]).toEqual([3, 1]);
+    expect(sc.start).toBe(4.5); // 4.4 + 0.2 - 0.1
+    expect(moved).toBe(2);
+    // A clip is never extended past its source: with a beat only at 3.5, a (3 s of source) trims to 2.5.
+    const far = snapToBeats(tl, [2.5, 3.5]).timeline.tracks[0].clips[0];
+    expect(far.duration).toBe(2.5);
+    // Pure, one undo step, and nothing to do is no change.
+    expect(tl.tracks[0].clips[0].duration).toBe(2.8);
+    const h = commit(history(tl), snapped);
+    expect(undo(h).present).toBe(tl);
+    expect(snapToBeats(snapped, beats).moved).toBe(0);
+    expect(() => snapToBeats(tl, [])).toThrow(TimelineError);
   });
 });

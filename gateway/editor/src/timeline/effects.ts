@@ -67,9 +67,8 @@ export function autoEditRequest(timeline: Timeline, options: { transitions?: boo
     .filter((c) => c.type === "video")
     .sort((a, b) => a.start - b.start);
   const clipAssetIds = [...new Set(videos.map((c) => c.assetId))];
-  const music = timeline.tracks.filter((t) => t.type === "audio").flatMap((t) => t.clips).sort((a, b) => a.start - b.start)[0];
   if (clipAssetIds.length === 0) throw new TimelineError("add video clips to cut to the music");
-  if (!music) throw new TimelineError("put the music on an audio track first");
+  const music = musicClip(timeline);
   const c = timeline.canvas;
   return create(ProposeEditRequestSchema, {
     clipAssetIds,
@@ -78,6 +77,52 @@ export function autoEditRequest(timeline: Timeline, options: { transitions?: boo
     transitions: options.transitions ?? true,
     matchColors: options.matchColors ?? false,
   });
+}
+
+// The music both smart edits follow: the first clip on an audio track.
+export function musicClip(timeline: Timeline): Clip {
+  const music = timeline.tracks.filter((t) => t.type === "audio").flatMap((t) => t.clips).sort((a, b) => a.start - b.start)[0];
+  if (!music) throw new TimelineError("put the music on an audio track first");
+  return music;
+}
+
+// AnalyzeMedia's beats are in the music asset's own time; on the timeline they are where its clip
+// plays them (only the beats the clip plays).
+export function beatsOnTimeline(music: Clip, beatSeconds: readonly number[]): number[] {
+  const end = music.start + music.duration;
+  return beatSeconds.map((b) => music.start + (b - music.sourceStart)).filter((t) => t >= music.start && t <= end);
+}
+
+// "Snap to beats": the user's own cut, kept, with every cut between clips on a video track moved
+// to the nearest beat the clip before it can reach (it is trimmed, or extended within its source,
+// and stays at least MIN_SNAPPED long); what follows on the track moves with it, gaps and
+// transition overlaps kept. One change, so one undo. `moved` counts the cuts that moved.
+const MIN_SNAPPED = 0.1;
+export function snapToBeats(timeline: Timeline, beats: readonly number[]): { timeline: Timeline; moved: number } {
+  if (beats.length === 0) throw new TimelineError("no beat found in the music");
+  let moved = 0;
+  const tracks = timeline.tracks.map((track) => {
+    if (track.type !== "video" || track.clips.length < 2) return track;
+    const clips = track.clips.map((c) => ({ ...c }));
+    for (let i = 0; i < clips.length - 1; i++) {
+      const clip = clips[i];
+      const end = clip.start + clip.duration;
+      const overlap = Math.max(0, end - clips[i + 1].start); // the next clip's transition
+      const lowest = clip.start + MIN_SNAPPED + overlap;
+      const highest = clip.mediaDuration > 0 ? clip.start + clip.mediaDuration - clip.sourceStart : Infinity;
+      let best: number | null = null;
+      for (const b of beats) {
+        if (b >= lowest && b <= highest && (best === null || Math.abs(b - end) < Math.abs(best - end))) best = b;
+      }
+      if (best === null || Math.abs(ms(best) - end) < 0.0005) continue;
+      const delta = ms(best) - end;
+      clip.duration += delta;
+      for (let j = i + 1; j < clips.length; j++) clips[j].start += delta;
+      moved++;
+    }
+    return { ...track, clips: clips.map(onGrid) };
+  });
+  return { timeline: { ...timeline, tracks }, moved };
 }
 
 // The proposal replaces the tracks (the project keeps its canvas); as one change, so one undo
