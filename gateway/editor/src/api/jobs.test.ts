@@ -93,4 +93,25 @@ describe("events and metrics", () => {
     expect(seen).toEqual([1n, 2n, 3n]);
     expect(final.metrics).toEqual({});
   });
+
+  it("hands a job's stored events to onEvent when the Watch opens mid-run (the record is ahead of them)", async () => {
+    const seen: bigint[] = [];
+    const running = { id: "j1", status: create(JobStatusSchema, { state: JobState.RUNNING, lastSequence: 3n }) };
+    const final = await followJob<Job>(
+      stream([
+        { payload: { case: "job", value: running } },
+        event(1n, JobState.RUNNING, Stage.TRAINING, undefined, { loss: 0.5, grad_norm: 1 }),
+        event(2n, JobState.RUNNING, Stage.TRAINING, undefined, { loss: 0.4, grad_norm: 1 }),
+        event(3n, JobState.RUNNING, Stage.TRAINING, undefined, { loss: 0.3, grad_norm: 1 }),
+        event(4n, JobState.SUCCEEDED, Stage.UPLOADING),
+      ]),
+      () => {},
+      () => {},
+      new AbortController().signal,
+      (e) => seen.push(e.sequence),
+    );
+    expect(seen).toEqual([1n, 2n, 3n, 4n]);
+    expect(final.state).toBe(JobState.SUCCEEDED);
+    expect(final.events).toBe(1); // the view itself counts only what followed the record
+  });
 });

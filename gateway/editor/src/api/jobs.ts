@@ -53,6 +53,10 @@ export async function followJob<J extends { status?: JobStatus }>(
 ): Promise<JobView> {
   let view = initialView();
   let attempts = 0;
+  // The last event handed to onEvent. The job record that opens each Watch moves lastSequence up to
+  // the job's newest event while the stored ones it has (from after_sequence on) still follow:
+  // the view skips those, but onEvent gets each once (a training chart opened mid-run needs them).
+  let delivered = 0n;
   while (!signal.aborted) {
     try {
       for await (const message of watch(view.lastSequence, signal)) {
@@ -71,7 +75,13 @@ export async function followJob<J extends { status?: JobStatus }>(
           };
         } else if (message.payload.case === "event") {
           const event = message.payload.value;
-          if (event.sequence <= view.lastSequence) continue;
+          if (event.sequence <= view.lastSequence) {
+            if (event.sequence > delivered) {
+              delivered = event.sequence;
+              onEvent?.(event);
+            }
+            continue;
+          }
           view = {
             ...view,
             state: event.state,
@@ -84,6 +94,7 @@ export async function followJob<J extends { status?: JobStatus }>(
             placement: placed(event.placement) ?? view.placement,
             metrics: event.progress ? { ...event.progress.metrics } : view.metrics,
           };
+          delivered = event.sequence;
           onEvent?.(event);
         }
         onView(view);
