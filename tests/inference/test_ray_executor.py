@@ -51,7 +51,7 @@ async def ray_inference(tmp_path_factory: Any, auth_service: Any, storage_servic
         # the bounded first connect, and the executor then keeps retrying in the background
         # (UNAVAILABLE meanwhile, which tests/inference of Ray-down cover on their own).
         for _ in range(1200):  # at most 10 min
-            if service.parts.pool.error is None:
+            if service.parts.pool.actors.error is None:
                 break
             await asyncio.sleep(0.5)
         yield service
