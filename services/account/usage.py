@@ -316,10 +316,9 @@ class AccountInternalServicer(account_pb2_grpc.AccountInternalServiceServicer): 
         self, request: account_pb2.ListExpiredLeasesRequest, context: grpc.aio.ServicerContext
     ) -> account_pb2.ListExpiredLeasesResponse:
         older = request.older_than_seconds
-        if not 0.0 <= older <= _MAX_LEASE_AGE_SECONDS:  # also NaN and inf (timedelta would overflow)
-            v = Violations()
-            v.add("older_than_seconds", f"must be within 0..{_MAX_LEASE_AGE_SECONDS:g}")
-            v.raise_if_any(Reason.INVALID_ARGUMENT, "invalid older_than_seconds")
+        v = Violations()  # the range also refuses NaN and inf (timedelta would overflow)
+        v.check(0.0 <= older <= _MAX_LEASE_AGE_SECONDS, "older_than_seconds", f"must be within 0..{_MAX_LEASE_AGE_SECONDS:g}")
+        v.raise_if_any(Reason.INVALID_ARGUMENT, "invalid older_than_seconds")
         rows = await database(self.leases.expired, request.holder, older, min(max(request.page_size, 1), 500))
         return account_pb2.ListExpiredLeasesResponse(leases=[
             account_pb2.ExpiredLease(lease_id=r[0], user_id=r[1], api_key_id=r[2], create_time=to_ts(r[3]))

@@ -198,7 +198,7 @@ class JobService:
             self._positions_changed.set()
         return record
 
-    def _created(self, task: asyncio.Future[Any], ticket: Any) -> None:
+    def _created(self, task: asyncio.Future[Any], ticket: Any) -> None:  # a metering.admit Ticket or None
         created = not task.cancelled() and task.exception() is None and task.result()[0] is not None
         if ticket is not None:
             ticket.done(created)
