@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -22,12 +23,13 @@ import httpx
 
 from services.kit.errors import FieldViolation, ServiceError
 from services.kit.logs import get_logger
+from services.kit.storage_client import ResolvedAsset
 from services.render.handlers import RenderContext
-from services.render.media import MediaKind
+from services.render.media import MediaKind, SourceInfo
 from services.render.reasons import Reason
 from viarte.render.v1 import render_pb2
 
-__all__ = ["Analyzer", "to_proto"]
+__all__ = ["Analyzed", "Analyzer", "to_proto"]
 
 _log = get_logger("services.render.analyze")
 _VERSION = "v1"
@@ -55,6 +57,16 @@ def to_proto(found: dict[str, Any], has_video: bool, has_audio: bool) -> render_
     )
 
 
+@dataclass(frozen=True)
+class Analyzed:
+    """An analysis with the source it was made from (callers that go on to read the media reuse the
+    resolved URL and probe facts instead of asking storage again)."""
+
+    response: render_pb2.AnalyzeMediaResponse
+    resolved: ResolvedAsset
+    info: SourceInfo
+
+
 class Analyzer:
     def __init__(self, ctx: RenderContext) -> None:
         self.ctx = ctx
@@ -64,6 +76,10 @@ class Analyzer:
 
     async def analyze(self, owner: str, asset_id: str, field: str = "asset_id") -> render_pb2.AnalyzeMediaResponse:
         """The analysis of one asset; refusals name ``field`` (the request's path to the id)."""
+        return (await self.analyze_source(owner, asset_id, field)).response
+
+    async def analyze_source(self, owner: str, asset_id: str, field: str = "asset_id") -> Analyzed:
+        """`analyze`, with the resolved asset and its probe facts."""
         config = self.ctx.config
         if not asset_id:
             raise _invalid(Reason.INVALID_ARGUMENT, f"{field} is required", "is required", field)
@@ -80,7 +96,8 @@ class Analyzer:
         has_video = info.kind == MediaKind.VIDEO
         cached = await self._cached(key)
         if cached is not None:
-            return render_pb2.AnalyzeMediaResponse(analysis=to_proto(cached, has_video, info.has_audio), cached=True)
+            answer = render_pb2.AnalyzeMediaResponse(analysis=to_proto(cached, has_video, info.has_audio), cached=True)
+            return Analyzed(answer, resolved, info)
         request = {
             "source": resolved.url, "content_type": resolved.asset.content_type, "duration": info.duration,
             "fps": info.fps, "width": info.width, "height": info.height, "has_video": has_video,
@@ -92,7 +109,7 @@ class Analyzer:
             await self.ctx.storage.put_object(key, json.dumps(found).encode())
         except ServiceError as exc:  # an uncached answer is still an answer
             _log.warning("render.analysis_cache_unwritable", key=key, error=str(exc)[:200])
-        return render_pb2.AnalyzeMediaResponse(analysis=to_proto(found, has_video, info.has_audio))
+        return Analyzed(render_pb2.AnalyzeMediaResponse(analysis=to_proto(found, has_video, info.has_audio)), resolved, info)
 
     async def _cached(self, key: str) -> dict[str, Any] | None:
         try:

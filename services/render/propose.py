@@ -30,7 +30,7 @@ from services.kit.cube_lut import CubeLut
 from services.kit.errors import FieldViolation, ServiceError, Violations
 from services.kit.media_input import MediaInput, media_input
 from services.render import shotlook
-from services.render.analyze import Analyzer
+from services.render.analyze import Analyzed, Analyzer
 from services.render.reasons import Reason
 from viarte.render.v1 import render_pb2
 from viarte.render.v1 import timeline_pb2 as tl
@@ -109,10 +109,11 @@ async def propose_edit(analyzer: Analyzer, owner: str, request: render_pb2.Propo
     min_shot, downbeat_min = _check(request)
     ids = list(request.clip_asset_ids)
     found = await asyncio.gather(
-        *(analyzer.analyze(owner, a, f"clip_asset_ids[{i}]") for i, a in enumerate(ids)),
-        analyzer.analyze(owner, request.music_asset_id, "music_asset_id"),
+        *(analyzer.analyze_source(owner, a, f"clip_asset_ids[{i}]") for i, a in enumerate(ids)),
+        analyzer.analyze_source(owner, request.music_asset_id, "music_asset_id"),
     )
-    clips, music = [f.analysis for f in found[:-1]], found[-1].analysis
+    sources = found[:-1]
+    clips, music = [s.response.analysis for s in sources], found[-1].response.analysis
     for i, a in enumerate(clips):
         if not a.has_video:
             raise _refused(f"clip_asset_ids[{i}]", "is not a video")
@@ -127,8 +128,9 @@ async def propose_edit(analyzer: Analyzer, owner: str, request: render_pb2.Propo
     looked = "transitions" if request.transitions else "match_colors" if request.match_colors else ""
     if looked and len(placed) > LOOKS_MAX_SHOTS:  # a few ffmpeg frame grabs per shot: bounded per request
         raise _refused(looked, f"is limited to edits of at most {LOOKS_MAX_SHOTS} shots ({len(placed)} placed)")
-    urls = await _urls(analyzer, owner, ids, {shot.clip for shot, _, _ in placed})
-    first = await analyzer.ctx.source_info(await analyzer.ctx.storage.resolve(owner, ids[placed[0][0].clip]))
+    # The sources were resolved and probed once, by the analysis: their URLs and sizes are reused.
+    urls = {shot.clip: _input(sources[shot.clip]) for shot, _, _ in placed}
+    first = sources[placed[0][0].clip].info
     c = request.canvas
     width, height = c.width or _even(first.width), c.height or _even(first.height)
     fps = c.fps or 30.0
@@ -154,10 +156,8 @@ async def propose_edit(analyzer: Analyzer, owner: str, request: render_pb2.Propo
                                           lut_asset_ids=list(dict.fromkeys(x for x in luts if x)))
 
 
-async def _urls(analyzer: Analyzer, owner: str, ids: list[str], used: set[int]) -> dict[int, MediaInput]:
-    resolved = await asyncio.gather(*(analyzer.ctx.storage.resolve(owner, ids[i]) for i in sorted(used)))
-    return {i: media_input(r.asset.content_type, r.url, rw_timeout_seconds=30)
-            for i, r in zip(sorted(used), resolved, strict=True)}
+def _input(source: Analyzed) -> MediaInput:
+    return media_input(source.resolved.asset.content_type, source.resolved.url, rw_timeout_seconds=30)
 
 
 class _Looks:
