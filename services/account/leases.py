@@ -172,7 +172,7 @@ class LeaseStore:
         # recorded gets none (its closed row may have been pruned: ``prune_closed``); one whose
         # record commits meanwhile is ordered by the primary key against its closed row.
         done = recorded(conn, [job_id for job_id, _ in s.jobs])
-        jobs = [(job_id, credits) for job_id, credits in s.jobs if job_id not in done]
+        jobs = sorted((job_id, credits) for job_id, credits in s.jobs if job_id not in done)  # job id order: store.record_outcomes
         if jobs:
             conn.execute(self._job_rows, [
                 {"job_id": job_id, "user_id": s.user_id, "api_key_id": s.api_key_id,

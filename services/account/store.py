@@ -112,10 +112,13 @@ class AccountStore:
         for r in batch:
             unique.setdefault(r.values["job_id"], r)  # a job repeated in the batch: the first counts
         with self.engine.begin() as conn:
-            created = set(conn.execute(_insert_records(conn.dialect.name), [r.values for r in unique.values()]).scalars())
+            # In job id order, here and in every batch write of the rows they lock (closing admissions,
+            # settling leases): two PostgreSQL transactions then wait on each other, never deadlock.
+            ordered = [unique[job_id] for job_id in sorted(unique)]
+            created = set(conn.execute(_insert_records(conn.dialect.name), [r.values for r in ordered]).scalars())
             before = [job_id for job_id in unique if job_id not in created]
             stored = {row.job_id: row for row in conn.execute(_RECORDS, {"ids": before})} if before else {}
-            new = [r for job_id, r in unique.items() if job_id in created]
+            new = [r for r in ordered if r.values["job_id"] in created]
             if new:
                 close_admissions(conn, [(r.values["job_id"], r.values["user_id"], r.values["api_key_id"]) for r in new], now)
                 users = sorted({r.values["user_id"] for r in new})
