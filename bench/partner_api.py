@@ -2,7 +2,7 @@
 
 A real auth server and a real account server (SQLite, or --database-url PostgreSQL) in this
 process, one endpoint registered by a user, and a receiver (HTTP/1.1, its own thread) answering
-200. Each job end is ``RecordJobOutcome`` (what inference/render call) with a service token; the
+200. Each job end is ``RecordJobOutcome`` (a batch of one of what the job meters send) with a service token; the
 latency is from just before that call to the receiver reading the request (record + outbox commit,
 dispatcher wake-up, claim, sign, POST). Jobs end at --rate per second. Printed: p50/p99/max in ms
 (goal p99 < 500 ms).

@@ -27,6 +27,11 @@ class AccountConfig(ServiceConfig):
     # Prices: the rate fields are ServiceConfig fields (services/kit/prices.py), shared by the job
     # services' estimates: set VIARTE_GENERATION_CREDITS_PER_MEGAPIXEL_FRAME_STEP etc. once for all.
 
+    # A job's closed admission row (its charge replaced its estimate) is deleted this long after
+    # its record committed: long enough for any lease settlement racing that record to have ended
+    # (services/account/limits.py, prune_closed).
+    admission_retention_seconds: float = 60.0
+
     # Webhooks. Deliveries to loopback/private/link-local addresses are refused unless this is set
     # (dev meshes and tests, whose receivers listen on 127.0.0.1).
     webhook_allow_private: bool = False

@@ -41,6 +41,7 @@ from services.account.limits import (
     _check,
     _month_start,
     _Subject,
+    recorded,
     upsert,
 )
 from services.account.models import AdmissionRow, RateBucketRow, utcnow
@@ -167,11 +168,16 @@ class LeaseStore:
 
     def _settle(self, conn: sa.Connection, s: Settlement, now: datetime) -> None:
         lease = conn.execute(_LEASE, {"id": s.lease_id}).first()
-        if s.jobs:  # also when the lease is gone: a job's row is the truth, inserted once
+        # Also when the lease is gone: a job's row is the truth, inserted once. A job already
+        # recorded gets none (its closed row may have been pruned: ``prune_closed``); one whose
+        # record commits meanwhile is ordered by the primary key against its closed row.
+        done = recorded(conn, [job_id for job_id, _ in s.jobs])
+        jobs = sorted((job_id, credits) for job_id, credits in s.jobs if job_id not in done)  # job id order: store.record_outcomes
+        if jobs:
             conn.execute(self._job_rows, [
                 {"job_id": job_id, "user_id": s.user_id, "api_key_id": s.api_key_id,
                  "credits": credits, "open": True, "create_time": now, "slots": 1, "holder": ""}
-                for job_id, credits in s.jobs])  # fmt: skip
+                for job_id, credits in jobs])  # fmt: skip
         if lease is None:
             return
         conn.execute(_DELETE, {"id": s.lease_id})

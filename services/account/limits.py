@@ -34,7 +34,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col
+from sqlmodel import col
 
 from services.account.common import database
 from services.account.models import AdmissionRow, RateBucketRow, UsageRecordRow, utcnow
@@ -191,7 +191,8 @@ class LimitStore:
         ids = [a.job_id for a in batch]
         with self.engine.begin() as conn:
             self._lock(conn, user_id, _TOUCH_ADMISSIONS, {"ids": ids})
-            known = set(conn.execute(_KNOWN_ADMISSIONS, {"ids": ids}).scalars())
+            # Known: admitted before, or already ended and recorded (its closed row may be pruned).
+            known = set(conn.execute(_KNOWN_ADMISSIONS, {"ids": ids}).scalars()) | recorded(conn, ids)
             subjects: dict[str, _Subject] = {}
             for a in batch:  # every subject some admission limits by budget or concurrency, read once
                 for name, limits, column, value in a.caller.subjects():
@@ -339,11 +340,42 @@ def upsert(engine_or_dialect: str, *, update: dict[str, Any] | None = None) -> s
     return insert.on_conflict_do_nothing(index_elements=["job_id"])
 
 
-def close_admission(s: Session, user_id: str, api_key_id: str, job_id: str) -> None:
-    """In RecordJobOutcome's transaction: the job's charge replaces its estimate. An upsert: a job
-    created under a lease has no row of its own until its lease is settled, and the settlement's
-    insert then finds this closed one and adds nothing (the primary key orders the two)."""
-    conn = s.connection()
-    conn.execute(upsert(conn.dialect.name, update={"open": False}),
-                 {"job_id": job_id, "user_id": user_id, "api_key_id": api_key_id, "credits": 0, "open": False,
-                  "create_time": utcnow(), "slots": 1, "holder": ""})  # fmt: skip
+def close_admissions(conn: sa.Connection, rows: Sequence[tuple[str, str, str]], now: datetime) -> None:
+    """In the transaction that records the jobs' outcomes: each job's charge replaces its estimate
+    (``rows``: job id, user id, api key id). An upsert: a job created under a lease has no row of its
+    own until its lease is settled, and the settlement's insert then finds this closed one and adds
+    nothing (the primary key orders the two, also between concurrent transactions). A closed row's
+    ``create_time`` is when it closed: ``prune_closed`` removes it once no settlement can race it."""
+    conn.execute(_CLOSE[conn.dialect.name == "postgresql"], [
+        {"job_id": job_id, "user_id": user_id, "api_key_id": api_key_id, "credits": 0, "open": False,
+         "create_time": now, "slots": 1, "holder": ""} for job_id, user_id, api_key_id in rows])  # fmt: skip
+
+
+def prune_closed(conn: sa.Connection, before: datetime) -> int:
+    """Deletes the closed admission rows closed before ``before``: no limit decision counts them
+    (budgets count the usage record instead, concurrency only open rows). A closed row only orders
+    a settlement racing the job's record (``close_admissions``); once the record has been committed
+    for a while, a settlement finds the record itself (``settled_jobs``) and adds nothing, and an
+    AdmitJob retry finds it too (``_KNOWN``). So the table holds open admissions, leases and the
+    last ``admission_retention_seconds`` of closed rows, not one row per job ever run."""
+    return int(conn.execute(_PRUNE, {"before": before}).rowcount or 0)
+
+
+def recorded(conn: sa.Connection, job_ids: Sequence[str]) -> set[str]:
+    """Which of ``job_ids`` have a usage record (ended and recorded: never to be admitted again)."""
+    if not job_ids:
+        return set()
+    return set(conn.execute(_RECORDED, {"ids": list(job_ids)}).scalars())
+
+
+def _close(postgres: bool) -> sa.Insert:
+    insert = (postgresql.insert if postgres else sqlite.insert)(AdmissionRow.__table__)  # type: ignore[attr-defined]
+    return insert.on_conflict_do_update(index_elements=["job_id"],
+                                        set_={"open": False, "create_time": insert.excluded.create_time})
+
+
+_CLOSE = {postgres: _close(postgres) for postgres in (False, True)}
+_PRUNE = sa.delete(AdmissionRow.__table__).where(  # type: ignore[attr-defined]
+    _A.open.is_(False), _A.create_time < sa.bindparam("before"))
+_RECORDED = sa.select(UsageRecordRow.__table__.c.job_id).where(  # type: ignore[attr-defined]
+    UsageRecordRow.__table__.c.job_id.in_(sa.bindparam("ids", expanding=True)))  # type: ignore[attr-defined]

@@ -37,7 +37,8 @@ async def build(config: AccountConfig) -> tuple[grpc.aio.Server, int]:
         [
             Service(UsageServicer(store, prices, tokens)),
             Service(WebhookServicer(config, store, box, tokens, dispatcher.wake)),
-            Service(AccountInternalServicer(store, prices, dispatcher.wake), internal=True),
+            Service(AccountInternalServicer(store, prices, dispatcher.wake,
+                                            retention_seconds=config.admission_retention_seconds), internal=True),
         ],
     )
     dispatcher.start()

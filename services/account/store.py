@@ -1,6 +1,6 @@
 """Blocking database access of the account service (called through ``run_db``).
 
-``record_outcome`` is the outbox: the usage record and one delivery row per subscribed endpoint
+``record_outcomes`` is the outbox: the usage records and one delivery row per subscribed endpoint
 are one transaction, so a job's end is either fully recorded with its webhooks queued or not at
 all, and the dispatcher only ever reads committed rows.
 """
@@ -10,22 +10,26 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from services.account.limits import close_admission
+from services.account.limits import close_admissions, prune_closed
 from services.account.models import (
     DeliveryState,
     UsageRecordRow,
     WebhookAttemptRow,
     WebhookDeliveryRow,
     WebhookEndpointRow,
+    new_id,
+    utcnow,
 )  # fmt: skip
 
-__all__ = ["AccountStore", "Claimed", "KindTotals", "Period"]
+__all__ = ["AccountStore", "Claimed", "KindTotals", "NewRecord", "Period"]
 
 
 @dataclass(frozen=True)
@@ -65,8 +69,31 @@ class Claimed:
     endpoint: WebhookEndpointRow | None
 
 
-# Builds the deliveries of a new record: endpoint -> payload rows (or none when not subscribed).
-Fanout = Callable[[UsageRecordRow, Sequence[WebhookEndpointRow]], list[WebhookDeliveryRow]]
+@dataclass(frozen=True)
+class NewRecord:
+    """A job outcome to record: the usage record's column values and its webhook event."""
+
+    values: dict[str, Any]
+    event_type: str
+    payload: str  # the event as JSON, the same for every endpoint
+
+
+def _insert_records(dialect: str) -> sa.Insert:
+    return _INSERT_RECORDS[dialect == "postgresql"]
+
+
+_U = UsageRecordRow.__table__  # type: ignore[attr-defined]
+_E = WebhookEndpointRow.__table__  # type: ignore[attr-defined]
+# Statements built once (bind parameters): building one costs more than running it on SQLite.
+_INSERT_RECORDS = {
+    postgres: (postgresql.insert if postgres else sqlite.insert)(_U)
+    .on_conflict_do_nothing(index_elements=["job_id"]).returning(_U.c.job_id)
+    for postgres in (False, True)
+}  # fmt: skip
+_RECORDS = sa.select(_U).where(_U.c.job_id.in_(sa.bindparam("ids", expanding=True)))
+_ENDPOINTS = sa.select(_E.c.id, _E.c.user_id, _E.c.event_types).where(
+    _E.c.user_id.in_(sa.bindparam("users", expanding=True)), _E.c.disabled.is_(False))
+_DELIVERY_INSERT = sa.insert(WebhookDeliveryRow.__table__)  # type: ignore[attr-defined]
 
 
 class AccountStore:
@@ -74,29 +101,60 @@ class AccountStore:
         self.engine = engine
 
     # -- usage -----------------------------------------------------------------------------------
-    def record_outcome(self, record: UsageRecordRow, fanout: Fanout) -> tuple[UsageRecordRow, bool]:
-        try:
-            with Session(self.engine, expire_on_commit=False) as s, s.begin():
-                existing = s.get(UsageRecordRow, record.job_id)
-                if existing is not None:
-                    return existing, False
-                s.add(record)
-                close_admission(s, record.user_id, record.api_key_id, record.job_id)
-                endpoints = s.exec(
-                    select(WebhookEndpointRow).where(
-                        WebhookEndpointRow.user_id == record.user_id, col(WebhookEndpointRow.disabled).is_(False)
-                    )
-                ).all()
-                for delivery in fanout(record, endpoints):
-                    s.add(delivery)
-            return record, True
-        except IntegrityError:
-            # Another call recorded the same job first (this replica or another): it wins.
-            with Session(self.engine, expire_on_commit=False) as s:
-                existing = s.get(UsageRecordRow, record.job_id)
-            if existing is None:
-                raise
-            return existing, False
+    def record_outcomes(self, batch: Sequence[NewRecord]) -> list[tuple[Any, bool]]:
+        """Records a batch of job outcomes in one transaction: per outcome (in order) the stored
+        record and whether it was created now. SQLAlchemy Core, statements built once: one INSERT
+        … ON CONFLICT DO NOTHING for the records (idempotent on the job id: what it skipped was
+        recorded before, by this replica or another, and is read back), one upsert closing their
+        admissions, one read of the owners' endpoints and one INSERT of the deliveries (the outbox)."""
+        now = utcnow()
+        unique: dict[str, NewRecord] = {}
+        for r in batch:
+            unique.setdefault(r.values["job_id"], r)  # a job repeated in the batch: the first counts
+        with self.engine.begin() as conn:
+            # In job id order, here and in every batch write of the rows they lock (closing admissions,
+            # settling leases): two PostgreSQL transactions then wait on each other, never deadlock.
+            ordered = [unique[job_id] for job_id in sorted(unique)]
+            created = set(conn.execute(_insert_records(conn.dialect.name), [r.values for r in ordered]).scalars())
+            before = [job_id for job_id in unique if job_id not in created]
+            stored = {row.job_id: row for row in conn.execute(_RECORDS, {"ids": before})} if before else {}
+            new = [r for r in ordered if r.values["job_id"] in created]
+            if new:
+                close_admissions(conn, [(r.values["job_id"], r.values["user_id"], r.values["api_key_id"]) for r in new], now)
+                users = sorted({r.values["user_id"] for r in new})
+                endpoints: dict[str, list[Any]] = {}
+                for e in conn.execute(_ENDPOINTS, {"users": users}):
+                    endpoints.setdefault(e.user_id, []).append(e)
+                deliveries = [
+                    {"id": new_id("msg_"), "endpoint_id": e.id, "user_id": e.user_id, "event_type": r.event_type,
+                     "job_id": r.values["job_id"], "event_key": f"{r.event_type}:{r.values['job_id']}",
+                     "payload": r.payload, "state": DeliveryState.PENDING.value, "attempt_count": 0,
+                     "last_status_code": 0, "create_time": now, "window_start_time": now, "next_attempt_time": now,
+                     "lease_owner": "", "lease_expire_time": None}
+                    for r in new for e in endpoints.get(r.values["user_id"], [])
+                    if not e.event_types or r.event_type in e.event_types.split(",")
+                ]  # fmt: skip
+                if deliveries:
+                    conn.execute(_DELIVERY_INSERT, deliveries)
+        out: list[tuple[Any, bool]] = []
+        for r in batch:
+            job_id = r.values["job_id"]
+            if job_id in created:
+                out.append((SimpleNamespace(**unique[job_id].values), True))
+                created.discard(job_id)  # a repeat later in the batch: recorded already
+            else:
+                out.append((stored.get(job_id) or SimpleNamespace(**unique[job_id].values), False))
+        return out
+
+    def add_delivery(self, row: WebhookDeliveryRow) -> WebhookDeliveryRow:
+        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+            s.add(row)
+        return row
+
+    def prune_admissions(self, before: datetime) -> int:
+        """Closed admission rows closed before ``before`` (``limits.prune_closed``)."""
+        with self.engine.begin() as conn:
+            return prune_closed(conn, before)
 
     def totals(self, period: Period) -> list[KindTotals]:
         r = UsageRecordRow

@@ -1,14 +1,16 @@
 """UsageService (the caller's records, totals, export, price estimates) and AccountInternalService
-(RecordJobOutcome: the job services' one call when a job ends)."""
+(RecordJobOutcomes: the job services' meters record what ended, a batch per call)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from datetime import UTC, datetime
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -18,17 +20,10 @@ from google.rpc import code_pb2
 from services.account.common import caller, database, from_ts, to_ts
 from services.account.leases import LeaseRequest, LeaseStore, Settlement
 from services.account.limits import Admission, Admissions, Caller, LimitStore
-from services.account.models import (
-    UsageRecordRow,
-    WebhookDeliveryRow,
-    WebhookEndpointRow,
-    as_utc,
-    new_id,
-    utcnow,
-)  # fmt: skip
+from services.account.models import UsageRecordRow, as_utc, utcnow
 from services.account.prices import KIND_NAMES, MAX_CREDITS, PriceList, Usage
 from services.account.reasons import Reason
-from services.account.store import AccountStore, Period
+from services.account.store import AccountStore, NewRecord, Period
 from services.kit.errors import FieldViolation, ServiceError, Violations
 from services.kit.limits import Limits
 from services.kit.pagination import PageTokens, page_size
@@ -52,7 +47,7 @@ _STATE_NAMES: dict[int, str] = {job_pb2.JOB_STATE_SUCCEEDED: "succeeded", job_pb
 _EXPORT_CHUNK = 64 * 1024
 
 
-def record_to_proto(row: UsageRecordRow) -> account_pb2.UsageRecord:
+def record_to_proto(row: UsageRecordRow | Any) -> account_pb2.UsageRecord:  # a row, or its columns as attributes
     return account_pb2.UsageRecord(
         job_id=row.job_id, kind=row.kind, model=row.model, user_id=row.user_id, api_key_id=row.api_key_id,  # type: ignore[arg-type]
         state=row.state, credits=row.credits, end_time=to_ts(row.end_time),  # type: ignore[arg-type]
@@ -185,36 +180,60 @@ class UsageServicer(account_pb2_grpc.UsageServiceServicer):  # type: ignore[misc
         return account_pb2.GetPriceEstimateResponse(credits=price.credits, formula=price.formula)
 
 
-def _fanout(record: UsageRecordRow, event: Mapping[str, object]) -> Callable[[UsageRecordRow, Sequence[WebhookEndpointRow]], list[WebhookDeliveryRow]]:
-    event_type = str(event["type"])
-    body = json.dumps(event, separators=(",", ":"))
-
-    def build(_record: UsageRecordRow, endpoints: Sequence[WebhookEndpointRow]) -> list[WebhookDeliveryRow]:
-        return [
-            WebhookDeliveryRow(
-                id=new_id("msg_"), endpoint_id=e.id, user_id=record.user_id, event_type=event_type,
-                job_id=record.job_id, event_key=f"{event_type}:{record.job_id}", payload=body,
-            )
-            for e in endpoints
-            if not e.event_types or event_type in e.event_types.split(",")
-        ]
-
-    return build
-
-
 class AccountInternalServicer(account_pb2_grpc.AccountInternalServiceServicer):  # type: ignore[misc]
     def __init__(self, store: AccountStore, prices: PriceList, on_enqueued: Callable[[], None],
-                 limits: LimitStore | None = None) -> None:
+                 limits: LimitStore | None = None, *, retention_seconds: float = 60.0) -> None:
         self.limits = limits or LimitStore(store.engine)
         self.admissions = Admissions(self.limits)
         self.leases = LeaseStore(self.limits)
         self.store = store
         self.prices = prices
         self.on_enqueued = on_enqueued
+        # Closed admission rows are kept this long after their job's record (``limits.prune_closed``).
+        self.retention_seconds = retention_seconds
+        self._next_prune = 0.0
 
     async def RecordJobOutcome(
         self, request: account_pb2.RecordJobOutcomeRequest, context: grpc.aio.ServicerContext
     ) -> account_pb2.RecordJobOutcomeResponse:
+        new = self._new_record(request)
+        if isinstance(new, ServiceError):
+            raise new
+        ((stored, created),) = await self._record([new])
+        return account_pb2.RecordJobOutcomeResponse(record=record_to_proto(stored), created=created)
+
+    async def RecordJobOutcomes(
+        self, request: account_pb2.RecordJobOutcomesRequest, context: grpc.aio.ServicerContext
+    ) -> account_pb2.RecordJobOutcomesResponse:
+        v = Violations()
+        v.check(len(request.outcomes) <= _MAX_OUTCOMES, "outcomes", f"at most {_MAX_OUTCOMES} per call")
+        v.raise_if_any(Reason.INVALID_ARGUMENT, "too many outcomes")
+        checked = [self._new_record(r) for r in request.outcomes]
+        valid = [c for c in checked if isinstance(c, NewRecord)]
+        stored = iter(await self._record(valid) if valid else [])
+        response = account_pb2.RecordJobOutcomesResponse()
+        for c in checked:  # an invalid outcome is refused alone: the others are recorded
+            if isinstance(c, ServiceError):
+                result = response.results.add(code=c.code.value[0], reason=c.reason, message=c.message)
+                for violation in c.field_violations:
+                    result.violations.add(field=violation.field, description=violation.description)
+            else:
+                row, created = next(stored)
+                response.results.add(record=record_to_proto(row), created=created)
+        return response
+
+    async def _record(self, batch: list[NewRecord]) -> list[tuple[Any, bool]]:
+        out = await database(self.store.record_outcomes, batch)
+        if any(created for _, created in out):
+            self.on_enqueued()
+        if time.monotonic() >= self._next_prune:  # closed admissions past the retention (limits.prune_closed)
+            self._next_prune = time.monotonic() + min(self.retention_seconds, 10.0)
+            with contextlib.suppress(ServiceError):  # the database went away: the next batch prunes
+                await database(self.store.prune_admissions, utcnow() - timedelta(seconds=self.retention_seconds))
+        return out
+
+    def _new_record(self, request: account_pb2.RecordJobOutcomeRequest) -> NewRecord | ServiceError:
+        """The usage record (priced here) and webhook event of one outcome, or why it is refused."""
         usage = Usage.from_proto(request.quantities)
         v = Violations()
         v.check(bool(request.job_id) and len(request.job_id) <= 64, "job_id", "is required (at most 64 characters)")
@@ -224,16 +243,19 @@ class AccountInternalServicer(account_pb2_grpc.AccountInternalServiceServicer): 
         v.check(len(request.model) <= 200, "model", "at most 200 characters")
         v.check(len(request.api_key_id) <= 64, "api_key_id", "at most 64 characters")
         _check_usage(usage, "quantities", v)
-        v.raise_if_any(Reason.INVALID_ARGUMENT, "invalid job outcome")
+        try:
+            v.raise_if_any(Reason.INVALID_ARGUMENT, "invalid job outcome")
+            credits = self.prices.charge(request.kind, request.model, request.state, usage)
+            _check_price(credits)
+        except ServiceError as refused:
+            return refused
         end = from_ts(request.end_time) if request.HasField("end_time") else utcnow()
-        credits = self.prices.charge(request.kind, request.model, request.state, usage)
-        _check_price(credits)
-        row = UsageRecordRow(
-            job_id=request.job_id, kind=request.kind, model=request.model, user_id=request.user_id,
-            api_key_id=request.api_key_id, state=request.state, credits=credits, width=usage.width,
-            height=usage.height, frames=usage.frames, steps=usage.steps, video_seconds=usage.video_seconds,
-            gpu_seconds=usage.gpu_seconds, end_time=end,
-        )  # fmt: skip
+        values = {
+            "job_id": request.job_id, "kind": request.kind, "model": request.model, "user_id": request.user_id,
+            "api_key_id": request.api_key_id, "state": request.state, "credits": credits, "width": usage.width,
+            "height": usage.height, "frames": usage.frames, "steps": usage.steps, "video_seconds": usage.video_seconds,
+            "gpu_seconds": usage.gpu_seconds, "end_time": end, "record_time": utcnow(),
+        }  # fmt: skip
         event = {
             "type": EVENT_TYPES[request.state],
             "timestamp": end.astimezone(UTC).isoformat().replace("+00:00", "Z"),
@@ -243,10 +265,7 @@ class AccountInternalServicer(account_pb2_grpc.AccountInternalServiceServicer): 
                 "cost": {"credits": credits}, "error_reason": request.error_reason,
             },
         }  # fmt: skip
-        stored, created = await database(self.store.record_outcome, row, _fanout(row, event))
-        if created:
-            self.on_enqueued()
-        return account_pb2.RecordJobOutcomeResponse(record=record_to_proto(stored), created=created)
+        return NewRecord(values, str(event["type"]), json.dumps(event, separators=(",", ":")))
 
     async def AdmitJob(
         self, request: account_pb2.AdmitJobRequest, context: grpc.aio.ServicerContext
@@ -326,6 +345,7 @@ class AccountInternalServicer(account_pb2_grpc.AccountInternalServiceServicer): 
 
 
 _MAX_LEASE_AGE_SECONDS = 30 * 86400.0
+_MAX_OUTCOMES = 500
 
 
 def _ids(v: Violations, lease_id: str, user_id: str, api_key_id: str, path: str = "") -> None:

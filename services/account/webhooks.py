@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -27,7 +28,10 @@ from services.kit.errors import ServiceError, Violations
 from services.kit.pagination import PageTokens, page_size
 from viarte.account.v1 import account_pb2, account_pb2_grpc
 
-__all__ = ["WebhookServicer", "delivery_to_proto", "endpoint_to_proto"]
+__all__ = ["TEST_EVENT", "WebhookServicer", "delivery_to_proto", "endpoint_to_proto"]
+
+# SendTestWebhook's event type (never a subscription filter: sent only when asked for).
+TEST_EVENT = "webhook.test"
 
 _STATES = {
     DeliveryState.PENDING: account_pb2.DELIVERY_STATE_PENDING,
@@ -184,3 +188,29 @@ class WebhookServicer(account_pb2_grpc.WebhookServiceServicer):  # type: ignore[
             raise ServiceError.not_found(Reason.DELIVERY_NOT_FOUND, "webhook delivery not found")
         self.on_enqueued()
         return account_pb2.RedeliverWebhookResponse(delivery=delivery_to_proto(row, found[1]))
+
+    async def SendTestWebhook(
+        self, request: account_pb2.SendTestWebhookRequest, context: grpc.aio.ServicerContext
+    ) -> account_pb2.SendTestWebhookResponse:
+        """A signed ``webhook.test`` event queued as one more delivery of the endpoint: the
+        dispatcher signs, sends, logs and retries it like a job's event, so what the partner sees
+        (headers, signature, the delivery log) is exactly what a job's end will produce."""
+        user = caller()
+        endpoint = await database(self.store.get_endpoint, user, request.endpoint_id)
+        if endpoint is None:
+            raise _not_found(request.endpoint_id)
+        if endpoint.disabled:
+            raise ServiceError.failed_precondition(Reason.WEBHOOK_DISABLED, "the endpoint is disabled (enable it first)",
+                                                   metadata={"endpoint_id": endpoint.id})  # fmt: skip
+        now = utcnow()
+        delivery_id = new_id("msg_")
+        event = {"type": TEST_EVENT, "timestamp": now.isoformat().replace("+00:00", "Z"),
+                 "data": {"endpoint_id": endpoint.id}}  # fmt: skip
+        row = WebhookDeliveryRow(
+            id=delivery_id, endpoint_id=endpoint.id, user_id=user, event_type=TEST_EVENT, job_id="",
+            event_key=f"{TEST_EVENT}:{delivery_id}", payload=json.dumps(event, separators=(",", ":")),
+            create_time=now, window_start_time=now, next_attempt_time=now,
+        )  # fmt: skip
+        await database(self.store.add_delivery, row)
+        self.on_enqueued()
+        return account_pb2.SendTestWebhookResponse(delivery=delivery_to_proto(row, []))

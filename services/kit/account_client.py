@@ -1,5 +1,5 @@
-"""The job services' one call to the account service when a job ends:
-``AccountInternalService.RecordJobOutcome`` with a service token.
+"""The job services' calls to the account service: recording jobs that ended
+(``AccountInternalService.RecordJobOutcomes``, a batch per call) and admissions, with a service token.
 
 Account prices the job (its price functions own the rates), writes the usage record and, in the
 same transaction, queues the owner's webhook deliveries; it sends them itself, so a job never waits
@@ -87,14 +87,19 @@ class AccountClient:
 
     async def record_outcome(self, outcome: JobOutcome) -> account_pb2.RecordJobOutcomeResponse:
         """The stored usage record (``created`` False when the job was recorded before)."""
-        try:
-            answer: account_pb2.RecordJobOutcomeResponse = await self._stub.RecordJobOutcome(
-                outcome.to_request(), metadata=await self._credentials.metadata(), timeout=self._rpc_timeout
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise _map(exc) from None
-        return answer
+        (result,) = await self.record_outcomes([outcome])
+        if result.code:
+            raise ServiceError(_CODES.get(result.code, grpc.StatusCode.UNKNOWN), result.reason, result.message,
+                               domain="viarte.account", field_violations=[
+                                   FieldViolation(v.field, v.description) for v in result.violations])  # fmt: skip
+        return account_pb2.RecordJobOutcomeResponse(record=result.record, created=result.created)
 
+    async def record_outcomes(self, outcomes: Sequence[JobOutcome]) -> list[account_pb2.RecordJobOutcomeResult]:
+        """Records a batch in one call and one account transaction (RecordJobOutcomes): one result per
+        outcome, in order (code 0: recorded, now or before; else account refused that outcome alone)."""
+        request = account_pb2.RecordJobOutcomesRequest(outcomes=[o.to_request() for o in outcomes])
+        answer: account_pb2.RecordJobOutcomesResponse = await self._call(self._stub.RecordJobOutcomes, request)
+        return list(answer.results)
 
     async def admit(self, job_id: str, caller: Principal, estimated_credits: int) -> None:
         """Admits a job under the caller's budget and limits (AdmitJob), before it is created:

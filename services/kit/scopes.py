@@ -108,7 +108,7 @@ METHOD_SCOPES: Mapping[str, Scopes] = MappingProxyType(
             "viarte.account.v1.WebhookService",
             ListWebhookEndpoints=_WEBHOOKS_R, ListWebhookDeliveries=_WEBHOOKS_R,
             CreateWebhookEndpoint=_WEBHOOKS_W, DeleteWebhookEndpoint=_WEBHOOKS_W, RotateWebhookSecret=_WEBHOOKS_W,
-            RedeliverWebhook=_WEBHOOKS_W, EnableWebhookEndpoint=_WEBHOOKS_W,
+            RedeliverWebhook=_WEBHOOKS_W, EnableWebhookEndpoint=_WEBHOOKS_W, SendTestWebhook=_WEBHOOKS_W,
         ),
     }
 )  # fmt: skip

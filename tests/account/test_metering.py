@@ -42,9 +42,9 @@ class Counting:
         self.client = client
         self.recorded: list[str] = []
 
-    async def record_outcome(self, outcome: JobOutcome) -> account_pb2.RecordJobOutcomeResponse:
-        answer = await self.client.record_outcome(outcome)
-        self.recorded.append(outcome.job_id)
+    async def record_outcomes(self, outcomes: list[JobOutcome]) -> list[account_pb2.RecordJobOutcomeResult]:
+        answer = await self.client.record_outcomes(outcomes)
+        self.recorded.extend(o.job_id for o in outcomes)
         return answer
 
     def __getattr__(self, name: str) -> Any:  # admit, release, check_read: the client's own

@@ -117,6 +117,10 @@ async def test_cli_usage_and_webhooks_commands(
     deliveries = json.loads(await cli("--json", "webhooks", "deliveries", created["id"]))["deliveries"]
     assert [d["job_id"] for d in deliveries] == [job.record.job_id]
     await cli("webhooks", "redeliver", deliveries[0]["id"])
+    tested = json.loads(await cli("--json", "webhooks", "test", created["id"]))
+    assert tested["event_type"] == "webhook.test" and tested["endpoint_id"] == created["id"]
+    deliveries = json.loads(await cli("--json", "webhooks", "deliveries", created["id"]))["deliveries"]
+    assert {d["id"] for d in deliveries} == {tested["id"], deliveries[-1]["id"]} and len(deliveries) == 2
     rotated = json.loads(await cli("--json", "webhooks", "rotate", created["id"]))
     assert rotated["endpoint"]["secret"] != created["secret"]
     enabled = json.loads(await cli("--json", "webhooks", "enable", created["id"]))

@@ -104,6 +104,28 @@ async def test_a_500_is_retried_until_the_receiver_answers_200(account: AccountS
     assert delivery.attempts[0].error == "HTTP 500"
 
 
+async def test_send_test_webhook_is_a_signed_logged_delivery_retried_like_any(
+    account: AccountService, user_factory: Any
+) -> None:
+    user = await user_factory()
+    with WebhookReceiver([500]) as receiver:
+        endpoint = await _endpoint(account, user, receiver.url, "job.failed")  # sent whatever it subscribes to
+        sent = (await account.webhooks.SendTestWebhook(
+            account_pb2.SendTestWebhookRequest(endpoint_id=endpoint.id), metadata=user.metadata)).delivery
+        assert sent.event_type == "webhook.test" and sent.state == account_pb2.DELIVERY_STATE_PENDING
+        first, second = await receiver.wait(2)
+        delivery = await _settled(account, user, endpoint.id, 2)
+        stranger = await user_factory()
+        hidden = await expect_failure(account.webhooks.SendTestWebhook(
+            account_pb2.SendTestWebhookRequest(endpoint_id=endpoint.id), metadata=stranger.metadata))
+    payload = Webhook(endpoint.secret).verify(second.body, second.headers)
+    assert payload["type"] == "webhook.test" and payload["data"] == {"endpoint_id": endpoint.id}
+    assert first.headers["webhook-id"] == second.headers["webhook-id"] == sent.id
+    assert delivery.id == sent.id and delivery.state == account_pb2.DELIVERY_STATE_DELIVERED
+    assert [a.status_code for a in delivery.attempts] == [500, 200] and delivery.job_id == ""
+    assert hidden.code == grpc.StatusCode.NOT_FOUND and hidden.reason == "WEBHOOK_NOT_FOUND"
+
+
 async def test_a_410_disables_the_endpoint(account: AccountService, user_factory: Any) -> None:
     user = await user_factory()
     with WebhookReceiver([410]) as receiver:
@@ -122,6 +144,9 @@ async def test_a_410_disables_the_endpoint(account: AccountService, user_factory
             account_pb2.RedeliverWebhookRequest(delivery_id=delivery.id), metadata=user.metadata
         ))
         assert refused.code == grpc.StatusCode.FAILED_PRECONDITION and refused.reason == "WEBHOOK_DISABLED"
+        untested = await expect_failure(account.webhooks.SendTestWebhook(
+            account_pb2.SendTestWebhookRequest(endpoint_id=endpoint.id), metadata=user.metadata))
+        assert untested.code == grpc.StatusCode.FAILED_PRECONDITION and untested.reason == "WEBHOOK_DISABLED"
         await asyncio.sleep(0.5)
         assert len(receiver.requests) == 1
         # Re-enabled by its owner (another user's is NOT_FOUND): the next job end is delivered,

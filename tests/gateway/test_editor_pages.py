@@ -269,6 +269,10 @@ async def test_account_page_keys_usage_and_webhooks(mesh: Any, editor_gateway: E
             payload = Webhook(endpoint.secret).verify(received[1].body, received[1].headers)
             assert payload["type"] == "job.succeeded" and payload["data"]["job_id"] == job.id
             assert received[0].headers["webhook-id"] == received[1].headers["webhook-id"]
+            # "Send test": a webhook.test event signed with the endpoint's secret, logged as delivered.
+            assert result["testDelivery"] == {"state": "delivered", "status": "200", "attempts": "1"}
+            tested = (await first.wait(3, timeout=30))[2]
+            assert Webhook(endpoint.secret).verify(tested.body, tested.headers)["type"] == "webhook.test"
             # A new endpoint from the form: its whsec_ secret shown once.
             assert result["webhookSecret"].startswith("whsec_")
             assert result["endpoints"] == 2

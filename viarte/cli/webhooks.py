@@ -102,3 +102,12 @@ def webhooks_redeliver(ctx: typer.Context, delivery_id: str) -> None:
     c = context(ctx)
     delivery = c.client().webhooks.redeliver(delivery_id)
     c.emit(delivery, lambda: c.out.print(f"queued {delivery.id} again"))
+
+
+@webhooks_app.command("test")
+@handled
+def webhooks_test(ctx: typer.Context, endpoint_id: str) -> None:
+    """Send a signed webhook.test event to an endpoint (logged as a delivery: see `deliveries`)."""
+    c = context(ctx)
+    delivery = c.client().webhooks.send_test(endpoint_id)
+    c.emit(delivery, lambda: c.out.print(f"queued test event {delivery.id}"))

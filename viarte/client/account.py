@@ -134,6 +134,13 @@ class AsyncWebhooks(_Resource):
         resp: account_pb2.RedeliverWebhookResponse = await self._t.unary(self._stub.RedeliverWebhook, req, retry=True)
         return resp.delivery
 
+    async def send_test(self, endpoint_id: str) -> account_pb2.WebhookDelivery:
+        """Queues a signed ``webhook.test`` event to the endpoint, logged as one more delivery."""
+        req = account_pb2.SendTestWebhookRequest(endpoint_id=endpoint_id)
+        # Not retried: each call queues a new delivery.
+        resp: account_pb2.SendTestWebhookResponse = await self._t.unary(self._stub.SendTestWebhook, req, retry=False)
+        return resp.delivery
+
 
 class Usage(SyncResource[AsyncUsage]):
     """The sync :class:`AsyncUsage`."""
@@ -154,3 +161,4 @@ class Webhooks(SyncResource[AsyncWebhooks]):
     enable = sync(AsyncWebhooks.enable)
     deliveries = sync(AsyncWebhooks.deliveries)
     redeliver = sync(AsyncWebhooks.redeliver)
+    send_test = sync(AsyncWebhooks.send_test)

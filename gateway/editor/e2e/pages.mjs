@@ -205,6 +205,12 @@ async function account() {
     await until(async () => (await attr(delivery, "data-status")) === "200", 30_000, "the redelivery answered");
     result.deliveryAfter = { state: await attr(delivery, "data-state"), status: await attr(delivery, "data-status"), attempts: await attr(delivery, "data-attempts") };
     result.attemptLines = await delivery.locator(".attempts li").allTextContents();
+    // "Send test": a signed webhook.test event, one more delivery in the log, followed until answered.
+    await endpoint.getByTestId("send-test-webhook").click();
+    const tested = endpoint.locator('[data-testid=delivery][data-event-type="webhook.test"]').first();
+    await tested.waitFor({ timeout: 15_000 });
+    await until(async () => (await attr(tested, "data-status")) === "200", 30_000, "the test event answered");
+    result.testDelivery = { state: await attr(tested, "data-state"), status: await attr(tested, "data-status"), attempts: await attr(tested, "data-attempts") };
     // A new endpoint through the form: its secret once.
     await form.locator("input[name=webhookUrl]").fill(params.secondUrl);
     await page.getByTestId("add-webhook").click();

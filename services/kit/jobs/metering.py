@@ -5,8 +5,9 @@ fails or cancels it) also sets the row's ``meter_due_us`` ("outcome not yet reco
 ``JobStore.meter_claim``): a crash can never lose it. A :class:`Meter` loop on every replica then
 claims due rows (a conditional UPDATE that pushes their due time ``retry_seconds`` ahead, so two
 replicas never send the same job at once and a claim that dies with its replica is due again
-later), sends ``RecordJobOutcome`` (idempotent on the job id, so a retry after a lost answer is
-harmless), and on success stores the charge and clears the marker. Account down → the rows stay
+later), sends them in one ``RecordJobOutcomes`` call (one account transaction for the batch;
+idempotent on the job id, so a retry after a lost answer is harmless), and stores the charges and
+clears the markers of those recorded. Account down → the rows stay
 due and are retried every ``retry_seconds``, across restarts and by any replica. The job itself
 never waits: ending a job only wakes the loop.
 """
@@ -43,7 +44,7 @@ _log = get_logger("viarte.jobs.meter")
 class OutcomeSink(Protocol):
     """What records outcomes and admits jobs: ``services.kit.account_client.AccountClient``."""
 
-    async def record_outcome(self, outcome: JobOutcome) -> account_pb2.RecordJobOutcomeResponse: ...
+    async def record_outcomes(self, outcomes: Sequence[JobOutcome]) -> list[account_pb2.RecordJobOutcomeResult]: ...
 
     async def lease(self, request: account_pb2.LeaseAdmissionsRequest) -> account_pb2.LeaseAdmissionsResponse: ...
 
@@ -99,7 +100,11 @@ class Metering:
     kinds: Mapping[str, int]
     retry_seconds: float = 5.0
     poll_seconds: float = 5.0
-    batch: int = 32
+    batch: int = 100  # outcomes per RecordJobOutcomes call (at most 500)
+    # After a job ends the meter waits this long before claiming, so the jobs that end meanwhile go
+    # in the same call and account transaction (a burst costs a few calls, not one per job); the
+    # only price is this much more delay before the record and its webhooks.
+    gather_seconds: float = 0.02
     # Admission leases (``leases``): a block's time-to-live at account (spent for half of it, then
     # settled; reconciled a whole ttl after its expiry) and how long an unused block is kept.
     lease_ttl_seconds: float = 30.0
@@ -160,6 +165,8 @@ class Meter:
         while True:
             with contextlib.suppress(TimeoutError):  # the poll: other replicas' leftovers, retries
                 await asyncio.wait_for(self._wake.wait(), m.poll_seconds)
+            if m.gather_seconds > 0:  # the jobs ending meanwhile join this batch: one call for them all
+                await asyncio.sleep(m.gather_seconds)
             self._wake.clear()
             try:
                 while await self.record_due():
@@ -175,11 +182,12 @@ class Meter:
                     _log.exception("job_meter_failed", replica=self._replica)
 
     async def record_due(self) -> bool:
-        """Claims one batch, records its outcomes concurrently and clears them in one write; True
-        when the batch was full and all went through (more may be due). Public for tests."""
+        """Claims one batch, records its outcomes with one RecordJobOutcomes call (one account
+        transaction for the batch) and clears them in one write; True when the batch was full and
+        all went through (more may be due). Public for tests."""
         m = self._metering
         claimed = await run_db(self._store.meter_claim, now_us(), int(m.retry_seconds * 1e6), m.batch)
-        charges = await asyncio.gather(*(self._record(record) for record in claimed))
+        charges = await self._record(claimed) if claimed else []
         await run_db(self._store.meter_done, {r.id: c for r, c in zip(claimed, charges, strict=True) if c is not None})
         if claimed and all(c is not None for c in charges):
             if self._down:
@@ -188,23 +196,33 @@ class Meter:
         # Not recorded (account down, a refusal): due again after retry_seconds (the claim pushed it).
         return len(claimed) == m.batch and all(c is not None for c in charges)
 
-    async def _record(self, record: JobRecord) -> int | None:
-        """The credits account charged, or None when the outcome could not be recorded now."""
+    async def _record(self, records: Sequence[JobRecord]) -> list[int | None]:
+        """Per record, the credits account charged, or None when its outcome could not be recorded now."""
+        outcomes: list[JobOutcome] = []
+        described: list[JobRecord] = []
+        for record in records:
+            try:
+                outcomes.append(self._metering.describe(record))
+                described.append(record)
+            except Exception:
+                _log.exception("job_meter_describe_failed", job_id=record.id)
+        charged: dict[str, int] = {}
         try:
-            outcome = self._metering.describe(record)
-            answer = await self._metering.sink.record_outcome(outcome)
+            results = await self._metering.sink.record_outcomes(outcomes) if outcomes else []
         except ServiceError as err:
             if err.code == grpc.StatusCode.UNAVAILABLE:
                 if not self._down:
-                    _log.warning("job_meter_account_unavailable", replica=self._replica, job_id=record.id,
+                    _log.warning("job_meter_account_unavailable", replica=self._replica, jobs=len(outcomes),
                                  retry_seconds=self._metering.retry_seconds)
                 self._down = True
-                return None
-            # A refusal is a bug on one side (a job that cannot be described): kept and retried
-            # every retry_seconds, logged each time so it is seen, never dropped silently.
-            _log.error("job_meter_refused", job_id=record.id, reason=err.reason, detail=err.message)
-            return None
-        except Exception:
-            _log.exception("job_meter_describe_failed", job_id=record.id)
-            return None
-        return int(answer.record.credits)
+            else:  # the whole call refused: a bug on one side, kept and retried, logged each time
+                _log.error("job_meter_refused", jobs=len(outcomes), reason=err.reason, detail=err.message)
+            return [None] * len(records)
+        for record, result in zip(described, results, strict=True):
+            if result.code:
+                # A refusal is a bug on one side (a job that cannot be described): kept and retried
+                # every retry_seconds, logged each time so it is seen, never dropped silently.
+                _log.error("job_meter_refused", job_id=record.id, reason=result.reason, detail=result.message)
+            else:
+                charged[record.id] = int(result.record.credits)
+        return [charged.get(r.id) for r in records]

@@ -535,3 +535,51 @@ class RecordJobOutcomeResponse(_message.Message):
     record: UsageRecord
     created: bool
     def __init__(self, record: _Optional[_Union[UsageRecord, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class RecordJobOutcomesRequest(_message.Message):
+    __slots__ = ("outcomes",)
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    outcomes: _containers.RepeatedCompositeFieldContainer[RecordJobOutcomeRequest]
+    def __init__(self, outcomes: _Optional[_Iterable[_Union[RecordJobOutcomeRequest, _Mapping]]] = ...) -> None: ...
+
+class RecordJobOutcomeResult(_message.Message):
+    __slots__ = ("record", "created", "code", "reason", "message", "violations")
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
+    record: UsageRecord
+    created: bool
+    code: int
+    reason: str
+    message: str
+    violations: _containers.RepeatedCompositeFieldContainer[OutcomeViolation]
+    def __init__(self, record: _Optional[_Union[UsageRecord, _Mapping]] = ..., created: _Optional[bool] = ..., code: _Optional[int] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., violations: _Optional[_Iterable[_Union[OutcomeViolation, _Mapping]]] = ...) -> None: ...
+
+class OutcomeViolation(_message.Message):
+    __slots__ = ("field", "description")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    description: str
+    def __init__(self, field: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+
+class RecordJobOutcomesResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[RecordJobOutcomeResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[RecordJobOutcomeResult, _Mapping]]] = ...) -> None: ...
+
+class SendTestWebhookRequest(_message.Message):
+    __slots__ = ("endpoint_id",)
+    ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    endpoint_id: str
+    def __init__(self, endpoint_id: _Optional[str] = ...) -> None: ...
+
+class SendTestWebhookResponse(_message.Message):
+    __slots__ = ("delivery",)
+    DELIVERY_FIELD_NUMBER: _ClassVar[int]
+    delivery: WebhookDelivery
+    def __init__(self, delivery: _Optional[_Union[WebhookDelivery, _Mapping]] = ...) -> None: ...

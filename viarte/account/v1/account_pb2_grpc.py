@@ -359,6 +359,11 @@ class WebhookServiceStub:
                 request_serializer=viarte_dot_account_dot_v1_dot_account__pb2.EnableWebhookEndpointRequest.SerializeToString,
                 response_deserializer=viarte_dot_account_dot_v1_dot_account__pb2.EnableWebhookEndpointResponse.FromString,
                 _registered_method=True)
+        self.SendTestWebhook = channel.unary_unary(
+                '/viarte.account.v1.WebhookService/SendTestWebhook',
+                request_serializer=viarte_dot_account_dot_v1_dot_account__pb2.SendTestWebhookRequest.SerializeToString,
+                response_deserializer=viarte_dot_account_dot_v1_dot_account__pb2.SendTestWebhookResponse.FromString,
+                _registered_method=True)
 
 
 class WebhookServiceServicer:
@@ -432,6 +437,17 @@ class WebhookServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SendTestWebhook(self, request, context):
+        """Sends a signed `webhook.test` event to one endpoint now (`{"type": "webhook.test", "timestamp",
+        "data": {"endpoint_id"}}`, signed like every event), queued and logged as one more delivery of
+        the endpoint (attempts and retries as any other), so a partner can check the receiver and its
+        signature check before a job ends. Scope "webhooks:write".
+        Errors: NOT_FOUND (WEBHOOK_NOT_FOUND), FAILED_PRECONDITION (WEBHOOK_DISABLED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WebhookServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -469,6 +485,11 @@ def add_WebhookServiceServicer_to_server(servicer, server):
                     servicer.EnableWebhookEndpoint,
                     request_deserializer=viarte_dot_account_dot_v1_dot_account__pb2.EnableWebhookEndpointRequest.FromString,
                     response_serializer=viarte_dot_account_dot_v1_dot_account__pb2.EnableWebhookEndpointResponse.SerializeToString,
+            ),
+            'SendTestWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendTestWebhook,
+                    request_deserializer=viarte_dot_account_dot_v1_dot_account__pb2.SendTestWebhookRequest.FromString,
+                    response_serializer=viarte_dot_account_dot_v1_dot_account__pb2.SendTestWebhookResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -675,6 +696,33 @@ class WebhookService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def SendTestWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/viarte.account.v1.WebhookService/SendTestWebhook',
+            viarte_dot_account_dot_v1_dot_account__pb2.SendTestWebhookRequest.SerializeToString,
+            viarte_dot_account_dot_v1_dot_account__pb2.SendTestWebhookResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class AccountInternalServiceStub:
     """Called by the job services (service token only; never routed by the gateway).
@@ -690,6 +738,11 @@ class AccountInternalServiceStub:
                 '/viarte.account.v1.AccountInternalService/RecordJobOutcome',
                 request_serializer=viarte_dot_account_dot_v1_dot_account__pb2.RecordJobOutcomeRequest.SerializeToString,
                 response_deserializer=viarte_dot_account_dot_v1_dot_account__pb2.RecordJobOutcomeResponse.FromString,
+                _registered_method=True)
+        self.RecordJobOutcomes = channel.unary_unary(
+                '/viarte.account.v1.AccountInternalService/RecordJobOutcomes',
+                request_serializer=viarte_dot_account_dot_v1_dot_account__pb2.RecordJobOutcomesRequest.SerializeToString,
+                response_deserializer=viarte_dot_account_dot_v1_dot_account__pb2.RecordJobOutcomesResponse.FromString,
                 _registered_method=True)
         self.AdmitJob = channel.unary_unary(
                 '/viarte.account.v1.AccountInternalService/AdmitJob',
@@ -738,6 +791,19 @@ class AccountInternalServiceServicer:
         `job_id`: a repeat returns the stored record with `created = false` and enqueues nothing.
         Errors: PERMISSION_DENIED (not a service), INVALID_ARGUMENT (missing job id/user, unspecified
         kind, a state that is not terminal, negative quantities).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordJobOutcomes(self, request, context):
+        """RecordJobOutcome for several jobs at once (a job service's meter sends what ended since its
+        last call): one transaction for the whole batch, each outcome recorded exactly as
+        RecordJobOutcome would (idempotent on `job_id`; a job id repeated in the batch is recorded
+        once). The answer holds one result per outcome, in request order; an invalid outcome is refused
+        alone (its result's code), the others are recorded. At most 500 outcomes.
+        Errors: PERMISSION_DENIED (not a service), INVALID_ARGUMENT (more than 500 outcomes),
+        UNAVAILABLE (DATABASE_UNAVAILABLE: nothing recorded).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -826,6 +892,11 @@ def add_AccountInternalServiceServicer_to_server(servicer, server):
                     request_deserializer=viarte_dot_account_dot_v1_dot_account__pb2.RecordJobOutcomeRequest.FromString,
                     response_serializer=viarte_dot_account_dot_v1_dot_account__pb2.RecordJobOutcomeResponse.SerializeToString,
             ),
+            'RecordJobOutcomes': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordJobOutcomes,
+                    request_deserializer=viarte_dot_account_dot_v1_dot_account__pb2.RecordJobOutcomesRequest.FromString,
+                    response_serializer=viarte_dot_account_dot_v1_dot_account__pb2.RecordJobOutcomesResponse.SerializeToString,
+            ),
             'AdmitJob': grpc.unary_unary_rpc_method_handler(
                     servicer.AdmitJob,
                     request_deserializer=viarte_dot_account_dot_v1_dot_account__pb2.AdmitJobRequest.FromString,
@@ -890,6 +961,33 @@ class AccountInternalService:
             '/viarte.account.v1.AccountInternalService/RecordJobOutcome',
             viarte_dot_account_dot_v1_dot_account__pb2.RecordJobOutcomeRequest.SerializeToString,
             viarte_dot_account_dot_v1_dot_account__pb2.RecordJobOutcomeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordJobOutcomes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/viarte.account.v1.AccountInternalService/RecordJobOutcomes',
+            viarte_dot_account_dot_v1_dot_account__pb2.RecordJobOutcomesRequest.SerializeToString,
+            viarte_dot_account_dot_v1_dot_account__pb2.RecordJobOutcomesResponse.FromString,
             options,
             channel_credentials,
             insecure,

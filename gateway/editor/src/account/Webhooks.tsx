@@ -1,6 +1,7 @@
 // Webhook endpoints: add (the whsec_ secret shown once), list, rotate the secret, delete, enable
-// again after a 410 disabled it, and each endpoint's delivery log (attempts, status codes, next
-// retry) with "send again" (RedeliverWebhook) to test a receiver with a real event.
+// again after a 410 disabled it, "Send test" (SendTestWebhook: a signed webhook.test event, logged
+// as one more delivery, so a receiver can be checked before any job ends), and each endpoint's
+// delivery log (attempts, status codes, next retry) with "send again" (RedeliverWebhook).
 import { useCallback, useEffect, useState, type FormEvent } from "react";
 import { webhooks } from "../api/client";
 import { fieldError, toUiError, type UiError } from "../api/errors";
@@ -14,7 +15,7 @@ function deliveryStateName(state: DeliveryState): string {
   return DeliveryState[state]?.toLowerCase() ?? "unknown";
 }
 
-function Deliveries({ endpoint, onError }: { endpoint: WebhookEndpoint; onError: (e: UiError) => void }) {
+function Deliveries({ endpoint, onError, version }: { endpoint: WebhookEndpoint; onError: (e: UiError) => void; version: number }) {
   const [deliveries, setDeliveries] = useState<WebhookDelivery[] | null>(null);
   const load = useCallback(async () => {
     try {
@@ -23,7 +24,8 @@ function Deliveries({ endpoint, onError }: { endpoint: WebhookEndpoint; onError:
       onError(toUiError(err));
     }
   }, [endpoint.id, onError]);
-  useEffect(() => void load(), [load]);
+  // `version` changes when a test event was queued for this endpoint: load the log again.
+  useEffect(() => void load(), [load, version]);
   // A pending delivery (a retry waiting, or one sent again) is attempted by the account service's
   // dispatcher in the background: follow it until it settles.
   const pending = deliveries?.some((d) => d.state === DeliveryState.PENDING) ?? false;
@@ -54,11 +56,11 @@ function Deliveries({ endpoint, onError }: { endpoint: WebhookEndpoint; onError:
       {deliveries.length === 0 && <p className="muted small">No deliveries yet: one is sent when one of your jobs ends.</p>}
       <ul className="delivery-list">
         {deliveries.map((d) => (
-          <li key={d.id} data-testid="delivery" data-delivery-id={d.id} data-state={deliveryStateName(d.state)} data-status={d.lastStatusCode} data-attempts={d.attemptCount}>
+          <li key={d.id} data-testid="delivery" data-delivery-id={d.id} data-event-type={d.eventType} data-state={deliveryStateName(d.state)} data-status={d.lastStatusCode} data-attempts={d.attemptCount}>
             <div className="row">
               <span className={`badge ${deliveryStateName(d.state)}`}>{deliveryStateName(d.state)}</span>
               <strong>{d.eventType}</strong>
-              <code className="small">job {d.jobId.slice(0, 8)}</code>
+              {d.jobId && <code className="small">job {d.jobId.slice(0, 8)}</code>}
               <span className="small muted">
                 {d.attemptCount} attempt{d.attemptCount === 1 ? "" : "s"}
                 {d.lastStatusCode ? ` · HTTP ${d.lastStatusCode}` : ""}
@@ -92,6 +94,7 @@ export function Webhooks() {
   const [types, setTypes] = useState<string[]>([]);
   const [secret, setSecret] = useState<{ url: string; value: string } | null>(null);
   const [open, setOpen] = useState<string | null>(null);
+  const [tested, setTested] = useState(0);
 
   const load = useCallback(async () => {
     try {
@@ -128,6 +131,13 @@ export function Webhooks() {
     });
   const remove = (e: WebhookEndpoint) => act(async () => void (await webhooks.deleteWebhookEndpoint({ id: e.id })));
   const enable = (e: WebhookEndpoint) => act(async () => void (await webhooks.enableWebhookEndpoint({ id: e.id })));
+  // The test event is queued as a delivery: open the endpoint's log, which follows it until it settles.
+  const sendTest = (e: WebhookEndpoint) =>
+    act(async () => {
+      await webhooks.sendTestWebhook({ endpointId: e.id });
+      setOpen(e.id);
+      setTested((n) => n + 1);
+    });
 
   return (
     <section className="card" data-testid="webhooks" aria-labelledby="webhooks-title">
@@ -177,6 +187,9 @@ export function Webhooks() {
                   Enable
                 </button>
               )}
+              <button className="link" onClick={() => void sendTest(e)} disabled={e.disabled} aria-label={`Send a test event to ${e.url}`} data-testid="send-test-webhook">
+                Send test
+              </button>
               <button className="link" onClick={() => setOpen(open === e.id ? null : e.id)} aria-expanded={open === e.id} data-testid="show-deliveries">
                 Deliveries
               </button>
@@ -187,7 +200,7 @@ export function Webhooks() {
                 Delete
               </button>
             </div>
-            {open === e.id && <Deliveries endpoint={e} onError={setError} />}
+            {open === e.id && <Deliveries endpoint={e} onError={setError} version={tested} />}
           </li>
         ))}
       </ul>
