@@ -12,11 +12,15 @@ music tone under all of it (loudness normalised, the default). Printed:
 - the same after a sound edit (music volume): the mix's loudness is measured again (every segment's
   gain changes, as in the export);
 - a cached segment (nothing edited): plan + key + database read;
-- the asset's overview (GetMediaOverview's one decode: filmstrip, peaks, playback proxy) and then
-  picture edits → first playable segment with the clip read from the original vs from its proxy
-  (a keyframe every 0.5 s: the original's GOP is x264's default 250 frames, so a segment at 31 s
-  decodes from the keyframe at 25 s first), each edit a new brightness (never cached); wall and the
-  ffmpeg CPU of each, medians of 3. `--latency-only` runs just this part.
+- the asset's overview (GetMediaOverview's one decode: filmstrip, peaks, playback proxy; made once
+  and kept in .cache/bench-playback) and then picture edits → first playable segment, each edit a
+  new brightness (never cached), the old way and the new alternated in one run (twice):
+  old: the proxy at the source's 1280x720 (a keyframe every 0.5 s: the original's GOP is x264's
+  default 250 frames, so a segment at 31 s decodes from the keyframe at 25 s first), loudnorm's
+  linear gain through loudnorm (192 kHz), AAC's default coder;
+  new: the proxy at the draft's 640x360 (a quarter of the pixels to decode), the gain as `volume`,
+  AAC's fast coder. Wall, the ffmpeg CPU and this process's CPU (plan, key, cache) of each, medians
+  of 3. `--with-original` adds edits read from the original; `--latency-only` runs just this part.
 
 Run: .venv/bin/python bench/playback.py [--seconds 60]
 """
@@ -27,6 +31,7 @@ import argparse
 import asyncio
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,7 +46,7 @@ from sqlmodel import SQLModel  # noqa: E402
 
 from services.render.media import probe  # noqa: E402
 from services.render.models import DraftSegmentRow  # noqa: E402, F401 (the table)
-from services.render.overview import overview_args  # noqa: E402
+from services.render.overview import overview_args, proxy_size  # noqa: E402
 from services.render.playback import DraftCache, draft_plan, playback_window, render_draft_segment  # noqa: E402
 from services.render.timeline.plan import Plan, Source  # noqa: E402
 from services.render.timeline.validate import Limits  # noqa: E402
@@ -49,6 +54,7 @@ from viarte.render.v1 import timeline_pb2 as tl  # noqa: E402
 
 CACHE = ROOT / ".cache" / "bench-playback"
 SEGMENT = 2.0
+DRAFT_HEIGHT = 360
 
 
 def _ffmpeg(*args: str) -> None:
@@ -81,13 +87,15 @@ def build(seconds: float) -> tl.Timeline:
 
 
 def plan(t: tl.Timeline, sources: dict[str, Source]) -> Plan:
-    return draft_plan(t, sources, Limits(max_duration_seconds=3600), 360)
+    return draft_plan(t, sources, Limits(max_duration_seconds=3600), DRAFT_HEIGHT)
 
 
-async def segment(t: tl.Timeline, sources: dict[str, Source], at: float, cache: DraftCache, work: Path, gate: asyncio.Semaphore) -> bool:
+async def segment(t: tl.Timeline, sources: dict[str, Source], at: float, cache: DraftCache, work: Path, gate: asyncio.Semaphore,
+                  fast_audio: bool = True) -> bool:
     """One request as the service serves it (minus the storage look-ups): plan, key, cache or render."""
     folder = Path(tempfile.mkdtemp(dir=work))
-    got = await render_draft_segment(plan(t, sources), at, cache, folder, segment_seconds=SEGMENT, gate=gate)
+    got = await render_draft_segment(plan(t, sources), at, cache, folder, segment_seconds=SEGMENT, gate=gate,
+                                     height=DRAFT_HEIGHT, fast_audio=fast_audio)
     return got.cached
 
 
@@ -111,6 +119,11 @@ async def whole(t: tl.Timeline, sources: dict[str, Source], cache: DraftCache, w
     return time.perf_counter() - began, _children_cpu() - cpu
 
 
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _children_cpu() -> float:
     """CPU seconds (user + system) of the finished ffmpeg children: what the draft costs on an idle
     machine, whatever else this shared one is running."""
@@ -122,6 +135,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--latency-only", action="store_true")
+    parser.add_argument("--with-original", action="store_true", help="also edits read from the original (no proxy)")
     args = parser.parse_args()
     sources = media(args.seconds)
     with tempfile.TemporaryDirectory() as tmp:
@@ -131,7 +145,7 @@ async def main() -> None:
         gate = asyncio.Semaphore(2)
         t = build(args.seconds)
         if args.latency_only:
-            await latency(t, sources, DraftCache(engine, 1 << 34), work, gate)
+            await latency(t, sources, DraftCache(engine, 1 << 34), work, gate, args.with_original)
             return
         for parallel in (1, 2):
             cache = DraftCache(engine, 1 << 34)
@@ -161,38 +175,64 @@ async def main() -> None:
         print(f"sound edit (music volume) → first playable segment at 31 s: {time.perf_counter() - began:.2f} s "
               "(includes measuring the mix's loudness again)")
 
-        await latency(t, sources, cache, work, gate)
+        await latency(t, sources, cache, work, gate, args.with_original)
 
 
-def overview(clip: Source, folder: Path) -> Path:
-    """GetMediaOverview's one decode of the clip (filmstrip, peaks, proxy); the proxy's path."""
-    folder.mkdir()
-    command, _ = overview_args("ffmpeg", clip, clip.info, folder)
+def overview(clip: Source, proxy_height: int) -> Path:
+    """GetMediaOverview's one decode of the clip (filmstrip, peaks, proxy at ``proxy_height``, 0: the
+    source's size as before); the proxy's path, kept in the bench cache between runs."""
+    folder = CACHE / f"overview-{clip.info.duration:g}-{proxy_height}"
+    if (folder / "proxy.mp4").exists():
+        return folder / "proxy.mp4"
+    scratch = folder.with_suffix(".part")
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    command, _ = overview_args("ffmpeg", clip, clip.info, scratch, proxy_height)
     began, cpu = time.perf_counter(), _children_cpu()
     subprocess.run(command, check=True)
-    print(f"overview of the {clip.info.duration:g} s {clip.info.width}x{clip.info.height} clip (filmstrip + peaks + proxy, "
+    w, h = proxy_size(clip.info, proxy_height)
+    print(f"overview of the {clip.info.duration:g} s {clip.info.width}x{clip.info.height} clip (filmstrip + peaks + {w}x{h} proxy, "
           f"one decode): {time.perf_counter() - began:.1f} s wall, {_children_cpu() - cpu:.1f} s CPU; proxy "
-          f"{(folder / 'proxy.mp4').stat().st_size / 1e6:.1f} MB (original {Path(clip.location).stat().st_size / 1e6:.1f} MB)")
+          f"{(scratch / 'proxy.mp4').stat().st_size / 1e6:.1f} MB (original {Path(clip.location).stat().st_size / 1e6:.1f} MB)")
+    scratch.rename(folder)
     return folder / "proxy.mp4"
 
 
-async def latency(t: tl.Timeline, sources: dict[str, Source], cache: DraftCache, work: Path, gate: asyncio.Semaphore) -> None:
+async def latency(t: tl.Timeline, sources: dict[str, Source], cache: DraftCache, work: Path, gate: asyncio.Semaphore,
+                  with_original: bool) -> None:
+    """Picture edits → first playable segment at 31 s, the old way (a proxy at the source's size,
+    loudnorm's linear gain through loudnorm at 192 kHz, AAC's default coder) against the new (a
+    proxy at the draft's 360 lines, the gain as ``volume``, AAC's fast coder), alternated in one run."""
     clip = sources["clip"]
-    proxy = await asyncio.to_thread(overview, clip, work / "overview")
-    proxied = {**sources, "clip": Source(str(proxy), clip.info, "video/mp4", asset_id="clip")}
+    full = await asyncio.to_thread(overview, clip, 0)
+    small = await asyncio.to_thread(overview, clip, DRAFT_HEIGHT)
+    ways = {
+        "old: proxy at 1280x720, loudnorm, AAC twoloop": (
+            {**sources, "clip": Source(str(full), clip.info, "video/mp4", asset_id="clip")}, False),
+        "new: proxy at 640x360, volume, AAC fast": (
+            {**sources, "clip": Source(str(small), clip.info, "video/mp4", asset_id="clip",
+                                       decoded_size=proxy_size(clip.info, DRAFT_HEIGHT))}, True),
+    }
+    order = list(ways) * 2
+    if with_original:
+        ways["clip read from the original (no proxy)"] = (sources, False)
+        order.insert(0, "clip read from the original (no proxy)")
     edit = 0.0
-    for label, chosen in (("original", sources), ("proxy", proxied), ("original", sources), ("proxy", proxied)):
-        walls, cpus = [], []
+    for label in order:
+        chosen, fast = ways[label]
+        walls, cpus, own = [], [], []
         for _ in range(3):
             edit += 0.01
             t.tracks[0].clips[2].filters.brightness = round(edit, 3)
-            began, cpu = time.perf_counter(), _children_cpu()
-            cached = await segment(t, chosen, 31.0, cache, work, gate)
+            began, cpu, mine = time.perf_counter(), _children_cpu(), _own_cpu()
+            cached = await segment(t, chosen, 31.0, cache, work, gate, fast_audio=fast)
             walls.append(time.perf_counter() - began)
             cpus.append(_children_cpu() - cpu)
+            own.append(_own_cpu() - mine)
             assert not cached
-        print(f"picture edit → first playable segment at 31 s, clip read from the {label}: median {sorted(walls)[1]:.2f} s wall "
-              f"({', '.join(f'{w:.2f}' for w in walls)}), ffmpeg CPU {sorted(cpus)[1]:.2f} s (load {os.getloadavg()[0]:.1f})")
+        print(f"picture edit → first playable segment at 31 s, {label}: median {sorted(walls)[1]:.2f} s wall "
+              f"({', '.join(f'{w:.2f}' for w in walls)}), ffmpeg CPU {sorted(cpus)[1]:.2f} s, bench process CPU "
+              f"(plan, key, cache) {sorted(own)[1]:.2f} s (load {os.getloadavg()[0]:.1f})")
 
 
 if __name__ == "__main__":

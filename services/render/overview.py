@@ -4,13 +4,15 @@ One ffmpeg decode of a stored video or audio asset makes three things:
 - the filmstrip: frames every ``tile_seconds`` scaled to ``TILE_HEIGHT`` lines, tiled side by side
   into one JPEG (the editor draws it along the clip);
 - the peaks: the mono mix at 8 kHz, the largest magnitude per 1/``PEAKS_PER_SECOND`` s as one byte;
-- the playback proxy (video only): the same picture at the same size and frame timing, re-encoded
-  with a keyframe every half second and the source's sound copied. Draft playback segments decode
-  the proxy instead of the original: a segment starting 7 s after the source's last keyframe
-  (x264's default GOP is 250 frames) otherwise decodes those 7 s first, which was most of the
-  edit → first playable segment time (bench/playback.py).
+- the playback proxy (video only): the same frames with the same timing, at most the draft's height
+  (``draft_height``, 360 lines: ``proxy_size``), re-encoded with a keyframe every half second and
+  the source's sound copied. Draft playback segments decode the proxy instead of the original: a
+  segment starting 7 s after the source's last keyframe (x264's default GOP is 250 frames)
+  otherwise decodes those 7 s first, which was most of the edit → first playable segment time, and
+  a 720p source decodes four times the pixels the 360p draft shows (bench/playback.py).
 
-All three are storage service objects under ``render/overview/<version>/<asset id>/<sha256>``: every
+All three are storage service objects under ``render/overview/<version>/<asset id>/<sha256>`` (the
+proxy's name says its height, so a changed ``draft_height`` never reads a proxy of another size): every
 replica finds what one computed (an asset id names immutable bytes; the sha256 and the version name
 what was derived from what). Concurrent requests for one asset in one process share one decode; at
 most ``analyze_concurrency`` decodes run at once per server, bounded by ``analyze_timeout_seconds``.
@@ -38,10 +40,10 @@ from services.render.reasons import Reason
 from services.render.timeline.plan import Source
 from viarte.render.v1 import render_pb2
 
-__all__ = ["PEAKS_PER_SECOND", "TILE_HEIGHT", "Overviews", "overview_args", "peaks_of", "tile_seconds"]
+__all__ = ["PEAKS_PER_SECOND", "TILE_HEIGHT", "Overviews", "overview_args", "peaks_of", "proxy_size", "tile_seconds"]
 
 _log = get_logger("services.render.overview")
-_VERSION = "v1"
+_VERSION = "v2"  # v2: proxies at the draft's height (v1: the source's size)
 TILE_HEIGHT = 48
 MAX_TILES = 120
 PEAKS_PER_SECOND = 50
@@ -60,8 +62,19 @@ def tile_size(info: SourceInfo) -> tuple[int, int]:
     return min(max(width, 16), 4 * TILE_HEIGHT), TILE_HEIGHT
 
 
-def overview_args(ffmpeg: str, source: Source, info: SourceInfo, folder: Path) -> tuple[list[str], int]:
-    """The one command (and the filmstrip's tile count): every output from one decode."""
+def proxy_size(info: SourceInfo, height: int) -> tuple[int, int]:
+    """The proxy's picture: the source's, or at most ``height`` lines (the source's aspect, even
+    sides) when ``height`` is set and smaller. Worked out again wherever a proxy is read, so its
+    size need not be stored."""
+    if height <= 0 or info.height <= height:
+        return info.width, info.height
+    h = height // 2 * 2
+    return max(2, round(info.width * h / info.height / 2) * 2), h
+
+
+def overview_args(ffmpeg: str, source: Source, info: SourceInfo, folder: Path, proxy_height: int = 0) -> tuple[list[str], int]:
+    """The one command (and the filmstrip's tile count): every output from one decode; the proxy at
+    ``proxy_size(info, proxy_height)``."""
     args = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *source.input().ffmpeg_args()]
     graph, maps = [], []
     tiles = 0
@@ -74,8 +87,10 @@ def overview_args(ffmpeg: str, source: Source, info: SourceInfo, folder: Path) -
         # The proxy: stream timestamps passed through (no frame added or dropped); the sound copied
         # from an MP4 (its codecs fit an MP4), else AAC (QuickTime's PCM or WebM's Vorbis may not).
         gop = max(1, round((info.fps or 30) / 2))
+        pw, ph = proxy_size(info, proxy_height)
+        small = ["-vf", f"scale={pw}:{ph}"] if (pw, ph) != (info.width, info.height) else []
         sound = ["-c:a", "copy"] if source.content_type == "video/mp4" else ["-c:a", "aac", "-b:a", "192k"]
-        maps += ["-map", "0:v:0", "-map", "0:a:0?", "-c:v", "libx264", "-preset", "superfast", "-tune", "fastdecode",
+        maps += ["-map", "0:v:0", "-map", "0:a:0?", *small, "-c:v", "libx264", "-preset", "superfast", "-tune", "fastdecode",
                  "-crf", "18", "-g", str(gop), "-keyint_min", str(gop), "-pix_fmt", "yuv420p", "-fps_mode", "passthrough",
                  *sound, "-movflags", "+faststart", str(folder / "proxy.mp4")]
     if info.has_audio:
@@ -148,7 +163,7 @@ class Overviews:
         config = self.ctx.config
         source = Source(resolved.url, info, resolved.asset.content_type, asset_id=resolved.asset.id)
         with scratch_dir(self.ctx.work_root, "overview-") as folder:
-            args, tiles = overview_args(config.ffmpeg_binary, source, info, folder)
+            args, tiles = overview_args(config.ffmpeg_binary, source, info, folder, config.draft_height)
             async with self._slots:
                 try:
                     await asyncio.wait_for(run_ffmpeg(args), config.analyze_timeout_seconds)
@@ -170,25 +185,33 @@ class Overviews:
                 found.peaks_per_second = PEAKS_PER_SECOND
             try:
                 if found.has_video:  # the proxy first: a stored overview promises its proxy
-                    await self.ctx.storage.put_object(f"{key}.proxy.mp4", await asyncio.to_thread((folder / "proxy.mp4").read_bytes))
+                    proxy = await asyncio.to_thread((folder / "proxy.mp4").read_bytes)
+                    await self.ctx.storage.put_object(self._proxy_name(key), proxy)
                 await self.ctx.storage.put_object(f"{key}.pb", found.SerializeToString())
                 self._proxies.pop(key, None)  # a miss remembered here is over (other replicas: within 5 s)
             except ServiceError as exc:  # an uncached answer is still an answer
                 _log.warning("render.overview_cache_unwritable", key=key, error=str(exc)[:200])
         return found
 
-    async def with_proxies(self, owner: str, sources: dict[str, Source]) -> dict[str, Source]:
-        """``sources`` with each video read from its playback proxy where one was made (else as is).
-        The asset id stays: the proxy is the same frames at the same size (stabilisation's analysis
-        holds for both), and its encode (CRF 18) differs from the original far below the draft's own
-        360p CRF 26, so a segment keeps its cache key when a proxy appears (no re-render of what the
+    def _proxy_name(self, key: str) -> str:
+        return f"{key}.proxy{self.ctx.config.draft_height}.mp4"
+
+    async def with_proxies(self, owner: str, sources: dict[str, Source], keep: frozenset[str] = frozenset()) -> dict[str, Source]:
+        """``sources`` with each video read from its playback proxy where one was made (else as is),
+        except the assets in ``keep`` (stabilised ones: vidstab's analysis is in the original's pixels
+        and frames). The asset id stays: the proxy is the same frames, scaled down no further than the
+        draft's own height (the fit's scale makes the same picture of either, ``decoded_size`` tells
+        it the size), and its encode (CRF 18) differs from the original far below the draft's own
+        CRF 26, so a segment keeps its cache key when a proxy appears (no re-render of what the
         warm-up already made) and the segments made since read the proxy."""
-        videos = [i for i, s in sources.items() if s.info.kind == MediaKind.VIDEO]
+        videos = [i for i, s in sources.items() if s.info.kind == MediaKind.VIDEO and i not in keep]
         urls = await asyncio.gather(*(self._proxy_url(owner, i) for i in videos))
         out = dict(sources)
         for asset_id, url in zip(videos, urls, strict=True):
             if url is not None:
-                out[asset_id] = Source(url, sources[asset_id].info, "video/mp4", asset_id=asset_id)
+                info = sources[asset_id].info
+                out[asset_id] = Source(url, info, "video/mp4", asset_id=asset_id,
+                                       decoded_size=proxy_size(info, self.ctx.config.draft_height))
         return out
 
     async def _proxy_url(self, owner: str, asset_id: str) -> str | None:
@@ -200,7 +223,7 @@ class Overviews:
             known = self._proxies.get(key)
             if known is not None and known[0] > now:
                 return known[1]
-            url = await self.ctx.storage.resolve_object(f"{key}.proxy.mp4")
+            url = await self.ctx.storage.resolve_object(self._proxy_name(key))
         except ServiceError:
             return None  # the original still plays
         # A miss is remembered briefly too: the overview may be made meanwhile.

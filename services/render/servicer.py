@@ -107,10 +107,17 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[mis
         v.raise_if_any(Reason.INVALID_TIMELINE)
         timeline = request.timeline
         check_structure(timeline, limits)
-        sources = await resolve_sources(self.ctx, owner, timeline)
-        luts = await resolve_luts(self.ctx, owner, timeline)
+        # Side by side (each is its own storage round trips); a refusal of the sources wins, as when
+        # they were looked up first.
+        sources, luts = await asyncio.gather(resolve_sources(self.ctx, owner, timeline), resolve_luts(self.ctx, owner, timeline),
+                                             return_exceptions=True)
+        if isinstance(sources, BaseException):
+            raise sources
+        if isinstance(luts, BaseException):
+            raise luts
         if draft_height:  # playback: the whole graph at the draft's size, videos read from their proxies
-            sources = await self.overviews.with_proxies(owner, sources)
+            stabilised = frozenset(c.asset_id for t in timeline.tracks for c in t.clips if c.filters.stabilize)
+            sources = await self.overviews.with_proxies(owner, sources, keep=stabilised)
             plan = draft_plan(timeline, sources, limits, draft_height, luts)
         else:
             plan = plan_timeline(timeline, sources, limits, luts=luts)

@@ -1,35 +1,16 @@
 // Magic Prompt and the assistant panel in Chromium: the enhanced prompt replaces the idea, and an
 // action the assistant proposes changes the timeline only after the user presses Apply.
 //   node e2e/assistant.mjs --base URL --artifacts DIR
-import { chromium } from "playwright-core";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { cliArgs, finish, openPage, recordFailure, register } from "./browser.mjs";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 
-const { values: args } = parseArgs({
-  options: {
-    base: { type: "string" },
-    artifacts: { type: "string" },
-    chromium: { type: "string", default: "/usr/bin/chromium" },
-  },
-});
-mkdirSync(args.artifacts, { recursive: true });
+const args = cliArgs();
 const result = { consoleErrors: [], error: null };
-const browser = await chromium.launch({
-  executablePath: args.chromium,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
-const page = await (await browser.newContext({ viewport: { width: 1400, height: 900 } })).newPage();
-page.setDefaultTimeout(30_000);
-page.on("console", (msg) => msg.type() === "error" && result.consoleErrors.push(msg.text()));
-page.on("pageerror", (err) => result.consoleErrors.push(`pageerror: ${err.message}`));
+const { browser, page } = await openPage(args, result, { timeout: 30_000 });
 try {
-  await page.goto(`${args.base}/register`);
-  await page.fill("input[name=displayName]", "Assisted");
-  await page.fill("input[name=email]", `assist-${Date.now().toString(36)}@example.com`);
-  await page.fill("input[name=password]", "correct horse battery staple 42");
-  await page.click("button[type=submit]");
-  await page.getByTestId("assets-page").waitFor();
+  await register(page, args.base, {
+    displayName: "Assisted", email: `assist-${Date.now().toString(36)}@example.com`, password: "correct horse battery staple 42",
+  });
 
   await page.getByRole("link", { name: "Generate" }).click();
   await page.fill("textarea[name=prompt]", "fox in snow");
@@ -60,10 +41,8 @@ try {
   await page.waitForSelector("[data-testid=save-state][data-state=saved]");
   await page.screenshot({ path: join(args.artifacts, "03-applied.png") });
 } catch (err) {
-  result.error = String(err?.stack ?? err);
-  await page.screenshot({ path: join(args.artifacts, "zz-failure.png") }).catch(() => {});
+  await recordFailure(page, result, err, args.artifacts);
 } finally {
-  writeFileSync(join(args.artifacts, "result.json"), JSON.stringify(result, null, 2));
-  await browser.close();
+  await finish(browser, result, args.artifacts);
 }
 process.exit(result.error ? 1 : 0);

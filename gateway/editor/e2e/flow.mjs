@@ -6,43 +6,26 @@
 // → place the result and the image on two tracks → trim → text clip → export → download the MP4.
 // Writes DIR/result.json (what was observed; the pytest side asserts on it) and a screenshot per
 // page. Exits non-zero on the first failed step, with the error in result.json.
-import { chromium } from "playwright-core";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { cliArgs, finish, openPage, recordFailure } from "./browser.mjs";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 
-const { values: args } = parseArgs({
-  options: {
-    base: { type: "string" },
-    artifacts: { type: "string" },
-    image: { type: "string" },
-    model: { type: "string", default: "" },
-    prompt: { type: "string", default: "a small red ball rolling across a wooden table" },
-    out: { type: "string" },
-    until: { type: "string", default: "" },
-    chromium: { type: "string", default: "/usr/bin/chromium" },
-    "job-timeout": { type: "string", default: "420" },
-  },
+const args = cliArgs({
+  image: { type: "string" },
+  model: { type: "string", default: "" },
+  prompt: { type: "string", default: "a small red ball rolling across a wooden table" },
+  out: { type: "string" },
+  until: { type: "string", default: "" },
+  "job-timeout": { type: "string", default: "420" },
 });
 const jobTimeout = Number(args["job-timeout"]) * 1000;
-mkdirSync(args.artifacts, { recursive: true });
 
 const result = { steps: [], consoleErrors: [], generationProgress: [], renderProgress: [], error: null };
 const email = `e2e-${Date.now().toString(36)}@example.com`;
 const password = "correct horse battery staple 42";
 
-const browser = await chromium.launch({
-  executablePath: args.chromium,
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+const { browser, context, page } = await openPage(args, result, {
+  context: { acceptDownloads: true, viewport: { width: 1400, height: 900 } }, timeout: 30_000, errors: { location: true },
 });
-const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1400, height: 900 } });
-const page = await context.newPage();
-page.setDefaultTimeout(30_000);
-page.on("console", (msg) => {
-  if (msg.type() === "error") result.consoleErrors.push(`${msg.text()} @ ${msg.location().url ?? ""}`);
-});
-page.on("pageerror", (err) => result.consoleErrors.push(`pageerror: ${err.message}`));
 
 const shot = (name) => page.screenshot({ path: join(args.artifacts, `${name}.png`), fullPage: true });
 
@@ -297,10 +280,8 @@ try {
     await other.close();
   });
 } catch (err) {
-  result.error = String(err?.stack ?? err);
-  await shot("zz-failure").catch(() => {});
+  await recordFailure(page, result, err, args.artifacts, "zz-failure", { fullPage: true });
 } finally {
-  writeFileSync(join(args.artifacts, "result.json"), JSON.stringify(result, null, 2));
-  await browser.close();
+  await finish(browser, result, args.artifacts);
 }
 process.exit(result.error && !result.error.includes("(--until)") ? 1 : 0);

@@ -11,43 +11,24 @@
 // training: dataset + parameters + estimate, start, live loss chart and samples, the LoRA used in
 //           Generate.
 // Writes DIR/result.json (the pytest side asserts on it); exits non-zero on the first failed step.
-import { chromium } from "playwright-core";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { cliArgs, finish, login as signIn, openPage, recordFailure } from "./browser.mjs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 
-const { values: args } = parseArgs({
-  options: {
-    base: { type: "string" },
-    artifacts: { type: "string" },
-    flow: { type: "string" },
-    email: { type: "string" },
-    password: { type: "string" },
-    params: { type: "string", default: "{}" },
-    chromium: { type: "string", default: "/usr/bin/chromium" },
-    "job-timeout": { type: "string", default: "600" },
-  },
+const args = cliArgs({
+  flow: { type: "string" },
+  email: { type: "string" },
+  password: { type: "string" },
+  params: { type: "string", default: "{}" },
+  "job-timeout": { type: "string", default: "600" },
 });
 const params = JSON.parse(args.params);
 const jobTimeout = Number(args["job-timeout"]) * 1000;
 const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
-mkdirSync(args.artifacts, { recursive: true });
 
 const result = { steps: [], consoleErrors: [], pages: {}, error: null };
-const browser = await chromium.launch({
-  executablePath: args.chromium,
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
-const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
-const page = await context.newPage();
-page.setDefaultTimeout(30_000);
 let currentPage = "";
-page.on("console", (msg) => {
-  if (msg.type() === "error") result.consoleErrors.push(`[${currentPage}] ${msg.text()} @ ${msg.location().url ?? ""}`);
-});
-page.on("pageerror", (err) => result.consoleErrors.push(`[${currentPage}] pageerror: ${err.message}`));
+const { browser, page } = await openPage(args, result, { timeout: 30_000, errors: { prefix: () => `[${currentPage}] `, location: true } });
 
 const shot = (name) => page.screenshot({ path: join(args.artifacts, `${name}.png`), fullPage: true });
 
@@ -97,12 +78,7 @@ async function visit(name, path, testId, ready) {
 
 async function login() {
   currentPage = "login";
-  await page.goto(`${args.base}/login`);
-  await page.getByTestId("login-form").waitFor();
-  await page.fill("input[name=email]", args.email);
-  await page.fill("input[name=password]", args.password);
-  await page.click("button[type=submit]");
-  await page.getByTestId("assets-page").waitFor();
+  await signIn(page, args.base, args.email, args.password);
 }
 
 async function until(check, timeout, what) {
@@ -302,10 +278,8 @@ try {
   else if (args.flow === "training") await training();
   else throw new Error(`unknown flow ${args.flow}`);
 } catch (err) {
-  result.error = String(err?.stack ?? err);
-  await shot("failure").catch(() => {});
+  await recordFailure(page, result, err, args.artifacts, "failure", { fullPage: true });
   process.exitCode = 1;
 } finally {
-  writeFileSync(join(args.artifacts, "result.json"), JSON.stringify(result, null, 2));
-  await browser.close();
+  await finish(browser, result, args.artifacts);
 }

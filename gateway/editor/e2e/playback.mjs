@@ -3,31 +3,12 @@
 // shown (with their media times) for the pytest side to compare with RenderFrame, and — after an
 // edit — which segments the service rendered again.
 //   node e2e/playback.mjs --base URL --artifacts DIR --email E --password P --project ID
-import { chromium } from "playwright-core";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { cliArgs, finish, login, openPage, recordFailure } from "./browser.mjs";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 
-const { values: args } = parseArgs({
-  options: {
-    base: { type: "string" },
-    artifacts: { type: "string" },
-    email: { type: "string" },
-    password: { type: "string" },
-    project: { type: "string" },
-    chromium: { type: "string", default: "/usr/bin/chromium" },
-  },
-});
-mkdirSync(args.artifacts, { recursive: true });
+const args = cliArgs({ email: { type: "string" }, password: { type: "string" }, project: { type: "string" } });
 const result = { consoleErrors: [], error: null };
-const browser = await chromium.launch({
-  executablePath: args.chromium,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"],
-});
-const page = await (await browser.newContext({ viewport: { width: 1400, height: 900 } })).newPage();
-page.setDefaultTimeout(60_000);
-page.on("console", (msg) => msg.type() === "error" && result.consoleErrors.push(msg.text()));
-page.on("pageerror", (err) => result.consoleErrors.push(`pageerror: ${err.message}`));
+const { browser, page } = await openPage(args, result, { timeout: 60_000, extraArgs: ["--autoplay-policy=no-user-gesture-required"] });
 
 // Presses Space and measures from the moment the media clock runs: 3 s of wall time against the
 // playhead the page shows, five frames captured as presented (requestVideoFrameCallback).
@@ -63,11 +44,7 @@ async function playThreeSeconds() {
 }
 
 try {
-  await page.goto(`${args.base}/login`);
-  await page.fill("input[name=email]", args.email);
-  await page.fill("input[name=password]", args.password);
-  await page.click("button[type=submit]");
-  await page.getByTestId("assets-page").waitFor();
+  await login(page, args.base, args.email, args.password);
   await page.goto(`${args.base}/projects/${args.project}`);
   await page.getByTestId("frame-preview").waitFor();
   // The editor renders the segments ahead of the playhead while the user edits.
@@ -97,10 +74,8 @@ try {
   await page.keyboard.press("k");
   await page.screenshot({ path: join(args.artifacts, "03-after-edit.png") });
 } catch (err) {
-  result.error = String(err?.stack ?? err);
-  await page.screenshot({ path: join(args.artifacts, "zz-failure.png") }).catch(() => {});
+  await recordFailure(page, result, err, args.artifacts);
 } finally {
-  writeFileSync(join(args.artifacts, "result.json"), JSON.stringify(result, null, 2));
-  await browser.close();
+  await finish(browser, result, args.artifacts);
 }
 process.exit(result.error ? 1 : 0);

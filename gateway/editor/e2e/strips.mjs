@@ -2,31 +2,12 @@
 // and an audio clip, wait until both clips have drawn their overview, and report the colours
 // along the filmstrip and the bar heights along the waveform for the pytest side to check.
 //   node e2e/strips.mjs --base URL --artifacts DIR --email E --password P --project ID
-import { chromium } from "playwright-core";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { cliArgs, finish, login, openPage, recordFailure } from "./browser.mjs";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 
-const { values: args } = parseArgs({
-  options: {
-    base: { type: "string" },
-    artifacts: { type: "string" },
-    email: { type: "string" },
-    password: { type: "string" },
-    project: { type: "string" },
-    chromium: { type: "string", default: "/usr/bin/chromium" },
-  },
-});
-mkdirSync(args.artifacts, { recursive: true });
+const args = cliArgs({ email: { type: "string" }, password: { type: "string" }, project: { type: "string" } });
 const result = { consoleErrors: [], error: null };
-const browser = await chromium.launch({
-  executablePath: args.chromium,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
-const page = await (await browser.newContext({ viewport: { width: 1400, height: 900 } })).newPage();
-page.setDefaultTimeout(60_000);
-page.on("console", (msg) => msg.type() === "error" && result.consoleErrors.push(msg.text()));
-page.on("pageerror", (err) => result.consoleErrors.push(`pageerror: ${err.message}`));
+const { browser, page } = await openPage(args, result, { timeout: 60_000 });
 
 // Per 10 px column of a canvas: the mean colour of its upper part (the tiles) and the height of
 // the drawn waveform (rows whose alpha is set) in its lower part.
@@ -50,11 +31,7 @@ function readCanvas(testid) {
 }
 
 try {
-  await page.goto(`${args.base}/login`);
-  await page.fill("input[name=email]", args.email);
-  await page.fill("input[name=password]", args.password);
-  await page.click("button[type=submit]");
-  await page.getByTestId("assets-page").waitFor();
+  await login(page, args.base, args.email, args.password);
   await page.goto(`${args.base}/projects/${args.project}`);
   await page.waitForSelector("[data-testid=filmstrip][data-drawn=true]", { timeout: 180_000 });
   await page.waitForSelector("[data-testid=waveform][data-drawn=true]", { timeout: 180_000 });
@@ -63,10 +40,8 @@ try {
   result.waveform = await readCanvas("waveform");
   await page.getByTestId("timeline").screenshot({ path: join(args.artifacts, "timeline.png") });
 } catch (err) {
-  result.error = String(err?.stack ?? err);
-  await page.screenshot({ path: join(args.artifacts, "zz-failure.png") }).catch(() => {});
+  await recordFailure(page, result, err, args.artifacts);
 } finally {
-  writeFileSync(join(args.artifacts, "result.json"), JSON.stringify(result, null, 2));
-  await browser.close();
+  await finish(browser, result, args.artifacts);
 }
 process.exit(result.error ? 1 : 0);

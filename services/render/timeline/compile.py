@@ -94,13 +94,16 @@ def compile_plan(
     window: Window | None = None,
     audio: bool = True,
     loudness: fx.Loudness | None = None,
+    linear_gain_as_volume: bool = False,
 ) -> CompiledGraph:
     """The whole timeline (or ``window`` of it) as ffmpeg-python streams; ``loudness``: the mix's
-    measurement (``services.render.loudness``), to normalise it to ``plan.loudness``."""
+    measurement (``services.render.loudness``), to normalise it to ``plan.loudness``;
+    ``linear_gain_as_volume`` (draft playback): where loudnorm would apply one linear gain, apply it
+    with ``volume`` instead (same gain, no 192 kHz resampling; the export keeps loudnorm)."""
     wanted = window or Window(0, plan.canvas.frames)
     win = expand_window(plan, wanted.start, wanted.end)
     workdir.mkdir(parents=True, exist_ok=True)
-    builder = _Builder(plan, win, workdir, loudness)
+    builder = _Builder(plan, win, workdir, loudness, linear_gain_as_volume)
     video = builder.video()
     skip = wanted.start - win.start
     if skip or win.end != wanted.end:
@@ -128,9 +131,11 @@ class _Span:
 
 
 class _Builder:
-    def __init__(self, plan: P.Plan, window: Window, workdir: Path, loudness: fx.Loudness | None = None) -> None:
+    def __init__(self, plan: P.Plan, window: Window, workdir: Path, loudness: fx.Loudness | None = None,
+                 linear_gain_as_volume: bool = False) -> None:
         self.plan = plan
         self.loudness = loudness
+        self.linear_gain_as_volume = linear_gain_as_volume
         self.canvas = plan.canvas
         self.win = window
         self.fps = plan.canvas.fps
@@ -315,6 +320,10 @@ class _Builder:
             stream = self.retime(src, span)
         else:
             stream = src
+        # A smaller proxy's frames go through key and looks at its own size. Only sharpening and grain
+        # depend on it, and at the draft's 360p they hardly show: sharpen 1.5 changed a 720p test
+        # pattern's draft by 0.9 of 255 on average, whichever size it ran at.
+        decoded = clip.source.decoded_size if clip.source and clip.source.decoded_size else (info.width, info.height)
         # A still with a look that changes over time becomes a clip first (else after fitting).
         looped = clip.kind is P.ClipKind.IMAGE and clip.filters.animated_looks
         if looped:
@@ -332,7 +341,7 @@ class _Builder:
             stream, pad_color = stream.filter("format", "yuva420p"), "black@0"
         else:
             pad_color = None
-        stream = self.fit(stream, clip, info.width, info.height, scale, pad_color=pad_color)
+        stream = self.fit(stream, clip, info.width, info.height, scale, pad_color=pad_color, decoded=decoded)
         stream = self.effects(stream, clip.filters)
         if static and t.rotation.is_constant and t.rotation.constant:
             a = math.radians(t.rotation.constant)
@@ -388,14 +397,20 @@ class _Builder:
         stream = stream.filter("tpad", stop=-1, stop_mode="clone")
         return stream.trim(end_frame=span.frames)
 
-    def fit(self, stream: Stream, clip: P.PlannedClip, w: int, h: int, scale: float, *, pad_color: str | None) -> Stream:
+    def fit(self, stream: Stream, clip: P.PlannedClip, w: int, h: int, scale: float, *, pad_color: str | None,
+            decoded: tuple[int, int] | None = None) -> Stream:
+        """The picture (``w`` x ``h`` as planned, ``decoded``: the size its frames come in, a proxy's)
+        scaled to its size on the canvas. The scale is left out only when neither size needs it, so
+        a proxy already at the fitted size keeps the graph (and a draft segment its cache key) the
+        original gives; ffmpeg passes frames of the right size through a scale untouched."""
         cw, ch = self.canvas.width, self.canvas.height
+        sizes = {(w, h), decoded or (w, h)}
         if clip.fit is P.Fit.STRETCH:
             tw, th = _even(cw * scale), _even(ch * scale)
-            return stream if (tw, th) == (w, h) else stream.filter("scale", tw, th)
+            return stream if sizes == {(tw, th)} else stream.filter("scale", tw, th)
         k = (min if clip.fit is P.Fit.CONTAIN else max)(cw / w, ch / h) * scale
         tw, th = _even(w * k), _even(h * k)
-        if (tw, th) != (w, h):
+        if sizes != {(tw, th)}:
             stream = stream.filter("scale", tw, th)
         if clip.fit is P.Fit.COVER:
             vw, vh = min(tw, _even(cw * scale)), min(th, _even(ch * scale))
@@ -495,7 +510,11 @@ class _Builder:
         mixed = mix_tracks(parts, self.plan.ducking)
         total = num(self.win.frames / self.fps)
         if self.plan.loudness is not None and self.loudness is not None:
-            mixed = mixed.filter("loudnorm", **fx.loudnorm_options(self.plan.loudness, self.loudness)).filter("aresample", 48000)
+            gain = fx.loudnorm_linear_gain(self.plan.loudness, self.loudness) if self.linear_gain_as_volume else None
+            if gain is not None:
+                mixed = mixed.filter("volume", f"{gain:.2f}dB")
+            else:
+                mixed = mixed.filter("loudnorm", **fx.loudnorm_options(self.plan.loudness, self.loudness)).filter("aresample", 48000)
         return mixed.filter("apad", whole_dur=total).filter("atrim", end=total).filter(
             "aformat", sample_rates=48000, channel_layouts="stereo"
         )

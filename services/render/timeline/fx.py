@@ -24,7 +24,7 @@ import ffmpeg
 from services.render.timeline import plan as P
 from services.render.timeline.expr import animated_expr, num
 
-__all__ = ["TRUE_PEAK", "Loudness", "blend_layer", "chroma_key", "ease_pts", "graded", "has_grade", "look_commands", "looks", "loudnorm_options", "lut_file", "uneased_pts"]
+__all__ = ["TRUE_PEAK", "Loudness", "blend_layer", "chroma_key", "ease_pts", "graded", "has_grade", "look_commands", "looks", "loudnorm_linear_gain", "loudnorm_options", "lut_file", "uneased_pts"]
 
 TRUE_PEAK = -1.0
 # The end of a sendcmd interval that covers any clip (clip-local seconds).
@@ -223,6 +223,19 @@ def loudnorm_options(target: float, m: Loudness) -> dict[str, str]:
         "measured_thresh": f"{max(m.integrated - 10, -99.0):.2f}",
         "linear": "true",
     }
+
+
+def loudnorm_linear_gain(target: float, m: Loudness) -> float | None:
+    """The one gain (dB) loudnorm applies with ``loudnorm_options`` when it runs linear (None when it
+    would go dynamic), decided as ffmpeg's af_loudnorm does, from the same rounded option values:
+    a draft applies it with ``volume`` at the mix's own rate instead of loudnorm's 192 kHz round trip."""
+    o = {k: float(v) for k, v in loudnorm_options(target, m).items() if k != "linear"}
+    if o["measured_TP"] == 99 or o["measured_thresh"] == -70 or o["measured_LRA"] == 0 or o["measured_I"] == 0:
+        return None
+    gain = o["I"] - o["measured_I"]
+    if o["measured_TP"] + gain > o["TP"] or o["measured_LRA"] > o["LRA"]:
+        return None
+    return gain
 
 
 def drawtext(base: Stream, spec: P.TextSpec, kwargs: dict[str, Any], size: str, centre: tuple[str, str],

@@ -65,6 +65,11 @@ class Source:
     content_type: str
     # The storage asset (the key of per-asset caches such as stabilisation's analysis).
     asset_id: str = ""
+    # The picture size of the file at ``location`` when it is not ``info``'s: a playback proxy made
+    # smaller than the original (draft segments decode a quarter of the pixels). Everything else
+    # (fit, the plan's checks) still reasons in the original's size; only the fit's scale is sure
+    # to run, since the decoded frames are not the size the plan knows.
+    decoded_size: tuple[int, int] | None = None
 
     def input(self) -> MediaInput:
         return media_input(self.content_type, self.location)
