@@ -249,7 +249,8 @@ export function moveClip(timeline: Timeline, clipId: string, toTrackId: string, 
   return replaceTrack(without, withClips(fresh, [...fresh.clips, moved]));
 }
 
-function updateClip(timeline: Timeline, clipId: string, change: (clip: Clip) => Clip): Timeline {
+// Replaces one clip (the track's overlap rule still holds).
+export function updateClip(timeline: Timeline, clipId: string, change: (clip: Clip) => Clip): Timeline {
   const { track } = findClip(timeline, clipId);
   return replaceTrack(timeline, withClips(track, track.clips.map((c) => (c.id === clipId ? change(c) : c))));
 }
