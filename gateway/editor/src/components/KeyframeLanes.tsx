@@ -80,7 +80,9 @@ export function KeyframeLanes({ timeline, clip, playhead, pxPerSecond, apply }: 
     if (!drag) return;
     const moved = drag.moved || Math.hypot(event.clientX - drag.x0, event.clientY - drag.y0) >= CLICK_PIXELS;
     if (!moved) return;
-    const time = Math.max(0, (event.clientX - drag.rect.left) / scale);
+    // Keyframes land on the canvas's frames: the render samples the curve once per frame.
+    const fps = timeline.canvas.fps || 24;
+    const time = Math.max(0, Math.round(((event.clientX - drag.rect.left) / scale) * fps) / fps);
     const fraction = 1 - (event.clientY - drag.rect.top - 4) / (LANE_HEIGHT - 8);
     const value = Math.round((p.min + Math.min(1, Math.max(0, fraction)) * (p.max - p.min)) / p.step) * p.step;
     setDrag({ ...drag, moved, time, value: Number(value.toFixed(6)) });
@@ -106,7 +108,7 @@ export function KeyframeLanes({ timeline, clip, playhead, pxPerSecond, apply }: 
           const samples = Array.from({ length: 61 }, (_, i) => (i / 60) * Math.min(shownClip.duration, width / scale));
           const points = samples.map((t) => `${(t * scale).toFixed(1)},${y(p, valueOf(shownClip, p, t)).toFixed(1)}`).join(" ");
           return (
-            <div className="kf-lane" key={p.id} data-testid={`lane-${p.id}`}>
+            <div className="kf-lane" key={p.id} data-testid={`kf-lane-${p.id}`}>
               <div className="kf-head">
                 <span>{p.label}</span>
                 <button className="link small" disabled={!inside} data-testid={`add-kf-${p.id}`} aria-label={`Add a ${p.label} keyframe at the playhead`}
