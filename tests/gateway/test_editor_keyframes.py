@@ -92,10 +92,9 @@ async def test_keyframes_dragged_in_a_lane_and_a_transition_picked_are_saved_and
 
     expected = _timeline(ids)
     red, navy = expected.tracks[0].clips
-    red.transform.opacity.CopyFrom(
-        tl.AnimatedValue(value=1, keyframes=[tl.Keyframe(time_seconds=0, value=0, easing=tl.EASING_LINEAR),
-                                             tl.Keyframe(time_seconds=1, value=1, easing=tl.EASING_EASE_IN)])  # fmt: skip
-    )
+    first = tl.Keyframe(time_seconds=0, value=0, easing=tl.EASING_LINEAR)
+    moved = tl.Keyframe(time_seconds=1, value=1, easing=tl.EASING_EASE_IN)
+    red.transform.opacity.CopyFrom(tl.AnimatedValue(value=1, keyframes=[first, moved]))
     navy.transition_in.CopyFrom(tl.Transition(name="circleopen", duration_seconds=0.5))
     async with grpc.aio.insecure_channel(mesh.endpoints["render"]) as r:
         render = render_pb2_grpc.RenderServiceStub(r)
