@@ -84,13 +84,17 @@ async function visit(name, path, testId, ready) {
   page.off("response", onResponse);
   // Calls made while the page sits idle for 2 s: 0 for every page (no polling, no loops).
   let idleCalls = 0;
+  const idleCallUrls = []; // which calls, so a failure says what kept calling
   const onRequest = (request) => {
-    if (request.method() === "POST") idleCalls += 1;
+    if (request.method() === "POST") {
+      idleCalls += 1;
+      idleCallUrls.push(request.url().replace(args.base, ""));
+    }
   };
   page.on("request", onRequest);
   await page.waitForTimeout(2000);
   page.off("request", onRequest);
-  result.pages[name] = { scripts, settled, idleCalls };
+  result.pages[name] = { scripts, settled, idleCalls, idleCallUrls };
   await axe(name);
   await shot(`page-${name}`);
 }

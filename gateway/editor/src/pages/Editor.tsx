@@ -450,7 +450,7 @@ export default function Editor() {
       {notice && <div className="notice" data-testid="notice">{notice}</div>}
       <div className="editor-main">
         <aside className="library" data-testid="library">
-          <h3>Library</h3>
+          <h2 className="panel-title">Library</h2>
           {assets.map((asset) => (
             <div
               key={asset.id}
@@ -495,7 +495,7 @@ export default function Editor() {
           </div>
         </div>
         <aside className="inspector" data-testid="inspector">
-          <h3>Inspector</h3>
+          <h2 className="panel-title">Inspector</h2>
           {!selection && <p className="muted small">Select a clip.</p>}
           {selection && (
             <ClipInspector
@@ -526,7 +526,7 @@ export default function Editor() {
       {selection && <KeyframeLanes key={selection.clip.id} timeline={timeline} clip={selection.clip} playhead={playhead} pxPerSecond={pxPerSecond} apply={apply} />}
       {showHelp && (
         <div className="help-overlay" role="dialog" aria-label="Keyboard shortcuts" data-testid="shortcuts">
-          <h3>Keyboard shortcuts</h3>
+          <h2 className="panel-title">Keyboard shortcuts</h2>
           <dl>
             {SHORTCUTS.map(([keys, what]) => (
               <div key={keys}><dt>{keys}</dt><dd>{what}</dd></div>
