@@ -434,9 +434,7 @@ export interface History<T> {
 
 export const HISTORY_LIMIT = 200;
 
-export function history<T>(present: T): History<T> {
-  return { past: [], present, future: [] };
-}
+export const history = <T,>(present: T): History<T> => ({ past: [], present, future: [] });
 
 export function commit<T>(h: History<T>, next: T): History<T> {
   if (next === h.present) return h;
@@ -487,8 +485,7 @@ export function toProto(timeline: Timeline): TimelineProto {
 }
 
 function sameKeyframes(a: ClipFilters | undefined, b: ClipFilters | undefined): boolean {
-  const x = a?.speedKeyframes ?? [];
-  const y = b?.speedKeyframes ?? [];
+  const [x, y] = [a?.speedKeyframes ?? [], b?.speedKeyframes ?? []];
   return x.length === y.length && x.every((k, i) => equals(KeyframeSchema, k, y[i]));
 }
 
@@ -504,12 +501,8 @@ function clipToProto(clip: Clip): ClipProto {
   out.filters = clip.filters;
   out.transform = clip.transform;
   const origin = clip.origin;
-  const sameTiming =
-    origin !== undefined &&
-    origin.duration === clip.duration &&
-    origin.sourceStart === clip.sourceStart &&
-    origin.proto.speed === clip.speed &&
-    sameKeyframes(origin.proto.filters, clip.filters);
+  const sameTiming = origin !== undefined && origin.duration === clip.duration && origin.sourceStart === clip.sourceStart
+    && origin.proto.speed === clip.speed && sameKeyframes(origin.proto.filters, clip.filters);
   if (!sameTiming) {
     out.sourceStartSeconds = timed ? clip.sourceStart : 0;
     out.sourceEndSeconds = timed ? round(clip.sourceStart + sourceUsed(clip)) : 0;
