@@ -180,7 +180,7 @@ async def test_every_page_has_no_serious_axe_violation_and_no_console_error(
     # Every page settles and then makes no call while it sits idle (an effect looping on its own
     # state would call the gateway again and again).
     calls = {name: (page["settled"], page["idleCalls"]) for name, page in result["pages"].items()}
-    assert calls == {name: (True, 0) for name in PAGES}, calls
+    assert calls == {name: (True, 0) for name in PAGES}, (calls, {n: p.get("idleCallUrls") for n, p in result["pages"].items()})
     # What the browser really fetched up front stays within the budget too: the first page's
     # scripts (index, React, the RPC runtime, the login chunk) gzip to at most 250 kB.
     fetched = [editor_dist / p.lstrip("/") for p in result["pages"]["login"]["scripts"]]

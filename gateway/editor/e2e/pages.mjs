@@ -67,8 +67,12 @@ async function visit(name, path, testId, ready) {
   // machine a page's first calls can follow its lazy chunk by more than networkidle's 500 ms, so a
   // window with calls is followed by another (up to 3): a page that polls or loops calls in every one.
   let idleCalls = 0;
+  const idleCallUrls = []; // which calls, so a failure says what kept calling
   const onRequest = (request) => {
-    if (request.method() === "POST") idleCalls += 1;
+    if (request.method() === "POST") {
+      idleCalls += 1;
+      idleCallUrls.push(request.url().replace(args.base, ""));
+    }
   };
   page.on("request", onRequest);
   for (let window = 0; window < 3; window += 1) {
@@ -78,7 +82,7 @@ async function visit(name, path, testId, ready) {
     await page.waitForLoadState("networkidle", { timeout: 20_000 }).catch(() => undefined);
   }
   page.off("request", onRequest);
-  result.pages[name] = { scripts, settled, idleCalls };
+  result.pages[name] = { scripts, settled, idleCalls, idleCallUrls };
   await axe(name);
   await shot(`page-${name}`);
 }

@@ -82,7 +82,7 @@ export default function AssistantPanel(props: Props) {
   return (
     <aside className="assistant" data-testid="assistant-panel">
       <div className="row">
-        <h3>Assistant</h3>
+        <h2 className="panel-title">Assistant</h2>
         <span className="spacer" />
         <button className="link" onClick={props.onClose}>×</button>
       </div>

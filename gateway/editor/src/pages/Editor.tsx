@@ -5,12 +5,12 @@ import { kindName, useAssets } from "../api/assets";
 import { projects, render } from "../api/client";
 import { toUiError, type UiError } from "../api/errors";
 import { AssetThumb } from "../components/AssetThumb";
-import { EffectsInspector } from "../components/EffectsInspector";
+import { ClipInspector } from "../components/ClipInspector";
+import { KeyframeLanes } from "../components/KeyframeLanes";
 import { ErrorBanner } from "../components/common";
 import { TimelineView } from "../components/TimelineView";
 import { usePlayback } from "../components/usePlayback";
 import type { ProposedAction } from "../gen/viarte/inference/v1/assistant_pb";
-import { TransitionKind } from "../gen/viarte/render/v1/timeline_pb";
 import type { ProposeEditRequest } from "../gen/viarte/render/v1/render_pb";
 import type { Asset } from "../gen/viarte/storage/v1/storage_pb";
 import { applyProposal, autoEditRequest, beatsOnTimeline, musicClip, snapToBeats } from "../timeline/effects";
@@ -26,15 +26,11 @@ import {
   makeClip,
   redo,
   removeClip,
-  setClipText,
-  setClipVolume,
   setTransition,
   splitClip,
   timelineDuration,
   TimelineError,
   toProto,
-  trimEnd,
-  moveClip,
   pasteClip,
   rippleDelete,
   undo,
@@ -54,15 +50,6 @@ export function assetFacts(asset: Asset): AssetFacts {
   const kind = kindName(asset.kind);
   return { name: asset.name, type: kind === "other" ? "image" : kind, duration: asset.media?.durationSeconds ?? 0 };
 }
-
-const TRANSITIONS: [TransitionKind, string][] = [
-  [TransitionKind.CROSSFADE, "Crossfade"],
-  [TransitionKind.FADE_BLACK, "Fade through black"],
-  [TransitionKind.WIPE_LEFT, "Wipe left"],
-  [TransitionKind.WIPE_RIGHT, "Wipe right"],
-  [TransitionKind.SLIDE_LEFT, "Slide left"],
-  [TransitionKind.SLIDE_RIGHT, "Slide right"],
-];
 
 const SHORTCUTS: [string, string][] = [
   ["Space", "Play / pause"],
@@ -402,7 +389,8 @@ export default function Editor() {
         return addClip(tl, track.id, clipFromProto(a.value.clip, track.type, facts));
       }
       if (a.case === "applyTransition" && a.value.transition) {
-        return setTransition(tl, a.value.clipId, { kind: a.value.transition.kind, duration: a.value.transition.durationSeconds });
+        const t = a.value.transition;
+        return setTransition(tl, a.value.clipId, { kind: t.kind, duration: t.durationSeconds, ...(t.name ? { name: t.name } : {}), ...(t.easing ? { easing: t.easing } : {}) });
       }
       throw new TimelineError("unknown assistant action");
     });
@@ -430,7 +418,7 @@ export default function Editor() {
     <section className="editor" data-testid="editor-page">
       <div className="editor-bar">
         <Link to="/projects">← Projects</Link>
-        <strong className="title">{title}</strong>
+        <h1 className="title">{title}</h1>
         <span className={`save-state ${saveState}`} data-testid="save-state" data-state={saveState}>
           {saveLabel}
         </span>
@@ -462,7 +450,7 @@ export default function Editor() {
       {notice && <div className="notice" data-testid="notice">{notice}</div>}
       <div className="editor-main">
         <aside className="library" data-testid="library">
-          <h3>Library</h3>
+          <h2 className="panel-title">Library</h2>
           {assets.map((asset) => (
             <div
               key={asset.id}
@@ -507,59 +495,19 @@ export default function Editor() {
           </div>
         </div>
         <aside className="inspector" data-testid="inspector">
-          <h3>Inspector</h3>
+          <h2 className="panel-title">Inspector</h2>
           {!selection && <p className="muted small">Select a clip.</p>}
           {selection && (
-            <>
-              <p>
-                <strong>{selection.clip.name}</strong> <span className="muted">({selection.clip.type} on {selection.track.name})</span>
-              </p>
-              <label className="field">
-                <span className="label">Start (s)</span>
-                <input type="number" step={0.1} min={0} value={selection.clip.start} data-testid="clip-start" onChange={(e) => apply((tl) => moveClip(tl, selection.clip.id, selection.track.id, Number(e.target.value)))} />
-              </label>
-              <label className="field">
-                <span className="label">Duration (s)</span>
-                <input type="number" step={0.1} min={0.1} value={selection.clip.duration} data-testid="clip-duration" onChange={(e) => apply((tl) => trimEnd(tl, selection.clip.id, selection.clip.start + Number(e.target.value)))} />
-              </label>
-              {selection.clip.mediaDuration > 0 && <p className="muted small">Source {selection.clip.sourceStart.toFixed(2)}–{(selection.clip.sourceStart + selection.clip.duration).toFixed(2)} s of {selection.clip.mediaDuration.toFixed(2)} s</p>}
-              {selection.clip.type === "text" && (
-                <label className="field">
-                  <span className="label">Text</span>
-                  <input value={selection.clip.text} data-testid="clip-text" onChange={(e) => apply((tl) => setClipText(tl, selection.clip.id, e.target.value))} />
-                </label>
-              )}
-              {(selection.clip.type === "video" || selection.clip.type === "audio") && (
-                <label className="field">
-                  <span className="label">Volume {Math.round(selection.clip.volume * 100)}%</span>
-                  <input type="range" min={0} max={2} step={0.05} value={selection.clip.volume} onChange={(e) => apply((tl) => setClipVolume(tl, selection.clip.id, Number(e.target.value)))} />
-                </label>
-              )}
-              <label className="field">
-                <span className="label">Transition in</span>
-                <select
-                  value={selection.clip.transitionIn?.kind ?? 0}
-                  data-testid="clip-transition"
-                  onChange={(e) => {
-                    const kind = Number(e.target.value) as TransitionKind;
-                    apply((tl) => setTransition(tl, selection.clip.id, kind ? { kind, duration: selection.clip.transitionIn?.duration ?? 0.5 } : null));
-                  }}
-                >
-                  <option value={0}>None</option>
-                  {TRANSITIONS.map(([kind, label]) => (
-                    <option key={kind} value={kind}>{label}</option>
-                  ))}
-                </select>
-              </label>
-              {selection.clip.transitionIn && (
-                <label className="field">
-                  <span className="label">Transition length (s)</span>
-                  <input type="number" step={0.1} min={0.1} value={selection.clip.transitionIn.duration} onChange={(e) => apply((tl) => setTransition(tl, selection.clip.id, { kind: selection.clip.transitionIn!.kind, duration: Number(e.target.value) }))} />
-                </label>
-              )}
-              <EffectsInspector timeline={timeline} track={selection.track} clip={selection.clip} assets={assets} apply={apply} onUploaded={() => void reloadAssets()} onError={setError} />
-              <button className="danger" onClick={() => { apply((tl) => removeClip(tl, selection.clip.id)); setSelected(null); }}>Delete clip</button>
-            </>
+            <ClipInspector
+              timeline={timeline}
+              track={selection.track}
+              clip={selection.clip}
+              assets={assets}
+              apply={apply}
+              onDelete={() => { apply((tl) => removeClip(tl, selection.clip.id)); setSelected(null); }}
+              onUploaded={() => void reloadAssets()}
+              onError={setError}
+            />
           )}
         </aside>
       </div>
@@ -575,9 +523,10 @@ export default function Editor() {
         onApply={apply}
         onDropAsset={placeAsset}
       />
+      {selection && <KeyframeLanes key={selection.clip.id} timeline={timeline} clip={selection.clip} playhead={playhead} pxPerSecond={pxPerSecond} apply={apply} />}
       {showHelp && (
         <div className="help-overlay" role="dialog" aria-label="Keyboard shortcuts" data-testid="shortcuts">
-          <h3>Keyboard shortcuts</h3>
+          <h2 className="panel-title">Keyboard shortcuts</h2>
           <dl>
             {SHORTCUTS.map(([keys, what]) => (
               <div key={keys}><dt>{keys}</dt><dd>{what}</dd></div>

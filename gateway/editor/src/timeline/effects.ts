@@ -130,7 +130,7 @@ export function snapToBeats(timeline: Timeline, beats: readonly number[]): { tim
 export function applyProposal(timeline: Timeline, proposal: TimelineProto, facts: Map<string, AssetFacts>): Timeline {
   const proposed = fromProto(proposal, facts);
   if (!proposed.tracks.some((t) => t.clips.length > 0)) throw new TimelineError("the proposal is empty");
-  return { canvas: timeline.canvas, tracks: proposed.tracks.map((t) => ({ ...t, clips: t.clips.map(onGrid) })) };
+  return { ...timeline, tracks: proposed.tracks.map((t) => ({ ...t, clips: t.clips.map(onGrid) })) };
 }
 
 // The document keeps times in whole milliseconds (model.ts rounds lengths when it saves); cuts on

@@ -3,14 +3,22 @@
 //
 // Every operation returns a new Timeline or throws TimelineError (shown to the user as is).
 // Times are seconds. A clip occupies [start, start + duration) on its track; video and audio clips
-// play their source from sourceStart for `duration` seconds (speed 1).
+// play their source from sourceStart at their speed (Clip.speed, or the speed ramp in
+// filters.speedKeyframes) for `duration` seconds of timeline.
+//
+// What the editor does not edit is never dropped: a clip keeps the proto it was read from (`origin`)
+// and toProto writes the edited fields over it, so a project made through the SDK or the assistant
+// (fit, fades, text styles, transition easing...) survives a save from the editor.
 
-import { create } from "@bufbuild/protobuf";
+import { clone, create, equals } from "@bufbuild/protobuf";
 import {
   type AudioDucking,
+  type AudioMix,
   type Clip as ClipProto,
   type ClipFilters,
   ClipSchema,
+  type Easing,
+  KeyframeSchema,
   TextStyleSchema,
   TimelineSchema,
   TrackKind,
@@ -18,7 +26,9 @@ import {
   TransitionKind,
   TransitionSchema,
   type Timeline as TimelineProto,
+  type Transform,
 } from "../gen/viarte/render/v1/timeline_pb";
+import { sourceAt, timeFor } from "./ramp";
 
 export type TrackType = "video" | "text" | "audio";
 export type ClipType = "video" | "image" | "audio" | "text";
@@ -28,6 +38,16 @@ export interface TransitionIn {
   duration: number;
   // An xfade transition by name (ListCapabilities), e.g. from ProposeEdit; wins over `kind`.
   name?: string;
+  // The transition's progress curve; unset = linear.
+  easing?: Easing;
+}
+
+// The saved clip this one was read from, and the timing the editor derived from it: while the
+// timing is unchanged toProto writes the saved trim fields back as they were (no rounding).
+export interface ClipOrigin {
+  proto: ClipProto;
+  duration: number;
+  sourceStart: number;
 }
 
 export interface Clip {
@@ -43,8 +63,13 @@ export interface Clip {
   volume: number;
   text: string;
   transitionIn: TransitionIn | null;
-  // Looks, audio EQ, LUT...: the proto message kept whole (timeline/effects.ts edits it).
+  // Looks, audio EQ, LUT, speed ramp...: the proto message kept whole (timeline/effects.ts edits it).
   filters?: ClipFilters;
+  // Position, scale, rotation, opacity (keyframes.ts edits them); the proto message kept whole.
+  transform?: Transform;
+  // Constant playback rate (Clip.speed); unset = 1. Excludes a speed ramp.
+  speed?: number;
+  origin?: ClipOrigin;
 }
 
 export interface Track {
@@ -64,11 +89,15 @@ export interface Canvas {
   height: number;
   fps: number;
   background: string;
+  // Canvas.duration_seconds; unset/0 = the end of the last clip.
+  duration?: number;
 }
 
 export interface Timeline {
   canvas: Canvas;
   tracks: Track[]; // z-order: tracks[0] is the bottom layer
+  // The loudness settings of the mix, kept as saved.
+  mix?: AudioMix;
 }
 
 export class TimelineError extends Error {}
@@ -117,6 +146,18 @@ export function makeClip(fields: Partial<Clip> & Pick<Clip, "type">): Clip {
 }
 
 export const clipEnd = (clip: Clip): number => clip.start + clip.duration;
+
+// Source seconds the clip plays in `duration` seconds of timeline (its speed or ramp).
+export function sourceUsed(clip: Clip, duration = clip.duration): number {
+  return sourceAt(clip.filters?.speedKeyframes ?? [], duration, clip.speed ?? 1);
+}
+
+// Timeline seconds the clip takes to play `source` seconds of its source.
+export function lengthFor(clip: Clip, source: number): number {
+  return timeFor(clip.filters?.speedKeyframes ?? [], source, clip.speed ?? 1);
+}
+
+const isRamped = (clip: Clip): boolean => (clip.filters?.speedKeyframes.length ?? 0) > 0;
 
 export function timelineDuration(timeline: Timeline): number {
   let end = 0;
@@ -208,7 +249,8 @@ export function moveClip(timeline: Timeline, clipId: string, toTrackId: string, 
   return replaceTrack(without, withClips(fresh, [...fresh.clips, moved]));
 }
 
-function updateClip(timeline: Timeline, clipId: string, change: (clip: Clip) => Clip): Timeline {
+// Replaces one clip (the track's overlap rule still holds).
+export function updateClip(timeline: Timeline, clipId: string, change: (clip: Clip) => Clip): Timeline {
   const { track } = findClip(timeline, clipId);
   return replaceTrack(timeline, withClips(track, track.clips.map((c) => (c.id === clipId ? change(c) : c))));
 }
@@ -217,15 +259,18 @@ function updateClip(timeline: Timeline, clipId: string, change: (clip: Clip) => 
 export function trimStart(timeline: Timeline, clipId: string, newStart: number): Timeline {
   return updateClip(timeline, clipId, (clip) => {
     const end = clipEnd(clip);
+    // A ramp is keyed to the clip's start: moving the start would re-time the whole ramp.
+    if (isRamped(clip)) throw new TimelineError("trim a speed-ramped clip at its end (or remove the ramp)");
+    const speed = clip.speed ?? 1;
     let start = Math.min(newStart, end - MIN_CLIP_SECONDS);
-    if (clip.mediaDuration > 0) start = Math.max(start, clip.start - clip.sourceStart); // not before source 0
+    if (clip.mediaDuration > 0) start = Math.max(start, clip.start - clip.sourceStart / speed); // not before source 0
     start = Math.max(0, start);
     const delta = start - clip.start;
     return {
       ...clip,
       start: round(start),
       duration: round(end - start),
-      sourceStart: clip.mediaDuration > 0 ? round(clip.sourceStart + delta) : 0,
+      sourceStart: clip.mediaDuration > 0 ? round(clip.sourceStart + delta * speed) : 0,
     };
   });
 }
@@ -234,7 +279,7 @@ export function trimStart(timeline: Timeline, clipId: string, newStart: number):
 export function trimEnd(timeline: Timeline, clipId: string, newEnd: number): Timeline {
   return updateClip(timeline, clipId, (clip) => {
     let duration = Math.max(MIN_CLIP_SECONDS, newEnd - clip.start);
-    if (clip.mediaDuration > 0) duration = Math.min(duration, clip.mediaDuration - clip.sourceStart);
+    if (clip.mediaDuration > 0) duration = Math.min(duration, lengthFor(clip, clip.mediaDuration - clip.sourceStart));
     return { ...clip, duration: round(duration) };
   });
 }
@@ -244,6 +289,7 @@ export function splitClip(timeline: Timeline, clipId: string, at: number): Timel
   if (at <= clip.start + MIN_CLIP_SECONDS - EPSILON || at >= clipEnd(clip) - MIN_CLIP_SECONDS + EPSILON) {
     throw new TimelineError("the playhead must be inside the clip to split it");
   }
+  if (isRamped(clip)) throw new TimelineError("remove the speed ramp to split this clip");
   const head = round(at - clip.start);
   const left: Clip = { ...clip, duration: head };
   const right: Clip = {
@@ -251,7 +297,7 @@ export function splitClip(timeline: Timeline, clipId: string, at: number): Timel
     id: newId("clip"),
     start: round(at),
     duration: round(clip.duration - head),
-    sourceStart: clip.mediaDuration > 0 ? round(clip.sourceStart + head) : 0,
+    sourceStart: clip.mediaDuration > 0 ? round(clip.sourceStart + sourceUsed(clip, head)) : 0,
     transitionIn: null,
   };
   return replaceTrack(timeline, withClips(track, [...track.clips.filter((c) => c.id !== clipId), left, right]));
@@ -388,9 +434,7 @@ export interface History<T> {
 
 export const HISTORY_LIMIT = 200;
 
-export function history<T>(present: T): History<T> {
-  return { past: [], present, future: [] };
-}
+export const history = <T,>(present: T): History<T> => ({ past: [], present, future: [] });
 
 export function commit<T>(h: History<T>, next: T): History<T> {
   if (next === h.present) return h;
@@ -422,7 +466,9 @@ export function toProto(timeline: Timeline): TimelineProto {
       height: timeline.canvas.height,
       fps: timeline.canvas.fps,
       backgroundColor: timeline.canvas.background,
+      durationSeconds: timeline.canvas.duration ?? 0,
     },
+    mix: timeline.mix,
     tracks: timeline.tracks.map((track) =>
       create(TrackSchema, {
         id: track.id,
@@ -432,26 +478,46 @@ export function toProto(timeline: Timeline): TimelineProto {
         hidden: track.hidden,
         volume: track.volume === 1 ? undefined : track.volume,
         ducking: track.ducking,
-        clips: sorted(track.clips).map((clip) => {
-          const timed = clip.type === "video" || clip.type === "audio";
-          return create(ClipSchema, {
-            id: clip.id,
-            assetId: clip.assetId,
-            startSeconds: clip.start,
-            sourceStartSeconds: timed ? clip.sourceStart : 0,
-            sourceEndSeconds: timed ? round(clip.sourceStart + clip.duration) : 0,
-            durationSeconds: timed ? 0 : clip.duration,
-            volume: clip.volume === 1 ? undefined : clip.volume,
-            text: clip.type === "text" ? create(TextStyleSchema, { text: clip.text, fontSize: 48, box: true, boxColor: "#00000088", boxPadding: 12 }) : undefined,
-            transitionIn: clip.transitionIn
-              ? create(TransitionSchema, { kind: clip.transitionIn.name ? TransitionKind.UNSPECIFIED : clip.transitionIn.kind, name: clip.transitionIn.name ?? "", durationSeconds: clip.transitionIn.duration })
-              : undefined,
-            filters: clip.filters,
-          });
-        }),
+        clips: sorted(track.clips).map(clipToProto),
       }),
     ),
   });
+}
+
+function sameKeyframes(a: ClipFilters | undefined, b: ClipFilters | undefined): boolean {
+  const [x, y] = [a?.speedKeyframes ?? [], b?.speedKeyframes ?? []];
+  return x.length === y.length && x.every((k, i) => equals(KeyframeSchema, k, y[i]));
+}
+
+// The clip over the proto it came from: every field the editor models is written, the rest kept.
+function clipToProto(clip: Clip): ClipProto {
+  const out = clip.origin ? clone(ClipSchema, clip.origin.proto) : create(ClipSchema);
+  const timed = clip.type === "video" || clip.type === "audio";
+  out.id = clip.id;
+  out.assetId = clip.assetId;
+  out.startSeconds = clip.start;
+  out.volume = clip.volume === 1 ? undefined : clip.volume;
+  out.speed = clip.speed;
+  out.filters = clip.filters;
+  out.transform = clip.transform;
+  const origin = clip.origin;
+  const sameTiming = origin !== undefined && origin.duration === clip.duration && origin.sourceStart === clip.sourceStart
+    && origin.proto.speed === clip.speed && sameKeyframes(origin.proto.filters, clip.filters);
+  if (!sameTiming) {
+    out.sourceStartSeconds = timed ? clip.sourceStart : 0;
+    out.sourceEndSeconds = timed ? round(clip.sourceStart + sourceUsed(clip)) : 0;
+    out.durationSeconds = timed ? 0 : clip.duration;
+  }
+  if (clip.type === "text") {
+    // The style as saved (font, outline, alignment...), the text as edited.
+    if (out.text) out.text.text = clip.text;
+    else out.text = create(TextStyleSchema, { text: clip.text, fontSize: 48, box: true, boxColor: "#00000088", boxPadding: 12 });
+  }
+  const t = clip.transitionIn;
+  out.transitionIn = t
+    ? create(TransitionSchema, { kind: t.kind, name: t.name ?? "", durationSeconds: t.duration, easing: t.easing ?? 0 })
+    : undefined;
+  return out;
 }
 
 export interface AssetFacts {
@@ -469,7 +535,9 @@ export function fromProto(proto: TimelineProto, assets: Map<string, AssetFacts>)
       height: proto.canvas?.height || 360,
       fps: proto.canvas?.fps || 24,
       background: proto.canvas?.backgroundColor || "#000000",
+      ...(proto.canvas?.durationSeconds ? { duration: proto.canvas.durationSeconds } : {}),
     },
+    ...(proto.mix ? { mix: proto.mix } : {}),
     tracks: proto.tracks.map((t) => {
       const type = types[t.kind] ?? "video";
       return {
@@ -492,23 +560,38 @@ export function clipFromProto(c: ClipProto, trackType: TrackType, assets: Map<st
   const fallback: ClipType = trackType === "audio" ? "audio" : c.sourceEndSeconds > 0 ? "video" : "image";
   const clipType: ClipType = c.text ? "text" : (facts?.type ?? fallback);
   const timed = clipType === "video" || clipType === "audio";
-  const duration = timed ? round(c.sourceEndSeconds - c.sourceStartSeconds) : c.durationSeconds;
+  const rate = { filters: c.filters, speed: c.speed } as Clip;
+  let exact: number;
+  if (!timed) exact = c.durationSeconds || DEFAULT_STILL_SECONDS;
+  else if (c.sourceEndSeconds > 0) exact = lengthFor(rate, c.sourceEndSeconds - c.sourceStartSeconds);
+  else if (c.durationSeconds > 0) exact = c.durationSeconds; // a ramp given its length
+  // An open-ended source (source_end 0) plays to the end of the media.
+  else exact = lengthFor(rate, (facts?.duration ?? 0) - c.sourceStartSeconds);
+  if (!(exact > 0)) exact = timed ? MIN_CLIP_SECONDS : DEFAULT_STILL_SECONDS;
+  // The document keeps whole milliseconds, except where the length is derived (a ramp, an
+  // open-ended source): rounding those would change the source range it plays. The saved trim
+  // is written back as is only while the length is the exact one it implies.
+  const duration = isRamped(rate) || (timed && !c.sourceEndSeconds) ? exact : round(exact);
+  const sourceStart = timed ? c.sourceStartSeconds : 0;
+  const t = c.transitionIn;
   return {
     id: c.id || newId("clip"),
     type: clipType,
     name: c.text?.text.slice(0, 24) || facts?.name || clipType,
     assetId: c.assetId,
     start: c.startSeconds,
-    // An open-ended source (source_end 0) plays to the end of the media.
-    duration: duration > 0 ? duration : timed ? Math.max(MIN_CLIP_SECONDS, (facts?.duration ?? 0) - c.sourceStartSeconds) : DEFAULT_STILL_SECONDS,
-    sourceStart: timed ? c.sourceStartSeconds : 0,
-    mediaDuration: timed ? facts?.duration || c.sourceEndSeconds : 0,
+    duration,
+    sourceStart,
+    mediaDuration: timed ? facts?.duration || sourceStart + sourceUsed(rate, duration) : 0,
     volume: c.volume ?? 1,
     text: c.text?.text ?? "",
     transitionIn:
-      c.transitionIn && (c.transitionIn.kind !== TransitionKind.UNSPECIFIED || c.transitionIn.name)
-        ? { kind: c.transitionIn.kind, duration: c.transitionIn.durationSeconds, ...(c.transitionIn.name ? { name: c.transitionIn.name } : {}) }
+      t && (t.kind !== TransitionKind.UNSPECIFIED || t.name)
+        ? { kind: t.kind, duration: t.durationSeconds, ...(t.name ? { name: t.name } : {}), ...(t.easing ? { easing: t.easing } : {}) }
         : null,
     ...(c.filters ? { filters: c.filters } : {}),
+    ...(c.transform ? { transform: c.transform } : {}),
+    ...(c.speed !== undefined ? { speed: c.speed } : {}),
+    origin: { proto: c, duration: exact, sourceStart },
   };
 }
