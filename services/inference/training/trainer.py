@@ -97,6 +97,7 @@ class LoraTrainer:
         self.transformer.add_adapter(self.config)
         # peft creates the LoRA weights in the base layer's dtype: trainable parameters in fp32.
         cast_training_params(self.transformer, dtype=torch.float32)
+        self.transformer.eval()  # no dropout: a step depends only on (seed, step) and the state
         self.named = [(n, p) for n, p in self.transformer.named_parameters() if p.requires_grad]
         self.params = [p for _, p in self.named]
         self.optimizer = torch.optim.AdamW(self.params, lr=learning_rate, weight_decay=0.0)
@@ -130,7 +131,8 @@ class LoraTrainer:
         gen = torch.Generator().manual_seed((self.seed * 1_000_003 + step) % 2**63)
         self.optimizer.zero_grad(set_to_none=True)
         total = 0.0
-        self.transformer.eval()  # no dropout: a step depends only on (seed, step) and the state
+        if self.transformer.training:  # set once in __init__: eval() walks every module (~1 ms a step)
+            self.transformer.eval()  # no dropout: a step depends only on (seed, step) and the state
         for j in range(self.batch_size):
             x0, emb = self.data[((step - 1) * self.batch_size + j) % len(self.data)]
             noise = torch.randn(x0.shape, generator=gen).to(self.device)
