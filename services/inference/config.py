@@ -81,6 +81,10 @@ class InferenceConfig(AssistantConfig, WorkerConfig, ServiceConfig):
             raise ConfigError("VIARTE_INFERENCE_RAY_GPU_SHARE: must be above 0 and at most 1")
         if self.omp_wait_policy not in ("auto", "passive", "active", ""):
             raise ConfigError("VIARTE_INFERENCE_OMP_WAIT_POLICY: must be auto, passive, active or empty")
+        if self.training_dtype not in ("auto", "fp32", "bf16"):
+            raise ConfigError("VIARTE_INFERENCE_TRAINING_DTYPE: must be auto, fp32 or bf16")
+        if not 0 <= self.event_batch_seconds <= 1:
+            raise ConfigError("VIARTE_INFERENCE_EVENT_BATCH_SECONDS: must be within [0, 1]")
         if self.kept_latents_sweep_seconds < 0 or not 1 <= self.kept_latents_sweep_batch <= 1000:
             raise ConfigError("VIARTE_INFERENCE_KEPT_LATENTS_SWEEP_SECONDS must be 0 (off) or more and "
                               "VIARTE_INFERENCE_KEPT_LATENTS_SWEEP_BATCH within [1, 1000]")

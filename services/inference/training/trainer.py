@@ -3,7 +3,15 @@
 Flow matching as Wan is trained: x_t = (1 - t) x0 + t noise, the transformer predicts
 noise - x0 at timestep 1000 t. Latents and text embeddings are computed once up front with the
 warm pipeline's VAE and text encoder (they stay frozen), then the training copy of the
-transformer (fp32, LoRA on the attention projections) runs `steps` optimizer steps.
+transformer (LoRA on the attention projections) runs `steps` optimizer steps.
+
+Precision (`weights_dtype`): "fp32" keeps the whole copy in fp32 (CPU's default: bf16 matmuls on
+a CPU are emulated or slow, and the tiny tests compare fp32 losses); "bf16" is diffusers' mixed
+precision LoRA recipe (train_dreambooth_lora_*: the frozen weights in bf16, the model's
+`_keep_in_fp32_modules` — Wan's norms, time embedder, rope — in fp32, the LoRA parameters cast
+back to fp32 with `cast_training_params`, so AdamW's updates and state stay fp32): half the frozen
+weights' memory and bf16 tensor-core matmuls on a GPU. peft's LoRA layer runs its A/B in fp32 and
+adds the result to the bf16 base output.
 
 Every step draws its noise and timesteps from a generator seeded with (seed, step), so a run
 resumed from a checkpoint (adapter + AdamW state) continues exactly as the uninterrupted run.
@@ -27,6 +35,8 @@ __all__ = ["LORA_TARGETS", "Example", "LoraTrainer", "decode_example"]
 # Wan attention projections (self- and cross-attention).
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 _CHECKPOINT_FORMAT = "viarte-lora-checkpoint-1"
+_DTYPES = {"fp32": "float32", "bf16": "bfloat16"}
+_NAMES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 
 
 def decode_example(example: Example, width: int, height: int, frames: int) -> np.ndarray:
@@ -42,15 +52,35 @@ def decode_example(example: Example, width: int, height: int, frames: int) -> np
     return np.frombuffer(out, dtype=np.uint8).reshape(-1, height, width, 3)[:count]
 
 
+def _cast(model: Any, dtype: Any) -> Any:
+    """`model` in `dtype`, except the modules its class keeps in fp32 (what diffusers' from_pretrained
+    does with `torch_dtype`; diffusers' own `.to(dtype)` would cast Wan's norms and time embedder too,
+    so the plain nn.Module cast is used, then those modules go back to fp32)."""
+    import torch
+
+    keep = getattr(model, "_keep_in_fp32_modules", None) or []
+    torch.nn.Module.to(model, dtype=dtype)
+    if dtype != torch.float32:
+        for name, module in model.named_modules():
+            if any(k in name.split(".") for k in keep):
+                torch.nn.Module.to(module, dtype=torch.float32)
+    return model
+
+
 class LoraTrainer:
     def __init__(self, pipe: Any, *, rank: int, alpha: float, learning_rate: float, seed: int,
-                 batch_size: int, device: str, gradient_checkpointing: bool = False) -> None:
+                 batch_size: int, device: str, gradient_checkpointing: bool = False,
+                 weights_dtype: str = "fp32") -> None:
         import torch
+        from diffusers.training_utils import cast_training_params
         from peft import LoraConfig
 
+        if weights_dtype not in _DTYPES:
+            raise ValueError(f"weights_dtype {weights_dtype!r} is not one of {', '.join(_DTYPES)}")
         self.pipe, self.device, self.seed, self.batch_size = pipe, device, seed, batch_size
-        # A training copy in fp32: the warm pipeline (bf16/fp16, shared with generation) is untouched.
-        self.transformer = copy.deepcopy(pipe.transformer).to(device=device, dtype=torch.float32)
+        self.dtype = getattr(torch, _DTYPES[weights_dtype])
+        # A training copy: the warm pipeline (bf16/fp16, shared with generation) is untouched.
+        self.transformer = _cast(copy.deepcopy(pipe.transformer).to(device=device), self.dtype)
         if getattr(self.transformer, "peft_config", None):
             # Adapters that generations loaded into the warm pipeline: train on the bare base weights.
             self.transformer.unload_lora()
@@ -65,6 +95,9 @@ class LoraTrainer:
                                  target_modules=LORA_TARGETS)
         torch.manual_seed(seed)  # peft draws lora_A's init from the global generator
         self.transformer.add_adapter(self.config)
+        # peft creates the LoRA weights in the base layer's dtype: trainable parameters in fp32.
+        cast_training_params(self.transformer, dtype=torch.float32)
+        self.transformer.eval()  # no dropout: a step depends only on (seed, step) and the state
         self.named = [(n, p) for n, p in self.transformer.named_parameters() if p.requires_grad]
         self.params = [p for _, p in self.named]
         self.optimizer = torch.optim.AdamW(self.params, lr=learning_rate, weight_decay=0.0)
@@ -85,7 +118,9 @@ class LoraTrainer:
                 latents = vae.encode(x).latent_dist.mode().float().cpu()
                 latents = (latents - mean) / std
                 emb = pipe.encode_prompt(caption, do_classifier_free_guidance=False, device=self.device)[0]
-                self.data.append((latents.to(self.device), emb.float().to(self.device)))
+                # Latents stay fp32 (the noise and the target are built from them); the transformer's
+                # input is cast to its weights' dtype at each step.
+                self.data.append((latents.to(self.device), emb.to(self.device, self.dtype)))
 
     # -- steps ------------------------------------------------------------------------------------
     def step(self, step: int) -> tuple[float, float]:
@@ -96,12 +131,13 @@ class LoraTrainer:
         gen = torch.Generator().manual_seed((self.seed * 1_000_003 + step) % 2**63)
         self.optimizer.zero_grad(set_to_none=True)
         total = 0.0
-        self.transformer.eval()  # no dropout: a step depends only on (seed, step) and the state
+        if self.transformer.training:  # set once in __init__: eval() walks every module (~1 ms a step)
+            self.transformer.eval()  # no dropout: a step depends only on (seed, step) and the state
         for j in range(self.batch_size):
             x0, emb = self.data[((step - 1) * self.batch_size + j) % len(self.data)]
             noise = torch.randn(x0.shape, generator=gen).to(self.device)
             t = torch.rand((1,), generator=gen).to(self.device)
-            xt = (1.0 - t) * x0 + t * noise
+            xt = ((1.0 - t) * x0 + t * noise).to(self.dtype)
             pred = self.transformer(hidden_states=xt, timestep=t * 1000.0, encoder_hidden_states=emb,
                                     return_dict=False)[0]
             loss = F.mse_loss(pred.float(), (noise - x0).float()) / self.batch_size
@@ -110,6 +146,12 @@ class LoraTrainer:
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, max_norm=1.0))
         self.optimizer.step()
         return total, grad_norm
+
+    @property
+    def weights_dtype(self) -> str:
+        """The frozen projection weights' dtype as the copy holds it ("fp32", "bf16")."""
+        weight = next(p for n, p in self.transformer.named_parameters() if n.endswith("base_layer.weight"))
+        return _NAMES[str(weight.dtype).removeprefix("torch.")]
 
     @property
     def learning_rate(self) -> float:

@@ -25,7 +25,7 @@ from services.inference.worker.protocol import TrainingOutcome, TrainingWork
 from services.kit.errors import ServiceError
 from viarte.type.v1 import job_pb2
 
-__all__ = ["run", "use_gradient_checkpointing"]
+__all__ = ["run", "training_dtype", "use_gradient_checkpointing"]
 
 _PREPARE = 0.05  # share of Progress.fraction for loading + encoding the dataset
 
@@ -44,7 +44,8 @@ def run(ctx: TaskContext, work: TrainingWork) -> TrainingOutcome:
     checkpointing = use_gradient_checkpointing(work, model, _free_device_bytes(ctx.device))
     trainer = LoraTrainer(loaded.pipe, rank=work.rank, alpha=work.alpha, learning_rate=work.learning_rate,
                           seed=work.seed, batch_size=work.batch_size, device=ctx.device,
-                          gradient_checkpointing=checkpointing)
+                          gradient_checkpointing=checkpointing,
+                          weights_dtype=training_dtype(ctx.config.training_dtype, ctx.device))
     samples, spec = sample_steps(work), sample_spec(work, model)
     out = Path(work.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -54,7 +55,8 @@ def run(ctx: TaskContext, work: TrainingWork) -> TrainingOutcome:
         path.write_bytes(work.resume_checkpoint)
         start = trainer.load_checkpoint(path)
     ctx.emit(job_pb2.Progress(stage=job_pb2.STAGE_TRAINING, fraction=_PREPARE / 2, total_steps=work.steps,
-                              message=f"encoding {len(work.examples)} examples"
+                              message=f"encoding {len(work.examples)} examples (training copy in "
+                              f"{trainer.weights_dtype}, LoRA in fp32)"
                               + (f"; resuming from the checkpoint of step {start}" if start else "")))
     videos = [decode_example(e, work.width, work.height, work.num_frames) for e in work.examples]
     captions = [e.caption for e in work.examples]
@@ -95,7 +97,21 @@ def run(ctx: TaskContext, work: TrainingWork) -> TrainingOutcome:
         step = work.steps
     lora = trainer.save_lora(out / "lora")
     return TrainingOutcome(lora_path=str(lora), steps_completed=step, final_loss=loss,
-                           resumed_from_step=start, cancelled=cancelled, gradient_checkpointing=checkpointing)
+                           resumed_from_step=start, cancelled=cancelled, gradient_checkpointing=checkpointing,
+                           weights_dtype=trainer.weights_dtype)
+
+
+def training_dtype(configured: str, device: str) -> str:
+    """The training copy's weights dtype: the config's, or for "auto" bf16 on a CUDA device with
+    bf16 support (mixed precision: half the frozen weights' memory, tensor-core matmuls) and fp32
+    elsewhere (a CPU, where bf16 saves memory but is no faster, and the tests compare fp32 losses)."""
+    if configured != "auto":
+        return configured
+    if device.startswith("cuda"):
+        import torch
+
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "fp32"
 
 
 def use_gradient_checkpointing(work: TrainingWork, model: ModelSpec, free_bytes: int | None) -> bool:

@@ -32,6 +32,10 @@ class WorkerConfig(FaceSwapConfig):
     memory_policy: str = "auto"
     # "auto" = fp16 on CUDA (bf16 where supported), bf16 on CPU; or fp32 / bf16 / fp16.
     dtype: str = "auto"
+    # The training copy's frozen weights: "auto" = bf16 on a CUDA device that supports it (fp32 LoRA
+    # parameters and optimizer state: diffusers' mixed precision LoRA recipe), fp32 elsewhere (a CPU);
+    # or "fp32" / "bf16" everywhere (training/trainer.py).
+    training_dtype: str = "auto"
     allow_download: bool = False
     # torch intra-op threads per worker; 0 = every core the worker may use on CPU (its affinity
     # mask), torch's default on CUDA.
@@ -41,6 +45,11 @@ class WorkerConfig(FaceSwapConfig):
     # handling and the worker's own threads never wait behind spinners), the library default on CUDA;
     # or "passive" / "active" / "" (leave the library default everywhere). See bench/inference_overhead.py.
     omp_wait_policy: str = "auto"
+    # Events a worker reports faster than one per this many seconds leave together in one pipe
+    # write (a training step's event every ~15 ms on a tiny model: one server wake per batch instead
+    # of one per step); the first after a quiet spell leaves at once. 0 = every event on its own.
+    # Local workers only (Ray actors send through Ray).
+    event_batch_seconds: float = 0.05
     # Server side: a worker that reports nothing on its task for this long is killed; the job is
     # retried like a crash (bounded by max_attempts). 0 = never. Real model loads are silent for minutes.
     worker_stall_timeout_seconds: float = 900.0

@@ -105,9 +105,15 @@ class LocalWorker:
                 message = conn.recv()
             except (EOFError, OSError):
                 break
-            self._loop.call_soon_threadsafe(self._dispatch, message)
+            # A list: events the worker's sender held back and sent together (one wake of the loop).
+            batch = message if isinstance(message, list) else [message]
+            self._loop.call_soon_threadsafe(self._dispatch_all, batch)
         process.join(timeout=5)
         self._loop.call_soon_threadsafe(self._on_exit, process)
+
+    def _dispatch_all(self, messages: list[Any]) -> None:
+        for message in messages:
+            self._dispatch(message)
 
     def _dispatch(self, message: Any) -> None:
         if isinstance(message, Ready):

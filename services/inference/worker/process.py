@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import time
 from collections import deque
 from dataclasses import replace
 from multiprocessing.connection import Connection
@@ -19,6 +20,7 @@ from services.inference.worker.protocol import (
     Stop,
     TaskCancelled,
     TaskDone,
+    TaskEvent,
     TaskFailed,
     WorkerSetup,
 )
@@ -27,10 +29,18 @@ __all__ = ["worker_main"]
 
 
 class _Sender:
-    """One thread owns the sending end, so computing threads never block on the pipe."""
+    """One thread owns the sending end, so computing threads never block on the pipe.
 
-    def __init__(self, conn: Connection) -> None:
+    Events that come faster than one per `batch_seconds` leave together, as one list: one pipe
+    write, one wake of the server's reader thread and event loop, one batch for the job's event
+    writer, instead of one of each per training step on a core the step's own threads share (the
+    per-step overhead of bench/training_overhead.py). The first event after a quiet spell and every
+    other message (Ready, TaskDone, TaskFailed, ...) leave at once, taking any held events with them;
+    each event keeps its own worker timestamp."""
+
+    def __init__(self, conn: Connection, batch_seconds: float = 0.0) -> None:
         self._conn = conn
+        self._batch_seconds = batch_seconds
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="worker-sender", daemon=True)
         self._thread.start()
@@ -39,16 +49,30 @@ class _Sender:
         self._queue.put(message)
 
     def _run(self) -> None:
+        last = -float("inf")
         while True:
-            message = self._queue.get()
-            if message is None:
-                return
+            batch = [self._queue.get()]
+            if isinstance(batch[0], TaskEvent):
+                deadline = last + self._batch_seconds
+                while isinstance(batch[-1], TaskEvent) and (wait := deadline - time.monotonic()) > 0:
+                    try:
+                        batch.append(self._queue.get(timeout=wait))
+                    except queue.Empty:
+                        break
+            stop = batch[-1] is None
+            if stop:
+                batch.pop()
             try:
-                self._conn.send(message)
+                if batch:
+                    self._conn.send(batch[0] if len(batch) == 1 else batch)
             except (OSError, EOFError):
                 os._exit(0)  # the server is gone
+            last = time.monotonic()
+            if stop:
+                return
 
     def close(self) -> None:
+        """Sends what is queued (held events included), then stops."""
         self._queue.put(None)
         self._thread.join(timeout=5)
 
@@ -151,7 +175,7 @@ def worker_main(conn: Connection, setup: WorkerSetup) -> None:
 
         tracing = tracing_module
         tracing.configure_tracing("inference-worker", setup.otlp_endpoint)
-    sender = _Sender(conn)
+    sender = _Sender(conn, setup.config.event_batch_seconds)
     tasks: queue.SimpleQueue[RunTask | None] = queue.SimpleQueue()
     # A task's context exists from the moment its RunTask arrives, so a cancel for a task that is
     # waiting to start is never lost; a cancel that overtakes its RunTask is remembered (bounded).

@@ -207,6 +207,8 @@ class TrainingOutcome:
     resumed_from_step: int
     cancelled: bool
     gradient_checkpointing: bool = False
+    # The training copy's frozen weights as trained ("fp32", "bf16"); the LoRA is fp32 either way.
+    weights_dtype: str = "fp32"
 
 
 @dataclass(frozen=True)
