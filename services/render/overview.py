@@ -188,7 +188,7 @@ class Overviews:
         out = dict(sources)
         for asset_id, url in zip(videos, urls, strict=True):
             if url is not None:
-                out[asset_id] = Source(url, sources[asset_id].info, "video/mp4", asset_id=asset_id)
+                out[asset_id] = Source(url, sources[asset_id].info, "video/mp4", asset_id=asset_id, sha256=sources[asset_id].sha256)
         return out
 
     async def _proxy_url(self, owner: str, asset_id: str) -> str | None:

@@ -69,7 +69,11 @@ class RenderActor(TaskActor):
         from services.render.pipeline import render_plan
         from services.render.segments import render_window
 
-        plan, window, encoding = payload["plan"], payload.get("window"), payload["encoding"]
+        from services.render.stabilize import fetch_stabilization_sync
+
+        window, encoding = payload.get("window"), payload["encoding"]
+        # vidstab's analysis from storage (the server's disk is not this node's), into this task's folder.
+        plan = fetch_stabilization_sync(payload["plan"], task.folder / "vidstab")
         ffmpeg = self.config.ffmpeg_binary
 
         def progress(p: FFmpegProgress) -> None:
