@@ -68,7 +68,6 @@ class RenderActor(TaskActor):
     def _render(self, task: ActorTask, payload: dict[str, Any]) -> dict[str, Any]:
         from services.render.pipeline import render_plan
         from services.render.segments import render_window
-
         from services.render.stabilize import fetch_stabilization_sync
 
         window, encoding = payload.get("window"), payload["encoding"]

@@ -212,7 +212,7 @@ async def test_a_stabilised_split_render_on_actors_fetches_the_stored_analysis(
     assert local_job.status.placement.executor == "local" and ray_job.status.placement.executor == "ray"
     assert set(ray_job.status.placement.node.split(",")) == {n.node_id for n in ray_cluster.worker_nodes}
     # The Ray-backed server never held the analysis on its own disk: its actors fetched it.
-    assert not list(Path(ray_render.config.data_dir).rglob("*.trf"))
+    assert not await asyncio.to_thread(lambda: list(Path(ray_render.config.data_dir).rglob("*.trf")))
     paths = []
     for name, job in (("local", local_job), ("ray", ray_job)):
         path = tmp_path / f"{name}.mp4"
