@@ -32,10 +32,10 @@ from services.render.media import MediaError, MediaKind, SourceInfo, probe
 from services.render.pipeline import render_plan, scratch_dir
 from services.render.reasons import Reason
 from services.render.segments import render_split, render_window
-from services.render.stabilize import prepare_stabilization
+from services.render.stabilize import fetch_stabilization, prepare_stabilization
 from services.render.timeline.compile import Window
 from services.render.timeline.looks import lut_asset_ids
-from services.render.timeline.plan import Source
+from services.render.timeline.plan import Plan, Source
 from services.render.timeline.validate import Limits, OutputOverrides, asset_ids, plan_timeline
 from services.render.upscale.pool import (
     UpscaleCancelled,
@@ -114,7 +114,15 @@ class RenderContext:
 
     @property
     def stabilization_cache(self) -> Path:
+        """This server's copies of stored vidstab analyses (named by object key: never stale)."""
         return self.work_root.parent / f"{self.work_root.name}-vidstab"
+
+    async def stabilize(self, plan: Plan, cancel: asyncio.Event | None = None, *, fetch: bool = True) -> Plan:
+        """``plan`` with its stabilised sources' analyses found in (or analysed into) storage and,
+        with ``fetch``, their files in this server's cache (where its own ffmpeg reads them)."""
+        plan = await prepare_stabilization(plan, self.storage, self.stabilization_cache,
+                                           ffmpeg_binary=self.config.ffmpeg_binary, cancel=cancel)
+        return await fetch_stabilization(plan, self.stabilization_cache) if fetch else plan
 
     async def source_info(self, resolved: ResolvedAsset) -> SourceInfo:
         cached = self._facts.get(resolved.asset.id)
@@ -176,7 +184,8 @@ async def resolve_sources(ctx: RenderContext, owner: str, timeline: timeline_pb2
     ids = asset_ids(timeline)
     resolved = await asyncio.gather(*(ctx.storage.resolve(owner, i) for i in ids))
     infos = await asyncio.gather(*(ctx.source_info(r) for r in resolved))
-    return {i: Source(r.url, info, r.asset.content_type, asset_id=i) for i, r, info in zip(ids, resolved, infos, strict=True)}
+    return {i: Source(r.url, info, r.asset.content_type, asset_id=i, sha256=r.asset.sha256)
+            for i, r, info in zip(ids, resolved, infos, strict=True)}
 
 
 async def resolve_luts(ctx: RenderContext, owner: str, timeline: timeline_pb2.Timeline) -> dict[str, CubeLut | str]:
@@ -243,8 +252,9 @@ async def handle_render(ctx: RenderContext, job: RunningJob) -> bytes:
     # A long timeline is cut into segments rendered side by side (on several actors, or as
     # concurrent local ffmpegs), then joined by stream copy (services/render/segments.py).
     split = 0 < config.render_split_seconds < plan.canvas.duration and config.split_max_workers > 1
-    # vidstab's first pass, cached per asset on this machine (Ray actors elsewhere cannot read it).
-    plan = await prepare_stabilization(plan, ctx.stabilization_cache, ffmpeg_binary=config.ffmpeg_binary, cancel=cancel)
+    # vidstab's first pass, stored once per source for every replica and node: the local executor
+    # reads it from this server's cache, a Ray actor fetches it where it runs.
+    plan = await ctx.stabilize(plan, cancel, fetch=ctx.ray is None)
     with scratch_dir(ctx.work_root, f"render-{job.id}-") as work:
         # 2. one ffmpeg run (or one per segment)
         try:

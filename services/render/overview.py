@@ -210,7 +210,7 @@ class Overviews:
         for asset_id, url in zip(videos, urls, strict=True):
             if url is not None:
                 info = sources[asset_id].info
-                out[asset_id] = Source(url, info, "video/mp4", asset_id=asset_id,
+                out[asset_id] = Source(url, info, "video/mp4", asset_id=asset_id, sha256=sources[asset_id].sha256,
                                        decoded_size=proxy_size(info, self.ctx.config.draft_height))
         return out
 

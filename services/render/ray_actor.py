@@ -68,8 +68,11 @@ class RenderActor(TaskActor):
     def _render(self, task: ActorTask, payload: dict[str, Any]) -> dict[str, Any]:
         from services.render.pipeline import render_plan
         from services.render.segments import render_window
+        from services.render.stabilize import fetch_stabilization_sync
 
-        plan, window, encoding = payload["plan"], payload.get("window"), payload["encoding"]
+        window, encoding = payload.get("window"), payload["encoding"]
+        # vidstab's analysis from storage (the server's disk is not this node's), into this task's folder.
+        plan = fetch_stabilization_sync(payload["plan"], task.folder / "vidstab")
         ffmpeg = self.config.ffmpeg_binary
 
         def progress(p: FFmpegProgress) -> None:

@@ -36,7 +36,6 @@ from services.render.pipeline import render_frame, scratch_dir
 from services.render.playback import DRAFT_MIME, DraftCache, draft_plan, render_draft_segment
 from services.render.propose import propose_edit
 from services.render.reasons import Reason
-from services.render.stabilize import prepare_stabilization
 from services.render.timeline.audiofx import EQ_PRESETS
 from services.render.timeline.plan import Plan
 from services.render.timeline.validate import check_structure, plan_timeline
@@ -133,7 +132,7 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[mis
         plan, sources = await self._preview_plan(request, request.max_width)
         with scratch_dir(self.ctx.work_root, "frame-") as work:
             try:
-                plan = await prepare_stabilization(plan, self.ctx.stabilization_cache, ffmpeg_binary=config.ffmpeg_binary)
+                plan = await self.ctx.stabilize(plan)
                 jpeg, width, height = await render_frame(
                     plan, request.time_seconds, work, max_width=request.max_width or 0,
                     ffmpeg_binary=config.ffmpeg_binary, limit_seconds=config.frame_timeout_seconds,
@@ -150,7 +149,7 @@ class RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[mis
         plan, sources = await self._preview_plan(request, draft_height=config.draft_height)
         with scratch_dir(self.ctx.work_root, "draft-") as work:
             try:
-                plan = await prepare_stabilization(plan, self.ctx.stabilization_cache, ffmpeg_binary=config.ffmpeg_binary)
+                plan = await self.ctx.stabilize(plan)
                 segment = await render_draft_segment(
                     plan, request.time_seconds, self.drafts, work, segment_seconds=config.draft_segment_seconds,
                     height=config.draft_height, ffmpeg_binary=config.ffmpeg_binary,

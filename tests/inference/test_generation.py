@@ -59,7 +59,12 @@ async def test_text_to_video_streams_steps_frames_and_stores_mp4(
     assert [e.sequence for e in events] == list(range(1, len(events) + 1))
     states = [e.state for e in events]
     assert states[0] == S.JOB_STATE_QUEUED and states[-1] == S.JOB_STATE_SUCCEEDED, events[-1]
-    assert _stages(events, S.STAGE_DENOISING, "step") == [1, 2, 3, 4]
+    # Step 0 first: announced on the device before the prompt's encoding and the first step, so a
+    # client sees the job start denoising as soon as it is dispatched (the encode is not dispatch).
+    assert _stages(events, S.STAGE_DENOISING, "step") == [0, 1, 2, 3, 4]
+    denoising = [e for e in events if e.progress.stage == S.STAGE_DENOISING]
+    assert denoising[0].state == S.JOB_STATE_RUNNING and denoising[0].progress.total_steps == 4
+    assert not denoising[0].progress.preview_jpeg and denoising[0].time.ToMicroseconds() < denoising[1].time.ToMicroseconds()
     assert _stages(events, S.STAGE_DECODING, "frame") == list(range(1, 10))
     assert _stages(events, S.STAGE_ENCODING, "frame") == list(range(1, 10))
     assert any(e.progress.stage == S.STAGE_UPLOADING for e in events)
@@ -102,7 +107,7 @@ async def test_each_family_end_to_end(
     assert events[-1].state == S.JOB_STATE_SUCCEEDED, events[-1]
     if task == G.TASK_IMAGE_TO_VIDEO:
         assert any(e.progress.stage == S.STAGE_FETCHING_INPUTS for e in events)
-    assert _stages(events, S.STAGE_DENOISING, "step") == [1, 2]
+    assert _stages(events, S.STAGE_DENOISING, "step") == [0, 1, 2]
     assert _stages(events, S.STAGE_DECODING, "frame") == list(range(1, frames + 1))
     done = (await inference_service.stub.GetGenerationJob(G.GetGenerationJobRequest(id=job.id),
                                                          metadata=user.metadata)).job

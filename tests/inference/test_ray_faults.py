@@ -83,7 +83,7 @@ async def test_a_silent_actor_is_killed_and_the_retry_resumes_from_latents_kept_
     assert time.monotonic() - frozen_at < STALL_SECONDS + 120
     first, retry = events[:requeued], events[requeued:]
     assert [e.progress.step for e in first if e.progress.stage == S.STAGE_DENOISING
-            and not e.progress.preview_jpeg] == [1, 2, 3]
+            and not e.progress.preview_jpeg] == [0, 1, 2, 3]
     # The retry: no denoising step and no preview, only the one "resumed" mark, then decode/encode.
     denoising = [e for e in retry if e.progress.stage == S.STAGE_DENOISING]
     assert [(e.progress.step, e.progress.message) for e in denoising] == [(3, "resumed from kept latents")]
@@ -102,7 +102,7 @@ async def test_a_silent_actor_is_killed_and_the_retry_resumes_from_latents_kept_
     assert _transitions([e.state for e in clean]) == [S.JOB_STATE_QUEUED, S.JOB_STATE_RUNNING,
                                                       S.JOB_STATE_SUCCEEDED]
     assert [e.progress.step for e in clean if e.progress.stage == S.STAGE_DENOISING
-            and not e.progress.preview_jpeg] == [1, 2, 3]
+            and not e.progress.preview_jpeg] == [0, 1, 2, 3]
     reference = await _job(stalling_inference, user, again.id)
     resumed, whole = await _frames(storage_service, user, stalled), await _frames(storage_service, user, reference)
     assert resumed.shape == whole.shape == (9, 128, 128, 3) and np.array_equal(resumed, whole)

@@ -18,13 +18,16 @@ import pytest
 import pytest_asyncio
 
 from services.kit.ports import free_port
+from services.render.capabilities import capabilities
 from services.render.config import RenderConfig
 from services.render.upscale.pool import upscale_work
 from tests.fixtures.ray import add_gpu_node, service_without_ray
 from tests.fixtures.render import MODEL_DIR, probe_file, render_test_config, running_render
 from tests.render.test_split import MIN_C_CRF18_DB, MIN_Y_CRF18_DB, busy_timeline, decode, scores
+from tests.render.test_stabilize import Counted, make_shaky
+from tests.render.timelines import timeline, track
 from viarte.errors import from_rpc_error
-from viarte.render.v1 import render_pb2, render_pb2_grpc
+from viarte.render.v1 import render_pb2, render_pb2_grpc, timeline_pb2
 from viarte.storage.v1 import storage_pb2
 from viarte.type.v1 import asset_pb2, job_pb2
 
@@ -178,6 +181,47 @@ async def test_ray_unreachable_answers_unavailable_and_local_is_unaffected(
     job = (await local.CreateUpscaleJob(request, metadata=user.metadata)).job
     events = await _watch(local, "WatchUpscaleJob", render_pb2.WatchUpscaleJobRequest(id=job.id), user)
     assert events[-1].state == job_pb2.JOB_STATE_SUCCEEDED
+
+
+@pytest.mark.skipif(not capabilities("ffmpeg").has("stabilize"), reason="this ffmpeg has no vidstab")
+async def test_a_stabilised_split_render_on_actors_fetches_the_stored_analysis(
+    ray_render: Any, render_service: Any, storage_service: Any, user_factory: Any, ray_cluster: Any, tmp_path: Path,
+    monkeypatch: Any,
+) -> None:
+    """vidstab's analysis lives in storage, not on a server's disk: the local server analyses the
+    source once and stores it; the Ray-backed server (another replica, its own data folder) finds
+    it there and its actors, on two nodes, fetch it into their own task folders. Two renders on two
+    replicas, one analysis, the same frames."""
+    counted = Counted(monkeypatch)
+    user = await user_factory()
+    clip = await asyncio.to_thread(make_shaky, tmp_path, 4, 320, 180)
+    asset = await storage_service.upload(user, await asyncio.to_thread(clip.read_bytes), "shaky.mp4", "video/mp4")
+    t = timeline(width=320, height=180, fps=30)
+    track(t).clips.add(asset_id=asset, source_start_seconds=0.2, source_end_seconds=4,  # 3.8 s: split in two on Ray
+                       filters=timeline_pb2.ClipFilters(stabilize=True))
+    params = render_pb2.RenderParameters(timeline=t, quality=render_pb2.QUALITY_PRESET_HIGH)
+    done = []
+    for service in (render_service, ray_render):  # the local replica first: it analyses
+        stub = render_pb2_grpc.RenderServiceStub(service.channel)
+        job = (await stub.CreateRenderJob(render_pb2.CreateRenderJobRequest(parameters=params), metadata=user.metadata)).job
+        events = await _watch(stub, "WatchRenderJob", render_pb2.WatchRenderJobRequest(id=job.id), user)
+        assert events[-1].state == job_pb2.JOB_STATE_SUCCEEDED, events[-1]
+        done.append((await stub.GetRenderJob(render_pb2.GetRenderJobRequest(id=job.id), metadata=user.metadata)).job)
+    local_job, ray_job = done
+    assert counted.runs == 1  # the second render (another replica) used the stored analysis
+    assert local_job.status.placement.executor == "local" and ray_job.status.placement.executor == "ray"
+    assert set(ray_job.status.placement.node.split(",")) == {n.node_id for n in ray_cluster.worker_nodes}
+    # The Ray-backed server never held the analysis on its own disk: its actors fetched it.
+    assert not await asyncio.to_thread(lambda: list(Path(ray_render.config.data_dir).rglob("*.trf")))
+    paths = []
+    for name, job in (("local", local_job), ("ray", ray_job)):
+        path = tmp_path / f"{name}.mp4"
+        path.write_bytes(await storage_service.download(user, job.result.video_asset_id))
+        paths.append(path)
+    a, b = probe_file(paths[0]), probe_file(paths[1])
+    assert a["frames"] == b["frames"] == 114 and ray_job.result.frame_count == local_job.result.frame_count == 114
+    luma, chroma = scores(decode(paths[0]), decode(paths[1]))
+    assert luma > MIN_Y_CRF18_DB and chroma > MIN_C_CRF18_DB, (luma, chroma)
 
 
 def _transitions(states: list[int]) -> list[int]:

@@ -202,6 +202,9 @@ def _load_and_denoise(
                 ctx.emit(_progress(job_pb2.STAGE_DENOISING, _WEIGHTS["load"] + _WEIGHTS["denoise"],
                                    step=spec.steps, total_steps=spec.steps, message="resumed from kept latents"))
                 return loaded, latents, policy
+            # Step 0, before the prompt is encoded: the job is on its device and denoising starts
+            # now (a client's dispatch measure then ends here, not after the text encoder's pass).
+            ctx.emit(_progress(job_pb2.STAGE_DENOISING, _WEIGHTS["load"], step=0, total_steps=spec.steps))
             t0 = time.perf_counter()
             latents = denoise(loaded, spec, image_png=work.image_png, on_step=_step_reporter(ctx, loaded, spec),
                               should_stop=lambda: ctx.cancelled, partner=ctx.partner, stats=stats)

@@ -315,7 +315,11 @@ class _Builder:
         scale = t.scale.constant if static and t.scale.is_constant else 1.0
         if clip.kind is P.ClipKind.VIDEO:
             if clip.filters.stabilize and clip.source is not None:
-                src = fx.stabilized(src, self.plan.stabilization[stabilize_key(clip.source)],
+                # Not fetched where only the sound is rendered (a split render's server on the Ray
+                # executor): ffmpeg-python drops this unused picture node, so the name never reaches
+                # ffmpeg; if it did, ffmpeg's error names what is missing.
+                trf = self.plan.stabilization.get(stabilize_key(clip.source), "vidstab-analysis-not-fetched.trf")
+                src = fx.stabilized(src, trf,
                                     clip.source_start + clip.source_offset(span.offset / self.fps))
             stream = self.retime(src, span)
         else:

@@ -29,6 +29,7 @@ __all__ = [
     "PlannedClip",
     "PlannedTrack",
     "Source",
+    "StoredAnalysis",
     "TextSpec",
     "TrackKind",
     "Transform",
@@ -70,6 +71,8 @@ class Source:
     # (fit, the plan's checks) still reasons in the original's size; only the fit's scale is sure
     # to run, since the decoded frames are not the size the plan knows.
     decoded_size: tuple[int, int] | None = None
+    # Its bytes' sha256 as storage recorded it (part of derived objects' keys; "" when unknown).
+    sha256: str = ""
 
     def input(self) -> MediaInput:
         return media_input(self.content_type, self.location)
@@ -284,12 +287,23 @@ class PlannedCanvas:
 
 
 @dataclass(frozen=True)
+class StoredAnalysis:
+    """A derived object in storage: its key (content-addressed) and a GET URL any node can read."""
+
+    key: str
+    url: str
+
+
+@dataclass(frozen=True)
 class Plan:
     canvas: PlannedCanvas
     tracks: tuple[PlannedTrack, ...] = field(default_factory=tuple)
     # Integrated loudness target of the mix in LUFS; None = the mix as it is.
     loudness: float | None = None
-    # vidstab transforms file per source key (services.render.stabilize), for stabilised clips.
+    # vidstab's analysis per source key as stored in storage (services.render.stabilize), for
+    # stabilised clips: what any node fetches ...
+    analyses: dict[str, StoredAnalysis] = field(default_factory=dict)
+    # ... into a local transforms file where ffmpeg runs (the path the graph reads).
     stabilization: dict[str, str] = field(default_factory=dict)
     # Music ducked under voice tracks (timeline/audiofx.py `Ducking`).
     ducking: tuple[Any, ...] = ()
