@@ -358,9 +358,10 @@ class JobStore:
         nxt = waiting.order_by(*_queue_order()).limit(1)
         if self.postgres:
             nxt = nxt.with_for_update(skip_locked=True)
-        # In the statement's snapshot the claimed row is still QUEUED: "others" excludes it by id.
+        # In the statement's snapshot the claimed row is still QUEUED: "others" excludes it by id
+        # (spelled out: SQLite's RETURNING renders column names unqualified, ``id != id``).
         other = _JOB.alias("other")
-        more = sa.exists().where(other.c.state == QUEUED, other.c.id != _C.id)
+        more = sa.exists().where(other.c.state == QUEUED, other.c.id != sa.literal_column("job.id"))
         if busy:
             more = more.where(other.c.id.not_in(list(busy)))
         progress = job_pb2.Progress(message="starting")
