@@ -15,7 +15,15 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from services.kit.db import make_engine, upgrade
-from services.kit.jobs import QUEUED, SUCCEEDED, HandlerExecutor, JobConfig, JobService, RunningJob, is_terminal
+from services.kit.jobs import (
+    QUEUED,
+    SUCCEEDED,
+    HandlerExecutor,
+    JobConfig,
+    JobService,
+    RunningJob,
+    is_terminal,
+)
 from viarte.type.v1 import job_pb2
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -76,12 +84,12 @@ async def test_a_job_start_or_end_claims_only_on_news_of_work(held_service: tupl
     jobs queued while every slot is busy still start as slots free up."""
     svc, held = held_service
     held.release.set()
-    claims: list[tuple[bool, bool, bool]] = []
+    claims: list[tuple[Any, ...]] = []
     real = svc._store.claim_next
 
     def counted(*args: Any) -> Any:
         out = real(*args)
-        claims.append((out[0] is not None, out[1], out[2]))
+        claims.append((out[0] is not None, *out[1:]))
         return out
 
     svc._store.claim_next = counted  # type: ignore[method-assign]
