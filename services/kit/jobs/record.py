@@ -58,7 +58,8 @@ class JobRecord:
     meter_pending: bool = False
 
     @classmethod
-    def from_row(cls, row: JobRow) -> JobRecord:
+    def from_row(cls, row: JobRow | Any) -> JobRecord:
+        """From anything with the job table's columns as attributes (an ORM row, a Core row)."""
         return cls(
             id=row.id,
             owner=row.owner,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol, TypeVar, runtime_checkable
 
 from services.kit.errors import ServiceError
@@ -23,6 +23,7 @@ __all__ = [
     "JobCancelled",
     "RetryableJobError",
     "RunningJob",
+    "cancel_all",
 ]
 
 T = TypeVar("T")
@@ -182,3 +183,12 @@ class HandlerExecutor:
         if handler is None:
             raise ServiceError.internal("NO_HANDLER", f"no handler for job kind {job.kind!r}")
         return await handler(job)
+
+
+async def cancel_all(tasks: Sequence[asyncio.Task[None]]) -> None:
+    """Cancels the tasks and waits until each has ended."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

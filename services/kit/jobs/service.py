@@ -29,7 +29,7 @@ from services.kit.jobs.config import DbHealth, JobConfig
 from services.kit.jobs.listener import Listener, Notice
 from services.kit.jobs.metering import Meter, Metering, admit
 from services.kit.jobs.record import JobRecord
-from services.kit.jobs.runtime import Executor, JobCancelled, RetryableJobError, RunningJob
+from services.kit.jobs.runtime import Executor, JobCancelled, RetryableJobError, RunningJob, cancel_all
 from services.kit.jobs.states import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, is_terminal
 from services.kit.jobs.store import Fence, JobStore, QueueFull, Transition
 from services.kit.jobs.writer import EventWriter, now_us
@@ -82,6 +82,11 @@ class JobService:
         self._ending: set[str] = set()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
+        # News of work (a notice, a local create or re-queue, the poll) bumps _news; a claim that saw
+        # no more QUEUED work records the _news it started under. The scheduler claims only while they
+        # differ: a freed slot costs no empty claim, and news arriving during a claim keeps one due.
+        self._news = 1
+        self._empty_at = 0
         self._renew_now = asyncio.Event()
         self._positions_changed = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
@@ -128,14 +133,14 @@ class JobService:
         (another replica, or the next start, runs them again). Their leases are renewed and
         cancels from other replicas are heard (LISTEN) until they have finished or been re-queued."""
         self._stopping = True
-        await _cancel_all(self._background)
+        await cancel_all(self._background)
         tasks = list(self._tasks.values())
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        await _cancel_all([self._lease_loop] if self._lease_loop is not None else [])
+        await cancel_all([self._lease_loop] if self._lease_loop is not None else [])
         if self._listener is not None:
             await self._listener.stop()
         if self.meter is not None:  # outcomes still pending are due for the next start or another replica
@@ -193,9 +198,7 @@ class JobService:
             ) from None
         if transition is not None:
             self._keep_trace(record.id, tracing.JobTrace(record.id, kind))
-            self.broker.publish(record.id, transition.event)
-            self._wake.set()
-            self._positions_changed.set()
+            self.broker.publish(record.id, transition.event)  # (_created wakes the scheduler)
         return record
 
     def _created(self, task: asyncio.Future[Any], ticket: Any) -> None:  # a metering.admit Ticket or None
@@ -203,7 +206,7 @@ class JobService:
         if ticket is not None:
             ticket.done(created)
         if created:  # also when the caller left: the scheduler learns of it now
-            self._wake.set()
+            self._maybe_work()
             self._positions_changed.set()
 
     def estimate(self, kind: str, model: str, usage: Usage) -> int:  # credits; 0 without metering
@@ -339,15 +342,27 @@ class JobService:
             return
         self.broker.poke(notice.job_id)
         if notice.kind == notices.QUEUED:
-            self._wake.set()
+            self._maybe_work()
 
     def _caught_up(self) -> None:
         """The listener (re)connected or dropped: what was sent meanwhile is lost, so look at everything."""
-        self._wake.set()
+        self._maybe_work()
         self._renew_now.set()  # reads pending cancel flags of the jobs running here
         self.broker.poke()
 
     # -- scheduling -----------------------------------------------------------------------------
+    def _failed(self, what: str, exc: Exception, event: str) -> None:
+        """A background loop's database error: an outage is logged once (DbHealth), a bug with its trace."""
+        if is_database_down(exc):
+            self._health.failed(what, exc)
+        else:
+            _log.exception(event)
+
+    def _maybe_work(self) -> None:
+        """News that QUEUED jobs may be there: the scheduler claims (again)."""
+        self._news += 1
+        self._wake.set()
+
     def _keep_trace(self, job_id: str, trace: tracing.JobTrace) -> None:
         self._traces[job_id] = trace
         while len(self._traces) > _MAX_TRACES:  # jobs that another replica ran: forget the oldest
@@ -360,41 +375,36 @@ class JobService:
             await self._positions_changed.wait()
             self._positions_changed.clear()
             await asyncio.sleep(0)  # coalesce a burst of queue changes
-            try:
-                head = await run_db(self._store.queue_head, self.config.announce_positions)
-                for position, (job_id, announced) in enumerate(head, 1):
-                    if announced == position:
-                        continue
-                    for ev in await run_db(self._store.announce, job_id, now_us()):
-                        self.broker.publish(job_id, ev)
+            try:  # one transaction for every moved job (JobStore.announce)
+                for job_id, ev in (await run_db(self._store.announce, self.config.announce_positions, now_us())).items():
+                    self.broker.publish(job_id, ev)
             except Exception as exc:
-                if is_database_down(exc):
-                    self._health.failed("announce", exc)
-                else:
-                    _log.exception("queue_position_event_failed")
+                self._failed("announce", exc, "queue_position_event_failed")
 
     async def _schedule(self) -> None:
         while not self._stopping:
-            with contextlib.suppress(TimeoutError):  # the poll: a missed notification costs one period
+            try:
                 await asyncio.wait_for(self._wake.wait(), self.config.poll_seconds)
+            except TimeoutError:  # the poll: a missed notification costs one period
+                self._news += 1
             self._wake.clear()
             if not self._recovered and not await self._recovered_now():
                 continue
-            while len(self._tasks) < self.executor.slots and not self._stopping:
+            while len(self._tasks) < self.executor.slots and not self._stopping and self._news != self._empty_at:
+                news = self._news
                 try:
-                    started, skipped = await run_db(self._store.claim_next, self.replica_id, self._lease_us, now_us(),
-                                                   tuple(self._tasks))
+                    started, skipped, more = await run_db(self._store.claim_next, self.replica_id, self._lease_us,
+                                                         now_us(), tuple(self._tasks))
                 except Exception as exc:
                     # Nothing was stored (one transaction): the job is still QUEUED in the database
                     # and the scheduler lives on to retry it.
-                    if is_database_down(exc):
-                        self._health.failed("dispatch", exc)
-                    else:
-                        _log.exception("job_dispatch_failed")
+                    self._failed("dispatch", exc, "job_dispatch_failed")
                     await asyncio.sleep(_DISPATCH_RETRY_SECONDS)  # don't hammer a failing database
                     self._wake.set()
                     break
                 self._health.ok()
+                if not more:  # nothing more QUEUED (for this replica) when this claim ran
+                    self._empty_at = news
                 if started is None:
                     if skipped:  # queued rows locked by a write right now (an announcement, a cancel)
                         await asyncio.sleep(_SKIPPED_RETRY_SECONDS)
@@ -412,10 +422,7 @@ class JobService:
         try:
             await self.recover()
         except Exception as exc:
-            if is_database_down(exc):
-                self._health.failed("recover", exc)
-            else:
-                _log.exception("job_recovery_failed")
+            self._failed("recover", exc, "job_recovery_failed")
             await asyncio.sleep(_DISPATCH_RETRY_SECONDS)
             self._wake.set()
             return False
@@ -486,10 +493,12 @@ class JobService:
             span.end()
             self._running.pop(record.id, None)
             self._fences.pop(record.id, None)
+            if record.id in self._lost:  # re-queued elsewhere: claims skipped it while this task lived
+                self._news += 1
             self._lost.discard(record.id)
             self._ending.discard(record.id)
             self._tasks.pop(record.id, None)
-            self._wake.set()
+            self._wake.set()  # a free slot: a claim follows only on news of work (_news)
 
     async def _outcome(self, job_id: str, fence: Fence, state: int, *, progress: job_pb2.Progress | None,
                        error: job_pb2.JobError | None, result: bytes | None) -> bool:
@@ -517,7 +526,7 @@ class JobService:
             return False
         self._finished(done)
         if state == QUEUED:
-            self._wake.set()
+            self._maybe_work()
             self._positions_changed.set()
         return True
 
@@ -566,10 +575,7 @@ class JobService:
                     await self.recover()
                 self._health.ok()
             except Exception as exc:
-                if is_database_down(exc):
-                    self._health.failed("lease", exc)
-                else:
-                    _log.exception("job_lease_loop_failed")
+                self._failed("lease", exc, "job_lease_loop_failed")
 
     async def _sweep(self, *, startup: bool) -> None:
         postgres = self._store.postgres
@@ -588,13 +594,6 @@ class JobService:
                 _log.info("job_taken_over", job_id=job_id, state=moved.record.state, replica=self.replica_id)
                 self._finished(moved)
                 if moved.record.state == QUEUED:
-                    self._wake.set()
+                    self._maybe_work()
                     self._positions_changed.set()
 
-
-async def _cancel_all(tasks: Sequence[asyncio.Task[None]]) -> None:
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -21,21 +21,25 @@ nothing. On PostgreSQL each write also sends ``pg_notify`` in its transaction (s
 
 from __future__ import annotations
 
-import json
 import uuid
 import zlib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
 
 from services.kit.errors import ServiceError
 from services.kit.jobs import listener
 from services.kit.jobs.record import JobRecord
+from services.kit.jobs.rows import Row as _Row
+from services.kit.jobs.rows import close_stage as _close_stage
+from services.kit.jobs.rows import event as _event
+from services.kit.jobs.rows import where_stopped as _where_stopped
+from services.kit.jobs.rows import without_preview as _without_preview
 from services.kit.jobs.states import CANCELLED, FAILED, QUEUED, RUNNING, TERMINAL, check_transition
 from services.kit.jobs.tables import JobEventRow, JobRow
 from viarte.type.v1 import job_pb2
@@ -49,6 +53,13 @@ EventItem = tuple[job_pb2.Progress, int, job_pb2.Placement | None]
 # The transaction-scoped advisory lock that makes "count the queue, then insert" one step over
 # every replica (PostgreSQL); SQLite's single write lock, taken by the INSERT, does the same there.
 _QUEUE_LOCK = zlib.crc32(b"viarte-jobs:queue-cap")
+# Serialises the queue-position announcers of every replica (``JobStore.announce``).
+_ANNOUNCE_LOCK = zlib.crc32(b"viarte-jobs:announce")
+
+# SQLAlchemy Core on the tables (no ORM unit of work on the hot paths: see ``_Row``).
+_JOB: sa.Table = JobRow.__table__  # type: ignore[attr-defined]
+_EVENT: sa.Table = JobEventRow.__table__  # type: ignore[attr-defined]
+_C = _JOB.c
 
 
 class QueueFull(Exception):
@@ -81,50 +92,14 @@ def _db_now_us(dialect: str) -> sa.ColumnElement[int]:
 
 
 def _queue_order() -> list[Any]:
-    return [col(JobRow.priority).desc(), col(JobRow.create_us), col(JobRow.id)]
+    return [_C.priority.desc(), _C.create_us, _C.id]
 
 
 def _ahead_of(priority: int, create_us: int, job_id: str) -> sa.ColumnElement[bool]:
     """QUEUED jobs that run before (priority, create_us, job_id): the claim order, as a filter."""
-    p, c, i = col(JobRow.priority), col(JobRow.create_us), col(JobRow.id)
-    return sa.and_(col(JobRow.state) == QUEUED, sa.or_(
+    p, c, i = _C.priority, _C.create_us, _C.id
+    return sa.and_(_C.state == QUEUED, sa.or_(
         p > priority, sa.and_(p == priority, sa.or_(c < create_us, sa.and_(c == create_us, i < job_id)))))
-
-
-def _event(seq: int, now_us: int, state: int, progress: job_pb2.Progress,
-           error: job_pb2.JobError | None = None) -> job_pb2.JobEvent:
-    ev = job_pb2.JobEvent(sequence=seq, state=state, progress=progress, error=error)  # type: ignore[arg-type]
-    ev.time.FromMicroseconds(now_us)
-    return ev
-
-
-def _without_preview(progress: job_pb2.Progress) -> bytes:
-    if not progress.preview_jpeg:
-        return bytes(progress.SerializeToString())
-    slim = job_pb2.Progress()
-    slim.CopyFrom(progress)
-    slim.ClearField("preview_jpeg")
-    return bytes(slim.SerializeToString())
-
-
-def _where_stopped(last: job_pb2.Progress, final: job_pb2.Progress) -> job_pb2.Progress:
-    out = job_pb2.Progress(step=last.step, total_steps=last.total_steps, frame=last.frame,
-                           total_frames=last.total_frames, fraction=last.fraction)
-    out.MergeFrom(final)
-    return out
-
-
-def _close_stage(row: JobRow, now_us: int, next_stage: int | None) -> None:
-    """Adds the time spent in the row's current stage when the stage changes (or the job ends)."""
-    current = job_pb2.Progress.FromString(row.progress).stage if row.progress else 0
-    if next_stage is not None and next_stage == current:
-        return
-    if current and row.stage_since_us is not None and row.state == RUNNING:
-        durations = json.loads(row.stage_durations or "{}")
-        name = job_pb2.Stage.Name(current).removeprefix("STAGE_").lower()
-        durations[name] = durations.get(name, 0.0) + max(0, now_us - row.stage_since_us) / 1e6
-        row.stage_durations = json.dumps(durations)
-    row.stage_since_us = max(now_us, row.stage_since_us or 0)
 
 
 class JobStore:
@@ -143,133 +118,120 @@ class JobStore:
         # the BEGIN and ROLLBACK around it would be two more round trips per read. (SQLite: in-process.)
         self._reads = engine.execution_options(isolation_level="AUTOCOMMIT") if self.postgres else engine
 
-    def _guard(self, session: Session) -> None:
+    def _guard(self, conn: Connection) -> None:
         """PostgreSQL: a replica frozen inside one of these transactions (SIGSTOP, a VM pause) holds
         the job's row lock; the server ends such a session after ``hold_limit_seconds`` idle (the
         lease), so the take-over of its jobs is delayed, never blocked for good."""
         if self.postgres and self._hold_limit_ms:
-            session.connection().exec_driver_sql(
-                f"SET LOCAL idle_in_transaction_session_timeout = {self._hold_limit_ms}")
+            conn.exec_driver_sql(f"SET LOCAL idle_in_transaction_session_timeout = {self._hold_limit_ms}")
 
-    def _claim(self, session: Session, job_id: str, events: int, states: Collection[int] | None,
+    def _claim(self, conn: Connection, job_id: str, events: int, states: Collection[int] | None,
                *, fence: Fence | None = None, where: Sequence[sa.ColumnElement[bool]] = (),
-               values: Mapping[str, Any] | None = None) -> JobRow | None:
+               values: Mapping[str, Any] | None = None) -> _Row | None:
         """Reserves ``events`` sequence numbers (the row's new ``last_sequence`` is the highest) if
         the job exists, is in one of ``states``, still holds ``fence`` and matches ``where``;
-        returns the locked, current row, else None. Must be the transaction's first statement (see
-        the module docstring)."""
-        self._guard(session)
-        claim = (sa.update(JobRow).where(col(JobRow.id) == job_id, *where)
-                 .values(last_sequence=col(JobRow.last_sequence) + events, **(values or {}))
-                 # No ORM synchronisation: it could read the row BEFORE the UPDATE takes the lock.
-                 .execution_options(synchronize_session=False))
+        returns the locked, current row (one UPDATE ... RETURNING), else None. Must be the
+        transaction's first statement (see the module docstring)."""
+        self._guard(conn)
+        claim = (sa.update(_JOB).where(_C.id == job_id, *where)
+                 .values(last_sequence=_C.last_sequence + events, **(values or {})).returning(*_JOB.c))
         if states is not None:
-            claim = claim.where(col(JobRow.state).in_(states))
+            claim = claim.where(_C.state.in_(states))
         if fence is not None:
-            claim = claim.where(col(JobRow.lease_owner) == fence.owner, col(JobRow.lease_epoch) == fence.epoch)
-        if session.exec(claim).rowcount != 1:
-            return None
-        return self._reread(session, job_id)
+            claim = claim.where(_C.lease_owner == fence.owner, _C.lease_epoch == fence.epoch)
+        row = conn.execute(claim).first()
+        return _Row.of(row) if row is not None else None
 
     @staticmethod
-    def _reread(session: Session, job_id: str) -> JobRow:
-        return session.exec(
-            select(JobRow).where(JobRow.id == job_id).execution_options(populate_existing=True)
-        ).one()
+    def _save(conn: Connection, row: _Row) -> None:
+        changes = row.changes()
+        if changes:
+            conn.execute(sa.update(_JOB).where(_C.id == row.id).values(**changes))
 
-    def _notify(self, session: Session, kind: str, job_id: str, sequence: int = 0) -> None:
+    def _notify(self, conn: Connection, kind: str, job_id: str, sequence: int = 0) -> None:
         """pg_notify in the write's own transaction: sent on commit, never for a rollback."""
         if self.postgres:
             payload = listener.encode(kind, self.replica_id, job_id, sequence)
-            session.connection().execute(sa.select(sa.func.pg_notify(listener.CHANNEL, payload)))
+            conn.execute(sa.select(sa.func.pg_notify(listener.CHANNEL, payload)))
 
-    def _append(self, session: Session, row: JobRow, ev: job_pb2.JobEvent) -> None:
-        session.add(JobEventRow(job_id=row.id, seq=ev.sequence, payload=ev.SerializeToString(),
-                                time_us=ev.time.ToMicroseconds()))
+    @staticmethod
+    def _insert_events(conn: Connection, job_id: str, events: Sequence[job_pb2.JobEvent]) -> None:
+        """One INSERT for every event of the write (a multi-row VALUES list)."""
+        conn.execute(sa.insert(_EVENT).values([
+            {"job_id": job_id, "seq": ev.sequence, "payload": ev.SerializeToString(), "time_us": ev.time.ToMicroseconds()}
+            for ev in events]))
 
     # -- reads ----------------------------------------------------------------------------------
+    def _read(self, query: sa.Select[Any]) -> list[JobRecord]:
+        with self._reads.connect() as conn:
+            return [JobRecord.from_row(r) for r in conn.execute(query)]
+
     def get(self, job_id: str) -> JobRecord | None:
-        with Session(self._reads) as session:
-            row = session.get(JobRow, job_id)
-            return JobRecord.from_row(row) if row else None
+        found = self._read(sa.select(_JOB).where(_C.id == job_id))
+        return found[0] if found else None
 
     def find(self, owner: str, kind: str, request_id: str) -> JobRecord | None:
-        with Session(self._reads) as session:
-            row = session.exec(
-                select(JobRow).where(JobRow.owner == owner, JobRow.kind == kind, JobRow.request_id == request_id)
-            ).first()
-            return JobRecord.from_row(row) if row else None
+        found = self._read(sa.select(_JOB).where(_C.owner == owner, _C.kind == kind, _C.request_id == request_id))
+        return found[0] if found else None
 
     def page(self, owner: str, kinds: Sequence[str], *, state: int, limit: int,
              before: tuple[int, str] | None) -> list[JobRecord]:
         """Newest first; ``before`` is the (create_us, id) of the last job of the previous page."""
-        stmt = select(JobRow).where(JobRow.owner == owner, col(JobRow.kind).in_(kinds))
+        stmt = sa.select(_JOB).where(_C.owner == owner, _C.kind.in_(kinds))
         if state:
-            stmt = stmt.where(JobRow.state == state)
+            stmt = stmt.where(_C.state == state)
         if before is not None:
             t, jid = before
-            created, ident = col(JobRow.create_us), col(JobRow.id)
-            stmt = stmt.where(sa.or_(created < t, sa.and_(created == t, ident < jid)))
-        stmt = stmt.order_by(col(JobRow.create_us).desc(), col(JobRow.id).desc()).limit(limit)
-        with Session(self._reads) as session:
-            return [JobRecord.from_row(r) for r in session.exec(stmt)]
+            stmt = stmt.where(sa.or_(_C.create_us < t, sa.and_(_C.create_us == t, _C.id < jid)))
+        return self._read(stmt.order_by(_C.create_us.desc(), _C.id.desc()).limit(limit))
 
     def in_state(self, state: int) -> list[JobRecord]:
-        with Session(self._reads) as session:
-            rows = session.exec(select(JobRow).where(JobRow.state == state).order_by(col(JobRow.create_us)))
-            return [JobRecord.from_row(r) for r in rows]
+        return self._read(sa.select(_JOB).where(_C.state == state).order_by(_C.create_us))
 
     def events(self, job_id: str, after: int, upto: int | None = None) -> list[job_pb2.JobEvent]:
-        stmt = select(JobEventRow).where(JobEventRow.job_id == job_id, JobEventRow.seq > after)
+        stmt = sa.select(_EVENT.c.payload).where(_EVENT.c.job_id == job_id, _EVENT.c.seq > after)
         if upto is not None:
-            stmt = stmt.where(JobEventRow.seq <= upto)
-        with Session(self._reads) as session:
-            rows = session.exec(stmt.order_by(col(JobEventRow.seq)))
-            return [job_pb2.JobEvent.FromString(r.payload) for r in rows]
+            stmt = stmt.where(_EVENT.c.seq <= upto)
+        with self._reads.connect() as conn:
+            return [job_pb2.JobEvent.FromString(p) for p in conn.execute(stmt.order_by(_EVENT.c.seq)).scalars()]
 
     def queue_counts(self, priority: int) -> tuple[int, int]:
         """(QUEUED jobs in all, those that run before a job created now with ``priority``)."""
-        with Session(self._reads) as session:
-            return self._queue_counts(session, priority)
+        with self._reads.connect() as conn:
+            return self._queue_counts(conn, priority)
 
     @staticmethod
-    def _queue_counts(session: Session, priority: int, besides: str | None = None) -> tuple[int, int]:
-        stmt = select(sa.func.count(), sa.func.count().filter(col(JobRow.priority) >= priority))
-        stmt = stmt.where(col(JobRow.state) == QUEUED)
+    def _queue_counts(conn: Connection, priority: int, besides: str | None = None) -> tuple[int, int]:
+        stmt = sa.select(sa.func.count(), sa.func.count().filter(_C.priority >= priority)).where(_C.state == QUEUED)
         if besides is not None:
-            stmt = stmt.where(col(JobRow.id) != besides)
-        total, ahead = session.exec(stmt).one()
+            stmt = stmt.where(_C.id != besides)
+        total, ahead = conn.execute(stmt).one()
         return int(total), int(ahead)
 
     def positions(self, jobs: Sequence[tuple[str, int, int]]) -> dict[str, int]:
-        """{job id: 1-based queue position} of (id, priority, create_us) jobs still QUEUED."""
-        out: dict[str, int] = {}
-        with Session(self._reads) as session:
-            for job_id, priority, create_us in jobs:
-                queued = session.exec(select(JobRow.id).where(JobRow.id == job_id, JobRow.state == QUEUED)).first()
-                if queued is not None:
-                    ahead = session.exec(select(sa.func.count()).where(_ahead_of(priority, create_us, job_id))).one()
-                    out[job_id] = int(ahead) + 1
-        return out
-
-    def queue_head(self, limit: int) -> list[tuple[str, int]]:
-        """The first ``limit`` QUEUED jobs in claim order, with the position their row last announced."""
-        stmt = select(JobRow.id, JobRow.progress).where(JobRow.state == QUEUED).order_by(*_queue_order()).limit(limit)
-        with Session(self._reads) as session:
-            return [(jid, job_pb2.Progress.FromString(p).queue_position if p else 0) for jid, p in session.exec(stmt)]
+        """{job id: 1-based queue position} of (id, priority, create_us) jobs still QUEUED: one
+        statement (a scalar count per job, NULL for one no longer queued)."""
+        if not jobs:
+            return {}
+        ahead = [sa.case((sa.exists().where(_C.id == jid, _C.state == QUEUED),
+                          sa.select(sa.func.count()).where(_ahead_of(p, c, jid)).scalar_subquery()))
+                 for jid, p, c in jobs]
+        with self._reads.connect() as conn:
+            counts = conn.execute(sa.select(*ahead)).one()
+        return {jid: int(n) + 1 for (jid, _, _), n in zip(jobs, counts, strict=True) if n is not None}
 
     def expired(self, *, also_owner: str | None = None, every_running: bool = False) -> list[str]:
         """RUNNING jobs whose lease expired (or never had one), plus ``also_owner``'s, or all."""
-        stmt = select(JobRow.id).where(JobRow.state == RUNNING)
+        stmt = sa.select(_C.id).where(_C.state == RUNNING)
         if not every_running:
             stmt = stmt.where(self._takeable(also_owner))
-        with Session(self._reads) as session:
-            return list(session.exec(stmt.order_by(col(JobRow.create_us))))
+        with self._reads.connect() as conn:
+            return list(conn.execute(stmt.order_by(_C.create_us)).scalars())
 
     def _takeable(self, also_owner: str | None) -> sa.ColumnElement[bool]:
-        expires = col(JobRow.lease_expires_us)
+        expires = _C.lease_expires_us
         cond = sa.or_(expires.is_(None), expires < self._now)
-        return sa.or_(cond, col(JobRow.lease_owner) == also_owner) if also_owner else cond
+        return sa.or_(cond, _C.lease_owner == also_owner) if also_owner else cond
 
     # -- writes ---------------------------------------------------------------------------------
     def create(self, *, owner: str, kind: str, request_id: str, parameters: bytes, priority: int,
@@ -284,34 +246,36 @@ class JobStore:
         advisory lock; SQLite's write lock), so concurrent creates on N replicas never pass it."""
         # No look-up first: the unique index decides (JobService.create looks before admitting).
         check_transition(job_pb2.JOB_STATE_UNSPECIFIED, QUEUED)
-        row = JobRow(
+        values: dict[str, Any] = dict(
             id=job_id or str(uuid.uuid4()), owner=owner, kind=kind, request_id=request_id or None, parameters=parameters,
-            state=QUEUED, priority=priority, create_us=now_us, update_us=now_us, last_sequence=1,
-            progress=b"", stage_since_us=now_us, api_key_id=api_key_id, estimated_credits=estimated_credits,
+            state=QUEUED, priority=priority, attempts=0, cancel_requested=False, create_us=now_us, update_us=now_us,
+            last_sequence=1, progress=b"", stage_since_us=now_us, stage_durations="{}", lease_epoch=0,
+            api_key_id=api_key_id, estimated_credits=estimated_credits,
         )
         try:
-            with Session(self._engine) as session:
+            with self._engine.connect() as conn:
                 if self.postgres:
                     # Held until commit or rollback; the row is inserted (with its position) at commit.
-                    session.connection().execute(sa.select(sa.func.pg_advisory_xact_lock(_QUEUE_LOCK)))
-                    queued, ahead = self._queue_counts(session, priority)
+                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_QUEUE_LOCK)))
+                    queued, ahead = self._queue_counts(conn, priority)
                 else:
-                    session.add(row)
-                    session.flush()  # the INSERT takes SQLite's write lock before the count
-                    queued, ahead = self._queue_counts(session, priority, besides=row.id)
+                    conn.execute(sa.insert(_JOB).values(values))  # takes SQLite's write lock before the count
+                    queued, ahead = self._queue_counts(conn, priority, besides=values["id"])
                 if max_queued is not None and queued >= max_queued:
-                    session.rollback()
+                    conn.rollback()
                     raise QueueFull(queued)
                 if progress is None:
                     progress = job_pb2.Progress(stage=job_pb2.STAGE_QUEUED, queue_position=ahead + 1)
-                row.progress = _without_preview(progress)
-                session.add(row)
-                session.flush()  # the job before its event (the foreign key)
+                values["progress"] = _without_preview(progress)
+                if self.postgres:
+                    conn.execute(sa.insert(_JOB).values(values))
+                else:
+                    conn.execute(sa.update(_JOB).where(_C.id == values["id"]).values(progress=values["progress"]))
                 ev = _event(1, now_us, QUEUED, progress)
-                self._append(session, row, ev)
-                self._notify(session, listener.QUEUED, row.id, 1)
-                record = JobRecord.from_row(row)
-                session.commit()
+                self._insert_events(conn, values["id"], [ev])  # after the job (the foreign key)
+                self._notify(conn, listener.QUEUED, values["id"], 1)
+                record = JobRecord.from_row(SimpleNamespace(**{c.name: values.get(c.name) for c in _JOB.c}))
+                conn.commit()
         except IntegrityError:
             existing = self.find(owner, kind, request_id)
             if existing is None:
@@ -319,12 +283,12 @@ class JobStore:
             return None, existing
         return Transition(record, ev), record
 
-    def _apply(self, session: Session, row: JobRow, new_state: int, *, now_us: int,
+    def _apply(self, conn: Connection, row: _Row, new_state: int, *, now_us: int,
                progress: job_pb2.Progress | None = None, error: job_pb2.JobError | None = None,
                result: bytes | None = None) -> Transition:
         """The state change of a claimed row, its event (sequence ``row.last_sequence``) and its
         notification; commits."""
-        check_transition(row.state, new_state)  # raises: the session rolls the claim back
+        check_transition(row.state, new_state)  # raises: the connection rolls the claim back
         progress = progress if progress is not None else job_pb2.Progress()
         if new_state == CANCELLED and row.progress and not progress.stage:
             # Keep how far the work got (step and frame counters; not the stage, which would read
@@ -347,12 +311,12 @@ class JobStore:
             row.error = error.SerializeToString()
         if result is not None:
             row.result = result
+        self._save(conn, row)
         ev = _event(row.last_sequence, now_us, new_state, progress, error)
-        self._append(session, row, ev)
-        self._notify(session, listener.QUEUED if new_state == QUEUED else listener.EVENTS, row.id, ev.sequence)
-        session.add(row)
+        self._insert_events(conn, row.id, [ev])
+        self._notify(conn, listener.QUEUED if new_state == QUEUED else listener.EVENTS, row.id, ev.sequence)
         record = JobRecord.from_row(row)  # as of this transition, not re-read after the commit
-        session.commit()
+        conn.commit()
         return Transition(record, ev)
 
     def transition(
@@ -370,63 +334,77 @@ class JobStore:
     ) -> Transition | None:
         """Moves a job to ``new_state`` with an event; None when its state is not in ``expect`` or
         it no longer holds ``fence``."""
-        with Session(self._engine) as session:
-            values = {"attempts": col(JobRow.attempts) + 1} if count_attempt else None
-            row = self._claim(session, job_id, 1, expect, fence=fence, values=values)
+        with self._engine.connect() as conn:
+            values = {"attempts": _C.attempts + 1} if count_attempt else None
+            row = self._claim(conn, job_id, 1, expect, fence=fence, values=values)
             if row is None:
                 return None
-            return self._apply(session, row, new_state, now_us=now_us, progress=progress, error=error, result=result)
+            return self._apply(conn, row, new_state, now_us=now_us, progress=progress, error=error, result=result)
 
     def claim_next(
         self, owner: str, lease_us: int, now_us: int, busy: Sequence[str] = ()
-    ) -> tuple[Transition | None, bool]:
+    ) -> tuple[Transition | None, bool, bool]:
         """Starts the next QUEUED job (highest priority, then oldest) under a lease for ``owner``:
-        RUNNING, attempts + 1, lease_epoch + 1. Returns (the start or None, whether QUEUED jobs were
-        skipped because another transaction holds their row right now: SKIP LOCKED never waits for
-        them, so the caller tries again shortly instead of waiting for the next wake-up)."""
-        waiting = select(JobRow.id).where(JobRow.state == QUEUED)
+        RUNNING, attempts + 1, lease_epoch + 1, its RUNNING event — one UPDATE ... RETURNING, one
+        INSERT. Returns (the start or None, whether QUEUED jobs were skipped because another
+        transaction holds their row right now: SKIP LOCKED never waits for them, so the caller
+        tries again shortly, whether more QUEUED jobs were there besides the one started: the
+        caller claims again only then, or on news of work)."""
+        waiting = sa.select(_C.id).where(_C.state == QUEUED)
         if busy:
             # Jobs this replica still has a task for (a lease it lost while the database was away,
             # re-queued by another replica): claiming one again would give two tasks one job id.
-            waiting = waiting.where(col(JobRow.id).not_in(list(busy)))
+            waiting = waiting.where(_C.id.not_in(list(busy)))
         nxt = waiting.order_by(*_queue_order()).limit(1)
         if self.postgres:
             nxt = nxt.with_for_update(skip_locked=True)
-        claim = (sa.update(JobRow).where(col(JobRow.id) == nxt.scalar_subquery(), col(JobRow.state) == QUEUED)
-                 .values(last_sequence=col(JobRow.last_sequence) + 1, attempts=col(JobRow.attempts) + 1,
-                         lease_owner=owner, lease_epoch=col(JobRow.lease_epoch) + 1, placement=None,
-                         lease_expires_us=self._now + lease_us)
-                 .returning(col(JobRow.id)))
-        with Session(self._engine) as session:
-            self._guard(session)
-            job_id = session.connection().execute(claim).scalar_one_or_none()
-            if job_id is None:
-                skipped = self.postgres and session.exec(waiting.limit(1)).first() is not None
-                return None, skipped
-            row = self._reread(session, job_id)
-            return self._apply(session, row, RUNNING, now_us=now_us,
-                               progress=job_pb2.Progress(message="starting")), False
+        # In the statement's snapshot the claimed row is still QUEUED: "others" excludes it by id
+        # (spelled out: SQLite's RETURNING renders column names unqualified, ``id != id``).
+        other = _JOB.alias("other")
+        more = sa.exists().where(other.c.state == QUEUED, other.c.id != sa.literal_column("job.id"))
+        if busy:
+            more = more.where(other.c.id.not_in(list(busy)))
+        progress = job_pb2.Progress(message="starting")
+        check_transition(QUEUED, RUNNING)
+        claim = (sa.update(_JOB).where(_C.id == nxt.scalar_subquery(), _C.state == QUEUED)
+                 .values(last_sequence=_C.last_sequence + 1, attempts=_C.attempts + 1, state=RUNNING,
+                         lease_owner=owner, lease_epoch=_C.lease_epoch + 1, placement=None,
+                         lease_expires_us=self._now + lease_us, update_us=now_us, start_us=now_us,
+                         progress=_without_preview(progress),
+                         # _close_stage of a QUEUED row: no duration counted, the RUNNING stage starts now
+                         stage_since_us=sa.case((_C.stage_since_us > now_us, _C.stage_since_us), else_=now_us))
+                 .returning(*_JOB.c, more.label("more")))
+        with self._engine.connect() as conn:
+            self._guard(conn)
+            row = conn.execute(claim).first()
+            if row is None:
+                skipped = self.postgres and conn.execute(waiting.limit(1)).first() is not None
+                conn.rollback()
+                return None, skipped, skipped
+            ev = _event(row.last_sequence, now_us, RUNNING, progress)
+            self._insert_events(conn, row.id, [ev])
+            self._notify(conn, listener.EVENTS, row.id, ev.sequence)
+            conn.commit()
+            return Transition(JobRecord.from_row(row), ev), False, bool(row.more)
 
     def renew(self, owner: str, leases: dict[str, int], lease_us: int) -> tuple[set[str], set[str]]:
         """Extends this replica's leases {job id: epoch}; returns (lost, cancel requested)."""
         lost: set[str] = set()
         cancelled: set[str] = set()
-        with Session(self._engine) as session:
-            self._guard(session)
-            conn = session.connection()
+        with self._engine.connect() as conn:
+            self._guard(conn)
             for job_id, epoch in leases.items():
                 got = conn.execute(
-                    sa.update(JobRow)
-                    .where(col(JobRow.id) == job_id, col(JobRow.state) == RUNNING,
-                           col(JobRow.lease_owner) == owner, col(JobRow.lease_epoch) == epoch)
+                    sa.update(_JOB)
+                    .where(_C.id == job_id, _C.state == RUNNING, _C.lease_owner == owner, _C.lease_epoch == epoch)
                     .values(lease_expires_us=self._now + lease_us)
-                    .returning(col(JobRow.cancel_requested))
+                    .returning(_C.cancel_requested)
                 ).first()
                 if got is None:
                     lost.add(job_id)
                 elif got[0]:
                     cancelled.add(job_id)
-            session.commit()
+            conn.commit()
         return lost, cancelled
 
     def take_over(self, job_id: str, *, max_attempts: int, now_us: int, also_owner: str | None = None,
@@ -437,22 +415,21 @@ class JobStore:
         row lock, so a lease renewed meanwhile is left alone: CANCELLED if a cancel was pending,
         FAILED WORKER_CRASHED once ``attempts >= max_attempts``, else QUEUED again."""
         where = () if every_running else (self._takeable(also_owner),)
-        with Session(self._engine) as session:
-            if self.postgres and session.exec(
-                select(JobRow.id).where(JobRow.id == job_id).with_for_update(skip_locked=True)
+        with self._engine.connect() as conn:
+            if self.postgres and conn.execute(
+                sa.select(_C.id).where(_C.id == job_id).with_for_update(skip_locked=True)
             ).first() is None:
                 return None  # its replica is inside a write right now (or frozen in one): next round
-            row = self._claim(session, job_id, 1, (RUNNING,), where=where,
-                              values={"lease_epoch": col(JobRow.lease_epoch) + 1})
+            row = self._claim(conn, job_id, 1, (RUNNING,), where=where, values={"lease_epoch": _C.lease_epoch + 1})
             if row is None:
                 return None
             if row.cancel_requested:
-                return self._apply(session, row, CANCELLED, now_us=now_us, progress=job_pb2.Progress(message="cancelled"))
+                return self._apply(conn, row, CANCELLED, now_us=now_us, progress=job_pb2.Progress(message="cancelled"))
             if row.attempts >= max_attempts:
                 err = ServiceError.internal(
                     "WORKER_CRASHED", f"the job was interrupted {row.attempts} times; giving up").to_job_error()
-                return self._apply(session, row, FAILED, now_us=now_us, error=err)
-            return self._apply(session, row, QUEUED, now_us=now_us,
+                return self._apply(conn, row, FAILED, now_us=now_us, error=err)
+            return self._apply(conn, row, QUEUED, now_us=now_us,
                                progress=job_pb2.Progress(stage=job_pb2.STAGE_QUEUED, message=message))
 
     def append(self, job_id: str, items: Sequence[EventItem],
@@ -462,15 +439,15 @@ class JobStore:
         attempt runs). None once it left that state or lost the lease (nothing stored)."""
         if not items:
             return []
-        with Session(self._engine) as session:
-            row = self._claim(session, job_id, len(items), (state,), fence=fence)
+        with self._engine.connect() as conn:
+            row = self._claim(conn, job_id, len(items), (state,), fence=fence)
             if row is None:
                 return None
-            events = self._append_items(session, row, state, items)
-            session.commit()
+            events = self._append_items(conn, row, state, items)
+            conn.commit()
             return events
 
-    def _append_items(self, session: Session, row: JobRow, state: int,
+    def _append_items(self, conn: Connection, row: _Row, state: int,
                       items: Sequence[EventItem]) -> list[job_pb2.JobEvent]:
         events = []
         for seq, (progress, time_us, placement) in enumerate(items, row.last_sequence - len(items) + 1):
@@ -479,32 +456,63 @@ class JobStore:
             if placement is not None:
                 ev.placement.CopyFrom(placement)
                 row.placement = placement.SerializeToString()
-            self._append(session, row, ev)
             events.append(ev)
         row.progress = _without_preview(items[-1][0])
         row.update_us = items[-1][1]
-        session.add(row)
-        self._notify(session, listener.EVENTS, row.id, row.last_sequence)
+        self._save(conn, row)
+        self._insert_events(conn, row.id, events)
+        self._notify(conn, listener.EVENTS, row.id, row.last_sequence)
         return events
 
-    def announce(self, job_id: str, now_us: int) -> list[job_pb2.JobEvent]:
-        """A QUEUED event with the job's current position, unless its row shows it already. The
-        position is counted under the row lock, so announcers of several replicas never leave an
-        older position last: whichever writes last counted after every change before it."""
-        with Session(self._engine) as session:
-            row = self._claim(session, job_id, 1, (QUEUED,))
-            if row is None:
-                return []
-            ahead = session.exec(select(sa.func.count()).where(_ahead_of(row.priority, row.create_us, row.id))).one()
-            position = int(ahead) + 1
-            stored = job_pb2.Progress.FromString(row.progress).queue_position if row.progress else 0
-            if stored == position:
-                session.rollback()
-                return []
-            progress = job_pb2.Progress(stage=job_pb2.STAGE_QUEUED, queue_position=position)
-            events = self._append_items(session, row, QUEUED, [(progress, now_us, None)])
-            session.commit()
-            return events
+    def announce(self, limit: int, now_us: int) -> dict[str, job_pb2.JobEvent]:
+        """A QUEUED event with its current position for each of the first ``limit`` QUEUED jobs
+        whose row shows another one: ONE transaction for them all (a cancel at the head moves every
+        job behind it). PostgreSQL: announcers of every replica take one advisory lock, then read
+        the head, so whichever writes last read after every change before it (each queue change
+        triggers an announcement after its commit); SQLite has one replica, whose one announcer
+        task runs them one after the other. Returns {job id: event}."""
+        head = sa.select(_C.id, _C.progress).where(_C.state == QUEUED).order_by(*_queue_order()).limit(limit)
+        with self._reads.connect() as conn:  # mostly nothing moved: one read, no transaction
+            moved = self._moved(conn.execute(head))  # (SQLite: before its write lock, as it must)
+        if not moved:
+            return {}
+        with self._engine.connect() as conn:
+            if self.postgres:
+                self._guard(conn)
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_ANNOUNCE_LOCK)))
+                moved = self._moved(conn.execute(head))
+                if not moved:
+                    conn.rollback()
+                    return {}
+            slim = {jid: _without_preview(job_pb2.Progress(stage=job_pb2.STAGE_QUEUED, queue_position=pos))
+                    for jid, pos in moved.items()}
+            bumped = conn.execute(
+                sa.update(_JOB).where(_C.id.in_(list(moved)), _C.state == QUEUED)
+                .values(last_sequence=_C.last_sequence + 1, update_us=now_us,
+                        progress=sa.case(slim, value=_C.id))
+                .returning(_C.id, _C.last_sequence)).all()
+            out: dict[str, job_pb2.JobEvent] = {}
+            for jid, seq in bumped:
+                out[jid] = _event(seq, now_us, QUEUED, job_pb2.Progress(stage=job_pb2.STAGE_QUEUED,
+                                                                       queue_position=moved[jid]))
+            if out:
+                conn.execute(sa.insert(_EVENT).values([
+                    {"job_id": jid, "seq": ev.sequence, "payload": ev.SerializeToString(), "time_us": now_us}
+                    for jid, ev in out.items()]))
+                if self.postgres:
+                    conn.execute(sa.select(*(sa.func.pg_notify(listener.CHANNEL, listener.encode(
+                        listener.EVENTS, self.replica_id, jid, ev.sequence)) for jid, ev in out.items())))
+            conn.commit()
+            return out
+
+    @staticmethod
+    def _moved(head: Any) -> dict[str, int]:
+        """{job id: position} of the head's jobs whose stored position is another one."""
+        out = {}
+        for position, (job_id, progress) in enumerate(head, 1):
+            if (job_pb2.Progress.FromString(progress).queue_position if progress else 0) != position:
+                out[job_id] = position
+        return out
 
     # -- metering (issue 16) ----------------------------------------------------------------------
     def meter_claim(self, now_us: int, retry_us: int, limit: int) -> list[JobRecord]:
@@ -512,57 +520,47 @@ class JobStore:
         by pushing their due time ``retry_us`` ahead in ONE conditional UPDATE (PostgreSQL: SKIP
         LOCKED; SQLite: its write lock): another replica claims other rows, and a claim that dies
         with its replica is simply due again later."""
-        due = (select(JobRow.id).where(col(JobRow.meter_due_us).is_not(None), col(JobRow.meter_due_us) <= now_us)
-               .order_by(col(JobRow.meter_due_us)).limit(limit))
+        due = (sa.select(_C.id).where(_C.meter_due_us.is_not(None), _C.meter_due_us <= now_us)
+               .order_by(_C.meter_due_us).limit(limit))
         if self.postgres:
             due = due.with_for_update(skip_locked=True)
-        claim = (sa.update(JobRow).where(col(JobRow.id).in_(due.scalar_subquery()),
-                                         col(JobRow.meter_due_us) <= now_us)
-                 .values(meter_due_us=now_us + retry_us).returning(col(JobRow.id))
-                 .execution_options(synchronize_session=False))
-        with Session(self._engine) as session:
-            ids = list(session.connection().execute(claim).scalars())
-            session.commit()
-            if not ids:
-                return []
-            rows = session.exec(select(JobRow).where(col(JobRow.id).in_(ids)).order_by(col(JobRow.end_us)))
-            return [JobRecord.from_row(r) for r in rows]
+        claim = (sa.update(_JOB).where(_C.id.in_(due.scalar_subquery()), _C.meter_due_us <= now_us)
+                 .values(meter_due_us=now_us + retry_us).returning(*_JOB.c))
+        with self._engine.connect() as conn:
+            rows = conn.execute(claim).all()
+            conn.commit()
+        return sorted((JobRecord.from_row(r) for r in rows), key=lambda r: (r.end_us or 0, r.id))
 
     def meter_done(self, charged: Mapping[str, int]) -> None:
         """Account accepted these outcomes {job id: credits}: store the charges and clear the
         pending markers, one transaction for the batch."""
         if not charged:
             return
-        with Session(self._engine) as session:
+        with self._engine.connect() as conn:
             for job_id, credits in charged.items():
-                session.exec(sa.update(JobRow).where(col(JobRow.id) == job_id)
-                             .values(meter_due_us=None, credits=credits)
-                             .execution_options(synchronize_session=False))
-            session.commit()
+                conn.execute(sa.update(_JOB).where(_C.id == job_id).values(meter_due_us=None, credits=credits))
+            conn.commit()
 
     def created_since(self, owner: str, api_key_id: str, since_us: int) -> list[tuple[str, int]]:
         """(id, estimated credits) of the jobs ``owner`` created with ``api_key_id`` since ``since_us``:
         what an expired admission lease of that caller admitted (``kit.jobs.leases``)."""
-        t = JobRow.__table__.c  # type: ignore[attr-defined]
-        query = sa.select(t.id, t.estimated_credits).where(
-            t.owner == owner, t.api_key_id == api_key_id, t.create_us >= since_us)
+        query = sa.select(_C.id, _C.estimated_credits).where(
+            _C.owner == owner, _C.api_key_id == api_key_id, _C.create_us >= since_us)
         with self._engine.connect() as conn:
             return [(str(r[0]), int(r[1])) for r in conn.execute(query)]
 
     def request_cancel(self, job_id: str, now_us: int) -> JobRecord | None:
         """Flags a RUNNING job for cancellation (once) and tells its replica; returns the job as it is now."""
-        with Session(self._engine) as session:
-            self._guard(session)
-            # One conditional UPDATE, the same atomic check-and-set on every backend.
-            flagged = session.exec(
-                sa.update(JobRow)
-                .where(col(JobRow.id) == job_id, col(JobRow.state) == RUNNING, ~col(JobRow.cancel_requested))
-                .values(cancel_requested=True, update_us=now_us)
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            row = session.get(JobRow, job_id, populate_existing=True)  # under the write lock: current
-            record = JobRecord.from_row(row) if row else None
-            if flagged:
-                self._notify(session, listener.CANCEL, job_id)
-            session.commit()
-            return record
+        with self._engine.connect() as conn:
+            self._guard(conn)
+            # One conditional UPDATE, the same atomic check-and-set on every backend; it returns the
+            # row (current: under the write lock), else the row is read as it is.
+            row = conn.execute(
+                sa.update(_JOB).where(_C.id == job_id, _C.state == RUNNING, ~_C.cancel_requested)
+                .values(cancel_requested=True, update_us=now_us).returning(*_JOB.c)).first()
+            if row is not None:
+                self._notify(conn, listener.CANCEL, job_id)
+            else:
+                row = conn.execute(sa.select(_JOB).where(_C.id == job_id)).first()
+            conn.commit()
+            return JobRecord.from_row(row) if row is not None else None

@@ -334,8 +334,8 @@ def test_a_claim_skips_jobs_this_replica_still_has_a_task_for(tmp_path: Path) ->
                             now_us=1, progress=progress)
     _, newer = store.create(owner="alice", kind="demo", request_id="", parameters=b"p", priority=0,
                             now_us=2, progress=progress)
-    started, _ = store.claim_next("replica-a", 10_000_000, 3, busy=(older.id,))
+    started, _, _ = store.claim_next("replica-a", 10_000_000, 3, busy=(older.id,))
     assert started is not None and started.record.id == newer.id  # the older one is next otherwise
-    assert store.claim_next("replica-a", 10_000_000, 4, busy=(older.id,)) == (None, False)
-    started, _ = store.claim_next("replica-a", 10_000_000, 5)
+    assert store.claim_next("replica-a", 10_000_000, 4, busy=(older.id,)) == (None, False, False)
+    started, _, _ = store.claim_next("replica-a", 10_000_000, 5)
     assert started is not None and started.record.id == older.id

@@ -353,7 +353,7 @@ async def test_cancel_retries_while_the_job_moves_between_queued_and_running_on_
 
     def transition(job_id: str, new_state: int, **kwargs: Any) -> Any:
         if new_state == CANCELLED and "claimed" not in moves:
-            started, _ = other.claim_next("B", 60_000_000, _now_us())  # B starts it first
+            started, _, _ = other.claim_next("B", 60_000_000, _now_us())  # B starts it first
             assert started is not None and started.record.id == job_id
             moves.append("claimed")
         return real_transition(job_id, new_state, **kwargs)
