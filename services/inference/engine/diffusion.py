@@ -21,7 +21,9 @@ from services.inference.worker.protocol import GenerationSpec
 
 __all__ = [
     "Interrupted",
+    "can_stream_decode",
     "decode_latents",
+    "decode_streaming",
     "denoise",
     "text_embeddings",
     "to_uint8",
@@ -29,6 +31,7 @@ __all__ = [
 
 StepCallback = Callable[[int, int, Any], None]  # (step, total, latents)
 FrameCallback = Callable[[int, int], None]  # (frame, total)
+ChunkCallback = Callable[[np.ndarray], None]  # post-processed frames (F, H, W, 3), float in [0, 1]
 
 
 class Interrupted(Exception):
@@ -185,16 +188,21 @@ def decode_latents(
     return to_uint8(np.asarray(frames)[0])
 
 
-def _decode_wan(pipe: Any, latents: Any, total: int, on_frame: FrameCallback) -> Any:
+def _wan_latents(vae: Any, latents: Any) -> Any:
+    """Kept latents → what Wan's pipeline hands its VAE (un-normalised, in the VAE's dtype)."""
     import torch
 
-    vae = pipe.vae
     latents = latents.to(vae.device, dtype=vae.dtype)
     mean = torch.tensor(vae.config.latents_mean).view(1, vae.config.z_dim, 1, 1, 1).to(latents.device, latents.dtype)
     std = 1.0 / torch.tensor(vae.config.latents_std).view(1, vae.config.z_dim, 1, 1, 1).to(
         latents.device, latents.dtype
     )
-    latents = latents / std + mean
+    return latents / std + mean
+
+
+def _decode_wan(pipe: Any, latents: Any, total: int, on_frame: FrameCallback) -> Any:
+    vae = pipe.vae
+    latents = _wan_latents(vae, latents)
     done = [0]
     temporal = int(vae.config.scale_factor_temporal or 4)
 
@@ -213,6 +221,49 @@ def _decode_wan(pipe: Any, latents: Any, total: int, on_frame: FrameCallback) ->
     for frame in range(done[0] + 1, total + 1):  # tiled decode calls the decoder per tile
         on_frame(frame, total)
     return video
+
+
+def can_stream_decode(loaded: LoadedPipeline) -> bool:
+    """Whether `decode_streaming` applies: Wan's VAE on the CPU, untiled (a tiled decode calls the
+    decoder once per tile, not once per latent frame). A GPU keeps the one-piece decode."""
+    vae = loaded.pipe.vae
+    return loaded.spec.family is Family.WAN and vae.device.type == "cpu" and not getattr(vae, "use_tiling", False)
+
+
+def decode_streaming(
+    loaded: LoadedPipeline, latents: Any, spec: GenerationSpec, on_frame: FrameCallback, on_chunk: ChunkCallback
+) -> int:
+    """Kept latents → frames handed to ``on_chunk`` as Wan's causal VAE decodes them (one decoder
+    call per latent frame: 1 frame, then ``scale_factor_temporal``), so they can be encoded while the
+    rest decodes. Each chunk gets what `decode_latents` applies to the whole video (unpatchify, clamp,
+    the pipeline's postprocess): all per frame, so the frames are the same values. Returns the count."""
+    import torch
+    from diffusers.models.autoencoders.autoencoder_kl_wan import unpatchify
+
+    pipe = loaded.pipe
+    vae = pipe.vae
+    latents = _wan_latents(vae, latents)
+    patch = vae.config.patch_size
+    done = [0]
+
+    def streamed(module: Any, args: Any, output: Any) -> Any:
+        video = torch.clamp(unpatchify(output, patch) if patch else output, min=-1.0, max=1.0)
+        frames = pipe.video_processor.postprocess_video(video=video, output_type="np")[0]
+        on_chunk(frames)
+        for frame in range(done[0] + 1, done[0] + len(frames) + 1):
+            on_frame(frame, spec.num_frames)
+        done[0] += len(frames)
+        # The VAE concatenates every decoder output into one video (a copy of all frames so far per
+        # latent frame) and clamps it whole: handed none, it assembles an empty video instead.
+        return output[:, :, :0]
+
+    with torch.no_grad():
+        handle = vae.decoder.register_forward_hook(streamed)
+        try:
+            vae.decode(latents, return_dict=False)
+        finally:
+            handle.remove()
+    return done[0]
 
 
 def _decode_svd(pipe: Any, latents: Any, num_frames: int, chunk: int, on_frame: FrameCallback) -> Any:

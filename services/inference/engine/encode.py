@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import subprocess
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from services.kit.media_input import media_input, scrub
 
-__all__ = ["EncodeError", "Mp4Encoder", "decode_mp4", "encode_mp4"]
+__all__ = ["EncodeError", "FrameFeed", "Mp4Encoder", "decode_mp4", "encode_mp4"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +71,63 @@ class Mp4Encoder:
             if pipe is not None:
                 with contextlib.suppress(OSError):
                     pipe.close()
+
+
+class FrameFeed:
+    """Feeds an `Mp4Encoder` from a thread of its own while the caller is still producing frames
+    (the VAE decode hands over each chunk it decodes): x264 then runs on the cores the decode leaves
+    idle between its parallel regions instead of after the decode, and the decode never waits on the
+    pipe (ffmpeg reads a frame only once it has encoded the last). ``prepare`` turns a chunk into
+    uint8 frames in the feeding thread (numpy releases the GIL). The caller ``put``s chunks,
+    ``close``s, then ``wait``s (``abort`` on any other way out)."""
+
+    def __init__(self, encoder: Mp4Encoder, total: int, prepare: Callable[[np.ndarray], np.ndarray]) -> None:
+        self._encoder, self._prepare = encoder, prepare
+        self._chunks: queue.SimpleQueue[np.ndarray | None] = queue.SimpleQueue()
+        self._changed = threading.Condition()
+        self.written, self.done = 0, False
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(total,), name="mp4-feed", daemon=True)
+        self._thread.start()
+
+    def put(self, chunk: np.ndarray) -> None:
+        self._chunks.put(chunk)
+
+    def close(self) -> None:
+        self._chunks.put(None)
+
+    def wait(self, after: int, timeout: float) -> tuple[int, bool]:
+        """(frames ffmpeg has taken, whether the encode is over) once it has taken more than
+        ``after``, is over, or ``timeout`` passed; raises the encode's error once it is over."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.done or self.written > after, timeout)
+            if self.done and self._error is not None:
+                raise self._error
+            return self.written, self.done
+
+    def abort(self) -> None:
+        self._encoder.kill()  # a blocked write fails, the feed thread ends
+        self._chunks.put(None)
+        self._thread.join()
+
+    def _frames(self) -> Iterator[np.ndarray]:
+        while (chunk := self._chunks.get()) is not None:
+            yield from self._prepare(chunk)
+
+    def _taken(self, i: int, total: int) -> None:
+        with self._changed:
+            self.written = i
+            self._changed.notify_all()
+
+    def _run(self, total: int) -> None:
+        try:
+            self._encoder.encode(self._frames(), total, self._taken)
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            with self._changed:
+                self.done = True
+                self._changed.notify_all()
 
 
 def encode_mp4(

@@ -9,8 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from services.inference.engine.cache import ModelCache, release_memory
-from services.inference.engine.diffusion import Interrupted, decode_latents, denoise, make_preview
-from services.inference.engine.encode import Mp4Encoder
+from services.inference.engine.diffusion import (
+    Interrupted,
+    can_stream_decode,
+    decode_latents,
+    decode_streaming,
+    denoise,
+    make_preview,
+    to_uint8,
+)
+from services.inference.engine.encode import FrameFeed, Mp4Encoder
 from services.inference.engine.loras import apply_loras
 from services.inference.engine.policy import MemoryPolicy, apply_policy, choose_policy, is_oom, next_policy
 from services.inference.faceswap.worker import swap_frames
@@ -141,27 +149,31 @@ def run(ctx: TaskContext, work: GenerationWork) -> GenerationOutcome:
     # core is otherwise idle meanwhile); killed on any way out but a finished encode.
     encoder = Mp4Encoder(out, width=spec.width, height=spec.height, fps=spec.fps)
     try:
-        frames, policy = _decode(ctx, cache, loaded, latents, spec, policy, timings)
-        face_swap = None
-        if work.face_swap is not None:
+        total, face_swap = None, None
+        if work.face_swap is None and can_stream_decode(loaded):
+            total = _decode_and_encode(ctx, loaded, latents, spec, encoder, timings)
+            if total is None:  # out of memory while streaming: the one-piece decode's ladder, a fresh encoder
+                encoder = Mp4Encoder(out, width=spec.width, height=spec.height, fps=spec.fps)
+        if total is None:
+            frames, policy = _decode(ctx, cache, loaded, latents, spec, policy, timings)
+            if work.face_swap is not None:
+                t0 = time.perf_counter()
+                frames, face_swap = swap_frames(ctx, frames, work.face_swap)
+                timings["face_swap"] = time.perf_counter() - t0
+
+            ctx.raise_if_cancelled()
             t0 = time.perf_counter()
-            frames, face_swap = swap_frames(ctx, frames, work.face_swap)
-            timings["face_swap"] = time.perf_counter() - t0
+            total = len(frames)
 
-        ctx.raise_if_cancelled()
-        t0 = time.perf_counter()
-        total = len(frames)
-        base = _WORKER_END - _WEIGHTS["encode"]
+            def encoded(i: int, n: int) -> None:
+                ctx.raise_if_cancelled()  # the encoder kills ffmpeg on the way out
+                ctx.emit(_encoding(i, n))
 
-        def encoded(i: int, n: int) -> None:
-            ctx.raise_if_cancelled()  # the encoder kills ffmpeg on the way out
-            ctx.emit(_progress(job_pb2.STAGE_ENCODING, base + _WEIGHTS["encode"] * i / n, frame=i, total_frames=n))
-
-        encoder.encode(iter(frames), total, encoded)
+            encoder.encode(iter(frames), total, encoded)
+            timings["encode"] = time.perf_counter() - t0
     except BaseException:
         encoder.kill()
         raise
-    timings["encode"] = time.perf_counter() - t0
     kept.drop()
     return GenerationOutcome(
         frame_count=total, width=spec.width, height=spec.height, fps=spec.fps, seed=spec.seed,
@@ -169,6 +181,59 @@ def run(ctx: TaskContext, work: GenerationWork) -> GenerationOutcome:
         resumed_from_latents=resumed, loaded_models=tuple(sorted(cache.loaded_ids())), model_loads=cache.loads,
         remote_passes=stats.get("remote", 0),
     )
+
+
+def _encoding(frame: int, total: int) -> job_pb2.Progress:
+    base = _WORKER_END - _WEIGHTS["encode"]
+    return _progress(job_pb2.STAGE_ENCODING, base + _WEIGHTS["encode"] * frame / total, frame=frame, total_frames=total)
+
+
+def _decode_and_encode(
+    ctx: TaskContext, loaded: Any, latents: Any, spec: GenerationSpec, encoder: Mp4Encoder, timings: dict[str, float],
+) -> int | None:
+    """The CPU path (`can_stream_decode`): each chunk the VAE decodes goes to ffmpeg at once, so x264
+    and the frame conversion run while the VAE decodes the rest (in a plain script they follow it).
+    Returns the frame count; None when the decode ran out of memory (nothing kept: the caller decodes
+    again the one-piece way, whose ladder retries with a stricter policy)."""
+    base = _WEIGHTS["load"] + _WEIGHTS["denoise"]
+
+    def decoded(frame: int, total: int) -> None:
+        ctx.raise_if_cancelled()
+        ctx.emit(_progress(job_pb2.STAGE_DECODING, base + _WEIGHTS["decode"] * frame / total,
+                           frame=frame, total_frames=total))
+
+    feed = FrameFeed(encoder, spec.num_frames, to_uint8)
+    try:
+        ctx.raise_if_cancelled()
+        t0 = time.perf_counter()
+        try:
+            total = decode_streaming(loaded, latents, spec, decoded, feed.put)
+        except TaskCancelled:
+            raise
+        except Exception as exc:
+            if not is_oom(exc):
+                raise ServiceError.internal("DECODE_FAILED", f"VAE decode failed: {exc}"[:300]) from exc
+            feed.abort()
+            release_memory()
+            return None
+        feed.close()
+        timings["decoding"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        # Encoding events wait for the decode's last one (so the stages still come decode, then
+        # encode, with growing fractions), then follow the frames ffmpeg has taken, as before.
+        reported, over = 0, False
+        while not over:
+            written, over = feed.wait(reported, timeout=0.25)
+            for frame in range(reported + 1, written + 1):
+                ctx.raise_if_cancelled()
+                ctx.emit(_encoding(frame, total))
+            reported = written
+            ctx.raise_if_cancelled()
+        timings["encode"] = time.perf_counter() - t0
+    except BaseException:
+        feed.abort()
+        raise
+    return total
 
 
 def load_model(ctx: TaskContext, work: GenerationWork) -> Any:
