@@ -29,6 +29,7 @@ import {
   type Transform,
 } from "../gen/viarte/render/v1/timeline_pb";
 import { sourceAt, timeFor } from "./ramp";
+import { retimeAnimations } from "./retime";
 
 export type TrackType = "video" | "text" | "audio";
 export type ClipType = "video" | "image" | "audio" | "text";
@@ -266,12 +267,12 @@ export function trimStart(timeline: Timeline, clipId: string, newStart: number):
     if (clip.mediaDuration > 0) start = Math.max(start, clip.start - clip.sourceStart / speed); // not before source 0
     start = Math.max(0, start);
     const delta = start - clip.start;
-    return {
+    return retimeAnimations({
       ...clip,
       start: round(start),
       duration: round(end - start),
       sourceStart: clip.mediaDuration > 0 ? round(clip.sourceStart + delta * speed) : 0,
-    };
+    }, round(delta));
   });
 }
 
@@ -291,15 +292,15 @@ export function splitClip(timeline: Timeline, clipId: string, at: number): Timel
   }
   if (isRamped(clip)) throw new TimelineError("remove the speed ramp to split this clip");
   const head = round(at - clip.start);
-  const left: Clip = { ...clip, duration: head };
-  const right: Clip = {
+  const left: Clip = retimeAnimations({ ...clip, duration: head }, 0, head);
+  const right: Clip = retimeAnimations({
     ...clip,
     id: newId("clip"),
     start: round(at),
     duration: round(clip.duration - head),
     sourceStart: clip.mediaDuration > 0 ? round(clip.sourceStart + sourceUsed(clip, head)) : 0,
     transitionIn: null,
-  };
+  }, head, round(clip.duration - head));
   return replaceTrack(timeline, withClips(track, [...track.clips.filter((c) => c.id !== clipId), left, right]));
 }
 

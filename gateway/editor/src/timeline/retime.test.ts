@@ -1,0 +1,68 @@
+import { describe, expect, it } from "vitest";
+import { create } from "@bufbuild/protobuf";
+import { Easing, KeyframeSchema } from "../gen/viarte/render/v1/timeline_pb";
+import { addKeyframe, keyframesOf, property, setKeyframeValue, valueOf } from "./keyframes";
+import { addClip, emptyTimeline, findClip, makeClip, splitClip, type Timeline, trimStart } from "./model";
+import { cutKeyframes } from "./retime";
+
+// A 4 s clip at 1 s on the timeline whose opacity rises 0 → 1 over clip-local 1..3 s, and whose
+// exposure keyframes run -1 → 1 over 0..4 s.
+function animated(): Timeline {
+  const a = makeClip({ id: "a", type: "video", assetId: "v", start: 1, mediaDuration: 10, duration: 4 });
+  let tl = addClip(emptyTimeline(), "v1", a);
+  tl = addKeyframe(addKeyframe(tl, "a", "opacity", 1), "a", "opacity", 3);
+  tl = setKeyframeValue(tl, "a", "opacity", 0, 0);
+  tl = addKeyframe(addKeyframe(tl, "a", "exposure", 0), "a", "exposure", 4);
+  tl = setKeyframeValue(setKeyframeValue(tl, "a", "exposure", 0, -1), "a", "exposure", 1, 1);
+  return tl;
+}
+const clip = (tl: Timeline, id: string) => findClip(tl, id).clip;
+const times = (tl: Timeline, id: string, p: string) => keyframesOf(clip(tl, id), property(p)).map((k) => [k.timeSeconds, k.value]);
+
+// What a clip shows at timeline time t for property p.
+function at(tl: Timeline, id: string, p: string, t: number): number {
+  const c = clip(tl, id);
+  return valueOf(c, property(p), t - c.start);
+}
+
+describe("keyframes follow the picture", () => {
+  it("trimming the start keeps every remaining frame's values", () => {
+    const before = animated();
+    const after = trimStart(before, "a", 3); // 2 s off the front: the opacity ramp is half done there
+    for (const t of [3, 3.5, 4, 4.5, 4.9]) {
+      expect(at(after, "a", "opacity", t)).toBeCloseTo(at(before, "a", "opacity", t), 6);
+      expect(at(after, "a", "exposure", t)).toBeCloseTo(at(before, "a", "exposure", t), 6);
+    }
+    expect(times(after, "a", "opacity")).toEqual([[0, 0.5], [1, 1]]);
+  });
+
+  it("extending the start back moves the keyframes later", () => {
+    const trimmed = trimStart(animated(), "a", 2);
+    expect(times(trimmed, "a", "opacity")).toEqual([[0, 0], [2, 1]]);
+    const back = trimStart(trimmed, "a", 1);
+    expect(times(back, "a", "opacity")).toEqual([[1, 0], [3, 1]]);
+  });
+
+  it("splitting gives each half the animation it showed", () => {
+    const before = animated();
+    const split = splitClip(before, "a", 3);
+    const right = findClip(split, "a").track.clips.find((c) => c.id !== "a")!.id;
+    for (const t of [1, 1.5, 2, 2.5, 2.95]) expect(at(split, "a", "opacity", t)).toBeCloseTo(at(before, "a", "opacity", t), 6);
+    for (const t of [3, 3.5, 4, 4.9]) {
+      expect(at(split, right, "opacity", t)).toBeCloseTo(at(before, "a", "opacity", t), 6);
+      expect(at(split, right, "exposure", t)).toBeCloseTo(at(before, "a", "exposure", t), 6);
+    }
+    expect(times(split, "a", "opacity")).toEqual([[1, 0], [2, 0.5]]); // cut at its end
+    expect(times(split, right, "opacity")).toEqual([[0, 0.5], [1, 1]]);
+  });
+
+  it("an edge already on a keyframe gets no second one; easing of a cut segment is kept", () => {
+    const kfs = [
+      create(KeyframeSchema, { timeSeconds: 0, value: 0, easing: Easing.LINEAR }),
+      create(KeyframeSchema, { timeSeconds: 2, value: 1, easing: Easing.EASE_IN }),
+    ];
+    expect(cutKeyframes(kfs, 2).map((k) => [k.timeSeconds, k.value])).toEqual([[0, 1]]);
+    const head = cutKeyframes(kfs, 0, 1);
+    expect(head.map((k) => [k.timeSeconds, k.value, k.easing])).toEqual([[0, 0, Easing.LINEAR], [1, 0.25, Easing.EASE_IN]]);
+  });
+});
