@@ -375,7 +375,11 @@ def _close(postgres: bool) -> sa.Insert:
 
 
 _CLOSE = {postgres: _close(postgres) for postgres in (False, True)}
+# At most PRUNE_BATCH rows per statement: the first prune after an upgrade (or a long outage) does
+# not delete a table's worth of rows in one transaction inside a RecordJobOutcomes call.
+PRUNE_BATCH = 2000
 _PRUNE = sa.delete(AdmissionRow.__table__).where(  # type: ignore[attr-defined]
-    _A.open.is_(False), _A.create_time < sa.bindparam("before"))
+    _A.job_id.in_(sa.select(_A.job_id).where(_A.open.is_(False), _A.create_time < sa.bindparam("before"))
+                  .limit(PRUNE_BATCH).scalar_subquery()))
 _RECORDED = sa.select(UsageRecordRow.__table__.c.job_id).where(  # type: ignore[attr-defined]
     UsageRecordRow.__table__.c.job_id.in_(sa.bindparam("ids", expanding=True)))  # type: ignore[attr-defined]

@@ -136,6 +136,7 @@ class AdmissionRow(SQLModel, table=True):
         sa.Index("ix_account_admission_user_open", "user_id", "open"),
         sa.Index("ix_account_admission_key_open", "api_key_id", "open"),
         sa.Index("ix_account_admission_holder_expire", "holder", "expire_time"),
+        sa.Index("ix_account_admission_open_time", "open", "create_time"),
     )
 
     job_id: str = Field(primary_key=True, max_length=64)

@@ -19,7 +19,7 @@ from google.rpc import code_pb2
 
 from services.account.common import caller, database, from_ts, to_ts
 from services.account.leases import LeaseRequest, LeaseStore, Settlement
-from services.account.limits import Admission, Admissions, Caller, LimitStore
+from services.account.limits import PRUNE_BATCH, Admission, Admissions, Caller, LimitStore
 from services.account.models import UsageRecordRow, as_utc, utcnow
 from services.account.prices import KIND_NAMES, MAX_CREDITS, PriceList, Usage
 from services.account.reasons import Reason
@@ -229,7 +229,9 @@ class AccountInternalServicer(account_pb2_grpc.AccountInternalServiceServicer): 
         if time.monotonic() >= self._next_prune:  # closed admissions past the retention (limits.prune_closed)
             self._next_prune = time.monotonic() + min(self.retention_seconds, 10.0)
             with contextlib.suppress(ServiceError):  # the database went away: the next batch prunes
-                await database(self.store.prune_admissions, utcnow() - timedelta(seconds=self.retention_seconds))
+                pruned = await database(self.store.prune_admissions, utcnow() - timedelta(seconds=self.retention_seconds))
+                if pruned >= PRUNE_BATCH:  # more are due: the next batch prunes again
+                    self._next_prune = 0.0
         return out
 
     def _new_record(self, request: account_pb2.RecordJobOutcomeRequest) -> NewRecord | ServiceError:

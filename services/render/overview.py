@@ -11,8 +11,8 @@ One ffmpeg decode of a stored video or audio asset makes three things:
   otherwise decodes those 7 s first, which was most of the edit → first playable segment time, and
   a 720p source decodes four times the pixels the 360p draft shows (bench/playback.py).
 
-All three are storage service objects under ``render/overview/<version>/<asset id>/<sha256>`` (the
-proxy's name says its height, so a changed ``draft_height`` never reads a proxy of another size): every
+All three are storage service objects under ``render/overview/<version>/<asset id>/<sha256>-h<draft
+height>`` (a changed ``draft_height`` makes its own overview and proxy, never reads another size): every
 replica finds what one computed (an asset id names immutable bytes; the sha256 and the version name
 what was derived from what). Concurrent requests for one asset in one process share one decode; at
 most ``analyze_concurrency`` decodes run at once per server, bounded by ``analyze_timeout_seconds``.
@@ -118,9 +118,10 @@ class Overviews:
         self._proxies: dict[str, tuple[float, str | None]] = {}
         self._sha: dict[str, str] = {}  # asset id → sha256: an asset id names immutable bytes
 
-    @staticmethod
-    def _key(asset_id: str, sha256: str) -> str:
-        return f"render/overview/{_VERSION}/{asset_id}/{sha256 or 'nosha'}"
+    def _key(self, asset_id: str, sha256: str) -> str:
+        # The draft height is in the key: a stored overview promises its proxy at that height, so
+        # replicas (or a restart) with another draft_height make their own instead of finding none.
+        return f"render/overview/{_VERSION}/{asset_id}/{sha256 or 'nosha'}-h{self.ctx.config.draft_height}"
 
     async def overview(self, owner: str, asset_id: str) -> render_pb2.GetMediaOverviewResponse:
         config = self.ctx.config
@@ -193,8 +194,9 @@ class Overviews:
                 _log.warning("render.overview_cache_unwritable", key=key, error=str(exc)[:200])
         return found
 
-    def _proxy_name(self, key: str) -> str:
-        return f"{key}.proxy{self.ctx.config.draft_height}.mp4"
+    @staticmethod
+    def _proxy_name(key: str) -> str:
+        return f"{key}.proxy.mp4"  # the key names the draft height
 
     async def with_proxies(self, owner: str, sources: dict[str, Source], keep: frozenset[str] = frozenset()) -> dict[str, Source]:
         """``sources`` with each video read from its playback proxy where one was made (else as is),

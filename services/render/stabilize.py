@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
@@ -93,8 +94,17 @@ async def fetch_stabilization(plan: Plan, folder: Path) -> Plan:
         return plan
     try:
         return await asyncio.to_thread(fetch_stabilization_sync, plan, folder)
-    except httpx.HTTPError as exc:  # storage's S3 is down or the URL expired: not the caller's fault
-        raise ServiceError.unavailable(Reason.STORAGE_UNAVAILABLE, f"the stabilisation analysis is unreadable: {exc}") from None
+    except AnalysisUnreadable as exc:  # storage's S3 is down or the URL expired: not the caller's fault
+        raise ServiceError.unavailable(Reason.STORAGE_UNAVAILABLE, str(exc)) from None
+
+
+class AnalysisUnreadable(Exception):
+    """A stored analysis could not be downloaded. The message never holds the URL: a presigned
+    URL carries credentials, and this text reaches the job's error."""
+
+    def __init__(self, exc: httpx.HTTPError) -> None:
+        answer = exc.response.status_code if isinstance(exc, httpx.HTTPStatusError) else type(exc).__name__
+        super().__init__(f"the stabilisation analysis is unreadable ({answer})")
 
 
 def fetch_stabilization_sync(plan: Plan, folder: Path) -> Plan:
@@ -107,20 +117,28 @@ def fetch_stabilization_sync(plan: Plan, folder: Path) -> Plan:
         for key, analysis in plan.analyses.items():
             path = folder / _local_name(analysis.key)
             if not path.exists():
-                answer = client.get(analysis.url)
-                answer.raise_for_status()
-                partial = path.with_suffix(f".{os.getpid()}.part")
+                try:
+                    answer = client.get(analysis.url)
+                    answer.raise_for_status()
+                except httpx.HTTPError as exc:
+                    raise AnalysisUnreadable(exc) from None
+                partial = _partial(path)  # own name: two renders may fetch the same analysis at once
                 partial.write_bytes(answer.content)
                 partial.replace(path)  # whole or nothing, as the analysis itself
             files[key] = str(path)
     return replace(plan, stabilization=files)
 
 
+def _partial(path: Path) -> Path:
+    """A file beside ``path`` that no other process or thread writes (renamed onto it when whole)."""
+    return path.with_suffix(f".{os.getpid()}.{uuid.uuid4().hex[:12]}.part")
+
+
 async def _detect(source: Source, path: Path, ffmpeg_binary: str, cancel: asyncio.Event | None) -> None:
     from services.render.pipeline import _command  # the one place graphs become commands
 
     inp = source.input()
-    partial = path.with_suffix(f".{os.getpid()}.part")
+    partial = _partial(path)
     stream = ffmpeg.input(inp.location, **inp.kwargs()).video.filter("vidstabdetect", result=str(partial), **DETECT)
     args = _command(ffmpeg.output(stream, "-", f="null"), ffmpeg_binary, path.parent, "-y")
     try:

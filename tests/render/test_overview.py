@@ -109,7 +109,7 @@ async def test_playback_reads_the_proxy_once_it_exists(render_service, storage_s
     # The proxy: a keyframe every half second (the original has one at 0 s only).
     storage = render_service.server.render_storage
     sha = (await storage.resolve(user.id, asset)).asset.sha256
-    key = f"render/overview/v2/{asset}/{sha}.proxy360.mp4"  # the draft's height: 160x90 stays as it is
+    key = f"render/overview/v2/{asset}/{sha}-h360.proxy.mp4"  # the draft's height: 160x90 stays as it is
     async with httpx.AsyncClient() as client:
         proxy = (await client.get(await storage.resolve_object(key))).content
     assert await asyncio.to_thread(_keyframes, proxy, tmp_path) == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5]

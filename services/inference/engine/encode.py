@@ -101,9 +101,12 @@ class FrameFeed:
         ``after``, is over, or ``timeout`` passed; raises the encode's error once it is over."""
         with self._changed:
             self._changed.wait_for(lambda: self.done or self.written > after, timeout)
-            if self.done and self._error is not None:
+            written, done = self.written, self.done
+        if done:
+            self._thread.join()  # `done` is its last act: this returns at once, and no thread outlives the feed
+            if self._error is not None:
                 raise self._error
-            return self.written, self.done
+        return written, done
 
     def abort(self) -> None:
         self._encoder.kill()  # a blocked write fails, the feed thread ends

@@ -53,17 +53,18 @@ def decode_example(example: Example, width: int, height: int, frames: int) -> np
 
 
 def _cast(model: Any, dtype: Any) -> Any:
-    """`model` in `dtype`, except the modules its class keeps in fp32 (what diffusers' from_pretrained
-    does with `torch_dtype`; diffusers' own `.to(dtype)` would cast Wan's norms and time embedder too,
-    so the plain nn.Module cast is used, then those modules go back to fp32)."""
+    """`model` in `dtype`, except the parameters and buffers its class keeps in fp32 — matched by
+    name as diffusers' from_pretrained does with `torch_dtype` (`k in name.split(".")`; Wan's list
+    names modules such as norm1 and rope, and the parameter scale_shift_table). Those are never cast
+    down and back, so they keep every fp32 bit."""
     import torch
 
     keep = getattr(model, "_keep_in_fp32_modules", None) or []
-    torch.nn.Module.to(model, dtype=dtype)
-    if dtype != torch.float32:
-        for name, module in model.named_modules():
-            if any(k in name.split(".") for k in keep):
-                torch.nn.Module.to(module, dtype=torch.float32)
+    with torch.no_grad():  # (the copy may come from a bf16 inference pipeline: fp32 is a cast too)
+        for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+            if tensor.is_floating_point():
+                kept = any(k in name.split(".") for k in keep)
+                tensor.data = tensor.data.to(torch.float32 if kept else dtype)
     return model
 
 

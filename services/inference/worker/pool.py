@@ -113,7 +113,10 @@ class LocalWorker:
 
     def _dispatch_all(self, messages: list[Any]) -> None:
         for message in messages:
-            self._dispatch(message)
+            try:
+                self._dispatch(message)
+            except Exception:  # one failing callback must not drop the batch's TaskDone/TaskFailed
+                _log.exception("worker_message_dispatch_failed", message=type(message).__name__)
 
     def _dispatch(self, message: Any) -> None:
         if isinstance(message, Ready):

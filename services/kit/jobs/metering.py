@@ -112,6 +112,8 @@ class Metering:
     leases: Leases = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if not 1 <= self.batch <= 500:  # account refuses a longer RecordJobOutcomes: outcomes would retry for ever
+            raise ValueError(f"Metering.batch must be in [1, 500], not {self.batch}")
         # The holder of this service's leases: its job kinds name it for every replica alike.
         holder = ",".join(sorted(self.kinds))
         object.__setattr__(self, "leases", Leases(self.sink, holder, ttl_seconds=self.lease_ttl_seconds,

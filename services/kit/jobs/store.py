@@ -53,7 +53,8 @@ EventItem = tuple[job_pb2.Progress, int, job_pb2.Placement | None]
 # The transaction-scoped advisory lock that makes "count the queue, then insert" one step over
 # every replica (PostgreSQL); SQLite's single write lock, taken by the INSERT, does the same there.
 _QUEUE_LOCK = zlib.crc32(b"viarte-jobs:queue-cap")
-# Serialises the queue-position announcers of every replica (``JobStore.announce``).
+# Serialises the queue-position announcers of every replica (``JobStore.announce``); claims take it
+# shared, so none skips the head rows an announcement has locked.
 _ANNOUNCE_LOCK = zlib.crc32(b"viarte-jobs:announce")
 
 # SQLAlchemy Core on the tables (no ORM unit of work on the hot paths: see ``_Row``).
@@ -376,6 +377,11 @@ class JobStore:
                  .returning(*_JOB.c, more.label("more")))
         with self._engine.connect() as conn:
             self._guard(conn)
+            if self.postgres:
+                # An announcement holds the head's row locks until it commits: SKIP LOCKED would pass
+                # over the whole head and start a later job. Claims share the announcers' lock, so a
+                # claim waits those few ms instead (announce takes it exclusively before any row lock).
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock_shared(_ANNOUNCE_LOCK)))
             row = conn.execute(claim).first()
             if row is None:
                 skipped = self.postgres and conn.execute(waiting.limit(1)).first() is not None

@@ -146,3 +146,34 @@ async def test_a_cancel_at_the_head_reannounces_the_queue_in_one_transaction(
 async def _positions(svc: JobService, recs: list[Any], expected: list[int]) -> bool:
     stored = [(await svc.get("alice", "demo", r.id)).progress.queue_position for r in recs]
     return stored == expected
+
+
+@pytest.mark.postgres
+def test_a_claim_during_an_announcement_waits_for_it_and_starts_the_head(postgres_database: Any) -> None:
+    """An announcement holds the queue head's row locks until it commits; SKIP LOCKED alone would
+    pass over the whole head and start a later job (out of priority and FIFO order)."""
+    import threading
+
+    import sqlalchemy as sa
+
+    from services.kit.jobs.store import _ANNOUNCE_LOCK, JobStore
+
+    eng = make_engine(postgres_database())
+    upgrade(eng, MIGRATIONS)
+    store = JobStore(eng)
+    queued = job_pb2.Progress(stage=job_pb2.STAGE_QUEUED)
+    ids = [store.create(owner="alice", kind="demo", request_id="", parameters=b"p", priority=0, now_us=i + 1,
+                        progress=queued)[1].id for i in range(3)]
+    with eng.connect() as announcer:  # what JobStore.announce holds: its lock, then the head's rows
+        announcer.execute(sa.select(sa.func.pg_advisory_xact_lock(_ANNOUNCE_LOCK)))
+        announcer.execute(sa.text("SELECT id FROM job WHERE id = ANY(:ids) FOR UPDATE"), {"ids": ids[:2]})
+        got: list[Any] = []
+        claimer = threading.Thread(target=lambda: got.append(store.claim_next("r1", 60_000_000, 10)))
+        claimer.start()
+        claimer.join(1.0)
+        assert claimer.is_alive(), "the claim did not wait for the announcement"
+        announcer.commit()
+    claimer.join(DEADLINE_S)
+    started, _, _ = got[0]
+    assert started is not None and started.record.id == ids[0]
+    eng.dispose()
