@@ -79,8 +79,9 @@ async def test_a_silent_actor_is_killed_and_the_retry_resumes_from_latents_kept_
     requeued = next(i for i, e in enumerate(events) if i > 0 and e.state == S.JOB_STATE_QUEUED
                     and events[i - 1].state == S.JOB_STATE_RUNNING)
     assert "reported nothing" in events[requeued].progress.message, events[requeued]
-    # Within the bound: the stall limit plus generous slack for a loaded machine, not the 1 h hang.
-    assert time.monotonic() - frozen_at < STALL_SECONDS + 120
+    # Within the bound: the stall limit plus generous slack for a loaded machine (the kill, a new
+    # actor and the retry took 170 s with both cores spun by other processes), not the 1 h hang.
+    assert time.monotonic() - frozen_at < STALL_SECONDS + 600
     first, retry = events[:requeued], events[requeued:]
     assert [e.progress.step for e in first if e.progress.stage == S.STAGE_DENOISING
             and not e.progress.preview_jpeg] == [0, 1, 2, 3]
