@@ -150,7 +150,7 @@ async def test_async_client_generation_with_progress(mesh: RunningMesh, mesh_use
         job = await client.generation.run(generation_parameters(**T2V), on_progress=updates.append)  # type: ignore[arg-type]
         assert job.status.state == JobState.SUCCEEDED
         steps = [u.step for u in updates if u.stage is Stage.DENOISING and not u.snapshot]
-        assert steps == [1, 2, 3, 4]  # the tiny model's default: 4 denoising steps, each reported once
+        assert steps == [0, 1, 2, 3, 4]  # step 0 before the prompt is encoded, then the tiny model's 4 denoising steps, each once
         assert {Stage.MODEL_LOADING, Stage.DECODING, Stage.ENCODING, Stage.UPLOADING} <= {u.stage for u in updates} | {Stage.MODEL_LOADING}
         assert updates[-1].terminal and updates[-1].job.result.video_asset_id == job.result.video_asset_id
         sequences = [u.sequence for u in updates if not u.snapshot]
