@@ -4,40 +4,17 @@
 // into it, then change the crossfade to "circleopen" and wait for its preview. The pytest side
 // checks the saved project and renders it.
 //   node e2e/keyframes.mjs --base URL --artifacts DIR --email E --password P --project ID
-import { chromium } from "playwright-core";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { cliArgs, finish, login, openPage, recordFailure } from "./browser.mjs";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 
-const { values: args } = parseArgs({
-  options: {
-    base: { type: "string" },
-    artifacts: { type: "string" },
-    email: { type: "string" },
-    password: { type: "string" },
-    project: { type: "string" },
-    chromium: { type: "string", default: "/usr/bin/chromium" },
-  },
-});
-mkdirSync(args.artifacts, { recursive: true });
+const args = cliArgs({ email: { type: "string" }, password: { type: "string" }, project: { type: "string" } });
 const result = { consoleErrors: [], error: null };
-const browser = await chromium.launch({
-  executablePath: args.chromium,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
-const page = await (await browser.newContext({ viewport: { width: 1400, height: 900 } })).newPage();
-page.setDefaultTimeout(60_000);
-page.on("console", (msg) => msg.type() === "error" && result.consoleErrors.push(msg.text()));
-page.on("pageerror", (err) => result.consoleErrors.push(`pageerror: ${err.message}`));
+const { browser, page } = await openPage(args, result, { timeout: 60_000 });
 const saved = () => page.waitForSelector("[data-testid=save-state][data-state=saved]");
 const kf = (i) => page.getByTestId(`kf-opacity-${i}`);
 
 try {
-  await page.goto(`${args.base}/login`);
-  await page.fill("input[name=email]", args.email);
-  await page.fill("input[name=password]", args.password);
-  await page.click("button[type=submit]");
-  await page.getByTestId("assets-page").waitFor();
+  await login(page, args.base, args.email, args.password);
   await page.goto(`${args.base}/projects/${args.project}`);
   await page.getByTestId("editor-page").waitFor();
   result.h1 = await page.locator("h1").count();
@@ -90,10 +67,8 @@ try {
   await saved();
   await page.screenshot({ path: join(args.artifacts, "02-transition.png") });
 } catch (err) {
-  result.error = String(err?.stack ?? err);
-  await page.screenshot({ path: join(args.artifacts, "zz-failure.png") }).catch(() => {});
+  await recordFailure(page, result, err, args.artifacts);
 } finally {
-  writeFileSync(join(args.artifacts, "result.json"), JSON.stringify(result, null, 2));
-  await browser.close();
+  await finish(browser, result, args.artifacts);
 }
 process.exit(result.error ? 1 : 0);
