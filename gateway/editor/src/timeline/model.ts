@@ -29,7 +29,7 @@ import {
   type Transform,
 } from "../gen/viarte/render/v1/timeline_pb";
 import { sourceAt, timeFor } from "./ramp";
-import { retimeAnimations } from "./retime";
+import { cutsEasedSegment, retimeAnimations } from "./retime";
 
 export type TrackType = "video" | "text" | "audio";
 export type ClipType = "video" | "image" | "audio" | "text";
@@ -256,22 +256,26 @@ export function updateClip(timeline: Timeline, clipId: string, change: (clip: Cl
   return replaceTrack(timeline, withClips(track, track.clips.map((c) => (c.id === clipId ? change(c) : c))));
 }
 
-// Drag the left edge to `newStart`: the source in-point moves with it, the end stays put.
+// Drag the left edge to `newStart`: the source in-point moves with it, the end stays put. A
+// ramped clip's ramp is cut with it (keyframes are keyed to the clip's start), so every kept frame
+// plays the source it played before.
 export function trimStart(timeline: Timeline, clipId: string, newStart: number): Timeline {
   return updateClip(timeline, clipId, (clip) => {
     const end = clipEnd(clip);
-    // A ramp is keyed to the clip's start: moving the start would re-time the whole ramp.
-    if (isRamped(clip)) throw new TimelineError("trim a speed-ramped clip at its end (or remove the ramp)");
-    const speed = clip.speed ?? 1;
+    const ramp = clip.filters?.speedKeyframes ?? [];
+    // Extending the start back plays the source at the rate the clip starts with.
+    const rate = ramp.length ? ramp[0].value : (clip.speed ?? 1);
     let start = Math.min(newStart, end - MIN_CLIP_SECONDS);
-    if (clip.mediaDuration > 0) start = Math.max(start, clip.start - clip.sourceStart / speed); // not before source 0
-    start = Math.max(0, start);
+    if (clip.mediaDuration > 0) start = Math.max(start, clip.start - clip.sourceStart / rate); // not before source 0
+    start = round(Math.max(0, start));
     const delta = start - clip.start;
+    if (cutsEasedSegment(ramp, delta)) throw new TimelineError("trim a speed ramp at a keyframe or inside a linear segment");
     return retimeAnimations({
       ...clip,
-      start: round(start),
-      duration: round(end - start),
-      sourceStart: clip.mediaDuration > 0 ? round(clip.sourceStart + delta * speed) : 0,
+      start,
+      // A ramped clip's length is derived (not whole milliseconds): its end stays exactly put.
+      duration: ramp.length ? end - start : round(end - start),
+      sourceStart: clip.mediaDuration > 0 ? round(clip.sourceStart + sourceUsed(clip, delta)) : 0,
     }, round(delta));
   });
 }
@@ -290,14 +294,16 @@ export function splitClip(timeline: Timeline, clipId: string, at: number): Timel
   if (at <= clip.start + MIN_CLIP_SECONDS - EPSILON || at >= clipEnd(clip) - MIN_CLIP_SECONDS + EPSILON) {
     throw new TimelineError("the playhead must be inside the clip to split it");
   }
-  if (isRamped(clip)) throw new TimelineError("remove the speed ramp to split this clip");
   const head = round(at - clip.start);
+  if (cutsEasedSegment(clip.filters?.speedKeyframes ?? [], head)) {
+    throw new TimelineError("split a speed ramp at a keyframe or inside a linear segment");
+  }
   const left: Clip = retimeAnimations({ ...clip, duration: head }, 0, head);
   const right: Clip = retimeAnimations({
     ...clip,
     id: newId("clip"),
     start: round(at),
-    duration: round(clip.duration - head),
+    duration: isRamped(clip) ? clip.duration - head : round(clip.duration - head),
     sourceStart: clip.mediaDuration > 0 ? round(clip.sourceStart + sourceUsed(clip, head)) : 0,
     transitionIn: null,
   }, head, round(clip.duration - head));

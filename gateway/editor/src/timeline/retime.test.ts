@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
-import { Easing, KeyframeSchema } from "../gen/viarte/render/v1/timeline_pb";
+import { ClipFiltersSchema, Easing, KeyframeSchema } from "../gen/viarte/render/v1/timeline_pb";
 import { addKeyframe, keyframesOf, property, setKeyframeValue, valueOf } from "./keyframes";
-import { addClip, emptyTimeline, findClip, makeClip, splitClip, type Timeline, trimStart } from "./model";
+import { addClip, clipEnd, emptyTimeline, findClip, makeClip, sourceUsed, splitClip, type Timeline, trimStart } from "./model";
 import { cutKeyframes } from "./retime";
 
 // A 4 s clip at 1 s on the timeline whose opacity rises 0 → 1 over clip-local 1..3 s, and whose
@@ -64,5 +64,54 @@ describe("keyframes follow the picture", () => {
     expect(cutKeyframes(kfs, 2).map((k) => [k.timeSeconds, k.value])).toEqual([[0, 1]]);
     const head = cutKeyframes(kfs, 0, 1);
     expect(head.map((k) => [k.timeSeconds, k.value, k.easing])).toEqual([[0, 0, Easing.LINEAR], [1, 0.25, Easing.EASE_IN]]);
+  });
+});
+
+// A 6 s clip at 2 s on the timeline, from source 1 s, whose speed ramp rises 1 → 2 linearly over
+// clip-local 0..2 s, holds 2 until 4 s, then eases in to 0.5 at 6 s.
+function ramped(): Timeline {
+  const kf = (timeSeconds: number, value: number, easing = Easing.LINEAR) => create(KeyframeSchema, { timeSeconds, value, easing });
+  const filters = create(ClipFiltersSchema, { speedKeyframes: [kf(0, 1), kf(2, 2), kf(4, 2), kf(6, 0.5, Easing.EASE_IN)] });
+  const a = makeClip({ id: "a", type: "video", assetId: "v", start: 2, sourceStart: 1, mediaDuration: 30, duration: 6, filters });
+  return addClip(emptyTimeline(), "v1", a);
+}
+
+// The source second a clip plays at timeline time t.
+const sourceAtTime = (tl: Timeline, id: string, t: number): number => {
+  const c = clip(tl, id);
+  return c.sourceStart + sourceUsed(c, t - c.start);
+};
+
+describe("speed ramps follow the picture", () => {
+  it("trimming a ramped clip's start inside a linear segment keeps the source every kept frame plays", () => {
+    const before = ramped();
+    const after = trimStart(before, "a", 3); // 1 s in: half-way up the 1 → 2 segment
+    expect(clipEnd(clip(after, "a"))).toBeCloseTo(8, 9);
+    for (const t of [3, 3.5, 4, 5, 6, 7, 7.99]) expect(sourceAtTime(after, "a", t)).toBeCloseTo(sourceAtTime(before, "a", t), 3);
+    expect(clip(after, "a").filters!.speedKeyframes.map((k) => [k.timeSeconds, k.value])).toEqual([[0, 1.5], [1, 2], [3, 2], [5, 0.5]]);
+  });
+
+  it("extending a ramped clip's start back plays the source at the ramp's first rate", () => {
+    const after = trimStart(ramped(), "a", 1.5); // 0.5 s earlier at rate 1: source 0.5
+    expect(clip(after, "a").sourceStart).toBeCloseTo(0.5, 6);
+    expect(sourceAtTime(after, "a", 4)).toBeCloseTo(sourceAtTime(ramped(), "a", 4), 6);
+  });
+
+  it("splitting a ramped clip gives each half the source it played", () => {
+    const before = ramped();
+    const split = splitClip(before, "a", 5); // clip-local 3 s: the hold at rate 2
+    const right = findClip(split, "a").track.clips.find((c) => c.id !== "a")!.id;
+    expect(clipEnd(clip(split, "a"))).toBeCloseTo(5, 9);
+    expect(clipEnd(clip(split, right))).toBeCloseTo(8, 9);
+    for (const t of [2, 3, 4, 4.99]) expect(sourceAtTime(split, "a", t)).toBeCloseTo(sourceAtTime(before, "a", t), 3);
+    for (const t of [5, 6, 6.5, 7.99]) expect(sourceAtTime(split, right, t)).toBeCloseTo(sourceAtTime(before, "a", t), 3);
+  });
+
+  it("a cut inside an eased segment of the ramp is refused; on its keyframe it is exact", () => {
+    expect(() => splitClip(ramped(), "a", 7)).toThrow(/linear segment/);
+    expect(() => trimStart(ramped(), "a", 7)).toThrow(/linear segment/);
+    const before = ramped();
+    const after = trimStart(before, "a", 6); // on the keyframe at clip-local 4 s
+    for (const t of [6, 6.5, 7, 7.99]) expect(sourceAtTime(after, "a", t)).toBeCloseTo(sourceAtTime(before, "a", t), 3);
   });
 });

@@ -1,7 +1,10 @@
 // Keyframes follow the picture. Their times are relative to the clip's start (the contract's
 // convention), so trimming the start or splitting a clip — which move its in-point — must move
 // them too, or the animation would play shifted over the media (a fade-in keyed at 1 s would land
-// on another frame). Speed ramps are not re-timed here: ramped clips refuse those edits (model.ts).
+// on another frame). A speed ramp is cut the same way, which keeps the source every kept frame
+// plays exactly where the cut falls on a keyframe or inside a linear segment; a cut inside an
+// eased segment would re-ease the rate and shift the source, so model.ts refuses it
+// (`cutsEasedSegment`).
 
 import { clone, create } from "@bufbuild/protobuf";
 import {
@@ -40,13 +43,22 @@ export function cutKeyframes(kfs: readonly Keyframe[], offset: number, length = 
   return out;
 }
 
+// True when clip-local `t` falls strictly inside a segment of `kfs` that is eased (not linear):
+// cutting there cannot keep the curve's shape with the contract's easings.
+export function cutsEasedSegment(kfs: readonly Keyframe[], t: number): boolean {
+  for (let i = 1; i < kfs.length; i++) {
+    if (kfs[i - 1].timeSeconds < t - EDGE && kfs[i].timeSeconds > t + EDGE) return kfs[i].easing !== Easing.LINEAR;
+  }
+  return false;
+}
+
 function cutValue(v: AnimatedValue | undefined, offset: number, length: number): void {
   if (v && v.keyframes.length) v.keyframes = cutKeyframes(v.keyframes, offset, length);
 }
 
 const TRANSFORM_KEYS = ["x", "y", "scale", "rotationDegrees", "opacity"] as const;
 
-// The clip's animations (transform, looks' curves, look intensity) for the part of it that starts
+// The clip's animations (transform, looks' curves, look intensity, speed ramp) for the part of it that starts
 // `offset` seconds after its old start and lasts `length`.
 export function retimeAnimations<C extends { transform?: Transform; filters?: ClipFilters }>(clip: C, offset: number, length = Infinity): C {
   if (offset === 0 && !Number.isFinite(length)) return clip;
@@ -62,6 +74,7 @@ export function retimeAnimations<C extends { transform?: Transform; filters?: Cl
     filters.temperatureKeyframes = cutKeyframes(filters.temperatureKeyframes, offset, length);
     filters.vignetteKeyframes = cutKeyframes(filters.vignetteKeyframes, offset, length);
     cutValue(filters.lookIntensity, offset, length);
+    filters.speedKeyframes = cutKeyframes(filters.speedKeyframes, offset, length);
   }
   return {
     ...clip,
