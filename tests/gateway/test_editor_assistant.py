@@ -3,9 +3,7 @@ kit server, behind its own Envoy cluster) with a chat-completions stand-in for G
 
 from __future__ import annotations
 
-import asyncio
 import json
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ from services.kit.config import Secret
 from services.kit.db import make_engine, upgrade
 from services.kit.server import Service, build_server, stop
 from tests.fakes.chat_server import FakeChatServer, Reply, ToolCall
-from tests.gateway.test_editor_e2e import CHROMIUM, EDITOR, ROOT, _skip_without_browser
+from tests.gateway.browser import artifacts_dir, run_script_async, skip_without_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -39,7 +37,7 @@ def chat_stand_in() -> Iterator[FakeChatServer]:
 async def assistant_gateway(
     mesh: Any, editor_dist: Path, envoy_factory: Any, tmp_path_factory: pytest.TempPathFactory, chat_stand_in
 ) -> AsyncIterator[EnvoyProcess]:
-    _skip_without_browser()
+    skip_without_browser()
     mesh.require("auth", "storage", "inference", "render")
     endpoints = mesh.endpoints
     config = InferenceConfig(
@@ -94,22 +92,7 @@ async def test_magic_prompt_and_confirmed_assistant_action(
         Reply(content=json.dumps(enhanced)),
         Reply(content="Here is a title for your cut.", tool_calls=(ToolCall("add_text", title),)),
     )
-    artifacts = ROOT / "test-artifacts" / "editor-assistant"
-    command = [
-        "node",
-        "e2e/assistant.mjs",
-        "--base",
-        assistant_gateway.url,
-        "--artifacts",
-        str(artifacts),
-        "--chromium",
-        str(CHROMIUM),
-    ]
-    done = await asyncio.to_thread(
-        subprocess.run, command, cwd=EDITOR, capture_output=True, text=True, timeout=180, check=False
-    )
-    result = json.loads((artifacts / "result.json").read_text())
-    assert done.returncode == 0, (result.get("error"), done.stderr[-2000:])
+    result = await run_script_async("assistant", assistant_gateway.url, artifacts_dir("editor-assistant"), time_limit=180)
     assert result["consoleErrors"] == []
     assert result["enhancedPrompt"] == enhanced["prompt"]
     assert result["enhancedNegative"] == "blurry"

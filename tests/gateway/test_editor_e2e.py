@@ -15,83 +15,32 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from PIL import Image
 
-from gateway.config import GatewayConfig
 from gateway.envoy import EnvoyProcess
 from gateway.grpcweb import GrpcWebClient
+from tests.gateway.browser import artifacts_dir, run_script
+from tests.gateway.conftest import MESH_SERVICES
 from viarte.auth.v1 import auth_pb2
 from viarte.inference.v1 import generation_pb2
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
-ROOT = Path(__file__).resolve().parents[2]
-EDITOR = ROOT / "gateway" / "editor"
-CHROMIUM = Path("/usr/bin/chromium")
-MESH_SERVICES = ("auth", "storage", "inference", "render")
 
-
-def _skip_without_browser() -> None:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian chromium is not installed")
-    if shutil.which("node") is None:
-        pytest.skip("node is not installed")
-
-
-@pytest_asyncio.fixture(scope="module")
-async def editor_gateway(mesh: Any, editor_dist: Path, envoy_factory: Any) -> EnvoyProcess:
-    """Envoy serving the freshly built editor in front of the mesh's services."""
-    _skip_without_browser()
-    running = [name for name in (*MESH_SERVICES, "account") if name in mesh.services]
-    endpoints = mesh.endpoints
-    config = GatewayConfig(
-        port=0,
-        admin_port=0,
-        static_dir=str(editor_dist),
-        health_check_interval_seconds=0.5,
-        auth_address=endpoints["auth"],
-        storage_address=endpoints["storage"],
-        inference_address=endpoints.get("inference", endpoints["auth"]),
-        render_address=endpoints.get("render", endpoints["auth"]),
-        account_address=endpoints.get("account", endpoints["auth"]),
-    )
-    envoy = await envoy_factory(config)
-    await envoy.wait_healthy(running, within=60)
-    return envoy
-
-
-def _run_flow(envoy: EnvoyProcess, artifacts: Path, *extra: str, timeout: float) -> dict[str, Any]:
+def _run_flow(envoy: EnvoyProcess, artifacts: Path, *, timeout: float, **options: str) -> dict[str, Any]:
     if artifacts.exists():
         shutil.rmtree(artifacts)
     image = artifacts.parent / f"{artifacts.name}-input.png"
     artifacts.parent.mkdir(parents=True, exist_ok=True)
     # A picture with structure (not a flat colour) so thumbnails and frames show something.
     Image.radial_gradient("L").resize((96, 96)).convert("RGB").save(image)
-    command = [
-        "node", "e2e/flow.mjs",
-        "--base", envoy.url,
-        "--artifacts", str(artifacts),
-        "--image", str(image),
-        "--chromium", str(CHROMIUM),
-        *extra,
-    ]  # fmt: skip
-    completed = subprocess.run(
-        command, cwd=EDITOR, capture_output=True, text=True, timeout=timeout, check=False
-    )
-    result_file = artifacts / "result.json"
-    if not result_file.exists():
-        pytest.fail(f"the browser flow did not report:\n{completed.stdout}\n{completed.stderr}")
-    result: dict[str, Any] = json.loads(result_file.read_text())
-    if completed.returncode != 0:
-        pytest.fail(f"browser flow failed: {result.get('error')}\nconsole: {result.get('consoleErrors')}")
-    return result
+    return run_script("flow", envoy.url, artifacts, time_limit=timeout, image=str(image), **options)
 
 
 async def test_sign_up_and_sign_in_in_chromium(editor_gateway: EnvoyProcess) -> None:
     """Needs only auth and storage: registration, a refused password, login, an upload."""
-    artifacts = ROOT / "test-artifacts" / "editor-e2e-auth"
-    result = await asyncio.to_thread(_run_flow, editor_gateway, artifacts, "--until", "upload", timeout=180)
+    artifacts = artifacts_dir("editor-e2e-auth")
+    result = await asyncio.to_thread(_run_flow, editor_gateway, artifacts, until="upload", timeout=180)
     assert result["consoleErrors"] == []
     assert [s["name"] for s in result["steps"]] == ["register", "login", "upload"]
     assert result["wrongPasswordReason"] == "INVALID_CREDENTIALS"
@@ -142,19 +91,11 @@ def _ffprobe(path: Path) -> dict[str, Any]:
 async def test_whole_flow_from_sign_up_to_downloaded_mp4(mesh: Any, editor_gateway: EnvoyProcess) -> None:
     mesh.require(*MESH_SERVICES)
     model, prompt = await _tiny_i2v_model(editor_gateway)
-    artifacts = ROOT / "test-artifacts" / "editor-e2e"
-    output = ROOT / "test-artifacts" / "editor-e2e-export.mp4"
+    artifacts = artifacts_dir("editor-e2e")
+    output = artifacts_dir("editor-e2e-export.mp4")
     output.unlink(missing_ok=True)
     result = await asyncio.to_thread(
-        _run_flow,
-        editor_gateway,
-        artifacts,
-        "--model",
-        model,
-        f"--prompt={prompt}",
-        "--out",
-        str(output),
-        timeout=1200,
+        _run_flow, editor_gateway, artifacts, model=model, prompt=prompt, out=str(output), timeout=1200
     )
 
     assert result["consoleErrors"] == []

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import subprocess
 import uuid
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 from PIL import Image
 
 from gateway.envoy import EnvoyProcess
-from tests.gateway.test_editor_e2e import CHROMIUM, EDITOR, ROOT, editor_gateway  # noqa: F401 (fixture)
+from tests.gateway.browser import artifacts_dir, run_script_async
 from tests.render.test_analyze import CLICKS
 from tests.render.test_looks import RED_TO_BLUE
 from viarte.auth.v1 import auth_pb2, auth_pb2_grpc
@@ -73,20 +72,13 @@ async def _prepare(mesh: Any, tmp: Path) -> tuple[str, str, str, list[tuple[str,
     return email, password, created.project.id, md, ids
 
 
-async def test_lut_eq_ducking_and_auto_edit_from_the_inspector(mesh: Any, editor_gateway: EnvoyProcess, tmp_path: Path) -> None:  # noqa: F811
+async def test_lut_eq_ducking_and_auto_edit_from_the_inspector(mesh: Any, editor_gateway: EnvoyProcess, tmp_path: Path) -> None:
     mesh.require("auth", "storage", "render")
     email, password, project, md, _ids = await _prepare(mesh, tmp_path)
     lut = tmp_path / "swap.cube"
     lut.write_bytes(RED_TO_BLUE)
-    artifacts = ROOT / "test-artifacts" / "editor-effects"
-    command = ["node", "e2e/effects.mjs", "--base", editor_gateway.url, "--artifacts", str(artifacts), "--email", email,
-               "--password", password, "--project", project, "--lut", str(lut), "--chromium", str(CHROMIUM)]  # fmt: skip
-    done = await asyncio.to_thread(subprocess.run, command, cwd=EDITOR, capture_output=True, text=True, timeout=600, check=False)
-    result_file = artifacts / "result.json"
-    if not result_file.exists():
-        pytest.fail(f"the browser did not report:\n{done.stdout}\n{done.stderr}")
-    result = json.loads(result_file.read_text())
-    assert done.returncode == 0, result.get("error")
+    artifacts = artifacts_dir("editor-effects")
+    result = await run_script_async("effects", editor_gateway.url, artifacts, time_limit=600, email=email, password=password, project=project, lut=str(lut))
     assert result["consoleErrors"] == []
     assert result["snapNotice"].startswith("Snap to beats: 1 cut moved"), result
     # Auto-edit replaced the tracks in one change (the proposal's "video" track), Undo restored them.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import subprocess
 import uuid
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 from PIL import Image
 
 from gateway.envoy import EnvoyProcess
-from tests.gateway.test_editor_e2e import CHROMIUM, EDITOR, ROOT, editor_gateway  # noqa: F401 (fixture)
+from tests.gateway.browser import artifacts_dir, run_script_async
 from viarte.auth.v1 import auth_pb2, auth_pb2_grpc
 from viarte.render.v1 import project_pb2, project_pb2_grpc, render_pb2, render_pb2_grpc
 from viarte.render.v1 import timeline_pb2 as tl
@@ -72,19 +71,12 @@ async def _prepare(mesh: Any, tmp: Path) -> tuple[str, str, project_pb2.Project,
 
 
 async def test_keyframes_dragged_in_a_lane_and_a_transition_picked_are_saved_and_rendered(
-    mesh: Any, editor_gateway: EnvoyProcess, tmp_path: Path  # noqa: F811
+    mesh: Any, editor_gateway: EnvoyProcess, tmp_path: Path
 ) -> None:
     mesh.require("auth", "storage", "render")
     email, password, project, md, ids = await _prepare(mesh, tmp_path)
-    artifacts = ROOT / "test-artifacts" / "editor-keyframes"
-    command = ["node", "e2e/keyframes.mjs", "--base", editor_gateway.url, "--artifacts", str(artifacts), "--email", email,
-               "--password", password, "--project", project.id, "--chromium", str(CHROMIUM)]  # fmt: skip
-    done = await asyncio.to_thread(subprocess.run, command, cwd=EDITOR, capture_output=True, text=True, timeout=600, check=False)
-    result_file = artifacts / "result.json"
-    if not result_file.exists():
-        pytest.fail(f"the browser did not report:\n{done.stdout}\n{done.stderr}")
-    result = json.loads(result_file.read_text())
-    assert done.returncode == 0, result.get("error")
+    artifacts = artifacts_dir("editor-keyframes")
+    result = await run_script_async("keyframes", editor_gateway.url, artifacts, time_limit=600, email=email, password=password, project=project.id)
     assert result["consoleErrors"] == []
     assert result["h1"] == 1
     assert (result["movedTime"], result["movedValue"]) == (1, 1), result

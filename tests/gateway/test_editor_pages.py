@@ -13,7 +13,6 @@ import gzip
 import io
 import json
 import re
-import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from PIL import Image
 
 from gateway.envoy import EnvoyProcess
 from tests.fixtures.account import WebhookReceiver
-from tests.gateway.test_editor_e2e import CHROMIUM, EDITOR, ROOT, editor_gateway  # noqa: F401 (fixture)
+from tests.gateway.browser import artifacts_dir, run_script
 from viarte.account.v1 import account_pb2, account_pb2_grpc
 from viarte.auth.v1 import auth_pb2, auth_pb2_grpc
 from viarte.inference.v1 import generation_pb2, generation_pb2_grpc
@@ -119,20 +118,10 @@ async def _tiny_generation(mesh: Any, user: User) -> generation_pb2.GenerationJo
 def _run_pages(
     envoy: EnvoyProcess, flow: str, user: User, params: dict[str, Any], timeout: float
 ) -> dict[str, Any]:
-    artifacts = ROOT / "test-artifacts" / f"editor-pages-{flow}"
-    command = ["node", "e2e/pages.mjs", "--base", envoy.url, "--artifacts", str(artifacts), "--flow", flow,
-               "--email", user.email, "--password", PASSWORD, "--params", json.dumps(params),
-               "--chromium", str(CHROMIUM)]  # fmt: skip
-    done = subprocess.run(command, cwd=EDITOR, capture_output=True, text=True, timeout=timeout, check=False)
-    result_file = artifacts / "result.json"
-    if not result_file.exists():
-        pytest.fail(f"the browser did not report:\n{done.stdout}\n{done.stderr}")
-    result: dict[str, Any] = json.loads(result_file.read_text())
-    if done.returncode != 0:
-        pytest.fail(
-            f"browser flow {flow} failed: {result.get('error')}\nconsole: {result.get('consoleErrors')}"
-        )
-    return result
+    return run_script(
+        "pages", envoy.url, artifacts_dir(f"editor-pages-{flow}"), time_limit=timeout,
+        flow=flow, email=user.email, password=PASSWORD, params=json.dumps(params),
+    )  # fmt: skip
 
 
 def _serious(violations: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -164,7 +153,7 @@ def test_initial_javascript_is_within_the_budget_and_every_page_is_lazy(editor_d
 
 async def test_every_page_has_no_serious_axe_violation_and_no_console_error(
     mesh: Any,
-    editor_gateway: EnvoyProcess,  # noqa: F811
+    editor_gateway: EnvoyProcess,
     editor_dist: Path,
 ) -> None:
     mesh.require("auth", "storage", "inference", "render", "account")
@@ -197,7 +186,7 @@ async def test_every_page_has_no_serious_axe_violation_and_no_console_error(
     print(json.dumps({"minorViolations": minor}))
 
 
-async def test_account_page_keys_usage_and_webhooks(mesh: Any, editor_gateway: EnvoyProcess) -> None:  # noqa: F811
+async def test_account_page_keys_usage_and_webhooks(mesh: Any, editor_gateway: EnvoyProcess) -> None:
     mesh.require("auth", "storage", "inference", "account")
     user = await _user(mesh)
     with WebhookReceiver([410]) as first, WebhookReceiver() as second:
@@ -285,7 +274,7 @@ async def test_account_page_keys_usage_and_webhooks(mesh: Any, editor_gateway: E
 
 async def test_training_page_live_loss_samples_and_the_lora_in_generate(
     mesh: Any,
-    editor_gateway: EnvoyProcess,  # noqa: F811
+    editor_gateway: EnvoyProcess,
 ) -> None:
     mesh.require("auth", "storage", "inference", "account")
     user = await _user(mesh)

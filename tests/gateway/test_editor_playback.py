@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from gateway.envoy import EnvoyProcess
-from tests.gateway.test_editor_e2e import CHROMIUM, EDITOR, ROOT, editor_gateway  # noqa: F401 (fixture)
+from tests.gateway.browser import artifacts_dir, run_script_async
 from viarte.auth.v1 import auth_pb2, auth_pb2_grpc
 from viarte.render.v1 import project_pb2, project_pb2_grpc, render_pb2, render_pb2_grpc
 from viarte.render.v1 import timeline_pb2 as tl
@@ -90,19 +90,13 @@ async def _render_frames(mesh: Any, md: list[tuple[str, str]], t: tl.Timeline, t
 
 
 async def test_play_three_seconds_with_sound_and_frames_that_match_render_frame(
-    mesh: Any, editor_gateway: EnvoyProcess, tmp_path: Path  # noqa: F811
+    mesh: Any, editor_gateway: EnvoyProcess, tmp_path: Path
 ) -> None:
     mesh.require("auth", "storage", "render")
     email, password, project, md, t = await _prepare(mesh, tmp_path)
-    artifacts = ROOT / "test-artifacts" / "editor-playback"
-    command = ["node", "e2e/playback.mjs", "--base", editor_gateway.url, "--artifacts", str(artifacts),
-               "--email", email, "--password", password, "--project", project, "--chromium", str(CHROMIUM)]  # fmt: skip
-    done = await asyncio.to_thread(subprocess.run, command, cwd=EDITOR, capture_output=True, text=True, timeout=400, check=False)
-    result_file = artifacts / "result.json"
-    if not result_file.exists():
-        pytest.fail(f"the browser did not report:\n{done.stdout}\n{done.stderr}")
-    result = json.loads(result_file.read_text())
-    assert done.returncode == 0, result.get("error")
+    artifacts = artifacts_dir("editor-playback")
+    result = await run_script_async("playback", editor_gateway.url, artifacts, time_limit=400,
+                                    email=email, password=password, project=project)  # fmt: skip
     assert result["consoleErrors"] == []
 
     play = result["play"]

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,7 +13,7 @@ from gateway.envoy import EnvoyProcess
 from services.auth.server import build
 from services.kit.server import stop
 from tests.fixtures.auth import test_auth_config
-from tests.gateway.test_editor_e2e import CHROMIUM, EDITOR, ROOT, _skip_without_browser
+from tests.gateway.browser import artifacts_dir, run_script_async, skip_without_browser
 
 pytestmark = [pytest.mark.browser]
 
@@ -27,7 +24,7 @@ TTL_SECONDS = 4
 async def short_lived_gateway(
     tmp_path_factory: pytest.TempPathFactory, editor_dist: Path, envoy_factory
 ) -> AsyncIterator[EnvoyProcess]:
-    _skip_without_browser()
+    skip_without_browser()
     config = test_auth_config(str(tmp_path_factory.mktemp("auth-ttl")), access_token_ttl_seconds=TTL_SECONDS)
     server, port = await build(config)
     await server.start()
@@ -53,20 +50,14 @@ async def short_lived_gateway(
 async def test_tokens_rotate_silently_and_the_session_survives_a_reload(
     short_lived_gateway: EnvoyProcess,
 ) -> None:
-    artifacts = ROOT / "test-artifacts" / "editor-refresh"
-    command = [
-        "node", "e2e/refresh.mjs",
-        "--base", short_lived_gateway.url,
-        "--artifacts", str(artifacts),
-        "--wait", str(TTL_SECONDS + 2),
-        "--chromium", str(CHROMIUM),
-    ]  # fmt: skip
-    done = await asyncio.to_thread(
-        subprocess.run, command, cwd=EDITOR, capture_output=True, text=True, timeout=120, check=False
+    # On failure the report holds the page's address and text, and every gRPC-Web call with its status.
+    result = await run_script_async(
+        "refresh",
+        short_lived_gateway.url,
+        artifacts_dir("editor-refresh"),
+        time_limit=120,
+        wait=str(TTL_SECONDS + 2),
     )
-    result = json.loads((artifacts / "result.json").read_text())
-    # On failure: the page's address and text, and every gRPC-Web call with its status.
-    assert done.returncode == 0, (result, done.stderr[-2000:])
     assert result["redirectedTo"] == "/login"  # protected route without a session
     assert result["rotated"] is True  # access and refresh token both replaced in the background
     assert result["expiresLater"] is True

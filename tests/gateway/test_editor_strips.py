@@ -5,7 +5,6 @@ peaks (silence flat, the tone tall). `gateway/editor/e2e/strips.mjs` reads the d
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import subprocess
 import uuid
@@ -16,7 +15,7 @@ import grpc
 import pytest
 
 from gateway.envoy import EnvoyProcess
-from tests.gateway.test_editor_e2e import CHROMIUM, EDITOR, ROOT, editor_gateway  # noqa: F401 (fixture)
+from tests.gateway.browser import artifacts_dir, run_script_async
 from viarte.auth.v1 import auth_pb2, auth_pb2_grpc
 from viarte.render.v1 import project_pb2, project_pb2_grpc
 from viarte.render.v1 import timeline_pb2 as tl
@@ -63,18 +62,12 @@ async def _prepare(mesh: Any, tmp: Path) -> tuple[str, str, str]:
     return email, password, created.project.id
 
 
-async def test_filmstrip_and_waveform_are_drawn_along_the_clips(mesh: Any, editor_gateway: EnvoyProcess, tmp_path: Path) -> None:  # noqa: F811
+async def test_filmstrip_and_waveform_are_drawn_along_the_clips(mesh: Any, editor_gateway: EnvoyProcess, tmp_path: Path) -> None:
     mesh.require("auth", "storage", "render")
     email, password, project = await _prepare(mesh, tmp_path)
-    artifacts = ROOT / "test-artifacts" / "editor-strips"
-    command = ["node", "e2e/strips.mjs", "--base", editor_gateway.url, "--artifacts", str(artifacts),
-               "--email", email, "--password", password, "--project", project, "--chromium", str(CHROMIUM)]  # fmt: skip
-    done = await asyncio.to_thread(subprocess.run, command, cwd=EDITOR, capture_output=True, text=True, timeout=400, check=False)
-    result_file = artifacts / "result.json"
-    if not result_file.exists():
-        pytest.fail(f"the browser did not report:\n{done.stdout}\n{done.stderr}")
-    result = json.loads(result_file.read_text())
-    assert done.returncode == 0, result.get("error")
+    artifacts = artifacts_dir("editor-strips")
+    result = await run_script_async("strips", editor_gateway.url, artifacts, time_limit=400,
+                                    email=email, password=password, project=project)  # fmt: skip
     assert result["consoleErrors"] == []
     px = result["pxPerSecond"]
     strip, wave = result["filmstrip"], result["waveform"]
