@@ -10,6 +10,9 @@ resident memory can be watched from outside. Prints, side by side:
   - presigned PUT with plain HTTP (http.client)                   vs  boto3 put_object
 and the service's peak RSS growth during the streaming transfers (goal: ratio >= 0.8, growth < 64 MB;
 the streamed upload, issue 20: >= 0.95 quiet, >= 0.85 with --busy: another process spinning a core).
+For the uploads it also prints the CPU seconds each process spent (this client, the storage service
+with its ffprobe/ffmpeg, SeaweedFS): CPU time is less sensitive to the machine's load than wall time,
+and on a 2-core machine the sum is what the two paths compete for.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from urllib.parse import urlsplit
 
 import boto3
 import grpc
+import psutil
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
@@ -97,6 +101,30 @@ class RssWatcher:
     @property
     def peak_growth(self) -> int:
         return self.peak - self.base
+
+
+class CpuMeter:
+    """CPU seconds (user + system) spent by this process, the storage service (with its reaped
+    ffprobe/ffmpeg children) and SeaweedFS between `start()` and `stop()`."""
+
+    NAMES = ("client", "service", "s3")
+
+    def __init__(self, service_pid: int, s3_pid: int) -> None:
+        self.procs = (psutil.Process(), psutil.Process(service_pid), psutil.Process(s3_pid))
+        self._start: tuple[float, ...] = ()
+
+    def _now(self) -> tuple[float, ...]:
+        out = []
+        for i, proc in enumerate(self.procs):
+            t = proc.cpu_times()
+            out.append(t.user + t.system + (t.children_user + t.children_system if i == 1 else 0.0))
+        return tuple(out)
+
+    def start(self) -> None:
+        self._start = self._now()
+
+    def stop(self) -> dict[str, float]:
+        return {name: b - a for name, a, b in zip(self.NAMES, self._start, self._now(), strict=True)}
 
 
 def timed(fn: Callable[[], Any]) -> float:
@@ -175,16 +203,23 @@ async def run(mb: int, repeat: int, extra: dict[str, str], busy: bool = False) -
         async with grpc.aio.insecure_channel(address, options=options) as channel:
             stub = storage_pb2_grpc.StorageServiceStub(channel)
 
+            tails: list[float] = []  # seconds from the last chunk sent to the answer
+
             async def grpc_upload() -> str:
+                sent = 0.0
+
                 async def requests() -> AsyncIterator[storage_pb2.UploadAssetRequest]:
+                    nonlocal sent
                     yield storage_pb2.UploadAssetRequest(
                         metadata=storage_pb2.UploadMetadata(name="bench.wav", content_type="audio/wav", sha256=digest)
                     )
                     view = memoryview(data)
                     for i in range(0, size, CHUNK):
                         yield storage_pb2.UploadAssetRequest(chunk=bytes(view[i : i + CHUNK]))
+                    sent = time.perf_counter()
 
                 answer = await stub.UploadAsset(requests(), metadata=md, timeout=600)
+                tails.append(time.perf_counter() - sent)
                 return str(answer.asset.id)
 
             async def grpc_download(asset_id: str) -> int:
@@ -220,18 +255,24 @@ async def run(mb: int, repeat: int, extra: dict[str, str], busy: bool = False) -
                 pass
 
             results: dict[str, list[float]] = {k: [] for k in ("grpc_up", "boto_up", "grpc_down", "boto_down", "http_put", "boto_put")}
+            cpu: dict[str, list[dict[str, float]]] = {"grpc_up": [], "boto_up": []}
+            meter = CpuMeter(service.pid, s3.pid or 0)
             growth = {"upload": 0, "download": 0}
             asset_id = ""
             after_round: list[int] = []
             for _ in range(repeat):
                 watcher = RssWatcher(service.pid)
                 with watcher:
+                    meter.start()
                     t, asset_id = await atimed(grpc_upload())
+                    cpu["grpc_up"].append(meter.stop())
                 results["grpc_up"].append(t)
                 growth["upload"] = max(growth["upload"], watcher.peak_growth)
+                meter.start()
                 results["boto_up"].append(await asyncio.to_thread(
                     timed, lambda: boto.upload_fileobj(io.BytesIO(data), BUCKET, "bench/direct.wav", Config=transfer)
                 ))
+                cpu["boto_up"].append(meter.stop())
                 watcher = RssWatcher(service.pid)
                 with watcher:
                     t, _ = await atimed(grpc_download(asset_id))
@@ -257,6 +298,9 @@ async def run(mb: int, repeat: int, extra: dict[str, str], busy: bool = False) -
         print("storage service RSS after each round: " + ", ".join(f"{r / 2**20:.0f} MiB" for r in after_round)
               + " (flat = bounded, no leak)")
         report(results, growth, size, busy)
+        report_cpu(cpu, size)
+        print(f"gRPC upload, last chunk sent -> answer (object completed, probed, committed): "
+              f"{statistics.median(tails[-repeat:]):.2f} s (median)")
     finally:
         service.terminate()
         service.wait(30)
@@ -336,6 +380,24 @@ def report(results: dict[str, list[float]], growth: dict[str, int], size: int, b
         verdict = "ok" if grown < 64 * 1024 * 1024 else "MISSED"
         print(f"storage service peak RSS growth during {phase} (warm): {grown / 2**20:6.1f} MiB  (goal < 64 MiB: {verdict})")
     print("(times are medians; upload includes the service's sha256, ffprobe and metadata commit)")
+
+
+def report_cpu(cpu: dict[str, list[dict[str, float]]], size: int) -> None:
+    """Median CPU seconds per process for each upload, per 100 MB, side by side."""
+    per = 100 * MB / size
+
+    def row(label: str, key: str) -> tuple[str, float]:
+        med = {n: statistics.median(m[n] for m in cpu[key]) * per for n in CpuMeter.NAMES}
+        total = sum(med.values())
+        cells = "  ".join(f"{n} {med[n]:5.2f}" for n in CpuMeter.NAMES)
+        print(f"{label:24} {cells}  total {total:5.2f}")
+        return label, total
+
+    print()
+    print("CPU seconds per 100 MB uploaded (median; client = this process, service incl. ffprobe/ffmpeg):")
+    _, ours = row("gRPC UploadAsset", "grpc_up")
+    _, base = row("boto3 upload_fileobj", "boto_up")
+    print(f"{'':24} CPU ratio ours/boto3: {ours / base:.2f}")
 
 
 def main() -> None:

@@ -68,7 +68,7 @@ class ObjectStore:
         self.bucket = config.s3_bucket
         boto_config = Config(
             signature_version="s3v4",
-            s3={"addressing_style": "path"},
+            s3={"addressing_style": "path", "payload_signing_enabled": config.s3_sign_payload},
             connect_timeout=config.s3_connect_timeout_seconds,
             read_timeout=config.s3_read_timeout_seconds,
             retries={"max_attempts": config.s3_max_attempts, "mode": "standard"},
@@ -132,7 +132,7 @@ class ObjectStore:
             raise
         return ObjectInfo(key, int(r["ContentLength"]), r["LastModified"])
 
-    async def put(self, key: str, data: bytes, content_type: str) -> None:
+    async def put(self, key: str, data: bytes | bytearray, content_type: str) -> None:
         await self._run(self.client.put_object, Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
     async def delete(self, *keys: str) -> None:
@@ -321,7 +321,7 @@ class ObjectStore:
         )
         return str(r["UploadId"])
 
-    async def upload_part(self, key: str, upload_id: str, part_number: int, data: bytes) -> str:
+    async def upload_part(self, key: str, upload_id: str, part_number: int, data: bytes | bytearray) -> str:
         r = await self._run(
             self.client.upload_part,
             Bucket=self.bucket,
@@ -370,7 +370,11 @@ class MultipartWriter:
 
     Each full part is hashed in a worker thread while the next one arrives (hashlib releases the GIL):
     ~0.5 s of CPU per 200 MB that used to run on the event loop between receiving chunks (issue 20).
-    Parts are hashed one at a time in stream order; `sha256` is final once `close()` returned."""
+    Parts are hashed one at a time in stream order; `sha256` is final once `close()` returned.
+
+    Parts are `bytearray`s: botocore wraps a `bytes` body in a BytesIO, then reads it back 1 MiB at
+    a time for the CRC32 and 16 KiB at a time to send it, after an `Expect: 100-continue` round trip;
+    a bytearray is checksummed and sent as it is (issue 20: a fifth less CPU per part)."""
 
     def __init__(
         self, objects: ObjectStore, key: str, content_type: str, part_bytes: int, parts_in_flight: int
@@ -380,7 +384,7 @@ class MultipartWriter:
         self.size = 0
         self._sha = hashlib.sha256()
         # Received chunks not yet sent, joined only when a part is full (one copy per part).
-        self._pending: list[bytes] = []
+        self._pending: list[bytes | bytearray] = []
         self._pending_bytes = 0
         self._upload_id: str | None = None
         self._inflight: list[asyncio.Task[tuple[int, str]]] = []
@@ -392,7 +396,7 @@ class MultipartWriter:
     def sha256(self) -> str:
         return self._sha.hexdigest()
 
-    async def _hash(self, data: bytes | memoryview) -> None:
+    async def _hash(self, data: bytearray | memoryview) -> None:
         """Hashes ``data`` after everything before it, in a thread, without waiting for it."""
         if self._hashing is not None:
             await self._hashing
@@ -408,7 +412,7 @@ class MultipartWriter:
         self._pending.append(data)
         self._pending_bytes += len(data)
         if self._pending_bytes >= self.part_bytes:
-            joined = b"".join(self._pending)
+            joined = bytearray().join(self._pending)
             self._pending.clear()
             cut = len(joined) - len(joined) % self.part_bytes
             exact = len(joined) == self.part_bytes  # the usual case: no slicing copy at all
@@ -420,13 +424,13 @@ class MultipartWriter:
                 self._pending.append(joined[cut:])
             self._pending_bytes = len(joined) - cut
 
-    def _take_pending(self) -> bytes:
-        data = b"".join(self._pending)
+    def _take_pending(self) -> bytearray:
+        data = bytearray().join(self._pending)
         self._pending.clear()
         self._pending_bytes = 0
         return data
 
-    async def _send(self, part: bytes) -> None:
+    async def _send(self, part: bytearray) -> None:
         if self._upload_id is None:
             self._upload_id = await self.objects.create_multipart(self.key, self.content_type)
         while len(self._inflight) >= self.parts_in_flight:
