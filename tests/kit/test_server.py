@@ -406,39 +406,3 @@ def test_access_line_timestamp_is_utc_iso_with_microseconds():
     parsed = datetime.fromisoformat(stamp)
     assert stamp.endswith("+00:00") and len(stamp) == len("2026-01-01T00:00:00.000000+00:00")
     assert before.replace(microsecond=0) <= parsed <= after
-
-
-async def test_access_lines_of_one_loop_iteration_are_one_write_in_logged_order(monkeypatch):
-    """The access lines an event-loop iteration renders reach stderr in one write at its end (issue
-    20: not a write(2) per RPC); any other line flushes them first, so the order is kept."""
-    import asyncio
-    import io
-    import json
-
-    from services.kit.logs import access_log, configure_logging, get_logger
-
-    writes: list[bytes] = []
-
-    class Stderr(io.RawIOBase):
-        def writable(self) -> bool:
-            return True
-
-        def write(self, data) -> int:
-            writes.append(bytes(data))
-            return len(data)
-
-    monkeypatch.setattr(sys, "stderr", io.TextIOWrapper(Stderr(), write_through=True))
-    configure_logging(ServiceConfig(log_level="INFO"))
-    try:
-        for n in range(3):
-            access_log({"event": "rpc", "n": n})
-        assert writes == []  # rendered, not written yet
-        await asyncio.sleep(0)  # the iteration ends
-        assert len(writes) == 1
-        assert [json.loads(line)["n"] for line in writes[0].splitlines()] == [0, 1, 2]
-        access_log({"event": "rpc", "n": 3})
-        get_logger("test").warning("after.the.access.line")
-        events = [json.loads(line)["event"] for chunk in writes[1:] for line in chunk.splitlines()]
-        assert events == ["rpc", "after.the.access.line"]
-    finally:
-        configure_logging(ServiceConfig(log_level="WARNING"))
