@@ -207,7 +207,7 @@ def _buffer_limits_32k(bootstrap: dict[str, Any]) -> None:
 
 
 def _nghttp2(bootstrap: dict[str, Any]) -> None:
-    """The nghttp2 codec instead of oghttp2 (Envoy's default codec since 1.33?)."""
+    """HTTP/2 through nghttp2: the runtime flag envoy.reloadable_features.http2_use_oghttp2 off."""
     layer = bootstrap["layered_runtime"]["layers"][0]["static_layer"]
     layer["envoy.reloadable_features.http2_use_oghttp2"] = False
 
