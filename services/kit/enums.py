@@ -13,7 +13,7 @@ from google.protobuf.message import Message
 
 from services.kit.errors import FieldViolation, ServiceError
 
-__all__ = ["check_enums", "enum_violations"]
+__all__ = ["check_enums", "enum_violations", "may_hold_enums"]
 
 # A hostile request could hold thousands of bad values; the client needs the first few.
 _MAX_VIOLATIONS = 20
@@ -51,7 +51,7 @@ def _walk(message: Message, prefix: str, out: list[FieldViolation]) -> None:
                 out.extend(FieldViolation(f"{path}[{i}]", _describe(field, v)) for i, v in enumerate(value) if _bad(field, v))
             elif _bad(field, value):
                 out.append(FieldViolation(path, _describe(field, value)))
-        elif field.type == FieldDescriptor.TYPE_MESSAGE and _may_hold_enums(field.message_type):
+        elif field.type == FieldDescriptor.TYPE_MESSAGE and may_hold_enums(field.message_type):
             if _is_map(field):
                 _walk_map(field, value, path, out)
             elif _repeated(field):
@@ -80,7 +80,7 @@ def _walk_map(field: FieldDescriptor, value: object, path: str, out: list[FieldV
 _HOLDS_ENUMS: dict[str, bool] = {}
 
 
-def _may_hold_enums(descriptor: Descriptor) -> bool:
+def may_hold_enums(descriptor: Descriptor) -> bool:
     """Whether any field below ``descriptor`` is an enum (cached per type: skips subtrees such as
     Timestamp on every request). A full search per type, so recursive types are answered right."""
     cached = _HOLDS_ENUMS.get(descriptor.full_name)
@@ -104,7 +104,7 @@ def _may_hold_enums(descriptor: Descriptor) -> bool:
 
 def check_enums(message: Message) -> None:
     """Raises INVALID_ARGUMENT (reason INVALID_ARGUMENT, one BadRequest violation per value)."""
-    if not _may_hold_enums(message.DESCRIPTOR):
+    if not may_hold_enums(message.DESCRIPTOR):
         return  # most requests: one cached lookup per call instead of a walk
     violations = enum_violations(message)
     if violations:

@@ -23,12 +23,13 @@ from typing import Any
 
 import grpc
 import structlog
+from google.protobuf.descriptor import Descriptor
 
 from services.kit import auth as kit_auth
 from services.kit import tracing
 from services.kit.config import ServiceConfig
 from services.kit.db import is_database_down
-from services.kit.enums import check_enums
+from services.kit.enums import check_enums, may_hold_enums
 from services.kit.errors import ServiceError
 from services.kit.logs import access_log
 from services.kit.metrics import RpcStats, rpc_stats
@@ -179,11 +180,12 @@ class _MethodEdge:
             "service": self.service,
             "method": self.method,
             "code": code,
-            "ms": round(elapsed * 1000, 3),
+            # Whole microseconds in ms: round(x, 3) formats through a decimal string (~1 µs per call).
+            "ms": int(elapsed * 1_000_000) / 1000,
             "request_id": request_id,
             "principal": subject,
         }
-        ids = tracing.end_rpc_span(code, {"viarte.request_id": request_id, "enduser.id": subject})
+        ids = tracing.end_rpc_span(code, request_id, subject)
         if ids is not None:
             fields["trace_id"], fields["span_id"] = ids
         access_log(fields)
@@ -206,6 +208,9 @@ def _wrap(handler: grpc.RpcMethodHandler, edge: _MethodEdge) -> grpc.RpcMethodHa
     if handler.unary_unary is not None or handler.stream_unary is not None:
         inner = handler.unary_unary or handler.stream_unary
         client_streaming = handler.unary_unary is None
+        # Decided here, once per method: most request types hold no enum, and then a unary call
+        # skips the enum check entirely.
+        checked = _checked if client_streaming or _may_hold_enums_of(handler) else _as_is
 
         async def unary_response(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = perf_counter()
@@ -213,7 +218,7 @@ def _wrap(handler: grpc.RpcMethodHandler, edge: _MethodEdge) -> grpc.RpcMethodHa
             error: BaseException | None = None
             try:
                 await edge.enter(context)
-                return await inner(_checked(request, client_streaming), context)
+                return await inner(checked(request, client_streaming), context)
             except BaseException as exc:
                 error = exc
                 if isinstance(exc, Exception) and not _is_abort(exc):
@@ -254,6 +259,18 @@ def _wrap(handler: grpc.RpcMethodHandler, edge: _MethodEdge) -> grpc.RpcMethodHa
         grpc.unary_stream_rpc_method_handler if handler.unary_stream is not None else grpc.stream_stream_rpc_method_handler
     )
     return factory(stream_response, handler.request_deserializer, handler.response_serializer)
+
+
+def _may_hold_enums_of(handler: grpc.RpcMethodHandler) -> bool:
+    """Whether the handler's request type may hold an enum field; True when the type is not known
+    from its deserializer (a generated ``Message.FromString`` names its class)."""
+    message_type = getattr(handler.request_deserializer, "__self__", None)
+    descriptor = getattr(message_type, "DESCRIPTOR", None)
+    return not isinstance(descriptor, Descriptor) or may_hold_enums(descriptor)
+
+
+def _as_is(request: Any, _streaming: bool) -> Any:
+    return request
 
 
 def _checked(request: Any, streaming: bool) -> Any:

@@ -78,7 +78,7 @@ _access_sink: Any = None
 def _json_access(fields: dict[str, Any]) -> None:
     fields["level"] = "info"
     fields["timestamp"] = _utc_now_iso()
-    sys.stderr.buffer.write(orjson.dumps(fields) + b"\n")
+    sys.stderr.buffer.write(orjson.dumps(fields, option=orjson.OPT_APPEND_NEWLINE))
 
 
 _second = -1

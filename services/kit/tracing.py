@@ -116,10 +116,13 @@ def log_ids() -> tuple[str, str] | None:
 def start_rpc_span(method: str, metadata: Mapping[str, str]) -> None:
     """Opens the RPC's SERVER span (child of the caller's ``traceparent``) and makes it current
     for the rest of the call. With tracing off only an incoming parent is made current."""
-    parent = context_from_traceparent(metadata.get("traceparent", ""))
+    traceparent = metadata.get("traceparent")
+    if traceparent is None and _provider is None:
+        return  # off and nothing to follow: no work per RPC
+    parent = context_from_traceparent(traceparent or "")
     if _provider is None:
         if parent is None:
-            return  # off and nothing to follow: no work per RPC
+            return
         span: Span = trace.get_current_span(parent)
     else:
         service, _, name = method.lstrip("/").partition("/")
@@ -131,9 +134,10 @@ def start_rpc_span(method: str, metadata: Mapping[str, str]) -> None:
     _rpc.set((span, token))
 
 
-def end_rpc_span(code: str, attributes: Mapping[str, Any]) -> tuple[str, str] | None:
-    """Ends the current RPC's span with its status code; returns its (trace_id, span_id) for the
-    access line (None, at no cost, when the RPC had no trace context)."""
+def end_rpc_span(code: str, request_id: str, subject: str | None) -> tuple[str, str] | None:
+    """Ends the current RPC's span with its status code, request id and caller (``enduser.id``);
+    returns its (trace_id, span_id) for the access line (None, at no cost, when the RPC had no
+    trace context)."""
     current = _rpc.get()
     if current is None:
         return None
@@ -143,9 +147,9 @@ def end_rpc_span(code: str, attributes: Mapping[str, Any]) -> tuple[str, str] | 
     ids = (format(sc.trace_id, "032x"), format(sc.span_id, "016x"))
     if span.is_recording():
         span.set_attribute("rpc.grpc.status_code", getattr(grpc.StatusCode, code, grpc.StatusCode.UNKNOWN).value[0])
-        for key, value in attributes.items():
-            if value is not None:
-                span.set_attribute(key, value)
+        span.set_attribute("viarte.request_id", request_id)
+        if subject is not None:
+            span.set_attribute("enduser.id", subject)
         if code != "OK":
             span.set_status(Status(StatusCode.ERROR, code))
         span.end()

@@ -49,7 +49,9 @@ class _RenderServicer(render_pb2_grpc.RenderServiceServicer):  # type: ignore[mi
                 "INVALID_TIMELINE", "invalid timeline", violations=(violation,)
             )
             await context.abort_with_status(error.to_status(_DOMAIN))
-        owner = dict(context.invocation_metadata()).get("authorization", "")
+        metadata = dict(context.invocation_metadata())
+        # "request-id": answers with the x-request-id the upstream received ("" when none).
+        owner = metadata.get("x-request-id", "") if request.id == "request-id" else metadata.get("authorization", "")
         return render_pb2.GetRenderJobResponse(job=render_pb2.RenderJob(id=request.id, owner_id=owner))
 
     async def WatchRenderJob(
