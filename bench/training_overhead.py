@@ -8,6 +8,8 @@ parameters:
            training task (spawned, the worker's OMP_WAIT_POLICY set before torch loads, the training
            steps' torch thread count: `training_threads`, 1 on CPU by default), so both sides run
            the same threads under the same OpenMP settings;
+  - cores: the same on the worker's own thread count (every core), what the steps ran on before
+           `training_threads`;
   - plain: the same loop as a plain script would run it: torch's default thread count (every
            core) and libgomp's default waiting (what the worker's settings are measured against);
   - job:   CreateTrainingJob + WatchTrainingJob over real loopback servers (auth, storage with
@@ -15,10 +17,10 @@ parameters:
            rate, grad norm and ETA, checkpoints off. Per-step time = the gap between consecutive
            step events' worker timestamps.
 
-They alternate in --rounds rounds of --steps steps each (bare, plain, job, bare, ...; the servers
+They alternate in --rounds rounds of --steps steps each (bare, cores, plain, job, bare, ...; the servers
 and the bare processes stay up), so a machine whose load drifts weighs on all alike. Printed: each
-round's medians, the pooled median per-step time of each and the job/bare ratio (goal <= 1.05) and
-job/plain ratio, the CPU seconds per step of each (the job's split into its worker and this process:
+round's medians, the pooled median per-step time of each and the job/bare ratio (goal <= 1.05),
+job/cores and job/plain ratios, the CPU seconds per step of each (the job's split into its worker and this process:
 servers + client), the load average before and after, and the cost of building + serialising one
 step's metrics event in the worker (the streaming cost per step).
 
@@ -61,11 +63,12 @@ MODEL = "tiny-wan"
 CAPTION = "vrt a red square"
 
 
-def bare_process(conn: Any, models_dir: Path, args: argparse.Namespace, plain: bool) -> None:
-    """The bare loop's process: set up like a device worker running a training task (its OpenMP
-    environment before torch loads, the training steps' thread count), or with `plain` as a plain
-    script (torch's and libgomp's defaults); then `args.steps` timed steps per request (after one
-    warm-up step), until told to stop."""
+def bare_process(conn: Any, models_dir: Path, args: argparse.Namespace, side: str) -> None:
+    """The bare loop's process, as `side` says: "bare" set up like a device worker running a
+    training task (its OpenMP environment before torch loads, the training steps' thread count),
+    "cores" the same on the worker's own thread count (every core: what the steps ran on before
+    `training_threads`), "plain" as a plain script (torch's and libgomp's defaults); then
+    `args.steps` timed steps per request (after one warm-up step), until told to stop."""
     from services.inference.training.worker import training_threads
     from services.inference.worker.config import WorkerConfig
     from services.inference.worker.process import openmp_env, resolve_setup
@@ -73,7 +76,7 @@ def bare_process(conn: Any, models_dir: Path, args: argparse.Namespace, plain: b
 
     setup = WorkerSetup(config=WorkerConfig(worker_threads=args.worker_threads,
                                             training_threads=args.training_threads), device="cpu")
-    if not plain:
+    if side != "plain":
         os.environ.update(openmp_env(setup))  # before torch loads, as worker_main does
     setup = resolve_setup(setup)
     import torch
@@ -84,8 +87,10 @@ def bare_process(conn: Any, models_dir: Path, args: argparse.Namespace, plain: b
     from services.inference.training.trainer import LORA_TARGETS, decode_example
     from services.inference.worker.protocol import TrainingExample
 
-    if not plain:
+    if side == "bare":
         torch.set_num_threads(training_threads(setup.config, setup.device))
+    elif side == "cores":
+        torch.set_num_threads(setup.config.worker_threads)
     pipe = WanPipeline.from_pretrained(str(models_dir / MODEL), torch_dtype=torch.bfloat16)
     frames = decode_example(TrainingExample(png(args.size, args.size), "image/png", False, CAPTION),
                             args.size, args.size, 1)
@@ -144,10 +149,10 @@ async def run(args: argparse.Namespace, models_dir: Path) -> None:
     from tests.fixtures.storage import running_s3, running_storage, test_storage_config
 
     ctx = multiprocessing.get_context("spawn")
-    sides = {}  # "worker": set up like the worker's training steps; "plain": a script with the defaults
-    for name in ("worker", "plain"):
+    sides = {}  # bare_process's three sides
+    for name in ("bare", "cores", "plain"):
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=bare_process, args=(child, models_dir, args, name == "plain"), daemon=True)
+        proc = ctx.Process(target=bare_process, args=(child, models_dir, args, name), daemon=True)
         proc.start()
         sides[name] = (parent, proc)
     threads = {name: parent.recv() for name, (parent, _) in sides.items()}
@@ -185,31 +190,31 @@ async def run(args: argparse.Namespace, models_dir: Path) -> None:
         proc.join(10)
     load1 = os.getloadavg()
     print(f"model {MODEL} {args.size}x{args.size}, 1 frame, rank {args.rank}, {args.rounds} rounds of {args.steps} "
-          f"steps (CPU; torch threads: job and bare {threads['worker']} with the worker's OpenMP environment, "
-          f"plain script {threads['plain']} with the defaults; gradient checkpointing "
+          f"steps (CPU; torch threads: job and bare {threads['bare']}, cores {threads['cores']}, both with the "
+          f"worker's OpenMP environment; plain script {threads['plain']} with the defaults; gradient checkpointing "
           f"{'on' if args.gradient_checkpointing else 'off'}, event batching "
           f"{'default' if args.event_batch_seconds is None else f'{args.event_batch_seconds} s'})")
     print(f"load average before {load0[0]:.1f}, after {load1[0]:.1f} (1 min)")
-    for i, (j, (w, c)) in enumerate(zip(job, job_cpu, strict=True)):
-        print(f"  round {i + 1}: wall per step: bare {statistics.median(bare['worker'][i]) * 1e3:.1f} ms, "
-              f"plain {statistics.median(bare['plain'][i]) * 1e3:.1f} ms, job {statistics.median(j) * 1e3:.1f} ms; "
-              f"CPU per step: bare {bare_cpu['worker'][i] * 1e3:.1f} ms, plain {bare_cpu['plain'][i] * 1e3:.1f} ms, "
-              f"job worker {w * 1e3:.1f} ms + servers/client {c * 1e3:.1f} ms")
+    for i, (gaps, (w, c)) in enumerate(zip(job, job_cpu, strict=True)):
+        walls = ", ".join(f"{name} {statistics.median(bare[name][i]) * 1e3:.1f} ms" for name in sides)
+        cpus = ", ".join(f"{name} {bare_cpu[name][i] * 1e3:.1f} ms" for name in sides)
+        print(f"  round {i + 1}: wall per step: {walls}, job {statistics.median(gaps) * 1e3:.1f} ms; "
+              f"CPU per step: {cpus}, job worker {w * 1e3:.1f} ms + servers/client {c * 1e3:.1f} ms")
     j_all = [t for r in job for t in r]
     j = statistics.median(j_all)
-    for name, label in (("worker", "bare"), ("plain", "plain")):
+    for name in sides:
         b_all = [t for r in bare[name] for t in r]
         b = statistics.median(b_all)
-        print(f"per-step {label:5} vs job: median {b * 1e3:.1f} ms vs {j * 1e3:.1f} ms, ratio job/{label} {j / b:.3f}"
-              f"{' (goal <= 1.05)' if name == 'worker' else ''}; min {min(b_all) * 1e3:.1f} ms vs "
+        print(f"per-step {name:5} vs job: median {b * 1e3:.1f} ms vs {j * 1e3:.1f} ms, ratio job/{name} {j / b:.3f}"
+              f"{' (goal <= 1.05)' if name == 'bare' else ''}; min {min(b_all) * 1e3:.1f} ms vs "
               f"{min(j_all) * 1e3:.1f} ms, ratio {min(j_all) / min(b_all):.3f}")
     wc, sc = statistics.median(c[0] for c in job_cpu), statistics.median(c[1] for c in job_cpu)
-    for name, label in (("worker", "bare"), ("plain", "plain")):
+    for name in sides:
         bc = statistics.median(bare_cpu[name])
-        print(f"CPU per step (median of rounds; less sensitive to load than wall time): {label} {bc * 1e3:.1f} ms, "
+        print(f"CPU per step (median of rounds; less sensitive to load than wall time): {name} {bc * 1e3:.1f} ms, "
               f"job worker {wc * 1e3:.1f} ms (ratio {wc / bc:.3f}) + servers/client {sc * 1e3:.1f} ms "
               f"(all: {(wc + sc) / bc:.3f})")
-    b = statistics.median(t for r in bare["worker"] for t in r)
+    b = statistics.median(t for r in bare["bare"] for t in r)
     cost = emit_cost_us()
     print(f"streaming one step's metrics event: {cost:.1f} us to build + serialise ({cost / (b * 1e6) * 100:.3f}% of a step)")
 
