@@ -81,6 +81,8 @@ class InferenceConfig(AssistantConfig, WorkerConfig, ServiceConfig):
             raise ConfigError("VIARTE_INFERENCE_RAY_GPU_SHARE: must be above 0 and at most 1")
         if self.omp_wait_policy not in ("auto", "passive", "active", ""):
             raise ConfigError("VIARTE_INFERENCE_OMP_WAIT_POLICY: must be auto, passive, active or empty")
+        if self.worker_threads < 0 or self.training_threads < 0:
+            raise ConfigError("VIARTE_INFERENCE_WORKER_THREADS and VIARTE_INFERENCE_TRAINING_THREADS: must be 0 (auto) or more")
         if self.training_dtype not in ("auto", "fp32", "bf16"):
             raise ConfigError("VIARTE_INFERENCE_TRAINING_DTYPE: must be auto, fp32 or bf16")
         if not 0 <= self.event_batch_seconds <= 1:

@@ -162,3 +162,52 @@ def test_the_config_reaches_the_trainer_through_the_worker(pipe: Any, tmp_path: 
         assert outcome.weights_dtype == expected and outcome.steps_completed == 2
         messages = [job_pb2.Progress.FromString(e.progress).message for e in sent]
         assert any(f"training copy in {expected}" in m for m in messages)
+
+
+# -- the training steps' threads (issue 17 benchmark: one thread on a CPU worker) ---------------------
+def test_cpu_training_steps_run_on_the_training_threads_and_the_worker_keeps_its_own(
+        pipe: Any, tmp_path: Path) -> None:
+    """The worker's training function in this process: each step's event is sent from inside the
+    step loop, so the torch thread count seen there is the one the steps ran with. 1 by default on
+    a CPU worker, `training_threads` when set; the worker's own count (its generations') is back
+    once the task ends. CUDA workers keep theirs."""
+    import torch
+
+    from services.inference.config import InferenceConfig
+    from services.inference.training import worker as training_worker
+    from services.inference.worker.config import WorkerConfig
+    from services.inference.worker.context import TaskContext
+    from services.kit.config import ConfigError, load_config
+    from tests.fixtures.inference import TINY_MODELS_DIR
+    from viarte.type.v1 import job_pb2
+
+    assert training_worker.training_threads(WorkerConfig(), "cpu") == 1
+    assert training_worker.training_threads(WorkerConfig(training_threads=3), "cpu") == 3
+    assert training_worker.training_threads(WorkerConfig(training_threads=3), "cuda:0") == 0  # unchanged
+    assert load_config(InferenceConfig, {"VIARTE_INFERENCE_TRAINING_THREADS": "2"}).worker.training_threads == 2
+    with pytest.raises(ConfigError, match="VIARTE_INFERENCE_TRAINING_THREADS"):
+        load_config(InferenceConfig, {"VIARTE_INFERENCE_TRAINING_THREADS": "-1"})
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # the worker's own count (every core of a 2-core machine)
+    try:
+        resources: dict[str, Any] = {}
+        for configured, expected in ((0, 1), (2, 2)):
+            config = WorkerConfig(models_dir=str(TINY_MODELS_DIR), dtype="bf16", worker_threads=2,
+                                  training_threads=configured)
+            seen: list[tuple[job_pb2.Progress, int]] = []
+
+            def send(event: Any, seen: list[tuple[job_pb2.Progress, int]] = seen) -> None:
+                seen.append((job_pb2.Progress.FromString(event.progress), torch.get_num_threads()))
+
+            ctx = TaskContext("t", WorkerSetup(config=config, device="cpu"), send, resources)
+            work = TrainingWork(job_id="j", model_id="tiny-wan", examples=(TrainingExample(
+                png(64, 64), "image/png", False, "a red square"),), width=64, height=64, num_frames=1, rank=4,
+                alpha=4.0, learning_rate=5e-3, steps=3, batch_size=1, seed=3, checkpoint_every=0,
+                output_dir=str(tmp_path / str(configured)))
+            assert training_worker.run(ctx, work).steps_completed == 3
+            steps = [threads for progress, threads in seen if "grad_norm" in progress.metrics]
+            assert steps == [expected] * 3
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -11,21 +11,25 @@ stops within one step on cancel with the adapter of the last completed step. Eve
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from services.inference.engine.policy import choose_policy
+from services.inference.engine.cache import LoadedPipeline
+from services.inference.engine.policy import MemoryPolicy, choose_policy
 from services.inference.models.registry import ModelSpec, Task
 from services.inference.training.samples import render_sample, sample_event, sample_spec, sample_steps
 from services.inference.training.trainer import LoraTrainer, decode_example
+from services.inference.worker.config import WorkerConfig
 from services.inference.worker.context import TaskContext
 from services.inference.worker.generate import _cache, _free_device_bytes, _registry
 from services.inference.worker.protocol import TrainingOutcome, TrainingWork
 from services.kit.errors import ServiceError
 from viarte.type.v1 import job_pb2
 
-__all__ = ["run", "training_dtype", "use_gradient_checkpointing"]
+__all__ = ["run", "training_dtype", "training_threads", "use_gradient_checkpointing"]
 
 _PREPARE = 0.05  # share of Progress.fraction for loading + encoding the dataset
 
@@ -46,7 +50,6 @@ def run(ctx: TaskContext, work: TrainingWork) -> TrainingOutcome:
                           seed=work.seed, batch_size=work.batch_size, device=ctx.device,
                           gradient_checkpointing=checkpointing,
                           weights_dtype=training_dtype(ctx.config.training_dtype, ctx.device))
-    samples, spec = sample_steps(work), sample_spec(work, model)
     out = Path(work.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = 0
@@ -60,7 +63,16 @@ def run(ctx: TaskContext, work: TrainingWork) -> TrainingOutcome:
                               + (f"; resuming from the checkpoint of step {start}" if start else "")))
     videos = [decode_example(e, work.width, work.height, work.num_frames) for e in work.examples]
     captions = [e.caption for e in work.examples]
-    trainer.prepare(videos, captions)
+    with _torch_threads(training_threads(ctx.config, ctx.device)):
+        trainer.prepare(videos, captions)
+        return _train(ctx, work, model, trainer, loaded, policy, start, checkpointing)
+
+
+def _train(ctx: TaskContext, work: TrainingWork, model: ModelSpec, trainer: LoraTrainer, loaded: LoadedPipeline,
+           policy: MemoryPolicy, start: int, checkpointing: bool) -> TrainingOutcome:
+    """The steps from `start` (the trainer's data prepared), their events, checkpoints and samples."""
+    samples, spec = sample_steps(work), sample_spec(work, model)
+    out = Path(work.output_dir)
     loss, step, cancelled = float("nan"), start, False
     t0 = time.perf_counter()
     for step in range(start + 1, work.steps + 1):
@@ -85,7 +97,8 @@ def run(ctx: TaskContext, work: TrainingWork) -> TrainingOutcome:
         ctx.emit(progress)
         if step in samples:  # after the step's event: its loss shows while the sample renders
             clip = out / f"sample-{step:06d}.mp4"
-            why_not = render_sample(ctx, loaded, policy, trainer.transformer, spec, clip)
+            with _torch_threads(ctx.config.worker_threads):  # a generation: the worker's threads
+                why_not = render_sample(ctx, loaded, policy, trainer.transformer, spec, clip)
             if why_not:
                 ctx.emit(job_pb2.Progress(stage=job_pb2.STAGE_TRAINING, step=step, total_steps=work.steps,
                                           message=f"no sample clip at step {step}: {why_not}"))
@@ -99,6 +112,30 @@ def run(ctx: TaskContext, work: TrainingWork) -> TrainingOutcome:
     return TrainingOutcome(lora_path=str(lora), steps_completed=step, final_loss=loss,
                            resumed_from_step=start, cancelled=cancelled, gradient_checkpointing=checkpointing,
                            weights_dtype=trainer.weights_dtype)
+
+
+def training_threads(config: WorkerConfig, device: str) -> int:
+    """Torch intra-op threads for the training steps: `training_threads`, or for 0 one on a CPU
+    worker; 0 (the worker's own count, unchanged) on CUDA, where the steps run on the GPU."""
+    if device != "cpu":
+        return 0
+    return config.training_threads or 1
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op thread count set to `threads` (0: unchanged) for the block, then restored."""
+    import torch
+
+    before = torch.get_num_threads()
+    if not threads or threads == before:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def training_dtype(configured: str, device: str) -> str:

@@ -40,6 +40,13 @@ class WorkerConfig(FaceSwapConfig):
     # torch intra-op threads per worker; 0 = every core the worker may use on CPU (its affinity
     # mask), torch's default on CUDA.
     worker_threads: int = 0
+    # torch intra-op threads while a training task runs on a CPU worker (its sample clips render on
+    # `worker_threads`); 0 = 1 on CPU. A training step of a small model is hundreds of small ops: a
+    # second OpenMP thread adds a wake per parallel region (a passive sleeper, or a preempted one
+    # when the server or another process takes the core) and little compute, so one thread was both
+    # faster and ~40 % cheaper in CPU per step (bench/training_overhead.py, --training-threads). CUDA
+    # workers keep `worker_threads`.
+    training_threads: int = 0
     # OpenMP's OMP_WAIT_POLICY in a worker, set before torch loads: "auto" = PASSIVE on a CPU worker
     # (threads that finished their share of an op sleep instead of spinning, so the server's event
     # handling and the worker's own threads never wait behind spinners), the library default on CUDA;
