@@ -166,11 +166,11 @@ def test_the_config_reaches_the_trainer_through_the_worker(pipe: Any, tmp_path: 
 
 # -- the training steps' threads (issue 17 benchmark: one thread on a CPU worker) ---------------------
 def test_cpu_training_steps_run_on_the_training_threads_and_the_worker_keeps_its_own(
-        pipe: Any, tmp_path: Path) -> None:
+        pipe: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The worker's training function in this process: each step's event is sent from inside the
     step loop, so the torch thread count seen there is the one the steps ran with. 1 by default on
     a CPU worker, `training_threads` when set; the worker's own count (its generations') is back
-    once the task ends. CUDA workers keep theirs."""
+    once the task ends, and sample clips (generations) render on it. CUDA workers keep theirs."""
     import torch
 
     from services.inference.config import InferenceConfig
@@ -188,12 +188,21 @@ def test_cpu_training_steps_run_on_the_training_threads_and_the_worker_keeps_its
     with pytest.raises(ConfigError, match="VIARTE_INFERENCE_TRAINING_THREADS"):
         load_config(InferenceConfig, {"VIARTE_INFERENCE_TRAINING_THREADS": "-1"})
 
+    sample_threads: list[int] = []
+    render_sample = training_worker.render_sample
+
+    def recording_render_sample(*args: Any) -> str:
+        sample_threads.append(torch.get_num_threads())
+        return render_sample(*args)
+
+    monkeypatch.setattr(training_worker, "render_sample", recording_render_sample)
     before = torch.get_num_threads()
     torch.set_num_threads(2)  # the worker's own count (every core of a 2-core machine)
     try:
         resources: dict[str, Any] = {}
         for configured, expected in ((0, 1), (2, 2)):
-            config = WorkerConfig(models_dir=str(TINY_MODELS_DIR), dtype="bf16", worker_threads=2,
+            # worker_threads 0: every core, which only torch's count tells once the worker set it up.
+            config = WorkerConfig(models_dir=str(TINY_MODELS_DIR), dtype="bf16", worker_threads=0,
                                   training_threads=configured)
             seen: list[tuple[job_pb2.Progress, int]] = []
 
@@ -204,10 +213,13 @@ def test_cpu_training_steps_run_on_the_training_threads_and_the_worker_keeps_its
             work = TrainingWork(job_id="j", model_id="tiny-wan", examples=(TrainingExample(
                 png(64, 64), "image/png", False, "a red square"),), width=64, height=64, num_frames=1, rank=4,
                 alpha=4.0, learning_rate=5e-3, steps=3, batch_size=1, seed=3, checkpoint_every=0,
+                sample_every=2, sample_prompt="a red square", sample_inference_steps=1,
                 output_dir=str(tmp_path / str(configured)))
+            sample_threads.clear()
             assert training_worker.run(ctx, work).steps_completed == 3
             steps = [threads for progress, threads in seen if "grad_norm" in progress.metrics]
             assert steps == [expected] * 3
+            assert sample_threads and set(sample_threads) == {2}  # every sample on the worker's own count
             assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)

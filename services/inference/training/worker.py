@@ -63,14 +63,15 @@ def run(ctx: TaskContext, work: TrainingWork) -> TrainingOutcome:
                               + (f"; resuming from the checkpoint of step {start}" if start else "")))
     videos = [decode_example(e, work.width, work.height, work.num_frames) for e in work.examples]
     captions = [e.caption for e in work.examples]
-    with _torch_threads(training_threads(ctx.config, ctx.device)):
+    with _torch_threads(training_threads(ctx.config, ctx.device)) as own_threads:
         trainer.prepare(videos, captions)
-        return _train(ctx, work, model, trainer, loaded, policy, start, checkpointing)
+        return _train(ctx, work, model, trainer, loaded, policy, start, checkpointing, own_threads)
 
 
 def _train(ctx: TaskContext, work: TrainingWork, model: ModelSpec, trainer: LoraTrainer, loaded: LoadedPipeline,
-           policy: MemoryPolicy, start: int, checkpointing: bool) -> TrainingOutcome:
-    """The steps from `start` (the trainer's data prepared), their events, checkpoints and samples."""
+           policy: MemoryPolicy, start: int, checkpointing: bool, own_threads: int) -> TrainingOutcome:
+    """The steps from `start` (the trainer's data prepared), their events, checkpoints and samples
+    (rendered on `own_threads`, the worker's own count: a sample is a generation)."""
     samples, spec = sample_steps(work), sample_spec(work, model)
     out = Path(work.output_dir)
     loss, step, cancelled = float("nan"), start, False
@@ -97,7 +98,7 @@ def _train(ctx: TaskContext, work: TrainingWork, model: ModelSpec, trainer: Lora
         ctx.emit(progress)
         if step in samples:  # after the step's event: its loss shows while the sample renders
             clip = out / f"sample-{step:06d}.mp4"
-            with _torch_threads(ctx.config.worker_threads):  # a generation: the worker's threads
+            with _torch_threads(own_threads):
                 why_not = render_sample(ctx, loaded, policy, trainer.transformer, spec, clip)
             if why_not:
                 ctx.emit(job_pb2.Progress(stage=job_pb2.STAGE_TRAINING, step=step, total_steps=work.steps,
@@ -123,17 +124,19 @@ def training_threads(config: WorkerConfig, device: str) -> int:
 
 
 @contextlib.contextmanager
-def _torch_threads(threads: int) -> Iterator[None]:
-    """torch's intra-op thread count set to `threads` (0: unchanged) for the block, then restored."""
+def _torch_threads(threads: int) -> Iterator[int]:
+    """torch's intra-op thread count set to `threads` (0: unchanged) for the block, then restored;
+    yields the count it had before (the worker's own: `worker_threads` 0 means every core, which
+    only torch knows once the worker has set it up)."""
     import torch
 
     before = torch.get_num_threads()
     if not threads or threads == before:
-        yield
+        yield before
         return
     torch.set_num_threads(threads)
     try:
-        yield
+        yield before
     finally:
         torch.set_num_threads(before)
 
