@@ -74,7 +74,13 @@ class Direct:
 
         self.default_threads = torch.get_num_threads()  # torch's default: what a plain script gets
         self.torch = torch
-        self.pipe = WanPipeline.from_pretrained(models_dir / MODEL, torch_dtype=torch.bfloat16)
+        from services.inference.worker.process import _cpu_runs_bf16
+
+        # The dtype the worker's "auto" picks on this CPU (bf16 where it runs natively, else fp32, which
+        # is also diffusers' default), so the two sides' frames can be compared bit for bit.
+        self.dtype_name = "bf16" if _cpu_runs_bf16() else "fp32"
+        dtype = torch.bfloat16 if self.dtype_name == "bf16" else torch.float32
+        self.pipe = WanPipeline.from_pretrained(models_dir / MODEL, torch_dtype=dtype)
         self.pipe.set_progress_bar_config(disable=True)
         # The script's phases, timed as the mesh's events time them: denoise, VAE decode, encode.
         self.marks: dict[str, float] = {}
@@ -155,7 +161,7 @@ async def main(args: argparse.Namespace) -> None:
             storage = await stack.enter_async_context(
                 running_storage(test_storage_config(base / "storage", s3, auth), s3))
             inference = await stack.enter_async_context(running_inference(
-                test_inference_config(base / "inference", auth, storage, models=(MODEL,),
+                test_inference_config(base / "inference", auth, storage, models=(MODEL,), dtype="auto",  # the default
                                       worker_threads=args.worker_threads, omp_wait_policy=args.omp_wait_policy)))
             user = await _register(auth.address)
             direct = Direct(TINY_MODELS_DIR)
@@ -200,7 +206,7 @@ async def main(args: argparse.Namespace) -> None:
     lat = sorted(latencies)
     p99 = lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))]
     print(f"model {MODEL} {p['width']}x{p['height']}x{p['num_frames']} frames, {p['num_inference_steps']} steps, "
-          f"seed {p['seed']}, {args.rounds} rounds (CPU, bf16); mesh worker: {threads} torch threads, "
+          f"seed {p['seed']}, {args.rounds} rounds (CPU, {direct.dtype_name}); mesh worker: {threads} torch threads, "
           f"OMP wait policy {args.omp_wait_policy or 'library default'}; script: torch defaults "
           f"({direct.default_threads} threads, OpenMP's default waiting); load average {os.getloadavg()[0]:.2f}")
     print(f"{'':30}{'median s':>10}{'min s':>10}{'max s':>10}")

@@ -105,3 +105,18 @@ def test_cpu_workers_wait_passively_on_every_core_and_gpu_workers_keep_the_defau
     assert resolve_setup(setup("cpu", worker_threads=1)).config.worker_threads == 1
     with pytest.raises(ConfigError, match="OMP_WAIT_POLICY"):
         InferenceConfig(omp_wait_policy="sometimes")
+
+
+def test_auto_dtype_on_cpu_is_bf16_only_where_the_cpu_runs_it_natively(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An AVX2-only CPU emulates bf16 matmuls (~30x an fp32 one there): "auto" picks fp32 on it, bf16
+    where oneDNN runs bf16 (AVX-512 and up). An explicit dtype is kept either way."""
+    from services.inference.worker import process
+
+    def dtype(native: bool, configured: str = "auto") -> str:
+        monkeypatch.setattr(process, "_cpu_runs_bf16", lambda: native)
+        return process.resolve_setup(WorkerSetup(config=WorkerConfig(dtype=configured), device="cpu")).config.dtype
+
+    assert (dtype(True), dtype(False)) == ("bf16", "fp32")
+    assert (dtype(False, "bf16"), dtype(True, "fp32")) == ("bf16", "fp32")
+    monkeypatch.undo()
+    assert isinstance(process._cpu_runs_bf16(), bool)  # this machine's answer, from torch's oneDNN check

@@ -30,7 +30,8 @@ class WorkerConfig(FaceSwapConfig):
     # "auto" (chosen by free device memory) or a ladder step: default, vae_tiling, model_offload,
     # sequential_offload.
     memory_policy: str = "auto"
-    # "auto" = fp16 on CUDA (bf16 where supported), bf16 on CPU; or fp32 / bf16 / fp16.
+    # "auto" = fp16 on CUDA (bf16 where supported), bf16 on a CPU that runs it natively (AVX-512)
+    # and fp32 on one that does not (AVX2: ~30x slower in bf16); or fp32 / bf16 / fp16.
     dtype: str = "auto"
     # The training copy's frozen weights: "auto" = bf16 on a CUDA device that supports it (fp32 LoRA
     # parameters and optimizer state: diffusers' mixed precision LoRA recipe), fp32 elsewhere (a CPU);
