@@ -512,7 +512,13 @@ function clipToProto(clip: Clip): ClipProto {
     && origin.proto.speed === clip.speed && sameKeyframes(origin.proto.filters, clip.filters);
   if (!sameTiming) {
     out.sourceStartSeconds = timed ? clip.sourceStart : 0;
-    out.sourceEndSeconds = timed ? round(clip.sourceStart + sourceUsed(clip)) : 0;
+    // At speed 1 the source end is the clip's whole-millisecond end; at another speed or on a ramp
+    // the render derives the clip's length from the source range, so the end is kept to the
+    // nanosecond (float noise off): one rounded to the millisecond would lengthen or shorten the
+    // clip by up to 0.5 ms / rate, onto its neighbour (the render allows 1 µs of overlap).
+    const sourceEnd = clip.sourceStart + sourceUsed(clip);
+    const rateChanged = isRamped(clip) || (clip.speed ?? 1) !== 1;
+    out.sourceEndSeconds = !timed ? 0 : rateChanged ? Math.round(sourceEnd * 1e9) / 1e9 : round(sourceEnd);
     out.durationSeconds = timed ? 0 : clip.duration;
   }
   if (clip.type === "text") {

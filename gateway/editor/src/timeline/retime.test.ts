@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { ClipFiltersSchema, Easing, KeyframeSchema } from "../gen/viarte/render/v1/timeline_pb";
 import { addKeyframe, keyframesOf, property, setKeyframeValue, valueOf } from "./keyframes";
-import { addClip, clipEnd, emptyTimeline, findClip, makeClip, sourceUsed, splitClip, type Timeline, trimStart } from "./model";
+import { addClip, clipEnd, emptyTimeline, findClip, fromProto, makeClip, sourceUsed, splitClip, type Timeline, toProto, trimStart } from "./model";
 import { cutKeyframes } from "./retime";
 
 // A 4 s clip at 1 s on the timeline whose opacity rises 0 → 1 over clip-local 1..3 s, and whose
@@ -105,6 +105,20 @@ describe("speed ramps follow the picture", () => {
     expect(clipEnd(clip(split, right))).toBeCloseTo(8, 9);
     for (const t of [2, 3, 4, 4.99]) expect(sourceAtTime(split, "a", t)).toBeCloseTo(sourceAtTime(before, "a", t), 3);
     for (const t of [5, 6, 6.5, 7.99]) expect(sourceAtTime(split, right, t)).toBeCloseTo(sourceAtTime(before, "a", t), 3);
+  });
+
+  it("saved and loaded, a split or trimmed ramped clip ends where it ended and meets its neighbour", () => {
+    const assets = new Map([["v", { name: "v", type: "video" as const, duration: 30 }]]);
+    const reload = (tl: Timeline) => fromProto(toProto(tl), assets);
+    for (const at of [2.123, 2.5, 3.377, 5.001]) {
+      const split = reload(splitClip(ramped(), "a", at));
+      const [left, right] = [...split.tracks.find((t) => t.id === "v1")!.clips].sort((x, y) => x.start - y.start);
+      expect(clipEnd(left)).toBeLessThanOrEqual(right.start + 1e-6);
+      expect(clipEnd(left)).toBeCloseTo(at, 6);
+      expect(clipEnd(right)).toBeCloseTo(8, 6);
+    }
+    const trimmed = reload(trimStart(ramped(), "a", 2.5));
+    expect(clipEnd(clip(trimmed, "a"))).toBeCloseTo(8, 6);
   });
 
   it("a cut inside an eased segment of the ramp is refused; on its keyframe it is exact", () => {
