@@ -69,6 +69,9 @@ class ObjectStore:
         boto_config = Config(
             signature_version="s3v4",
             s3={"addressing_style": "path", "payload_signing_enabled": config.s3_sign_payload},
+            # The CRC32 that S3 checks stands in for the unsigned payload's hash: always sent, whatever
+            # an AWS_REQUEST_CHECKSUM_CALCULATION variable or ~/.aws/config on the host says.
+            request_checksum_calculation="when_supported",
             connect_timeout=config.s3_connect_timeout_seconds,
             read_timeout=config.s3_read_timeout_seconds,
             retries={"max_attempts": config.s3_max_attempts, "mode": "standard"},

@@ -76,3 +76,32 @@ async def test_a_part_changed_on_the_way_is_refused_by_s3(objects: ObjectStore) 
     await writer.abort()
     assert caught.value.response["Error"]["Code"] == "BadDigest"
     assert await objects.head(key) is None
+
+
+async def test_a_short_stream_is_one_put_with_a_checksum_whatever_the_host_aws_config_says(
+    storage_service: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream shorter than one part is stored with one PutObject, which carries the signed CRC32
+    too; botocore would drop the checksum under AWS_REQUEST_CHECKSUM_CALCULATION=when_required
+    (a common setting for S3-compatible stores), leaving an unsigned body unchecked."""
+    monkeypatch.setenv("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
+    objects = ObjectStore(storage_service.config)
+    sent: list[dict[str, str]] = []
+
+    def record(request: Any, **_: Any) -> None:
+        sent.append({k.lower(): v.decode() if isinstance(v, bytes) else str(v) for k, v in request.headers.items()})
+
+    objects.client.meta.events.register("before-send.s3.PutObject", record)
+    data = uuid.uuid4().bytes * 1000
+    key = f"internal/tests/{uuid.uuid4().hex}"
+    writer = objects.writer(key, "application/octet-stream", 5 * MIB, 2)
+    try:
+        await writer.write(data)
+        await writer.close()
+        assert await objects.read(key) == data
+        assert len(sent) == 1
+        assert sent[0]["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
+        assert sent[0]["x-amz-checksum-crc32"] and "x-amz-checksum-crc32" in sent[0]["authorization"]
+    finally:
+        await objects.delete(key)
+        objects.close()
