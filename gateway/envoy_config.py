@@ -429,15 +429,16 @@ def _connection_manager(config: GatewayConfig, static_dir: Path | None) -> dict[
         "xff_num_trusted_hops": 0,
         # No UUID x-request-id minted per request (CPU per call, issue 20): nothing here traces or
         # logs by it, and each service's edge makes its own request id when the caller sends none.
-        # A client's own x-request-id is dropped (route_config below), as Envoy's minted one
-        # replaced it: request ids in the services' logs stay the mesh's.
+        # A client's own (the SDK sends one per call and its errors carry it) passes through, so the
+        # id a partner quotes is the one in the services' logs; the edge keeps it only when it looks
+        # like an id (services.kit.interceptor).
         "generate_request_id": False,
+        "preserve_external_request_id": True,
         # Watch streams may stay quiet for a while (queued jobs); bound them by max_stream_duration.
         "stream_idle_timeout": _duration(config.max_stream_duration_seconds),
         "route_config": {
             "name": "viarte",
             "max_direct_response_body_size_bytes": MAX_STATIC_BYTES,
-            "request_headers_to_remove": ["x-request-id"],
             "virtual_hosts": [
                 {
                     "name": "viarte",

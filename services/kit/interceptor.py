@@ -16,6 +16,7 @@ from __future__ import annotations
 import inspect
 import os
 import random
+import re
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from time import perf_counter
@@ -41,6 +42,9 @@ _log = structlog.get_logger("viarte.rpc")
 # Request ids only correlate log lines (never a secret): the Mersenne Twister is ~10x cheaper per
 # call than os.urandom, seeded from the OS per process.
 _ids = random.Random()
+# What a caller's x-request-id may be to be kept (UUIDs, hex, ULIDs, dotted/colon forms): it goes
+# into every log line of the request and into the services' own calls.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 os.register_at_fork(after_in_child=_ids.seed)  # a forked child must not repeat its parent's ids
 
 
@@ -130,7 +134,10 @@ class _MethodEdge:
     async def enter(self, context: grpc.aio.ServicerContext) -> None:
         # Non-binary keys (all the edge reads) always carry str values.
         metadata = dict(context.invocation_metadata() or ())
-        kit_auth._request_id.set(metadata.get("x-request-id") or f"{_ids.getrandbits(96):024x}")
+        # A caller's own id (the SDK's, which its errors carry; another service's) is kept when it
+        # looks like one; anything else (empty, overlong, odd characters) gets a fresh id.
+        given = metadata.get("x-request-id", "")
+        kit_auth._request_id.set(given if _REQUEST_ID.fullmatch(given) else f"{_ids.getrandbits(96):024x}")
         # First, so authentication failures are traced too; ended in finish().
         tracing.start_rpc_span(self.method, metadata)
         authenticator = self.authenticator

@@ -35,9 +35,10 @@ class StorageConfig(ServiceConfig):
     # Threads for blocking boto3 calls (their own pool: a slow S3 must not starve database work).
     s3_threads: int = 32
     # SigV4 over the payload too (a second sha256 of every byte sent, beside the service's own).
-    # Off: each write still carries a CRC32 of its body in a signed header (x-amz-checksum-crc32),
-    # which S3 checks on receipt (BadDigest), so corruption in transit is still refused; the
-    # signature still authenticates every request. On where the S3 hop crosses an untrusted
+    # Off: each write still carries a CRC32 of its body (x-amz-checksum-crc32; a signed header on an
+    # http endpoint, an aws-chunked trailer on https, where botocore never hashes the payload
+    # anyway), which S3 checks on receipt (BadDigest), so corruption in transit is still refused;
+    # the signature still authenticates every request. On where the S3 hop crosses an untrusted
     # network without TLS, so a body cannot be swapped for one with the same CRC32 (issue 20).
     s3_sign_payload: bool = False
     # Dev convenience: `python -m services.storage` starts SeaweedFS itself (data in <data_dir>/s3),

@@ -334,6 +334,14 @@ async def test_access_log_is_one_json_line_per_rpc_with_the_request_id(server, s
     assert access[0]["method"] == "/viarte.auth.v1.AuthService/GetMe"
     assert access[0]["code"] == "OK" and access[0]["principal"] == "logged" and access[0]["level"] == "info"
     assert "Bearer" not in json.dumps(lines)  # credentials never reach the logs
+
+    # A caller's id that does not look like one (JSON, spaces, an overlong value) is replaced.
+    for bad in ('{"event": "forged"}', "x" * 129, "a b"):
+        forged = (md[0], ("x-request-id", bad))
+        await auth_pb2_grpc.AuthServiceStub(channel).GetMe(auth_pb2.GetMeRequest(), metadata=forged)
+        lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
+        ids = [rec["request_id"] for rec in lines if rec.get("event") == "rpc"]
+        assert len(ids) == 1 and ids[0] != bad and len(ids[0]) == 24, ids
     configure_logging(ServiceConfig(log_level="WARNING"))
 
 
