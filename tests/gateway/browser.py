@@ -20,6 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 EDITOR = ROOT / "gateway" / "editor"
 CHROMIUM = Path("/usr/bin/chromium")
+MESH_SERVICES = ("auth", "storage", "inference", "render")  # what the whole editor flow needs
 
 
 def skip_without_browser() -> None:
@@ -52,10 +53,11 @@ def run_script(
     ]
     # --name=value: a value may be empty or start with "-".
     command += [f"--{name}={value}" for name, value in options.items()]
+    result_file = artifacts / "result.json"
+    result_file.unlink(missing_ok=True)  # a script that dies early must not report an earlier run
     done = subprocess.run(
         command, cwd=EDITOR, capture_output=True, text=True, timeout=time_limit, check=False
     )
-    result_file = artifacts / "result.json"
     if not result_file.exists():
         pytest.fail(f"{script}.mjs did not report:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
     result: dict[str, Any] = json.loads(result_file.read_text())

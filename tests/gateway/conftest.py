@@ -9,9 +9,7 @@ import pytest_asyncio
 
 from gateway.config import GatewayConfig
 from gateway.envoy import EnvoyProcess
-from tests.gateway.browser import skip_without_browser
-
-MESH_SERVICES = ("auth", "storage", "inference", "render")
+from tests.gateway.browser import MESH_SERVICES, skip_without_browser
 
 
 @pytest_asyncio.fixture(scope="module")

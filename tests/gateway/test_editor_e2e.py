@@ -19,8 +19,7 @@ from PIL import Image
 
 from gateway.envoy import EnvoyProcess
 from gateway.grpcweb import GrpcWebClient
-from tests.gateway.browser import artifacts_dir, run_script
-from tests.gateway.conftest import MESH_SERVICES
+from tests.gateway.browser import MESH_SERVICES, artifacts_dir, run_script
 from viarte.auth.v1 import auth_pb2
 from viarte.inference.v1 import generation_pb2
 
