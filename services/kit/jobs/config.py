@@ -30,6 +30,10 @@ class JobConfig:
     max_priority: int = 10
     # Queued jobs (the first N) that get an event whenever their queue position changes.
     announce_positions: int = 20
+    # How long the announcer gathers queue changes before one announcement for them all: every
+    # create, claim and cancel moves the queue, and each announcement reads the head (and on N
+    # replicas takes their shared lock), so under load one per change was most of its cost.
+    announce_gather_seconds: float = 0.05
     # A running job's lease: renewed every third of it; once expired, any replica re-queues the job.
     lease_seconds: float = 10.0
     # Fallback poll (queue, watched jobs) for when notifications do not arrive (LISTEN down).

@@ -373,8 +373,8 @@ class JobService:
         changed the queue announces (``JobStore.announce``: under the row lock, never twice)."""
         while True:
             await self._positions_changed.wait()
-            self._positions_changed.clear()
-            await asyncio.sleep(0)  # coalesce a burst of queue changes
+            await asyncio.sleep(self.config.announce_gather_seconds)  # one announcement for a burst
+            self._positions_changed.clear()  # changes from here on trigger the next one
             try:  # one transaction for every moved job (JobStore.announce)
                 for job_id, ev in (await run_db(self._store.announce, self.config.announce_positions, now_us())).items():
                     self.broker.publish(job_id, ev)

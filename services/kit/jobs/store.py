@@ -61,6 +61,9 @@ _ANNOUNCE_LOCK = zlib.crc32(b"viarte-jobs:announce")
 _JOB: sa.Table = JobRow.__table__  # type: ignore[attr-defined]
 _EVENT: sa.Table = JobEventRow.__table__  # type: ignore[attr-defined]
 _C = _JOB.c
+# Built once (a statement built per call costs its construction and cache key every time).
+_INSERT_EVENT = sa.insert(_EVENT)
+_INSERT_EVENT_NOTIFY = sa.insert(_EVENT).returning(sa.func.pg_notify(sa.bindparam("channel"), sa.bindparam("notice")))
 
 
 class QueueFull(Exception):
@@ -149,18 +152,27 @@ class JobStore:
         if changes:
             conn.execute(sa.update(_JOB).where(_C.id == row.id).values(**changes))
 
-    def _notify(self, conn: Connection, kind: str, job_id: str, sequence: int = 0) -> None:
-        """pg_notify in the write's own transaction: sent on commit, never for a rollback."""
+    def _notify(self, conn: Connection, kind: str, job_id: str) -> None:
+        """pg_notify in the write's own transaction (a write that stores no event: a cancel request)."""
         if self.postgres:
-            payload = listener.encode(kind, self.replica_id, job_id, sequence)
-            conn.execute(sa.select(sa.func.pg_notify(listener.CHANNEL, payload)))
+            conn.execute(sa.select(sa.func.pg_notify(listener.CHANNEL, listener.encode(kind, self.replica_id, job_id))))
 
-    @staticmethod
-    def _insert_events(conn: Connection, job_id: str, events: Sequence[job_pb2.JobEvent]) -> None:
-        """One INSERT for every event of the write (a multi-row VALUES list)."""
-        conn.execute(sa.insert(_EVENT).values([
-            {"job_id": job_id, "seq": ev.sequence, "payload": ev.SerializeToString(), "time_us": ev.time.ToMicroseconds()}
-            for ev in events]))
+    def _store_events(self, conn: Connection, job_id: str, events: Sequence[job_pb2.JobEvent], notice: str) -> None:
+        """One INSERT for every event of the write, after the job row (the foreign key); on
+        PostgreSQL the same statement sends the write's ``pg_notify`` (``notice``, naming the last
+        event), in its transaction: sent on commit, never for a rollback. Each inserted row returns
+        the same notification, which PostgreSQL delivers once per transaction."""
+        rows = [{"job_id": job_id, "seq": ev.sequence, "payload": ev.SerializeToString(),
+                 "time_us": ev.time.ToMicroseconds()} for ev in events]
+        if not self.postgres:
+            conn.execute(_INSERT_EVENT, rows)  # executemany of one statement (SQLite: in-process)
+            return
+        payload = listener.encode(notice, self.replica_id, job_id, events[-1].sequence)
+        if len(rows) == 1:  # the common case: a prepared statement, no statement built per write
+            conn.execute(_INSERT_EVENT_NOTIFY, {**rows[0], "channel": listener.CHANNEL, "notice": payload}).all()
+        else:
+            conn.execute(sa.insert(_EVENT).values(rows).returning(
+                sa.func.pg_notify(listener.CHANNEL, payload))).all()
 
     # -- reads ----------------------------------------------------------------------------------
     def _read(self, query: sa.Select[Any]) -> list[JobRecord]:
@@ -273,8 +285,7 @@ class JobStore:
                 else:
                     conn.execute(sa.update(_JOB).where(_C.id == values["id"]).values(progress=values["progress"]))
                 ev = _event(1, now_us, QUEUED, progress)
-                self._insert_events(conn, values["id"], [ev])  # after the job (the foreign key)
-                self._notify(conn, listener.QUEUED, values["id"], 1)
+                self._store_events(conn, values["id"], [ev], listener.QUEUED)
                 record = JobRecord.from_row(SimpleNamespace(**{c.name: values.get(c.name) for c in _JOB.c}))
                 conn.commit()
         except IntegrityError:
@@ -314,8 +325,7 @@ class JobStore:
             row.result = result
         self._save(conn, row)
         ev = _event(row.last_sequence, now_us, new_state, progress, error)
-        self._insert_events(conn, row.id, [ev])
-        self._notify(conn, listener.QUEUED if new_state == QUEUED else listener.EVENTS, row.id, ev.sequence)
+        self._store_events(conn, row.id, [ev], listener.QUEUED if new_state == QUEUED else listener.EVENTS)
         record = JobRecord.from_row(row)  # as of this transition, not re-read after the commit
         conn.commit()
         return Transition(record, ev)
@@ -388,8 +398,7 @@ class JobStore:
                 conn.rollback()
                 return None, skipped, skipped
             ev = _event(row.last_sequence, now_us, RUNNING, progress)
-            self._insert_events(conn, row.id, [ev])
-            self._notify(conn, listener.EVENTS, row.id, ev.sequence)
+            self._store_events(conn, row.id, [ev], listener.EVENTS)
             conn.commit()
             return Transition(JobRecord.from_row(row), ev), False, bool(row.more)
 
@@ -466,8 +475,7 @@ class JobStore:
         row.progress = _without_preview(items[-1][0])
         row.update_us = items[-1][1]
         self._save(conn, row)
-        self._insert_events(conn, row.id, events)
-        self._notify(conn, listener.EVENTS, row.id, row.last_sequence)
+        self._store_events(conn, row.id, events, listener.EVENTS)
         return events
 
     def announce(self, limit: int, now_us: int) -> dict[str, job_pb2.JobEvent]:
@@ -543,8 +551,10 @@ class JobStore:
         if not charged:
             return
         with self._engine.connect() as conn:
-            for job_id, credits in charged.items():
-                conn.execute(sa.update(_JOB).where(_C.id == job_id).values(meter_due_us=None, credits=credits))
+            # One statement, executemany (psycopg pipelines it): not one compile and round trip per job.
+            done = sa.update(_JOB).where(_C.id == sa.bindparam("job_id")).values(
+                meter_due_us=None, credits=sa.bindparam("charge"))
+            conn.execute(done, [{"job_id": jid, "charge": credits} for jid, credits in sorted(charged.items())])
             conn.commit()
 
     def created_since(self, owner: str, api_key_id: str, since_us: int) -> list[tuple[str, int]]:

@@ -177,3 +177,52 @@ def test_a_claim_during_an_announcement_waits_for_it_and_starts_the_head(postgre
     started, _, _ = got[0]
     assert started is not None and started.record.id == ids[0]
     eng.dispose()
+
+
+@pytest.mark.postgres
+def test_each_write_sends_its_notification_in_its_event_insert_and_metering_marks_a_batch_at_once(
+    postgres_database: Any,
+) -> None:
+    """On PostgreSQL a write's events and its pg_notify are ONE statement (the INSERT returns the
+    notification; the old store spent a SELECT pg_notify more on every create, claim, event batch
+    and transition), and the notification still arrives, once per write; the meter stores a batch
+    of charges in one statement (it was one UPDATE per job)."""
+    import psycopg
+
+    from services.kit.jobs.store import Fence, JobStore
+
+    url = postgres_database()
+    eng = make_engine(url)
+    upgrade(eng, MIGRATIONS)
+    store = JobStore(eng, "r1", metered=True)
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as listening:
+        listening.execute("LISTEN viarte_jobs")
+        event.listen(eng, "before_cursor_execute", count)
+        try:
+            _, rec = store.create(owner="alice", kind="demo", request_id="", parameters=b"p", priority=0, now_us=1)
+            started, _, _ = store.claim_next("r1", 60_000_000, 2)
+            assert started is not None
+            fence = Fence("r1", started.record.lease_epoch)
+            two = [(job_pb2.Progress(fraction=f), 3, None) for f in (0.1, 0.2)]
+            assert store.append(rec.id, two, fence=fence) is not None
+            assert store.transition(rec.id, SUCCEEDED, now_us=4, expect=frozenset({job_pb2.JOB_STATE_RUNNING}),
+                                    fence=fence) is not None
+            others = [store.create(owner="alice", kind="demo", request_id="", parameters=b"p", priority=0,
+                                   now_us=5 + i)[1].id for i in range(2)]
+            before_meter = len(statements)
+            store.meter_done({rec.id: 7, others[0]: 0, others[1]: 0})
+            meter = statements[before_meter:]
+        finally:
+            event.remove(eng, "before_cursor_execute", count)
+        notices = [n.payload for n in listening.notifies(timeout=1.0, stop_after=6)]
+    assert not [s for s in statements if s.lstrip().upper().startswith("SELECT PG_NOTIFY")], statements
+    # create, claim, one batch of two events, the end: each notified once, naming its last event
+    assert [n.split("|")[:2] for n in notices if rec.id in n] == [["q", "1"], ["e", "2"], ["e", "4"], ["e", "5"]]
+    assert len(meter) == 1 and meter[0].lstrip().upper().startswith("UPDATE"), meter
+    assert store.get(rec.id).credits == 7  # type: ignore[union-attr]
+    eng.dispose()
