@@ -134,3 +134,21 @@ def test_random_timelines_render_exactly_or_are_refused(t: tl.Timeline, at: floa
 
     asyncio.run(run())
     assert list(work_root.iterdir()) == []
+
+
+def test_a_fade_out_longer_than_the_clips_whole_frames_fades_the_whole_clip(tmp_path_factory) -> None:
+    """0.3 s of source at 15 fps is 4 frames (0.267 s): the checks allow a 0.3 s fade-out, and
+    ffmpeg refused the negative fade start the graph gave it (found by the property above)."""
+    t = tl.Timeline(
+        canvas=tl.Canvas(width=64, height=36, fps=15),
+        tracks=[tl.Track(kind=tl.TRACK_KIND_VIDEO, clips=[tl.Clip(asset_id="red", source_end_seconds=0.3, fade_out_seconds=0.3)])],
+    )
+    root = tmp_path_factory.getbasetemp() / "render-properties"
+    plan = plan_timeline(t, media(root), LIMITS)  # type: ignore[arg-type]
+
+    async def run() -> None:
+        with scratch_dir(root / "work-fade") as work:
+            out = await render_plan(plan, work, X264)
+            assert probe_file(out.video)["frames"] == plan.canvas.frames
+
+    asyncio.run(run())

@@ -452,8 +452,11 @@ class _Builder:
         if clip.fade_in > 0:
             stream = stream.filter("fade", type="in", start_time=0, duration=num(clip.fade_in), **extra)
         if clip.fade_out > 0:
+            # A clip's length in whole frames can fall short of the seconds the checks allowed the
+            # fade (0.3 s at 15 fps is 4 frames, 0.267 s): the fade then covers the whole clip.
+            fade_out = min(clip.fade_out, length)
             stream = stream.filter(
-                "fade", type="out", start_time=num(length - clip.fade_out), duration=num(clip.fade_out), **extra
+                "fade", type="out", start_time=num(length - fade_out), duration=num(fade_out), **extra
             )
         return stream
 
