@@ -23,6 +23,11 @@ class AuthConfig(ServiceConfig):
     # A refresh token lives this long unless rotated; the session (token family) ends at session_ttl.
     refresh_token_ttl_seconds: int = 30 * 86_400
     session_ttl_seconds: int = 90 * 86_400
+    # A spent refresh token may be presented once more within this many seconds of its rotation when
+    # its successor was never used: the client lost the response (a page reload, a dropped
+    # connection) and retries. The retry's tokens replace the unused successor, which can no longer
+    # be presented; a spent token whose successor was used, or one past the grace, revokes the family.
+    refresh_retry_grace_seconds: int = 30
     service_token_ttl_seconds: int = 600
     # The active signing key is replaced this often; the old one verifies until its tokens expired.
     signing_key_rotation_seconds: int = 7 * 86_400

@@ -74,7 +74,10 @@ class AuthSession(SQLModel, table=True):
 
 
 class RefreshToken(SQLModel, table=True):
-    """A refresh token by its SHA-256; `rotate_time` set means it was spent (presenting it again = reuse)."""
+    """A refresh token by its SHA-256. `rotate_time` set means it was spent: presenting it again is reuse,
+    unless it is the family's last spent token, within the retry grace, and its successor was never
+    presented (the client lost the response). `supersede_time` set means such a retry replaced it
+    before anyone presented it: presenting it later is always reuse."""
 
     __tablename__ = "auth_refresh_token"
 
@@ -84,6 +87,7 @@ class RefreshToken(SQLModel, table=True):
     create_time: datetime = Field(default_factory=utcnow, sa_column=_time())
     expire_time: datetime = Field(sa_column=_time())
     rotate_time: datetime | None = Field(default=None, sa_column=_time(nullable=True))
+    supersede_time: datetime | None = Field(default=None, sa_column=_time(nullable=True))
 
 
 class ApiKey(SQLModel, table=True):

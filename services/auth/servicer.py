@@ -283,7 +283,11 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):  # type: ignore[misc]
         successor = credentials.new_refresh_token()
         expire = utcnow() + timedelta(seconds=self.config.refresh_token_ttl_seconds)
         result = await database(
-            self.store.rotate_refresh, credentials.digest(token), credentials.digest(successor), expire
+            self.store.rotate_refresh,
+            credentials.digest(token),
+            credentials.digest(successor),
+            expire,
+            timedelta(seconds=self.config.refresh_retry_grace_seconds),
         )
         if result.outcome in (RefreshOutcome.REUSED, RefreshOutcome.REVOKED):
             self.feed.notify()  # the family was revoked just now (reuse, or a disabled account)

@@ -177,11 +177,17 @@ class Store:
             .values(revoke_time=now, revoke_reason=reason)
         )
 
-    def rotate_refresh(self, token_hash: str, new_hash: str, new_expire: datetime) -> RefreshResult:
+    def rotate_refresh(
+        self, token_hash: str, new_hash: str, new_expire: datetime, retry_grace: timedelta = timedelta(0)
+    ) -> RefreshResult:
         """Spends one refresh token and stores its successor, atomically.
 
         A spent token presented again means it leaked (or the legitimate client lost a race with a
         thief): the whole session family is revoked, so whoever holds the newer token loses it too.
+        One exception, a client that lost the response: the family's last spent token, presented
+        within `retry_grace` of its rotation while its successor is still unused, is rotated again and
+        the unused successor is superseded (presenting it later is reuse). The grace never extends:
+        it counts from the first rotation, and a superseded token gets none.
         """
         now = utcnow()
         with self._session() as s, s.begin():
@@ -193,21 +199,25 @@ class Store:
                 return RefreshResult(RefreshOutcome.INVALID)
             if sess.revoke_time is not None:
                 return RefreshResult(RefreshOutcome.REVOKED)
-            if token.rotate_time is not None:
-                return self._reuse(s, sess, now)
             token_expire, sess_expire = as_utc(token.expire_time), as_utc(sess.expire_time)
-            if (token_expire is not None and token_expire <= now) or (
+            if token.rotate_time is not None or token.supersede_time is not None:
+                if not self._supersede_unused_successor(s, token, now, retry_grace):
+                    return self._reuse(s, sess, now)
+            elif (token_expire is not None and token_expire <= now) or (
                 sess_expire is not None and sess_expire <= now
             ):
                 return RefreshResult(RefreshOutcome.EXPIRED)
-            # Conditional update: of two concurrent refreshes with one token, exactly one wins.
-            spent = s.execute(
-                sa.update(RefreshToken)
-                .where(col(RefreshToken.id) == token.id, col(RefreshToken.rotate_time).is_(None))
-                .values(rotate_time=now)
-            )
-            if spent.rowcount != 1:  # type: ignore[attr-defined]
-                return self._reuse(s, sess, now)
+            else:
+                # Conditional update: of two concurrent refreshes with one token, exactly one wins.
+                spent = s.execute(
+                    sa.update(RefreshToken)
+                    .where(col(RefreshToken.id) == token.id, col(RefreshToken.rotate_time).is_(None))
+                    .values(rotate_time=now)
+                )
+                if spent.rowcount != 1:  # type: ignore[attr-defined]
+                    return self._reuse(s, sess, now)
+            if sess_expire is not None and sess_expire <= now:
+                return RefreshResult(RefreshOutcome.EXPIRED)
             user = s.get(User, sess.user_id)
             if user is None or user.disabled:
                 sess.revoke_time, sess.revoke_reason = now, "account_disabled"
@@ -216,6 +226,35 @@ class Store:
             expire = min(new_expire, sess_expire) if sess_expire is not None else new_expire
             s.add(RefreshToken(session_id=sess.id, token_hash=new_hash, expire_time=expire))
             return RefreshResult(RefreshOutcome.OK, user=user, session=sess)
+
+    @staticmethod
+    def _supersede_unused_successor(s: Session, token: RefreshToken, now: datetime, grace: timedelta) -> bool:
+        """For a spent token presented again: True (and the unused successor superseded) when this is a
+        retry within the grace; False when it is reuse."""
+        rotated = as_utc(token.rotate_time)
+        # (`now` was read before a concurrent rotation committed, so `now - rotated` may be negative.)
+        if grace <= timedelta(0) or token.supersede_time is not None or rotated is None or now - rotated > grace:
+            return False
+        # Its successor is unused only while no token of the family was rotated after it.
+        later = s.exec(
+            select(RefreshToken.id).where(
+                RefreshToken.session_id == token.session_id, col(RefreshToken.rotate_time) > token.rotate_time
+            )
+        ).first()
+        if later is not None:
+            return False
+        # Exactly one live token (the unused successor, or the previous retry's); of two concurrent
+        # retries one wins, the other is reuse.
+        superseded = s.execute(
+            sa.update(RefreshToken)
+            .where(
+                col(RefreshToken.session_id) == token.session_id,
+                col(RefreshToken.rotate_time).is_(None),
+                col(RefreshToken.supersede_time).is_(None),
+            )
+            .values(supersede_time=now)
+        )
+        return bool(superseded.rowcount == 1)  # type: ignore[attr-defined]
 
     def _reuse(self, s: Session, sess: AuthSession, now: datetime) -> RefreshResult:
         sess.revoke_time, sess.revoke_reason = now, "refresh_token_reused"

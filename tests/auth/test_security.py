@@ -174,14 +174,46 @@ async def test_revoked_session_is_refused(stub, victim) -> None:
 async def test_refresh_token_reuse_revokes_the_whole_family(stub, victim) -> None:
     stolen = victim.refresh_token
     legit = await stub.Refresh(auth_pb2.RefreshRequest(refresh_token=stolen))
+    # The legitimate client moved on (its successor was used): the stolen token is reuse, grace or not.
+    moved_on = await stub.Refresh(auth_pb2.RefreshRequest(refresh_token=legit.tokens.refresh_token))
     failure = await expect_failure(stub.Refresh(auth_pb2.RefreshRequest(refresh_token=stolen)))
     assert (failure.code, failure.reason) == (grpc.StatusCode.UNAUTHENTICATED, "REFRESH_TOKEN_REUSED")
     failure = await expect_failure(
-        stub.Refresh(auth_pb2.RefreshRequest(refresh_token=legit.tokens.refresh_token))
+        stub.Refresh(auth_pb2.RefreshRequest(refresh_token=moved_on.tokens.refresh_token))
     )
     assert failure.reason == "TOKEN_REVOKED"
-    await assert_refused(stub, legit.tokens.access_token, "TOKEN_REVOKED")
+    await assert_refused(stub, moved_on.tokens.access_token, "TOKEN_REVOKED")
     await assert_refused(stub, victim.access_token, "TOKEN_REVOKED")
+
+
+async def test_a_lost_refresh_response_can_be_retried_once_the_unused_successor_then_is_reuse(
+    stub, user_factory
+) -> None:
+    # A page reload aborts Refresh after the server rotated: the client still holds the spent token.
+    user = await user_factory()
+    lost = await stub.Refresh(auth_pb2.RefreshRequest(refresh_token=user.refresh_token))
+    retried = await stub.Refresh(auth_pb2.RefreshRequest(refresh_token=user.refresh_token))
+    assert retried.tokens.refresh_token != lost.tokens.refresh_token
+    assert (await stub.GetMe(auth_pb2.GetMeRequest(), metadata=bearer(retried.tokens.access_token))).user.id == user.id
+    # The session goes on from the retry's tokens.
+    later = await stub.Refresh(auth_pb2.RefreshRequest(refresh_token=retried.tokens.refresh_token))
+    # The lost successor was superseded: whoever presents it now (a thief who saw the response) is reuse.
+    failure = await expect_failure(stub.Refresh(auth_pb2.RefreshRequest(refresh_token=lost.tokens.refresh_token)))
+    assert failure.reason == "REFRESH_TOKEN_REUSED"
+    await assert_refused(stub, later.tokens.access_token, "TOKEN_REVOKED")
+
+
+async def test_a_thief_retrying_within_the_grace_loses_the_family_when_the_owner_refreshes(stub, user_factory) -> None:
+    user = await user_factory()
+    owner = await stub.Refresh(auth_pb2.RefreshRequest(refresh_token=user.refresh_token))
+    thief = await stub.Refresh(auth_pb2.RefreshRequest(refresh_token=user.refresh_token))
+    failure = await expect_failure(stub.Refresh(auth_pb2.RefreshRequest(refresh_token=owner.tokens.refresh_token)))
+    assert failure.reason == "REFRESH_TOKEN_REUSED"
+    failure = await expect_failure(stub.Refresh(auth_pb2.RefreshRequest(refresh_token=thief.tokens.refresh_token)))
+    assert failure.reason == "TOKEN_REVOKED"
+    # And the spent token gets no second grace.
+    failure = await expect_failure(stub.Refresh(auth_pb2.RefreshRequest(refresh_token=user.refresh_token)))
+    assert failure.reason == "TOKEN_REVOKED"
 
 
 # -- brute force ------------------------------------------------------------------------------

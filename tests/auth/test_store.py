@@ -16,7 +16,7 @@ from sqlmodel import SQLModel
 
 from services.auth import credentials
 from services.auth.keys import KeyStore
-from services.auth.models import SigningKeyRecord, utcnow
+from services.auth.models import RefreshToken, SigningKeyRecord, utcnow
 from services.auth.server import MIGRATIONS
 from services.auth.store import EmailTakenError, RefreshOutcome, Store
 from services.kit.db import make_engine, upgrade
@@ -79,6 +79,50 @@ def test_refresh_rotation_and_reuse_revokes_the_family(engine: Engine) -> None:
     assert (
         store.rotate_refresh(credentials.digest("rt_unknown"), "x", later).outcome is RefreshOutcome.INVALID
     )
+
+
+def test_a_retry_within_the_grace_rotates_again_and_the_grace_never_extends(engine: Engine) -> None:
+    store = Store(engine)
+    sid, first = _session(store, _user(store))
+    later, grace = utcnow() + timedelta(hours=1), timedelta(seconds=30)
+    digest = credentials.digest
+
+    def rotate(token: str, grace: timedelta = grace) -> tuple[RefreshOutcome, str]:
+        new = credentials.new_refresh_token()
+        return store.rotate_refresh(digest(token), digest(new), later, grace).outcome, new
+
+    outcome, _ = rotate(first)
+    assert outcome is RefreshOutcome.OK
+    outcome, _ = rotate(first)  # the response carrying the first successor never arrived
+    assert outcome is RefreshOutcome.OK and store.session_active(sid)
+    outcome, again = rotate(first)  # retried twice: still the same rotation's grace
+    assert outcome is RefreshOutcome.OK
+    # Each retry superseded the one before: one live token in the family.
+    t = RefreshToken.__table__.c  # type: ignore[attr-defined]
+    with engine.connect() as c:
+        live = c.execute(select(t.token_hash).where(
+            t.session_id == sid, t.rotate_time.is_(None), t.supersede_time.is_(None))).scalars().all()
+    assert live == [digest(again)]
+    # The grace counts from the first rotation: past it, the spent token is reuse.
+    with engine.begin() as c:
+        c.execute(update(RefreshToken.__table__).where(t.token_hash == digest(first))  # type: ignore[attr-defined]
+                  .values(rotate_time=utcnow() - timedelta(seconds=31)))
+    assert rotate(first)[0] is RefreshOutcome.REUSED
+    assert not store.session_active(sid)
+    assert rotate(again)[0] is RefreshOutcome.REVOKED
+
+
+def test_a_superseded_token_gets_no_grace(engine: Engine) -> None:
+    store = Store(engine)
+    sid, first = _session(store, _user(store))
+    later, grace = utcnow() + timedelta(hours=1), timedelta(seconds=30)
+    successor, retry = credentials.new_refresh_token(), credentials.new_refresh_token()
+    d = credentials.digest
+    assert store.rotate_refresh(d(first), d(successor), later, grace).outcome is RefreshOutcome.OK
+    assert store.rotate_refresh(d(first), d(retry), later, grace).outcome is RefreshOutcome.OK
+    # `successor` was superseded a moment ago, within any grace: presenting it is still reuse.
+    assert store.rotate_refresh(d(successor), d("rt_z"), later, grace).outcome is RefreshOutcome.REUSED
+    assert not store.session_active(sid)
 
 
 def test_concurrent_refreshes_with_one_token_have_one_winner(engine: Engine) -> None:

@@ -51,8 +51,8 @@ def run_script(
         "--chromium",
         str(CHROMIUM),
     ]
-    # --name=value: a value may be empty or start with "-".
-    command += [f"--{name}={value}" for name, value in options.items()]
+    # --name=value: a value may be empty or start with "-"; tabs_wait= becomes --tabs-wait.
+    command += [f"--{name.replace('_', '-')}={value}" for name, value in options.items()]
     result_file = artifacts / "result.json"
     result_file.unlink(missing_ok=True)  # a script that dies early must not report an earlier run
     done = subprocess.run(

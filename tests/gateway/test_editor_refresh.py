@@ -57,10 +57,17 @@ async def test_tokens_rotate_silently_and_the_session_survives_a_reload(
         artifacts_dir("editor-refresh"),
         time_limit=120,
         wait=str(TTL_SECONDS + 2),
+        tabs_wait=str(TTL_SECONDS * 3 + 2),
     )
     assert result["redirectedTo"] == "/login"  # protected route without a session
     assert result["rotated"] is True  # access and refresh token both replaced in the background
     assert result["expiresLater"] is True
     assert result["stillSignedIn"] is True
     assert result["nameAfterReload"] == "Refresher"  # GetMe succeeded after the reload
+    # Two tabs refreshing one session for three token lifetimes: both still signed in, holding the
+    # same tokens, and no call was ever refused (a tab presenting a token the other spent is reuse).
+    assert result["tabsRotated"] is True
+    assert result["tabsSignedIn"] == ["/assets", "/assets"]
+    assert result["tabsShareTokens"] is True
+    assert not [call for call in result["calls"] if "grpc=16" in call], result["calls"]
     assert result["consoleErrors"] == []

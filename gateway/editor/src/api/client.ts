@@ -10,7 +10,7 @@ import { ProjectService } from "../gen/viarte/render/v1/project_pb";
 import { RenderService, UpscaleService } from "../gen/viarte/render/v1/render_pb";
 import { StorageService } from "../gen/viarte/storage/v1/storage_pb";
 import { LoraService, TrainingService } from "../gen/viarte/training/v1/training_pb";
-import { getSession, sessionFromTokens, setSession } from "./session";
+import { getSession, sessionFromTokens, setSession, storedSession, type StoredSession } from "./session";
 import { withTraceparent } from "./tracing";
 
 const configured = import.meta.env.VITE_GATEWAY_URL as string | undefined;
@@ -21,26 +21,43 @@ const authClient = createClient(AuthService, plainTransport);
 
 let refreshing: Promise<boolean> | null = null;
 
-// Rotate the refresh token once, however many calls ask at the same time.
+// Rotate the refresh token once, however many calls (and tabs) ask at the same time.
 export function refreshSession(): Promise<boolean> {
   const session = getSession();
   if (!session) return Promise.resolve(false);
-  refreshing ??= authClient
-    .refresh({ refreshToken: session.refreshToken })
-    .then((reply) => {
-      if (!reply.tokens) return false;
-      setSession(sessionFromTokens(reply.tokens, session.user));
-      return true;
-    })
-    .catch((error: unknown) => {
-      const err = ConnectError.from(error);
-      if (err.code === Code.Unauthenticated) setSession(null);
-      return false;
-    })
-    .finally(() => {
-      refreshing = null;
-    });
+  refreshing ??= acrossTabs(() => rotate(session)).finally(() => {
+    refreshing = null;
+  });
   return refreshing;
+}
+
+// One tab at a time refreshes (a Web Lock, where the browser has them): the tabs share one token
+// family, and a spent token presented twice is reuse.
+function acrossTabs(task: () => Promise<boolean>): Promise<boolean> {
+  const locks = typeof navigator !== "undefined" ? navigator.locks : undefined;
+  // request() resolves with what the callback's promise resolves to (its typings nest the promise).
+  return locks ? locks.request("viarte.session.refresh", task).then((done) => done) : task();
+}
+
+async function rotate(asked: StoredSession): Promise<boolean> {
+  const stored = storedSession();
+  if (!stored) {
+    setSession(null); // signed out in another tab
+    return false;
+  }
+  if (stored.refreshToken !== asked.refreshToken && stored.accessExpiresAt - Date.now() > 30_000) {
+    setSession(stored); // another tab rotated while this one waited for the lock
+    return true;
+  }
+  try {
+    const reply = await authClient.refresh({ refreshToken: stored.refreshToken });
+    if (!reply.tokens) return false;
+    setSession(sessionFromTokens(reply.tokens, stored.user));
+    return true;
+  } catch (error: unknown) {
+    if (ConnectError.from(error).code === Code.Unauthenticated) setSession(null);
+    return false;
+  }
 }
 
 const withToken: Interceptor = (next) => async (req) => {

@@ -1,6 +1,6 @@
 // The signed-in session: tokens in localStorage, refreshed silently before the access token
 // expires (AuthService.Refresh rotates the refresh token), shared by every client via the
-// transport's interceptor.
+// transport's interceptor and by every tab of the editor.
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { TokenPair, User } from "../gen/viarte/auth/v1/auth_pb";
 
@@ -33,10 +33,29 @@ export function getSession(): StoredSession | null {
 }
 
 export function setSession(session: StoredSession | null): void {
-  current = session;
   if (session) localStorage.setItem(KEY, JSON.stringify(session));
   else localStorage.removeItem(KEY);
+  adopt(session);
+}
+
+function adopt(session: StoredSession | null): void {
+  current = session;
   for (const listener of listeners) listener(session);
+}
+
+// The session as stored now: another tab may have rotated it (or signed out) since this one loaded.
+export function storedSession(): StoredSession | null {
+  return load();
+}
+
+// Every tab shares one token family: a tab that kept a token another tab has already rotated would
+// present a spent token, which the server treats as theft. Tabs adopt what another tab stores.
+if (typeof window !== "undefined") {
+  window.addEventListener("storage", (event) => {
+    if (event.key !== KEY && event.key !== null) return;
+    const stored = load();
+    if (stored?.refreshToken !== current?.refreshToken) adopt(stored);
+  });
 }
 
 export function onSessionChange(listener: Listener): () => void {
