@@ -140,6 +140,15 @@ def jwt_env(signing_key: str) -> dict[str, str]:
     }
 
 
+# A volume fills up to this size before the collection grows another.
+VOLUME_SIZE_LIMIT_MB = 1024
+# At least this many volumes whatever the free space says (see S3Server.max_volumes).
+MIN_VOLUMES = 64
+# A new collection (one per bucket) grows one volume at a time, not SeaweedFS's default of seven for
+# unreplicated data: seven a bucket would spend the volume count on empty volumes.
+GROWTH_ENV = {"WEED_MASTER_VOLUME_GROWTH_COPY_1": "1"}
+
+
 def _die_with_parent() -> None:
     # Linux: SIGTERM the server when the process that launched it dies (no stray weed after a crash).
     with contextlib.suppress(Exception):
@@ -197,6 +206,16 @@ class S3Server:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    def max_volumes(self) -> int:
+        """SeaweedFS's own default (`-volume.max=0`) is free space over the volume size, counted once
+        at start: on a disk with 9 GB free that is 7 volumes, and a bucket (a collection) takes its
+        first write only once it has a volume of its own, so the second bucket ever written failed
+        with InternalError. Volumes are sparse files (no preallocation), so a count reserves no
+        space; a disk that really fills is caught by `-volume.minFreeSpace` (volumes turn read-only)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        free_mb = shutil.disk_usage(self.data_dir).free // (1024 * 1024)
+        return max(MIN_VOLUMES, free_mb // VOLUME_SIZE_LIMIT_MB)
+
     def command(self) -> list[str]:
         p = self.ports
         ident_path = self.data_dir / "s3-identities.json"
@@ -217,14 +236,14 @@ class S3Server:
             f"-master.port={p.master}",
             f"-master.port.grpc={p.master_grpc}",
             "-master.telemetry=false",
-            "-master.volumeSizeLimitMB=1024",
+            f"-master.volumeSizeLimitMB={VOLUME_SIZE_LIMIT_MB}",
             # Single master: no persisted raft state to re-elect from (a restart is ready in seconds,
             # not after a 20 s election); volumes and filer metadata are unaffected.
             "-master.resumeState=false",
             "-master.electionTimeout=1s",
             f"-volume.port={p.volume}",
             f"-volume.port.grpc={p.volume_grpc}",
-            "-volume.max=0",
+            f"-volume.max={self.max_volumes()}",
             "-volume.preStopSeconds=0",
             f"-filer.port={p.filer}",
             f"-filer.port.grpc={p.filer_grpc}",
@@ -258,7 +277,7 @@ class S3Server:
             stdin=subprocess.DEVNULL,
             cwd=self.data_dir,
             # The environment, not the command line: `ps` shows arguments to every local user.
-            env={**os.environ, **jwt_env(self._jwt_key)},
+            env={**os.environ, **jwt_env(self._jwt_key), **GROWTH_ENV},
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
 

@@ -167,3 +167,26 @@ async def test_weed_http_apis_refuse_direct_writes_and_reads_while_s3_works(tmp_
             assert r.read() == original
         # The keys reach weed through its environment, never its command line (visible in `ps`).
         assert not any("jwt" in arg.lower() for arg in s3.command())
+
+
+async def test_a_small_disk_still_takes_writes_into_many_buckets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A disk with 9 GB free: SeaweedFS's own volume count (free space over the 1 GB volume size) and
+    # its seven volumes per new bucket left room for one written bucket; a CI run failed the fifth
+    # bucket's first write with InternalError. Volumes are sparse, so the disk's real size is irrelevant.
+    import shutil
+
+    real = shutil.disk_usage
+    monkeypatch.setattr(
+        "services.storage.s3server.shutil.disk_usage",
+        lambda path: real(path)._replace(free=9 * 1024**3),
+    )
+    async with await start_s3_server(tmp_path / "s3", 0, "AKIATEST", "s3cret-test") as s3:
+        client = _client(s3.endpoint, "AKIATEST", "s3cret-test")
+        for i in range(12):
+            client.create_bucket(Bucket=f"bucket-{i}")
+            client.put_object(Bucket=f"bucket-{i}", Key="first", Body=b"x" * 1000)
+        assert [client.get_object(Bucket=f"bucket-{i}", Key="first")["Body"].read() for i in range(12)] == [
+            b"x" * 1000
+        ] * 12
