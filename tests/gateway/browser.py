@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from gateway.config import GatewayConfig
+
 ROOT = Path(__file__).resolve().parents[2]
 EDITOR = ROOT / "gateway" / "editor"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -74,3 +76,21 @@ async def run_script_async(
 ) -> dict[str, Any]:
     """`run_script` off the event loop (the mesh the script talks to may run on this loop)."""
     return await asyncio.to_thread(run_script, script, base, artifacts, time_limit=time_limit, **options)
+
+
+def editor_gateway_config(editor_dist: Path, endpoints: dict[str, str], **addresses: str) -> GatewayConfig:
+    """Envoy's config for the built editor in front of the mesh's `endpoints`; a service the mesh
+    does not run points at auth (never called); `addresses` adds or replaces clusters."""
+    fallback = endpoints["auth"]
+    return GatewayConfig(
+        port=0,
+        admin_port=0,
+        static_dir=str(editor_dist),
+        health_check_interval_seconds=0.5,
+        auth_address=endpoints["auth"],
+        storage_address=endpoints["storage"],
+        inference_address=endpoints.get("inference", fallback),
+        render_address=endpoints.get("render", fallback),
+        account_address=endpoints.get("account", fallback),
+        **addresses,
+    )

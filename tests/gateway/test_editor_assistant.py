@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from gateway.config import GatewayConfig
 from gateway.envoy import EnvoyProcess
 from services.inference.assistant.servicer import AssistantServicer
 from services.inference.config import InferenceConfig
@@ -21,7 +20,7 @@ from services.kit.config import Secret
 from services.kit.db import make_engine, upgrade
 from services.kit.server import Service, build_server, stop
 from tests.fakes.chat_server import FakeChatServer, Reply, ToolCall
-from tests.gateway.browser import artifacts_dir, run_script_async, skip_without_browser
+from tests.gateway.browser import artifacts_dir, editor_gateway_config, run_script_async, skip_without_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -54,17 +53,7 @@ async def assistant_gateway(
     servicer = AssistantServicer(config.assistant, engine=engine, registry=load_registry().only(["tiny-wan", "tiny-modelscope"]))
     server, port = await build_server(config, [Service(servicer)])
     await server.start()
-    gateway = GatewayConfig(
-        port=0,
-        admin_port=0,
-        static_dir=str(editor_dist),
-        health_check_interval_seconds=0.5,
-        auth_address=endpoints["auth"],
-        storage_address=endpoints["storage"],
-        inference_address=endpoints["inference"],
-        render_address=endpoints["render"],
-        assistant_address=f"127.0.0.1:{port}",
-    )
+    gateway = editor_gateway_config(editor_dist, endpoints, assistant_address=f"127.0.0.1:{port}")
     envoy = await envoy_factory(gateway)
     await envoy.wait_healthy(["auth", "storage", "inference", "render", "assistant"], within=60)
     yield envoy
