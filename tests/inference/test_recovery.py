@@ -55,6 +55,53 @@ async def test_worker_crash_retries_from_kept_latents_then_fails(
         assert [m.id for m in models.models] == ["tiny-wan"]
 
 
+async def test_two_workers_building_one_tiny_model_at_once_both_succeed_first_time(
+    tmp_path: Path, auth_service: Any, storage_service: Any, user_factory: Any
+) -> None:
+    """Two worker processes on one models folder nothing has built yet (as the workers of two
+    replicas are): both build the model for their first job at once. They shared one temporary
+    folder, each removing what the other was writing, and a job failed INTERNAL FileNotFoundError
+    (tests/test_mesh_replicas.py, twenty creates over two replicas). One attempt each: a retry
+    would hide the race."""
+    models = tmp_path / "models"
+    config = test_inference_config(tmp_path / "data", auth_service, storage_service, models=("tiny-modelscope",),
+                                   models_dir=str(models), devices=("cpu", "cpu"), max_attempts=1)
+    user = await user_factory()
+    async with running_inference(config) as service:
+        assert service.parts.pool.slots == 2
+        jobs = await asyncio.gather(*(create(service.stub, user, model="tiny-modelscope", prompt="a lighthouse",
+                                             width=64, height=64, num_frames=4, num_inference_steps=2, seed=i)
+                                      for i in range(2)))
+        ends = await asyncio.gather(*(watch(service.stub, user, job.id, deadline_s=300) for job in jobs))
+        assert [events[-1].state for _, events in ends] == [S.JOB_STATE_SUCCEEDED] * 2, [e[-1].error for _, e in ends]
+        for job in jobs:
+            done = (await service.stub.GetGenerationJob(G.GetGenerationJobRequest(id=job.id), metadata=user.metadata)).job
+            assert done.status.attempts == 1
+    assert sorted(p.name for p in models.iterdir() if not p.name.startswith(".")) == ["tiny-modelscope"]
+
+
+async def test_an_os_error_in_the_worker_is_retried_then_fails_io_failed(
+    tmp_path: Path, auth_service: Any, storage_service: Any, user_factory: Any
+) -> None:
+    """An unexpected OSError inside the worker (here: the models folder lies under a file, so the
+    tiny model cannot be built) is a clear reason after a retry, never INTERNAL naming the
+    exception and quoting the worker's path."""
+    (tmp_path / "a-file").write_text("not a folder")
+    config = test_inference_config(tmp_path / "data", auth_service, storage_service, models=("tiny-modelscope",),
+                                   models_dir=str(tmp_path / "a-file" / "models"), max_attempts=2)
+    user = await user_factory()
+    async with running_inference(config) as service:
+        job = await create(service.stub, user, model="tiny-modelscope", prompt="a lighthouse", width=64, height=64,
+                           num_frames=4, num_inference_steps=2)
+        _, events = await watch(service.stub, user, job.id)
+        error = events[-1].error
+        assert events[-1].state == S.JOB_STATE_FAILED
+        assert (error.code, error.reason, dict(error.metadata)) == ("UNAVAILABLE", "IO_FAILED", {"errno": "ENOTDIR"})
+        assert error.message == "an I/O operation on the server failed: Not a directory"
+        assert _transitions([e.state for e in events]) == [S.JOB_STATE_QUEUED, S.JOB_STATE_RUNNING, S.JOB_STATE_QUEUED,
+                                                           S.JOB_STATE_RUNNING, S.JOB_STATE_FAILED]
+
+
 def _env(data_dir: Path, port: int, auth: Any, storage: Any) -> dict[str, str]:
     # Built from scratch (tests never read os.environ): config for `python -m services.inference`.
     values = {
