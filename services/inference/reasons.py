@@ -19,6 +19,8 @@ class Reason(enum.StrEnum):
     QUEUE_FULL = "QUEUE_FULL"
     OUT_OF_MEMORY = "OUT_OF_MEMORY"
     WORKER_CRASHED = "WORKER_CRASHED"
+    # An unexpected file or OS error in a job (ServiceError.io_failed; UNAVAILABLE, retried first).
+    IO_FAILED = "IO_FAILED"
     DECODE_FAILED = "DECODE_FAILED"
     NO_FACE_IN_SOURCE = "NO_FACE_IN_SOURCE"
     STORAGE_UNAVAILABLE = "STORAGE_UNAVAILABLE"

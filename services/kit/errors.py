@@ -8,6 +8,8 @@ comments; clients branch on reasons, never on messages.
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -19,7 +21,7 @@ from grpc_status import rpc_status
 
 from viarte.type.v1 import job_pb2
 
-__all__ = ["FieldViolation", "ServiceError", "Violations", "cap"]
+__all__ = ["IO_FAILED", "FieldViolation", "ServiceError", "Violations", "cap"]
 
 # Errors echo client input (ids, names, paths). Everything a client sees travels in the status
 # trailers, which clients refuse beyond ~8 KiB (a confusing error instead of ours), so each
@@ -28,6 +30,8 @@ MAX_MESSAGE_CHARS = 300
 MAX_VALUE_CHARS = 128
 MAX_VIOLATIONS = 10
 _ELLIPSIS = "…"
+# Every service's reason for `ServiceError.io_failed`.
+IO_FAILED = "IO_FAILED"
 
 
 def cap(text: str, limit: int = MAX_VALUE_CHARS) -> str:
@@ -117,6 +121,16 @@ class ServiceError(Exception):
     @classmethod
     def internal(cls, reason: str = "INTERNAL", message: str = "internal error", **kw: object) -> ServiceError:
         return cls(grpc.StatusCode.INTERNAL, reason, message, **kw)  # type: ignore[arg-type]
+
+    @classmethod
+    def io_failed(cls, exc: OSError) -> ServiceError:
+        """An unexpected OS call failure of the server's own (a file gone, a full disk) as a job
+        sees it: UNAVAILABLE ``IO_FAILED`` with the errno's name and text; the path and the trace
+        stay in the log. The job layer retries such a failure like a worker crash."""
+        name = errno.errorcode.get(exc.errno or 0, "")
+        what = exc.strerror or (os.strerror(exc.errno) if exc.errno else "an unexpected OS error")
+        return cls.unavailable(IO_FAILED, f"an I/O operation on the server failed: {what}",
+                               metadata={"errno": name} if name else {})
 
     # -- conversions --------------------------------------------------------------------------
     def to_status(self, default_domain: str) -> grpc.Status:

@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import subprocess
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 import torch
 
 from services.render.upscale.pool import UpscaleCancelled, UpscaleError, UpscalePool, upscale_video
-from services.render.upscale.rrdbnet import RRDBNet, arch_from_state_dict, load_rrdbnet
+from services.render.upscale.rrdbnet import RRDBNet, arch_from_state_dict, build_tiny, load_rrdbnet
 from services.render.upscale.worker import upscale_batch
 from tests.fixtures.render import probe_file
 from viarte.errors import from_rpc_error
@@ -30,6 +31,28 @@ def test_full_size_architecture_matches_realesrgan_x2plus_keys() -> None:
     assert {"conv_body.weight", "conv_up1.weight", "conv_up2.weight", "conv_hr.weight", "conv_last.bias"} <= set(state)
     assert len(state) == 2 + 23 * 3 * 5 * 2 + 5 * 2
     assert arch_from_state_dict(state) == {"num_in_ch": 3, "num_out_ch": 3, "scale": 2, "num_feat": 64, "num_block": 23, "num_grow_ch": 32}
+
+
+def test_builders_of_one_tiny_upscaler_at_once_all_succeed(tmp_path: Path) -> None:
+    """Render workers of several replicas may build the tiny fallback into one file at once. They
+    shared one temporary file: the first moved it into place and the others' rename failed with
+    FileNotFoundError. Six builders released together (threads: the same file operations)."""
+    target, barrier, errors = tmp_path / "tiny.pth", threading.Barrier(6), []
+
+    def build() -> None:
+        barrier.wait()
+        try:
+            build_tiny(target)
+        except Exception as exc:
+            errors.append(exc)
+
+    builders = [threading.Thread(target=build) for _ in range(6)]
+    for builder in builders:
+        builder.start()
+    for builder in builders:
+        builder.join(60)
+    assert errors == [] and [p.name for p in tmp_path.iterdir()] == ["tiny.pth"]
+    load_rrdbnet(target, device="cpu", fp16=False)  # whole: one builder's file, never a mix
 
 
 def test_tiny_weights_load_strictly_and_tiling_matches(tiny_upscaler: Path) -> None:

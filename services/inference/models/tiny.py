@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 from services.inference.models.registry import ModelRegistry, ModelSpec
 
 __all__ = ["BUILDERS", "build_tiny_model", "build_tiny_models"]
@@ -147,22 +149,37 @@ BUILDERS: dict[str, Callable[[], Any]] = {"modelscope": _modelscope, "wan": _wan
 
 
 def build_tiny_model(spec: ModelSpec, models_dir: Path, *, seed: int = 0) -> Path:
-    """Builds `spec`'s tiny model into its local path unless it is already there."""
-    import torch
+    """Builds `spec`'s tiny model into its local path unless it is already there.
 
+    Safe across processes that share `models_dir` (the workers of two replicas, a test session beside
+    a running mesh): the build runs under a lock file, so the first process builds while the others
+    wait and then find it built. Two builders once shared the temporary folder, each removing what
+    the other was writing: a generation failed INTERNAL with FileNotFoundError."""
     target = Path(spec.resolve_path(models_dir))
-    marker = target / _MARKER
-    if marker.exists() and json.loads(marker.read_text()).get("version") == _BUILD_VERSION:
+    if _built(target):
         return target
-    torch.manual_seed(seed)  # same seed → same random weights on every machine
-    pipe = BUILDERS[spec.tiny_builder]()
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    pipe.save_pretrained(tmp)
-    (tmp / _MARKER).write_text(json.dumps({"version": _BUILD_VERSION, "builder": spec.tiny_builder}))
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)  # atomic: a half-written model is never picked up
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(target.with_name(f".{target.name}.lock")):
+        if _built(target):  # the process that held the lock built it
+            return target
+        import torch
+
+        torch.manual_seed(seed)  # same seed → same random weights on every machine
+        pipe = BUILDERS[spec.tiny_builder]()
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)  # left by a builder that died (the lock is ours)
+        pipe.save_pretrained(tmp)
+        (tmp / _MARKER).write_text(json.dumps({"version": _BUILD_VERSION, "builder": spec.tiny_builder}))
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)  # atomic: a half-written model is never picked up
     return target
+
+
+def _built(target: Path) -> bool:
+    try:
+        return bool(json.loads((target / _MARKER).read_text()).get("version") == _BUILD_VERSION)
+    except (OSError, ValueError):  # not built, or being replaced by a newer build version
+        return False
 
 
 def build_tiny_models(registry: ModelRegistry, models_dir: Path) -> dict[str, Path]:

@@ -137,7 +137,11 @@ class LocalWorker:
         elif isinstance(message, TaskFailed):
             self._pending.pop(message.task_id, None)
             if not pending.future.done():
-                exc: BaseException = JobCancelled(message.task_id) if message.cancelled else _error(message)
+                exc: BaseException = _error(message)
+                if message.cancelled:
+                    exc = JobCancelled(message.task_id)
+                elif message.retryable:
+                    exc = RetryableJobError(_error(message))
                 pending.future.set_exception(exc)
 
     def _on_exit(self, process: Any) -> None:

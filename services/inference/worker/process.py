@@ -93,6 +93,10 @@ def _failure(task_id: str, exc: BaseException) -> TaskFailed:
             logging.getLogger(__name__).error("task %s failed: %s", task_id, exc.message)
         return TaskFailed(task_id, exc.code.name, exc.reason, scrub(exc.message, limit=500), dict(exc.metadata))
     logging.getLogger(__name__).error("task %s failed", task_id, exc_info=exc)
+    if isinstance(exc, OSError) and not isinstance(exc, TimeoutError):
+        # A file gone, a full disk, a missing program: a clear reason, and another attempt.
+        io = ServiceError.io_failed(exc)
+        return TaskFailed(task_id, io.code.name, io.reason, io.message, dict(io.metadata), retryable=True)
     return TaskFailed(task_id, "INTERNAL", "INTERNAL", scrub(f"{type(exc).__name__}: {exc}", limit=500))
 
 

@@ -309,3 +309,6 @@ class TaskFailed:
     message: str
     metadata: dict[str, str] = field(default_factory=dict)
     cancelled: bool = False
+    # Worth another attempt (an unexpected OS error: `ServiceError.io_failed`): the server raises
+    # RetryableJobError, so the job is re-queued while attempts remain, then fails with this error.
+    retryable: bool = False

@@ -159,8 +159,10 @@ class DeviceActor(TaskActor):
         failed = _failure(task.id, exc)
         if failed.cancelled:
             return {"event": "cancelled"}
-        # A partner lost mid-step: the attempt is retried (attempts counted), as a lost actor's.
-        return {"event": "error", "message": failed.message, "failed": failed, "retryable": _partner_lost(exc)}
+        # A partner lost mid-step: the attempt is retried (attempts counted), as a lost actor's; so is
+        # an unexpected OS error (TaskFailed.retryable).
+        return {"event": "error", "message": failed.message, "failed": failed,
+                "retryable": failed.retryable or _partner_lost(exc)}
 
 
 def _partner_lost(exc: BaseException | None) -> bool:

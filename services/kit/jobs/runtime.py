@@ -14,6 +14,7 @@ from typing import Protocol, TypeVar, runtime_checkable
 
 from services.kit.errors import ServiceError
 from services.kit.jobs.record import JobRecord
+from services.kit.logs import get_logger
 from viarte.type.v1 import job_pb2
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+_log = get_logger("viarte.jobs")
 
 
 class JobCancelled(Exception):
@@ -179,10 +181,19 @@ class HandlerExecutor:
         self._handlers[kind] = handler
 
     async def execute(self, job: RunningJob) -> bytes:
+        """The kind's handler. An unexpected OSError (a file gone, a full disk; a TimeoutError is no
+        I/O failure) becomes a retryable UNAVAILABLE IO_FAILED (``ServiceError.io_failed``): retried
+        like a worker crash, then a clear reason, never a bare INTERNAL; its path and trace are logged."""
         handler = self._handlers.get(job.kind)
         if handler is None:
             raise ServiceError.internal("NO_HANDLER", f"no handler for job kind {job.kind!r}")
-        return await handler(job)
+        try:
+            return await handler(job)
+        except OSError as exc:
+            if isinstance(exc, TimeoutError):
+                raise
+            _log.warning("job_io_failed", job_id=job.id, kind=job.kind, exc_info=exc)
+            raise RetryableJobError(ServiceError.io_failed(exc)) from exc
 
 
 async def cancel_all(tasks: Sequence[asyncio.Task[None]]) -> None:

@@ -9,6 +9,8 @@ input (4x channels at half resolution) and upsample x4 inside: 2x overall.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +134,14 @@ def build_tiny(path: Path, *, num_feat: int = 8, num_block: int = 1, num_grow_ch
         assert bias is not None
         bias.mul_(gain).add_(0.5 - float(probe_out.mean()) * gain)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"params_ema": model.state_dict()}, tmp)
-    tmp.replace(path)
+    # A temporary file of this builder's own: the render workers of several replicas may build the
+    # same file at once (same seed, same bytes); a shared one was moved away under the second.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save({"params_ema": model.state_dict()}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path

@@ -274,6 +274,37 @@ async def test_retryable_errors_retry_then_fail(tmp_path: Path) -> None:
         await svc.stop()
 
 
+async def test_an_os_error_is_retried_then_fails_io_failed_never_internal(tmp_path: Path) -> None:
+    """A handler's unexpected OSError (a file another attempt removed, a full disk) is retried like a
+    worker crash and then fails UNAVAILABLE IO_FAILED with the errno's name; the path and the
+    exception's class stay in the log. It used to end FAILED INTERNAL."""
+    calls: list[int] = []
+
+    async def reads_a_gone_file(job: RunningJob) -> bytes:
+        calls.append(job.attempt)
+        return (tmp_path / "gone" / "output.mp4").read_bytes()
+
+    async def times_out(job: RunningJob) -> bytes:
+        raise TimeoutError  # an OSError too, but no I/O failure: as before, INTERNAL
+
+    svc = JobService(_engine(tmp_path), HandlerExecutor({"io": reads_a_gone_file, "slow": times_out}),
+                     JobConfig(max_attempts=2))
+    await svc.start()
+    try:
+        rec = await svc.create("alice", "io", b"")
+        items = [i async for i in svc.watch("alice", "io", rec.id)]
+        final = await svc.get("alice", "io", rec.id)
+        assert calls == [1, 2] and final.state == FAILED and final.attempts == 2
+        error = items[-1].error  # type: ignore[union-attr]
+        assert (error.code, error.reason, dict(error.metadata)) == ("UNAVAILABLE", "IO_FAILED", {"errno": "ENOENT"})
+        assert error.message == "an I/O operation on the server failed: No such file or directory"
+        slow = await svc.create("alice", "slow", b"")
+        [_ async for _ in svc.watch("alice", "slow", slow.id)]
+        assert (await svc.get("alice", "slow", slow.id)).error.code == "INTERNAL"  # type: ignore[union-attr]
+    finally:
+        await svc.stop()
+
+
 async def test_cancel_during_a_failing_attempt_is_not_retried(tmp_path: Path) -> None:
     attempts: list[int] = []
     started = asyncio.Event()

@@ -30,7 +30,7 @@ class FaceSwapServiceStub:
 
     ErrorInfo domain "viarte.inference". Reasons: NO_FACE_IN_SOURCE, NO_FACE_IN_REFERENCE,
     UNSUPPORTED_MEDIA, ASSET_NOT_FOUND, INVALID_PARAMETERS, JOB_NOT_FOUND, QUEUE_FULL,
-    FACE_MODELS_UNAVAILABLE, STORAGE_UNAVAILABLE, INVALID_PAGE_TOKEN, UNAUTHENTICATED.
+    FACE_MODELS_UNAVAILABLE, STORAGE_UNAVAILABLE, IO_FAILED, INVALID_PAGE_TOKEN, UNAUTHENTICATED.
     API keys need scope "jobs:write" to cancel, "jobs:write", "assets:read" and "assets:write" to create
     (a job reads the assets it names and stores its result), "jobs:read" to get, list and watch
     (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).
@@ -74,7 +74,7 @@ class FaceSwapServiceServicer:
 
     ErrorInfo domain "viarte.inference". Reasons: NO_FACE_IN_SOURCE, NO_FACE_IN_REFERENCE,
     UNSUPPORTED_MEDIA, ASSET_NOT_FOUND, INVALID_PARAMETERS, JOB_NOT_FOUND, QUEUE_FULL,
-    FACE_MODELS_UNAVAILABLE, STORAGE_UNAVAILABLE, INVALID_PAGE_TOKEN, UNAUTHENTICATED.
+    FACE_MODELS_UNAVAILABLE, STORAGE_UNAVAILABLE, IO_FAILED, INVALID_PAGE_TOKEN, UNAUTHENTICATED.
     API keys need scope "jobs:write" to cancel, "jobs:write", "assets:read" and "assets:write" to create
     (a job reads the assets it names and stores its result), "jobs:read" to get, list and watch
     (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).
@@ -159,7 +159,7 @@ class FaceSwapService:
 
     ErrorInfo domain "viarte.inference". Reasons: NO_FACE_IN_SOURCE, NO_FACE_IN_REFERENCE,
     UNSUPPORTED_MEDIA, ASSET_NOT_FOUND, INVALID_PARAMETERS, JOB_NOT_FOUND, QUEUE_FULL,
-    FACE_MODELS_UNAVAILABLE, STORAGE_UNAVAILABLE, INVALID_PAGE_TOKEN, UNAUTHENTICATED.
+    FACE_MODELS_UNAVAILABLE, STORAGE_UNAVAILABLE, IO_FAILED, INVALID_PAGE_TOKEN, UNAUTHENTICATED.
     API keys need scope "jobs:write" to cancel, "jobs:write", "assets:read" and "assets:write" to create
     (a job reads the assets it names and stores its result), "jobs:read" to get, list and watch
     (else PERMISSION_DENIED, MISSING_SCOPE; see viarte.auth.v1.AuthService).

@@ -30,7 +30,7 @@ class GenerationServiceStub:
 
     ErrorInfo domain "viarte.inference". Reasons: MODEL_NOT_FOUND, MODEL_UNAVAILABLE, TASK_NOT_SUPPORTED,
     INVALID_PARAMETERS (with BadRequest field violations), IMAGE_REQUIRED, ASSET_NOT_FOUND,
-    JOB_NOT_FOUND, QUEUE_FULL (with RetryInfo), OUT_OF_MEMORY, WORKER_CRASHED, DECODE_FAILED,
+    JOB_NOT_FOUND, QUEUE_FULL (with RetryInfo), OUT_OF_MEMORY, WORKER_CRASHED, IO_FAILED, DECODE_FAILED,
     NO_FACE_IN_SOURCE, STORAGE_UNAVAILABLE, INVALID_PAGE_TOKEN, UNAUTHENTICATED, RAY_UNAVAILABLE (executor
     "ray": the Ray cluster is unreachable; UNAVAILABLE with RetryInfo, nothing is queued), DEVICES_UNAVAILABLE
     (FAILED_PRECONDITION: `devices` asks for more devices than the executor can give one job).
@@ -82,7 +82,7 @@ class GenerationServiceServicer:
 
     ErrorInfo domain "viarte.inference". Reasons: MODEL_NOT_FOUND, MODEL_UNAVAILABLE, TASK_NOT_SUPPORTED,
     INVALID_PARAMETERS (with BadRequest field violations), IMAGE_REQUIRED, ASSET_NOT_FOUND,
-    JOB_NOT_FOUND, QUEUE_FULL (with RetryInfo), OUT_OF_MEMORY, WORKER_CRASHED, DECODE_FAILED,
+    JOB_NOT_FOUND, QUEUE_FULL (with RetryInfo), OUT_OF_MEMORY, WORKER_CRASHED, IO_FAILED, DECODE_FAILED,
     NO_FACE_IN_SOURCE, STORAGE_UNAVAILABLE, INVALID_PAGE_TOKEN, UNAUTHENTICATED, RAY_UNAVAILABLE (executor
     "ray": the Ray cluster is unreachable; UNAVAILABLE with RetryInfo, nothing is queued), DEVICES_UNAVAILABLE
     (FAILED_PRECONDITION: `devices` asks for more devices than the executor can give one job).
@@ -191,7 +191,7 @@ class GenerationService:
 
     ErrorInfo domain "viarte.inference". Reasons: MODEL_NOT_FOUND, MODEL_UNAVAILABLE, TASK_NOT_SUPPORTED,
     INVALID_PARAMETERS (with BadRequest field violations), IMAGE_REQUIRED, ASSET_NOT_FOUND,
-    JOB_NOT_FOUND, QUEUE_FULL (with RetryInfo), OUT_OF_MEMORY, WORKER_CRASHED, DECODE_FAILED,
+    JOB_NOT_FOUND, QUEUE_FULL (with RetryInfo), OUT_OF_MEMORY, WORKER_CRASHED, IO_FAILED, DECODE_FAILED,
     NO_FACE_IN_SOURCE, STORAGE_UNAVAILABLE, INVALID_PAGE_TOKEN, UNAUTHENTICATED, RAY_UNAVAILABLE (executor
     "ray": the Ray cluster is unreachable; UNAVAILABLE with RetryInfo, nothing is queued), DEVICES_UNAVAILABLE
     (FAILED_PRECONDITION: `devices` asks for more devices than the executor can give one job).

@@ -39,7 +39,8 @@ class TrainingServiceStub:
 
     ErrorInfo domain "viarte.inference". Reasons: INVALID_PARAMETERS and INVALID_DATASET (with
     BadRequest field violations, before anything is queued), MODEL_NOT_FOUND, LORA_UNSUPPORTED,
-    JOB_NOT_FOUND, QUEUE_FULL, WORKER_CRASHED, STORAGE_UNAVAILABLE, INVALID_PAGE_TOKEN, UNAUTHENTICATED.
+    JOB_NOT_FOUND, QUEUE_FULL, WORKER_CRASHED, IO_FAILED, STORAGE_UNAVAILABLE, INVALID_PAGE_TOKEN,
+    UNAUTHENTICATED.
     API keys need scope "jobs:write", "assets:read" and "assets:write" to create, "jobs:write" to
     cancel, "jobs:read" to get, list and watch.
     """
@@ -91,7 +92,8 @@ class TrainingServiceServicer:
 
     ErrorInfo domain "viarte.inference". Reasons: INVALID_PARAMETERS and INVALID_DATASET (with
     BadRequest field violations, before anything is queued), MODEL_NOT_FOUND, LORA_UNSUPPORTED,
-    JOB_NOT_FOUND, QUEUE_FULL, WORKER_CRASHED, STORAGE_UNAVAILABLE, INVALID_PAGE_TOKEN, UNAUTHENTICATED.
+    JOB_NOT_FOUND, QUEUE_FULL, WORKER_CRASHED, IO_FAILED, STORAGE_UNAVAILABLE, INVALID_PAGE_TOKEN,
+    UNAUTHENTICATED.
     API keys need scope "jobs:write", "assets:read" and "assets:write" to create, "jobs:write" to
     cancel, "jobs:read" to get, list and watch.
     """
@@ -187,7 +189,8 @@ class TrainingService:
 
     ErrorInfo domain "viarte.inference". Reasons: INVALID_PARAMETERS and INVALID_DATASET (with
     BadRequest field violations, before anything is queued), MODEL_NOT_FOUND, LORA_UNSUPPORTED,
-    JOB_NOT_FOUND, QUEUE_FULL, WORKER_CRASHED, STORAGE_UNAVAILABLE, INVALID_PAGE_TOKEN, UNAUTHENTICATED.
+    JOB_NOT_FOUND, QUEUE_FULL, WORKER_CRASHED, IO_FAILED, STORAGE_UNAVAILABLE, INVALID_PAGE_TOKEN,
+    UNAUTHENTICATED.
     API keys need scope "jobs:write", "assets:read" and "assets:write" to create, "jobs:write" to
     cancel, "jobs:read" to get, list and watch.
     """
