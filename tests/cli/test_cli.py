@@ -263,3 +263,10 @@ def test_ctrl_c_cancels_the_job_and_exits_130(mesh: RunningMesh, mesh_user: Mesh
     finally:
         if proc.poll() is None:
             proc.kill()
+        # A failure above must not leave its 50-step job on the shared mesh's worker: every later
+        # generation in the session would queue behind it and time out.
+        with mesh.client() as client:
+            client.auth.login(mesh_user.email, mesh_user.password)
+            for left in client.generation.list().items:
+                if left.parameters.prompt == "slow" and left.status.state in (1, 2):  # QUEUED, RUNNING
+                    client.generation.cancel(left.id)

@@ -27,23 +27,35 @@ app.add_typer(jobs_app, name="jobs")
 def run_job(c: Ctx, kind: str, params: Any, *, title: str, detach: bool, priority: int, download: Path | None) -> Any:
     jobs = c.client().jobs(kind)
     job = jobs.create(params, priority=priority)
-    c.info(f"{kind} job {job.id} queued")
     if detach:
+        c.info(f"{kind} job {job.id} queued")
         c.emit(job, lambda: c.out.print(f"job {job.id} (watch it: viarte jobs watch {job.id})"))
         return job
-    if c.json:
-        final = jobs.wait(job.id, cancel_on_interrupt=True)
-    else:
-        try:
+    try:
+        c.info(f"{kind} job {job.id} queued")
+        if c.json:
+            final = jobs.wait(job.id, cancel_on_interrupt=True)
+        else:
             with JobProgressView(c.err, title) as view:
                 final = jobs.wait(job.id, on_progress=view.update, cancel_on_interrupt=True)
-        except KeyboardInterrupt:
-            c.err.print(f"[yellow]cancelled job {job.id}[/]")
-            raise
+    except KeyboardInterrupt:
+        # `wait` cancels the job once its watch runs; a Ctrl-C that lands before (while the progress
+        # view starts, or before the SDK's loop picked the wait up) would leave the job running.
+        # Cancelling twice is harmless.
+        _cancel_quietly(jobs, job.id)
+        c.err.print(f"[yellow]cancelled job {job.id}[/]")
+        raise
     output = _result_asset(kind, final)
     saved = download_asset(c, output, download) if download is not None and output else None
     c.emit({"job": final, "output_asset_id": output, "downloaded": saved}, lambda: _print_result(c, kind, final, saved))
     return final
+
+
+def _cancel_quietly(jobs: Any, job_id: str) -> None:
+    try:
+        jobs.cancel(job_id)
+    except (ViarteError, KeyboardInterrupt):
+        pass  # best effort: the server may be gone, or the user pressed Ctrl-C again
 
 
 def _result_asset(kind: str, job: Any) -> str:
