@@ -137,11 +137,13 @@ class LocalWorker:
         elif isinstance(message, TaskFailed):
             self._pending.pop(message.task_id, None)
             if not pending.future.done():
-                exc: BaseException = _error(message)
+                exc: BaseException
                 if message.cancelled:
                     exc = JobCancelled(message.task_id)
-                elif message.retryable:
-                    exc = RetryableJobError(_error(message))
+                else:
+                    exc = _error(message)
+                    if message.retryable:
+                        exc = RetryableJobError(exc)
                 pending.future.set_exception(exc)
 
     def _on_exit(self, process: Any) -> None:
