@@ -42,6 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import TICK_SECONDS, cpu_jiffies  # noqa: E402
 from studio_dev.mesh import MeshConfig, start, stop  # noqa: E402
 from viarte import AsyncClient, JobState  # noqa: E402
 from viarte.render.v1 import render_pb2  # noqa: E402
@@ -104,13 +105,6 @@ def mesh_cpu(state: object) -> dict[str, int]:
             else:  # PostgreSQL's backends, Envoy's workers: one whole
                 out[proc.name] = own + below
     return out
-
-
-def cpu_jiffies() -> tuple[int, int]:
-    """(busy, total) CPU time of the whole machine so far, in clock ticks (Linux /proc/stat)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return sum(fields) - idle, sum(fields)
 
 
 @dataclass
@@ -208,7 +202,7 @@ async def measure(shape: str, state_root: Path, args: argparse.Namespace) -> Res
             split1 = mesh_cpu(state)
             elapsed = time.monotonic() - began
             busy_fraction = (busy1 - busy0) / max(1, total1 - total0)
-            ms_per_tick = 1000 / os.sysconf("SC_CLK_TCK")
+            ms_per_tick = 1000 * TICK_SECONDS
             done = max(1.0, pairs * elapsed)
             cpu_ms_per_pair = (busy1 - busy0) * ms_per_tick / done
             split = {name: (split1.get(name, 0) - ticks) * ms_per_tick / done for name, ticks in split0.items()}

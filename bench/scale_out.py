@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from inference_overhead import _register
 
+from bench.machine import TICK_SECONDS, cpu_jiffies
 from viarte.inference.v1 import generation_pb2 as G
 from viarte.type.v1 import job_pb2
 
@@ -78,7 +79,6 @@ def _group(pid: int, name: str, cmd: str) -> str:
 def _cpu_snapshot() -> tuple[dict[int, tuple[str, float, float]], tuple[float, float]]:
     """(pid → (group, own CPU s, reaped children's CPU s)) for this process's tree, and the
     machine's (busy, total) CPU seconds so far."""
-    import os
 
     import psutil
 
@@ -93,9 +93,8 @@ def _cpu_snapshot() -> tuple[dict[int, tuple[str, float, float]], tuple[float, f
         if name in ("ffmpeg", "ffprobe"):
             continue  # counted once, in its parent's reaped children
         tree[proc.pid] = (_group(proc.pid, name, cmd), t.user + t.system, t.children_user + t.children_system)
-    fields = [float(x) / os.sysconf("SC_CLK_TCK") for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-    idle = fields[3] + fields[4]
-    return tree, (sum(fields) - idle, sum(fields))
+    busy, total = cpu_jiffies()
+    return tree, (busy * TICK_SECONDS, total * TICK_SECONDS)
 
 
 def _cpu_per_job(before: Any, after: Any, jobs: int) -> dict[str, float]:
