@@ -15,6 +15,7 @@ import grpc
 import pytest
 import pytest_asyncio
 
+import viarte._sync
 from tests.sdk.scripted import LossyProxy, Script, ScriptedGeneration, start_lossy_proxy, start_scripted
 from viarte import AsyncClient, Client, RetryPolicy, Tokens, generation_parameters
 from viarte._sync import LoopThread
@@ -222,6 +223,34 @@ def test_sync_client_ctrl_c_cancels_the_job(delivered_to: str) -> None:
                 client.generation.run(PARAMS)
         assert servicer.record.cancels == ["job-1"]
     finally:
+        server_loop.run(server.stop(0))
+        server_loop.close()
+
+
+def test_sync_ctrl_c_before_the_loop_started_the_wait_still_cancels_the_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C lands while the wait's coroutine is still queued behind other work on the SDK's loop
+    (a callback holding it for 0.5 s). The call lets the coroutine start, cancels it and waits for
+    its clean-up before re-raising, so the job's Cancel has reached the server by then (a program
+    exiting or closing its client on the KeyboardInterrupt would otherwise lose it)."""
+    server_loop = LoopThread()
+    server, port, servicer = server_loop.run(start_scripted(Script(hang_watch=True)))
+    busy = threading.Event()
+    try:
+        with Client({"inference": f"127.0.0.1:{port}"}, retry=FAST) as client:
+            job = client.generation.create(PARAMS)
+            client._loop.loop.call_soon_threadsafe(busy.wait, 30)  # the loop is busy until `busy` is set
+
+            def ctrl_c_while_waiting(future: object) -> None:
+                threading.Timer(0.5, busy.set).start()  # the loop frees up only after the interrupt
+                raise KeyboardInterrupt  # the call's coroutine is queued: it cannot have started
+
+            with monkeypatch.context() as patch:
+                patch.setattr(viarte._sync, "_interruptible_result", ctrl_c_while_waiting)
+                with pytest.raises(KeyboardInterrupt):
+                    client.generation.wait(job.id, cancel_on_interrupt=True)
+            assert servicer.record.cancels == [job.id]
+    finally:
+        busy.set()
         server_loop.run(server.stop(0))
         server_loop.close()
 
