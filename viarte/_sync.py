@@ -1,7 +1,8 @@
 """Runs the asyncio client on a private event-loop thread so the sync client shares its code.
 
-A KeyboardInterrupt in the calling thread cancels the running coroutine (which, for job helpers,
-cancels the job on the server) and waits briefly for that clean-up before re-raising.
+A KeyboardInterrupt in the calling thread cancels the coroutine (which, for job helpers, cancels
+the job on the server), even one the loop has not started yet, and waits briefly for that clean-up
+before re-raising.
 """
 
 from __future__ import annotations
@@ -60,18 +61,24 @@ class LoopThread:
         try:
             return _interruptible_result(future)
         except KeyboardInterrupt:
-            self._cancel(holder.get("task"), future)
+            self._cancel(holder)
             raise
 
-    def _cancel(self, task: asyncio.Task[Any] | None, future: concurrent.futures.Future[Any]) -> None:
+    def _cancel(self, holder: dict[str, asyncio.Task[Any]]) -> None:
         # Cancelling the task delivers CancelledError to the coroutine, whose handlers (e.g.
         # "cancel the job on the server") then run; wait for them, bounded by cancel_grace.
-        if task is None:
-            future.cancel()
-            return
+        # A task cancelled before its first step never enters the coroutine (nor its handlers:
+        # a `wait` would leave its job running), so one the loop has not started yet runs to its
+        # first await before it is cancelled. The loop runs callbacks in the order they were
+        # queued: the one creating the task precedes `arm`, so the task's first step precedes
+        # `arm`'s second turn.
         done = threading.Event()
 
         def arm() -> None:
+            task = holder.get("task")
+            if task is None:
+                self.loop.call_soon(arm)
+                return
             task.add_done_callback(lambda _t: done.set())
             task.cancel()
 

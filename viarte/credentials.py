@@ -1,8 +1,9 @@
 """Credentials the SDK attaches to calls: an API key, or a user's token pair refreshed before expiry.
 
 Access tokens are short-lived JWTs; the refresh token rotates on every use and the auth service
-revokes the whole session when a rotated one is presented twice. So refreshing happens under one
-lock, at most once per token, and never as a blind retry.
+revokes the whole session when a rotated one is presented twice (outside the short retry grace
+for a lost answer, which the refresher's single retry relies on). So refreshing happens under one
+lock, at most once per token.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ One ``grpc.aio`` channel per distinct address (direct to each service, or one ad
 them through Envoy). Unary calls get an overall deadline, a fresh ``x-request-id`` and the
 credentials' metadata, and are retried with exponential backoff and jitter on UNAVAILABLE (the
 server's ``RetryInfo`` delay wins when it is longer). A call is retried only when it is safe:
-reads, or creates that carry a ``request_id`` the server deduplicates on.
+reads, creates that carry a ``request_id`` the server deduplicates on, and a Refresh once (within
+the auth service's retry grace for a lost answer).
 
 Tracing: when ``opentelemetry-api`` is importable, every call carries the caller's current trace
 context as a W3C ``traceparent`` (through the application's configured propagator), so an
@@ -255,12 +256,15 @@ class Transport:
         request: Any,
         *,
         retry: bool,
+        max_attempts: int | None = None,
         timeout: Any = _DEFAULT,  # noqa: ASYNC109 - a gRPC deadline, passed down to each attempt
         authenticate: bool = True,
     ) -> Any:
-        """One unary call with deadline, metadata, token refresh and (when ``retry``) retries."""
+        """One unary call with deadline, metadata, token refresh and (when ``retry``) retries.
+        ``max_attempts`` lowers the retry policy's limit for a call whose retries must stay few."""
         deadline = self._deadline(timeout)
         request_id = uuid.uuid4().hex
+        limit = self.retry.max_attempts if max_attempts is None else min(max_attempts, self.retry.max_attempts)
         attempt, refreshed = 0, False
         while True:
             attempt += 1
@@ -270,8 +274,8 @@ class Transport:
             except grpc.RpcError as exc:
                 err = _decode(exc, request_id)
             again = await self._after_failure(
-                err, attempt=attempt, retry=retry, authenticate=authenticate, refreshed=refreshed, md=md,
-                deadline=deadline,
+                err, attempt=attempt, retry=retry and attempt < limit, authenticate=authenticate, refreshed=refreshed,
+                md=md, deadline=deadline,
             )
             if not again:
                 raise err

@@ -242,3 +242,40 @@ async def start_storage(servicer: ScriptedStorage) -> tuple[grpc.aio.Server, int
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     return server, port
+
+
+class LossyProxy(grpc.GenericRpcHandler):
+    """A loopback gRPC proxy that forwards every unary call to ``target`` byte for byte, and loses
+    the first ``lose`` answers of ``method`` after the upstream produced them: the upstream did the
+    work (e.g. rotated a refresh token), the client sees UNAVAILABLE, as on a reset connection."""
+
+    def __init__(self, target: str, method: str, *, lose: int = 1) -> None:
+        self.upstream = grpc.aio.insecure_channel(target)
+        self.method, self.lose = method, lose
+        self.calls: list[str] = []  # full method names, in order
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        forward = self.upstream.unary_unary(method)
+
+        async def handle(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            self.calls.append(method)
+            md = tuple((k, v) for k, v in context.invocation_metadata() if k != "user-agent")  # type: ignore[union-attr]
+            try:
+                answer: bytes = await forward(request, metadata=md, timeout=context.time_remaining())
+            except grpc.aio.AioRpcError as exc:
+                await context.abort(exc.code(), exc.details() or "", tuple(exc.trailing_metadata() or ()))
+            if method.endswith(f"/{self.method}") and self.lose > 0:
+                self.lose -= 1
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "connection reset by peer")
+            return answer
+
+        return grpc.unary_unary_rpc_method_handler(handle)
+
+
+async def start_lossy_proxy(proxy: LossyProxy) -> tuple[grpc.aio.Server, int]:
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    server.add_generic_rpc_handlers((proxy,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, port

@@ -9,15 +9,17 @@ import signal
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 
 import grpc
 import pytest
 import pytest_asyncio
 
-from tests.sdk.scripted import Script, ScriptedGeneration, start_scripted
+import viarte._sync
+from tests.sdk.scripted import LossyProxy, Script, ScriptedGeneration, start_lossy_proxy, start_scripted
 from viarte import AsyncClient, Client, RetryPolicy, Tokens, generation_parameters
 from viarte._sync import LoopThread
-from viarte.errors import DeadlineExceeded, InvalidArgument, JobFailed, NotFound, Unavailable
+from viarte.errors import DeadlineExceeded, InvalidArgument, JobFailed, NotFound, Unauthenticated, Unavailable
 from viarte.inference.v1 import generation_pb2, generation_pb2_grpc
 from viarte.jobs import JobState, Stage
 
@@ -225,6 +227,34 @@ def test_sync_client_ctrl_c_cancels_the_job(delivered_to: str) -> None:
         server_loop.close()
 
 
+def test_sync_ctrl_c_before_the_loop_started_the_wait_still_cancels_the_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C lands while the wait's coroutine is still queued behind other work on the SDK's loop
+    (a callback holding it for 0.5 s). The call lets the coroutine start, cancels it and waits for
+    its clean-up before re-raising, so the job's Cancel has reached the server by then (a program
+    exiting or closing its client on the KeyboardInterrupt would otherwise lose it)."""
+    server_loop = LoopThread()
+    server, port, servicer = server_loop.run(start_scripted(Script(hang_watch=True)))
+    busy = threading.Event()
+    try:
+        with Client({"inference": f"127.0.0.1:{port}"}, retry=FAST) as client:
+            job = client.generation.create(PARAMS)
+            client._loop.loop.call_soon_threadsafe(busy.wait, 30)  # the loop is busy until `busy` is set
+
+            def ctrl_c_while_waiting(future: object) -> None:
+                threading.Timer(0.5, busy.set).start()  # the loop frees up only after the interrupt
+                raise KeyboardInterrupt  # the call's coroutine is queued: it cannot have started
+
+            with monkeypatch.context() as patch:
+                patch.setattr(viarte._sync, "_interruptible_result", ctrl_c_while_waiting)
+                with pytest.raises(KeyboardInterrupt):
+                    client.generation.wait(job.id, cancel_on_interrupt=True)
+            assert servicer.record.cancels == [job.id]
+    finally:
+        busy.set()
+        server_loop.run(server.stop(0))
+        server_loop.close()
+
+
 def test_sync_client_watch_and_errors() -> None:
     server_loop = LoopThread()
     server, port, _servicer = server_loop.run(start_scripted(Script(drop_after=2)))
@@ -270,6 +300,51 @@ async def test_token_near_expiry_is_refreshed_once_for_concurrent_calls(scripted
     assert me.user.id == user.id
     assert len(saved) == 1
     assert set(scripted.record.tokens) == {saved[0].access_token}
+
+
+REFRESH = "/viarte.auth.v1.AuthService/Refresh"
+
+
+@asynccontextmanager
+async def lossy_auth(address: str, *, lose: int) -> AsyncIterator[tuple[LossyProxy, str]]:
+    """The real auth service behind a proxy that loses the first ``lose`` Refresh answers."""
+    proxy = LossyProxy(address, "Refresh", lose=lose)
+    server, port = await start_lossy_proxy(proxy)
+    try:
+        yield proxy, f"127.0.0.1:{port}"
+    finally:
+        await server.stop(0)
+        await proxy.upstream.close()
+
+
+async def test_a_refresh_whose_answer_is_lost_is_retried_and_the_session_lives_on(auth_service, user_factory) -> None:  # type: ignore[no-untyped-def]
+    user = await user_factory()
+    saved: list[Tokens] = []
+    async with lossy_auth(auth_service.address, lose=1) as (proxy, address):
+        async with AsyncClient({"auth": address}, tokens=_tokens(user, 600), on_tokens=saved.append, retry=FAST) as client:
+            # The server rotated the token, the answer was lost; the retry (within the server's
+            # grace) rotated it again instead of revoking the session.
+            tokens = await client.auth.refresh()
+            assert proxy.calls.count(REFRESH) == 2
+            assert tokens.refresh_token != user.refresh_token
+            assert (await client.auth.me()).user.id == user.id
+            # The pair the client kept is the live one: it rotates again (a superseded one is reuse).
+            await client.auth.refresh()
+            assert (await client.auth.me()).user.id == user.id
+    assert len(saved) == 2
+
+
+async def test_refresh_is_retried_at_most_once_and_never_when_refused(auth_service, user_factory) -> None:  # type: ignore[no-untyped-def]
+    user = await user_factory()
+    async with lossy_auth(auth_service.address, lose=2) as (proxy, address):
+        async with AsyncClient({"auth": address}, tokens=_tokens(user, 600), retry=FAST) as client:
+            with pytest.raises(Unavailable):
+                await client.auth.refresh()
+            assert proxy.calls.count(REFRESH) == 2  # FAST allows 4 attempts; a Refresh gets 2
+            with pytest.raises(Unauthenticated) as refused:
+                await client.auth.exchange_refresh_token("not-a-refresh-token")
+            assert refused.value.reason == "TOKEN_INVALID"
+            assert proxy.calls.count(REFRESH) == 3
 
 
 def _self_signed(tmp_path) -> tuple[bytes, bytes]:  # type: ignore[no-untyped-def]

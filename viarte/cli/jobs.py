@@ -39,9 +39,8 @@ def run_job(c: Ctx, kind: str, params: Any, *, title: str, detach: bool, priorit
             with JobProgressView(c.err, title) as view:
                 final = jobs.wait(job.id, on_progress=view.update, cancel_on_interrupt=True)
     except KeyboardInterrupt:
-        # `wait` cancels the job once its watch runs; a Ctrl-C that lands before (while the progress
-        # view starts, or before the SDK's loop picked the wait up) would leave the job running.
-        # Cancelling twice is harmless.
+        # `wait` cancels the job on a Ctrl-C once it is called; one that lands before (while the
+        # progress view starts) would leave the job running. Cancelling twice is harmless.
         _cancel_quietly(jobs, job.id)
         c.err.print(f"[yellow]cancelled job {job.id}[/]")
         raise

@@ -37,10 +37,13 @@ class AsyncAuth(_Resource):
         return resp.user
 
     async def exchange_refresh_token(self, refresh_token: str) -> Tokens:
-        """Rotates a refresh token into a new pair. Never retried: a lost answer must not turn
-        into a second use of the rotated token (which revokes the session)."""
+        """Rotates a refresh token into a new pair. Retried once, after the policy's first backoff,
+        on UNAVAILABLE (a lost answer, a reset connection): the server may have rotated the token
+        already, and it rotates a spent token again only when it comes back within its retry grace
+        (``refresh_retry_grace_seconds``) while its successor is unused; any other second use
+        revokes the session. DEADLINE_EXCEEDED is not retried: the deadline covers every attempt."""
         req = auth_pb2.RefreshRequest(refresh_token=refresh_token)
-        resp = await self._t.unary(self._stub.Refresh, req, retry=False, authenticate=False)
+        resp = await self._t.unary(self._stub.Refresh, req, retry=True, max_attempts=2, authenticate=False)
         return Tokens.from_proto(resp.tokens)
 
     async def refresh(self) -> Tokens:
