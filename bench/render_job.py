@@ -176,6 +176,7 @@ async def bench_job(seconds: float, src: dict[str, Path], rounds: int, font: str
             meter = _CpuMeter(s3.pid)
             hand_cpu: list[float] = []
             job_cpu: list[float] = []
+            job_parts: list[dict[str, float]] = []
             machine: dict[str, list[float]] = {"hand": [], "job": []}
             marks: dict[str, float] = {}
             result: Any = None
@@ -184,10 +185,12 @@ async def bench_job(seconds: float, src: dict[str, Path], rounds: int, font: str
                 await asyncio.to_thread(subprocess.run, command, check=True)
                 hand_times.append(time.perf_counter() - t0)
                 busy1, between = cpu_jiffies()[0], meter.now()
-                hand_cpu.append(between - before)
+                hand_cpu.append(sum(meter.spent(before, between).values()))
                 elapsed, result, marks = await _job(render.channel, user, timeline)
                 job_times.append(elapsed)
-                job_cpu.append(meter.now() - between)
+                parts = meter.spent(between, meter.now())
+                job_cpu.append(sum(parts.values()))
+                job_parts.append(parts)
                 machine["hand"].append((busy1 - busy0) * TICK_SECONDS)
                 machine["job"].append((cpu_jiffies()[0] - busy1) * TICK_SECONDS)
             video = await storage.download(user, result.video_asset_id)
@@ -205,6 +208,8 @@ async def bench_job(seconds: float, src: dict[str, Path], rounds: int, font: str
     mh, mj = statistics.median(machine["hand"]), statistics.median(machine["job"])
     print(f"  CPU-s, its own processes         : hand {hc:6.1f} ({hc / hand / cores:.0%} of {cores} cores)   "
           f"job {jc:6.1f} ({jc / job / cores:.0%})   job - hand {jc - hc:+.1f}")
+    print("  job's CPU-s by part (median)     : " + ", ".join(
+        f"{k} {statistics.median(p[k] for p in job_parts):.1f}" for k in _CpuMeter.PARTS))
     print(f"  CPU-s, whole machine             : hand {mh:6.1f}   job {mj:6.1f}   (other work included)")
     print(f"  job's floor at its CPU-s (CPU-s / {cores} cores) / hand: {jc / cores / hand:.3f}x")
     print(f"  job output: MP4 {len(video)} bytes sha256 {hashlib.sha256(video).hexdigest()[:16]}, "
@@ -213,7 +218,10 @@ async def bench_job(seconds: float, src: dict[str, Path], rounds: int, font: str
 
 
 class _CpuMeter:
-    """CPU-seconds so far of this process with its reaped children, plus SeaweedFS's."""
+    """CPU-seconds so far, by part: this process (the servers, the client), the ffmpeg/ffprobe runs
+    it reaped, and SeaweedFS."""
+
+    PARTS = ("servers", "ffmpeg", "seaweedfs")
 
     def __init__(self, s3_pid: int | None) -> None:
         import psutil
@@ -221,13 +229,15 @@ class _CpuMeter:
         self._own = psutil.Process()
         self._s3 = psutil.Process(s3_pid) if s3_pid else None
 
-    def now(self) -> float:
+    def now(self) -> dict[str, float]:
         t = self._own.cpu_times()
-        total = t.user + t.system + t.children_user + t.children_system
-        if self._s3 is not None:
-            s = self._s3.cpu_times()
-            total += s.user + s.system
-        return float(total)
+        s3 = self._s3.cpu_times() if self._s3 is not None else None
+        return {"servers": t.user + t.system, "ffmpeg": t.children_user + t.children_system,
+                "seaweedfs": s3.user + s3.system if s3 is not None else 0.0}
+
+    @staticmethod
+    def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+        return {k: after[k] - before[k] for k in before}
 
 
 def _fmt(values: list[float]) -> str:
