@@ -6,18 +6,25 @@ files. Used by bench/render_vs_peers.py (``--job``), which owns the source media
 The timeline (as the issue states it): 60 s 1280x720 30 fps, three clips joined by 1 s crossfades, a
 320x180 picture-in-picture at 80 % opacity for 10 s, a boxed title with 0.5 s fades, music with 2 s
 fades, the clips' own audio muted; x264 fast / CRF 23 (the job's standard quality), AAC 192k.
+
+Three rows, interleaved in each round: the row as filed (the job's defaults, whose mix is loudness
+normalised in two passes, vs the command, which does not normalise), and two that make the same
+sound on both sides: the job's defaults vs an expert's two-pass loudnorm export, and the job with
+normalisation off vs the command as filed. Each prints the CPU-seconds both sides spent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import statistics
 import subprocess
 import tempfile
 import time
 from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +68,9 @@ def issue_timeline(edit: IssueEdit, ids: dict[str, str]) -> tl.Timeline:
     return t
 
 
-def issue_command(edit: IssueEdit, src: dict[str, Path], out: Path, font: str) -> list[str]:
-    """What an expert would type for the issue's edit: one ffmpeg run, local files, same codecs."""
+def issue_command(edit: IssueEdit, src: dict[str, Path], out: Path, font: str, loudnorm: str = "") -> list[str]:
+    """What an expert would type for the issue's edit: one ffmpeg run, local files, same codecs.
+    ``loudnorm``: the second pass of loudnorm's documented two-pass recipe (`loudnorm_second_pass`)."""
     (n0, a0, _), (n1, a1, _), (n2, a2, _) = edit.clips
     d, x, seg = edit.d, edit.x, edit.seg
     ps, pl = edit.pip
@@ -77,7 +85,7 @@ def issue_command(edit: IssueEdit, src: dict[str, Path], out: Path, font: str) -
         f"[o]drawtext=fontfile={font}:text='Viarte Studio':fontsize=72:fontcolor=white:x=(w-text_w)/2:y=(h-text_h)/2"
         f":box=1:boxcolor=black@0.5:boxborderw={BOX[1]}"
         f":alpha='{alpha}':enable='between(t,{ts},{ts + tlen})',format=yuv420p[v]",
-        f"[4:a]volume=0.5,afade=t=in:d=2,afade=t=out:st={d - 2}:d=2,atrim=end={d}[a]",
+        f"[4:a]{_music_chain(edit)}{',' + loudnorm if loudnorm else ''}[a]",
     ])
     return [
         "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
@@ -90,6 +98,26 @@ def issue_command(edit: IssueEdit, src: dict[str, Path], out: Path, font: str) -
         "-c:v", "libx264", "-preset", "fast", "-crf", "23", "-pix_fmt", "yuv420p",
         "-c:a", "aac", "-b:a", "192k", "-ar", "48000", "-movflags", "+faststart", str(out),
     ]
+
+
+def _music_chain(edit: IssueEdit) -> str:
+    return f"volume=0.5,afade=t=in:d=2,afade=t=out:st={edit.d - 2}:d=2,atrim=end={edit.d}"
+
+
+# The job's default mix normalisation (AudioMix unset): -14 LUFS integrated, LRA 7, -1 dBTP.
+_LOUDNORM = "loudnorm=I=-14:LRA=7:TP=-1"
+
+
+def loudnorm_second_pass(edit: IssueEdit, src: dict[str, Path]) -> str:
+    """Pass 1 of loudnorm's documented two-pass recipe (what an expert types for a normalised
+    export: measure the mix, then one linear gain); returns pass 2's filter."""
+    run = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "info", "-i", str(src["music"]), "-filter_complex",
+         f"[0:a]{_music_chain(edit)},{_LOUDNORM}:print_format=json", "-f", "null", "-"],
+        capture_output=True, text=True, check=True)
+    m = json.loads(run.stderr[run.stderr.rindex("{"):run.stderr.rindex("}") + 1])
+    return (f"{_LOUDNORM}:measured_I={m['input_i']}:measured_LRA={m['input_lra']}:measured_TP={m['input_tp']}"
+            f":measured_thresh={m['input_thresh']}:offset={m['target_offset']}:linear=true,aresample=48000")
 
 
 async def _job(channel: Any, user: Any, timeline: tl.Timeline) -> tuple[float, Any, dict[str, float]]:
@@ -145,6 +173,23 @@ def _frames(path: Path) -> int:
     return int(out.stdout.strip())
 
 
+@dataclass
+class _Pair:
+    """One comparison: a hand-written side (one or more commands) and a job's timeline."""
+
+    label: str
+    hand: list[list[str]]
+    timeline: tl.Timeline
+    hand_times: list[float] = field(default_factory=list)
+    job_times: list[float] = field(default_factory=list)
+    hand_cpu: list[float] = field(default_factory=list)
+    job_cpu: list[float] = field(default_factory=list)
+    job_parts: list[dict[str, float]] = field(default_factory=list)
+    machine: dict[str, list[float]] = field(default_factory=lambda: {"hand": [], "job": []})
+    result: Any = None
+    marks: dict[str, float] = field(default_factory=dict)
+
+
 async def bench_job(seconds: float, src: dict[str, Path], rounds: int, font: str) -> None:
     from tests.fixtures.auth import running_auth, test_auth_config
     from tests.fixtures.render import render_test_config, running_render
@@ -164,57 +209,68 @@ async def bench_job(seconds: float, src: dict[str, Path], rounds: int, font: str
             types = {"a": "video/mp4", "b": "video/mp4", "pip": "video/mp4", "music": "audio/mp4"}
             ids = {k: await storage.upload(user, await asyncio.to_thread(p.read_bytes), p.name, types[k]) for k, p in src.items()}
             timeline = issue_timeline(edit, ids)
-            command = issue_command(edit, src, base / "hand.mp4", font)
+            unnormalised = tl.Timeline()
+            unnormalised.CopyFrom(timeline)
+            unnormalised.mix.disable_loudness_normalization = True
+            # The job normalises its mix by default (-14 LUFS, two passes); the command as filed does
+            # not. Beside that row, the two same-sound ones: an expert's two-pass loudnorm export vs
+            # the job's defaults, and the filed command vs the job with normalisation off.
+            plain = issue_command(edit, src, base / "hand.mp4", font)
+            measure = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "info", "-i", str(src["music"]), "-filter_complex",
+                       f"[0:a]{_music_chain(edit)},{_LOUDNORM}:print_format=json", "-f", "null", "-"]
+            normalised = issue_command(edit, src, base / "hand-loudnorm.mp4", font, loudnorm_second_pass(edit, src))
+            pairs = [
+                _Pair("as filed: job (defaults: mix normalised) vs hand (not normalised)", [plain], timeline),
+                _Pair("same sound: job (defaults) vs hand two-pass loudnorm", [measure, normalised], timeline),
+                _Pair("same sound: job (normalisation off) vs hand (not normalised)", [plain], unnormalised),
+            ]
             await _job(render.channel, user, timeline)  # warm: encoder choice, caps, first connections
-            hand_times: list[float] = []
-            job_times: list[float] = []
             # CPU-seconds each one costs: the hand command's ffmpeg; for the job this process (the
             # auth, storage and render servers run in it) with the ffmpeg/ffprobe runs it reaped, and
             # SeaweedFS. Both keep the cores busy, so the job's wall time can't drop below its
             # CPU-seconds / cores: the floor the ratio is held to on this machine. The whole
             # machine's busy CPU-seconds are printed beside them (other work included).
             meter = _CpuMeter(s3.pid)
-            hand_cpu: list[float] = []
-            job_cpu: list[float] = []
-            job_parts: list[dict[str, float]] = []
-            machine: dict[str, list[float]] = {"hand": [], "job": []}
-            marks: dict[str, float] = {}
-            result: Any = None
             for _ in range(rounds):  # interleaved: a shared machine must not decide the ratio
-                busy0, before, t0 = cpu_jiffies()[0], meter.now(), time.perf_counter()
-                await asyncio.to_thread(subprocess.run, command, check=True)
-                hand_times.append(time.perf_counter() - t0)
-                busy1, between = cpu_jiffies()[0], meter.now()
-                hand_cpu.append(sum(meter.spent(before, between).values()))
-                elapsed, result, marks = await _job(render.channel, user, timeline)
-                job_times.append(elapsed)
-                parts = meter.spent(between, meter.now())
-                job_cpu.append(sum(parts.values()))
-                job_parts.append(parts)
-                machine["hand"].append((busy1 - busy0) * TICK_SECONDS)
-                machine["job"].append((cpu_jiffies()[0] - busy1) * TICK_SECONDS)
+                for pair in pairs:
+                    busy0, before, t0 = cpu_jiffies()[0], meter.now(), time.perf_counter()
+                    for command in pair.hand:
+                        await asyncio.to_thread(subprocess.run, command, check=True, capture_output=True)
+                    pair.hand_times.append(time.perf_counter() - t0)
+                    busy1, between = cpu_jiffies()[0], meter.now()
+                    pair.hand_cpu.append(sum(meter.spent(before, between).values()))
+                    elapsed, pair.result, pair.marks = await _job(render.channel, user, pair.timeline)
+                    pair.job_times.append(elapsed)
+                    parts = meter.spent(between, meter.now())
+                    pair.job_cpu.append(sum(parts.values()))
+                    pair.job_parts.append(parts)
+                    pair.machine["hand"].append((busy1 - busy0) * TICK_SECONDS)
+                    pair.machine["job"].append((cpu_jiffies()[0] - busy1) * TICK_SECONDS)
+            result = pairs[0].result
             video = await storage.download(user, result.video_asset_id)
             poster = await storage.download(user, result.poster_asset_id)
             (base / "job.mp4").write_bytes(video)
             job_frames, hand_frames = _frames(base / "job.mp4"), _frames(base / "hand.mp4")
-    hand, job = statistics.median(hand_times), statistics.median(job_times)
     print(f"render job, issue 20's {seconds:g}s {W}x{H}@{FPS} timeline (x264 fast crf 23, job stores MP4 + poster), "
-          f"median of {rounds} interleaved rounds")
-    print(f"  hand-written ffmpeg (local files): {hand:7.2f} s   {hand_frames} frames   rounds {_fmt(hand_times)}")
-    print(f"  render job (create → SUCCEEDED)  : {job:7.2f} s   {job_frames} frames   rounds {_fmt(job_times)}")
-    print(f"  job / hand                       : {job / hand:7.3f}x  best-of {min(job_times) / min(hand_times):.3f}x  (goal <= 1.00x)")
+          f"median of {rounds} interleaved rounds; frames: job {job_frames}, hand {hand_frames}")
     cores = os.cpu_count() or 1
-    hc, jc = statistics.median(hand_cpu), statistics.median(job_cpu)
-    mh, mj = statistics.median(machine["hand"]), statistics.median(machine["job"])
-    print(f"  CPU-s, its own processes         : hand {hc:6.1f} ({hc / hand / cores:.0%} of {cores} cores)   "
-          f"job {jc:6.1f} ({jc / job / cores:.0%})   job - hand {jc - hc:+.1f}")
-    print("  job's CPU-s by part (median)     : " + ", ".join(
-        f"{k} {statistics.median(p[k] for p in job_parts):.1f}" for k in _CpuMeter.PARTS))
-    print(f"  CPU-s, whole machine             : hand {mh:6.1f}   job {mj:6.1f}   (other work included)")
-    print(f"  job's floor at its CPU-s (CPU-s / {cores} cores) / hand: {jc / cores / hand:.3f}x")
-    print(f"  job output: MP4 {len(video)} bytes sha256 {hashlib.sha256(video).hexdigest()[:16]}, "
+    for pair in pairs:
+        hand, job = statistics.median(pair.hand_times), statistics.median(pair.job_times)
+        hc, jc = statistics.median(pair.hand_cpu), statistics.median(pair.job_cpu)
+        mh, mj = statistics.median(pair.machine["hand"]), statistics.median(pair.machine["job"])
+        print(f"  {pair.label}")
+        print(f"    hand-written ffmpeg (local files): {hand:7.2f} s   rounds {_fmt(pair.hand_times)}")
+        print(f"    render job (create → SUCCEEDED)  : {job:7.2f} s   rounds {_fmt(pair.job_times)}")
+        print(f"    job / hand                       : {job / hand:7.3f}x  best-of {min(pair.job_times) / min(pair.hand_times):.3f}x"
+              "  (goal <= 1.00x)")
+        print(f"    CPU-s, its own processes         : hand {hc:6.1f} ({hc / hand / cores:.0%} of {cores} cores)   "
+              f"job {jc:6.1f} ({jc / job / cores:.0%})   job - hand {jc - hc:+.1f};  job's by part: " + ", ".join(
+                  f"{k} {statistics.median(p[k] for p in pair.job_parts):.1f}" for k in _CpuMeter.PARTS))
+        print(f"    CPU-s, whole machine             : hand {mh:6.1f}   job {mj:6.1f}   (other work included)")
+        print(f"    job's floor at its CPU-s (CPU-s / {cores} cores) / hand: {jc / cores / hand:.3f}x")
+    print(f"  job output (as filed): MP4 {len(video)} bytes sha256 {hashlib.sha256(video).hexdigest()[:16]}, "
           f"poster {len(poster)} bytes sha256 {hashlib.sha256(poster).hexdigest()[:16]}")
-    print("  last job, s after create: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(marks.items(), key=lambda kv: kv[1])))
+    print("  last job, s after create: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(pairs[0].marks.items(), key=lambda kv: kv[1])))
 
 
 class _CpuMeter:
