@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -220,6 +221,7 @@ async def main(args: argparse.Namespace) -> None:
     process.join(timeout=10)
     if process.is_alive():
         process.terminate()
+    shutil.rmtree(data_dir, ignore_errors=True)
 
     def summary(name: str) -> tuple[float, float]:
         return (

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -144,6 +145,7 @@ async def main(args: argparse.Namespace) -> None:
         receiver.server.shutdown()
         await stop(account, grace=0.5)
         await stop(auth, grace=0.5)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _cpu_seconds(pids: list[int]) -> list[float]:
@@ -257,6 +259,7 @@ async def throughput(args: argparse.Namespace) -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
