@@ -45,8 +45,10 @@ async def test_kept_latents_of_finished_or_gone_jobs_are_swept(inference_service
                 break
         done = await create(stub, user, model="tiny-wan", prompt="a finished job", num_inference_steps=1)
         assert (await watch(stub, user, done.id))[1][-1].state == S.JOB_STATE_SUCCEEDED
+        # Live through the rounds below on any machine (a fresh suite's 100 steps at 128x128x17 ended
+        # before them once): ~17x that work, and it is cancelled as soon as they are done.
         running = await create(stub, user, model="tiny-wan", prompt="a long one", num_inference_steps=100,
-                               width=128, height=128, num_frames=17)
+                               width=384, height=384, num_frames=33)
         await watch(stub, user, running.id, until=lambda e: e.state == S.JOB_STATE_RUNNING)
         gone = str(uuid.uuid4())  # no such job (a replica's job that was never ours, or deleted)
         keys = {f"{PREFIX}/{done.id}/spec-a": "finished", f"{PREFIX}/{done.id}/spec-b": "finished",

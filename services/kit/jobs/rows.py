@@ -37,9 +37,15 @@ def where_stopped(last: job_pb2.Progress, final: job_pb2.Progress) -> job_pb2.Pr
     return out
 
 
-def close_stage(row: Row, now_us: int, next_stage: int | None) -> None:
-    """Adds the time spent in the row's current stage when the stage changes (or the job ends)."""
-    current = job_pb2.Progress.FromString(row.progress).stage if row.progress else 0
+def stage_of(row: Row) -> int:
+    """The stage of the row's stored progress (0: none)."""
+    return job_pb2.Progress.FromString(row.progress).stage if row.progress else 0
+
+
+def close_stage(row: Row, now_us: int, current: int, next_stage: int | None) -> None:
+    """Adds the time spent in ``current``, the row's stage so far, when the stage changes to
+    ``next_stage`` (None: the job ends). The caller says which stage is current: a batch of events
+    moves through several stages before the row's progress is written once, at its end."""
     if next_stage is not None and next_stage == current:
         return
     if current and row.stage_since_us is not None and row.state == RUNNING:

@@ -38,6 +38,7 @@ from services.kit.jobs.record import JobRecord
 from services.kit.jobs.rows import Row as _Row
 from services.kit.jobs.rows import close_stage as _close_stage
 from services.kit.jobs.rows import event as _event
+from services.kit.jobs.rows import stage_of as _stage_of
 from services.kit.jobs.rows import where_stopped as _where_stopped
 from services.kit.jobs.rows import without_preview as _without_preview
 from services.kit.jobs.states import CANCELLED, FAILED, QUEUED, RUNNING, TERMINAL, check_transition
@@ -306,7 +307,7 @@ class JobStore:
             # Keep how far the work got (step and frame counters; not the stage, which would read
             # as a job still at work): a cancelled job pays for the work done before the cancel.
             progress = _where_stopped(job_pb2.Progress.FromString(row.progress), progress)
-        _close_stage(row, now_us, None if new_state in TERMINAL else progress.stage)
+        _close_stage(row, now_us, _stage_of(row), None if new_state in TERMINAL else progress.stage)
         row.state = new_state
         row.update_us = now_us
         row.progress = _without_preview(progress)
@@ -465,8 +466,11 @@ class JobStore:
     def _append_items(self, conn: Connection, row: _Row, state: int,
                       items: Sequence[EventItem]) -> list[job_pb2.JobEvent]:
         events = []
+        current = _stage_of(row)
         for seq, (progress, time_us, placement) in enumerate(items, row.last_sequence - len(items) + 1):
-            _close_stage(row, time_us, progress.stage)
+            # Each event's stage is current for the next one (a batch may span several stages).
+            _close_stage(row, time_us, current, progress.stage)
+            current = progress.stage
             ev = _event(seq, time_us, state, progress)
             if placement is not None:
                 ev.placement.CopyFrom(placement)

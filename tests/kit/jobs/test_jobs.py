@@ -370,3 +370,28 @@ def test_a_claim_skips_jobs_this_replica_still_has_a_task_for(tmp_path: Path) ->
     assert store.claim_next("replica-a", 10_000_000, 4, busy=(older.id,)) == (None, False, False)
     started, _, _ = store.claim_next("replica-a", 10_000_000, 5)
     assert started is not None and started.record.id == older.id
+
+
+def test_one_batch_of_events_through_several_stages_counts_each_stage_its_own_time(tmp_path: Path) -> None:
+    """A worker's events reach the store in batches. One batch can move through several stages (a
+    short decode between denoising and encoding, as the fresh suite's generation test saw): each
+    stage gets its own time, none is folded into the stage the batch started in."""
+    store = JobStore(_engine(tmp_path))
+    _, job = store.create(owner="alice", kind="demo", request_id="", parameters=b"p", priority=0, now_us=1,
+                          progress=job_pb2.Progress(stage=job_pb2.STAGE_QUEUED))
+    t0, ms = 1_000_000, 1000
+    started, _, _ = store.claim_next("replica-a", 10_000_000, t0)
+    assert started is not None and started.record.id == job.id
+    progress = job_pb2.Progress
+    assert store.append(job.id, [(progress(stage=job_pb2.STAGE_DENOISING, step=1), t0 + 100 * ms, None)])
+    assert store.append(job.id, [
+        (progress(stage=job_pb2.STAGE_DENOISING, step=2), t0 + 300 * ms, None),
+        (progress(stage=job_pb2.STAGE_DECODING, frame=1), t0 + 400 * ms, None),
+        (progress(stage=job_pb2.STAGE_DECODING, frame=2), t0 + 450 * ms, None),
+        (progress(stage=job_pb2.STAGE_ENCODING, frame=1), t0 + 600 * ms, None),
+    ])
+    assert store.transition(job.id, SUCCEEDED, now_us=t0 + 1000 * ms, progress=progress(message="done"), result=b"r")
+    done = store.get(job.id)
+    assert done is not None
+    durations = {k: v for k, v in done.stage_durations.items() if k in ("denoising", "decoding", "encoding")}
+    assert durations == pytest.approx({"denoising": 0.3, "decoding": 0.2, "encoding": 0.4})
