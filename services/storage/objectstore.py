@@ -368,7 +368,8 @@ class ObjectStore:
 
 class MultipartWriter:
     """Streams bytes of unknown length to one S3 object with bounded memory: full parts are uploaded
-    while more bytes arrive, at most `parts_in_flight` at once; sha256 and size are computed on the way.
+    while more bytes arrive, at most `parts_in_flight` at once (and the last, short part, sent as soon as
+the stream ends); sha256 and size are computed on the way.
     A stream shorter than one part becomes a single PUT.
 
     Each full part is hashed in a worker thread while the next one arrives (hashlib releases the GIL):
@@ -433,10 +434,10 @@ class MultipartWriter:
         self._pending_bytes = 0
         return data
 
-    async def _send(self, part: bytearray) -> None:
+    async def _send(self, part: bytearray, *, bounded: bool = True) -> None:
         if self._upload_id is None:
             self._upload_id = await self.objects.create_multipart(self.key, self.content_type)
-        while len(self._inflight) >= self.parts_in_flight:
+        while bounded and len(self._inflight) >= self.parts_in_flight:
             self._parts.append(await self._inflight.pop(0))
         number, upload_id = self._next_part, self._upload_id
         self._next_part += 1
@@ -455,7 +456,9 @@ class MultipartWriter:
             await self.objects.put(self.key, tail, self.content_type)
             return
         if tail:
-            await self._send(tail)
+            # Already in memory: waiting for a free slot would only queue its upload behind the
+            # parts in flight, on the critical path between the stream's end and the answer.
+            await self._send(tail, bounded=False)
         while self._inflight:
             self._parts.append(await self._inflight.pop(0))
         await self.objects.complete_multipart(self.key, self._upload_id, self._parts)

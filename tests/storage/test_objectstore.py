@@ -3,7 +3,9 @@ request carries, and that S3 still refuses a part whose body changed on the way 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -105,3 +107,30 @@ async def test_a_short_stream_is_one_put_with_a_checksum_whatever_the_host_aws_c
     finally:
         await objects.delete(key)
         objects.close()
+
+
+async def test_the_last_part_goes_up_beside_the_parts_still_in_flight(objects: ObjectStore) -> None:
+    """When the stream ends, its last (short) part is already in memory: it is sent at once, beside
+    the full part still in flight, instead of queueing behind it for a free slot (issue 20: the
+    time from the stream's end to the answer). Part 2's request is held until part 3's is sent."""
+    tail_sent = threading.Event()
+    overlapped: list[bool] = []
+
+    def hold(request: Any, **_: Any) -> None:
+        if "partNumber=3" in request.url:
+            tail_sent.set()
+        elif "partNumber=2" in request.url:
+            overlapped.append(tail_sent.wait(5))
+
+    objects.client.meta.events.register("before-send.s3.UploadPart", hold)
+    data = uuid.uuid4().bytes * (10 * MIB // 16) + b"tail"
+    key = f"internal/tests/{uuid.uuid4().hex}"
+    writer = objects.writer(key, "application/octet-stream", 5 * MIB, 1)  # one part in flight
+    try:
+        for chunk in _chunks(data):
+            await writer.write(chunk)
+        await asyncio.wait_for(writer.close(), 30)
+        assert overlapped == [True]
+        assert await objects.read(key) == data and writer.sha256 == hashlib.sha256(data).hexdigest()
+    finally:
+        await objects.delete(key)
