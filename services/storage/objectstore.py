@@ -368,8 +368,8 @@ class ObjectStore:
 
 class MultipartWriter:
     """Streams bytes of unknown length to one S3 object with bounded memory: full parts are uploaded
-    while more bytes arrive, at most `parts_in_flight` at once (and the last, short part, sent as soon as
-the stream ends); sha256 and size are computed on the way.
+    while more bytes arrive, at most `parts_in_flight` at once (and the last, short part, sent as soon
+    as the stream ends); sha256 and size are computed on the way.
     A stream shorter than one part becomes a single PUT.
 
     Each full part is hashed in a worker thread while the next one arrives (hashlib releases the GIL):
