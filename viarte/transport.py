@@ -229,9 +229,10 @@ class Transport:
 
     async def _after_failure(
         self, err: ViarteError, *, attempt: int, retry: bool, authenticate: bool, refreshed: bool, md: Metadata,
-        deadline: float | None,
+        deadline: float | None, max_attempts: int | None = None,
     ) -> bool:
-        """Decides whether to try again (sleeping for the backoff); True = try again."""
+        """Decides whether to try again (sleeping for the backoff); True = try again.
+        ``max_attempts`` lowers the retry policy's limit, never raises it."""
         if (
             authenticate
             and not refreshed
@@ -241,7 +242,8 @@ class Transport:
             and await self.credentials.refresh(md)
         ):
             return True
-        if not (retry and self.retry.retryable(err) and attempt < self.retry.max_attempts):
+        limit = self.retry.max_attempts if max_attempts is None else min(max_attempts, self.retry.max_attempts)
+        if not (retry and self.retry.retryable(err) and attempt < limit):
             return False
         delay = self.retry.delay(attempt, err.retry_after)
         if deadline is not None and time.monotonic() + delay >= deadline:
@@ -264,7 +266,6 @@ class Transport:
         ``max_attempts`` lowers the retry policy's limit for a call whose retries must stay few."""
         deadline = self._deadline(timeout)
         request_id = uuid.uuid4().hex
-        limit = self.retry.max_attempts if max_attempts is None else min(max_attempts, self.retry.max_attempts)
         attempt, refreshed = 0, False
         while True:
             attempt += 1
@@ -274,8 +275,8 @@ class Transport:
             except grpc.RpcError as exc:
                 err = _decode(exc, request_id)
             again = await self._after_failure(
-                err, attempt=attempt, retry=retry and attempt < limit, authenticate=authenticate, refreshed=refreshed,
-                md=md, deadline=deadline,
+                err, attempt=attempt, retry=retry, authenticate=authenticate, refreshed=refreshed, md=md,
+                deadline=deadline, max_attempts=max_attempts,
             )
             if not again:
                 raise err
