@@ -96,4 +96,5 @@ async def build(config: RenderConfig) -> tuple[grpc.aio.Server, int]:
     server.render_jobs = jobs  # exposed for tests (not part of the API)
     server.render_drafts = drafts
     server.render_storage = storage
+    server.render_ray = ray
     return server, port

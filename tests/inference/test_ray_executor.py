@@ -20,7 +20,7 @@ import pytest_asyncio
 from services.inference.engine.encode import decode_mp4
 from services.kit.ports import free_port
 from tests.fixtures.inference import TINY_MODELS_DIR, running_inference, test_inference_config
-from tests.fixtures.ray import add_gpu_node, service_without_ray
+from tests.fixtures.ray import add_gpu_node, connected, service_without_ray
 from tests.inference.helpers import create, details, watch
 from viarte.inference.v1 import generation_pb2 as G
 from viarte.storage.v1 import storage_pb2
@@ -47,13 +47,7 @@ async def ray_inference(tmp_path_factory: Any, auth_service: Any, storage_servic
                                    executor="ray", ray_address=ray_cluster.address, worker_threads=1,
                                    ray_probe_seconds=0.5, **_face())
     async with running_inference(config) as service:
-        # Connected before the tests start: on a loaded machine the actors' first answers can outlast
-        # the bounded first connect, and the executor then keeps retrying in the background
-        # (UNAVAILABLE meanwhile, which tests/inference of Ray-down cover on their own).
-        for _ in range(1200):  # at most 10 min
-            if service.parts.pool.actors.error is None:
-                break
-            await asyncio.sleep(0.5)
+        await connected(service.parts.pool.actors)
         yield service
 
 

@@ -21,7 +21,7 @@ from services.kit.ports import free_port
 from services.render.capabilities import capabilities
 from services.render.config import RenderConfig
 from services.render.upscale.pool import upscale_work
-from tests.fixtures.ray import add_gpu_node, service_without_ray
+from tests.fixtures.ray import add_gpu_node, connected, service_without_ray
 from tests.fixtures.render import MODEL_DIR, probe_file, render_test_config, running_render
 from tests.render.test_split import MIN_C_CRF18_DB, MIN_Y_CRF18_DB, busy_timeline, decode, scores
 from tests.render.test_stabilize import Counted, make_shaky
@@ -43,6 +43,7 @@ async def ray_render(tmp_path_factory: Any, auth_service: Any, storage_service: 
                                 ray_address=ray_cluster.address, ray_probe_seconds=0.5, split_max_workers=2,
                                 render_split_seconds=3.0, upscale_split_min_frames=8, upscale_crf=0)
     async with running_render(config) as service:
+        await connected(service.server.render_ray.actors)
         yield service
 
 
