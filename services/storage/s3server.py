@@ -150,10 +150,13 @@ GROWTH_ENV = {"WEED_MASTER_VOLUME_GROWTH_COPY_1": "1"}
 
 
 def _die_with_parent() -> None:
-    # Linux: SIGTERM the server when the process that launched it dies (no stray weed after a crash).
+    # Linux: kill the server when the process that launched it dies (no stray weed after a crash).
+    # SIGKILL, not SIGTERM: on SIGTERM weed's filer waits for the S3 gateway's metadata stream, and
+    # an orphaned weed has kept running for hours that way. Its writes are on disk already (as for
+    # stop_sync's SIGKILL after the grace).
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 class S3Server:

@@ -190,3 +190,45 @@ async def test_a_small_disk_still_takes_writes_into_many_buckets(
         assert [client.get_object(Bucket=f"bucket-{i}", Key="first")["Body"].read() for i in range(12)] == [
             b"x" * 1000
         ] * 12
+
+
+_ORPHAN_PARENT = """
+import asyncio, sys
+from services.storage.s3server import start_s3_server
+
+async def main():
+    s3 = await start_s3_server(sys.argv[1], 0, "AKIATEST", "s3cret-test")
+    print(s3.pid, flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+def test_weed_dies_at_once_with_the_process_that_started_it(tmp_path: Path) -> None:
+    """A launcher killed outright (a crashed service, an interrupted bench) leaves no SeaweedFS
+    behind: weed's own SIGTERM handling waits on its filer and has kept one running for hours."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    repo = Path(__file__).resolve().parents[2]
+    parent = subprocess.Popen([sys.executable, "-c", _ORPHAN_PARENT, str(tmp_path / "s3")], cwd=repo,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        weed = psutil.Process(int(parent.stdout.readline()))
+        assert weed.is_running() and "weed" in weed.name()
+    finally:
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and weed.is_running() and weed.status() != psutil.STATUS_ZOMBIE:
+        time.sleep(0.05)
+    alive = weed.is_running() and weed.status() != psutil.STATUS_ZOMBIE
+    if alive:
+        weed.kill()
+    assert not alive, "weed outlived its launcher by 5 s"
