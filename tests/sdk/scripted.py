@@ -57,6 +57,8 @@ class Script:
     create_unavailable_times: int = 0
     # GetGenerationJob sleeps this long before answering.
     get_delay: float = 0.0
+    # The first CreateGenerationJob makes its job, then sleeps this long before answering.
+    create_delay: float = 0.0
     # WatchGenerationJob: the events of the job, and after how many events the FIRST stream drops.
     total_steps: int = 6
     drop_after: int | None = None
@@ -129,6 +131,8 @@ class ScriptedGeneration(generation_pb2_grpc.GenerationServiceServicer):
             status=job_pb2.JobStatus(state=job_pb2.JOB_STATE_QUEUED, last_sequence=1),
         )
         self.jobs[job.id] = job
+        if len(self.jobs) == 1 and self.script.create_delay:
+            await asyncio.sleep(self.script.create_delay)
         return generation_pb2.CreateGenerationJobResponse(job=job)
 
     async def _job(self, job_id: str, context: grpc.aio.ServicerContext) -> generation_pb2.GenerationJob:

@@ -227,6 +227,32 @@ def test_sync_client_ctrl_c_cancels_the_job(delivered_to: str) -> None:
         server_loop.close()
 
 
+@pytest.mark.usefixtures("interactive_sigint")
+def test_sync_ctrl_c_while_the_create_answer_is_on_its_way_cancels_the_job() -> None:
+    """Ctrl-C after the server made the job but before its answer arrived (the CLI's race on a busy
+    machine): the client never learned the job's id, yet the job must not run on. The same
+    request_id names it: the replay returns that job, which is then cancelled."""
+    server_loop = LoopThread()
+    server, port, servicer = server_loop.run(start_scripted(Script(create_delay=30)))
+    try:
+        def interrupt_once_created() -> None:
+            deadline = time.monotonic() + 60
+            while not servicer.jobs and time.monotonic() < deadline:
+                time.sleep(0.01)
+            os.kill(os.getpid(), signal.SIGINT)
+
+        with Client({"inference": f"127.0.0.1:{port}"}, retry=FAST) as client:
+            threading.Thread(target=interrupt_once_created, daemon=True).start()
+            with pytest.raises(KeyboardInterrupt):
+                client.generation.create(PARAMS)
+        assert list(servicer.jobs) == ["job-1"] and servicer.record.cancels == ["job-1"]
+        first, replay = servicer.record.request_ids
+        assert first == replay
+    finally:
+        server_loop.run(server.stop(0))
+        server_loop.close()
+
+
 def test_sync_ctrl_c_before_the_loop_started_the_wait_still_cancels_the_job(monkeypatch: pytest.MonkeyPatch) -> None:
     """Ctrl-C lands while the wait's coroutine is still queued behind other work on the SDK's loop
     (a callback holding it for 0.5 s). The call lets the coroutine start, cancels it and waits for

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,7 +27,13 @@ app.add_typer(jobs_app, name="jobs")
 
 def run_job(c: Ctx, kind: str, params: Any, *, title: str, detach: bool, priority: int, download: Path | None) -> Any:
     jobs = c.client().jobs(kind)
-    job = jobs.create(params, priority=priority)
+    request_id = uuid.uuid4().hex
+    try:
+        job = jobs.create(params, priority=priority, request_id=request_id)
+    except KeyboardInterrupt:
+        # The SDK cancelled the job an interrupted Create may have made; its request_id names it.
+        _name_cancelled(c, jobs, params, priority, request_id)
+        raise
     if detach:
         c.info(f"{kind} job {job.id} queued")
         c.emit(job, lambda: c.out.print(f"job {job.id} (watch it: viarte jobs watch {job.id})"))
@@ -48,6 +55,15 @@ def run_job(c: Ctx, kind: str, params: Any, *, title: str, detach: bool, priorit
     saved = download_asset(c, output, download) if download is not None and output else None
     c.emit({"job": final, "output_asset_id": output, "downloaded": saved}, lambda: _print_result(c, kind, final, saved))
     return final
+
+
+def _name_cancelled(c: Ctx, jobs: Any, params: Any, priority: int, request_id: str) -> None:
+    try:
+        job = jobs.create(params, priority=priority, request_id=request_id)
+    except (ViarteError, KeyboardInterrupt):
+        return  # the server may be gone, or the user pressed Ctrl-C again: `handled` says "cancelled"
+    _cancel_quietly(jobs, job.id)  # in case the SDK's own cancel ran out of time
+    c.err.print(f"[yellow]cancelled job {job.id}[/]")
 
 
 def _cancel_quietly(jobs: Any, job_id: str) -> None:

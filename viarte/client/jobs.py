@@ -56,11 +56,22 @@ class AsyncJobs(_Resource, Generic[J, P]):
         self, parameters: P, *, request_id: str | None = None, priority: int = 0, timeout: Any = _DEFAULT  # noqa: ASYNC109 - a gRPC deadline
     ) -> J:
         """Queues a job. ``request_id`` (generated when omitted) makes retries and repeats safe: the
-        same id returns the existing job."""
+        same id returns the existing job. Cancelling the call (or Ctrl-C in the sync client) while
+        its answer is on the way cancels the job it may have made."""
         req = self._req("Create", parameters=parameters, request_id=request_id or uuid.uuid4().hex, priority=priority)
-        # Retried only because the request carries its request_id.
-        resp = await self._t.unary(self._rpc("Create"), req, retry=bool(req.request_id), timeout=timeout)
+        try:
+            # Retried only because the request carries its request_id.
+            resp = await self._t.unary(self._rpc("Create"), req, retry=bool(req.request_id), timeout=timeout)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            await call_soon_shielded(lambda: self._cancel_created(req))
+            raise
         return resp.job  # type: ignore[no-any-return]
+
+    async def _cancel_created(self, req: Any) -> None:
+        """The server may have made the job of an interrupted Create: the same request_id names it (a
+        replay returns that job, or makes it if the first never arrived), and it is cancelled."""
+        job = (await self._t.unary(self._rpc("Create"), req, retry=False)).job
+        await self.cancel(job.id)
 
     async def get(self, job_id: str, *, timeout: Any = _DEFAULT) -> J:  # noqa: ASYNC109 - a gRPC deadline
         return (await self._t.unary(self._rpc("Get"), self._req("Get", id=job_id), retry=True, timeout=timeout)).job  # type: ignore[no-any-return]
