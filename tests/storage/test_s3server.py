@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import struct
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -11,6 +15,7 @@ from pathlib import Path
 
 import boto3
 import jwt as pyjwt
+import psutil
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -208,13 +213,6 @@ asyncio.run(main())
 def test_weed_dies_at_once_with_the_process_that_started_it(tmp_path: Path) -> None:
     """A launcher killed outright (a crashed service, an interrupted bench) leaves no SeaweedFS
     behind: weed's own SIGTERM handling waits on its filer and has kept one running for hours."""
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    import psutil
-
     repo = Path(__file__).resolve().parents[2]
     parent = subprocess.Popen([sys.executable, "-c", _ORPHAN_PARENT, str(tmp_path / "s3")], cwd=repo,
                               stdout=subprocess.PIPE, text=True)
